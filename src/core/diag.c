@@ -1,0 +1,116 @@
+/* Diagnostics list and field paths. */
+#include "evscale/diag.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void evs_diag_init(evs_diag_t *d) { memset(d, 0, sizeof *d); }
+
+void evs_diag_free(evs_diag_t *d) {
+  for (size_t i = 0; i < d->n; i++) {
+    free(d->items[i].source);
+    free(d->items[i].path);
+    free(d->items[i].msg);
+  }
+  free(d->items);
+  memset(d, 0, sizeof *d);
+}
+
+static char *evs__strdup_opt(const char *s) { return s ? strdup(s) : NULL; }
+
+static void evs__diag_push(evs_diag_t *d, const char *source, uint32_t line, uint32_t col,
+                           const char *path, char *msg) {
+  size_t max = d->max ? d->max : 1000;
+  if (msg == NULL || d->n >= max) {
+    free(msg);
+    d->dropped++;
+    return;
+  }
+  if (d->n == d->cap) {
+    size_t cap = d->cap ? d->cap * 2 : 8;
+    evs_diag_entry_t *items = realloc(d->items, cap * sizeof *items);
+    if (items == NULL) {
+      free(msg);
+      d->dropped++;
+      return;
+    }
+    d->items = items;
+    d->cap = cap;
+  }
+  evs_diag_entry_t *e = &d->items[d->n++];
+  e->source = evs__strdup_opt(source);
+  e->line = line;
+  e->col = col;
+  e->path = path && *path ? strdup(path) : NULL;
+  e->msg = msg;
+}
+
+void evs_diag_add(evs_diag_t *d, const char *source, uint32_t line, uint32_t col,
+                  const char *path, const char *fmt, ...) {
+  if (d == NULL)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  char *msg = NULL;
+  if (vasprintf(&msg, fmt, ap) < 0)
+    msg = NULL;
+  va_end(ap);
+  evs__diag_push(d, source, line, col, path, msg);
+}
+
+void evs_diag_merge(evs_diag_t *dst, const evs_diag_t *src) {
+  for (size_t i = 0; i < src->n; i++) {
+    const evs_diag_entry_t *e = &src->items[i];
+    evs__diag_push(dst, e->source, e->line, e->col, e->path, strdup(e->msg));
+  }
+  dst->dropped += src->dropped;
+}
+
+int evs_diag_format(const evs_diag_t *d, size_t i, char *buf, size_t cap) {
+  const evs_diag_entry_t *e = &d->items[i];
+  const char *src = e->source ? e->source : "<input>";
+  if (e->line)
+    return snprintf(buf, cap, "%s:%u:%u: %s%s%s", src, e->line, e->col, e->path ? e->path : "",
+                    e->path ? ": " : "", e->msg);
+  return snprintf(buf, cap, "%s: %s%s%s", src, e->path ? e->path : "", e->path ? ": " : "",
+                  e->msg);
+}
+
+void evs_path_init(evs_path_t *p) {
+  p->len = 0;
+  p->buf[0] = '\0';
+}
+
+static size_t evs__path_append(evs_path_t *p, const char *s) {
+  size_t old = p->len;
+  size_t n = strlen(s);
+  if (p->len + n >= sizeof p->buf)
+    n = sizeof p->buf - 1 - p->len;
+  memcpy(p->buf + p->len, s, n);
+  p->len += n;
+  p->buf[p->len] = '\0';
+  return old;
+}
+
+size_t evs_path_push_key(evs_path_t *p, const char *key) {
+  size_t old = p->len;
+  if (p->len > 0)
+    evs__path_append(p, ".");
+  evs__path_append(p, key);
+  return old;
+}
+
+size_t evs_path_push_index(evs_path_t *p, size_t index) {
+  char tmp[32];
+  snprintf(tmp, sizeof tmp, "[%zu]", index);
+  return evs__path_append(p, tmp);
+}
+
+void evs_path_pop(evs_path_t *p, size_t len) {
+  if (len <= p->len) {
+    p->len = len;
+    p->buf[len] = '\0';
+  }
+}

@@ -1,0 +1,628 @@
+/* Document trees with positions, from libyaml events or jansson values. */
+#include "evscale/node.h"
+#include "evscale/error.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <yaml.h>
+
+/* Nodes and strings of one document come from one arena, freed at once: a config file or an
+ * API object is parsed, validated into compact structs and dropped. */
+typedef struct evs__chunk_s {
+  struct evs__chunk_s *next;
+  size_t used, cap;
+  _Alignas(max_align_t) unsigned char data[];
+} evs__chunk_t;
+
+struct evs_doc_s {
+  evs__chunk_t *chunks;
+  evs_node_t *root;
+  char *file;
+};
+
+static void *evs__alloc(evs_doc_t *doc, size_t n) {
+  n = (n + 15) & ~(size_t)15;
+  evs__chunk_t *c = doc->chunks;
+  if (c == NULL || c->cap - c->used < n) {
+    size_t cap = n > 8192 ? n : 8192;
+    c = malloc(sizeof *c + cap);
+    if (c == NULL)
+      return NULL;
+    c->used = 0;
+    c->cap = cap;
+    c->next = doc->chunks;
+    doc->chunks = c;
+  }
+  void *p = c->data + c->used;
+  c->used += n;
+  return p;
+}
+
+static char *evs__strndup(evs_doc_t *doc, const char *s, size_t n) {
+  char *p = evs__alloc(doc, n + 1);
+  if (p) {
+    memcpy(p, s, n);
+    p[n] = '\0';
+  }
+  return p;
+}
+
+static evs_doc_t *evs__doc_new(const char *file) {
+  evs_doc_t *doc = calloc(1, sizeof *doc);
+  if (doc == NULL)
+    return NULL;
+  doc->file = strdup(file ? file : "<input>");
+  if (doc->file == NULL) {
+    free(doc);
+    return NULL;
+  }
+  return doc;
+}
+
+void evs_doc_free(evs_doc_t *doc) {
+  if (doc == NULL)
+    return;
+  evs__chunk_t *c = doc->chunks;
+  while (c) {
+    evs__chunk_t *next = c->next;
+    free(c);
+    c = next;
+  }
+  free(doc->file);
+  free(doc);
+}
+
+const evs_node_t *evs_doc_root(const evs_doc_t *doc) { return doc ? doc->root : NULL; }
+const char *evs_doc_file(const evs_doc_t *doc) { return doc ? doc->file : NULL; }
+
+static evs_node_t *evs__node_new(evs_doc_t *doc, int kind, uint32_t line, uint32_t col) {
+  evs_node_t *n = evs__alloc(doc, sizeof *n);
+  if (n == NULL)
+    return NULL;
+  memset(n, 0, sizeof *n);
+  n->kind = (uint8_t)kind;
+  n->line = line;
+  n->col = col;
+  return n;
+}
+
+/* ---- YAML 1.2 core schema resolution of plain scalars ---- */
+
+static int evs__is_null(const char *s) {
+  return *s == '\0' || strcmp(s, "~") == 0 || strcmp(s, "null") == 0 ||
+         strcmp(s, "Null") == 0 || strcmp(s, "NULL") == 0;
+}
+
+static int evs__parse_bool(const char *s, int *b) {
+  if (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "TRUE"))
+    *b = 1;
+  else if (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "FALSE"))
+    *b = 0;
+  else
+    return 0;
+  return 1;
+}
+
+static int evs__parse_int(const char *s, int64_t *out) {
+  const char *p = s;
+  int base = 10;
+  if (*p == '-' || *p == '+')
+    p++;
+  if (p[0] == '0' && p[1] == 'x') {
+    base = 16;
+    p += 2;
+  } else if (p[0] == '0' && p[1] == 'o') {
+    base = 8;
+    p += 2;
+  }
+  if (*p == '\0')
+    return 0;
+  for (const char *q = p; *q; q++) {
+    int ok = base == 16 ? (*q >= '0' && *q <= '9') || (*q >= 'a' && *q <= 'f') ||
+                              (*q >= 'A' && *q <= 'F')
+             : base == 8 ? (*q >= '0' && *q <= '7')
+                         : (*q >= '0' && *q <= '9');
+    if (!ok)
+      return 0;
+  }
+  errno = 0;
+  char *end;
+  long long v = strtoll(p, &end, base);
+  if (errno == ERANGE || *end != '\0')
+    return 0;
+  *out = s[0] == '-' ? -v : v;
+  return 1;
+}
+
+static int evs__parse_real(const char *s, double *out) {
+  const char *p = s;
+  if (*p == '-' || *p == '+')
+    p++;
+  if (!strcmp(p, ".inf") || !strcmp(p, ".Inf") || !strcmp(p, ".INF")) {
+    *out = s[0] == '-' ? -INFINITY : INFINITY;
+    return 1;
+  }
+  if (!strcmp(s, ".nan") || !strcmp(s, ".NaN") || !strcmp(s, ".NAN")) {
+    *out = NAN;
+    return 1;
+  }
+  /* [-+]? ( \. [0-9]+ | [0-9]+ ( \. [0-9]* )? ) ( [eE] [-+]? [0-9]+ )? */
+  int digits = 0;
+  while (*p >= '0' && *p <= '9') {
+    p++;
+    digits++;
+  }
+  if (*p == '.') {
+    p++;
+    while (*p >= '0' && *p <= '9') {
+      p++;
+      digits++;
+    }
+  }
+  if (!digits)
+    return 0;
+  if (*p == 'e' || *p == 'E') {
+    p++;
+    if (*p == '-' || *p == '+')
+      p++;
+    if (!(*p >= '0' && *p <= '9'))
+      return 0;
+    while (*p >= '0' && *p <= '9')
+      p++;
+  }
+  if (*p != '\0')
+    return 0;
+  *out = strtod(s, NULL);
+  return 1;
+}
+
+static void evs__resolve_plain(evs_node_t *n) {
+  if (evs__is_null(n->u.text))
+    n->kind = EVS_NODE_NULL;
+  else if (evs__parse_bool(n->u.text, &n->num.b))
+    n->kind = EVS_NODE_BOOL;
+  else if (evs__parse_int(n->u.text, &n->num.i))
+    n->kind = EVS_NODE_INT;
+  else if (evs__parse_real(n->u.text, &n->num.d))
+    n->kind = EVS_NODE_REAL;
+}
+
+/* ---- YAML: an event-driven builder with an explicit stack ---- */
+
+typedef struct {
+  evs_node_t *node;
+  evs_node_t **items;
+  size_t n, cap;
+  char *anchor;
+} evs__frame_t;
+
+typedef struct {
+  char *name;
+  evs_node_t *node; /* NULL while the anchored collection is still open */
+} evs__anchor_t;
+
+typedef struct {
+  evs_doc_t *doc;
+  evs_diag_t *diag;
+  evs__frame_t *stack;
+  size_t depth, cap;
+  evs__anchor_t *anchors;
+  size_t nanchors, anchors_cap;
+  int failed;
+} evs__ybuild_t;
+
+/* Nesting deeper than this is refused: no configuration needs it, and it bounds the stack. */
+#define EVS__MAX_DEPTH 64
+
+static void evs__yerr(evs__ybuild_t *b, uint32_t line, uint32_t col, const char *msg,
+                      const char *arg) {
+  if (arg)
+    evs_diag_add(b->diag, b->doc->file, line, col, NULL, "%s '%s'", msg, arg);
+  else
+    evs_diag_add(b->diag, b->doc->file, line, col, NULL, "%s", msg);
+  b->failed = 1;
+}
+
+static int evs__frame_append(evs__frame_t *f, evs_node_t *n) {
+  if (f->n == f->cap) {
+    size_t cap = f->cap ? f->cap * 2 : 8;
+    evs_node_t **items = realloc(f->items, cap * sizeof *items);
+    if (items == NULL)
+      return UV_ENOMEM;
+    f->items = items;
+    f->cap = cap;
+  }
+  f->items[f->n++] = n;
+  return 0;
+}
+
+static int evs__anchor_add(evs__ybuild_t *b, const char *name, evs_node_t *node) {
+  if (b->nanchors == b->anchors_cap) {
+    size_t cap = b->anchors_cap ? b->anchors_cap * 2 : 4;
+    evs__anchor_t *a = realloc(b->anchors, cap * sizeof *a);
+    if (a == NULL)
+      return UV_ENOMEM;
+    b->anchors = a;
+    b->anchors_cap = cap;
+  }
+  b->anchors[b->nanchors].name = strdup(name);
+  if (b->anchors[b->nanchors].name == NULL)
+    return UV_ENOMEM;
+  b->anchors[b->nanchors++].node = node;
+  return 0;
+}
+
+static evs__anchor_t *evs__anchor_find(evs__ybuild_t *b, const char *name) {
+  /* Latest definition wins, as YAML allows redefining an anchor. */
+  for (size_t i = b->nanchors; i-- > 0;)
+    if (strcmp(b->anchors[i].name, name) == 0)
+      return &b->anchors[i];
+  return NULL;
+}
+
+/* Adds a finished node to the open collection (or makes it the root). */
+static int evs__attach(evs__ybuild_t *b, evs_node_t *n) {
+  if (b->depth == 0) {
+    b->doc->root = n;
+    return 0;
+  }
+  evs__frame_t *f = &b->stack[b->depth - 1];
+  if (f->node->kind == EVS_NODE_MAP && f->n % 2 == 0) {
+    /* A key: must be a scalar, and unique in its map. */
+    if (!evs_node_is_scalar(n)) {
+      evs__yerr(b, n->line, n->col, "mapping keys must be scalars", NULL);
+      return 0;
+    }
+    n->kind = EVS_NODE_STR;
+    for (size_t i = 0; i < f->n; i += 2) {
+      if (strcmp(f->items[i]->u.text, n->u.text) == 0) {
+        evs__yerr(b, n->line, n->col, "duplicate key", n->u.text);
+        break;
+      }
+    }
+  }
+  return evs__frame_append(f, n);
+}
+
+static int evs__open(evs__ybuild_t *b, int kind, const yaml_event_t *ev, const char *anchor) {
+  if (b->depth >= EVS__MAX_DEPTH) {
+    evs__yerr(b, (uint32_t)ev->start_mark.line + 1, (uint32_t)ev->start_mark.column + 1,
+              "nesting too deep", NULL);
+    return EVS_EYAML;
+  }
+  if (b->depth == b->cap) {
+    size_t cap = b->cap ? b->cap * 2 : 8;
+    evs__frame_t *s = realloc(b->stack, cap * sizeof *s);
+    if (s == NULL)
+      return UV_ENOMEM;
+    b->stack = s;
+    b->cap = cap;
+  }
+  evs_node_t *n = evs__node_new(b->doc, kind, (uint32_t)ev->start_mark.line + 1,
+                                (uint32_t)ev->start_mark.column + 1);
+  if (n == NULL)
+    return UV_ENOMEM;
+  evs__frame_t *f = &b->stack[b->depth++];
+  memset(f, 0, sizeof *f);
+  f->node = n;
+  if (anchor) {
+    f->anchor = strdup(anchor);
+    if (evs__anchor_add(b, anchor, NULL) != 0)
+      return UV_ENOMEM;
+  }
+  return 0;
+}
+
+static int evs__close(evs__ybuild_t *b) {
+  evs__frame_t *f = &b->stack[--b->depth];
+  evs_node_t *n = f->node;
+  int rc = 0;
+  if (n->kind == EVS_NODE_MAP && f->n % 2 != 0)
+    f->n--; /* cannot happen with a well-formed event stream */
+  n->len = (uint32_t)(n->kind == EVS_NODE_MAP ? f->n / 2 : f->n);
+  if (f->n) {
+    n->u.items = evs__alloc(b->doc, f->n * sizeof *n->u.items);
+    if (n->u.items == NULL)
+      rc = UV_ENOMEM;
+    else
+      memcpy(n->u.items, f->items, f->n * sizeof *n->u.items);
+  }
+  if (f->anchor) {
+    evs__anchor_t *a = evs__anchor_find(b, f->anchor);
+    if (a)
+      a->node = n;
+    free(f->anchor);
+  }
+  free(f->items);
+  if (rc == 0)
+    rc = evs__attach(b, n);
+  return rc;
+}
+
+static int evs__scalar(evs__ybuild_t *b, const yaml_event_t *ev) {
+  evs_node_t *n = evs__node_new(b->doc, EVS_NODE_STR, (uint32_t)ev->start_mark.line + 1,
+                                (uint32_t)ev->start_mark.column + 1);
+  if (n == NULL)
+    return UV_ENOMEM;
+  n->u.text = evs__strndup(b->doc, (const char *)ev->data.scalar.value, ev->data.scalar.length);
+  if (n->u.text == NULL)
+    return UV_ENOMEM;
+  n->len = (uint32_t)ev->data.scalar.length;
+  /* A scalar with a NUL inside cannot be used as a C string: refuse it rather than cut it. */
+  if (strlen(n->u.text) != ev->data.scalar.length)
+    evs__yerr(b, n->line, n->col, "NUL byte in scalar", NULL);
+  /* Only untagged plain scalars are resolved; "5" stays a string. */
+  if (ev->data.scalar.plain_implicit && ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE)
+    evs__resolve_plain(n);
+  if (ev->data.scalar.anchor && evs__anchor_add(b, (const char *)ev->data.scalar.anchor, n) != 0)
+    return UV_ENOMEM;
+  return evs__attach(b, n);
+}
+
+static int evs__alias(evs__ybuild_t *b, const yaml_event_t *ev) {
+  const char *name = (const char *)ev->data.alias.anchor;
+  evs__anchor_t *a = evs__anchor_find(b, name);
+  uint32_t line = (uint32_t)ev->start_mark.line + 1, col = (uint32_t)ev->start_mark.column + 1;
+  if (a == NULL) {
+    evs__yerr(b, line, col, "unknown alias", name);
+    return 0;
+  }
+  if (a->node == NULL) {
+    evs__yerr(b, line, col, "alias refers to a node that contains it", name);
+    return 0;
+  }
+  /* Documents are trees of borrowed nodes freed together, so an alias may share its target. */
+  return evs__attach(b, a->node);
+}
+
+int evs_doc_parse_yaml(const char *buf, size_t len, const char *file, evs_doc_t **out,
+                       evs_diag_t *diag) {
+  *out = NULL;
+  evs_doc_t *doc = evs__doc_new(file);
+  if (doc == NULL)
+    return UV_ENOMEM;
+  yaml_parser_t parser;
+  if (!yaml_parser_initialize(&parser)) {
+    evs_doc_free(doc);
+    return UV_ENOMEM;
+  }
+  yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
+  evs__ybuild_t b = {.doc = doc, .diag = diag};
+  int rc = 0, docs = 0, done = 0;
+  while (!done && rc == 0) {
+    yaml_event_t ev;
+    if (!yaml_parser_parse(&parser, &ev)) {
+      const char *problem = parser.problem ? parser.problem : "syntax error";
+      yaml_mark_t m = parser.problem_mark;
+      if (parser.context)
+        evs_diag_add(diag, doc->file, (uint32_t)m.line + 1, (uint32_t)m.column + 1, NULL,
+                     "%s %s", problem, parser.context);
+      else
+        evs_diag_add(diag, doc->file, (uint32_t)m.line + 1, (uint32_t)m.column + 1, NULL, "%s",
+                     problem);
+      b.failed = 1;
+      break;
+    }
+    switch (ev.type) {
+    case YAML_STREAM_END_EVENT:
+      done = 1;
+      break;
+    case YAML_DOCUMENT_START_EVENT:
+      if (++docs > 1)
+        evs__yerr(&b, (uint32_t)ev.start_mark.line + 1, (uint32_t)ev.start_mark.column + 1,
+                  "only one YAML document is allowed", NULL);
+      break;
+    case YAML_MAPPING_START_EVENT:
+      rc = evs__open(&b, EVS_NODE_MAP, &ev, (const char *)ev.data.mapping_start.anchor);
+      break;
+    case YAML_SEQUENCE_START_EVENT:
+      rc = evs__open(&b, EVS_NODE_SEQ, &ev, (const char *)ev.data.sequence_start.anchor);
+      break;
+    case YAML_MAPPING_END_EVENT:
+    case YAML_SEQUENCE_END_EVENT:
+      rc = evs__close(&b);
+      break;
+    case YAML_SCALAR_EVENT:
+      rc = evs__scalar(&b, &ev);
+      break;
+    case YAML_ALIAS_EVENT:
+      rc = evs__alias(&b, &ev);
+      break;
+    default:
+      break;
+    }
+    yaml_event_delete(&ev);
+  }
+  yaml_parser_delete(&parser);
+  while (b.depth > 0) {
+    evs__frame_t *f = &b.stack[--b.depth];
+    free(f->items);
+    free(f->anchor);
+  }
+  free(b.stack);
+  for (size_t i = 0; i < b.nanchors; i++)
+    free(b.anchors[i].name);
+  free(b.anchors);
+  if (rc == 0 && b.failed)
+    rc = EVS_EYAML;
+  if (rc != 0) {
+    evs_doc_free(doc);
+    return rc;
+  }
+  *out = doc;
+  return 0;
+}
+
+/* ---- JSON through jansson ---- */
+
+static evs_node_t *evs__from_json(evs_doc_t *doc, const json_t *j, int depth, int *rc) {
+  if (depth > EVS__MAX_DEPTH) {
+    *rc = EVS_EJSON;
+    return NULL;
+  }
+  evs_node_t *n = evs__node_new(doc, EVS_NODE_NULL, 0, 0);
+  if (n == NULL) {
+    *rc = UV_ENOMEM;
+    return NULL;
+  }
+  char tmp[64];
+  const char *text = NULL;
+  size_t tlen = 0;
+  switch (json_typeof(j)) {
+  case JSON_OBJECT: {
+    n->kind = EVS_NODE_MAP;
+    size_t cnt = json_object_size(j), i = 0;
+    n->len = (uint32_t)cnt;
+    n->u.items = cnt ? evs__alloc(doc, 2 * cnt * sizeof *n->u.items) : NULL;
+    if (cnt && n->u.items == NULL) {
+      *rc = UV_ENOMEM;
+      return NULL;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)j, key, v) {
+      evs_node_t *k = evs__node_new(doc, EVS_NODE_STR, 0, 0);
+      if (k == NULL || (k->u.text = evs__strndup(doc, key, strlen(key))) == NULL) {
+        *rc = UV_ENOMEM;
+        return NULL;
+      }
+      k->len = (uint32_t)strlen(key);
+      n->u.items[2 * i] = k;
+      n->u.items[2 * i + 1] = evs__from_json(doc, v, depth + 1, rc);
+      if (n->u.items[2 * i + 1] == NULL)
+        return NULL;
+      i++;
+    }
+    return n;
+  }
+  case JSON_ARRAY: {
+    n->kind = EVS_NODE_SEQ;
+    size_t cnt = json_array_size(j);
+    n->len = (uint32_t)cnt;
+    n->u.items = cnt ? evs__alloc(doc, cnt * sizeof *n->u.items) : NULL;
+    if (cnt && n->u.items == NULL) {
+      *rc = UV_ENOMEM;
+      return NULL;
+    }
+    for (size_t i = 0; i < cnt; i++) {
+      n->u.items[i] = evs__from_json(doc, json_array_get(j, i), depth + 1, rc);
+      if (n->u.items[i] == NULL)
+        return NULL;
+    }
+    return n;
+  }
+  case JSON_STRING:
+    n->kind = EVS_NODE_STR;
+    text = json_string_value(j);
+    tlen = json_string_length(j);
+    break;
+  case JSON_INTEGER:
+    n->kind = EVS_NODE_INT;
+    n->num.i = json_integer_value(j);
+    tlen = (size_t)snprintf(tmp, sizeof tmp, "%" JSON_INTEGER_FORMAT, json_integer_value(j));
+    text = tmp;
+    break;
+  case JSON_REAL:
+    n->kind = EVS_NODE_REAL;
+    n->num.d = json_real_value(j);
+    tlen = (size_t)snprintf(tmp, sizeof tmp, "%.17g", n->num.d);
+    text = tmp;
+    break;
+  case JSON_TRUE:
+  case JSON_FALSE:
+    n->kind = EVS_NODE_BOOL;
+    n->num.b = json_is_true(j);
+    text = n->num.b ? "true" : "false";
+    tlen = strlen(text);
+    break;
+  default:
+    text = "";
+    break;
+  }
+  n->u.text = evs__strndup(doc, text, tlen);
+  n->len = (uint32_t)tlen;
+  if (n->u.text == NULL) {
+    *rc = UV_ENOMEM;
+    return NULL;
+  }
+  return n;
+}
+
+int evs_doc_from_jansson(const void *json, const char *file, evs_doc_t **out) {
+  *out = NULL;
+  evs_doc_t *doc = evs__doc_new(file);
+  if (doc == NULL)
+    return UV_ENOMEM;
+  int rc = 0;
+  doc->root = evs__from_json(doc, json, 0, &rc);
+  if (doc->root == NULL) {
+    evs_doc_free(doc);
+    return rc ? rc : UV_ENOMEM;
+  }
+  *out = doc;
+  return 0;
+}
+
+int evs_doc_parse_json(const char *buf, size_t len, const char *file, evs_doc_t **out,
+                       evs_diag_t *diag) {
+  *out = NULL;
+  json_error_t err;
+  json_t *j = json_loadb(buf, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &err);
+  if (j == NULL) {
+    evs_diag_add(diag, file ? file : "<input>", (uint32_t)(err.line > 0 ? err.line : 0),
+                 (uint32_t)(err.column > 0 ? err.column : 0), NULL, "%s", err.text);
+    return EVS_EJSON;
+  }
+  int rc = evs_doc_from_jansson(j, file, out);
+  json_decref(j);
+  if (rc == EVS_EJSON)
+    evs_diag_add(diag, file ? file : "<input>", 0, 0, NULL, "nesting too deep");
+  return rc;
+}
+
+/* ---- accessors ---- */
+
+const evs_node_t *evs_node_get(const evs_node_t *map, const char *key) {
+  if (map == NULL || map->kind != EVS_NODE_MAP)
+    return NULL;
+  for (uint32_t i = 0; i < map->len; i++)
+    if (strcmp(map->u.items[2 * i]->u.text, key) == 0)
+      return map->u.items[2 * i + 1];
+  return NULL;
+}
+
+const evs_node_t *evs_node_key(const evs_node_t *map, size_t i) {
+  if (map == NULL || map->kind != EVS_NODE_MAP || i >= map->len)
+    return NULL;
+  return map->u.items[2 * i];
+}
+
+const evs_node_t *evs_node_value(const evs_node_t *map, size_t i) {
+  if (map == NULL || map->kind != EVS_NODE_MAP || i >= map->len)
+    return NULL;
+  return map->u.items[2 * i + 1];
+}
+
+const evs_node_t *evs_node_item(const evs_node_t *seq, size_t i) {
+  if (seq == NULL || seq->kind != EVS_NODE_SEQ || i >= seq->len)
+    return NULL;
+  return seq->u.items[i];
+}
+
+int evs_node_is_scalar(const evs_node_t *n) {
+  return n && n->kind != EVS_NODE_MAP && n->kind != EVS_NODE_SEQ;
+}
+
+const char *evs_node_text(const evs_node_t *n) {
+  return evs_node_is_scalar(n) ? n->u.text : NULL;
+}
+
+const char *evs_node_kind_name(int kind) {
+  static const char *const names[] = {"null", "boolean", "integer", "number",
+                                      "string", "mapping", "sequence"};
+  return kind >= 0 && kind <= EVS_NODE_SEQ ? names[kind] : "unknown";
+}
