@@ -1,0 +1,230 @@
+#!/usr/bin/env python3
+"""End to end: the evscale binary as an operator runs it.
+
+Starts `evscale run` with a config file, scrapes /metrics, /healthz and /readyz, reloads with
+SIGHUP (a good file, then a bad one that must be rejected while the old configuration stays),
+reloads through the file watch (a ConfigMap-style `..data` symlink swap), and checks that
+SIGTERM exits 0. Also the one-shot commands: check-config, version, help, usage errors.
+"""
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+BIN = os.environ.get("EVS_BINARY", "build/evscale")
+SRC = os.environ.get("EVS_SOURCE_DIR", os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url, timeout=5):
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def wait_until(fn, timeout=30, what="condition"):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            last = fn()
+            if last:
+                return last
+        except (OSError, urllib.error.URLError) as e:
+            last = e
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+def metric(text, name, labels=None):
+    """The value of one sample in the exposition text, or None."""
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)', line)
+        if not m or m.group(1) != name:
+            continue
+        if labels:
+            got = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+            if any(got.get(k) != v for k, v in labels.items()):
+                continue
+        return float(m.group(3))
+    return None
+
+
+def run(*args, env=None, timeout=30):
+    return subprocess.run([BIN, *args], capture_output=True, text=True, timeout=timeout,
+                          env=env)
+
+
+class OneShotCommands(unittest.TestCase):
+    def test_version_and_help(self):
+        for args in (["version"], ["--version"]):
+            r = run(*args)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertRegex(r.stdout, r"^evscale \d+\.\d+\.\d+")
+        r = run("help")
+        self.assertEqual(r.returncode, 0)
+        self.assertIn("check-config", r.stdout)
+        r = run("help", "simulate")
+        self.assertEqual(r.returncode, 0)
+        self.assertIn("READINGS.csv", r.stdout)
+
+    def test_usage_errors_exit_2(self):
+        for args in (["frobnicate"], ["run", "--bogus"], ["run", "--config"]):
+            r = run(*args)
+            self.assertEqual(r.returncode, 2, args)
+            self.assertIn("evscale", r.stderr)
+
+    def test_check_config_shipped_files(self):
+        for name in ("example.yaml", "dev.yaml", "staging.yaml", "prod.yaml"):
+            path = os.path.join(SRC, "config", name)
+            r = run("check-config", "--config", path)
+            self.assertEqual(r.returncode, 0, f"{name}: {r.stdout}{r.stderr}")
+            self.assertIn("circuit_breaker", r.stdout)
+
+    def test_check_config_reports_every_error(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "bad.yaml")
+            with open(path, "w") as f:
+                f.write("server:\n  address: ':8080'\ncircuit_breakr:\n  enabled: true\n"
+                        "engine:\n  tolerance: lots\n")
+            r = run("check-config", "--config", path)
+            self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+            out = r.stdout + r.stderr
+            self.assertIn(f"{path}:3:1:", out)
+            self.assertIn("circuit_breaker", out)  # the did-you-mean
+            self.assertIn(f"{path}:6:14:", out)
+
+    def test_env_override_error_names_variable(self):
+        env = dict(os.environ, EVSCALE_CIRCUIT_BREAKER_MAX_SCALE_EVENTS_PER_MINUTE="many")
+        r = run("check-config", env=env)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("EVSCALE_CIRCUIT_BREAKER_MAX_SCALE_EVENTS_PER_MINUTE", r.stdout + r.stderr)
+
+    def test_run_with_broken_config_exits_1_with_position(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "bad.yaml")
+            with open(path, "w") as f:
+                f.write("log:\n  level: loud\n")
+            r = run("run", "--config", path)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn(f"{path}:2:10:", r.stdout + r.stderr)
+
+
+class Daemon(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.port = free_port()
+        # The layout kubelet gives a ConfigMap volume: config.yaml -> ..data/config.yaml,
+        # ..data -> ..<timestamp>/, swapped atomically by renaming a new symlink over ..data.
+        self.mount = os.path.join(self.dir.name, "mount")
+        os.mkdir(self.mount)
+        self.generation = 0
+        self.publish(self.config("info"))
+        os.symlink("..data/config.yaml", os.path.join(self.mount, "config.yaml"))
+        self.path = os.path.join(self.mount, "config.yaml")
+        self.log = open(os.path.join(self.dir.name, "stderr.log"), "w+")
+        self.proc = subprocess.Popen([BIN, "run", "--config", self.path, "--log-format", "json"],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.base = f"http://127.0.0.1:{self.port}"
+        wait_until(lambda: get(self.base + "/healthz")[0] == 200, what="/healthz")
+
+    def tearDown(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+        self.dir.cleanup()
+
+    def config(self, level, extra=""):
+        return (f"server:\n  address: 127.0.0.1:{self.port}\n  shutdown_grace: 5s\n"
+                f"log:\n  level: {level}\n{extra}")
+
+    def publish(self, text):
+        self.generation += 1
+        ts = os.path.join(self.mount, f"..gen{self.generation}")
+        os.mkdir(ts)
+        with open(os.path.join(ts, "config.yaml"), "w") as f:
+            f.write(text)
+        tmp = os.path.join(self.mount, "..data_tmp")
+        os.symlink(os.path.basename(ts), tmp)
+        os.rename(tmp, os.path.join(self.mount, "..data"))
+
+    def scrape(self):
+        status, body = get(self.base + "/metrics")
+        self.assertEqual(status, 200)
+        return body
+
+    def reloads(self, result):
+        return metric(self.scrape(), "evscale_config_reloads_total", {"result": result}) or 0
+
+    def logs(self):
+        self.log.flush()
+        with open(self.log.name) as f:
+            return f.read()
+
+    def test_endpoints_reload_and_shutdown(self):
+        body = self.scrape()
+        self.assertEqual(metric(body, "evscale_build_info"), 1)
+        self.assertGreater(metric(body, "process_resident_memory_bytes"), 0)
+        self.assertGreater(metric(body, "process_start_time_seconds"), 1.7e9)
+        self.assertIsNotNone(metric(body, "process_open_fds"))
+        self.assertEqual(get(self.base + "/readyz")[0], 200)
+        self.assertEqual(get(self.base + "/nope")[0], 404)
+
+        # SIGHUP with a good new file: applied.
+        before_ok = self.reloads("success")
+        self.publish(self.config("debug"))
+        self.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: self.reloads("success") >= before_ok + 1, what="successful reload")
+
+        # SIGHUP with a bad file: rejected with its position, old configuration kept, counted.
+        before_fail = self.reloads("failure")
+        self.publish(self.config("debug", "engine:\n  tolerance: -1\n"))
+        self.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: self.reloads("failure") >= before_fail + 1, what="failed reload")
+        self.assertIn("config.yaml:7:14", self.logs())
+        self.assertEqual(metric(self.scrape(), "evscale_config_last_reload_successful"), 0)
+        self.assertEqual(get(self.base + "/healthz")[0], 200)
+
+        # The file watch alone (no signal): a ConfigMap update is picked up.
+        before_ok = self.reloads("success")
+        self.publish(self.config("info"))
+        wait_until(lambda: self.reloads("success") >= before_ok + 1, timeout=30,
+                   what="reload from the directory watch")
+        self.assertEqual(metric(self.scrape(), "evscale_config_last_reload_successful"), 1)
+
+        # SIGTERM: stop and exit 0 well within the grace period.
+        self.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(self.proc.wait(timeout=30), 0, self.logs())
+        self.assertNotIn('"level":"error"', self.logs())
+
+    def test_sigint_with_open_keepalive_connection(self):
+        # An idle keep-alive client must not hold the process past its grace period.
+        s = socket.create_connection(("127.0.0.1", self.port))
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertIn(b"200", s.recv(4096))
+        t0 = time.time()
+        self.proc.send_signal(signal.SIGINT)
+        self.assertEqual(self.proc.wait(timeout=30), 0, self.logs())
+        self.assertLess(time.time() - t0, 10)
+        s.close()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
