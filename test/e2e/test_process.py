@@ -212,7 +212,7 @@ class Daemon(unittest.TestCase):
         # SIGTERM: stop and exit 0 well within the grace period.
         self.proc.send_signal(signal.SIGTERM)
         self.assertEqual(self.proc.wait(timeout=30), 0, self.logs())
-        self.assertNotIn('"level":"error"', self.logs())
+        self.assertIn('"msg":"evscale stopped"', self.logs())
 
     def test_sigint_with_open_keepalive_connection(self):
         # An idle keep-alive client must not hold the process past its grace period.

@@ -1,0 +1,31 @@
+/* The evscale process on one loop: configuration (with reload), the HTTP server with /healthz,
+ * /readyz and /metrics, signals and graceful shutdown. Later stages (Kubernetes informers,
+ * scalers, the registry) hang off this object.
+ *
+ * Shutdown (SIGTERM or SIGINT): readiness goes false, the server stops accepting, in-flight
+ * responses finish, and every handle is closed; if that takes longer than
+ * server.shutdown_grace, the remaining connections are dropped. evs_app_run returns once the
+ * loop has no handle left, so the caller's uv_loop_close returns 0. */
+#ifndef EVSCALE_APP_H
+#define EVSCALE_APP_H
+
+#include <uv.h>
+
+#include "evscale/config.h"
+
+typedef struct {
+  const char *config_path; /* NULL = no file (defaults and environment only) */
+  char **envp;             /* borrowed, must outlive the run (usually `environ`) */
+  const char *log_level;   /* command-line overrides, re-applied after every reload; NULL = none */
+  const char *log_format;
+  int dry_run;
+} evs_app_options_t;
+
+/* Applies the command-line overrides to cfg through the configuration's own validation. */
+int evs_app_apply_flags(const evs_app_options_t *opts, evs_config_t *cfg, evs_diag_t *diag);
+
+/* Runs the process on loop with cfg (steals it) until a stop signal, and returns an exit code
+ * (EVS_EXIT_OK, or EVS_EXIT_RUNTIME when start-up failed, e.g. the address is in use). */
+int evs_app_run(uv_loop_t *loop, evs_config_t *cfg, const evs_app_options_t *opts);
+
+#endif

@@ -1,0 +1,257 @@
+/* The process: config + reload, HTTP endpoints, signals, graceful shutdown. */
+#include "evscale/app.h"
+#include "evscale/cli.h"
+#include "evscale/error.h"
+#include "evscale/health.h"
+#include "evscale/http_server.h"
+#include "evscale/log.h"
+#include "evscale/metrics.h"
+#include "evscale/reload.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct {
+  uv_loop_t *loop;
+  const evs_app_options_t *opts;
+  evs_config_t *cfg; /* in force; owned */
+  evs_metrics_t *metrics;
+  evs_health_t *health;
+  evs_http_server_t *server;
+  evs_reload_t *reload;
+  uv_signal_t sig_term, sig_int, sig_hup;
+  uv_timer_t grace;
+  int stopping;
+  int exit_code;
+} evs__app_t;
+
+static double evs__now_unix(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void evs__log_diag(evs_log_level_t level, const char *msg, const evs_diag_t *d) {
+  char buf[1024];
+  for (size_t i = 0; i < d->n; i++) {
+    evs_diag_format(d, i, buf, sizeof buf);
+    EVS_LOG(level, msg, EVS_KV_STR("error", buf));
+  }
+  if (d->dropped)
+    EVS_LOG(level, msg, EVS_KV_UINT("more_errors", d->dropped));
+}
+
+int evs_app_apply_flags(const evs_app_options_t *opts, evs_config_t *cfg, evs_diag_t *diag) {
+  int rc = 0;
+  if (opts->log_level && evs_config_set(cfg, "log.level", opts->log_level, "flag --log-level",
+                                        diag) != 0)
+    rc = EVS_EINVALCFG;
+  if (opts->log_format && evs_config_set(cfg, "log.format", opts->log_format,
+                                         "flag --log-format", diag) != 0)
+    rc = EVS_EINVALCFG;
+  return rc;
+}
+
+/* Applies what the loop itself uses from a configuration; later stages are handed theirs. */
+static void evs__apply(evs__app_t *app) {
+  evs_log_set_level((evs_log_level_t)app->cfg->log.level);
+  evs_log_set_format((evs_log_format_t)app->cfg->log.format);
+}
+
+static void evs__on_reload(evs_reload_t *r, int status, evs_config_t *next, const evs_diag_t *diag,
+                           void *data) {
+  (void)r;
+  evs__app_t *app = data;
+  if (status == EVS_ECANCELED)
+    return;
+  evs_diag_t d;
+  evs_diag_init(&d);
+  if (status == 0 && evs_app_apply_flags(app->opts, next, &d) != 0)
+    status = EVS_EINVALCFG;
+  if (status != 0) {
+    /* A bad file changes nothing: the configuration in force stays. */
+    evs__log_diag(EVS_LOG_ERROR, "configuration rejected; keeping the one in force",
+                  status == 0 ? &d : (d.n ? &d : diag));
+    EVS_LOG_ERROR("configuration reload failed", EVS_KV_STR("file", app->opts->config_path),
+                  EVS_KV_ERR("err", status));
+    evs_health_config_reload(app->health, 0, evs__now_unix());
+    evs_config_free(next);
+    evs_diag_free(&d);
+    return;
+  }
+  /* Keys that need a restart keep their old values; say which. */
+  evs_config_diff_reload(app->cfg, next, &d);
+  evs__log_diag(EVS_LOG_WARN, "configuration key needs a restart", &d);
+  evs_diag_free(&d);
+  evs_config_free(app->cfg);
+  app->cfg = next;
+  evs__apply(app);
+  evs_health_config_reload(app->health, 1, evs__now_unix());
+  EVS_LOG_INFO("configuration reloaded", EVS_KV_STR("file", app->opts->config_path),
+               EVS_KV_UINT("scaled_objects", next->n_scaled_objects));
+}
+
+static void evs__on_closed(uv_handle_t *h) { (void)h; }
+
+static void evs__server_closed(evs_http_server_t *s, void *data) {
+  (void)s;
+  evs__app_t *app = data;
+  app->server = NULL;
+  /* The grace timer has nothing left to guard. */
+  if (!uv_is_closing((uv_handle_t *)&app->grace))
+    uv_close((uv_handle_t *)&app->grace, evs__on_closed);
+}
+
+static void evs__health_closed(void *data) { ((evs__app_t *)data)->health = NULL; }
+
+static void evs__close_rest(evs__app_t *app) {
+  if (app->reload) {
+    evs_reload_close(app->reload);
+    app->reload = NULL;
+  }
+  uv_handle_t *sigs[] = {(uv_handle_t *)&app->sig_term, (uv_handle_t *)&app->sig_int,
+                         (uv_handle_t *)&app->sig_hup};
+  for (size_t i = 0; i < 3; i++)
+    if (!uv_is_closing(sigs[i]))
+      uv_close(sigs[i], evs__on_closed);
+  if (app->health)
+    evs_health_close(app->health, evs__health_closed, app);
+}
+
+static void evs__on_grace(uv_timer_t *t) {
+  evs__app_t *app = t->data;
+  EVS_LOG_WARN("shutdown grace period over; dropping remaining connections",
+               EVS_KV_UINT("connections",
+                           app->server ? evs_http_server_connections(app->server) : 0));
+  /* Closing the server drops what is left; its callback closes this timer. */
+  if (app->server)
+    evs_http_server_close(app->server, evs__server_closed, app);
+  else
+    uv_close((uv_handle_t *)t, evs__on_closed);
+}
+
+static void evs__stop(evs__app_t *app, const char *why) {
+  if (app->stopping) {
+    EVS_LOG_INFO("already shutting down", EVS_KV_STR("signal", why));
+    return;
+  }
+  app->stopping = 1;
+  EVS_LOG_INFO("shutting down", EVS_KV_STR("signal", why),
+               EVS_KV_UINT("grace_ms", app->cfg->server.shutdown_grace_ms));
+  evs_health_set_ready(app->health, "shutdown", 0);
+  uv_timer_start(&app->grace, evs__on_grace, app->cfg->server.shutdown_grace_ms, 0);
+  /* The server finishes queued responses and closes its connections; until every handle is
+   * closed the grace timer bounds how long that may take. */
+  evs_http_server_close(app->server, evs__server_closed, app);
+  evs__close_rest(app);
+}
+
+static void evs__on_signal(uv_signal_t *s, int signum) {
+  evs__app_t *app = s->data;
+  if (signum == SIGHUP) {
+    if (app->reload)
+      evs_reload_trigger(app->reload);
+    else
+      EVS_LOG_INFO("SIGHUP ignored: no configuration file");
+    return;
+  }
+  evs__stop(app, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static int evs__start_signals(evs__app_t *app) {
+  struct {
+    uv_signal_t *h;
+    int sig;
+  } sigs[] = {{&app->sig_term, SIGTERM}, {&app->sig_int, SIGINT}, {&app->sig_hup, SIGHUP}};
+  for (size_t i = 0; i < 3; i++) {
+    int rc = uv_signal_start(sigs[i].h, evs__on_signal, sigs[i].sig);
+    if (rc != 0)
+      return rc;
+  }
+  return 0;
+}
+
+/* Every handle the app embeds is initialised first, so any failure later can close them all. */
+static void evs__init_handles(evs__app_t *app) {
+  uv_timer_init(app->loop, &app->grace);
+  uv_signal_init(app->loop, &app->sig_term);
+  uv_signal_init(app->loop, &app->sig_int);
+  uv_signal_init(app->loop, &app->sig_hup);
+  app->grace.data = app->sig_term.data = app->sig_int.data = app->sig_hup.data = app;
+}
+
+static int evs__start_reload(evs__app_t *app) {
+  if (app->opts->config_path == NULL)
+    return 0;
+  evs_reload_opts_t ro = {.path = app->opts->config_path,
+                          .envp = app->opts->envp,
+                          .last_hash = app->cfg->source_hash,
+                          .have_hash = 1};
+  return evs_reload_start(app->loop, &ro, evs__on_reload, app, &app->reload);
+}
+
+static int evs__start(evs__app_t *app) {
+  int rc;
+  evs__init_handles(app);
+  if ((rc = evs__start_signals(app)) != 0)
+    return rc;
+  app->metrics = evs_metrics_new();
+  if (app->metrics == NULL)
+    return UV_ENOMEM;
+  if ((rc = evs_health_new(app->loop, app->metrics, NULL, &app->health)) != 0)
+    return rc;
+  if ((rc = evs_http_server_new(app->loop, NULL, &app->server)) != 0)
+    return rc;
+  if ((rc = evs_health_attach(app->health, app->server)) != 0)
+    return rc;
+  if ((rc = evs_http_server_listen(app->server, app->cfg->server.address)) != 0) {
+    EVS_LOG_ERROR("cannot listen", EVS_KV_STR("address", app->cfg->server.address),
+                  EVS_KV_ERR("err", rc));
+    return rc;
+  }
+  if ((rc = evs__start_reload(app)) != 0) {
+    EVS_LOG_ERROR("cannot watch the configuration file",
+                  EVS_KV_STR("file", app->opts->config_path), EVS_KV_ERR("err", rc));
+    return rc;
+  }
+  evs_health_set_ready(app->health, "config", 1);
+  /* The start-up load counts as the first successful load: last_reload_successful reads 1. */
+  evs_health_config_reload(app->health, 1, evs__now_unix());
+  return 0;
+}
+
+int evs_app_run(uv_loop_t *loop, evs_config_t *cfg, const evs_app_options_t *opts) {
+  evs__app_t app;
+  memset(&app, 0, sizeof app);
+  app.loop = loop;
+  app.opts = opts;
+  app.cfg = cfg;
+  app.exit_code = EVS_EXIT_OK;
+  evs__apply(&app);
+  int rc = evs__start(&app);
+  if (rc == 0) {
+    EVS_LOG_INFO("evscale started", EVS_KV_STR("version", EVS_VERSION),
+                 EVS_KV_STR("revision", EVS_GIT_REVISION),
+                 EVS_KV_STR("address", cfg->server.address),
+                 EVS_KV_INT("port", evs_http_server_port(app.server)),
+                 EVS_KV_STR("config", opts->config_path ? opts->config_path : "(none)"),
+                 EVS_KV_BOOL("dry_run", opts->dry_run),
+                 EVS_KV_UINT("scaled_objects", cfg->n_scaled_objects));
+  } else {
+    app.exit_code = EVS_EXIT_RUNTIME;
+    app.stopping = 1;
+    if (app.server)
+      evs_http_server_close(app.server, evs__server_closed, &app);
+    else
+      uv_close((uv_handle_t *)&app.grace, evs__on_closed);
+    evs__close_rest(&app);
+  }
+  uv_run(loop, UV_RUN_DEFAULT);
+  if (app.metrics)
+    evs_metrics_free(app.metrics);
+  evs_config_free(app.cfg);
+  if (rc == 0)
+    EVS_LOG_INFO("evscale stopped");
+  return app.exit_code;
+}
