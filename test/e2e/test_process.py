@@ -66,9 +66,20 @@ def metric(text, name, labels=None):
     return None
 
 
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+def assert_clean(output):
+    """A sanitizer report fails the test whatever the exit code says."""
+    for mark in SANITIZER_MARKS:
+        if mark in output:
+            raise AssertionError(f"sanitizer report:\n{output[-4000:]}")
+
+
 def run(*args, env=None, timeout=30):
-    return subprocess.run([BIN, *args], capture_output=True, text=True, timeout=timeout,
-                          env=env)
+    r = subprocess.run([BIN, *args], capture_output=True, text=True, timeout=timeout, env=env)
+    assert_clean(r.stdout + r.stderr)
+    return r
 
 
 class OneShotCommands(unittest.TestCase):
@@ -148,7 +159,9 @@ class Daemon(unittest.TestCase):
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        output = self.logs()
         self.log.close()
+        assert_clean(output)
         self.dir.cleanup()
 
     def config(self, level, extra=""):
