@@ -36,11 +36,15 @@ static const char evs__usage_check[] =
 
 static const char evs__usage_simulate[] =
     "Usage: evscale simulate SCALEDOBJECT.yaml READINGS.csv [--replicas N] [--format text|json]\n"
+    "                        [--until SECONDS] [--no-breaker] [--max-scale-events N]\n"
+    "                        [--breaker-cooldown SECONDS] [--fallback-replicas N]\n"
     "\n"
     "Runs the ScaledObject model, the decision engine and the circuit breaker over a CSV of\n"
     "readings (columns: time in seconds from the start, trigger, value, optional error) and\n"
     "prints the replica timeline with the reason for every change and every breaker trip.\n"
-    "--replicas sets the starting count (default: minReplicaCount).\n";
+    "--replicas sets the starting count (default: minReplicaCount); --until the end time\n"
+    "(default: the last reading). The breaker options default to circuit_breaker.* defaults.\n"
+    "Exit codes: 0 ok, 1 input errors (each as file:line:col), 2 usage.\n";
 
 static const char evs__usage_version[] = "Usage: evscale version\n\nPrints the version.\n";
 

@@ -58,10 +58,7 @@ typedef struct {
 /* ---- arguments --------------------------------------------------------------------------------
  */
 
-static const char more_options[] =
-    "More options: --until SECONDS (default: the last reading), --no-breaker,\n"
-    "--max-scale-events N (default 3), --breaker-cooldown SECONDS (default 60),\n"
-    "--fallback-replicas N (default 10). Output and CSV format: see the README.\n";
+static const char more_options[] = "Output and CSV format: see the README.\n";
 
 static int usage(FILE *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
