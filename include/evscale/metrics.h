@@ -1,0 +1,103 @@
+/* Metrics registry with Prometheus text exposition (format 0.0.4).
+ *
+ * A registry holds families (counter, gauge, histogram), each with N label names; a family's
+ * children (series) are found by their label values. The app creates one registry and passes it
+ * to every module that counts something: there is no hidden global.
+ *
+ * Names are checked only against the exposition grammar (metric names [a-zA-Z_:][a-zA-Z0-9_:]*,
+ * label names [a-zA-Z_][a-zA-Z0-9_]* not starting with "__"): KEDA-compatible families such as
+ * keda_scaler_metrics_value{scaledObject,triggerIndex,...} with camelCase labels are accepted.
+ *
+ * Output is stable: families sorted by name, children by label values (as client_golang's
+ * Gather does); a labelled family without children prints nothing; a family without labels has
+ * its one child from registration on, so it prints 0 before the first update.
+ *
+ * Memory: a child is one allocation (hash link, value(s), label values packed NUL-separated),
+ * about 40 bytes plus its label values for a counter or gauge.
+ *
+ * Not thread-safe: the loop thread is the only user. */
+#ifndef EVSCALE_METRICS_H
+#define EVSCALE_METRICS_H
+
+#include <stddef.h>
+
+typedef struct evs_metrics_s evs_metrics_t;
+typedef struct evs_metric_family_s evs_metric_family_t;
+typedef struct evs_metric_s evs_metric_t;
+
+typedef enum {
+  EVS_METRIC_COUNTER = 0,
+  EVS_METRIC_GAUGE = 1,
+  EVS_METRIC_HISTOGRAM = 2
+} evs_metric_type_t;
+
+typedef struct {
+  const char *name; /* copied */
+  const char *help; /* copied; may be NULL (no HELP line) */
+  evs_metric_type_t type;
+  const char *const *label_names; /* copied; n_labels entries */
+  size_t n_labels;
+  const double *buckets; /* histogram only: strictly increasing finite upper bounds,
+                            copied; NULL = EVS_METRICS_DEFAULT_BUCKETS */
+  size_t n_buckets;
+} evs_metric_desc_t;
+
+/* Called at the start of every exposition, so a family can be computed at scrape time
+ * (process metrics): it sets its children's values. */
+typedef void (*evs_metric_collect_cb)(evs_metric_family_t *fam, void *data);
+
+/* Returns a new registry or NULL when out of memory. */
+evs_metrics_t *evs_metrics_new(void);
+/* Frees the registry with all its families and children. NULL is allowed. */
+void evs_metrics_free(evs_metrics_t *reg);
+
+/* Registers a family. *out is borrowed (owned by the registry). Errors: UV_EINVAL (bad name,
+ * label name, duplicate label, histogram buckets not increasing or "le" as a label name),
+ * UV_EEXIST (a family with that name), UV_ENOMEM. */
+int evs_metrics_register(evs_metrics_t *reg, const evs_metric_desc_t *desc,
+                         evs_metric_family_t **out);
+/* Looks a family up by name; borrowed, NULL when absent. */
+evs_metric_family_t *evs_metrics_find(evs_metrics_t *reg, const char *name);
+/* Sets the scrape-time callback of a family (NULL to remove). */
+void evs_metric_family_set_collect(evs_metric_family_t *fam, evs_metric_collect_cb cb, void *data);
+
+/* The child with these label values (n_labels strings; NULL for a family without labels),
+ * created at 0 when absent. Borrowed: valid until removed or the registry is freed.
+ * NULL when out of memory or a value is NULL. */
+evs_metric_t *evs_metric_family_child(evs_metric_family_t *fam, const char *const *values);
+/* The child if it exists, else NULL (never creates). */
+evs_metric_t *evs_metric_family_lookup(evs_metric_family_t *fam, const char *const *values);
+/* Removes (and frees) one child: a deleted ScaledObject's series disappear. 0 or EVS_ENOTFOUND. */
+int evs_metric_family_remove(evs_metric_family_t *fam, const char *const *values);
+/* Removes every child whose label `label_index` equals value; returns how many went. */
+size_t evs_metric_family_remove_matching(evs_metric_family_t *fam, size_t label_index,
+                                         const char *value);
+size_t evs_metric_family_size(const evs_metric_family_t *fam);
+
+/* Value updates. NULL child is a no-op, so a failed child() costs only that sample.
+ * inc/add: counters and gauges (a counter ignores negative deltas and NaN);
+ * set: gauges, and counters fed by a collect callback (e.g. process_cpu_seconds_total);
+ * observe: histograms only. */
+void evs_metric_inc(evs_metric_t *m);
+void evs_metric_add(evs_metric_t *m, double delta);
+void evs_metric_set(evs_metric_t *m, double value);
+void evs_metric_observe(evs_metric_t *m, double value);
+/* Counter/gauge value, or a histogram's sum. NaN for NULL. */
+double evs_metric_value(const evs_metric_t *m);
+/* Histogram sample count (0 for other types). */
+unsigned long long evs_metric_count(const evs_metric_t *m);
+
+/* Renders every family in text format 0.0.4 into a new malloc'd NUL-terminated buffer
+ * (*out, freed by the caller; *len excludes the NUL). 0 or UV_ENOMEM. */
+int evs_metrics_expose(evs_metrics_t *reg, char **out, size_t *len);
+
+/* Formats a sample value as Prometheus/Go does (strconv 'g', shortest; +Inf, -Inf, NaN).
+ * buf must hold EVS_METRICS_FLOAT_BUF bytes; returns the length. */
+#define EVS_METRICS_FLOAT_BUF 32
+size_t evs_metrics_format_float(char *buf, double v);
+
+/* client_golang's DefBuckets. */
+#define EVS_METRICS_DEFAULT_BUCKETS_N 11
+extern const double EVS_METRICS_DEFAULT_BUCKETS[EVS_METRICS_DEFAULT_BUCKETS_N];
+
+#endif

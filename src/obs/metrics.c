@@ -1,0 +1,702 @@
+/* Metrics registry and Prometheus text exposition 0.0.4. See include/evscale/metrics.h.
+ *
+ * The output follows prometheus/common expfmt/text_create.go (commit
+ * 08bb632dfe0f8dee4689f8f4f93d8af23fa43176): HELP escapes \ and newline, label values escape
+ * \ " and newline, histograms print cumulative _bucket{le=...} lines ending with le="+Inf",
+ * then _sum and _count, and values go through writeFloat (Go's strconv 'g' shortest). */
+#include "evscale/metrics.h"
+#include "evscale/error.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const double EVS_METRICS_DEFAULT_BUCKETS[EVS_METRICS_DEFAULT_BUCKETS_N] = {
+    .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10};
+
+typedef union {
+  double d;
+  unsigned long long u;
+} evs_mval_t;
+
+/* One series. A counter or gauge keeps v[0]; a histogram keeps v[0] = sum, v[1] = count and
+ * v[2 + i] = observations in bucket i alone (made cumulative when printed). The label values
+ * follow the values, packed and NUL-separated, so a child is a single allocation. */
+struct evs_metric_s {
+  evs_metric_t *hnext;
+  evs_metric_family_t *fam;
+  uint32_t hash;
+  uint32_t labels_len;
+  evs_mval_t v[];
+};
+
+struct evs_metric_family_s {
+  evs_metrics_t *reg;
+  char *name;
+  char *help;
+  evs_metric_type_t type;
+  size_t n_labels;
+  char **label_names;
+  double *buckets;
+  size_t n_buckets;
+  evs_metric_t **table;
+  size_t cap;
+  size_t size;
+  evs_metric_collect_cb collect;
+  void *collect_data;
+  /* Children in output order, rebuilt only after a child was added or removed: series change
+   * rarely compared with scrapes, and sorting tens of thousands per scrape is the main cost. */
+  evs_metric_t **sorted;
+  int sorted_valid;
+};
+
+struct evs_metrics_s {
+  evs_metric_family_t **fams; /* sorted by name */
+  size_t n;
+  size_t cap;
+  size_t last_len; /* size of the previous exposition: the next buffer starts that big */
+};
+
+static size_t nvals(const evs_metric_family_t *fam) {
+  return fam->type == EVS_METRIC_HISTOGRAM ? 2 + fam->n_buckets : 1;
+}
+
+static const char *child_labels(const evs_metric_t *m) {
+  return (const char *)(m->v + nvals(m->fam));
+}
+
+static int valid_name(const char *s, int allow_colon) {
+  if (s == NULL || *s == '\0')
+    return 0;
+  for (size_t i = 0; s[i]; i++) {
+    char c = s[i];
+    int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+             (allow_colon && c == ':') || (i > 0 && c >= '0' && c <= '9');
+    if (!ok)
+      return 0;
+  }
+  return 1;
+}
+
+/* Label names beginning with "__" are reserved by Prometheus; "le" is the histogram's own. */
+static int valid_labels(const evs_metric_desc_t *d) {
+  for (size_t i = 0; i < d->n_labels; i++) {
+    const char *l = d->label_names[i];
+    if (!valid_name(l, 0) || strncmp(l, "__", 2) == 0)
+      return 0;
+    if (d->type == EVS_METRIC_HISTOGRAM && strcmp(l, "le") == 0)
+      return 0;
+    for (size_t j = 0; j < i; j++)
+      if (strcmp(l, d->label_names[j]) == 0)
+        return 0;
+  }
+  return 1;
+}
+
+static int valid_buckets(const double *b, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (!isfinite(b[i]) || (i > 0 && !(b[i] > b[i - 1])))
+      return 0;
+  }
+  return 1;
+}
+
+evs_metrics_t *evs_metrics_new(void) { return calloc(1, sizeof(evs_metrics_t)); }
+
+static void family_free(evs_metric_family_t *fam) {
+  for (size_t i = 0; i < fam->cap; i++) {
+    evs_metric_t *m = fam->table[i];
+    while (m) {
+      evs_metric_t *next = m->hnext;
+      free(m);
+      m = next;
+    }
+  }
+  free(fam->table);
+  free(fam->sorted);
+  for (size_t i = 0; i < fam->n_labels; i++)
+    free(fam->label_names[i]);
+  free(fam->label_names);
+  free(fam->buckets);
+  free(fam->name);
+  free(fam->help);
+  free(fam);
+}
+
+void evs_metrics_free(evs_metrics_t *reg) {
+  if (reg == NULL)
+    return;
+  for (size_t i = 0; i < reg->n; i++)
+    family_free(reg->fams[i]);
+  free(reg->fams);
+  free(reg);
+}
+
+/* Binary search: the index of name, or where it would be inserted (*found = 0). */
+static size_t family_index(const evs_metrics_t *reg, const char *name, int *found) {
+  size_t lo = 0, hi = reg->n;
+  *found = 0;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    int c = strcmp(reg->fams[mid]->name, name);
+    if (c == 0) {
+      *found = 1;
+      return mid;
+    }
+    if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+evs_metric_family_t *evs_metrics_find(evs_metrics_t *reg, const char *name) {
+  int found;
+  size_t i = family_index(reg, name, &found);
+  return found ? reg->fams[i] : NULL;
+}
+
+static int family_copy_desc(evs_metric_family_t *fam, const evs_metric_desc_t *d) {
+  fam->type = d->type;
+  fam->name = strdup(d->name);
+  fam->help = d->help ? strdup(d->help) : NULL;
+  if (fam->name == NULL || (d->help && fam->help == NULL))
+    return UV_ENOMEM;
+  if (d->n_labels > 0) {
+    fam->label_names = calloc(d->n_labels, sizeof(char *));
+    if (fam->label_names == NULL)
+      return UV_ENOMEM;
+    for (; fam->n_labels < d->n_labels; fam->n_labels++) {
+      fam->label_names[fam->n_labels] = strdup(d->label_names[fam->n_labels]);
+      if (fam->label_names[fam->n_labels] == NULL)
+        return UV_ENOMEM;
+    }
+  }
+  if (d->type == EVS_METRIC_HISTOGRAM) {
+    const double *b = d->buckets ? d->buckets : EVS_METRICS_DEFAULT_BUCKETS;
+    size_t n = d->buckets ? d->n_buckets : EVS_METRICS_DEFAULT_BUCKETS_N;
+    fam->buckets = malloc((n ? n : 1) * sizeof(double));
+    if (fam->buckets == NULL)
+      return UV_ENOMEM;
+    memcpy(fam->buckets, b, n * sizeof(double));
+    fam->n_buckets = n;
+  }
+  return 0;
+}
+
+static int registry_insert(evs_metrics_t *reg, size_t at, evs_metric_family_t *fam) {
+  if (reg->n == reg->cap) {
+    size_t cap = reg->cap ? reg->cap * 2 : 16;
+    evs_metric_family_t **f = realloc(reg->fams, cap * sizeof(*f));
+    if (f == NULL)
+      return UV_ENOMEM;
+    reg->fams = f;
+    reg->cap = cap;
+  }
+  memmove(reg->fams + at + 1, reg->fams + at, (reg->n - at) * sizeof(*reg->fams));
+  reg->fams[at] = fam;
+  reg->n++;
+  return 0;
+}
+
+int evs_metrics_register(evs_metrics_t *reg, const evs_metric_desc_t *d,
+                         evs_metric_family_t **out) {
+  if (reg == NULL || d == NULL || !valid_name(d->name, 1) || !valid_labels(d) ||
+      d->type > EVS_METRIC_HISTOGRAM || (d->n_labels > 0 && d->label_names == NULL))
+    return UV_EINVAL;
+  if (d->type == EVS_METRIC_HISTOGRAM && d->buckets && !valid_buckets(d->buckets, d->n_buckets))
+    return UV_EINVAL;
+  int found;
+  size_t at = family_index(reg, d->name, &found);
+  if (found)
+    return UV_EEXIST;
+  evs_metric_family_t *fam = calloc(1, sizeof(*fam));
+  if (fam == NULL)
+    return UV_ENOMEM;
+  fam->reg = reg;
+  int rc = family_copy_desc(fam, d);
+  if (rc == 0)
+    rc = registry_insert(reg, at, fam);
+  /* A family without labels has exactly one series; it exists from the start so a scrape shows
+   * 0 rather than nothing (client_golang does the same for a plain Counter). */
+  if (rc == 0 && fam->n_labels == 0 && evs_metric_family_child(fam, NULL) == NULL) {
+    memmove(reg->fams + at, reg->fams + at + 1, (reg->n - at - 1) * sizeof(*reg->fams));
+    reg->n--;
+    rc = UV_ENOMEM;
+  }
+  if (rc != 0) {
+    family_free(fam);
+    return rc;
+  }
+  if (out)
+    *out = fam;
+  return 0;
+}
+
+void evs_metric_family_set_collect(evs_metric_family_t *fam, evs_metric_collect_cb cb, void *data) {
+  fam->collect = cb;
+  fam->collect_data = data;
+}
+
+/* Packs the values NUL-separated into buf (or just measures when buf is NULL). FNV-1a hash. */
+static size_t pack_labels(const evs_metric_family_t *fam, const char *const *values, char *buf,
+                          uint32_t *hash) {
+  size_t len = 0;
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < fam->n_labels; i++) {
+    size_t l = strlen(values[i]) + 1;
+    for (size_t k = 0; k < l; k++)
+      h = (h ^ (unsigned char)values[i][k]) * 16777619u;
+    if (buf)
+      memcpy(buf + len, values[i], l);
+    len += l;
+  }
+  if (hash)
+    *hash = h;
+  return len;
+}
+
+static int labels_equal(const evs_metric_t *m, const evs_metric_family_t *fam,
+                        const char *const *values) {
+  const char *p = child_labels(m);
+  for (size_t i = 0; i < fam->n_labels; i++) {
+    if (strcmp(p, values[i]) != 0)
+      return 0;
+    p += strlen(p) + 1;
+  }
+  return 1;
+}
+
+static int values_ok(const evs_metric_family_t *fam, const char *const *values) {
+  if (fam->n_labels == 0)
+    return 1;
+  if (values == NULL)
+    return 0;
+  for (size_t i = 0; i < fam->n_labels; i++)
+    if (values[i] == NULL)
+      return 0;
+  return 1;
+}
+
+/* Returns the link that points at the matching child (or the chain's terminating NULL). */
+static evs_metric_t **find_link(evs_metric_family_t *fam, const char *const *values,
+                                uint32_t hash) {
+  if (fam->cap == 0)
+    return NULL;
+  evs_metric_t **link = &fam->table[hash & (fam->cap - 1)];
+  while (*link && !((*link)->hash == hash && labels_equal(*link, fam, values)))
+    link = &(*link)->hnext;
+  return link;
+}
+
+evs_metric_t *evs_metric_family_lookup(evs_metric_family_t *fam, const char *const *values) {
+  if (fam == NULL || !values_ok(fam, values))
+    return NULL;
+  uint32_t hash;
+  pack_labels(fam, values, NULL, &hash);
+  evs_metric_t **link = find_link(fam, values, hash);
+  return link ? *link : NULL;
+}
+
+static int table_grow(evs_metric_family_t *fam) {
+  size_t cap = fam->cap ? fam->cap * 2 : 8;
+  evs_metric_t **t = calloc(cap, sizeof(*t));
+  if (t == NULL)
+    return UV_ENOMEM;
+  for (size_t i = 0; i < fam->cap; i++) {
+    evs_metric_t *m = fam->table[i];
+    while (m) {
+      evs_metric_t *next = m->hnext;
+      m->hnext = t[m->hash & (cap - 1)];
+      t[m->hash & (cap - 1)] = m;
+      m = next;
+    }
+  }
+  free(fam->table);
+  fam->table = t;
+  fam->cap = cap;
+  return 0;
+}
+
+evs_metric_t *evs_metric_family_child(evs_metric_family_t *fam, const char *const *values) {
+  evs_metric_t *m = evs_metric_family_lookup(fam, values);
+  if (m || fam == NULL || !values_ok(fam, values))
+    return m;
+  if (fam->size + 1 > fam->cap - fam->cap / 4 && table_grow(fam) != 0)
+    return NULL;
+  uint32_t hash;
+  size_t llen = pack_labels(fam, values, NULL, &hash);
+  if (llen > UINT32_MAX)
+    return NULL;
+  m = calloc(1, sizeof(*m) + nvals(fam) * sizeof(evs_mval_t) + llen);
+  if (m == NULL)
+    return NULL;
+  m->fam = fam;
+  m->hash = hash;
+  m->labels_len = (uint32_t)llen;
+  pack_labels(fam, values, (char *)(m->v + nvals(fam)), NULL);
+  m->hnext = fam->table[hash & (fam->cap - 1)];
+  fam->table[hash & (fam->cap - 1)] = m;
+  fam->size++;
+  fam->sorted_valid = 0;
+  return m;
+}
+
+int evs_metric_family_remove(evs_metric_family_t *fam, const char *const *values) {
+  if (fam == NULL || !values_ok(fam, values))
+    return EVS_ENOTFOUND;
+  uint32_t hash;
+  pack_labels(fam, values, NULL, &hash);
+  evs_metric_t **link = find_link(fam, values, hash);
+  if (link == NULL || *link == NULL)
+    return EVS_ENOTFOUND;
+  evs_metric_t *m = *link;
+  *link = m->hnext;
+  free(m);
+  fam->size--;
+  fam->sorted_valid = 0;
+  return 0;
+}
+
+/* The value of label `index` inside a packed label block. */
+static const char *label_at(const evs_metric_t *m, size_t index) {
+  const char *p = child_labels(m);
+  for (size_t i = 0; i < index; i++)
+    p += strlen(p) + 1;
+  return p;
+}
+
+size_t evs_metric_family_remove_matching(evs_metric_family_t *fam, size_t label_index,
+                                         const char *value) {
+  size_t removed = 0;
+  if (fam == NULL || label_index >= fam->n_labels || value == NULL)
+    return 0;
+  for (size_t i = 0; i < fam->cap; i++) {
+    evs_metric_t **link = &fam->table[i];
+    while (*link) {
+      evs_metric_t *m = *link;
+      if (strcmp(label_at(m, label_index), value) == 0) {
+        *link = m->hnext;
+        free(m);
+        fam->size--;
+        fam->sorted_valid = 0;
+        removed++;
+      } else {
+        link = &m->hnext;
+      }
+    }
+  }
+  return removed;
+}
+
+size_t evs_metric_family_size(const evs_metric_family_t *fam) { return fam ? fam->size : 0; }
+
+void evs_metric_inc(evs_metric_t *m) { evs_metric_add(m, 1.0); }
+
+void evs_metric_add(evs_metric_t *m, double delta) {
+  if (m == NULL || m->fam->type == EVS_METRIC_HISTOGRAM)
+    return;
+  /* A counter only goes up: a negative or NaN delta would break rate() for every reader. */
+  if (m->fam->type == EVS_METRIC_COUNTER && !(delta >= 0))
+    return;
+  m->v[0].d += delta;
+}
+
+void evs_metric_set(evs_metric_t *m, double value) {
+  if (m == NULL || m->fam->type == EVS_METRIC_HISTOGRAM)
+    return;
+  m->v[0].d = value;
+}
+
+void evs_metric_observe(evs_metric_t *m, double value) {
+  if (m == NULL || m->fam->type != EVS_METRIC_HISTOGRAM)
+    return;
+  const evs_metric_family_t *fam = m->fam;
+  size_t i = 0;
+  while (i < fam->n_buckets && !(value <= fam->buckets[i]))
+    i++;
+  if (i < fam->n_buckets)
+    m->v[2 + i].u++;
+  m->v[0].d += value;
+  m->v[1].u++;
+}
+
+double evs_metric_value(const evs_metric_t *m) { return m ? m->v[0].d : NAN; }
+
+unsigned long long evs_metric_count(const evs_metric_t *m) {
+  return (m && m->fam->type == EVS_METRIC_HISTOGRAM) ? m->v[1].u : 0;
+}
+
+/* Go's strconv.FormatFloat(v, 'g', -1, 64): the shortest digits that read back as v; %e form
+ * when the decimal exponent is < -4 or >= 6 ("if shortest { eprec = 6 }" in golang/go
+ * src/strconv/ftoa.go, commit 067e8dfd82163ddcbde248dbe5a1187a417e5d36), else %f form. C's %e
+ * prints the exponent with at least two digits, as Go does. */
+/* Lays out prec significant digits (digits, no dot) with decimal exponent exp as Go's 'g' does:
+ * %e form (d.ddde+XX, at least two exponent digits) when exp < -4 || exp >= 6, else %f form. */
+static size_t layout_digits(char *buf, int neg, const char *digits, int prec, int exp) {
+  size_t n = 0;
+  if (neg)
+    buf[n++] = '-';
+  if (exp < -4 || exp >= 6) {
+    buf[n++] = digits[0];
+    if (prec > 1) {
+      buf[n++] = '.';
+      memcpy(buf + n, digits + 1, (size_t)prec - 1);
+      n += (size_t)prec - 1;
+    }
+    n += (size_t)snprintf(buf + n, EVS_METRICS_FLOAT_BUF - n, "e%c%02d", exp < 0 ? '-' : '+',
+                          exp < 0 ? -exp : exp);
+    return n;
+  }
+  if (exp < 0) {
+    buf[n++] = '0';
+    buf[n++] = '.';
+    for (int i = 0; i < -exp - 1; i++)
+      buf[n++] = '0';
+    memcpy(buf + n, digits, (size_t)prec);
+    n += (size_t)prec;
+  } else {
+    for (int i = 0; i <= exp; i++)
+      buf[n++] = i < prec ? digits[i] : '0';
+    if (prec > exp + 1) {
+      buf[n++] = '.';
+      memcpy(buf + n, digits + exp + 1, (size_t)(prec - exp - 1));
+      n += (size_t)(prec - exp - 1);
+    }
+  }
+  buf[n] = '\0';
+  return n;
+}
+
+/* The shortest significant digits of v that read back as v, into digits; returns their count
+ * and the decimal exponent. Tries 15 digits first: when those round-trip, the shortest form is
+ * them without trailing zeros, since for a normal double any shorter round-tripping string
+ * lies on the same 15-digit grid within half a step. Subnormals search every precision. */
+static int shortest_digits(double v, char *digits, int *exp) {
+  char tmp[EVS_METRICS_FLOAT_BUF];
+  int prec = 0;
+  if (fabs(v) >= DBL_MIN) {
+    snprintf(tmp, sizeof tmp, "%.14e", v);
+    if (strtod(tmp, NULL) == v)
+      prec = 15;
+    else
+      for (prec = 16; prec < 17; prec++) {
+        snprintf(tmp, sizeof tmp, "%.*e", prec - 1, v);
+        if (strtod(tmp, NULL) == v)
+          break;
+      }
+  } else {
+    for (prec = 1; prec < 17; prec++) {
+      snprintf(tmp, sizeof tmp, "%.*e", prec - 1, v);
+      if (strtod(tmp, NULL) == v)
+        break;
+    }
+  }
+  snprintf(tmp, sizeof tmp, "%.*e", prec - 1, v);
+  const char *e = strchr(tmp, 'e');
+  *exp = atoi(e + 1);
+  int n = 0;
+  for (const char *q = tmp; q < e; q++)
+    if (*q >= '0' && *q <= '9')
+      digits[n++] = *q;
+  while (n > 1 && digits[n - 1] == '0')
+    n--;
+  return n;
+}
+
+size_t evs_metrics_format_float(char *buf, double v) {
+  if (isnan(v))
+    return (size_t)snprintf(buf, EVS_METRICS_FLOAT_BUF, "NaN");
+  if (isinf(v))
+    return (size_t)snprintf(buf, EVS_METRICS_FLOAT_BUF, v > 0 ? "+Inf" : "-Inf");
+  if (v == 0)
+    return (size_t)snprintf(buf, EVS_METRICS_FLOAT_BUF, "0");
+  /* Most samples are small integers (counts, replicas): exact and in %f form below 1e6. */
+  if (v == (double)(long long)v && fabs(v) < 1e6)
+    return (size_t)snprintf(buf, EVS_METRICS_FLOAT_BUF, "%lld", (long long)v);
+  char digits[20];
+  int exp;
+  int prec = shortest_digits(v, digits, &exp);
+  return layout_digits(buf, v < 0, digits, prec, exp);
+}
+
+/* A growable output buffer; after a failed allocation every append is a no-op and oom stays. */
+typedef struct {
+  char *p;
+  size_t len;
+  size_t cap;
+  int oom;
+} sbuf_t;
+
+static void sb_grow(sbuf_t *b, size_t more) {
+  if (b->oom || b->len + more + 1 <= b->cap)
+    return;
+  size_t cap = b->cap ? b->cap : 4096;
+  while (cap < b->len + more + 1)
+    cap *= 2;
+  char *p = realloc(b->p, cap);
+  if (p == NULL) {
+    b->oom = 1;
+    return;
+  }
+  b->p = p;
+  b->cap = cap;
+}
+
+static void sb_put(sbuf_t *b, const char *s, size_t n) {
+  sb_grow(b, n);
+  if (b->oom)
+    return;
+  memcpy(b->p + b->len, s, n);
+  b->len += n;
+  b->p[b->len] = '\0';
+}
+
+static void sb_str(sbuf_t *b, const char *s) { sb_put(b, s, strlen(s)); }
+
+static void sb_float(sbuf_t *b, double v) {
+  char f[EVS_METRICS_FLOAT_BUF];
+  sb_put(b, f, evs_metrics_format_float(f, v));
+}
+
+/* Escapes \ and newline always, and " inside label values (expfmt writeEscapedString). */
+static void sb_escaped(sbuf_t *b, const char *s, int quote) {
+  const char *special = quote ? "\\\n\"" : "\\\n";
+  for (;;) {
+    size_t n = strcspn(s, special);
+    sb_put(b, s, n);
+    s += n;
+    if (*s == '\0')
+      return;
+    sb_put(b, *s == '\\' ? "\\\\" : *s == '\n' ? "\\n" : "\\\"", 2);
+    s++;
+  }
+}
+
+/* name{l1="v1",...[,le="bound"]} value\n */
+static void sb_sample(sbuf_t *b, const evs_metric_t *m, const char *suffix, const double *le,
+                      double value) {
+  const evs_metric_family_t *fam = m->fam;
+  sb_str(b, fam->name);
+  sb_str(b, suffix);
+  const char *p = child_labels(m);
+  char sep = '{';
+  for (size_t i = 0; i < fam->n_labels; i++) {
+    sb_put(b, &sep, 1);
+    sb_str(b, fam->label_names[i]);
+    sb_put(b, "=\"", 2);
+    sb_escaped(b, p, 1);
+    sb_put(b, "\"", 1);
+    p += strlen(p) + 1;
+    sep = ',';
+  }
+  if (le) {
+    sb_put(b, &sep, 1);
+    sb_put(b, "le=\"", 4);
+    sb_float(b, *le);
+    sb_put(b, "\"", 1);
+    sep = ',';
+  }
+  if (sep == ',')
+    sb_put(b, "}", 1);
+  sb_put(b, " ", 1);
+  sb_float(b, value);
+  sb_put(b, "\n", 1);
+}
+
+static void sb_child(sbuf_t *b, const evs_metric_t *m) {
+  const evs_metric_family_t *fam = m->fam;
+  if (fam->type != EVS_METRIC_HISTOGRAM) {
+    sb_sample(b, m, "", NULL, m->v[0].d);
+    return;
+  }
+  unsigned long long cum = 0;
+  for (size_t i = 0; i < fam->n_buckets; i++) {
+    cum += m->v[2 + i].u;
+    sb_sample(b, m, "_bucket", &fam->buckets[i], (double)cum);
+  }
+  const double inf = INFINITY;
+  sb_sample(b, m, "_bucket", &inf, (double)m->v[1].u);
+  sb_sample(b, m, "_sum", NULL, m->v[0].d);
+  sb_sample(b, m, "_count", NULL, (double)m->v[1].u);
+}
+
+/* Packed label blocks compare like their values one by one: NUL sorts before any byte. */
+static int child_cmp(const void *a, const void *b) {
+  const evs_metric_t *x = *(evs_metric_t *const *)a, *y = *(evs_metric_t *const *)b;
+  size_t n = x->labels_len < y->labels_len ? x->labels_len : y->labels_len;
+  int c = memcmp(child_labels(x), child_labels(y), n);
+  if (c != 0)
+    return c;
+  return (x->labels_len > y->labels_len) - (x->labels_len < y->labels_len);
+}
+
+static const char *type_name(evs_metric_type_t t) {
+  return t == EVS_METRIC_COUNTER ? "counter" : t == EVS_METRIC_GAUGE ? "gauge" : "histogram";
+}
+
+static int family_sort(evs_metric_family_t *fam) {
+  if (fam->sorted_valid)
+    return 0;
+  evs_metric_t **kids = realloc(fam->sorted, (fam->size ? fam->size : 1) * sizeof(*kids));
+  if (kids == NULL)
+    return UV_ENOMEM;
+  size_t n = 0;
+  for (size_t i = 0; i < fam->cap; i++)
+    for (evs_metric_t *m = fam->table[i]; m; m = m->hnext)
+      kids[n++] = m;
+  qsort(kids, n, sizeof(*kids), child_cmp);
+  fam->sorted = kids;
+  fam->sorted_valid = 1;
+  return 0;
+}
+
+static int sb_family(sbuf_t *b, evs_metric_family_t *fam) {
+  if (fam->size == 0)
+    return 0;
+  int rc = family_sort(fam);
+  if (rc != 0)
+    return rc;
+  if (fam->help) {
+    sb_str(b, "# HELP ");
+    sb_str(b, fam->name);
+    sb_put(b, " ", 1);
+    sb_escaped(b, fam->help, 0);
+    sb_put(b, "\n", 1);
+  }
+  sb_str(b, "# TYPE ");
+  sb_str(b, fam->name);
+  sb_put(b, " ", 1);
+  sb_str(b, type_name(fam->type));
+  sb_put(b, "\n", 1);
+  for (size_t i = 0; i < fam->size; i++)
+    sb_child(b, fam->sorted[i]);
+  return 0;
+}
+
+int evs_metrics_expose(evs_metrics_t *reg, char **out, size_t *len) {
+  sbuf_t b = {0};
+  for (size_t i = 0; i < reg->n; i++)
+    if (reg->fams[i]->collect)
+      reg->fams[i]->collect(reg->fams[i], reg->fams[i]->collect_data);
+  sb_grow(&b, reg->last_len + reg->last_len / 8);
+  if (!b.oom)
+    b.p[0] = '\0'; /* an empty registry is an empty string, not a missing one */
+  int rc = 0;
+  for (size_t i = 0; i < reg->n && rc == 0; i++)
+    rc = sb_family(&b, reg->fams[i]);
+  if (rc == 0 && b.oom)
+    rc = UV_ENOMEM;
+  if (rc != 0) {
+    free(b.p);
+    return rc;
+  }
+  reg->last_len = b.len;
+  *out = b.p;
+  *len = b.len;
+  return 0;
+}

@@ -1,0 +1,390 @@
+/* Metrics registry and exposition: exact text for each type, label escaping, float formatting,
+ * removal, and `promtool check metrics` over the families the foundation exposes.
+ *
+ * The expected text follows prometheus/common expfmt/text_create.go (commit
+ * 08bb632dfe0f8dee4689f8f4f93d8af23fa43176: MetricFamilyToText, writeSample,
+ * writeEscapedString, writeFloat) and Go's strconv.FormatFloat(f, 'g', -1, 64) (golang/go
+ * src/strconv/ftoa.go, commit 067e8dfd82163ddcbde248dbe5a1187a417e5d36: %e form when the
+ * exponent is < -4 or >= 6 for the shortest representation). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "evscale/error.h"
+#include "evscale/health.h"
+#include "evscale/metrics.h"
+#include "evscale/procstat.h"
+
+#include <sys/resource.h>
+#include <time.h>
+
+static char *expose(evs_metrics_t *reg) {
+  char *out;
+  size_t len;
+  assert_int_equal(evs_metrics_expose(reg, &out, &len), 0);
+  assert_int_equal(strlen(out), len);
+  return out;
+}
+
+static void test_float_format(void **state) {
+  (void)state;
+  static const struct {
+    double v;
+    const char *want;
+  } cases[] = {
+      {0, "0"},
+      {-0.0, "0"},
+      {1, "1"},
+      {-1, "-1"},
+      {0.1, "0.1"},
+      {1.5, "1.5"},
+      {-2.25, "-2.25"},
+      {100, "100"},
+      {123456, "123456"},
+      {999999, "999999"},
+      {1e6, "1e+06"},
+      {1234567, "1.234567e+06"},
+      {1e21, "1e+21"},
+      {0.0001, "0.0001"},
+      {0.00001, "1e-05"},
+      {0.000123, "0.000123"},
+      {0.005, "0.005"},
+      {1.0 / 3.0, "0.3333333333333333"},
+      {1.7976931348623157e308, "1.7976931348623157e+308"},
+      {5e-324, "5e-324"},
+      {1700000000.5, "1.7000000005e+09"},
+      {INFINITY, "+Inf"},
+      {-INFINITY, "-Inf"},
+      {NAN, "NaN"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char buf[EVS_METRICS_FLOAT_BUF];
+    evs_metrics_format_float(buf, cases[i].v);
+    assert_string_equal(buf, cases[i].want);
+  }
+}
+
+static void test_counter_gauge_exact(void **state) {
+  (void)state;
+  evs_metrics_t *reg = evs_metrics_new();
+  evs_metric_family_t *c, *g;
+  evs_metric_desc_t dc = {"b_requests_total", "Requests.", EVS_METRIC_COUNTER, NULL, 0, NULL, 0};
+  evs_metric_desc_t dg = {"a_temp", "Line one\nback\\slash", EVS_METRIC_GAUGE, NULL, 0, NULL, 0};
+  assert_int_equal(evs_metrics_register(reg, &dc, &c), 0);
+  assert_int_equal(evs_metrics_register(reg, &dg, &g), 0);
+  assert_int_equal(evs_metrics_register(reg, &dc, NULL), UV_EEXIST);
+  char *out = expose(reg);
+  assert_string_equal(out, "# HELP a_temp Line one\\nback\\\\slash\n"
+                           "# TYPE a_temp gauge\n"
+                           "a_temp 0\n"
+                           "# HELP b_requests_total Requests.\n"
+                           "# TYPE b_requests_total counter\n"
+                           "b_requests_total 0\n");
+  free(out);
+  evs_metric_t *cm = evs_metric_family_child(c, NULL);
+  evs_metric_inc(cm);
+  evs_metric_add(cm, 2.5);
+  evs_metric_add(cm, -10); /* ignored: counters only go up */
+  evs_metric_add(cm, NAN);
+  evs_metric_set(evs_metric_family_child(g, NULL), -1e-7);
+  out = expose(reg);
+  assert_string_equal(out, "# HELP a_temp Line one\\nback\\\\slash\n"
+                           "# TYPE a_temp gauge\n"
+                           "a_temp -1e-07\n"
+                           "# HELP b_requests_total Requests.\n"
+                           "# TYPE b_requests_total counter\n"
+                           "b_requests_total 3.5\n");
+  free(out);
+  evs_metrics_free(reg);
+}
+
+static void test_labels_escaping_order_remove(void **state) {
+  (void)state;
+  evs_metrics_t *reg = evs_metrics_new();
+  static const char *labels[] = {"namespace", "name"};
+  evs_metric_desc_t d = {"x_items", NULL, EVS_METRIC_GAUGE, labels, 2, NULL, 0};
+  evs_metric_family_t *f;
+  assert_int_equal(evs_metrics_register(reg, &d, &f), 0);
+  char *out = expose(reg);
+  assert_string_equal(out, ""); /* a labelled family without children prints nothing */
+  free(out);
+  const char *v1[] = {"ns-b", "q\"uote\\back\nline"};
+  const char *v2[] = {"ns-a", "z"};
+  const char *v3[] = {"ns-a", "a"};
+  const char *v4[] = {"ns-a", ""};
+  evs_metric_set(evs_metric_family_child(f, v1), 1);
+  evs_metric_set(evs_metric_family_child(f, v2), 2);
+  evs_metric_set(evs_metric_family_child(f, v3), 3);
+  evs_metric_set(evs_metric_family_child(f, v4), 4);
+  assert_ptr_equal(evs_metric_family_child(f, v2), evs_metric_family_lookup(f, v2));
+  assert_int_equal(evs_metric_family_size(f), 4);
+  out = expose(reg);
+  assert_string_equal(out, "# TYPE x_items gauge\n"
+                           "x_items{namespace=\"ns-a\",name=\"\"} 4\n"
+                           "x_items{namespace=\"ns-a\",name=\"a\"} 3\n"
+                           "x_items{namespace=\"ns-a\",name=\"z\"} 2\n"
+                           "x_items{namespace=\"ns-b\",name=\"q\\\"uote\\\\back\\nline\"} 1\n");
+  free(out);
+  assert_int_equal(evs_metric_family_remove(f, v1), 0);
+  assert_int_equal(evs_metric_family_remove(f, v1), EVS_ENOTFOUND);
+  assert_int_equal(evs_metric_family_remove_matching(f, 0, "ns-a"), 3);
+  assert_null(evs_metric_family_lookup(f, v2));
+  assert_int_equal(evs_metric_family_size(f), 0);
+  const char *bad[] = {"x", NULL};
+  assert_null(evs_metric_family_child(f, bad));
+  assert_null(evs_metric_family_child(f, NULL));
+  evs_metric_inc(NULL); /* a failed child() costs only that sample */
+  evs_metrics_free(reg);
+}
+
+static void test_histogram_exact(void **state) {
+  (void)state;
+  evs_metrics_t *reg = evs_metrics_new();
+  static const char *labels[] = {"op"};
+  static const double b[] = {0.1, 1, 2.5};
+  evs_metric_desc_t d = {"h_seconds", "Durations.", EVS_METRIC_HISTOGRAM, labels, 1, b, 3};
+  evs_metric_family_t *f;
+  assert_int_equal(evs_metrics_register(reg, &d, &f), 0);
+  const char *v[] = {"read"};
+  evs_metric_t *m = evs_metric_family_child(f, v);
+  evs_metric_observe(m, 0.05);
+  evs_metric_observe(m, 0.1); /* le is inclusive */
+  evs_metric_observe(m, 2);
+  evs_metric_observe(m, 7);
+  assert_int_equal(evs_metric_count(m), 4);
+  char *out = expose(reg);
+  assert_string_equal(out, "# HELP h_seconds Durations.\n"
+                           "# TYPE h_seconds histogram\n"
+                           "h_seconds_bucket{op=\"read\",le=\"0.1\"} 2\n"
+                           "h_seconds_bucket{op=\"read\",le=\"1\"} 2\n"
+                           "h_seconds_bucket{op=\"read\",le=\"2.5\"} 3\n"
+                           "h_seconds_bucket{op=\"read\",le=\"+Inf\"} 4\n"
+                           "h_seconds_sum{op=\"read\"} 9.15\n"
+                           "h_seconds_count{op=\"read\"} 4\n");
+  free(out);
+  evs_metric_desc_t d2 = {"h2", NULL, EVS_METRIC_HISTOGRAM, NULL, 0, NULL, 0};
+  evs_metric_family_t *f2;
+  assert_int_equal(evs_metrics_register(reg, &d2, &f2), 0); /* default buckets */
+  evs_metric_observe(evs_metric_family_child(f2, NULL), 0.3);
+  out = expose(reg);
+  assert_non_null(strstr(out, "# TYPE h2 histogram\n"
+                              "h2_bucket{le=\"0.005\"} 0\n"));
+  assert_non_null(strstr(out, "h2_bucket{le=\"0.25\"} 0\nh2_bucket{le=\"0.5\"} 1\n"));
+  assert_non_null(strstr(out, "h2_bucket{le=\"10\"} 1\nh2_bucket{le=\"+Inf\"} 1\n"
+                              "h2_sum 0.3\nh2_count 1\n"));
+  free(out);
+  evs_metrics_free(reg);
+}
+
+static void test_name_validation(void **state) {
+  (void)state;
+  evs_metrics_t *reg = evs_metrics_new();
+  static const char *ok[] = {"scaledObject", "triggerIndex"};
+  static const char *dup[] = {"a", "a"};
+  static const char *reserved[] = {"__name"};
+  static const char *le[] = {"le"};
+  static const char *digit[] = {"1a"};
+  static const double dec[] = {1, 0.5};
+  static const double inf[] = {1, INFINITY};
+  evs_metric_desc_t cases[] = {
+      {"9bad", NULL, EVS_METRIC_GAUGE, NULL, 0, NULL, 0},
+      {"", NULL, EVS_METRIC_GAUGE, NULL, 0, NULL, 0},
+      {"a-b", NULL, EVS_METRIC_GAUGE, NULL, 0, NULL, 0},
+      {"g", NULL, EVS_METRIC_GAUGE, dup, 2, NULL, 0},
+      {"g", NULL, EVS_METRIC_GAUGE, reserved, 1, NULL, 0},
+      {"g", NULL, EVS_METRIC_GAUGE, digit, 1, NULL, 0},
+      {"h", NULL, EVS_METRIC_HISTOGRAM, le, 1, NULL, 0},
+      {"h", NULL, EVS_METRIC_HISTOGRAM, NULL, 0, dec, 2},
+      {"h", NULL, EVS_METRIC_HISTOGRAM, NULL, 0, inf, 2},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    assert_int_equal(evs_metrics_register(reg, &cases[i], NULL), UV_EINVAL);
+  evs_metric_desc_t good = {"ns:sub_metric", NULL, EVS_METRIC_GAUGE, ok, 2, NULL, 0};
+  assert_int_equal(evs_metrics_register(reg, &good, NULL), 0);
+  assert_non_null(evs_metrics_find(reg, "ns:sub_metric"));
+  assert_null(evs_metrics_find(reg, "nope"));
+  evs_metrics_free(reg);
+}
+
+/* KEDA's families keep KEDA's names and camelCase labels; the registry must take them as they
+ * are (promtool's lint is not applied to these). */
+static void test_keda_families_exact(void **state) {
+  (void)state;
+  evs_metrics_t *reg = evs_metrics_new();
+  static const char *labels[] = {"namespace", "metric",       "scaledObject",
+                                 "scaler",    "triggerIndex", "type"};
+  evs_metric_desc_t d = {"keda_scaler_metrics_value",
+                         "The current value for each scaler's metric that would be used by the "
+                         "HPA in computing the target average.",
+                         EVS_METRIC_GAUGE,
+                         labels,
+                         6,
+                         NULL,
+                         0};
+  evs_metric_family_t *f;
+  assert_int_equal(evs_metrics_register(reg, &d, &f), 0);
+  const char *v[] = {"prod", "s0-redis-jobs", "worker", "redisScaler", "0", "scaledobject"};
+  evs_metric_set(evs_metric_family_child(f, v), 42);
+  char *out = expose(reg);
+  assert_string_equal(
+      out, "# HELP keda_scaler_metrics_value The current value for each scaler's metric that "
+           "would be used by the HPA in computing the target average.\n"
+           "# TYPE keda_scaler_metrics_value gauge\n"
+           "keda_scaler_metrics_value{namespace=\"prod\",metric=\"s0-redis-jobs\","
+           "scaledObject=\"worker\",scaler=\"redisScaler\",triggerIndex=\"0\","
+           "type=\"scaledobject\"} 42\n");
+  free(out);
+  evs_metrics_free(reg);
+}
+
+/* Many children: the table grows, lookups stay right, removal of all leaves nothing. */
+static void test_many_children(void **state) {
+  (void)state;
+  evs_metrics_t *reg = evs_metrics_new();
+  static const char *labels[] = {"so"};
+  evs_metric_desc_t d = {"many", NULL, EVS_METRIC_COUNTER, labels, 1, NULL, 0};
+  evs_metric_family_t *f;
+  assert_int_equal(evs_metrics_register(reg, &d, &f), 0);
+  char name[32];
+  for (int i = 0; i < 20000; i++) {
+    snprintf(name, sizeof name, "so-%d", i);
+    const char *v[] = {name};
+    evs_metric_add(evs_metric_family_child(f, v), i);
+  }
+  assert_int_equal(evs_metric_family_size(f), 20000);
+  for (int i = 0; i < 20000; i += 2) {
+    snprintf(name, sizeof name, "so-%d", i);
+    const char *v[] = {name};
+    assert_true(evs_metric_value(evs_metric_family_lookup(f, v)) == i);
+    assert_int_equal(evs_metric_family_remove(f, v), 0);
+  }
+  assert_int_equal(evs_metric_family_size(f), 10000);
+  char *out = expose(reg);
+  assert_non_null(strstr(out, "many{so=\"so-19999\"} 19999\n"));
+  assert_null(strstr(out, "many{so=\"so-19998\"}"));
+  free(out);
+  evs_metrics_free(reg);
+}
+
+static int g_collects;
+static void collect(evs_metric_family_t *f, void *data) {
+  (void)data;
+  g_collects++;
+  evs_metric_set(evs_metric_family_child(f, NULL), g_collects * 10);
+}
+
+static void test_collect_callback(void **state) {
+  (void)state;
+  evs_metrics_t *reg = evs_metrics_new();
+  evs_metric_desc_t d = {"cb_gauge", NULL, EVS_METRIC_GAUGE, NULL, 0, NULL, 0};
+  evs_metric_family_t *f;
+  assert_int_equal(evs_metrics_register(reg, &d, &f), 0);
+  evs_metric_family_set_collect(f, collect, NULL);
+  g_collects = 0;
+  char *out = expose(reg);
+  assert_string_equal(out, "# TYPE cb_gauge gauge\ncb_gauge 10\n");
+  free(out);
+  out = expose(reg);
+  assert_string_equal(out, "# TYPE cb_gauge gauge\ncb_gauge 20\n");
+  free(out);
+  evs_metrics_free(reg);
+}
+
+/* Process metrics against what the test can check independently: two new descriptors show up,
+ * the start time is this process's (now minus at most the test's run time), RSS is non-zero,
+ * max fds is the soft RLIMIT_NOFILE. */
+static void test_procstat_values(void **state) {
+  (void)state;
+  evs_procstat_t a, b;
+  assert_int_equal(evs_procstat_read(&a), 0);
+  int p[2];
+  assert_int_equal(pipe(p), 0);
+  assert_int_equal(evs_procstat_read(&b), 0);
+  close(p[0]);
+  close(p[1]);
+  assert_true(b.open_fds == a.open_fds + 2);
+  assert_true(a.resident_bytes > 1024 * 1024);
+  assert_true(a.virtual_bytes >= a.resident_bytes);
+  assert_true(a.cpu_seconds >= 0 && b.cpu_seconds >= a.cpu_seconds);
+  double now = (double)time(NULL);
+  assert_true(a.start_time_seconds <= now + 2 && a.start_time_seconds > now - 600);
+  struct rlimit rl;
+  getrlimit(RLIMIT_NOFILE, &rl);
+  if (rl.rlim_cur != RLIM_INFINITY)
+    assert_true(a.max_fds == (double)rl.rlim_cur);
+}
+
+static void closed(void *data) { *(int *)data = 1; }
+
+/* The evscale_* and process_* families the foundation registers pass promtool's parser and
+ * linter. promtool comes with the Debian package 'prometheus' (tools/install-deps.sh). */
+static void test_promtool_check(void **state) {
+  (void)state;
+  if (access("/usr/bin/promtool", X_OK) != 0) {
+    print_message("SKIP: /usr/bin/promtool absent (install the Debian package 'prometheus')\n");
+    skip();
+  }
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  evs_metrics_t *reg = evs_metrics_new();
+  evs_health_t *h;
+  assert_int_equal(evs_health_new(&loop, reg, NULL, &h), 0);
+  evs_health_config_reload(h, 1, 1700000000.25);
+  evs_health_config_reload(h, 0, 1700000100);
+  char *out = expose(reg);
+  assert_non_null(strstr(out, "evscale_build_info{version=\""));
+  assert_non_null(strstr(out, "evscale_config_reloads_total{result=\"failure\"} 1\n"));
+  assert_non_null(strstr(out, "evscale_config_reloads_total{result=\"success\"} 1\n"));
+  assert_non_null(strstr(out, "evscale_config_last_reload_successful 0\n"));
+  assert_non_null(
+      strstr(out, "evscale_config_last_reload_success_timestamp_seconds 1.70000000025e+09\n"));
+  assert_non_null(strstr(out, "\nprocess_resident_memory_bytes "));
+  assert_non_null(strstr(out, "\nprocess_open_fds "));
+  char path[] = "/tmp/evs_promtool_XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  assert_int_equal(write(fd, out, strlen(out)), (ssize_t)strlen(out));
+  close(fd);
+  char cmd[256];
+  snprintf(cmd, sizeof cmd, "/usr/bin/promtool check metrics < %s 2>&1", path);
+  FILE *p = popen(cmd, "r");
+  assert_non_null(p);
+  char report[4096] = {0};
+  size_t n = fread(report, 1, sizeof report - 1, p);
+  int st = pclose(p);
+  unlink(path);
+  if (st != 0 || n != 0)
+    print_message("promtool said (status %d):\n%s\n--- input ---\n%s\n", st, report, out);
+  assert_int_equal(st, 0);
+  assert_int_equal(n, 0);
+  free(out);
+  int done = 0;
+  evs_health_close(h, closed, &done);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_true(done);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  evs_metrics_free(reg);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_float_format),
+      cmocka_unit_test(test_counter_gauge_exact),
+      cmocka_unit_test(test_labels_escaping_order_remove),
+      cmocka_unit_test(test_histogram_exact),
+      cmocka_unit_test(test_name_validation),
+      cmocka_unit_test(test_keda_families_exact),
+      cmocka_unit_test(test_many_children),
+      cmocka_unit_test(test_collect_callback),
+      cmocka_unit_test(test_procstat_values),
+      cmocka_unit_test(test_promtool_check),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
