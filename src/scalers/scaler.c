@@ -1,12 +1,13 @@
 /* The scaler registry: one entry per trigger type. */
 #include "evscale/scaler.h"
+#include "evscale/cron.h"
 #include "evscale/error.h"
 
 #include <string.h>
 
 /* Each trigger type's file defines its evs_scaler_type_t; list it here. */
 static const evs_scaler_type_t *const evs__scaler_types[] = {
-    NULL /* cron, redis, prometheus register here */
+    &evs_scaler_cron_type, /* redis, prometheus register here */
 };
 
 const char *evs_kvs_get(const evs_kvs_t *kvs, const char *key) {
