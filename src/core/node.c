@@ -198,12 +198,19 @@ typedef struct {
   evs_node_t **items;
   size_t n, cap;
   char *anchor;
+  uint64_t weight; /* nodes in this subtree with aliases expanded */
 } evs__frame_t;
 
 typedef struct {
   char *name;
   evs_node_t *node; /* NULL while the anchored collection is still open */
+  uint64_t weight;
 } evs__anchor_t;
+
+/* Aliases share nodes, so memory stays small, but every walk of the tree visits a shared node
+ * once per alias: "billion laughs" input would make a validator's walk exponential. The tree is
+ * refused when its size with aliases expanded passes this bound (far above any real file). */
+#define EVS__MAX_EXPANDED_NODES 1000000u
 
 typedef struct {
   evs_doc_t *doc;
@@ -212,6 +219,7 @@ typedef struct {
   size_t depth, cap;
   evs__anchor_t *anchors;
   size_t nanchors, anchors_cap;
+  uint64_t root_weight;
   int failed;
 } evs__ybuild_t;
 
@@ -252,6 +260,7 @@ static int evs__anchor_add(evs__ybuild_t *b, const char *name, evs_node_t *node)
   b->anchors[b->nanchors].name = strdup(name);
   if (b->anchors[b->nanchors].name == NULL)
     return UV_ENOMEM;
+  b->anchors[b->nanchors].weight = 0;
   b->anchors[b->nanchors++].node = node;
   return 0;
 }
@@ -264,13 +273,21 @@ static evs__anchor_t *evs__anchor_find(evs__ybuild_t *b, const char *name) {
   return NULL;
 }
 
-/* Adds a finished node to the open collection (or makes it the root). */
-static int evs__attach(evs__ybuild_t *b, evs_node_t *n) {
+/* Adds a finished node of `weight` expanded nodes to the open collection (or makes it the
+ * root). */
+static int evs__attach(evs__ybuild_t *b, evs_node_t *n, uint64_t weight) {
   if (b->depth == 0) {
     b->doc->root = n;
+    b->root_weight = weight;
     return 0;
   }
   evs__frame_t *f = &b->stack[b->depth - 1];
+  f->weight += weight;
+  if (f->weight > EVS__MAX_EXPANDED_NODES) {
+    if (!b->failed)
+      evs__yerr(b, n->line, n->col, "document too large with its aliases expanded", NULL);
+    return EVS_EYAML;
+  }
   if (f->node->kind == EVS_NODE_MAP && f->n % 2 == 0) {
     /* A key: must be a scalar, and unique in its map. */
     if (!evs_node_is_scalar(n)) {
@@ -309,6 +326,7 @@ static int evs__open(evs__ybuild_t *b, int kind, const yaml_event_t *ev, const c
   evs__frame_t *f = &b->stack[b->depth++];
   memset(f, 0, sizeof *f);
   f->node = n;
+  f->weight = 1;
   if (anchor) {
     f->anchor = strdup(anchor);
     if (evs__anchor_add(b, anchor, NULL) != 0)
@@ -333,13 +351,15 @@ static int evs__close(evs__ybuild_t *b) {
   }
   if (f->anchor) {
     evs__anchor_t *a = evs__anchor_find(b, f->anchor);
-    if (a)
+    if (a) {
       a->node = n;
+      a->weight = f->weight;
+    }
     free(f->anchor);
   }
   free(f->items);
   if (rc == 0)
-    rc = evs__attach(b, n);
+    rc = evs__attach(b, n, f->weight);
   return rc;
 }
 
@@ -360,7 +380,9 @@ static int evs__scalar(evs__ybuild_t *b, const yaml_event_t *ev) {
     evs__resolve_plain(n);
   if (ev->data.scalar.anchor && evs__anchor_add(b, (const char *)ev->data.scalar.anchor, n) != 0)
     return UV_ENOMEM;
-  return evs__attach(b, n);
+  if (ev->data.scalar.anchor)
+    b->anchors[b->nanchors - 1].weight = 1;
+  return evs__attach(b, n, 1);
 }
 
 static int evs__alias(evs__ybuild_t *b, const yaml_event_t *ev) {
@@ -376,7 +398,7 @@ static int evs__alias(evs__ybuild_t *b, const yaml_event_t *ev) {
     return 0;
   }
   /* Documents are trees of borrowed nodes freed together, so an alias may share its target. */
-  return evs__attach(b, a->node);
+  return evs__attach(b, a->node, a->weight);
 }
 
 int evs_doc_parse_yaml(const char *buf, size_t len, const char *file, evs_doc_t **out,

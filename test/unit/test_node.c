@@ -112,6 +112,27 @@ static void yaml_deep_nesting_refused(void **state) {
   evs_diag_free(&d);
 }
 
+static void yaml_alias_bomb_refused(void **state) {
+  (void)state;
+  /* Each level doubles the expanded size: 2^30 nodes from a 300-byte file. */
+  char src[2048];
+  size_t off = (size_t)snprintf(src, sizeof src, "l0: &l0 [x, x]\n");
+  for (int i = 1; i <= 30; i++)
+    off += (size_t)snprintf(src + off, sizeof src - off, "l%d: &l%d [*l%d, *l%d]\n", i, i, i - 1,
+                            i - 1);
+  evs_doc_t *doc = NULL;
+  evs_diag_t d;
+  evs_diag_init(&d);
+  assert_int_equal(evs_doc_parse_yaml(src, off, "bomb.yaml", &doc, &d), EVS_EYAML);
+  assert_null(doc);
+  assert_int_equal(d.n, 1);
+  assert_non_null(strstr(d.items[0].msg, "too large with its aliases expanded"));
+  evs_diag_free(&d);
+  /* A few aliases well under the bound are fine. */
+  doc = parse_yaml_ok("a: &a [1, 2]\nb: [*a, *a, *a]\n");
+  evs_doc_free(doc);
+}
+
 static void yaml_empty_document(void **state) {
   (void)state;
   evs_doc_t *doc = parse_yaml_ok("");
@@ -201,6 +222,7 @@ int main(void) {
       cmocka_unit_test(yaml_positions_and_kinds), cmocka_unit_test(yaml_aliases_share_nodes),
       cmocka_unit_test(yaml_errors),              cmocka_unit_test(yaml_deep_nesting_refused),
       cmocka_unit_test(yaml_empty_document),      cmocka_unit_test(json_tree),
+      cmocka_unit_test(yaml_alias_bomb_refused),
       cmocka_unit_test(json_errors),              cmocka_unit_test(diag_format_and_paths),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
