@@ -90,6 +90,9 @@ int evs_config__quote(const char *s, char *buf, size_t cap) {
 /* The shortest text strtod reads back to the same double. */
 static int evs__fmt_real(double d, char *buf, size_t cap) {
   char tmp[40];
+  /* Whole numbers print as written ("50", not the shortest %g form "5e+01"). */
+  if (d == (double)(int64_t)d && d > -1e15 && d < 1e15)
+    return snprintf(buf, cap, "%.0f", d);
   for (int prec = 1; prec <= 17; prec++) {
     snprintf(tmp, sizeof tmp, "%.*g", prec, d);
     if (strtod(tmp, NULL) == d)
