@@ -1,0 +1,108 @@
+/* HPA behavior on real time: stabilization windows and Pods/Percent rate policies, as the HPA
+ * controller computes them (kubernetes/kubernetes pkg/controller/podautoscaler/horizontal.go:
+ * stabilizeRecommendationWithBehaviors, convertDesiredReplicasWithBehaviorRate,
+ * calculateScaleUpLimitWithScalingRules, calculateScaleDownLimitWithBehaviors,
+ * getReplicasChangePerPeriod, storeScaleEvent), but evaluated at any instant instead of on 15 s
+ * ticks.
+ *
+ * History is kept as changes only, in bounded structures:
+ *  - recommendations: a monotonic max-deque over the scale-down window and a monotonic min-deque
+ *    over the scale-up window (the HPA's linear scan over every stored recommendation gives the
+ *    same min/max). An equal or dominated entry is dropped on push.
+ *  - scale events: one small ring per direction, trimmed to the longest policy period.
+ * When a structure is full, two neighbouring entries are merged CONSERVATIVELY: the merged entry
+ * keeps the value that slows scaling (larger for the scale-down max, smaller for the scale-up
+ * min) and the later timestamp; merged scale events sum their changes at the later time. So a
+ * full history can only delay a scale change, never allow one the HPA would refuse.
+ *
+ * Absent behavior: evscale applies the HPA's DOCUMENTED defaults (the rules an HPA gets when its
+ * behavior is set but empty: scale-up window 0 and max(4 pods, 100 %) per 15 s; scale-down window
+ * 300 s and 100 % per 15 s). This differs from a KEDA-made HPA without `behavior`, which runs the
+ * legacy path (horizontal.go normalizeDesiredReplicas): scale-up capped at max(2 x current, 4) per
+ * 15 s sync and no rate limit on scale-down after the 300 s window. So from 1 replica the first
+ * step is 5 here and 4 there; from 10 both give 20. Both never go below max(min, 1).
+ *
+ * Pure code: `now_ms` is an argument everywhere. */
+#ifndef EVSCALE_BEHAVIOR_H
+#define EVSCALE_BEHAVIOR_H
+
+#include <stdint.h>
+
+#include "evscale/scaledobject.h"
+
+#define EVS_BEHAVIOR_DEQUE_CAP 12
+#define EVS_BEHAVIOR_EVENTS_CAP 12
+
+typedef struct {
+  int64_t t_ms;
+  int32_t v;
+} evs_behavior_entry_t;
+
+typedef struct {
+  uint8_t head, len;
+  evs_behavior_entry_t e[EVS_BEHAVIOR_DEQUE_CAP];
+} evs_behavior_deque_t;
+
+typedef struct {
+  evs_behavior_deque_t down_max;    /* recommendations, decreasing values: max over down window */
+  evs_behavior_deque_t up_min;      /* recommendations, increasing values: min over up window */
+  evs_behavior_deque_t up_events;   /* scale-up events: v = replicas added */
+  evs_behavior_deque_t down_events; /* scale-down events: v = replicas removed */
+  /* The HPA seeds its history with (current, now) on its first reconcile
+   * (recordInitialRecommendation), so a new autoscaler does not scale below the count it found for
+   * one scale-down window. Set once that is done. */
+  uint8_t seeded;
+} evs_behavior_state_t;
+
+/* Effective rules with the HPA's defaults filled in (pkg/apis/autoscaling/v2/defaults.go and the
+ * controller's 300 s downscale window): what the engine actually applies. */
+void evs_behavior_effective(const evs_behavior_t *b, evs_scaling_rules_t *up,
+                            evs_scaling_rules_t *down);
+
+void evs_behavior_init(evs_behavior_state_t *s);
+
+typedef enum {
+  EVS_LIMIT_NONE = 0,   /* DesiredWithinRange */
+  EVS_LIMIT_SCALE_UP,   /* ScaleUpLimit */
+  EVS_LIMIT_TOO_MANY,   /* TooManyReplicas */
+  EVS_LIMIT_SCALE_DOWN, /* ScaleDownLimit */
+  EVS_LIMIT_TOO_FEW     /* TooFewReplicas */
+} evs_limit_t;
+
+typedef struct {
+  int32_t stabilized;         /* after the windows */
+  int32_t desired;            /* after the rate limits and [min, max] */
+  uint8_t stabilized_changed; /* ScaleUpStabilized / ScaleDownStabilized when set */
+  uint8_t limit;              /* evs_limit_t */
+  /* Earliest time at which the same input could give another answer (a recommendation leaves a
+   * window, an event leaves a policy period); INT64_MAX when never. */
+  int64_t next_change_ms;
+} evs_behavior_result_t;
+
+/* normalizeDesiredReplicasWithBehaviors: stabilizes `desired` against the windows, records it as
+ * a recommendation (mutates s), then applies the rate policies and [min_r, max_r]. */
+void evs_behavior_normalize(evs_behavior_state_t *s, const evs_scaling_rules_t *up,
+                            const evs_scaling_rules_t *down, int32_t current, int32_t desired,
+                            int32_t min_r, int32_t max_r, int64_t now_ms,
+                            evs_behavior_result_t *out);
+
+/* storeScaleEvent: records a write from `from` to `to` (call after a successful write). */
+void evs_behavior_record_scale(evs_behavior_state_t *s, const evs_scaling_rules_t *up,
+                               const evs_scaling_rules_t *down, int32_t from, int32_t to,
+                               int64_t now_ms);
+
+/* The pieces, exposed for the HPA-ported tests. */
+int32_t evs_behavior_change_in_period(const evs_behavior_deque_t *events, int32_t period_s,
+                                      int64_t now_ms);
+int32_t evs_behavior_scale_up_limit(const evs_behavior_state_t *s, const evs_scaling_rules_t *up,
+                                    int32_t current, int64_t now_ms);
+int32_t evs_behavior_scale_down_limit(const evs_behavior_state_t *s,
+                                      const evs_scaling_rules_t *down, int32_t current,
+                                      int64_t now_ms);
+/* Records a (value, time) recommendation without computing anything (tests, state restore). */
+void evs_behavior_add_recommendation(evs_behavior_state_t *s, const evs_scaling_rules_t *up,
+                                     const evs_scaling_rules_t *down, int32_t v, int64_t t_ms);
+/* Adds a raw event (tests, state restore): up != 0 for a scale-up of `change` replicas. */
+void evs_behavior_add_event(evs_behavior_state_t *s, int up, int32_t change, int64_t t_ms);
+
+#endif

@@ -1,0 +1,180 @@
+/* The ScaledObject model: a compact, validated copy of a keda.sh/v1alpha1 ScaledObject.
+ *
+ * One validator serves both inputs: a YAML document (config file `scaled_objects`, `evscale
+ * simulate`) and a JSON object from the Kubernetes API (evs_doc_from_jansson), both as evs_node_t
+ * trees. Every problem is reported into an evs_diag_t at once, with "file:line:col" when the tree
+ * has positions or "namespace/name: spec.triggers[1].metadata.listLength: ..." when it does not.
+ *
+ * Fields, defaults and checks come from kedacore/keda at commit
+ * 8b4f083ca8c8c2baf8477e322bd4d16ac4dfa09a: apis/keda/v1alpha1/scaledobject_types.go (fields,
+ * kubebuilder defaults and Minimum markers, CheckReplicaCountBoundsAreValid, CheckFallbackValid,
+ * annotation helpers), scaletriggers_types.go (ValidateTriggers), scaledobject_webhook.go
+ * (verifyName, ValidateAndCompileScalingModifiers), withtriggers_types.go (pollingInterval 30),
+ * pkg/scaling/executor/scale_executor.go (cooldown 300, initialCooldown 0) and, per trigger type,
+ * pkg/scalers/{redis,prometheus,cron}_scaler.go parsed as pkg/scalers/scalersconfig/typed_config.go
+ * does (trimmed; empty counts as absent; numbers decoded as JSON numbers into int64/float64).
+ *
+ * Memory: every string of one object lives in one arena owned by the evs_so_t; the struct itself
+ * is a few hundred bytes plus its triggers. Nothing here does I/O. */
+#ifndef EVSCALE_SCALEDOBJECT_H
+#define EVSCALE_SCALEDOBJECT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "evscale/diag.h"
+#include "evscale/node.h"
+#include "evscale/scaler.h"
+
+/* Trigger types evscale implements; anything else is a validation error naming `type`. */
+typedef enum { EVS_TRIG_REDIS = 1, EVS_TRIG_PROMETHEUS, EVS_TRIG_CRON } evs_trigger_kind_t;
+
+/* autoscaling/v2 MetricTargetType; Utilization is rejected for external metrics (KEDA's
+ * GetMetricTargetType). */
+typedef enum { EVS_METRIC_AVERAGE_VALUE = 0, EVS_METRIC_VALUE = 1 } evs_metric_type_t;
+
+typedef enum {
+  EVS_FALLBACK_STATIC = 0, /* kubebuilder default */
+  EVS_FALLBACK_CURRENT_REPLICAS,
+  EVS_FALLBACK_CURRENT_REPLICAS_IF_HIGHER,
+  EVS_FALLBACK_CURRENT_REPLICAS_IF_LOWER,
+  EVS_FALLBACK_SCALING_MODIFIERS
+} evs_fallback_behavior_t;
+
+/* HPA behavior (autoscaling/v2 HPAScalingRules). */
+typedef enum { EVS_SELECT_MAX = 0, EVS_SELECT_MIN, EVS_SELECT_DISABLED } evs_select_policy_t;
+typedef enum { EVS_POLICY_PODS = 0, EVS_POLICY_PERCENT } evs_policy_type_t;
+
+/* The HPA API allows any number of policies; real objects use one to three. More than this is
+ * a validation error rather than a silent cut. */
+#define EVS_BEHAVIOR_MAX_POLICIES 4
+
+typedef struct {
+  int32_t value;    /* > 0 */
+  int32_t period_s; /* 1..1800 */
+  uint8_t type;     /* evs_policy_type_t */
+} evs_hpa_policy_t;
+
+typedef struct {
+  int32_t window_s;   /* stabilizationWindowSeconds 0..3600; -1 = unset (up: 0, down: 300) */
+  uint8_t select;     /* evs_select_policy_t */
+  uint8_t n_policies; /* 0 = unset: the HPA's defaults apply (see behavior.h) */
+  evs_hpa_policy_t policies[EVS_BEHAVIOR_MAX_POLICIES];
+  /* tolerance (KEP-4951, per direction; a Quantity such as "0.05" or "50m"); < 0 = unset, the
+   * engine then uses engine.tolerance. Only parsed specs set it to -1: zero-initialised rules
+   * mean 0. */
+  double tolerance;
+} evs_scaling_rules_t;
+
+/* advanced.horizontalPodAutoscalerConfig.behavior. When absent (present == 0) the engine uses the
+ * HPA's documented defaults for a behavior with empty rules (pkg/apis/autoscaling/v2/defaults.go):
+ * scale-up window 0, max(4 pods, 100 %) per 15 s; scale-down window 300 s, 100 % per 15 s. */
+typedef struct {
+  uint8_t present;
+  evs_scaling_rules_t up, down;
+} evs_behavior_t;
+
+typedef struct {
+  uint8_t kind;               /* evs_trigger_kind_t */
+  uint8_t metric_type;        /* evs_metric_type_t (default AverageValue) */
+  uint8_t use_cached_metrics; /* accepted for redis/prometheus; rejected for cron (as KEDA) */
+  uint8_t auth_cluster;       /* authenticationRef.kind == ClusterTriggerAuthentication */
+  const char *type;           /* "redis", "prometheus", "cron" (static) */
+  const char *name;           /* triggers[].name, or NULL */
+  const char *auth_name;      /* authenticationRef.name, or NULL */
+  const char *metric_name;    /* KEDA's external metric name, "s0-redis-jobs" (metricname.h) */
+  evs_kvs_t metadata;         /* triggers[].metadata as written (values untrimmed) */
+  double target;              /* listLength / threshold / 1 (cron) */
+  double activation_target;   /* activationListLength / activationThreshold / 0 */
+} evs_trigger_t;
+
+typedef struct evs_so_arena_s evs_so_arena_t;
+
+typedef struct {
+  const char *namespace_; /* "" when the input had none */
+  const char *name;
+  const char *source; /* "namespace/name" (for diagnostics and logs) */
+
+  /* scaleTargetRef */
+  const char *target_api_version; /* default "apps/v1" */
+  const char *target_kind;        /* default "Deployment" */
+  const char *target_name;
+  const char *env_source_container; /* NULL = containers[0] */
+
+  /* -1 means "not set in the object": use the accessors below, which apply the defaults. */
+  int32_t polling_interval_s;
+  int32_t cooldown_period_s;
+  int32_t initial_cooldown_period_s;
+  int32_t idle_replicas;
+  int32_t min_replicas;
+  int32_t max_replicas;
+
+  uint8_t has_fallback;
+  uint8_t fallback_behavior; /* evs_fallback_behavior_t */
+  int32_t fallback_failure_threshold;
+  int32_t fallback_replicas;
+
+  uint8_t restore_to_original;
+  const char *hpa_name; /* advanced.horizontalPodAutoscalerConfig.name or "keda-hpa-<name>" */
+  evs_behavior_t behavior;
+
+  /* advanced.scalingModifiers; has_modifiers when any of its fields is set (KEDA's
+   * IsUsingModifiers). */
+  uint8_t has_modifiers;
+  uint8_t modifiers_metric_type; /* evs_metric_type_t */
+  const char *formula;           /* as written */
+  double modifiers_target;
+  double modifiers_activation_target;
+  void *formula_compiled; /* evs_formula_t *, owned; NULL when no formula */
+
+  /* Annotations, decoded as KEDA's helpers do (scaledobject_types.go getBoolAnnotation: absent =
+   * false, unparsable = true). paused_replicas is -1 when the annotation is absent. */
+  uint8_t paused;
+  uint8_t paused_scale_in;
+  uint8_t paused_scale_out;
+  uint8_t force_activation;
+  int32_t paused_replicas;
+
+  size_t n_triggers;
+  evs_trigger_t *triggers;
+
+  evs_so_arena_t *arena; /* owns every string above */
+} evs_so_t;
+
+/* Parses and validates one ScaledObject from a document node (a map with apiVersion, kind,
+ * metadata {name, namespace, annotations}, spec). `source` names the input for diagnostics: the
+ * file name for YAML (entries then carry line:col) or NULL, in which case "namespace/name" is
+ * used (API objects, positions 0). On success *out is new (free with evs_so_free). On any error
+ * returns EVS_EINVALCFG, *out is NULL, and every problem found is added to diag. */
+int evs_so_parse(const evs_node_t *root, const char *source, evs_so_t **out, evs_diag_t *diag);
+
+/* Convenience: parses YAML text (one document) and then evs_so_parse. */
+int evs_so_parse_yaml(const char *buf, size_t len, const char *file, evs_so_t **out,
+                      evs_diag_t *diag);
+
+void evs_so_free(evs_so_t *so);
+
+/* Effective values with KEDA's defaults. `dflt_*` are the config-level defaults
+ * (defaults.polling_interval / defaults.cooldown_period; pass <= 0 for KEDA's 30 / 300). */
+int32_t evs_so_polling_interval_s(const evs_so_t *so, int32_t dflt_polling_s);
+int32_t evs_so_cooldown_s(const evs_so_t *so, int32_t dflt_cooldown_s);
+int32_t evs_so_initial_cooldown_s(const evs_so_t *so);
+int32_t evs_so_min(const evs_so_t *so); /* minReplicaCount, default 0 */
+int32_t evs_so_max(const evs_so_t *so); /* maxReplicaCount, default 100 */
+/* Paused as KEDA's NeedToBePausedByAnnotation: paused-replicas present, or paused true. */
+int evs_so_is_paused(const evs_so_t *so);
+
+/* Index of the trigger named `name`, or -1. */
+int evs_so_trigger_index(const evs_so_t *so, const char *name);
+
+/* The scaler configuration for trigger i (everything borrowed from so); auth_params and
+ * resolved_env are left empty for the caller to fill. */
+void evs_so_scaler_config(const evs_so_t *so, size_t i, evs_scaler_config_t *cfg);
+
+/* Replica count to write when the ScaledObject is deleted (KEDA's finalizer,
+ * controllers/keda/scaledobject_finalizer.go): with advanced.restoreToOriginalReplicaCount and a
+ * known original count (status.originalReplicaCount, >= 0), that count; otherwise -1, meaning
+ * "leave the target as it is". */
+int32_t evs_so_deletion_replicas(const evs_so_t *so, int32_t original_replicas);
+
+#endif

@@ -1,0 +1,765 @@
+/* The ScaledObject model and its validator (see include/evscale/scaledobject.h for the sources:
+ * kedacore/keda 8b4f083ca8c8c2baf8477e322bd4d16ac4dfa09a). Triggers are in so_triggers.c. */
+#include "evscale/scaledobject.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "evscale/error.h"
+#include "evscale/formula.h"
+#include "so_check.h"
+
+/* ---- arena: every string of one object in a few blocks freed together ---- */
+
+struct evs_so_arena_s {
+  struct evs_so_arena_s *next;
+  size_t used, cap;
+  _Alignas(8) char data[];
+};
+
+static void *arena_alloc(evs_so_t *so, size_t n) {
+  evs_so_arena_t *a = so->arena;
+  n = (n + 7) & ~(size_t)7;
+  if (a == NULL || a->cap - a->used < n) {
+    size_t cap = n > 512 ? n : 512;
+    evs_so_arena_t *b = malloc(sizeof *b + cap);
+    if (b == NULL)
+      return NULL;
+    b->next = a;
+    b->used = 0;
+    b->cap = cap;
+    so->arena = a = b;
+  }
+  void *p = a->data + a->used;
+  a->used += n;
+  memset(p, 0, n);
+  return p;
+}
+
+void *evs_so__alloc(evs_so__ctx_t *c, size_t n) {
+  void *p = arena_alloc(c->so, n);
+  if (p == NULL) {
+    c->errors++;
+    evs_diag_add(c->diag, c->source, 0, 0, NULL, "out of memory");
+  }
+  return p;
+}
+
+const char *evs_so__strdup(evs_so__ctx_t *c, const char *s) {
+  size_t n = strlen(s) + 1;
+  char *p = evs_so__alloc(c, n);
+  if (p)
+    memcpy(p, s, n);
+  return p;
+}
+
+void evs_so__err(evs_so__ctx_t *c, const evs_node_t *n, const char *field, const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  size_t saved = c->path.len;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (field)
+    evs_path_push_key(&c->path, field);
+  evs_diag_add(c->diag, c->source, n ? n->line : 0, n ? n->col : 0,
+               c->path.len ? c->path.buf : NULL, "%s", msg);
+  evs_path_pop(&c->path, saved);
+  c->errors++;
+}
+
+/* ---- Go-compatible scalar parsing ---- */
+
+static int is_go_space(char ch) {
+  return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\v' || ch == '\f';
+}
+
+int evs_so__trim(const char *s, char *buf, size_t cap) {
+  size_t n;
+  while (*s && is_go_space(*s))
+    s++;
+  n = strlen(s);
+  while (n > 0 && is_go_space(s[n - 1]))
+    n--;
+  if (n + 1 > cap)
+    return -1;
+  memcpy(buf, s, n);
+  buf[n] = '\0';
+  return 0;
+}
+
+/* The JSON number grammar: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?. Returns 1 when s is
+ * one, and sets *is_int when it has neither fraction nor exponent. */
+static int json_number(const char *s, int *is_int) {
+  const char *p = s;
+  *is_int = 1;
+  if (*p == '-')
+    p++;
+  if (*p == '0')
+    p++;
+  else if (*p >= '1' && *p <= '9')
+    while (*p >= '0' && *p <= '9')
+      p++;
+  else
+    return 0;
+  if (*p == '.') {
+    *is_int = 0;
+    if (!(*++p >= '0' && *p <= '9'))
+      return 0;
+    while (*p >= '0' && *p <= '9')
+      p++;
+  }
+  if (*p == 'e' || *p == 'E') {
+    *is_int = 0;
+    p++;
+    if (*p == '+' || *p == '-')
+      p++;
+    if (!(*p >= '0' && *p <= '9'))
+      return 0;
+    while (*p >= '0' && *p <= '9')
+      p++;
+  }
+  return *p == '\0';
+}
+
+int evs_so__json_int64(const char *s, int64_t *out) {
+  int is_int;
+  char *end;
+  if (!json_number(s, &is_int) || !is_int)
+    return -1;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (errno || *end)
+    return -1;
+  *out = v;
+  return 0;
+}
+
+int evs_so__json_float(const char *s, double *out) {
+  int is_int;
+  char *end;
+  if (!json_number(s, &is_int))
+    return -1;
+  errno = 0;
+  double v = strtod(s, &end);
+  /* Go's decoder refuses numbers that overflow float64 (underflow to 0 is accepted). */
+  if (*end || isinf(v))
+    return -1;
+  *out = v;
+  return 0;
+}
+
+int evs_so__go_parse_float(const char *s, double *out) {
+  char *end;
+  /* strconv.ParseFloat takes no surrounding space and no empty string; strtod's extras that Go
+   * also accepts (inf, nan, hex floats) are fine. */
+  if (*s == '\0' || is_go_space(*s))
+    return -1;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (*end || (errno == ERANGE && isinf(v)))
+    return -1;
+  *out = v;
+  return 0;
+}
+
+int evs_so__go_parse_bool(const char *s, int *out) {
+  static const char *const t[] = {"1", "t", "T", "TRUE", "true", "True"};
+  static const char *const f[] = {"0", "f", "F", "FALSE", "false", "False"};
+  for (size_t i = 0; i < 6; i++) {
+    if (strcmp(s, t[i]) == 0)
+      return *out = 1, 0;
+    if (strcmp(s, f[i]) == 0)
+      return *out = 0, 0;
+  }
+  return -1;
+}
+
+/* ---- typed field readers ---- */
+
+static const evs_node_t *get_map(evs_so__ctx_t *c, const evs_node_t *m, const char *key,
+                                 int required) {
+  const evs_node_t *v = evs_node_get(m, key);
+  if (v == NULL || (v->kind == EVS_NODE_NULL && !required)) {
+    if (required)
+      evs_so__err(c, m, key, "required field is missing");
+    return NULL;
+  }
+  if (v->kind != EVS_NODE_MAP) {
+    evs_so__err(c, v, key, "must be a mapping, not %s", evs_node_kind_name(v->kind));
+    return NULL;
+  }
+  return v;
+}
+
+/* A string field: NULL when absent (or null); errors when present with another kind. */
+static const char *get_str(evs_so__ctx_t *c, const evs_node_t *m, const char *key, int required) {
+  const evs_node_t *v = evs_node_get(m, key);
+  if (v == NULL || v->kind == EVS_NODE_NULL) {
+    if (required)
+      evs_so__err(c, v ? v : m, key, "required field is missing");
+    return NULL;
+  }
+  if (v->kind != EVS_NODE_STR) {
+    evs_so__err(c, v, key, "must be a string, not %s (quote the value)",
+                evs_node_kind_name(v->kind));
+    return NULL;
+  }
+  if (required && v->u.text[0] == '\0') {
+    evs_so__err(c, v, key, "must not be empty");
+    return NULL;
+  }
+  return v->u.text;
+}
+
+/* An int32 field with a kubebuilder Minimum; *out keeps its value (-1) when absent. */
+static void get_i32(evs_so__ctx_t *c, const evs_node_t *m, const char *key, int32_t minimum,
+                    int32_t *out) {
+  const evs_node_t *v = evs_node_get(m, key);
+  if (v == NULL || v->kind == EVS_NODE_NULL)
+    return;
+  if (v->kind != EVS_NODE_INT) {
+    evs_so__err(c, v, key, "must be an integer, not %s", evs_node_kind_name(v->kind));
+    return;
+  }
+  if (v->num.i < minimum || v->num.i > INT32_MAX) {
+    evs_so__err(c, v, key, "%lld is out of range: must be %d..%d", (long long)v->num.i,
+                (int)minimum, (int)INT32_MAX);
+    return;
+  }
+  *out = (int32_t)v->num.i;
+}
+
+static void get_bool(evs_so__ctx_t *c, const evs_node_t *m, const char *key, uint8_t *out) {
+  const evs_node_t *v = evs_node_get(m, key);
+  if (v == NULL || v->kind == EVS_NODE_NULL)
+    return;
+  if (v->kind != EVS_NODE_BOOL) {
+    evs_so__err(c, v, key, "must be a boolean, not %s", evs_node_kind_name(v->kind));
+    return;
+  }
+  *out = (uint8_t)(v->num.b != 0);
+}
+
+/* ---- metadata ---- */
+
+#define ANN_PREFIX "autoscaling.keda.sh/"
+
+/* getBoolAnnotation: absent -> false; strconv.ParseBool error -> true. */
+static uint8_t bool_annotation(const evs_node_t *ann, const char *key) {
+  const char *v = evs_node_text(evs_node_get(ann, key));
+  int b;
+  if (evs_node_get(ann, key) == NULL)
+    return 0;
+  if (v == NULL || evs_so__go_parse_bool(v, &b) != 0)
+    return 1;
+  return (uint8_t)b;
+}
+
+static void parse_annotations(evs_so__ctx_t *c, const evs_node_t *ann) {
+  evs_so_t *so = c->so;
+  size_t saved = evs_path_push_key(&c->path, "annotations");
+  for (size_t i = 0; i < ann->len; i++) {
+    const evs_node_t *v = evs_node_value(ann, i);
+    if (v->kind != EVS_NODE_STR)
+      evs_so__err(c, v, evs_node_text(evs_node_key(ann, i)), "must be a string, not %s",
+                  evs_node_kind_name(v->kind));
+  }
+  so->paused = bool_annotation(ann, ANN_PREFIX "paused");
+  so->paused_scale_in = bool_annotation(ann, ANN_PREFIX "paused-scale-in");
+  so->paused_scale_out = bool_annotation(ann, ANN_PREFIX "paused-scale-out");
+  so->force_activation = bool_annotation(ann, ANN_PREFIX "force-activation");
+  const evs_node_t *pr = evs_node_get(ann, ANN_PREFIX "paused-replicas");
+  if (pr) {
+    /* GetPausedReplicaCount: strconv.ParseInt(val, 10, 32). */
+    const char *t = evs_node_text(pr);
+    char *end;
+    errno = 0;
+    long long n = t ? strtoll(t, &end, 10) : 0;
+    if (t == NULL || *t == '\0' || is_go_space(*t) || *end || errno || n < INT32_MIN ||
+        n > INT32_MAX || n < 0)
+      evs_so__err(c, pr, ANN_PREFIX "paused-replicas",
+                  "\"%s\" is not a replica count (a non-negative 32-bit integer)", t ? t : "");
+    else
+      so->paused_replicas = (int32_t)n;
+  }
+  evs_path_pop(&c->path, saved);
+}
+
+static void parse_metadata(evs_so__ctx_t *c, const evs_node_t *root) {
+  evs_so_t *so = c->so;
+  const evs_node_t *md = get_map(c, root, "metadata", 1);
+  if (md == NULL)
+    return;
+  size_t saved = evs_path_push_key(&c->path, "metadata");
+  const char *name = get_str(c, md, "name", 1);
+  const char *ns = get_str(c, md, "namespace", 0);
+  if (name && strlen(name) > 63)
+    /* webhook verifyName: the name is the value of the scaledobject.keda.sh/name label. */
+    evs_so__err(c, evs_node_get(md, "name"), "name",
+                "scaledobject name %.80s is %zu characters long; must be no more than 63 "
+                "characters because it is used as the \"scaledobject.keda.sh/name\" label value",
+                name, strlen(name));
+  if (name)
+    so->name = evs_so__strdup(c, name);
+  if (ns)
+    so->namespace_ = evs_so__strdup(c, ns);
+  const evs_node_t *ann = get_map(c, md, "annotations", 0);
+  if (ann)
+    parse_annotations(c, ann);
+  evs_path_pop(&c->path, saved);
+}
+
+/* ---- spec.advanced ---- */
+
+static void parse_policies(evs_so__ctx_t *c, const evs_node_t *seq, evs_scaling_rules_t *r) {
+  size_t saved = evs_path_push_key(&c->path, "policies");
+  if (seq->kind != EVS_NODE_SEQ) {
+    evs_so__err(c, seq, NULL, "must be a list, not %s", evs_node_kind_name(seq->kind));
+  } else if (seq->len == 0) {
+    evs_so__err(c, seq, NULL, "must specify at least one Policy");
+  } else if (seq->len > EVS_BEHAVIOR_MAX_POLICIES) {
+    evs_so__err(c, seq, NULL, "at most %d policies are supported", EVS_BEHAVIOR_MAX_POLICIES);
+  } else {
+    for (size_t i = 0; i < seq->len; i++) {
+      const evs_node_t *p = evs_node_item(seq, i);
+      size_t s2 = evs_path_push_index(&c->path, i);
+      evs_hpa_policy_t *pol = &r->policies[i];
+      pol->value = pol->period_s = -1;
+      if (p->kind != EVS_NODE_MAP) {
+        evs_so__err(c, p, NULL, "must be a mapping");
+        evs_path_pop(&c->path, s2);
+        continue;
+      }
+      const char *type = get_str(c, p, "type", 1);
+      if (type && strcmp(type, "Pods") == 0)
+        pol->type = EVS_POLICY_PODS;
+      else if (type && strcmp(type, "Percent") == 0)
+        pol->type = EVS_POLICY_PERCENT;
+      else if (type)
+        evs_so__err(c, evs_node_get(p, "type"), "type",
+                    "unsupported value \"%s\": supported values: \"Pods\", \"Percent\"", type);
+      /* pkg/apis/autoscaling/validation: value > 0, periodSeconds in 1..1800. */
+      get_i32(c, p, "value", 1, &pol->value);
+      get_i32(c, p, "periodSeconds", 1, &pol->period_s);
+      if (pol->value < 0 && evs_node_get(p, "value") == NULL)
+        evs_so__err(c, p, "value", "required field is missing");
+      if (pol->period_s < 0 && evs_node_get(p, "periodSeconds") == NULL)
+        evs_so__err(c, p, "periodSeconds", "required field is missing");
+      if (pol->period_s > 1800)
+        evs_so__err(c, evs_node_get(p, "periodSeconds"), "periodSeconds",
+                    "must be less than or equal to 1800");
+      evs_path_pop(&c->path, s2);
+    }
+    r->n_policies = (uint8_t)seq->len;
+  }
+  evs_path_pop(&c->path, saved);
+}
+
+/* tolerance: a resource.Quantity, written as a number or a string ("0.05", "50m"). */
+static void parse_tolerance(evs_so__ctx_t *c, const evs_node_t *m, evs_scaling_rules_t *r) {
+  const evs_node_t *v = evs_node_get(m, "tolerance");
+  const char *t = evs_node_text(v);
+  char *end;
+  if (v == NULL || v->kind == EVS_NODE_NULL)
+    return;
+  double x =
+      t && *t && (v->kind == EVS_NODE_STR || v->kind == EVS_NODE_INT || v->kind == EVS_NODE_REAL)
+          ? strtod(t, &end)
+          : -1;
+  if (x >= 0 && t && *t && end != t && end[0] == 'm' && end[1] == '\0')
+    x /= 1000, end++;
+  if (!(x >= 0) || x > 1e6 || *end != '\0')
+    evs_so__err(c, v, "tolerance", "must be a non-negative quantity such as 0.05 or 50m");
+  else
+    r->tolerance = x;
+}
+
+static void parse_rules(evs_so__ctx_t *c, const evs_node_t *b, const char *key,
+                        evs_scaling_rules_t *r) {
+  r->window_s = -1;
+  r->select = EVS_SELECT_MAX;
+  r->tolerance = -1;
+  const evs_node_t *m = get_map(c, b, key, 0);
+  if (m == NULL)
+    return;
+  size_t saved = evs_path_push_key(&c->path, key);
+  get_i32(c, m, "stabilizationWindowSeconds", 0, &r->window_s);
+  if (r->window_s > 3600)
+    evs_so__err(c, evs_node_get(m, "stabilizationWindowSeconds"), "stabilizationWindowSeconds",
+                "must be less than or equal to 3600");
+  const char *sel = get_str(c, m, "selectPolicy", 0);
+  if (sel && strcmp(sel, "Max") == 0)
+    r->select = EVS_SELECT_MAX;
+  else if (sel && strcmp(sel, "Min") == 0)
+    r->select = EVS_SELECT_MIN;
+  else if (sel && strcmp(sel, "Disabled") == 0)
+    r->select = EVS_SELECT_DISABLED;
+  else if (sel)
+    evs_so__err(c, evs_node_get(m, "selectPolicy"), "selectPolicy",
+                "unsupported value \"%s\": supported values: \"Disabled\", \"Max\", \"Min\"", sel);
+  parse_tolerance(c, m, r);
+  const evs_node_t *pol = evs_node_get(m, "policies");
+  if (pol && pol->kind != EVS_NODE_NULL)
+    parse_policies(c, pol, r);
+  evs_path_pop(&c->path, saved);
+}
+
+static void parse_hpa_config(evs_so__ctx_t *c, const evs_node_t *adv) {
+  evs_so_t *so = c->so;
+  const evs_node_t *h = get_map(c, adv, "horizontalPodAutoscalerConfig", 0);
+  so->behavior.up.window_s = so->behavior.down.window_s = -1;
+  if (h == NULL)
+    return;
+  size_t saved = evs_path_push_key(&c->path, "horizontalPodAutoscalerConfig");
+  const char *name = get_str(c, h, "name", 0);
+  if (name && *name)
+    so->hpa_name = evs_so__strdup(c, name);
+  const evs_node_t *b = get_map(c, h, "behavior", 0);
+  if (b) {
+    size_t s2 = evs_path_push_key(&c->path, "behavior");
+    so->behavior.present = 1;
+    parse_rules(c, b, "scaleUp", &so->behavior.up);
+    parse_rules(c, b, "scaleDown", &so->behavior.down);
+    evs_path_pop(&c->path, s2);
+  }
+  evs_path_pop(&c->path, saved);
+}
+
+static void parse_modifiers(evs_so__ctx_t *c, const evs_node_t *adv) {
+  evs_so_t *so = c->so;
+  const evs_node_t *m = get_map(c, adv, "scalingModifiers", 0);
+  if (m == NULL)
+    return;
+  size_t saved = evs_path_push_key(&c->path, "scalingModifiers");
+  const char *formula = get_str(c, m, "formula", 0);
+  const char *target = get_str(c, m, "target", 0);
+  const char *act = get_str(c, m, "activationTarget", 0);
+  const char *mt = get_str(c, m, "metricType", 0);
+  /* IsUsingModifiers: any field different from its zero value. */
+  so->has_modifiers = (formula && *formula) || (target && *target) || (act && *act) || (mt && *mt);
+  if (mt && strcmp(mt, "Value") == 0)
+    so->modifiers_metric_type = EVS_METRIC_VALUE;
+  else if (mt && strcmp(mt, "Utilization") == 0)
+    evs_so__err(c, evs_node_get(m, "metricType"), "metricType",
+                "error trigger type is Utilization, but it needs to be AverageValue or Value for "
+                "external metrics");
+  else if (mt && *mt && strcmp(mt, "AverageValue") != 0)
+    evs_so__err(c, evs_node_get(m, "metricType"), "metricType",
+                "unsupported value \"%s\": supported values: \"AverageValue\", \"Value\"", mt);
+  if (so->has_modifiers && !(formula && *formula))
+    evs_so__err(c, m, "formula", "error ScalingModifiers.Formula is mandatory");
+  if (formula && *formula && !(target && *target))
+    evs_so__err(c, m, "target", "formula is given but target is empty");
+  if (target && *target &&
+      (evs_so__go_parse_float(target, &so->modifiers_target) != 0 || !(so->modifiers_target > 0)))
+    evs_so__err(c, evs_node_get(m, "target"), "target",
+                "error converting target for scalingModifiers (string->float) to valid target: "
+                "\"%s\" is not a number greater than 0",
+                target);
+  if (act && *act && evs_so__go_parse_float(act, &so->modifiers_activation_target) != 0)
+    evs_so__err(c, evs_node_get(m, "activationTarget"), "activationTarget",
+                "scalingModifiers.ActivationTarget parsing error: \"%s\" is not a number", act);
+  if (formula && *formula)
+    so->formula = evs_so__strdup(c, formula);
+  evs_path_pop(&c->path, saved);
+}
+
+static void parse_advanced(evs_so__ctx_t *c, const evs_node_t *spec) {
+  evs_so_t *so = c->so;
+  so->behavior.up.window_s = so->behavior.down.window_s = -1;
+  const evs_node_t *adv = get_map(c, spec, "advanced", 0);
+  if (adv == NULL)
+    return;
+  size_t saved = evs_path_push_key(&c->path, "advanced");
+  get_bool(c, adv, "restoreToOriginalReplicaCount", &so->restore_to_original);
+  parse_hpa_config(c, adv);
+  parse_modifiers(c, adv);
+  evs_path_pop(&c->path, saved);
+}
+
+/* ---- spec.fallback ---- */
+
+static void parse_fallback(evs_so__ctx_t *c, const evs_node_t *spec) {
+  static const char *const names[] = {"static", "currentReplicas", "currentReplicasIfHigher",
+                                      "currentReplicasIfLower", "scalingModifiers"};
+  evs_so_t *so = c->so;
+  const evs_node_t *f = get_map(c, spec, "fallback", 0);
+  if (f == NULL)
+    return;
+  size_t saved = evs_path_push_key(&c->path, "fallback");
+  so->has_fallback = 1;
+  so->fallback_failure_threshold = so->fallback_replicas = -1;
+  if (evs_node_get(f, "failureThreshold") == NULL)
+    evs_so__err(c, f, "failureThreshold", "required field is missing");
+  if (evs_node_get(f, "replicas") == NULL)
+    evs_so__err(c, f, "replicas", "required field is missing");
+  get_i32(c, f, "failureThreshold", 0, &so->fallback_failure_threshold);
+  get_i32(c, f, "replicas", 0, &so->fallback_replicas);
+  const char *b = get_str(c, f, "behavior", 0);
+  if (b) {
+    size_t i;
+    for (i = 0; i < 5 && strcmp(b, names[i]) != 0; i++)
+      ;
+    if (i == 5)
+      evs_so__err(c, evs_node_get(f, "behavior"), "behavior",
+                  "unsupported value \"%s\": supported values: \"static\", \"currentReplicas\", "
+                  "\"currentReplicasIfHigher\", \"currentReplicasIfLower\", \"scalingModifiers\"",
+                  b);
+    else
+      so->fallback_behavior = (uint8_t)i;
+  }
+  evs_path_pop(&c->path, saved);
+}
+
+/* ---- spec ---- */
+
+static void parse_target_ref(evs_so__ctx_t *c, const evs_node_t *spec) {
+  evs_so_t *so = c->so;
+  const evs_node_t *t = get_map(c, spec, "scaleTargetRef", 1);
+  so->target_api_version = "apps/v1";
+  so->target_kind = "Deployment";
+  if (t == NULL)
+    return;
+  size_t saved = evs_path_push_key(&c->path, "scaleTargetRef");
+  const char *name = get_str(c, t, "name", 1);
+  const char *av = get_str(c, t, "apiVersion", 0);
+  const char *kind = get_str(c, t, "kind", 0);
+  const char *env = get_str(c, t, "envSourceContainerName", 0);
+  if (name)
+    so->target_name = evs_so__strdup(c, name);
+  if (av && *av)
+    so->target_api_version = evs_so__strdup(c, av);
+  if (kind && *kind)
+    so->target_kind = evs_so__strdup(c, kind);
+  if (env && *env)
+    so->env_source_container = evs_so__strdup(c, env);
+  evs_path_pop(&c->path, saved);
+}
+
+/* CheckReplicaCountBoundsAreValid and the CRD's CEL rule, with KEDA's messages. */
+static void check_replica_bounds(evs_so__ctx_t *c, const evs_node_t *spec) {
+  evs_so_t *so = c->so;
+  int32_t max = evs_so_max(so);
+  int32_t min = 0;
+  if (so->min_replicas >= 0)
+    min = so->min_replicas > 0 ? so->min_replicas : 1; /* GetHPAMinReplicas */
+  if (so->min_replicas >= 0 && so->min_replicas > max)
+    evs_so__err(c, evs_node_get(spec, "minReplicaCount"), "minReplicaCount",
+                "minReplicaCount must be less than or equal to maxReplicaCount");
+  else if (min > max)
+    evs_so__err(c, evs_node_get(spec, "minReplicaCount"), "minReplicaCount",
+                "MinReplicaCount=%d must be less than MaxReplicaCount=%d", (int)min, (int)max);
+  if (so->idle_replicas >= 0 && so->idle_replicas >= min)
+    evs_so__err(c, evs_node_get(spec, "idleReplicaCount"), "idleReplicaCount",
+                "IdleReplicaCount=%d must be less than MinReplicaCount=%d", (int)so->idle_replicas,
+                (int)min);
+}
+
+/* The formula compiles and names only triggers that exist (KEDA test-runs it with -1 for every
+ * named trigger: validateScalingModifiersFormula). */
+static void compile_formula(evs_so__ctx_t *c, const evs_node_t *spec) {
+  evs_so_t *so = c->so;
+  char err[160];
+  size_t col = 0;
+  evs_formula_t *f = NULL;
+  const evs_node_t *fn =
+      evs_node_get(evs_node_get(evs_node_get(spec, "advanced"), "scalingModifiers"), "formula");
+  size_t saved = evs_path_push_key(&c->path, "advanced");
+  evs_path_push_key(&c->path, "scalingModifiers");
+  int rc = evs_formula_parse(so->formula, &f, &col, err, sizeof err);
+  if (rc != 0) {
+    evs_so__err(c, fn, "formula", "error validating formula in ScalingModifiers: column %zu: %s",
+                col, rc == EVS_EFORMULA ? err : evs_strerror(rc));
+  } else {
+    for (size_t i = 0; i < evs_formula_var_count(f); i++)
+      if (evs_so_trigger_index(so, evs_formula_var_name(f, i)) < 0)
+        evs_so__err(c, fn, "formula",
+                    "error validating formula in ScalingModifiers: unknown name %s (formulas "
+                    "refer to triggers by their `name`)",
+                    evs_formula_var_name(f, i));
+    so->formula_compiled = f;
+  }
+  evs_path_pop(&c->path, saved);
+}
+
+static void parse_spec(evs_so__ctx_t *c, const evs_node_t *root) {
+  evs_so_t *so = c->so;
+  const evs_node_t *spec = get_map(c, root, "spec", 1);
+  if (spec == NULL)
+    return;
+  size_t saved = evs_path_push_key(&c->path, "spec");
+  parse_target_ref(c, spec);
+  get_i32(c, spec, "pollingInterval", 1, &so->polling_interval_s);
+  get_i32(c, spec, "initialCooldownPeriod", 0, &so->initial_cooldown_period_s);
+  get_i32(c, spec, "cooldownPeriod", 0, &so->cooldown_period_s);
+  get_i32(c, spec, "idleReplicaCount", 0, &so->idle_replicas);
+  get_i32(c, spec, "minReplicaCount", 0, &so->min_replicas);
+  get_i32(c, spec, "maxReplicaCount", 1, &so->max_replicas);
+  check_replica_bounds(c, spec);
+  parse_advanced(c, spec);
+  parse_fallback(c, spec);
+  evs_so__parse_triggers(c, spec);
+  if (so->formula)
+    compile_formula(c, spec);
+  if (so->has_fallback && so->fallback_behavior == EVS_FALLBACK_SCALING_MODIFIERS &&
+      so->formula == NULL)
+    evs_so__err(c, evs_node_get(evs_node_get(spec, "fallback"), "behavior"), "fallback.behavior",
+                "scalingModifiers fallback behavior requires scalingModifiers.formula to be "
+                "defined");
+  evs_path_pop(&c->path, saved);
+}
+
+static void init_so(evs_so_t *so) {
+  memset(so, 0, sizeof *so);
+  so->namespace_ = "";
+  so->name = "";
+  so->source = "";
+  so->polling_interval_s = so->cooldown_period_s = so->initial_cooldown_period_s = -1;
+  so->idle_replicas = so->min_replicas = so->max_replicas = -1;
+  so->paused_replicas = -1;
+}
+
+static void finish_names(evs_so__ctx_t *c) {
+  evs_so_t *so = c->so;
+  char buf[300];
+  snprintf(buf, sizeof buf, "%s/%s", so->namespace_, so->name);
+  so->source = evs_so__strdup(c, buf);
+  if (so->hpa_name == NULL) {
+    snprintf(buf, sizeof buf, "keda-hpa-%s", so->name);
+    so->hpa_name = evs_so__strdup(c, buf);
+    /* verifyName: the derived HPA name must fit in 63 characters too. */
+    if (strlen(buf) > 63 && strlen(so->name) <= 63)
+      evs_so__err(c, NULL, "metadata.name",
+                  "HPA name %s derived from scaledobject is %zu characters long; must be no more "
+                  "than 63 characters; set spec.advanced.horizontalPodAutoscalerConfig.name to a "
+                  "shorter name or shorten the scaledobject name",
+                  buf, strlen(buf));
+  }
+}
+
+/* The name for diagnostics of an API object: "namespace/name" from the tree itself. */
+static void source_name(const evs_node_t *root, char *buf, size_t cap) {
+  const evs_node_t *md = evs_node_get(root, "metadata");
+  const char *ns = evs_node_text(evs_node_get(md, "namespace"));
+  const char *name = evs_node_text(evs_node_get(md, "name"));
+  snprintf(buf, cap, "%s/%s", ns ? ns : "", name ? name : "");
+}
+
+int evs_so_parse(const evs_node_t *root, const char *source, evs_so_t **out, evs_diag_t *diag) {
+  char srcbuf[300];
+  evs_so__ctx_t c;
+  *out = NULL;
+  evs_so_t *so = malloc(sizeof *so);
+  if (so == NULL)
+    return UV_ENOMEM;
+  init_so(so);
+  memset(&c, 0, sizeof c);
+  c.diag = diag;
+  c.so = so;
+  evs_path_init(&c.path);
+  if (source == NULL) {
+    source_name(root, srcbuf, sizeof srcbuf);
+    source = srcbuf;
+  }
+  c.source = source;
+  if (root == NULL || root->kind != EVS_NODE_MAP) {
+    evs_so__err(&c, root, NULL, "a ScaledObject must be a mapping");
+  } else {
+    const char *av = get_str(&c, root, "apiVersion", 0);
+    const char *kind = get_str(&c, root, "kind", 0);
+    if (av && strcmp(av, "keda.sh/v1alpha1") != 0)
+      evs_so__err(&c, evs_node_get(root, "apiVersion"), "apiVersion",
+                  "must be \"keda.sh/v1alpha1\", not \"%s\"", av);
+    if (kind && strcmp(kind, "ScaledObject") != 0)
+      evs_so__err(&c, evs_node_get(root, "kind"), "kind", "must be \"ScaledObject\", not \"%s\"",
+                  kind);
+    parse_metadata(&c, root);
+    parse_spec(&c, root);
+    finish_names(&c);
+  }
+  if (c.errors) {
+    evs_so_free(so);
+    return EVS_EINVALCFG;
+  }
+  *out = so;
+  return 0;
+}
+
+int evs_so_parse_yaml(const char *buf, size_t len, const char *file, evs_so_t **out,
+                      evs_diag_t *diag) {
+  evs_doc_t *doc = NULL;
+  *out = NULL;
+  int rc = evs_doc_parse_yaml(buf, len, file, &doc, diag);
+  if (rc != 0)
+    return rc;
+  rc = evs_so_parse(evs_doc_root(doc), file ? file : "<input>", out, diag);
+  evs_doc_free(doc);
+  return rc;
+}
+
+void evs_so_free(evs_so_t *so) {
+  if (so == NULL)
+    return;
+  if (so->formula_compiled)
+    evs_formula_free(so->formula_compiled);
+  for (evs_so_arena_t *a = so->arena, *next; a; a = next) {
+    next = a->next;
+    free(a);
+  }
+  free(so);
+}
+
+/* ---- accessors ---- */
+
+int32_t evs_so_polling_interval_s(const evs_so_t *so, int32_t dflt) {
+  if (so->polling_interval_s >= 0)
+    return so->polling_interval_s;
+  return dflt > 0 ? dflt : 30; /* withtriggers_types.go defaultPollingInterval */
+}
+
+int32_t evs_so_cooldown_s(const evs_so_t *so, int32_t dflt) {
+  if (so->cooldown_period_s >= 0)
+    return so->cooldown_period_s;
+  return dflt > 0 ? dflt : 300; /* scale_executor.go defaultCooldownPeriod */
+}
+
+int32_t evs_so_initial_cooldown_s(const evs_so_t *so) {
+  return so->initial_cooldown_period_s >= 0 ? so->initial_cooldown_period_s : 0;
+}
+
+int32_t evs_so_min(const evs_so_t *so) { return so->min_replicas >= 0 ? so->min_replicas : 0; }
+
+int32_t evs_so_max(const evs_so_t *so) {
+  return so->max_replicas >= 0 ? so->max_replicas : 100; /* defaultHPAMaxReplicas */
+}
+
+int evs_so_is_paused(const evs_so_t *so) { return so->paused_replicas >= 0 || so->paused; }
+
+int evs_so_trigger_index(const evs_so_t *so, const char *name) {
+  for (size_t i = 0; i < so->n_triggers; i++)
+    if (so->triggers[i].name && strcmp(so->triggers[i].name, name) == 0)
+      return (int)i;
+  return -1;
+}
+
+void evs_so_scaler_config(const evs_so_t *so, size_t i, evs_scaler_config_t *cfg) {
+  const evs_trigger_t *t = &so->triggers[i];
+  memset(cfg, 0, sizeof *cfg);
+  cfg->type = t->type;
+  cfg->name = t->name;
+  cfg->index = i;
+  cfg->object = so->source;
+  cfg->metric_type_value = t->metric_type == EVS_METRIC_VALUE;
+  cfg->metadata = t->metadata;
+}
+
+int32_t evs_so_deletion_replicas(const evs_so_t *so, int32_t original_replicas) {
+  if (so->restore_to_original && original_replicas >= 0)
+    return original_replicas;
+  return -1;
+}

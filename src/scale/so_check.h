@@ -1,0 +1,41 @@
+/* Internal helpers shared by the ScaledObject validator's files (src/scale/scaledobject.c,
+ * src/scale/so_triggers.c). Not a public header. */
+#ifndef EVSCALE_SO_CHECK_H
+#define EVSCALE_SO_CHECK_H
+
+#include <stdint.h>
+
+#include "evscale/diag.h"
+#include "evscale/node.h"
+#include "evscale/scaledobject.h"
+
+typedef struct {
+  evs_diag_t *diag;
+  const char *source; /* file, or "namespace/name" */
+  evs_path_t path;
+  int errors;
+  evs_so_t *so;
+} evs_so__ctx_t;
+
+/* Adds one error at node n (its position when known) under the current path, extended by
+ * `field` when not NULL. */
+void evs_so__err(evs_so__ctx_t *c, const evs_node_t *n, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Copies a string into the object's arena; NULL on allocation failure (counted as an error). */
+const char *evs_so__strdup(evs_so__ctx_t *c, const char *s);
+void *evs_so__alloc(evs_so__ctx_t *c, size_t n);
+
+/* strings.TrimSpace into a bounded buffer; returns 0, or -1 when it does not fit. */
+int evs_so__trim(const char *s, char *buf, size_t cap);
+/* KEDA's typed_config number decoding (json.Unmarshal into int64 / float64). 0 or -1. */
+int evs_so__json_int64(const char *s, int64_t *out);
+int evs_so__json_float(const char *s, double *out);
+/* strconv.ParseFloat / strconv.ParseBool. 0 or -1. */
+int evs_so__go_parse_float(const char *s, double *out);
+int evs_so__go_parse_bool(const char *s, int *out);
+
+/* Validates spec.triggers (the node may be NULL) into c->so. */
+void evs_so__parse_triggers(evs_so__ctx_t *c, const evs_node_t *spec);
+
+#endif

@@ -1,0 +1,672 @@
+/* The decision engine, one test per rule, expectations worked out by hand from the rules of
+ * kedacore/keda 8b4f083ca8c8c2baf8477e322bd4d16ac4dfa09a (pkg/scaling/executor/
+ * scale_scaledobjects.go RequestScale, pkg/fallback/fallback.go, pkg/scalers/scaler.go
+ * quantityFromFloat64) and kubernetes/kubernetes pkg/controller/podautoscaler
+ * (replica_calculator.go, horizontal.go). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "evscale/engine.h"
+#include "evscale/error.h"
+
+#define T0 1700000000000LL /* creation time of every test object (ms) */
+#define S(x) ((int64_t)(x)*1000)
+
+typedef struct {
+  evs_so_t *so;
+  evs_engine_state_t *st;
+  evs_engine_config_t cfg;
+  evs_decision_t d;
+  evs_reading_t r[4];
+  int32_t replicas, ready;
+} fx_t;
+
+static void fx_init(fx_t *f, const char *spec_tail, const char *annotations) {
+  char buf[4096];
+  evs_diag_t d;
+  memset(f, 0, sizeof *f);
+  snprintf(buf, sizeof buf,
+           "apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\n"
+           "metadata:\n  name: w\n  namespace: n\n%s"
+           "spec:\n  scaleTargetRef: {name: w}\n%s",
+           annotations ? annotations : "", spec_tail);
+  evs_diag_init(&d);
+  int rc = evs_so_parse_yaml(buf, strlen(buf), "t.yaml", &f->so, &d);
+  if (rc) {
+    char m[256];
+    for (size_t i = 0; i < d.n; i++) {
+      evs_diag_format(&d, i, m, sizeof m);
+      print_error("%s\n", m);
+    }
+  }
+  assert_int_equal(rc, 0);
+  evs_diag_free(&d);
+  assert_int_equal(evs_engine_state_new(f->so, T0, &f->st), 0);
+  evs_engine_config_default(&f->cfg);
+  f->ready = -1;
+}
+
+static void fx_free(fx_t *f) {
+  evs_engine_state_free(f->st);
+  evs_so_free(f->so);
+}
+
+static void set(fx_t *f, size_t i, double value, int64_t t_ms) {
+  f->r[i] = (evs_reading_t){value, 0, 0, t_ms, 0, NULL};
+}
+
+static void set_err(fx_t *f, size_t i, int64_t t_ms) {
+  f->r[i] = (evs_reading_t){0, 0, EVS_EMETRIC, t_ms, 0, NULL};
+}
+
+/* One decision at now; the write (if any) succeeds and is recorded, as the registry would. */
+static const evs_decision_t *step(fx_t *f, int64_t now) {
+  evs_engine_input_t in = {f->r, f->so->n_triggers, f->replicas, f->replicas, f->ready, now};
+  assert_int_equal(evs_engine_decide(f->so, &f->cfg, f->st, &in, &f->d), 0);
+  if (f->d.write) {
+    evs_engine_record_scale(f->so, f->st, f->replicas, f->d.desired, now);
+    f->replicas = f->d.desired;
+  }
+  return &f->d;
+}
+
+/* A behavior that lets the HPA math through at once (no windows, generous policies), so a test
+ * of the metric math is not also a test of the rate limits. */
+#define FAST                                                                                       \
+  "  advanced:\n    horizontalPodAutoscalerConfig:\n      behavior:\n"                             \
+  "        scaleUp: {stabilizationWindowSeconds: 0, policies: [{type: Pods, value: 1000, "         \
+  "periodSeconds: 1}]}\n"                                                                          \
+  "        scaleDown: {stabilizationWindowSeconds: 0, policies: [{type: Pods, value: 1000, "       \
+  "periodSeconds: 1}]}\n"
+
+#define REDIS(extra)                                                                               \
+  "  triggers:\n  - {type: redis, metadata: {listName: q, listLength: \"10\"" extra "}}\n"
+
+/* Activation compares the raw value, strictly greater than the activation target. */
+static void activation_strictly_greater(void **state) {
+  (void)state;
+  fx_t f;
+  fx_init(&f, REDIS(", activationListLength: \"5\""), NULL);
+  set(&f, 0, 5, T0 + S(1));
+  const evs_decision_t *d = step(&f, T0 + S(1));
+  assert_int_equal(d->active, 0);
+  assert_int_equal(d->write, 0);
+  assert_int_equal(f.replicas, 0);
+  assert_int_equal(d->conditions[EVS_COND_ACTIVE].status, EVS_COND_FALSE);
+  assert_string_equal(d->conditions[EVS_COND_ACTIVE].reason, "ScalerNotActive");
+  set(&f, 0, 6, T0 + S(2));
+  d = step(&f, T0 + S(2));
+  assert_int_equal(d->active, 1);
+  assert_int_equal(d->reason, EVS_REASON_ACTIVATE);
+  assert_int_equal(d->desired, 1); /* max(minReplicaCount 0, 1) */
+  assert_string_equal(d->conditions[EVS_COND_ACTIVE].reason, "ScalerActive");
+  assert_string_equal(d->conditions[EVS_COND_ACTIVE].message,
+                      "Scaling is performed because triggers are active");
+  assert_true(d->last_active_ms == T0 + S(2));
+  fx_free(&f);
+}
+
+static void activation_goes_to_min(void **state) {
+  (void)state;
+  fx_t f;
+  fx_init(&f, "  minReplicaCount: 3\n" REDIS(""), NULL);
+  set(&f, 0, 1, T0 + S(1));
+  assert_int_equal(step(&f, T0 + S(1))->desired, 3);
+  assert_int_equal(f.d.reason, EVS_REASON_ACTIVATE);
+  fx_free(&f);
+}
+
+/* Negative, NaN and Inf count as 0 for the math; values are rounded to milli-units. */
+static void values_milli_and_invalid(void **state) {
+  (void)state;
+  fx_t f;
+  fx_init(&f, "  minReplicaCount: 1\n" FAST REDIS(""), NULL);
+  f.replicas = 2;
+  set(&f, 0, 1.2345678, T0 + S(1));
+  step(&f, T0 + S(1));
+  assert_true(f.d.health[0].value == 1.235);
+  set(&f, 0, -7, T0 + S(2));
+  step(&f, T0 + S(2));
+  assert_true(f.d.health[0].value == 0);
+  assert_int_equal(f.d.health[0].proposal, 0);
+  set(&f, 0, NAN, T0 + S(3));
+  step(&f, T0 + S(3));
+  assert_true(f.d.health[0].value == 0);
+  set(&f, 0, INFINITY, T0 + S(4));
+  step(&f, T0 + S(4));
+  assert_true(f.d.health[0].value == 0);
+  fx_free(&f);
+}
+
+/* AverageValue: ratio = value / (target x status.replicas); ceil(value / target) outside the
+ * tolerance; inside it (inclusive) the current count. */
+static void average_value_math(void **state) {
+  (void)state;
+  fx_t f;
+  fx_init(&f, "  minReplicaCount: 1\n" FAST REDIS(""), NULL);
+  f.replicas = 3;
+  set(&f, 0, 95, T0 + S(1)); /* 95 / (10 x 3) = 3.17 -> ceil(9.5) = 10 */
+  assert_int_equal(step(&f, T0 + S(1))->desired, 10);
+  assert_int_equal(f.d.reason, EVS_REASON_METRICS);
+  f.replicas = 2;
+  set(&f, 0, 22, T0 + S(2)); /* 22 / 20 = 1.1: inside, inclusive -> keep 2 */
+  assert_int_equal(step(&f, T0 + S(2))->desired, 2);
+  assert_int_equal(f.d.write, 0);
+  set(&f, 0, 18, T0 + S(3)); /* 0.9: inside -> keep 2 */
+  assert_int_equal(step(&f, T0 + S(3))->desired, 2);
+  set(&f, 0, 23, T0 + S(4)); /* 1.15 -> ceil(2.3) = 3 */
+  assert_int_equal(step(&f, T0 + S(4))->desired, 3);
+  fx_free(&f);
+}
+
+/* The engine.tolerance setting is used. */
+static void tolerance_configurable(void **state) {
+  (void)state;
+  fx_t f;
+  fx_init(&f, "  minReplicaCount: 1\n" FAST REDIS(""), NULL);
+  f.cfg.tolerance = 0.2;
+  f.replicas = 2;
+  set(&f, 0, 23, T0 + S(1)); /* 1.15 is inside 20 % */
+  assert_int_equal(step(&f, T0 + S(1))->desired, 2);
+  fx_free(&f);
+}
+
+/* behavior.scaleUp/scaleDown.tolerance (KEP-4951) override engine.tolerance per direction. */
+static void tolerance_per_direction(void **state) {
+  (void)state;
+  fx_t f;
+  fx_init(&f,
+          "  minReplicaCount: 1\n"
+          "  advanced:\n    horizontalPodAutoscalerConfig:\n      behavior:\n"
+          "        scaleUp: {stabilizationWindowSeconds: 0, tolerance: 0.5}\n"
+          "        scaleDown: {stabilizationWindowSeconds: 0, tolerance: \"300m\"}\n" REDIS(""),
+          NULL);
+  assert_true(f.so->behavior.up.tolerance == 0.5);
+  assert_true(f.so->behavior.down.tolerance == 0.3);
+  f.replicas = 4;
+  set(&f, 0, 50, T0 + S(1)); /* 50 / 40 = 1.25 <= 1.5: keep */
+  assert_int_equal(step(&f, T0 + S(1))->desired, 4);
+  set(&f, 0, 30, T0 + S(2)); /* 0.75 >= 0.7: keep */
+  assert_int_equal(step(&f, T0 + S(2))->desired, 4);
+  set(&f, 0, 25, T0 + S(3)); /* 0.625 -> ceil(2.5) = 3 */
+  assert_int_equal(step(&f, T0 + S(3))->desired, 3);
+  fx_free(&f);
+}
+
+/* Value: ratio = value / target; ceil(ratio x ready pods) outside the tolerance. */
+static void value_math(void **state) {
+  (void)state;
+  fx_t f;
+  fx_init(&f,
+          "  minReplicaCount: 1\n" FAST
+          "  triggers:\n  - {type: redis, metricType: Value, metadata: {listName: q, listLength: "
+          "\"10\"}}\n",
+          NULL);
+  f.replicas = 4;
+  f.ready = 2;
+  set(&f, 0, 30, T0 + S(1)); /* 30 / 10 = 3 -> ceil(3 x 2 ready) = 6 */
+  assert_int_equal(step(&f, T0 + S(1))->desired, 6);
+  f.ready = 6;
+  set(&f, 0, 10.5, T0 + S(2)); /* 1.05: inside -> keep 6 */
+  assert_int_equal(step(&f, T0 + S(2))->desired, 6);
+  fx_free(&f);
+}
+
+/* Several triggers: the maximum of their proposals. */
+static void max_over_triggers(void **state) {
+  (void)state;
+  fx_t f;
+  fx_init(&f,
+          "  minReplicaCount: 1\n" FAST "  triggers:\n"
+          "  - {type: redis, metadata: {listName: a, listLength: \"10\"}}\n"
+          "  - {type: prometheus, metadata: {serverAddress: http://p, query: q, threshold: "
+          "\"2\"}}\n",
+          NULL);
+  f.replicas = 1;
+  set(&f, 0, 30, T0 + S(1)); /* 3 */
+  set(&f, 1, 13, T0 + S(1)); /* ceil(6.5) = 7 */
+  assert_int_equal(step(&f, T0 + S(1))->desired, 7);
+  assert_int_equal(f.d.health[0].proposal, 3);
+  assert_int_equal(f.d.health[1].proposal, 7);
+  fx_free(&f);
+}
+
+/* Every trigger failing without a fallback: hold, Ready=False TriggerError (no scale-in). */
+static void errors_without_fallback_hold(void **state) {
+  (void)state;
+  fx_t f;
+  fx_init(&f, REDIS(""), NULL);
+  f.replicas = 4;
+  set_err(&f, 0, T0 + S(1000));
+  const evs_decision_t *d = step(&f, T0 + S(1000));
+  assert_int_equal(d->write, 0);
+  assert_int_equal(d->reason, EVS_REASON_TRIGGER_ERROR);
+  assert_int_equal(d->conditions[EVS_COND_READY].status, EVS_COND_FALSE);
+  assert_string_equal(d->conditions[EVS_COND_READY].reason, "TriggerError");
+  assert_int_equal(d->health_reported, 0); /* status.health only with a fallback */
+  fx_free(&f);
+}
+
+/* Active with one trigger failing: Ready=Unknown PartialTriggerError, HPA math on the rest. */
+static void partial_error_condition(void **state) {
+  (void)state;
+  fx_t f;
+  fx_init(&f,
+          "  minReplicaCount: 1\n" FAST "  triggers:\n"
+          "  - {type: redis, metadata: {listName: a, listLength: \"10\"}}\n"
+          "  - {type: redis, metadata: {listName: b, listLength: \"10\"}}\n",
+          NULL);
+  f.replicas = 2;
+  set(&f, 0, 50, T0 + S(1));
+  set_err(&f, 1, T0 + S(1));
+  const evs_decision_t *d = step(&f, T0 + S(1));
+  assert_int_equal(d->conditions[EVS_COND_READY].status, EVS_COND_UNKNOWN);
+  assert_string_equal(d->conditions[EVS_COND_READY].reason, "PartialTriggerError");
+  assert_int_equal(d->desired, 5);
+  fx_free(&f);
+}
+
+/* Scale to zero only once cooldownPeriod has passed since the last active time (strictly). */
+static void cooldown_to_zero(void **state) {
+  (void)state;
+  fx_t f;
+  fx_init(&f, "  cooldownPeriod: 300\n" REDIS(""), NULL);
+  set(&f, 0, 50, T0 + S(10));
+  step(&f, T0 + S(10)); /* 0 -> 1, last active = T0+10s */
+  assert_int_equal(f.replicas, 1);
+  set(&f, 0, 0, T0 + S(20));
+  const evs_decision_t *d = step(&f, T0 + S(20));
+  assert_int_equal(d->reason, EVS_REASON_COOLDOWN);
+  assert_string_equal(d->conditions[EVS_COND_ACTIVE].reason, "ScalerCooldown");
+  assert_int_equal(f.replicas, 1);
+  if (d->next_eval_ms != T0 + S(310) + 1)
+    print_error("next_eval %lld\n", (long long)(d->next_eval_ms - T0));
+  assert_true(d->next_eval_ms == T0 + S(310) + 1); /* first instant after the expiry */
+  set(&f, 0, 0, T0 + S(310));
+  step(&f, T0 + S(310)); /* last active + 300 s is not Before(now): still waiting */
+  assert_int_equal(f.replicas, 1);
+  set(&f, 0, 0, T0 + S(311));
+  d = step(&f, T0 + S(311));
+  assert_int_equal(d->reason, EVS_REASON_DEACTIVATE);
+  assert_int_equal(f.replicas, 0);
+  fx_free(&f);
+}
+
+/* Never active: initialCooldownPeriod counts from creation (default 0: at once). */
+static void initial_cooldown(void **state) {
+  (void)state;
+  fx_t f;
+  fx_init(&f, "  initialCooldownPeriod: 60\n" REDIS(""), NULL);
+  f.replicas = 2;
+  set(&f, 0, 0, T0 + S(30));
+  step(&f, T0 + S(30));
+  assert_int_equal(f.replicas, 2);
+  set(&f, 0, 0, T0 + S(61));
+  step(&f, T0 + S(61));
+  assert_int_equal(f.replicas, 0);
+  fx_free(&f);
+  fx_init(&f, REDIS(""), NULL);
+  f.replicas = 2;
+  set(&f, 0, 0, T0 + S(1));
+  step(&f, T0 + S(1));
+  assert_int_equal(f.replicas, 0);
+  fx_free(&f);
+}
+
+/* idleReplicaCount: inactive -> idle after the cooldown; active at idle -> min at once. */
+static void idle_replicas(void **state) {
+  (void)state;
+  fx_t f;
+  fx_init(&f, "  idleReplicaCount: 0\n  minReplicaCount: 2\n  cooldownPeriod: 10\n" REDIS(""),
+          NULL);
+  f.replicas = 5;
+  set(&f, 0, 0, T0 + S(11));
+  assert_int_equal(step(&f, T0 + S(11))->desired, 0);
+  assert_int_equal(f.d.reason, EVS_REASON_DEACTIVATE);
+  set(&f, 0, 1, T0 + S(12));
+  assert_int_equal(step(&f, T0 + S(12))->desired, 2);
+  assert_int_equal(f.d.reason, EVS_REASON_ACTIVATE);
+  fx_free(&f);
+}
+
+/* Inactive below min without idle: straight to min. */
+static void inactive_below_min(void **state) {
+  (void)state;
+  fx_t f;
+  fx_init(&f, "  minReplicaCount: 2\n" REDIS(""), NULL);
+  f.replicas = 1;
+  set(&f, 0, 0, T0 + S(1));
+  assert_int_equal(step(&f, T0 + S(1))->desired, 2);
+  assert_int_equal(f.d.reason, EVS_REASON_TO_MIN);
+  fx_free(&f);
+}
+
+/* Outside [max(min,1), min(max, limits.max_replicas)]: brought back without behavior. */
+static void clamp_and_cap(void **state) {
+  (void)state;
+  fx_t f;
+  fx_init(&f, "  minReplicaCount: 1\n  maxReplicaCount: 20\n" REDIS(""), NULL);
+  f.replicas = 30;
+  set(&f, 0, 500, T0 + S(1));
+  assert_int_equal(step(&f, T0 + S(1))->desired, 20);
+  assert_int_equal(f.d.reason, EVS_REASON_CLAMP);
+  f.cfg.max_replicas_cap = 15;
+  set(&f, 0, 500, T0 + S(2));
+  assert_int_equal(step(&f, T0 + S(2))->desired, 15);
+  fx_free(&f);
+  /* A cap below the object's min never pushes it under its min. */
+  fx_init(&f, "  minReplicaCount: 4\n" REDIS(""), NULL);
+  f.cfg.max_replicas_cap = 2;
+  f.replicas = 4;
+  set(&f, 0, 500, T0 + S(1));
+  step(&f, T0 + S(1));
+  assert_int_equal(f.replicas, 4);
+  fx_free(&f);
+}
+
+#define FALLBACK(behavior)                                                                         \
+  "  minReplicaCount: 1\n  fallback: {failureThreshold: 2, replicas: 10" behavior "}\n" FAST       \
+  "  triggers:\n  - {type: redis, metadata: {listName: q, listLength: \"5\"}}\n"
+
+/* Fallback: after more than failureThreshold failures in a row, target x replicas stands in. */
+static void fallback_static(void **state) {
+  (void)state;
+  fx_t f;
+  fx_init(&f, FALLBACK(""), NULL);
+  f.replicas = 3;
+  for (int i = 1; i <= 2; i++) {
+    set_err(&f, 0, T0 + S(i));
+    step(&f, T0 + S(i));
+    assert_int_equal(f.replicas, 3); /* failures 1, 2: not > 2, hold */
+    assert_int_equal(f.d.conditions[EVS_COND_FALLBACK].status, EVS_COND_FALSE);
+  }
+  set_err(&f, 0, T0 + S(3));
+  const evs_decision_t *d = step(&f, T0 + S(3));
+  assert_int_equal(d->health[0].failures, 3);
+  assert_int_equal(d->health[0].status, EVS_HEALTH_FAILING);
+  assert_int_equal(d->health[0].in_fallback, 1);
+  assert_int_equal(d->desired, 10); /* 5 x 10 = 50 -> ceil(50 / 5) */
+  assert_int_equal(d->reason, EVS_REASON_FALLBACK);
+  assert_int_equal(d->conditions[EVS_COND_FALLBACK].status, EVS_COND_TRUE);
+  assert_string_equal(d->conditions[EVS_COND_FALLBACK].reason, "FallbackExists");
+  assert_int_equal(d->health_reported, 1);
+  /* The same reading seen again is not a new failure. */
+  step(&f, T0 + S(4));
+  assert_int_equal(f.d.health[0].failures, 3);
+  /* Recovery on the first success. */
+  set(&f, 0, 10, T0 + S(5));
+  d = step(&f, T0 + S(5));
+  assert_int_equal(d->health[0].failures, 0);
+  assert_int_equal(d->health[0].status, EVS_HEALTH_HAPPY);
+  assert_int_equal(d->conditions[EVS_COND_FALLBACK].status, EVS_COND_FALSE);
+  assert_int_equal(d->desired, 2); /* ceil(10 / 5) */
+  fx_free(&f);
+}
+
+static int32_t fallback_with(const char *behavior, int32_t current) {
+  fx_t f;
+  fx_init(&f, behavior, NULL);
+  f.replicas = current;
+  for (int i = 1; i <= 3; i++) {
+    set_err(&f, 0, T0 + S(i));
+    step(&f, T0 + S(i));
+  }
+  int32_t r = f.replicas;
+  fx_free(&f);
+  return r;
+}
+
+static void fallback_behaviors(void **state) {
+  (void)state;
+  assert_int_equal(fallback_with(FALLBACK(", behavior: currentReplicas"), 4), 4);
+  assert_int_equal(fallback_with(FALLBACK(", behavior: currentReplicasIfHigher"), 4), 10);
+  assert_int_equal(fallback_with(FALLBACK(", behavior: currentReplicasIfHigher"), 12), 12);
+  assert_int_equal(fallback_with(FALLBACK(", behavior: currentReplicasIfLower"), 4), 4);
+  assert_int_equal(fallback_with(FALLBACK(", behavior: currentReplicasIfLower"), 12), 10);
+}
+
+/* Fallback for a Value metric: target x replicas / ready pods. */
+static void fallback_value_metric(void **state) {
+  (void)state;
+  fx_t f;
+  fx_init(&f,
+          "  minReplicaCount: 1\n  fallback: {failureThreshold: 0, replicas: 10}\n" FAST
+          "  triggers:\n  - {type: redis, metricType: Value, metadata: {listName: q, listLength: "
+          "\"5\"}}\n",
+          NULL);
+  f.replicas = 4;
+  f.ready = 5;
+  set_err(&f, 0, T0 + S(1));
+  /* 5 x 10 / 5 = 10 -> ratio 2 -> ceil(2 x 5 ready) = 10 */
+  assert_int_equal(step(&f, T0 + S(1))->desired, 10);
+  fx_free(&f);
+}
+
+static void paused(void **state) {
+  (void)state;
+  fx_t f;
+  fx_init(&f, REDIS(""), "  annotations: {autoscaling.keda.sh/paused: \"true\"}\n");
+  f.replicas = 3;
+  set(&f, 0, 500, T0 + S(1));
+  const evs_decision_t *d = step(&f, T0 + S(1));
+  assert_int_equal(d->write, 0);
+  assert_int_equal(d->reason, EVS_REASON_PAUSED);
+  assert_string_equal(d->conditions[EVS_COND_PAUSED].reason, "ScaledObjectPaused");
+  fx_free(&f);
+  fx_init(&f, REDIS(""), "  annotations: {autoscaling.keda.sh/paused-replicas: \"7\"}\n");
+  f.replicas = 3;
+  set(&f, 0, 0, T0 + S(1));
+  d = step(&f, T0 + S(1));
+  assert_int_equal(d->desired, 7);
+  assert_int_equal(d->reason, EVS_REASON_PAUSED_REPLICAS);
+  fx_free(&f);
+}
+
+static void paused_scale_in_and_out(void **state) {
+  (void)state;
+  fx_t f;
+  fx_init(&f, "  minReplicaCount: 1\n" FAST REDIS(""),
+          "  annotations: {autoscaling.keda.sh/paused-scale-in: \"true\"}\n");
+  f.replicas = 6;
+  set(&f, 0, 11, T0 + S(1)); /* wants 2 */
+  const evs_decision_t *d = step(&f, T0 + S(1));
+  assert_int_equal(d->desired, 6);
+  assert_int_equal(d->reason, EVS_REASON_PAUSED_SCALE_IN);
+  set(&f, 0, 90, T0 + S(2)); /* scale-out still works */
+  assert_int_equal(step(&f, T0 + S(2))->desired, 9);
+  fx_free(&f);
+  fx_init(&f, REDIS(""), "  annotations: {autoscaling.keda.sh/paused-scale-out: \"true\"}\n");
+  set(&f, 0, 90, T0 + S(1)); /* active at 0, but no activation */
+  d = step(&f, T0 + S(1));
+  assert_int_equal(d->write, 0);
+  assert_int_equal(d->reason, EVS_REASON_PAUSED_SCALE_OUT);
+  fx_free(&f);
+}
+
+static void force_activation(void **state) {
+  (void)state;
+  fx_t f;
+  fx_init(&f, REDIS(""), "  annotations: {autoscaling.keda.sh/force-activation: \"true\"}\n");
+  set(&f, 0, 0, T0 + S(1));
+  const evs_decision_t *d = step(&f, T0 + S(1));
+  assert_int_equal(d->desired, 1);
+  assert_string_equal(d->conditions[EVS_COND_ACTIVE].message,
+                      "Scaling is performed because activation is being forced by annotation");
+  fx_free(&f);
+}
+
+/* scalingModifiers: one composite value; activity = composite > activationTarget. */
+static void scaling_modifiers(void **state) {
+  (void)state;
+  fx_t f;
+  fx_init(&f,
+          "  minReplicaCount: 1\n" FAST
+          "    scalingModifiers: {formula: \"a + b\", target: \"5\", activationTarget: \"20\"}\n"
+          "  triggers:\n"
+          "  - {type: redis, name: a, metadata: {listName: a}}\n"
+          "  - {type: redis, name: b, metadata: {listName: b}}\n",
+          NULL);
+  f.replicas = 1;
+  set(&f, 0, 10, T0 + S(1));
+  set(&f, 1, 5, T0 + S(1));
+  const evs_decision_t *d = step(&f, T0 + S(1));
+  assert_true(d->composite == 15);
+  assert_int_equal(d->active, 0);  /* 15 > 20 is false */
+  assert_int_equal(d->desired, 3); /* not at 0, so the HPA math runs: ceil(15 / 5) */
+  fx_free(&f);
+  /* A negative composite value: the HPA's max(0, desired), then the floor max(min, 1). */
+  fx_init(&f,
+          "  minReplicaCount: 1\n" FAST
+          "    scalingModifiers: {formula: \"a - 100\", target: \"5\"}\n"
+          "  triggers:\n  - {type: redis, name: a, metadata: {listName: a}}\n",
+          NULL);
+  f.replicas = 3;
+  set(&f, 0, 10, T0 + S(1));
+  d = step(&f, T0 + S(1));
+  assert_true(d->composite == -90);
+  assert_int_equal(d->desired, 1);
+  fx_free(&f);
+}
+
+/* fallback.behavior scalingModifiers: a failing trigger is nil to the formula (`??` picks the
+ * default); a nil result is replaced by fallback.replicas x target
+ * (pkg/scaling/modifiers/formula.go calculateScalingModifiersFormula). */
+static void modifiers_fallback(void **state) {
+  (void)state;
+  fx_t f;
+  fx_init(&f,
+          "  minReplicaCount: 1\n"
+          "  fallback: {failureThreshold: 1, replicas: 4, behavior: scalingModifiers}\n" FAST
+          "    scalingModifiers: {formula: \"a + (b ?? 100)\", target: \"5\"}\n"
+          "  triggers:\n"
+          "  - {type: redis, name: a, metadata: {listName: a}}\n"
+          "  - {type: redis, name: b, metadata: {listName: b}}\n",
+          NULL);
+  f.replicas = 1;
+  set(&f, 0, 10, T0 + S(1));
+  set_err(&f, 1, T0 + S(1));
+  const evs_decision_t *d = step(&f, T0 + S(1));
+  assert_true(d->composite == 110);
+  assert_int_equal(d->desired, 22); /* ceil(110 / 5) */
+  fx_free(&f);
+  fx_init(&f,
+          "  minReplicaCount: 1\n"
+          "  fallback: {failureThreshold: 1, replicas: 4, behavior: scalingModifiers}\n" FAST
+          "    scalingModifiers: {formula: \"b ?? b\", target: \"5\"}\n"
+          "  triggers:\n  - {type: redis, name: b, metadata: {listName: b}}\n",
+          NULL);
+  f.replicas = 1;
+  set_err(&f, 0, T0 + S(1));
+  d = step(&f, T0 + S(1));
+  assert_true(d->composite == 20); /* nil -> 4 x 5 */
+  assert_int_equal(d->desired, 4);
+  fx_free(&f);
+}
+
+/* No reading yet from every trigger: hold (an unknown is not a zero). */
+static void no_metrics_yet(void **state) {
+  (void)state;
+  fx_t f;
+  fx_init(&f, REDIS(""), NULL);
+  f.replicas = 3;
+  const evs_decision_t *d = step(&f, T0 + S(1000));
+  assert_int_equal(d->write, 0);
+  assert_int_equal(d->reason, EVS_REASON_NO_METRICS);
+  fx_free(&f);
+}
+
+/* Default behavior on real time: scale-up max(4 pods, 100 %) per 15 s, and the engine asks to
+ * look again when the period ends. */
+static void default_rate_limit_and_next_eval(void **state) {
+  (void)state;
+  fx_t f;
+  fx_init(&f, "  minReplicaCount: 1\n" REDIS(""), NULL);
+  f.replicas = 1;
+  set(&f, 0, 1000, T0 + S(100));
+  const evs_decision_t *d = step(&f, T0 + S(100));
+  assert_int_equal(d->desired, 5); /* max(1 + 4, ceil(1 x 2)) */
+  assert_int_equal(d->limit, EVS_LIMIT_SCALE_UP);
+  d = step(&f, T0 + S(101));
+  assert_int_equal(d->write, 0); /* 4 added within the last 15 s: start 1, limit 5 */
+  assert_true(d->next_eval_ms == T0 + S(115));
+  d = step(&f, T0 + S(115)); /* the event leaves the period: from 5 -> max(9, 10) */
+  assert_int_equal(d->desired, 10);
+  fx_free(&f);
+}
+
+/* Default scale-down window: 300 s of the highest recommendation. */
+static void default_scale_down_window(void **state) {
+  (void)state;
+  fx_t f;
+  fx_init(&f, "  minReplicaCount: 1\n" REDIS(""), NULL);
+  f.replicas = 8;
+  set(&f, 0, 80, T0 + S(100));
+  step(&f, T0 + S(100)); /* 8, seeds the history with 8 */
+  set(&f, 0, 20, T0 + S(101));
+  const evs_decision_t *d = step(&f, T0 + S(101));
+  assert_int_equal(d->desired, 8); /* wants 2, held by the window */
+  assert_true(d->next_eval_ms == T0 + S(400));
+  d = step(&f, T0 + S(401)); /* both 8s left the window at 400/401 s */
+  assert_int_equal(d->desired, 2);
+  fx_free(&f);
+}
+
+static void state_size(void **state) {
+  (void)state;
+  print_message("sizeof evs_engine_state_t %zu, evs_behavior_state_t %zu, "
+                "evs_trigger_health_t %zu, evs_so_t %zu, evs_trigger_t %zu\n",
+                sizeof(evs_engine_state_t), sizeof(evs_behavior_state_t),
+                sizeof(evs_trigger_health_t), sizeof(evs_so_t), sizeof(evs_trigger_t));
+  assert_true(sizeof(evs_engine_state_t) <= 1024);
+}
+
+static void bad_arguments(void **state) {
+  (void)state;
+  fx_t f;
+  fx_init(&f, REDIS(""), NULL);
+  evs_engine_input_t in = {NULL, 0, -1, 0, 0, T0};
+  assert_int_equal(evs_engine_decide(f.so, &f.cfg, f.st, &in, &f.d), UV_EINVAL);
+  assert_int_equal(f.d.write, 0);
+  fx_free(&f);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(activation_strictly_greater),
+      cmocka_unit_test(activation_goes_to_min),
+      cmocka_unit_test(values_milli_and_invalid),
+      cmocka_unit_test(average_value_math),
+      cmocka_unit_test(tolerance_configurable),
+      cmocka_unit_test(tolerance_per_direction),
+      cmocka_unit_test(value_math),
+      cmocka_unit_test(max_over_triggers),
+      cmocka_unit_test(errors_without_fallback_hold),
+      cmocka_unit_test(partial_error_condition),
+      cmocka_unit_test(cooldown_to_zero),
+      cmocka_unit_test(initial_cooldown),
+      cmocka_unit_test(idle_replicas),
+      cmocka_unit_test(inactive_below_min),
+      cmocka_unit_test(clamp_and_cap),
+      cmocka_unit_test(fallback_static),
+      cmocka_unit_test(fallback_behaviors),
+      cmocka_unit_test(fallback_value_metric),
+      cmocka_unit_test(paused),
+      cmocka_unit_test(paused_scale_in_and_out),
+      cmocka_unit_test(force_activation),
+      cmocka_unit_test(scaling_modifiers),
+      cmocka_unit_test(modifiers_fallback),
+      cmocka_unit_test(no_metrics_yet),
+      cmocka_unit_test(default_rate_limit_and_next_eval),
+      cmocka_unit_test(default_scale_down_window),
+      cmocka_unit_test(state_size),
+      cmocka_unit_test(bad_arguments),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

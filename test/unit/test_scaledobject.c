@@ -1,0 +1,614 @@
+/* The ScaledObject model and validator: defaults, every validation error with its position or
+ * path, YAML and JSON input, KEDA's metric names.
+ *
+ * Expected messages and defaults come from kedacore/keda 8b4f083ca8c8c2baf8477e322bd4d16ac4dfa09a:
+ * apis/keda/v1alpha1/scaledobject_types.go (CheckReplicaCountBoundsAreValid, CRD CEL rule,
+ * getBoolAnnotation), scaletriggers_types.go (ValidateTriggers), scaledobject_webhook.go
+ * (ValidateAndCompileScalingModifiers, verifyName), pkg/scalers/{redis,prometheus,cron}_scaler.go
+ * and their _test.go metric-name tables. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "evscale/error.h"
+#include "evscale/metricname.h"
+#include "evscale/scaledobject.h"
+#include "scale/so_check.h"
+
+static void dump(const evs_diag_t *d) {
+  char buf[512];
+  for (size_t i = 0; i < d->n; i++) {
+    evs_diag_format(d, i, buf, sizeof buf);
+    print_message("  diag: %s\n", buf);
+  }
+}
+
+static evs_so_t *parse_ok(const char *src) {
+  evs_so_t *so = NULL;
+  evs_diag_t d;
+  evs_diag_init(&d);
+  int rc = evs_so_parse_yaml(src, strlen(src), "so.yaml", &so, &d);
+  if (rc != 0)
+    dump(&d);
+  assert_int_equal(rc, 0);
+  assert_int_equal(d.n, 0);
+  assert_non_null(so);
+  evs_diag_free(&d);
+  return so;
+}
+
+/* Parses src expecting failure; returns the diagnostics (caller frees). */
+static void parse_bad(const char *src, evs_diag_t *d) {
+  evs_so_t *so = NULL;
+  evs_diag_init(d);
+  int rc = evs_so_parse_yaml(src, strlen(src), "so.yaml", &so, d);
+  assert_int_equal(rc, EVS_EINVALCFG);
+  assert_null(so);
+  assert_true(d->n > 0);
+}
+
+/* Asserts that one entry has this path, position and message part. */
+static void expect(const evs_diag_t *d, const char *path, uint32_t line, uint32_t col,
+                   const char *msg_part) {
+  for (size_t i = 0; i < d->n; i++) {
+    const evs_diag_entry_t *e = &d->items[i];
+    if (e->path && strcmp(e->path, path) == 0 && strstr(e->msg, msg_part) && e->line == line &&
+        e->col == col)
+      return;
+  }
+  print_error("no diag %u:%u %s: ...%s...\n", line, col, path, msg_part);
+  dump(d);
+  fail();
+}
+
+#define HEAD                                                                                       \
+  "apiVersion: keda.sh/v1alpha1\n"                                                                 \
+  "kind: ScaledObject\n"                                                                           \
+  "metadata:\n"                                                                                    \
+  "  name: worker\n"                                                                               \
+  "  namespace: jobs\n"
+
+static void defaults_minimal_redis(void **state) {
+  (void)state;
+  evs_so_t *so = parse_ok(HEAD "spec:\n"
+                               "  scaleTargetRef:\n"
+                               "    name: worker\n"
+                               "  triggers:\n"
+                               "  - type: redis\n"
+                               "    metadata:\n"
+                               "      address: redis:6379\n"
+                               "      listName: jobs\n");
+  assert_string_equal(so->source, "jobs/worker");
+  assert_string_equal(so->target_kind, "Deployment");
+  assert_string_equal(so->target_api_version, "apps/v1");
+  assert_string_equal(so->hpa_name, "keda-hpa-worker");
+  assert_int_equal(evs_so_polling_interval_s(so, 0), 30);
+  assert_int_equal(evs_so_polling_interval_s(so, 5), 5); /* config default, object silent */
+  assert_int_equal(evs_so_cooldown_s(so, 0), 300);
+  assert_int_equal(evs_so_initial_cooldown_s(so), 0);
+  assert_int_equal(evs_so_min(so), 0);
+  assert_int_equal(evs_so_max(so), 100);
+  assert_int_equal(so->idle_replicas, -1);
+  assert_int_equal(so->has_fallback, 0);
+  assert_int_equal(so->behavior.present, 0);
+  assert_int_equal(so->paused_replicas, -1);
+  assert_int_equal(so->n_triggers, 1);
+  assert_int_equal(so->triggers[0].kind, EVS_TRIG_REDIS);
+  assert_int_equal(so->triggers[0].metric_type, EVS_METRIC_AVERAGE_VALUE);
+  assert_true(so->triggers[0].target == 5);            /* listLength default=5 */
+  assert_true(so->triggers[0].activation_target == 0); /* activationListLength optional */
+  assert_string_equal(so->triggers[0].metric_name, "s0-redis-jobs");
+  assert_null(so->triggers[0].name);
+  assert_string_equal(evs_kvs_get(&so->triggers[0].metadata, "listName"), "jobs");
+  evs_so_free(so);
+}
+
+static void full_object(void **state) {
+  (void)state;
+  evs_so_t *so = parse_ok(
+      HEAD "  annotations:\n"
+           "    autoscaling.keda.sh/paused-replicas: \"3\"\n"
+           "    autoscaling.keda.sh/paused-scale-in: \"yes\"\n"
+           "    autoscaling.keda.sh/force-activation: \"false\"\n"
+           "spec:\n"
+           "  scaleTargetRef: {name: api, kind: StatefulSet, apiVersion: apps/v1,\n"
+           "                   envSourceContainerName: main}\n"
+           "  pollingInterval: 5\n"
+           "  cooldownPeriod: 60\n"
+           "  initialCooldownPeriod: 120\n"
+           "  idleReplicaCount: 0\n"
+           "  minReplicaCount: 2\n"
+           "  maxReplicaCount: 15\n"
+           "  fallback: {failureThreshold: 3, replicas: 10, behavior: currentReplicasIfHigher}\n"
+           "  advanced:\n"
+           "    restoreToOriginalReplicaCount: true\n"
+           "    horizontalPodAutoscalerConfig:\n"
+           "      name: my-hpa\n"
+           "      behavior:\n"
+           "        scaleDown:\n"
+           "          stabilizationWindowSeconds: 30\n"
+           "          policies: [{type: Percent, value: 20, periodSeconds: 60}]\n"
+           "        scaleUp:\n"
+           "          selectPolicy: Min\n"
+           "    scalingModifiers:\n"
+           "      formula: \"q + p\"\n"
+           "      target: \"4\"\n"
+           "      activationTarget: \"1.5\"\n"
+           "      metricType: Value\n"
+           "  triggers:\n"
+           "  - type: redis\n"
+           "    name: q\n"
+           "    useCachedMetrics: true\n"
+           "    authenticationRef: {name: redis-auth, kind: ClusterTriggerAuthentication}\n"
+           "    metadata: {listName: a/b.c, listLength: \" 20 \", activationListLength: \"2\"}\n"
+           "  - type: prometheus\n"
+           "    name: p\n"
+           "    metricType: Value\n"
+           "    metadata: {serverAddress: \"http://prom:9090\", query: up, threshold: \"2.5\",\n"
+           "               activationThreshold: \"-1e1\"}\n"
+           "  - type: cron\n"
+           "    metadata: {timezone: Etc/UTC, start: \"0 */2 * * *\", end: \"0 1-23/2 * * *\",\n"
+           "               desiredReplicas: \"10\"}\n");
+  assert_string_equal(so->target_kind, "StatefulSet");
+  assert_string_equal(so->env_source_container, "main");
+  assert_int_equal(so->polling_interval_s, 5);
+  assert_int_equal(evs_so_cooldown_s(so, 300), 60); /* the object's own value wins */
+  assert_int_equal(evs_so_initial_cooldown_s(so), 120);
+  assert_int_equal(so->idle_replicas, 0);
+  assert_int_equal(evs_so_min(so), 2);
+  assert_int_equal(evs_so_max(so), 15);
+  assert_int_equal(so->fallback_failure_threshold, 3);
+  assert_int_equal(so->fallback_replicas, 10);
+  assert_int_equal(so->fallback_behavior, EVS_FALLBACK_CURRENT_REPLICAS_IF_HIGHER);
+  assert_int_equal(so->restore_to_original, 1);
+  assert_string_equal(so->hpa_name, "my-hpa");
+  assert_int_equal(so->behavior.present, 1);
+  assert_int_equal(so->behavior.down.window_s, 30);
+  assert_int_equal(so->behavior.down.n_policies, 1);
+  assert_int_equal(so->behavior.down.policies[0].type, EVS_POLICY_PERCENT);
+  assert_int_equal(so->behavior.down.policies[0].value, 20);
+  assert_int_equal(so->behavior.down.policies[0].period_s, 60);
+  assert_int_equal(so->behavior.up.select, EVS_SELECT_MIN);
+  assert_int_equal(so->behavior.up.window_s, -1);
+  assert_int_equal(so->behavior.up.n_policies, 0);
+  assert_int_equal(so->has_modifiers, 1);
+  assert_non_null(so->formula_compiled);
+  assert_true(so->modifiers_target == 4);
+  assert_true(so->modifiers_activation_target == 1.5);
+  assert_int_equal(so->modifiers_metric_type, EVS_METRIC_VALUE);
+  /* Annotations: paused-replicas ParseInt; an unparsable bool annotation counts as true. */
+  assert_int_equal(so->paused_replicas, 3);
+  assert_int_equal(so->paused_scale_in, 1);
+  assert_int_equal(so->force_activation, 0);
+  assert_true(evs_so_is_paused(so));
+  assert_int_equal(so->triggers[0].use_cached_metrics, 1);
+  assert_int_equal(so->triggers[0].auth_cluster, 1);
+  assert_string_equal(so->triggers[0].auth_name, "redis-auth");
+  assert_true(so->triggers[0].target == 20); /* values are trimmed */
+  assert_true(so->triggers[0].activation_target == 2);
+  assert_string_equal(so->triggers[0].metric_name, "s0-redis-a-b-c"); /* NormalizeString */
+  assert_int_equal(so->triggers[1].metric_type, EVS_METRIC_VALUE);
+  assert_true(so->triggers[1].target == 2.5);
+  assert_true(so->triggers[1].activation_target == -10);
+  assert_string_equal(so->triggers[1].metric_name, "s1-prometheus");
+  assert_true(so->triggers[2].target == 1);
+  assert_string_equal(so->triggers[2].metric_name, "s2-cron-Etc-UTC-0xSl2xxx-01-23Sl2xxx");
+  assert_int_equal(evs_so_trigger_index(so, "p"), 1);
+  assert_int_equal(evs_so_trigger_index(so, "nope"), -1);
+  /* restoreToOriginalReplicaCount: the finalizer writes the original count back. */
+  assert_int_equal(evs_so_deletion_replicas(so, 7), 7);
+  assert_int_equal(evs_so_deletion_replicas(so, -1), -1);
+  evs_scaler_config_t cfg;
+  evs_so_scaler_config(so, 1, &cfg);
+  assert_string_equal(cfg.type, "prometheus");
+  assert_int_equal(cfg.index, 1);
+  assert_int_equal(cfg.metric_type_value, 1);
+  assert_string_equal(cfg.object, "jobs/worker");
+  evs_so_free(so);
+}
+
+static void deletion_without_restore(void **state) {
+  (void)state;
+  evs_so_t *so = parse_ok(HEAD "spec:\n  scaleTargetRef: {name: w}\n  triggers:\n"
+                               "  - {type: redis, metadata: {listName: l}}\n");
+  assert_int_equal(evs_so_deletion_replicas(so, 7), -1);
+  evs_so_free(so);
+}
+
+/* Each error names its field and position (line:col of the offending node, 1-based). */
+static void error_positions(void **state) {
+  (void)state;
+  evs_diag_t d;
+  parse_bad(HEAD "spec:\n"                                        /* 6 */
+                 "  scaleTargetRef: {name: w}\n"                  /* 7 */
+                 "  minReplicaCount: 5\n"                         /* 8 */
+                 "  maxReplicaCount: 3\n"                         /* 9 */
+                 "  triggers:\n"                                  /* 10 */
+                 "  - type: kafka\n"                              /* 11 */
+                 "    metadata: {topic: t}\n"                     /* 12 */
+                 "  - type: redis\n"                              /* 13 */
+                 "    name: a\n"                                  /* 14 */
+                 "    metadata: {listName: l, listLength: abc}\n" /* 15 */
+                 "  - type: cron\n"                               /* 16 */
+                 "    name: a\n"                                  /* 17 */
+                 "    useCachedMetrics: true\n"                   /* 18 */
+                 "    metadata:\n"                                /* 19 */
+                 "      timezone: UTC\n"                          /* 20 */
+                 "      start: \"0 8 * * *\"\n"                   /* 21 */
+                 "      end: \" 0 8 * * * \"\n"                   /* 22 */
+                 "      desiredReplicas: \"0\"\n",                /* 23 */
+            &d);
+  expect(&d, "spec.minReplicaCount", 8, 20,
+         "minReplicaCount must be less than or equal to maxReplicaCount");
+  expect(&d, "spec.triggers[0].type", 11, 11, "unsupported trigger type \"kafka\"");
+  expect(&d, "spec.triggers[1].metadata.listLength", 15, 41,
+         "unable to set param \"listLength\" value \"abc\"");
+  expect(&d, "spec.triggers[2].name", 17, 11, "triggerName \"a\" is defined multiple times");
+  expect(&d, "spec.triggers[2].useCachedMetrics", 18, 23,
+         "property \"useCachedMetrics\" is not supported for \"cron\" scaler");
+  expect(&d, "spec.triggers[2].metadata.end", 22, 12,
+         "start and end can not have exactly same time input");
+  expect(&d, "spec.triggers[2].metadata.desiredReplicas", 23, 24, "no desiredReplicas specified");
+  assert_int_equal(d.n, 7); /* every error at once, nothing else */
+  evs_diag_free(&d);
+}
+
+static void error_replica_bounds(void **state) {
+  (void)state;
+  evs_diag_t d;
+  /* minReplicaCount unset -> CheckReplicaCountBoundsAreValid compares idle with 0. */
+  parse_bad(HEAD "spec:\n  scaleTargetRef: {name: w}\n  idleReplicaCount: 0\n  triggers:\n"
+                 "  - {type: redis, metadata: {listName: l}}\n",
+            &d);
+  expect(&d, "spec.idleReplicaCount", 8, 21,
+         "IdleReplicaCount=0 must be less than MinReplicaCount=0");
+  evs_diag_free(&d);
+  /* idle 3 with min 3: not less. */
+  parse_bad(HEAD "spec:\n  scaleTargetRef: {name: w}\n  idleReplicaCount: 3\n"
+                 "  minReplicaCount: 3\n  triggers:\n"
+                 "  - {type: redis, metadata: {listName: l}}\n",
+            &d);
+  expect(&d, "spec.idleReplicaCount", 8, 21,
+         "IdleReplicaCount=3 must be less than MinReplicaCount=3");
+  evs_diag_free(&d);
+  /* CRD minimums: pollingInterval >= 1, maxReplicaCount >= 1, cooldownPeriod >= 0. */
+  parse_bad(HEAD "spec:\n  scaleTargetRef: {name: w}\n  pollingInterval: 0\n"
+                 "  maxReplicaCount: 0\n  cooldownPeriod: -1\n  triggers:\n"
+                 "  - {type: redis, metadata: {listName: l}}\n",
+            &d);
+  expect(&d, "spec.pollingInterval", 8, 20, "out of range");
+  expect(&d, "spec.maxReplicaCount", 9, 20, "out of range");
+  expect(&d, "spec.cooldownPeriod", 10, 19, "out of range");
+  evs_diag_free(&d);
+}
+
+static void error_required_fields(void **state) {
+  (void)state;
+  evs_diag_t d;
+  parse_bad("apiVersion: keda.sh/v1\nkind: ScaledObject\nmetadata: {namespace: x}\nspec: {}\n", &d);
+  expect(&d, "apiVersion", 1, 13, "must be \"keda.sh/v1alpha1\"");
+  expect(&d, "metadata.name", 3, 11, "required field is missing");
+  expect(&d, "spec.scaleTargetRef", 4, 7, "required field is missing");
+  expect(&d, "spec.triggers", 4, 7, "no triggers defined in the ScaledObject/ScaledJob");
+  evs_diag_free(&d);
+  parse_bad(HEAD "spec:\n  scaleTargetRef: {name: w}\n  triggers:\n"
+                 "  - type: prometheus\n"
+                 "    metadata:\n"
+                 "      serverAddress: http://p\n"
+                 "      query: up\n"
+                 "      threshold: \"  \"\n"
+                 "      unsafeSsl: maybe\n"
+                 "  - type: redis\n"
+                 "    metadata: {listLength: 5}\n",
+            &d);
+  /* An empty (after trimming) value counts as absent (typed_config.go configParamValue). */
+  expect(&d, "spec.triggers[0].metadata.threshold", 13, 18,
+         "missing required parameter \"threshold\" in [triggerMetadata]");
+  expect(&d, "spec.triggers[0].metadata.unsafeSsl", 14, 18, "unable to parse boolean value");
+  expect(&d, "spec.triggers[1].metadata.listLength", 16, 28, "must be a string, not integer");
+  expect(&d, "spec.triggers[1].metadata.listName", 16, 15,
+         "missing required parameter \"listName\" in [triggerMetadata]");
+  evs_diag_free(&d);
+}
+
+/* KEDA parses listLength "0", but the HPA it then creates rejects a zero target; evscale has no
+ * HPA to refuse it, so the validator does (milli precision: 0.0004 is zero too). */
+static void error_zero_target(void **state) {
+  (void)state;
+  evs_diag_t d;
+  parse_bad(HEAD "spec:\n  scaleTargetRef: {name: w}\n  triggers:\n"
+                 "  - {type: redis, metadata: {listName: l, listLength: \"0\"}}\n"
+                 "  - {type: prometheus, metadata: {serverAddress: s, query: q, threshold: "
+                 "\"0.0004\"}}\n",
+            &d);
+  expect(&d, "spec.triggers[0].metadata.listLength", 9, 55, "must be at least 0.001");
+  expect(&d, "spec.triggers[1].metadata.threshold", 10, 74, "must be at least 0.001");
+  evs_diag_free(&d);
+}
+
+static void error_fallback_and_modifiers(void **state) {
+  (void)state;
+  evs_diag_t d;
+  parse_bad(HEAD "spec:\n"
+                 "  scaleTargetRef: {name: w}\n"
+                 "  fallback: {replicas: 2, behavior: sometimes}\n"
+                 "  advanced:\n"
+                 "    scalingModifiers: {formula: \"a + zz\"}\n"
+                 "  triggers:\n"
+                 "  - {type: redis, name: a, metadata: {listName: l}}\n",
+            &d);
+  expect(&d, "spec.fallback.failureThreshold", 8, 13, "required field is missing");
+  expect(&d, "spec.fallback.behavior", 8, 37, "unsupported value \"sometimes\"");
+  expect(&d, "spec.advanced.scalingModifiers.target", 10, 23,
+         "formula is given but target is empty");
+  expect(&d, "spec.advanced.scalingModifiers.formula", 10, 33, "unknown name zz");
+  evs_diag_free(&d);
+  parse_bad(HEAD "spec:\n"
+                 "  scaleTargetRef: {name: w}\n"
+                 "  fallback: {failureThreshold: 1, replicas: 2, behavior: scalingModifiers}\n"
+                 "  advanced:\n"
+                 "    scalingModifiers: {target: \"0\", metricType: Utilization}\n"
+                 "  triggers:\n"
+                 "  - {type: redis, name: a, metadata: {listName: l}}\n",
+            &d);
+  expect(&d, "spec.advanced.scalingModifiers.formula", 10, 23,
+         "error ScalingModifiers.Formula is mandatory");
+  expect(&d, "spec.advanced.scalingModifiers.target", 10, 32,
+         "error converting target for scalingModifiers");
+  expect(&d, "spec.advanced.scalingModifiers.metricType", 10, 49,
+         "error trigger type is Utilization");
+  expect(&d, "spec.fallback.behavior", 8, 58,
+         "scalingModifiers fallback behavior requires scalingModifiers.formula to be defined");
+  evs_diag_free(&d);
+  parse_bad(HEAD "spec:\n  scaleTargetRef: {name: w}\n"
+                 "  advanced:\n    scalingModifiers: {formula: \"a +\", target: \"2\"}\n"
+                 "  triggers:\n  - {type: redis, name: a, metadata: {listName: l}}\n",
+            &d);
+  expect(&d, "spec.advanced.scalingModifiers.formula", 9, 33,
+         "error validating formula in ScalingModifiers: column");
+  evs_diag_free(&d);
+}
+
+static void error_behavior(void **state) {
+  (void)state;
+  evs_diag_t d;
+  parse_bad(HEAD "spec:\n"
+                 "  scaleTargetRef: {name: w}\n"
+                 "  advanced:\n"
+                 "    horizontalPodAutoscalerConfig:\n"
+                 "      behavior:\n"
+                 "        scaleUp:\n"
+                 "          stabilizationWindowSeconds: 3601\n"
+                 "          selectPolicy: Fastest\n"
+                 "          policies:\n"
+                 "          - {type: Pods, value: 0, periodSeconds: 1801}\n"
+                 "          - {type: Replicas, value: 1, periodSeconds: 15}\n"
+                 "        scaleDown:\n"
+                 "          policies: []\n"
+                 "  triggers:\n  - {type: redis, metadata: {listName: l}}\n",
+            &d);
+  const char *up = "spec.advanced.horizontalPodAutoscalerConfig.behavior.scaleUp";
+  char p[160];
+  snprintf(p, sizeof p, "%s.stabilizationWindowSeconds", up);
+  expect(&d, p, 12, 39, "must be less than or equal to 3600");
+  snprintf(p, sizeof p, "%s.selectPolicy", up);
+  expect(&d, p, 13, 25, "unsupported value \"Fastest\"");
+  snprintf(p, sizeof p, "%s.policies[0].value", up);
+  expect(&d, p, 15, 33, "out of range");
+  snprintf(p, sizeof p, "%s.policies[0].periodSeconds", up);
+  expect(&d, p, 15, 51, "must be less than or equal to 1800");
+  snprintf(p, sizeof p, "%s.policies[1].type", up);
+  expect(&d, p, 16, 20, "unsupported value \"Replicas\"");
+  expect(&d, "spec.advanced.horizontalPodAutoscalerConfig.behavior.scaleDown.policies", 18, 21,
+         "must specify at least one Policy");
+  evs_diag_free(&d);
+}
+
+static void error_annotations_and_names(void **state) {
+  (void)state;
+  evs_diag_t d;
+  parse_bad("apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata:\n"
+            "  name: a234567890123456789012345678901234567890123456789012345678901234\n"
+            "  annotations:\n"
+            "    autoscaling.keda.sh/paused-replicas: \"two\"\n"
+            "spec:\n  scaleTargetRef: {name: w}\n  triggers:\n"
+            "  - {type: redis, metricType: Utilization, metadata: {listName: l}}\n",
+            &d);
+  expect(&d, "metadata.name", 4, 9, "is 64 characters long; must be no more than 63");
+  expect(&d, "metadata.annotations.autoscaling.keda.sh/paused-replicas", 6, 42,
+         "\"two\" is not a replica count");
+  expect(&d, "spec.triggers[0].metricType", 10, 31,
+         "'Utilization' metric type is unsupported for external metrics");
+  evs_diag_free(&d);
+}
+
+/* The same validator fed by JSON from the API: no positions, "namespace/name" as the source. */
+static void json_input(void **state) {
+  (void)state;
+  const char *txt = "{\"apiVersion\":\"keda.sh/v1alpha1\",\"kind\":\"ScaledObject\","
+                    "\"metadata\":{\"name\":\"w\",\"namespace\":\"prod\"},"
+                    "\"spec\":{\"scaleTargetRef\":{\"name\":\"w\"},\"maxReplicaCount\":10,"
+                    "\"triggers\":[{\"type\":\"prometheus\",\"metadata\":{\"serverAddress\":"
+                    "\"http://p\",\"query\":\"q\",\"threshold\":\"1e400\"}}]}}";
+  json_error_t jerr;
+  json_t *j = json_loads(txt, 0, &jerr);
+  assert_non_null(j);
+  evs_doc_t *doc = NULL;
+  assert_int_equal(evs_doc_from_jansson(j, NULL, &doc), 0);
+  evs_so_t *so = NULL;
+  evs_diag_t d;
+  evs_diag_init(&d);
+  assert_int_equal(evs_so_parse(evs_doc_root(doc), NULL, &so, &d), EVS_EINVALCFG);
+  /* 1e400 overflows float64: Go's json decoder refuses it. */
+  expect(&d, "spec.triggers[0].metadata.threshold", 0, 0, "must be a number (float64)");
+  char buf[256];
+  evs_diag_format(&d, 0, buf, sizeof buf);
+  assert_non_null(strstr(buf, "prod/w: spec.triggers[0].metadata.threshold: "));
+  evs_diag_free(&d);
+  evs_doc_free(doc);
+  json_decref(j);
+  /* And a valid one. */
+  j = json_loads("{\"metadata\":{\"name\":\"w\",\"namespace\":\"prod\"},\"spec\":"
+                 "{\"scaleTargetRef\":{\"name\":\"w\"},\"triggers\":[{\"type\":\"cron\","
+                 "\"metadata\":{\"timezone\":\"Etc/UTC\",\"start\":\"0 0 * * Thu\","
+                 "\"end\":\"59 23 * * Thu\",\"desiredReplicas\":\"10\"}}]}}",
+                 0, &jerr);
+  assert_int_equal(evs_doc_from_jansson(j, NULL, &doc), 0);
+  evs_diag_init(&d);
+  assert_int_equal(evs_so_parse(evs_doc_root(doc), NULL, &so, &d), 0);
+  assert_string_equal(so->source, "prod/w");
+  assert_string_equal(so->triggers[0].metric_name, "s0-cron-Etc-UTC-00xxThu-5923xxThu");
+  evs_so_free(so);
+  evs_diag_free(&d);
+  evs_doc_free(doc);
+  json_decref(j);
+}
+
+/* Table from kedacore/keda 8b4f083c pkg/scalers/{cron,redis,prometheus}_scaler_test.go
+ * (cronMetricIdentifiers, redisMetricIdentifiers, prometheusMetricIdentifiers). */
+static void metric_names(void **state) {
+  (void)state;
+  static const evs_kv_t cron1[] = {
+      {"timezone", "Etc/UTC"}, {"start", "0 0 * * Thu"}, {"end", "59 23 * * Thu"}};
+  static const evs_kv_t cron2[] = {
+      {"timezone", "Etc/UTC"}, {"start", "0 */2 * * *"}, {"end", "0 1-23/2 * * *"}};
+  static const evs_kv_t cron3[] = {
+      {"timezone", "Etc/UTC"}, {"start", "0,30 * * * *"}, {"end", "15,45 * * * *"}};
+  static const evs_kv_t redis[] = {{"listName", "mylist"}, {"listLength", "10"}};
+  static const evs_kv_t odd[] = {{"listName", " a:b%c(d)e.f/g "}};
+  struct {
+    const char *type;
+    size_t index;
+    const evs_kv_t *kv;
+    size_t n;
+    const char *want;
+  } cases[] = {
+      {"cron", 0, cron1, 3, "s0-cron-Etc-UTC-00xxThu-5923xxThu"},
+      {"cron", 1, cron2, 3, "s1-cron-Etc-UTC-0xSl2xxx-01-23Sl2xxx"},
+      {"cron", 2, cron3, 3, "s2-cron-Etc-UTC-0Cm30xxxx-15Cm45xxxx"},
+      {"redis", 0, redis, 2, "s0-redis-mylist"},
+      {"redis", 1, redis, 2, "s1-redis-mylist"},
+      {"prometheus", 0, NULL, 0, "s0-prometheus"},
+      {"prometheus", 1, NULL, 0, "s1-prometheus"},
+      /* NormalizeString: / . : % ( ) -> - (hand-worked). */
+      {"redis", 12, odd, 1, "s12-redis-a-b-c-d-e-f-g"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char buf[128];
+    evs_kvs_t kvs = {cases[i].kv, cases[i].n};
+    int n = evs_metricname_build(cases[i].type, cases[i].index, &kvs, buf, sizeof buf);
+    assert_int_equal(n, (int)strlen(cases[i].want));
+    assert_string_equal(buf, cases[i].want);
+  }
+  char small[8];
+  evs_kvs_t kvs = {redis, 2};
+  assert_int_equal(evs_metricname_build("redis", 0, &kvs, small, sizeof small), UV_ENOBUFS);
+  assert_int_equal(evs_metricname_build("kafka", 0, &kvs, small, sizeof small), UV_EINVAL);
+}
+
+/* Number decoding as KEDA's typed_config does it: json.Unmarshal into int64 / float64. */
+static void keda_number_parsing(void **state) {
+  (void)state;
+  int64_t i;
+  double f;
+  int b;
+  assert_int_equal(evs_so__json_int64("10", &i), 0);
+  assert_int_equal(i, 10);
+  assert_int_equal(evs_so__json_int64("-3", &i), 0);
+  assert_int_equal(i, -3);
+  assert_int_equal(evs_so__json_int64("5.0", &i), -1); /* a float into int64 */
+  assert_int_equal(evs_so__json_int64("1e3", &i), -1);
+  assert_int_equal(evs_so__json_int64("05", &i), -1); /* leading zero: not JSON */
+  assert_int_equal(evs_so__json_int64("+5", &i), -1);
+  assert_int_equal(evs_so__json_int64("0x10", &i), -1);
+  assert_int_equal(evs_so__json_int64("9223372036854775808", &i), -1); /* overflow */
+  assert_int_equal(evs_so__json_float("2.5", &f), 0);
+  assert_true(f == 2.5);
+  assert_int_equal(evs_so__json_float("1e3", &f), 0);
+  assert_true(f == 1000);
+  assert_int_equal(evs_so__json_float(".5", &f), -1);
+  assert_int_equal(evs_so__json_float("5.", &f), -1);
+  assert_int_equal(evs_so__json_float("NaN", &f), -1);
+  assert_int_equal(evs_so__json_float("1e400", &f), -1);
+  /* strconv.ParseFloat (scalingModifiers.target) is more lenient than JSON. */
+  assert_int_equal(evs_so__go_parse_float("+.5", &f), 0);
+  assert_true(f == 0.5);
+  assert_int_equal(evs_so__go_parse_float(" 1", &f), -1);
+  assert_int_equal(evs_so__go_parse_float("", &f), -1);
+  /* strconv.ParseBool. */
+  assert_int_equal(evs_so__go_parse_bool("T", &b), 0);
+  assert_int_equal(b, 1);
+  assert_int_equal(evs_so__go_parse_bool("False", &b), 0);
+  assert_int_equal(b, 0);
+  assert_int_equal(evs_so__go_parse_bool("yes", &b), -1);
+  assert_int_equal(evs_so__go_parse_bool("fALSE", &b), -1);
+}
+
+/* getBoolAnnotation: "false" is false, unparsable is true, absent is false. */
+static void annotation_bools(void **state) {
+  (void)state;
+  evs_so_t *so = parse_ok(HEAD "  annotations:\n"
+                               "    autoscaling.keda.sh/paused: \"false\"\n"
+                               "    autoscaling.keda.sh/paused-scale-out: \"on\"\n"
+                               "spec:\n  scaleTargetRef: {name: w}\n  triggers:\n"
+                               "  - {type: redis, metadata: {listName: l}}\n");
+  assert_int_equal(so->paused, 0);
+  assert_int_equal(so->paused_scale_out, 1);
+  assert_int_equal(so->paused_scale_in, 0);
+  assert_false(evs_so_is_paused(so));
+  evs_so_free(so);
+}
+
+/* Every file in test/data/so/ that starts with "valid-" parses; "invalid-" ones do not. */
+static void data_files(void **state) {
+  (void)state;
+  static const char *const valid[] = {"valid-redis.yaml", "valid-prometheus.yaml",
+                                      "valid-cron.yaml", "valid-full.yaml", "valid-modifiers.yaml"};
+  const char *dir = getenv("EVS_TEST_DATA");
+  assert_non_null(dir);
+  for (size_t i = 0; i < sizeof valid / sizeof valid[0]; i++) {
+    char path[1024], buf[16384];
+    snprintf(path, sizeof path, "%s/so/%s", dir, valid[i]);
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    size_t n = fread(buf, 1, sizeof buf, fp);
+    fclose(fp);
+    evs_so_t *so = NULL;
+    evs_diag_t d;
+    evs_diag_init(&d);
+    int rc = evs_so_parse_yaml(buf, n, path, &so, &d);
+    if (rc)
+      dump(&d);
+    assert_int_equal(rc, 0);
+    evs_so_free(so);
+    evs_diag_free(&d);
+  }
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(defaults_minimal_redis),
+      cmocka_unit_test(full_object),
+      cmocka_unit_test(deletion_without_restore),
+      cmocka_unit_test(error_positions),
+      cmocka_unit_test(error_replica_bounds),
+      cmocka_unit_test(error_required_fields),
+      cmocka_unit_test(error_zero_target),
+      cmocka_unit_test(error_fallback_and_modifiers),
+      cmocka_unit_test(error_behavior),
+      cmocka_unit_test(error_annotations_and_names),
+      cmocka_unit_test(json_input),
+      cmocka_unit_test(metric_names),
+      cmocka_unit_test(keda_number_parsing),
+      cmocka_unit_test(annotation_bools),
+      cmocka_unit_test(data_files),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
