@@ -127,6 +127,9 @@ typedef struct {
    * events for the rate policies, as the HPA stores only its own (storeScaleEvent); KEDA's 0 <-> 1
    * and idle writes do not. */
   uint8_t hpa_write_pending;
+  /* ... and the behavior policies limited it, so the scale may continue once this write's
+   * event leaves its policy period (evs_engine_record_scale returns when). */
+  uint8_t hpa_write_limited;
   evs_behavior_state_t behavior;
   size_t n_triggers;
   evs_trigger_health_t *health; /* n_triggers, owned */
@@ -158,8 +161,12 @@ int evs_engine_decide(const evs_so_t *so, const evs_engine_config_t *cfg, evs_en
 
 /* Records a successful write of the last decision, from `from` to `to`, at now_ms (the HPA's
  * storeScaleEvent): the rate policies count it from now on. Call after every successful write;
- * writes that were not the HPA's (activation, deactivation, paused-replicas) are ignored. */
-void evs_engine_record_scale(const evs_so_t *so, evs_engine_state_t *st, int32_t from, int32_t to,
-                             int64_t now_ms);
+ * writes that were not the HPA's (activation, deactivation, paused-replicas) are ignored.
+ * Returns when the engine must be evaluated again because of this write: a write the policies
+ * limited may continue when its event leaves the shortest policy period of its direction
+ * (decide's next_eval_ms could not know it, the event not being recorded yet); INT64_MAX when
+ * the write adds no such time. */
+int64_t evs_engine_record_scale(const evs_so_t *so, evs_engine_state_t *st, int32_t from,
+                                int32_t to, int64_t now_ms);
 
 #endif

@@ -31,7 +31,7 @@ typedef enum { EVS_TRIG_REDIS = 1, EVS_TRIG_PROMETHEUS, EVS_TRIG_CRON } evs_trig
 
 /* autoscaling/v2 MetricTargetType; Utilization is rejected for external metrics (KEDA's
  * GetMetricTargetType). */
-typedef enum { EVS_METRIC_AVERAGE_VALUE = 0, EVS_METRIC_VALUE = 1 } evs_metric_type_t;
+typedef enum { EVS_METRIC_AVERAGE_VALUE = 0, EVS_METRIC_VALUE = 1 } evs_so_metric_type_t;
 
 typedef enum {
   EVS_FALLBACK_STATIC = 0, /* kubebuilder default */
@@ -76,7 +76,7 @@ typedef struct {
 
 typedef struct {
   uint8_t kind;               /* evs_trigger_kind_t */
-  uint8_t metric_type;        /* evs_metric_type_t (default AverageValue) */
+  uint8_t metric_type;        /* evs_so_metric_type_t (default AverageValue) */
   uint8_t use_cached_metrics; /* accepted for redis/prometheus; rejected for cron (as KEDA) */
   uint8_t auth_cluster;       /* authenticationRef.kind == ClusterTriggerAuthentication */
   const char *type;           /* "redis", "prometheus", "cron" (static) */
@@ -121,7 +121,7 @@ typedef struct {
   /* advanced.scalingModifiers; has_modifiers when any of its fields is set (KEDA's
    * IsUsingModifiers). */
   uint8_t has_modifiers;
-  uint8_t modifiers_metric_type; /* evs_metric_type_t */
+  uint8_t modifiers_metric_type; /* evs_so_metric_type_t */
   const char *formula;           /* as written */
   double modifiers_target;
   double modifiers_activation_target;

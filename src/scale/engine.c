@@ -294,6 +294,8 @@ int evs_engine_decide(const evs_so_t *so, const evs_engine_config_t *cfg, evs_en
   st->hpa_write_pending =
       out->write && (out->reason == EVS_REASON_METRICS || out->reason == EVS_REASON_FALLBACK ||
                      out->reason == EVS_REASON_CLAMP);
+  st->hpa_write_limited = st->hpa_write_pending && (out->limit == EVS_LIMIT_SCALE_UP ||
+                                                    out->limit == EVS_LIMIT_SCALE_DOWN);
   snprintf(out->message, sizeof out->message, "%s %d -> %d: %s", out->write ? "scale" : "hold",
            (int)out->current, (int)out->desired, evs_engine_reason_name(out->reason));
   return 0;
@@ -330,12 +332,22 @@ void evs_engine__run(const evs_so_t *so, const evs_engine_config_t *cfg, evs_eng
   evs_engine__hpa(so, cfg, st, in, composite, composite_ok, d);
 }
 
-void evs_engine_record_scale(const evs_so_t *so, evs_engine_state_t *st, int32_t from, int32_t to,
-                             int64_t now_ms) {
+int64_t evs_engine_record_scale(const evs_so_t *so, evs_engine_state_t *st, int32_t from,
+                                int32_t to, int64_t now_ms) {
   evs_scaling_rules_t up, down;
   if (!st->hpa_write_pending)
-    return;
+    return INT64_MAX;
   st->hpa_write_pending = 0;
   evs_behavior_effective(&so->behavior, &up, &down);
   evs_behavior_record_scale(&st->behavior, &up, &down, from, to, now_ms);
+  if (!st->hpa_write_limited || from == to)
+    return INT64_MAX;
+  const evs_scaling_rules_t *r = to > from ? &up : &down;
+  int64_t next = INT64_MAX;
+  for (int i = 0; i < r->n_policies; i++) {
+    int64_t t = now_ms + (int64_t)r->policies[i].period_s * 1000;
+    if (t < next)
+      next = t;
+  }
+  return next;
 }

@@ -53,6 +53,7 @@ typedef struct {
   evs_breaker_t br;
   evs_reading_t *readings;
   int32_t current;
+  int64_t next_after_write; /* from evs_engine_record_scale during one evaluation */
 } sim_t;
 
 /* ---- arguments --------------------------------------------------------------------------------
@@ -408,14 +409,13 @@ static int32_t fallback_hold(const sim_t *s) {
   return v > max ? (max < 1 ? 1 : max) : v;
 }
 
-/* A write takes effect at once. Only the HPA's own rescales enter its rate-policy history
- * (horizontal.go storeScaleEvent runs when the HPA rescales): KEDA's activation, deactivation
- * and pause writes are made by KEDA, and the HPA never sees them as its events. */
+/* A write takes effect at once and is recorded as the controller records it (the engine keeps
+ * only the HPA's own rescales in its rate-policy history). */
 static void do_write(sim_t *s, int64_t now, int32_t to, const evs_decision_t *d) {
   emit(s, now, s->current, to, evs_engine_reason_name(d->reason), d->message);
-  if (d->reason == EVS_REASON_METRICS || d->reason == EVS_REASON_FALLBACK ||
-      d->reason == EVS_REASON_CLAMP)
-    evs_engine_record_scale(s->so, s->st, s->current, to, now);
+  int64_t next = evs_engine_record_scale(s->so, s->st, s->current, to, now);
+  if (next < s->next_after_write)
+    s->next_after_write = next;
   s->current = to;
 }
 
@@ -451,19 +451,6 @@ static void apply_verdict(sim_t *s, evs_breaker_verdict_t v, int64_t now, int32_
   }
 }
 
-/* The earliest end of a policy period in one direction, counted from a write at now. */
-static int64_t policy_period_end(const evs_so_t *so, int64_t now, int up) {
-  evs_scaling_rules_t ru, rd;
-  evs_behavior_effective(&so->behavior, &ru, &rd);
-  const evs_scaling_rules_t *r = up ? &ru : &rd;
-  int64_t end = INT64_MAX;
-  for (int i = 0; i < r->n_policies; i++) {
-    int64_t t = now + (int64_t)r->policies[i].period_s * 1000;
-    end = t < end ? t : end;
-  }
-  return end;
-}
-
 /* One evaluation at `now`: the engine, then the breaker. Returns the next time to look. */
 static int64_t evaluate(sim_t *s, int64_t now) {
   evs_engine_input_t in = {.readings = s->readings,
@@ -480,13 +467,9 @@ static int64_t evaluate(sim_t *s, int64_t now) {
   int bnext;
   evs_breaker_verdict_t v =
       evs_breaker_decide(&s->br, &s->o->breaker, s->current, proposed, now, &bnext);
-  int32_t before = s->current;
+  s->next_after_write = INT64_MAX;
   apply_verdict(s, v, now, proposed, &d);
-  /* The decision's next-evaluation time was computed before this write entered the HPA's
-   * scale-event history, so it cannot include the end of the write's policy period, when a
-   * rate-limited scale may continue. Only a write the policies limited needs that look. */
-  if (s->current != before && (d.limit == EVS_LIMIT_SCALE_UP || d.limit == EVS_LIMIT_SCALE_DOWN))
-    next = policy_period_end(s->so, now, s->current > before);
+  next = s->next_after_write;
   if (bnext >= 0 && now + bnext < next)
     next = now + bnext;
   if (d.next_eval_ms < next)

@@ -601,6 +601,36 @@ static void default_rate_limit_and_next_eval(void **state) {
   fx_free(&f);
 }
 
+/* A write the policies limited tells, when recorded, when the scale may continue: the event
+ * leaves the shortest policy period of its direction. A write they did not limit, and a write
+ * that is KEDA's rather than the HPA's (activation), add no such time. */
+static void record_scale_returns_policy_period_end(void **state) {
+  (void)state;
+  fx_t f;
+  fx_init(&f, "  minReplicaCount: 0\n" REDIS(""), NULL);
+  f.replicas = 0;
+  set(&f, 0, 1000, T0 + S(10));
+  evs_engine_input_t in = {f.r, 1, 0, 0, -1, T0 + S(10)};
+  assert_int_equal(evs_engine_decide(f.so, &f.cfg, f.st, &in, &f.d), 0);
+  assert_int_equal(f.d.reason, EVS_REASON_ACTIVATE); /* 0 -> 1 is KEDA's write */
+  assert_true(evs_engine_record_scale(f.so, f.st, 0, 1, T0 + S(10)) == INT64_MAX);
+  /* From 1 the default scale-up policies (4 pods or 100 % per 15 s) limit 100 to 5. */
+  in = (evs_engine_input_t){f.r, 1, 1, 1, -1, T0 + S(11)};
+  assert_int_equal(evs_engine_decide(f.so, &f.cfg, f.st, &in, &f.d), 0);
+  assert_int_equal(f.d.desired, 5);
+  assert_int_equal(f.d.limit, EVS_LIMIT_SCALE_UP);
+  assert_true(evs_engine_record_scale(f.so, f.st, 1, 5, T0 + S(11)) == T0 + S(26));
+  fx_free(&f);
+  /* Unlimited (FAST behavior): nothing to wait for. */
+  fx_init(&f, "  minReplicaCount: 1\n" FAST REDIS(""), NULL);
+  set(&f, 0, 30, T0 + S(10));
+  in = (evs_engine_input_t){f.r, 1, 1, 1, -1, T0 + S(10)};
+  assert_int_equal(evs_engine_decide(f.so, &f.cfg, f.st, &in, &f.d), 0);
+  assert_int_equal(f.d.desired, 3);
+  assert_true(evs_engine_record_scale(f.so, f.st, 1, 3, T0 + S(10)) == INT64_MAX);
+  fx_free(&f);
+}
+
 /* Default scale-down window: 300 s of the highest recommendation. */
 static void default_scale_down_window(void **state) {
   (void)state;
@@ -665,6 +695,7 @@ int main(void) {
       cmocka_unit_test(no_metrics_yet),
       cmocka_unit_test(default_rate_limit_and_next_eval),
       cmocka_unit_test(default_scale_down_window),
+      cmocka_unit_test(record_scale_returns_policy_period_end),
       cmocka_unit_test(state_size),
       cmocka_unit_test(bad_arguments),
   };
