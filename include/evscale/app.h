@@ -24,6 +24,11 @@ typedef struct {
 /* Applies the command-line overrides to cfg through the configuration's own validation. */
 int evs_app_apply_flags(const evs_app_options_t *opts, evs_config_t *cfg, evs_diag_t *diag);
 
+/* Validates the configuration's scaled_objects with the ScaledObject model (the one the API
+ * objects go through), adding every error with its file position to diag. A file whose
+ * ScaledObjects are invalid is an invalid configuration: refused at start and on reload. */
+int evs_app_check_scaled_objects(const evs_config_t *cfg, evs_diag_t *diag);
+
 /* Runs the process on loop with cfg (steals it) until a stop signal, and returns an exit code
  * (EVS_EXIT_OK, or EVS_EXIT_RUNTIME when start-up failed, e.g. the address is in use). */
 int evs_app_run(uv_loop_t *loop, evs_config_t *cfg, const evs_app_options_t *opts);

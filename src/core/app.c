@@ -7,6 +7,7 @@
 #include "evscale/log.h"
 #include "evscale/metrics.h"
 #include "evscale/reload.h"
+#include "evscale/scaledobject.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,18 @@ int evs_app_apply_flags(const evs_app_options_t *opts, evs_config_t *cfg, evs_di
   return rc;
 }
 
+int evs_app_check_scaled_objects(const evs_config_t *cfg, evs_diag_t *diag) {
+  int rc = 0;
+  const char *file = evs_doc_file(cfg->doc);
+  for (size_t i = 0; i < cfg->n_scaled_objects; i++) {
+    evs_so_t *so = NULL;
+    if (evs_so_parse(cfg->scaled_objects[i], file, &so, diag) != 0)
+      rc = EVS_EINVALCFG;
+    evs_so_free(so);
+  }
+  return rc;
+}
+
 /* Applies what the loop itself uses from a configuration; later stages are handed theirs. */
 static void evs__apply(evs__app_t *app) {
   evs_log_set_level((evs_log_level_t)app->cfg->log.level);
@@ -68,6 +81,8 @@ static void evs__on_reload(evs_reload_t *r, int status, evs_config_t *next, cons
   evs_diag_t d;
   evs_diag_init(&d);
   if (status == 0 && evs_app_apply_flags(app->opts, next, &d) != 0)
+    status = EVS_EINVALCFG;
+  if (status == 0 && evs_app_check_scaled_objects(next, &d) != 0)
     status = EVS_EINVALCFG;
   if (status != 0) {
     /* A bad file changes nothing: the configuration in force stays. */

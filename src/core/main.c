@@ -33,6 +33,8 @@ static int load_config(const evs_cli_t *cli, const evs_app_options_t *opts, evs_
                              : evs_config_load_buffer("", 0, "(defaults)", environ, out, &d);
   if (rc == 0 && evs_app_apply_flags(opts, *out, &d) != 0)
     rc = EVS_EINVALCFG;
+  if (rc == 0 && evs_app_check_scaled_objects(*out, &d) != 0)
+    rc = EVS_EINVALCFG;
   if (rc != 0) {
     print_diag(stderr, &d);
     fprintf(stderr, "evscale: %s: configuration is invalid (%zu error%s)\n",

@@ -121,6 +121,28 @@ class OneShotCommands(unittest.TestCase):
             self.assertIn("circuit_breaker", out)  # the did-you-mean
             self.assertIn(f"{path}:6:14:", out)
 
+    def test_check_config_validates_scaled_objects(self):
+        # The file's ScaledObjects go through the same model as API objects: KEDA's webhook
+        # checks and per-trigger parameters, each error at its position.
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "so.yaml")
+            with open(path, "w") as f:
+                f.write("scaled_objects:\n"
+                        "  - apiVersion: keda.sh/v1alpha1\n"
+                        "    kind: ScaledObject\n"
+                        "    metadata: {name: a}\n"
+                        "    spec:\n"
+                        "      scaleTargetRef: {name: w}\n"
+                        "      minReplicaCount: 5\n"
+                        "      maxReplicaCount: 2\n"
+                        "      triggers:\n"
+                        "        - type: redis\n"
+                        "          metadata: {listName: q, listLength: \"abc\"}\n")
+            r = run("check-config", "--config", path)
+            self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+            self.assertIn(f"{path}:7:24: spec.minReplicaCount:", r.stderr)
+            self.assertIn(f"{path}:11:47: spec.triggers[0].metadata.listLength:", r.stderr)
+
     def test_env_override_error_names_variable(self):
         env = dict(os.environ, EVSCALE_CIRCUIT_BREAKER_MAX_SCALE_EVENTS_PER_MINUTE="many")
         r = run("check-config", env=env)
