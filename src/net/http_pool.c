@@ -1,0 +1,709 @@
+/* HTTP/1.1 client: pools, connections and requests. See evscale/http_client.h.
+ *
+ * Lifetimes: a request embeds its timer and is freed from that timer's close callback, after
+ * on_done; a connection owns its stream and is freed from the stream's close callback. The
+ * client counts both (`live`) plus its own `closer` handle, and finishes closing when the count
+ * reaches zero, so evs_http_client_close's callback always runs from the loop. */
+#include "evscale/http_client.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "evscale/error.h"
+#include "evscale/stream.h"
+
+typedef struct evs__link_s {
+  struct evs__link_s *prev, *next;
+} evs__link_t;
+
+#define EVS__CONTAINER(ptr, type, field) ((type *)((char *)(ptr)-offsetof(type, field)))
+
+static void link_init(evs__link_t *l) { l->prev = l->next = l; }
+static int link_empty(const evs__link_t *l) { return l->next == l; }
+static void link_remove(evs__link_t *l) {
+  l->prev->next = l->next;
+  l->next->prev = l->prev;
+  link_init(l);
+}
+static void link_insert_after(evs__link_t *at, evs__link_t *l) {
+  l->prev = at;
+  l->next = at->next;
+  at->next->prev = l;
+  at->next = l;
+}
+static void link_push_back(evs__link_t *head, evs__link_t *l) { link_insert_after(head->prev, l); }
+
+enum { C_CONNECTING, C_IDLE, C_BUSY, C_CLOSING };
+
+typedef struct evs__pool_s evs__pool_t;
+
+typedef struct {
+  evs__link_t link;
+  evs__pool_t *pool;
+  evs_http_client_t *client;
+  evs_stream_t *stream;
+  int state;
+  int reused;
+  evs_http_req_t *req;
+} evs__conn_t;
+
+struct evs__pool_s {
+  evs__link_t link;
+  evs_http_client_t *client;
+  char *key;
+  char host[256];
+  int port;
+  evs_tls_config_t *tls; /* a reference, or NULL for http */
+  evs__link_t conns;
+  evs__link_t queue;
+  unsigned nconns;
+};
+
+struct evs_http_client_s {
+  uv_loop_t *loop;
+  evs_http_client_options_t o;
+  char *user_agent;
+  evs__link_t pools;
+  evs__link_t reqs;
+  unsigned nconns;
+  uint64_t connects;
+  unsigned live;
+  int closing;
+  void (*close_cb)(void *);
+  void *close_arg;
+  uv_timer_t closer;
+};
+
+struct evs_http_req_s {
+  evs__link_t link;  /* client->reqs */
+  evs__link_t qlink; /* pool->queue while waiting */
+  evs_http_client_t *client;
+  evs__pool_t *pool;
+  evs__conn_t *conn;
+  char *wire;
+  size_t wire_len;
+  int idempotent, head, streaming;
+  int started, done, in_cb, cancel_pending, retried, got_bytes;
+  uint64_t timeout_ms, stream_idle_ms;
+  evs_ratelimit_t *limiter;
+  evs_prio_t priority;
+  evs_ratelimit_req_t *token_req; /* while waiting for a token */
+  evs_http__parser_t parser;
+  evs_http_head_cb on_head;
+  evs_http_body_cb on_body;
+  evs_http_done_cb on_done;
+  void *arg;
+  uv_timer_t timer;
+};
+
+static void dispatch(evs__pool_t *pool);
+static void conn_close(evs__conn_t *conn);
+
+static void maybe_finish_close(evs_http_client_t *c) {
+  if (!c->closing || c->live > 0)
+    return;
+  while (!link_empty(&c->pools)) {
+    evs__pool_t *p = EVS__CONTAINER(c->pools.next, evs__pool_t, link);
+    link_remove(&p->link);
+    evs_tls_config_unref(p->tls);
+    free(p->key);
+    free(p);
+  }
+  void (*cb)(void *) = c->close_cb;
+  void *arg = c->close_arg;
+  free(c->user_agent);
+  free(c);
+  if (cb != NULL)
+    cb(arg);
+}
+
+static void on_req_timer_closed(uv_handle_t *h) {
+  evs_http_req_t *r = h->data;
+  evs_http_client_t *c = r->client;
+  free(r);
+  c->live--;
+  maybe_finish_close(c);
+}
+
+/* Runs on_done exactly once and detaches the request from its queue and connection. A request
+ * that fails while its bytes are on a connection takes the connection down with it: the rest of
+ * its response would otherwise be read as the next request's. */
+static void req_finish(evs_http_req_t *r, int err) {
+  if (r->done)
+    return;
+  r->done = 1;
+  link_remove(&r->qlink);
+  link_remove(&r->link);
+  if (r->token_req != NULL) {
+    evs_ratelimit_req_t *t = r->token_req;
+    r->token_req = NULL;
+    evs_ratelimit_cancel(t); /* runs on_token with ECANCELED, which sees r->done */
+  }
+  evs__conn_t *conn = r->conn;
+  if (conn != NULL) {
+    conn->req = NULL;
+    r->conn = NULL;
+    if (conn->state == C_BUSY)
+      conn_close(conn);
+  }
+  uv_timer_stop(&r->timer);
+  r->on_done(r, err, err == 0 ? &r->parser.resp : NULL, r->arg);
+  evs_http__parser_free(&r->parser);
+  free(r->wire);
+  uv_close((uv_handle_t *)&r->timer, on_req_timer_closed);
+}
+
+static void on_stream_closed(evs_stream_t *s) {
+  evs__conn_t *conn = evs_stream_data(s);
+  evs_http_client_t *c = conn->client;
+  free(conn);
+  c->live--;
+  maybe_finish_close(c);
+}
+
+static void conn_unlink(evs__conn_t *conn) {
+  link_remove(&conn->link);
+  conn->pool->nconns--;
+  conn->client->nconns--;
+  conn->state = C_CLOSING;
+  if (conn->req != NULL) {
+    conn->req->conn = NULL;
+    conn->req = NULL;
+  }
+}
+
+static void conn_close(evs__conn_t *conn) {
+  if (conn->state == C_CLOSING)
+    return;
+  conn_unlink(conn);
+  evs_stream_close(conn->stream, on_stream_closed);
+}
+
+static int glue_head(void *ctx);
+static int glue_body(void *ctx, const char *buf, size_t n);
+
+/* A fresh parser for the request: at creation and again before a retry. */
+static void req_parser_init(evs_http_req_t *r) {
+  evs_http__parser_init(&r->parser, r->head, r->streaming ? 0 : r->client->o.max_response_bytes);
+  r->parser.streaming = r->streaming;
+  r->parser.ctx = r;
+  if (r->streaming) {
+    r->parser.on_head = glue_head;
+    r->parser.on_body = glue_body;
+  }
+}
+
+static int retry_worthy(int err) {
+  return err == EVS_ECLOSED || err == UV_ECONNRESET || err == UV_EPIPE;
+}
+
+/* A failure of the connection: the request on it fails, unless it can be sent again (see the
+ * header: a reused connection closed before any response byte, idempotent method, once). */
+static void conn_fail(evs__conn_t *conn, int err) {
+  evs_http_req_t *r = conn->req;
+  evs__pool_t *pool = conn->pool;
+  int reused = conn->reused;
+  conn_close(conn);
+  if (r == NULL)
+    return;
+  if (reused && !r->got_bytes && r->idempotent && !r->retried && retry_worthy(err) &&
+      !r->client->closing) {
+    r->retried = 1;
+    evs_http__parser_free(&r->parser);
+    req_parser_init(r);
+    link_insert_after(&pool->queue, &r->qlink);
+    dispatch(pool);
+    return;
+  }
+  req_finish(r, err);
+}
+
+static void conn_idle(evs__conn_t *conn) {
+  conn->state = C_IDLE;
+  conn->req = NULL;
+  evs_stream_set_idle_timeout(conn->stream, conn->client->o.idle_conn_timeout_ms);
+}
+
+static void on_write(evs_stream_t *s, int status, void *arg) {
+  (void)s;
+  evs__conn_t *conn = arg;
+  if (status != 0 && status != EVS_ECANCELED && conn->state == C_BUSY)
+    conn_fail(conn, status);
+}
+
+static void conn_send(evs__conn_t *conn, evs_http_req_t *r) {
+  conn->state = C_BUSY;
+  conn->req = r;
+  r->conn = conn;
+  evs_stream_set_idle_timeout(conn->stream, 0);
+  int rc = evs_stream_write(conn->stream, r->wire, r->wire_len, on_write, conn);
+  if (rc != 0)
+    conn_fail(conn, rc);
+}
+
+/* A connection goes back to the pool only after a complete keep-alive response with nothing
+ * after it (we never pipeline, so extra bytes mean a confused server). */
+static int reusable(const evs_http__parser_t *p, int extra, int closing) {
+  return !extra && !closing && evs_http__parser_keep_alive(p);
+}
+
+/* Streaming glue: the request timeout covers the wait for the head only; a watch then lives as
+ * long as the server keeps it (or until stream_idle_timeout_ms of silence). */
+static int glue_head(void *ctx) {
+  evs_http_req_t *r = ctx;
+  uv_timer_stop(&r->timer);
+  if (r->conn != NULL && r->stream_idle_ms > 0)
+    evs_stream_set_idle_timeout(r->conn->stream, r->stream_idle_ms);
+  r->on_head(r, &r->parser.resp, r->arg);
+  return r->cancel_pending;
+}
+
+static int glue_body(void *ctx, const char *buf, size_t n) {
+  evs_http_req_t *r = ctx;
+  int rc = r->on_body(r, buf, n, r->arg);
+  return rc != 0 || r->cancel_pending;
+}
+
+/* The response ended (rc 1) or failed (rc < 0); `extra` says bytes followed it. */
+static void conn_response_end(evs__conn_t *conn, evs_http_req_t *r, int rc, int extra) {
+  evs__pool_t *pool = conn->pool;
+  if (r->cancel_pending || conn->state == C_CLOSING)
+    rc = EVS_ECANCELED;
+  if (rc < 0) {
+    conn_close(conn);
+    req_finish(r, rc);
+    return;
+  }
+  if (reusable(&r->parser, extra, conn->client->closing)) {
+    conn->req = NULL;
+    r->conn = NULL;
+    conn_idle(conn);
+  } else {
+    conn_close(conn);
+  }
+  req_finish(r, 0);
+  dispatch(pool);
+}
+
+static void conn_on_read(evs_stream_t *s, ssize_t nread, const char *buf) {
+  evs__conn_t *conn = evs_stream_data(s);
+  evs_http_req_t *r = conn->req;
+  if (conn->state == C_CLOSING)
+    return;
+  if (r == NULL) {
+    /* An idle connection: the server closed it, it timed out, or it sent bytes nobody asked
+     * for. None of these leaves it usable. */
+    conn_close(conn);
+    return;
+  }
+  if (nread < 0) {
+    /* The peer's close may be how the body ends (HTTP/1.0, no length); anything else fails the
+     * request, or retries it (conn_fail). */
+    int rc = nread == EVS_ECLOSED ? evs_http__parser_eof(&r->parser) : (int)nread;
+    if (rc == 1)
+      conn_response_end(conn, r, 1, 1);
+    else
+      conn_fail(conn, rc);
+    return;
+  }
+  r->got_bytes = 1;
+  size_t used;
+  r->in_cb = 1;
+  int rc = evs_http__parser_feed(&r->parser, buf, (size_t)nread, &used);
+  r->in_cb = 0;
+  if (rc == 0 && !r->cancel_pending && conn->state != C_CLOSING)
+    return;
+  conn_response_end(conn, r, rc == 0 ? EVS_ECANCELED : rc, rc == 1 && used < (size_t)nread);
+}
+
+static void conn_on_connect(evs_stream_t *s, int status) {
+  evs__conn_t *conn = evs_stream_data(s);
+  evs__pool_t *pool = conn->pool;
+  if (conn->state == C_CLOSING)
+    return; /* we closed it; on_stream_closed frees it */
+  if (status != 0) {
+    /* The stream frees itself after a failed connect: the connection goes with it. */
+    evs_http_req_t *r = conn->req;
+    evs_http_client_t *c = conn->client;
+    conn_unlink(conn);
+    free(conn);
+    c->live--;
+    if (r != NULL)
+      req_finish(r, status);
+    maybe_finish_close(c);
+    return;
+  }
+  int rc = evs_stream_read_start(s, conn_on_read);
+  if (rc != 0) {
+    conn_fail(conn, rc);
+    return;
+  }
+  if (conn->req != NULL)
+    conn_send(conn, conn->req);
+  else
+    conn_idle(conn);
+  dispatch(pool);
+}
+
+static evs__conn_t *conn_new(evs__pool_t *pool) {
+  evs_http_client_t *c = pool->client;
+  evs__conn_t *conn = calloc(1, sizeof *conn);
+  if (conn == NULL)
+    return NULL;
+  conn->pool = pool;
+  conn->client = c;
+  conn->state = C_CONNECTING;
+  evs_stream_options_t so = {.host = pool->host,
+                             .port = pool->port,
+                             .tls = pool->tls,
+                             .connect_timeout_ms = c->o.connect_timeout_ms,
+                             .data = conn};
+  if (evs_stream_connect(c->loop, &so, conn_on_connect, &conn->stream) != 0) {
+    free(conn);
+    return NULL;
+  }
+  link_push_back(&pool->conns, &conn->link);
+  pool->nconns++;
+  c->nconns++;
+  c->connects++;
+  c->live++;
+  return conn;
+}
+
+static evs__conn_t *find_conn(evs__pool_t *pool, int state) {
+  for (evs__link_t *l = pool->conns.next; l != &pool->conns; l = l->next) {
+    evs__conn_t *conn = EVS__CONTAINER(l, evs__conn_t, link);
+    if (conn->state == state && conn->req == NULL)
+      return conn;
+  }
+  return NULL;
+}
+
+/* Serves queued requests in order: an idle connection first, then a connecting one nobody
+ * waits for, then a new connection while under the per-host maximum. */
+static void dispatch(evs__pool_t *pool) {
+  evs_http_client_t *c = pool->client;
+  while (!link_empty(&pool->queue) && !c->closing) {
+    evs_http_req_t *r = EVS__CONTAINER(pool->queue.next, evs_http_req_t, qlink);
+    evs__conn_t *conn = find_conn(pool, C_IDLE);
+    if (conn != NULL) {
+      link_remove(&r->qlink);
+      conn->reused = 1;
+      conn_send(conn, r);
+      continue;
+    }
+    conn = find_conn(pool, C_CONNECTING);
+    if (conn == NULL && pool->nconns < c->o.max_conns_per_host)
+      conn = conn_new(pool);
+    if (conn == NULL) {
+      if (pool->nconns == 0) {
+        link_remove(&r->qlink);
+        req_finish(r, UV_ENOMEM);
+        continue;
+      }
+      return;
+    }
+    link_remove(&r->qlink);
+    conn->req = r;
+    r->conn = conn;
+  }
+}
+
+static void enqueue(evs_http_req_t *r) {
+  link_push_back(&r->pool->queue, &r->qlink);
+  dispatch(r->pool);
+}
+
+static void on_token(evs_ratelimit_req_t *t, int status, void *arg) {
+  (void)t;
+  evs_http_req_t *r = arg;
+  r->token_req = NULL;
+  if (r->done)
+    return;
+  if (status != 0)
+    req_finish(r, status);
+  else
+    enqueue(r);
+}
+
+static void on_req_timer(uv_timer_t *t) {
+  evs_http_req_t *r = t->data;
+  if (r->started) {
+    req_finish(r, EVS_ETIMEDOUT);
+    return;
+  }
+  /* The first tick only starts the request (token, then queue), so that no callback can run
+   * inside evs_http_request. */
+  r->started = 1;
+  if (r->timeout_ms != UINT64_MAX)
+    uv_timer_start(&r->timer, on_req_timer, r->timeout_ms, 0);
+  if (r->limiter == NULL) {
+    enqueue(r);
+    return;
+  }
+  int rc = evs_ratelimit_acquire(r->limiter, r->priority, on_token, r, &r->token_req);
+  if (rc != 0)
+    req_finish(r, rc);
+}
+
+static evs__pool_t *pool_get(evs_http_client_t *c, const evs_http_url_t *u, evs_tls_config_t *tls) {
+  char key[512];
+  snprintf(key, sizeof key, "%s|%s|%d|%s", u->tls ? "https" : "http", u->host, u->port,
+           u->tls ? evs_tls_config_identity(tls) : "");
+  for (evs__link_t *l = c->pools.next; l != &c->pools; l = l->next) {
+    evs__pool_t *p = EVS__CONTAINER(l, evs__pool_t, link);
+    if (strcmp(p->key, key) == 0)
+      return p;
+  }
+  evs__pool_t *p = calloc(1, sizeof *p);
+  if (p == NULL || (p->key = strdup(key)) == NULL) {
+    free(p);
+    return NULL;
+  }
+  p->client = c;
+  snprintf(p->host, sizeof p->host, "%s", u->host);
+  p->port = u->port;
+  p->tls = u->tls ? evs_tls_config_ref(tls) : NULL;
+  link_init(&p->conns);
+  link_init(&p->queue);
+  link_push_back(&c->pools, &p->link);
+  return p;
+}
+
+typedef struct {
+  char *p;
+  size_t len, cap;
+  int err;
+} evs__buf_t;
+
+static void buf_add(evs__buf_t *b, const void *s, size_t n) {
+  if (b->err)
+    return;
+  if (b->len + n + 1 > b->cap) {
+    size_t cap = b->cap ? b->cap * 2 : 512;
+    while (cap < b->len + n + 1)
+      cap *= 2;
+    char *np = realloc(b->p, cap);
+    if (np == NULL) {
+      b->err = UV_ENOMEM;
+      return;
+    }
+    b->p = np;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->len, s, n);
+  b->len += n;
+  b->p[b->len] = '\0';
+}
+
+static void buf_str(evs__buf_t *b, const char *s) { buf_add(b, s, strlen(s)); }
+
+/* Header injection guard: a name is an RFC 9110 token; a value has no CR, LF or NUL. */
+static int valid_token(const char *s) {
+  if (s == NULL || *s == '\0')
+    return 0;
+  for (; *s; s++)
+    if ((unsigned char)*s <= ' ' || (unsigned char)*s >= 0x7f || strchr("()<>@,;:\\\"/[]?={}", *s))
+      return 0;
+  return 1;
+}
+
+static int check_headers(const evs_http_request_opts_t *o, int *has_host) {
+  *has_host = 0;
+  for (size_t i = 0; i < o->nheaders; i++) {
+    const char *n = o->headers[i].name, *v = o->headers[i].value;
+    if (!valid_token(n) || v == NULL || strpbrk(v, "\r\n") != NULL)
+      return UV_EINVAL;
+    if (strcasecmp(n, "Content-Length") == 0 || strcasecmp(n, "Transfer-Encoding") == 0)
+      return UV_EINVAL;
+    if (strcasecmp(n, "Host") == 0)
+      *has_host = 1;
+  }
+  return 0;
+}
+
+static int build_wire(evs_http_client_t *c, const evs_http_request_opts_t *o,
+                      const evs_http_url_t *u, evs_http_req_t *r) {
+  int has_host, rc = check_headers(o, &has_host);
+  if (rc != 0)
+    return rc;
+  evs__buf_t b = {0};
+  char tmp[320];
+  buf_str(&b, o->method);
+  buf_str(&b, u->path[0] == '?' ? " /" : " ");
+  buf_str(&b, u->path);
+  buf_str(&b, " HTTP/1.1\r\n");
+  if (!has_host) {
+    int v6 = strchr(u->host, ':') != NULL, dflt = u->port == (u->tls ? 443 : 80);
+    snprintf(tmp, sizeof tmp, "Host: %s%s%s", v6 ? "[" : "", u->host, v6 ? "]" : "");
+    buf_str(&b, tmp);
+    if (!dflt)
+      snprintf(tmp, sizeof tmp, ":%d", u->port), buf_str(&b, tmp);
+    buf_str(&b, "\r\n");
+  }
+  buf_str(&b, "User-Agent: "), buf_str(&b, c->user_agent), buf_str(&b, "\r\n");
+  for (size_t i = 0; i < o->nheaders; i++) {
+    buf_str(&b, o->headers[i].name), buf_str(&b, ": ");
+    buf_str(&b, o->headers[i].value), buf_str(&b, "\r\n");
+  }
+  if (o->body_len > 0 || !r->idempotent || strcmp(o->method, "PUT") == 0) {
+    snprintf(tmp, sizeof tmp, "Content-Length: %zu\r\n", o->body_len);
+    buf_str(&b, tmp);
+  }
+  buf_str(&b, "\r\n");
+  if (o->body_len > 0)
+    buf_add(&b, o->body, o->body_len);
+  if (b.err) {
+    free(b.p);
+    return b.err;
+  }
+  r->wire = b.p;
+  r->wire_len = b.len;
+  return 0;
+}
+
+static int is_idempotent(const char *m) {
+  static const char *const ok[] = {"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"};
+  for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+    if (strcmp(m, ok[i]) == 0)
+      return 1;
+  return 0;
+}
+
+static int check_request(evs_http_client_t *c, const evs_http_request_opts_t *o,
+                         evs_http_url_t *u) {
+  if (c->closing)
+    return EVS_ESTATE;
+  if (o == NULL || o->on_done == NULL || !valid_token(o->method) ||
+      (o->on_head == NULL) != (o->on_body == NULL) || (o->body_len > 0 && o->body == NULL))
+    return UV_EINVAL;
+  if (evs_http_url_parse(o->url, u) != 0 || (u->tls && o->tls == NULL))
+    return UV_EINVAL;
+  return 0;
+}
+
+static void req_setup(evs_http_req_t *r, evs_http_client_t *c, const evs_http_request_opts_t *o) {
+  r->client = c;
+  r->streaming = o->on_head != NULL;
+  r->on_head = o->on_head;
+  r->on_body = o->on_body;
+  r->on_done = o->on_done;
+  r->arg = o->arg;
+  r->timeout_ms = o->timeout_ms != 0 ? o->timeout_ms : c->o.request_timeout_ms;
+  r->stream_idle_ms = o->stream_idle_timeout_ms;
+  r->limiter = o->limiter;
+  r->priority = o->priority;
+  link_init(&r->qlink);
+  req_parser_init(r);
+}
+
+int evs_http_request(evs_http_client_t *c, const evs_http_request_opts_t *o, evs_http_req_t **out) {
+  evs_http_url_t u;
+  int rc = check_request(c, o, &u);
+  if (rc != 0)
+    return rc;
+  evs_http_req_t *r = calloc(1, sizeof *r);
+  if (r == NULL)
+    return UV_ENOMEM;
+  r->idempotent = is_idempotent(o->method);
+  r->head = strcmp(o->method, "HEAD") == 0;
+  if ((rc = build_wire(c, o, &u, r)) != 0 || (r->pool = pool_get(c, &u, o->tls)) == NULL) {
+    free(r->wire);
+    free(r);
+    return rc != 0 ? rc : UV_ENOMEM;
+  }
+  req_setup(r, c, o);
+  uv_timer_init(c->loop, &r->timer);
+  r->timer.data = r;
+  uv_timer_start(&r->timer, on_req_timer, 0, 0);
+  link_push_back(&c->reqs, &r->link);
+  c->live++;
+  if (out != NULL)
+    *out = r;
+  return 0;
+}
+
+void evs_http_cancel(evs_http_req_t *r) {
+  if (r->done)
+    return;
+  if (r->in_cb) {
+    r->cancel_pending = 1;
+    return;
+  }
+  req_finish(r, EVS_ECANCELED);
+}
+
+int evs_http_client_new(uv_loop_t *loop, const evs_http_client_options_t *opts,
+                        evs_http_client_t **out) {
+  evs_http_client_t *c = calloc(1, sizeof *c);
+  if (c == NULL)
+    return UV_ENOMEM;
+  if (opts != NULL)
+    c->o = *opts;
+  if (c->o.max_conns_per_host == 0)
+    c->o.max_conns_per_host = 4;
+  if (c->o.connect_timeout_ms == 0)
+    c->o.connect_timeout_ms = 10000;
+  if (c->o.request_timeout_ms == 0)
+    c->o.request_timeout_ms = 10000;
+  if (c->o.idle_conn_timeout_ms == 0)
+    c->o.idle_conn_timeout_ms = 90000;
+  if (c->o.max_response_bytes == 0)
+    c->o.max_response_bytes = (size_t)16 << 20;
+  c->user_agent = strdup(c->o.user_agent != NULL ? c->o.user_agent : "evscale/" EVS_VERSION);
+  if (c->user_agent == NULL || strpbrk(c->user_agent, "\r\n") != NULL) {
+    int rc = c->user_agent == NULL ? UV_ENOMEM : UV_EINVAL;
+    free(c->user_agent);
+    free(c);
+    return rc;
+  }
+  c->o.user_agent = NULL;
+  c->loop = loop;
+  link_init(&c->pools);
+  link_init(&c->reqs);
+  uv_timer_init(loop, &c->closer);
+  c->closer.data = c;
+  *out = c;
+  return 0;
+}
+
+static void on_closer_closed(uv_handle_t *h) {
+  evs_http_client_t *c = h->data;
+  c->live--;
+  maybe_finish_close(c);
+}
+
+/* Requests are canceled one at a time from the head, since an on_done may itself cancel or
+ * finish others; one inside its own on_body is left to finish after that callback returns. */
+void evs_http_client_close(evs_http_client_t *c, void (*cb)(void *), void *arg) {
+  if (c->closing)
+    return;
+  c->closing = 1;
+  c->close_cb = cb;
+  c->close_arg = arg;
+  c->live++; /* the closer handle: keeps the free off this call stack */
+  uv_close((uv_handle_t *)&c->closer, on_closer_closed);
+  for (;;) {
+    evs_http_req_t *victim = NULL;
+    for (evs__link_t *l = c->reqs.next; l != &c->reqs && victim == NULL; l = l->next) {
+      evs_http_req_t *r = EVS__CONTAINER(l, evs_http_req_t, link);
+      if (!r->in_cb)
+        victim = r;
+      else
+        r->cancel_pending = 1;
+    }
+    if (victim == NULL)
+      break;
+    req_finish(victim, EVS_ECANCELED);
+  }
+  for (evs__link_t *pl = c->pools.next; pl != &c->pools; pl = pl->next) {
+    evs__pool_t *p = EVS__CONTAINER(pl, evs__pool_t, link);
+    while (!link_empty(&p->conns))
+      conn_close(EVS__CONTAINER(p->conns.next, evs__conn_t, link));
+  }
+}
+
+unsigned evs_http_client_connections(const evs_http_client_t *c) { return c->nconns; }
+uint64_t evs_http_client_connects(const evs_http_client_t *c) { return c->connects; }
