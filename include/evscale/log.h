@@ -44,21 +44,28 @@ typedef struct {
   } v;
 } evs_log_kv_t;
 
-#define EVS_KV_STR(k, val) {.key = (k), .type = EVS_KV_T_STR, .v.s = (val)}
-#define EVS_KV_INT(k, val) {.key = (k), .type = EVS_KV_T_INT, .v.i = (int64_t)(val)}
-#define EVS_KV_UINT(k, val) {.key = (k), .type = EVS_KV_T_UINT, .v.u = (uint64_t)(val)}
-#define EVS_KV_DBL(k, val) {.key = (k), .type = EVS_KV_T_DBL, .v.d = (double)(val)}
-#define EVS_KV_BOOL(k, val) {.key = (k), .type = EVS_KV_T_BOOL, .v.b = !!(val)}
-#define EVS_KV_ERR(k, val) {.key = (k), .type = EVS_KV_T_ERR, .v.i = (int64_t)(val)}
-#define EVS_KV_SECRET(k) {.key = (k), .type = EVS_KV_T_SECRET}
+#define EVS_KV_STR(k, val)                                                                         \
+  { .key = (k), .type = EVS_KV_T_STR, .v.s = (val) }
+#define EVS_KV_INT(k, val)                                                                         \
+  { .key = (k), .type = EVS_KV_T_INT, .v.i = (int64_t)(val) }
+#define EVS_KV_UINT(k, val)                                                                        \
+  { .key = (k), .type = EVS_KV_T_UINT, .v.u = (uint64_t)(val) }
+#define EVS_KV_DBL(k, val)                                                                         \
+  { .key = (k), .type = EVS_KV_T_DBL, .v.d = (double)(val) }
+#define EVS_KV_BOOL(k, val)                                                                        \
+  { .key = (k), .type = EVS_KV_T_BOOL, .v.b = !!(val) }
+#define EVS_KV_ERR(k, val)                                                                         \
+  { .key = (k), .type = EVS_KV_T_ERR, .v.i = (int64_t)(val) }
+#define EVS_KV_SECRET(k)                                                                           \
+  { .key = (k), .type = EVS_KV_T_SECRET }
 
 /* The leading {0} lets the macro take no key/value at all ("{ {0}, }" is valid C). */
-#define EVS_LOG(lvl, msg, ...)                                                                   \
-  do {                                                                                           \
-    if (evs_log_enabled(lvl)) {                                                                  \
-      const evs_log_kv_t evs__kvs[] = {{0}, __VA_ARGS__};                                        \
-      evs_log_emit((lvl), (msg), evs__kvs + 1, sizeof evs__kvs / sizeof evs__kvs[0] - 1);        \
-    }                                                                                            \
+#define EVS_LOG(lvl, msg, ...)                                                                     \
+  do {                                                                                             \
+    if (evs_log_enabled(lvl)) {                                                                    \
+      const evs_log_kv_t evs__kvs[] = {{0}, __VA_ARGS__};                                          \
+      evs_log_emit((lvl), (msg), evs__kvs + 1, sizeof evs__kvs / sizeof evs__kvs[0] - 1);          \
+    }                                                                                              \
   } while (0)
 #define EVS_LOG_DEBUG(msg, ...) EVS_LOG(EVS_LOG_DEBUG, msg, __VA_ARGS__)
 #define EVS_LOG_INFO(msg, ...) EVS_LOG(EVS_LOG_INFO, msg, __VA_ARGS__)

@@ -33,24 +33,24 @@ typedef struct {
  * scaler copies what it keeps. The three maps are KEDA's ScalerConfig: TriggerMetadata,
  * AuthParams (from a TriggerAuthentication) and ResolvedEnv (the target's container env). */
 typedef struct {
-  const char *type;        /* "cron", "redis", "prometheus" */
-  const char *name;        /* the trigger's `name`, or NULL */
-  size_t index;            /* position in spec.triggers: KEDA's metric names are s{index}-… */
-  const char *object;      /* "namespace/name" of the ScaledObject, for errors and logs */
-  int metric_type_value;   /* 1 when metricType is Value, 0 for AverageValue */
-  evs_kvs_t metadata;      /* trigger.metadata */
-  evs_kvs_t auth_params;   /* resolved TriggerAuthentication parameters */
-  evs_kvs_t resolved_env;  /* resolved environment of the scale target's containers */
+  const char *type;       /* "cron", "redis", "prometheus" */
+  const char *name;       /* the trigger's `name`, or NULL */
+  size_t index;           /* position in spec.triggers: KEDA's metric names are s{index}-… */
+  const char *object;     /* "namespace/name" of the ScaledObject, for errors and logs */
+  int metric_type_value;  /* 1 when metricType is Value, 0 for AverageValue */
+  evs_kvs_t metadata;     /* trigger.metadata */
+  evs_kvs_t auth_params;  /* resolved TriggerAuthentication parameters */
+  evs_kvs_t resolved_env; /* resolved environment of the scale target's containers */
 } evs_scaler_config_t;
 
 /* Looks a key up in a map; NULL when absent. */
 const char *evs_kvs_get(const evs_kvs_t *kvs, const char *key);
 
 typedef struct {
-  double value;     /* raw metric value, as KEDA's GetMetricsAndActivity returns it */
-  int active;       /* the scaler's own activity verdict */
-  int error;        /* 0, or a negative code: value and active are then meaningless */
-  int64_t time_ms;  /* wall-clock time the reading was taken (ms since the epoch) */
+  double value;    /* raw metric value, as KEDA's GetMetricsAndActivity returns it */
+  int active;      /* the scaler's own activity verdict */
+  int error;       /* 0, or a negative code: value and active are then meaningless */
+  int64_t time_ms; /* wall-clock time the reading was taken (ms since the epoch) */
   /* When the reading will change by itself (a cron boundary), ms since the epoch; 0 = unknown.
    * Lets the engine schedule its next look without polling. */
   int64_t next_change_ms;

@@ -45,11 +45,11 @@ static void evs__log_diag(evs_log_level_t level, const char *msg, const evs_diag
 
 int evs_app_apply_flags(const evs_app_options_t *opts, evs_config_t *cfg, evs_diag_t *diag) {
   int rc = 0;
-  if (opts->log_level && evs_config_set(cfg, "log.level", opts->log_level, "flag --log-level",
-                                        diag) != 0)
+  if (opts->log_level &&
+      evs_config_set(cfg, "log.level", opts->log_level, "flag --log-level", diag) != 0)
     rc = EVS_EINVALCFG;
-  if (opts->log_format && evs_config_set(cfg, "log.format", opts->log_format,
-                                         "flag --log-format", diag) != 0)
+  if (opts->log_format &&
+      evs_config_set(cfg, "log.format", opts->log_format, "flag --log-format", diag) != 0)
     rc = EVS_EINVALCFG;
   return rc;
 }
@@ -136,9 +136,9 @@ static void evs__close_rest(evs__app_t *app) {
 
 static void evs__on_grace(uv_timer_t *t) {
   evs__app_t *app = t->data;
-  EVS_LOG_WARN("shutdown grace period over; dropping remaining connections",
-               EVS_KV_UINT("connections",
-                           app->server ? evs_http_server_connections(app->server) : 0));
+  EVS_LOG_WARN(
+      "shutdown grace period over; dropping remaining connections",
+      EVS_KV_UINT("connections", app->server ? evs_http_server_connections(app->server) : 0));
   /* Closing the server drops what is left; its callback closes this timer. */
   if (app->server)
     evs_http_server_close(app->server, evs__server_closed, app);
@@ -226,8 +226,8 @@ static int evs__start(evs__app_t *app) {
     return rc;
   }
   if ((rc = evs__start_reload(app)) != 0) {
-    EVS_LOG_ERROR("cannot watch the configuration file",
-                  EVS_KV_STR("file", app->opts->config_path), EVS_KV_ERR("err", rc));
+    EVS_LOG_ERROR("cannot watch the configuration file", EVS_KV_STR("file", app->opts->config_path),
+                  EVS_KV_ERR("err", rc));
     return rc;
   }
   evs_health_set_ready(app->health, "config", 1);

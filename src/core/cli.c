@@ -48,8 +48,7 @@ static const char evs__usage_simulate[] =
 
 static const char evs__usage_version[] = "Usage: evscale version\n\nPrints the version.\n";
 
-static const char *const evs__cmd_names[] = {"run", "check-config", "simulate", "version",
-                                             "help"};
+static const char *const evs__cmd_names[] = {"run", "check-config", "simulate", "version", "help"};
 
 int evs_cli_command(const char *name) {
   for (int i = 0; i < (int)(sizeof evs__cmd_names / sizeof evs__cmd_names[0]); i++)

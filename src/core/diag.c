@@ -47,8 +47,8 @@ static void evs__diag_push(evs_diag_t *d, const char *source, uint32_t line, uin
   e->msg = msg;
 }
 
-void evs_diag_add(evs_diag_t *d, const char *source, uint32_t line, uint32_t col,
-                  const char *path, const char *fmt, ...) {
+void evs_diag_add(evs_diag_t *d, const char *source, uint32_t line, uint32_t col, const char *path,
+                  const char *fmt, ...) {
   if (d == NULL)
     return;
   va_list ap;
@@ -74,8 +74,7 @@ int evs_diag_format(const evs_diag_t *d, size_t i, char *buf, size_t cap) {
   if (e->line)
     return snprintf(buf, cap, "%s:%u:%u: %s%s%s", src, e->line, e->col, e->path ? e->path : "",
                     e->path ? ": " : "", e->msg);
-  return snprintf(buf, cap, "%s: %s%s%s", src, e->path ? e->path : "", e->path ? ": " : "",
-                  e->msg);
+  return snprintf(buf, cap, "%s: %s%s%s", src, e->path ? e->path : "", e->path ? ": " : "", e->msg);
 }
 
 void evs_path_init(evs_path_t *p) {

@@ -1,14 +1,12 @@
 /* evs_strerror / evs_err_name: one table for evscale's codes, libuv's for the rest. */
 #include "evscale/error.h"
 
-static int evs__is_own(int err) {
-  return err <= EVS__ERR_BASE && err > EVS__ERR_LAST;
-}
+static int evs__is_own(int err) { return err <= EVS__ERR_BASE && err > EVS__ERR_LAST; }
 
 const char *evs_strerror(int err) {
   switch (err) {
-#define EVS__ERR_MSG(name, off, msg)                                                             \
-  case EVS_##name:                                                                               \
+#define EVS__ERR_MSG(name, off, msg)                                                               \
+  case EVS_##name:                                                                                 \
     return msg;
     EVS_ERRNO_MAP(EVS__ERR_MSG)
 #undef EVS__ERR_MSG
@@ -24,8 +22,8 @@ const char *evs_strerror(int err) {
 
 const char *evs_err_name(int err) {
   switch (err) {
-#define EVS__ERR_NAME(name, off, msg)                                                            \
-  case EVS_##name:                                                                               \
+#define EVS__ERR_NAME(name, off, msg)                                                              \
+  case EVS_##name:                                                                                 \
     return #name;
     EVS_ERRNO_MAP(EVS__ERR_NAME)
 #undef EVS__ERR_NAME

@@ -224,11 +224,11 @@ void evs_log_emit(evs_log_level_t level, const char *msg, const evs_log_kv_t *kv
   struct tm tm;
   clock_gettime(CLOCK_REALTIME, &now);
   gmtime_r(&now.tv_sec, &tm);
-  snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-           tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(now.tv_nsec / 1000000));
+  snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+           tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(now.tv_nsec / 1000000));
   char buf[4096];
-  size_t len = evs_log_format_record(buf, sizeof buf, (evs_log_format_t)evs__log_format, ts,
-                                     level, msg, kvs, n);
+  size_t len = evs_log_format_record(buf, sizeof buf, (evs_log_format_t)evs__log_format, ts, level,
+                                     msg, kvs, n);
   /* One write per record keeps lines whole when pool threads log too; a short write to a
    * full pipe is dropped rather than blocking the loop. */
   ssize_t w = write(evs__log_fd, buf, len);

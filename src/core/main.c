@@ -97,8 +97,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "evscale: %s\n\n%s", err, evs_cli_usage(EVS_CMD_HELP));
     return EVS_EXIT_USAGE;
   }
-  evs_app_options_t opts = {.config_path = cli.config_path ? cli.config_path
-                                                           : getenv("EVSCALE_CONFIG"),
+  evs_app_options_t opts = {.config_path =
+                                cli.config_path ? cli.config_path : getenv("EVSCALE_CONFIG"),
                             .envp = environ,
                             .log_level = cli.log_level,
                             .log_format = cli.log_format,

@@ -93,8 +93,8 @@ static evs_node_t *evs__node_new(evs_doc_t *doc, int kind, uint32_t line, uint32
 /* ---- YAML 1.2 core schema resolution of plain scalars ---- */
 
 static int evs__is_null(const char *s) {
-  return *s == '\0' || strcmp(s, "~") == 0 || strcmp(s, "null") == 0 ||
-         strcmp(s, "Null") == 0 || strcmp(s, "NULL") == 0;
+  return *s == '\0' || strcmp(s, "~") == 0 || strcmp(s, "null") == 0 || strcmp(s, "Null") == 0 ||
+         strcmp(s, "NULL") == 0;
 }
 
 static int evs__parse_bool(const char *s, int *b) {
@@ -122,8 +122,8 @@ static int evs__parse_int(const char *s, int64_t *out) {
   if (*p == '\0')
     return 0;
   for (const char *q = p; *q; q++) {
-    int ok = base == 16 ? (*q >= '0' && *q <= '9') || (*q >= 'a' && *q <= 'f') ||
-                              (*q >= 'A' && *q <= 'F')
+    int ok = base == 16
+                 ? (*q >= '0' && *q <= '9') || (*q >= 'a' && *q <= 'f') || (*q >= 'A' && *q <= 'F')
              : base == 8 ? (*q >= '0' && *q <= '7')
                          : (*q >= '0' && *q <= '9');
     if (!ok)
@@ -421,8 +421,8 @@ int evs_doc_parse_yaml(const char *buf, size_t len, const char *file, evs_doc_t 
       const char *problem = parser.problem ? parser.problem : "syntax error";
       yaml_mark_t m = parser.problem_mark;
       if (parser.context)
-        evs_diag_add(diag, doc->file, (uint32_t)m.line + 1, (uint32_t)m.column + 1, NULL,
-                     "%s %s", problem, parser.context);
+        evs_diag_add(diag, doc->file, (uint32_t)m.line + 1, (uint32_t)m.column + 1, NULL, "%s %s",
+                     problem, parser.context);
       else
         evs_diag_add(diag, doc->file, (uint32_t)m.line + 1, (uint32_t)m.column + 1, NULL, "%s",
                      problem);
@@ -639,12 +639,10 @@ int evs_node_is_scalar(const evs_node_t *n) {
   return n && n->kind != EVS_NODE_MAP && n->kind != EVS_NODE_SEQ;
 }
 
-const char *evs_node_text(const evs_node_t *n) {
-  return evs_node_is_scalar(n) ? n->u.text : NULL;
-}
+const char *evs_node_text(const evs_node_t *n) { return evs_node_is_scalar(n) ? n->u.text : NULL; }
 
 const char *evs_node_kind_name(int kind) {
-  static const char *const names[] = {"null", "boolean", "integer", "number",
+  static const char *const names[] = {"null",   "boolean", "integer", "number",
                                       "string", "mapping", "sequence"};
   return kind >= 0 && kind <= EVS_NODE_SEQ ? names[kind] : "unknown";
 }

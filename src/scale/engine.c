@@ -294,8 +294,8 @@ int evs_engine_decide(const evs_so_t *so, const evs_engine_config_t *cfg, evs_en
   st->hpa_write_pending =
       out->write && (out->reason == EVS_REASON_METRICS || out->reason == EVS_REASON_FALLBACK ||
                      out->reason == EVS_REASON_CLAMP);
-  st->hpa_write_limited = st->hpa_write_pending && (out->limit == EVS_LIMIT_SCALE_UP ||
-                                                    out->limit == EVS_LIMIT_SCALE_DOWN);
+  st->hpa_write_limited = st->hpa_write_pending &&
+                          (out->limit == EVS_LIMIT_SCALE_UP || out->limit == EVS_LIMIT_SCALE_DOWN);
   snprintf(out->message, sizeof out->message, "%s %d -> %d: %s", out->write ? "scale" : "hold",
            (int)out->current, (int)out->desired, evs_engine_reason_name(out->reason));
   return 0;

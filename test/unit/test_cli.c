@@ -21,12 +21,33 @@ typedef struct {
 
 static const cli_case_t cases[] = {
     {{NULL}, 0, EVS_CMD_RUN, NULL, NULL, NULL, NULL, 0, NULL},
-    {{"run", "--config", "/c.yaml", "--dry-run"}, 0, EVS_CMD_RUN, "/c.yaml", NULL, NULL, NULL, 1,
+    {{"run", "--config", "/c.yaml", "--dry-run"},
+     0,
+     EVS_CMD_RUN,
+     "/c.yaml",
+     NULL,
+     NULL,
+     NULL,
+     1,
      NULL},
     {{"--config=/x.yaml", "--log-level", "debug", "--log-format=json"},
-     0, EVS_CMD_RUN, "/x.yaml", "debug", "json", NULL, 0, NULL},
-    {{"check-config", "--config", "a.yaml"}, 0, EVS_CMD_CHECK_CONFIG, "a.yaml", NULL, NULL, NULL,
-     0, NULL},
+     0,
+     EVS_CMD_RUN,
+     "/x.yaml",
+     "debug",
+     "json",
+     NULL,
+     0,
+     NULL},
+    {{"check-config", "--config", "a.yaml"},
+     0,
+     EVS_CMD_CHECK_CONFIG,
+     "a.yaml",
+     NULL,
+     NULL,
+     NULL,
+     0,
+     NULL},
     {{"check-config", "--dry-run"}, UV_EINVAL, 0, NULL, NULL, NULL, NULL, 0, "only to 'run'"},
     {{"version"}, 0, EVS_CMD_VERSION, NULL, NULL, NULL, NULL, 0, NULL},
     {{"--version"}, 0, EVS_CMD_VERSION, NULL, NULL, NULL, NULL, 0, NULL},
@@ -64,8 +85,8 @@ static void cli_table(void **state) {
     }
     assert_int_equal(cli.cmd, k->cmd);
     assert_int_equal(cli.dry_run, k->dry_run);
-#define SAME(a, b)                                                                               \
-  if (((a) == NULL) != ((b) == NULL) || ((a) && strcmp((a), (b)) != 0))                          \
+#define SAME(a, b)                                                                                 \
+  if (((a) == NULL) != ((b) == NULL) || ((a) && strcmp((a), (b)) != 0))                            \
     fail_msg("case %zu: %s = '%s', want '%s'", c, #a, (a) ? (a) : "(null)", (b) ? (b) : "(null)");
     SAME(cli.config_path, k->config);
     SAME(cli.log_level, k->level);

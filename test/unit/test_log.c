@@ -16,12 +16,13 @@
 static void logfmt_record(void **state) {
   (void)state;
   const evs_log_kv_t kvs[] = {EVS_KV_STR("file", "/etc/evscale/config.yaml"),
-                              EVS_KV_STR("why", "two words"), EVS_KV_INT("n", -3),
-                              EVS_KV_BOOL("ok", 1), EVS_KV_SECRET("token"),
+                              EVS_KV_STR("why", "two words"),
+                              EVS_KV_INT("n", -3),
+                              EVS_KV_BOOL("ok", 1),
+                              EVS_KV_SECRET("token"),
                               EVS_KV_ERR("err", UV_ECONNREFUSED)};
   char buf[512];
-  evs_log_format_record(buf, sizeof buf, EVS_LOG_LOGFMT, "T", EVS_LOG_WARN, "config \"x\"", kvs,
-                        6);
+  evs_log_format_record(buf, sizeof buf, EVS_LOG_LOGFMT, "T", EVS_LOG_WARN, "config \"x\"", kvs, 6);
   assert_string_equal(buf, "ts=T level=warn msg=\"config \\\"x\\\"\" file=/etc/evscale/config.yaml "
                            "why=\"two words\" n=-3 ok=true token=<redacted> "
                            "err=\"connection refused\" err_code=ECONNREFUSED\n");
@@ -29,12 +30,14 @@ static void logfmt_record(void **state) {
 
 static void json_record_parses(void **state) {
   (void)state;
-  const evs_log_kv_t kvs[] = {EVS_KV_STR("s", "a\"b\\c\nd\x01"), EVS_KV_DBL("nan", NAN),
-                              EVS_KV_DBL("x", 0.25), EVS_KV_UINT("u", 7),
-                              EVS_KV_SECRET("password"), EVS_KV_ERR("err", EVS_EPARSE)};
+  const evs_log_kv_t kvs[] = {EVS_KV_STR("s", "a\"b\\c\nd\x01"),
+                              EVS_KV_DBL("nan", NAN),
+                              EVS_KV_DBL("x", 0.25),
+                              EVS_KV_UINT("u", 7),
+                              EVS_KV_SECRET("password"),
+                              EVS_KV_ERR("err", EVS_EPARSE)};
   char buf[512];
-  size_t n =
-      evs_log_format_record(buf, sizeof buf, EVS_LOG_JSON, "T", EVS_LOG_INFO, "m", kvs, 6);
+  size_t n = evs_log_format_record(buf, sizeof buf, EVS_LOG_JSON, "T", EVS_LOG_INFO, "m", kvs, 6);
   json_error_t e;
   json_t *j = json_loadb(buf, n, 0, &e);
   if (j == NULL)
@@ -57,8 +60,7 @@ static void truncation_is_bounded(void **state) {
   big[sizeof big - 1] = '\0';
   const evs_log_kv_t kvs[] = {EVS_KV_STR("v", big)};
   char buf[128];
-  size_t n = evs_log_format_record(buf, sizeof buf, EVS_LOG_LOGFMT, "T", EVS_LOG_INFO, "m", kvs,
-                                   1);
+  size_t n = evs_log_format_record(buf, sizeof buf, EVS_LOG_LOGFMT, "T", EVS_LOG_INFO, "m", kvs, 1);
   assert_true(n < sizeof buf);
   assert_int_equal(strlen(buf), n);
   assert_int_equal(buf[n - 1], '\n');

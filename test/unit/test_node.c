@@ -83,8 +83,8 @@ static void expect_yaml_error(const char *src, uint32_t line, uint32_t col, cons
   char buf[512];
   evs_diag_format(&d, 0, buf, sizeof buf);
   if (strstr(buf, needle) == NULL || d.items[0].line != line || d.items[0].col != col)
-    fail_msg("got '%s' (%u:%u), want %u:%u containing '%s'", buf, d.items[0].line,
-             d.items[0].col, line, col, needle);
+    fail_msg("got '%s' (%u:%u), want %u:%u containing '%s'", buf, d.items[0].line, d.items[0].col,
+             line, col, needle);
   evs_diag_free(&d);
 }
 
@@ -219,11 +219,15 @@ static void diag_format_and_paths(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(yaml_positions_and_kinds), cmocka_unit_test(yaml_aliases_share_nodes),
-      cmocka_unit_test(yaml_errors),              cmocka_unit_test(yaml_deep_nesting_refused),
-      cmocka_unit_test(yaml_empty_document),      cmocka_unit_test(json_tree),
+      cmocka_unit_test(yaml_positions_and_kinds),
+      cmocka_unit_test(yaml_aliases_share_nodes),
+      cmocka_unit_test(yaml_errors),
+      cmocka_unit_test(yaml_deep_nesting_refused),
+      cmocka_unit_test(yaml_empty_document),
+      cmocka_unit_test(json_tree),
       cmocka_unit_test(yaml_alias_bomb_refused),
-      cmocka_unit_test(json_errors),              cmocka_unit_test(diag_format_and_paths),
+      cmocka_unit_test(json_errors),
+      cmocka_unit_test(diag_format_and_paths),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
