@@ -17,7 +17,7 @@ PKGS=(
   python3 curl ca-certificates openssl tzdata procps
   redis-server prometheus prometheus-pushgateway
   # the local Kubernetes control plane (tools/controlplane.sh builds it from Debian's source)
-  etcd-server golang-go dpkg-dev
+  etcd-server golang-go dpkg-dev rsync golang-github-modern-go-reflect2-dev
   # benchmarks
   linux-perf
 )

@@ -1,0 +1,376 @@
+"""Shared helpers for evscale's end-to-end tests (Python 3 standard library only).
+
+    import evstest
+    env = evstest.controlplane()          # {"KUBE_API_URL": ..., "KUBE_CA": ..., ...}
+    evstest.kubectl(env, "get", "pods")
+    port = evstest.free_port()
+    evstest.wait_until(lambda: ..., timeout=60, what="pods")
+    with evstest.faultproxy(env) as px: px.fault(kind="status", status=429); px.stats()
+
+Which control plane controlplane() returns:
+  1. KUBE_API_URL, KUBE_CA and KUBE_TOKEN set in the environment (e.g. a CI step started one, or
+     `set -a; . DIR/env`): that one, untouched; stop() never stops it.
+  2. Otherwise the shared one in $EVSCALE_CACHE/cp-shared (default ~/.cache/evscale/cp-shared):
+     reused when it answers /readyz, else started (under a file lock, so parallel tests start it
+     once). It is left running for the next test and the next run (startup costs ~20-40 s; the
+     first ever start also builds Kubernetes, ~6-15 min). Stop it with
+     `tools/controlplane.sh stop ~/.cache/evscale/cp-shared`.
+  3. controlplane(private=True): a fresh one in a temporary directory, stopped by stop(env) or at
+     interpreter exit. Use it when a test changes cluster-wide state or needs a clean audit log.
+"""
+
+import atexit
+import contextlib
+import fcntl
+import http.client
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+
+SOURCE_DIR = os.environ.get("EVS_SOURCE_DIR") or os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CONTROLPLANE_SH = os.path.join(SOURCE_DIR, "tools", "controlplane.sh")
+TESTCERTS_SH = os.path.join(SOURCE_DIR, "tools", "testcerts.sh")
+FAULTPROXY_PY = os.path.join(SOURCE_DIR, "test", "faultproxy.py")
+CACHE = os.environ.get("EVSCALE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "evscale")
+ENV_NAMES = ("KUBE_API_URL", "KUBE_CA", "KUBE_TOKEN", "KUBE_CLIENT_CERT", "KUBE_CLIENT_KEY",
+             "KUBECONFIG", "KUBE_AUDIT_LOG")
+# How long a control plane start may take: the first one on a machine builds Kubernetes.
+START_TIMEOUT = float(os.environ.get("EVS_CP_START_TIMEOUT", "3600"))
+
+_private = []  # directories of private control planes still running
+
+
+def log(msg):
+    print("evstest: " + msg, file=sys.stderr, flush=True)
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago (bind-to-0, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(fn, timeout=60.0, interval=0.1, what="condition"):
+    """Calls fn until it returns something truthy (returned) or timeout seconds pass
+    (AssertionError naming `what` and the last exception fn raised, if any)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        try:
+            value = fn()
+            if value:
+                return value
+        except Exception as e:  # noqa: BLE001 - the condition may fail until it holds
+            last = e
+        if time.monotonic() >= deadline:
+            raise AssertionError("timed out after %.0fs waiting for %s%s" % (
+                timeout, what, " (last error: %r)" % last if last else ""))
+        time.sleep(interval)
+
+
+def read_env_file(path):
+    env = {}
+    with open(path) as f:
+        for line in f:
+            name, sep, value = line.strip().partition("=")
+            if sep and name:
+                env[name] = value
+    return env
+
+
+def ssl_context(env, client_cert=False, ca=None):
+    ctx = ssl.create_default_context(cafile=ca or env["KUBE_CA"])
+    if client_cert:
+        ctx.load_cert_chain(env["KUBE_CLIENT_CERT"], env["KUBE_CLIENT_KEY"])
+    return ctx
+
+
+def connect(env, url=None, client_cert=False, ca=None, timeout=30):
+    """An http.client.HTTPSConnection to the API server (or `url`), verified with the CA."""
+    u = urllib.parse.urlsplit(url or env["KUBE_API_URL"])
+    return http.client.HTTPSConnection(u.hostname, u.port, timeout=timeout,
+                                       context=ssl_context(env, client_cert, ca))
+
+
+def request(conn, env, method, path, body=None, content_type="application/json", token=True):
+    """One request on conn; returns (status, headers dict (lower-case names), body bytes)."""
+    headers = {"Accept": "application/json"}
+    if token:
+        headers["Authorization"] = "Bearer " + env["KUBE_TOKEN"]
+    if body is not None:
+        if not isinstance(body, (bytes, str)):
+            body = json.dumps(body)
+        headers["Content-Type"] = content_type
+    conn.request(method, path, body=body, headers=headers)
+    resp = conn.getresponse()
+    data = resp.read()
+    return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+
+
+def api(env, method, path, body=None, content_type="application/json"):
+    """One request on a fresh connection; returns (status, parsed JSON or raw bytes)."""
+    conn = connect(env)
+    try:
+        status, _, data = request(conn, env, method, path, body, content_type)
+    finally:
+        conn.close()
+    try:
+        return status, json.loads(data)
+    except ValueError:
+        return status, data
+
+
+def ready(env, timeout=5):
+    try:
+        conn = connect(env, timeout=timeout)
+        try:
+            status, _, data = request(conn, env, "GET", "/readyz")
+        finally:
+            conn.close()
+        return status == 200 and data.strip() == b"ok"
+    except (OSError, ssl.SSLError, http.client.HTTPException):
+        return False
+
+
+def _run_script(*args, timeout=START_TIMEOUT):
+    proc = subprocess.run([CONTROLPLANE_SH, *args], stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError("tools/controlplane.sh %s failed (%d):\n%s" % (
+            " ".join(args), proc.returncode, proc.stdout[-4000:]))
+    return proc.stdout
+
+
+def _read_dir(directory):
+    env = read_env_file(os.path.join(directory, "env"))
+    env["KUBE_CP_DIR"] = directory
+    etcd = os.path.join(directory, "etcd.env")
+    if os.path.exists(etcd):
+        env.update(read_env_file(etcd))  # ETCD_URL
+    return env
+
+
+def _start(directory):
+    out = _run_script("start", directory)
+    log(out.strip().splitlines()[-1] if out.strip() else "started " + directory)
+    return _read_dir(directory)
+
+
+def controlplane(private=False):
+    """Returns the env dict of a running control plane (see the module docstring)."""
+    if not private and all(os.environ.get(n) for n in ("KUBE_API_URL", "KUBE_CA", "KUBE_TOKEN")):
+        env = {n: os.environ[n] for n in ENV_NAMES if os.environ.get(n)}
+        env["KUBE_CP_EXTERNAL"] = "1"
+        return env
+    os.makedirs(CACHE, exist_ok=True)
+    if private:
+        directory = tempfile.mkdtemp(prefix="evs-cp-")
+        env = _start(directory)
+        _private.append(directory)
+        return env
+    directory = os.path.join(CACHE, "cp-shared")
+    with open(os.path.join(CACHE, "cp-shared.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        envfile = os.path.join(directory, "env")
+        if os.path.exists(envfile):
+            env = _read_dir(directory)
+            if ready(env):
+                return env
+            log("shared control plane in %s does not answer; restarting it" % directory)
+            _run_script("stop", directory, timeout=120)
+        os.makedirs(directory, exist_ok=True)
+        return _start(directory)
+
+
+def stop(env):
+    """Stops a private control plane (and removes its directory); a no-op for the others."""
+    directory = env.get("KUBE_CP_DIR")
+    if directory in _private:
+        _run_script("stop", directory, timeout=120)
+        _private.remove(directory)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@atexit.register
+def _stop_private():
+    for directory in list(_private):
+        try:
+            stop({"KUBE_CP_DIR": directory})
+        except Exception as e:  # noqa: BLE001 - best effort at exit
+            log("stopping %s: %s" % (directory, e))
+
+
+def kubectl(env, *args, input=None, check=True, timeout=120):
+    """Runs kubectl against the control plane; returns stdout (raises on failure if check)."""
+    kenv = dict(os.environ, KUBECONFIG=env["KUBECONFIG"])
+    proc = subprocess.run(["kubectl", *args], input=input, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, env=kenv, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise RuntimeError("kubectl %s failed: %s" % (" ".join(args), proc.stderr.strip()))
+    return proc.stdout
+
+
+def testcerts(directory=None):
+    """Runs tools/testcerts.sh (idempotent) and returns its directory."""
+    directory = directory or os.path.join(CACHE, "testcerts")
+    subprocess.run([TESTCERTS_SH, directory], check=True, timeout=120)
+    return directory
+
+
+def audit_events(env, since_offset=0):
+    """Parsed audit events from KUBE_AUDIT_LOG starting at byte since_offset; returns
+    (events, new offset). The log is written as requests complete, so poll with wait_until."""
+    with open(env["KUBE_AUDIT_LOG"], "rb") as f:
+        f.seek(since_offset)
+        data = f.read()
+    end = data.rfind(b"\n") + 1
+    events = [json.loads(line) for line in data[:end].splitlines() if line.strip()]
+    return events, since_offset + end
+
+
+def etcd_compact(env):
+    """Compacts etcd up to its current revision (through etcd's v3 JSON gateway), so that any
+    resourceVersion or continue token from before is answered by the API server with a real
+    410 Gone. Needs ENV["ETCD_URL"] (control planes started by tools/controlplane.sh)."""
+    u = urllib.parse.urlsplit(env["ETCD_URL"])
+
+    def post(path, body):
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+        try:
+            conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            data = json.loads(resp.read())
+            if resp.status != 200:
+                raise RuntimeError("etcd %s: %s" % (path, data))
+            return data
+        finally:
+            conn.close()
+    rev = post("/v3/kv/range", {"key": "AA=="})["header"]["revision"]
+    post("/v3/kv/compaction", {"revision": rev, "physical": True})
+    return int(rev)
+
+
+def audit_size(env):
+    return os.path.getsize(env["KUBE_AUDIT_LOG"])
+
+
+class FaultProxy:
+    """A running test/faultproxy.py. url/ca: what a client connects to and trusts."""
+
+    def __init__(self, proc, port, control_port, ca, workdir):
+        self.proc, self.port, self.control_port = proc, port, control_port
+        self.url = "https://127.0.0.1:%d" % port
+        self.ca = ca
+        self._workdir = workdir
+
+    def _control(self, method, path, body=None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.control_port, timeout=10)
+        try:
+            conn.request(method, path, body=json.dumps(body) if body is not None else None,
+                         headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            data = json.loads(resp.read())
+            if resp.status != 200:
+                raise RuntimeError("faultproxy %s %s: %s" % (method, path, data))
+            return data
+        finally:
+            conn.close()
+
+    def fault(self, **spec):
+        return self._control("POST", "/fault", spec)
+
+    def reset(self):
+        return self._control("POST", "/reset", {})
+
+    def stats(self):
+        return self._control("GET", "/stats")
+
+    def env(self, env):
+        """A copy of env that points clients at the proxy."""
+        e = dict(env)
+        e["KUBE_API_URL"], e["KUBE_CA"] = self.url, self.ca
+        return e
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self._workdir, ignore_errors=True)
+
+
+def start_faultproxy(env):
+    """Starts the fault proxy in front of env's API server. Its serving certificate: the control
+    plane's own apiserver certificate when we know its directory (so clients keep KUBE_CA), else
+    tools/testcerts.sh's ip-only certificate (then trust FaultProxy.ca)."""
+    workdir = tempfile.mkdtemp(prefix="evs-proxy-")
+    pki = os.path.join(env.get("KUBE_CP_DIR", ""), "pki")
+    if env.get("KUBE_CP_DIR") and os.path.exists(os.path.join(pki, "apiserver.key")):
+        ca, cert, key = env["KUBE_CA"], os.path.join(pki, "apiserver.crt"), \
+            os.path.join(pki, "apiserver.key")
+    else:
+        d = testcerts()
+        ca, cert, key = (os.path.join(d, n) for n in ("ca.crt", "ip-only.crt", "ip-only.key"))
+    pf, cf = os.path.join(workdir, "port"), os.path.join(workdir, "control-port")
+    logf = open(os.path.join(workdir, "proxy.log"), "w")
+    proc = subprocess.Popen([sys.executable, FAULTPROXY_PY, "--listen", "127.0.0.1:0",
+                             "--upstream", env["KUBE_API_URL"], "--ca", env["KUBE_CA"],
+                             "--cert", cert, "--key", key, "--port-file", pf,
+                             "--control-port-file", cf],
+                            stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT)
+    logf.close()
+
+    def ports():
+        if proc.poll() is not None:
+            raise RuntimeError("faultproxy exited with %d" % proc.returncode)
+        if os.path.exists(pf) and os.path.exists(cf):
+            return int(open(pf).read()), int(open(cf).read())
+        return None
+
+    try:
+        port, cport = wait_until(ports, timeout=30, what="faultproxy port files")
+    except Exception:
+        proc.kill()
+        proc.wait()
+        raise
+    return FaultProxy(proc, port, cport, ca, workdir)
+
+
+@contextlib.contextmanager
+def faultproxy(env):
+    px = start_faultproxy(env)
+    try:
+        yield px
+    finally:
+        px.stop()
+
+
+def _main(argv):
+    """`python3 test/e2e/evstest.py shared`: makes sure the shared control plane runs and prints
+    its env file (shell-sourceable: `eval "$(python3 test/e2e/evstest.py shared)"`), for C tests
+    and scripts that want the same control plane as the Python tests."""
+    if argv[1:] != ["shared"]:
+        print("usage: evstest.py shared", file=sys.stderr)
+        return 2
+    env = controlplane()
+    for name in ENV_NAMES:
+        if env.get(name):
+            print("export %s=%s" % (name, env[name]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv))
