@@ -12,11 +12,13 @@
  * target is 1, so the HPA asks for desiredReplicas). next_change_ms is the earlier of the two
  * boundaries.
  *
- * Creation errors name the field ("metadata.start: …"). The zone file is read asynchronously after
- * start (tz.h), so an unknown zone cannot fail creation: only a malformed name does ("..", a
- * leading '/'). An unknown or unreadable zone is then reported as readings with error EVS_ETZ
- * and error_msg "metadata.timezone: unknown time zone 'X'" ("metadata.start: …" for the zone of
- * a TZ= prefix); every later poll retries the load.
+ * Creation errors name the field ("metadata.start: …"). A malformed zone name ("..", a leading
+ * '/') fails creation, and so does an unknown zone when the zone index (evs_tz_index_load, done
+ * at start-up) is loaded: the index answers without I/O. The zone file itself is read
+ * asynchronously after start (tz.h); a zone that is listed but unreadable, or any unknown zone
+ * when no index could be loaded, is reported as readings with error EVS_ETZ and error_msg
+ * "metadata.timezone: unknown time zone 'X'" ("metadata.start: …" for the zone of a TZ= prefix);
+ * every later poll retries the load.
  *
  * Timing: a uv timer is armed for the next boundary computed from the wall clock; it fires within
  * the boundary's millisecond and the reading follows at once. libuv timers run on the monotonic
@@ -49,6 +51,10 @@ void evs_cron_window(const evs_cronexpr_t *start, const evs_tz_t *start_tz,
                      const evs_cronexpr_t *end, const evs_tz_t *end_tz, int64_t now_ms,
                      evs_cron_window_t *out);
 
+/* Checks a zone name as creation does: its syntax, and that the tz database has it when the zone
+ * index is loaded. Returns 0, or EVS_ETZ with a message in err. Shared with the ScaledObject
+ * validator so that check-config and the API path refuse what creation would refuse. */
+int evs_cron_check_zone(const char *name, char *err, size_t errcap);
 /* Wall clock in ms since the epoch. */
 typedef int64_t (*evs_cron_clock_fn)(void *data);
 

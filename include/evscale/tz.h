@@ -74,6 +74,18 @@ void evs_tz_civil_from_days(int64_t days, int64_t *y, int *m, int *d);
  * as is "Local" (/etc/localtime). Returns 0 or EVS_ETZ. */
 int evs_tz_name_check(const char *name);
 
+/* The names the system's tz database offers, so that a trigger naming an unknown zone is refused
+ * when it is created (as KEDA refuses it) rather than failing at its first reading. Loading walks
+ * the directory ($TZDIR, else /usr/share/zoneinfo, or `tzdir`) synchronously: call it at
+ * start-up, before the loop runs. The index is process-wide and read-only afterwards.
+ * Returns 0, UV_ENOENT (no such directory, or no zone in it) or UV_ENOMEM; on failure no index
+ * is in force and creation falls back to reporting unknown zones through readings. */
+int evs_tz_index_load(const char *tzdir);
+/* 1 when the zone is known (or built in: "", "UTC", "Local"), 0 when the index is loaded and does
+ * not have it, EVS_ESTATE when no index is loaded. */
+int evs_tz_index_has(const char *name);
+void evs_tz_index_free(void);
+
 /* Asynchronous loading, shared per (loop, name). cb runs exactly once, from the loop, never from
  * inside evs_tz_load: status 0 with tz borrowed for the callback (take evs_tz_ref to keep it), or
  * a negative code (EVS_ETZ: unknown or malformed zone; UV_E*: I/O) with tz NULL. "", "UTC" need no

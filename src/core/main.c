@@ -6,6 +6,7 @@
 #include "evscale/error.h"
 #include "evscale/log.h"
 #include "evscale/simulate.h"
+#include "evscale/tz.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,17 +106,20 @@ int main(int argc, char **argv) {
                             .dry_run = cli.dry_run};
   if (opts.config_path && *opts.config_path == '\0')
     opts.config_path = NULL;
-  switch (cli.cmd) {
-  case EVS_CMD_VERSION:
+  if (cli.cmd == EVS_CMD_VERSION)
     return cmd_version();
-  case EVS_CMD_HELP:
+  if (cli.cmd == EVS_CMD_HELP)
     return cmd_help(&cli);
-  case EVS_CMD_CHECK_CONFIG:
-    return cmd_check_config(&cli, &opts);
-  case EVS_CMD_SIMULATE:
-    return evs_simulate_main(cli.sub_argc, cli.sub_argv);
-  case EVS_CMD_RUN:
-  default:
-    return cmd_run(&cli, &opts);
-  }
+  /* The zone names, read once before the loop runs, let a cron trigger naming an unknown zone be
+   * refused when it is created. Without a tz database the scalers report it through readings. */
+  (void)evs_tz_index_load(NULL);
+  int code;
+  if (cli.cmd == EVS_CMD_CHECK_CONFIG)
+    code = cmd_check_config(&cli, &opts);
+  else if (cli.cmd == EVS_CMD_SIMULATE)
+    code = evs_simulate_main(cli.sub_argc, cli.sub_argv);
+  else
+    code = cmd_run(&cli, &opts);
+  evs_tz_index_free();
+  return code;
 }

@@ -8,12 +8,15 @@
  *  - pkg/scalers/cron_scaler.go: timezone, start, end (required), desiredReplicas (int64,
  *    required, != 0), start != end; target 1 (GetMetricSpecForScaling specReplicas), activation 0.
  * Parameter values go through pkg/scalers/scalersconfig/typed_config.go: trimmed, an empty value
- * counts as absent, numbers decoded by json.Unmarshal, bools by strconv.ParseBool. Things only the
- * scaler can check (cron expressions, addresses that may come from a TriggerAuthentication) are
- * left to the scaler's create. */
+ * counts as absent, numbers decoded by json.Unmarshal, bools by strconv.ParseBool. Cron
+ * expressions and zones are checked here with the cron scaler's own parser and zone check, so
+ * check-config refuses what creation would; things only the scaler can check (addresses that may
+ * come from a TriggerAuthentication) are left to the scaler's create. */
 #include <stdio.h>
 #include <string.h>
 
+#include "evscale/cron.h"
+#include "evscale/cronexpr.h"
 #include "evscale/metricname.h"
 #include "so_check.h"
 
@@ -114,6 +117,20 @@ static void check_prometheus(evs_so__ctx_t *c, const evs_node_t *tn, evs_trigger
   p_bool(c, tn, t, "unsafeSsl");
 }
 
+/* A start or end schedule, parsed as the scaler parses it, with the zone of a TZ= prefix. */
+static void cron_schedule(evs_so__ctx_t *c, const evs_node_t *tn, const char *key,
+                          const char *spec) {
+  evs_cronexpr_t e;
+  char err[200];
+  if (spec == NULL)
+    return;
+  if (evs_cronexpr_parse(spec, &e, err, sizeof err) != 0)
+    evs_so__err(c, meta_node(tn, key), key, "error parsing %s schedule '%.60s': %s", key, spec,
+                err);
+  else if (e.has_zone && evs_cron_check_zone(e.zone, err, sizeof err) != 0)
+    evs_so__err(c, meta_node(tn, key), key, "%s", err);
+}
+
 static void check_cron(evs_so__ctx_t *c, const evs_node_t *tn, evs_trigger_t *t) {
   char a[256], b[256];
   double desired = -1;
@@ -132,6 +149,12 @@ static void check_cron(evs_so__ctx_t *c, const evs_node_t *tn, evs_trigger_t *t)
   if (s && e && strcmp(s, e) == 0)
     evs_so__err(c, meta_node(tn, "end"), "end",
                 "start and end can not have exactly same time input");
+  cron_schedule(c, tn, "start", s);
+  cron_schedule(c, tn, "end", e);
+  char z[160], err[200];
+  const char *zone = param(t, "timezone", z, sizeof z);
+  if (zone && evs_cron_check_zone(zone, err, sizeof err) != 0)
+    evs_so__err(c, meta_node(tn, "timezone"), "timezone", "%s", err);
 }
 
 /* metadata: a map of strings, copied into the arena. */

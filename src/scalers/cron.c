@@ -152,19 +152,48 @@ static int parse_schedule(const evs_scaler_config_t *cfg, evs_diag_t *diag, cons
   return -1;
 }
 
+int evs_cron_check_zone(const char *name, char *err, size_t errcap) {
+  if (evs_tz_name_check(name) != 0) {
+    snprintf(err, errcap, "invalid time zone name '%s' (time: invalid location name)", name);
+    return EVS_ETZ;
+  }
+  if (evs_tz_index_has(name) == 0) {
+    snprintf(err, errcap, "unknown time zone '%s'", name);
+    return EVS_ETZ;
+  }
+  return 0;
+}
+
+/* The zone of a TZ= / CRON_TZ= prefix must exist too. */
+static int check_prefix_zone(const evs_scaler_config_t *cfg, evs_diag_t *diag, const char *key,
+                             const evs_cronexpr_t *e) {
+  char err[200], path[32];
+  if (!e->has_zone || evs_cron_check_zone(e->zone, err, sizeof err) == 0)
+    return 0;
+  snprintf(path, sizeof path, "metadata.%s", key);
+  evs_diag_add(diag, cfg->object, 0, 0, path, "%s", err);
+  return -1;
+}
+
 static int cron_parse_meta(cron_t *c, const evs_scaler_config_t *cfg, evs_diag_t *diag) {
   char *tzn, *start, *end, *desired;
   int bad = need(cfg, diag, "timezone", &tzn);
   bad |= need(cfg, diag, "start", &start);
   bad |= need(cfg, diag, "end", &end);
   bad |= need(cfg, diag, "desiredReplicas", &desired);
-  if (tzn && evs_tz_name_check(tzn) != 0) {
-    evs_diag_add(diag, cfg->object, 0, 0, "metadata.timezone",
-                 "invalid time zone name '%s' (time: invalid location name)", tzn);
+  char err[200];
+  if (tzn && evs_cron_check_zone(tzn, err, sizeof err) != 0) {
+    evs_diag_add(diag, cfg->object, 0, 0, "metadata.timezone", "%s", err);
     bad = -1;
   }
-  bad |= parse_schedule(cfg, diag, "start", start, &c->start);
-  bad |= parse_schedule(cfg, diag, "end", end, &c->end);
+  if (parse_schedule(cfg, diag, "start", start, &c->start) == 0)
+    bad |= check_prefix_zone(cfg, diag, "start", &c->start);
+  else
+    bad = -1;
+  if (parse_schedule(cfg, diag, "end", end, &c->end) == 0)
+    bad |= check_prefix_zone(cfg, diag, "end", &c->end);
+  else
+    bad = -1;
   if (start && end && strcmp(start, end) == 0) {
     evs_diag_add(diag, cfg->object, 0, 0, "metadata.end",
                  "start and end can not have exactly same time input");

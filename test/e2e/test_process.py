@@ -143,6 +143,36 @@ class OneShotCommands(unittest.TestCase):
             self.assertIn(f"{path}:7:24: spec.minReplicaCount:", r.stderr)
             self.assertIn(f"{path}:11:47: spec.triggers[0].metadata.listLength:", r.stderr)
 
+    def test_check_config_refuses_unknown_time_zone(self):
+        # evscale lists the system's tz database at start-up, so an unknown zone is refused like
+        # a malformed expression, with its position.
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "cron.yaml")
+            with open(path, "w") as f:
+                f.write("scaled_objects:\n"
+                        "  - apiVersion: keda.sh/v1alpha1\n"
+                        "    kind: ScaledObject\n"
+                        "    metadata: {name: office-hours}\n"
+                        "    spec:\n"
+                        "      scaleTargetRef: {name: w}\n"
+                        "      triggers:\n"
+                        "        - type: cron\n"
+                        "          metadata:\n"
+                        "            timezone: Europe/Atlantis\n"
+                        "            start: 0 8 * * 1-5\n"
+                        "            end: 0 18 * * 1-5\n"
+                        "            desiredReplicas: \"4\"\n")
+            r = run("check-config", "--config", path)
+            self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+            self.assertIn(f"{path}:10:23: spec.triggers[0].metadata.timezone: unknown time zone "
+                          "'Europe/Atlantis'", r.stderr)
+            with open(path) as f:
+                text = f.read().replace("Europe/Atlantis", "Europe/Berlin")
+            with open(path, "w") as f:
+                f.write(text)
+            r = run("check-config", "--config", path)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
     def test_env_override_error_names_variable(self):
         env = dict(os.environ, EVSCALE_CIRCUIT_BREAKER_MAX_SCALE_EVENTS_PER_MINUTE="many")
         r = run("check-config", env=env)

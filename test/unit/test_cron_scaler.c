@@ -270,8 +270,9 @@ static void test_clock_drift(void **state) {
   free(fx);
 }
 
-/* An unknown zone is not a creation error (the file is read later): readings carry EVS_ETZ
- * naming the field, and poll retries. */
+/* Without a zone index (no tz database could be listed at start-up), an unknown zone cannot be
+ * known at creation (the file is read later): readings carry EVS_ETZ naming the field, and poll
+ * retries. */
 static void test_unknown_zone(void **state) {
   (void)state;
   fx_t *fx = calloc(1, sizeof *fx);
@@ -413,6 +414,52 @@ static void test_creation_errors(void **state) {
   assert_ptr_equal(evs_scaler_type_find("cron"), &evs_scaler_cron_type);
 }
 
+/* With the zone index loaded (as evscale does at start-up), an unknown zone, the trigger's or a
+ * TZ= prefix's, fails creation naming its field, as KEDA's cron scaler does. */
+static void test_unknown_zone_with_index(void **state) {
+  (void)state;
+  assert_int_equal(evs_tz_index_load(NULL), 0); /* $TZDIR: the test copies */
+  static const struct {
+    const char *tz, *start, *path, *msg;
+  } t[] = {
+      {"Nowhere/Atlantis", "0 8 * * *", "metadata.timezone",
+       "unknown time zone 'Nowhere/Atlantis'"},
+      {"UTC", "TZ=Nowhere/Lemuria 0 8 * * *", "metadata.start",
+       "unknown time zone 'Nowhere/Lemuria'"},
+  };
+  for (size_t i = 0; i < 2; i++) {
+    fx_t *fx = calloc(1, sizeof *fx);
+    assert_int_equal(uv_loop_init(&fx->loop), 0);
+    evs_kv_t kv[] = {{"timezone", t[i].tz},
+                     {"start", t[i].start},
+                     {"end", "0 17 * * *"},
+                     {"desiredReplicas", "3"}};
+    evs_diag_t diag;
+    evs_diag_init(&diag);
+    assert_int_equal(make(fx, kv, 4, &diag), UV_EINVAL);
+    assert_int_equal(diag.n, 1);
+    assert_string_equal(diag.items[0].path, t[i].path);
+    assert_string_equal(diag.items[0].msg, t[i].msg);
+    evs_diag_free(&diag);
+    assert_int_equal(uv_loop_close(&fx->loop), 0);
+    free(fx);
+  }
+  /* A listed zone is created. */
+  fx_t *fx = calloc(1, sizeof *fx);
+  assert_int_equal(uv_loop_init(&fx->loop), 0);
+  evs_kv_t ok[] = {{"timezone", "Europe/Berlin"},
+                   {"start", "0 8 * * *"},
+                   {"end", "0 17 * * *"},
+                   {"desiredReplicas", "3"}};
+  assert_int_equal(make(fx, ok, 4, NULL), 0);
+  evs_scaler_close(fx->s, on_closed, fx);
+  assert_int_equal(uv_run(&fx->loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(fx->closed, 1);
+  assert_int_equal(uv_loop_close(&fx->loop), 0);
+  free(fx);
+  evs_tz_index_free();
+}
+
 int main(void) {
   /* Zones come from the test copies of tzdata. */
   char dir[1024];
@@ -420,10 +467,15 @@ int main(void) {
   snprintf(dir, sizeof dir, "%s/zoneinfo", data ? data : "test/data");
   setenv("TZDIR", dir, 1);
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_creation_errors),       cmocka_unit_test(test_close_early),
-      cmocka_unit_test(test_unknown_zone),          cmocka_unit_test(test_prefix_zone),
-      cmocka_unit_test(test_poll_is_async),         cmocka_unit_test(test_clock_jump),
-      cmocka_unit_test(test_clock_jump_back),       cmocka_unit_test(test_clock_drift),
+      cmocka_unit_test(test_creation_errors),
+      cmocka_unit_test(test_close_early),
+      cmocka_unit_test(test_unknown_zone),
+      cmocka_unit_test(test_prefix_zone),
+      cmocka_unit_test(test_unknown_zone_with_index),
+      cmocka_unit_test(test_poll_is_async),
+      cmocka_unit_test(test_clock_jump),
+      cmocka_unit_test(test_clock_jump_back),
+      cmocka_unit_test(test_clock_drift),
       cmocka_unit_test(test_boundary_on_real_loop),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

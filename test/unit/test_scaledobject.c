@@ -20,6 +20,7 @@
 #include "evscale/error.h"
 #include "evscale/metricname.h"
 #include "evscale/scaledobject.h"
+#include "evscale/tz.h"
 #include "scale/so_check.h"
 
 static void dump(const evs_diag_t *d) {
@@ -258,6 +259,42 @@ static void error_positions(void **state) {
   expect(&d, "spec.triggers[2].metadata.desiredReplicas", 23, 24, "no desiredReplicas specified");
   assert_int_equal(d.n, 7); /* every error at once, nothing else */
   evs_diag_free(&d);
+}
+
+/* Cron schedules go through the scaler's own parser and zone check (the zone index is loaded from
+ * the test copies of the tz database), so check-config refuses what creation would. */
+static void error_cron_schedules_and_zones(void **state) {
+  (void)state;
+  char dir[1024];
+  snprintf(dir, sizeof dir, "%s/zoneinfo", getenv("EVS_TEST_DATA"));
+  assert_int_equal(evs_tz_index_load(dir), 0);
+  evs_diag_t d;
+  parse_bad(HEAD "spec:\n"                                         /* 6 */
+                 "  scaleTargetRef: {name: w}\n"                   /* 7 */
+                 "  triggers:\n"                                   /* 8 */
+                 "  - type: cron\n"                                /* 9 */
+                 "    metadata:\n"                                 /* 10 */
+                 "      timezone: Mars/Olympus_Mons\n"             /* 11 */
+                 "      start: \"0 8 * *\"\n"                      /* 12 */
+                 "      end: \"TZ=Atlantis/Capital 0 18 * * *\"\n" /* 13 */
+                 "      desiredReplicas: \"3\"\n",                 /* 14 */
+            &d);
+  expect(&d, "spec.triggers[0].metadata.start", 12, 14,
+         "error parsing start schedule '0 8 * *': expected exactly 5 fields, found 4");
+  expect(&d, "spec.triggers[0].metadata.end", 13, 12, "unknown time zone 'Atlantis/Capital'");
+  expect(&d, "spec.triggers[0].metadata.timezone", 11, 17, "unknown time zone 'Mars/Olympus_Mons'");
+  assert_int_equal(d.n, 3);
+  evs_diag_free(&d);
+  /* A known zone and good schedules pass. */
+  evs_so_t *so = NULL;
+  const char *ok = HEAD "spec:\n  scaleTargetRef: {name: w}\n  triggers:\n  - type: cron\n"
+                        "    metadata: {timezone: Europe/Berlin, start: \"0 8 * * mon-fri\", "
+                        "end: \"0 18 * * mon-fri\", desiredReplicas: \"3\"}\n";
+  evs_diag_init(&d);
+  assert_int_equal(evs_so_parse_yaml(ok, strlen(ok), "ok.yaml", &so, &d), 0);
+  evs_so_free(so);
+  evs_diag_free(&d);
+  evs_tz_index_free();
 }
 
 static void error_replica_bounds(void **state) {
@@ -598,6 +635,7 @@ int main(void) {
       cmocka_unit_test(full_object),
       cmocka_unit_test(deletion_without_restore),
       cmocka_unit_test(error_positions),
+      cmocka_unit_test(error_cron_schedules_and_zones),
       cmocka_unit_test(error_replica_bounds),
       cmocka_unit_test(error_required_fields),
       cmocka_unit_test(error_zero_target),

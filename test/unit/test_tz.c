@@ -362,6 +362,32 @@ static void test_async_cache_hit(void **state) {
   assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* The zone index: names the tz database offers, from a directory walk (links included). */
+static void test_zone_index(void **state) {
+  (void)state;
+  evs_tz_index_free();
+  assert_int_equal(evs_tz_index_has("Europe/Berlin"), EVS_ESTATE); /* nothing loaded yet */
+  assert_int_equal(evs_tz_index_has("UTC"), 1);                    /* built in */
+  char dir[1024];
+  snprintf(dir, sizeof dir, "%s/zoneinfo/", getenv("EVS_TEST_DATA"));
+  assert_int_equal(evs_tz_index_load(dir), 0);
+  assert_int_equal(evs_tz_index_has("Europe/Berlin"), 1);
+  assert_int_equal(evs_tz_index_has("America/New_York"), 1);
+  assert_int_equal(evs_tz_index_has("Etc/UTC"), 1);
+  assert_int_equal(evs_tz_index_has("Europe/Berlinx"), 0);
+  assert_int_equal(evs_tz_index_has("Mars/Olympus_Mons"), 0);
+  assert_int_equal(evs_tz_index_has("Europe"), 0); /* a directory is not a zone */
+  assert_int_equal(evs_tz_index_has(""), 1);
+  assert_int_equal(evs_tz_index_load("/nonexistent/zoneinfo"), UV_ENOENT);
+  assert_int_equal(evs_tz_index_has("Europe/Berlin"), EVS_ESTATE);
+  /* The system's database, when the machine has one (Debian's tzdata), has the aliases too. */
+  if (evs_tz_index_load("/usr/share/zoneinfo") == 0) {
+    assert_int_equal(evs_tz_index_has("Asia/Kolkata"), 1);
+    assert_int_equal(evs_tz_index_has("Cuba"), 1); /* a symbolic link to America/Havana */
+  }
+  evs_tz_index_free();
+}
+
 int main(void) {
   /* The cache reads $TZDIR/<name>: point it at the test copies. */
   char dir[1024];
@@ -379,6 +405,7 @@ int main(void) {
       cmocka_unit_test(test_name_check),
       cmocka_unit_test(test_async_load),
       cmocka_unit_test(test_async_cache_hit),
+      cmocka_unit_test(test_zone_index),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
