@@ -43,8 +43,4 @@ int evs_cronexpr_parse(const char *spec, evs_cronexpr_t *out, char *err, size_t 
  * returns Go's zero time). */
 int evs_cronexpr_next(const evs_cronexpr_t *e, const evs_tz_t *tz, int64_t t_ms, int64_t *out);
 
-/* Unicode white space as Go's unicode.IsSpace sees it: the byte length of the space character at
- * s (UTF-8), or 0. Used for field splitting and for KEDA's strings.TrimSpace of metadata. */
-size_t evs_cronexpr_space_len(const char *s);
-
 #endif

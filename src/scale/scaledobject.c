@@ -11,6 +11,7 @@
 
 #include "evscale/error.h"
 #include "evscale/formula.h"
+#include "evscale/param.h"
 #include "so_check.h"
 
 /* ---- arena: every string of one object in a few blocks freed together ---- */
@@ -73,111 +74,6 @@ void evs_so__err(evs_so__ctx_t *c, const evs_node_t *n, const char *field, const
 }
 
 /* ---- Go-compatible scalar parsing ---- */
-
-static int is_go_space(char ch) {
-  return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\v' || ch == '\f';
-}
-
-int evs_so__trim(const char *s, char *buf, size_t cap) {
-  size_t n;
-  while (*s && is_go_space(*s))
-    s++;
-  n = strlen(s);
-  while (n > 0 && is_go_space(s[n - 1]))
-    n--;
-  if (n + 1 > cap)
-    return -1;
-  memcpy(buf, s, n);
-  buf[n] = '\0';
-  return 0;
-}
-
-/* The JSON number grammar: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?. Returns 1 when s is
- * one, and sets *is_int when it has neither fraction nor exponent. */
-static int json_number(const char *s, int *is_int) {
-  const char *p = s;
-  *is_int = 1;
-  if (*p == '-')
-    p++;
-  if (*p == '0')
-    p++;
-  else if (*p >= '1' && *p <= '9')
-    while (*p >= '0' && *p <= '9')
-      p++;
-  else
-    return 0;
-  if (*p == '.') {
-    *is_int = 0;
-    if (!(*++p >= '0' && *p <= '9'))
-      return 0;
-    while (*p >= '0' && *p <= '9')
-      p++;
-  }
-  if (*p == 'e' || *p == 'E') {
-    *is_int = 0;
-    p++;
-    if (*p == '+' || *p == '-')
-      p++;
-    if (!(*p >= '0' && *p <= '9'))
-      return 0;
-    while (*p >= '0' && *p <= '9')
-      p++;
-  }
-  return *p == '\0';
-}
-
-int evs_so__json_int64(const char *s, int64_t *out) {
-  int is_int;
-  char *end;
-  if (!json_number(s, &is_int) || !is_int)
-    return -1;
-  errno = 0;
-  long long v = strtoll(s, &end, 10);
-  if (errno || *end)
-    return -1;
-  *out = v;
-  return 0;
-}
-
-int evs_so__json_float(const char *s, double *out) {
-  int is_int;
-  char *end;
-  if (!json_number(s, &is_int))
-    return -1;
-  errno = 0;
-  double v = strtod(s, &end);
-  /* Go's decoder refuses numbers that overflow float64 (underflow to 0 is accepted). */
-  if (*end || isinf(v))
-    return -1;
-  *out = v;
-  return 0;
-}
-
-int evs_so__go_parse_float(const char *s, double *out) {
-  char *end;
-  /* strconv.ParseFloat takes no surrounding space and no empty string; strtod's extras that Go
-   * also accepts (inf, nan, hex floats) are fine. */
-  if (*s == '\0' || is_go_space(*s))
-    return -1;
-  errno = 0;
-  double v = strtod(s, &end);
-  if (*end || (errno == ERANGE && isinf(v)))
-    return -1;
-  *out = v;
-  return 0;
-}
-
-int evs_so__go_parse_bool(const char *s, int *out) {
-  static const char *const t[] = {"1", "t", "T", "TRUE", "true", "True"};
-  static const char *const f[] = {"0", "f", "F", "FALSE", "false", "False"};
-  for (size_t i = 0; i < 6; i++) {
-    if (strcmp(s, t[i]) == 0)
-      return *out = 1, 0;
-    if (strcmp(s, f[i]) == 0)
-      return *out = 0, 0;
-  }
-  return -1;
-}
 
 /* ---- typed field readers ---- */
 
@@ -255,7 +151,7 @@ static uint8_t bool_annotation(const evs_node_t *ann, const char *key) {
   int b;
   if (evs_node_get(ann, key) == NULL)
     return 0;
-  if (v == NULL || evs_so__go_parse_bool(v, &b) != 0)
+  if (v == NULL || evs_param_go_bool(v, &b) != 0)
     return 1;
   return (uint8_t)b;
 }
@@ -280,7 +176,7 @@ static void parse_annotations(evs_so__ctx_t *c, const evs_node_t *ann) {
     char *end;
     errno = 0;
     long long n = t ? strtoll(t, &end, 10) : 0;
-    if (t == NULL || *t == '\0' || is_go_space(*t) || *end || errno || n < INT32_MIN ||
+    if (t == NULL || *t == '\0' || evs_param_space_len(t) > 0 || *end || errno || n < INT32_MIN ||
         n > INT32_MAX || n < 0)
       evs_so__err(c, pr, ANN_PREFIX "paused-replicas",
                   "\"%s\" is not a replica count (a non-negative 32-bit integer)", t ? t : "");
@@ -456,12 +352,12 @@ static void parse_modifiers(evs_so__ctx_t *c, const evs_node_t *adv) {
   if (formula && *formula && !(target && *target))
     evs_so__err(c, m, "target", "formula is given but target is empty");
   if (target && *target &&
-      (evs_so__go_parse_float(target, &so->modifiers_target) != 0 || !(so->modifiers_target > 0)))
+      (evs_param_go_float(target, &so->modifiers_target) != 0 || !(so->modifiers_target > 0)))
     evs_so__err(c, evs_node_get(m, "target"), "target",
                 "error converting target for scalingModifiers (string->float) to valid target: "
                 "\"%s\" is not a number greater than 0",
                 target);
-  if (act && *act && evs_so__go_parse_float(act, &so->modifiers_activation_target) != 0)
+  if (act && *act && evs_param_go_float(act, &so->modifiers_activation_target) != 0)
     evs_so__err(c, evs_node_get(m, "activationTarget"), "activationTarget",
                 "scalingModifiers.ActivationTarget parsing error: \"%s\" is not a number", act);
   if (formula && *formula)

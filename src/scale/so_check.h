@@ -26,15 +26,6 @@ void evs_so__err(evs_so__ctx_t *c, const evs_node_t *n, const char *field, const
 const char *evs_so__strdup(evs_so__ctx_t *c, const char *s);
 void *evs_so__alloc(evs_so__ctx_t *c, size_t n);
 
-/* strings.TrimSpace into a bounded buffer; returns 0, or -1 when it does not fit. */
-int evs_so__trim(const char *s, char *buf, size_t cap);
-/* KEDA's typed_config number decoding (json.Unmarshal into int64 / float64). 0 or -1. */
-int evs_so__json_int64(const char *s, int64_t *out);
-int evs_so__json_float(const char *s, double *out);
-/* strconv.ParseFloat / strconv.ParseBool. 0 or -1. */
-int evs_so__go_parse_float(const char *s, double *out);
-int evs_so__go_parse_bool(const char *s, int *out);
-
 /* Validates spec.triggers (the node may be NULL) into c->so. */
 void evs_so__parse_triggers(evs_so__ctx_t *c, const evs_node_t *spec);
 

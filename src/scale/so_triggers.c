@@ -18,6 +18,7 @@
 #include "evscale/cron.h"
 #include "evscale/cronexpr.h"
 #include "evscale/metricname.h"
+#include "evscale/param.h"
 #include "so_check.h"
 
 /* A trimmed metadata value, or NULL when absent or empty (KEDA's configParamValue). */
@@ -25,7 +26,7 @@ static const char *param(const evs_trigger_t *t, const char *key, char *buf, siz
   const char *v = evs_kvs_get(&t->metadata, key);
   if (v == NULL)
     return NULL;
-  if (evs_so__trim(v, buf, cap) != 0)
+  if (evs_param_trim(v, buf, cap) != 0)
     return v; /* too long for buf: certainly not a number, reported as such */
   return buf[0] ? buf : NULL;
 }
@@ -40,7 +41,7 @@ static void require(evs_so__ctx_t *c, const evs_node_t *tn, const evs_trigger_t 
                     const char *key) {
   char buf[8];
   const char *v = evs_kvs_get(&t->metadata, key);
-  if (v == NULL || (evs_so__trim(v, buf, sizeof buf) == 0 && buf[0] == '\0'))
+  if (v == NULL || (evs_param_trim(v, buf, sizeof buf) == 0 && buf[0] == '\0'))
     evs_so__err(c, meta_node(tn, key), key,
                 "missing required parameter \"%s\" in [triggerMetadata]", key);
 }
@@ -52,7 +53,7 @@ static void p_int(evs_so__ctx_t *c, const evs_node_t *tn, const evs_trigger_t *t
   const char *s = param(t, key, buf, sizeof buf);
   if (s == NULL)
     return;
-  if (evs_so__json_int64(s, &v) != 0)
+  if (evs_param_json_int64(s, &v) != 0)
     evs_so__err(c, meta_node(tn, key), key,
                 "unable to set param \"%s\" value \"%.40s\": must be an integer (int64)", key, s);
   else if (out)
@@ -66,7 +67,7 @@ static void p_float(evs_so__ctx_t *c, const evs_node_t *tn, const evs_trigger_t 
   const char *s = param(t, key, buf, sizeof buf);
   if (s == NULL)
     return;
-  if (evs_so__json_float(s, &v) != 0)
+  if (evs_param_json_float(s, &v) != 0)
     evs_so__err(c, meta_node(tn, key), key,
                 "unable to set param \"%s\" value \"%.40s\": must be a number (float64)", key, s);
   else
@@ -78,7 +79,7 @@ static void p_bool(evs_so__ctx_t *c, const evs_node_t *tn, const evs_trigger_t *
   char buf[16];
   int b;
   const char *s = param(t, key, buf, sizeof buf);
-  if (s && evs_so__go_parse_bool(s, &b) != 0)
+  if (s && evs_param_go_bool(s, &b) != 0)
     evs_so__err(c, meta_node(tn, key), key, "unable to parse boolean value \"%.40s\"", s);
 }
 

@@ -7,6 +7,7 @@
  * schedules) may be outstanding too: `pending` counts timers and loads, and the scaler is freed
  * when the last of them has finished. */
 #include "evscale/cron.h"
+#include "evscale/param.h"
 #include "evscale/error.h"
 
 #include <stdio.h>
@@ -81,51 +82,7 @@ void evs_cron_window(const evs_cronexpr_t *start, const evs_tz_t *start_tz,
 /* KEDA trims every parameter with strings.TrimSpace; an empty value counts as missing. */
 static char *meta_get(const evs_scaler_config_t *cfg, const char *key) {
   const char *v = evs_kvs_get(&cfg->metadata, key);
-  if (v == NULL)
-    return NULL;
-  size_t sp;
-  while ((sp = evs_cronexpr_space_len(v)) > 0)
-    v += sp;
-  char *s = strdup(v);
-  if (s == NULL)
-    return NULL;
-  /* Trailing white space: keep up to the end of the last non-space character. */
-  size_t end = 0;
-  for (size_t i = 0; s[i];) {
-    size_t l = evs_cronexpr_space_len(s + i);
-    if (l == 0) {
-      i++;
-      end = i;
-    } else {
-      i += l;
-    }
-  }
-  s[end] = 0;
-  if (end == 0) {
-    free(s);
-    return NULL;
-  }
-  return s;
-}
-
-/* KEDA decodes desiredReplicas with encoding/json into an int64: -?(0|[1-9][0-9]*). */
-static int parse_json_int(const char *s, int64_t *out) {
-  const char *p = s;
-  int neg = *p == '-';
-  p += neg;
-  if (*p < '0' || *p > '9' || (p[0] == '0' && p[1] != 0))
-    return -1;
-  uint64_t v = 0, lim = (uint64_t)INT64_MAX + (uint64_t)neg;
-  for (; *p; p++) {
-    if (*p < '0' || *p > '9')
-      return -1;
-    uint64_t d = (uint64_t)(*p - '0');
-    if (v > (lim - d) / 10)
-      return -1;
-    v = v * 10 + d;
-  }
-  *out = neg ? (int64_t)(0 - v) : (int64_t)v;
-  return 0;
+  return v ? evs_param_trim_dup(v) : NULL;
 }
 
 static int need(const evs_scaler_config_t *cfg, evs_diag_t *diag, const char *key, char **out) {
@@ -199,7 +156,7 @@ static int cron_parse_meta(cron_t *c, const evs_scaler_config_t *cfg, evs_diag_t
                  "start and end can not have exactly same time input");
     bad = -1;
   }
-  if (desired && parse_json_int(desired, &c->desired) != 0) {
+  if (desired && evs_param_json_int64(desired, &c->desired) != 0) {
     evs_diag_add(diag, cfg->object, 0, 0, "metadata.desiredReplicas",
                  "'%s' is not an integer (int64)", desired);
     bad = -1;

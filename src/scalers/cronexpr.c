@@ -3,6 +3,7 @@
  * Next follows spec.go step by step, including its DST handling, because KEDA's windows are
  * whatever that code computes, quirks included. */
 #include "evscale/cronexpr.h"
+#include "evscale/param.h"
 #include "evscale/error.h"
 
 #include <stdarg.h>
@@ -43,25 +44,6 @@ __attribute__((format(printf, 2, 3))) static int fail(errbuf_t *e, const char *f
     va_end(ap);
   }
   return EVS_ECRON;
-}
-
-size_t evs_cronexpr_space_len(const char *s) {
-  const unsigned char *u = (const unsigned char *)s;
-  if (u[0] == ' ' || (u[0] >= '\t' && u[0] <= '\r'))
-    return 1;
-  if (u[0] == 0xc2 && (u[1] == 0x85 || u[1] == 0xa0)) /* NEL, NO-BREAK SPACE */
-    return 2;
-  if (u[0] == 0xe1 && u[1] == 0x9a && u[2] == 0x80) /* OGHAM SPACE MARK */
-    return 3;
-  if (u[0] == 0xe2 && u[1] == 0x80 &&
-      (u[2] <= 0x8a || u[2] == 0xa8 || u[2] == 0xa9 ||
-       u[2] == 0xaf)) /* U+2000-200A, 2028/9, 202F */
-    return u[2] >= 0x80 ? 3 : 0;
-  if (u[0] == 0xe2 && u[1] == 0x81 && u[2] == 0x9f) /* MEDIUM MATHEMATICAL SPACE */
-    return 3;
-  if (u[0] == 0xe3 && u[1] == 0x80 && u[2] == 0x80) /* IDEOGRAPHIC SPACE */
-    return 3;
-  return 0;
 }
 
 /* Go's strconv.Atoi: optional sign, decimal digits, int64 range. */
@@ -201,12 +183,12 @@ static size_t split_fields(const char *s, span_t *f, size_t max) {
   size_t n = 0;
   while (*s) {
     size_t sp;
-    while ((sp = evs_cronexpr_space_len(s)) > 0)
+    while ((sp = evs_param_space_len(s)) > 0)
       s += sp;
     if (*s == 0)
       break;
     const char *b = s;
-    while (*s && evs_cronexpr_space_len(s) == 0)
+    while (*s && evs_param_space_len(s) == 0)
       s++;
     if (n < max)
       f[n] = (span_t){b, (size_t)(s - b)};
@@ -244,7 +226,7 @@ static int parse_zone_prefix(const char **spec, evs_cronexpr_t *x, errbuf_t *e) 
   if (evs_tz_name_check(x->zone) != 0)
     return fail(e, "provided bad location %s: time: invalid location name", x->zone);
   x->has_zone = 1;
-  for (size_t l; (l = evs_cronexpr_space_len(sp)) > 0;)
+  for (size_t l; (l = evs_param_space_len(sp)) > 0;)
     sp += l;
   *spec = sp;
   return 0;

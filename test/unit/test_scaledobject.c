@@ -21,6 +21,7 @@
 #include "evscale/metricname.h"
 #include "evscale/scaledobject.h"
 #include "evscale/tz.h"
+#include "evscale/param.h"
 #include "scale/so_check.h"
 
 static void dump(const evs_diag_t *d) {
@@ -556,36 +557,36 @@ static void keda_number_parsing(void **state) {
   int64_t i;
   double f;
   int b;
-  assert_int_equal(evs_so__json_int64("10", &i), 0);
+  assert_int_equal(evs_param_json_int64("10", &i), 0);
   assert_int_equal(i, 10);
-  assert_int_equal(evs_so__json_int64("-3", &i), 0);
+  assert_int_equal(evs_param_json_int64("-3", &i), 0);
   assert_int_equal(i, -3);
-  assert_int_equal(evs_so__json_int64("5.0", &i), -1); /* a float into int64 */
-  assert_int_equal(evs_so__json_int64("1e3", &i), -1);
-  assert_int_equal(evs_so__json_int64("05", &i), -1); /* leading zero: not JSON */
-  assert_int_equal(evs_so__json_int64("+5", &i), -1);
-  assert_int_equal(evs_so__json_int64("0x10", &i), -1);
-  assert_int_equal(evs_so__json_int64("9223372036854775808", &i), -1); /* overflow */
-  assert_int_equal(evs_so__json_float("2.5", &f), 0);
+  assert_int_equal(evs_param_json_int64("5.0", &i), -1); /* a float into int64 */
+  assert_int_equal(evs_param_json_int64("1e3", &i), -1);
+  assert_int_equal(evs_param_json_int64("05", &i), -1); /* leading zero: not JSON */
+  assert_int_equal(evs_param_json_int64("+5", &i), -1);
+  assert_int_equal(evs_param_json_int64("0x10", &i), -1);
+  assert_int_equal(evs_param_json_int64("9223372036854775808", &i), -1); /* overflow */
+  assert_int_equal(evs_param_json_float("2.5", &f), 0);
   assert_true(f == 2.5);
-  assert_int_equal(evs_so__json_float("1e3", &f), 0);
+  assert_int_equal(evs_param_json_float("1e3", &f), 0);
   assert_true(f == 1000);
-  assert_int_equal(evs_so__json_float(".5", &f), -1);
-  assert_int_equal(evs_so__json_float("5.", &f), -1);
-  assert_int_equal(evs_so__json_float("NaN", &f), -1);
-  assert_int_equal(evs_so__json_float("1e400", &f), -1);
+  assert_int_equal(evs_param_json_float(".5", &f), -1);
+  assert_int_equal(evs_param_json_float("5.", &f), -1);
+  assert_int_equal(evs_param_json_float("NaN", &f), -1);
+  assert_int_equal(evs_param_json_float("1e400", &f), -1);
   /* strconv.ParseFloat (scalingModifiers.target) is more lenient than JSON. */
-  assert_int_equal(evs_so__go_parse_float("+.5", &f), 0);
+  assert_int_equal(evs_param_go_float("+.5", &f), 0);
   assert_true(f == 0.5);
-  assert_int_equal(evs_so__go_parse_float(" 1", &f), -1);
-  assert_int_equal(evs_so__go_parse_float("", &f), -1);
+  assert_int_equal(evs_param_go_float(" 1", &f), -1);
+  assert_int_equal(evs_param_go_float("", &f), -1);
   /* strconv.ParseBool. */
-  assert_int_equal(evs_so__go_parse_bool("T", &b), 0);
+  assert_int_equal(evs_param_go_bool("T", &b), 0);
   assert_int_equal(b, 1);
-  assert_int_equal(evs_so__go_parse_bool("False", &b), 0);
+  assert_int_equal(evs_param_go_bool("False", &b), 0);
   assert_int_equal(b, 0);
-  assert_int_equal(evs_so__go_parse_bool("yes", &b), -1);
-  assert_int_equal(evs_so__go_parse_bool("fALSE", &b), -1);
+  assert_int_equal(evs_param_go_bool("yes", &b), -1);
+  assert_int_equal(evs_param_go_bool("fALSE", &b), -1);
 }
 
 /* getBoolAnnotation: "false" is false, unparsable is true, absent is false. */
