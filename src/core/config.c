@@ -80,12 +80,18 @@ uint64_t evs_config_hash(const void *buf, size_t len) {
 }
 
 int evs_config_env_name(const char *key, char *buf, size_t cap) {
-  char tmp[160];
+  static const char prefix[] = "EVSCALE_";
   size_t n = 0;
-  for (const char *p = key; *p && n < sizeof tmp - 1; p++)
-    tmp[n++] = *p == '.' ? '_' : (*p >= 'a' && *p <= 'z') ? (char)(*p - 'a' + 'A') : *p;
-  tmp[n] = '\0';
-  return snprintf(buf, cap, "EVSCALE_%s", tmp);
+  /* Like snprintf: write what fits, NUL-terminate, return the full length. */
+  for (const char *p = prefix; *p; p++, n++)
+    if (n + 1 < cap)
+      buf[n] = *p;
+  for (const char *p = key; *p; p++, n++)
+    if (n + 1 < cap)
+      buf[n] = *p == '.' ? '_' : (*p >= 'a' && *p <= 'z') ? (char)(*p - 'a' + 'A') : *p;
+  if (cap > 0)
+    buf[n < cap ? n : cap - 1] = '\0';
+  return (int)n;
 }
 
 size_t evs_config_key_count(void) { return evs_config__nkeys; }

@@ -115,12 +115,13 @@ int evs_duration_format(uint64_t ms, char *buf, size_t cap) {
     n += (size_t)snprintf(out + n, sizeof out - n, "%llu", (unsigned long long)s);
     if (rest) {
       /* Milliseconds as a decimal fraction without trailing zeros: 500 → ".5". */
-      char f[8];
-      snprintf(f, sizeof f, ".%03u", (unsigned)rest);
-      size_t fl = strlen(f);
-      while (f[fl - 1] == '0')
-        f[--fl] = '\0';
-      n += (size_t)snprintf(out + n, sizeof out - n, "%s", f);
+      unsigned frac = (unsigned)rest;
+      int digits = 3;
+      while (frac % 10 == 0) { /* rest > 0, so this stops */
+        frac /= 10;
+        digits--;
+      }
+      n += (size_t)snprintf(out + n, sizeof out - n, ".%0*u", digits, frac);
     }
     n += (size_t)snprintf(out + n, sizeof out - n, "s");
   }

@@ -939,7 +939,7 @@ static int eval_bool(eval_t *e, int32_t idx, const char *what, int *out) {
 
 static int eval_binary(eval_t *e, const node_t *n, value_t *out) {
   if (n->op == OP_AND || n->op == OP_OR) {
-    int l, r, rc = eval_bool(e, n->a, op_name(n->op), &l);
+    int l = 0, r = 0, rc = eval_bool(e, n->a, op_name(n->op), &l);
     if (rc != 0)
       return rc;
     if ((n->op == OP_AND && !l) || (n->op == OP_OR && l)) { /* short-circuit, as expr */
@@ -1070,7 +1070,7 @@ static int eval_node(eval_t *e, int32_t idx, value_t *out) {
   case NK_CALL:
     return eval_call(e, n, out);
   default: { /* NK_COND */
-    int c, rc = eval_bool(e, n->c, "?:", &c);
+    int c = 0, rc = eval_bool(e, n->c, "?:", &c);
     return rc != 0 ? rc : eval_node(e, c ? n->a : n->b, out);
   }
   }
