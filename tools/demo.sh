@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/install-deps.sh
-cmake -S . -B build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build/release -j "$(nproc 2>/dev/null || echo 2)"
+cmake -S . -B build/demo -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build/demo -j "$(nproc 2>/dev/null || echo 2)"
 echo "demo: evscale is starting; try: curl -s localhost:8080/metrics | head; Ctrl-C stops it"
-exec build/release/evscale run --config config/example.yaml ${EVS_DEMO_ARGS:-}
+exec build/demo/evscale run --config config/example.yaml ${EVS_DEMO_ARGS:-}
