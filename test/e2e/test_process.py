@@ -179,6 +179,16 @@ class OneShotCommands(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn("EVSCALE_CIRCUIT_BREAKER_MAX_SCALE_EVENTS_PER_MINUTE", r.stdout + r.stderr)
 
+    def test_address_in_use_exits_3(self):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            s.listen()
+            port = s.getsockname()[1]
+            env = dict(os.environ, EVSCALE_SERVER_ADDRESS=f"127.0.0.1:{port}")
+            r = run("run", env=env)
+            self.assertEqual(r.returncode, 3, r.stderr)
+            self.assertIn("address already in use", r.stderr)
+
     def test_run_with_broken_config_exits_1_with_position(self):
         with tempfile.TemporaryDirectory() as d:
             path = os.path.join(d, "bad.yaml")
