@@ -21,6 +21,8 @@
 #include "evscale/error.h"
 #include "evscale/tz.h"
 
+#include "bench_util.h"
+
 #define T_FROM_MS INT64_C(1767225600000) /* 2026-01-01T00:00:00Z */
 #define T_SPAN_MS INT64_C(315532800000)  /* ten years */
 
@@ -51,33 +53,6 @@ static const char *const windows[][2] = {
 };
 #define N_WINDOWS (sizeof windows / sizeof windows[0])
 
-static uint64_t rng_state;
-
-static uint64_t rng(void) {
-  rng_state ^= rng_state >> 12;
-  rng_state ^= rng_state << 25;
-  rng_state ^= rng_state >> 27;
-  return rng_state * UINT64_C(2685821657736338717);
-}
-
-static int64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static double cpu_seconds(void) {
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-         ru.ru_stime.tv_usec / 1e6;
-}
-
-static int cmp_u32(const void *a, const void *b) {
-  uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-  return (x > y) - (x < y);
-}
-
 static void print_pct(const char *what, uint32_t *v, size_t n) {
   if (n == 0)
     return;
@@ -87,11 +62,6 @@ static void print_pct(const char *what, uint32_t *v, size_t n) {
     sum += v[i];
   printf("  %-28s n %7zu  p50 %6u ns  p95 %6u ns  p99 %6u ns  max %8u ns  mean %7.0f ns\n", what, n,
          v[n / 2], v[(size_t)(n * 0.95)], v[(size_t)(n * 0.99)], v[n - 1], sum / (double)n);
-}
-
-static uint32_t since(int64_t t0) {
-  int64_t d = now_ns() - t0;
-  return (uint32_t)(d > UINT32_MAX ? UINT32_MAX : d);
 }
 
 /* ---- zones ---------------------------------------------------------------------------------- */

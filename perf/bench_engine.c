@@ -33,6 +33,8 @@
 #include "evscale/error.h"
 #include "evscale/scaledobject.h"
 
+#include "bench_util.h"
+
 #define T0_MS INT64_C(1795392000000) /* 2026-11-23 00:00:00 UTC: replay start */
 #define STEP_MS 15000                /* one reading per trigger per 15 s of simulated time */
 #define MAX_TRIG 3
@@ -57,49 +59,7 @@ typedef struct {
   evs_cronexpr_t start, end;
 } cron_pair_t;
 
-static uint64_t rng_state;
-
-static uint64_t rng(void) {
-  /* xorshift64*: reproducible for a given seed, cheap next to what is measured. */
-  rng_state ^= rng_state >> 12;
-  rng_state ^= rng_state << 25;
-  rng_state ^= rng_state >> 27;
-  return rng_state * UINT64_C(2685821657736338717);
-}
-
 static double rng_unit(void) { return (double)(rng() >> 11) / 9007199254740992.0; }
-
-static int64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static double cpu_seconds(void) {
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-         ru.ru_stime.tv_usec / 1e6;
-}
-
-/* VmRSS in bytes; reading /proc in a benchmark is fine (the loop rule is for the daemon). */
-static long rss_bytes(void) {
-  FILE *f = fopen("/proc/self/status", "r");
-  char line[256];
-  long kb = -1;
-  if (f == NULL)
-    return -1;
-  while (fgets(line, sizeof line, f))
-    if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-      break;
-  fclose(f);
-  return kb * 1024;
-}
-
-static size_t heap_in_use(void) {
-  struct mallinfo2 mi = mallinfo2();
-  return mi.uordblks + mi.hblkhd;
-}
 
 /* ---- the ScaledObjects ---------------------------------------------------------------------- */
 
@@ -445,11 +405,6 @@ static void one_decision(stats_t *s, obj_t *o, const evs_engine_config_t *ecfg,
     s->lat_ns[s->n] = (uint32_t)(t2 - t0 > UINT32_MAX ? UINT32_MAX : t2 - t0);
     s->n++;
   }
-}
-
-static int cmp_u32(const void *a, const void *b) {
-  uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-  return (x > y) - (x < y);
 }
 
 static void print_pct(const char *what, uint32_t *v, size_t n) {

@@ -20,6 +20,8 @@
 
 #include "evscale/metrics.h"
 
+#include "bench_util.h"
+
 #define N_LABELS 6
 #define OBJ_LABEL 1 /* scaledObject */
 
@@ -30,56 +32,6 @@ typedef struct {
   char buf[160]; /* the six values, NUL-separated */
   const char *v[N_LABELS];
 } series_t;
-
-static uint64_t rng_state;
-
-static uint64_t rng(void) {
-  rng_state ^= rng_state >> 12;
-  rng_state ^= rng_state << 25;
-  rng_state ^= rng_state >> 27;
-  return rng_state * UINT64_C(2685821657736338717);
-}
-
-static int64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static uint32_t since(int64_t t0) {
-  int64_t d = now_ns() - t0;
-  return (uint32_t)(d > UINT32_MAX ? UINT32_MAX : d);
-}
-
-static double cpu_seconds(void) {
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-         ru.ru_stime.tv_usec / 1e6;
-}
-
-static long rss_bytes(void) {
-  FILE *f = fopen("/proc/self/status", "r");
-  char line[256];
-  long kb = -1;
-  if (f == NULL)
-    return -1;
-  while (fgets(line, sizeof line, f))
-    if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-      break;
-  fclose(f);
-  return kb * 1024;
-}
-
-static size_t heap_in_use(void) {
-  struct mallinfo2 mi = mallinfo2();
-  return mi.uordblks + mi.hblkhd;
-}
-
-static int cmp_u32(const void *a, const void *b) {
-  uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-  return (x > y) - (x < y);
-}
 
 /* Sorts v and prints its percentiles, in microseconds when `us`. */
 static void print_pct(const char *what, uint32_t *v, size_t n, int us) {
