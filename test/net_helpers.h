@@ -9,6 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -109,6 +112,21 @@ static inline void evs_test_server_stop(evs_test_server_t *s) {
 }
 
 /* Runs the loop until *flag becomes nonzero or timeout_ms passes; returns *flag. */
+/* A loopback port nobody listens on: bound and closed again (not port 1, which a process run
+ * as root may well hold). 0 on failure. */
+static inline int evs_test_closed_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t len = sizeof a;
+  int port = 0;
+  if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+      getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+    port = ntohs(a.sin_port);
+  if (fd >= 0)
+    close(fd);
+  return port;
+}
+
 static inline void evs_test__noop(uv_timer_t *t) { (void)t; }
 static inline void evs_test__free_handle(uv_handle_t *h) { free(h); }
 

@@ -17,7 +17,10 @@ const char *evs_strerror(int err) {
     return "unknown evscale error";
   if (err == 0)
     return "success";
-  return uv_strerror(err);
+  /* uv_strerror allocates (and leaks) a message for a code it does not know; uv_strerror_r
+   * writes into our buffer. Thread-local: libuv's pool threads may log too. */
+  static _Thread_local char buf[96];
+  return uv_strerror_r(err, buf, sizeof buf);
 }
 
 const char *evs_err_name(int err) {

@@ -628,8 +628,11 @@ static void test_refused_and_idle_expiry(void **state) {
   evs_test_run_until(&e.loop, &never, 600);
   assert_int_equal(evs_http_client_connections(e.client), 0);
   /* Connection refused on a port nobody listens on. */
-  evs_http_request_opts_t o = {
-      .method = "GET", .url = "http://127.0.0.1:1/", .on_done = on_done, .arg = &r};
+  char refused[64];
+  int port = evs_test_closed_port();
+  assert_true(port > 0);
+  snprintf(refused, sizeof refused, "http://127.0.0.1:%d/", port);
+  evs_http_request_opts_t o = {.method = "GET", .url = refused, .on_done = on_done, .arg = &r};
   assert_int_equal(evs_http_request(e.client, &o, NULL), 0);
   run(&e, &r);
   assert_int_equal(r.err, UV_ECONNREFUSED);

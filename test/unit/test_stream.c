@@ -131,23 +131,12 @@ static void test_echo_ipv6(void **state) {
   evs_test_server_stop(&v6);
 }
 
-/* A port that was just bound and closed: nothing listens there. */
-static int dead_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  socklen_t len = sizeof a;
-  assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-  assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-  close(fd);
-  return ntohs(a.sin_port);
-}
-
 static void test_refused(void **state) {
   (void)state;
   uv_loop_t loop;
   uv_loop_init(&loop);
   ctx_t c = {0};
-  connect_to(&loop, &c, "127.0.0.1", dead_port(), 10000);
+  connect_to(&loop, &c, "127.0.0.1", evs_test_closed_port(), 10000);
   assert_int_equal(c.status, UV_ECONNREFUSED);
   /* The stream freed itself after the failed connect. */
   assert_int_equal(evs_test_loop_close(&loop), 0);
