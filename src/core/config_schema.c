@@ -258,8 +258,6 @@ static int evs__p_dur(const evs_config__key_t *k, evs_config_t *cfg, const evs_c
       snprintf(err, cap, "invalid duration '%s' (units: ms, s, m, h; e.g. 500ms, 1m30s)", s);
     return UV_EINVAL;
   }
-  char shown[64];
-  evs_duration_format(ms, shown, sizeof shown);
   if ((double)ms < k->min || (double)ms > k->max) {
     char lo[32], hi[32];
     evs_duration_format((uint64_t)k->min, lo, sizeof lo);
