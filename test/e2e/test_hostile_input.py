@@ -238,5 +238,58 @@ class OddFiles(unittest.TestCase):
             self.assertIn(f"{path}: cannot read: permission denied", r.stderr)
 
 
+class CheckConfigOutput(unittest.TestCase):
+    """What check-config prints: no secret in clear, no raw control byte."""
+
+    def write(self, text):
+        self.dir = tempfile.TemporaryDirectory()
+        self.addCleanup(self.dir.cleanup)
+        path = os.path.join(self.dir.name, "c.yaml")
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def test_redis_address_userinfo_masked(self):
+        path = self.write("scaled_objects:\n"
+                          "  - apiVersion: keda.sh/v1alpha1\n"
+                          "    kind: ScaledObject\n"
+                          "    metadata: {name: w}\n"
+                          "    spec:\n"
+                          "      scaleTargetRef: {name: w}\n"
+                          "      triggers:\n"
+                          "        - type: redis\n"
+                          "          metadata:\n"
+                          "            address: \"default:S3CRET@host:6379\"\n"
+                          "            listName: q\n"
+                          "            listLength: \"5\"\n")
+        r = run("check-config", "--config", path)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertNotIn("S3CRET", r.stdout + r.stderr)
+        self.assertIn('address: "default:<redacted>@host:6379"', r.stdout)
+
+    def test_control_bytes_escaped(self):
+        # An unknown key with ESC [2J (clear screen) and a value with a CR: the error lines and
+        # the dump show them escaped.
+        path = self.write('log:\n  "lev\\e[2Jel": info\n')
+        r = run("check-config", "--config", path)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertNotIn("\x1b", r.stdout + r.stderr)
+        self.assertIn("lev\\x1b[2Jel", r.stderr)
+        path = self.write("scaled_objects:\n"
+                          "  - apiVersion: keda.sh/v1alpha1\n"
+                          "    kind: ScaledObject\n"
+                          "    metadata: {name: w}\n"
+                          "    spec:\n"
+                          "      scaleTargetRef: {name: w}\n"
+                          "      triggers:\n"
+                          "        - type: redis\n"
+                          "          metadata:\n"
+                          "            listName: \"q\\rX\\e[31m\"\n")
+        r = run("check-config", "--config", path)
+        out = r.stdout + r.stderr
+        self.assertNotIn("\x1b", out)
+        self.assertNotIn("\r", out)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
