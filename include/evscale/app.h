@@ -4,8 +4,11 @@
  *
  * Shutdown (SIGTERM or SIGINT): readiness goes false, the server stops accepting, in-flight
  * responses finish, and every handle is closed; if that takes longer than
- * server.shutdown_grace, the remaining connections are dropped. evs_app_run returns once the
- * loop has no handle left, so the caller's uv_loop_close returns 0. */
+ * server.shutdown_grace, the remaining connections are dropped. A second SIGTERM or SIGINT during
+ * the grace ends it at once (remaining connections dropped); SIGHUP while stopping is logged and
+ * ignored. Either way the exit is the clean one (code 0, "evscale stopped"): the signal handles
+ * stay open until the last step of shutdown, and the three signals are ignored from then to exit.
+ * evs_app_run returns once the loop has no handle left, so the caller's uv_loop_close returns 0. */
 #ifndef EVSCALE_APP_H
 #define EVSCALE_APP_H
 

@@ -29,7 +29,8 @@ void evs_diag_free(evs_diag_t *d);
 /* Adds one entry; every string is copied. Allocation failure drops the entry (counted). */
 void evs_diag_add(evs_diag_t *d, const char *source, uint32_t line, uint32_t col, const char *path,
                   const char *fmt, ...) __attribute__((format(printf, 6, 7)));
-/* Formats entry i into buf (NUL-terminated, truncated); returns the would-be length. */
+/* Formats entry i into buf (NUL-terminated, truncated); returns the would-be length. Control
+ * bytes (< 0x20, 0x7f) in any part are written as \xNN, so input cannot drive a terminal. */
 int evs_diag_format(const evs_diag_t *d, size_t i, char *buf, size_t cap);
 /* Appends every entry of src to dst. */
 void evs_diag_merge(evs_diag_t *dst, const evs_diag_t *src);

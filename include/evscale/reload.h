@@ -11,8 +11,9 @@
  *    application owns SIGHUP and call evs_reload_trigger from its handler instead);
  *  - evs_reload_trigger().
  * Triggers are debounced (opts.debounce_ms, default 150 ms): the kubelet's swap and an editor's
- * save are several events. The file is read OFF the loop thread (uv_fs_open/read/close through
- * the thread pool), then parsed and validated on the loop (a few KiB: microseconds).
+ * save are several events. The file is read OFF the loop thread (file.h: uv_fs_* through the
+ * thread pool; a FIFO, device or directory swapped in is refused, not waited on), then parsed and
+ * validated on the loop (a few KiB: microseconds).
  * A file whose bytes are identical to the last one seen (FNV-1a 64 hash) is not a reload: no
  * callback. Otherwise the callback runs exactly once per attempt.
  *
@@ -28,7 +29,8 @@
 typedef struct evs_reload_s evs_reload_t;
 
 /* status 0: cfg is new (the callee owns it: apply it after evs_config_diff_reload, or free it),
- * diag is empty. status EVS_EINVALCFG / EVS_ETOOBIG / a UV_E* read error: cfg is NULL and diag
+ * diag is empty. status EVS_EINVALCFG, or a read error of file.h (UV_EFTYPE for a FIFO or device,
+ * UV_EISDIR, EVS_ETOOBIG, UV_ENOENT, UV_EACCES, ...): cfg is NULL and diag
  * (borrowed, valid during the call) says why, with positions. status EVS_ECANCELED: an attempt
  * was in flight when evs_reload_close was called (cfg NULL, diag empty). */
 typedef void (*evs_reload_cb)(evs_reload_t *r, int status, evs_config_t *cfg,

@@ -9,9 +9,12 @@
 #include "evscale/reload.h"
 #include "evscale/scaledobject.h"
 
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+static const int evs__signums[3] = {SIGTERM, SIGINT, SIGHUP};
 
 typedef struct {
   uv_loop_t *loop;
@@ -21,8 +24,10 @@ typedef struct {
   evs_health_t *health;
   evs_http_server_t *server;
   evs_reload_t *reload;
-  uv_signal_t sig_term, sig_int, sig_hup;
+  uv_signal_t sigs[3]; /* SIGTERM, SIGINT, SIGHUP: open until the end of shutdown */
+  int n_sigs;          /* how many of sigs are initialised */
   uv_timer_t grace;
+  int grace_open;
   int stopping;
   int exit_code;
 } evs__app_t;
@@ -109,13 +114,27 @@ static void evs__on_reload(evs_reload_t *r, int status, evs_config_t *next, cons
 
 static void evs__on_closed(uv_handle_t *h) { (void)h; }
 
+/* The last step of shutdown. The signal handles stay open until here, because closing the last
+ * handle of a signal makes libuv restore its default action: a second SIGTERM (the kubelet, then
+ * an impatient operator) or a SIGHUP during the grace would then kill the process instead of it
+ * exiting 0 (issue 9). From here to exit, moments away, those signals are ignored for the same
+ * reason. */
+static void evs__close_final(evs__app_t *app) {
+  if (app->grace_open && !uv_is_closing((uv_handle_t *)&app->grace))
+    uv_close((uv_handle_t *)&app->grace, evs__on_closed);
+  for (int i = 0; i < app->n_sigs; i++) {
+    if (!uv_is_closing((uv_handle_t *)&app->sigs[i]))
+      uv_close((uv_handle_t *)&app->sigs[i], evs__on_closed);
+    signal(evs__signums[i], SIG_IGN);
+  }
+}
+
 static void evs__server_closed(evs_http_server_t *s, void *data) {
   (void)s;
   evs__app_t *app = data;
   app->server = NULL;
   /* The grace timer has nothing left to guard. */
-  if (!uv_is_closing((uv_handle_t *)&app->grace))
-    uv_close((uv_handle_t *)&app->grace, evs__on_closed);
+  evs__close_final(app);
 }
 
 static void evs__health_closed(void *data) { ((evs__app_t *)data)->health = NULL; }
@@ -125,11 +144,6 @@ static void evs__close_rest(evs__app_t *app) {
     evs_reload_close(app->reload);
     app->reload = NULL;
   }
-  uv_handle_t *sigs[] = {(uv_handle_t *)&app->sig_term, (uv_handle_t *)&app->sig_int,
-                         (uv_handle_t *)&app->sig_hup};
-  for (size_t i = 0; i < 3; i++)
-    if (!uv_is_closing(sigs[i]))
-      uv_close(sigs[i], evs__on_closed);
   if (app->health)
     evs_health_close(app->health, evs__health_closed, app);
 }
@@ -139,16 +153,24 @@ static void evs__on_grace(uv_timer_t *t) {
   EVS_LOG_WARN(
       "shutdown grace period over; dropping remaining connections",
       EVS_KV_UINT("connections", app->server ? evs_http_server_connections(app->server) : 0));
-  /* Closing the server drops what is left; its callback closes this timer. */
+  /* Closing the server drops what is left; its callback closes this timer and the signals. */
   if (app->server)
     evs_http_server_close(app->server, evs__server_closed, app);
   else
-    uv_close((uv_handle_t *)t, evs__on_closed);
+    evs__close_final(app);
 }
 
 static void evs__stop(evs__app_t *app, const char *why) {
   if (app->stopping) {
-    EVS_LOG_INFO("already shutting down", EVS_KV_STR("signal", why));
+    /* A second stop signal means "now": the grace ends early, remaining connections are
+     * dropped, and the exit is still the clean one (code 0, "evscale stopped"). */
+    if (app->grace_open && uv_is_active((uv_handle_t *)&app->grace)) {
+      EVS_LOG_WARN("second stop signal: ending the shutdown grace now", EVS_KV_STR("signal", why));
+      uv_timer_stop(&app->grace);
+      evs__on_grace(&app->grace);
+    } else {
+      EVS_LOG_INFO("already shutting down", EVS_KV_STR("signal", why));
+    }
     return;
   }
   app->stopping = 1;
@@ -165,7 +187,9 @@ static void evs__stop(evs__app_t *app, const char *why) {
 static void evs__on_signal(uv_signal_t *s, int signum) {
   evs__app_t *app = s->data;
   if (signum == SIGHUP) {
-    if (app->reload)
+    if (app->stopping)
+      EVS_LOG_INFO("SIGHUP ignored: shutting down");
+    else if (app->reload)
       evs_reload_trigger(app->reload);
     else
       EVS_LOG_INFO("SIGHUP ignored: no configuration file");
@@ -175,25 +199,28 @@ static void evs__on_signal(uv_signal_t *s, int signum) {
 }
 
 static int evs__start_signals(evs__app_t *app) {
-  struct {
-    uv_signal_t *h;
-    int sig;
-  } sigs[] = {{&app->sig_term, SIGTERM}, {&app->sig_int, SIGINT}, {&app->sig_hup, SIGHUP}};
-  for (size_t i = 0; i < 3; i++) {
-    int rc = uv_signal_start(sigs[i].h, evs__on_signal, sigs[i].sig);
+  for (int i = 0; i < app->n_sigs; i++) {
+    int rc = uv_signal_start(&app->sigs[i], evs__on_signal, evs__signums[i]);
     if (rc != 0)
       return rc;
   }
   return 0;
 }
 
-/* Every handle the app embeds is initialised first, so any failure later can close them all. */
-static void evs__init_handles(evs__app_t *app) {
-  uv_timer_init(app->loop, &app->grace);
-  uv_signal_init(app->loop, &app->sig_term);
-  uv_signal_init(app->loop, &app->sig_int);
-  uv_signal_init(app->loop, &app->sig_hup);
-  app->grace.data = app->sig_term.data = app->sig_int.data = app->sig_hup.data = app;
+/* Every handle the app embeds is initialised first, so any failure later can close them all;
+ * the counts say which ones exist (uv_signal_init can fail: it opens the loop's signal pipe). */
+static int evs__init_handles(evs__app_t *app) {
+  int rc = uv_timer_init(app->loop, &app->grace);
+  if (rc != 0)
+    return rc;
+  app->grace_open = 1;
+  app->grace.data = app;
+  for (; app->n_sigs < 3; app->n_sigs++) {
+    if ((rc = uv_signal_init(app->loop, &app->sigs[app->n_sigs])) != 0)
+      return rc;
+    app->sigs[app->n_sigs].data = app;
+  }
+  return 0;
 }
 
 static int evs__start_reload(evs__app_t *app) {
@@ -208,9 +235,10 @@ static int evs__start_reload(evs__app_t *app) {
 
 static int evs__start(evs__app_t *app) {
   int rc;
-  evs__init_handles(app);
-  if ((rc = evs__start_signals(app)) != 0)
+  if ((rc = evs__init_handles(app)) != 0 || (rc = evs__start_signals(app)) != 0) {
+    EVS_LOG_ERROR("cannot watch signals", EVS_KV_ERR("err", rc));
     return rc;
+  }
   app->metrics = evs_metrics_new();
   if (app->metrics == NULL)
     return UV_ENOMEM;
@@ -259,7 +287,7 @@ int evs_app_run(uv_loop_t *loop, evs_config_t *cfg, const evs_app_options_t *opt
     if (app.server)
       evs_http_server_close(app.server, evs__server_closed, &app);
     else
-      uv_close((uv_handle_t *)&app.grace, evs__on_closed);
+      evs__close_final(&app);
     evs__close_rest(&app);
   }
   uv_run(loop, UV_RUN_DEFAULT);

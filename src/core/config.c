@@ -2,17 +2,10 @@
  * cross-key checks; every problem goes to the diag list with its position. */
 #include "config_int.h"
 #include "evscale/error.h"
+#include "evscale/file.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-/* Files larger than this are refused before parsing: a configuration is a few KiB, and a
- * runaway file (a log written to the wrong path) must not exhaust memory. */
-#define EVS__MAX_FILE (4u << 20)
 
 typedef struct {
   evs_config_t *cfg;
@@ -569,37 +562,14 @@ int evs_config_load_buffer(const char *buf, size_t len, const char *file, char *
   return evs__finish(&c, rc, out, diag);
 }
 
-/* Reads a whole small file; 0, a negative errno, EVS_ETOOBIG or UV_ENOMEM. */
-static int evs__read_file(const char *path, char **buf, size_t *len) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return -errno;
-  struct stat st;
-  int rc = fstat(fd, &st) != 0 ? -errno : 0;
-  if (rc == 0 && st.st_size > (off_t)EVS__MAX_FILE)
-    rc = EVS_ETOOBIG;
-  if (rc == 0 && (*buf = malloc((size_t)st.st_size + 1)) == NULL)
-    rc = UV_ENOMEM;
-  if (rc == 0) {
-    ssize_t got = read(fd, *buf, (size_t)st.st_size + 1);
-    if (got < 0 || got > st.st_size) {
-      rc = got < 0 ? -errno : UV_EAGAIN; /* grew while read: the caller may retry */
-      free(*buf);
-      *buf = NULL;
-    }
-    *len = got < 0 ? 0 : (size_t)got;
-  }
-  close(fd);
-  return rc;
-}
-
 int evs_config_load_file(const char *path, char **envp, evs_config_t **out, evs_diag_t *diag) {
   *out = NULL;
   char *buf = NULL;
   size_t len = 0;
-  int rc = evs__read_file(path, &buf, &len);
+  /* file.h refuses a FIFO, device or directory instead of blocking start-up on it. */
+  int rc = evs_file_read_sync(path, EVS_FILE_CONFIG_MAX, &buf, &len);
   if (rc != 0) {
-    evs_diag_add(diag, path, 0, 0, NULL, "cannot read: %s", evs_strerror(rc));
+    evs_diag_add(diag, path, 0, 0, NULL, "cannot read: %s", evs_file_strerror(rc));
     return rc;
   }
   rc = evs_config_load_buffer(buf, len, path, envp, out, diag);

@@ -57,6 +57,45 @@ void evs_config__mask_url(const char *s, char *buf, size_t cap) {
   evs__sb_put(&b, s, strlen(s));
 }
 
+/* One address item: "[scheme://]userinfo@host[:port]", where host may be "[v6]". In an address
+ * field every '@' belongs to the userinfo (a password may contain one), so the last one ends it.
+ * "user:pass@" keeps the user; a lone "token@" is all secret. */
+static void evs__mask_address_item(evs__sb_t *b, const char *s, size_t n) {
+  const char *end = s + n, *start = s, *at = NULL;
+  for (const char *p = s; p + 3 <= end; p++)
+    if (memcmp(p, "://", 3) == 0) {
+      start = p + 3;
+      break;
+    }
+  for (const char *p = start; p < end; p++)
+    if (*p == '@')
+      at = p;
+  if (at == NULL) {
+    evs__sb_put(b, s, n);
+    return;
+  }
+  const char *colon = memchr(start, ':', (size_t)(at - start));
+  const char *keep_end = colon ? colon + 1 : start;
+  evs__sb_put(b, s, (size_t)(keep_end - s));
+  evs__sb_put(b, EVS__REDACTED, strlen(EVS__REDACTED));
+  evs__sb_put(b, at, (size_t)(end - at));
+}
+
+/* An address field may hold a comma-separated list (KEDA's redis "addresses", "hosts"). */
+void evs_config__mask_address(const char *s, char *buf, size_t cap) {
+  evs__sb_t b = {buf, cap, 0};
+  if (cap)
+    buf[0] = '\0';
+  for (;;) {
+    size_t n = strcspn(s, ",");
+    evs__mask_address_item(&b, s, n);
+    if (s[n] == '\0')
+      break;
+    evs__sb_put(&b, ",", 1);
+    s += n + 1;
+  }
+}
+
 int evs_config__quote(const char *s, char *buf, size_t cap) {
   /* Masking a one-letter user makes it ten letters: room for the worst case. */
   size_t mlen = strlen(s) * 3 + 64;
@@ -154,8 +193,36 @@ int evs_config__format(const evs_config__key_t *k, const evs_config_t *cfg, char
 
 /* ---- scaled_objects: nodes back to YAML ---- */
 
-/* Keys whose values are credentials (KEDA trigger metadata: password, token, ...). A "...FromEnv"
- * key holds the NAME of a variable, not its value, and stays visible. */
+/* Lower-cases key into low (cut to cap); returns its length. */
+static size_t evs__lower(const char *key, char *low, size_t cap) {
+  size_t i = 0;
+  for (; key[i] && i < cap - 1; i++)
+    low[i] = (char)tolower((unsigned char)key[i]);
+  low[i] = '\0';
+  return i;
+}
+
+/* The credential fields of KEDA's scalers, matched exactly (case-insensitively), read at
+ * kedacore/keda commit 8b4f083ca8c8c2baf8477e322bd4d16ac4dfa09a (v2.20.1-117):
+ *  - pkg/scalers/redis_scaler.go, redisConnectionInfo: `keda:"name=password, order=triggerMetadata;
+ *    resolvedEnv;authParams"`, `name=sentinelPassword`, `name=keyPassword, order=authParams`,
+ *    `name=key, order=authParams`, `name=Cert;cert, order=authParams`, `name=ca, order=authParams`;
+ *  - pkg/scalers/prometheus_scaler.go embeds authentication.Config,
+ *    pkg/scalers/authentication/authentication_types.go: BasicAuth `name=password`, CertAuth
+ *    `name=cert`/`name=key`/`name=ca`, OAuth `name=clientSecret`, APIKeyAuth `name=apiKey,
+ *    order=triggerMetadata;authParams`, CustomAuth `name=customAuthValue`, and
+ *    `name=bearerToken;token`.
+ * KEDA has no "secret" tag: these are the fields a TriggerAuthentication fills from a Secret and
+ * that hold the credential itself. Certificates and CAs are public, but they travel in the same
+ * Secrets and a dump gains nothing from a page of PEM. Usernames, customAuthHeader (a header
+ * NAME) and sentinelMaster stay visible: they name things, and hiding them hides mistakes. */
+static const char *const evs__keda_secrets[] = {
+    "password", "sentinelpassword", "keypassword",  "key",   "cert",           "ca",
+    "apikey",   "bearertoken",      "clientsecret", "token", "customauthvalue"};
+
+/* Keys whose values are credentials: KEDA's fields above, and by their words any other
+ * credential-looking key (password, token, secret, ...). A "...FromEnv" key holds the NAME of a
+ * variable, not its value, and stays visible. */
 static int evs__secret_key(const char *key) {
   static const char *const words[] = {"password", "passwd",     "token",
                                       "secret",   "credential", "apikey",
@@ -164,14 +231,43 @@ static int evs__secret_key(const char *key) {
   if (n >= 7 && strcmp(key + n - 7, "FromEnv") == 0)
     return 0;
   char low[128];
-  size_t i = 0;
-  for (; i < n && i < sizeof low - 1; i++)
-    low[i] = (char)tolower((unsigned char)key[i]);
-  low[i] = '\0';
+  size_t i = evs__lower(key, low, sizeof low);
+  for (size_t w = 0; w < sizeof evs__keda_secrets / sizeof evs__keda_secrets[0]; w++)
+    if (strcmp(low, evs__keda_secrets[w]) == 0)
+      return 1;
   for (size_t w = 0; w < sizeof words / sizeof words[0]; w++)
     if (strstr(low, words[w]))
       return 1;
   return i >= 3 && strcmp(low + i - 3, "key") == 0; /* key, tlsKey, clientKey */
+}
+
+/* Keys whose values are addresses, where a userinfo may come without a scheme
+ * ("default:S3CRET@redis:6379"): redis's address/addresses/host/hosts, prometheus's
+ * serverAddress, and any *url / *uri / *endpoint. Elsewhere an '@' is not userinfo (PromQL's
+ * "@ end()" modifier, an e-mail address), so only scheme URLs are masked there. */
+static int evs__address_key(const char *key) {
+  static const char *const exact[] = {"host", "hosts"};
+  static const char *const suffix[] = {"address", "addresses", "url", "uri", "endpoint"};
+  char low[128];
+  size_t n = evs__lower(key, low, sizeof low);
+  for (size_t w = 0; w < sizeof exact / sizeof exact[0]; w++)
+    if (strcmp(low, exact[w]) == 0)
+      return 1;
+  for (size_t w = 0; w < sizeof suffix / sizeof suffix[0]; w++) {
+    size_t sl = strlen(suffix[w]);
+    if (n >= sl && strcmp(low + n - sl, suffix[w]) == 0)
+      return 1;
+  }
+  return 0;
+}
+
+/* How a value is printed: as is, wholly masked, or as an address with its userinfo masked. */
+enum { EVS__PLAIN = 0, EVS__MASKED = 1, EVS__ADDRESS = 2 };
+
+static int evs__key_mode(const char *key, int inherited) {
+  if (inherited == EVS__MASKED || evs__secret_key(key))
+    return EVS__MASKED;
+  return evs__address_key(key) ? EVS__ADDRESS : inherited;
 }
 
 typedef struct {
@@ -179,16 +275,23 @@ typedef struct {
   size_t budget; /* nodes left: aliases can make a small document print enormously */
 } evs__emit_t;
 
-static void evs__emit_scalar(evs__emit_t *e, const evs_node_t *n, int masked) {
-  if (masked) {
+static void evs__emit_scalar(evs__emit_t *e, const evs_node_t *n, int mode) {
+  if (mode == EVS__MASKED) {
     fputs("\"" EVS__REDACTED "\"", e->out);
   } else if (n->kind == EVS_NODE_STR) {
-    size_t cap = strlen(n->u.text) * 4 + 80;
+    /* Masking a one-letter user makes it ten letters: room for the worst case. */
+    size_t len = strlen(n->u.text), mcap = len * 11 + 64, cap = mcap * 4 + 80;
+    char *m = mode == EVS__ADDRESS ? malloc(mcap) : NULL;
     char *q = malloc(cap);
-    if (q) {
-      evs_config__quote(n->u.text, q, cap);
+    if (m)
+      evs_config__mask_address(n->u.text, m, mcap);
+    if (q && (m || mode != EVS__ADDRESS)) {
+      evs_config__quote(m ? m : n->u.text, q, cap);
       fputs(q, e->out);
+    } else {
+      fputs("\"" EVS__REDACTED "\"", e->out); /* out of memory: never print it unmasked */
     }
+    free(m);
     free(q);
   } else {
     fputs(n->kind == EVS_NODE_NULL ? "null" : n->u.text, e->out);
@@ -206,24 +309,24 @@ static void evs__emit_key(evs__emit_t *e, const char *key) {
     evs__emit_scalar(e, &(evs_node_t){.kind = EVS_NODE_STR, .u.text = key}, 0);
 }
 
-static void evs__emit(evs__emit_t *e, const evs_node_t *n, int indent, int masked);
+static void evs__emit(evs__emit_t *e, const evs_node_t *n, int indent, int mode);
 
 /* A value after "key:" or "- ": inline when scalar or empty, else on the next lines. */
-static void evs__emit_value(evs__emit_t *e, const evs_node_t *v, int indent, int masked) {
+static void evs__emit_value(evs__emit_t *e, const evs_node_t *v, int indent, int mode) {
   if (evs_node_is_scalar(v) || v->len == 0) {
     fputc(' ', e->out);
     if (!evs_node_is_scalar(v))
       fputs(v->kind == EVS_NODE_MAP ? "{}" : "[]", e->out);
     else
-      evs__emit_scalar(e, v, masked);
+      evs__emit_scalar(e, v, mode);
     fputc('\n', e->out);
     return;
   }
   fputc('\n', e->out);
-  evs__emit(e, v, indent, masked);
+  evs__emit(e, v, indent, mode);
 }
 
-static void evs__emit(evs__emit_t *e, const evs_node_t *n, int indent, int masked) {
+static void evs__emit(evs__emit_t *e, const evs_node_t *n, int indent, int mode) {
   for (size_t i = 0; i < n->len; i++) {
     if (e->budget == 0 || e->budget-- == 1) {
       fprintf(e->out, "%*s# ... (output cut: aliases expand beyond 100000 entries)\n", indent, "");
@@ -233,12 +336,12 @@ static void evs__emit(evs__emit_t *e, const evs_node_t *n, int indent, int maske
     fprintf(e->out, "%*s", indent, "");
     if (n->kind == EVS_NODE_SEQ) {
       fputc('-', e->out);
-      evs__emit_value(e, evs_node_item(n, i), indent + 2, masked);
+      evs__emit_value(e, evs_node_item(n, i), indent + 2, mode);
     } else {
       const char *key = evs_node_text(evs_node_key(n, i));
       evs__emit_key(e, key);
       fputc(':', e->out);
-      evs__emit_value(e, evs_node_value(n, i), indent + 2, masked || evs__secret_key(key));
+      evs__emit_value(e, evs_node_value(n, i), indent + 2, evs__key_mode(key, mode));
     }
   }
 }

@@ -70,5 +70,9 @@ int evs_config__format(const evs_config__key_t *k, const evs_config_t *cfg, char
 int evs_config__quote(const char *s, char *buf, size_t cap);
 /* Copies s into buf with the password of a "scheme://user:pass@host" URL replaced. */
 void evs_config__mask_url(const char *s, char *buf, size_t cap);
+/* Copies the value of an address field into buf with the userinfo of each comma-separated item
+ * masked, with or without a scheme: "default:pw@h:6379" → "default:<redacted>@h:6379",
+ * "tok@[::1]:6379" → "<redacted>@[::1]:6379". Needs up to strlen(s) * 11 + 1 bytes. */
+void evs_config__mask_address(const char *s, char *buf, size_t cap);
 
 #endif

@@ -68,13 +68,52 @@ void evs_diag_merge(evs_diag_t *dst, const evs_diag_t *src) {
   dst->dropped += src->dropped;
 }
 
+/* A bounded writer that keeps the would-be length, like snprintf. */
+typedef struct {
+  char *buf;
+  size_t cap, len;
+} evs__out_t;
+
+static void evs__out_byte(evs__out_t *o, char c) {
+  if (o->len + 1 < o->cap)
+    o->buf[o->len] = c;
+  o->len++;
+}
+
+/* Control bytes from the input (a YAML key or value holding ESC [2J, or a CR that rewrites the
+ * line) must not reach a terminal or a log raw: they are written as \xNN (issue 9). */
+static void evs__out_text(evs__out_t *o, const char *s) {
+  static const char hex[] = "0123456789abcdef";
+  for (; s && *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c < 0x20 || c == 0x7f) {
+      evs__out_byte(o, '\\');
+      evs__out_byte(o, 'x');
+      evs__out_byte(o, hex[c >> 4]);
+      evs__out_byte(o, hex[c & 15]);
+    } else {
+      evs__out_byte(o, (char)c);
+    }
+  }
+}
+
 int evs_diag_format(const evs_diag_t *d, size_t i, char *buf, size_t cap) {
   const evs_diag_entry_t *e = &d->items[i];
-  const char *src = e->source ? e->source : "<input>";
+  evs__out_t o = {buf, cap, 0};
+  char pos[48] = "";
   if (e->line)
-    return snprintf(buf, cap, "%s:%u:%u: %s%s%s", src, e->line, e->col, e->path ? e->path : "",
-                    e->path ? ": " : "", e->msg);
-  return snprintf(buf, cap, "%s: %s%s%s", src, e->path ? e->path : "", e->path ? ": " : "", e->msg);
+    snprintf(pos, sizeof pos, ":%u:%u", e->line, e->col);
+  evs__out_text(&o, e->source ? e->source : "<input>");
+  evs__out_text(&o, pos);
+  evs__out_text(&o, ": ");
+  if (e->path) {
+    evs__out_text(&o, e->path);
+    evs__out_text(&o, ": ");
+  }
+  evs__out_text(&o, e->msg);
+  if (cap)
+    buf[o.len < cap ? o.len : cap - 1] = '\0';
+  return (int)o.len;
 }
 
 void evs_path_init(evs_path_t *p) {

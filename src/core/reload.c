@@ -1,30 +1,22 @@
 /* The configuration reload watcher (see reload.h for what triggers it and why). */
 #include "evscale/reload.h"
 #include "evscale/error.h"
+#include "evscale/file.h"
 
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define EVS__CHUNK 65536
-/* Same bound as evs_config_load_file: a configuration is a few KiB. */
-#define EVS__MAX_FILE (4u << 20)
 
 struct evs_reload_s {
   uv_loop_t *loop;
   uv_timer_t debounce;
   uv_fs_event_t watch;
   uv_signal_t hup;
-  uv_fs_t req; /* one file operation at a time: open, read..., close */
-  int handles; /* open handles; freed when 0 and no file operation runs */
+  evs_file_read_t *file; /* the read in flight, or NULL */
+  int handles;           /* open handles; freed when 0 and no file read runs */
   int watching, hup_on;
-  int reading; /* a file operation is in flight */
+  int reading; /* a file read is in flight */
   int pending; /* a trigger arrived while reading: read again after */
   int closing;
-  int status; /* error of the attempt being read */
-  uv_file fd;
-  char *buf;
-  size_t len, cap;
   char *path, *base;
   char **envp;
   uint64_t last_hash;
@@ -39,7 +31,6 @@ static void evs__read_start(evs_reload_t *r);
 static void evs__maybe_free(evs_reload_t *r) {
   if (!r->closing || r->handles > 0 || r->reading)
     return;
-  free(r->buf);
   free(r->path);
   free(r->base);
   free(r);
@@ -87,33 +78,38 @@ int evs_reload_trigger(evs_reload_t *r) {
   return 0;
 }
 
-/* ---- one attempt: open, read, close off the loop, then parse here ---- */
+/* ---- one attempt: read off the loop (file.h), then parse here ---- */
 
-static void evs__deliver(evs_reload_t *r) {
+static void evs__deliver(evs_reload_t *r, int status, const char *buf, size_t len) {
   evs_diag_t diag;
   evs_diag_init(&diag);
   if (r->closing) {
     r->cb(r, EVS_ECANCELED, NULL, &diag, r->data);
-  } else if (r->status != 0) {
-    evs_diag_add(&diag, r->path, 0, 0, NULL, "cannot read: %s", evs_strerror(r->status));
-    r->cb(r, r->status, NULL, &diag, r->data);
+  } else if (status != 0) {
+    /* A FIFO or a device swapped in through "..data" is refused here, with its reason. */
+    evs_diag_add(&diag, r->path, 0, 0, NULL, "cannot read: %s", evs_file_strerror(status));
+    r->cb(r, status, NULL, &diag, r->data);
   } else {
-    uint64_t h = evs_config_hash(r->buf, r->len);
+    uint64_t h = evs_config_hash(buf, len);
     if (!r->have_hash || h != r->last_hash) {
       /* Bad bytes are remembered too: the same broken file is reported once, not per event. */
       r->last_hash = h;
       r->have_hash = 1;
       evs_config_t *cfg = NULL;
-      int rc = evs_config_load_buffer(r->buf, r->len, r->path, r->envp, &cfg, &diag);
+      int rc = evs_config_load_buffer(buf, len, r->path, r->envp, &cfg, &diag);
       r->cb(r, rc, cfg, &diag, r->data);
     }
   }
   evs_diag_free(&diag);
 }
 
-static void evs__finish(evs_reload_t *r) {
+static void evs__on_file(evs_file_read_t *req, int status, const char *buf, size_t len,
+                         void *data) {
+  (void)req;
+  evs_reload_t *r = data;
+  r->file = NULL;
   r->reading = 0;
-  evs__deliver(r);
+  evs__deliver(r, status, buf, len);
   if (r->pending && !r->closing) {
     r->pending = 0;
     evs__arm(r);
@@ -121,78 +117,11 @@ static void evs__finish(evs_reload_t *r) {
   evs__maybe_free(r);
 }
 
-static void evs__on_close_file(uv_fs_t *req) {
-  uv_fs_req_cleanup(req);
-  evs__finish(req->data);
-}
-
-static void evs__close_file(evs_reload_t *r, int status) {
-  if (r->status == 0)
-    r->status = status;
-  if (uv_fs_close(r->loop, &r->req, r->fd, evs__on_close_file) != 0)
-    evs__finish(r);
-}
-
-static void evs__on_read(uv_fs_t *req);
-
-static void evs__read_next(evs_reload_t *r) {
-  if (r->len > EVS__MAX_FILE) {
-    evs__close_file(r, EVS_ETOOBIG);
-    return;
-  }
-  if (r->cap - r->len < EVS__CHUNK) {
-    char *nb = realloc(r->buf, r->cap + EVS__CHUNK);
-    if (nb == NULL) {
-      evs__close_file(r, UV_ENOMEM);
-      return;
-    }
-    r->buf = nb;
-    r->cap += EVS__CHUNK;
-  }
-  uv_buf_t b = uv_buf_init(r->buf + r->len, EVS__CHUNK);
-  int rc = uv_fs_read(r->loop, &r->req, r->fd, &b, 1, (int64_t)r->len, evs__on_read);
-  if (rc != 0)
-    evs__close_file(r, rc);
-}
-
-static void evs__on_read(uv_fs_t *req) {
-  evs_reload_t *r = req->data;
-  ssize_t n = req->result;
-  uv_fs_req_cleanup(req);
-  if (r->closing || n <= 0)
-    evs__close_file(r, r->closing ? EVS_ECANCELED : (int)n);
-  else {
-    r->len += (size_t)n;
-    evs__read_next(r);
-  }
-}
-
-static void evs__on_open(uv_fs_t *req) {
-  evs_reload_t *r = req->data;
-  ssize_t fd = req->result;
-  uv_fs_req_cleanup(req);
-  if (fd < 0) {
-    r->status = (int)fd;
-    evs__finish(r);
-  } else {
-    r->fd = (uv_file)fd;
-    if (r->closing)
-      evs__close_file(r, EVS_ECANCELED);
-    else
-      evs__read_next(r);
-  }
-}
-
 static void evs__read_start(evs_reload_t *r) {
   r->reading = 1;
-  r->status = 0;
-  r->len = 0;
-  r->req.data = r;
-  int rc = uv_fs_open(r->loop, &r->req, r->path, O_RDONLY | O_CLOEXEC, 0, evs__on_open);
-  if (rc != 0) {
-    r->status = rc;
-    evs__finish(r);
-  }
+  int rc = evs_file_read(r->loop, r->path, EVS_FILE_CONFIG_MAX, evs__on_file, r, &r->file);
+  if (rc != 0)
+    evs__on_file(NULL, rc, NULL, 0, r);
 }
 
 /* ---- life cycle ---- */
@@ -270,6 +199,9 @@ void evs_reload_close(evs_reload_t *r) {
     return;
   r->closing = 1;
   r->pending = 0;
+  /* A read in flight stops at its next step and reports EVS_ECANCELED; the watcher is freed
+   * after it. */
+  evs_file_read_cancel(r->file);
   uv_close((uv_handle_t *)&r->debounce, evs__on_handle_closed);
   if (r->watching)
     uv_close((uv_handle_t *)&r->watch, evs__on_handle_closed);

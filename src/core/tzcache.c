@@ -1,7 +1,8 @@
 /* Asynchronous zone loading with a per-(loop, name) cache.
  *
- * One entry per zone being read or in use: the first request reads the file with uv_fs_open /
- * uv_fs_read / uv_fs_close (libuv's thread pool, so the loop never blocks on a slow mount), later
+ * One entry per zone being read or in use: the first request reads the file with file.h's reader
+ * (libuv's thread pool, so the loop never blocks on a slow mount; a FIFO or device under TZDIR is
+ * refused, not waited on), later
  * requests for the same zone wait on the same read or, once it is parsed, share the zone by
  * reference. The entry dies with its zone's last reference (evs_tz__cache_forget), so nothing
  * outlives its users and uv_loop_close sees no leftovers. A failed read is not cached: the next
@@ -12,14 +13,13 @@
  * timer's close callback. Loop thread only. */
 #include "evscale/tz.h"
 #include "evscale/error.h"
+#include "evscale/file.h"
 #include "tz_int.h"
 
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define TZ_READ_CHUNK 65536
 #define TZ_MAX_FILE (10u << 20)
 
 typedef struct tz_entry_s tz_entry_t;
@@ -40,10 +40,6 @@ struct tz_entry_s {
   char *name;
   evs_tz_t *tz; /* NULL while reading; then weak: the zone's refs keep the entry */
   int reading;
-  uv_fs_t fs;
-  uv_file fd;
-  uint8_t *buf;
-  size_t len, cap;
   evs_tz_load_t *waiters;
 };
 
@@ -79,16 +75,15 @@ static void entry_unlink(tz_entry_t *e) {
 static void entry_free(tz_entry_t *e) {
   entry_unlink(e);
   free(e->name);
-  free(e->buf);
   free(e);
 }
 
 void evs_tz__cache_forget(void *entry) { entry_free(entry); }
 
-static void entry_finish(tz_entry_t *e, int status) {
+static void entry_finish(tz_entry_t *e, int status, const uint8_t *buf, size_t len) {
   evs_tz_t *tz = NULL;
   if (status == 0)
-    status = evs_tz_parse(e->buf, e->len, e->name, &tz);
+    status = evs_tz_parse(buf, len, e->name, &tz);
   else if (status == UV_ENOENT || status == UV_ENOTDIR || status == UV_EISDIR)
     status = EVS_ETZ; /* "unknown time zone": no such zone file */
   const evs_tz_t *give = tz;
@@ -96,8 +91,6 @@ static void entry_finish(tz_entry_t *e, int status) {
     status = 0; /* Go falls back to UTC when the local zone cannot be read */
     give = evs_tz_utc();
   }
-  free(e->buf);
-  e->buf = NULL;
   e->reading = 0;
   evs_tz_load_t *w = e->waiters;
   e->waiters = NULL;
@@ -114,61 +107,10 @@ static void entry_finish(tz_entry_t *e, int status) {
   evs_tz_unref(tz); /* the requests' references keep it now; none left frees it at once */
 }
 
-static void on_fs_close(uv_fs_t *fs) {
-  tz_entry_t *e = fs->data;
-  int status = (int)fs->result < 0 ? (int)fs->result : 0;
-  uv_fs_req_cleanup(fs);
-  entry_finish(e, e->fd < 0 ? e->fd : status);
-}
-
-/* Closes the file; a read error travels in e->fd (negative) to on_fs_close. */
-static void entry_close(tz_entry_t *e, int err) {
-  uv_file fd = e->fd;
-  e->fd = err;
-  e->fs.data = e;
-  if (uv_fs_close(e->loop, &e->fs, fd, on_fs_close) != 0)
-    entry_finish(e, err ? err : UV_EIO);
-}
-
-static void entry_read_more(tz_entry_t *e);
-
-static void on_fs_read(uv_fs_t *fs) {
-  tz_entry_t *e = fs->data;
-  ssize_t n = fs->result;
-  uv_fs_req_cleanup(fs);
-  if (n < 0)
-    return entry_close(e, (int)n);
-  e->len += (size_t)n;
-  if (n == 0)
-    return entry_close(e, 0);
-  if (e->len > TZ_MAX_FILE)
-    return entry_close(e, EVS_ETOOBIG);
-  entry_read_more(e);
-}
-
-static void entry_read_more(tz_entry_t *e) {
-  if (e->cap - e->len < TZ_READ_CHUNK) {
-    uint8_t *nb = realloc(e->buf, e->cap + TZ_READ_CHUNK);
-    if (nb == NULL)
-      return entry_close(e, UV_ENOMEM);
-    e->buf = nb;
-    e->cap += TZ_READ_CHUNK;
-  }
-  uv_buf_t b = uv_buf_init((char *)e->buf + e->len, (unsigned)(e->cap - e->len));
-  e->fs.data = e;
-  int rc = uv_fs_read(e->loop, &e->fs, e->fd, &b, 1, -1, on_fs_read);
-  if (rc != 0)
-    entry_close(e, rc);
-}
-
-static void on_fs_open(uv_fs_t *fs) {
-  tz_entry_t *e = fs->data;
-  int fd = (int)fs->result;
-  uv_fs_req_cleanup(fs);
-  if (fd < 0)
-    return entry_finish(e, fd);
-  e->fd = fd;
-  entry_read_more(e);
+static void on_file(evs_file_read_t *req, int status, const char *buf, size_t len, void *data) {
+  (void)req;
+  tz_entry_t *e = data;
+  entry_finish(e, status, (const uint8_t *)buf, len);
 }
 
 /* "Local" is the process's zone file, as Go reads it when TZ is unset. */
@@ -193,9 +135,7 @@ static int entry_start(uv_loop_t *loop, const char *name, tz_entry_t **out) {
   }
   e->loop = loop;
   e->reading = 1;
-  e->fd = -1;
-  e->fs.data = e;
-  rc = uv_fs_open(loop, &e->fs, path, O_RDONLY | O_CLOEXEC, 0, on_fs_open);
+  rc = evs_file_read(loop, path, TZ_MAX_FILE, on_file, e, NULL);
   if (rc != 0) {
     free(e->name);
     free(e);

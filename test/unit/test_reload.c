@@ -353,34 +353,83 @@ static void close_with_pending_trigger(void **state) {
   fx_done(&fx);
 }
 
-/* The config path is a FIFO: the pool thread's open() blocks until a writer comes, so the
- * watcher is closed while its read is certainly in flight; then the test writes, the read
- * finishes, and the attempt must end as EVS_ECANCELED (once), not as a reload. */
-static void step_close_then_feed_fifo(fx_t *fx, int n) {
-  if (n == 0) {
+/* The debounce timer (1 ms) starts the read; the step timer, due at the same time and started
+ * after it, runs right after in the same loop turn, while the read is certainly in the thread
+ * pool: closing then must end the attempt as EVS_ECANCELED (once), not as a reload. */
+static void step_close(fx_t *fx, int n) {
+  if (n == 0)
     evs_reload_close(fx->r);
-    return;
-  }
-  int fd = open(fx->path, O_WRONLY | O_NONBLOCK);
-  if (fd < 0)
-    return; /* the pool thread has not reached open() yet: retry on the next step */
-  assert_int_equal(write(fd, "log: {level: warn}\n", 19), 19);
-  close(fd);
   fx_close_timer(&fx->step);
 }
 
 static void close_during_read_cancels(void **state) {
   (void)state;
   fx_t fx;
-  fx_init(&fx, NULL);
-  assert_int_equal(mkfifo(fx.path, 0600), 0);
+  fx_init(&fx, "log: {level: warn}\n");
   fx_start(&fx, (evs_reload_opts_t){.no_watch = 1, .debounce_ms = 1, .have_hash = 1});
   assert_int_equal(evs_reload_trigger(fx.r), 0);
-  fx_steps(&fx, step_close_then_feed_fifo, 200, 20);
+  fx_steps(&fx, step_close, 1, 0);
   fx_run(&fx);
   assert_int_equal(fx.calls, 1);
   assert_int_equal(fx.status, EVS_ECANCELED);
   assert_null(fx.cfg);
+  fx_done(&fx);
+}
+
+/* A FIFO as the config file (issue 9: it used to block a pool thread for good, so no later
+ * reload ever happened): refused at once with a message naming the file; once a regular file is
+ * back, the next trigger reloads. */
+static void step_fifo_then_file(fx_t *fx, int n) {
+  (void)n;
+  if (fx->calls != 1)
+    return;
+  assert_int_equal(fx->status, UV_EFTYPE);
+  char want[700];
+  snprintf(want, sizeof want, "%s: cannot read: not a regular file (a FIFO, socket or device)",
+           fx->path);
+  assert_string_equal(fx->diag, want);
+  assert_int_equal(unlink(fx->path), 0);
+  write_file(fx->path, "log: {level: warn}\n");
+  assert_int_equal(evs_reload_trigger(fx->r), 0);
+  fx_close_timer(&fx->step);
+}
+
+static void fifo_is_refused_and_later_reloads_work(void **state) {
+  (void)state;
+  fx_t fx;
+  fx_init(&fx, NULL);
+  assert_int_equal(mkfifo(fx.path, 0600), 0);
+  fx.want_calls = 2;
+  fx_start(&fx, (evs_reload_opts_t){.no_watch = 1, .debounce_ms = 1, .have_hash = 1});
+  assert_int_equal(evs_reload_trigger(fx.r), 0);
+  fx_steps(&fx, step_fifo_then_file, 20, 20);
+  fx_run(&fx);
+  assert_int_equal(fx.calls, 2);
+  assert_int_equal(fx.status, 0);
+  assert_non_null(fx.cfg);
+  assert_int_equal(fx.cfg->log.level, 2);
+  fx_done(&fx);
+}
+
+/* A directory or /dev/zero behind the path: refused with its reason, no hang. */
+static void directory_and_dev_zero_are_refused(void **state) {
+  (void)state;
+  fx_t fx;
+  fx_init(&fx, NULL);
+  assert_int_equal(mkdir(fx.path, 0700), 0);
+  fx_start(&fx, (evs_reload_opts_t){.no_watch = 1, .debounce_ms = 1, .have_hash = 1});
+  assert_int_equal(evs_reload_trigger(fx.r), 0);
+  fx_run(&fx);
+  assert_int_equal(fx.status, UV_EISDIR);
+  assert_non_null(strstr(fx.diag, "is a directory"));
+  fx_done(&fx);
+
+  fx_init(&fx, NULL);
+  assert_int_equal(symlink("/dev/zero", fx.path), 0);
+  fx_start(&fx, (evs_reload_opts_t){.no_watch = 1, .debounce_ms = 1, .have_hash = 1});
+  assert_int_equal(evs_reload_trigger(fx.r), 0);
+  fx_run(&fx);
+  assert_int_equal(fx.status, UV_EFTYPE);
   fx_done(&fx);
 }
 
@@ -415,6 +464,8 @@ int main(void) {
       cmocka_unit_test(trigger_reloads_and_missing_file_is_an_error),
       cmocka_unit_test(close_with_pending_trigger),
       cmocka_unit_test(close_during_read_cancels),
+      cmocka_unit_test(fifo_is_refused_and_later_reloads_work),
+      cmocka_unit_test(directory_and_dev_zero_are_refused),
       cmocka_unit_test(start_on_missing_directory_fails),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

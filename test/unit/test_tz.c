@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
 #include "evscale/error.h"
 #include "evscale/tz.h"
 
@@ -362,6 +364,41 @@ static void test_async_cache_hit(void **state) {
   assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* A FIFO where a zone file should be (issue 9: it blocked a pool thread for good): the load
+ * fails promptly, and a later load of a real zone still completes. */
+static void test_async_fifo_zone(void **state) {
+  (void)state;
+  char dir[] = "/tmp/evs_tz_XXXXXX", sub[64], fifo[96], old[1024];
+  assert_non_null(mkdtemp(dir));
+  snprintf(sub, sizeof sub, "%s/Etc", dir);
+  assert_int_equal(mkdir(sub, 0755), 0);
+  snprintf(fifo, sizeof fifo, "%s/Fifo", sub);
+  assert_int_equal(mkfifo(fifo, 0644), 0);
+  snprintf(old, sizeof old, "%s", getenv("TZDIR"));
+  setenv("TZDIR", dir, 1);
+  uv_loop_t loop;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  load_res_t a = {0};
+  evs_tz_load_t *r;
+  assert_int_equal(evs_tz_load(&loop, "Etc/Fifo", on_load, &a, &r), 0);
+  alarm(20); /* a blocked read fails the test instead of hanging it */
+  uv_run(&loop, UV_RUN_DEFAULT);
+  alarm(0);
+  assert_int_equal(a.calls, 1);
+  assert_int_equal(a.status, UV_EFTYPE);
+  assert_null(a.tz);
+  setenv("TZDIR", old, 1);
+  load_res_t b = {0};
+  assert_int_equal(evs_tz_load(&loop, "Europe/Berlin", on_load, &b, &r), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(b.calls, 1);
+  assert_int_equal(b.status, 0);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  unlink(fifo);
+  rmdir(sub);
+  rmdir(dir);
+}
+
 /* The zone index: names the tz database offers, from a directory walk (links included). */
 static void test_zone_index(void **state) {
   (void)state;
@@ -405,6 +442,7 @@ int main(void) {
       cmocka_unit_test(test_name_check),
       cmocka_unit_test(test_async_load),
       cmocka_unit_test(test_async_cache_hit),
+      cmocka_unit_test(test_async_fifo_zone),
       cmocka_unit_test(test_zone_index),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
