@@ -351,15 +351,22 @@ static void parse_modifiers(evs_so__ctx_t *c, const evs_node_t *adv) {
     evs_so__err(c, m, "formula", "error ScalingModifiers.Formula is mandatory");
   if (formula && *formula && !(target && *target))
     evs_so__err(c, m, "target", "formula is given but target is empty");
-  if (target && *target &&
-      (evs_param_go_float(target, &so->modifiers_target) != 0 || !(so->modifiers_target > 0)))
+  int trc = target && *target ? evs_param_go_float(target, &so->modifiers_target) : 0;
+  if (trc == EVS_ERANGE)
+    evs_so__err(c, evs_node_get(m, "target"), "target",
+                "error converting target for scalingModifiers (string->float) to valid target: "
+                "\"%s\" is out of range for a float64",
+                target);
+  else if (target && *target && (trc != 0 || !(so->modifiers_target > 0)))
     evs_so__err(c, evs_node_get(m, "target"), "target",
                 "error converting target for scalingModifiers (string->float) to valid target: "
                 "\"%s\" is not a number greater than 0",
                 target);
-  if (act && *act && evs_param_go_float(act, &so->modifiers_activation_target) != 0)
+  int arc = act && *act ? evs_param_go_float(act, &so->modifiers_activation_target) : 0;
+  if (arc != 0)
     evs_so__err(c, evs_node_get(m, "activationTarget"), "activationTarget",
-                "scalingModifiers.ActivationTarget parsing error: \"%s\" is not a number", act);
+                "scalingModifiers.ActivationTarget parsing error: \"%s\" %s", act,
+                arc == EVS_ERANGE ? "is out of range for a float64" : "is not a number");
   if (formula && *formula)
     so->formula = evs_so__strdup(c, formula);
   evs_path_pop(&c->path, saved);
@@ -520,7 +527,7 @@ static void init_so(evs_so_t *so) {
   so->paused_replicas = -1;
 }
 
-static void finish_names(evs_so__ctx_t *c) {
+static void finish_names(evs_so__ctx_t *c, const evs_node_t *root) {
   evs_so_t *so = c->so;
   char buf[300];
   snprintf(buf, sizeof buf, "%s/%s", so->namespace_, so->name);
@@ -530,7 +537,7 @@ static void finish_names(evs_so__ctx_t *c) {
     so->hpa_name = evs_so__strdup(c, buf);
     /* verifyName: the derived HPA name must fit in 63 characters too. */
     if (strlen(buf) > 63 && strlen(so->name) <= 63)
-      evs_so__err(c, NULL, "metadata.name",
+      evs_so__err(c, evs_node_get(evs_node_get(root, "metadata"), "name"), "metadata.name",
                   "HPA name %s derived from scaledobject is %zu characters long; must be no more "
                   "than 63 characters; set spec.advanced.horizontalPodAutoscalerConfig.name to a "
                   "shorter name or shorten the scaledobject name",
@@ -546,9 +553,11 @@ static void source_name(const evs_node_t *root, char *buf, size_t cap) {
   snprintf(buf, cap, "%s/%s", ns ? ns : "", name ? name : "");
 }
 
-int evs_so_parse(const evs_node_t *root, const char *source, evs_so_t **out, evs_diag_t *diag) {
+int evs_so_parse_mode(const evs_node_t *root, const char *source, evs_so_mode_t mode,
+                      evs_so_t **out, evs_diag_t *diag, evs_diag_t *warnings) {
   char srcbuf[300];
   evs_so__ctx_t c;
+  size_t first = diag ? diag->n : 0;
   *out = NULL;
   evs_so_t *so = malloc(sizeof *so);
   if (so == NULL)
@@ -557,6 +566,8 @@ int evs_so_parse(const evs_node_t *root, const char *source, evs_so_t **out, evs
   memset(&c, 0, sizeof c);
   c.diag = diag;
   c.so = so;
+  c.mode = mode;
+  c.warn = warnings;
   evs_path_init(&c.path);
   if (source == NULL) {
     source_name(root, srcbuf, sizeof srcbuf);
@@ -574,16 +585,24 @@ int evs_so_parse(const evs_node_t *root, const char *source, evs_so_t **out, evs
     if (kind && strcmp(kind, "ScaledObject") != 0)
       evs_so__err(&c, evs_node_get(root, "kind"), "kind", "must be \"ScaledObject\", not \"%s\"",
                   kind);
+    evs_so__check_fields(&c, root);
     parse_metadata(&c, root);
     parse_spec(&c, root);
-    finish_names(&c);
+    finish_names(&c, root);
   }
+  /* The checks run field by field in schema order; the user reads the file top to bottom. */
+  if (diag)
+    evs_diag_sort(diag, first);
   if (c.errors) {
     evs_so_free(so);
     return EVS_EINVALCFG;
   }
   *out = so;
   return 0;
+}
+
+int evs_so_parse(const evs_node_t *root, const char *source, evs_so_t **out, evs_diag_t *diag) {
+  return evs_so_parse_mode(root, source, EVS_SO_FILE, out, diag, NULL);
 }
 
 int evs_so_parse_yaml(const char *buf, size_t len, const char *file, evs_so_t **out,

@@ -17,6 +17,7 @@
 
 #include "evscale/cron.h"
 #include "evscale/cronexpr.h"
+#include "evscale/error.h"
 #include "evscale/metricname.h"
 #include "evscale/param.h"
 #include "so_check.h"
@@ -53,7 +54,11 @@ static void p_int(evs_so__ctx_t *c, const evs_node_t *tn, const evs_trigger_t *t
   const char *s = param(t, key, buf, sizeof buf);
   if (s == NULL)
     return;
-  if (evs_param_json_int64(s, &v) != 0)
+  int rc = evs_param_json_int64(s, &v);
+  if (rc == EVS_ERANGE)
+    evs_so__err(c, meta_node(tn, key), key,
+                "unable to set param \"%s\" value \"%.40s\": out of range for an int64", key, s);
+  else if (rc != 0)
     evs_so__err(c, meta_node(tn, key), key,
                 "unable to set param \"%s\" value \"%.40s\": must be an integer (int64)", key, s);
   else if (out)
@@ -67,7 +72,11 @@ static void p_float(evs_so__ctx_t *c, const evs_node_t *tn, const evs_trigger_t 
   const char *s = param(t, key, buf, sizeof buf);
   if (s == NULL)
     return;
-  if (evs_param_json_float(s, &v) != 0)
+  int rc = evs_param_json_float(s, &v);
+  if (rc == EVS_ERANGE)
+    evs_so__err(c, meta_node(tn, key), key,
+                "unable to set param \"%s\" value \"%.40s\": out of range for a float64", key, s);
+  else if (rc != 0)
     evs_so__err(c, meta_node(tn, key), key,
                 "unable to set param \"%s\" value \"%.40s\": must be a number (float64)", key, s);
   else

@@ -485,7 +485,7 @@ static void json_input(void **state) {
   evs_diag_init(&d);
   assert_int_equal(evs_so_parse(evs_doc_root(doc), NULL, &so, &d), EVS_EINVALCFG);
   /* 1e400 overflows float64: Go's json decoder refuses it. */
-  expect(&d, "spec.triggers[0].metadata.threshold", 0, 0, "must be a number (float64)");
+  expect(&d, "spec.triggers[0].metadata.threshold", 0, 0, "out of range for a float64");
   char buf[256];
   evs_diag_format(&d, 0, buf, sizeof buf);
   assert_non_null(strstr(buf, "prod/w: spec.triggers[0].metadata.threshold: "));
@@ -561,32 +561,32 @@ static void keda_number_parsing(void **state) {
   assert_int_equal(i, 10);
   assert_int_equal(evs_param_json_int64("-3", &i), 0);
   assert_int_equal(i, -3);
-  assert_int_equal(evs_param_json_int64("5.0", &i), -1); /* a float into int64 */
-  assert_int_equal(evs_param_json_int64("1e3", &i), -1);
-  assert_int_equal(evs_param_json_int64("05", &i), -1); /* leading zero: not JSON */
-  assert_int_equal(evs_param_json_int64("+5", &i), -1);
-  assert_int_equal(evs_param_json_int64("0x10", &i), -1);
-  assert_int_equal(evs_param_json_int64("9223372036854775808", &i), -1); /* overflow */
+  assert_int_equal(evs_param_json_int64("5.0", &i), UV_EINVAL); /* a float into int64 */
+  assert_int_equal(evs_param_json_int64("1e3", &i), UV_EINVAL);
+  assert_int_equal(evs_param_json_int64("05", &i), UV_EINVAL); /* leading zero: not JSON */
+  assert_int_equal(evs_param_json_int64("+5", &i), UV_EINVAL);
+  assert_int_equal(evs_param_json_int64("0x10", &i), UV_EINVAL);
+  assert_int_equal(evs_param_json_int64("9223372036854775808", &i), EVS_ERANGE); /* overflow */
   assert_int_equal(evs_param_json_float("2.5", &f), 0);
   assert_true(f == 2.5);
   assert_int_equal(evs_param_json_float("1e3", &f), 0);
   assert_true(f == 1000);
-  assert_int_equal(evs_param_json_float(".5", &f), -1);
-  assert_int_equal(evs_param_json_float("5.", &f), -1);
-  assert_int_equal(evs_param_json_float("NaN", &f), -1);
-  assert_int_equal(evs_param_json_float("1e400", &f), -1);
+  assert_int_equal(evs_param_json_float(".5", &f), UV_EINVAL);
+  assert_int_equal(evs_param_json_float("5.", &f), UV_EINVAL);
+  assert_int_equal(evs_param_json_float("NaN", &f), UV_EINVAL);
+  assert_int_equal(evs_param_json_float("1e400", &f), EVS_ERANGE);
   /* strconv.ParseFloat (scalingModifiers.target) is more lenient than JSON. */
   assert_int_equal(evs_param_go_float("+.5", &f), 0);
   assert_true(f == 0.5);
-  assert_int_equal(evs_param_go_float(" 1", &f), -1);
-  assert_int_equal(evs_param_go_float("", &f), -1);
+  assert_int_equal(evs_param_go_float(" 1", &f), UV_EINVAL);
+  assert_int_equal(evs_param_go_float("", &f), UV_EINVAL);
   /* strconv.ParseBool. */
   assert_int_equal(evs_param_go_bool("T", &b), 0);
   assert_int_equal(b, 1);
   assert_int_equal(evs_param_go_bool("False", &b), 0);
   assert_int_equal(b, 0);
-  assert_int_equal(evs_param_go_bool("yes", &b), -1);
-  assert_int_equal(evs_param_go_bool("fALSE", &b), -1);
+  assert_int_equal(evs_param_go_bool("yes", &b), UV_EINVAL);
+  assert_int_equal(evs_param_go_bool("fALSE", &b), UV_EINVAL);
 }
 
 /* getBoolAnnotation: "false" is false, unparsable is true, absent is false. */
