@@ -604,6 +604,281 @@ static void annotation_bools(void **state) {
   evs_so_free(so);
 }
 
+/* ---- unknown fields (src/scale/so_fields.c; KEDA v2.20.2 CRD + ObjectMeta) ---- */
+
+/* Every level of the schema, each with a "#@TAG" comment where a case puts its line. As it is,
+ * the template is valid: it also carries what a file may hold beyond the fields evscale uses
+ * (ObjectMeta's system fields, free-form labels and trigger metadata, a status). */
+static const char so_template[] = "apiVersion: keda.sh/v1alpha1\n"                  /* 1 */
+                                  "kind: ScaledObject\n"                            /* 2 */
+                                  "#@ROOT\n"                                        /* 3 */
+                                  "metadata:\n"                                     /* 4 */
+                                  "  name: worker\n"                                /* 5 */
+                                  "  namespace: jobs\n"                             /* 6 */
+                                  "  labels: {app: w, anyLabelKey: x}\n"            /* 7 */
+                                  "  uid: 2b6a4c0e-1f6c-4f0e-9c55-7f0d1e0e0e0e\n"   /* 8 */
+                                  "  resourceVersion: \"42\"\n"                     /* 9 */
+                                  "  generation: 3\n"                               /* 10 */
+                                  "  creationTimestamp: \"2026-01-01T00:00:00Z\"\n" /* 11 */
+                                  "  finalizers: [finalizer.keda.sh]\n"             /* 12 */
+                                  "  ownerReferences: []\n"                         /* 13 */
+                                  "  managedFields: []\n"                           /* 14 */
+                                  "  #@META\n"                                      /* 15 */
+                                  "spec:\n"                                         /* 16 */
+                                  "  #@SPEC\n"                                      /* 17 */
+                                  "  scaleTargetRef:\n"                             /* 18 */
+                                  "    name: worker\n"                              /* 19 */
+                                  "    #@TARGET\n"                                  /* 20 */
+                                  "  advanced:\n"                                   /* 21 */
+                                  "    #@ADV\n"                                     /* 22 */
+                                  "    horizontalPodAutoscalerConfig:\n"            /* 23 */
+                                  "      #@HPA\n"                                   /* 24 */
+                                  "      behavior:\n"                               /* 25 */
+                                  "        #@BEH\n"                                 /* 26 */
+                                  "        scaleUp:\n"                              /* 27 */
+                                  "          #@RULES\n"                             /* 28 */
+                                  "          policies:\n"                           /* 29 */
+                                  "          - type: Pods\n"                        /* 30 */
+                                  "            value: 4\n"                          /* 31 */
+                                  "            periodSeconds: 15\n"                 /* 32 */
+                                  "            #@POLICY\n"                          /* 33 */
+                                  "    scalingModifiers:\n"                         /* 34 */
+                                  "      formula: q\n"                              /* 35 */
+                                  "      target: \"5\"\n"                           /* 36 */
+                                  "      #@MOD\n"                                   /* 37 */
+                                  "  fallback:\n"                                   /* 38 */
+                                  "    failureThreshold: 3\n"                       /* 39 */
+                                  "    replicas: 2\n"                               /* 40 */
+                                  "    #@FALLBACK\n"                                /* 41 */
+                                  "  triggers:\n"                                   /* 42 */
+                                  "  - type: redis\n"                               /* 43 */
+                                  "    name: q\n"                                   /* 44 */
+                                  "    #@TRIGGER\n"                                 /* 45 */
+                                  "    authenticationRef:\n"                        /* 46 */
+                                  "      name: redis-auth\n"                        /* 47 */
+                                  "      #@AUTH\n"                                  /* 48 */
+                                  "    metadata:\n"                                 /* 49 */
+                                  "      listName: jobs\n"                          /* 50 */
+                                  "      aParameterNoScalerKnows: \"free-form\"\n"  /* 51 */
+                                  "status:\n"                                       /* 52 */
+                                  "  hpaName: keda-hpa-worker\n"                    /* 53 */
+                                  "  anythingKedaWrites: {x: 1}\n";                 /* 54 */
+
+/* The template with "#@tag" replaced by `line` (the other tags stay comments). */
+static void so_with(const char *tag, const char *line, char *out, size_t cap) {
+  char mark[32];
+  snprintf(mark, sizeof mark, "#@%s\n", tag);
+  const char *at = strstr(so_template, mark);
+  assert_non_null(at);
+  int n = snprintf(out, cap, "%.*s%s\n%s", (int)(at - so_template), so_template, line,
+                   at + strlen(mark));
+  assert_true(n > 0 && (size_t)n < cap);
+}
+
+static void unknown_field_template_is_valid(void **state) {
+  (void)state;
+  evs_so_t *so = parse_ok(so_template);
+  assert_int_equal(so->max_replicas, -1);
+  assert_int_equal(so->behavior.up.policies[0].value, 4);
+  evs_so_free(so);
+}
+
+/* A misspelt field at each level of the schema is refused at its key's position, with the
+ * nearest field of that level, and is the only error. */
+static void unknown_field_every_level(void **state) {
+  (void)state;
+  static const struct {
+    const char *tag, *line, *path;
+    uint32_t line_no, col;
+    const char *msg;
+  } t[] = {
+      {"ROOT", "kindd: ScaledObject", "kindd", 3, 1, "unknown field (did you mean 'kind'?)"},
+      {"META", "namespce: jobs", "metadata.namespce", 15, 3,
+       "unknown field (did you mean 'namespace'?)"},
+      {"META", "annotation: {a: b}", "metadata.annotation", 15, 3,
+       "unknown field (did you mean 'annotations'?)"},
+      {"SPEC", "maxReplicaCont: 20", "spec.maxReplicaCont", 17, 3,
+       "unknown field (did you mean 'maxReplicaCount'?)"},
+      {"SPEC", "pollingInterva: 5", "spec.pollingInterva", 17, 3,
+       "unknown field (did you mean 'pollingInterval'?)"},
+      {"TARGET", "kinds: Deployment", "spec.scaleTargetRef.kinds", 20, 5,
+       "unknown field (did you mean 'kind'?)"},
+      {"ADV", "restoreToOrignalReplicaCount: true", "spec.advanced.restoreToOrignalReplicaCount",
+       22, 5, "unknown field (did you mean 'restoreToOriginalReplicaCount'?)"},
+      {"HPA", "nmae: my-hpa", "spec.advanced.horizontalPodAutoscalerConfig.nmae", 24, 7,
+       "unknown field (did you mean 'name'?)"},
+      {"BEH", "scaledown: {selectPolicy: Max}",
+       "spec.advanced.horizontalPodAutoscalerConfig.behavior.scaledown", 26, 9,
+       "unknown field (did you mean 'scaleDown'?)"},
+      {"RULES", "stabilisationWindowSeconds: 60",
+       "spec.advanced.horizontalPodAutoscalerConfig.behavior.scaleUp.stabilisationWindowSeconds",
+       28, 11, "unknown field (did you mean 'stabilizationWindowSeconds'?)"},
+      {"POLICY", "periodSecond: 15",
+       "spec.advanced.horizontalPodAutoscalerConfig.behavior.scaleUp.policies[0].periodSecond", 33,
+       13, "unknown field (did you mean 'periodSeconds'?)"},
+      {"MOD", "activationTargt: \"1\"", "spec.advanced.scalingModifiers.activationTargt", 37, 7,
+       "unknown field (did you mean 'activationTarget'?)"},
+      {"FALLBACK", "behaviour: static", "spec.fallback.behaviour", 41, 5,
+       "unknown field (did you mean 'behavior'?)"},
+      {"TRIGGER", "metricTyp: Value", "spec.triggers[0].metricTyp", 45, 5,
+       "unknown field (did you mean 'metricType'?)"},
+      {"TRIGGER", "useCachedMetric: true", "spec.triggers[0].useCachedMetric", 45, 5,
+       "unknown field (did you mean 'useCachedMetrics'?)"},
+      {"AUTH", "knd: ClusterTriggerAuthentication", "spec.triggers[0].authenticationRef.knd", 48, 7,
+       "unknown field (did you mean 'kind'?)"},
+      /* No near name at this level, but the exact name of another level. */
+      {"ROOT", "maxReplicaCount: 20", "maxReplicaCount", 3, 1,
+       "unknown field (it belongs at 'spec.maxReplicaCount')"},
+      {"SPEC", "stabilizationWindowSeconds: 60", "spec.stabilizationWindowSeconds", 17, 3,
+       "unknown field (it belongs at "
+       "'spec.advanced.horizontalPodAutoscalerConfig.behavior.scaleDown."
+       "stabilizationWindowSeconds')"},
+      /* Nothing like it anywhere. */
+      {"SPEC", "replicasPerPod: 2", "spec.replicasPerPod", 17, 3, "unknown field"},
+  };
+  for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+    char src[sizeof so_template + 128];
+    evs_diag_t d;
+    so_with(t[i].tag, t[i].line, src, sizeof src);
+    parse_bad(src, &d);
+    expect(&d, t[i].path, t[i].line_no, t[i].col, t[i].msg);
+    if (d.n != 1) {
+      print_error("case %zu (%s): %zu errors, want 1\n", i, t[i].line, d.n);
+      dump(&d);
+      fail();
+    }
+    evs_diag_free(&d);
+  }
+}
+
+/* Several unknown fields: each reported, with the object's other errors, all in file order. */
+static void unknown_fields_all_reported_in_file_order(void **state) {
+  (void)state;
+  evs_diag_t d;
+  parse_bad(HEAD "  labelz: {a: b}\n"                           /* 6 */
+                 "spec:\n"                                      /* 7 */
+                 "  triggers:\n"                                /* 8 */
+                 "  - type: redis\n"                            /* 9 */
+                 "    metadata: {listName: l, listLength: x}\n" /* 10 */
+                 "    typo: 1\n"                                /* 11 */
+                 "  maxReplicaCount: 0\n"                       /* 12 */
+                 "  scaleTargetRef: {name: w, nam: v}\n"        /* 13 */
+                 "  minReplicaCont: 1\n",                       /* 14 */
+            &d);
+  expect(&d, "metadata.labelz", 6, 3, "unknown field (did you mean 'labels'?)");
+  expect(&d, "spec.triggers[0].metadata.listLength", 10, 41, "must be an integer (int64)");
+  expect(&d, "spec.triggers[0].typo", 11, 5, "unknown field (did you mean 'type'?)");
+  expect(&d, "spec.maxReplicaCount", 12, 20, "out of range");
+  expect(&d, "spec.scaleTargetRef.nam", 13, 29, "unknown field (did you mean 'name'?)");
+  expect(&d, "spec.minReplicaCont", 14, 3, "unknown field (did you mean 'minReplicaCount'?)");
+  assert_int_equal(d.n, 6);
+  /* The validator checks maxReplicaCount before the triggers and the unknown fields before
+   * both; the user reads the file from the top. */
+  for (size_t i = 1; i < d.n; i++)
+    if (d.items[i].line < d.items[i - 1].line ||
+        (d.items[i].line == d.items[i - 1].line && d.items[i].col < d.items[i - 1].col)) {
+      dump(&d);
+      fail_msg("entry %zu (line %u) printed after line %u", i, d.items[i].line,
+               d.items[i - 1].line);
+    }
+  evs_diag_free(&d);
+}
+
+/* The sort keeps entries of equal position in the order they were found, puts those without a
+ * position last, and leaves entries before `from` (another object's) alone. */
+static void diag_sort_is_stable(void **state) {
+  (void)state;
+  evs_diag_t d;
+  evs_diag_init(&d);
+  evs_diag_add(&d, "f", 9, 1, NULL, "earlier object");
+  evs_diag_add(&d, "f", 0, 0, NULL, "no position");
+  evs_diag_add(&d, "f", 20, 5, NULL, "b1");
+  evs_diag_add(&d, "f", 12, 3, NULL, "a");
+  evs_diag_add(&d, "f", 20, 5, NULL, "b2");
+  evs_diag_add(&d, "f", 20, 2, NULL, "b0");
+  evs_diag_sort(&d, 1);
+  static const char *const want[] = {"earlier object", "a", "b0", "b1", "b2", "no position"};
+  for (size_t i = 0; i < 6; i++)
+    assert_string_equal(d.items[i].msg, want[i]);
+  evs_diag_free(&d);
+}
+
+/* An object from the API with fields of a newer CRD: used, with a warning per field; the same
+ * object in a file is refused. */
+static void unknown_field_api_path_warns(void **state) {
+  (void)state;
+  const char *txt = "{\"apiVersion\":\"keda.sh/v1alpha1\",\"kind\":\"ScaledObject\","
+                    "\"metadata\":{\"name\":\"w\",\"namespace\":\"prod\",\"uid\":\"u\"},"
+                    "\"spec\":{\"scaleTargetRef\":{\"name\":\"w\"},\"maxReplicaCount\":10,"
+                    "\"maxReplicaCont\":20,\"someFutureField\":{\"x\":1},"
+                    "\"triggers\":[{\"type\":\"redis\",\"futureTriggerField\":true,"
+                    "\"metadata\":{\"listName\":\"l\"}}]},"
+                    "\"status\":{\"hpaName\":\"keda-hpa-w\"}}";
+  json_error_t jerr;
+  json_t *j = json_loads(txt, 0, &jerr);
+  assert_non_null(j);
+  evs_doc_t *doc = NULL;
+  assert_int_equal(evs_doc_from_jansson(j, NULL, &doc), 0);
+  evs_so_t *so = NULL;
+  evs_diag_t d, w;
+  evs_diag_init(&d);
+  evs_diag_init(&w);
+  int rc = evs_so_parse_mode(evs_doc_root(doc), NULL, EVS_SO_API, &so, &d, &w);
+  if (rc != 0)
+    dump(&d);
+  assert_int_equal(rc, 0);
+  assert_non_null(so);
+  assert_int_equal(d.n, 0);
+  assert_int_equal(so->max_replicas, 10); /* the known fields are used */
+  assert_int_equal(w.n, 3);
+  expect(&w, "spec.maxReplicaCont", 0, 0, "unknown field (did you mean 'maxReplicaCount'?)");
+  expect(&w, "spec.someFutureField", 0, 0, "ignored");
+  expect(&w, "spec.triggers[0].futureTriggerField", 0, 0, "ignored");
+  char buf[256];
+  evs_diag_format(&w, 0, buf, sizeof buf);
+  assert_non_null(strstr(buf, "prod/w: spec."));
+  evs_so_free(so);
+  evs_diag_free(&w);
+  /* Warnings may be discarded. */
+  so = NULL;
+  assert_int_equal(evs_so_parse_mode(evs_doc_root(doc), NULL, EVS_SO_API, &so, &d, NULL), 0);
+  assert_non_null(so);
+  evs_so_free(so);
+  /* A file (FILE mode) refuses the same object, each field an error. */
+  so = NULL;
+  assert_int_equal(evs_so_parse(evs_doc_root(doc), NULL, &so, &d), EVS_EINVALCFG);
+  assert_null(so);
+  assert_int_equal(d.n, 3);
+  expect(&d, "spec.maxReplicaCont", 0, 0, "unknown field (did you mean 'maxReplicaCount'?)");
+  evs_diag_free(&d);
+  evs_doc_free(doc);
+  json_decref(j);
+}
+
+/* Numbers too large for their type are "out of range" (Go's ErrRange, json's range error), not
+ * "not a number", and never ±Inf. */
+static void out_of_range_numbers(void **state) {
+  (void)state;
+  evs_diag_t d;
+  parse_bad(HEAD "spec:\n"                                                 /* 6 */
+                 "  scaleTargetRef: {name: w}\n"                           /* 7 */
+                 "  advanced:\n"                                           /* 8 */
+                 "    scalingModifiers: {formula: q, target: \"1e400\",\n" /* 9 */
+                 "                       activationTarget: \"-1e999\"}\n"  /* 10 */
+                 "  triggers:\n"                                           /* 11 */
+                 "  - name: q\n"                                           /* 12 */
+                 "    type: redis\n"                                       /* 13 */
+                 "    metadata:\n"                                         /* 14 */
+                 "      listName: l\n"                                     /* 15 */
+                 "      listLength: \"99999999999999999999\"\n",           /* 16 */
+            &d);
+  expect(&d, "spec.advanced.scalingModifiers.target", 9, 44, "\"1e400\" is out of range");
+  expect(&d, "spec.advanced.scalingModifiers.activationTarget", 10, 42,
+         "\"-1e999\" is out of range for a float64");
+  expect(&d, "spec.triggers[0].metadata.listLength", 16, 19, "out of range for an int64");
+  evs_diag_free(&d);
+}
+
 /* Every file in test/data/so/ that starts with "valid-" parses; "invalid-" ones do not. */
 static void data_files(void **state) {
   (void)state;
@@ -648,6 +923,12 @@ int main(void) {
       cmocka_unit_test(keda_number_parsing),
       cmocka_unit_test(annotation_bools),
       cmocka_unit_test(data_files),
+      cmocka_unit_test(unknown_field_template_is_valid),
+      cmocka_unit_test(unknown_field_every_level),
+      cmocka_unit_test(unknown_fields_all_reported_in_file_order),
+      cmocka_unit_test(diag_sort_is_stable),
+      cmocka_unit_test(unknown_field_api_path_warns),
+      cmocka_unit_test(out_of_range_numbers),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
