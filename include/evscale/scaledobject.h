@@ -137,6 +137,11 @@ typedef struct {
 
   size_t n_triggers;
   evs_trigger_t *triggers;
+  /* Private to the model: an open-addressing index of the triggers' names (trigger index + 1,
+   * 0 = empty; name_mask + 1 slots), so that the duplicate-name check and
+   * evs_so_trigger_index stay constant-time however many triggers an object has. */
+  uint32_t *name_index;
+  size_t name_mask;
 
   evs_so_arena_t *arena; /* owns every string above */
 } evs_so_t;
@@ -181,7 +186,7 @@ int32_t evs_so_max(const evs_so_t *so); /* maxReplicaCount, default 100 */
 /* Paused as KEDA's NeedToBePausedByAnnotation: paused-replicas present, or paused true. */
 int evs_so_is_paused(const evs_so_t *so);
 
-/* Index of the trigger named `name`, or -1. */
+/* Index of the trigger named `name`, or -1. Constant time (a hash lookup). */
 int evs_so_trigger_index(const evs_so_t *so, const char *name);
 
 /* The scaler configuration for trigger i (everything borrowed from so); auth_params and

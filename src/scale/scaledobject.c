@@ -655,10 +655,22 @@ int32_t evs_so_max(const evs_so_t *so) {
 
 int evs_so_is_paused(const evs_so_t *so) { return so->paused_replicas >= 0 || so->paused; }
 
+size_t evs_so__name_hash(const char *name) {
+  uint64_t h = 14695981039346656037ull;
+  for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+    h = (h ^ *p) * 1099511628211ull;
+  return (size_t)h;
+}
+
 int evs_so_trigger_index(const evs_so_t *so, const char *name) {
-  for (size_t i = 0; i < so->n_triggers; i++)
-    if (so->triggers[i].name && strcmp(so->triggers[i].name, name) == 0)
+  if (so->name_index == NULL)
+    return -1; /* no trigger has a name */
+  for (size_t slot = evs_so__name_hash(name) & so->name_mask; so->name_index[slot];
+       slot = (slot + 1) & so->name_mask) {
+    uint32_t i = so->name_index[slot] - 1;
+    if (strcmp(so->triggers[i].name, name) == 0)
       return (int)i;
+  }
   return -1;
 }
 

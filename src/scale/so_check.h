@@ -32,6 +32,9 @@ void *evs_so__alloc(evs_so__ctx_t *c, size_t n);
  * EVS_SO_FILE mode, a warning into c->warn in EVS_SO_API mode. */
 void evs_so__check_fields(evs_so__ctx_t *c, const evs_node_t *root);
 
+/* FNV-1a of a trigger name: the slot in so->name_index is evs_so__name_hash(name) & name_mask. */
+size_t evs_so__name_hash(const char *name);
+
 /* Validates spec.triggers (the node may be NULL) into c->so. */
 void evs_so__parse_triggers(evs_so__ctx_t *c, const evs_node_t *spec);
 

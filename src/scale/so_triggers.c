@@ -283,8 +283,14 @@ static void parse_name(evs_so__ctx_t *c, const evs_node_t *tn, evs_trigger_t *t,
   }
   if (nv->u.text[0] == '\0')
     return;
-  for (size_t j = 0; j < idx; j++)
-    if (c->so->triggers[j].name && strcmp(c->so->triggers[j].name, nv->u.text) == 0) {
+  evs_so_t *so = c->so;
+  if (so->name_index == NULL)
+    return; /* out of memory, reported */
+  /* One hash probe per name rather than a scan of the earlier triggers: an object may list
+   * thousands of triggers (a hostile or generated file), and this must stay linear. */
+  size_t slot = evs_so__name_hash(nv->u.text) & so->name_mask;
+  for (; so->name_index[slot]; slot = (slot + 1) & so->name_mask)
+    if (strcmp(so->triggers[so->name_index[slot] - 1].name, nv->u.text) == 0) {
       evs_so__err(c, nv, "name",
                   "triggerName \"%s\" is defined multiple times in the ScaledObject/ScaledJob, "
                   "but it must be unique",
@@ -292,6 +298,8 @@ static void parse_name(evs_so__ctx_t *c, const evs_node_t *tn, evs_trigger_t *t,
       return;
     }
   t->name = evs_so__strdup(c, nv->u.text);
+  if (t->name)
+    so->name_index[slot] = (uint32_t)idx + 1;
 }
 
 static void parse_trigger(evs_so__ctx_t *c, const evs_node_t *tn, size_t idx) {
@@ -339,6 +347,11 @@ void evs_so__parse_triggers(evs_so__ctx_t *c, const evs_node_t *spec) {
   if (c->so->triggers == NULL)
     return;
   c->so->n_triggers = seq->len;
+  size_t slots = 8;
+  while (slots < 2 * (size_t)seq->len)
+    slots *= 2;
+  c->so->name_index = evs_so__alloc(c, slots * sizeof *c->so->name_index);
+  c->so->name_mask = slots - 1;
   size_t saved = evs_path_push_key(&c->path, "triggers");
   for (size_t i = 0; i < seq->len; i++) {
     size_t s2 = evs_path_push_index(&c->path, i);

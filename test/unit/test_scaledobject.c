@@ -16,7 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "evscale/app.h"
+#include "evscale/config.h"
 #include "evscale/error.h"
 #include "evscale/metricname.h"
 #include "evscale/scaledobject.h"
@@ -879,6 +882,163 @@ static void out_of_range_numbers(void **state) {
   evs_diag_free(&d);
 }
 
+/* ---- files of thousands of objects: checked in linear time ---- */
+
+/* A config file of n ScaledObjects (namespace ns-<i % 7>, name worker-<i>); `dup_of` >= 0 makes
+ * the last object's name that of object dup_of (same namespace). Caller frees. */
+static char *many_objects(size_t n, long dup_of, size_t *len) {
+  size_t cap = 64 + n * 256, at = 0;
+  char *buf = malloc(cap);
+  assert_non_null(buf);
+  at += (size_t)snprintf(buf, cap, "scaled_objects:\n");
+  for (size_t i = 0; i < n; i++) {
+    size_t id = dup_of >= 0 && i == n - 1 ? (size_t)dup_of : i;
+    at += (size_t)snprintf(buf + at, cap - at,
+                           "- apiVersion: keda.sh/v1alpha1\n"
+                           "  kind: ScaledObject\n"
+                           "  metadata: {name: worker-%zu, namespace: ns-%zu}\n"
+                           "  spec:\n"
+                           "    scaleTargetRef: {name: w}\n"
+                           "    triggers: [{type: redis, name: q, metadata: {listName: l%zu}}]\n",
+                           id, id % 7, i);
+    assert_true(at < cap);
+  }
+  *len = at;
+  return buf;
+}
+
+/* One object with n named triggers. Caller frees. */
+static char *many_triggers(size_t n, size_t *len) {
+  size_t cap = 256 + n * 64, at = 0;
+  char *buf = malloc(cap);
+  assert_non_null(buf);
+  at += (size_t)snprintf(buf, cap, HEAD "spec:\n  scaleTargetRef: {name: w}\n  triggers:\n");
+  for (size_t i = 0; i < n; i++)
+    at += (size_t)snprintf(buf + at, cap - at,
+                           "  - {type: redis, name: t%zu, metadata: {listName: l}}\n", i);
+  assert_true(at < cap);
+  *len = at;
+  return buf;
+}
+
+/* Loads a config file and validates its ScaledObjects, as check-config does; returns the CPU
+ * seconds it took (process CPU time: another process on the machine does not count). */
+static double check_file_cpu(const char *buf, size_t len, int want_rc, evs_diag_t *d) {
+  char *envp[] = {NULL};
+  evs_config_t *cfg = NULL;
+  clock_t t0 = clock();
+  int rc = evs_config_load_buffer(buf, len, "big.yaml", envp, &cfg, d);
+  if (rc == 0)
+    rc = evs_app_check_scaled_objects(cfg, d);
+  clock_t t1 = clock();
+  if (rc != want_rc)
+    dump(d);
+  assert_int_equal(rc, want_rc);
+  evs_config_free(cfg);
+  return (double)(t1 - t0) / CLOCKS_PER_SEC;
+}
+
+static double parse_so_cpu(const char *buf, size_t len) {
+  evs_so_t *so = NULL;
+  evs_diag_t d;
+  evs_diag_init(&d);
+  clock_t t0 = clock();
+  int rc = evs_so_parse_yaml(buf, len, "so.yaml", &so, &d);
+  clock_t t1 = clock();
+  if (rc)
+    dump(&d);
+  assert_int_equal(rc, 0);
+  evs_so_free(so);
+  evs_diag_free(&d);
+  return (double)(t1 - t0) / CLOCKS_PER_SEC;
+}
+
+static double check_ok_cpu(const char *buf, size_t len) {
+  evs_diag_t d;
+  evs_diag_init(&d);
+  double t = check_file_cpu(buf, len, 0, &d);
+  evs_diag_free(&d);
+  return t;
+}
+
+/* The best of three: the least disturbed run. */
+static double best_of_3(double (*run)(const char *, size_t), const char *buf, size_t len) {
+  double best = 1e9;
+  for (int r = 0; r < 3; r++) {
+    double t = run(buf, len);
+    if (t < best)
+      best = t;
+  }
+  return best;
+}
+
+/* A duplicate namespace/name among 8,000 objects is found, with the first one's line; the same
+ * name in another namespace is not a duplicate. */
+static void many_objects_duplicate(void **state) {
+  (void)state;
+  size_t len;
+  char *buf = many_objects(8000, 0, &len);
+  evs_diag_t d;
+  evs_diag_init(&d);
+  check_file_cpu(buf, len, EVS_EINVALCFG, &d);
+  assert_int_equal(d.n, 1);
+  expect(&d, "scaled_objects[7999].metadata.name", 7999 * 6 + 4, 20,
+         "duplicate ScaledObject 'worker-0' (first defined at line 4)");
+  evs_diag_free(&d);
+  free(buf);
+  buf = many_objects(8000, 7, &len); /* worker-7 in ns-0 vs worker-7 in ns-0: a duplicate */
+  evs_diag_init(&d);
+  check_file_cpu(buf, len, EVS_EINVALCFG, &d);
+  expect(&d, "scaled_objects[7999].metadata.name", 7999 * 6 + 4, 20,
+         "duplicate ScaledObject 'worker-7' (first defined at line 46)");
+  evs_diag_free(&d);
+  free(buf);
+}
+
+/* Structure, not speed: four times the objects (or triggers) must cost about four times the
+ * CPU, not sixteen. A duplicate check scanning every earlier object (or trigger) is quadratic
+ * and fails this by far at these sizes; a bound of 8 leaves room for cache effects. */
+static void many_objects_linear(void **state) {
+  (void)state;
+  size_t l1, l4;
+  char *b1 = many_objects(2000, -1, &l1), *b4 = many_objects(8000, -1, &l4);
+  double t1 = best_of_3(check_ok_cpu, b1, l1);
+  double t4 = best_of_3(check_ok_cpu, b4, l4);
+  print_message("  objects: 2000 in %.3f s CPU, 8000 in %.3f s (x%.1f)\n", t1, t4, t4 / t1);
+  assert_true(t4 < 8 * t1);
+  free(b1);
+  free(b4);
+  b1 = many_triggers(4000, &l1);
+  b4 = many_triggers(16000, &l4);
+  t1 = best_of_3(parse_so_cpu, b1, l1);
+  t4 = best_of_3(parse_so_cpu, b4, l4);
+  print_message("  triggers: 4000 in %.3f s CPU, 16000 in %.3f s (x%.1f)\n", t1, t4, t4 / t1);
+  assert_true(t4 < 8 * t1);
+  free(b1);
+  free(b4);
+}
+
+/* Trigger names are found through the object's index, and only names that exist are. */
+static void trigger_index_lookup(void **state) {
+  (void)state;
+  size_t len;
+  char *buf = many_triggers(300, &len);
+  evs_so_t *so = NULL;
+  evs_diag_t d;
+  evs_diag_init(&d);
+  assert_int_equal(evs_so_parse_yaml(buf, len, "so.yaml", &so, &d), 0);
+  char name[16];
+  for (int i = 0; i < 300; i++) {
+    snprintf(name, sizeof name, "t%d", i);
+    assert_int_equal(evs_so_trigger_index(so, name), i);
+  }
+  assert_int_equal(evs_so_trigger_index(so, "t300"), -1);
+  assert_int_equal(evs_so_trigger_index(so, ""), -1);
+  evs_so_free(so);
+  evs_diag_free(&d);
+  free(buf);
+}
+
 /* Every file in test/data/so/ that starts with "valid-" parses; "invalid-" ones do not. */
 static void data_files(void **state) {
   (void)state;
@@ -929,6 +1089,9 @@ int main(void) {
       cmocka_unit_test(diag_sort_is_stable),
       cmocka_unit_test(unknown_field_api_path_warns),
       cmocka_unit_test(out_of_range_numbers),
+      cmocka_unit_test(many_objects_duplicate),
+      cmocka_unit_test(many_objects_linear),
+      cmocka_unit_test(trigger_index_lookup),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
