@@ -112,12 +112,29 @@ static const char *get_str(evs_so__ctx_t *c, const evs_node_t *m, const char *ke
   return v->u.text;
 }
 
+/* [+-]?[0-9]+ */
+static int is_integer_text(const char *s) {
+  if (*s == '-' || *s == '+')
+    s++;
+  if (*s == '\0')
+    return 0;
+  while (*s >= '0' && *s <= '9')
+    s++;
+  return *s == '\0';
+}
+
 /* An int32 field with a kubebuilder Minimum; *out keeps its value (-1) when absent. */
 static void get_i32(evs_so__ctx_t *c, const evs_node_t *m, const char *key, int32_t minimum,
                     int32_t *out) {
   const evs_node_t *v = evs_node_get(m, key);
   if (v == NULL || v->kind == EVS_NODE_NULL)
     return;
+  if (v->kind == EVS_NODE_REAL && is_integer_text(v->u.text)) {
+    /* Digits only, but beyond int64: the reader made it a float. Say what is wrong with it. */
+    evs_so__err(c, v, key, "%.40s is out of range: must be %d..%d", v->u.text, (int)minimum,
+                (int)INT32_MAX);
+    return;
+  }
   if (v->kind != EVS_NODE_INT) {
     evs_so__err(c, v, key, "must be an integer, not %s", evs_node_kind_name(v->kind));
     return;

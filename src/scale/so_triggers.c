@@ -47,13 +47,15 @@ static void require(evs_so__ctx_t *c, const evs_node_t *tn, const evs_trigger_t 
                 "missing required parameter \"%s\" in [triggerMetadata]", key);
 }
 
-static void p_int(evs_so__ctx_t *c, const evs_node_t *tn, const evs_trigger_t *t, const char *key,
-                  double *out) {
+/* p_int, p_float: 0 when the parameter was read into *out, 1 when absent, -1 when refused
+ * (reported). */
+static int p_int(evs_so__ctx_t *c, const evs_node_t *tn, const evs_trigger_t *t, const char *key,
+                 double *out) {
   char buf[64];
   int64_t v;
   const char *s = param(t, key, buf, sizeof buf);
   if (s == NULL)
-    return;
+    return 1;
   int rc = evs_param_json_int64(s, &v);
   if (rc == EVS_ERANGE)
     evs_so__err(c, meta_node(tn, key), key,
@@ -63,15 +65,16 @@ static void p_int(evs_so__ctx_t *c, const evs_node_t *tn, const evs_trigger_t *t
                 "unable to set param \"%s\" value \"%.40s\": must be an integer (int64)", key, s);
   else if (out)
     *out = (double)v;
+  return rc == 0 ? 0 : -1;
 }
 
-static void p_float(evs_so__ctx_t *c, const evs_node_t *tn, const evs_trigger_t *t, const char *key,
-                    double *out) {
+static int p_float(evs_so__ctx_t *c, const evs_node_t *tn, const evs_trigger_t *t, const char *key,
+                   double *out) {
   char buf[64];
   double v;
   const char *s = param(t, key, buf, sizeof buf);
   if (s == NULL)
-    return;
+    return 1;
   int rc = evs_param_json_float(s, &v);
   if (rc == EVS_ERANGE)
     evs_so__err(c, meta_node(tn, key), key,
@@ -81,6 +84,7 @@ static void p_float(evs_so__ctx_t *c, const evs_node_t *tn, const evs_trigger_t 
                 "unable to set param \"%s\" value \"%.40s\": must be a number (float64)", key, s);
   else
     *out = v;
+  return rc == 0 ? 0 : -1;
 }
 
 static void p_bool(evs_so__ctx_t *c, const evs_node_t *tn, const evs_trigger_t *t,
@@ -107,8 +111,9 @@ static void check_redis(evs_so__ctx_t *c, const evs_node_t *tn, evs_trigger_t *t
   t->target = 5;
   t->activation_target = 0;
   require(c, tn, t, "listName");
-  p_int(c, tn, t, "listLength", &t->target);
-  positive(c, tn, t, "listLength");
+  /* A refused value is reported once, not again as a zero target. */
+  if (p_int(c, tn, t, "listLength", &t->target) == 0)
+    positive(c, tn, t, "listLength");
   p_int(c, tn, t, "activationListLength", &t->activation_target);
   p_int(c, tn, t, "databaseIndex", NULL);
   p_bool(c, tn, t, "enableTLS");
@@ -120,8 +125,8 @@ static void check_prometheus(evs_so__ctx_t *c, const evs_node_t *tn, evs_trigger
   require(c, tn, t, "serverAddress");
   require(c, tn, t, "query");
   require(c, tn, t, "threshold");
-  p_float(c, tn, t, "threshold", &t->target);
-  positive(c, tn, t, "threshold");
+  if (p_float(c, tn, t, "threshold", &t->target) == 0)
+    positive(c, tn, t, "threshold");
   p_float(c, tn, t, "activationThreshold", &t->activation_target);
   p_bool(c, tn, t, "ignoreNullValues");
   p_bool(c, tn, t, "unsafeSsl");

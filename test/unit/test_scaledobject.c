@@ -879,6 +879,18 @@ static void out_of_range_numbers(void **state) {
   expect(&d, "spec.advanced.scalingModifiers.activationTarget", 10, 42,
          "\"-1e999\" is out of range for a float64");
   expect(&d, "spec.triggers[0].metadata.listLength", 16, 19, "out of range for an int64");
+  assert_int_equal(d.n, 3); /* not again as "must be at least 0.001" */
+  evs_diag_free(&d);
+  parse_bad(HEAD "spec:\n"                                                             /* 6 */
+                 "  scaleTargetRef: {name: w}\n"                                       /* 7 */
+                 "  maxReplicaCount: 99999999999999999999\n"                           /* 8 */
+                 "  triggers:\n"                                                       /* 9 */
+                 "  - type: prometheus\n"                                              /* 10 */
+                 "    metadata: {serverAddress: h, query: q, threshold: \"1e400\"}\n", /* 11 */
+            &d);
+  expect(&d, "spec.maxReplicaCount", 8, 20, "99999999999999999999 is out of range: must be 1..");
+  expect(&d, "spec.triggers[0].metadata.threshold", 11, 55, "out of range for a float64");
+  assert_int_equal(d.n, 2);
   evs_diag_free(&d);
 }
 
