@@ -625,10 +625,15 @@ int evs_so_parse(const evs_node_t *root, const char *source, evs_so_t **out, evs
 int evs_so_parse_yaml(const char *buf, size_t len, const char *file, evs_so_t **out,
                       evs_diag_t *diag) {
   evs_doc_t *doc = NULL;
+  size_t first = diag ? diag->n : 0;
   *out = NULL;
   int rc = evs_doc_parse_yaml(buf, len, file, &doc, diag);
-  if (rc != 0)
+  if (rc != 0) {
+    /* The YAML reader reports a key's problems when its mapping closes: file order too. */
+    if (diag)
+      evs_diag_sort(diag, first);
     return rc;
+  }
   rc = evs_so_parse(evs_doc_root(doc), file ? file : "<input>", out, diag);
   evs_doc_free(doc);
   return rc;

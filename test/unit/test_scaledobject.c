@@ -787,6 +787,27 @@ static void unknown_fields_all_reported_in_file_order(void **state) {
   evs_diag_free(&d);
 }
 
+/* The YAML reader reports a complex key when its mapping closes, after what it found inside it;
+ * the file's errors still print top to bottom (input found by fuzz_scaledobject). */
+static void yaml_errors_in_file_order(void **state) {
+  (void)state;
+  const char *src = "*ef:\n  ? na*e: b\n";
+  evs_so_t *so = NULL;
+  evs_diag_t d;
+  evs_diag_init(&d);
+  assert_int_not_equal(evs_so_parse_yaml(src, strlen(src), "so.yaml", &so, &d), 0);
+  assert_null(so);
+  assert_int_equal(d.n, 3);
+  static const uint32_t want[3][2] = {{1, 1}, {2, 3}, {2, 5}};
+  for (size_t i = 0; i < 3; i++)
+    if (d.items[i].line != want[i][0] || d.items[i].col != want[i][1]) {
+      dump(&d);
+      fail_msg("entry %zu at %u:%u, want %u:%u", i, d.items[i].line, d.items[i].col, want[i][0],
+               want[i][1]);
+    }
+  evs_diag_free(&d);
+}
+
 /* The sort keeps entries of equal position in the order they were found, puts those without a
  * position last, and leaves entries before `from` (another object's) alone. */
 static void diag_sort_is_stable(void **state) {
@@ -1099,6 +1120,7 @@ int main(void) {
       cmocka_unit_test(unknown_field_every_level),
       cmocka_unit_test(unknown_fields_all_reported_in_file_order),
       cmocka_unit_test(diag_sort_is_stable),
+      cmocka_unit_test(yaml_errors_in_file_order),
       cmocka_unit_test(unknown_field_api_path_warns),
       cmocka_unit_test(out_of_range_numbers),
       cmocka_unit_test(many_objects_duplicate),
