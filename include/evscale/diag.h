@@ -34,6 +34,10 @@ void evs_diag_add(evs_diag_t *d, const char *source, uint32_t line, uint32_t col
 int evs_diag_format(const evs_diag_t *d, size_t i, char *buf, size_t cap);
 /* Appends every entry of src to dst. */
 void evs_diag_merge(evs_diag_t *dst, const evs_diag_t *src);
+/* Puts entries [from, n) in input order: by line, then column, stable, entries without a
+ * position last. A validator that checks fields in its own order calls it so that errors print
+ * in file order. */
+void evs_diag_sort(evs_diag_t *d, size_t from);
 
 /* A dotted field path built while descending a tree: push "spec", "triggers", index 0 →
  * "spec.triggers[0]". Fixed size; a path too long is cut (still NUL-terminated). */

@@ -137,15 +137,37 @@ typedef struct {
 
   size_t n_triggers;
   evs_trigger_t *triggers;
+  /* Private to the model: an open-addressing index of the triggers' names (trigger index + 1,
+   * 0 = empty; name_mask + 1 slots), so that the duplicate-name check and
+   * evs_so_trigger_index stay constant-time however many triggers an object has. */
+  uint32_t *name_index;
+  size_t name_mask;
 
   evs_so_arena_t *arena; /* owns every string above */
 } evs_so_t;
 
+/* Where an object comes from decides what an unknown field is (src/scale/so_fields.c has the
+ * schema: KEDA v2.20.2's CRD plus ObjectMeta).
+ *  - EVS_SO_FILE: a file (config `scaled_objects`, `simulate`, `check-config`). An unknown
+ *    field anywhere in the schema is an error with its position and a did-you-mean, as
+ *    `kubectl apply` with strict field validation refuses it: a misspelt field silently ignored
+ *    would run the object with a default.
+ *  - EVS_SO_API: an object read from the Kubernetes API. The server has already accepted it
+ *    under the CRD installed there, which may be newer than evscale's, so an unknown field is a
+ *    warning (never a refusal, never Ready=False) and the rest of the object is used. */
+typedef enum { EVS_SO_FILE = 0, EVS_SO_API = 1 } evs_so_mode_t;
+
 /* Parses and validates one ScaledObject from a document node (a map with apiVersion, kind,
- * metadata {name, namespace, annotations}, spec). `source` names the input for diagnostics: the
- * file name for YAML (entries then carry line:col) or NULL, in which case "namespace/name" is
- * used (API objects, positions 0). On success *out is new (free with evs_so_free). On any error
- * returns EVS_EINVALCFG, *out is NULL, and every problem found is added to diag. */
+ * metadata {name, namespace, annotations}, spec, and an ignored status). `source` names the
+ * input for diagnostics: the file name for YAML (entries then carry line:col) or NULL, in which
+ * case "namespace/name" is used (API objects, positions 0). On success *out is new (free with
+ * evs_so_free). On any error returns EVS_EINVALCFG, *out is NULL, and every problem found is
+ * added to diag, in the order of the input (line, then column). Warnings (EVS_SO_API's unknown
+ * fields) go to `warnings`, which may be NULL, whether or not the object is valid. */
+int evs_so_parse_mode(const evs_node_t *root, const char *source, evs_so_mode_t mode,
+                      evs_so_t **out, evs_diag_t *diag, evs_diag_t *warnings);
+
+/* evs_so_parse_mode in EVS_SO_FILE mode. */
 int evs_so_parse(const evs_node_t *root, const char *source, evs_so_t **out, evs_diag_t *diag);
 
 /* Convenience: parses YAML text (one document) and then evs_so_parse. */
@@ -164,7 +186,7 @@ int32_t evs_so_max(const evs_so_t *so); /* maxReplicaCount, default 100 */
 /* Paused as KEDA's NeedToBePausedByAnnotation: paused-replicas present, or paused true. */
 int evs_so_is_paused(const evs_so_t *so);
 
-/* Index of the trigger named `name`, or -1. */
+/* Index of the trigger named `name`, or -1. Constant time (a hash lookup). */
 int evs_so_trigger_index(const evs_so_t *so, const char *name);
 
 /* The scaler configuration for trigger i (everything borrowed from so); auth_params and

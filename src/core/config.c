@@ -14,6 +14,11 @@ typedef struct {
   /* Keys whose value was refused: cross-key checks skip them, since their value in cfg is not
    * what the user wrote. */
   unsigned char bad[64];
+  /* scaled_objects: open-addressing set of accepted objects' namespace/name (index + 1 into
+   * cfg->scaled_objects, 0 = empty), so a file of thousands of objects is checked for
+   * duplicates in linear time. Lives only while the list is walked. */
+  size_t *so_set;
+  size_t so_mask;
 } evs__ctx_t;
 
 /* ---- did-you-mean ---- */
@@ -261,16 +266,29 @@ static const evs_node_t *evs__want_map(evs__ctx_t *c, const evs_node_t *map, con
   return v && v->kind == EVS_NODE_MAP ? v : NULL;
 }
 
-/* Two objects of the file with one namespace/name would fight over one target. */
-static void evs__check_dup(evs__ctx_t *c, const evs_node_t *meta, const evs_node_t *name,
-                           evs_path_t *path) {
+static const char *evs__so_ns(const evs_node_t *meta) {
   const evs_node_t *ns = evs_node_get(meta, "namespace");
-  const char *nss = ns && ns->kind == EVS_NODE_STR ? ns->u.text : "";
-  for (size_t i = 0; i < c->cfg->n_scaled_objects; i++) {
-    const evs_node_t *m = evs_node_get(c->cfg->scaled_objects[i], "metadata");
-    const evs_node_t *n2 = evs_node_get(m, "name"), *ns2 = evs_node_get(m, "namespace");
-    const char *nss2 = ns2 && ns2->kind == EVS_NODE_STR ? ns2->u.text : "";
-    if (strcmp(n2->u.text, name->u.text) == 0 && strcmp(nss, nss2) == 0) {
+  return ns && ns->kind == EVS_NODE_STR ? ns->u.text : "";
+}
+
+/* FNV-1a over "namespace\0name". */
+static size_t evs__so_hash(const char *ns, const char *name) {
+  uint64_t h = evs_config_hash(ns, strlen(ns) + 1);
+  for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+    h = (h ^ *p) * 1099511628211ull;
+  return (size_t)h;
+}
+
+/* Two objects of the file with one namespace/name would fight over one target. A new name is
+ * remembered as object number `index`. */
+static void evs__check_dup(evs__ctx_t *c, const evs_node_t *meta, const evs_node_t *name,
+                           evs_path_t *path, size_t index) {
+  const char *nss = evs__so_ns(meta);
+  size_t slot = evs__so_hash(nss, name->u.text) & c->so_mask;
+  for (; c->so_set[slot]; slot = (slot + 1) & c->so_mask) {
+    const evs_node_t *m = evs_node_get(c->cfg->scaled_objects[c->so_set[slot] - 1], "metadata");
+    const evs_node_t *n2 = evs_node_get(m, "name");
+    if (strcmp(n2->u.text, name->u.text) == 0 && strcmp(nss, evs__so_ns(m)) == 0) {
       size_t mark = evs_path_push_key(path, "metadata.name");
       evs_diag_add(&c->diag, c->file, name->line, name->col, path->buf,
                    "duplicate ScaledObject '%s' (first defined at line %u)", name->u.text,
@@ -279,6 +297,7 @@ static void evs__check_dup(evs__ctx_t *c, const evs_node_t *meta, const evs_node
       return;
     }
   }
+  c->so_set[slot] = index + 1;
 }
 
 static void evs__walk_one_so(evs__ctx_t *c, const evs_node_t *so, evs_path_t *path) {
@@ -305,7 +324,8 @@ static void evs__walk_one_so(evs__ctx_t *c, const evs_node_t *so, evs_path_t *pa
   ok &= evs__want_map(c, so, "spec", path) != NULL;
   if (!ok || name == NULL)
     return;
-  evs__check_dup(c, meta, name, path);
+  /* A duplicate is kept in the list, as before: it has been reported, and the file is refused. */
+  evs__check_dup(c, meta, name, path, c->cfg->n_scaled_objects);
   c->cfg->scaled_objects[c->cfg->n_scaled_objects++] = so;
 }
 
@@ -322,6 +342,13 @@ static int evs__walk_scaled_objects(evs__ctx_t *c, const evs_node_t *seq) {
   c->cfg->scaled_objects = calloc(seq->len, sizeof *c->cfg->scaled_objects);
   if (c->cfg->scaled_objects == NULL)
     return UV_ENOMEM;
+  size_t slots = 16;
+  while (slots < 2 * (size_t)seq->len)
+    slots *= 2;
+  c->so_set = calloc(slots, sizeof *c->so_set);
+  if (c->so_set == NULL)
+    return UV_ENOMEM;
+  c->so_mask = slots - 1;
   evs_path_t path;
   evs_path_init(&path);
   evs_path_push_key(&path, "scaled_objects");
@@ -330,6 +357,8 @@ static int evs__walk_scaled_objects(evs__ctx_t *c, const evs_node_t *seq) {
     evs__walk_one_so(c, evs_node_item(seq, i), &path);
     evs_path_pop(&path, mark);
   }
+  free(c->so_set);
+  c->so_set = NULL;
   return 0;
 }
 

@@ -68,6 +68,26 @@ void evs_diag_merge(evs_diag_t *dst, const evs_diag_t *src) {
   dst->dropped += src->dropped;
 }
 
+/* Line and column as one key; no position sorts after every position. */
+static uint64_t evs__diag_key(const evs_diag_entry_t *e) {
+  return e->line ? ((uint64_t)e->line << 32) | e->col : UINT64_MAX;
+}
+
+void evs_diag_sort(evs_diag_t *d, size_t from) {
+  /* Insertion sort: stable, and the entries of one object are few and nearly in order already
+   * (at most d->max). */
+  for (size_t i = from + 1; i < d->n; i++) {
+    evs_diag_entry_t e = d->items[i];
+    uint64_t k = evs__diag_key(&e);
+    size_t j = i;
+    while (j > from && evs__diag_key(&d->items[j - 1]) > k) {
+      d->items[j] = d->items[j - 1];
+      j--;
+    }
+    d->items[j] = e;
+  }
+}
+
 /* A bounded writer that keeps the would-be length, like snprintf. */
 typedef struct {
   char *buf;

@@ -112,12 +112,29 @@ static const char *get_str(evs_so__ctx_t *c, const evs_node_t *m, const char *ke
   return v->u.text;
 }
 
+/* [+-]?[0-9]+ */
+static int is_integer_text(const char *s) {
+  if (*s == '-' || *s == '+')
+    s++;
+  if (*s == '\0')
+    return 0;
+  while (*s >= '0' && *s <= '9')
+    s++;
+  return *s == '\0';
+}
+
 /* An int32 field with a kubebuilder Minimum; *out keeps its value (-1) when absent. */
 static void get_i32(evs_so__ctx_t *c, const evs_node_t *m, const char *key, int32_t minimum,
                     int32_t *out) {
   const evs_node_t *v = evs_node_get(m, key);
   if (v == NULL || v->kind == EVS_NODE_NULL)
     return;
+  if (v->kind == EVS_NODE_REAL && is_integer_text(v->u.text)) {
+    /* Digits only, but beyond int64: the reader made it a float. Say what is wrong with it. */
+    evs_so__err(c, v, key, "%.40s is out of range: must be %d..%d", v->u.text, (int)minimum,
+                (int)INT32_MAX);
+    return;
+  }
   if (v->kind != EVS_NODE_INT) {
     evs_so__err(c, v, key, "must be an integer, not %s", evs_node_kind_name(v->kind));
     return;
@@ -351,15 +368,22 @@ static void parse_modifiers(evs_so__ctx_t *c, const evs_node_t *adv) {
     evs_so__err(c, m, "formula", "error ScalingModifiers.Formula is mandatory");
   if (formula && *formula && !(target && *target))
     evs_so__err(c, m, "target", "formula is given but target is empty");
-  if (target && *target &&
-      (evs_param_go_float(target, &so->modifiers_target) != 0 || !(so->modifiers_target > 0)))
+  int trc = target && *target ? evs_param_go_float(target, &so->modifiers_target) : 0;
+  if (trc == EVS_ERANGE)
+    evs_so__err(c, evs_node_get(m, "target"), "target",
+                "error converting target for scalingModifiers (string->float) to valid target: "
+                "\"%s\" is out of range for a float64",
+                target);
+  else if (target && *target && (trc != 0 || !(so->modifiers_target > 0)))
     evs_so__err(c, evs_node_get(m, "target"), "target",
                 "error converting target for scalingModifiers (string->float) to valid target: "
                 "\"%s\" is not a number greater than 0",
                 target);
-  if (act && *act && evs_param_go_float(act, &so->modifiers_activation_target) != 0)
+  int arc = act && *act ? evs_param_go_float(act, &so->modifiers_activation_target) : 0;
+  if (arc != 0)
     evs_so__err(c, evs_node_get(m, "activationTarget"), "activationTarget",
-                "scalingModifiers.ActivationTarget parsing error: \"%s\" is not a number", act);
+                "scalingModifiers.ActivationTarget parsing error: \"%s\" %s", act,
+                arc == EVS_ERANGE ? "is out of range for a float64" : "is not a number");
   if (formula && *formula)
     so->formula = evs_so__strdup(c, formula);
   evs_path_pop(&c->path, saved);
@@ -520,7 +544,7 @@ static void init_so(evs_so_t *so) {
   so->paused_replicas = -1;
 }
 
-static void finish_names(evs_so__ctx_t *c) {
+static void finish_names(evs_so__ctx_t *c, const evs_node_t *root) {
   evs_so_t *so = c->so;
   char buf[300];
   snprintf(buf, sizeof buf, "%s/%s", so->namespace_, so->name);
@@ -530,7 +554,7 @@ static void finish_names(evs_so__ctx_t *c) {
     so->hpa_name = evs_so__strdup(c, buf);
     /* verifyName: the derived HPA name must fit in 63 characters too. */
     if (strlen(buf) > 63 && strlen(so->name) <= 63)
-      evs_so__err(c, NULL, "metadata.name",
+      evs_so__err(c, evs_node_get(evs_node_get(root, "metadata"), "name"), "metadata.name",
                   "HPA name %s derived from scaledobject is %zu characters long; must be no more "
                   "than 63 characters; set spec.advanced.horizontalPodAutoscalerConfig.name to a "
                   "shorter name or shorten the scaledobject name",
@@ -546,9 +570,11 @@ static void source_name(const evs_node_t *root, char *buf, size_t cap) {
   snprintf(buf, cap, "%s/%s", ns ? ns : "", name ? name : "");
 }
 
-int evs_so_parse(const evs_node_t *root, const char *source, evs_so_t **out, evs_diag_t *diag) {
+int evs_so_parse_mode(const evs_node_t *root, const char *source, evs_so_mode_t mode,
+                      evs_so_t **out, evs_diag_t *diag, evs_diag_t *warnings) {
   char srcbuf[300];
   evs_so__ctx_t c;
+  size_t first = diag ? diag->n : 0;
   *out = NULL;
   evs_so_t *so = malloc(sizeof *so);
   if (so == NULL)
@@ -557,6 +583,8 @@ int evs_so_parse(const evs_node_t *root, const char *source, evs_so_t **out, evs
   memset(&c, 0, sizeof c);
   c.diag = diag;
   c.so = so;
+  c.mode = mode;
+  c.warn = warnings;
   evs_path_init(&c.path);
   if (source == NULL) {
     source_name(root, srcbuf, sizeof srcbuf);
@@ -574,10 +602,14 @@ int evs_so_parse(const evs_node_t *root, const char *source, evs_so_t **out, evs
     if (kind && strcmp(kind, "ScaledObject") != 0)
       evs_so__err(&c, evs_node_get(root, "kind"), "kind", "must be \"ScaledObject\", not \"%s\"",
                   kind);
+    evs_so__check_fields(&c, root);
     parse_metadata(&c, root);
     parse_spec(&c, root);
-    finish_names(&c);
+    finish_names(&c, root);
   }
+  /* The checks run field by field in schema order; the user reads the file top to bottom. */
+  if (diag)
+    evs_diag_sort(diag, first);
   if (c.errors) {
     evs_so_free(so);
     return EVS_EINVALCFG;
@@ -586,13 +618,22 @@ int evs_so_parse(const evs_node_t *root, const char *source, evs_so_t **out, evs
   return 0;
 }
 
+int evs_so_parse(const evs_node_t *root, const char *source, evs_so_t **out, evs_diag_t *diag) {
+  return evs_so_parse_mode(root, source, EVS_SO_FILE, out, diag, NULL);
+}
+
 int evs_so_parse_yaml(const char *buf, size_t len, const char *file, evs_so_t **out,
                       evs_diag_t *diag) {
   evs_doc_t *doc = NULL;
+  size_t first = diag ? diag->n : 0;
   *out = NULL;
   int rc = evs_doc_parse_yaml(buf, len, file, &doc, diag);
-  if (rc != 0)
+  if (rc != 0) {
+    /* The YAML reader reports a key's problems when its mapping closes: file order too. */
+    if (diag)
+      evs_diag_sort(diag, first);
     return rc;
+  }
   rc = evs_so_parse(evs_doc_root(doc), file ? file : "<input>", out, diag);
   evs_doc_free(doc);
   return rc;
@@ -636,10 +677,22 @@ int32_t evs_so_max(const evs_so_t *so) {
 
 int evs_so_is_paused(const evs_so_t *so) { return so->paused_replicas >= 0 || so->paused; }
 
+size_t evs_so__name_hash(const char *name) {
+  uint64_t h = 14695981039346656037ull;
+  for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+    h = (h ^ *p) * 1099511628211ull;
+  return (size_t)h;
+}
+
 int evs_so_trigger_index(const evs_so_t *so, const char *name) {
-  for (size_t i = 0; i < so->n_triggers; i++)
-    if (so->triggers[i].name && strcmp(so->triggers[i].name, name) == 0)
+  if (so->name_index == NULL)
+    return -1; /* no trigger has a name */
+  for (size_t slot = evs_so__name_hash(name) & so->name_mask; so->name_index[slot];
+       slot = (slot + 1) & so->name_mask) {
+    uint32_t i = so->name_index[slot] - 1;
+    if (strcmp(so->triggers[i].name, name) == 0)
       return (int)i;
+  }
   return -1;
 }
 

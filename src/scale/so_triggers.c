@@ -17,6 +17,7 @@
 
 #include "evscale/cron.h"
 #include "evscale/cronexpr.h"
+#include "evscale/error.h"
 #include "evscale/metricname.h"
 #include "evscale/param.h"
 #include "so_check.h"
@@ -46,32 +47,44 @@ static void require(evs_so__ctx_t *c, const evs_node_t *tn, const evs_trigger_t 
                 "missing required parameter \"%s\" in [triggerMetadata]", key);
 }
 
-static void p_int(evs_so__ctx_t *c, const evs_node_t *tn, const evs_trigger_t *t, const char *key,
-                  double *out) {
+/* p_int, p_float: 0 when the parameter was read into *out, 1 when absent, -1 when refused
+ * (reported). */
+static int p_int(evs_so__ctx_t *c, const evs_node_t *tn, const evs_trigger_t *t, const char *key,
+                 double *out) {
   char buf[64];
   int64_t v;
   const char *s = param(t, key, buf, sizeof buf);
   if (s == NULL)
-    return;
-  if (evs_param_json_int64(s, &v) != 0)
+    return 1;
+  int rc = evs_param_json_int64(s, &v);
+  if (rc == EVS_ERANGE)
+    evs_so__err(c, meta_node(tn, key), key,
+                "unable to set param \"%s\" value \"%.40s\": out of range for an int64", key, s);
+  else if (rc != 0)
     evs_so__err(c, meta_node(tn, key), key,
                 "unable to set param \"%s\" value \"%.40s\": must be an integer (int64)", key, s);
   else if (out)
     *out = (double)v;
+  return rc == 0 ? 0 : -1;
 }
 
-static void p_float(evs_so__ctx_t *c, const evs_node_t *tn, const evs_trigger_t *t, const char *key,
-                    double *out) {
+static int p_float(evs_so__ctx_t *c, const evs_node_t *tn, const evs_trigger_t *t, const char *key,
+                   double *out) {
   char buf[64];
   double v;
   const char *s = param(t, key, buf, sizeof buf);
   if (s == NULL)
-    return;
-  if (evs_param_json_float(s, &v) != 0)
+    return 1;
+  int rc = evs_param_json_float(s, &v);
+  if (rc == EVS_ERANGE)
+    evs_so__err(c, meta_node(tn, key), key,
+                "unable to set param \"%s\" value \"%.40s\": out of range for a float64", key, s);
+  else if (rc != 0)
     evs_so__err(c, meta_node(tn, key), key,
                 "unable to set param \"%s\" value \"%.40s\": must be a number (float64)", key, s);
   else
     *out = v;
+  return rc == 0 ? 0 : -1;
 }
 
 static void p_bool(evs_so__ctx_t *c, const evs_node_t *tn, const evs_trigger_t *t,
@@ -98,8 +111,9 @@ static void check_redis(evs_so__ctx_t *c, const evs_node_t *tn, evs_trigger_t *t
   t->target = 5;
   t->activation_target = 0;
   require(c, tn, t, "listName");
-  p_int(c, tn, t, "listLength", &t->target);
-  positive(c, tn, t, "listLength");
+  /* A refused value is reported once, not again as a zero target. */
+  if (p_int(c, tn, t, "listLength", &t->target) == 0)
+    positive(c, tn, t, "listLength");
   p_int(c, tn, t, "activationListLength", &t->activation_target);
   p_int(c, tn, t, "databaseIndex", NULL);
   p_bool(c, tn, t, "enableTLS");
@@ -111,8 +125,8 @@ static void check_prometheus(evs_so__ctx_t *c, const evs_node_t *tn, evs_trigger
   require(c, tn, t, "serverAddress");
   require(c, tn, t, "query");
   require(c, tn, t, "threshold");
-  p_float(c, tn, t, "threshold", &t->target);
-  positive(c, tn, t, "threshold");
+  if (p_float(c, tn, t, "threshold", &t->target) == 0)
+    positive(c, tn, t, "threshold");
   p_float(c, tn, t, "activationThreshold", &t->activation_target);
   p_bool(c, tn, t, "ignoreNullValues");
   p_bool(c, tn, t, "unsafeSsl");
@@ -274,8 +288,14 @@ static void parse_name(evs_so__ctx_t *c, const evs_node_t *tn, evs_trigger_t *t,
   }
   if (nv->u.text[0] == '\0')
     return;
-  for (size_t j = 0; j < idx; j++)
-    if (c->so->triggers[j].name && strcmp(c->so->triggers[j].name, nv->u.text) == 0) {
+  evs_so_t *so = c->so;
+  if (so->name_index == NULL)
+    return; /* out of memory, reported */
+  /* One hash probe per name rather than a scan of the earlier triggers: an object may list
+   * thousands of triggers (a hostile or generated file), and this must stay linear. */
+  size_t slot = evs_so__name_hash(nv->u.text) & so->name_mask;
+  for (; so->name_index[slot]; slot = (slot + 1) & so->name_mask)
+    if (strcmp(so->triggers[so->name_index[slot] - 1].name, nv->u.text) == 0) {
       evs_so__err(c, nv, "name",
                   "triggerName \"%s\" is defined multiple times in the ScaledObject/ScaledJob, "
                   "but it must be unique",
@@ -283,6 +303,8 @@ static void parse_name(evs_so__ctx_t *c, const evs_node_t *tn, evs_trigger_t *t,
       return;
     }
   t->name = evs_so__strdup(c, nv->u.text);
+  if (t->name)
+    so->name_index[slot] = (uint32_t)idx + 1;
 }
 
 static void parse_trigger(evs_so__ctx_t *c, const evs_node_t *tn, size_t idx) {
@@ -330,6 +352,11 @@ void evs_so__parse_triggers(evs_so__ctx_t *c, const evs_node_t *spec) {
   if (c->so->triggers == NULL)
     return;
   c->so->n_triggers = seq->len;
+  size_t slots = 8;
+  while (slots < 2 * (size_t)seq->len)
+    slots *= 2;
+  c->so->name_index = evs_so__alloc(c, slots * sizeof *c->so->name_index);
+  c->so->name_mask = slots - 1;
   size_t saved = evs_path_push_key(&c->path, "triggers");
   for (size_t i = 0; i < seq->len; i++) {
     size_t s2 = evs_path_push_index(&c->path, i);

@@ -50,7 +50,7 @@ int evs_param_trim(const char *s, char *buf, size_t cap) {
   size_t n;
   evs__trim_span(s, &p, &n);
   if (n + 1 > cap)
-    return -1;
+    return UV_ENOBUFS;
   memcpy(buf, p, n);
   buf[n] = '\0';
   return 0;
@@ -101,11 +101,13 @@ int evs_param_json_int64(const char *s, int64_t *out) {
   int is_int;
   char *end;
   if (!evs__json_number(s, &is_int) || !is_int)
-    return -1;
+    return UV_EINVAL;
   errno = 0;
   long long v = strtoll(s, &end, 10);
-  if (errno || *end)
-    return -1;
+  if (*end)
+    return UV_EINVAL;
+  if (errno == ERANGE)
+    return EVS_ERANGE;
   *out = v;
   return 0;
 }
@@ -114,12 +116,14 @@ int evs_param_json_float(const char *s, double *out) {
   int is_int;
   char *end;
   if (!evs__json_number(s, &is_int))
-    return -1;
-  errno = 0;
+    return UV_EINVAL;
   double v = strtod(s, &end);
-  /* Go's decoder refuses numbers that overflow float64 (underflow to 0 is accepted). */
-  if (*end || isinf(v))
-    return -1;
+  if (*end)
+    return UV_EINVAL;
+  /* The grammar has no spelling of infinity, so an infinite result is an overflow: Go's decoder
+   * refuses it (underflow to 0 is accepted). */
+  if (isinf(v))
+    return EVS_ERANGE;
   *out = v;
   return 0;
 }
@@ -129,11 +133,15 @@ int evs_param_go_float(const char *s, double *out) {
   /* strconv.ParseFloat takes no surrounding space and no empty string; strtod's extras that Go
    * also accepts (inf, nan, hex floats) are fine. */
   if (*s == '\0' || evs_param_space_len(s) > 0)
-    return -1;
+    return UV_EINVAL;
   errno = 0;
   double v = strtod(s, &end);
-  if (*end || (errno == ERANGE && isinf(v)))
-    return -1;
+  if (*end)
+    return UV_EINVAL;
+  /* strtod signals overflow as ERANGE with HUGE_VAL, Go as ErrRange with ±Inf: refused either
+   * way. A spelt-out "Inf" is not an overflow (no ERANGE) and Go accepts it. */
+  if (errno == ERANGE && isinf(v))
+    return EVS_ERANGE;
   *out = v;
   return 0;
 }
@@ -147,5 +155,5 @@ int evs_param_go_bool(const char *s, int *out) {
     if (strcmp(s, f[i]) == 0)
       return *out = 0, 0;
   }
-  return -1;
+  return UV_EINVAL;
 }

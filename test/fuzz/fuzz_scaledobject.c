@@ -8,6 +8,7 @@
 #include "evscale/diag.h"
 #include "evscale/engine.h"
 #include "evscale/error.h"
+#include "evscale/node.h"
 #include "evscale/scaledobject.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -41,6 +42,25 @@ static void run_engine(const evs_so_t *so, const uint8_t *data, size_t size) {
   evs_engine_state_free(st);
 }
 
+/* The same tree as an API object: unknown fields become warnings (formatted like errors). */
+static void run_api_mode(const uint8_t *data, size_t size) {
+  evs_doc_t *doc = NULL;
+  evs_so_t *so = NULL;
+  evs_diag_t d, w;
+  char buf[512];
+  if (evs_doc_parse_yaml((const char *)data, size, "fuzz.yaml", &doc, NULL) != 0)
+    return;
+  evs_diag_init(&d);
+  evs_diag_init(&w);
+  evs_so_parse_mode(evs_doc_root(doc), NULL, EVS_SO_API, &so, &d, &w);
+  evs_so_free(so);
+  for (size_t i = 0; i < w.n; i++)
+    evs_diag_format(&w, i, buf, sizeof buf);
+  evs_diag_free(&d);
+  evs_diag_free(&w);
+  evs_doc_free(doc);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   evs_so_t *so = NULL;
   evs_diag_t d;
@@ -52,6 +72,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   for (size_t i = 0; i < d.n; i++)
     evs_diag_format(&d, i, buf, sizeof buf);
+  /* Errors come out in file order. */
+  for (size_t i = 1; i < d.n; i++)
+    if (d.items[i].line && d.items[i - 1].line &&
+        (d.items[i].line < d.items[i - 1].line ||
+         (d.items[i].line == d.items[i - 1].line && d.items[i].col < d.items[i - 1].col)))
+      __builtin_trap();
   evs_diag_free(&d);
+  run_api_mode(data, size);
   return 0;
 }

@@ -16,7 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "evscale/app.h"
+#include "evscale/config.h"
 #include "evscale/error.h"
 #include "evscale/metricname.h"
 #include "evscale/scaledobject.h"
@@ -485,7 +488,7 @@ static void json_input(void **state) {
   evs_diag_init(&d);
   assert_int_equal(evs_so_parse(evs_doc_root(doc), NULL, &so, &d), EVS_EINVALCFG);
   /* 1e400 overflows float64: Go's json decoder refuses it. */
-  expect(&d, "spec.triggers[0].metadata.threshold", 0, 0, "must be a number (float64)");
+  expect(&d, "spec.triggers[0].metadata.threshold", 0, 0, "out of range for a float64");
   char buf[256];
   evs_diag_format(&d, 0, buf, sizeof buf);
   assert_non_null(strstr(buf, "prod/w: spec.triggers[0].metadata.threshold: "));
@@ -561,32 +564,32 @@ static void keda_number_parsing(void **state) {
   assert_int_equal(i, 10);
   assert_int_equal(evs_param_json_int64("-3", &i), 0);
   assert_int_equal(i, -3);
-  assert_int_equal(evs_param_json_int64("5.0", &i), -1); /* a float into int64 */
-  assert_int_equal(evs_param_json_int64("1e3", &i), -1);
-  assert_int_equal(evs_param_json_int64("05", &i), -1); /* leading zero: not JSON */
-  assert_int_equal(evs_param_json_int64("+5", &i), -1);
-  assert_int_equal(evs_param_json_int64("0x10", &i), -1);
-  assert_int_equal(evs_param_json_int64("9223372036854775808", &i), -1); /* overflow */
+  assert_int_equal(evs_param_json_int64("5.0", &i), UV_EINVAL); /* a float into int64 */
+  assert_int_equal(evs_param_json_int64("1e3", &i), UV_EINVAL);
+  assert_int_equal(evs_param_json_int64("05", &i), UV_EINVAL); /* leading zero: not JSON */
+  assert_int_equal(evs_param_json_int64("+5", &i), UV_EINVAL);
+  assert_int_equal(evs_param_json_int64("0x10", &i), UV_EINVAL);
+  assert_int_equal(evs_param_json_int64("9223372036854775808", &i), EVS_ERANGE); /* overflow */
   assert_int_equal(evs_param_json_float("2.5", &f), 0);
   assert_true(f == 2.5);
   assert_int_equal(evs_param_json_float("1e3", &f), 0);
   assert_true(f == 1000);
-  assert_int_equal(evs_param_json_float(".5", &f), -1);
-  assert_int_equal(evs_param_json_float("5.", &f), -1);
-  assert_int_equal(evs_param_json_float("NaN", &f), -1);
-  assert_int_equal(evs_param_json_float("1e400", &f), -1);
+  assert_int_equal(evs_param_json_float(".5", &f), UV_EINVAL);
+  assert_int_equal(evs_param_json_float("5.", &f), UV_EINVAL);
+  assert_int_equal(evs_param_json_float("NaN", &f), UV_EINVAL);
+  assert_int_equal(evs_param_json_float("1e400", &f), EVS_ERANGE);
   /* strconv.ParseFloat (scalingModifiers.target) is more lenient than JSON. */
   assert_int_equal(evs_param_go_float("+.5", &f), 0);
   assert_true(f == 0.5);
-  assert_int_equal(evs_param_go_float(" 1", &f), -1);
-  assert_int_equal(evs_param_go_float("", &f), -1);
+  assert_int_equal(evs_param_go_float(" 1", &f), UV_EINVAL);
+  assert_int_equal(evs_param_go_float("", &f), UV_EINVAL);
   /* strconv.ParseBool. */
   assert_int_equal(evs_param_go_bool("T", &b), 0);
   assert_int_equal(b, 1);
   assert_int_equal(evs_param_go_bool("False", &b), 0);
   assert_int_equal(b, 0);
-  assert_int_equal(evs_param_go_bool("yes", &b), -1);
-  assert_int_equal(evs_param_go_bool("fALSE", &b), -1);
+  assert_int_equal(evs_param_go_bool("yes", &b), UV_EINVAL);
+  assert_int_equal(evs_param_go_bool("fALSE", &b), UV_EINVAL);
 }
 
 /* getBoolAnnotation: "false" is false, unparsable is true, absent is false. */
@@ -602,6 +605,471 @@ static void annotation_bools(void **state) {
   assert_int_equal(so->paused_scale_in, 0);
   assert_false(evs_so_is_paused(so));
   evs_so_free(so);
+}
+
+/* ---- unknown fields (src/scale/so_fields.c; KEDA v2.20.2 CRD + ObjectMeta) ---- */
+
+/* Every level of the schema, each with a "#@TAG" comment where a case puts its line. As it is,
+ * the template is valid: it also carries what a file may hold beyond the fields evscale uses
+ * (ObjectMeta's system fields, free-form labels and trigger metadata, a status). */
+static const char so_template[] = "apiVersion: keda.sh/v1alpha1\n"                  /* 1 */
+                                  "kind: ScaledObject\n"                            /* 2 */
+                                  "#@ROOT\n"                                        /* 3 */
+                                  "metadata:\n"                                     /* 4 */
+                                  "  name: worker\n"                                /* 5 */
+                                  "  namespace: jobs\n"                             /* 6 */
+                                  "  labels: {app: w, anyLabelKey: x}\n"            /* 7 */
+                                  "  uid: 2b6a4c0e-1f6c-4f0e-9c55-7f0d1e0e0e0e\n"   /* 8 */
+                                  "  resourceVersion: \"42\"\n"                     /* 9 */
+                                  "  generation: 3\n"                               /* 10 */
+                                  "  creationTimestamp: \"2026-01-01T00:00:00Z\"\n" /* 11 */
+                                  "  finalizers: [finalizer.keda.sh]\n"             /* 12 */
+                                  "  ownerReferences: []\n"                         /* 13 */
+                                  "  managedFields: []\n"                           /* 14 */
+                                  "  #@META\n"                                      /* 15 */
+                                  "spec:\n"                                         /* 16 */
+                                  "  #@SPEC\n"                                      /* 17 */
+                                  "  scaleTargetRef:\n"                             /* 18 */
+                                  "    name: worker\n"                              /* 19 */
+                                  "    #@TARGET\n"                                  /* 20 */
+                                  "  advanced:\n"                                   /* 21 */
+                                  "    #@ADV\n"                                     /* 22 */
+                                  "    horizontalPodAutoscalerConfig:\n"            /* 23 */
+                                  "      #@HPA\n"                                   /* 24 */
+                                  "      behavior:\n"                               /* 25 */
+                                  "        #@BEH\n"                                 /* 26 */
+                                  "        scaleUp:\n"                              /* 27 */
+                                  "          #@RULES\n"                             /* 28 */
+                                  "          policies:\n"                           /* 29 */
+                                  "          - type: Pods\n"                        /* 30 */
+                                  "            value: 4\n"                          /* 31 */
+                                  "            periodSeconds: 15\n"                 /* 32 */
+                                  "            #@POLICY\n"                          /* 33 */
+                                  "    scalingModifiers:\n"                         /* 34 */
+                                  "      formula: q\n"                              /* 35 */
+                                  "      target: \"5\"\n"                           /* 36 */
+                                  "      #@MOD\n"                                   /* 37 */
+                                  "  fallback:\n"                                   /* 38 */
+                                  "    failureThreshold: 3\n"                       /* 39 */
+                                  "    replicas: 2\n"                               /* 40 */
+                                  "    #@FALLBACK\n"                                /* 41 */
+                                  "  triggers:\n"                                   /* 42 */
+                                  "  - type: redis\n"                               /* 43 */
+                                  "    name: q\n"                                   /* 44 */
+                                  "    #@TRIGGER\n"                                 /* 45 */
+                                  "    authenticationRef:\n"                        /* 46 */
+                                  "      name: redis-auth\n"                        /* 47 */
+                                  "      #@AUTH\n"                                  /* 48 */
+                                  "    metadata:\n"                                 /* 49 */
+                                  "      listName: jobs\n"                          /* 50 */
+                                  "      aParameterNoScalerKnows: \"free-form\"\n"  /* 51 */
+                                  "status:\n"                                       /* 52 */
+                                  "  hpaName: keda-hpa-worker\n"                    /* 53 */
+                                  "  anythingKedaWrites: {x: 1}\n";                 /* 54 */
+
+/* The template with "#@tag" replaced by `line` (the other tags stay comments). */
+static void so_with(const char *tag, const char *line, char *out, size_t cap) {
+  char mark[32];
+  snprintf(mark, sizeof mark, "#@%s\n", tag);
+  const char *at = strstr(so_template, mark);
+  assert_non_null(at);
+  int n = snprintf(out, cap, "%.*s%s\n%s", (int)(at - so_template), so_template, line,
+                   at + strlen(mark));
+  assert_true(n > 0 && (size_t)n < cap);
+}
+
+static void unknown_field_template_is_valid(void **state) {
+  (void)state;
+  evs_so_t *so = parse_ok(so_template);
+  assert_int_equal(so->max_replicas, -1);
+  assert_int_equal(so->behavior.up.policies[0].value, 4);
+  evs_so_free(so);
+}
+
+/* A misspelt field at each level of the schema is refused at its key's position, with the
+ * nearest field of that level, and is the only error. */
+static void unknown_field_every_level(void **state) {
+  (void)state;
+  static const struct {
+    const char *tag, *line, *path;
+    uint32_t line_no, col;
+    const char *msg;
+  } t[] = {
+      {"ROOT", "kindd: ScaledObject", "kindd", 3, 1, "unknown field (did you mean 'kind'?)"},
+      {"META", "namespce: jobs", "metadata.namespce", 15, 3,
+       "unknown field (did you mean 'namespace'?)"},
+      {"META", "annotation: {a: b}", "metadata.annotation", 15, 3,
+       "unknown field (did you mean 'annotations'?)"},
+      {"SPEC", "maxReplicaCont: 20", "spec.maxReplicaCont", 17, 3,
+       "unknown field (did you mean 'maxReplicaCount'?)"},
+      {"SPEC", "pollingInterva: 5", "spec.pollingInterva", 17, 3,
+       "unknown field (did you mean 'pollingInterval'?)"},
+      {"TARGET", "kinds: Deployment", "spec.scaleTargetRef.kinds", 20, 5,
+       "unknown field (did you mean 'kind'?)"},
+      {"ADV", "restoreToOrignalReplicaCount: true", "spec.advanced.restoreToOrignalReplicaCount",
+       22, 5, "unknown field (did you mean 'restoreToOriginalReplicaCount'?)"},
+      {"HPA", "nmae: my-hpa", "spec.advanced.horizontalPodAutoscalerConfig.nmae", 24, 7,
+       "unknown field (did you mean 'name'?)"},
+      {"BEH", "scaledown: {selectPolicy: Max}",
+       "spec.advanced.horizontalPodAutoscalerConfig.behavior.scaledown", 26, 9,
+       "unknown field (did you mean 'scaleDown'?)"},
+      {"RULES", "stabilisationWindowSeconds: 60",
+       "spec.advanced.horizontalPodAutoscalerConfig.behavior.scaleUp.stabilisationWindowSeconds",
+       28, 11, "unknown field (did you mean 'stabilizationWindowSeconds'?)"},
+      {"POLICY", "periodSecond: 15",
+       "spec.advanced.horizontalPodAutoscalerConfig.behavior.scaleUp.policies[0].periodSecond", 33,
+       13, "unknown field (did you mean 'periodSeconds'?)"},
+      {"MOD", "activationTargt: \"1\"", "spec.advanced.scalingModifiers.activationTargt", 37, 7,
+       "unknown field (did you mean 'activationTarget'?)"},
+      {"FALLBACK", "behaviour: static", "spec.fallback.behaviour", 41, 5,
+       "unknown field (did you mean 'behavior'?)"},
+      {"TRIGGER", "metricTyp: Value", "spec.triggers[0].metricTyp", 45, 5,
+       "unknown field (did you mean 'metricType'?)"},
+      {"TRIGGER", "useCachedMetric: true", "spec.triggers[0].useCachedMetric", 45, 5,
+       "unknown field (did you mean 'useCachedMetrics'?)"},
+      {"AUTH", "knd: ClusterTriggerAuthentication", "spec.triggers[0].authenticationRef.knd", 48, 7,
+       "unknown field (did you mean 'kind'?)"},
+      /* No near name at this level, but the exact name of another level. */
+      {"ROOT", "maxReplicaCount: 20", "maxReplicaCount", 3, 1,
+       "unknown field (it belongs at 'spec.maxReplicaCount')"},
+      {"SPEC", "stabilizationWindowSeconds: 60", "spec.stabilizationWindowSeconds", 17, 3,
+       "unknown field (it belongs at "
+       "'spec.advanced.horizontalPodAutoscalerConfig.behavior.scaleDown."
+       "stabilizationWindowSeconds')"},
+      /* Nothing like it anywhere. */
+      {"SPEC", "replicasPerPod: 2", "spec.replicasPerPod", 17, 3, "unknown field"},
+  };
+  for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+    char src[sizeof so_template + 128];
+    evs_diag_t d;
+    so_with(t[i].tag, t[i].line, src, sizeof src);
+    parse_bad(src, &d);
+    expect(&d, t[i].path, t[i].line_no, t[i].col, t[i].msg);
+    if (d.n != 1) {
+      print_error("case %zu (%s): %zu errors, want 1\n", i, t[i].line, d.n);
+      dump(&d);
+      fail();
+    }
+    evs_diag_free(&d);
+  }
+}
+
+/* Several unknown fields: each reported, with the object's other errors, all in file order. */
+static void unknown_fields_all_reported_in_file_order(void **state) {
+  (void)state;
+  evs_diag_t d;
+  parse_bad(HEAD "  labelz: {a: b}\n"                           /* 6 */
+                 "spec:\n"                                      /* 7 */
+                 "  triggers:\n"                                /* 8 */
+                 "  - type: redis\n"                            /* 9 */
+                 "    metadata: {listName: l, listLength: x}\n" /* 10 */
+                 "    typo: 1\n"                                /* 11 */
+                 "  maxReplicaCount: 0\n"                       /* 12 */
+                 "  scaleTargetRef: {name: w, nam: v}\n"        /* 13 */
+                 "  minReplicaCont: 1\n",                       /* 14 */
+            &d);
+  expect(&d, "metadata.labelz", 6, 3, "unknown field (did you mean 'labels'?)");
+  expect(&d, "spec.triggers[0].metadata.listLength", 10, 41, "must be an integer (int64)");
+  expect(&d, "spec.triggers[0].typo", 11, 5, "unknown field (did you mean 'type'?)");
+  expect(&d, "spec.maxReplicaCount", 12, 20, "out of range");
+  expect(&d, "spec.scaleTargetRef.nam", 13, 29, "unknown field (did you mean 'name'?)");
+  expect(&d, "spec.minReplicaCont", 14, 3, "unknown field (did you mean 'minReplicaCount'?)");
+  assert_int_equal(d.n, 6);
+  /* The validator checks maxReplicaCount before the triggers and the unknown fields before
+   * both; the user reads the file from the top. */
+  for (size_t i = 1; i < d.n; i++)
+    if (d.items[i].line < d.items[i - 1].line ||
+        (d.items[i].line == d.items[i - 1].line && d.items[i].col < d.items[i - 1].col)) {
+      dump(&d);
+      fail_msg("entry %zu (line %u) printed after line %u", i, d.items[i].line,
+               d.items[i - 1].line);
+    }
+  evs_diag_free(&d);
+}
+
+/* The YAML reader reports a complex key when its mapping closes, after what it found inside it;
+ * the file's errors still print top to bottom (input found by fuzz_scaledobject). */
+static void yaml_errors_in_file_order(void **state) {
+  (void)state;
+  const char *src = "*ef:\n  ? na*e: b\n";
+  evs_so_t *so = NULL;
+  evs_diag_t d;
+  evs_diag_init(&d);
+  assert_int_not_equal(evs_so_parse_yaml(src, strlen(src), "so.yaml", &so, &d), 0);
+  assert_null(so);
+  assert_int_equal(d.n, 3);
+  static const uint32_t want[3][2] = {{1, 1}, {2, 3}, {2, 5}};
+  for (size_t i = 0; i < 3; i++)
+    if (d.items[i].line != want[i][0] || d.items[i].col != want[i][1]) {
+      dump(&d);
+      fail_msg("entry %zu at %u:%u, want %u:%u", i, d.items[i].line, d.items[i].col, want[i][0],
+               want[i][1]);
+    }
+  evs_diag_free(&d);
+}
+
+/* The sort keeps entries of equal position in the order they were found, puts those without a
+ * position last, and leaves entries before `from` (another object's) alone. */
+static void diag_sort_is_stable(void **state) {
+  (void)state;
+  evs_diag_t d;
+  evs_diag_init(&d);
+  evs_diag_add(&d, "f", 9, 1, NULL, "earlier object");
+  evs_diag_add(&d, "f", 0, 0, NULL, "no position");
+  evs_diag_add(&d, "f", 20, 5, NULL, "b1");
+  evs_diag_add(&d, "f", 12, 3, NULL, "a");
+  evs_diag_add(&d, "f", 20, 5, NULL, "b2");
+  evs_diag_add(&d, "f", 20, 2, NULL, "b0");
+  evs_diag_sort(&d, 1);
+  static const char *const want[] = {"earlier object", "a", "b0", "b1", "b2", "no position"};
+  for (size_t i = 0; i < 6; i++)
+    assert_string_equal(d.items[i].msg, want[i]);
+  evs_diag_free(&d);
+}
+
+/* An object from the API with fields of a newer CRD: used, with a warning per field; the same
+ * object in a file is refused. */
+static void unknown_field_api_path_warns(void **state) {
+  (void)state;
+  const char *txt = "{\"apiVersion\":\"keda.sh/v1alpha1\",\"kind\":\"ScaledObject\","
+                    "\"metadata\":{\"name\":\"w\",\"namespace\":\"prod\",\"uid\":\"u\"},"
+                    "\"spec\":{\"scaleTargetRef\":{\"name\":\"w\"},\"maxReplicaCount\":10,"
+                    "\"maxReplicaCont\":20,\"someFutureField\":{\"x\":1},"
+                    "\"triggers\":[{\"type\":\"redis\",\"futureTriggerField\":true,"
+                    "\"metadata\":{\"listName\":\"l\"}}]},"
+                    "\"status\":{\"hpaName\":\"keda-hpa-w\"}}";
+  json_error_t jerr;
+  json_t *j = json_loads(txt, 0, &jerr);
+  assert_non_null(j);
+  evs_doc_t *doc = NULL;
+  assert_int_equal(evs_doc_from_jansson(j, NULL, &doc), 0);
+  evs_so_t *so = NULL;
+  evs_diag_t d, w;
+  evs_diag_init(&d);
+  evs_diag_init(&w);
+  int rc = evs_so_parse_mode(evs_doc_root(doc), NULL, EVS_SO_API, &so, &d, &w);
+  if (rc != 0)
+    dump(&d);
+  assert_int_equal(rc, 0);
+  assert_non_null(so);
+  assert_int_equal(d.n, 0);
+  assert_int_equal(so->max_replicas, 10); /* the known fields are used */
+  assert_int_equal(w.n, 3);
+  expect(&w, "spec.maxReplicaCont", 0, 0, "unknown field (did you mean 'maxReplicaCount'?)");
+  expect(&w, "spec.someFutureField", 0, 0, "ignored");
+  expect(&w, "spec.triggers[0].futureTriggerField", 0, 0, "ignored");
+  char buf[256];
+  evs_diag_format(&w, 0, buf, sizeof buf);
+  assert_non_null(strstr(buf, "prod/w: spec."));
+  evs_so_free(so);
+  evs_diag_free(&w);
+  /* Warnings may be discarded. */
+  so = NULL;
+  assert_int_equal(evs_so_parse_mode(evs_doc_root(doc), NULL, EVS_SO_API, &so, &d, NULL), 0);
+  assert_non_null(so);
+  evs_so_free(so);
+  /* A file (FILE mode) refuses the same object, each field an error. */
+  so = NULL;
+  assert_int_equal(evs_so_parse(evs_doc_root(doc), NULL, &so, &d), EVS_EINVALCFG);
+  assert_null(so);
+  assert_int_equal(d.n, 3);
+  expect(&d, "spec.maxReplicaCont", 0, 0, "unknown field (did you mean 'maxReplicaCount'?)");
+  evs_diag_free(&d);
+  evs_doc_free(doc);
+  json_decref(j);
+}
+
+/* Numbers too large for their type are "out of range" (Go's ErrRange, json's range error), not
+ * "not a number", and never ±Inf. */
+static void out_of_range_numbers(void **state) {
+  (void)state;
+  evs_diag_t d;
+  parse_bad(HEAD "spec:\n"                                                 /* 6 */
+                 "  scaleTargetRef: {name: w}\n"                           /* 7 */
+                 "  advanced:\n"                                           /* 8 */
+                 "    scalingModifiers: {formula: q, target: \"1e400\",\n" /* 9 */
+                 "                       activationTarget: \"-1e999\"}\n"  /* 10 */
+                 "  triggers:\n"                                           /* 11 */
+                 "  - name: q\n"                                           /* 12 */
+                 "    type: redis\n"                                       /* 13 */
+                 "    metadata:\n"                                         /* 14 */
+                 "      listName: l\n"                                     /* 15 */
+                 "      listLength: \"99999999999999999999\"\n",           /* 16 */
+            &d);
+  expect(&d, "spec.advanced.scalingModifiers.target", 9, 44, "\"1e400\" is out of range");
+  expect(&d, "spec.advanced.scalingModifiers.activationTarget", 10, 42,
+         "\"-1e999\" is out of range for a float64");
+  expect(&d, "spec.triggers[0].metadata.listLength", 16, 19, "out of range for an int64");
+  assert_int_equal(d.n, 3); /* not again as "must be at least 0.001" */
+  evs_diag_free(&d);
+  parse_bad(HEAD "spec:\n"                                                             /* 6 */
+                 "  scaleTargetRef: {name: w}\n"                                       /* 7 */
+                 "  maxReplicaCount: 99999999999999999999\n"                           /* 8 */
+                 "  triggers:\n"                                                       /* 9 */
+                 "  - type: prometheus\n"                                              /* 10 */
+                 "    metadata: {serverAddress: h, query: q, threshold: \"1e400\"}\n", /* 11 */
+            &d);
+  expect(&d, "spec.maxReplicaCount", 8, 20, "99999999999999999999 is out of range: must be 1..");
+  expect(&d, "spec.triggers[0].metadata.threshold", 11, 55, "out of range for a float64");
+  assert_int_equal(d.n, 2);
+  evs_diag_free(&d);
+}
+
+/* ---- files of thousands of objects: checked in linear time ---- */
+
+/* A config file of n ScaledObjects (namespace ns-<i % 7>, name worker-<i>); `dup_of` >= 0 makes
+ * the last object's name that of object dup_of (same namespace). Caller frees. */
+static char *many_objects(size_t n, long dup_of, size_t *len) {
+  size_t cap = 64 + n * 256, at = 0;
+  char *buf = malloc(cap);
+  assert_non_null(buf);
+  at += (size_t)snprintf(buf, cap, "scaled_objects:\n");
+  for (size_t i = 0; i < n; i++) {
+    size_t id = dup_of >= 0 && i == n - 1 ? (size_t)dup_of : i;
+    at += (size_t)snprintf(buf + at, cap - at,
+                           "- apiVersion: keda.sh/v1alpha1\n"
+                           "  kind: ScaledObject\n"
+                           "  metadata: {name: worker-%zu, namespace: ns-%zu}\n"
+                           "  spec:\n"
+                           "    scaleTargetRef: {name: w}\n"
+                           "    triggers: [{type: redis, name: q, metadata: {listName: l%zu}}]\n",
+                           id, id % 7, i);
+    assert_true(at < cap);
+  }
+  *len = at;
+  return buf;
+}
+
+/* One object with n named triggers. Caller frees. */
+static char *many_triggers(size_t n, size_t *len) {
+  size_t cap = 256 + n * 64, at = 0;
+  char *buf = malloc(cap);
+  assert_non_null(buf);
+  at += (size_t)snprintf(buf, cap, HEAD "spec:\n  scaleTargetRef: {name: w}\n  triggers:\n");
+  for (size_t i = 0; i < n; i++)
+    at += (size_t)snprintf(buf + at, cap - at,
+                           "  - {type: redis, name: t%zu, metadata: {listName: l}}\n", i);
+  assert_true(at < cap);
+  *len = at;
+  return buf;
+}
+
+/* Loads a config file and validates its ScaledObjects, as check-config does; returns the CPU
+ * seconds it took (process CPU time: another process on the machine does not count). */
+static double check_file_cpu(const char *buf, size_t len, int want_rc, evs_diag_t *d) {
+  char *envp[] = {NULL};
+  evs_config_t *cfg = NULL;
+  clock_t t0 = clock();
+  int rc = evs_config_load_buffer(buf, len, "big.yaml", envp, &cfg, d);
+  if (rc == 0)
+    rc = evs_app_check_scaled_objects(cfg, d);
+  clock_t t1 = clock();
+  if (rc != want_rc)
+    dump(d);
+  assert_int_equal(rc, want_rc);
+  evs_config_free(cfg);
+  return (double)(t1 - t0) / CLOCKS_PER_SEC;
+}
+
+static double parse_so_cpu(const char *buf, size_t len) {
+  evs_so_t *so = NULL;
+  evs_diag_t d;
+  evs_diag_init(&d);
+  clock_t t0 = clock();
+  int rc = evs_so_parse_yaml(buf, len, "so.yaml", &so, &d);
+  clock_t t1 = clock();
+  if (rc)
+    dump(&d);
+  assert_int_equal(rc, 0);
+  evs_so_free(so);
+  evs_diag_free(&d);
+  return (double)(t1 - t0) / CLOCKS_PER_SEC;
+}
+
+static double check_ok_cpu(const char *buf, size_t len) {
+  evs_diag_t d;
+  evs_diag_init(&d);
+  double t = check_file_cpu(buf, len, 0, &d);
+  evs_diag_free(&d);
+  return t;
+}
+
+/* The best of three: the least disturbed run. */
+static double best_of_3(double (*run)(const char *, size_t), const char *buf, size_t len) {
+  double best = 1e9;
+  for (int r = 0; r < 3; r++) {
+    double t = run(buf, len);
+    if (t < best)
+      best = t;
+  }
+  return best;
+}
+
+/* A duplicate namespace/name among 8,000 objects is found, with the first one's line; the same
+ * name in another namespace is not a duplicate. */
+static void many_objects_duplicate(void **state) {
+  (void)state;
+  size_t len;
+  char *buf = many_objects(8000, 0, &len);
+  evs_diag_t d;
+  evs_diag_init(&d);
+  check_file_cpu(buf, len, EVS_EINVALCFG, &d);
+  assert_int_equal(d.n, 1);
+  expect(&d, "scaled_objects[7999].metadata.name", 7999 * 6 + 4, 20,
+         "duplicate ScaledObject 'worker-0' (first defined at line 4)");
+  evs_diag_free(&d);
+  free(buf);
+  buf = many_objects(8000, 7, &len); /* worker-7 in ns-0 vs worker-7 in ns-0: a duplicate */
+  evs_diag_init(&d);
+  check_file_cpu(buf, len, EVS_EINVALCFG, &d);
+  expect(&d, "scaled_objects[7999].metadata.name", 7999 * 6 + 4, 20,
+         "duplicate ScaledObject 'worker-7' (first defined at line 46)");
+  evs_diag_free(&d);
+  free(buf);
+}
+
+/* Structure, not speed: four times the objects (or triggers) must cost about four times the
+ * CPU, not sixteen. A duplicate check scanning every earlier object (or trigger) is quadratic
+ * and fails this by far at these sizes; a bound of 8 leaves room for cache effects. */
+static void many_objects_linear(void **state) {
+  (void)state;
+  size_t l1, l4;
+  char *b1 = many_objects(2000, -1, &l1), *b4 = many_objects(8000, -1, &l4);
+  double t1 = best_of_3(check_ok_cpu, b1, l1);
+  double t4 = best_of_3(check_ok_cpu, b4, l4);
+  print_message("  objects: 2000 in %.3f s CPU, 8000 in %.3f s (x%.1f)\n", t1, t4, t4 / t1);
+  assert_true(t4 < 8 * t1);
+  free(b1);
+  free(b4);
+  b1 = many_triggers(4000, &l1);
+  b4 = many_triggers(16000, &l4);
+  t1 = best_of_3(parse_so_cpu, b1, l1);
+  t4 = best_of_3(parse_so_cpu, b4, l4);
+  print_message("  triggers: 4000 in %.3f s CPU, 16000 in %.3f s (x%.1f)\n", t1, t4, t4 / t1);
+  assert_true(t4 < 8 * t1);
+  free(b1);
+  free(b4);
+}
+
+/* Trigger names are found through the object's index, and only names that exist are. */
+static void trigger_index_lookup(void **state) {
+  (void)state;
+  size_t len;
+  char *buf = many_triggers(300, &len);
+  evs_so_t *so = NULL;
+  evs_diag_t d;
+  evs_diag_init(&d);
+  assert_int_equal(evs_so_parse_yaml(buf, len, "so.yaml", &so, &d), 0);
+  char name[16];
+  for (int i = 0; i < 300; i++) {
+    snprintf(name, sizeof name, "t%d", i);
+    assert_int_equal(evs_so_trigger_index(so, name), i);
+  }
+  assert_int_equal(evs_so_trigger_index(so, "t300"), -1);
+  assert_int_equal(evs_so_trigger_index(so, ""), -1);
+  evs_so_free(so);
+  evs_diag_free(&d);
+  free(buf);
 }
 
 /* Every file in test/data/so/ that starts with "valid-" parses; "invalid-" ones do not. */
@@ -648,6 +1116,16 @@ int main(void) {
       cmocka_unit_test(keda_number_parsing),
       cmocka_unit_test(annotation_bools),
       cmocka_unit_test(data_files),
+      cmocka_unit_test(unknown_field_template_is_valid),
+      cmocka_unit_test(unknown_field_every_level),
+      cmocka_unit_test(unknown_fields_all_reported_in_file_order),
+      cmocka_unit_test(diag_sort_is_stable),
+      cmocka_unit_test(yaml_errors_in_file_order),
+      cmocka_unit_test(unknown_field_api_path_warns),
+      cmocka_unit_test(out_of_range_numbers),
+      cmocka_unit_test(many_objects_duplicate),
+      cmocka_unit_test(many_objects_linear),
+      cmocka_unit_test(trigger_index_lookup),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
