@@ -26,6 +26,9 @@
 #include "evscale/error.h"
 
 #include <llhttp.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,10 +38,12 @@
 
 #define LINGER_MS 2000
 /* See the top of the file: per connection per turn, per server per turn, resumes per turn. */
-#define TURN_REQUESTS 8
+#define TURN_REQUESTS 4
 #define TURN_REQUESTS_LOADED 1
-#define TURN_BUDGET 128
-#define RESUMES_PER_TURN 32
+#define TURN_BUDGET 64
+#define RESUMES_PER_TURN 16
+/* Memory is given back once the connections fall to a quarter of a peak at least this high. */
+#define TRIM_AFTER_CONNS 64
 
 typedef struct {
   char *path;
@@ -68,6 +73,9 @@ struct evs_http_server_s {
   conn_t *conns_tail; /* the least recently active */
   size_t n_open;      /* connections in that list */
   size_t n_conns;     /* TCP connections not yet freed */
+  size_t peak_conns;  /* the most since memory was last given back */
+  uv_timer_t trimmer; /* gives memory back after a crowd has gone (unref'd) */
+  int trimmer_closed;
   /* Connections that used up their turn, resumed by `idle` on the next turns, in order. */
   conn_t *yield_head, *yield_tail;
   uv_idle_t idle;
@@ -917,7 +925,7 @@ static void conn_unpause(conn_t *c, unsigned why) {
 /* The server goes once it is closing, its listener is closed and its last connection freed. */
 static void server_maybe_free(evs_http_server_t *s) {
   if (!s->closing || !s->listener_closed || !s->closer_closed || !s->idle_closed ||
-      s->reject_busy || s->n_conns > 0)
+      !s->trimmer_closed || s->reject_busy || s->n_conns > 0)
     return;
   if (s->close_cb)
     s->close_cb(s, s->close_data);
@@ -925,6 +933,26 @@ static void server_maybe_free(evs_http_server_t *s) {
     free(s->routes[i].path);
   free(s->routes);
   free(s);
+}
+
+static void on_trim(uv_timer_t *t) {
+  evs_http_server_t *s = container_of(t, evs_http_server_t, trimmer);
+  s->peak_conns = s->n_conns;
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
+}
+
+/* After a crowd of connections has gone (a flood, issue 9), hands the memory their buffers and
+ * queued answers used back to the system: glibc keeps freed small blocks in the heap, where a
+ * few live ones in between pin whole pages, and RSS would stay at the flood's peak for good.
+ * Once the connections fall to a quarter of a peak, a second later (the crowd's stragglers go
+ * too). */
+static void release_memory(evs_http_server_t *s) {
+  if (s->peak_conns < TRIM_AFTER_CONNS || s->n_conns > s->peak_conns / 4 || s->closing ||
+      uv_is_active((uv_handle_t *)&s->trimmer))
+    return;
+  uv_timer_start(&s->trimmer, on_trim, 1000, 0);
 }
 
 static void on_handle_closed(uv_handle_t *h) {
@@ -938,6 +966,7 @@ static void on_handle_closed(uv_handle_t *h) {
   free(c->stash);
   free(c);
   s->n_conns--;
+  release_memory(s);
   server_maybe_free(s);
 }
 
@@ -1068,6 +1097,8 @@ static void on_connection(uv_stream_t *listener, int status) {
   c->tcp.data = c->timer.data = c;
   c->handles_open = 2;
   s->n_conns++;
+  if (s->n_conns > s->peak_conns)
+    s->peak_conns = s->n_conns;
   if (s->n_open >= s->opts.max_connections)
     make_room(s);
   int full = s->n_open >= s->opts.max_connections;
@@ -1103,6 +1134,8 @@ int evs_http_server_new(uv_loop_t *loop, const evs_http_server_options_t *opts,
   uv_tcp_init(loop, &s->listener);
   uv_timer_init(loop, &s->closer);
   uv_idle_init(loop, &s->idle);
+  uv_timer_init(loop, &s->trimmer);
+  uv_unref((uv_handle_t *)&s->trimmer);
   *out = s;
   return 0;
 }
@@ -1206,6 +1239,12 @@ static void on_closer_closed(uv_handle_t *h) {
   server_maybe_free(s);
 }
 
+static void on_trimmer_closed(uv_handle_t *h) {
+  evs_http_server_t *s = container_of(h, evs_http_server_t, trimmer);
+  s->trimmer_closed = 1;
+  server_maybe_free(s);
+}
+
 static void on_idle_closed(uv_handle_t *h) {
   evs_http_server_t *s = container_of(h, evs_http_server_t, idle);
   s->idle_closed = 1;
@@ -1225,6 +1264,7 @@ void evs_http_server_close(evs_http_server_t *s, evs_http_server_close_cb cb, vo
   evs_http_server_stop_accepting(s);
   uv_close((uv_handle_t *)&s->closer, on_closer_closed);
   uv_close((uv_handle_t *)&s->idle, on_idle_closed);
+  uv_close((uv_handle_t *)&s->trimmer, on_trimmer_closed);
   /* Connections with queued responses finish writing them (then close); the others go now. A
    * connection running a handler (close called from that handler) answers with
    * Connection: close. Either way no further request is parsed, so no handler runs again. */
