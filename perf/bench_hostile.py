@@ -3,8 +3,10 @@
 
 Each attack gets a fresh `evscale run` (loopback only, log level warn). While it runs, a prober
 opens a new connection every --probe-interval seconds and asks GET /healthz (as the kubelet
-does), with a 5 s timeout; p50/p99/max of the answered probes, the failures, RSS before and
-after, and whether the process is still alive are printed. Every loop is bounded by a count and
+does) with a --probe-timeout (30 s, so a stalled loop shows as a long wait, not a failure);
+p50/p99/max of the answered probes, how many took over 1 s (the kubelet's default
+timeoutSeconds), the failures, RSS before and after, and whether the process is still alive
+are printed. Every loop is bounded by a count and
 a time limit.
 
   reset:   --resets times (at most --seconds): connect, pipeline two GET /metrics, close with
@@ -47,7 +49,7 @@ def rss_mib(pid):
         return float("nan")
 
 
-def probe(port, timeout=5.0):
+def probe(port, timeout=30.0):
     """One /healthz on a fresh connection: latency in ms, or None on any failure."""
     t = time.perf_counter()
     try:
@@ -68,16 +70,16 @@ def probe(port, timeout=5.0):
 
 
 class Prober(threading.Thread):
-    def __init__(self, port, interval):
+    def __init__(self, port, interval, timeout):
         super().__init__(daemon=True)
-        self.port, self.interval = port, interval
+        self.port, self.interval, self.timeout = port, interval, timeout
         self.lat, self.fails = [], 0
         self.stop = threading.Event()
 
     def run(self):
         deadline = time.monotonic() + 600
         while not self.stop.is_set() and time.monotonic() < deadline:
-            ms = probe(self.port)
+            ms = probe(self.port, self.timeout)
             if ms is None:
                 self.fails += 1
             else:
@@ -92,8 +94,9 @@ class Prober(threading.Thread):
         def pct(p):
             return lat[min(len(lat) - 1, int(p / 100 * len(lat)))]
 
-        return (f"/healthz probes {len(lat)} ok / {self.fails} failed: p50 {pct(50):.1f} ms, "
-                f"p99 {pct(99):.1f} ms, max {lat[-1]:.1f} ms")
+        over = sum(1 for ms in lat if ms > 1000)
+        return (f"/healthz probes {len(lat)} ok ({over} over 1 s) / {self.fails} failed: "
+                f"p50 {pct(50):.1f} ms, p99 {pct(99):.1f} ms, max {lat[-1]:.1f} ms")
 
 
 class Server:
@@ -191,7 +194,7 @@ def attack_idle(srv, args, prober):
     prober.stop.set()  # the background prober, then 50 probes in a row
     prober.join()
     for _ in range(50):
-        ms = probe(srv.port)
+        ms = probe(srv.port, prober.timeout)
         if ms is None:
             prober.fails += 1
         else:
@@ -210,13 +213,14 @@ def main():
     ap.add_argument("--clients", type=int, default=200)
     ap.add_argument("--over", type=int, default=100)
     ap.add_argument("--probe-interval", type=float, default=0.1)
+    ap.add_argument("--probe-timeout", type=float, default=30)
     ap.add_argument("--ignore-sigpipe", action="store_true")
     args = ap.parse_args()
     for name in args.only.split(","):
         srv = Server(args.binary, args.ignore_sigpipe)
         try:
             before = rss_mib(srv.proc.pid)
-            prober = Prober(srv.port, args.probe_interval)
+            prober = Prober(srv.port, args.probe_interval, args.probe_timeout)
             prober.start()
             t0 = time.monotonic()
             if name == "reset":
