@@ -7,9 +7,17 @@
  * answered and the connection then closes. A request must arrive whole within request_timeout_ms
  * of its first byte (a fresh connection counts from accept): slow clients (slowloris) are cut
  * off. An idle keep-alive connection closes after idle_timeout_ms, and so does one whose
- * responses the client does not read for that long. Above max_connections a new connection is
- * accepted and closed at once. Backpressure: while more than write_high_water bytes of
- * responses wait to be written, no further request is parsed or read.
+ * responses the client does not read for that long. At max_connections a new connection takes
+ * the place of the least recently active idle one (or else of one stuck in a partial request);
+ * only when every connection has answers still to write is the new one accepted and closed at
+ * once, so probes keep being answered whatever number of idle connections clients hold open.
+ * Backpressure: while more than write_high_water bytes of responses wait to be written, no
+ * further request is parsed or read. Fairness: a connection gets a few pipelined requests
+ * answered per loop turn, then waits for a later turn, so many clients pipelining requests
+ * cannot starve the loop. A request line without an HTTP version is a 400. "Expect:
+ * 100-continue" on a request with a body gets "100 Continue" when its route accepts the method,
+ * else its final 404/405/413 at once (the body is not read, the connection closes).
+ * Accepting never stops for good: a connection that cannot be allocated is accepted and closed.
  *
  * Handlers run on the loop and answer with evs_http_respond*() before they return (all our
  * endpoints are cheap). The request object stays valid until answered, which is where an async
@@ -35,7 +43,7 @@ typedef struct {
   uint64_t request_timeout_ms; /* default 10000 */
   uint64_t idle_timeout_ms;    /* default 60000 */
   size_t max_connections;      /* default 1024 */
-  size_t write_high_water;     /* default 1 MiB */
+  size_t write_high_water;     /* default 64 KiB */
 } evs_http_server_options_t;
 
 /* Methods a route accepts (a bit set). GET implies HEAD. */

@@ -7,6 +7,8 @@
 #ifndef EVSCALE_PROCSTAT_H
 #define EVSCALE_PROCSTAT_H
 
+#include <stdint.h>
+
 #include "evscale/metrics.h"
 
 typedef struct {
@@ -22,8 +24,25 @@ typedef struct {
  * mounted, EVS_EPARSE when /proc/self/stat is not understood). */
 int evs_procstat_read(evs_procstat_t *out);
 
-/* Registers the six process_* gauges/counter in reg, computed at each scrape. 0 or the
- * registration error (UV_EEXIST when already registered). */
+/* A reading reused while younger than max_age_ms: the registered collector keeps one (1 s) so
+ * a flood of scrapes does not read /proc each time. Set max_age_ms, zero the rest. */
+typedef struct {
+  uint64_t max_age_ms;
+  uint64_t read_ms; /* when value was read, on the caller's clock */
+  int valid;
+  evs_procstat_t value;
+} evs_procstat_cache_t;
+
+#define EVS_PROCSTAT_MAX_AGE_MS 1000
+
+/* The cached reading when it was read less than max_age_ms before now_ms (any monotonic
+ * millisecond clock, the same for every call; a clock going back counts as stale), else a new
+ * one (evs_procstat_read), cached. 0 or evs_procstat_read's error (the cache is then kept). */
+int evs_procstat_read_cached(evs_procstat_cache_t *cache, uint64_t now_ms, evs_procstat_t *out);
+
+/* Registers the six process_* gauges/counter in reg, filled at each scrape from a reading at
+ * most EVS_PROCSTAT_MAX_AGE_MS old. 0 or the registration error (UV_EEXIST when already
+ * registered). */
 int evs_procstat_register(evs_metrics_t *reg);
 
 #endif

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <mbedtls/version.h>
+#include <signal.h>
 #include <uv.h>
 
 extern char **environ;
@@ -94,6 +95,12 @@ static int cmd_run(const evs_cli_t *cli, const evs_app_options_t *opts) {
 int main(int argc, char **argv) {
   evs_cli_t cli;
   char err[256];
+  /* libuv writes to sockets with write(2), not send(MSG_NOSIGNAL): without this a peer that
+   * resets a connection we are writing to (a client pipelining and resetting, a backend going
+   * away) kills the process with SIGPIPE. Ignored, the write fails with EPIPE and only that
+   * connection closes. Set before anything can open a socket; inherited ignores are kept by
+   * exec'd children, and evscale runs none. */
+  signal(SIGPIPE, SIG_IGN);
   if (evs_cli_parse(argc, argv, &cli, err, sizeof err) != 0) {
     fprintf(stderr, "evscale: %s\n\n%s", err, evs_cli_usage(EVS_CMD_HELP));
     return EVS_EXIT_USAGE;

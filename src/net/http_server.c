@@ -3,9 +3,20 @@
  * One conn_t per TCP connection (or per socketless vconn): an llhttp parser, an arena holding
  * the request line and headers of the request being parsed, its body, and a count of response
  * bytes not yet written. Handlers answer synchronously from on_message_complete, so pipelined
- * requests are answered in order simply by being parsed in order. Backpressure pauses llhttp
- * (HPE_PAUSED from on_message_complete), keeps the unparsed bytes and stops reading until the
- * queued responses drain.
+ * requests are answered in order simply by being parsed in order. Two things pause llhttp
+ * (HPE_PAUSED from on_message_complete), keep the unparsed bytes and stop reading:
+ * - backpressure: more than write_high_water bytes of responses wait; resumed as they drain;
+ * - fairness: a connection answers at most TURN_REQUESTS pipelined requests per loop turn
+ *   (TURN_REQUESTS_LOADED once the server has answered TURN_BUDGET in this turn), then yields
+ *   and is resumed by an idle handle on a later turn, at most RESUMES_PER_TURN connections a
+ *   turn, round robin. So a flood of pipelined /metrics requests from many clients costs each
+ *   loop turn a bounded amount of work and a probe on another connection is answered within a
+ *   turn or two (issue 9).
+ *
+ * Connections are kept in least-recently-active order. At max_connections a new connection
+ * takes the place of the least recently active idle one (nothing parsed, nothing to write), as
+ * nginx reuses connections (ngx_drain_connections): otherwise a crowd of idle keep-alive
+ * connections would lock the kubelet's probes out.
  *
  * Closing after an error or "Connection: close" is a lingering close, as nginx does
  * (ngx_http_set_lingering_close): flush the responses, shut down our side, then read and discard
@@ -15,6 +26,9 @@
 #include "evscale/error.h"
 
 #include <llhttp.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +37,13 @@
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 #define LINGER_MS 2000
+/* See the top of the file: per connection per turn, per server per turn, resumes per turn. */
+#define TURN_REQUESTS 4
+#define TURN_REQUESTS_LOADED 1
+#define TURN_BUDGET 64
+#define RESUMES_PER_TURN 16
+/* Memory is given back once the connections fall to a quarter of a peak at least this high. */
+#define TRIM_AFTER_CONNS 64
 
 typedef struct {
   char *path;
@@ -48,8 +69,23 @@ struct evs_http_server_s {
   size_t n_routes;
   evs_http_observer_cb observer;
   void *observer_data;
-  conn_t *conns;  /* open (not yet closing) TCP connections */
-  size_t n_conns; /* TCP connections not yet freed */
+  conn_t *conns;      /* open (not yet closing) TCP connections, most recently active first */
+  conn_t *conns_tail; /* the least recently active */
+  size_t n_open;      /* connections in that list */
+  size_t n_conns;     /* TCP connections not yet freed */
+  size_t peak_conns;  /* the most since memory was last given back */
+  uv_timer_t trimmer; /* gives memory back after a crowd has gone (unref'd) */
+  int trimmer_closed;
+  /* Connections that used up their turn, resumed by `idle` on the next turns, in order. */
+  conn_t *yield_head, *yield_tail;
+  uv_idle_t idle;
+  int idle_closed;
+  uint64_t turn_stamp; /* uv_now of the turn turn_served counts */
+  size_t turn_served;
+  /* A connection we could not allocate for is still accepted (into this) and closed: libuv stops
+   * watching a listener whose connection callback did not accept until uv_accept is called. */
+  uv_tcp_t reject;
+  int reject_busy, reject_wanted;
   int closing;
   evs_http_server_close_cb close_cb;
   void *close_data;
@@ -67,6 +103,7 @@ struct evs_http_request_s {
 };
 
 enum { ST_OPEN, ST_DRAINING, ST_LINGER, ST_CLOSING, ST_CLOSED };
+enum { PAUSE_WRITE = 1, PAUSE_YIELD = 2 };
 
 typedef struct {
   uint32_t name;
@@ -86,7 +123,12 @@ struct conn_s {
   int state;
   int in_execute;
   int got_eof;
-  int paused;
+  unsigned paused; /* PAUSE_* bits: parsing stops while any is set */
+  int yield_queued;
+  int linked; /* in the server's connection list */
+  conn_t *yield_next;
+  size_t served; /* requests answered in the turn of served_stamp */
+  uint64_t served_stamp;
   int in_request;
   int field_open;
   int err_status;
@@ -98,8 +140,8 @@ struct conn_s {
   size_t nhdrs, hdrs_cap;
   char *body;
   size_t body_len, body_cap;
-  char *stash; /* input left unparsed while paused */
-  size_t stash_len;
+  char *stash; /* input left unparsed while paused: stash[stash_off, stash_len) */
+  size_t stash_off, stash_len;
   size_t write_pending;
   evs_http_request_t req;
 };
@@ -120,8 +162,13 @@ static void conn_close(conn_t *c);
 static void conn_drain(conn_t *c);
 static void conn_feed(conn_t *c, const char *data, size_t len);
 static void conn_read_start(conn_t *c);
+static void conn_touch(conn_t *c);
+static void conn_unpause(conn_t *c, unsigned why);
+static int turn_used_up(conn_t *c);
+static void on_idle(uv_idle_t *h);
 static int queue_response(conn_t *c, int status, const char *ctype, char *body, size_t len,
                           const char *extra);
+static void queue_raw(conn_t *c, const char *text);
 
 void evs_http_server_options_init(evs_http_server_options_t *o) {
   o->max_header_bytes = 16 * 1024;
@@ -130,7 +177,7 @@ void evs_http_server_options_init(evs_http_server_options_t *o) {
   o->request_timeout_ms = 10000;
   o->idle_timeout_ms = 60000;
   o->max_connections = 1024;
-  o->write_high_water = 1024 * 1024;
+  o->write_high_water = 64 * 1024;
 }
 
 static const char *reason_phrase(int status) {
@@ -222,6 +269,10 @@ static int on_message_begin(llhttp_t *p) {
   conn_t *c = pconn(p);
   req_reset(c);
   c->in_request = 1;
+  /* llhttp sets the version only once it reads one; cleared here, 0.9 at the end of the request
+   * line can only mean that llhttp took a line without a version for HTTP/0.9. */
+  p->http_major = 0;
+  p->http_minor = 0;
   conn_arm(c, c->srv->opts.request_timeout_ms);
   return 0;
 }
@@ -232,6 +283,15 @@ static int on_url(llhttp_t *p, const char *at, size_t len) {
 
 static int on_nul(llhttp_t *p) {
   return arena_put(pconn(p), "", 1, 0) ? fail(pconn(p), 500, "out of memory") : 0;
+}
+
+/* "GET /healthz" alone on the request line is HTTP/0.9 to llhttp, which then waits for headers
+ * HTTP/0.9 never had; we speak 1.x only, so it is a 400 at once (RFC 9112 section 3: the
+ * request line ends with the version). */
+static int on_url_complete(llhttp_t *p) {
+  if (p->http_major == 0 && p->http_minor == 9)
+    return fail(pconn(p), 400, "no HTTP version");
+  return on_nul(p);
 }
 
 static int on_header_field(llhttp_t *p, const char *at, size_t len) {
@@ -264,16 +324,6 @@ static int on_header_field_complete(llhttp_t *p) {
 
 static int on_header_value(llhttp_t *p, const char *at, size_t len) {
   return arena_put(pconn(p), at, len, 1) ? fail(pconn(p), 431, "header section too large") : 0;
-}
-
-static int on_headers_complete(llhttp_t *p) {
-  conn_t *c = pconn(p);
-  /* A declared body over the limit is refused before a byte of it is read. */
-  if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->srv->opts.max_body_bytes) {
-    c->err_status = 413;
-    return -1;
-  }
-  return 0;
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t len) {
@@ -347,6 +397,17 @@ static void allow_header(const route_t *r, char *buf, size_t cap) {
   snprintf(buf + n, cap - n, "\r\n");
 }
 
+/* The path part of a request target. Absolute form ("GET http://host:8080/metrics"), which
+ * RFC 9112 3.2.2 says a server must accept: the path starts at the first '/' after the
+ * authority. */
+static char *target_path(char *url) {
+  if (strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0) {
+    char *slash = strchr(strstr(url, "//") + 2, '/');
+    return slash ? slash : (char *)"/";
+  }
+  return url;
+}
+
 static void fill_request(conn_t *c) {
   evs_http_request_t *r = &c->req;
   r->conn = c;
@@ -354,13 +415,7 @@ static void fill_request(conn_t *c) {
   r->head = c->parser.method == HTTP_HEAD;
   if (c->hlen == 0)
     arena_put(c, "", 1, 0); /* no URL callback ran: an empty path */
-  char *url = c->hbuf ? c->hbuf : (char *)"";
-  /* Absolute form ("GET http://host:8080/metrics"), which RFC 9112 3.2.2 says a server must
-   * accept: the path starts at the first '/' after the authority. */
-  if (strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0) {
-    char *slash = strchr(strstr(url, "//") + 2, '/');
-    url = slash ? slash : (char *)"/";
-  }
+  char *url = target_path(c->hbuf ? c->hbuf : (char *)"");
   char *q = strchr(url, '?');
   if (q)
     *q++ = '\0';
@@ -370,24 +425,212 @@ static void fill_request(conn_t *c) {
     c->body[c->body_len] = '\0';
 }
 
-static void dispatch(conn_t *c) {
-  fill_request(c);
-  evs_http_request_t *r = &c->req;
-  const route_t *route = find_route(c->srv, r->path);
+/* Answers 404 for an unknown path, 405 with Allow for a known path and another method; 0 when
+ * the request may go to its route. */
+static int refuse(conn_t *c, const route_t *route) {
+  c->req.route = route;
   if (route == NULL) {
     queue_error(c, 404, NULL);
-    return;
+    return 1;
   }
-  r->route = route;
   if (!route_allows(route, method_bit(c->parser.method))) {
     char allow[64];
     allow_header(route, allow, sizeof allow);
     queue_error(c, 405, allow);
-    return;
+    return 1;
   }
+  return 0;
+}
+
+static void dispatch(conn_t *c) {
+  fill_request(c);
+  evs_http_request_t *r = &c->req;
+  const route_t *route = find_route(c->srv, r->path);
+  if (refuse(c, route))
+    return;
   route->cb(r, route->data);
   if (!r->answered)
     queue_error(c, 500, NULL);
+}
+
+static const char *header_value(const conn_t *c, const char *name) {
+  for (size_t i = 0; i < c->nhdrs; i++)
+    if (strcasecmp(c->hbuf + c->hdrs[i].name, name) == 0)
+      return c->hbuf + c->hdrs[i].value;
+  return NULL;
+}
+
+/* The route of the request whose headers were just parsed (the URL is the arena's first
+ * string), without touching the arena: trailers may still be appended to it. */
+static const route_t *route_at_headers(const conn_t *c) {
+  char *url = target_path(c->hlen ? c->hbuf : (char *)"");
+  size_t n = strcspn(url, "?");
+  for (size_t i = 0; i < c->srv->n_routes; i++)
+    if (strlen(c->srv->routes[i].path) == n && memcmp(c->srv->routes[i].path, url, n) == 0)
+      return &c->srv->routes[i];
+  return NULL;
+}
+
+/* RFC 9110 section 10.1.1: a client that sends "Expect: 100-continue" waits for an interim 100
+ * before it sends the body. A request that will be refused gets its final answer instead,
+ * without its body being read, and the connection then closes (the body may follow anyway). A
+ * request without a body, or an HTTP/1.0 one, needs no 100: it is simply answered. */
+static int expect_continue(conn_t *c) {
+  llhttp_t *p = &c->parser;
+  int body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
+  if (!body || p->http_major != 1 || p->http_minor == 0)
+    return 0;
+  const route_t *route = route_at_headers(c);
+  if (route != NULL && route_allows(route, method_bit(p->method))) {
+    queue_raw(c, "HTTP/1.1 100 Continue\r\n\r\n");
+    return 0;
+  }
+  c->err_status = route ? 405 : 404; /* marks the answer Connection: close */
+  refuse(c, route);
+  return -1;
+}
+
+static int on_headers_complete(llhttp_t *p) {
+  conn_t *c = pconn(p);
+  /* A declared body over the limit is refused before a byte of it is read. */
+  if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->srv->opts.max_body_bytes) {
+    c->err_status = 413;
+    return -1;
+  }
+  const char *expect = header_value(c, "expect");
+  if (expect != NULL && strcasecmp(expect, "100-continue") == 0)
+    return expect_continue(c);
+  return 0;
+}
+
+/* ---- fairness and connection order ------------------------------------------------------ */
+
+/* Counts an answered request against its connection's and the server's share of this loop
+ * turn (uv_now stands for the turn: turns shorter than a millisecond share one); 1 when the
+ * connection has used its share. Socketless connections have no turns. */
+static int turn_used_up(conn_t *c) {
+  evs_http_server_t *s = c->srv;
+  if (c->is_virtual)
+    return 0;
+  uint64_t now = uv_now(s->loop);
+  if (s->turn_stamp != now) {
+    s->turn_stamp = now;
+    s->turn_served = 0;
+  }
+  if (c->served_stamp != now) {
+    c->served_stamp = now;
+    c->served = 0;
+  }
+  s->turn_served++;
+  c->served++;
+  return c->served >= (s->turn_served > TURN_BUDGET ? TURN_REQUESTS_LOADED : TURN_REQUESTS);
+}
+
+static void yield_push(conn_t *c) {
+  evs_http_server_t *s = c->srv;
+  if (c->yield_queued)
+    return;
+  c->yield_queued = 1;
+  c->yield_next = NULL;
+  if (s->yield_tail)
+    s->yield_tail->yield_next = c;
+  else
+    s->yield_head = c;
+  s->yield_tail = c;
+  uv_idle_start(&s->idle, on_idle);
+}
+
+static void yield_remove(conn_t *c) {
+  evs_http_server_t *s = c->srv;
+  if (!c->yield_queued)
+    return;
+  conn_t **pp = &s->yield_head, *prev = NULL;
+  while (*pp != c) {
+    prev = *pp;
+    pp = &(*pp)->yield_next;
+  }
+  *pp = c->yield_next;
+  if (s->yield_tail == c)
+    s->yield_tail = prev;
+  c->yield_queued = 0;
+}
+
+/* Resumes the connections that yielded, oldest first, a bounded number per turn. An idle handle
+ * runs before the loop polls and keeps the poll from blocking while it is active, so sockets
+ * (a probe's connection) are served between two rounds. */
+static void on_idle(uv_idle_t *h) {
+  evs_http_server_t *s = container_of(h, evs_http_server_t, idle);
+  conn_t *stop = s->yield_tail; /* connections yielding again go after it: next turn */
+  for (int i = 0; i < RESUMES_PER_TURN && s->yield_head; i++) {
+    conn_t *c = s->yield_head;
+    yield_remove(c);
+    c->served = 0;
+    c->served_stamp = uv_now(s->loop);
+    conn_unpause(c, PAUSE_YIELD);
+    if (c == stop)
+      break;
+  }
+  if (s->yield_head == NULL)
+    uv_idle_stop(h);
+}
+
+static void conn_link(conn_t *c) {
+  evs_http_server_t *s = c->srv;
+  c->prev = NULL;
+  c->next = s->conns;
+  if (s->conns)
+    s->conns->prev = c;
+  else
+    s->conns_tail = c;
+  s->conns = c;
+  c->linked = 1;
+  s->n_open++;
+}
+
+static void conn_unlink(conn_t *c) {
+  evs_http_server_t *s = c->srv;
+  if (!c->linked)
+    return;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    s->conns = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  else
+    s->conns_tail = c->prev;
+  c->prev = c->next = NULL;
+  c->linked = 0;
+  s->n_open--;
+}
+
+/* Marks the connection most recently active. */
+static void conn_touch(conn_t *c) {
+  if (c->linked && c->srv->conns != c) {
+    conn_unlink(c);
+    conn_link(c);
+  }
+}
+
+/* At max_connections: closes the least recently active connection that costs its client
+ * nothing to lose (lingering after its last answer, or idle between requests), else the least
+ * recently active one stuck in a partial request; 1 when one was closed. A connection with
+ * answers still to write is never taken. */
+static int make_room(evs_http_server_t *s) {
+  conn_t *partial = NULL;
+  for (conn_t *c = s->conns_tail; c != NULL; c = c->prev) {
+    if (c->write_pending > 0 || c->paused || c->in_execute)
+      continue;
+    if (c->state == ST_LINGER || (c->state == ST_OPEN && !c->in_request)) {
+      conn_close(c);
+      return 1;
+    }
+    if (c->state == ST_OPEN && partial == NULL)
+      partial = c;
+  }
+  if (partial)
+    conn_close(partial);
+  return partial != NULL;
 }
 
 static int on_message_complete(llhttp_t *p) {
@@ -400,11 +643,12 @@ static int on_message_complete(llhttp_t *p) {
   if (c->state != ST_OPEN)
     return HPE_PAUSED; /* nothing after this request is looked at */
   conn_arm(c, c->srv->opts.idle_timeout_ms);
-  if (c->write_pending > c->srv->opts.write_high_water) {
-    c->paused = 1;
-    return HPE_PAUSED;
-  }
-  return 0;
+  conn_touch(c);
+  if (c->write_pending > c->srv->opts.write_high_water)
+    c->paused |= PAUSE_WRITE;
+  if (turn_used_up(c))
+    c->paused |= PAUSE_YIELD;
+  return c->paused ? HPE_PAUSED : 0;
 }
 
 static const llhttp_settings_t *settings(void) {
@@ -414,7 +658,7 @@ static const llhttp_settings_t *settings(void) {
     llhttp_settings_init(&s);
     s.on_message_begin = on_message_begin;
     s.on_url = on_url;
-    s.on_url_complete = on_nul;
+    s.on_url_complete = on_url_complete;
     s.on_header_field = on_header_field;
     s.on_header_field_complete = on_header_field_complete;
     s.on_header_value = on_header_value;
@@ -442,19 +686,8 @@ static void write_done(conn_t *c, size_t bytes) {
     return;
   if (!c->in_request)
     conn_arm(c, c->srv->opts.idle_timeout_ms); /* the client is reading: progress */
-  if (c->paused && !c->in_execute && c->write_pending <= c->srv->opts.write_high_water / 2) {
-    c->paused = 0;
-    llhttp_resume(&c->parser);
-    char *st = c->stash;
-    size_t n = c->stash_len;
-    c->stash = NULL;
-    c->stash_len = 0;
-    if (n > 0)
-      conn_feed(c, st, n);
-    free(st);
-    if (c->state == ST_OPEN && !c->paused)
-      c->got_eof ? conn_drain(c) : conn_read_start(c);
-  }
+  if (c->write_pending <= c->srv->opts.write_high_water / 2)
+    conn_unpause(c, PAUSE_WRITE);
 }
 
 static void on_write(uv_write_t *req, int status) {
@@ -495,6 +728,22 @@ static int send_buffers(conn_t *c, wreq_t *w, size_t head_len, size_t body_len) 
     conn_close(c);
   }
   return rc;
+}
+
+/* Queues bytes that are not a response (an interim 100 Continue): no observer, no keep-alive
+ * decision. */
+static void queue_raw(conn_t *c, const char *text) {
+  wreq_t *w = calloc(1, sizeof(*w));
+  char *head = strdup(text);
+  if (w == NULL || head == NULL) {
+    free(w), free(head);
+    conn_close(c);
+    return;
+  }
+  w->conn = c;
+  w->head = head;
+  w->bytes = strlen(text);
+  send_buffers(c, w, w->bytes, 0);
 }
 
 /* Queues one response (steals body) and tells the observer. A response that ends the
@@ -571,6 +820,10 @@ int evs_http_respond(evs_http_request_t *r, int status, const char *content_type
 /* ---- feeding and closing ----------------------------------------------------------------- */
 
 static void stash_rest(conn_t *c, const char *pos, size_t n) {
+  if (n == 0)
+    return;
+  if (c->stash_off > 0 && c->stash_off == c->stash_len)
+    c->stash_off = c->stash_len = 0;
   char *s = realloc(c->stash, c->stash_len + n);
   if (s == NULL) {
     conn_close(c);
@@ -581,6 +834,49 @@ static void stash_rest(conn_t *c, const char *pos, size_t n) {
   c->stash_len += n;
 }
 
+/* Parses data; returns how many bytes the parser consumed: all of them unless a pause stopped
+ * it (the rest is then the caller's to keep). Errors are answered here. */
+static size_t conn_parse(conn_t *c, const char *data, size_t len) {
+  c->in_execute = 1;
+  llhttp_errno_t e = llhttp_execute(&c->parser, data, len);
+  c->in_execute = 0;
+  if (e == HPE_OK || c->state != ST_OPEN)
+    return len;
+  if (e == HPE_PAUSED) {
+    const char *pos = llhttp_get_error_pos(&c->parser);
+    return c->paused && pos >= data && pos <= data + len ? (size_t)(pos - data) : len;
+  }
+  if (e == HPE_PAUSED_UPGRADE) {
+    conn_drain(c); /* the request was answered; we speak no other protocol */
+    return len;
+  }
+  /* Refusals made before the body (Expect: 100-continue) are already answered. */
+  if (!c->req.answered) {
+    int status = c->err_status ? c->err_status : 400;
+    c->err_status = status;
+    c->req.route = NULL;
+    c->req.head = 0;
+    queue_error(c, status, NULL);
+  }
+  conn_drain(c);
+  return len;
+}
+
+/* After a pause stopped the parser with `left` bytes unparsed: a connection that only yielded
+ * its turn with nothing left to parse just goes on (the next read starts a new turn's share);
+ * otherwise it stops reading, and a yield queues it for a later turn. */
+static void conn_paused(conn_t *c, size_t left) {
+  if (c->paused == PAUSE_YIELD && left == 0) {
+    c->paused = 0;
+    llhttp_resume(&c->parser);
+    return;
+  }
+  if (!c->is_virtual)
+    uv_read_stop((uv_stream_t *)&c->tcp);
+  if (c->paused & PAUSE_YIELD)
+    yield_push(c);
+}
+
 static void conn_feed(conn_t *c, const char *data, size_t len) {
   if (c->state != ST_OPEN)
     return; /* the connection's last request has been answered: ignore the rest */
@@ -588,35 +884,48 @@ static void conn_feed(conn_t *c, const char *data, size_t len) {
     stash_rest(c, data, len);
     return;
   }
-  c->in_execute = 1;
-  llhttp_errno_t e = llhttp_execute(&c->parser, data, len);
-  c->in_execute = 0;
-  if (e == HPE_OK || c->state != ST_OPEN)
+  size_t used = conn_parse(c, data, len);
+  if (c->state != ST_OPEN || !c->paused)
     return;
-  if (e == HPE_PAUSED) {
-    const char *pos = llhttp_get_error_pos(&c->parser);
-    if (c->paused && pos >= data && pos <= data + len) {
-      stash_rest(c, pos, (size_t)(data + len - pos));
-      if (!c->is_virtual)
-        uv_read_stop((uv_stream_t *)&c->tcp);
-    }
-    return;
+  stash_rest(c, data + used, len - used);
+  if (c->state == ST_OPEN)
+    conn_paused(c, len - used);
+}
+
+/* Parses the stash kept while paused, from where the parser stopped. */
+static void feed_stash(conn_t *c) {
+  size_t left = c->stash_len - c->stash_off;
+  if (left > 0)
+    c->stash_off += conn_parse(c, c->stash + c->stash_off, left);
+  left = c->stash_len - c->stash_off;
+  if (left == 0) {
+    /* Consumed: a stash is up to a read's worth (64 KiB) per connection, released at once. */
+    free(c->stash);
+    c->stash = NULL;
+    c->stash_off = c->stash_len = 0;
   }
-  if (e == HPE_PAUSED_UPGRADE) {
-    conn_drain(c); /* the request was answered; we speak no other protocol */
+  if (c->state == ST_OPEN && c->paused)
+    conn_paused(c, left);
+}
+
+/* Clears a pause reason; with none left, parses what was kept, then reads again (or, after
+ * the client's EOF, finishes). */
+static void conn_unpause(conn_t *c, unsigned why) {
+  if (!(c->paused & why) || c->in_execute)
     return;
-  }
-  int status = c->err_status ? c->err_status : 400;
-  c->err_status = status;
-  c->req.route = NULL;
-  c->req.head = 0;
-  queue_error(c, status, NULL);
-  conn_drain(c);
+  c->paused &= ~why;
+  if (c->paused || c->state != ST_OPEN)
+    return;
+  llhttp_resume(&c->parser);
+  feed_stash(c);
+  if (c->state == ST_OPEN && !c->paused)
+    c->got_eof ? conn_drain(c) : conn_read_start(c);
 }
 
 /* The server goes once it is closing, its listener is closed and its last connection freed. */
 static void server_maybe_free(evs_http_server_t *s) {
-  if (!s->closing || !s->listener_closed || !s->closer_closed || s->n_conns > 0)
+  if (!s->closing || !s->listener_closed || !s->closer_closed || !s->idle_closed ||
+      !s->trimmer_closed || s->reject_busy || s->n_conns > 0)
     return;
   if (s->close_cb)
     s->close_cb(s, s->close_data);
@@ -624,6 +933,26 @@ static void server_maybe_free(evs_http_server_t *s) {
     free(s->routes[i].path);
   free(s->routes);
   free(s);
+}
+
+static void on_trim(uv_timer_t *t) {
+  evs_http_server_t *s = container_of(t, evs_http_server_t, trimmer);
+  s->peak_conns = s->n_conns;
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
+}
+
+/* After a crowd of connections has gone (a flood, issue 9), hands the memory their buffers and
+ * queued answers used back to the system: glibc keeps freed small blocks in the heap, where a
+ * few live ones in between pin whole pages, and RSS would stay at the flood's peak for good.
+ * Once the connections fall to a quarter of a peak, a second later (the crowd's stragglers go
+ * too). */
+static void release_memory(evs_http_server_t *s) {
+  if (s->peak_conns < TRIM_AFTER_CONNS || s->n_conns > s->peak_conns / 4 || s->closing ||
+      uv_is_active((uv_handle_t *)&s->trimmer))
+    return;
+  uv_timer_start(&s->trimmer, on_trim, 1000, 0);
 }
 
 static void on_handle_closed(uv_handle_t *h) {
@@ -637,17 +966,8 @@ static void on_handle_closed(uv_handle_t *h) {
   free(c->stash);
   free(c);
   s->n_conns--;
+  release_memory(s);
   server_maybe_free(s);
-}
-
-static void conn_unlink(conn_t *c) {
-  if (c->prev)
-    c->prev->next = c->next;
-  else if (c->srv->conns == c)
-    c->srv->conns = c->next;
-  if (c->next)
-    c->next->prev = c->prev;
-  c->prev = c->next = NULL;
 }
 
 static void conn_close(conn_t *c) {
@@ -659,6 +979,7 @@ static void conn_close(conn_t *c) {
   }
   c->state = ST_CLOSING;
   conn_unlink(c);
+  yield_remove(c);
   uv_read_stop((uv_stream_t *)&c->tcp);
   uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
   uv_close((uv_handle_t *)&c->timer, on_handle_closed);
@@ -737,25 +1058,53 @@ static void conn_init(conn_t *c, evs_http_server_t *s) {
 
 /* ---- server ------------------------------------------------------------------------------ */
 
+static void reject_pending(evs_http_server_t *s);
+
+static void on_reject_closed(uv_handle_t *h) {
+  evs_http_server_t *s = container_of(h, evs_http_server_t, reject);
+  s->reject_busy = 0;
+  if (s->reject_wanted && !s->listener_closing)
+    reject_pending(s);
+  server_maybe_free(s);
+}
+
+/* Accepts the pending connection into the spare handle and closes it. While the spare is
+ * closing, a second failure waits for it (the listener is paused until then, not for good). */
+static void reject_pending(evs_http_server_t *s) {
+  s->reject_wanted = 0;
+  if (s->reject_busy) {
+    s->reject_wanted = 1;
+    return;
+  }
+  uv_tcp_init(s->loop, &s->reject);
+  s->reject_busy = 1;
+  (void)uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)&s->reject); /* UV_EAGAIN: none */
+  uv_close((uv_handle_t *)&s->reject, on_reject_closed);
+}
+
 static void on_connection(uv_stream_t *listener, int status) {
   evs_http_server_t *s = container_of(listener, evs_http_server_t, listener);
   if (status < 0 || s->closing)
     return;
   conn_t *c = calloc(1, sizeof(*c));
-  if (c == NULL)
-    return; /* the pending connection stays in the backlog; the next accept may succeed */
+  if (c == NULL) {
+    reject_pending(s);
+    return;
+  }
   conn_init(c, s);
   uv_tcp_init(s->loop, &c->tcp);
   uv_timer_init(s->loop, &c->timer);
   c->tcp.data = c->timer.data = c;
   c->handles_open = 2;
   s->n_conns++;
-  c->next = s->conns;
-  if (s->conns)
-    s->conns->prev = c;
-  s->conns = c;
-  if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 || s->n_conns > s->opts.max_connections) {
-    conn_close(c); /* over the limit: accepted and closed at once, so it does not queue */
+  if (s->n_conns > s->peak_conns)
+    s->peak_conns = s->n_conns;
+  if (s->n_open >= s->opts.max_connections)
+    make_room(s);
+  int full = s->n_open >= s->opts.max_connections;
+  conn_link(c);
+  if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 || full) {
+    conn_close(c); /* nothing to give up for it: accepted and closed at once, not queued */
     return;
   }
   uv_tcp_nodelay(&c->tcp, 1);
@@ -784,6 +1133,9 @@ int evs_http_server_new(uv_loop_t *loop, const evs_http_server_options_t *opts,
    * its callback is never called synchronously. */
   uv_tcp_init(loop, &s->listener);
   uv_timer_init(loop, &s->closer);
+  uv_idle_init(loop, &s->idle);
+  uv_timer_init(loop, &s->trimmer);
+  uv_unref((uv_handle_t *)&s->trimmer);
   *out = s;
   return 0;
 }
@@ -887,6 +1239,18 @@ static void on_closer_closed(uv_handle_t *h) {
   server_maybe_free(s);
 }
 
+static void on_trimmer_closed(uv_handle_t *h) {
+  evs_http_server_t *s = container_of(h, evs_http_server_t, trimmer);
+  s->trimmer_closed = 1;
+  server_maybe_free(s);
+}
+
+static void on_idle_closed(uv_handle_t *h) {
+  evs_http_server_t *s = container_of(h, evs_http_server_t, idle);
+  s->idle_closed = 1;
+  server_maybe_free(s);
+}
+
 void evs_http_server_close(evs_http_server_t *s, evs_http_server_close_cb cb, void *data) {
   if (s->closing) {
     /* Second call (end of the shutdown grace): drop whatever is still finishing. */
@@ -899,6 +1263,8 @@ void evs_http_server_close(evs_http_server_t *s, evs_http_server_close_cb cb, vo
   s->close_data = data;
   evs_http_server_stop_accepting(s);
   uv_close((uv_handle_t *)&s->closer, on_closer_closed);
+  uv_close((uv_handle_t *)&s->idle, on_idle_closed);
+  uv_close((uv_handle_t *)&s->trimmer, on_trimmer_closed);
   /* Connections with queued responses finish writing them (then close); the others go now. A
    * connection running a handler (close called from that handler) answers with
    * Connection: close. Either way no further request is parsed, so no handler runs again. */
@@ -932,11 +1298,7 @@ int evs_http_request_header_at(const evs_http_request_t *r, size_t i, const char
 }
 
 const char *evs_http_request_header(const evs_http_request_t *r, const char *name) {
-  const conn_t *c = r->conn;
-  for (size_t i = 0; i < c->nhdrs; i++)
-    if (strcasecmp(c->hbuf + c->hdrs[i].name, name) == 0)
-      return c->hbuf + c->hdrs[i].value;
-  return NULL;
+  return header_value(r->conn, name);
 }
 
 const char *evs_http_request_body(const evs_http_request_t *r, size_t *len) {

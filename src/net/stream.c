@@ -175,6 +175,13 @@ static void on_write_done(uv_write_t *req, int status) {
     w->cb(s, conv_uv(status), w->arg);
   free(w->cipher);
   free(w);
+  /* A peer that reset the connection (SIGPIPE is ignored by main) is a closed connection: the
+   * reader hears it once, and later writes fail at once instead of each going to the socket. */
+  if ((status == UV_EPIPE || status == UV_ECONNRESET) && s->state == ST_OPEN) {
+    if (s->error == EVS_ECLOSED)
+      s->error = 0; /* its FIN came first: writing is over now too */
+    read_error(s, status);
+  }
   if (s->drain_wanted && s->queued <= s->high_water / 2 && s->state == ST_OPEN) {
     s->drain_wanted = 0;
     if (s->drain_cb != NULL)

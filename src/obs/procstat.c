@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
+#include <uv.h>
 
 static int read_small_file(const char *path, char *buf, size_t cap) {
   FILE *f = fopen(path, "r");
@@ -93,13 +94,32 @@ int evs_procstat_read(evs_procstat_t *out) {
   return 0;
 }
 
+int evs_procstat_read_cached(evs_procstat_cache_t *cache, uint64_t now_ms, evs_procstat_t *out) {
+  if (cache->valid && now_ms >= cache->read_ms && now_ms - cache->read_ms < cache->max_age_ms) {
+    *out = cache->value;
+    return 0;
+  }
+  int rc = evs_procstat_read(out);
+  if (rc != 0)
+    return rc;
+  cache->value = *out;
+  cache->read_ms = now_ms;
+  cache->valid = 1;
+  return 0;
+}
+
+/* The one cache of the registered collector: there is one /proc/self per process. */
+static evs_procstat_cache_t scrape_cache = {.max_age_ms = EVS_PROCSTAT_MAX_AGE_MS};
+
 /* One collect callback fills all six families; it hangs on the first family registered and
- * reads /proc once per scrape (collect callbacks all run before anything is printed). */
+ * reads /proc at most once per EVS_PROCSTAT_MAX_AGE_MS (collect callbacks all run before
+ * anything is printed). Scrapes pipelined by the thousand (issue 9) then cost no /proc reads:
+ * counting /proc/self/fd alone is a directory walk as long as the connections are many. */
 static void collect(evs_metric_family_t *first, void *data) {
   (void)first;
   evs_metrics_t *reg = data;
   evs_procstat_t ps;
-  if (evs_procstat_read(&ps) != 0)
+  if (evs_procstat_read_cached(&scrape_cache, uv_hrtime() / 1000000u, &ps) != 0)
     return; /* keep the previous values: a scrape must not fail for this */
   static const char *names[] = {"process_cpu_seconds_total",  "process_max_fds",
                                 "process_open_fds",           "process_resident_memory_bytes",

@@ -165,6 +165,16 @@ static void h_huge(evs_http_request_t *r, void *data) {
   evs_http_respond_owned(r, 200, NULL, b, HUGE);
 }
 
+/* A handler that takes SLOW_MS of loop time, like a /metrics render on a busy process. */
+#define SLOW_MS 2
+static void h_slow(evs_http_request_t *r, void *data) {
+  (void)data;
+  uint64_t end = uv_hrtime() + SLOW_MS * 1000000u;
+  while (uv_hrtime() < end) {
+  }
+  evs_http_respond(r, 200, NULL, "slow\n", 5);
+}
+
 static void h_noanswer(evs_http_request_t *r, void *data) {
   (void)r;
   (void)data;
@@ -212,6 +222,7 @@ static void run(ctx_t *c, const evs_http_server_options_t *opts, scenario_fn fn)
   assert_int_equal(evs_http_server_route(c->srv, "/big", EVS_HTTP_GET, h_big, c), 0);
   assert_int_equal(evs_http_server_route(c->srv, "/none", EVS_HTTP_GET, h_noanswer, c), 0);
   assert_int_equal(evs_http_server_route(c->srv, "/huge", EVS_HTTP_GET, h_huge, c), 0);
+  assert_int_equal(evs_http_server_route(c->srv, "/slow", EVS_HTTP_GET, h_slow, c), 0);
   assert_int_equal(evs_http_server_route(c->srv, "/hello", EVS_HTTP_GET, h_hello, c), UV_EEXIST);
   assert_int_equal(evs_http_server_listen(c->srv, "127.0.0.1:0"), 0);
   c->port = evs_http_server_port(c->srv);
@@ -553,6 +564,10 @@ static void test_many_connections(void **state) {
   assert_int_equal(c.count, NCONN);
 }
 
+/* At the cap, a new connection takes the place of the least recently active idle one: three
+ * idle keep-alive connections (the first one used again last), then a fourth: it is answered,
+ * the second (least recently active) is closed, the others still answer (issue 9: idle
+ * connections must not lock the probes out). */
 static void sc_limit(ctx_t *c) {
   int fds[4];
   char r[512];
@@ -561,8 +576,16 @@ static void sc_limit(ctx_t *c) {
     cli_sends(fds[i], "GET /hello HTTP/1.1\r\n\r\n");
     c->flags[i] = cli_response(fds[i], r, sizeof r, 0) > 0;
   }
+  cli_sends(fds[0], "GET /hello HTTP/1.1\r\n\r\n");
+  c->flags[3] = cli_response(fds[0], r, sizeof r, 0) > 0;
   fds[3] = cli_connect(c->port); /* one over max_connections */
-  c->flags[3] = cli_eof(fds[3]);
+  cli_sends(fds[3], "GET /hello HTTP/1.1\r\n\r\n");
+  c->flags[4] = cli_response(fds[3], r, sizeof r, 0) > 0 && status_of(r) == 200;
+  c->flags[5] = cli_eof(fds[1]);
+  cli_sends(fds[0], "GET /hello HTTP/1.1\r\n\r\n");
+  c->flags[6] = cli_response(fds[0], r, sizeof r, 0) > 0;
+  cli_sends(fds[2], "GET /hello HTTP/1.1\r\n\r\n");
+  c->flags[7] = cli_response(fds[2], r, sizeof r, 0) > 0;
   for (int i = 0; i < 4; i++)
     close(fds[i]);
 }
@@ -574,8 +597,139 @@ static void test_max_connections(void **state) {
   o.max_connections = 3;
   ctx_t c = {0};
   run(&c, &o, sc_limit);
-  assert_true(c.flags[0] && c.flags[1] && c.flags[2]);
-  assert_true(c.flags[3]);
+  for (int i = 0; i < 8; i++)
+    if (!c.flags[i])
+      fail_msg("step %d failed", i);
+}
+
+/* At the cap with every connection still owed answers (pipelined /big, unread), none is taken
+ * away: the newcomer is the one closed. */
+static void sc_limit_busy(ctx_t *c) {
+  int fds[3];
+  for (int i = 0; i < 2; i++) {
+    fds[i] = cli_connect(c->port);
+    cli_sends(fds[i], "GET /big HTTP/1.1\r\n\r\nGET /big HTTP/1.1\r\n\r\n");
+  }
+  usleep(300 * 1000);
+  fds[2] = cli_connect(c->port);
+  c->flags[0] = cli_eof(fds[2]);
+  char r[256];
+  for (int i = 0; i < 2; i++)
+    for (int k = 0; k < 2; k++)
+      c->count += cli_response(fds[i], r, sizeof r, 0) > BIG;
+  for (int i = 0; i < 3; i++)
+    close(fds[i]);
+}
+
+static void test_max_connections_busy(void **state) {
+  (void)state;
+  evs_http_server_options_t o;
+  evs_http_server_options_init(&o);
+  o.max_connections = 2;
+  ctx_t c = {0};
+  run(&c, &o, sc_limit_busy);
+  assert_true(c.flags[0]);
+  assert_int_equal(c.count, 4);
+}
+
+/* Fairness: one client pipelines PIPELINED requests of SLOW_MS each (seconds of loop time in
+ * all) and reads nothing yet; a second connection's request is still answered within a few
+ * loop turns, not after the whole pipeline. Then every pipelined answer arrives, in order. */
+#define PIPELINED 1000
+static void sc_fair(ctx_t *c) {
+  int a = cli_connect(c->port);
+  static char req[PIPELINED * 32];
+  size_t k = 0;
+  for (int i = 0; i < PIPELINED; i++)
+    k += (size_t)sprintf(req + k, "GET /slow HTTP/1.1\r\n\r\n");
+  cli_send(a, req, k);
+  usleep(100 * 1000); /* the server is busy with the pipeline now */
+  double t0 = now_s();
+  int b = cli_connect(c->port);
+  cli_sends(b, "GET /hello HTTP/1.1\r\n\r\n");
+  if (cli_response(b, c->resp[0], sizeof c->resp[0], 0) > 0)
+    c->nresp++;
+  c->elapsed = now_s() - t0;
+  char r[256];
+  for (int i = 0; i < PIPELINED; i++)
+    if (cli_response(a, r, sizeof r, 0) > 0 && strcmp(body_of(r), "slow\n") == 0)
+      c->count++;
+  close(a);
+  close(b);
+}
+
+static void test_fair_turns(void **state) {
+  (void)state;
+  ctx_t c = {0};
+  run(&c, NULL, sc_fair);
+  assert_int_equal(c.nresp, 1);
+  assert_string_equal(body_of(c.resp[0]), "hello\n");
+  /* The whole pipeline is PIPELINED * SLOW_MS = 2 s of loop time. */
+  if (c.elapsed > 0.5)
+    fail_msg("the other connection waited %.3f s", c.elapsed);
+  assert_int_equal(c.count, PIPELINED);
+}
+
+/* "Expect: 100-continue" (RFC 9110 10.1.1): a body the route accepts is invited with an
+ * interim 100; a request that will be refused is answered before its body, and the connection
+ * closes; a request without a body just gets its answer. */
+static void sc_expect(ctx_t *c) {
+  int fd = cli_connect(c->port);
+  cli_sends(fd, "POST /echo HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+  if (cli_response(fd, c->resp[0], sizeof c->resp[0], 1) > 0)
+    c->nresp++;
+  cli_sends(fd, "hello");
+  if (cli_response(fd, c->resp[1], sizeof c->resp[1], 0) > 0)
+    c->nresp++;
+  cli_sends(fd, "GET /echo HTTP/1.1\r\nExpect: 100-continue\r\n\r\n");
+  if (cli_response(fd, c->resp[2], sizeof c->resp[2], 0) > 0)
+    c->nresp++;
+  /* Refused: the body is never sent; the answer must come anyway. */
+  cli_sends(fd, "POST /hello HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 10\r\n\r\n");
+  if (cli_response(fd, c->resp[3], sizeof c->resp[3], 0) > 0)
+    c->nresp++;
+  c->flags[0] = cli_eof(fd);
+  close(fd);
+  fd = cli_connect(c->port);
+  cli_sends(fd, "PUT /nowhere HTTP/1.1\r\nExpect: 100-continue\r\n"
+                "Transfer-Encoding: chunked\r\n\r\n");
+  if (cli_response(fd, c->resp[4], sizeof c->resp[4], 0) > 0)
+    c->nresp++;
+  c->flags[1] = cli_eof(fd);
+  close(fd);
+}
+
+static void test_expect_continue(void **state) {
+  (void)state;
+  ctx_t c = {0};
+  run(&c, NULL, sc_expect);
+  assert_int_equal(c.nresp, 5);
+  assert_string_equal(c.resp[0], "HTTP/1.1 100 Continue\r\n\r\n");
+  assert_string_equal(body_of(c.resp[1]), "POST /echo ? x-test=- body=hello");
+  assert_int_equal(status_of(c.resp[2]), 200);
+  assert_null(strstr(c.resp[2], "100 Continue"));
+  assert_int_equal(status_of(c.resp[3]), 405);
+  assert_non_null(strcasestr(c.resp[3], "Connection: close"));
+  assert_true(c.flags[0]);
+  assert_int_equal(status_of(c.resp[4]), 404);
+  assert_true(c.flags[1]);
+}
+
+/* A request line without an HTTP version: 400 at once, then the connection closes (llhttp would
+ * take it for HTTP/0.9 and wait for headers). */
+static void sc_no_version(ctx_t *c) {
+  const char req[] = "GET /hello\r\n";
+  one_then_eof(c, req, sizeof req - 1);
+}
+
+static void test_no_version_400(void **state) {
+  (void)state;
+  ctx_t c = {0};
+  run(&c, NULL, sc_no_version);
+  assert_int_equal(c.nresp, 1);
+  assert_int_equal(status_of(c.resp[0]), 400);
+  assert_non_null(strcasestr(c.resp[0], "Connection: close"));
+  assert_true(c.eof);
 }
 
 /* Backpressure: pipeline 4 requests for 3 MiB each without reading, wait, then read them all
@@ -907,6 +1061,10 @@ int main(void) {
       cmocka_unit_test(test_connection_close),
       cmocka_unit_test(test_many_connections),
       cmocka_unit_test(test_max_connections),
+      cmocka_unit_test(test_max_connections_busy),
+      cmocka_unit_test(test_fair_turns),
+      cmocka_unit_test(test_expect_continue),
+      cmocka_unit_test(test_no_version_400),
       cmocka_unit_test(test_backpressure),
       cmocka_unit_test(test_half_close_after_pipeline),
       cmocka_unit_test(test_server_close_with_clients),

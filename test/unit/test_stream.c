@@ -8,7 +8,9 @@
 #include <cmocka.h>
 
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "evscale/error.h"
 #include "evscale/stream.h"
@@ -334,6 +336,42 @@ static void test_peer_close_delivered_at_read_start(void **state) {
   evs_test_server_stop(&http);
 }
 
+/* A peer that resets the connection (RST, SO_LINGER 0) is a closed connection: the write that
+ * finds it out fails with ECONNRESET or EPIPE, later writes fail at once (no error per write),
+ * and a reader hears it once. SIGPIPE is ignored, as evscale's main() does. */
+static void test_peer_reset(void **state) {
+  (void)state;
+  signal(SIGPIPE, SIG_IGN);
+  int lfd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t alen = sizeof a;
+  assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
+  assert_int_equal(listen(lfd, 1), 0);
+  assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &alen), 0);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  static ctx_t c;
+  memset(&c, 0, sizeof c);
+  evs_stream_t *s = connect_to(&loop, &c, "127.0.0.1", ntohs(a.sin_port), 10000);
+  assert_int_equal(c.status, 0);
+  int afd = accept(lfd, NULL, NULL);
+  struct linger lg = {1, 0};
+  setsockopt(afd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  close(afd);
+  close(lfd);
+  usleep(100000);
+  assert_int_equal(evs_stream_write(s, "x", 1, on_write, NULL), 0);
+  assert_true(evs_test_run_until(&loop, &c.writes_done, 10000));
+  assert_true(c.write_status == UV_ECONNRESET || c.write_status == UV_EPIPE);
+  int rc = evs_stream_write(s, "y", 1, on_write, NULL);
+  assert_true(rc == UV_ECONNRESET || rc == UV_EPIPE);
+  assert_int_equal(evs_stream_read_start(s, on_read), 0);
+  assert_true(evs_test_run_until(&loop, &c.eof, 10000));
+  assert_true(c.read_err == UV_ECONNRESET || c.read_err == UV_EPIPE);
+  assert_int_equal(c.writes_done, 1);
+  close_and_check(&loop, s, &c);
+}
+
 static void test_state_errors(void **state) {
   (void)state;
   uv_loop_t loop;
@@ -364,6 +402,7 @@ int main(void) {
       cmocka_unit_test(test_close_with_queued_writes),
       cmocka_unit_test(test_idle_timeout),
       cmocka_unit_test(test_peer_close_delivered_at_read_start),
+      cmocka_unit_test(test_peer_reset),
       cmocka_unit_test(test_state_errors),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
