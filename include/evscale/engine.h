@@ -5,7 +5,8 @@
  *       -> decision record (desired count, reason, conditions, per-trigger health, next look)
  *
  * Sources (cite when changing):
- *  - kedacore/keda 8b4f083ca8c8c2baf8477e322bd4d16ac4dfa09a: pkg/scaling/executor/
+ *  - kedacore/keda 8b4f083ca8c8c2baf8477e322bd4d16ac4dfa09a (and v2.20.2 for the fallback's
+ *    activity, pkg/scaling/scale_handler.go): pkg/scaling/executor/
  *    scale_scaledobjects.go (RequestScale), pkg/fallback/fallback.go, pkg/scalers/scaler.go
  *    (quantityFromFloat64: NaN/Inf/negative -> 0, milli precision), apis/keda/v1alpha1/
  *    condition_types.go and controllers/keda/scaledobject_controller.go (condition texts).
@@ -16,7 +17,10 @@
  * Flow of one decision (evs_engine_decide):
  *  1. paused-replicas N -> desired N ("PausedReplicas"); paused -> no write ("Paused").
  *  2. Per trigger: health (failures in a row, fallback), activity (raw value > activation target,
- *     strictly), value in milli-units for the math.
+ *     strictly), value in milli-units for the math. A trigger in fallback (failures >
+ *     failureThreshold) is active and not an error (KEDA >= 2.19, kedacore/keda #7244:
+ *     scale_handler.go getScalerState isActiveOrFallback); with fallback.behavior
+ *     scalingModifiers it is a nil to the formula, neither active nor an error.
  *  3. Active (or force-activation) at 0, or below min with idleReplicaCount set -> max(min, 1).
  *     Inactive: errors without fallback -> hold (Ready=False TriggerError); errors with a fallback
  *     whose replicas != 0 -> the fallback acts through the HPA math; above idle/0 with min 0 or

@@ -449,6 +449,99 @@ static void fallback_value_metric(void **state) {
   fx_free(&f);
 }
 
+/* A trigger in fallback is active and not an error (kedacore/keda v2.20.2
+ * pkg/scaling/scale_handler.go getScalerState: isActiveOrFallback := fallbackActive ||
+ * isMetricActive; pkg/fallback/fallback.go GetMetricsWithFallback returns a nil error once
+ * failures > failureThreshold; #7244 fixing #7239). So from 0 the executor's active branch scales
+ * to max(min, 1) (RequestScale: currentReplicas == 0), the HPA then lands on the fallback count,
+ * lastActiveTime is refreshed at every decision while the fallback holds, and the cooldown to 0
+ * counts from the last of those, once the trigger has recovered and reads inactive. */
+static void fallback_is_active(void **state) {
+  (void)state;
+  fx_t f;
+  fx_init(&f,
+          "  minReplicaCount: 0\n  cooldownPeriod: 300\n"
+          "  fallback: {failureThreshold: 2, replicas: 10}\n" FAST
+          "  triggers:\n  - {type: redis, metadata: {listName: q, listLength: \"5\"}}\n",
+          NULL);
+  f.replicas = 0;
+  for (int i = 1; i <= 2; i++) { /* failures 1, 2: not > 2, an error: KEDA does nothing */
+    set_err(&f, 0, T0 + S(i));
+    const evs_decision_t *d = step(&f, T0 + S(i));
+    assert_int_equal(d->write, 0);
+    assert_int_equal(d->active, 0);
+  }
+  set_err(&f, 0, T0 + S(3)); /* failure 3 > 2: in fallback, so active: 0 -> max(0, 1) */
+  const evs_decision_t *d = step(&f, T0 + S(3));
+  assert_int_equal(d->active, 1);
+  assert_int_equal(d->reason, EVS_REASON_ACTIVATE);
+  assert_int_equal(f.replicas, 1);
+  assert_int_equal(d->health[0].active, 1);
+  assert_string_equal(d->conditions[EVS_COND_READY].reason, "ScaledObjectReady");
+  assert_true(d->last_active_ms == T0 + S(3));
+  set_err(&f, 0, T0 + S(33)); /* the HPA math with the fallback metric: 5 x 10 -> 10 */
+  d = step(&f, T0 + S(33));
+  assert_int_equal(f.replicas, 10);
+  assert_int_equal(d->reason, EVS_REASON_FALLBACK);
+  assert_true(d->last_active_ms == T0 + S(33)); /* fresh while the fallback holds */
+  set_err(&f, 0, T0 + S(600));
+  d = step(&f, T0 + S(600));
+  assert_true(d->last_active_ms == T0 + S(600));
+  assert_int_equal(f.replicas, 10);
+  /* Recovered and inactive (0 is not > 0): the cooldown counts from 600 s. */
+  set(&f, 0, 0, T0 + S(630));
+  d = step(&f, T0 + S(630));
+  assert_int_equal(d->active, 0);
+  assert_true(d->last_active_ms == T0 + S(600));
+  assert_int_equal(d->reason == EVS_REASON_DEACTIVATE, 0);
+  assert_true(f.replicas >= 1);
+  d = step(&f, T0 + S(900)); /* 600 + 300 is not before 900: still cooling down */
+  assert_true(f.replicas >= 1);
+  d = step(&f, T0 + S(900) + 1);
+  assert_int_equal(d->reason, EVS_REASON_DEACTIVATE);
+  assert_int_equal(f.replicas, 0);
+  fx_free(&f);
+}
+
+/* fallback.behavior scalingModifiers: the failing trigger is a nil placeholder, with no error
+ * and no activity of its own (fallbackActive false); the composite value alone decides. */
+static void fallback_modifiers_not_error(void **state) {
+  (void)state;
+  fx_t f;
+  fx_init(&f,
+          "  minReplicaCount: 0\n"
+          "  fallback: {failureThreshold: 0, replicas: 4, behavior: scalingModifiers}\n" FAST
+          "    scalingModifiers: {formula: \"b ?? 7\", target: \"5\", activationTarget: \"6\"}\n"
+          "  triggers:\n  - {type: redis, name: b, metadata: {listName: b}}\n",
+          NULL);
+  f.replicas = 0;
+  set_err(&f, 0, T0 + S(1));
+  const evs_decision_t *d = step(&f, T0 + S(1));
+  /* composite 7 > 6 and no error: active, 0 -> 1 */
+  assert_int_equal(d->active, 1);
+  assert_int_equal(f.replicas, 1);
+  assert_string_equal(d->conditions[EVS_COND_READY].reason, "ScaledObjectReady");
+  fx_free(&f);
+}
+
+/* A Value metric with no ready pod: doFallback fails ("error performing fallback"), the error
+ * stands, and at 0 nothing happens (the inactive branch with a fallback waits for the HPA). */
+static void fallback_value_at_zero_stays_error(void **state) {
+  (void)state;
+  fx_t f;
+  fx_init(&f,
+          "  minReplicaCount: 0\n  fallback: {failureThreshold: 0, replicas: 10}\n" FAST
+          "  triggers:\n  - {type: redis, metricType: Value, metadata: {listName: q}}\n",
+          NULL);
+  f.replicas = 0;
+  f.ready = 0;
+  set_err(&f, 0, T0 + S(1));
+  const evs_decision_t *d = step(&f, T0 + S(1));
+  assert_int_equal(d->active, 0);
+  assert_int_equal(d->write, 0);
+  fx_free(&f);
+}
+
 static void paused(void **state) {
   (void)state;
   fx_t f;
@@ -687,6 +780,9 @@ int main(void) {
       cmocka_unit_test(fallback_static),
       cmocka_unit_test(fallback_behaviors),
       cmocka_unit_test(fallback_value_metric),
+      cmocka_unit_test(fallback_is_active),
+      cmocka_unit_test(fallback_modifiers_not_error),
+      cmocka_unit_test(fallback_value_at_zero_stays_error),
       cmocka_unit_test(paused),
       cmocka_unit_test(paused_scale_in_and_out),
       cmocka_unit_test(force_activation),
