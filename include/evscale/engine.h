@@ -117,6 +117,8 @@ typedef struct {
   size_t n_health;
   /* status.health is reported only when a fallback is configured (KEDA's updateStatus). */
   uint8_t health_reported;
+  /* The HPA's part ran and made a recommendation (it stays in force until the next one). */
+  uint8_t hpa_ran;
   /* Composite value of scalingModifiers when used (else 0). */
   double composite;
   char message[160]; /* human text for logs/events: "scaled from 3 to 5: metrics" */

@@ -319,6 +319,8 @@ int evs_engine_decide(const evs_so_t *so, const evs_engine_config_t *cfg, evs_en
   fallback_condition(so, st, out);
   if (!handle_paused(so, out))
     evs_engine__run(so, cfg, st, in, out);
+  if (!out->hpa_ran)
+    evs_behavior_no_recommendation(&st->behavior);
   out->last_active_ms = st->last_active_ms;
   st->hpa_write_pending =
       out->write && (out->reason == EVS_REASON_METRICS || out->reason == EVS_REASON_FALLBACK ||
@@ -364,6 +366,14 @@ void evs_engine__run(const evs_so_t *so, const evs_engine_config_t *cfg, evs_eng
 int64_t evs_engine_record_scale(const evs_so_t *so, evs_engine_state_t *st, int32_t from,
                                 int32_t to, int64_t now_ms) {
   evs_scaling_rules_t up, down;
+  if (evs_engine__legacy(so)) {
+    /* Legacy path: the cap doubles the count in force 15 s ago, whoever wrote it (KEDA's 0 -> 1
+     * included); a capped write may continue when it is 15 s old. */
+    int limited = st->hpa_write_pending && st->hpa_write_limited && to > from;
+    st->hpa_write_pending = 0;
+    evs_behavior_record_legacy_write(&st->behavior, from, to, now_ms);
+    return limited ? now_ms + (int64_t)EVS_BEHAVIOR_LEGACY_PERIOD_S * 1000 : INT64_MAX;
+  }
   if (!st->hpa_write_pending)
     return INT64_MAX;
   st->hpa_write_pending = 0;

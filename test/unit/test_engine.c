@@ -675,12 +675,17 @@ static void no_metrics_yet(void **state) {
   fx_free(&f);
 }
 
-/* Default behavior on real time: scale-up max(4 pods, 100 %) per 15 s, and the engine asks to
- * look again when the period ends. */
+/* A behavior that sets only scaleDown: scaleUp gets the defaults of
+ * pkg/apis/autoscaling/v2/defaults.go (max(4 pods, 100 %) per 15 s, window 0), and the engine
+ * asks to look again when the period ends. */
+#define DOWN_ONLY                                                                                  \
+  "  advanced:\n    horizontalPodAutoscalerConfig:\n      behavior:\n"                             \
+  "        scaleDown: {stabilizationWindowSeconds: 300}\n"
+
 static void default_rate_limit_and_next_eval(void **state) {
   (void)state;
   fx_t f;
-  fx_init(&f, "  minReplicaCount: 1\n" REDIS(""), NULL);
+  fx_init(&f, "  minReplicaCount: 1\n" DOWN_ONLY REDIS(""), NULL);
   f.replicas = 1;
   set(&f, 0, 1000, T0 + S(100));
   const evs_decision_t *d = step(&f, T0 + S(100));
@@ -694,13 +699,80 @@ static void default_rate_limit_and_next_eval(void **state) {
   fx_free(&f);
 }
 
+/* No behavior: the HPA's legacy path (kubernetes/kubernetes pkg/controller/podautoscaler/
+ * horizontal.go normalizeDesiredReplicas / convertDesiredReplicasWithRules /
+ * calculateScaleUpLimit at 00067268967ec95a40035bd666374a1caf48dd1a): at most max(2 x R, 4),
+ * R the count in force 15 s earlier (the HPA's sync), never a doubling per reading. */
+static void legacy_cap_counts_from_15s_ago(void **state) {
+  (void)state;
+  fx_t f;
+  fx_init(&f, "  minReplicaCount: 1\n" REDIS(""), NULL);
+  f.replicas = 1;
+  set(&f, 0, 1000, T0 + S(100)); /* wants ceil(1000 / 10) = 100 */
+  evs_engine_input_t in = {f.r, 1, 1, 1, -1, T0 + S(100)};
+  assert_int_equal(evs_engine_decide(f.so, &f.cfg, f.st, &in, &f.d), 0);
+  assert_int_equal(f.d.desired, 4); /* max(2 x 1, 4); the behavior defaults would give 5 */
+  assert_int_equal(f.d.limit, EVS_LIMIT_SCALE_UP);
+  /* The capped write may continue when it is 15 s old. */
+  assert_true(evs_engine_record_scale(f.so, f.st, 1, 4, T0 + S(100)) == T0 + S(115));
+  f.replicas = 4;
+  set(&f, 0, 1000, T0 + S(101)); /* a new reading 1 s later: R is still 1 */
+  const evs_decision_t *d = step(&f, T0 + S(101));
+  assert_int_equal(d->write, 0);
+  assert_true(d->next_eval_ms == T0 + S(115));
+  set(&f, 0, 1000, T0 + S(114));
+  assert_int_equal(step(&f, T0 + S(114))->write, 0);
+  assert_int_equal(step(&f, T0 + S(115))->desired, 8); /* R = 4 */
+  set(&f, 0, 1000, T0 + S(116));
+  assert_int_equal(step(&f, T0 + S(116))->write, 0);
+  assert_int_equal(step(&f, T0 + S(130))->desired, 16);
+  assert_int_equal(step(&f, T0 + S(145))->desired, 32);
+  assert_int_equal(step(&f, T0 + S(160))->desired, 64);
+  assert_int_equal(step(&f, T0 + S(175))->desired, 100); /* 128 > wanted 100 */
+  assert_int_equal(f.d.limit, EVS_LIMIT_NONE);
+  fx_free(&f);
+}
+
+/* Legacy scale-down: the highest recommendation of the 300 s window (Before(cutoff): the cutoff
+ * itself is inside), then no rate limit: 20 -> 1 in one write. */
+static void legacy_scale_down_window_no_rate(void **state) {
+  (void)state;
+  fx_t f;
+  fx_init(&f, "  minReplicaCount: 1\n" REDIS(""), NULL);
+  f.replicas = 20;
+  set(&f, 0, 200, T0 + S(100));
+  step(&f, T0 + S(100)); /* 20 = current */
+  set(&f, 0, 5, T0 + S(101));
+  const evs_decision_t *d = step(&f, T0 + S(101));
+  /* wants 1; 20 is in force until 101 s: held until 101 + 300 s, inclusive */
+  assert_int_equal(d->desired, 20);
+  assert_true(d->next_eval_ms == T0 + S(401) + 1);
+  assert_int_equal(step(&f, T0 + S(401))->desired, 20);
+  d = step(&f, T0 + S(401) + 1);
+  assert_int_equal(d->desired, 1); /* no rate limit on this path */
+  fx_free(&f);
+}
+
+/* paused-scale-in makes KEDA write a behavior (scaleDown selectPolicy Disabled;
+ * controllers/keda/hpa.go), so the behavior path with the defaults applies: 1 -> 5, not 4. */
+static void paused_scale_in_uses_behavior_path(void **state) {
+  (void)state;
+  fx_t f;
+  fx_init(&f, "  minReplicaCount: 1\n" REDIS(""),
+          "  annotations: {autoscaling.keda.sh/paused-scale-in: \"true\"}\n");
+  f.replicas = 1;
+  set(&f, 0, 1000, T0 + S(100));
+  assert_int_equal(step(&f, T0 + S(100))->desired, 5);
+  fx_free(&f);
+}
+
 /* A write the policies limited tells, when recorded, when the scale may continue: the event
  * leaves the shortest policy period of its direction. A write they did not limit, and a write
  * that is KEDA's rather than the HPA's (activation), add no such time. */
 static void record_scale_returns_policy_period_end(void **state) {
   (void)state;
   fx_t f;
-  fx_init(&f, "  minReplicaCount: 0\n" REDIS(""), NULL);
+  fx_init(&f, "  minReplicaCount: 0\n" DOWN_ONLY REDIS(""), NULL);
   f.replicas = 0;
   set(&f, 0, 1000, T0 + S(10));
   evs_engine_input_t in = {f.r, 1, 0, 0, -1, T0 + S(10)};
@@ -724,20 +796,43 @@ static void record_scale_returns_policy_period_end(void **state) {
   fx_free(&f);
 }
 
-/* Default scale-down window: 300 s of the highest recommendation. */
+/* Behavior scale-down window: 300 s of the highest recommendation (After(cutoff)). */
 static void default_scale_down_window(void **state) {
   (void)state;
   fx_t f;
-  fx_init(&f, "  minReplicaCount: 1\n" REDIS(""), NULL);
+  fx_init(&f, "  minReplicaCount: 1\n" DOWN_ONLY REDIS(""), NULL);
   f.replicas = 8;
   set(&f, 0, 80, T0 + S(100));
   step(&f, T0 + S(100)); /* 8, seeds the history with 8 */
   set(&f, 0, 20, T0 + S(101));
   const evs_decision_t *d = step(&f, T0 + S(101));
-  assert_int_equal(d->desired, 8); /* wants 2, held by the window */
-  assert_true(d->next_eval_ms == T0 + S(400));
-  d = step(&f, T0 + S(401)); /* both 8s left the window at 400/401 s */
+  assert_int_equal(d->desired, 8); /* wants 2, held by the window: 8 in force until 101 s */
+  assert_true(d->next_eval_ms == T0 + S(401));
+  d = step(&f, T0 + S(400));
+  assert_int_equal(d->desired, 8);
+  d = step(&f, T0 + S(401)); /* the last 8 (101 s) left the window at 401 s */
   assert_int_equal(d->desired, 2);
+  fx_free(&f);
+}
+
+/* A recommendation stays in force until the next one replaces it. Readings are sparse (push):
+ * 10 replicas wanted from 0 s to 85 s, then 1. The 10 was in force until 85 s, so the 300 s
+ * window holds 10 until 385 s (the HPA, recomputing every 15 s, would have recorded it at 75 s
+ * or so); counting from when it was first recorded would let it go at 300 s. */
+static void recommendation_in_force_until_replaced(void **state) {
+  (void)state;
+  fx_t f;
+  fx_init(&f, "  minReplicaCount: 1\n" DOWN_ONLY REDIS(""), NULL);
+  f.replicas = 10;
+  set(&f, 0, 100, T0 + S(0) + 1);
+  step(&f, T0 + S(0) + 1); /* 10 = current */
+  set(&f, 0, 10, T0 + S(85));
+  const evs_decision_t *d = step(&f, T0 + S(85));
+  assert_int_equal(d->desired, 10);
+  assert_true(d->next_eval_ms == T0 + S(385));
+  assert_int_equal(step(&f, T0 + S(301))->desired, 10);
+  assert_int_equal(step(&f, T0 + S(384))->desired, 10);
+  assert_int_equal(step(&f, T0 + S(385))->desired, 1);
   fx_free(&f);
 }
 
@@ -790,6 +885,10 @@ int main(void) {
       cmocka_unit_test(modifiers_fallback),
       cmocka_unit_test(no_metrics_yet),
       cmocka_unit_test(default_rate_limit_and_next_eval),
+      cmocka_unit_test(legacy_cap_counts_from_15s_ago),
+      cmocka_unit_test(legacy_scale_down_window_no_rate),
+      cmocka_unit_test(paused_scale_in_uses_behavior_path),
+      cmocka_unit_test(recommendation_in_force_until_replaced),
       cmocka_unit_test(default_scale_down_window),
       cmocka_unit_test(record_scale_returns_policy_period_end),
       cmocka_unit_test(state_size),
