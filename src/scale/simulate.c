@@ -18,6 +18,8 @@
 #include "evscale/diag.h"
 #include "evscale/engine.h"
 #include "evscale/error.h"
+#include "evscale/param.h"
+#include "evscale/reading.h"
 #include "evscale/scaledobject.h"
 
 /* Simulated time 0: a fixed wall-clock instant, so the breaker's persisted-style times are
@@ -247,8 +249,59 @@ static int parse_value(const char *s, double *out) {
   }
   if (s[i])
     return -1;
+  errno = 0;
   *out = strtod(s, NULL);
+  if (errno == ERANGE && isinf(*out))
+    return -1; /* strconv.ParseFloat: "value out of range", not +Inf */
   return 0;
+}
+
+/* A trigger's metadata value as KEDA's typed config reads it: trimmed, empty = absent. */
+static const char *meta(const evs_trigger_t *t, const char *key, char *buf, size_t cap) {
+  const char *v = evs_kvs_get(&t->metadata, key);
+  if (v == NULL || evs_param_trim(v, buf, cap) != 0 || buf[0] == '\0')
+    return NULL;
+  return buf;
+}
+
+/* The CSV value is the backend's raw answer; each trigger type turns it into KEDA's value,
+ * activity and error with the same function the live scalers use (reading.h). For cron the
+ * answer is the window test: 0 outside, anything above 0 inside. UV_EINVAL when the raw value
+ * cannot be an answer of that backend. */
+static int convert_raw(const evs_trigger_t *t, double raw, evs_conv_t *out) {
+  char buf[64];
+  const char *v;
+  int64_t i64 = 0;
+  int b = 1;
+  switch (t->kind) {
+  case EVS_TRIG_REDIS:
+    /* the length script returns an int64: a whole number >= 0 */
+    if (!(raw >= 0 && raw < 9.2e18 && raw == floor(raw)))
+      return UV_EINVAL;
+    return evs_reading_redis((int64_t)raw, (int64_t)t->activation_target, out);
+  case EVS_TRIG_PROMETHEUS:
+    if ((v = meta(t, "ignoreNullValues", buf, sizeof buf)) != NULL && evs_param_go_bool(v, &b))
+      b = 1; /* the validator refused it already */
+    return evs_reading_prometheus(raw, t->activation_target, b, out);
+  case EVS_TRIG_CRON:
+    if (!(raw >= 0 && !isinf(raw)))
+      return UV_EINVAL;
+    if ((v = meta(t, "desiredReplicas", buf, sizeof buf)) != NULL)
+      (void)evs_param_json_int64(v, &i64);
+    return evs_reading_cron(raw > 0, i64, out);
+  }
+  return UV_EINVAL;
+}
+
+static const char *raw_expectation(int kind) {
+  switch (kind) {
+  case EVS_TRIG_REDIS:
+    return "a redis list length is a whole number >= 0";
+  case EVS_TRIG_CRON:
+    return "a cron trigger's value is its window: 0 outside, above 0 inside";
+  default:
+    return "expected a number";
+  }
 }
 
 static int is_index(const char *s, size_t n, size_t *out) {
@@ -317,10 +370,11 @@ static int convert_row(const evs_csv_t *csv, size_t r, const sim_cols_t *c, cons
   } else {
     row->t_ms = llround(t * 1000);
   }
-  int idx = evs_so_trigger_index(so, name);
+  int idx = evs_so_trigger_index(so, name), trig_ok = 1;
   if (idx >= 0)
     row->trigger = (size_t)idx;
   else if (!is_index(name, so->n_triggers, &row->trigger)) {
+    trig_ok = 0;
     csv_err(err, path, evs_csv_at(csv, r, c->trigger),
             "trigger: no trigger named '%s' (an unnamed trigger is given by its index, 0..%zu)",
             name, so->n_triggers - 1);
@@ -329,8 +383,14 @@ static int convert_row(const evs_csv_t *csv, size_t r, const sim_cols_t *c, cons
   row->failed = es[0] != '\0';
   row->msg = row->failed ? es : NULL;
   row->value = 0;
+  evs_conv_t conv;
   if (!row->failed && parse_value(vs, &row->value) != 0) {
     csv_err(err, path, evs_csv_at(csv, r, c->value), "value: expected a number, got '%s'", vs);
+    bad = 1;
+  } else if (!row->failed && trig_ok &&
+             convert_raw(&so->triggers[row->trigger], row->value, &conv) != 0) {
+    csv_err(err, path, evs_csv_at(csv, r, c->value), "value: %s, got '%s'",
+            raw_expectation(so->triggers[row->trigger].kind), vs);
     bad = 1;
   }
   return bad ? -1 : 0;
@@ -480,12 +540,16 @@ static int64_t evaluate(sim_t *s, int64_t now) {
 static void apply_row(sim_t *s, const sim_row_t *row, int64_t now) {
   const evs_trigger_t *trig = &s->so->triggers[row->trigger];
   evs_reading_t *r = &s->readings[row->trigger];
-  *r = (evs_reading_t){.value = row->value, .time_ms = now};
+  evs_conv_t c;
+  *r = (evs_reading_t){.time_ms = now};
   if (row->failed) {
     r->error = EVS_EMETRIC;
     r->error_msg = row->msg;
-  } else {
-    r->active = row->value > trig->activation_target; /* strictly, as KEDA */
+  } else if (convert_raw(trig, row->value, &c) == 0) { /* checked when the CSV was loaded */
+    r->value = c.value;
+    r->active = c.active;
+    r->error = c.error;
+    r->error_msg = c.error_msg;
   }
 }
 
