@@ -172,6 +172,10 @@ int evs_engine_decide(const evs_so_t *so, const evs_engine_config_t *cfg, evs_en
  * limited may continue when its event leaves the shortest policy period of its direction
  * (decide's next_eval_ms could not know it, the event not being recorded yet); INT64_MAX when
  * the write adds no such time. */
+/* What evs_engine_record_scale would return for that write, without recording it (pure). */
+int64_t evs_engine_next_after_write(const evs_so_t *so, const evs_engine_state_t *st, int32_t from,
+                                    int32_t to, int64_t now_ms);
+
 int64_t evs_engine_record_scale(const evs_so_t *so, evs_engine_state_t *st, int32_t from,
                                 int32_t to, int64_t now_ms);
 

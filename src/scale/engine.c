@@ -363,24 +363,14 @@ void evs_engine__run(const evs_so_t *so, const evs_engine_config_t *cfg, evs_eng
   evs_engine__hpa(so, cfg, st, in, composite, composite_ok, d);
 }
 
-int64_t evs_engine_record_scale(const evs_so_t *so, evs_engine_state_t *st, int32_t from,
-                                int32_t to, int64_t now_ms) {
+int64_t evs_engine_next_after_write(const evs_so_t *so, const evs_engine_state_t *st, int32_t from,
+                                    int32_t to, int64_t now_ms) {
   evs_scaling_rules_t up, down;
-  if (evs_engine__legacy(so)) {
-    /* Legacy path: the cap doubles the count in force 15 s ago, whoever wrote it (KEDA's 0 -> 1
-     * included); a capped write may continue when it is 15 s old. */
-    int limited = st->hpa_write_pending && st->hpa_write_limited && to > from;
-    st->hpa_write_pending = 0;
-    evs_behavior_record_legacy_write(&st->behavior, from, to, now_ms);
-    return limited ? now_ms + (int64_t)EVS_BEHAVIOR_LEGACY_PERIOD_S * 1000 : INT64_MAX;
-  }
-  if (!st->hpa_write_pending)
+  if (!st->hpa_write_pending || !st->hpa_write_limited || from == to)
     return INT64_MAX;
-  st->hpa_write_pending = 0;
+  if (evs_engine__legacy(so)) /* a capped write may continue when it is 15 s old */
+    return to > from ? now_ms + (int64_t)EVS_BEHAVIOR_LEGACY_PERIOD_S * 1000 : INT64_MAX;
   evs_behavior_effective(&so->behavior, &up, &down);
-  evs_behavior_record_scale(&st->behavior, &up, &down, from, to, now_ms);
-  if (!st->hpa_write_limited || from == to)
-    return INT64_MAX;
   const evs_scaling_rules_t *r = to > from ? &up : &down;
   int64_t next = INT64_MAX;
   for (int i = 0; i < r->n_policies; i++) {
@@ -388,5 +378,24 @@ int64_t evs_engine_record_scale(const evs_so_t *so, evs_engine_state_t *st, int3
     if (t < next)
       next = t;
   }
+  return next;
+}
+
+int64_t evs_engine_record_scale(const evs_so_t *so, evs_engine_state_t *st, int32_t from,
+                                int32_t to, int64_t now_ms) {
+  evs_scaling_rules_t up, down;
+  int64_t next = evs_engine_next_after_write(so, st, from, to, now_ms);
+  int pending = st->hpa_write_pending;
+  st->hpa_write_pending = 0;
+  if (evs_engine__legacy(so)) {
+    /* Legacy path: the cap doubles the count in force 15 s ago, whoever wrote it (KEDA's 0 -> 1
+     * included). */
+    evs_behavior_record_legacy_write(&st->behavior, from, to, now_ms);
+    return next;
+  }
+  if (!pending)
+    return INT64_MAX;
+  evs_behavior_effective(&so->behavior, &up, &down);
+  evs_behavior_record_scale(&st->behavior, &up, &down, from, to, now_ms);
   return next;
 }

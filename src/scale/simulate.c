@@ -21,6 +21,7 @@
 #include "evscale/param.h"
 #include "evscale/reading.h"
 #include "evscale/scaledobject.h"
+#include "evscale/step.h"
 
 /* Simulated time 0: a fixed wall-clock instant, so the breaker's persisted-style times are
  * ordinary epoch milliseconds. */
@@ -55,7 +56,6 @@ typedef struct {
   evs_breaker_t br;
   evs_reading_t *readings;
   int32_t current;
-  int64_t next_after_write; /* from evs_engine_record_scale during one evaluation */
 } sim_t;
 
 /* ---- arguments --------------------------------------------------------------------------------
@@ -469,25 +469,13 @@ static int32_t fallback_hold(const sim_t *s) {
   return v > max ? (max < 1 ? 1 : max) : v;
 }
 
-/* A write takes effect at once and is recorded as the controller records it (the engine keeps
- * only the HPA's own rescales in its rate-policy history). */
-static void do_write(sim_t *s, int64_t now, int32_t to, const evs_decision_t *d) {
-  emit(s, now, s->current, to, evs_engine_reason_name(d->reason), d->message);
-  int64_t next = evs_engine_record_scale(s->so, s->st, s->current, to, now);
-  if (next < s->next_after_write)
-    s->next_after_write = next;
-  s->current = to;
-}
-
-static void apply_verdict(sim_t *s, evs_breaker_verdict_t v, int64_t now, int32_t proposed,
-                          const evs_decision_t *d) {
+/* Prints what the step decided and applies it: a write takes effect at once and is recorded as
+ * the controller records it; while the breaker is open the fallback HPA holds the target. */
+static void apply_step(sim_t *s, const evs_step_t *st, int64_t now) {
   char detail[200];
   const evs_breaker_config_t *b = &s->o->breaker;
-  switch (v) {
-  case EVS_BREAKER_WRITE:
-    if (proposed != s->current)
-      do_write(s, now, proposed, d);
-    return;
+  const evs_decision_t *d = &st->decision;
+  switch ((evs_breaker_verdict_t)st->verdict) {
   case EVS_BREAKER_TRIP_SCALE_TO_ONE:
     emit(s, now, s->current, 1, "BreakerScaleToOne", "at least 1 replica before the hand-over");
     s->current = 1;
@@ -495,7 +483,7 @@ static void apply_verdict(sim_t *s, evs_breaker_verdict_t v, int64_t now, int32_
   case EVS_BREAKER_TRIP:
     snprintf(detail, sizeof detail,
              "more than %d scale events in 60s: refused %d; fallback HPA minReplicas=%d for %llds",
-             b->max_events_per_minute, (int)proposed, evs_breaker_fallback_min(b),
+             b->max_events_per_minute, (int)st->proposed, st->fallback_min,
              (long long)(s->br.cooldown_ms / 1000));
     int32_t hold = fallback_hold(s);
     emit(s, now, s->current, hold, "BreakerTrip", detail);
@@ -505,13 +493,18 @@ static void apply_verdict(sim_t *s, evs_breaker_verdict_t v, int64_t now, int32_
     return;
   case EVS_BREAKER_CLOSE:
     emit(s, now, s->current, s->current, "BreakerClose", "cooldown over: fallback HPA removed");
-    if (proposed != s->current)
-      do_write(s, now, proposed, d);
+    /* fall through */
+  case EVS_BREAKER_WRITE:
+    if (st->write) {
+      emit(s, now, s->current, st->replicas, evs_engine_reason_name(d->reason), d->message);
+      evs_step_written(s->so, s->st, st, now);
+      s->current = st->replicas;
+    }
     return;
   }
 }
 
-/* One evaluation at `now`: the engine, then the breaker. Returns the next time to look. */
+/* One evaluation at `now` through the shared step. Returns the next time to look. */
 static int64_t evaluate(sim_t *s, int64_t now) {
   evs_engine_input_t in = {.readings = s->readings,
                            .n_readings = s->so->n_triggers,
@@ -519,22 +512,11 @@ static int64_t evaluate(sim_t *s, int64_t now) {
                            .status_replicas = s->current,
                            .ready_replicas = s->current,
                            .now_ms = now};
-  evs_decision_t d;
-  int64_t next = INT64_MAX;
-  if (evs_engine_decide(s->so, &s->ecfg, s->st, &in, &d) != 0)
-    return next;
-  int32_t proposed = d.write ? d.desired : s->current;
-  int bnext;
-  evs_breaker_verdict_t v =
-      evs_breaker_decide(&s->br, &s->o->breaker, s->current, proposed, now, &bnext);
-  s->next_after_write = INT64_MAX;
-  apply_verdict(s, v, now, proposed, &d);
-  next = s->next_after_write;
-  if (bnext >= 0 && now + bnext < next)
-    next = now + bnext;
-  if (d.next_eval_ms < next)
-    next = d.next_eval_ms;
-  return next;
+  evs_step_t st;
+  if (evs_step(s->so, &s->ecfg, &s->o->breaker, s->st, &s->br, &in, &st) != 0)
+    return INT64_MAX;
+  apply_step(s, &st, now);
+  return st.next_eval_ms;
 }
 
 static void apply_row(sim_t *s, const sim_row_t *row, int64_t now) {
