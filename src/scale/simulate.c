@@ -30,6 +30,8 @@
 #define SIM_MAX_SECONDS 1e9
 /* A runaway timer (an engine asking to look again at the same instant) must not spin forever. */
 #define SIM_MAX_STEPS 10000000
+/* A file of a million bad rows must not print a million lines. */
+#define SIM_MAX_ROW_ERRORS 100
 
 typedef struct {
   const char *so_path, *csv_path;
@@ -181,10 +183,60 @@ static int parse_args(int argc, char **argv, sim_opts_t *o, FILE *err) {
 /* ---- inputs -----------------------------------------------------------------------------------
  */
 
+/* Outside text made safe to print on a terminal: control bytes (C0, DEL, and the C1 controls
+ * U+0080..U+009F, which terminals also obey) and bytes that are not valid UTF-8 become \xNN
+ * (\n, \r, \t, \\ by name); valid UTF-8 passes. At most ESC_MAX input bytes are shown,
+ * then "...". Returns buf. */
+#define ESC_MAX 120
+#define ESC_CAP (ESC_MAX * 4 + 8)
+
+static size_t utf8_len(const unsigned char *p) {
+  unsigned char c = p[0];
+  size_t n = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c <= 0xdf ? 2 : 0;
+  if (n == 0 || c >= 0xf5)
+    return 0;
+  for (size_t i = 1; i < n; i++)
+    if ((p[i] & 0xc0) != 0x80)
+      return 0;
+  if ((c == 0xe0 && p[1] < 0xa0) || (c == 0xed && p[1] > 0x9f) || (c == 0xf0 && p[1] < 0x90) ||
+      (c == 0xf4 && p[1] > 0x8f))
+    return 0; /* overlong, surrogate, beyond U+10FFFF */
+  if (c == 0xc2 && p[1] <= 0x9f)
+    return 0; /* a C1 control */
+  return n;
+}
+
+static const char *esc_n(const char *s, char *buf, size_t max_in) {
+  const unsigned char *p = (const unsigned char *)s;
+  size_t o = 0, i = 0;
+  while (p[i] && i < max_in) {
+    unsigned char c = p[i];
+    size_t n = c >= 0x80 ? utf8_len(p + i) : 1;
+    if (c == '\\' || c == '\n' || c == '\r' || c == '\t') {
+      buf[o++] = '\\';
+      buf[o++] = c == '\\' ? '\\' : c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
+      i++;
+    } else if (c < 0x20 || c == 0x7f || n == 0) {
+      o += (size_t)snprintf(buf + o, 5, "\\x%02x", c);
+      i++;
+    } else {
+      memcpy(buf + o, p + i, n);
+      o += n, i += n;
+    }
+  }
+  if (p[i])
+    memcpy(buf + o, "...", 3), o += 3;
+  buf[o] = '\0';
+  return buf;
+}
+
+static const char *esc(const char *s, char *buf) { return esc_n(s, buf, ESC_MAX); }
+
 static int read_file(const char *path, char **buf, size_t *len, FILE *err) {
   FILE *f = fopen(path, "rb");
   if (!f) {
-    fprintf(err, "%s: cannot open: %s\n", path, strerror(errno));
+    char e[ESC_CAP];
+    fprintf(err, "%s: cannot open: %s\n", esc(path, e), strerror(errno));
     return -1;
   }
   char *b = malloc(SIM_MAX_FILE + 1);
@@ -192,7 +244,8 @@ static int read_file(const char *path, char **buf, size_t *len, FILE *err) {
   int bad = !b || ferror(f) || n > SIM_MAX_FILE;
   fclose(f);
   if (bad) {
-    fprintf(err, "%s: cannot read (or larger than %u bytes)\n", path, SIM_MAX_FILE);
+    char e[ESC_CAP];
+    fprintf(err, "%s: cannot read (or larger than %u bytes)\n", esc(path, e), SIM_MAX_FILE);
     free(b);
     return -1;
   }
@@ -210,13 +263,13 @@ static int load_so(const char *path, evs_so_t **so, FILE *err) {
   evs_diag_t diag;
   evs_diag_init(&diag);
   int rc = evs_so_parse_yaml(buf, len, path, so, &diag);
+  char line[1024], e[sizeof line * 4 + 8];
   for (size_t i = 0; i < diag.n; i++) {
-    char line[1024];
     evs_diag_format(&diag, i, line, sizeof line);
-    fprintf(err, "%s\n", line);
+    fprintf(err, "%s\n", esc_n(line, e, sizeof line));
   }
   if (rc != 0 && diag.n == 0)
-    fprintf(err, "%s: %s\n", path, evs_strerror(rc));
+    fprintf(err, "%s: %s\n", esc(path, e), evs_strerror(rc));
   evs_diag_free(&diag);
   free(buf);
   return rc == 0 ? 0 : -1;
@@ -321,16 +374,49 @@ static void csv_err(FILE *err, const char *path, const evs_csv_field_t *f, const
 
 static void csv_err(FILE *err, const char *path, const evs_csv_field_t *f, const char *fmt, ...) {
   va_list ap;
-  fprintf(err, "%s:%u:%u: ", path, f->line, f->col);
+  char e[ESC_CAP];
+  if (err == NULL) /* past the cap on printed errors: counted, not printed */
+    return;
+  fprintf(err, "%s:%u:%u: ", esc(path, e), f->line, f->col);
   va_start(ap, fmt);
   vfprintf(err, fmt, ap);
   va_end(ap);
   fputc('\n', err);
 }
 
+/* Unknown or duplicate header columns: one error per kind, naming the first few and the count
+ * (a header of 100,000 junk columns is one line, not 100,000). */
+#define COLS_NAMED 3
+
+typedef struct {
+  size_t n, first[COLS_NAMED];
+} col_list_t;
+
+static void col_add(col_list_t *l, size_t k) {
+  if (l->n < COLS_NAMED)
+    l->first[l->n] = k;
+  l->n++;
+}
+
+static void col_report(const evs_csv_t *csv, const char *path, const col_list_t *l,
+                       const char *what, FILE *err) {
+  char names[COLS_NAMED * (ESC_CAP + 4) + 64], e[ESC_CAP];
+  size_t o = 0;
+  if (l->n == 0)
+    return;
+  for (size_t i = 0; i < l->n && i < COLS_NAMED; i++)
+    o += (size_t)snprintf(names + o, sizeof names - o, "%s'%s'", i ? ", " : "",
+                          esc(evs_csv_text(csv, 0, l->first[i]), e));
+  if (l->n > COLS_NAMED)
+    snprintf(names + o, sizeof names - o, " and %zu more", l->n - COLS_NAMED);
+  csv_err(err, path, evs_csv_at(csv, 0, l->first[0]),
+          "%s column%s %s (expected time, trigger, value, error)", what, l->n > 1 ? "s" : "",
+          names);
+}
+
 static int find_columns(const evs_csv_t *csv, const char *path, sim_cols_t *c, FILE *err) {
   *c = (sim_cols_t){SIZE_MAX, SIZE_MAX, SIZE_MAX, SIZE_MAX};
-  int bad = 0;
+  col_list_t unknown = {0}, dup = {0};
   for (size_t k = 0; k < csv->n_cols; k++) {
     const char *h = evs_csv_text(csv, 0, k);
     size_t *slot = strcmp(h, "time") == 0      ? &c->time
@@ -338,16 +424,16 @@ static int find_columns(const evs_csv_t *csv, const char *path, sim_cols_t *c, F
                    : strcmp(h, "value") == 0   ? &c->value
                    : strcmp(h, "error") == 0   ? &c->error
                                                : NULL;
-    if (!slot || *slot != SIZE_MAX) {
-      csv_err(err, path, evs_csv_at(csv, 0, k),
-              "%s column '%s' (expected time, trigger, value, "
-              "error)",
-              slot ? "duplicate" : "unknown", h);
-      bad = 1;
-      continue;
-    }
-    *slot = k;
+    if (!slot)
+      col_add(&unknown, k);
+    else if (*slot != SIZE_MAX)
+      col_add(&dup, k);
+    else
+      *slot = k;
   }
+  col_report(csv, path, &unknown, "unknown", err);
+  col_report(csv, path, &dup, "duplicate", err);
+  int bad = unknown.n > 0 || dup.n > 0;
   const evs_csv_field_t *first = evs_csv_at(csv, 0, 0);
   if (c->time == SIZE_MAX || c->trigger == SIZE_MAX || c->value == SIZE_MAX) {
     csv_err(err, path, first, "the header must name the columns time, trigger and value");
@@ -361,11 +447,13 @@ static int convert_row(const evs_csv_t *csv, size_t r, const sim_cols_t *c, cons
                        const char *path, sim_row_t *row, FILE *err) {
   int bad = 0;
   double t;
+  char e[ESC_CAP];
   const char *ts = evs_csv_text(csv, r, c->time), *name = evs_csv_text(csv, r, c->trigger);
   const char *vs = evs_csv_text(csv, r, c->value);
   const char *es = c->error != SIZE_MAX ? evs_csv_text(csv, r, c->error) : "";
   if (parse_seconds(ts, &t) != 0) {
-    csv_err(err, path, evs_csv_at(csv, r, c->time), "time: expected seconds >= 0, got '%s'", ts);
+    csv_err(err, path, evs_csv_at(csv, r, c->time), "time: expected seconds >= 0, got '%s'",
+            esc(ts, e));
     bad = 1;
   } else {
     row->t_ms = llround(t * 1000);
@@ -377,7 +465,7 @@ static int convert_row(const evs_csv_t *csv, size_t r, const sim_cols_t *c, cons
     trig_ok = 0;
     csv_err(err, path, evs_csv_at(csv, r, c->trigger),
             "trigger: no trigger named '%s' (an unnamed trigger is given by its index, 0..%zu)",
-            name, so->n_triggers - 1);
+            esc(name, e), so->n_triggers - 1);
     bad = 1;
   }
   row->failed = es[0] != '\0';
@@ -385,12 +473,13 @@ static int convert_row(const evs_csv_t *csv, size_t r, const sim_cols_t *c, cons
   row->value = 0;
   evs_conv_t conv;
   if (!row->failed && parse_value(vs, &row->value) != 0) {
-    csv_err(err, path, evs_csv_at(csv, r, c->value), "value: expected a number, got '%s'", vs);
+    csv_err(err, path, evs_csv_at(csv, r, c->value), "value: expected a number, got '%s'",
+            esc(vs, e));
     bad = 1;
   } else if (!row->failed && trig_ok &&
              convert_raw(&so->triggers[row->trigger], row->value, &conv) != 0) {
     csv_err(err, path, evs_csv_at(csv, r, c->value), "value: %s, got '%s'",
-            raw_expectation(so->triggers[row->trigger].kind), vs);
+            raw_expectation(so->triggers[row->trigger].kind), esc(vs, e));
     bad = 1;
   }
   return bad ? -1 : 0;
@@ -413,12 +502,16 @@ static int load_rows(const char *path, const evs_so_t *so, evs_csv_t *csv, sim_r
   char *buf, msg[200];
   size_t len;
   uint32_t line, col;
+  char e[ESC_CAP];
   if (read_file(path, &buf, &len, err) != 0)
     return -1;
-  int rc = evs_csv_parse(buf, len, csv, &line, &col, msg, sizeof msg);
+  /* A UTF-8 byte-order mark (spreadsheets write one) is not part of the first column's name. */
+  size_t bom = len >= 3 && memcmp(buf, "\xef\xbb\xbf", 3) == 0 ? 3 : 0;
+  int rc = evs_csv_parse(buf + bom, len - bom, csv, &line, &col, msg, sizeof msg);
   free(buf);
   if (rc != 0) {
-    fprintf(err, "%s:%u:%u: %s\n", path, line, col, rc == EVS_EPARSE ? msg : evs_strerror(rc));
+    fprintf(err, "%s:%u:%u: %s\n", esc(path, e), line, col,
+            rc == EVS_EPARSE ? msg : evs_strerror(rc));
     return -1;
   }
   sim_cols_t c;
@@ -428,9 +521,14 @@ static int load_rows(const char *path, const evs_so_t *so, evs_csv_t *csv, sim_r
   *rows = calloc(*n ? *n : 1, sizeof **rows);
   if (!*rows)
     return -1;
-  int bad = 0;
+  size_t bad_rows = 0;
   for (size_t r = 1; r < csv->n_records; r++)
-    bad |= convert_row(csv, r, &c, so, path, &(*rows)[r - 1], err) != 0;
+    bad_rows += convert_row(csv, r, &c, so, path, &(*rows)[r - 1],
+                            bad_rows < SIM_MAX_ROW_ERRORS ? err : NULL) != 0;
+  if (bad_rows > SIM_MAX_ROW_ERRORS)
+    fprintf(err, "%s: %zu more rows with errors not shown\n", esc(path, e),
+            bad_rows - SIM_MAX_ROW_ERRORS);
+  int bad = bad_rows > 0;
   if (!bad)
     bad = check_order(*rows, *n, csv, c.time, path, err) != 0;
   return bad ? -1 : 0;
