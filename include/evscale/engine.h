@@ -27,7 +27,11 @@
  * idle set -> idle/0 once cooldownPeriod has passed since the last active time (or
  *     initialCooldownPeriod since creation); below min without idle -> min.
  *  4. Otherwise, with current > 0 (the HPA idles at 0): the HPA math per trigger, max over
- *     triggers, the failed-metric rules, behavior, clamp to [max(min,1), min(max, cap)].
+ *     triggers, the failed-metric rules, then behavior (normalizeDesiredReplicasWithBehaviors)
+ *     or, when KEDA's HPA has none (no behavior, no paused-scale-in/-out), the legacy
+ *     normalizeDesiredReplicas (behavior.h), clamp to [max(min,1), min(max, cap)]. A
+ *     recommendation stays in force until the next one replaces it.
+ * The breaker comes after the engine: include/evscale/step.h runs both as one step.
  *
  * Invariant: desired is always in [min, max] of the object, or exactly the idle count, the
  * paused-replicas count, or 0 (scale to zero); with write == 0 nothing must be written. */

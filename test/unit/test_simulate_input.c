@@ -132,12 +132,47 @@ static void bad_rows_bounded(void **state) {
   res_free(&r);
 }
 
+/* A trigger in fallback is active (KEDA 2.19+, kedacore/keda #7244): from 0, failures 1 (not
+ * > failureThreshold 1) hold; failure 2 activates 0 -> 1; a second later the HPA math with the
+ * fallback metric (listLength 5 x replicas 5 = 25 -> ceil(25 / 5) = 5) is capped by the legacy
+ * path at max(2 x 0, 4) = 4 (the count 15 s before was 0), and 15 s after that write at
+ * max(2 x 4, 4) = 8, so 5. */
+static void fallback_lifts_from_zero(void **state) {
+  (void)state;
+  static const char yaml[] =
+      "apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata: {name: w, namespace: n}\n"
+      "spec:\n  scaleTargetRef: {name: w}\n  fallback: {failureThreshold: 1, replicas: 5}\n"
+      "  triggers:\n  - {type: redis, name: q, metadata: {listName: q}}\n";
+  static const char csv[] = "time,trigger,value,error\n0,q,,down\n10,q,,down\n";
+  char *y = write_tmp(yaml, sizeof yaml - 1), *c = write_tmp(csv, sizeof csv - 1);
+  char *argv[] = {"simulate", y, c, "--until", "40"};
+  res_t r;
+  size_t ol, el;
+  FILE *out = open_memstream(&r.out, &ol), *err = open_memstream(&r.err, &el);
+  r.rc = evs_simulate_run(5, argv, out, err);
+  fclose(out);
+  fclose(err);
+  unlink(y);
+  unlink(c);
+  free(y);
+  free(c);
+  if (r.rc != 0)
+    print_error("%s", r.err);
+  assert_int_equal(r.rc, 0);
+  assert_non_null(strstr(r.out, "    10.000      0      1  Activate"));
+  assert_non_null(strstr(r.out, "    11.000      1      4  Fallback"));
+  assert_non_null(strstr(r.out, "    26.000      4      5  Fallback"));
+  assert_non_null(strstr(r.out, "    40.000      5      5  End"));
+  res_free(&r);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(control_bytes_escaped),
       cmocka_unit_test(many_unknown_columns_one_line),
       cmocka_unit_test(bom_accepted),
       cmocka_unit_test(bad_rows_bounded),
+      cmocka_unit_test(fallback_lifts_from_zero),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
