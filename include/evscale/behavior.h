@@ -15,12 +15,18 @@
  * min) and the later timestamp; merged scale events sum their changes at the later time. So a
  * full history can only delay a scale change, never allow one the HPA would refuse.
  *
- * Absent behavior: evscale applies the HPA's DOCUMENTED defaults (the rules an HPA gets when its
- * behavior is set but empty: scale-up window 0 and max(4 pods, 100 %) per 15 s; scale-down window
- * 300 s and 100 % per 15 s). This differs from a KEDA-made HPA without `behavior`, which runs the
- * legacy path (horizontal.go normalizeDesiredReplicas): scale-up capped at max(2 x current, 4) per
- * 15 s sync and no rate limit on scale-down after the 300 s window. So from 1 replica the first
- * step is 5 here and 4 there; from 10 both give 20. Both never go below max(min, 1).
+ * Absent behavior: KEDA leaves the HPA's behavior nil (controllers/keda/hpa.go
+ * newHPAForScaledObject) and the API server fills defaults only into a behavior that exists, so
+ * the HPA runs its legacy path (horizontal.go normalizeDesiredReplicas): the highest
+ * recommendation of the 300 s downscale window, then convertDesiredReplicasWithRules: at most
+ * max(2 x current, 4), at least minReplicas, no rate limit on scale-down
+ * (evs_behavior_normalize_legacy). evscale has no 15 s sync: "current" there is the count in
+ * force 15 s earlier (EVS_BEHAVIOR_LEGACY_PERIOD_S), so the count may double once per 15 s, never
+ * once per reading. A behavior that sets only one direction gets the other's defaults
+ * (evs_behavior_effective), and paused-scale-in/-out make KEDA write a behavior.
+ *
+ * A recommendation stays in force until the next one replaces it: the HPA records it again at
+ * every sync, evscale records the previous one again, at now, before each new one.
  *
  * Pure code: `now_ms` is an argument everywhere. */
 #ifndef EVSCALE_BEHAVIOR_H
@@ -55,7 +61,14 @@ typedef struct {
    * (recordInitialRecommendation), so a new autoscaler does not scale below the count it found for
    * one scale-down window. Set once that is done. */
   uint8_t seeded;
+  /* The recommendation of the last decision, in force until the next one (see stabilize). */
+  uint8_t has_last_rec;
+  int32_t last_rec;
 } evs_behavior_state_t;
+
+/* The legacy path's "sync": the count the cap doubles is the one in force this long ago (the
+ * HPA's default --horizontal-pod-autoscaler-sync-period). */
+#define EVS_BEHAVIOR_LEGACY_PERIOD_S 15
 
 /* Effective rules with the HPA's defaults filled in (pkg/apis/autoscaling/v2/defaults.go and the
  * controller's 300 s downscale window): what the engine actually applies. */
@@ -88,6 +101,22 @@ void evs_behavior_normalize(evs_behavior_state_t *s, const evs_scaling_rules_t *
                             const evs_scaling_rules_t *down, int32_t current, int32_t desired,
                             int32_t min_r, int32_t max_r, int64_t now_ms,
                             evs_behavior_result_t *out);
+
+/* normalizeDesiredReplicas (no behavior): stabilizes `desired` against the downscale window
+ * (window_s, the controller's 300 s), records it, then convertDesiredReplicasWithRules with the
+ * cap max(2 x R, 4), R = the count in force EVS_BEHAVIOR_LEGACY_PERIOD_S ago (from the events of
+ * evs_behavior_record_legacy_write; current when none). Mutates s. */
+void evs_behavior_normalize_legacy(evs_behavior_state_t *s, int32_t current, int32_t desired,
+                                   int32_t min_r, int32_t max_r, int32_t window_s, int64_t now_ms,
+                                   evs_behavior_result_t *out);
+/* calculateScaleUpLimit: int32(max(2 x r, 4)). */
+int32_t evs_behavior_legacy_up_limit(int32_t r);
+/* On the legacy path every write of the target (whoever made it) changes the count in force:
+ * call after each successful write. */
+void evs_behavior_record_legacy_write(evs_behavior_state_t *s, int32_t from, int32_t to,
+                                      int64_t now_ms);
+/* The decision made no recommendation (the HPA did not run): the last one is no longer in force. */
+void evs_behavior_no_recommendation(evs_behavior_state_t *s);
 
 /* storeScaleEvent: records a write from `from` to `to` (call after a successful write). */
 void evs_behavior_record_scale(evs_behavior_state_t *s, const evs_scaling_rules_t *up,

@@ -5,7 +5,8 @@
  *       -> decision record (desired count, reason, conditions, per-trigger health, next look)
  *
  * Sources (cite when changing):
- *  - kedacore/keda 8b4f083ca8c8c2baf8477e322bd4d16ac4dfa09a: pkg/scaling/executor/
+ *  - kedacore/keda 8b4f083ca8c8c2baf8477e322bd4d16ac4dfa09a (and v2.20.2 for the fallback's
+ *    activity, pkg/scaling/scale_handler.go): pkg/scaling/executor/
  *    scale_scaledobjects.go (RequestScale), pkg/fallback/fallback.go, pkg/scalers/scaler.go
  *    (quantityFromFloat64: NaN/Inf/negative -> 0, milli precision), apis/keda/v1alpha1/
  *    condition_types.go and controllers/keda/scaledobject_controller.go (condition texts).
@@ -16,14 +17,21 @@
  * Flow of one decision (evs_engine_decide):
  *  1. paused-replicas N -> desired N ("PausedReplicas"); paused -> no write ("Paused").
  *  2. Per trigger: health (failures in a row, fallback), activity (raw value > activation target,
- *     strictly), value in milli-units for the math.
+ *     strictly), value in milli-units for the math. A trigger in fallback (failures >
+ *     failureThreshold) is active and not an error (KEDA >= 2.19, kedacore/keda #7244:
+ *     scale_handler.go getScalerState isActiveOrFallback); with fallback.behavior
+ *     scalingModifiers it is a nil to the formula, neither active nor an error.
  *  3. Active (or force-activation) at 0, or below min with idleReplicaCount set -> max(min, 1).
  *     Inactive: errors without fallback -> hold (Ready=False TriggerError); errors with a fallback
  *     whose replicas != 0 -> the fallback acts through the HPA math; above idle/0 with min 0 or
  * idle set -> idle/0 once cooldownPeriod has passed since the last active time (or
  *     initialCooldownPeriod since creation); below min without idle -> min.
  *  4. Otherwise, with current > 0 (the HPA idles at 0): the HPA math per trigger, max over
- *     triggers, the failed-metric rules, behavior, clamp to [max(min,1), min(max, cap)].
+ *     triggers, the failed-metric rules, then behavior (normalizeDesiredReplicasWithBehaviors)
+ *     or, when KEDA's HPA has none (no behavior, no paused-scale-in/-out), the legacy
+ *     normalizeDesiredReplicas (behavior.h), clamp to [max(min,1), min(max, cap)]. A
+ *     recommendation stays in force until the next one replaces it.
+ * The breaker comes after the engine: include/evscale/step.h runs both as one step.
  *
  * Invariant: desired is always in [min, max] of the object, or exactly the idle count, the
  * paused-replicas count, or 0 (scale to zero); with write == 0 nothing must be written. */
@@ -113,6 +121,8 @@ typedef struct {
   size_t n_health;
   /* status.health is reported only when a fallback is configured (KEDA's updateStatus). */
   uint8_t health_reported;
+  /* The HPA's part ran and made a recommendation (it stays in force until the next one). */
+  uint8_t hpa_ran;
   /* Composite value of scalingModifiers when used (else 0). */
   double composite;
   char message[160]; /* human text for logs/events: "scaled from 3 to 5: metrics" */
@@ -166,6 +176,10 @@ int evs_engine_decide(const evs_so_t *so, const evs_engine_config_t *cfg, evs_en
  * limited may continue when its event leaves the shortest policy period of its direction
  * (decide's next_eval_ms could not know it, the event not being recorded yet); INT64_MAX when
  * the write adds no such time. */
+/* What evs_engine_record_scale would return for that write, without recording it (pure). */
+int64_t evs_engine_next_after_write(const evs_so_t *so, const evs_engine_state_t *st, int32_t from,
+                                    int32_t to, int64_t now_ms);
+
 int64_t evs_engine_record_scale(const evs_so_t *so, evs_engine_state_t *st, int32_t from,
                                 int32_t to, int64_t now_ms);
 

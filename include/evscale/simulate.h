@@ -9,8 +9,12 @@
  *    time order; rows with the same time are applied together, then one decision is made;
  *  - trigger: the trigger's `name`; for a trigger without a name, its index in spec.triggers
  *    (0-based). A name wins over an index;
- *  - value: the trigger's raw metric value (a decimal number, or NaN, +Inf, -Inf as Prometheus
- *    writes them); may be empty only when error is set;
+ *  - value: the backend's raw answer (a decimal number, or NaN, +Inf, -Inf as Prometheus
+ *    writes them; out of float64 range is an error, as strconv.ParseFloat), turned into KEDA's
+ *    value, activity and error by the trigger type's conversion (reading.h), as the live
+ *    scalers do: redis, the list length (a whole number >= 0); prometheus, the sample (NaN/±Inf
+ *    are 0 with ignoreNullValues, else a failed read); cron, the window test (0 outside, above
+ *    0 inside: the value is then desiredReplicas). May be empty only when error is set;
  *  - error: empty, or a message: the read failed (value is then ignored).
  * A trigger's reading stays in force until its next row (the scaler's last reading).
  *

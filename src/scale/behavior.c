@@ -99,11 +99,12 @@ void evs_behavior_init(evs_behavior_state_t *s) { memset(s, 0, sizeof *s); }
 
 /* ---- recommendations ---- */
 
-void evs_behavior_add_recommendation(evs_behavior_state_t *s, const evs_scaling_rules_t *up,
-                                     const evs_scaling_rules_t *down, int32_t v, int64_t t_ms) {
+/* Windows in ms as dq_evict reads them: an entry stays while t > now - window. */
+static void add_rec(evs_behavior_state_t *s, int64_t up_ms, int64_t down_ms, int32_t v,
+                    int64_t t_ms) {
   evs_behavior_deque_t *mx = &s->down_max, *mn = &s->up_min;
-  dq_evict(mx, (int64_t)down->window_s * 1000, t_ms);
-  dq_evict(mn, (int64_t)up->window_s * 1000, t_ms);
+  dq_evict(mx, down_ms, t_ms);
+  dq_evict(mn, up_ms, t_ms);
   /* An older entry dominated by a newer one can never be the window's answer again. */
   while (mx->len && dq_at(mx, mx->len - 1)->v <= v)
     mx->len--;
@@ -115,6 +116,11 @@ void evs_behavior_add_recommendation(evs_behavior_state_t *s, const evs_scaling_
     dq_merge_closest(mn);
   dq_push_back(mx, t_ms, v);
   dq_push_back(mn, t_ms, v);
+}
+
+void evs_behavior_add_recommendation(evs_behavior_state_t *s, const evs_scaling_rules_t *up,
+                                     const evs_scaling_rules_t *down, int32_t v, int64_t t_ms) {
+  add_rec(s, (int64_t)up->window_s * 1000, (int64_t)down->window_s * 1000, v, t_ms);
 }
 
 /* ---- scale events ---- */
@@ -243,10 +249,26 @@ static int64_t next_expiry(const evs_behavior_state_t *s, const evs_scaling_rule
 
 /* ---- normalize ---- */
 
+/* The HPA recomputes its recommendation every sync (15 s) from the metric it reads, so a
+ * recommendation stays in force, and is recorded again and again, until a new one replaces it.
+ * evscale decides only when a reading (or a timer) comes, so before recording a new
+ * recommendation it records the previous one once more, at now: it was in force until now. The
+ * windows then count from when a recommendation was last in force, not from when it was first
+ * recorded (a reading held 85 s keeps its recommendation for those 85 s). Only a recommendation
+ * from the decision just before counts: a decision where the HPA made none (target at 0, no
+ * valid metric) breaks the chain (evs_behavior_no_recommendation). */
+static void keep_in_force(evs_behavior_state_t *s, int64_t up_ms, int64_t down_ms, int64_t now_ms) {
+  if (s->has_last_rec)
+    add_rec(s, up_ms, down_ms, s->last_rec, now_ms);
+}
+
+void evs_behavior_no_recommendation(evs_behavior_state_t *s) { s->has_last_rec = 0; }
+
 static int32_t stabilize(evs_behavior_state_t *s, const evs_scaling_rules_t *up,
                          const evs_scaling_rules_t *down, int32_t current, int32_t desired,
                          int64_t now_ms) {
   int32_t up_rec = desired, down_rec = desired, rec = current;
+  keep_in_force(s, (int64_t)up->window_s * 1000, (int64_t)down->window_s * 1000, now_ms);
   dq_evict(&s->up_min, (int64_t)up->window_s * 1000, now_ms);
   dq_evict(&s->down_max, (int64_t)down->window_s * 1000, now_ms);
   if (s->up_min.len && dq_at(&s->up_min, 0)->v < up_rec)
@@ -259,6 +281,8 @@ static int32_t stabilize(evs_behavior_state_t *s, const evs_scaling_rules_t *up,
   if (rec > down_rec)
     rec = down_rec;
   evs_behavior_add_recommendation(s, up, down, desired, now_ms);
+  s->last_rec = desired;
+  s->has_last_rec = 1;
   return rec;
 }
 
@@ -304,4 +328,80 @@ void evs_behavior_normalize(evs_behavior_state_t *s, const evs_scaling_rules_t *
   out->desired =
       rate_limit(s, up, down, current, out->stabilized, min_r, max_r, now_ms, &out->limit);
   out->next_change_ms = next_expiry(s, up, down, out, now_ms);
+}
+
+/* ---- no behavior: the HPA's legacy path ---- */
+
+/* kubernetes/kubernetes pkg/controller/podautoscaler/horizontal.go at
+ * 00067268967ec95a40035bd666374a1caf48dd1a: `var scaleUpLimitFactor = 2.0, scaleUpLimitMinimum =
+ * 4.0` and calculateScaleUpLimit: int32(math.Max(2 * current, 4)). */
+#define LEGACY_UP_FACTOR 2.0
+#define LEGACY_UP_MINIMUM 4.0
+
+int32_t evs_behavior_legacy_up_limit(int32_t r) {
+  double v = LEGACY_UP_FACTOR * (double)r;
+  if (v < LEGACY_UP_MINIMUM)
+    v = LEGACY_UP_MINIMUM;
+  return v >= (double)INT32_MAX ? INT32_MAX : (int32_t)v;
+}
+
+void evs_behavior_normalize_legacy(evs_behavior_state_t *s, int32_t current, int32_t desired,
+                                   int32_t min_r, int32_t max_r, int32_t window_s, int64_t now_ms,
+                                   evs_behavior_result_t *out) {
+  /* stabilizeRecommendation keeps an entry unless rec.timestamp.Before(cutoff): the cutoff itself
+   * is inside, one millisecond more than the behavior path's After(cutoff). */
+  int64_t win = (int64_t)window_s * 1000 + 1;
+  memset(out, 0, sizeof *out);
+  if (!s->seeded) { /* recordInitialRecommendation runs on both paths */
+    add_rec(s, 0, win, current, now_ms);
+    s->seeded = 1;
+  }
+  keep_in_force(s, 0, win, now_ms);
+  dq_evict(&s->down_max, win, now_ms);
+  int32_t rec = desired;
+  if (s->down_max.len && dq_at(&s->down_max, 0)->v > rec)
+    rec = dq_at(&s->down_max, 0)->v;
+  add_rec(s, 0, win, desired, now_ms);
+  s->last_rec = desired;
+  s->has_last_rec = 1;
+  out->stabilized = rec;
+  out->stabilized_changed = rec != desired;
+  /* convertDesiredReplicasWithRules, with the count the HPA would have read at its sync: the count
+   * in force 15 s ago (the engine records every write as an event on this path). */
+  int32_t r = period_start(s, current, EVS_BEHAVIOR_LEGACY_PERIOD_S, now_ms);
+  int32_t limit = evs_behavior_legacy_up_limit(r < 0 ? 0 : r);
+  if (limit < current) /* never a scale-down because of the scale-up cap */
+    limit = current;
+  int32_t max_allowed = max_r;
+  uint8_t why = EVS_LIMIT_TOO_MANY;
+  if (max_r > limit)
+    max_allowed = limit, why = EVS_LIMIT_SCALE_UP;
+  out->desired = rec;
+  if (rec < min_r) {
+    out->desired = min_r;
+    out->limit = EVS_LIMIT_TOO_FEW;
+  } else if (rec > max_allowed) {
+    out->desired = max_allowed;
+    out->limit = why;
+  }
+  int64_t best = INT64_MAX;
+  if (out->stabilized_changed)
+    for (unsigned i = 0; i < s->down_max.len; i++)
+      earliest(&best, dq_cat(&s->down_max, i)->t_ms + win, now_ms);
+  if (out->limit == EVS_LIMIT_SCALE_UP) {
+    evs_scaling_rules_t period = {
+        0, EVS_SELECT_MAX, 1, {{1, EVS_BEHAVIOR_LEGACY_PERIOD_S, EVS_POLICY_PODS}}, -1};
+    events_expiry(s, &period, now_ms, &best);
+  }
+  out->next_change_ms = best;
+}
+
+void evs_behavior_record_legacy_write(evs_behavior_state_t *s, int32_t from, int32_t to,
+                                      int64_t now_ms) {
+  if (to == from)
+    return;
+  int is_up = to > from;
+  evs_behavior_deque_t *d = is_up ? &s->up_events : &s->down_events;
+  dq_evict(d, (int64_t)EVS_BEHAVIOR_LEGACY_PERIOD_S * 1000, now_ms);
+  evs_behavior_add_event(s, is_up, is_up ? to - from : from - to, now_ms);
 }

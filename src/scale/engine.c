@@ -105,6 +105,32 @@ static void earlier(int64_t *t, int64_t cand) {
     *t = cand;
 }
 
+/* What the fallback makes of trigger i's failed reading, as kedacore/keda v2.20.2
+ * (68a5b5028f35b22d50597c69819ab32c4e92f21a) pkg/fallback/fallback.go GetMetricsWithFallback
+ * returns it to pkg/scaling/scale_handler.go getScalerState:
+ *   FB_NONE    not in fallback: the error stands;
+ *   FB_SERVES  failures > failureThreshold and doFallback produced a metric: no error, and
+ *              `isActiveOrFallback := fallbackActive || isMetricActive` makes the trigger active
+ *              (kedacore/keda #7244, v2.19.0, fixing #7239);
+ *   FB_NIL     behavior scalingModifiers: a -1 placeholder (nil to the formula), no error, and
+ *              fallbackActive false, so the trigger itself is not active;
+ *   FB_FAILED  doFallback returned nil (a Value metric with no ready pod): "error performing
+ *              fallback", the error stands. */
+enum { FB_NONE = 0, FB_SERVES, FB_NIL, FB_FAILED };
+
+static int fallback_state(const evs_so_t *so, const evs_trigger_health_t *h, size_t i,
+                          const evs_engine_input_t *in) {
+  if (!h->in_fallback)
+    return FB_NONE;
+  if (so->fallback_behavior == EVS_FALLBACK_SCALING_MODIFIERS)
+    return FB_NIL;
+  int value_type = so->has_modifiers ? so->modifiers_metric_type == EVS_METRIC_VALUE
+                                     : so->triggers[i].metric_type == EVS_METRIC_VALUE;
+  int32_t status = in->status_replicas >= 0 ? in->status_replicas : in->current_replicas;
+  int32_t ready = in->ready_replicas >= 0 ? in->ready_replicas : status;
+  return value_type && ready <= 0 ? FB_FAILED : FB_SERVES;
+}
+
 /* Consumes each new reading once: failures in a row, or a reset on success (fallback.go
  * IncrementFailure / UpdateHealthStatus). */
 static void update_health(const evs_so_t *so, evs_engine_state_t *st,
@@ -135,6 +161,8 @@ static void update_health(const evs_so_t *so, evs_engine_state_t *st,
       h->active = (uint8_t)(r->value > so->triggers[i].activation_target);
     h->in_fallback = (uint8_t)(evs_engine__fallback_valid(so) && r && r->time_ms && r->error &&
                                h->failures > so->fallback_failure_threshold);
+    if (fallback_state(so, h, i, in) == FB_SERVES)
+      h->active = 1; /* scale_handler.go getScalerState: isActiveOrFallback */
     h->proposal = -1;
   }
 }
@@ -148,9 +176,10 @@ static activity_t activity(const evs_so_t *so, const evs_engine_state_t *st,
   activity_t a = {0, 0, 0};
   for (size_t i = 0; i < so->n_triggers; i++) {
     const evs_reading_t *r = i < in->n_readings && in->readings ? &in->readings[i] : NULL;
+    int fb = fallback_state(so, &st->health[i], i, in);
     if (r == NULL || r->time_ms == 0)
       a.missing = 1;
-    else if (r->error)
+    else if (r->error && (fb == FB_NONE || fb == FB_FAILED))
       a.is_error = 1;
     if (st->health[i].active)
       a.active = 1;
@@ -290,6 +319,8 @@ int evs_engine_decide(const evs_so_t *so, const evs_engine_config_t *cfg, evs_en
   fallback_condition(so, st, out);
   if (!handle_paused(so, out))
     evs_engine__run(so, cfg, st, in, out);
+  if (!out->hpa_ran)
+    evs_behavior_no_recommendation(&st->behavior);
   out->last_active_ms = st->last_active_ms;
   st->hpa_write_pending =
       out->write && (out->reason == EVS_REASON_METRICS || out->reason == EVS_REASON_FALLBACK ||
@@ -332,16 +363,14 @@ void evs_engine__run(const evs_so_t *so, const evs_engine_config_t *cfg, evs_eng
   evs_engine__hpa(so, cfg, st, in, composite, composite_ok, d);
 }
 
-int64_t evs_engine_record_scale(const evs_so_t *so, evs_engine_state_t *st, int32_t from,
-                                int32_t to, int64_t now_ms) {
+int64_t evs_engine_next_after_write(const evs_so_t *so, const evs_engine_state_t *st, int32_t from,
+                                    int32_t to, int64_t now_ms) {
   evs_scaling_rules_t up, down;
-  if (!st->hpa_write_pending)
+  if (!st->hpa_write_pending || !st->hpa_write_limited || from == to)
     return INT64_MAX;
-  st->hpa_write_pending = 0;
+  if (evs_engine__legacy(so)) /* a capped write may continue when it is 15 s old */
+    return to > from ? now_ms + (int64_t)EVS_BEHAVIOR_LEGACY_PERIOD_S * 1000 : INT64_MAX;
   evs_behavior_effective(&so->behavior, &up, &down);
-  evs_behavior_record_scale(&st->behavior, &up, &down, from, to, now_ms);
-  if (!st->hpa_write_limited || from == to)
-    return INT64_MAX;
   const evs_scaling_rules_t *r = to > from ? &up : &down;
   int64_t next = INT64_MAX;
   for (int i = 0; i < r->n_policies; i++) {
@@ -349,5 +378,24 @@ int64_t evs_engine_record_scale(const evs_so_t *so, evs_engine_state_t *st, int3
     if (t < next)
       next = t;
   }
+  return next;
+}
+
+int64_t evs_engine_record_scale(const evs_so_t *so, evs_engine_state_t *st, int32_t from,
+                                int32_t to, int64_t now_ms) {
+  evs_scaling_rules_t up, down;
+  int64_t next = evs_engine_next_after_write(so, st, from, to, now_ms);
+  int pending = st->hpa_write_pending;
+  st->hpa_write_pending = 0;
+  if (evs_engine__legacy(so)) {
+    /* Legacy path: the cap doubles the count in force 15 s ago, whoever wrote it (KEDA's 0 -> 1
+     * included). */
+    evs_behavior_record_legacy_write(&st->behavior, from, to, now_ms);
+    return next;
+  }
+  if (!pending)
+    return INT64_MAX;
+  evs_behavior_effective(&so->behavior, &up, &down);
+  evs_behavior_record_scale(&st->behavior, &up, &down, from, to, now_ms);
   return next;
 }

@@ -72,6 +72,12 @@ int32_t evs_engine__proposal(int metric_type, double usage, double target, int32
   return ceil_i32(ratio * (double)ready_replicas);
 }
 
+int evs_engine__legacy(const evs_so_t *so) {
+  /* kedacore/keda v2.20.2 controllers/keda/hpa.go newHPAForScaledObject: behavior is the
+   * ScaledObject's, or nil; paused-scale-in / -out create one (selectPolicy Disabled). */
+  return !so->behavior.present && !so->paused_scale_in && !so->paused_scale_out;
+}
+
 int evs_engine__fallback_valid(const evs_so_t *so) {
   if (!so->has_fallback || so->fallback_failure_threshold < 0 || so->fallback_replicas < 0)
     return 0;
@@ -242,13 +248,20 @@ void evs_engine__hpa(const evs_so_t *so, const evs_engine_config_t *cfg, evs_eng
   }
   evs_scaling_rules_t up, down;
   evs_behavior_result_t r;
-  evs_behavior_effective(&so->behavior, &up, &down);
-  /* paused-scale-in / -out become selectPolicy: Disabled (controllers/keda/hpa.go). */
-  if (so->paused_scale_in)
-    down.select = EVS_SELECT_DISABLED;
-  if (so->paused_scale_out)
-    up.select = EVS_SELECT_DISABLED;
-  evs_behavior_normalize(&st->behavior, &up, &down, cur, want, hpa_min, hpa_max, in->now_ms, &r);
+  if (evs_engine__legacy(so)) {
+    /* No behavior: horizontal.go normalizeDesiredReplicas with the controller's default
+     * --horizontal-pod-autoscaler-downscale-stabilization of 5 minutes. */
+    evs_behavior_normalize_legacy(&st->behavior, cur, want, hpa_min, hpa_max, 300, in->now_ms, &r);
+  } else {
+    evs_behavior_effective(&so->behavior, &up, &down);
+    /* paused-scale-in / -out become selectPolicy: Disabled (controllers/keda/hpa.go). */
+    if (so->paused_scale_in)
+      down.select = EVS_SELECT_DISABLED;
+    if (so->paused_scale_out)
+      up.select = EVS_SELECT_DISABLED;
+    evs_behavior_normalize(&st->behavior, &up, &down, cur, want, hpa_min, hpa_max, in->now_ms, &r);
+  }
+  d->hpa_ran = 1;
   d->limit = r.limit;
   if (r.next_change_ms < d->next_eval_ms)
     d->next_eval_ms = r.next_change_ms;

@@ -7,6 +7,8 @@
 /* KEDA's quantityFromFloat64 (pkg/scalers/scaler.go): NaN, ±Inf and negative values are 0; the
  * rest is rounded to milli-units ("%.3f"). */
 double evs_engine__milli(double v);
+/* No behavior reaches the HPA: its legacy path (normalizeDesiredReplicas) applies. */
+int evs_engine__legacy(const evs_so_t *so);
 /* fallback.go HasValidFallback (with a fallback configured at all). */
 int evs_engine__fallback_valid(const evs_so_t *so);
 /* The scalingModifiers composite value; 0, or -1 when there is none (formula error, nil without

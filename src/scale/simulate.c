@@ -18,7 +18,10 @@
 #include "evscale/diag.h"
 #include "evscale/engine.h"
 #include "evscale/error.h"
+#include "evscale/param.h"
+#include "evscale/reading.h"
 #include "evscale/scaledobject.h"
+#include "evscale/step.h"
 
 /* Simulated time 0: a fixed wall-clock instant, so the breaker's persisted-style times are
  * ordinary epoch milliseconds. */
@@ -27,6 +30,8 @@
 #define SIM_MAX_SECONDS 1e9
 /* A runaway timer (an engine asking to look again at the same instant) must not spin forever. */
 #define SIM_MAX_STEPS 10000000
+/* A file of a million bad rows must not print a million lines. */
+#define SIM_MAX_ROW_ERRORS 100
 
 typedef struct {
   const char *so_path, *csv_path;
@@ -53,7 +58,6 @@ typedef struct {
   evs_breaker_t br;
   evs_reading_t *readings;
   int32_t current;
-  int64_t next_after_write; /* from evs_engine_record_scale during one evaluation */
 } sim_t;
 
 /* ---- arguments --------------------------------------------------------------------------------
@@ -179,10 +183,60 @@ static int parse_args(int argc, char **argv, sim_opts_t *o, FILE *err) {
 /* ---- inputs -----------------------------------------------------------------------------------
  */
 
+/* Outside text made safe to print on a terminal: control bytes (C0, DEL, and the C1 controls
+ * U+0080..U+009F, which terminals also obey) and bytes that are not valid UTF-8 become \xNN
+ * (\n, \r, \t, \\ by name); valid UTF-8 passes. At most ESC_MAX input bytes are shown,
+ * then "...". Returns buf. */
+#define ESC_MAX 120
+#define ESC_CAP (ESC_MAX * 4 + 8)
+
+static size_t utf8_len(const unsigned char *p) {
+  unsigned char c = p[0];
+  size_t n = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c <= 0xdf ? 2 : 0;
+  if (n == 0 || c >= 0xf5)
+    return 0;
+  for (size_t i = 1; i < n; i++)
+    if ((p[i] & 0xc0) != 0x80)
+      return 0;
+  if ((c == 0xe0 && p[1] < 0xa0) || (c == 0xed && p[1] > 0x9f) || (c == 0xf0 && p[1] < 0x90) ||
+      (c == 0xf4 && p[1] > 0x8f))
+    return 0; /* overlong, surrogate, beyond U+10FFFF */
+  if (c == 0xc2 && p[1] <= 0x9f)
+    return 0; /* a C1 control */
+  return n;
+}
+
+static const char *esc_n(const char *s, char *buf, size_t max_in) {
+  const unsigned char *p = (const unsigned char *)s;
+  size_t o = 0, i = 0;
+  while (p[i] && i < max_in) {
+    unsigned char c = p[i];
+    size_t n = c >= 0x80 ? utf8_len(p + i) : 1;
+    if (c == '\\' || c == '\n' || c == '\r' || c == '\t') {
+      buf[o++] = '\\';
+      buf[o++] = c == '\\' ? '\\' : c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
+      i++;
+    } else if (c < 0x20 || c == 0x7f || n == 0) {
+      o += (size_t)snprintf(buf + o, 5, "\\x%02x", c);
+      i++;
+    } else {
+      memcpy(buf + o, p + i, n);
+      o += n, i += n;
+    }
+  }
+  if (p[i])
+    memcpy(buf + o, "...", 3), o += 3;
+  buf[o] = '\0';
+  return buf;
+}
+
+static const char *esc(const char *s, char *buf) { return esc_n(s, buf, ESC_MAX); }
+
 static int read_file(const char *path, char **buf, size_t *len, FILE *err) {
   FILE *f = fopen(path, "rb");
   if (!f) {
-    fprintf(err, "%s: cannot open: %s\n", path, strerror(errno));
+    char e[ESC_CAP];
+    fprintf(err, "%s: cannot open: %s\n", esc(path, e), strerror(errno));
     return -1;
   }
   char *b = malloc(SIM_MAX_FILE + 1);
@@ -190,7 +244,8 @@ static int read_file(const char *path, char **buf, size_t *len, FILE *err) {
   int bad = !b || ferror(f) || n > SIM_MAX_FILE;
   fclose(f);
   if (bad) {
-    fprintf(err, "%s: cannot read (or larger than %u bytes)\n", path, SIM_MAX_FILE);
+    char e[ESC_CAP];
+    fprintf(err, "%s: cannot read (or larger than %u bytes)\n", esc(path, e), SIM_MAX_FILE);
     free(b);
     return -1;
   }
@@ -208,13 +263,13 @@ static int load_so(const char *path, evs_so_t **so, FILE *err) {
   evs_diag_t diag;
   evs_diag_init(&diag);
   int rc = evs_so_parse_yaml(buf, len, path, so, &diag);
+  char line[1024], e[sizeof line * 4 + 8];
   for (size_t i = 0; i < diag.n; i++) {
-    char line[1024];
     evs_diag_format(&diag, i, line, sizeof line);
-    fprintf(err, "%s\n", line);
+    fprintf(err, "%s\n", esc_n(line, e, sizeof line));
   }
   if (rc != 0 && diag.n == 0)
-    fprintf(err, "%s: %s\n", path, evs_strerror(rc));
+    fprintf(err, "%s: %s\n", esc(path, e), evs_strerror(rc));
   evs_diag_free(&diag);
   free(buf);
   return rc == 0 ? 0 : -1;
@@ -247,8 +302,59 @@ static int parse_value(const char *s, double *out) {
   }
   if (s[i])
     return -1;
+  errno = 0;
   *out = strtod(s, NULL);
+  if (errno == ERANGE && isinf(*out))
+    return -1; /* strconv.ParseFloat: "value out of range", not +Inf */
   return 0;
+}
+
+/* A trigger's metadata value as KEDA's typed config reads it: trimmed, empty = absent. */
+static const char *meta(const evs_trigger_t *t, const char *key, char *buf, size_t cap) {
+  const char *v = evs_kvs_get(&t->metadata, key);
+  if (v == NULL || evs_param_trim(v, buf, cap) != 0 || buf[0] == '\0')
+    return NULL;
+  return buf;
+}
+
+/* The CSV value is the backend's raw answer; each trigger type turns it into KEDA's value,
+ * activity and error with the same function the live scalers use (reading.h). For cron the
+ * answer is the window test: 0 outside, anything above 0 inside. UV_EINVAL when the raw value
+ * cannot be an answer of that backend. */
+static int convert_raw(const evs_trigger_t *t, double raw, evs_conv_t *out) {
+  char buf[64];
+  const char *v;
+  int64_t i64 = 0;
+  int b = 1;
+  switch (t->kind) {
+  case EVS_TRIG_REDIS:
+    /* the length script returns an int64: a whole number >= 0 */
+    if (!(raw >= 0 && raw < 9.2e18 && raw == floor(raw)))
+      return UV_EINVAL;
+    return evs_reading_redis((int64_t)raw, (int64_t)t->activation_target, out);
+  case EVS_TRIG_PROMETHEUS:
+    if ((v = meta(t, "ignoreNullValues", buf, sizeof buf)) != NULL && evs_param_go_bool(v, &b))
+      b = 1; /* the validator refused it already */
+    return evs_reading_prometheus(raw, t->activation_target, b, out);
+  case EVS_TRIG_CRON:
+    if (!(raw >= 0 && !isinf(raw)))
+      return UV_EINVAL;
+    if ((v = meta(t, "desiredReplicas", buf, sizeof buf)) != NULL)
+      (void)evs_param_json_int64(v, &i64);
+    return evs_reading_cron(raw > 0, i64, out);
+  }
+  return UV_EINVAL;
+}
+
+static const char *raw_expectation(int kind) {
+  switch (kind) {
+  case EVS_TRIG_REDIS:
+    return "a redis list length is a whole number >= 0";
+  case EVS_TRIG_CRON:
+    return "a cron trigger's value is its window: 0 outside, above 0 inside";
+  default:
+    return "expected a number";
+  }
 }
 
 static int is_index(const char *s, size_t n, size_t *out) {
@@ -268,16 +374,49 @@ static void csv_err(FILE *err, const char *path, const evs_csv_field_t *f, const
 
 static void csv_err(FILE *err, const char *path, const evs_csv_field_t *f, const char *fmt, ...) {
   va_list ap;
-  fprintf(err, "%s:%u:%u: ", path, f->line, f->col);
+  char e[ESC_CAP];
+  if (err == NULL) /* past the cap on printed errors: counted, not printed */
+    return;
+  fprintf(err, "%s:%u:%u: ", esc(path, e), f->line, f->col);
   va_start(ap, fmt);
   vfprintf(err, fmt, ap);
   va_end(ap);
   fputc('\n', err);
 }
 
+/* Unknown or duplicate header columns: one error per kind, naming the first few and the count
+ * (a header of 100,000 junk columns is one line, not 100,000). */
+#define COLS_NAMED 3
+
+typedef struct {
+  size_t n, first[COLS_NAMED];
+} col_list_t;
+
+static void col_add(col_list_t *l, size_t k) {
+  if (l->n < COLS_NAMED)
+    l->first[l->n] = k;
+  l->n++;
+}
+
+static void col_report(const evs_csv_t *csv, const char *path, const col_list_t *l,
+                       const char *what, FILE *err) {
+  char names[COLS_NAMED * (ESC_CAP + 4) + 64], e[ESC_CAP];
+  size_t o = 0;
+  if (l->n == 0)
+    return;
+  for (size_t i = 0; i < l->n && i < COLS_NAMED; i++)
+    o += (size_t)snprintf(names + o, sizeof names - o, "%s'%s'", i ? ", " : "",
+                          esc(evs_csv_text(csv, 0, l->first[i]), e));
+  if (l->n > COLS_NAMED)
+    snprintf(names + o, sizeof names - o, " and %zu more", l->n - COLS_NAMED);
+  csv_err(err, path, evs_csv_at(csv, 0, l->first[0]),
+          "%s column%s %s (expected time, trigger, value, error)", what, l->n > 1 ? "s" : "",
+          names);
+}
+
 static int find_columns(const evs_csv_t *csv, const char *path, sim_cols_t *c, FILE *err) {
   *c = (sim_cols_t){SIZE_MAX, SIZE_MAX, SIZE_MAX, SIZE_MAX};
-  int bad = 0;
+  col_list_t unknown = {0}, dup = {0};
   for (size_t k = 0; k < csv->n_cols; k++) {
     const char *h = evs_csv_text(csv, 0, k);
     size_t *slot = strcmp(h, "time") == 0      ? &c->time
@@ -285,16 +424,16 @@ static int find_columns(const evs_csv_t *csv, const char *path, sim_cols_t *c, F
                    : strcmp(h, "value") == 0   ? &c->value
                    : strcmp(h, "error") == 0   ? &c->error
                                                : NULL;
-    if (!slot || *slot != SIZE_MAX) {
-      csv_err(err, path, evs_csv_at(csv, 0, k),
-              "%s column '%s' (expected time, trigger, value, "
-              "error)",
-              slot ? "duplicate" : "unknown", h);
-      bad = 1;
-      continue;
-    }
-    *slot = k;
+    if (!slot)
+      col_add(&unknown, k);
+    else if (*slot != SIZE_MAX)
+      col_add(&dup, k);
+    else
+      *slot = k;
   }
+  col_report(csv, path, &unknown, "unknown", err);
+  col_report(csv, path, &dup, "duplicate", err);
+  int bad = unknown.n > 0 || dup.n > 0;
   const evs_csv_field_t *first = evs_csv_at(csv, 0, 0);
   if (c->time == SIZE_MAX || c->trigger == SIZE_MAX || c->value == SIZE_MAX) {
     csv_err(err, path, first, "the header must name the columns time, trigger and value");
@@ -308,29 +447,39 @@ static int convert_row(const evs_csv_t *csv, size_t r, const sim_cols_t *c, cons
                        const char *path, sim_row_t *row, FILE *err) {
   int bad = 0;
   double t;
+  char e[ESC_CAP];
   const char *ts = evs_csv_text(csv, r, c->time), *name = evs_csv_text(csv, r, c->trigger);
   const char *vs = evs_csv_text(csv, r, c->value);
   const char *es = c->error != SIZE_MAX ? evs_csv_text(csv, r, c->error) : "";
   if (parse_seconds(ts, &t) != 0) {
-    csv_err(err, path, evs_csv_at(csv, r, c->time), "time: expected seconds >= 0, got '%s'", ts);
+    csv_err(err, path, evs_csv_at(csv, r, c->time), "time: expected seconds >= 0, got '%s'",
+            esc(ts, e));
     bad = 1;
   } else {
     row->t_ms = llround(t * 1000);
   }
-  int idx = evs_so_trigger_index(so, name);
+  int idx = evs_so_trigger_index(so, name), trig_ok = 1;
   if (idx >= 0)
     row->trigger = (size_t)idx;
   else if (!is_index(name, so->n_triggers, &row->trigger)) {
+    trig_ok = 0;
     csv_err(err, path, evs_csv_at(csv, r, c->trigger),
             "trigger: no trigger named '%s' (an unnamed trigger is given by its index, 0..%zu)",
-            name, so->n_triggers - 1);
+            esc(name, e), so->n_triggers - 1);
     bad = 1;
   }
   row->failed = es[0] != '\0';
   row->msg = row->failed ? es : NULL;
   row->value = 0;
+  evs_conv_t conv;
   if (!row->failed && parse_value(vs, &row->value) != 0) {
-    csv_err(err, path, evs_csv_at(csv, r, c->value), "value: expected a number, got '%s'", vs);
+    csv_err(err, path, evs_csv_at(csv, r, c->value), "value: expected a number, got '%s'",
+            esc(vs, e));
+    bad = 1;
+  } else if (!row->failed && trig_ok &&
+             convert_raw(&so->triggers[row->trigger], row->value, &conv) != 0) {
+    csv_err(err, path, evs_csv_at(csv, r, c->value), "value: %s, got '%s'",
+            raw_expectation(so->triggers[row->trigger].kind), esc(vs, e));
     bad = 1;
   }
   return bad ? -1 : 0;
@@ -353,12 +502,16 @@ static int load_rows(const char *path, const evs_so_t *so, evs_csv_t *csv, sim_r
   char *buf, msg[200];
   size_t len;
   uint32_t line, col;
+  char e[ESC_CAP];
   if (read_file(path, &buf, &len, err) != 0)
     return -1;
-  int rc = evs_csv_parse(buf, len, csv, &line, &col, msg, sizeof msg);
+  /* A UTF-8 byte-order mark (spreadsheets write one) is not part of the first column's name. */
+  size_t bom = len >= 3 && memcmp(buf, "\xef\xbb\xbf", 3) == 0 ? 3 : 0;
+  int rc = evs_csv_parse(buf + bom, len - bom, csv, &line, &col, msg, sizeof msg);
   free(buf);
   if (rc != 0) {
-    fprintf(err, "%s:%u:%u: %s\n", path, line, col, rc == EVS_EPARSE ? msg : evs_strerror(rc));
+    fprintf(err, "%s:%u:%u: %s\n", esc(path, e), line, col,
+            rc == EVS_EPARSE ? msg : evs_strerror(rc));
     return -1;
   }
   sim_cols_t c;
@@ -368,9 +521,14 @@ static int load_rows(const char *path, const evs_so_t *so, evs_csv_t *csv, sim_r
   *rows = calloc(*n ? *n : 1, sizeof **rows);
   if (!*rows)
     return -1;
-  int bad = 0;
+  size_t bad_rows = 0;
   for (size_t r = 1; r < csv->n_records; r++)
-    bad |= convert_row(csv, r, &c, so, path, &(*rows)[r - 1], err) != 0;
+    bad_rows += convert_row(csv, r, &c, so, path, &(*rows)[r - 1],
+                            bad_rows < SIM_MAX_ROW_ERRORS ? err : NULL) != 0;
+  if (bad_rows > SIM_MAX_ROW_ERRORS)
+    fprintf(err, "%s: %zu more rows with errors not shown\n", esc(path, e),
+            bad_rows - SIM_MAX_ROW_ERRORS);
+  int bad = bad_rows > 0;
   if (!bad)
     bad = check_order(*rows, *n, csv, c.time, path, err) != 0;
   return bad ? -1 : 0;
@@ -409,25 +567,13 @@ static int32_t fallback_hold(const sim_t *s) {
   return v > max ? (max < 1 ? 1 : max) : v;
 }
 
-/* A write takes effect at once and is recorded as the controller records it (the engine keeps
- * only the HPA's own rescales in its rate-policy history). */
-static void do_write(sim_t *s, int64_t now, int32_t to, const evs_decision_t *d) {
-  emit(s, now, s->current, to, evs_engine_reason_name(d->reason), d->message);
-  int64_t next = evs_engine_record_scale(s->so, s->st, s->current, to, now);
-  if (next < s->next_after_write)
-    s->next_after_write = next;
-  s->current = to;
-}
-
-static void apply_verdict(sim_t *s, evs_breaker_verdict_t v, int64_t now, int32_t proposed,
-                          const evs_decision_t *d) {
+/* Prints what the step decided and applies it: a write takes effect at once and is recorded as
+ * the controller records it; while the breaker is open the fallback HPA holds the target. */
+static void apply_step(sim_t *s, const evs_step_t *st, int64_t now) {
   char detail[200];
   const evs_breaker_config_t *b = &s->o->breaker;
-  switch (v) {
-  case EVS_BREAKER_WRITE:
-    if (proposed != s->current)
-      do_write(s, now, proposed, d);
-    return;
+  const evs_decision_t *d = &st->decision;
+  switch ((evs_breaker_verdict_t)st->verdict) {
   case EVS_BREAKER_TRIP_SCALE_TO_ONE:
     emit(s, now, s->current, 1, "BreakerScaleToOne", "at least 1 replica before the hand-over");
     s->current = 1;
@@ -435,7 +581,7 @@ static void apply_verdict(sim_t *s, evs_breaker_verdict_t v, int64_t now, int32_
   case EVS_BREAKER_TRIP:
     snprintf(detail, sizeof detail,
              "more than %d scale events in 60s: refused %d; fallback HPA minReplicas=%d for %llds",
-             b->max_events_per_minute, (int)proposed, evs_breaker_fallback_min(b),
+             b->max_events_per_minute, (int)st->proposed, st->fallback_min,
              (long long)(s->br.cooldown_ms / 1000));
     int32_t hold = fallback_hold(s);
     emit(s, now, s->current, hold, "BreakerTrip", detail);
@@ -445,13 +591,18 @@ static void apply_verdict(sim_t *s, evs_breaker_verdict_t v, int64_t now, int32_
     return;
   case EVS_BREAKER_CLOSE:
     emit(s, now, s->current, s->current, "BreakerClose", "cooldown over: fallback HPA removed");
-    if (proposed != s->current)
-      do_write(s, now, proposed, d);
+    /* fall through */
+  case EVS_BREAKER_WRITE:
+    if (st->write) {
+      emit(s, now, s->current, st->replicas, evs_engine_reason_name(d->reason), d->message);
+      evs_step_written(s->so, s->st, st, now);
+      s->current = st->replicas;
+    }
     return;
   }
 }
 
-/* One evaluation at `now`: the engine, then the breaker. Returns the next time to look. */
+/* One evaluation at `now` through the shared step. Returns the next time to look. */
 static int64_t evaluate(sim_t *s, int64_t now) {
   evs_engine_input_t in = {.readings = s->readings,
                            .n_readings = s->so->n_triggers,
@@ -459,33 +610,26 @@ static int64_t evaluate(sim_t *s, int64_t now) {
                            .status_replicas = s->current,
                            .ready_replicas = s->current,
                            .now_ms = now};
-  evs_decision_t d;
-  int64_t next = INT64_MAX;
-  if (evs_engine_decide(s->so, &s->ecfg, s->st, &in, &d) != 0)
-    return next;
-  int32_t proposed = d.write ? d.desired : s->current;
-  int bnext;
-  evs_breaker_verdict_t v =
-      evs_breaker_decide(&s->br, &s->o->breaker, s->current, proposed, now, &bnext);
-  s->next_after_write = INT64_MAX;
-  apply_verdict(s, v, now, proposed, &d);
-  next = s->next_after_write;
-  if (bnext >= 0 && now + bnext < next)
-    next = now + bnext;
-  if (d.next_eval_ms < next)
-    next = d.next_eval_ms;
-  return next;
+  evs_step_t st;
+  if (evs_step(s->so, &s->ecfg, &s->o->breaker, s->st, &s->br, &in, &st) != 0)
+    return INT64_MAX;
+  apply_step(s, &st, now);
+  return st.next_eval_ms;
 }
 
 static void apply_row(sim_t *s, const sim_row_t *row, int64_t now) {
   const evs_trigger_t *trig = &s->so->triggers[row->trigger];
   evs_reading_t *r = &s->readings[row->trigger];
-  *r = (evs_reading_t){.value = row->value, .time_ms = now};
+  evs_conv_t c;
+  *r = (evs_reading_t){.time_ms = now};
   if (row->failed) {
     r->error = EVS_EMETRIC;
     r->error_msg = row->msg;
-  } else {
-    r->active = row->value > trig->activation_target; /* strictly, as KEDA */
+  } else if (convert_raw(trig, row->value, &c) == 0) { /* checked when the CSV was loaded */
+    r->value = c.value;
+    r->active = c.active;
+    r->error = c.error;
+    r->error_msg = c.error_msg;
   }
 }
 

@@ -449,6 +449,99 @@ static void fallback_value_metric(void **state) {
   fx_free(&f);
 }
 
+/* A trigger in fallback is active and not an error (kedacore/keda v2.20.2
+ * pkg/scaling/scale_handler.go getScalerState: isActiveOrFallback := fallbackActive ||
+ * isMetricActive; pkg/fallback/fallback.go GetMetricsWithFallback returns a nil error once
+ * failures > failureThreshold; #7244 fixing #7239). So from 0 the executor's active branch scales
+ * to max(min, 1) (RequestScale: currentReplicas == 0), the HPA then lands on the fallback count,
+ * lastActiveTime is refreshed at every decision while the fallback holds, and the cooldown to 0
+ * counts from the last of those, once the trigger has recovered and reads inactive. */
+static void fallback_is_active(void **state) {
+  (void)state;
+  fx_t f;
+  fx_init(&f,
+          "  minReplicaCount: 0\n  cooldownPeriod: 300\n"
+          "  fallback: {failureThreshold: 2, replicas: 10}\n" FAST
+          "  triggers:\n  - {type: redis, metadata: {listName: q, listLength: \"5\"}}\n",
+          NULL);
+  f.replicas = 0;
+  for (int i = 1; i <= 2; i++) { /* failures 1, 2: not > 2, an error: KEDA does nothing */
+    set_err(&f, 0, T0 + S(i));
+    const evs_decision_t *d = step(&f, T0 + S(i));
+    assert_int_equal(d->write, 0);
+    assert_int_equal(d->active, 0);
+  }
+  set_err(&f, 0, T0 + S(3)); /* failure 3 > 2: in fallback, so active: 0 -> max(0, 1) */
+  const evs_decision_t *d = step(&f, T0 + S(3));
+  assert_int_equal(d->active, 1);
+  assert_int_equal(d->reason, EVS_REASON_ACTIVATE);
+  assert_int_equal(f.replicas, 1);
+  assert_int_equal(d->health[0].active, 1);
+  assert_string_equal(d->conditions[EVS_COND_READY].reason, "ScaledObjectReady");
+  assert_true(d->last_active_ms == T0 + S(3));
+  set_err(&f, 0, T0 + S(33)); /* the HPA math with the fallback metric: 5 x 10 -> 10 */
+  d = step(&f, T0 + S(33));
+  assert_int_equal(f.replicas, 10);
+  assert_int_equal(d->reason, EVS_REASON_FALLBACK);
+  assert_true(d->last_active_ms == T0 + S(33)); /* fresh while the fallback holds */
+  set_err(&f, 0, T0 + S(600));
+  d = step(&f, T0 + S(600));
+  assert_true(d->last_active_ms == T0 + S(600));
+  assert_int_equal(f.replicas, 10);
+  /* Recovered and inactive (0 is not > 0): the cooldown counts from 600 s. */
+  set(&f, 0, 0, T0 + S(630));
+  d = step(&f, T0 + S(630));
+  assert_int_equal(d->active, 0);
+  assert_true(d->last_active_ms == T0 + S(600));
+  assert_int_equal(d->reason == EVS_REASON_DEACTIVATE, 0);
+  assert_true(f.replicas >= 1);
+  d = step(&f, T0 + S(900)); /* 600 + 300 is not before 900: still cooling down */
+  assert_true(f.replicas >= 1);
+  d = step(&f, T0 + S(900) + 1);
+  assert_int_equal(d->reason, EVS_REASON_DEACTIVATE);
+  assert_int_equal(f.replicas, 0);
+  fx_free(&f);
+}
+
+/* fallback.behavior scalingModifiers: the failing trigger is a nil placeholder, with no error
+ * and no activity of its own (fallbackActive false); the composite value alone decides. */
+static void fallback_modifiers_not_error(void **state) {
+  (void)state;
+  fx_t f;
+  fx_init(&f,
+          "  minReplicaCount: 0\n"
+          "  fallback: {failureThreshold: 0, replicas: 4, behavior: scalingModifiers}\n" FAST
+          "    scalingModifiers: {formula: \"b ?? 7\", target: \"5\", activationTarget: \"6\"}\n"
+          "  triggers:\n  - {type: redis, name: b, metadata: {listName: b}}\n",
+          NULL);
+  f.replicas = 0;
+  set_err(&f, 0, T0 + S(1));
+  const evs_decision_t *d = step(&f, T0 + S(1));
+  /* composite 7 > 6 and no error: active, 0 -> 1 */
+  assert_int_equal(d->active, 1);
+  assert_int_equal(f.replicas, 1);
+  assert_string_equal(d->conditions[EVS_COND_READY].reason, "ScaledObjectReady");
+  fx_free(&f);
+}
+
+/* A Value metric with no ready pod: doFallback fails ("error performing fallback"), the error
+ * stands, and at 0 nothing happens (the inactive branch with a fallback waits for the HPA). */
+static void fallback_value_at_zero_stays_error(void **state) {
+  (void)state;
+  fx_t f;
+  fx_init(&f,
+          "  minReplicaCount: 0\n  fallback: {failureThreshold: 0, replicas: 10}\n" FAST
+          "  triggers:\n  - {type: redis, metricType: Value, metadata: {listName: q}}\n",
+          NULL);
+  f.replicas = 0;
+  f.ready = 0;
+  set_err(&f, 0, T0 + S(1));
+  const evs_decision_t *d = step(&f, T0 + S(1));
+  assert_int_equal(d->active, 0);
+  assert_int_equal(d->write, 0);
+  fx_free(&f);
+}
+
 static void paused(void **state) {
   (void)state;
   fx_t f;
@@ -582,12 +675,17 @@ static void no_metrics_yet(void **state) {
   fx_free(&f);
 }
 
-/* Default behavior on real time: scale-up max(4 pods, 100 %) per 15 s, and the engine asks to
- * look again when the period ends. */
+/* A behavior that sets only scaleDown: scaleUp gets the defaults of
+ * pkg/apis/autoscaling/v2/defaults.go (max(4 pods, 100 %) per 15 s, window 0), and the engine
+ * asks to look again when the period ends. */
+#define DOWN_ONLY                                                                                  \
+  "  advanced:\n    horizontalPodAutoscalerConfig:\n      behavior:\n"                             \
+  "        scaleDown: {stabilizationWindowSeconds: 300}\n"
+
 static void default_rate_limit_and_next_eval(void **state) {
   (void)state;
   fx_t f;
-  fx_init(&f, "  minReplicaCount: 1\n" REDIS(""), NULL);
+  fx_init(&f, "  minReplicaCount: 1\n" DOWN_ONLY REDIS(""), NULL);
   f.replicas = 1;
   set(&f, 0, 1000, T0 + S(100));
   const evs_decision_t *d = step(&f, T0 + S(100));
@@ -601,13 +699,80 @@ static void default_rate_limit_and_next_eval(void **state) {
   fx_free(&f);
 }
 
+/* No behavior: the HPA's legacy path (kubernetes/kubernetes pkg/controller/podautoscaler/
+ * horizontal.go normalizeDesiredReplicas / convertDesiredReplicasWithRules /
+ * calculateScaleUpLimit at 00067268967ec95a40035bd666374a1caf48dd1a): at most max(2 x R, 4),
+ * R the count in force 15 s earlier (the HPA's sync), never a doubling per reading. */
+static void legacy_cap_counts_from_15s_ago(void **state) {
+  (void)state;
+  fx_t f;
+  fx_init(&f, "  minReplicaCount: 1\n" REDIS(""), NULL);
+  f.replicas = 1;
+  set(&f, 0, 1000, T0 + S(100)); /* wants ceil(1000 / 10) = 100 */
+  evs_engine_input_t in = {f.r, 1, 1, 1, -1, T0 + S(100)};
+  assert_int_equal(evs_engine_decide(f.so, &f.cfg, f.st, &in, &f.d), 0);
+  assert_int_equal(f.d.desired, 4); /* max(2 x 1, 4); the behavior defaults would give 5 */
+  assert_int_equal(f.d.limit, EVS_LIMIT_SCALE_UP);
+  /* The capped write may continue when it is 15 s old. */
+  assert_true(evs_engine_record_scale(f.so, f.st, 1, 4, T0 + S(100)) == T0 + S(115));
+  f.replicas = 4;
+  set(&f, 0, 1000, T0 + S(101)); /* a new reading 1 s later: R is still 1 */
+  const evs_decision_t *d = step(&f, T0 + S(101));
+  assert_int_equal(d->write, 0);
+  assert_true(d->next_eval_ms == T0 + S(115));
+  set(&f, 0, 1000, T0 + S(114));
+  assert_int_equal(step(&f, T0 + S(114))->write, 0);
+  assert_int_equal(step(&f, T0 + S(115))->desired, 8); /* R = 4 */
+  set(&f, 0, 1000, T0 + S(116));
+  assert_int_equal(step(&f, T0 + S(116))->write, 0);
+  assert_int_equal(step(&f, T0 + S(130))->desired, 16);
+  assert_int_equal(step(&f, T0 + S(145))->desired, 32);
+  assert_int_equal(step(&f, T0 + S(160))->desired, 64);
+  assert_int_equal(step(&f, T0 + S(175))->desired, 100); /* 128 > wanted 100 */
+  assert_int_equal(f.d.limit, EVS_LIMIT_NONE);
+  fx_free(&f);
+}
+
+/* Legacy scale-down: the highest recommendation of the 300 s window (Before(cutoff): the cutoff
+ * itself is inside), then no rate limit: 20 -> 1 in one write. */
+static void legacy_scale_down_window_no_rate(void **state) {
+  (void)state;
+  fx_t f;
+  fx_init(&f, "  minReplicaCount: 1\n" REDIS(""), NULL);
+  f.replicas = 20;
+  set(&f, 0, 200, T0 + S(100));
+  step(&f, T0 + S(100)); /* 20 = current */
+  set(&f, 0, 5, T0 + S(101));
+  const evs_decision_t *d = step(&f, T0 + S(101));
+  /* wants 1; 20 is in force until 101 s: held until 101 + 300 s, inclusive */
+  assert_int_equal(d->desired, 20);
+  assert_true(d->next_eval_ms == T0 + S(401) + 1);
+  assert_int_equal(step(&f, T0 + S(401))->desired, 20);
+  d = step(&f, T0 + S(401) + 1);
+  assert_int_equal(d->desired, 1); /* no rate limit on this path */
+  fx_free(&f);
+}
+
+/* paused-scale-in makes KEDA write a behavior (scaleDown selectPolicy Disabled;
+ * controllers/keda/hpa.go), so the behavior path with the defaults applies: 1 -> 5, not 4. */
+static void paused_scale_in_uses_behavior_path(void **state) {
+  (void)state;
+  fx_t f;
+  fx_init(&f, "  minReplicaCount: 1\n" REDIS(""),
+          "  annotations: {autoscaling.keda.sh/paused-scale-in: \"true\"}\n");
+  f.replicas = 1;
+  set(&f, 0, 1000, T0 + S(100));
+  assert_int_equal(step(&f, T0 + S(100))->desired, 5);
+  fx_free(&f);
+}
+
 /* A write the policies limited tells, when recorded, when the scale may continue: the event
  * leaves the shortest policy period of its direction. A write they did not limit, and a write
  * that is KEDA's rather than the HPA's (activation), add no such time. */
 static void record_scale_returns_policy_period_end(void **state) {
   (void)state;
   fx_t f;
-  fx_init(&f, "  minReplicaCount: 0\n" REDIS(""), NULL);
+  fx_init(&f, "  minReplicaCount: 0\n" DOWN_ONLY REDIS(""), NULL);
   f.replicas = 0;
   set(&f, 0, 1000, T0 + S(10));
   evs_engine_input_t in = {f.r, 1, 0, 0, -1, T0 + S(10)};
@@ -631,20 +796,43 @@ static void record_scale_returns_policy_period_end(void **state) {
   fx_free(&f);
 }
 
-/* Default scale-down window: 300 s of the highest recommendation. */
+/* Behavior scale-down window: 300 s of the highest recommendation (After(cutoff)). */
 static void default_scale_down_window(void **state) {
   (void)state;
   fx_t f;
-  fx_init(&f, "  minReplicaCount: 1\n" REDIS(""), NULL);
+  fx_init(&f, "  minReplicaCount: 1\n" DOWN_ONLY REDIS(""), NULL);
   f.replicas = 8;
   set(&f, 0, 80, T0 + S(100));
   step(&f, T0 + S(100)); /* 8, seeds the history with 8 */
   set(&f, 0, 20, T0 + S(101));
   const evs_decision_t *d = step(&f, T0 + S(101));
-  assert_int_equal(d->desired, 8); /* wants 2, held by the window */
-  assert_true(d->next_eval_ms == T0 + S(400));
-  d = step(&f, T0 + S(401)); /* both 8s left the window at 400/401 s */
+  assert_int_equal(d->desired, 8); /* wants 2, held by the window: 8 in force until 101 s */
+  assert_true(d->next_eval_ms == T0 + S(401));
+  d = step(&f, T0 + S(400));
+  assert_int_equal(d->desired, 8);
+  d = step(&f, T0 + S(401)); /* the last 8 (101 s) left the window at 401 s */
   assert_int_equal(d->desired, 2);
+  fx_free(&f);
+}
+
+/* A recommendation stays in force until the next one replaces it. Readings are sparse (push):
+ * 10 replicas wanted from 0 s to 85 s, then 1. The 10 was in force until 85 s, so the 300 s
+ * window holds 10 until 385 s (the HPA, recomputing every 15 s, would have recorded it at 75 s
+ * or so); counting from when it was first recorded would let it go at 300 s. */
+static void recommendation_in_force_until_replaced(void **state) {
+  (void)state;
+  fx_t f;
+  fx_init(&f, "  minReplicaCount: 1\n" DOWN_ONLY REDIS(""), NULL);
+  f.replicas = 10;
+  set(&f, 0, 100, T0 + S(0) + 1);
+  step(&f, T0 + S(0) + 1); /* 10 = current */
+  set(&f, 0, 10, T0 + S(85));
+  const evs_decision_t *d = step(&f, T0 + S(85));
+  assert_int_equal(d->desired, 10);
+  assert_true(d->next_eval_ms == T0 + S(385));
+  assert_int_equal(step(&f, T0 + S(301))->desired, 10);
+  assert_int_equal(step(&f, T0 + S(384))->desired, 10);
+  assert_int_equal(step(&f, T0 + S(385))->desired, 1);
   fx_free(&f);
 }
 
@@ -687,6 +875,9 @@ int main(void) {
       cmocka_unit_test(fallback_static),
       cmocka_unit_test(fallback_behaviors),
       cmocka_unit_test(fallback_value_metric),
+      cmocka_unit_test(fallback_is_active),
+      cmocka_unit_test(fallback_modifiers_not_error),
+      cmocka_unit_test(fallback_value_at_zero_stays_error),
       cmocka_unit_test(paused),
       cmocka_unit_test(paused_scale_in_and_out),
       cmocka_unit_test(force_activation),
@@ -694,6 +885,10 @@ int main(void) {
       cmocka_unit_test(modifiers_fallback),
       cmocka_unit_test(no_metrics_yet),
       cmocka_unit_test(default_rate_limit_and_next_eval),
+      cmocka_unit_test(legacy_cap_counts_from_15s_ago),
+      cmocka_unit_test(legacy_scale_down_window_no_rate),
+      cmocka_unit_test(paused_scale_in_uses_behavior_path),
+      cmocka_unit_test(recommendation_in_force_until_replaced),
       cmocka_unit_test(default_scale_down_window),
       cmocka_unit_test(record_scale_returns_policy_period_end),
       cmocka_unit_test(state_size),

@@ -765,11 +765,122 @@ static void one_metric_empty(void **state) {
   partial_errors(5, 2, 5); /* TestNoScaleDownOneMetricEmpty: 2 < 5 with a failed metric */
 }
 
+/* ---- no behavior: the legacy path ----
+ * H2 = kubernetes/kubernetes pkg/controller/podautoscaler/horizontal_test.go at
+ *      003e86297d18a8538c9da3619871393f9703bf70; the code under test is horizontal.go
+ *      (stabilizeRecommendation, convertDesiredReplicasWithRules, calculateScaleUpLimit). */
+
+/* H2: TestNormalizeDesiredReplicas (stabilizeRecommendation, downscaleStabilisationWindow
+ * 5 minutes). Only the stabilized value is ported: the expected log lengths describe upstream's
+ * slice reuse, which evscale's bounded deque does not copy. Recommendations are added in time
+ * order (the max does not depend on the order of the log). current is the prenormalized value,
+ * so no other rule moves the result. */
+static void normalize_desired_replicas(void **state) {
+  (void)state;
+  struct {
+    const char *name;
+    int n;
+    int32_t v[4];
+    int32_t ago_s[4];
+    int32_t prenormalized, expected;
+  } t[] = {
+      {"empty log", 0, {0}, {0}, 5, 5},
+      {"stabilize", 2, {4, 5}, {120, 60}, 3, 5},
+      {"no stabilize", 2, {1, 2}, {120, 60}, 3, 3},
+      {"no stabilize - old recommendations", 2, {10, 9}, {600, 540}, 3, 3},
+      {"stabilize - old recommendations", 4, {10, 9, 5, 4}, {600, 540, 120, 60}, 3, 5},
+  };
+  for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+    evs_behavior_state_t s;
+    evs_behavior_result_t r;
+    evs_behavior_init(&s);
+    s.seeded = 1; /* the upstream test calls stabilizeRecommendation directly: no seed */
+    for (int k = 0; k < t[i].n; k++) {
+      /* any window of at least 10 minutes keeps every entry while they are added */
+      evs_scaling_rules_t keep = {0, EVS_SELECT_MAX, 0, {{0}}, -1};
+      keep.window_s = 3600;
+      evs_behavior_add_recommendation(&s, &keep, &keep, t[i].v[k],
+                                      NOW - (int64_t)t[i].ago_s[k] * 1000);
+    }
+    evs_behavior_normalize_legacy(&s, t[i].prenormalized, t[i].prenormalized, 1, 1000, 300, NOW,
+                                  &r);
+    if (r.stabilized != t[i].expected)
+      print_error("%s: %d, want %d\n", t[i].name, r.stabilized, t[i].expected);
+    assert_int_equal(r.stabilized, t[i].expected);
+  }
+}
+
+/* H2: TestConvertDesiredReplicasWithRules. Upstream's test file sets scaleUpLimitFactor = 8 in
+ * init() "so we don't accidentally run into it"; the controller's value is 2.0
+ * (horizontal.go `scaleUpLimitFactor = 2.0`, `scaleUpLimitMinimum = 4.0`), so the last row's
+ * calculateScaleUpLimit(3) is max(2 x 3, 4) = 6 here (24 with the test's 8). No history: R is
+ * the current count. */
+static void convert_desired_replicas_with_rules(void **state) {
+  (void)state;
+  struct {
+    const char *name;
+    int32_t current, desired, min, max, expected;
+    int limit;
+  } t[] = {
+      {"prenormalized desired replicas within range", 5, 7, 3, 8, 7, EVS_LIMIT_NONE},
+      {"prenormalized desired replicas < minReplicas", 3, 1, 2, 8, 2, EVS_LIMIT_TOO_FEW},
+      {"prenormalized desired zeroed replicas within range", 1, 0, 0, 10, 0, EVS_LIMIT_NONE},
+      {"maxReplicas is the limit because maxReplicas < scaleUpLimit", 20, 1000, 1, 10, 10,
+       EVS_LIMIT_TOO_MANY},
+      {"scaleUpLimit is the limit because scaleUpLimit < maxReplicas", 3, 1000, 1, 2000, 6,
+       EVS_LIMIT_SCALE_UP},
+  };
+  assert_int_equal(evs_behavior_legacy_up_limit(3), 6);
+  assert_int_equal(evs_behavior_legacy_up_limit(1), 4);
+  assert_int_equal(evs_behavior_legacy_up_limit(0), 4);
+  for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+    evs_behavior_state_t s;
+    evs_behavior_result_t r;
+    evs_behavior_init(&s);
+    s.seeded = 1; /* convertDesiredReplicasWithRules alone: no recommendation history */
+    evs_behavior_normalize_legacy(&s, t[i].current, t[i].desired, t[i].min, t[i].max, 300, NOW, &r);
+    if (r.desired != t[i].expected || r.limit != t[i].limit)
+      print_error("%s: %d (limit %d), want %d (limit %d)\n", t[i].name, r.desired, r.limit,
+                  t[i].expected, t[i].limit);
+    assert_int_equal(r.desired, t[i].expected);
+    assert_int_equal(r.limit, t[i].limit);
+  }
+}
+
+/* H2: TestUpscaleCap and TestUpscaleCapGreaterThanMaxReplicas: the behavior path with
+ * scaleUp generateScalingRules(0, 0, 700, 60, 0) (700 % per 60 s, window 0), scaleDown nil
+ * (defaults). 3 pods at 100m, 200m, 300m of 100m requests against a 10 % CPU target: usage
+ * ratio 200 % / 10 % = 20, desired ceil(20 x 3) = 60; the 700 % policy allows
+ * ceil(3 x (1 + 7)) = 24 (ScaleUpLimit); with maxReplicas 20, 20 (TooManyReplicas). */
+static void upscale_cap(void **state) {
+  (void)state;
+  rules_arg_t up = {0, 0, 700, 60, 0, 1}, down = {0};
+  evs_scaling_rules_t u, d;
+  gen_rules(&up, 1, &u);
+  gen_rules(&down, 0, &d);
+  int32_t max[] = {100, 20}, expected[] = {24, 20};
+  int limit[] = {EVS_LIMIT_SCALE_UP, EVS_LIMIT_TOO_MANY};
+  for (int i = 0; i < 2; i++) {
+    evs_behavior_state_t s;
+    evs_behavior_result_t r;
+    evs_behavior_init(&s);
+    evs_behavior_normalize(&s, &u, &d, 3, 60, 1, max[i], NOW, &r);
+    assert_int_equal(r.desired, expected[i]);
+    assert_int_equal(r.limit, limit[i]);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(scaling_with_rules),      cmocka_unit_test(scale_limits_min_policy),
-      cmocka_unit_test(normalize_with_behavior), cmocka_unit_test(store_scale_events),
-      cmocka_unit_test(replica_calc_external),   cmocka_unit_test(one_metric_empty),
+      cmocka_unit_test(scaling_with_rules),
+      cmocka_unit_test(scale_limits_min_policy),
+      cmocka_unit_test(normalize_with_behavior),
+      cmocka_unit_test(store_scale_events),
+      cmocka_unit_test(replica_calc_external),
+      cmocka_unit_test(one_metric_empty),
+      cmocka_unit_test(normalize_desired_replicas),
+      cmocka_unit_test(convert_desired_replicas_with_rules),
+      cmocka_unit_test(upscale_cap),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,8 +2,12 @@
  * of a burst/idle day, and invariants over a long random series.
  *
  * The checkpoints follow from KEDA's RequestScale (activation to max(min,1), cooldown from the
- * last active time, strictly) and the HPA's default behavior (scale-up max(4 pods, 100 %) per
- * 15 s, scale-down window 300 s then 100 % per 15 s, floor at max(min, 1)). */
+ * last active time, strictly) and, the object having no `behavior`, the HPA's legacy path
+ * (kubernetes/kubernetes pkg/controller/podautoscaler/horizontal.go normalizeDesiredReplicas at
+ * 00067268967ec95a40035bd666374a1caf48dd1a: the highest recommendation of the last 300 s, cut
+ * off with Before(cutoff), so inclusive; then at most max(2 x R, 4) where R is the count in force
+ * 15 s earlier, at least max(min, 1), no scale-down rate limit). A recommendation stays in force
+ * until the next one replaces it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -81,13 +85,14 @@ static void burst_then_idle(void **state) {
     int32_t replicas;
   } checks[] = {
       {0, 1},     /* activation: 0 -> max(min 0, 1) */
-      {1, 5},     /* HPA from 1: max(1 + 4, 2) */
-      {15, 5},    /* the +4 at 1 s is still inside the 15 s period */
-      {16, 10},   /* from 5: max(9, 10) */
-      {31, 20},   /* from 10: max(14, 20), capped by max 20 */
+      {1, 4},     /* HPA: R = the count 15 s before (0): max(2 x 0, 4) */
+      {15, 4},    /* R = 1 (the write at 1 s is inside (0, 15]): max(2, 4) */
+      {16, 8},    /* R = 4: 8 */
+      {30, 8},    /* the write at 16 s is still inside (15, 30] */
+      {31, 16},   /* R = 8 */
+      {46, 20},   /* R = 16: 32, capped by max 20 */
       {3599, 20}, /* the whole hour at max */
-      {3898, 20}, /* load gone at 3600: held by the 300 s window (last 100 at 3599) */
-      {3899, 1},  /* window empty of 100s: 100 % down, floor max(min, 1) */
+      {3899, 20}, /* load gone at 3600; the 100 was in force until 3600: window to 3900 */
       {3900, 0},  /* 3599 + 300 < 3900: KEDA deactivates */
       {10800, 0},
   };
@@ -103,7 +108,7 @@ static void burst_then_idle(void **state) {
     }
   }
   assert_int_equal(c, sizeof checks / sizeof checks[0]);
-  assert_int_equal(s.writes, 6); /* 1, 5, 10, 20, 1, 0 */
+  assert_int_equal(s.writes, 6); /* 1, 4, 8, 16, 20, 0 */
   sim_free(&s);
 }
 
@@ -137,11 +142,11 @@ static void timer_driven_matches(void **state) {
       now = poll;
     }
   }
-  /* The last reading above 0 is the one of 3570 s (polls every 30 s), so the last active time
-   * and the last recommendation of 100 are both 3570 s. At 3600 s the engine asks to look again
-   * at 3870 s (the 100 leaves the 300 s window: 100 % down to the floor 1) and at 3870.001 s
-   * (3570 + 300 is then strictly before now: KEDA deactivates to 0). */
-  assert_int_equal(at_3870, 1);
+  /* The last reading above 0 is the one of 3570 s (polls every 30 s): the last active time is
+   * 3570 s, and its recommendation of 100 stays in force until the reading of 3600 s replaces
+   * it, so the HPA's window holds 20 until 3900 s. At 3600 s the engine asks to look again at
+   * 3870.001 s (3570 + 300 is then strictly before now: KEDA deactivates to 0). */
+  assert_int_equal(at_3870, 20);
   assert_int_equal(at_3870_1, 0);
   assert_int_equal(s.replicas, 0);
   assert_true(wakeups >= 2);
