@@ -125,7 +125,7 @@ typedef struct {
 int evs_redis_conn_new(uv_loop_t *loop, const evs_redis_options_t *o, evs_redis_mode_t mode,
                        evs_redis_conn_t **out);
 /* Fails every request with EVS_ECANCELED, closes, frees, then cb(arg) (may be NULL).
- * Idempotent: a second call does nothing. */
+ * Idempotent: a second call (before the connection is freed) only sets cb if none was given. */
 void evs_redis_conn_close(evs_redis_conn_t *c, void (*cb)(void *arg), void *arg);
 
 /* Sends a command (formatted by hiredis: "%s" a C string, "%b" ptr+len, "%d" ...).

@@ -900,8 +900,13 @@ int evs_redis_conn_new(uv_loop_t *loop, const evs_redis_options_t *o, evs_redis_
 }
 
 void evs_redis_conn_close(evs_redis_conn_t *c, void (*cb)(void *arg), void *arg) {
-  if (c->closing)
+  if (c->closing) {
+    if (c->close_cb == NULL) {
+      c->close_cb = cb;
+      c->close_arg = arg;
+    }
     return;
+  }
   c->closing = 1;
   c->close_cb = cb;
   c->close_arg = arg;
