@@ -7,9 +7,10 @@
  * will arrive, then those waiting for the connection. Internal requests (AUTH, SELECT,
  * SUBSCRIBE, UNSUBSCRIBE, PING) travel in the same FIFO, so every reply has one owner.
  *
- * Handles: `deadline` (the oldest request's deadline; also runs deferred failures) and `aux`
- * (subscriber: PING interval while connected, reconnect after backoff). The object is freed once
- * both are closed and no stream it started is still closing (`streams`). */
+ * Handles: `deadline` (the oldest request's deadline; also runs deferred failures), `aux`
+ * (subscriber: PING interval while connected, reconnect after backoff) and `flush` (sends the
+ * commands of one loop iteration in one write). The object is freed once all three are closed
+ * and no stream it started is still closing (`streams`). */
 #include "evscale/redis_conn.h"
 
 #include <stdio.h>
@@ -80,7 +81,10 @@ struct evs_redis_conn_s {
 
   req_t *head, *tail;
   size_t nreqs;
+  char *obuf; /* commands written in this loop iteration, sent by `flush` before the poll */
+  size_t olen, ocap;
   uv_timer_t deadline, aux;
+  uv_prepare_t flush;
   int handles;
   int deferred_err;
 
@@ -296,16 +300,53 @@ static void arm_deadline(evs_redis_conn_t *c) {
   uv_timer_start(&c->deadline, on_deadline, due, 0);
 }
 
-/* A write that fails synchronously is turned into a connection failure on the next loop
- * iteration: failing now would run callbacks inside the caller's evs_redis_command. */
+/* A write that fails is turned into a connection failure on the next loop iteration: failing
+ * now would run callbacks inside the caller's evs_redis_command. */
+static void defer_fail(evs_redis_conn_t *c, int err) {
+  if (c->deferred_err == 0) {
+    c->deferred_err = err;
+    uv_timer_start(&c->deadline, on_deadline, 0, 0);
+  }
+}
+
+static void flush_out(evs_redis_conn_t *c) {
+  uv_prepare_stop(&c->flush);
+  if (c->olen == 0 || c->stream == NULL) {
+    c->olen = 0;
+    return;
+  }
+  int rc = evs_stream_write(c->stream, c->obuf, c->olen, NULL, NULL);
+  c->olen = 0;
+  if (rc != 0)
+    defer_fail(c, rc);
+}
+
+static void on_flush(uv_prepare_t *p) { flush_out(p->data); }
+
+/* Commands issued during one loop iteration leave in one write, just before the loop polls
+ * (uv_prepare): one system call (and one TLS record) for a burst instead of one per command,
+ * at no added latency. A large burst is flushed as it grows. */
 static void write_bytes(evs_redis_conn_t *c, const char *buf, size_t len) {
   if (c->stream == NULL)
     return; /* evs_redis__test_attach: nothing to write to */
-  int rc = evs_stream_write(c->stream, buf, len, NULL, NULL);
-  if (rc != 0 && c->deferred_err == 0) {
-    c->deferred_err = rc;
-    uv_timer_start(&c->deadline, on_deadline, 0, 0);
+  if (c->olen + len > c->ocap) {
+    size_t cap = c->ocap ? c->ocap : 4096;
+    while (cap < c->olen + len)
+      cap *= 2;
+    char *nb = realloc(c->obuf, cap);
+    if (nb == NULL) {
+      defer_fail(c, UV_ENOMEM);
+      return;
+    }
+    c->obuf = nb;
+    c->ocap = cap;
   }
+  memcpy(c->obuf + c->olen, buf, len);
+  c->olen += len;
+  if (c->olen >= 256 * 1024)
+    flush_out(c);
+  else
+    uv_prepare_start(&c->flush, on_flush);
 }
 
 static void req_write(evs_redis_conn_t *c, req_t *q) {
@@ -449,6 +490,13 @@ static void on_stream_closed(evs_stream_t *s) {
 }
 
 static void drop_stream(evs_redis_conn_t *c) {
+  c->olen = 0;
+  uv_prepare_stop(&c->flush);
+  if (c->ocap > 64 * 1024) {
+    free(c->obuf); /* do not keep a burst's buffer for an idle connection */
+    c->obuf = NULL;
+    c->ocap = 0;
+  }
   if (c->stream != NULL) {
     evs_stream_t *s = c->stream;
     c->stream = NULL;
@@ -836,6 +884,7 @@ static void maybe_free(evs_redis_conn_t *c) {
     free(c->pass);
   }
   free(c->key);
+  free(c->obuf);
   free(c);
   if (cb != NULL)
     cb(arg);
@@ -892,8 +941,9 @@ int evs_redis_conn_new(uv_loop_t *loop, const evs_redis_options_t *o, evs_redis_
   describe(c);
   uv_timer_init(loop, &c->deadline);
   uv_timer_init(loop, &c->aux);
-  c->deadline.data = c->aux.data = c;
-  c->handles = 2;
+  uv_prepare_init(loop, &c->flush);
+  c->deadline.data = c->aux.data = c->flush.data = c;
+  c->handles = 3;
   c->state = S_IDLE;
   *out = c;
   return 0;
@@ -918,6 +968,7 @@ void evs_redis_conn_close(evs_redis_conn_t *c, void (*cb)(void *arg), void *arg)
   fail_list(c, detach_all(c), EVS_ECANCELED, msg);
   uv_close((uv_handle_t *)&c->deadline, on_handle_closed);
   uv_close((uv_handle_t *)&c->aux, on_handle_closed);
+  uv_close((uv_handle_t *)&c->flush, on_handle_closed);
 }
 
 static int queue_user(evs_redis_conn_t *c, char *cmd, int len, evs_redis_reply_cb cb, void *arg) {
@@ -996,10 +1047,8 @@ int evs_redis_subscribe(evs_redis_conn_t *c, const char *channel, size_t len,
   /* Every listener gets its own SUBSCRIBE while connected: the server confirms an already
    * subscribed channel again, and that confirmation is this listener's ACTIVE. */
   if (c->state == S_READY) {
-    if (send_sub(c, ch, K_SUB) != 0 && c->deferred_err == 0) {
-      c->deferred_err = UV_ENOMEM;
-      uv_timer_start(&c->deadline, on_deadline, 0, 0);
-    }
+    if (send_sub(c, ch, K_SUB) != 0)
+      defer_fail(c, UV_ENOMEM);
   } else if (c->state == S_IDLE) {
     if (ensure_connection(c) != 0)
       start_aux(c, c->retry_at - uv_now(c->loop));
@@ -1020,11 +1069,8 @@ void evs_redis_unsubscribe(evs_redis_sub_t *l) {
   l->active = 0;
   if (--ch->live == 0) {
     c->live_chans--;
-    if (c->state == S_READY && !c->closing && send_sub(c, ch, K_UNSUB) != 0 &&
-        c->deferred_err == 0) {
-      c->deferred_err = UV_ENOMEM;
-      uv_timer_start(&c->deadline, on_deadline, 0, 0);
-    }
+    if (c->state == S_READY && !c->closing && send_sub(c, ch, K_UNSUB) != 0)
+      defer_fail(c, UV_ENOMEM);
   }
   c->sweep = 1;
   sweep(c);
