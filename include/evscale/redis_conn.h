@@ -180,8 +180,9 @@ int evs_redis_registry_new(uv_loop_t *loop, const evs_redis_options_t *defaults,
                            evs_redis_registry_t **out);
 /* The connection for (mode, host, port, TLS identity, username, password, db): an existing one
  * with one more reference, or a new one. Never shared across identities (a different password
- * is a different connection). *out is a reference: give it back with release, never close it.
- * UV_EINVAL, UV_ENOMEM, EVS_ESTATE (registry closing). */
+ * is a different connection). Timeouts and limits are the first acquire's (or the defaults). *out
+ * is a reference: give it back with release, never close it. UV_EINVAL, UV_ENOMEM, EVS_ESTATE
+ * (registry closing). */
 int evs_redis_registry_acquire(evs_redis_registry_t *r, const evs_redis_options_t *o,
                                evs_redis_mode_t mode, evs_redis_conn_t **out);
 /* Drops a reference; the last one closes the connection (its requests fail with ECANCELED). */

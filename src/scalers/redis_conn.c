@@ -211,7 +211,7 @@ static chan_t *chan_find(evs_redis_conn_t *c, const char *name, size_t len, uint
 
 /* Grows the table; never while listeners are being notified (they iterate it). */
 static void chan_grow(evs_redis_conn_t *c) {
-  if (c->dispatching > 0 || c->nchans < c->nbuckets)
+  if ((c->dispatching > 0 && c->nbuckets > 0) || c->nchans < c->nbuckets)
     return;
   size_t nb = c->nbuckets ? c->nbuckets * 2 : 16;
   chan_t **b = calloc(nb, sizeof *b);
@@ -554,6 +554,9 @@ static void setup_done(evs_redis_conn_t *c) {
 
 static void on_read(evs_stream_t *s, ssize_t n, const char *buf);
 
+/* AUTH only when a password is set, `AUTH user pass` when a user name is given too: the legacy
+ * path of go-redis (KEDA's client; redis/go-redis: redis.go, baseClient.initConn). A user name
+ * without a password does not authenticate: the connection runs as the default user. */
 static int write_setup(evs_redis_conn_t *c) {
   int rc = 0;
   if (c->pass != NULL && c->pass[0] != '\0') {

@@ -913,6 +913,70 @@ static void test_hostile_replies(void **state) {
   assert_int_equal(evs_test_loop_close(&loop), 0);
 }
 
+/* A frozen server (SIGSTOP: a partition as the client sees it) is noticed on a silent
+ * subscriber by its PING; after SIGCONT it resubscribes. */
+static void test_subscriber_ping_detects_frozen_server(void **state) {
+  (void)state;
+  rsrv_t r = {.extra = {NULL}};
+  rsrv_start(&r, 0);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  evs_redis_options_t o = opts_for(&r);
+  o.ping_interval_ms = 200;
+  o.request_timeout_ms = 400;
+  evs_redis_conn_t *sc;
+  assert_int_equal(evs_redis_conn_new(&loop, &o, EVS_REDIS_SUBSCRIBER, &sc), 0);
+  sub_ctx_t x = {0};
+  evs_redis_sub_t *s;
+  assert_int_equal(evs_redis_subscribe(sc, "frozen", 6, &handlers, &x, &s), 0);
+  assert_true(evs_test_run_until(&loop, &x.active, 10000));
+  sleep_loop(&loop, 500); /* PINGs answered: still active, no DOWN */
+  assert_int_equal(x.down, 0);
+  kill(r.pid, SIGSTOP);
+  assert_true(evs_test_run_until(&loop, &x.down, 5000));
+  assert_false(evs_redis_sub_active(s));
+  kill(r.pid, SIGCONT);
+  assert_true(wait_ge(&loop, &x.active, 2, 10000));
+  assert_true(evs_redis_sub_active(s));
+  evs_redis_unsubscribe(s);
+  close_conn(&loop, sc);
+  assert_int_equal(evs_test_loop_close(&loop), 0);
+  rsrv_stop(&r);
+}
+
+/* The server closing an idle connection (its `timeout` setting) is no failure: the next
+ * command reconnects at once instead of failing during a backoff. */
+static void test_idle_close_is_not_a_failure(void **state) {
+  (void)state;
+  rsrv_t r = {.extra = {"--timeout", "1", NULL}};
+  rsrv_start(&r, 0);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  static replies_t rs;
+  memset(&rs, 0, sizeof rs);
+  evs_redis_options_t o = opts_for(&r);
+  o.backoff_initial_ms = 5000;
+  o.backoff_max_ms = 5000;
+  evs_redis_conn_t *c;
+  assert_int_equal(evs_redis_conn_new(&loop, &o, EVS_REDIS_COMMANDS, &c), 0);
+  int k = call(&loop, c, &rs, "PING");
+  assert_int_equal(rs.err[k], 0);
+  evs_redis_conn_stats_t st;
+  uint64_t t0 = uv_hrtime();
+  do {
+    sleep_loop(&loop, 100);
+    evs_redis_conn_stats(c, &st);
+  } while (st.connected && (uv_hrtime() - t0) / 1000000 < 10000);
+  assert_false(st.connected);
+  k = call(&loop, c, &rs, "PING");
+  assert_int_equal(rs.err[k], 0);
+  evs_redis_conn_stats(c, &st);
+  assert_int_equal(st.connects, 2);
+  close_conn(&loop, c);
+  assert_int_equal(evs_test_loop_close(&loop), 0);
+  rsrv_stop(&r);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_bad_args),
@@ -929,6 +993,8 @@ int main(void) {
       cmocka_unit_test(test_server_killed_and_restarted),
       cmocka_unit_test(test_refused_and_backoff),
       cmocka_unit_test(test_tls),
+      cmocka_unit_test(test_subscriber_ping_detects_frozen_server),
+      cmocka_unit_test(test_idle_close_is_not_a_failure),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
