@@ -159,13 +159,11 @@ static void scrub(const evs_redis_conn_t *c, char *buf) {
   size_t pl = c->pass != NULL ? strlen(c->pass) : 0;
   if (pl == 0)
     return;
-  char *p;
-  while ((p = strstr(buf, c->pass)) != NULL) {
-    memcpy(p, "***", pl < 3 ? pl : 3);
-    if (pl > 3)
-      memmove(p + 3, p + pl, strlen(p + pl) + 1);
-    else if (pl < 3)
-      break; /* "*" or "**" replaced in place; stop rather than loop on a short password */
+  for (char *p = strstr(buf, c->pass); p != NULL; p = strstr(p, c->pass)) {
+    size_t k = pl < 3 ? pl : 3;
+    memcpy(p, "***", k);
+    memmove(p + k, p + pl, strlen(p + pl) + 1);
+    p += k;
   }
 }
 

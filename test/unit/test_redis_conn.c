@@ -898,6 +898,22 @@ static void test_hostile_replies(void **state) {
     }
     close_conn(&loop, c);
   }
+  /* A server that echoes the password in an error does not get it into our messages. */
+  {
+    evs_redis_options_t po = o;
+    po.password = "hunter2";
+    evs_redis_conn_t *pc;
+    assert_int_equal(evs_redis_conn_new(&loop, &po, EVS_REDIS_COMMANDS, &pc), 0);
+    evs_redis__test_attach(pc);
+    memset(&rs, 0, sizeof rs);
+    assert_int_equal(evs_redis_command(pc, on_reply, &rs, "PING"), 0);
+    const char *echo = "-ERR hunter2 is wrong, hunter2hunter2\r\n";
+    assert_int_equal(evs_redis__test_feed(pc, echo, strlen(echo)), 0);
+    assert_int_equal(rs.err[0], EVS_EREDIS);
+    assert_null(strstr(rs.msg[0], "hunter"));
+    assert_non_null(strstr(rs.msg[0], "ERR *** is wrong, ******"));
+    close_conn(&loop, pc);
+  }
   /* A bulk string longer than max_reply_bytes stops buffering. */
   evs_redis_conn_t *c;
   assert_int_equal(evs_redis_conn_new(&loop, &o, EVS_REDIS_COMMANDS, &c), 0);
