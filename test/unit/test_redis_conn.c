@@ -855,6 +855,19 @@ static void test_bad_args(void **state) {
   assert_int_equal(evs_redis_conn_new(&loop, &o, EVS_REDIS_COMMANDS, &c), 0);
   assert_int_equal(evs_redis_command(c, NULL, NULL, "PING"), UV_EINVAL);
   assert_int_equal(evs_redis_subscribe(c, "a", 1, &handlers, NULL, &s), EVS_ESTATE);
+  /* max_requests outstanding: the next one is refused at once (and the others still run). */
+  close_conn(&loop, c);
+  o.port = shared.port;
+  o.max_requests = 2;
+  assert_int_equal(evs_redis_conn_new(&loop, &o, EVS_REDIS_COMMANDS, &c), 0);
+  memset(&rs, 0, sizeof rs);
+  assert_int_equal(evs_redis_command(c, on_reply, &rs, "PING"), 0);
+  assert_int_equal(evs_redis_command(c, on_reply, &rs, "PING"), 0);
+  assert_int_equal(evs_redis_command(c, on_reply, &rs, "PING"), UV_ENOBUFS);
+  assert_true(wait_n(&loop, &rs, 2, 10000));
+  assert_int_equal(rs.err[0], 0);
+  assert_int_equal(evs_redis_command(c, on_reply, &rs, "PING"), 0);
+  assert_true(wait_n(&loop, &rs, 3, 10000));
   assert_int_equal(evs_redis_error_code("NOPERM x", 8), UV_EPERM);
   assert_int_equal(evs_redis_error_code("WRONGPASS x", 11), UV_EACCES);
   assert_int_equal(evs_redis_error_code("NOAUTH x", 8), UV_EACCES);
