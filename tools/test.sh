@@ -43,6 +43,8 @@ for pass in $passes; do
     echo "== pass 1: format check, release build (-Werror) and tests"
     # The checked-in .clang-format is applied to every C file (clang-format -i to fix).
     git ls-files 'src/*.[ch]' 'include/*.h' 'test/*.[ch]' 'perf/*.c' | xargs clang-format --dry-run --Werror
+    # No room includes a header of a room above it (core < net, obs < kube, scalers < scale < app).
+    bash tools/check-layers.sh
     # Release (-O3): the optimiser finds warnings that -O2 does not.
     cmake -S . -B "$build/release" -DCMAKE_BUILD_TYPE=Release -DEVSCALE_WERROR=ON >/dev/null
     cmake --build "$build/release" -j "$jobs"

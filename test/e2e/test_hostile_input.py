@@ -216,6 +216,28 @@ class OddFiles(unittest.TestCase):
                 with self.subTest(command=command, path=path):
                     self.check(command, path, why)
 
+    def test_simulate_refuses_odd_files(self):
+        so = os.path.join(self.dir.name, "so.yaml")
+        with open(so, "w") as f:
+            f.write("apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata: {name: s}\n"
+                    "spec:\n  scaleTargetRef: {name: d}\n  triggers:\n"
+                    "  - type: redis\n    metadata: {listName: q, listLength: '5'}\n")
+        csv = os.path.join(self.dir.name, "r.csv")
+        with open(csv, "w") as f:
+            f.write("time,trigger,value\n0,0,1\n")
+        for path, why in [(self.fifo, "not a regular file (a FIFO, socket or device)"),
+                          (self.dir.name, "is a directory, not a file"),
+                          ("/dev/zero", "not a regular file (a FIFO, socket or device)")]:
+            # the odd file as the ScaledObject, then as the readings
+            for argv in ([path, csv], [so, path]):
+                with self.subTest(argv=argv):
+                    t0 = time.time()
+                    r = subprocess.run([BIN, "simulate"] + argv, capture_output=True, text=True,
+                                       timeout=30)
+                    self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+                    self.assertIn(f"{path}: cannot read: {why}", r.stderr)
+                    self.assertLess(time.time() - t0, 20)
+
     def test_unreadable_file(self):
         path = os.path.join(self.dir.name, "secret.yaml")
         with open(path, "w") as f:

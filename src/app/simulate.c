@@ -18,6 +18,7 @@
 #include "evscale/diag.h"
 #include "evscale/engine.h"
 #include "evscale/error.h"
+#include "evscale/file.h"
 #include "evscale/param.h"
 #include "evscale/reading.h"
 #include "evscale/scaledobject.h"
@@ -232,26 +233,15 @@ static const char *esc_n(const char *s, char *buf, size_t max_in) {
 
 static const char *esc(const char *s, char *buf) { return esc_n(s, buf, ESC_MAX); }
 
+/* Through the shared reader, so a FIFO, device or directory is refused at once instead of
+ * hanging the command (issue 9). */
 static int read_file(const char *path, char **buf, size_t *len, FILE *err) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
+  int rc = evs_file_read_sync(path, SIM_MAX_FILE, buf, len);
+  if (rc != 0) {
     char e[ESC_CAP];
-    fprintf(err, "%s: cannot open: %s\n", esc(path, e), strerror(errno));
+    fprintf(err, "%s: cannot read: %s\n", esc(path, e), evs_file_strerror(rc));
     return -1;
   }
-  char *b = malloc(SIM_MAX_FILE + 1);
-  size_t n = b ? fread(b, 1, SIM_MAX_FILE + 1, f) : 0;
-  int bad = !b || ferror(f) || n > SIM_MAX_FILE;
-  fclose(f);
-  if (bad) {
-    char e[ESC_CAP];
-    fprintf(err, "%s: cannot read (or larger than %u bytes)\n", esc(path, e), SIM_MAX_FILE);
-    free(b);
-    return -1;
-  }
-  b[n] = '\0';
-  *buf = b;
-  *len = n;
   return 0;
 }
 
