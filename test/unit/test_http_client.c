@@ -696,6 +696,32 @@ static void test_queue_priority_order(void **state) {
   assert_string_equal(order, "SHInabc");
   for (int i = 0; i < N; i++)
     res_free(&t[i].res);
+  /* The same through a limiter with tokens to spare: each request gets its token as it comes,
+   * so the limiter's own order is arrival order, and the pool's queue must still sort them. */
+  evs_ratelimit_t *rl;
+  assert_int_equal(evs_ratelimit_new(&e.loop, 1000, 100, &rl), 0);
+  order[0] = '\0';
+  for (int i = 0; i < N; i++) {
+    memset(&t[i].res, 0, sizeof t[i].res);
+    evs_http_request_opts_t o = {.method = "GET",
+                                 .url = i == 0 ? slow : hello,
+                                 .limiter = rl,
+                                 .priority = plan[i].prio,
+                                 .on_done = on_done_tagged,
+                                 .arg = &t[i]};
+    assert_int_equal(evs_http_request(e.client, &o, NULL), 0);
+    for (int k = 0; k < 5; k++)
+      uv_run(&e.loop, UV_RUN_NOWAIT); /* its token, then the pool's queue */
+    assert_int_equal(evs_ratelimit_waiting(rl, plan[i].prio), 0);
+  }
+  for (int i = 0; i < N; i++)
+    run(&e, &t[i].res);
+  assert_string_equal(order, "SHInabc");
+  for (int i = 0; i < N; i++)
+    res_free(&t[i].res);
+  int rl_closed = 0;
+  evs_ratelimit_close(rl, set_flag, &rl_closed);
+  assert_true(evs_test_run_until(&e.loop, &rl_closed, 5000));
   env_close(&e);
 }
 
