@@ -634,6 +634,40 @@ static void test_stream_limit(void **state) {
   env_close(&e);
 }
 
+/* A stream that ends cleanly leaves its connection to ordinary requests while they have room
+ * (it is reused), and closes it when they do not (the cap holds). */
+static void test_stream_conn_parked(void **state) {
+  (void)state;
+  evs_http_client_options_t opt = {.max_conns_per_host = 1};
+  env_t e;
+  env_init(&e, &opt);
+  res_t w = {0}, r = {0};
+  evs_http_request_opts_t so = {.on_head = on_head, .on_body = on_body};
+  start(&e, "GET", "/stream/3/10", &w, &so);
+  run(&e, &w);
+  assert_int_equal(w.err, 0);
+  assert_int_equal(evs_http_client_connections(e.client), 1);
+  get(&e, "/hello", &r);
+  assert_int_equal(r.err, 0);
+  assert_int_equal(evs_http_client_connects(e.client), 1); /* the stream's connection */
+  res_free(&r);
+  res_free(&w);
+  /* Now the one ordinary connection is busy when the stream ends: the stream's one closes. */
+  start(&e, "GET", "/slow/1500", &r, NULL);
+  start(&e, "GET", "/stream/3/10", &w, &so);
+  run(&e, &w);
+  assert_int_equal(w.err, 0);
+  assert_int_equal(r.done, 0);
+  int never = 0;
+  evs_test_run_until(&e.loop, &never, 100);
+  assert_int_equal(evs_http_client_connections(e.client), 1);
+  run(&e, &r);
+  assert_int_equal(r.err, 0);
+  res_free(&r);
+  res_free(&w);
+  env_close(&e);
+}
+
 /* A connect that fails fails the requests queued behind it at once (the host refuses; each
  * would otherwise sit in the queue until its own timeout). */
 static void test_connect_failure_fails_queue(void **state) {
@@ -999,6 +1033,7 @@ int main(void) {
       cmocka_unit_test(test_https_keepalive),
       cmocka_unit_test(test_streams_outside_conn_cap),
       cmocka_unit_test(test_stream_limit),
+      cmocka_unit_test(test_stream_conn_parked),
       cmocka_unit_test(test_connect_failure_fails_queue),
       cmocka_unit_test(test_queue_priority_order),
       cmocka_unit_test(test_idle_pool_expiry),
