@@ -8,9 +8,17 @@
  *
  * Pool: connections are kept per (scheme, host, port, TLS identity) and reused (keep-alive);
  * one request at a time per connection, at most max_conns_per_host connections per key, the
- * rest queue in order. A connection the server marks `Connection: close` (or an HTTP/1.0 one) is
- * closed after its response. An idle pooled connection is closed after idle_conn_timeout_ms or
- * as soon as the server closes it.
+ * rest queue in priority order (the request's `priority`: HIGH, NORMAL, LOW; first come first
+ * served within one), so a scale write never waits behind status updates. Streaming requests
+ * (on_head/on_body: watches) are long-lived and do not count against max_conns_per_host: each
+ * has a connection of its own (an idle pooled one, or a new one), at most max_streams_per_host
+ * of them per key, the rest queue likewise; so ordinary requests never wait behind open
+ * watches. A connection the server marks `Connection: close` (or an HTTP/1.0 one) is closed after
+ * its response. An idle pooled connection is closed after idle_conn_timeout_ms or as soon as the
+ * server closes it. Every connection has TCP keepalive on (tcp_keepalive_s). A connect that fails
+ * while the key has no open connection fails the requests queued for it at once with the same
+ * error (the host is down; each would otherwise wait out its timeout). A key with no request and
+ * no connection for idle_pool_timeout_ms is forgotten (its TLS reference dropped).
  *
  * Responses: Content-Length, chunked and until-close bodies; redirects are not followed (a 3xx
  * is returned as is); HEAD responses have no body. A buffered response larger than
@@ -56,11 +64,14 @@ typedef struct {
 const char *evs_http_response_header(const evs_http_response_t *resp, const char *name);
 
 typedef struct {
-  unsigned max_conns_per_host;   /* 4 */
+  unsigned max_conns_per_host;   /* 4: ordinary requests */
+  unsigned max_streams_per_host; /* 64: streaming requests (watches), a separate bound */
   uint64_t connect_timeout_ms;   /* 10000: DNS + TCP + TLS */
   uint64_t request_timeout_ms;   /* 10000 (limits.request_timeout): queue + connect + response */
   uint64_t idle_conn_timeout_ms; /* 90000 */
   size_t max_response_bytes;     /* 16 MiB (limits.max_response_bytes) */
+  uint64_t idle_pool_timeout_ms; /* 60000: a key unused this long (after its last connection) */
+  unsigned tcp_keepalive_s;      /* 30: idle seconds before the first keepalive probe */
   const char *user_agent;        /* "evscale/<version>"; copied */
 } evs_http_client_options_t;
 
@@ -89,7 +100,7 @@ typedef struct {
    * queued for a connection (the request timeout covers the wait; a retry takes no second
    * token). Borrowed: the limiter must outlive the request. */
   evs_ratelimit_t *limiter;
-  evs_prio_t priority;
+  evs_prio_t priority;      /* also orders the queue for a connection, limiter or not */
   evs_http_head_cb on_head; /* both set: streaming mode */
   evs_http_body_cb on_body;
   evs_http_done_cb on_done; /* required */
@@ -113,6 +124,8 @@ void evs_http_client_close(evs_http_client_t *c, void (*cb)(void *arg), void *ar
 unsigned evs_http_client_connections(const evs_http_client_t *c);
 /* Connections opened since the client was created. */
 uint64_t evs_http_client_connects(const evs_http_client_t *c);
+/* Pools (keys) the client holds now; for tests and metrics. */
+unsigned evs_http_client_pools(const evs_http_client_t *c);
 
 /* 1 when an on_done error is transient and worth retrying later with backoff: connection
  * refused/reset/closed, timeouts, unreachable networks, DNS failures (a Service's name appears

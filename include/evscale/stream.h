@@ -66,6 +66,9 @@ uv_loop_t *evs_stream_loop(const evs_stream_t *s);
 int evs_stream_is_tls(const evs_stream_t *s);
 /* Changes the idle timeout of an open stream (a pool lengthens it for parked connections). */
 void evs_stream_set_idle_timeout(evs_stream_t *s, uint64_t ms);
+/* TCP keepalive on an open stream (uv_tcp_keepalive): the first probe after delay_s idle
+ * seconds (probe interval and count are the kernel's); 0 turns it off. EVS_ESTATE unless open. */
+int evs_stream_set_keepalive(evs_stream_t *s, unsigned delay_s);
 
 /* Starts or stops delivering bytes (backpressure: while stopped the socket is not read, so the
  * kernel's window fills and the peer slows down). EVS_ESTATE unless open. */

@@ -1,9 +1,16 @@
 /* HTTP/1.1 client: pools, connections and requests. See evscale/http_client.h.
  *
  * Lifetimes: a request embeds its timer and is freed from that timer's close callback, after
- * on_done; a connection owns its stream and is freed from the stream's close callback. The
- * client counts both (`live`) plus its own `closer` handle, and finishes closing when the count
- * reaches zero, so evs_http_client_close's callback always runs from the loop. */
+ * on_done; a connection owns its stream and is freed from the stream's close callback; a pool
+ * owns its expiry timer and, once expired, is freed from that timer's close callback (the pools
+ * still listed when the client closes are freed with it). The client counts all three (`live`)
+ * plus its own `closer` handle, and finishes closing when the count reaches zero, so
+ * evs_http_client_close's callback always runs from the loop.
+ *
+ * Two kinds of connection per pool: ordinary ones (at most max_conns_per_host) and stream ones,
+ * each carrying one long-lived streaming request (at most max_streams_per_host). A connection
+ * changes kind only while it carries no request: an idle one taken by a stream, a stream's one
+ * parked after the stream ended cleanly. Each kind has its own queue, in priority order. */
 #include "evscale/http_client.h"
 
 #include <stdio.h>
@@ -46,8 +53,11 @@ typedef struct {
   evs_stream_t *stream;
   int state;
   int reused;
+  int kind; /* K_ORDINARY or K_STREAM: which of the pool's counts it is in */
   evs_http_req_t *req;
 } evs__conn_t;
+
+enum { K_ORDINARY = 0, K_STREAM = 1 };
 
 struct evs__pool_s {
   evs__link_t link;
@@ -57,8 +67,11 @@ struct evs__pool_s {
   int port;
   evs_tls_config_t *tls; /* a reference, or NULL for http */
   evs__link_t conns;
-  evs__link_t queue;
-  unsigned nconns;
+  evs__link_t queue[2]; /* by kind: requests waiting for a connection, in priority order */
+  unsigned nconns[2];   /* by kind: connecting, idle and busy connections */
+  unsigned nreqs;       /* requests of this pool not finished yet (waiting for a token too) */
+  int expired;          /* unlinked from the client; freed when its timer has closed */
+  uv_timer_t expiry;    /* runs while the pool has neither request nor connection */
 };
 
 struct evs_http_client_s {
@@ -100,23 +113,58 @@ struct evs_http_req_s {
 
 static void dispatch(evs__pool_t *pool);
 static void conn_close(evs__conn_t *conn);
+static void pool_connect_failed(evs__pool_t *pool, int err);
+
+static void pool_free(evs__pool_t *p) {
+  link_remove(&p->link);
+  evs_tls_config_unref(p->tls);
+  free(p->key);
+  free(p);
+}
 
 static void maybe_finish_close(evs_http_client_t *c) {
   if (!c->closing || c->live > 0)
     return;
-  while (!link_empty(&c->pools)) {
-    evs__pool_t *p = EVS__CONTAINER(c->pools.next, evs__pool_t, link);
-    link_remove(&p->link);
-    evs_tls_config_unref(p->tls);
-    free(p->key);
-    free(p);
-  }
+  while (!link_empty(&c->pools))
+    pool_free(EVS__CONTAINER(c->pools.next, evs__pool_t, link));
   void (*cb)(void *) = c->close_cb;
   void *arg = c->close_arg;
   free(c->user_agent);
   free(c);
   if (cb != NULL)
     cb(arg);
+}
+
+static void on_pool_timer_closed(uv_handle_t *h) {
+  evs__pool_t *p = h->data;
+  evs_http_client_t *c = p->client;
+  if (p->expired)
+    pool_free(p);
+  c->live--;
+  maybe_finish_close(c);
+}
+
+/* Nothing refers to the pool any more (no request, no connection): it goes, taking its TLS
+ * reference with it, so a client that talked to many hosts (or rotated credentials, which makes
+ * a new TLS identity and so a new pool) does not keep every pool it ever made. */
+static void on_pool_expiry(uv_timer_t *t) {
+  evs__pool_t *p = t->data;
+  if (p->nreqs > 0 || !link_empty(&p->conns))
+    return; /* cannot happen: pool_check stops the timer whenever either appears */
+  p->expired = 1;
+  link_remove(&p->link); /* leaves it linked to itself: pool_free's removal is harmless */
+  uv_close((uv_handle_t *)&p->expiry, on_pool_timer_closed);
+}
+
+/* Called whenever a request or connection leaves the pool: starts the expiry once it is unused.
+ * Freeing only from the timer keeps the pool valid on every call stack that still holds it. */
+static void pool_check(evs__pool_t *p) {
+  if (p->client->closing || p->expired)
+    return;
+  if (p->nreqs == 0 && link_empty(&p->conns))
+    uv_timer_start(&p->expiry, on_pool_expiry, p->client->o.idle_pool_timeout_ms, 0);
+  else
+    uv_timer_stop(&p->expiry);
 }
 
 static void on_req_timer_closed(uv_handle_t *h) {
@@ -142,6 +190,7 @@ static void req_finish(evs_http_req_t *r, int err) {
     evs_ratelimit_cancel(t); /* runs on_token with ECANCELED, which sees r->done */
   }
   evs__conn_t *conn = r->conn;
+  evs__pool_t *pool = r->pool;
   if (conn != NULL) {
     conn->req = NULL;
     r->conn = NULL;
@@ -152,6 +201,11 @@ static void req_finish(evs_http_req_t *r, int err) {
   r->on_done(r, err, err == 0 ? &r->parser.resp : NULL, r->arg);
   evs_http__parser_free(&r->parser);
   free(r->wire);
+  pool->nreqs--;
+  /* The connection it held (closed, or still connecting for nobody) is room for the queue. */
+  if (conn != NULL)
+    dispatch(pool);
+  pool_check(pool);
   uv_close((uv_handle_t *)&r->timer, on_req_timer_closed);
 }
 
@@ -165,13 +219,20 @@ static void on_stream_closed(evs_stream_t *s) {
 
 static void conn_unlink(evs__conn_t *conn) {
   link_remove(&conn->link);
-  conn->pool->nconns--;
+  conn->pool->nconns[conn->kind]--;
   conn->client->nconns--;
   conn->state = C_CLOSING;
   if (conn->req != NULL) {
     conn->req->conn = NULL;
     conn->req = NULL;
   }
+  pool_check(conn->pool);
+}
+
+static void conn_set_kind(evs__conn_t *conn, int kind) {
+  conn->pool->nconns[conn->kind]--;
+  conn->pool->nconns[kind]++;
+  conn->kind = kind;
 }
 
 static void conn_close(evs__conn_t *conn) {
@@ -186,7 +247,8 @@ static int glue_body(void *ctx, const char *buf, size_t n);
 
 /* A fresh parser for the request: at creation and again before a retry. */
 static void req_parser_init(evs_http_req_t *r) {
-  evs_http__parser_init(&r->parser, r->head, r->streaming ? 0 : r->client->o.max_response_bytes);
+  /* A stream's body is not counted (see count() in http_client.c); its head is. */
+  evs_http__parser_init(&r->parser, r->head, r->client->o.max_response_bytes);
   r->parser.streaming = r->streaming;
   r->parser.ctx = r;
   if (r->streaming) {
@@ -213,16 +275,26 @@ static void conn_fail(evs__conn_t *conn, int err) {
     r->retried = 1;
     evs_http__parser_free(&r->parser);
     req_parser_init(r);
-    link_insert_after(&pool->queue, &r->qlink);
+    link_insert_after(&pool->queue[r->streaming], &r->qlink); /* first: it was sent already */
     dispatch(pool);
     return;
   }
   req_finish(r, err);
+  dispatch(pool);
 }
 
+/* A connection without a request joins the ordinary idle ones; one that carried a stream does
+ * so only while the ordinary kind has room, else it is closed (the cap would be exceeded). */
 static void conn_idle(evs__conn_t *conn) {
-  conn->state = C_IDLE;
   conn->req = NULL;
+  if (conn->kind == K_STREAM) {
+    if (conn->pool->nconns[K_ORDINARY] >= conn->client->o.max_conns_per_host) {
+      conn_close(conn);
+      return;
+    }
+    conn_set_kind(conn, K_ORDINARY);
+  }
+  conn->state = C_IDLE;
   evs_stream_set_idle_timeout(conn->stream, conn->client->o.idle_conn_timeout_ms);
 }
 
@@ -274,6 +346,7 @@ static void conn_response_end(evs__conn_t *conn, evs_http_req_t *r, int rc, int 
   if (rc < 0) {
     conn_close(conn);
     req_finish(r, rc);
+    dispatch(pool);
     return;
   }
   if (reusable(&r->parser, extra, conn->client->closing)) {
@@ -332,6 +405,7 @@ static void conn_on_connect(evs_stream_t *s, int status) {
     c->live--;
     if (r != NULL)
       req_finish(r, status);
+    pool_connect_failed(pool, status);
     maybe_finish_close(c);
     return;
   }
@@ -340,6 +414,9 @@ static void conn_on_connect(evs_stream_t *s, int status) {
     conn_fail(conn, rc);
     return;
   }
+  /* Keepalive probes find a peer gone without a FIN (a node lost, a NAT entry dropped), which
+   * would otherwise leave a watch silent forever. Best effort: a failure changes nothing else. */
+  (void)evs_stream_set_keepalive(s, conn->client->o.tcp_keepalive_s);
   if (conn->req != NULL)
     conn_send(conn, conn->req);
   else
@@ -347,7 +424,7 @@ static void conn_on_connect(evs_stream_t *s, int status) {
   dispatch(pool);
 }
 
-static evs__conn_t *conn_new(evs__pool_t *pool) {
+static evs__conn_t *conn_new(evs__pool_t *pool, int kind) {
   evs_http_client_t *c = pool->client;
   evs__conn_t *conn = calloc(1, sizeof *conn);
   if (conn == NULL)
@@ -355,6 +432,7 @@ static evs__conn_t *conn_new(evs__pool_t *pool) {
   conn->pool = pool;
   conn->client = c;
   conn->state = C_CONNECTING;
+  conn->kind = kind;
   evs_stream_options_t so = {.host = pool->host,
                              .port = pool->port,
                              .tls = pool->tls,
@@ -365,54 +443,110 @@ static evs__conn_t *conn_new(evs__pool_t *pool) {
     return NULL;
   }
   link_push_back(&pool->conns, &conn->link);
-  pool->nconns++;
+  pool->nconns[kind]++;
   c->nconns++;
   c->connects++;
   c->live++;
   return conn;
 }
 
-static evs__conn_t *find_conn(evs__pool_t *pool, int state) {
+/* Idle connections are all of the ordinary kind (conn_idle); connecting ones of either. */
+static evs__conn_t *find_conn(evs__pool_t *pool, int state, int kind) {
   for (evs__link_t *l = pool->conns.next; l != &pool->conns; l = l->next) {
     evs__conn_t *conn = EVS__CONTAINER(l, evs__conn_t, link);
-    if (conn->state == state && conn->req == NULL)
+    if (conn->state == state && conn->req == NULL && conn->kind == kind)
       return conn;
   }
   return NULL;
 }
 
-/* Serves queued requests in order: an idle connection first, then a connecting one nobody
- * waits for, then a new connection while under the per-host maximum. */
-static void dispatch(evs__pool_t *pool) {
+static unsigned kind_max(const evs_http_client_t *c, int kind) {
+  return kind == K_STREAM ? c->o.max_streams_per_host : c->o.max_conns_per_host;
+}
+
+/* A connection for the head request of a queue, or NULL when it must wait (its kind is at its
+ * maximum). An idle connection first (a stream takes it over while streams have room), then a
+ * connecting one nobody waits for, then a new one. *failed: a new connection could not even be
+ * started and none of the kind exists to wait for. */
+static evs__conn_t *pick_conn(evs__pool_t *pool, int kind, int *failed) {
+  int room = pool->nconns[kind] < kind_max(pool->client, kind);
+  *failed = 0;
+  evs__conn_t *conn = find_conn(pool, C_IDLE, K_ORDINARY);
+  if (conn != NULL && (kind == K_ORDINARY || room)) {
+    conn_set_kind(conn, kind);
+    conn->reused = 1;
+    return conn;
+  }
+  if ((conn = find_conn(pool, C_CONNECTING, kind)) != NULL)
+    return conn;
+  if (!room)
+    return NULL;
+  conn = conn_new(pool, kind);
+  *failed = conn == NULL && pool->nconns[kind] == 0;
+  return conn;
+}
+
+/* Serves one queue in its order; a request that must wait stops the queue, so that within a
+ * kind nothing overtakes a request of higher (or equal, earlier) priority. */
+static void dispatch_kind(evs__pool_t *pool, int kind) {
   evs_http_client_t *c = pool->client;
-  while (!link_empty(&pool->queue) && !c->closing) {
-    evs_http_req_t *r = EVS__CONTAINER(pool->queue.next, evs_http_req_t, qlink);
-    evs__conn_t *conn = find_conn(pool, C_IDLE);
-    if (conn != NULL) {
+  evs__link_t *q = &pool->queue[kind];
+  while (!link_empty(q) && !c->closing) {
+    evs_http_req_t *r = EVS__CONTAINER(q->next, evs_http_req_t, qlink);
+    int failed;
+    evs__conn_t *conn = pick_conn(pool, kind, &failed);
+    if (failed) {
       link_remove(&r->qlink);
-      conn->reused = 1;
+      req_finish(r, UV_ENOMEM);
+      continue;
+    }
+    if (conn == NULL)
+      return;
+    link_remove(&r->qlink);
+    if (conn->state == C_IDLE) {
       conn_send(conn, r);
       continue;
     }
-    conn = find_conn(pool, C_CONNECTING);
-    if (conn == NULL && pool->nconns < c->o.max_conns_per_host)
-      conn = conn_new(pool);
-    if (conn == NULL) {
-      if (pool->nconns == 0) {
-        link_remove(&r->qlink);
-        req_finish(r, UV_ENOMEM);
-        continue;
-      }
-      return;
-    }
-    link_remove(&r->qlink);
     conn->req = r;
     r->conn = conn;
   }
 }
 
+/* Ordinary requests first: a scale write must not wait for streams to be set up. */
+static void dispatch(evs__pool_t *pool) {
+  dispatch_kind(pool, K_ORDINARY);
+  dispatch_kind(pool, K_STREAM);
+}
+
+/* A connect failed (refused, unreachable, DNS, TLS). With no connection of the pool open the
+ * host is taken to be down: every queued request fails now with the same error, which the
+ * caller retries with its backoff, instead of each waiting out its timeout. With one open, the
+ * queue goes on (dispatch opens another connection if there is room). */
+static void pool_connect_failed(evs__pool_t *pool, int err) {
+  if (pool->client->closing)
+    return;
+  for (evs__link_t *l = pool->conns.next; l != &pool->conns; l = l->next) {
+    int state = EVS__CONTAINER(l, evs__conn_t, link)->state;
+    if (state == C_IDLE || state == C_BUSY) {
+      dispatch(pool);
+      return;
+    }
+  }
+  for (int kind = K_ORDINARY; kind <= K_STREAM; kind++)
+    while (!link_empty(&pool->queue[kind]) && !pool->client->closing)
+      req_finish(EVS__CONTAINER(pool->queue[kind].next, evs_http_req_t, qlink), err);
+}
+
+/* HIGH before NORMAL before LOW: the limiter's order (evscale/ratelimit.h). */
+static int prio_rank(evs_prio_t p) { return p == EVS_PRIO_HIGH ? 0 : p == EVS_PRIO_LOW ? 2 : 1; }
+
+/* Into its kind's queue after every request of the same or a higher priority. */
 static void enqueue(evs_http_req_t *r) {
-  link_push_back(&r->pool->queue, &r->qlink);
+  evs__link_t *q = &r->pool->queue[r->streaming], *at = q->prev;
+  while (at != q &&
+         prio_rank(EVS__CONTAINER(at, evs_http_req_t, qlink)->priority) > prio_rank(r->priority))
+    at = at->prev;
+  link_insert_after(at, &r->qlink);
   dispatch(r->pool);
 }
 
@@ -467,7 +601,11 @@ static evs__pool_t *pool_get(evs_http_client_t *c, const evs_http_url_t *u, evs_
   p->port = u->port;
   p->tls = u->tls ? evs_tls_config_ref(tls) : NULL;
   link_init(&p->conns);
-  link_init(&p->queue);
+  link_init(&p->queue[K_ORDINARY]);
+  link_init(&p->queue[K_STREAM]);
+  uv_timer_init(c->loop, &p->expiry);
+  p->expiry.data = p;
+  c->live++; /* the expiry timer */
   link_push_back(&c->pools, &p->link);
   return p;
 }
@@ -615,6 +753,8 @@ int evs_http_request(evs_http_client_t *c, const evs_http_request_opts_t *o, evs
     return rc != 0 ? rc : UV_ENOMEM;
   }
   req_setup(r, c, o);
+  r->pool->nreqs++;
+  pool_check(r->pool);
   uv_timer_init(c->loop, &r->timer);
   r->timer.data = r;
   uv_timer_start(&r->timer, on_req_timer, 0, 0);
@@ -652,6 +792,12 @@ int evs_http_client_new(uv_loop_t *loop, const evs_http_client_options_t *opts,
     c->o.idle_conn_timeout_ms = 90000;
   if (c->o.max_response_bytes == 0)
     c->o.max_response_bytes = (size_t)16 << 20;
+  if (c->o.max_streams_per_host == 0)
+    c->o.max_streams_per_host = 64;
+  if (c->o.idle_pool_timeout_ms == 0)
+    c->o.idle_pool_timeout_ms = 60000;
+  if (c->o.tcp_keepalive_s == 0)
+    c->o.tcp_keepalive_s = 30;
   c->user_agent = strdup(c->o.user_agent != NULL ? c->o.user_agent : "evscale/" EVS_VERSION);
   if (c->user_agent == NULL || strpbrk(c->user_agent, "\r\n") != NULL) {
     int rc = c->user_agent == NULL ? UV_ENOMEM : UV_EINVAL;
@@ -702,8 +848,16 @@ void evs_http_client_close(evs_http_client_t *c, void (*cb)(void *), void *arg) 
     evs__pool_t *p = EVS__CONTAINER(pl, evs__pool_t, link);
     while (!link_empty(&p->conns))
       conn_close(EVS__CONTAINER(p->conns.next, evs__conn_t, link));
+    uv_close((uv_handle_t *)&p->expiry, on_pool_timer_closed); /* freed in maybe_finish_close */
   }
 }
 
 unsigned evs_http_client_connections(const evs_http_client_t *c) { return c->nconns; }
+
+unsigned evs_http_client_pools(const evs_http_client_t *c) {
+  unsigned n = 0;
+  for (const evs__link_t *l = c->pools.next; l != &c->pools; l = l->next)
+    n++;
+  return n;
+}
 uint64_t evs_http_client_connects(const evs_http_client_t *c) { return c->connects; }

@@ -472,6 +472,12 @@ void evs_stream_set_idle_timeout(evs_stream_t *s, uint64_t ms) {
   }
 }
 
+int evs_stream_set_keepalive(evs_stream_t *s, unsigned delay_s) {
+  if (s->state != ST_OPEN)
+    return EVS_ESTATE;
+  return uv_tcp_keepalive(&s->tcp, delay_s > 0, delay_s);
+}
+
 int evs_stream_read_start(evs_stream_t *s, evs_stream_read_cb cb) {
   if (s->state != ST_OPEN || cb == NULL)
     return EVS_ESTATE;

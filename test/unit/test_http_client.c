@@ -2,12 +2,16 @@
  * behaviour and counts connections and requests server-side): keep-alive reuse, queueing under
  * the per-host maximum, Content-Length, chunked, until-close and HEAD bodies, streaming, the size
  * limit, timeouts, the connection closed at every stage of a response, redirects returned as
- * they are, cancellation, closing the client with requests in flight, TLS. Every test closes the
+ * they are, cancellation, closing the client with requests in flight, TLS; and the pool under a
+ * controller's traffic: streams outside the connection cap, the queue in priority order, a failed
+ * connect failing its queue at once, idle pools freed, TCP keepalive. Every test closes the
  * client and checks the loop closes; ASan checks nothing leaks on any of these paths. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+
+#include <netinet/tcp.h>
 
 #include "evscale/error.h"
 #include "evscale/http_client.h"
@@ -361,6 +365,12 @@ static void test_size_limit(void **state) {
   run(&e, &r);
   assert_int_equal(r.err, 0);
   res_free(&r);
+  /* But a streamed response's head is: a server cannot make a watch buffer endless headers. */
+  start(&e, "GET", "/bigheaders/5000", &r, &o);
+  run(&e, &r);
+  assert_int_equal(r.err, EVS_ETOOBIG);
+  assert_int_equal(r.heads, 0);
+  res_free(&r);
   env_close(&e);
 }
 
@@ -530,6 +540,283 @@ static void test_rate_limited_priorities(void **state) {
   assert_true(evs_test_run_until(&e.loop, &closed, 10000));
   assert_true(evs_test_run_until(&e.loop, &rl_closed, 10000));
   assert_int_equal(evs_test_loop_close(&e.loop), 0);
+}
+
+static uint64_t ms_since(uint64_t t0) { return (uv_hrtime() - t0) / 1000000; }
+
+/* Runs the loop until every one of n results has seen its head (or is done), or ms pass. */
+static int run_until_heads(env_t *e, res_t *r, int n, uint64_t ms) {
+  uint64_t t0 = uv_hrtime();
+  for (;;) {
+    int ok = 1;
+    for (int i = 0; i < n; i++)
+      ok &= r[i].heads > 0 || r[i].done > 0;
+    if (ok)
+      return 1;
+    if (ms_since(t0) >= ms)
+      return 0;
+    int never = 0;
+    evs_test_run_until(&e->loop, &never, 20);
+  }
+}
+
+/* Watches are long-lived: six endless streams on one host (more than max_conns_per_host, 4)
+ * all start, and a PATCH sent while they run is answered at once instead of queueing behind
+ * them until its timeout. */
+static void test_streams_outside_conn_cap(void **state) {
+  (void)state;
+  env_t e;
+  env_init(&e, NULL);
+  res_t w[6] = {0};
+  evs_http_request_opts_t so = {.on_head = on_head, .on_body = on_body};
+  for (int i = 0; i < 6; i++)
+    start(&e, "GET", "/forever", &w[i], &so);
+  run_until_heads(&e, w, 6, 3000);
+  res_t p = {0};
+  const char body[] = "{\"spec\":{\"replicas\":5}}";
+  evs_http_request_opts_t po = {
+      .body = body, .body_len = sizeof body - 1, .timeout_ms = 5000, .priority = EVS_PRIO_HIGH};
+  uint64_t t0 = uv_hrtime();
+  start(&e, "PATCH", "/echo", &p, &po);
+  run(&e, &p);
+  uint64_t took = ms_since(t0);
+  assert_int_equal(p.err, 0);
+  assert_string_equal(p.body, body);
+  if (took > 2000)
+    fail_msg("the PATCH waited %llu ms behind the streams", (unsigned long long)took);
+  for (int i = 0; i < 6; i++) {
+    assert_int_equal(w[i].heads, 1);
+    assert_int_equal(w[i].done, 0);
+  }
+  res_free(&p);
+  env_close(&e);
+  for (int i = 0; i < 6; i++)
+    assert_int_equal(w[i].err, EVS_ECANCELED);
+}
+
+/* Streams have a bound of their own (max_streams_per_host): the third of a limit of two waits
+ * for one of the first two to end, and ordinary requests are not affected by the wait. */
+static void test_stream_limit(void **state) {
+  (void)state;
+  evs_http_client_options_t opt = {.max_conns_per_host = 1, .max_streams_per_host = 2};
+  env_t e;
+  env_init(&e, &opt);
+  res_t w[3] = {0};
+  evs_http_req_t *first;
+  char u[128];
+  url(u, sizeof u, "/forever");
+  evs_http_request_opts_t so = {.method = "GET",
+                                .url = u,
+                                .on_head = on_head,
+                                .on_body = on_body,
+                                .timeout_ms = 20000,
+                                .on_done = on_done,
+                                .arg = &w[0]};
+  assert_int_equal(evs_http_request(e.client, &so, &first), 0);
+  so.arg = &w[1];
+  assert_int_equal(evs_http_request(e.client, &so, NULL), 0);
+  run_until_heads(&e, w, 2, 5000);
+  assert_int_equal(w[0].heads + w[1].heads, 2);
+  so.arg = &w[2];
+  assert_int_equal(evs_http_request(e.client, &so, NULL), 0);
+  res_t r = {0};
+  get(&e, "/hello", &r); /* the one ordinary connection is free */
+  assert_int_equal(r.err, 0);
+  res_free(&r);
+  int never = 0;
+  evs_test_run_until(&e.loop, &never, 500);
+  assert_int_equal(w[2].heads, 0); /* still waiting for a stream slot */
+  assert_int_equal(evs_http_client_connections(e.client), 3);
+  evs_http_cancel(first);
+  assert_true(run_until_heads(&e, &w[2], 1, 5000));
+  assert_int_equal(w[2].heads, 1);
+  assert_int_equal(w[2].done, 0);
+  env_close(&e);
+}
+
+/* A stream that ends cleanly leaves its connection to ordinary requests while they have room
+ * (it is reused), and closes it when they do not (the cap holds). */
+static void test_stream_conn_parked(void **state) {
+  (void)state;
+  evs_http_client_options_t opt = {.max_conns_per_host = 1};
+  env_t e;
+  env_init(&e, &opt);
+  res_t w = {0}, r = {0};
+  evs_http_request_opts_t so = {.on_head = on_head, .on_body = on_body};
+  start(&e, "GET", "/stream/3/10", &w, &so);
+  run(&e, &w);
+  assert_int_equal(w.err, 0);
+  assert_int_equal(evs_http_client_connections(e.client), 1);
+  get(&e, "/hello", &r);
+  assert_int_equal(r.err, 0);
+  assert_int_equal(evs_http_client_connects(e.client), 1); /* the stream's connection */
+  res_free(&r);
+  res_free(&w);
+  /* Now the one ordinary connection is busy when the stream ends: the stream's one closes. */
+  start(&e, "GET", "/slow/1500", &r, NULL);
+  start(&e, "GET", "/stream/3/10", &w, &so);
+  run(&e, &w);
+  assert_int_equal(w.err, 0);
+  assert_int_equal(r.done, 0);
+  int never = 0;
+  evs_test_run_until(&e.loop, &never, 100);
+  assert_int_equal(evs_http_client_connections(e.client), 1);
+  run(&e, &r);
+  assert_int_equal(r.err, 0);
+  res_free(&r);
+  res_free(&w);
+  env_close(&e);
+}
+
+/* A connect that fails fails the requests queued behind it at once (the host refuses; each
+ * would otherwise sit in the queue until its own timeout). */
+static void test_connect_failure_fails_queue(void **state) {
+  (void)state;
+  evs_http_client_options_t opt = {.max_conns_per_host = 1};
+  env_t e;
+  env_init(&e, &opt);
+  int port = evs_test_closed_port();
+  assert_true(port > 0);
+  char u[64];
+  snprintf(u, sizeof u, "http://127.0.0.1:%d/", port);
+  res_t r[5] = {0};
+  uint64_t t0 = uv_hrtime();
+  for (int i = 0; i < 5; i++) {
+    evs_http_request_opts_t o = {
+        .method = "GET", .url = u, .timeout_ms = 8000, .on_done = on_done, .arg = &r[i]};
+    assert_int_equal(evs_http_request(e.client, &o, NULL), 0);
+  }
+  for (int i = 0; i < 5; i++) {
+    run(&e, &r[i]);
+    if (r[i].err != UV_ECONNREFUSED)
+      fail_msg("request %d: %s", i, evs_strerror(r[i].err));
+  }
+  uint64_t took = ms_since(t0);
+  if (took > 3000)
+    fail_msg("the queued requests failed after %llu ms", (unsigned long long)took);
+  env_close(&e);
+}
+
+/* Requests waiting for a connection leave in priority order (HIGH, NORMAL, LOW), first come
+ * first served within one: a scale write queued after status updates goes first. */
+static void test_queue_priority_order(void **state) {
+  (void)state;
+  evs_http_client_options_t opt = {.max_conns_per_host = 1};
+  env_t e;
+  env_init(&e, &opt);
+  char order[16] = "", slow[128], hello[128];
+  url(slow, sizeof slow, "/slow/300");
+  url(hello, sizeof hello, "/hello");
+  struct {
+    char tag;
+    evs_prio_t prio;
+  } plan[] = {{'S', EVS_PRIO_NORMAL}, {'a', EVS_PRIO_LOW},  {'b', EVS_PRIO_LOW},
+              {'n', EVS_PRIO_NORMAL}, {'H', EVS_PRIO_HIGH}, {'c', EVS_PRIO_LOW},
+              {'I', EVS_PRIO_HIGH}};
+  enum { N = sizeof plan / sizeof plan[0] };
+  tagged_t t[N] = {0};
+  for (int i = 0; i < N; i++) {
+    t[i].tag = plan[i].tag;
+    t[i].order = order;
+    evs_http_request_opts_t o = {.method = "GET",
+                                 .url = i == 0 ? slow : hello,
+                                 .priority = plan[i].prio,
+                                 .on_done = on_done_tagged,
+                                 .arg = &t[i]};
+    assert_int_equal(evs_http_request(e.client, &o, NULL), 0);
+  }
+  for (int i = 0; i < N; i++)
+    run(&e, &t[i].res);
+  assert_string_equal(order, "SHInabc");
+  for (int i = 0; i < N; i++)
+    res_free(&t[i].res);
+  /* The same through a limiter with tokens to spare: each request gets its token as it comes,
+   * so the limiter's own order is arrival order, and the pool's queue must still sort them. */
+  evs_ratelimit_t *rl;
+  assert_int_equal(evs_ratelimit_new(&e.loop, 1000, 100, &rl), 0);
+  order[0] = '\0';
+  for (int i = 0; i < N; i++) {
+    memset(&t[i].res, 0, sizeof t[i].res);
+    evs_http_request_opts_t o = {.method = "GET",
+                                 .url = i == 0 ? slow : hello,
+                                 .limiter = rl,
+                                 .priority = plan[i].prio,
+                                 .on_done = on_done_tagged,
+                                 .arg = &t[i]};
+    assert_int_equal(evs_http_request(e.client, &o, NULL), 0);
+    for (int k = 0; k < 5; k++)
+      uv_run(&e.loop, UV_RUN_NOWAIT); /* its token, then the pool's queue */
+    assert_int_equal(evs_ratelimit_waiting(rl, plan[i].prio), 0);
+  }
+  for (int i = 0; i < N; i++)
+    run(&e, &t[i].res);
+  assert_string_equal(order, "SHInabc");
+  for (int i = 0; i < N; i++)
+    res_free(&t[i].res);
+  int rl_closed = 0;
+  evs_ratelimit_close(rl, set_flag, &rl_closed);
+  assert_true(evs_test_run_until(&e.loop, &rl_closed, 5000));
+  env_close(&e);
+}
+
+/* A pool whose host has had no request for idle_pool_timeout_ms (after its last connection went)
+ * is freed with its TLS reference; a later request to the host makes a new one and works. */
+static void test_idle_pool_expiry(void **state) {
+  (void)state;
+  evs_http_client_options_t opt = {.idle_conn_timeout_ms = 200, .idle_pool_timeout_ms = 200};
+  env_t e;
+  env_init(&e, &opt);
+  res_t r = {0};
+  get(&e, "/hello", &r);
+  assert_int_equal(r.err, 0);
+  res_free(&r);
+  assert_int_equal(evs_http_client_pools(e.client), 1);
+  int never = 0;
+  evs_test_run_until(&e.loop, &never, 1000);
+  assert_int_equal(evs_http_client_connections(e.client), 0);
+  assert_int_equal(evs_http_client_pools(e.client), 0);
+  get(&e, "/hello", &r);
+  assert_int_equal(r.err, 0);
+  assert_string_equal(r.body, "hello");
+  res_free(&r);
+  assert_int_equal(evs_http_client_pools(e.client), 1);
+  assert_int_equal(evs_http_client_connects(e.client), 2);
+  env_close(&e);
+}
+
+/* The socket of a connection to srv (found among this process's descriptors by its peer). */
+static int find_client_socket(int port) {
+  for (int fd = 3; fd < 1024; fd++) {
+    struct sockaddr_in a;
+    socklen_t len = sizeof a;
+    if (getpeername(fd, (struct sockaddr *)&a, &len) == 0 && a.sin_family == AF_INET &&
+        ntohs(a.sin_port) == port)
+      return fd;
+  }
+  return -1;
+}
+
+/* Long-lived connections have TCP keepalive on, so a peer that vanished without a FIN (a node
+ * gone, a NAT entry dropped) is noticed by the kernel instead of leaving a watch silent forever. */
+static void test_tcp_keepalive(void **state) {
+  (void)state;
+  evs_http_client_options_t opt = {.tcp_keepalive_s = 17};
+  env_t e;
+  env_init(&e, &opt);
+  res_t w = {0};
+  evs_http_request_opts_t so = {.on_head = on_head, .on_body = on_body};
+  start(&e, "GET", "/forever", &w, &so);
+  assert_true(run_until_heads(&e, &w, 1, 5000));
+  int fd = find_client_socket(srv.port);
+  assert_true(fd >= 0);
+  int on = 0, idle = 0;
+  socklen_t len = sizeof on;
+  assert_int_equal(getsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, &len), 0);
+  assert_int_equal(on, 1);
+  len = sizeof idle;
+  assert_int_equal(getsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, &len), 0);
+  assert_int_equal(idle, 17);
+  env_close(&e);
 }
 
 static void test_cancel(void **state) {
@@ -744,6 +1031,13 @@ int main(void) {
       cmocka_unit_test(test_invalid_requests),
       cmocka_unit_test(test_refused_and_idle_expiry),
       cmocka_unit_test(test_https_keepalive),
+      cmocka_unit_test(test_streams_outside_conn_cap),
+      cmocka_unit_test(test_stream_limit),
+      cmocka_unit_test(test_stream_conn_parked),
+      cmocka_unit_test(test_connect_failure_fails_queue),
+      cmocka_unit_test(test_queue_priority_order),
+      cmocka_unit_test(test_idle_pool_expiry),
+      cmocka_unit_test(test_tcp_keepalive),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

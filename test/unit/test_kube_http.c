@@ -557,6 +557,82 @@ static void test_merge_patch(void **state) {
   env_close(&e);
 }
 
+/* The pool under a controller's traffic: six watches open on the API server (more than the four
+ * connections per host of the defaults) and a scale-like PATCH sent while they all run. The
+ * PATCH is answered at once, not after a watch ends or its own timeout, and every watch then
+ * carries the MODIFIED event it caused. */
+static void test_patch_not_delayed_by_watches(void **state) {
+  (void)state;
+  SKIP_IF_NO_CONTROLPLANE();
+  enum { NW = 6 };
+  env_t e;
+  env_init(&e);
+  create_configmap(&e, "scaled");
+  how_t h = direct();
+  res_t list = {0};
+  char path[256];
+  snprintf(path, sizeof path, "/api/v1/namespaces/%s/configmaps?limit=1", K.ns);
+  do_req(&e, &h, "GET", path, NULL, &list);
+  assert_int_equal(list.status, 200);
+  json_t *j = json_loads(list.body, 0, NULL);
+  const char *rv =
+      json_string_value(json_object_get(json_object_get(j, "metadata"), "resourceVersion"));
+  assert_non_null(rv);
+  snprintf(path, sizeof path,
+           "/api/v1/namespaces/%s/configmaps?watch=1&resourceVersion=%s&timeoutSeconds=120"
+           "&fieldSelector=metadata.name%%3Dscaled",
+           K.ns, rv);
+  json_decref(j);
+  res_free(&list);
+  res_t w[NW] = {0};
+  h.timeout_ms = 30000;
+  for (int i = 0; i < NW; i++)
+    send_req(&e, &h, "GET", path, NULL, &w[i], 1);
+  uint64_t t0 = uv_hrtime();
+  for (int i = 0; i < NW && (uv_hrtime() - t0) / 1000000 < 20000; i++)
+    while (w[i].heads == 0 && !w[i].done && (uv_hrtime() - t0) / 1000000 < 20000) {
+      int never = 0;
+      evs_test_run_until(&e.loop, &never, 20);
+    }
+  int heads = 0;
+  for (int i = 0; i < NW; i++)
+    heads += w[i].heads;
+  /* The PATCH: /scale's merge-patch shape on a ConfigMap (no workload controller runs here). */
+  h.timeout_ms = 15000;
+  h.content_type = "application/merge-patch+json";
+  res_t p = {0};
+  snprintf(path, sizeof path, "/api/v1/namespaces/%s/configmaps/scaled", K.ns);
+  t0 = uv_hrtime();
+  do_req(&e, &h, "PATCH", path, "{\"data\":{\"replicas\":\"9\"}}", &p);
+  uint64_t took = (uv_hrtime() - t0) / 1000000;
+  if (p.err != 0 || p.status != 200)
+    fail_msg("PATCH with %d watches open (%d started): %s %d after %llu ms", NW, heads,
+             evs_strerror(p.err), p.status, (unsigned long long)took);
+  if (took > 3000)
+    fail_msg("the PATCH waited %llu ms behind the watches", (unsigned long long)took);
+  fprintf(stderr, "test_patch_not_delayed_by_watches: PATCH answered in %llu ms, %d watches open\n",
+          (unsigned long long)took, heads);
+  res_free(&p);
+  assert_int_equal(heads, NW);
+  t0 = uv_hrtime();
+  for (int i = 0; i < NW; i++)
+    while ((w[i].stream == NULL || strstr(w[i].stream, "\"MODIFIED\"") == NULL) && !w[i].done &&
+           (uv_hrtime() - t0) / 1000000 < 30000) {
+      int never = 0;
+      evs_test_run_until(&e.loop, &never, 20);
+    }
+  for (int i = 0; i < NW; i++) {
+    assert_int_equal(w[i].done, 0);
+    assert_non_null(w[i].stream);
+    assert_non_null(strstr(w[i].stream, "\"MODIFIED\""));
+  }
+  env_close(&e);
+  for (int i = 0; i < NW; i++) {
+    assert_int_equal(w[i].err, EVS_ECANCELED);
+    res_free(&w[i]);
+  }
+}
+
 static json_int_t stat_int(json_t *stats, const char *key) {
   return json_integer_value(json_object_get(stats, key));
 }
@@ -681,6 +757,7 @@ int main(void) {
       cmocka_unit_test(test_paginated_list),
       cmocka_unit_test(test_watch_events),
       cmocka_unit_test(test_merge_patch),
+      cmocka_unit_test(test_patch_not_delayed_by_watches),
       cmocka_unit_test(test_keepalive_seen_by_proxy),
       cmocka_unit_test(test_faults),
       cmocka_unit_test(test_watch_dropped),
