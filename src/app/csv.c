@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "evscale/buf.h"
 #include "evscale/error.h"
 
 typedef struct {
@@ -40,14 +41,8 @@ static int fail(csv_reader_t *r, size_t at, const char *fmt, ...) {
 }
 
 static int put_char(csv_reader_t *r, char c) {
-  if (r->text_len == r->text_cap) {
-    size_t cap = r->text_cap ? r->text_cap * 2 : 256;
-    char *t = realloc(r->out->text, cap);
-    if (!t)
-      return r->rc = UV_ENOMEM;
-    r->out->text = t;
-    r->text_cap = cap;
-  }
+  if (evs_buf_reserve((void **)&r->out->text, &r->text_cap, r->text_len + 1, 1, 256) != 0)
+    return r->rc = UV_ENOMEM;
   r->out->text[r->text_len++] = c;
   return 0;
 }
@@ -57,14 +52,8 @@ static int new_field(csv_reader_t *r, size_t start) {
   size_t n = o->n_records * (o->n_cols ? o->n_cols : 0) + r->cur_cols;
   if (o->n_records > 0 && r->cur_cols == o->n_cols)
     return fail(r, start, "record has more than the header's %zu fields", o->n_cols);
-  if (n == r->fields_cap) {
-    size_t cap = r->fields_cap ? r->fields_cap * 2 : 64;
-    evs_csv_field_t *f = realloc(o->fields, cap * sizeof *f);
-    if (!f)
-      return r->rc = UV_ENOMEM;
-    o->fields = f;
-    r->fields_cap = cap;
-  }
+  if (evs_buf_reserve((void **)&o->fields, &r->fields_cap, n + 1, sizeof *o->fields, 64) != 0)
+    return r->rc = UV_ENOMEM;
   o->fields[n] = (evs_csv_field_t){
       .off = r->text_len, .line = r->line, .col = (uint32_t)(start - r->line_start + 1)};
   r->cur_cols++;

@@ -1,6 +1,8 @@
 /* Diagnostics list and field paths. */
 #include "evscale/diag.h"
 
+#include "evscale/buf.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,16 +30,10 @@ static void evs__diag_push(evs_diag_t *d, const char *source, uint32_t line, uin
     d->dropped++;
     return;
   }
-  if (d->n == d->cap) {
-    size_t cap = d->cap ? d->cap * 2 : 8;
-    evs_diag_entry_t *items = realloc(d->items, cap * sizeof *items);
-    if (items == NULL) {
-      free(msg);
-      d->dropped++;
-      return;
-    }
-    d->items = items;
-    d->cap = cap;
+  if (evs_buf_reserve((void **)&d->items, &d->cap, d->n + 1, sizeof *d->items, 8) != 0) {
+    free(msg);
+    d->dropped++;
+    return;
   }
   evs_diag_entry_t *e = &d->items[d->n++];
   e->source = evs__strdup_opt(source);

@@ -1,5 +1,6 @@
 /* The index of zone names the system's tz database offers; see evs_tz_index_load in tz.h. */
 #include "evscale/error.h"
+#include "evscale/buf.h"
 #include "evscale/tz.h"
 
 #include <ftw.h>
@@ -19,15 +20,10 @@ static int evs__tz_collect(const char *path, const struct stat *st, int type, st
    * are names LoadLocation accepts; a file that is not TZif fails later, when it is loaded. */
   if ((type != FTW_F && type != FTW_SL) || strlen(path) <= evs__tz_root_len + 1)
     return 0;
-  if (evs__tz_n == evs__tz_cap) {
-    size_t cap = evs__tz_cap ? evs__tz_cap * 2 : 1024;
-    char **names = realloc(evs__tz_names, cap * sizeof *names);
-    if (names == NULL) {
-      evs__tz_oom = 1;
-      return 1;
-    }
-    evs__tz_names = names;
-    evs__tz_cap = cap;
+  if (evs_buf_reserve((void **)&evs__tz_names, &evs__tz_cap, evs__tz_n + 1, sizeof *evs__tz_names,
+                      1024) != 0) {
+    evs__tz_oom = 1;
+    return 1;
   }
   evs__tz_names[evs__tz_n] = strdup(path + evs__tz_root_len + 1);
   if (evs__tz_names[evs__tz_n] == NULL) {

@@ -18,36 +18,17 @@
 #include <string.h>
 #include <strings.h>
 
+#include "evscale/buf.h"
 #include "evscale/error.h"
+#include "evscale/list.h"
 #include "evscale/stream.h"
-
-typedef struct evs__link_s {
-  struct evs__link_s *prev, *next;
-} evs__link_t;
-
-#define EVS__CONTAINER(ptr, type, field) ((type *)((char *)(ptr)-offsetof(type, field)))
-
-static void link_init(evs__link_t *l) { l->prev = l->next = l; }
-static int link_empty(const evs__link_t *l) { return l->next == l; }
-static void link_remove(evs__link_t *l) {
-  l->prev->next = l->next;
-  l->next->prev = l->prev;
-  link_init(l);
-}
-static void link_insert_after(evs__link_t *at, evs__link_t *l) {
-  l->prev = at;
-  l->next = at->next;
-  at->next->prev = l;
-  at->next = l;
-}
-static void link_push_back(evs__link_t *head, evs__link_t *l) { link_insert_after(head->prev, l); }
 
 enum { C_CONNECTING, C_IDLE, C_BUSY, C_CLOSING };
 
 typedef struct evs__pool_s evs__pool_t;
 
 typedef struct {
-  evs__link_t link;
+  evs_list_t link;
   evs__pool_t *pool;
   evs_http_client_t *client;
   evs_stream_t *stream;
@@ -60,26 +41,26 @@ typedef struct {
 enum { K_ORDINARY = 0, K_STREAM = 1 };
 
 struct evs__pool_s {
-  evs__link_t link;
+  evs_list_t link;
   evs_http_client_t *client;
   char *key;
   char host[256];
   int port;
   evs_tls_config_t *tls; /* a reference, or NULL for http */
-  evs__link_t conns;
-  evs__link_t queue[2]; /* by kind: requests waiting for a connection, in priority order */
-  unsigned nconns[2];   /* by kind: connecting, idle and busy connections */
-  unsigned nreqs;       /* requests of this pool not finished yet (waiting for a token too) */
-  int expired;          /* unlinked from the client; freed when its timer has closed */
-  uv_timer_t expiry;    /* runs while the pool has neither request nor connection */
+  evs_list_t conns;
+  evs_list_t queue[2]; /* by kind: requests waiting for a connection, in priority order */
+  unsigned nconns[2];  /* by kind: connecting, idle and busy connections */
+  unsigned nreqs;      /* requests of this pool not finished yet (waiting for a token too) */
+  int expired;         /* unlinked from the client; freed when its timer has closed */
+  uv_timer_t expiry;   /* runs while the pool has neither request nor connection */
 };
 
 struct evs_http_client_s {
   uv_loop_t *loop;
   evs_http_client_options_t o;
   char *user_agent;
-  evs__link_t pools;
-  evs__link_t reqs;
+  evs_list_t pools;
+  evs_list_t reqs;
   unsigned nconns;
   uint64_t connects;
   unsigned live;
@@ -90,8 +71,8 @@ struct evs_http_client_s {
 };
 
 struct evs_http_req_s {
-  evs__link_t link;  /* client->reqs */
-  evs__link_t qlink; /* pool->queue while waiting */
+  evs_list_t link;  /* client->reqs */
+  evs_list_t qlink; /* pool->queue while waiting */
   evs_http_client_t *client;
   evs__pool_t *pool;
   evs__conn_t *conn;
@@ -116,7 +97,7 @@ static void conn_close(evs__conn_t *conn);
 static void pool_connect_failed(evs__pool_t *pool, int err);
 
 static void pool_free(evs__pool_t *p) {
-  link_remove(&p->link);
+  evs_list_remove(&p->link);
   evs_tls_config_unref(p->tls);
   free(p->key);
   free(p);
@@ -125,8 +106,8 @@ static void pool_free(evs__pool_t *p) {
 static void maybe_finish_close(evs_http_client_t *c) {
   if (!c->closing || c->live > 0)
     return;
-  while (!link_empty(&c->pools))
-    pool_free(EVS__CONTAINER(c->pools.next, evs__pool_t, link));
+  while (!evs_list_empty(&c->pools))
+    pool_free(evs_container_of(c->pools.next, evs__pool_t, link));
   void (*cb)(void *) = c->close_cb;
   void *arg = c->close_arg;
   free(c->user_agent);
@@ -149,10 +130,10 @@ static void on_pool_timer_closed(uv_handle_t *h) {
  * a new TLS identity and so a new pool) does not keep every pool it ever made. */
 static void on_pool_expiry(uv_timer_t *t) {
   evs__pool_t *p = t->data;
-  if (p->nreqs > 0 || !link_empty(&p->conns))
+  if (p->nreqs > 0 || !evs_list_empty(&p->conns))
     return; /* cannot happen: pool_check stops the timer whenever either appears */
   p->expired = 1;
-  link_remove(&p->link); /* leaves it linked to itself: pool_free's removal is harmless */
+  evs_list_remove(&p->link); /* leaves it linked to itself: pool_free's removal is harmless */
   uv_close((uv_handle_t *)&p->expiry, on_pool_timer_closed);
 }
 
@@ -161,7 +142,7 @@ static void on_pool_expiry(uv_timer_t *t) {
 static void pool_check(evs__pool_t *p) {
   if (p->client->closing || p->expired)
     return;
-  if (p->nreqs == 0 && link_empty(&p->conns))
+  if (p->nreqs == 0 && evs_list_empty(&p->conns))
     uv_timer_start(&p->expiry, on_pool_expiry, p->client->o.idle_pool_timeout_ms, 0);
   else
     uv_timer_stop(&p->expiry);
@@ -182,8 +163,8 @@ static void req_finish(evs_http_req_t *r, int err) {
   if (r->done)
     return;
   r->done = 1;
-  link_remove(&r->qlink);
-  link_remove(&r->link);
+  evs_list_remove(&r->qlink);
+  evs_list_remove(&r->link);
   if (r->token_req != NULL) {
     evs_ratelimit_req_t *t = r->token_req;
     r->token_req = NULL;
@@ -218,7 +199,7 @@ static void on_stream_closed(evs_stream_t *s) {
 }
 
 static void conn_unlink(evs__conn_t *conn) {
-  link_remove(&conn->link);
+  evs_list_remove(&conn->link);
   conn->pool->nconns[conn->kind]--;
   conn->client->nconns--;
   conn->state = C_CLOSING;
@@ -275,7 +256,7 @@ static void conn_fail(evs__conn_t *conn, int err) {
     r->retried = 1;
     evs_http__parser_free(&r->parser);
     req_parser_init(r);
-    link_insert_after(&pool->queue[r->streaming], &r->qlink); /* first: it was sent already */
+    evs_list_insert_after(&pool->queue[r->streaming], &r->qlink); /* first: it was sent already */
     dispatch(pool);
     return;
   }
@@ -442,7 +423,7 @@ static evs__conn_t *conn_new(evs__pool_t *pool, int kind) {
     free(conn);
     return NULL;
   }
-  link_push_back(&pool->conns, &conn->link);
+  evs_list_push_back(&pool->conns, &conn->link);
   pool->nconns[kind]++;
   c->nconns++;
   c->connects++;
@@ -452,8 +433,8 @@ static evs__conn_t *conn_new(evs__pool_t *pool, int kind) {
 
 /* Idle connections are all of the ordinary kind (conn_idle); connecting ones of either. */
 static evs__conn_t *find_conn(evs__pool_t *pool, int state, int kind) {
-  for (evs__link_t *l = pool->conns.next; l != &pool->conns; l = l->next) {
-    evs__conn_t *conn = EVS__CONTAINER(l, evs__conn_t, link);
+  for (evs_list_t *l = pool->conns.next; l != &pool->conns; l = l->next) {
+    evs__conn_t *conn = evs_container_of(l, evs__conn_t, link);
     if (conn->state == state && conn->req == NULL && conn->kind == kind)
       return conn;
   }
@@ -490,19 +471,19 @@ static evs__conn_t *pick_conn(evs__pool_t *pool, int kind, int *failed) {
  * kind nothing overtakes a request of higher (or equal, earlier) priority. */
 static void dispatch_kind(evs__pool_t *pool, int kind) {
   evs_http_client_t *c = pool->client;
-  evs__link_t *q = &pool->queue[kind];
-  while (!link_empty(q) && !c->closing) {
-    evs_http_req_t *r = EVS__CONTAINER(q->next, evs_http_req_t, qlink);
+  evs_list_t *q = &pool->queue[kind];
+  while (!evs_list_empty(q) && !c->closing) {
+    evs_http_req_t *r = evs_container_of(q->next, evs_http_req_t, qlink);
     int failed;
     evs__conn_t *conn = pick_conn(pool, kind, &failed);
     if (failed) {
-      link_remove(&r->qlink);
+      evs_list_remove(&r->qlink);
       req_finish(r, UV_ENOMEM);
       continue;
     }
     if (conn == NULL)
       return;
-    link_remove(&r->qlink);
+    evs_list_remove(&r->qlink);
     if (conn->state == C_IDLE) {
       conn_send(conn, r);
       continue;
@@ -525,16 +506,16 @@ static void dispatch(evs__pool_t *pool) {
 static void pool_connect_failed(evs__pool_t *pool, int err) {
   if (pool->client->closing)
     return;
-  for (evs__link_t *l = pool->conns.next; l != &pool->conns; l = l->next) {
-    int state = EVS__CONTAINER(l, evs__conn_t, link)->state;
+  for (evs_list_t *l = pool->conns.next; l != &pool->conns; l = l->next) {
+    int state = evs_container_of(l, evs__conn_t, link)->state;
     if (state == C_IDLE || state == C_BUSY) {
       dispatch(pool);
       return;
     }
   }
   for (int kind = K_ORDINARY; kind <= K_STREAM; kind++)
-    while (!link_empty(&pool->queue[kind]) && !pool->client->closing)
-      req_finish(EVS__CONTAINER(pool->queue[kind].next, evs_http_req_t, qlink), err);
+    while (!evs_list_empty(&pool->queue[kind]) && !pool->client->closing)
+      req_finish(evs_container_of(pool->queue[kind].next, evs_http_req_t, qlink), err);
 }
 
 /* HIGH before NORMAL before LOW: the limiter's order (evscale/ratelimit.h). */
@@ -542,11 +523,11 @@ static int prio_rank(evs_prio_t p) { return p == EVS_PRIO_HIGH ? 0 : p == EVS_PR
 
 /* Into its kind's queue after every request of the same or a higher priority. */
 static void enqueue(evs_http_req_t *r) {
-  evs__link_t *q = &r->pool->queue[r->streaming], *at = q->prev;
+  evs_list_t *q = &r->pool->queue[r->streaming], *at = q->prev;
   while (at != q &&
-         prio_rank(EVS__CONTAINER(at, evs_http_req_t, qlink)->priority) > prio_rank(r->priority))
+         prio_rank(evs_container_of(at, evs_http_req_t, qlink)->priority) > prio_rank(r->priority))
     at = at->prev;
-  link_insert_after(at, &r->qlink);
+  evs_list_insert_after(at, &r->qlink);
   dispatch(r->pool);
 }
 
@@ -586,8 +567,8 @@ static evs__pool_t *pool_get(evs_http_client_t *c, const evs_http_url_t *u, evs_
   char key[512];
   snprintf(key, sizeof key, "%s|%s|%d|%s", u->tls ? "https" : "http", u->host, u->port,
            u->tls ? evs_tls_config_identity(tls) : "");
-  for (evs__link_t *l = c->pools.next; l != &c->pools; l = l->next) {
-    evs__pool_t *p = EVS__CONTAINER(l, evs__pool_t, link);
+  for (evs_list_t *l = c->pools.next; l != &c->pools; l = l->next) {
+    evs__pool_t *p = evs_container_of(l, evs__pool_t, link);
     if (strcmp(p->key, key) == 0)
       return p;
   }
@@ -600,13 +581,13 @@ static evs__pool_t *pool_get(evs_http_client_t *c, const evs_http_url_t *u, evs_
   snprintf(p->host, sizeof p->host, "%s", u->host);
   p->port = u->port;
   p->tls = u->tls ? evs_tls_config_ref(tls) : NULL;
-  link_init(&p->conns);
-  link_init(&p->queue[K_ORDINARY]);
-  link_init(&p->queue[K_STREAM]);
+  evs_list_init(&p->conns);
+  evs_list_init(&p->queue[K_ORDINARY]);
+  evs_list_init(&p->queue[K_STREAM]);
   uv_timer_init(c->loop, &p->expiry);
   p->expiry.data = p;
   c->live++; /* the expiry timer */
-  link_push_back(&c->pools, &p->link);
+  evs_list_push_back(&c->pools, &p->link);
   return p;
 }
 
@@ -619,17 +600,10 @@ typedef struct {
 static void buf_add(evs__buf_t *b, const void *s, size_t n) {
   if (b->err)
     return;
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap * 2 : 512;
-    while (cap < b->len + n + 1)
-      cap *= 2;
-    char *np = realloc(b->p, cap);
-    if (np == NULL) {
-      b->err = UV_ENOMEM;
-      return;
-    }
-    b->p = np;
-    b->cap = cap;
+  int rc = evs_buf_reserve((void **)&b->p, &b->cap, b->len + n + 1, 1, 512);
+  if (rc != 0) {
+    b->err = rc;
+    return;
   }
   memcpy(b->p + b->len, s, n);
   b->len += n;
@@ -733,7 +707,7 @@ static void req_setup(evs_http_req_t *r, evs_http_client_t *c, const evs_http_re
   r->stream_idle_ms = o->stream_idle_timeout_ms;
   r->limiter = o->limiter;
   r->priority = o->priority;
-  link_init(&r->qlink);
+  evs_list_init(&r->qlink);
   req_parser_init(r);
 }
 
@@ -758,7 +732,7 @@ int evs_http_request(evs_http_client_t *c, const evs_http_request_opts_t *o, evs
   uv_timer_init(c->loop, &r->timer);
   r->timer.data = r;
   uv_timer_start(&r->timer, on_req_timer, 0, 0);
-  link_push_back(&c->reqs, &r->link);
+  evs_list_push_back(&c->reqs, &r->link);
   c->live++;
   if (out != NULL)
     *out = r;
@@ -807,8 +781,8 @@ int evs_http_client_new(uv_loop_t *loop, const evs_http_client_options_t *opts,
   }
   c->o.user_agent = NULL;
   c->loop = loop;
-  link_init(&c->pools);
-  link_init(&c->reqs);
+  evs_list_init(&c->pools);
+  evs_list_init(&c->reqs);
   uv_timer_init(loop, &c->closer);
   c->closer.data = c;
   *out = c;
@@ -833,8 +807,8 @@ void evs_http_client_close(evs_http_client_t *c, void (*cb)(void *), void *arg) 
   uv_close((uv_handle_t *)&c->closer, on_closer_closed);
   for (;;) {
     evs_http_req_t *victim = NULL;
-    for (evs__link_t *l = c->reqs.next; l != &c->reqs && victim == NULL; l = l->next) {
-      evs_http_req_t *r = EVS__CONTAINER(l, evs_http_req_t, link);
+    for (evs_list_t *l = c->reqs.next; l != &c->reqs && victim == NULL; l = l->next) {
+      evs_http_req_t *r = evs_container_of(l, evs_http_req_t, link);
       if (!r->in_cb)
         victim = r;
       else
@@ -844,10 +818,10 @@ void evs_http_client_close(evs_http_client_t *c, void (*cb)(void *), void *arg) 
       break;
     req_finish(victim, EVS_ECANCELED);
   }
-  for (evs__link_t *pl = c->pools.next; pl != &c->pools; pl = pl->next) {
-    evs__pool_t *p = EVS__CONTAINER(pl, evs__pool_t, link);
-    while (!link_empty(&p->conns))
-      conn_close(EVS__CONTAINER(p->conns.next, evs__conn_t, link));
+  for (evs_list_t *pl = c->pools.next; pl != &c->pools; pl = pl->next) {
+    evs__pool_t *p = evs_container_of(pl, evs__pool_t, link);
+    while (!evs_list_empty(&p->conns))
+      conn_close(evs_container_of(p->conns.next, evs__conn_t, link));
     uv_close((uv_handle_t *)&p->expiry, on_pool_timer_closed); /* freed in maybe_finish_close */
   }
 }
@@ -856,7 +830,7 @@ unsigned evs_http_client_connections(const evs_http_client_t *c) { return c->nco
 
 unsigned evs_http_client_pools(const evs_http_client_t *c) {
   unsigned n = 0;
-  for (const evs__link_t *l = c->pools.next; l != &c->pools; l = l->next)
+  for (const evs_list_t *l = c->pools.next; l != &c->pools; l = l->next)
     n++;
   return n;
 }

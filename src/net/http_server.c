@@ -23,7 +23,6 @@
  * until the client closes or a short timer fires. Closing at once would make the kernel answer
  * any unread request bytes with a RST that can destroy the 400 we just wrote. */
 #include "evscale/http_server.h"
-#include "evscale/error.h"
 
 #include <llhttp.h>
 #ifdef __GLIBC__
@@ -34,7 +33,9 @@
 #include <string.h>
 #include <strings.h>
 
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+#include "evscale/buf.h"
+#include "evscale/error.h"
+#include "evscale/list.h"
 
 #define LINGER_MS 2000
 /* See the top of the file: per connection per turn, per server per turn, resumes per turn. */
@@ -214,7 +215,7 @@ static const char *reason_phrase(int status) {
 static void on_timer(uv_timer_t *t) {
   /* Every deadline a connection has (request arrival, idle keep-alive, unread responses,
    * lingering close) ends the same way: the connection goes. */
-  conn_close(container_of(t, conn_t, timer));
+  conn_close(evs_container_of(t, conn_t, timer));
 }
 
 static void conn_arm(conn_t *c, uint64_t ms) {
@@ -299,14 +300,8 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
   if (!c->field_open) {
     if (c->nhdrs >= c->srv->opts.max_headers)
       return fail(c, 431, "too many headers");
-    if (c->nhdrs == c->hdrs_cap) {
-      size_t cap = c->hdrs_cap ? c->hdrs_cap * 2 : 16;
-      hdr_t *h = realloc(c->hdrs, cap * sizeof(*h));
-      if (h == NULL)
-        return fail(c, 500, "out of memory");
-      c->hdrs = h;
-      c->hdrs_cap = cap;
-    }
+    if (evs_buf_reserve((void **)&c->hdrs, &c->hdrs_cap, c->nhdrs + 1, sizeof *c->hdrs, 16) != 0)
+      return fail(c, 500, "out of memory");
     c->hdrs[c->nhdrs++].name = (uint32_t)c->hlen;
     c->field_open = 1;
   }
@@ -559,7 +554,7 @@ static void yield_remove(conn_t *c) {
  * runs before the loop polls and keeps the poll from blocking while it is active, so sockets
  * (a probe's connection) are served between two rounds. */
 static void on_idle(uv_idle_t *h) {
-  evs_http_server_t *s = container_of(h, evs_http_server_t, idle);
+  evs_http_server_t *s = evs_container_of(h, evs_http_server_t, idle);
   conn_t *stop = s->yield_tail; /* connections yielding again go after it: next turn */
   for (int i = 0; i < RESUMES_PER_TURN && s->yield_head; i++) {
     conn_t *c = s->yield_head;
@@ -691,7 +686,7 @@ static void write_done(conn_t *c, size_t bytes) {
 }
 
 static void on_write(uv_write_t *req, int status) {
-  wreq_t *w = container_of(req, wreq_t, req);
+  wreq_t *w = evs_container_of(req, wreq_t, req);
   conn_t *c = w->conn;
   size_t bytes = w->bytes;
   free(w->head);
@@ -936,7 +931,7 @@ static void server_maybe_free(evs_http_server_t *s) {
 }
 
 static void on_trim(uv_timer_t *t) {
-  evs_http_server_t *s = container_of(t, evs_http_server_t, trimmer);
+  evs_http_server_t *s = evs_container_of(t, evs_http_server_t, trimmer);
   s->peak_conns = s->n_conns;
 #ifdef __GLIBC__
   malloc_trim(0);
@@ -986,7 +981,7 @@ static void conn_close(conn_t *c) {
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status) {
-  conn_t *c = container_of(req, conn_t, shutdown_req);
+  conn_t *c = evs_container_of(req, conn_t, shutdown_req);
   if (status < 0 || c->got_eof)
     conn_close(c);
 }
@@ -1061,7 +1056,7 @@ static void conn_init(conn_t *c, evs_http_server_t *s) {
 static void reject_pending(evs_http_server_t *s);
 
 static void on_reject_closed(uv_handle_t *h) {
-  evs_http_server_t *s = container_of(h, evs_http_server_t, reject);
+  evs_http_server_t *s = evs_container_of(h, evs_http_server_t, reject);
   s->reject_busy = 0;
   if (s->reject_wanted && !s->listener_closing)
     reject_pending(s);
@@ -1083,7 +1078,7 @@ static void reject_pending(evs_http_server_t *s) {
 }
 
 static void on_connection(uv_stream_t *listener, int status) {
-  evs_http_server_t *s = container_of(listener, evs_http_server_t, listener);
+  evs_http_server_t *s = evs_container_of(listener, evs_http_server_t, listener);
   if (status < 0 || s->closing)
     return;
   conn_t *c = calloc(1, sizeof(*c));
@@ -1221,7 +1216,7 @@ int evs_http_server_port(const evs_http_server_t *s) { return s->port; }
 size_t evs_http_server_connections(const evs_http_server_t *s) { return s->n_conns; }
 
 static void on_listener_closed(uv_handle_t *h) {
-  evs_http_server_t *s = container_of(h, evs_http_server_t, listener);
+  evs_http_server_t *s = evs_container_of(h, evs_http_server_t, listener);
   s->listener_closed = 1;
   server_maybe_free(s);
 }
@@ -1234,19 +1229,19 @@ void evs_http_server_stop_accepting(evs_http_server_t *s) {
 }
 
 static void on_closer_closed(uv_handle_t *h) {
-  evs_http_server_t *s = container_of(h, evs_http_server_t, closer);
+  evs_http_server_t *s = evs_container_of(h, evs_http_server_t, closer);
   s->closer_closed = 1;
   server_maybe_free(s);
 }
 
 static void on_trimmer_closed(uv_handle_t *h) {
-  evs_http_server_t *s = container_of(h, evs_http_server_t, trimmer);
+  evs_http_server_t *s = evs_container_of(h, evs_http_server_t, trimmer);
   s->trimmer_closed = 1;
   server_maybe_free(s);
 }
 
 static void on_idle_closed(uv_handle_t *h) {
-  evs_http_server_t *s = container_of(h, evs_http_server_t, idle);
+  evs_http_server_t *s = evs_container_of(h, evs_http_server_t, idle);
   s->idle_closed = 1;
   server_maybe_free(s);
 }

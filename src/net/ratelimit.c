@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "evscale/error.h"
+#include "evscale/list.h"
 
 static void refill(evs_ratelimit_bucket_t *b, uint64_t now_ms) {
   if (now_ms > b->last_ms && b->qps > 0) {
@@ -53,7 +54,7 @@ uint64_t evs_ratelimit_bucket_wait(evs_ratelimit_bucket_t *b, uint64_t now_ms) {
 }
 
 struct evs_ratelimit_req_s {
-  evs_ratelimit_req_t *next, *prev;
+  evs_list_t link; /* in its priority's queue */
   evs_ratelimit_t *rl;
   evs_prio_t prio;
   evs_ratelimit_cb cb;
@@ -61,7 +62,7 @@ struct evs_ratelimit_req_s {
 };
 
 typedef struct {
-  evs_ratelimit_req_t *head, *tail;
+  evs_list_t head;
   unsigned n;
 } evs__queue_t;
 
@@ -76,33 +77,20 @@ struct evs_ratelimit_s {
 };
 
 static void q_remove(evs__queue_t *q, evs_ratelimit_req_t *r) {
-  if (r->prev)
-    r->prev->next = r->next;
-  else
-    q->head = r->next;
-  if (r->next)
-    r->next->prev = r->prev;
-  else
-    q->tail = r->prev;
+  evs_list_remove(&r->link);
   q->n--;
 }
 
 static void q_push(evs__queue_t *q, evs_ratelimit_req_t *r) {
-  r->next = NULL;
-  r->prev = q->tail;
-  if (q->tail)
-    q->tail->next = r;
-  else
-    q->head = r;
-  q->tail = r;
+  evs_list_push_back(&q->head, &r->link);
   q->n++;
 }
 
 static evs_ratelimit_req_t *first_waiter(evs_ratelimit_t *rl) {
   static const evs_prio_t order[EVS_PRIO_COUNT] = {EVS_PRIO_HIGH, EVS_PRIO_NORMAL, EVS_PRIO_LOW};
   for (int i = 0; i < EVS_PRIO_COUNT; i++)
-    if (rl->q[order[i]].head != NULL)
-      return rl->q[order[i]].head;
+    if (!evs_list_empty(&rl->q[order[i]].head))
+      return evs_container_of(rl->q[order[i]].head.next, evs_ratelimit_req_t, link);
   return NULL;
 }
 
@@ -139,6 +127,8 @@ int evs_ratelimit_new(uv_loop_t *loop, double qps, unsigned burst, evs_ratelimit
   rl->loop = loop;
   uv_timer_init(loop, &rl->timer);
   rl->timer.data = rl;
+  for (int i = 0; i < EVS_PRIO_COUNT; i++)
+    evs_list_init(&rl->q[i].head);
   evs_ratelimit_bucket_init(&rl->bucket, qps, burst, uv_now(loop));
   *out = rl;
   return 0;

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "evscale/buf.h"
 #include "evscale/error.h"
 
 /* ---- the compiled form -------------------------------------------------------------------- */
@@ -368,15 +369,9 @@ static int32_t add_node(parser_t *p, node_t n) {
     return -1;
   }
   n.depth = (uint16_t)depth;
-  if (f->n == f->cap) {
-    size_t cap = f->cap ? f->cap * 2 : 16;
-    node_t *nodes = realloc(f->nodes, cap * sizeof *nodes);
-    if (!nodes) {
-      p->failed = UV_ENOMEM;
-      return -1;
-    }
-    f->nodes = nodes;
-    f->cap = cap;
+  if (evs_buf_reserve((void **)&f->nodes, &f->cap, f->n + 1, sizeof *f->nodes, 16) != 0) {
+    p->failed = UV_ENOMEM;
+    return -1;
   }
   f->nodes[f->n] = n;
   return (int32_t)f->n++;
@@ -387,14 +382,8 @@ static int add_var(parser_t *p, const char *name, size_t len) {
   for (size_t i = 0; i < f->nvars; i++)
     if (strlen(f->vars[i]) == len && memcmp(f->vars[i], name, len) == 0)
       return (int)i;
-  if (f->nvars == f->varcap) {
-    size_t cap = f->varcap ? f->varcap * 2 : 4;
-    char **vars = realloc(f->vars, cap * sizeof *vars);
-    if (!vars)
-      return -1;
-    f->vars = vars;
-    f->varcap = cap;
-  }
+  if (evs_buf_reserve((void **)&f->vars, &f->varcap, f->nvars + 1, sizeof *f->vars, 4) != 0)
+    return -1;
   char *copy = strndup(name, len);
   if (!copy)
     return -1;
@@ -404,15 +393,9 @@ static int add_var(parser_t *p, const char *name, size_t len) {
 
 static int push_arg(parser_t *p, int32_t arg) {
   evs_formula_t *f = p->f;
-  if (f->nargs == f->argcap) {
-    size_t cap = f->argcap ? f->argcap * 2 : 8;
-    int32_t *args = realloc(f->args, cap * sizeof *args);
-    if (!args) {
-      p->failed = UV_ENOMEM;
-      return -1;
-    }
-    f->args = args;
-    f->argcap = cap;
+  if (evs_buf_reserve((void **)&f->args, &f->argcap, f->nargs + 1, sizeof *f->args, 8) != 0) {
+    p->failed = UV_ENOMEM;
+    return -1;
   }
   f->args[f->nargs++] = arg;
   return 0;

@@ -278,7 +278,7 @@ static void test_input_errors(void **state) {
   const char *a3[] = {"/nonexistent/so.yaml", c};
   run_sim(&r, 2, a3);
   assert_int_equal(r.rc, 1);
-  assert_non_null(strstr(r.err, "/nonexistent/so.yaml: cannot open"));
+  assert_non_null(strstr(r.err, "/nonexistent/so.yaml: cannot read: no such file or directory"));
   free_result(&r);
   free(inv);
   free(c);
