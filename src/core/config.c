@@ -21,6 +21,10 @@ typedef struct {
   /* Keys whose value was refused: cross-key checks skip them, since their value in cfg is not
    * what the user wrote. */
   unsigned char bad[64];
+  /* The accepted ScaledObjects by namespace/name (slot: hash tag << 32 | index + 1, 0 = empty),
+   * so a second definition is found without comparing with every earlier object (issue 9). */
+  uint64_t *so_slots;
+  uint32_t so_mask;
 } evs__ctx_t;
 
 /* ---- did-you-mean ---- */
@@ -165,7 +169,18 @@ static size_t evs__sections(char names[][32], const char **out) {
   return n;
 }
 
+/* Entries past the diag's cap are only counted (evs_diag_add drops them): their did-you-mean
+ * search is skipped, or a file of 80,000 unknown keys costs 80,000 of them (issue 9). */
+static int evs__diag_full(evs__ctx_t *c) {
+  if (c->diag.n < (c->diag.max ? c->diag.max : 1000))
+    return 0;
+  c->diag.dropped++;
+  return 1;
+}
+
 static void evs__unknown_leaf(evs__ctx_t *c, const char *section, const evs_node_t *key) {
+  if (evs__diag_full(c))
+    return;
   const char *cands[64];
   size_t n = 0, slen = strlen(section);
   const char *elsewhere = NULL;
@@ -216,6 +231,8 @@ static int evs__walk_section(evs__ctx_t *c, const char *section, const evs_node_
 
 static void evs__unknown_section(evs__ctx_t *c, const evs_node_t *key, const char **secs,
                                  size_t nsecs) {
+  if (evs__diag_full(c))
+    return;
   /* "circuit_breaker.enabled: true" at the top: a real key written flat. */
   if (evs_config__find(key->u.text)) {
     evs_diag_add(&c->diag, c->file, key->line, key->col, key->u.text,
@@ -268,16 +285,29 @@ static const evs_node_t *evs__want_map(evs__ctx_t *c, const evs_node_t *map, con
   return v && v->kind == EVS_NODE_MAP ? v : NULL;
 }
 
-/* Two objects of the file with one namespace/name would fight over one target. */
-static void evs__check_dup(evs__ctx_t *c, const evs_node_t *meta, const evs_node_t *name,
-                           evs_path_t *path) {
+static const char *evs__so_ns(const evs_node_t *meta) {
   const evs_node_t *ns = evs_node_get(meta, "namespace");
-  const char *nss = ns && ns->kind == EVS_NODE_STR ? ns->u.text : "";
-  for (size_t i = 0; i < c->cfg->n_scaled_objects; i++) {
-    const evs_node_t *m = evs_node_get(c->cfg->scaled_objects[i], "metadata");
-    const evs_node_t *n2 = evs_node_get(m, "name"), *ns2 = evs_node_get(m, "namespace");
-    const char *nss2 = ns2 && ns2->kind == EVS_NODE_STR ? ns2->u.text : "";
-    if (strcmp(n2->u.text, name->u.text) == 0 && strcmp(nss, nss2) == 0) {
+  return ns && ns->kind == EVS_NODE_STR ? ns->u.text : "";
+}
+
+static uint32_t evs__so_tag(const char *ns, const char *name) {
+  return (uint32_t)(evs_node_hash(name, strlen(name)) * 0x9e3779b97f4a7c15ull ^
+                    evs_node_hash(ns, strlen(ns)));
+}
+
+/* Two objects of the file with one namespace/name would fight over one target. A new name is
+ * recorded as ScaledObject number `index`; a second one is reported. */
+static void evs__check_dup(evs__ctx_t *c, const evs_node_t *meta, const evs_node_t *name,
+                           size_t index, evs_path_t *path) {
+  const char *nss = evs__so_ns(meta);
+  uint32_t tag = evs__so_tag(nss, name->u.text), i = tag & c->so_mask;
+  for (; c->so_slots[i] != 0; i = (i + 1) & c->so_mask) {
+    if ((uint32_t)(c->so_slots[i] >> 32) != tag)
+      continue;
+    const evs_node_t *m =
+        evs_node_get(c->cfg->scaled_objects[(uint32_t)c->so_slots[i] - 1], "metadata");
+    const evs_node_t *n2 = evs_node_get(m, "name");
+    if (strcmp(n2->u.text, name->u.text) == 0 && strcmp(nss, evs__so_ns(m)) == 0) {
       size_t mark = evs_path_push_key(path, "metadata.name");
       evs_diag_add(&c->diag, c->file, name->line, name->col, path->buf,
                    "duplicate ScaledObject '%s' (first defined at line %u)", name->u.text,
@@ -286,6 +316,7 @@ static void evs__check_dup(evs__ctx_t *c, const evs_node_t *meta, const evs_node
       return;
     }
   }
+  c->so_slots[i] = (uint64_t)tag << 32 | ((uint64_t)index + 1);
 }
 
 static void evs__walk_one_so(evs__ctx_t *c, const evs_node_t *so, evs_path_t *path) {
@@ -312,7 +343,7 @@ static void evs__walk_one_so(evs__ctx_t *c, const evs_node_t *so, evs_path_t *pa
   ok &= evs__want_map(c, so, "spec", path) != NULL;
   if (!ok || name == NULL)
     return;
-  evs__check_dup(c, meta, name, path);
+  evs__check_dup(c, meta, name, c->cfg->n_scaled_objects, path);
   c->cfg->scaled_objects[c->cfg->n_scaled_objects++] = so;
 }
 
@@ -329,6 +360,14 @@ static int evs__walk_scaled_objects(evs__ctx_t *c, const evs_node_t *seq) {
   c->cfg->scaled_objects = calloc(seq->len, sizeof *c->cfg->scaled_objects);
   if (c->cfg->scaled_objects == NULL)
     return UV_ENOMEM;
+  /* At most half full with every object in it: no growth, no full probe. */
+  size_t cap = 16;
+  while (cap < 2 * seq->len)
+    cap *= 2;
+  c->so_slots = calloc(cap, sizeof *c->so_slots);
+  if (c->so_slots == NULL)
+    return UV_ENOMEM;
+  c->so_mask = (uint32_t)(cap - 1);
   evs_path_t path;
   evs_path_init(&path);
   evs_path_push_key(&path, "scaled_objects");
@@ -337,6 +376,8 @@ static int evs__walk_scaled_objects(evs__ctx_t *c, const evs_node_t *seq) {
     evs__walk_one_so(c, evs_node_item(seq, i), &path);
     evs_path_pop(&path, mark);
   }
+  free(c->so_slots);
+  c->so_slots = NULL;
   return 0;
 }
 
