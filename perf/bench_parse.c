@@ -164,6 +164,25 @@ static size_t gen_sos(buf_t *b, size_t target, int json) {
   return i;
 }
 
+/* One ScaledObject with many named triggers (the validator checks trigger names are unique). */
+static size_t gen_triggers(buf_t *b, size_t target, int json) {
+  size_t i = 0;
+  (void)json;
+  put(b, "scaled_objects:\n"
+         "- apiVersion: keda.sh/v1alpha1\n"
+         "  kind: ScaledObject\n"
+         "  metadata: {name: many, namespace: default}\n"
+         "  spec:\n"
+         "    scaleTargetRef: {name: many}\n"
+         "    triggers:\n");
+  while (b->n < target) {
+    put(b, "    - {type: redis, name: t%zu, metadata: {address: 'r:6379', listName: l%zu}}\n", i,
+        i);
+    i++;
+  }
+  return i;
+}
+
 /* A few long strings (64 KiB each). */
 static size_t gen_longstr(buf_t *b, size_t target, int json) {
   size_t i = 0;
@@ -190,9 +209,9 @@ typedef struct {
 } shape_t;
 
 static const shape_t shapes[] = {
-    {"keys", gen_keys, 1},       {"seq", gen_seq, 1},         {"deep", gen_deep, 1},
-    {"aliases", gen_aliases, 0}, {"anchors", gen_anchors, 0}, {"scaledobjects", gen_sos, 1},
-    {"longstr", gen_longstr, 1},
+    {"keys", gen_keys, 1},       {"seq", gen_seq, 1},           {"deep", gen_deep, 1},
+    {"aliases", gen_aliases, 0}, {"anchors", gen_anchors, 0},   {"scaledobjects", gen_sos, 1},
+    {"longstr", gen_longstr, 1}, {"triggers", gen_triggers, 0},
 };
 
 /* ---- measuring ---- */
