@@ -32,10 +32,15 @@ struct evs_doc_s {
 };
 
 static void *evs__alloc(evs_doc_t *doc, size_t n) {
-  n = (n + 15) & ~(size_t)15;
+  /* 8-byte alignment is all a node, a string or an index needs. */
+  n = (n + 7) & ~(size_t)7;
   evs__chunk_t *c = doc->chunks;
   if (c == NULL || c->cap - c->used < n) {
-    size_t cap = n > 8192 ? n : 8192;
+    /* Chunks double up to 1 MiB: an API object fits in one 8 KiB chunk, a 4 MiB file does not
+     * take thousands. */
+    size_t cap = c == NULL ? 8192 : c->cap >= (1u << 19) ? (1u << 20) : 2 * c->cap;
+    if (cap < n)
+      cap = n;
     c = malloc(sizeof *c + cap);
     if (c == NULL)
       return NULL;
@@ -359,6 +364,9 @@ static int evs__parse_real(const char *s, double *out) {
 }
 
 static void evs__resolve_plain(evs_node_t *n) {
+  /* Only these can start a null, a boolean or a number; most plain scalars are words. */
+  if (n->u.text[0] != '\0' && strchr("~nNtTfF0123456789+-.", n->u.text[0]) == NULL)
+    return;
   if (evs__is_null(n->u.text))
     n->kind = EVS_NODE_NULL;
   else if (evs__parse_bool(n->u.text, &n->num.b))
