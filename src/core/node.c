@@ -25,8 +25,17 @@ typedef struct evs__chunk_s {
   _Alignas(max_align_t) unsigned char data[];
 } evs__chunk_t;
 
+/* A large array grown with realloc while parsing (a big collection's items, a key index) that the
+ * document adopts instead of copying it into the arena: for a 1 MiB map that copy alone touches
+ * megabytes of fresh pages. The list's links live in the arena. */
+typedef struct evs__owned_s {
+  struct evs__owned_s *next;
+  void *p;
+} evs__owned_t;
+
 struct evs_doc_s {
   evs__chunk_t *chunks;
+  evs__owned_t *owned;
   evs_node_t *root;
   char *file;
 };
@@ -54,6 +63,19 @@ static void *evs__alloc(evs_doc_t *doc, size_t n) {
   return p;
 }
 
+/* The document takes ownership of malloc'd p (freed by evs_doc_free); on failure p is freed. */
+static int evs__adopt(evs_doc_t *doc, void *p) {
+  evs__owned_t *o = evs__alloc(doc, sizeof *o);
+  if (o == NULL) {
+    free(p);
+    return UV_ENOMEM;
+  }
+  o->p = p;
+  o->next = doc->owned;
+  doc->owned = o;
+  return 0;
+}
+
 static char *evs__strndup(evs_doc_t *doc, const char *s, size_t n) {
   char *p = evs__alloc(doc, n + 1);
   if (p) {
@@ -78,6 +100,8 @@ static evs_doc_t *evs__doc_new(const char *file) {
 void evs_doc_free(evs_doc_t *doc) {
   if (doc == NULL)
     return;
+  for (evs__owned_t *o = doc->owned; o; o = o->next)
+    free(o->p);
   evs__chunk_t *c = doc->chunks;
   while (c) {
     evs__chunk_t *next = c->next;
@@ -185,10 +209,10 @@ typedef struct {
 #define EVS__SLOT_TAG(s) ((uint32_t)((s) >> 32))
 #define EVS__SLOT_ENTRY(s) ((uint32_t)(s)-1)
 
-/* A map's key index, in the document's arena: slots whose entries are pair numbers. */
+/* A map's key index: slots whose entries are pair numbers (adopted by the document). */
 struct evs_node_index_s {
   uint32_t mask;
-  uint64_t slots[];
+  const uint64_t *slots;
 };
 
 /* Capacity for n entries: a power of two at least 2n. */
@@ -247,16 +271,19 @@ static void evs__key_add(evs__tab_t *t, evs_node_t *const *items, uint32_t pair)
   }
 }
 
-/* Moves t into the arena as the index of a finished map (t's slots are freed). */
+/* Makes t the index of a finished map, owned by the document. */
 static evs_node_index_t *evs__index_keep(evs_doc_t *doc, evs__tab_t *t) {
-  size_t bytes = ((size_t)t->mask + 1) * sizeof *t->slots;
-  evs_node_index_t *ix = evs__alloc(doc, sizeof *ix + bytes);
-  if (ix) {
-    ix->mask = t->mask;
-    memcpy(ix->slots, t->slots, bytes);
-  }
-  free(t->slots);
+  evs_node_index_t *ix = evs__alloc(doc, sizeof *ix);
+  uint64_t *slots = t->slots;
   t->slots = NULL;
+  if (ix == NULL) {
+    free(slots);
+    return NULL;
+  }
+  if (evs__adopt(doc, slots) != 0)
+    return NULL;
+  ix->mask = t->mask;
+  ix->slots = slots;
   return ix;
 }
 
@@ -584,6 +611,10 @@ static int evs__open(evs__ybuild_t *b, int kind, const yaml_event_t *ev, const c
   return 0;
 }
 
+/* Collections with this many items keep their growth array (adopted); smaller ones are copied
+ * into the arena, which costs less than a malloc'd block each. */
+#define EVS__ADOPT_MIN 256
+
 static int evs__close(evs__ybuild_t *b) {
   evs__frame_t *f = &b->stack[--b->depth];
   evs_node_t *n = f->node;
@@ -591,7 +622,11 @@ static int evs__close(evs__ybuild_t *b) {
   if (n->kind == EVS_NODE_MAP && f->n % 2 != 0)
     f->n--; /* cannot happen with a well-formed event stream */
   n->len = (uint32_t)(n->kind == EVS_NODE_MAP ? f->n / 2 : f->n);
-  if (f->n) {
+  if (f->n >= EVS__ADOPT_MIN) {
+    n->u.items = f->items;
+    f->items = NULL;
+    rc = evs__adopt(b->doc, n->u.items);
+  } else if (f->n) {
     n->u.items = evs__alloc(b->doc, f->n * sizeof *n->u.items);
     if (n->u.items == NULL)
       rc = UV_ENOMEM;
