@@ -803,6 +803,23 @@ static void many_unknown_keys_counted(void **state) {
   free(src);
 }
 
+/* A UTF-8 byte-order mark before the first line (editors on Windows write one) is accepted, and
+ * positions after it are the ones the user sees (issue 10, input edges). */
+static void byte_order_mark_accepted(void **state) {
+  (void)state;
+  evs_config_t *c = load_ok("\xEF\xBB\xBF"
+                            "server:\n  address: \":9090\"\n",
+                            NULL);
+  assert_int_equal(c->server.port, 9090);
+  evs_config_free(c);
+  load_errors("\xEF\xBB\xBF"
+              "server:\n  adress: \":9090\"\n",
+              NULL,
+              (const char *const[]){"t.yaml:2:3: server.adress: unknown key (did you mean "
+                                    "'address'?)",
+                                    NULL});
+}
+
 /* ---- dump ---- */
 
 static char *dump(const evs_config_t *c) {
@@ -1004,6 +1021,7 @@ int main(void) {
       cmocka_unit_test(scaled_objects_structure_errors),
       cmocka_unit_test(scaled_objects_many_names_checked_linearly),
       cmocka_unit_test(many_unknown_keys_counted),
+      cmocka_unit_test(byte_order_mark_accepted),
       cmocka_unit_test(dump_round_trips),
       cmocka_unit_test(dump_masks_secrets),
       cmocka_unit_test(reload_diff),
