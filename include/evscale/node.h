@@ -4,7 +4,11 @@
  *
  * A document owns every node in it (one arena); nodes are borrowed from the document and die
  * with evs_doc_free. Scalars keep their source text; plain YAML scalars are also resolved by the
- * YAML 1.2 core schema (null, bool, int, float), quoted ones stay strings. */
+ * YAML 1.2 core schema (null, bool, int, float), quoted ones stay strings.
+ *
+ * Building is linear in the input whatever its shape (issue 9): the keys of a large map are
+ * hashed (duplicate check while parsing, then evs_node_get), anchors are indexed by name, and
+ * nesting deeper than 64 levels is refused. */
 #ifndef EVSCALE_NODE_H
 #define EVSCALE_NODE_H
 
@@ -24,6 +28,7 @@ typedef enum {
 } evs_node_kind_t;
 
 typedef struct evs_node_s evs_node_t;
+typedef struct evs_node_index_s evs_node_index_t; /* private to node.c */
 struct evs_node_s {
   uint8_t kind;  /* evs_node_kind_t */
   uint32_t line; /* 1-based; 0 when unknown (JSON) */
@@ -37,6 +42,9 @@ struct evs_node_s {
     int64_t i; /* EVS_NODE_INT */
     double d;  /* EVS_NODE_REAL */
     int b;     /* EVS_NODE_BOOL */
+    /* EVS_NODE_MAP: the hash of its keys (in the document's arena) when the map is large enough
+     * for one to pay; NULL otherwise, and in maps built by hand: lookups then scan. */
+    const evs_node_index_t *index;
   } num;
 };
 
@@ -61,8 +69,13 @@ const evs_node_t *evs_doc_root(const evs_doc_t *doc);
 /* The file name the document was parsed from (borrowed). */
 const char *evs_doc_file(const evs_doc_t *doc);
 
-/* Map lookup (linear: maps here are small). NULL when absent or when `map` is not a map. */
+/* Map lookup: hashed in large maps, a scan of the few keys of small ones. NULL when absent or
+ * when `map` is not a map. */
 const evs_node_t *evs_node_get(const evs_node_t *map, const char *key);
+/* The keyed hash of the document indexes (SipHash-1-3 with a random per-process key), for other
+ * tables keyed by outside input: a fixed hash would let a crafted file collide every key. */
+uint64_t evs_node_hash(const void *buf, size_t len);
+
 /* Pair i of a map. */
 const evs_node_t *evs_node_key(const evs_node_t *map, size_t i);
 const evs_node_t *evs_node_value(const evs_node_t *map, size_t i);

@@ -14,11 +14,10 @@ typedef struct {
   /* Keys whose value was refused: cross-key checks skip them, since their value in cfg is not
    * what the user wrote. */
   unsigned char bad[64];
-  /* scaled_objects: open-addressing set of accepted objects' namespace/name (index + 1 into
-   * cfg->scaled_objects, 0 = empty), so a file of thousands of objects is checked for
-   * duplicates in linear time. Lives only while the list is walked. */
-  size_t *so_set;
-  size_t so_mask;
+  /* The accepted ScaledObjects by namespace/name (slot: hash tag << 32 | index + 1, 0 = empty),
+   * so a second definition is found without comparing with every earlier object (issue 9). */
+  uint64_t *so_slots;
+  uint32_t so_mask;
 } evs__ctx_t;
 
 /* ---- did-you-mean ---- */
@@ -163,7 +162,18 @@ static size_t evs__sections(char names[][32], const char **out) {
   return n;
 }
 
+/* Entries past the diag's cap are only counted (evs_diag_add drops them): their did-you-mean
+ * search is skipped, or a file of 80,000 unknown keys costs 80,000 of them (issue 9). */
+static int evs__diag_full(evs__ctx_t *c) {
+  if (c->diag.n < (c->diag.max ? c->diag.max : 1000))
+    return 0;
+  c->diag.dropped++;
+  return 1;
+}
+
 static void evs__unknown_leaf(evs__ctx_t *c, const char *section, const evs_node_t *key) {
+  if (evs__diag_full(c))
+    return;
   const char *cands[64];
   size_t n = 0, slen = strlen(section);
   const char *elsewhere = NULL;
@@ -214,6 +224,8 @@ static int evs__walk_section(evs__ctx_t *c, const char *section, const evs_node_
 
 static void evs__unknown_section(evs__ctx_t *c, const evs_node_t *key, const char **secs,
                                  size_t nsecs) {
+  if (evs__diag_full(c))
+    return;
   /* "circuit_breaker.enabled: true" at the top: a real key written flat. */
   if (evs_config__find(key->u.text)) {
     evs_diag_add(&c->diag, c->file, key->line, key->col, key->u.text,
@@ -271,22 +283,22 @@ static const char *evs__so_ns(const evs_node_t *meta) {
   return ns && ns->kind == EVS_NODE_STR ? ns->u.text : "";
 }
 
-/* FNV-1a over "namespace\0name". */
-static size_t evs__so_hash(const char *ns, const char *name) {
-  uint64_t h = evs_config_hash(ns, strlen(ns) + 1);
-  for (const unsigned char *p = (const unsigned char *)name; *p; p++)
-    h = (h ^ *p) * 1099511628211ull;
-  return (size_t)h;
+static uint32_t evs__so_tag(const char *ns, const char *name) {
+  return (uint32_t)(evs_node_hash(name, strlen(name)) * 0x9e3779b97f4a7c15ull ^
+                    evs_node_hash(ns, strlen(ns)));
 }
 
 /* Two objects of the file with one namespace/name would fight over one target. A new name is
- * remembered as object number `index`. */
+ * recorded as ScaledObject number `index`; a second one is reported. */
 static void evs__check_dup(evs__ctx_t *c, const evs_node_t *meta, const evs_node_t *name,
-                           evs_path_t *path, size_t index) {
+                           size_t index, evs_path_t *path) {
   const char *nss = evs__so_ns(meta);
-  size_t slot = evs__so_hash(nss, name->u.text) & c->so_mask;
-  for (; c->so_set[slot]; slot = (slot + 1) & c->so_mask) {
-    const evs_node_t *m = evs_node_get(c->cfg->scaled_objects[c->so_set[slot] - 1], "metadata");
+  uint32_t tag = evs__so_tag(nss, name->u.text), i = tag & c->so_mask;
+  for (; c->so_slots[i] != 0; i = (i + 1) & c->so_mask) {
+    if ((uint32_t)(c->so_slots[i] >> 32) != tag)
+      continue;
+    const evs_node_t *m =
+        evs_node_get(c->cfg->scaled_objects[(uint32_t)c->so_slots[i] - 1], "metadata");
     const evs_node_t *n2 = evs_node_get(m, "name");
     if (strcmp(n2->u.text, name->u.text) == 0 && strcmp(nss, evs__so_ns(m)) == 0) {
       size_t mark = evs_path_push_key(path, "metadata.name");
@@ -297,7 +309,7 @@ static void evs__check_dup(evs__ctx_t *c, const evs_node_t *meta, const evs_node
       return;
     }
   }
-  c->so_set[slot] = index + 1;
+  c->so_slots[i] = (uint64_t)tag << 32 | ((uint64_t)index + 1);
 }
 
 static void evs__walk_one_so(evs__ctx_t *c, const evs_node_t *so, evs_path_t *path) {
@@ -324,8 +336,7 @@ static void evs__walk_one_so(evs__ctx_t *c, const evs_node_t *so, evs_path_t *pa
   ok &= evs__want_map(c, so, "spec", path) != NULL;
   if (!ok || name == NULL)
     return;
-  /* A duplicate is kept in the list, as before: it has been reported, and the file is refused. */
-  evs__check_dup(c, meta, name, path, c->cfg->n_scaled_objects);
+  evs__check_dup(c, meta, name, c->cfg->n_scaled_objects, path);
   c->cfg->scaled_objects[c->cfg->n_scaled_objects++] = so;
 }
 
@@ -342,13 +353,14 @@ static int evs__walk_scaled_objects(evs__ctx_t *c, const evs_node_t *seq) {
   c->cfg->scaled_objects = calloc(seq->len, sizeof *c->cfg->scaled_objects);
   if (c->cfg->scaled_objects == NULL)
     return UV_ENOMEM;
-  size_t slots = 16;
-  while (slots < 2 * (size_t)seq->len)
-    slots *= 2;
-  c->so_set = calloc(slots, sizeof *c->so_set);
-  if (c->so_set == NULL)
+  /* At most half full with every object in it: no growth, no full probe. */
+  size_t cap = 16;
+  while (cap < 2 * seq->len)
+    cap *= 2;
+  c->so_slots = calloc(cap, sizeof *c->so_slots);
+  if (c->so_slots == NULL)
     return UV_ENOMEM;
-  c->so_mask = slots - 1;
+  c->so_mask = (uint32_t)(cap - 1);
   evs_path_t path;
   evs_path_init(&path);
   evs_path_push_key(&path, "scaled_objects");
@@ -357,8 +369,8 @@ static int evs__walk_scaled_objects(evs__ctx_t *c, const evs_node_t *seq) {
     evs__walk_one_so(c, evs_node_item(seq, i), &path);
     evs_path_pop(&path, mark);
   }
-  free(c->so_set);
-  c->so_set = NULL;
+  free(c->so_slots);
+  c->so_slots = NULL;
   return 0;
 }
 

@@ -424,10 +424,15 @@ static void evs__list_free(evs_strlist_t *l) {
 }
 
 static int evs__list_push(evs_strlist_t *l, const char *s, size_t len) {
-  char **items = realloc(l->items, (l->n + 1) * sizeof *items);
-  if (items == NULL)
-    return UV_ENOMEM;
-  l->items = items;
+  /* The capacity is the next power of two (implicit: evs_strlist_t has no field for it), so a
+   * list of n items costs O(n) copies, not the n^2/2 of growing by one (issue 9). */
+  if ((l->n & (l->n - 1)) == 0) {
+    char **items = realloc(l->items, (l->n ? 2 * l->n : 1) * sizeof *items);
+    if (items == NULL)
+      return UV_ENOMEM;
+    l->items = items;
+  }
+  char **items = l->items;
   if ((items[l->n] = strndup(s, len)) == NULL)
     return UV_ENOMEM;
   l->n++;

@@ -1,14 +1,21 @@
 /* Document trees with positions, from libyaml events or jansson values. */
 #include "evscale/node.h"
 #include "evscale/error.h"
+#include "node_int.h"
 
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 #include <yaml.h>
+
+_Thread_local uint64_t evs_node__compares;
 
 /* Nodes and strings of one document come from one arena, freed at once: a config file or an
  * API object is parsed, validated into compact structs and dropped. */
@@ -18,17 +25,31 @@ typedef struct evs__chunk_s {
   _Alignas(max_align_t) unsigned char data[];
 } evs__chunk_t;
 
+/* A large array grown with realloc while parsing (a big collection's items, a key index) that the
+ * document adopts instead of copying it into the arena: for a 1 MiB map that copy alone touches
+ * megabytes of fresh pages. The list's links live in the arena. */
+typedef struct evs__owned_s {
+  struct evs__owned_s *next;
+  void *p;
+} evs__owned_t;
+
 struct evs_doc_s {
   evs__chunk_t *chunks;
+  evs__owned_t *owned;
   evs_node_t *root;
   char *file;
 };
 
 static void *evs__alloc(evs_doc_t *doc, size_t n) {
-  n = (n + 15) & ~(size_t)15;
+  /* 8-byte alignment is all a node, a string or an index needs. */
+  n = (n + 7) & ~(size_t)7;
   evs__chunk_t *c = doc->chunks;
   if (c == NULL || c->cap - c->used < n) {
-    size_t cap = n > 8192 ? n : 8192;
+    /* Chunks double up to 1 MiB: an API object fits in one 8 KiB chunk, a 4 MiB file does not
+     * take thousands. */
+    size_t cap = c == NULL ? 8192 : c->cap >= (1u << 19) ? (1u << 20) : 2 * c->cap;
+    if (cap < n)
+      cap = n;
     c = malloc(sizeof *c + cap);
     if (c == NULL)
       return NULL;
@@ -40,6 +61,19 @@ static void *evs__alloc(evs_doc_t *doc, size_t n) {
   void *p = c->data + c->used;
   c->used += n;
   return p;
+}
+
+/* The document takes ownership of malloc'd p (freed by evs_doc_free); on failure p is freed. */
+static int evs__adopt(evs_doc_t *doc, void *p) {
+  evs__owned_t *o = evs__alloc(doc, sizeof *o);
+  if (o == NULL) {
+    free(p);
+    return UV_ENOMEM;
+  }
+  o->p = p;
+  o->next = doc->owned;
+  doc->owned = o;
+  return 0;
 }
 
 static char *evs__strndup(evs_doc_t *doc, const char *s, size_t n) {
@@ -66,6 +100,8 @@ static evs_doc_t *evs__doc_new(const char *file) {
 void evs_doc_free(evs_doc_t *doc) {
   if (doc == NULL)
     return;
+  for (evs__owned_t *o = doc->owned; o; o = o->next)
+    free(o->p);
   evs__chunk_t *c = doc->chunks;
   while (c) {
     evs__chunk_t *next = c->next;
@@ -88,6 +124,180 @@ static evs_node_t *evs__node_new(evs_doc_t *doc, int kind, uint32_t line, uint32
   n->line = line;
   n->col = col;
   return n;
+}
+
+/* ---- keyed hashing and key indexes ---- */
+
+/* SipHash-1-3 (Aumasson and Bernstein, "SipHash: a fast short-input PRF", with the round counts
+ * Rust and Python use for their hash tables). Its key is random per process: keys are outside
+ * input (a config file, any object a user may create in the cluster), and with a fixed hash
+ * one crafted file could put every key in one chain and bring the quadratic cost back. */
+static uint64_t evs__sip_k0, evs__sip_k1;
+static pthread_once_t evs__sip_once = PTHREAD_ONCE_INIT;
+
+static void evs__sip_seed(void) {
+  uint64_t k[2];
+  if (getrandom(k, sizeof k, GRND_NONBLOCK) != (ssize_t)sizeof k) {
+    /* Early boot without entropy yet: weaker, still not guessable from the input alone. */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    k[0] = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid();
+    k[1] = (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)&ts;
+  }
+  evs__sip_k0 = k[0];
+  evs__sip_k1 = k[1];
+}
+
+#define EVS__ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define EVS__SIPROUND                                                                              \
+  do {                                                                                             \
+    v0 += v1;                                                                                      \
+    v1 = EVS__ROTL(v1, 13);                                                                        \
+    v1 ^= v0;                                                                                      \
+    v0 = EVS__ROTL(v0, 32);                                                                        \
+    v2 += v3;                                                                                      \
+    v3 = EVS__ROTL(v3, 16);                                                                        \
+    v3 ^= v2;                                                                                      \
+    v0 += v3;                                                                                      \
+    v3 = EVS__ROTL(v3, 21);                                                                        \
+    v3 ^= v0;                                                                                      \
+    v2 += v1;                                                                                      \
+    v1 = EVS__ROTL(v1, 17);                                                                        \
+    v1 ^= v2;                                                                                      \
+    v2 = EVS__ROTL(v2, 32);                                                                        \
+  } while (0)
+
+uint64_t evs_node_hash(const void *buf, size_t len) {
+  pthread_once(&evs__sip_once, evs__sip_seed);
+  const unsigned char *p = buf;
+  uint64_t v0 = evs__sip_k0 ^ 0x736f6d6570736575ull, v1 = evs__sip_k1 ^ 0x646f72616e646f6dull;
+  uint64_t v2 = evs__sip_k0 ^ 0x6c7967656e657261ull, v3 = evs__sip_k1 ^ 0x7465646279746573ull;
+  size_t i = 0;
+  for (; i + 8 <= len; i += 8) {
+    uint64_t m = 0;
+    for (int j = 7; j >= 0; j--)
+      m = m << 8 | p[i + (size_t)j];
+    v3 ^= m;
+    EVS__SIPROUND;
+    v0 ^= m;
+  }
+  uint64_t m = (uint64_t)len << 56;
+  for (size_t j = 0; i + j < len; j++)
+    m |= (uint64_t)p[i + j] << (8 * j);
+  v3 ^= m;
+  EVS__SIPROUND;
+  v0 ^= m;
+  v2 ^= 0xff;
+  EVS__SIPROUND;
+  EVS__SIPROUND;
+  EVS__SIPROUND;
+  return v0 ^ v1 ^ v2 ^ v3;
+}
+
+/* Hash tables of keys (a map's) and anchor names: open addressing with linear probing, at most
+ * half full. A slot holds the low 32 bits of the key's hash (the tag) above the entry's number +
+ * 1 (0 = empty): the tag places the entry again when the table grows and skips almost every
+ * other key without reading it, so a probe seldom touches more than the table. The entries
+ * themselves (key nodes, anchors) live elsewhere: tables store no strings. */
+typedef struct {
+  uint64_t *slots;
+  uint32_t mask; /* capacity - 1; capacity is a power of two */
+  uint32_t used;
+} evs__tab_t;
+
+#define EVS__SLOT(tag, entry) ((uint64_t)(tag) << 32 | ((uint64_t)(entry) + 1))
+#define EVS__SLOT_TAG(s) ((uint32_t)((s) >> 32))
+#define EVS__SLOT_ENTRY(s) ((uint32_t)(s)-1)
+
+/* A map's key index: slots whose entries are pair numbers (adopted by the document). */
+struct evs_node_index_s {
+  uint32_t mask;
+  const uint64_t *slots;
+};
+
+/* Capacity for n entries: a power of two at least 2n. */
+static uint32_t evs__tab_cap(size_t n) {
+  uint32_t cap = 16;
+  while (cap < 2 * n)
+    cap *= 2;
+  return cap;
+}
+
+/* Makes room for one more entry: doubles the table when it would be more than half full. */
+static int evs__tab_reserve(evs__tab_t *t) {
+  uint32_t cap = evs__tab_cap((size_t)t->used + 1);
+  if (t->slots && cap <= t->mask + 1)
+    return 0;
+  uint64_t *slots = calloc(cap, sizeof *slots);
+  if (slots == NULL)
+    return UV_ENOMEM;
+  for (uint32_t i = 0; t->slots && i <= t->mask; i++) {
+    if (t->slots[i] == 0)
+      continue;
+    uint32_t j = EVS__SLOT_TAG(t->slots[i]) & (cap - 1);
+    while (slots[j] != 0)
+      j = (j + 1) & (cap - 1);
+    slots[j] = t->slots[i];
+  }
+  free(t->slots);
+  t->slots = slots;
+  t->mask = cap - 1;
+  return 0;
+}
+
+static int evs__key_eq(const evs_node_t *k, const char *key, size_t klen) {
+  evs_node__compares++;
+  return k->len == klen && memcmp(k->u.text, key, klen) == 0;
+}
+
+/* The position of `key` among a map's pairs (`items`), or of the empty slot where it goes. */
+static uint32_t evs__key_pos(const uint64_t *slots, uint32_t mask, evs_node_t *const *items,
+                             const char *key, size_t klen, uint32_t tag) {
+  uint32_t i = tag & mask;
+  while (slots[i] != 0 && (EVS__SLOT_TAG(slots[i]) != tag ||
+                           !evs__key_eq(items[2 * EVS__SLOT_ENTRY(slots[i])], key, klen)))
+    i = (i + 1) & mask;
+  return i;
+}
+
+/* Adds pair `pair` of items to t unless its key is there already (the first one stays). */
+static void evs__key_add(evs__tab_t *t, evs_node_t *const *items, uint32_t pair) {
+  const evs_node_t *k = items[2 * pair];
+  uint32_t tag = (uint32_t)evs_node_hash(k->u.text, k->len);
+  uint32_t i = evs__key_pos(t->slots, t->mask, items, k->u.text, k->len, tag);
+  if (t->slots[i] == 0) {
+    t->slots[i] = EVS__SLOT(tag, pair);
+    t->used++;
+  }
+}
+
+/* Makes t the index of a finished map, owned by the document. */
+static evs_node_index_t *evs__index_keep(evs_doc_t *doc, evs__tab_t *t) {
+  evs_node_index_t *ix = evs__alloc(doc, sizeof *ix);
+  uint64_t *slots = t->slots;
+  t->slots = NULL;
+  if (ix == NULL) {
+    free(slots);
+    return NULL;
+  }
+  if (evs__adopt(doc, slots) != 0)
+    return NULL;
+  ix->mask = t->mask;
+  ix->slots = slots;
+  return ix;
+}
+
+/* Indexes the n pairs of a finished map (n >= EVS_NODE__INDEX_MIN). */
+static evs_node_index_t *evs__index_build(evs_doc_t *doc, evs_node_t *const *items, uint32_t n) {
+  evs__tab_t t = {0};
+  for (uint32_t i = 0; i < n; i++) {
+    if (evs__tab_reserve(&t) != 0) {
+      free(t.slots);
+      return NULL;
+    }
+    evs__key_add(&t, items, i);
+  }
+  return evs__index_keep(doc, &t);
 }
 
 /* ---- YAML 1.2 core schema resolution of plain scalars ---- */
@@ -181,6 +391,9 @@ static int evs__parse_real(const char *s, double *out) {
 }
 
 static void evs__resolve_plain(evs_node_t *n) {
+  /* Only these can start a null, a boolean or a number; most plain scalars are words. */
+  if (n->u.text[0] != '\0' && strchr("~nNtTfF0123456789+-.", n->u.text[0]) == NULL)
+    return;
   if (evs__is_null(n->u.text))
     n->kind = EVS_NODE_NULL;
   else if (evs__parse_bool(n->u.text, &n->num.b))
@@ -197,7 +410,8 @@ typedef struct {
   evs_node_t *node;
   evs_node_t **items;
   size_t n, cap;
-  char *anchor;
+  evs__tab_t tab;  /* maps of EVS_NODE__INDEX_MIN pairs or more: their key index, as it grows */
+  size_t anchor;   /* the collection's anchor: index + 1 in evs__ybuild_t.anchors, or 0 */
   uint64_t weight; /* nodes in this subtree with aliases expanded */
 } evs__frame_t;
 
@@ -217,8 +431,9 @@ typedef struct {
   evs_diag_t *diag;
   evs__frame_t *stack;
   size_t depth, cap;
-  evs__anchor_t *anchors;
+  evs__anchor_t *anchors; /* every definition, in document order */
   size_t nanchors, anchors_cap;
+  evs__tab_t atab; /* anchor names to their latest definition in anchors */
   uint64_t root_weight;
   int failed;
 } evs__ybuild_t;
@@ -248,7 +463,23 @@ static int evs__frame_append(evs__frame_t *f, evs_node_t *n) {
   return 0;
 }
 
-static int evs__anchor_add(evs__ybuild_t *b, const char *name, evs_node_t *node) {
+/* The position of anchor `name` in b->atab, or of the empty slot where it goes. */
+static uint32_t evs__anchor_pos(const evs__ybuild_t *b, const char *name, uint32_t tag) {
+  const evs__tab_t *t = &b->atab;
+  uint32_t i = tag & t->mask;
+  while (t->slots[i] != 0) {
+    if (EVS__SLOT_TAG(t->slots[i]) == tag) {
+      evs_node__compares++;
+      if (strcmp(b->anchors[EVS__SLOT_ENTRY(t->slots[i])].name, name) == 0)
+        break;
+    }
+    i = (i + 1) & t->mask;
+  }
+  return i;
+}
+
+/* Records a definition of anchor `name`; later aliases to the name find this one. */
+static int evs__anchor_add(evs__ybuild_t *b, const char *name, evs_node_t *node, uint64_t weight) {
   if (b->nanchors == b->anchors_cap) {
     size_t cap = b->anchors_cap ? b->anchors_cap * 2 : 4;
     evs__anchor_t *a = realloc(b->anchors, cap * sizeof *a);
@@ -257,20 +488,61 @@ static int evs__anchor_add(evs__ybuild_t *b, const char *name, evs_node_t *node)
     b->anchors = a;
     b->anchors_cap = cap;
   }
-  b->anchors[b->nanchors].name = strdup(name);
-  if (b->anchors[b->nanchors].name == NULL)
+  if (evs__tab_reserve(&b->atab) != 0)
     return UV_ENOMEM;
-  b->anchors[b->nanchors].weight = 0;
-  b->anchors[b->nanchors++].node = node;
+  evs__anchor_t *a = &b->anchors[b->nanchors];
+  if ((a->name = strdup(name)) == NULL)
+    return UV_ENOMEM;
+  a->node = node;
+  a->weight = weight;
+  uint32_t tag = (uint32_t)evs_node_hash(name, strlen(name));
+  uint32_t i = evs__anchor_pos(b, name, tag);
+  if (b->atab.slots[i] == 0)
+    b->atab.used++;
+  /* Latest definition wins, as YAML allows redefining an anchor. */
+  b->atab.slots[i] = EVS__SLOT(tag, b->nanchors);
+  b->nanchors++;
   return 0;
 }
 
 static evs__anchor_t *evs__anchor_find(evs__ybuild_t *b, const char *name) {
-  /* Latest definition wins, as YAML allows redefining an anchor. */
-  for (size_t i = b->nanchors; i-- > 0;)
-    if (strcmp(b->anchors[i].name, name) == 0)
-      return &b->anchors[i];
-  return NULL;
+  if (b->atab.slots == NULL)
+    return NULL;
+  uint64_t s = b->atab.slots[evs__anchor_pos(b, name, (uint32_t)evs_node_hash(name, strlen(name)))];
+  return s ? &b->anchors[EVS__SLOT_ENTRY(s)] : NULL;
+}
+
+/* Checks a new key of the open map f before it is appended as pair f->n / 2: a duplicate is an
+ * error. Small maps are scanned; from EVS_NODE__INDEX_MIN pairs on the keys are hashed, so a
+ * map of n keys costs O(n), not the n^2/2 comparisons of a scan per key. Once the key is
+ * appended, *val goes in slot *pos of the index (nothing when *val is 0). */
+static int evs__map_key(evs__ybuild_t *b, evs__frame_t *f, const evs_node_t *k, uint64_t *val,
+                        uint32_t *pos) {
+  uint32_t pairs = (uint32_t)(f->n / 2);
+  *val = 0;
+  if (f->tab.slots == NULL && pairs < EVS_NODE__INDEX_MIN) {
+    for (size_t i = 0; i < f->n; i += 2) {
+      if (evs__key_eq(f->items[i], k->u.text, k->len)) {
+        evs__yerr(b, k->line, k->col, "duplicate key", k->u.text);
+        break;
+      }
+    }
+    return 0;
+  }
+  for (uint32_t i = f->tab.slots ? pairs : 0; i <= pairs; i++) {
+    if (evs__tab_reserve(&f->tab) != 0)
+      return UV_ENOMEM;
+    if (i < pairs) /* the map has just grown large: index the keys it has */
+      evs__key_add(&f->tab, f->items, i);
+  }
+  uint32_t tag = (uint32_t)evs_node_hash(k->u.text, k->len);
+  uint32_t i = evs__key_pos(f->tab.slots, f->tab.mask, f->items, k->u.text, k->len, tag);
+  if (f->tab.slots[i] != 0)
+    evs__yerr(b, k->line, k->col, "duplicate key", k->u.text);
+  else
+    *val = EVS__SLOT(tag, pairs);
+  *pos = i;
+  return 0;
 }
 
 /* Adds a finished node of `weight` expanded nodes to the open collection (or makes it the
@@ -295,12 +567,16 @@ static int evs__attach(evs__ybuild_t *b, evs_node_t *n, uint64_t weight) {
       return 0;
     }
     n->kind = EVS_NODE_STR;
-    for (size_t i = 0; i < f->n; i += 2) {
-      if (strcmp(f->items[i]->u.text, n->u.text) == 0) {
-        evs__yerr(b, n->line, n->col, "duplicate key", n->u.text);
-        break;
-      }
+    uint64_t val;
+    uint32_t pos;
+    int rc = evs__map_key(b, f, n, &val, &pos);
+    if (rc == 0)
+      rc = evs__frame_append(f, n);
+    if (rc == 0 && val) {
+      f->tab.slots[pos] = val;
+      f->tab.used++;
     }
+    return rc;
   }
   return evs__frame_append(f, n);
 }
@@ -328,12 +604,16 @@ static int evs__open(evs__ybuild_t *b, int kind, const yaml_event_t *ev, const c
   f->node = n;
   f->weight = 1;
   if (anchor) {
-    f->anchor = strdup(anchor);
-    if (evs__anchor_add(b, anchor, NULL) != 0)
+    if (evs__anchor_add(b, anchor, NULL, 0) != 0)
       return UV_ENOMEM;
+    f->anchor = b->nanchors;
   }
   return 0;
 }
+
+/* Collections with this many items keep their growth array (adopted); smaller ones are copied
+ * into the arena, which costs less than a malloc'd block each. */
+#define EVS__ADOPT_MIN 256
 
 static int evs__close(evs__ybuild_t *b) {
   evs__frame_t *f = &b->stack[--b->depth];
@@ -342,21 +622,30 @@ static int evs__close(evs__ybuild_t *b) {
   if (n->kind == EVS_NODE_MAP && f->n % 2 != 0)
     f->n--; /* cannot happen with a well-formed event stream */
   n->len = (uint32_t)(n->kind == EVS_NODE_MAP ? f->n / 2 : f->n);
-  if (f->n) {
+  if (f->n >= EVS__ADOPT_MIN) {
+    n->u.items = f->items;
+    f->items = NULL;
+    rc = evs__adopt(b->doc, n->u.items);
+  } else if (f->n) {
     n->u.items = evs__alloc(b->doc, f->n * sizeof *n->u.items);
     if (n->u.items == NULL)
       rc = UV_ENOMEM;
     else
       memcpy(n->u.items, f->items, f->n * sizeof *n->u.items);
   }
-  if (f->anchor) {
-    evs__anchor_t *a = evs__anchor_find(b, f->anchor);
-    if (a) {
-      a->node = n;
-      a->weight = f->weight;
-    }
-    free(f->anchor);
+  if (rc == 0 && n->kind == EVS_NODE_MAP && n->len >= EVS_NODE__INDEX_MIN) {
+    /* The index grown while parsing becomes the map's, for evs_node_get. */
+    n->num.index = f->tab.slots ? evs__index_keep(b->doc, &f->tab)
+                                : evs__index_build(b->doc, n->u.items, n->len);
+    if (n->num.index == NULL)
+      rc = UV_ENOMEM;
   }
+  if (f->anchor) {
+    /* The definition this collection opened, even if a node inside redefined the name. */
+    b->anchors[f->anchor - 1].node = n;
+    b->anchors[f->anchor - 1].weight = f->weight;
+  }
+  free(f->tab.slots);
   free(f->items);
   if (rc == 0)
     rc = evs__attach(b, n, f->weight);
@@ -378,10 +667,8 @@ static int evs__scalar(evs__ybuild_t *b, const yaml_event_t *ev) {
   /* Only untagged plain scalars are resolved; "5" stays a string. */
   if (ev->data.scalar.plain_implicit && ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE)
     evs__resolve_plain(n);
-  if (ev->data.scalar.anchor && evs__anchor_add(b, (const char *)ev->data.scalar.anchor, n) != 0)
+  if (ev->data.scalar.anchor && evs__anchor_add(b, (const char *)ev->data.scalar.anchor, n, 1) != 0)
     return UV_ENOMEM;
-  if (ev->data.scalar.anchor)
-    b->anchors[b->nanchors - 1].weight = 1;
   return evs__attach(b, n, 1);
 }
 
@@ -463,12 +750,13 @@ int evs_doc_parse_yaml(const char *buf, size_t len, const char *file, evs_doc_t 
   while (b.depth > 0) {
     evs__frame_t *f = &b.stack[--b.depth];
     free(f->items);
-    free(f->anchor);
+    free(f->tab.slots);
   }
   free(b.stack);
   for (size_t i = 0; i < b.nanchors; i++)
     free(b.anchors[i].name);
   free(b.anchors);
+  free(b.atab.slots);
   if (rc == 0 && b.failed)
     rc = EVS_EYAML;
   if (rc != 0) {
@@ -518,6 +806,13 @@ static evs_node_t *evs__from_json(evs_doc_t *doc, const json_t *j, int depth, in
       if (n->u.items[2 * i + 1] == NULL)
         return NULL;
       i++;
+    }
+    /* jansson has refused duplicate keys; the index serves evs_node_get (a 50,000-object list
+     * from the API server is one array, but its objects' labels and annotations are maps). */
+    if (cnt >= EVS_NODE__INDEX_MIN &&
+        (n->num.index = evs__index_build(doc, n->u.items, (uint32_t)cnt)) == NULL) {
+      *rc = UV_ENOMEM;
+      return NULL;
     }
     return n;
   }
@@ -611,8 +906,15 @@ int evs_doc_parse_json(const char *buf, size_t len, const char *file, evs_doc_t 
 const evs_node_t *evs_node_get(const evs_node_t *map, const char *key) {
   if (map == NULL || map->kind != EVS_NODE_MAP)
     return NULL;
+  size_t klen = strlen(key);
+  if (map->num.index) {
+    const evs_node_index_t *ix = map->num.index;
+    uint32_t tag = (uint32_t)evs_node_hash(key, klen);
+    uint64_t s = ix->slots[evs__key_pos(ix->slots, ix->mask, map->u.items, key, klen, tag)];
+    return s ? map->u.items[2 * EVS__SLOT_ENTRY(s) + 1] : NULL;
+  }
   for (uint32_t i = 0; i < map->len; i++)
-    if (strcmp(map->u.items[2 * i]->u.text, key) == 0)
+    if (evs__key_eq(map->u.items[2 * i], key, klen))
       return map->u.items[2 * i + 1];
   return NULL;
 }

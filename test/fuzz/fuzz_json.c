@@ -12,8 +12,12 @@ static size_t walk(const evs_node_t *n, int depth) {
   if (n == NULL || depth > 100)
     return 0;
   if (n->kind == EVS_NODE_MAP) {
-    for (size_t i = 0; i < n->len; i++)
+    for (size_t i = 0; i < n->len; i++) {
+      /* Every key finds its own value, hashed map or scanned one (jansson refused duplicates). */
+      if (evs_node_get(n, evs_node_text(evs_node_key(n, i))) != evs_node_value(n, i))
+        __builtin_trap();
       count += walk(evs_node_value(n, i), depth + 1) + (evs_node_text(evs_node_key(n, i)) != 0);
+    }
   } else if (n->kind == EVS_NODE_SEQ) {
     for (size_t i = 0; i < n->len; i++)
       count += walk(evs_node_item(n, i), depth + 1);

@@ -5,8 +5,11 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "core/node_int.h"
 #include "evscale/diag.h"
 #include "evscale/error.h"
 #include "evscale/node.h"
@@ -133,6 +136,229 @@ static void yaml_alias_bomb_refused(void **state) {
   evs_doc_free(doc);
 }
 
+/* ---- large inputs stay linear (issue 9) ----
+ * These count key and anchor-name comparisons (evs_node__compares) instead of timing: a scan per
+ * key costs n^2/2 of them (1.25e9 for 50,000 keys), a hash about one per key. The bound, 4 per
+ * key, leaves room for probing and fails by orders of magnitude if the scans come back. */
+
+#define BIG 50000
+
+/* "k0000000: 0\n" ... with `dup` appended as a last key when not NULL. */
+static char *big_map_yaml(size_t n, const char *dup, size_t *len) {
+  char *src = malloc(n * 24 + 64);
+  size_t off = 0;
+  for (size_t i = 0; i < n; i++)
+    off += (size_t)sprintf(src + off, "k%07zu: %zu\n", i, i);
+  if (dup)
+    off += (size_t)sprintf(src + off, "%s: last\n", dup);
+  *len = off;
+  return src;
+}
+
+static void yaml_big_map_linear_and_hashed(void **state) {
+  (void)state;
+  size_t len;
+  char *src = big_map_yaml(BIG, NULL, &len);
+  evs_doc_t *doc = NULL;
+  evs_node__compares = 0;
+  assert_int_equal(evs_doc_parse_yaml(src, len, "big.yaml", &doc, NULL), 0);
+  assert_true(evs_node__compares <= 4 * BIG);
+  const evs_node_t *root = evs_doc_root(doc);
+  assert_int_equal(root->len, BIG);
+  assert_non_null(root->num.index);
+  /* Every key is found, at its own value, in O(1) each. */
+  evs_node__compares = 0;
+  char key[32];
+  for (size_t i = 0; i < BIG; i++) {
+    snprintf(key, sizeof key, "k%07zu", i);
+    const evs_node_t *v = evs_node_get(root, key);
+    assert_non_null(v);
+    assert_int_equal(v->num.i, (int64_t)i);
+    assert_int_equal(v->line, i + 1);
+  }
+  assert_null(evs_node_get(root, "k"));
+  assert_null(evs_node_get(root, "k00000000"));
+  assert_true(evs_node__compares <= 4 * BIG);
+  evs_doc_free(doc);
+  free(src);
+}
+
+static void yaml_big_map_duplicate_at_the_end(void **state) {
+  (void)state;
+  size_t len;
+  char *src = big_map_yaml(BIG, "k0000000", &len);
+  evs_doc_t *doc = (evs_doc_t *)1;
+  evs_diag_t d;
+  evs_diag_init(&d);
+  evs_node__compares = 0;
+  assert_int_equal(evs_doc_parse_yaml(src, len, "big.yaml", &doc, &d), EVS_EYAML);
+  assert_true(evs_node__compares <= 4 * BIG);
+  assert_null(doc);
+  assert_int_equal(d.n, 1);
+  char buf[256];
+  evs_diag_format(&d, 0, buf, sizeof buf);
+  assert_string_equal(buf, "big.yaml:50001:1: duplicate key 'k0000000'");
+  evs_diag_free(&d);
+  free(src);
+}
+
+/* Around the size where maps start being hashed: duplicates are found, lookups answer, in maps
+ * of every size and with the duplicate in every position. */
+static void yaml_maps_around_the_index_threshold(void **state) {
+  (void)state;
+  for (size_t n = 1; n <= 2 * EVS_NODE__INDEX_MIN + 2; n++) {
+    char src[1024], key[16];
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++)
+      off += (size_t)snprintf(src + off, sizeof src - off, "key%zu: %zu\n", i, i);
+    evs_doc_t *doc = parse_yaml_ok(src);
+    const evs_node_t *root = evs_doc_root(doc);
+    assert_int_equal(root->num.index != NULL, n >= EVS_NODE__INDEX_MIN);
+    for (size_t i = 0; i < n; i++) {
+      snprintf(key, sizeof key, "key%zu", i);
+      assert_int_equal(evs_node_get(root, key)->num.i, (int64_t)i);
+    }
+    assert_null(evs_node_get(root, "key"));
+    evs_doc_free(doc);
+    for (size_t dup = 0; dup < n; dup++) {
+      char bad[1100];
+      snprintf(bad, sizeof bad, "%skey%zu: again\n", src, dup);
+      snprintf(key, sizeof key, "'key%zu'", dup);
+      expect_yaml_error(bad, (uint32_t)n + 1, 1, key);
+    }
+  }
+}
+
+static void json_big_object_hashed(void **state) {
+  (void)state;
+  char *src = malloc(BIG * 24 + 8);
+  size_t off = 0;
+  src[off++] = '{';
+  for (size_t i = 0; i < BIG; i++)
+    off += (size_t)sprintf(src + off, "%s\"k%07zu\":%zu", i ? "," : "", i, i);
+  src[off++] = '}';
+  evs_doc_t *doc = NULL;
+  assert_int_equal(evs_doc_parse_json(src, off, "big.json", &doc, NULL), 0);
+  const evs_node_t *root = evs_doc_root(doc);
+  assert_non_null(root->num.index);
+  evs_node__compares = 0;
+  char key[32];
+  for (size_t i = 0; i < BIG; i++) {
+    snprintf(key, sizeof key, "k%07zu", i);
+    assert_int_equal(evs_node_get(root, key)->num.i, (int64_t)i);
+  }
+  assert_null(evs_node_get(root, "nope"));
+  assert_true(evs_node__compares <= 4 * BIG);
+  evs_doc_free(doc);
+  free(src);
+}
+
+/* Many anchors, then an alias to each, oldest first: the old lookup scanned back from the
+ * newest anchor, n^2/2 name comparisons. */
+static void yaml_many_anchors_linear(void **state) {
+  (void)state;
+  char *src = malloc(BIG * 32 + 32);
+  size_t off = (size_t)sprintf(src, "defs:\n");
+  for (size_t i = 0; i < BIG; i++)
+    off += (size_t)sprintf(src + off, "- &a%zu v%zu\n", i, i);
+  off += (size_t)sprintf(src + off, "uses:\n");
+  for (size_t i = 0; i < BIG; i++)
+    off += (size_t)sprintf(src + off, "- *a%zu\n", i);
+  evs_doc_t *doc = NULL;
+  evs_node__compares = 0;
+  assert_int_equal(evs_doc_parse_yaml(src, off, "anchors.yaml", &doc, NULL), 0);
+  assert_true(evs_node__compares <= 4 * BIG);
+  const evs_node_t *defs = evs_node_get(evs_doc_root(doc), "defs");
+  const evs_node_t *uses = evs_node_get(evs_doc_root(doc), "uses");
+  for (size_t i = 0; i < BIG; i++)
+    assert_ptr_equal(evs_node_item(uses, i), evs_node_item(defs, i));
+  evs_doc_free(doc);
+  free(src);
+}
+
+/* YAML lets an anchor be defined again; an alias refers to the most recent definition before it
+ * (YAML 1.2.2, 3.2.2.2 "Anchors and Aliases"). */
+static void yaml_anchor_redefinition(void **state) {
+  (void)state;
+  evs_doc_t *doc = parse_yaml_ok("a: &x 1\nb: *x\nc: &x {k: 2}\nd: *x\ne: &x [3]\nf: *x\n");
+  const evs_node_t *root = evs_doc_root(doc);
+  assert_ptr_equal(evs_node_get(root, "b"), evs_node_get(root, "a"));
+  assert_ptr_equal(evs_node_get(root, "d"), evs_node_get(root, "c"));
+  assert_ptr_equal(evs_node_get(root, "f"), evs_node_get(root, "e"));
+  evs_doc_free(doc);
+  /* Redefined inside the collection that first bore the name: the inner definition comes later
+   * in the text, so it is the one aliases after it see; the outer one stays an error to alias
+   * from inside itself. */
+  doc = parse_yaml_ok("a: &x [&x 1, *x]\nb: *x\n");
+  root = evs_doc_root(doc);
+  const evs_node_t *a = evs_node_get(root, "a");
+  assert_int_equal(a->kind, EVS_NODE_SEQ);
+  assert_ptr_equal(evs_node_item(a, 1), evs_node_item(a, 0));
+  assert_ptr_equal(evs_node_get(root, "b"), evs_node_item(a, 0));
+  evs_doc_free(doc);
+  expect_yaml_error("a: &x [1, *x]\n", 1, 11, "alias refers to a node that contains it");
+  /* Many redefinitions of one name: the table keeps one entry, the latest. */
+  char src[8192];
+  size_t off = 0;
+  for (int i = 0; i < 300; i++)
+    off += (size_t)snprintf(src + off, sizeof src - off, "k%d: &x %d\n", i, i);
+  snprintf(src + off, sizeof src - off, "last: *x\n");
+  doc = parse_yaml_ok(src);
+  assert_int_equal(evs_node_get(evs_doc_root(doc), "last")->num.i, 299);
+  evs_doc_free(doc);
+}
+
+/* A 1 MiB file of "[[[[..." (the ConfigMap limit) is refused at the depth limit, quickly and
+ * without deep recursion, on both paths. */
+static void huge_nesting_refused(void **state) {
+  (void)state;
+  size_t n = 1u << 20;
+  char *src = malloc(n);
+  memset(src, '[', n);
+  evs_doc_t *doc = NULL;
+  evs_diag_t d;
+  evs_diag_init(&d);
+  assert_int_equal(evs_doc_parse_yaml(src, n, "deep.yaml", &doc, &d), EVS_EYAML);
+  assert_int_equal(d.n, 1);
+  assert_non_null(strstr(d.items[0].msg, "nesting too deep"));
+  assert_int_equal(d.items[0].col, 65);
+  assert_int_equal(evs_doc_parse_json(src, n, "deep.json", &doc, &d), EVS_EJSON);
+  assert_null(doc);
+  evs_diag_free(&d);
+  /* Block nesting too: "- - - - ...". */
+  for (size_t i = 0; i + 1 < n; i += 2) {
+    src[i] = '-';
+    src[i + 1] = ' ';
+  }
+  evs_diag_init(&d);
+  assert_int_equal(evs_doc_parse_yaml(src, n, "deep.yaml", &doc, &d), EVS_EYAML);
+  assert_non_null(strstr(d.items[0].msg, "nesting too deep"));
+  evs_diag_free(&d);
+  free(src);
+}
+
+/* A UTF-8 byte-order mark before the first line is accepted and invisible in positions (issue
+ * 10, input edges): editors on Windows write one. */
+static void yaml_byte_order_mark(void **state) {
+  (void)state;
+  evs_doc_t *doc = parse_yaml_ok("\xEF\xBB\xBF"
+                                 "a: 1\nb: x\n");
+  const evs_node_t *root = evs_doc_root(doc);
+  assert_int_equal(evs_node_get(root, "a")->num.i, 1);
+  assert_int_equal(evs_node_key(root, 0)->line, 1);
+  assert_int_equal(evs_node_key(root, 0)->col, 1);
+  assert_int_equal(evs_node_get(root, "a")->col, 4);
+  assert_string_equal(evs_node_text(evs_node_key(root, 0)), "a");
+  evs_doc_free(doc);
+  doc = parse_yaml_ok("\xEF\xBB\xBF");
+  assert_null(evs_doc_root(doc));
+  evs_doc_free(doc);
+  /* Errors keep their columns. */
+  expect_yaml_error("\xEF\xBB\xBF"
+                    "a: 1\na: 2\n",
+                    2, 1, "duplicate key 'a'");
+}
+
 static void yaml_empty_document(void **state) {
   (void)state;
   evs_doc_t *doc = parse_yaml_ok("");
@@ -228,6 +454,14 @@ int main(void) {
       cmocka_unit_test(yaml_alias_bomb_refused),
       cmocka_unit_test(json_errors),
       cmocka_unit_test(diag_format_and_paths),
+      cmocka_unit_test(yaml_big_map_linear_and_hashed),
+      cmocka_unit_test(yaml_big_map_duplicate_at_the_end),
+      cmocka_unit_test(yaml_maps_around_the_index_threshold),
+      cmocka_unit_test(json_big_object_hashed),
+      cmocka_unit_test(yaml_many_anchors_linear),
+      cmocka_unit_test(yaml_anchor_redefinition),
+      cmocka_unit_test(huge_nesting_refused),
+      cmocka_unit_test(yaml_byte_order_mark),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
