@@ -1,5 +1,6 @@
 /* Document trees with positions, from libyaml events or jansson values. */
 #include "evscale/node.h"
+#include "evscale/buf.h"
 #include "evscale/error.h"
 #include "node_int.h"
 
@@ -451,14 +452,8 @@ static void evs__yerr(evs__ybuild_t *b, uint32_t line, uint32_t col, const char 
 }
 
 static int evs__frame_append(evs__frame_t *f, evs_node_t *n) {
-  if (f->n == f->cap) {
-    size_t cap = f->cap ? f->cap * 2 : 8;
-    evs_node_t **items = realloc(f->items, cap * sizeof *items);
-    if (items == NULL)
-      return UV_ENOMEM;
-    f->items = items;
-    f->cap = cap;
-  }
+  if (evs_buf_reserve((void **)&f->items, &f->cap, f->n + 1, sizeof *f->items, 8) != 0)
+    return UV_ENOMEM;
   f->items[f->n++] = n;
   return 0;
 }
@@ -480,14 +475,9 @@ static uint32_t evs__anchor_pos(const evs__ybuild_t *b, const char *name, uint32
 
 /* Records a definition of anchor `name`; later aliases to the name find this one. */
 static int evs__anchor_add(evs__ybuild_t *b, const char *name, evs_node_t *node, uint64_t weight) {
-  if (b->nanchors == b->anchors_cap) {
-    size_t cap = b->anchors_cap ? b->anchors_cap * 2 : 4;
-    evs__anchor_t *a = realloc(b->anchors, cap * sizeof *a);
-    if (a == NULL)
-      return UV_ENOMEM;
-    b->anchors = a;
-    b->anchors_cap = cap;
-  }
+  if (evs_buf_reserve((void **)&b->anchors, &b->anchors_cap, b->nanchors + 1, sizeof *b->anchors,
+                      4) != 0)
+    return UV_ENOMEM;
   if (evs__tab_reserve(&b->atab) != 0)
     return UV_ENOMEM;
   evs__anchor_t *a = &b->anchors[b->nanchors];
@@ -587,14 +577,8 @@ static int evs__open(evs__ybuild_t *b, int kind, const yaml_event_t *ev, const c
               "nesting too deep", NULL);
     return EVS_EYAML;
   }
-  if (b->depth == b->cap) {
-    size_t cap = b->cap ? b->cap * 2 : 8;
-    evs__frame_t *s = realloc(b->stack, cap * sizeof *s);
-    if (s == NULL)
-      return UV_ENOMEM;
-    b->stack = s;
-    b->cap = cap;
-  }
+  if (evs_buf_reserve((void **)&b->stack, &b->cap, b->depth + 1, sizeof *b->stack, 8) != 0)
+    return UV_ENOMEM;
   evs_node_t *n = evs__node_new(b->doc, kind, (uint32_t)ev->start_mark.line + 1,
                                 (uint32_t)ev->start_mark.column + 1);
   if (n == NULL)

@@ -10,6 +10,7 @@
 #include <jansson.h>
 #include <mbedtls/base64.h>
 
+#include "evscale/buf.h"
 #include "evscale/error.h"
 
 extern char **environ;
@@ -329,17 +330,12 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     *buf = uv_buf_init(scratch, sizeof scratch);
     return;
   }
-  if (r->ocap - r->olen < 4096) {
-    size_t cap = r->ocap ? r->ocap * 2 : 8192;
-    char *p = realloc(r->obuf, cap + 1);
-    if (p == NULL) {
-      *buf = uv_buf_init(NULL, 0);
-      return;
-    }
-    r->obuf = p;
-    r->ocap = cap;
+  /* At least 4 KiB to read into, plus the NUL that on_out writes after the bytes. */
+  if (evs_buf_reserve((void **)&r->obuf, &r->ocap, r->olen + 4096 + 1, 1, 8192) != 0) {
+    *buf = uv_buf_init(NULL, 0);
+    return;
   }
-  *buf = uv_buf_init(r->obuf + r->olen, (unsigned)(r->ocap - r->olen));
+  *buf = uv_buf_init(r->obuf + r->olen, (unsigned)(r->ocap - r->olen - 1));
 }
 
 static void on_out(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
