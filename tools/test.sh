@@ -3,14 +3,14 @@
 #   1. release build with -Werror, every unit and end-to-end test (real redis-server, prometheus,
 #      kube-apiserver on loopback);
 #   2. the same tests built with AddressSanitizer + UndefinedBehaviorSanitizer;
-#   3. every libFuzzer target, EVS_FUZZ_SECONDS each (default 60) from its seed corpus.
+#   3. every libFuzzer target, EVS_FUZZ_SECONDS each (default 30) from its seed corpus.
 # EVS_PASSES selects passes (default "1 2 3"); EVS_BUILD_ROOT the build directory (default build/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 passes=${EVS_PASSES:-"1 2 3"}
 build=${EVS_BUILD_ROOT:-$root/build}
-fuzz_seconds=${EVS_FUZZ_SECONDS:-60}
+fuzz_seconds=${EVS_FUZZ_SECONDS:-30}
 jobs=$(nproc 2>/dev/null || echo 2)
 
 bash tools/install-deps.sh
