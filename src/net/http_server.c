@@ -70,15 +70,14 @@ struct evs_http_server_s {
   size_t n_routes;
   evs_http_observer_cb observer;
   void *observer_data;
-  conn_t *conns;      /* open (not yet closing) TCP connections, most recently active first */
-  conn_t *conns_tail; /* the least recently active */
+  evs_list_t conns;   /* open (not yet closing) TCP connections, most recently active first */
   size_t n_open;      /* connections in that list */
   size_t n_conns;     /* TCP connections not yet freed */
   size_t peak_conns;  /* the most since memory was last given back */
   uv_timer_t trimmer; /* gives memory back after a crowd has gone (unref'd) */
   int trimmer_closed;
   /* Connections that used up their turn, resumed by `idle` on the next turns, in order. */
-  conn_t *yield_head, *yield_tail;
+  evs_list_t yield;
   uv_idle_t idle;
   int idle_closed;
   uint64_t turn_stamp; /* uv_now of the turn turn_served counts */
@@ -113,7 +112,7 @@ typedef struct {
 
 struct conn_s {
   evs_http_server_t *srv;
-  conn_t *prev, *next;
+  evs_list_t link; /* in srv->conns while linked */
   uv_tcp_t tcp;
   uv_timer_t timer;
   uv_shutdown_t shutdown_req;
@@ -126,9 +125,9 @@ struct conn_s {
   int got_eof;
   unsigned paused; /* PAUSE_* bits: parsing stops while any is set */
   int yield_queued;
-  int linked; /* in the server's connection list */
-  conn_t *yield_next;
-  size_t served; /* requests answered in the turn of served_stamp */
+  int linked;       /* in the server's connection list */
+  evs_list_t ylink; /* in srv->yield while yield_queued */
+  size_t served;    /* requests answered in the turn of served_stamp */
   uint64_t served_stamp;
   int in_request;
   int field_open;
@@ -526,27 +525,14 @@ static void yield_push(conn_t *c) {
   if (c->yield_queued)
     return;
   c->yield_queued = 1;
-  c->yield_next = NULL;
-  if (s->yield_tail)
-    s->yield_tail->yield_next = c;
-  else
-    s->yield_head = c;
-  s->yield_tail = c;
+  evs_list_push_back(&s->yield, &c->ylink);
   uv_idle_start(&s->idle, on_idle);
 }
 
 static void yield_remove(conn_t *c) {
-  evs_http_server_t *s = c->srv;
   if (!c->yield_queued)
     return;
-  conn_t **pp = &s->yield_head, *prev = NULL;
-  while (*pp != c) {
-    prev = *pp;
-    pp = &(*pp)->yield_next;
-  }
-  *pp = c->yield_next;
-  if (s->yield_tail == c)
-    s->yield_tail = prev;
+  evs_list_remove(&c->ylink);
   c->yield_queued = 0;
 }
 
@@ -555,9 +541,10 @@ static void yield_remove(conn_t *c) {
  * (a probe's connection) are served between two rounds. */
 static void on_idle(uv_idle_t *h) {
   evs_http_server_t *s = evs_container_of(h, evs_http_server_t, idle);
-  conn_t *stop = s->yield_tail; /* connections yielding again go after it: next turn */
-  for (int i = 0; i < RESUMES_PER_TURN && s->yield_head; i++) {
-    conn_t *c = s->yield_head;
+  /* Connections yielding again go after the last one queued now: they wait for the next turn. */
+  conn_t *stop = evs_container_of(s->yield.prev, conn_t, ylink);
+  for (int i = 0; i < RESUMES_PER_TURN && !evs_list_empty(&s->yield); i++) {
+    conn_t *c = evs_container_of(s->yield.next, conn_t, ylink);
     yield_remove(c);
     c->served = 0;
     c->served_stamp = uv_now(s->loop);
@@ -565,19 +552,13 @@ static void on_idle(uv_idle_t *h) {
     if (c == stop)
       break;
   }
-  if (s->yield_head == NULL)
+  if (evs_list_empty(&s->yield))
     uv_idle_stop(h);
 }
 
 static void conn_link(conn_t *c) {
   evs_http_server_t *s = c->srv;
-  c->prev = NULL;
-  c->next = s->conns;
-  if (s->conns)
-    s->conns->prev = c;
-  else
-    s->conns_tail = c;
-  s->conns = c;
+  evs_list_push_front(&s->conns, &c->link);
   c->linked = 1;
   s->n_open++;
 }
@@ -586,22 +567,14 @@ static void conn_unlink(conn_t *c) {
   evs_http_server_t *s = c->srv;
   if (!c->linked)
     return;
-  if (c->prev)
-    c->prev->next = c->next;
-  else
-    s->conns = c->next;
-  if (c->next)
-    c->next->prev = c->prev;
-  else
-    s->conns_tail = c->prev;
-  c->prev = c->next = NULL;
+  evs_list_remove(&c->link);
   c->linked = 0;
   s->n_open--;
 }
 
 /* Marks the connection most recently active. */
 static void conn_touch(conn_t *c) {
-  if (c->linked && c->srv->conns != c) {
+  if (c->linked && c->srv->conns.next != &c->link) {
     conn_unlink(c);
     conn_link(c);
   }
@@ -613,7 +586,8 @@ static void conn_touch(conn_t *c) {
  * answers still to write is never taken. */
 static int make_room(evs_http_server_t *s) {
   conn_t *partial = NULL;
-  for (conn_t *c = s->conns_tail; c != NULL; c = c->prev) {
+  for (evs_list_t *l = s->conns.prev; l != &s->conns; l = l->prev) {
+    conn_t *c = evs_container_of(l, conn_t, link);
     if (c->write_pending > 0 || c->paused || c->in_execute)
       continue;
     if (c->state == ST_LINGER || (c->state == ST_OPEN && !c->in_request)) {
@@ -1115,6 +1089,8 @@ int evs_http_server_new(uv_loop_t *loop, const evs_http_server_options_t *opts,
   if (s == NULL)
     return UV_ENOMEM;
   s->loop = loop;
+  evs_list_init(&s->conns);
+  evs_list_init(&s->yield);
   evs_http_server_options_init(&s->opts);
   if (opts)
     s->opts = *opts;
@@ -1249,8 +1225,8 @@ static void on_idle_closed(uv_handle_t *h) {
 void evs_http_server_close(evs_http_server_t *s, evs_http_server_close_cb cb, void *data) {
   if (s->closing) {
     /* Second call (end of the shutdown grace): drop whatever is still finishing. */
-    while (s->conns)
-      conn_close(s->conns);
+    while (!evs_list_empty(&s->conns))
+      conn_close(evs_container_of(s->conns.next, conn_t, link));
     return;
   }
   s->closing = 1;
@@ -1263,14 +1239,12 @@ void evs_http_server_close(evs_http_server_t *s, evs_http_server_close_cb cb, vo
   /* Connections with queued responses finish writing them (then close); the others go now. A
    * connection running a handler (close called from that handler) answers with
    * Connection: close. Either way no further request is parsed, so no handler runs again. */
-  conn_t *c = s->conns;
-  while (c) {
-    conn_t *next = c->next;
+  evs_list_foreach_safe(l, &s->conns) {
+    conn_t *c = evs_container_of(l, conn_t, link);
     if (c->state == ST_OPEN && c->write_pending > 0)
       conn_drain(c);
     else if (c->state == ST_OPEN && !c->in_execute)
       conn_close(c);
-    c = next;
   }
 }
 
