@@ -5,6 +5,7 @@
 #   tools/controlplane.sh build        build kube-apiserver + kube-controller-manager once into the cache
 #   tools/controlplane.sh start DIR    PKI, etcd, apiserver, controller manager, CRDs; writes DIR/env
 #   tools/controlplane.sh stop DIR     stop the processes recorded in DIR/pids
+#   tools/controlplane.sh crds DIR     re-apply test/data/crds on a running one if they changed
 #
 # Environment: EVSCALE_CACHE (default ~/.cache/evscale) holds the source, the build log and bin/.
 # Works as root in CI (no TTY). No scheduler, no kubelet: pods stay Pending, which is all an
@@ -307,15 +308,80 @@ start_controller_manager() {
 
 kubectl_dir() { local dir="$1"; shift; KUBECONFIG="$dir/kubeconfig" kubectl "$@"; }
 
+# KEDA's CRDs (test/data/crds: v2.20.2, unmodified). kubectl validates client-side against its own
+# (1.32) idea of the schema, hence --validate=false; the server validates for real.
+# A 1.20 API server silently drops the schema fields it does not know. In KEDA's v2.20 CRDs that is
+# exactly one: the ScaledObject spec's x-kubernetes-validations (CEL, served from 1.25), the rule
+# minReplicaCount <= maxReplicaCount, so this control plane accepts min > max where a current one
+# refuses it. check_crds compares what the server stored with the files and fails on any other
+# loss, so a later CRD cannot lose a field (and a test its meaning) unnoticed.
+# The files' digest goes on each CRD as an annotation: `crds DIR` (run by evstest when it reuses a
+# running control plane) re-applies them only when they changed.
+CRD_NAMES="crd/scaledobjects.keda.sh crd/triggerauthentications.keda.sh crd/clustertriggerauthentications.keda.sh"
+CRD_DIGEST_KEY="evscale.test/crd-files-sha256"
+
+crd_digest() { cat "$REPO"/test/data/crds/*.yaml | sha256sum | cut -c1-64; }
+
+check_crds() {
+  local dir="$1" f
+  for f in "$REPO"/test/data/crds/*.yaml; do
+    python3 -c '
+import json, sys
+want = json.load(open(sys.argv[1]))
+have = json.load(open(sys.argv[2]))
+# The only fields a 1.20 server may drop (see install_crds).
+DROPPABLE = {"x-kubernetes-validations"}
+lost = []
+def walk(w, h, path):
+    if isinstance(w, dict):
+        if not isinstance(h, dict):
+            lost.append(path); return
+        for k, v in w.items():
+            if k not in h:
+                if k not in DROPPABLE:
+                    lost.append(path + "." + k)
+            else:
+                walk(v, h[k], path + "." + k)
+    elif isinstance(w, list):
+        if not isinstance(h, list) or len(w) != len(h):
+            lost.append(path); return
+        for i, (a, b) in enumerate(zip(w, h)):
+            walk(a, b, "%s[%d]" % (path, i))
+    elif w != h:
+        lost.append(path)
+walk(want["spec"], have["spec"], want["metadata"]["name"] + ".spec")
+if lost:
+    sys.exit("the API server changed or dropped: " + ", ".join(lost))
+' <(kubectl_dir "$dir" create --dry-run=client --validate=false -o json -f "$f") \
+      <(kubectl_dir "$dir" get -o json -f "$f") || die "$(basename "$f") is not stored as written"
+  done
+}
+
 install_crds() {
-  local dir="$1"
-  # --validate=false: KEDA's current CRDs carry schema fields (x-kubernetes-validations) that a
-  # 1.20 server does not know; the server drops them, client-side validation would refuse them.
-  kubectl_dir "$dir" apply --validate=false -f "$REPO/test/data/crds/" >>"$dir/crds.log" 2>&1 ||
-    { cat "$dir/crds.log" >&2; die "applying CRDs failed"; }
-  kubectl_dir "$dir" wait --for condition=established --timeout=30s \
-    crd/scaledobjects.keda.sh crd/triggerauthentications.keda.sh >>"$dir/crds.log" 2>&1 ||
-    { cat "$dir/crds.log" >&2; die "CRDs not established"; }
+  local dir="$1" digest
+  digest="$(crd_digest)"
+  # shellcheck disable=SC2086
+  { kubectl_dir "$dir" apply --validate=false -f "$REPO/test/data/crds/" &&
+    kubectl_dir "$dir" wait --for condition=established --timeout=30s $CRD_NAMES; } \
+    >>"$dir/crds.log" 2>&1 || { cat "$dir/crds.log" >&2; die "installing the CRDs failed"; }
+  check_crds "$dir"
+  # shellcheck disable=SC2086
+  kubectl_dir "$dir" annotate --overwrite $CRD_NAMES "$CRD_DIGEST_KEY=$digest" >>"$dir/crds.log" 2>&1 ||
+    { cat "$dir/crds.log" >&2; die "annotating the CRDs failed"; }
+}
+
+# Re-applies the CRDs on a running control plane when test/data/crds changed since they were
+# installed (a control plane outlives a checkout: the shared one runs for days). Idempotent.
+cmd_crds() {
+  local dir
+  dir="$(cd "$1" && pwd)"
+  [ -f "$dir/env" ] || die "no control plane in $dir"
+  local have
+  have="$(kubectl_dir "$dir" get crd/scaledobjects.keda.sh \
+    -o "jsonpath={.metadata.annotations.evscale\.test/crd-files-sha256}" 2>/dev/null || true)"
+  [ "$have" = "$(crd_digest)" ] && return 0
+  log "CRDs in $dir differ from test/data/crds; re-applying"
+  install_crds "$dir"
 }
 
 ensure_kubectl() {
@@ -415,5 +481,6 @@ case "${1:-}" in
   build) cmd_build ;;
   start) [ $# -eq 2 ] || die "usage: $0 start DIR"; cmd_build; cmd_start "$2" ;;
   stop) [ $# -eq 2 ] || die "usage: $0 stop DIR"; cmd_stop "$2" ;;
-  *) echo "usage: $0 build | start DIR | stop DIR" >&2; exit 2 ;;
+  crds) [ $# -eq 2 ] || die "usage: $0 crds DIR"; ensure_kubectl; cmd_crds "$2" ;;
+  *) echo "usage: $0 build | start DIR | stop DIR | crds DIR" >&2; exit 2 ;;
 esac

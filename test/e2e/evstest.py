@@ -185,6 +185,9 @@ def controlplane(private=False):
         if os.path.exists(envfile):
             env = _read_dir(directory)
             if ready(env):
+                # It may have been started from an older checkout: re-apply test/data/crds if
+                # they changed (a no-op otherwise).
+                _run_script("crds", directory, timeout=300)
                 return env
             log("shared control plane in %s does not answer; restarting it" % directory)
             _run_script("stop", directory, timeout=120)
