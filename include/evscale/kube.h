@@ -71,6 +71,9 @@ typedef struct {
   size_t max_response_bytes;   /* 0: the HTTP client's default */
   uint64_t exec_timeout_ms;    /* 0: 60 s */
   evs_metrics_t *metrics;      /* borrowed, may be NULL */
+  /* --dry-run: every verb but GET and HEAD is refused by evs_kube_request (EVS_EUNSUPPORTED),
+   * so a dry run cannot write whatever code asks it to. */
+  int read_only;
 } evs_kube_options_t;
 
 typedef enum {
@@ -127,7 +130,8 @@ typedef struct {
 } evs_kube_request_opts_t;
 
 /* 0 (on_done will run, never from inside this call), UV_EINVAL, UV_ENOMEM, EVS_ESTATE (not
- * open, or closing). *out (may be NULL) borrowed until on_done. */
+ * open, or closing), EVS_EUNSUPPORTED (a write on a read_only client). *out (may be NULL) borrowed
+ * until on_done. */
 int evs_kube_request(evs_kube_t *k, const evs_kube_request_opts_t *opts, evs_kube_req_t **out);
 /* on_done(EVS_ECANCELED) runs before this returns (or after the streaming callback returns). */
 void evs_kube_cancel(evs_kube_req_t *req);

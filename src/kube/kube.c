@@ -1123,6 +1123,11 @@ int evs_kube_request(evs_kube_t *k, const evs_kube_request_opts_t *o, evs_kube_r
     return EVS_ESTATE;
   if (o->verb == NULL || o->path == NULL || o->path[0] != '/' || o->on_done == NULL)
     return UV_EINVAL;
+  if (k->o.read_only && strcmp(o->verb, "GET") != 0 && strcmp(o->verb, "HEAD") != 0) {
+    EVS_LOG_WARN("dry run: Kubernetes write refused", EVS_KV_STR("verb", o->verb),
+                 EVS_KV_STR("path", o->path));
+    return EVS_EUNSUPPORTED;
+  }
   evs_kube_req_t *r = calloc(1, sizeof *r);
   if (r == NULL)
     return UV_ENOMEM;

@@ -300,6 +300,32 @@ static void test_token_kubeconfig_ip_san(void **state) {
   env_close(&e);
 }
 
+static void test_read_only_refuses_writes(void **state) {
+  (void)state;
+  SKIP_IF_NO_CONTROLPLANE();
+  char *kc = kubeconfig("ro.yaml", K.url, ca_line(K.ca), token_user(K.token));
+  env_t e = {0};
+  uv_loop_init(&e.loop);
+  env_add(&e, "HOME=/nonexistent");
+  evs_kube_options_t o = {.kubeconfig = kc, .envp = e.envp, .read_only = 1};
+  assert_int_equal(evs_kube_new(&e.loop, &o, &e.k), 0);
+  assert_int_equal(evs_kube_open(e.k, on_open, &e), 0);
+  assert_true(evs_test_run_until(&e.loop, &e.opened, 60000));
+  assert_int_equal(e.open_rc, 0);
+  res_t r = {0};
+  const char *verbs[] = {"POST", "PATCH", "PUT", "DELETE"};
+  for (size_t i = 0; i < 4; i++) {
+    evs_kube_request_opts_t ro = {.verb = verbs[i],
+                                  .path = "/apis/apps/v1/namespaces/default/deployments/x/scale",
+                                  .on_done = on_done,
+                                  .arg = &r};
+    assert_int_equal(evs_kube_request(e.k, &ro, NULL), EVS_EUNSUPPORTED);
+  }
+  assert_int_equal(r.done, 0);
+  expect_status(&e, "/api", 200);
+  env_close(&e);
+}
+
 static void test_dns_san(void **state) {
   (void)state;
   SKIP_IF_NO_CONTROLPLANE();
@@ -660,6 +686,22 @@ static void test_exec_failure(void **state) {
   env_close(&e3);
 }
 
+/* --- discovery --- */
+
+typedef struct {
+  int done, status;
+  evs_kube_discovery_t *d;
+  char msg[600];
+} disc_t;
+
+static void on_disc(int status, evs_kube_discovery_t *d, const char *msg, void *arg) {
+  disc_t *x = arg;
+  x->done = 1;
+  x->status = status;
+  x->d = d;
+  snprintf(x->msg, sizeof x->msg, "%s", msg ? msg : "");
+}
+
 /* --- Retry-After through the fault proxy --- */
 
 static evs_test_server_t proxy;
@@ -724,24 +766,32 @@ static void test_retry_after(void **state) {
   r = get(&e, "POST", "/api/v1/namespaces/default/configmaps");
   assert_int_equal(r.status, 429);
   free(r.body);
+
+  /* Discovery: a group version answering 500 is left out and named; /apis failing fails it. */
+  assert_int_equal(
+      fault("{\"kind\":\"status\",\"status\":500,\"path_prefix\":\"/apis/apps/v1\",\"count\":-1}"),
+      0);
+  disc_t x = {0};
+  assert_int_equal(evs_kube_discover(e.k, on_disc, &x, NULL), 0);
+  assert_true(evs_test_run_until(&e.loop, &x.done, 60000));
+  assert_int_equal(x.status, 0);
+  assert_null(evs_kube_discovery_find(x.d, "apps", "Deployment"));
+  assert_non_null(evs_kube_discovery_find(x.d, "", "ReplicationController"));
+  int seen = 0;
+  for (size_t i = 0; i < x.d->n_failed; i++)
+    seen |= strcmp(x.d->failed[i], "apps/v1: HTTP 500") == 0;
+  assert_true(seen);
+  evs_kube_discovery_free(x.d);
+  assert_int_equal(
+      fault("{\"kind\":\"status\",\"status\":500,\"path_prefix\":\"/apis\",\"count\":-1}"), 0);
+  disc_t y = {0};
+  assert_int_equal(evs_kube_discover(e.k, on_disc, &y, NULL), 0);
+  assert_true(evs_test_run_until(&e.loop, &y.done, 60000));
+  assert_int_equal(y.status, EVS_ESTATUS);
+  assert_null(y.d);
+  assert_non_null(strstr(y.msg, "GET /apis: HTTP 500"));
   env_close(&e);
   evs_test_server_stop(&proxy);
-}
-
-/* --- discovery --- */
-
-typedef struct {
-  int done, status;
-  evs_kube_discovery_t *d;
-  char msg[600];
-} disc_t;
-
-static void on_disc(int status, evs_kube_discovery_t *d, const char *msg, void *arg) {
-  disc_t *x = arg;
-  x->done = 1;
-  x->status = status;
-  x->d = d;
-  snprintf(x->msg, sizeof x->msg, "%s", msg ? msg : "");
 }
 
 static int kubectl(const char *args, const char *input) {
@@ -846,6 +896,7 @@ int main(void) {
       cmocka_unit_test(test_path_resource),
       cmocka_unit_test(test_discovery_prefers_autoscaling_v2),
       cmocka_unit_test(test_token_kubeconfig_ip_san),
+      cmocka_unit_test(test_read_only_refuses_writes),
       cmocka_unit_test(test_dns_san),
       cmocka_unit_test(test_wrong_ca),
       cmocka_unit_test(test_no_ca_refused),
