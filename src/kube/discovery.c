@@ -21,7 +21,7 @@ struct evs_kube_discovery_run_s {
   size_t nreqs; /* entries of reqs */
   int stage;    /* 0: /version, /api and /apis; 1: resource lists */
   int error, done;
-  char msg[512];
+  char msg[1024];
 };
 
 void evs_kube_discovery_free(evs_kube_discovery_t *d) {
@@ -261,7 +261,7 @@ static void evs__on_list(evs_kube_discovery_run_t *run, size_t slot, int err,
 static void evs__on_top(evs_kube_discovery_run_t *run, size_t slot, int err,
                         const evs_http_response_t *resp, const char *msg) {
   static const char *const paths[] = {"/version", "/api", "/apis"};
-  char why[600];
+  char why[400];
   if (run->error)
     return;
   if (err != 0 || resp->status != 200) {

@@ -22,7 +22,6 @@
 static struct {
   int skip;
   char url[256], ca[512], token[256], cert[512], key[512], kubeconfig[512];
-  char host_port[64]; /* "127.0.0.1:PORT" */
   char port[16];
   char dir[64]; /* this run's scratch directory */
 } K;
@@ -89,7 +88,6 @@ static int setup(void **state) {
     return 0;
   }
   const char *hp = K.url + strlen("https://");
-  snprintf(K.host_port, sizeof K.host_port, "%s", hp);
   snprintf(K.port, sizeof K.port, "%s", strrchr(hp, ':') + 1);
   snprintf(K.dir, sizeof K.dir, "/tmp/evs-kclient-XXXXXX");
   assert_non_null(mkdtemp(K.dir));
