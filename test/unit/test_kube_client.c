@@ -298,6 +298,59 @@ static void test_token_kubeconfig_ip_san(void **state) {
   env_close(&e);
 }
 
+typedef struct {
+  int done, order;
+  int *seq;
+} ord_t;
+
+static void on_ordered(evs_kube_req_t *req, int err, const evs_http_response_t *resp,
+                       const char *msg, void *arg) {
+  (void)req, (void)resp, (void)msg;
+  ord_t *o = arg;
+  assert_int_equal(err, 0);
+  o->done = 1;
+  o->order = ++*o->seq;
+}
+
+/* kubernetes.qps/burst through the priority limiter: with the bucket empty, a HIGH request
+ * queued after two NORMAL ones goes first, and the waits are in the histogram by priority. */
+static void test_qps_priority_and_wait_metric(void **state) {
+  (void)state;
+  SKIP_IF_NO_CONTROLPLANE();
+  char *kc = kubeconfig("qps.yaml", K.url, ca_line(K.ca), token_user(K.token));
+  env_t e = {0};
+  uv_loop_init(&e.loop);
+  e.metrics = evs_metrics_new();
+  env_add(&e, "HOME=/nonexistent");
+  evs_kube_options_t o = {
+      .kubeconfig = kc, .envp = e.envp, .qps = 2, .burst = 1, .metrics = e.metrics};
+  assert_int_equal(evs_kube_new(&e.loop, &o, &e.k), 0);
+  assert_int_equal(evs_kube_open(e.k, on_open, &e), 0);
+  assert_true(evs_test_run_until(&e.loop, &e.opened, 60000));
+  assert_int_equal(e.open_rc, 0);
+  expect_status(&e, "/api", 200); /* takes the one token */
+  int seq = 0;
+  ord_t n1 = {.seq = &seq}, n2 = {.seq = &seq}, h = {.seq = &seq};
+  evs_kube_request_opts_t r = {.verb = "GET", .path = "/api", .on_done = on_ordered};
+  r.arg = &n1;
+  assert_int_equal(evs_kube_request(e.k, &r, NULL), 0);
+  r.arg = &n2;
+  assert_int_equal(evs_kube_request(e.k, &r, NULL), 0);
+  r.arg = &h;
+  r.priority = EVS_PRIO_HIGH;
+  assert_int_equal(evs_kube_request(e.k, &r, NULL), 0);
+  assert_true(evs_test_run_until(&e.loop, &n2.done, 20000));
+  assert_true(h.done && n1.done);
+  assert_int_equal(h.order, 1);
+  evs_metric_family_t *f = evs_metrics_find(e.metrics, "evscale_kube_ratelimiter_wait_seconds");
+  const char *hi[] = {"high"}, *no[] = {"normal"};
+  assert_int_equal(evs_metric_count(evs_metric_family_lookup(f, hi)), 1);
+  assert_int_equal(evs_metric_count(evs_metric_family_lookup(f, no)), 3);
+  assert_true(evs_metric_value(evs_metric_family_lookup(f, hi)) >= 0.3);
+  assert_true(evs_metric_value(evs_metric_family_lookup(f, no)) >= 0.6); /* 2 qps: 0.5 s each */
+  env_close(&e);
+}
+
 static void test_read_only_refuses_writes(void **state) {
   (void)state;
   SKIP_IF_NO_CONTROLPLANE();
@@ -895,6 +948,7 @@ int main(void) {
       cmocka_unit_test(test_discovery_prefers_autoscaling_v2),
       cmocka_unit_test(test_token_kubeconfig_ip_san),
       cmocka_unit_test(test_read_only_refuses_writes),
+      cmocka_unit_test(test_qps_priority_and_wait_metric),
       cmocka_unit_test(test_dns_san),
       cmocka_unit_test(test_wrong_ca),
       cmocka_unit_test(test_no_ca_refused),
