@@ -142,6 +142,10 @@ class KubeConnect(unittest.TestCase):
                       metrics)
         self.assertIn("evscale_kube_ratelimiter_wait_seconds_bucket", metrics)
         self.assertIn("evscale_kube_connections", metrics)
+        # A clean stop with the client open: every handle closes, exit 0.
+        self.proc.terminate()
+        self.assertEqual(self.proc.wait(30), 0)
+        self.assertIn("evscale stopped", self.logs())
 
     def test_client_cert_kubeconfig_through_env(self):
         kc = self.kubeconfig("kc.yaml", f"    client-certificate: {self.env['KUBE_CLIENT_CERT']}\n"
@@ -193,6 +197,8 @@ class KubeConnect(unittest.TestCase):
         self.assertEqual(status, 503)
         self.assertIn("kubernetes", body)
         self.assertIsNone(self.proc.poll())  # not fatal
+        self.proc.terminate()  # a stop while retrying is clean too
+        self.assertEqual(self.proc.wait(30), 0)
 
     def test_bad_kubeconfig_is_logged_clearly(self):
         kc = self.write("kc.yaml", (
