@@ -70,7 +70,10 @@ typedef struct {
   uint64_t request_timeout_ms; /* 0: 30 s */
   size_t max_response_bytes;   /* 0: the HTTP client's default */
   uint64_t exec_timeout_ms;    /* 0: 60 s */
-  evs_metrics_t *metrics;      /* borrowed, may be NULL */
+  /* A scheduled plugin run that fails (the credential still in force) is tried again after
+   * this long, so an expiring credential is not left to a 401. 0: 10 s. */
+  uint64_t exec_retry_ms;
+  evs_metrics_t *metrics; /* borrowed, may be NULL */
   /* --dry-run: every verb but GET and HEAD is refused by evs_kube_request (EVS_EUNSUPPORTED),
    * so a dry run cannot write whatever code asks it to. */
   int read_only;

@@ -301,6 +301,8 @@ int evs_kube_new(uv_loop_t *loop, const evs_kube_options_t *opts, evs_kube_t **o
     k->o.request_timeout_ms = 30000;
   if (k->o.exec_timeout_ms == 0)
     k->o.exec_timeout_ms = 60000;
+  if (k->o.exec_retry_ms == 0)
+    k->o.exec_retry_ms = 10000;
   evs_list_init(&k->waiting);
   evs_list_init(&k->reqs);
   snprintf(k->ns, sizeof k->ns, "default");
@@ -840,6 +842,8 @@ static void evs__exec_done(void *arg, int status, evs_execcred_t *cred, const ch
     evs__resume_waiting(k, rc, why);
     if (k->open_cb)
       evs__open_done(k, rc, why);
+    else if (k->gen > 0) /* a refresh failed: try again while the credential still holds */
+      uv_timer_start(&k->exec_timer, evs__on_exec_timer, k->o.exec_retry_ms, 0);
     return;
   }
   free(k->token);

@@ -346,8 +346,12 @@ static void test_qps_priority_and_wait_metric(void **state) {
   const char *hi[] = {"high"}, *no[] = {"normal"};
   assert_int_equal(evs_metric_count(evs_metric_family_lookup(f, hi)), 1);
   assert_int_equal(evs_metric_count(evs_metric_family_lookup(f, no)), 3);
-  assert_true(evs_metric_value(evs_metric_family_lookup(f, hi)) >= 0.3);
-  assert_true(evs_metric_value(evs_metric_family_lookup(f, no)) >= 0.6); /* 2 qps: 0.5 s each */
+  /* At 2 qps the HIGH one waited for the next token (w), the NORMAL ones for the two after it:
+   * at least w + 0.5 s and w + 1 s (the first NORMAL, from expect_status, waited 0). */
+  double w = evs_metric_value(evs_metric_family_lookup(f, hi));
+  double wn = evs_metric_value(evs_metric_family_lookup(f, no));
+  if (!(w > 0 && wn >= 2 * w + 1.2))
+    fail_msg("waits: high %.3f s, normal total %.3f s", w, wn);
   env_close(&e);
 }
 
@@ -675,6 +679,41 @@ static void test_exec_token_expiry_refresh(void **state) {
   env_close(&e);
 }
 
+/* A scheduled refresh that fails keeps the credential in force and is tried again soon. */
+static void test_exec_refresh_failure_retried(void **state) {
+  (void)state;
+  SKIP_IF_NO_CONTROLPLANE();
+  char runs[600], body[2000];
+  snprintf(runs, sizeof runs, "%s", path_in("exec-retry-runs"));
+  snprintf(body, sizeof body,
+           "echo run >> %s\n"
+           "[ $(wc -l < %s) -eq 2 ] && { echo 'refresh broke' >&2; exit 1; }\n"
+           "exp=$(date -u -d '+4 seconds' +%%Y-%%m-%%dT%%H:%%M:%%SZ)\n"
+           "printf '{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":"
+           "\"ExecCredential\",\"status\":{\"token\":\"%%s\",\"expirationTimestamp\":\"%%s\"}}' "
+           "\"$EVS_TOKEN\" \"$exp\"\n",
+           runs, runs);
+  char *cmd = plugin("retry-plugin.sh", body);
+  char *kc = kubeconfig("exec-retry.yaml", K.url, ca_line(K.ca), exec_user(cmd, "v1"));
+  env_t e = {0};
+  uv_loop_init(&e.loop);
+  env_add(&e, "HOME=/nonexistent");
+  evs_kube_options_t o = {.kubeconfig = kc, .envp = e.envp, .exec_retry_ms = 300};
+  assert_int_equal(evs_kube_new(&e.loop, &o, &e.k), 0);
+  assert_int_equal(evs_kube_open(e.k, on_open, &e), 0);
+  assert_true(evs_test_run_until(&e.loop, &e.opened, 60000));
+  assert_int_equal(e.open_rc, 0);
+  for (int i = 0; i < 200 && count_lines(runs) < 3; i++) {
+    int never = 0;
+    evs_test_run_until(&e.loop, &never, 50);
+  }
+  wait_gen(&e, 1);
+  assert_int_equal(count_lines(runs), 3); /* ok, failed, ok: well before the 4 s expiry */
+  assert_int_equal(evs_kube_credential_generation(e.k), 2);
+  expect_status(&e, "/api/v1/namespaces/default", 200);
+  env_close(&e);
+}
+
 static void test_exec_client_cert_v1beta1(void **state) {
   (void)state;
   SKIP_IF_NO_CONTROLPLANE();
@@ -958,6 +997,7 @@ int main(void) {
       cmocka_unit_test(test_token_file),
       cmocka_unit_test(test_in_cluster_rotation),
       cmocka_unit_test(test_exec_token_expiry_refresh),
+      cmocka_unit_test(test_exec_refresh_failure_retried),
       cmocka_unit_test(test_exec_client_cert_v1beta1),
       cmocka_unit_test(test_exec_401_reruns_plugin),
       cmocka_unit_test(test_exec_failure),
