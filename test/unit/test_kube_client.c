@@ -406,6 +406,17 @@ static void test_wrong_ca(void **state) {
   env_close(&e);
 }
 
+static void test_insecure_skip_tls_verify(void **state) {
+  (void)state;
+  SKIP_IF_NO_CONTROLPLANE();
+  env_t e = {0};
+  char *kc = kubeconfig("insecure.yaml", K.url, "    insecure-skip-tls-verify: true\n",
+                        token_user(K.token));
+  assert_int_equal(open_client(&e, kc, NULL, NULL), 0);
+  expect_status(&e, "/api", 200);
+  env_close(&e);
+}
+
 static void test_no_ca_refused(void **state) {
   (void)state;
   SKIP_IF_NO_CONTROLPLANE();
@@ -675,6 +686,17 @@ static void test_exec_token_expiry_refresh(void **state) {
     evs_test_run_until(&e.loop, &never, 50);
   }
   assert_true(count_lines(runs) >= 2); /* refreshed before expiry, without a request */
+  char info[700];
+  snprintf(info, sizeof info, "%s.info", runs);
+  FILE *f = fopen(info, "r");
+  assert_non_null(f);
+  char text[2000] = "";
+  size_t n = fread(text, 1, sizeof text - 1, f);
+  text[n] = '\0';
+  fclose(f);
+  assert_non_null(strstr(text, "\"kind\":\"ExecCredential\""));
+  assert_non_null(strstr(text, "client.authentication.k8s.io/v1"));
+  assert_non_null(strstr(text, "\"interactive\":false"));
   expect_status(&e, "/api/v1/namespaces/default", 200);
   env_close(&e);
 }
@@ -991,6 +1013,7 @@ int main(void) {
       cmocka_unit_test(test_dns_san),
       cmocka_unit_test(test_wrong_ca),
       cmocka_unit_test(test_no_ca_refused),
+      cmocka_unit_test(test_insecure_skip_tls_verify),
       cmocka_unit_test(test_inline_data_client_cert),
       cmocka_unit_test(test_merged_kubeconfig_env_and_context),
       cmocka_unit_test(test_missing_explicit_kubeconfig),
