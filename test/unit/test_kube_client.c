@@ -954,10 +954,12 @@ static void test_discovery_aggregated_group_down(void **state) {
   assert_int_equal(kubectl("delete apiservice v1.evs-down.example.com", NULL), 0);
 }
 
-/* The group list of a server serving autoscaling/v2 (1.23+). The APIGroupList shape is 1.20's
- * (staging/src/k8s.io/apimachinery/pkg/apis/meta/v1/types.go at v1.20.2); the versions are those
- * of kubernetes/kubernetes pkg/apis/autoscaling at v1.30.0 (v2 preferred, v1; v2beta2 removed in
- * 1.26, v2beta1 in 1.25). */
+/* The choice of autoscaling/v2 over v2beta2 when a newer server serves it. The body has the
+ * APIGroupList shape of v1.20.2 (staging/src/k8s.io/apimachinery/pkg/apis/meta/v1/types.go at
+ * commit faecb196815e248d3ecfb03c680a4507229c2a56, the shape of the control plane's own /apis,
+ * test/fuzz/corpus/fuzz_discovery/apis-1.20); the version set {v2 preferred, v1} is a hand-made
+ * case of the rule, not a captured payload of a newer server (the shape did not change, only
+ * the versions listed). */
 static void test_discovery_prefers_autoscaling_v2(void **state) {
   (void)state;
   const char *groups =
