@@ -8,7 +8,15 @@
  * the grace ends it at once (remaining connections dropped); SIGHUP while stopping is logged and
  * ignored. Either way the exit is the clean one (code 0, "evscale stopped"): the signal handles
  * stay open until the last step of shutdown, and the three signals are ignored from then to exit.
- * evs_app_run returns once the loop has no handle left, so the caller's uv_loop_close returns 0. */
+ * evs_app_run returns once the loop has no handle left, so the caller's uv_loop_close returns 0.
+ *
+ * Kubernetes: when a source is configured or found (evscale/kube.h: kubernetes.kubeconfig,
+ * KUBECONFIG, the in-cluster service account, ~/.kube/config), the process connects and runs
+ * discovery at start, logs "connected to Kubernetes" with the server, the credential form, the
+ * HPA version and the number of scalable kinds, and /readyz answers 503 ("not ready:
+ * kubernetes") until that succeeded. A failure is logged and retried with backoff
+ * (backoff.initial/max), never fatal. With --dry-run the client refuses every verb but GET and
+ * HEAD. Without any source the process runs without Kubernetes (simulate-style use). */
 #ifndef EVSCALE_APP_H
 #define EVSCALE_APP_H
 

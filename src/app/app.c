@@ -1,9 +1,12 @@
 /* The process: config + reload, HTTP endpoints, signals, graceful shutdown. */
 #include "evscale/app.h"
+#include "evscale/backoff.h"
 #include "evscale/cli.h"
+#include "evscale/discovery.h"
 #include "evscale/error.h"
 #include "evscale/health.h"
 #include "evscale/http_server.h"
+#include "evscale/kube.h"
 #include "evscale/log.h"
 #include "evscale/metrics.h"
 #include "evscale/reload.h"
@@ -30,6 +33,14 @@ typedef struct {
   int grace_open;
   int stopping;
   int exit_code;
+  /* Kubernetes: connected and discovered at start; retried with backoff until it is. */
+  evs_kube_t *kube;
+  int kube_open; /* evs_kube_open succeeded */
+  evs_kube_discovery_run_t *disc;
+  evs_kube_discovery_t *discovery;
+  uv_timer_t kube_retry;
+  int kube_retry_open;
+  evs_backoff_t kube_backoff;
 } evs__app_t;
 
 static double evs__now_unix(void) {
@@ -139,7 +150,19 @@ static void evs__server_closed(evs_http_server_t *s, void *data) {
 
 static void evs__health_closed(void *data) { ((evs__app_t *)data)->health = NULL; }
 
+static void evs__kube_closed(void *data) { ((evs__app_t *)data)->kube = NULL; }
+
+static void evs__close_kube(evs__app_t *app) {
+  if (app->kube_retry_open && !uv_is_closing((uv_handle_t *)&app->kube_retry))
+    uv_close((uv_handle_t *)&app->kube_retry, evs__on_closed);
+  if (app->disc)
+    evs_kube_discovery_cancel(app->disc); /* its callback clears app->disc */
+  if (app->kube)
+    evs_kube_close(app->kube, evs__kube_closed, app);
+}
+
 static void evs__close_rest(evs__app_t *app) {
+  evs__close_kube(app);
   if (app->reload) {
     evs_reload_close(app->reload);
     app->reload = NULL;
@@ -233,6 +256,112 @@ static int evs__start_reload(evs__app_t *app) {
   return evs_reload_start(app->loop, &ro, evs__on_reload, app, &app->reload);
 }
 
+/* --- Kubernetes --- */
+
+static void evs__kube_connect(evs__app_t *app);
+
+static void evs__on_kube_retry(uv_timer_t *t) {
+  evs__app_t *app = t->data;
+  if (!app->stopping)
+    evs__kube_connect(app);
+}
+
+/* A failure is never fatal: the cluster may come up after evscale (a control plane restart, a
+ * kind cluster being created), and /readyz says "not ready: kubernetes" meanwhile. */
+static void evs__kube_retry_later(evs__app_t *app, const char *what, int err, const char *msg) {
+  uint64_t delay = evs_backoff_next(&app->kube_backoff, (double)rand() / ((double)RAND_MAX + 1));
+  EVS_LOG_ERROR(what, EVS_KV_STR("error", msg ? msg : evs_strerror(err)), EVS_KV_ERR("err", err),
+                EVS_KV_STR("as", evs_kube_describe(app->kube)), EVS_KV_UINT("retry_in_ms", delay));
+  uv_timer_start(&app->kube_retry, evs__on_kube_retry, delay, 0);
+}
+
+static void evs__on_discovered(int status, evs_kube_discovery_t *d, const char *msg, void *arg) {
+  evs__app_t *app = arg;
+  app->disc = NULL;
+  if (status == EVS_ECANCELED || app->stopping) {
+    evs_kube_discovery_free(d);
+    return;
+  }
+  if (status != 0) {
+    evs__kube_retry_later(app, "Kubernetes API discovery failed", status, msg);
+    return;
+  }
+  evs_backoff_reset(&app->kube_backoff);
+  evs_kube_discovery_free(app->discovery);
+  app->discovery = d;
+  char hpa[32];
+  snprintf(hpa, sizeof hpa, "%s%s", d->hpa_version[0] ? "autoscaling/" : "",
+           d->hpa_version[0] ? d->hpa_version : "none");
+  EVS_LOG_INFO(
+      "connected to Kubernetes", EVS_KV_STR("server", evs_kube_server(app->kube)),
+      EVS_KV_STR("as", evs_kube_describe(app->kube)), EVS_KV_STR("version", d->git_version),
+      EVS_KV_STR("hpa", hpa), EVS_KV_UINT("scalable_kinds", d->n_scalable),
+      EVS_KV_STR("events", d->events_group_version), EVS_KV_BOOL("leases", d->coordination_v1),
+      EVS_KV_BOOL("keda_crds", d->keda_v1alpha1), EVS_KV_UINT("unavailable_groups", d->n_failed),
+      EVS_KV_BOOL("dry_run", app->opts->dry_run));
+  evs_health_set_ready(app->health, "kubernetes", 1);
+}
+
+static void evs__discover(evs__app_t *app) {
+  int rc = evs_kube_discover(app->kube, evs__on_discovered, app, &app->disc);
+  if (rc != 0)
+    evs__kube_retry_later(app, "Kubernetes API discovery failed", rc, NULL);
+}
+
+static void evs__on_kube_open(evs_kube_t *k, int status, const char *msg, void *arg) {
+  (void)k;
+  evs__app_t *app = arg;
+  if (status == EVS_ECANCELED || app->stopping)
+    return;
+  if (status != 0) {
+    evs__kube_retry_later(app, "cannot connect to Kubernetes", status, msg);
+    return;
+  }
+  app->kube_open = 1;
+  evs__discover(app);
+}
+
+static void evs__kube_connect(evs__app_t *app) {
+  if (app->kube_open) {
+    evs__discover(app);
+    return;
+  }
+  int rc = evs_kube_open(app->kube, evs__on_kube_open, app);
+  if (rc != 0)
+    evs__kube_retry_later(app, "cannot connect to Kubernetes", rc, NULL);
+}
+
+static int evs__start_kube(evs__app_t *app) {
+  const evs_config_t *cfg = app->cfg;
+  evs_kube_options_t ko = {.kubeconfig = cfg->kubernetes.kubeconfig,
+                           .context = cfg->kubernetes.context,
+                           .service_account_dir = cfg->kubernetes.service_account_dir,
+                           .envp = app->opts->envp,
+                           .qps = cfg->kubernetes.qps,
+                           .burst = (unsigned)cfg->kubernetes.burst,
+                           .request_timeout_ms = cfg->limits.request_timeout_ms,
+                           .max_response_bytes = (size_t)cfg->limits.max_response_bytes,
+                           .metrics = app->metrics,
+                           .read_only = app->opts->dry_run};
+  if (evs_kube_source_of(&ko) == EVS_KUBE_SRC_NONE) {
+    EVS_LOG_INFO("no Kubernetes credentials (kubernetes.kubeconfig, KUBECONFIG, in-cluster "
+                 "service account, ~/.kube/config); running without Kubernetes");
+    return 0;
+  }
+  int rc = uv_timer_init(app->loop, &app->kube_retry);
+  if (rc != 0)
+    return rc;
+  app->kube_retry_open = 1;
+  app->kube_retry.data = app;
+  evs_backoff_init(&app->kube_backoff, cfg->backoff.initial_ms, cfg->backoff.max_ms,
+                   EVS_BACKOFF_DECORRELATED);
+  if ((rc = evs_kube_new(app->loop, &ko, &app->kube)) != 0)
+    return rc;
+  evs_health_set_ready(app->health, "kubernetes", 0);
+  evs__kube_connect(app);
+  return 0;
+}
+
 static int evs__start(evs__app_t *app) {
   int rc;
   if ((rc = evs__init_handles(app)) != 0 || (rc = evs__start_signals(app)) != 0) {
@@ -256,6 +385,10 @@ static int evs__start(evs__app_t *app) {
   if ((rc = evs__start_reload(app)) != 0) {
     EVS_LOG_ERROR("cannot watch the configuration file", EVS_KV_STR("file", app->opts->config_path),
                   EVS_KV_ERR("err", rc));
+    return rc;
+  }
+  if ((rc = evs__start_kube(app)) != 0) {
+    EVS_LOG_ERROR("cannot start the Kubernetes client", EVS_KV_ERR("err", rc));
     return rc;
   }
   evs_health_set_ready(app->health, "config", 1);
@@ -291,6 +424,7 @@ int evs_app_run(uv_loop_t *loop, evs_config_t *cfg, const evs_app_options_t *opt
     evs__close_rest(&app);
   }
   uv_run(loop, UV_RUN_DEFAULT);
+  evs_kube_discovery_free(app.discovery);
   if (app.metrics)
     evs_metrics_free(app.metrics);
   evs_config_free(app.cfg);
