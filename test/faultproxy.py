@@ -16,14 +16,14 @@ by the client (keep-alive) is visible in /stats and mirrored towards the API ser
 Control API (plain HTTP on 127.0.0.1, port written to --control-port-file):
     POST /fault  {"kind": "drop_mid_body"|"delay"|"status"|"gone"|"drop_watch"|"none",
                   "count": N (requests it applies to; -1 = until reset; default 1),
-                  "delay_ms": ms, "status": 429|500, "retry_after": "2",
+                  "delay_ms": ms, "status": 429|500|503, "retry_after": "2",
                   "path_prefix": "/apis/...", "form": see below}
     GET  /stats  {"connections": n, "requests": n, "by_path": {path: n}, ...}
     POST /reset  clears the fault and the statistics
 
 kinds:
     delay          waits delay_ms before forwarding the request.
-    status         answers locally with `status` (429 or 500) and a metav1.Status body
+    status         answers locally with `status` (429, 500 or 503) and a metav1.Status body
                    (form "status", default) or, for 429, the plain-text body of the API server's
                    max-in-flight / priority-and-fairness filter (form "text"); Retry-After is sent
                    when retry_after is given. The connection stays open.
@@ -230,8 +230,8 @@ class Fault:
         spec.setdefault("count", 1)
         if not isinstance(spec["count"], int) or spec["count"] < -1:
             raise ValueError("count must be an integer >= -1")
-        if kind == "status" and spec.get("status") not in (429, 500):
-            raise ValueError("status must be 429 or 500")
+        if kind == "status" and spec.get("status") not in (429, 500, 503):
+            raise ValueError("status must be 429, 500 or 503")
         if "delay_ms" in spec and not isinstance(spec["delay_ms"], (int, float)):
             raise ValueError("delay_ms must be a number")
         if spec.get("form", "auto") not in ("auto", "status", "event", "text"):
@@ -394,6 +394,11 @@ class Connection:
             st = status_body(429, "TooManyRequests", "faultproxy: too many requests",
                              {"retryAfterSeconds": secs} if secs else None)
             reason = "Too Many Requests"
+        elif code == 503:
+            # apimachinery errors.NewServiceUnavailable: reason ServiceUnavailable, code 503 (an
+            # aggregated API server or the apiserver's own overload answer, with Retry-After).
+            st = status_body(503, "ServiceUnavailable", "faultproxy: service unavailable")
+            reason = "Service Unavailable"
         else:
             st = status_body(500, "InternalError", "Internal error occurred: faultproxy",
                              {"causes": [{"message": "faultproxy"}]})

@@ -872,6 +872,17 @@ static void test_retry_after(void **state) {
   const char *l429[] = {"GET", "namespaces", "429"};
   assert_true(metric(&e, "evscale_kube_requests_total", l429) == 1.0);
 
+  /* 503 with Retry-After (an overloaded or aggregated server) is retried the same way. */
+  assert_int_equal(fault("{\"kind\":\"status\",\"status\":503,\"retry_after\":\"1\",\"count\":1}"),
+                   0);
+  r = get(&e, "GET", "/api/v1/namespaces/default");
+  assert_int_equal(r.err, 0);
+  assert_int_equal(r.status, 200);
+  assert_true(r.ms >= 900);
+  free(r.body);
+  const char *l503[] = {"GET", "namespaces", "503"};
+  assert_true(metric(&e, "evscale_kube_requests_total", l503) == 1.0);
+
   /* A POST is not idempotent: the 429 is the caller's. */
   assert_int_equal(fault("{\"kind\":\"status\",\"status\":429,\"retry_after\":\"1\",\"count\":1}"),
                    0);
