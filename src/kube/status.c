@@ -11,23 +11,25 @@
 
 /* ---- the builder ---- */
 
-static const char *const COND_TYPES[EVS_COND__COUNT] = {"Ready", "Active", "Fallback", "Paused"};
+static const char *const COND_TYPES[EVS_STATUS__NCOND] = {"Ready", "Active", "Fallback", "Paused"};
 static const char *const COND_STATUS[] = {"False", "True", "Unknown"};
 
 /* KEDA's GetInitializedConditions (condition_types.go): Ready, Active and Fallback Unknown,
  * Paused False, no reasons. */
-static const evs_condition_t INITIAL[EVS_COND__COUNT] = {
-    {EVS_COND_UNKNOWN, NULL, NULL},
-    {EVS_COND_UNKNOWN, NULL, NULL},
-    {EVS_COND_UNKNOWN, NULL, NULL},
-    {EVS_COND_FALSE, NULL, NULL},
+enum { C_FALSE = 0, C_TRUE = 1, C_UNKNOWN = 2 };
+
+static const evs_status_condition_t INITIAL[EVS_STATUS__NCOND] = {
+    {C_UNKNOWN, NULL, NULL},
+    {C_UNKNOWN, NULL, NULL},
+    {C_UNKNOWN, NULL, NULL},
+    {C_FALSE, NULL, NULL},
 };
 
 static int set_new(json_t *obj, const char *key, json_t *v) {
   return v == NULL ? -1 : json_object_set_new(obj, key, v);
 }
 
-static json_t *condition(int type, const evs_condition_t *c, const char *message) {
+static json_t *condition(int type, const evs_status_condition_t *c, const char *message) {
   json_t *o = json_object();
   if (o == NULL)
     return NULL;
@@ -46,20 +48,20 @@ static json_t *condition(int type, const evs_condition_t *c, const char *message
 }
 
 static json_t *conditions(const evs_status_input_t *in) {
-  evs_condition_t c[EVS_COND__COUNT];
-  memcpy(c, in->decision != NULL ? in->decision->conditions : INITIAL, sizeof c);
+  evs_status_condition_t c[EVS_STATUS__NCOND];
+  memcpy(c, in->has_conditions ? in->conditions : INITIAL, sizeof c);
   if (in->check_error != NULL) {
     /* scaledobject_controller.go Reconcile: a failed reconcile check. */
-    c[EVS_COND_READY] = (evs_condition_t){EVS_COND_FALSE, "ScaledObjectCheckFailed", NULL};
-    c[EVS_COND_ACTIVE] =
-        (evs_condition_t){EVS_COND_UNKNOWN, "UnknownState", "ScaledObject check failed"};
-    if (in->so == NULL || !in->so->has_fallback)
-      c[EVS_COND_FALLBACK] = (evs_condition_t){EVS_COND_FALSE, "NoFallbackFound",
-                                               "No fallbacks are active on this scaled object"};
+    c[EVS_STATUS_READY] = (evs_status_condition_t){C_FALSE, "ScaledObjectCheckFailed", NULL};
+    c[EVS_STATUS_ACTIVE] =
+        (evs_status_condition_t){C_UNKNOWN, "UnknownState", "ScaledObject check failed"};
+    if (!in->has_fallback)
+      c[EVS_STATUS_FALLBACK] = (evs_status_condition_t){
+          C_FALSE, "NoFallbackFound", "No fallbacks are active on this scaled object"};
   }
   json_t *a = json_array();
-  for (int i = 0; a != NULL && i < EVS_COND__COUNT; i++) {
-    const char *msg = i == EVS_COND_READY && in->check_error ? in->check_error : c[i].message;
+  for (int i = 0; a != NULL && i < EVS_STATUS__NCOND; i++) {
+    const char *msg = i == EVS_STATUS_READY && in->check_error ? in->check_error : c[i].message;
     if (json_array_append_new(a, condition(i, &c[i], msg)) != 0) {
       json_decref(a);
       return NULL;
@@ -77,21 +79,21 @@ void evs_status_format_time(int64_t ms, char *buf, size_t cap) {
 
 /* Unique values of the triggers' type (or authenticationRef name), in order, joined by ","
  * (scaletriggers_types.go CombinedTriggersAndAuthenticationsTypes). */
-static json_t *combined(const evs_so_t *so, int auth) {
+static json_t *combined(const evs_status_input_t *in, int auth) {
   size_t cap = 1, len = 0;
-  for (size_t i = 0; i < so->n_triggers; i++) {
-    const char *v = auth ? so->triggers[i].auth_name : so->triggers[i].type;
+  for (size_t i = 0; i < in->n_triggers; i++) {
+    const char *v = auth ? in->triggers[i].auth_name : in->triggers[i].type;
     cap += v ? strlen(v) + 1 : 0;
   }
   char *s = malloc(cap);
   if (s == NULL)
     return NULL;
   s[0] = '\0';
-  for (size_t i = 0; i < so->n_triggers; i++) {
-    const char *v = auth ? so->triggers[i].auth_name : so->triggers[i].type;
+  for (size_t i = 0; i < in->n_triggers; i++) {
+    const char *v = auth ? in->triggers[i].auth_name : in->triggers[i].type;
     int seen = v == NULL;
     for (size_t j = 0; j < i && !seen; j++) {
-      const char *u = auth ? so->triggers[j].auth_name : so->triggers[j].type;
+      const char *u = auth ? in->triggers[j].auth_name : in->triggers[j].type;
       seen = u != NULL && strcmp(u, v) == 0;
     }
     if (!seen)
@@ -102,45 +104,42 @@ static json_t *combined(const evs_so_t *so, int auth) {
   return j;
 }
 
+static const char *metric(const evs_status_trigger_t *t) {
+  return t->metric_name ? t->metric_name : "";
+}
+
 static int spec_fields(json_t *st, const evs_status_input_t *in) {
-  const evs_so_t *so = in->so;
-  const evs_decision_t *d = in->decision;
   int rc = 0;
-  json_t *names = json_array(), *activity = json_object();
-  for (size_t i = 0; i < so->n_triggers; i++) {
-    const char *m = so->triggers[i].metric_name ? so->triggers[i].metric_name : "";
-    rc |= json_array_append_new(names, json_string(m));
-    int active = d != NULL && i < d->n_health && d->health[i].active;
-    json_t *a = json_object();
-    rc |= set_new(a, "isActive", json_boolean(active));
-    rc |= set_new(activity, m, a);
-  }
+  json_t *names = json_array();
+  for (size_t i = 0; i < in->n_triggers; i++)
+    rc |= json_array_append_new(names, json_string(metric(&in->triggers[i])));
   rc |= set_new(st, "externalMetricNames", names);
-  if (d != NULL)
+  if (in->has_activity) {
+    /* scale_executor.go getTriggersActivity: keyed by external metric name */
+    json_t *activity = json_object();
+    for (size_t i = 0; i < in->n_triggers; i++)
+      rc |= set_new(activity, metric(&in->triggers[i]),
+                    json_pack("{s:b}", "isActive", in->triggers[i].active));
     rc |= set_new(st, "triggersActivity", activity);
-  else
-    json_decref(activity);
-  if (d != NULL && d->health_reported) {
+  }
+  if (in->health_reported) {
     json_t *h = json_object();
-    for (size_t i = 0; i < d->n_health && i < so->n_triggers; i++) {
-      json_t *e = json_object();
-      rc |= set_new(e, "numberOfFailures", json_integer(d->health[i].failures));
-      rc |= set_new(e, "status",
-                    json_string(d->health[i].status == EVS_HEALTH_FAILING ? "Failing" : "Happy"));
-      rc |= set_new(h, so->triggers[i].metric_name ? so->triggers[i].metric_name : "", e);
-    }
+    for (size_t i = 0; i < in->n_triggers; i++)
+      rc |= set_new(h, metric(&in->triggers[i]),
+                    json_pack("{s:i, s:s}", "numberOfFailures", (int)in->triggers[i].failures,
+                              "status", in->triggers[i].failing ? "Failing" : "Happy"));
     rc |= set_new(st, "health", h);
   }
-  if (so->paused_replicas >= 0)
-    rc |= set_new(st, "pausedReplicaCount", json_integer(so->paused_replicas));
-  if (so->hpa_name != NULL)
-    rc |= set_new(st, "hpaName", json_string(so->hpa_name));
+  if (in->paused_replicas >= 0)
+    rc |= set_new(st, "pausedReplicaCount", json_integer(in->paused_replicas));
+  if (in->hpa_name != NULL && in->hpa_name[0] != '\0')
+    rc |= set_new(st, "hpaName", json_string(in->hpa_name));
   /* KEDA writes "" when no trigger has an authenticationRef; kube-apiserver 1.20 rejects an
-   * empty string in a merge patch ("Invalid value: \"null\": must be of type string"), so an
+   * empty string in a merge patch (Invalid value "null": must be of type string), so an
    * empty list is left out instead. */
   const char *keys[] = {"triggersTypes", "authenticationsTypes"};
   for (int auth = 0; auth < 2; auth++) {
-    json_t *v = combined(so, auth);
+    json_t *v = combined(in, auth);
     if (v != NULL && json_string_length(v) == 0)
       json_decref(v);
     else
@@ -173,7 +172,7 @@ json_t *evs_status_build(const evs_status_input_t *in) {
     evs_status_format_time(in->last_active_ms, t, sizeof t);
     rc |= set_new(st, "lastActiveTime", json_string(t));
   }
-  if (in->so != NULL)
+  if (in->has_spec)
     rc |= spec_fields(st, in);
   if (rc != 0) {
     json_decref(st);
@@ -348,11 +347,11 @@ int evs_status_patcher_update(evs_status_patcher_t *p, const char *ns, const cha
   if (e == NULL)
     return UV_ENOMEM;
   evs_status_input_t x = *in;
-  int active = in->decision != NULL && in->decision->active;
-  x.last_active_ms = in->decision == NULL || in->decision->last_active_ms <= 0
+  int active = in->active != 0;
+  x.last_active_ms = in->last_active_ms <= 0
                          ? 0
                          : evs_status_last_active(e->last_active_written, e->was_active, active,
-                                                  in->decision->last_active_ms);
+                                                  in->last_active_ms);
   json_t *st = evs_status_build(&x);
   char *dump = st ? json_dumps(st, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
   if (dump == NULL) {

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "evscale/so_status.h"
 #include "evscale/status.h"
 #include "kube_writes_helpers.h"
 
@@ -91,12 +92,20 @@ static const char REDIS_FALLBACK[] =
     "  triggers:\n  - type: redis\n    metadata: {address: 'r:6379', listName: q, "
     "listLength: '5'}\n";
 
+static evs_status_trigger_t TRIG[8];
+
+/* The input as the registry makes it: spec + decision through so_status.h, then the target. */
+static evs_status_input_t mkin(const evs_so_t *so, const evs_decision_t *d, const char *check) {
+  evs_status_input_t in;
+  assert_int_equal(evs_so_status_input(so, d, TRIG, 8, &in), 0);
+  in.check_error = check;
+  in.gvkr = (evs_status_gvkr_t){"apps", "v1", "Deployment", "deployments"};
+  in.original_replicas = 3;
+  return in;
+}
+
 static json_t *build(const evs_so_t *so, const evs_decision_t *d, const char *check_error) {
-  evs_status_input_t in = {.so = so,
-                           .decision = d,
-                           .check_error = check_error,
-                           .gvkr = {"apps", "v1", "Deployment", "deployments"},
-                           .original_replicas = 3};
+  evs_status_input_t in = mkin(so, d, check_error);
   json_t *st = evs_status_build(&in);
   assert_non_null(st);
   return st;
@@ -215,11 +224,8 @@ static void test_fields(void **state) {
           "    metadata: {timezone: UTC, start: '0 * * * *', end: '30 * * * *', "
           "desiredReplicas: '3'}\n");
   const evs_decision_t *d = decide(&f, T0 + 1000, 1, 0);
-  evs_status_input_t in = {.so = f.so,
-                           .decision = d,
-                           .gvkr = {"apps", "v1", "Deployment", "deployments"},
-                           .original_replicas = 3,
-                           .last_active_ms = 1764493710000LL};
+  evs_status_input_t in = mkin(f.so, d, NULL);
+  in.last_active_ms = 1764493710000LL;
   json_t *st = evs_status_build(&in);
   json_t *want = json_pack(
       "{s:s, s:{s:s, s:s, s:s, s:s}, s:i, s:s, s:[s,s,s], s:i, s:s, s:s, s:s}", "scaleTargetKind",
@@ -390,10 +396,8 @@ static void test_patch_and_read_back(void **state) {
   fx_t f;
   fx_init(&f, NULL, REDIS);
   int64_t now = T0 + 1000;
-  evs_status_input_t in = {.so = f.so,
-                           .decision = decide(&f, now, 50, 0),
-                           .gvkr = {"apps", "v1", "Deployment", "deployments"},
-                           .original_replicas = 0};
+  evs_status_input_t in = mkin(f.so, decide(&f, now, 50, 0), NULL);
+  in.original_replicas = 0;
   char path[256];
   snprintf(path, sizeof path, "/apis/keda.sh/v1alpha1/namespaces/%s/scaledobjects/so1/status", NS);
   long mark = kw_audit_mark();
@@ -411,18 +415,21 @@ static void test_patch_and_read_back(void **state) {
   /* the same decision again, and active polls within a minute: nothing sent */
   for (int i = 1; i <= 5; i++) {
     now += 10000;
-    in.decision = decide(&f, now, 50, 0);
+    in = mkin(f.so, decide(&f, now, 50, 0), NULL);
+    in.original_replicas = 0;
     assert_int_equal(update(&e, p, "so1", &in, now), 0);
   }
   kw_audit_settle();
   assert_int_equal(kw_audit_count(mark, "patch", path), 1);
   /* a minute after the written lastActiveTime: one patch */
   now += 15000;
-  in.decision = decide(&f, now, 50, 0);
+  in = mkin(f.so, decide(&f, now, 50, 0), NULL);
+  in.original_replicas = 0;
   assert_int_equal(update(&e, p, "so1", &in, now), 1);
   /* inactive (cooldown): a transition, one patch; then nothing again */
   now += 1000;
-  in.decision = decide(&f, now, 0, 0);
+  in = mkin(f.so, decide(&f, now, 0, 0), NULL);
+  in.original_replicas = 0;
   assert_int_equal(update(&e, p, "so1", &in, now), 1);
   assert_int_equal(update(&e, p, "so1", &in, now), 0);
   kw_audit_settle();
@@ -456,14 +463,13 @@ static void test_broken_isolated(void **state) {
   assert_int_equal(evs_status_patcher_new(&e.conn, NULL, &p), 0);
   fx_t f;
   fx_init(&f, "  annotations: {autoscaling.keda.sh/paused-replicas: '2'}\n", REDIS);
-  evs_status_input_t good = {.so = f.so,
-                             .decision = decide(&f, T0 + 1000, 50, 0),
-                             .gvkr = {"apps", "v1", "Deployment", "deployments"},
-                             .original_replicas = 1};
-  evs_status_input_t bad = {.check_error =
+  evs_status_input_t good = mkin(f.so, decide(&f, T0 + 1000, 50, 0), NULL);
+  good.original_replicas = 1;
+  evs_status_input_t bad = mkin(NULL, NULL,
                                 "ScaledObject doesn't have correct triggers specification: "
-                                "triggers[0].metadata.listLength: not a number",
-                            .original_replicas = -1};
+                                "triggers[0].metadata.listLength: not a number");
+  bad.gvkr = (evs_status_gvkr_t){0};
+  bad.original_replicas = -1;
   assert_int_equal(update(&e, p, "bad", &bad, T0 + 1000), 1);
   assert_int_equal(update(&e, p, "good", &good, T0 + 1000), 1);
   json_t *b = kubectl_status("bad"), *g = kubectl_status("good");
@@ -477,8 +483,8 @@ static void test_broken_isolated(void **state) {
   /* the annotation goes: the same object without paused-replicas */
   fx_t f2;
   fx_init(&f2, NULL, REDIS);
-  good.so = f2.so;
-  good.decision = decide(&f2, T0 + 2000, 50, 0);
+  good = mkin(f2.so, decide(&f2, T0 + 2000, 50, 0), NULL);
+  good.original_replicas = 1;
   assert_int_equal(update(&e, p, "good", &good, T0 + 2000), 1);
   g = kubectl_status("good");
   assert_null(json_object_get(g, "pausedReplicaCount"));
@@ -500,7 +506,7 @@ static void test_dry_run(void **state) {
   assert_int_equal(evs_status_patcher_new(&e.conn, &o, &p), 0);
   fx_t f;
   fx_init(&f, NULL, REDIS);
-  evs_status_input_t in = {.so = f.so, .decision = decide(&f, T0 + 1000, 50, 0)};
+  evs_status_input_t in = mkin(f.so, decide(&f, T0 + 1000, 50, 0), NULL);
   long mark = kw_audit_mark();
   assert_int_equal(update(&e, p, "dry", &in, T0 + 1000), 0);
   kw_audit_settle();
