@@ -434,10 +434,16 @@ void evs_lease_stop(evs_lease_t *l, void (*cb)(void *arg), void *arg) {
   cancel_req(l);
   int was_leader = l->leader;
   set_leader(l, 0); /* writes stop before anyone else may start */
-  /* tryRelease: GET, then PUT without holder (ReleaseOnCancel). */
-  if (was_leader && !l->o.observe_only && !l->blocked &&
-      lease_send(l, PH_REL_GET, "GET", l->item, NULL) == 0)
-    return;
+  /* tryRelease (ReleaseOnCancel): PUT without holder. client-go reads first; we PUT the Lease
+   * we last wrote (its resourceVersion) at once, saving a round trip of the hand-over, and read
+   * only on a 409. */
+  if (was_leader && !l->o.observe_only && !l->blocked && l->obj != NULL) {
+    json_t *b = lease_body(l, l->obj, 1);
+    int rc = b ? lease_send(l, PH_REL_PUT, "PUT", l->item, b) : UV_ENOMEM;
+    json_decref(b);
+    if (rc == 0)
+      return;
+  }
   uv_close((uv_handle_t *)&l->timer, on_close);
 }
 
