@@ -1,0 +1,131 @@
+/* KEDA's ScaledObject status from evscale's decision record, and a patcher that writes it to the
+ * /status subresource only when it changed.
+ *
+ *   evs_status_input_t in;                                   // so_status.h fills it
+ *   evs_so_status_input(so, &step.decision, trig, ntrig, &in);
+ *   in.gvkr = (evs_status_gvkr_t){"apps", "v1", "Deployment", "deployments"};
+ *   json_t *st = evs_status_build(&in);                  // pure: the status object
+ *   evs_status_patcher_update(p, ns, name, &in, now_ms, NULL, NULL);   // 1: patch sent
+ *
+ * Field names and texts follow kedacore/keda v2.20.2 (commit
+ * 68a5b5028f35b22d50597c69819ab32c4e92f21a): apis/keda/v1alpha1/scaledobject_types.go
+ * (ScaledObjectStatus), apis/keda/v1alpha1/condition_types.go (types, the initialized
+ * conditions), apis/keda/v1alpha1/gvkr_types.go (GVKString "group/version.Kind"),
+ * apis/keda/v1alpha1/scaletriggers_types.go (CombinedTriggersAndAuthenticationsTypes: unique
+ * types and authenticationRef names joined by ","), pkg/scaling/executor/scale_executor.go
+ * (triggersActivity keyed by external metric name), controllers/keda/scaledobject_controller.go
+ * (a failed check: Ready=False ScaledObjectCheckFailed "<what>: <error>", Active=Unknown
+ * UnknownState). The texts themselves are the decision's (engine.c); the fixture
+ * test/data/keda_status/ holds KEDA's set. */
+#ifndef EVSCALE_STATUS_H
+#define EVSCALE_STATUS_H
+
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "evscale/kubereq.h"
+
+/* The kube room does not know the spec and decision types (scale/): include/evscale/so_status.h
+ * fills this input from an evs_so_t and an evs_decision_t. */
+
+enum {
+  EVS_STATUS_READY = 0,
+  EVS_STATUS_ACTIVE,
+  EVS_STATUS_FALLBACK,
+  EVS_STATUS_PAUSED,
+  EVS_STATUS__NCOND
+};
+
+/* status: 0 False, 1 True, 2 Unknown (the engine's evs_cond_status_t numbering). Strings
+ * borrowed; NULL or "" = omitted (omitempty). */
+typedef struct {
+  uint8_t status;
+  const char *reason;
+  const char *message;
+} evs_status_condition_t;
+
+typedef struct {
+  const char *group, *version, *kind, *resource; /* the resolved scale target; kind NULL = none */
+} evs_status_gvkr_t;
+
+typedef struct {
+  const char *metric_name; /* KEDA's external metric name: the key of health/triggersActivity */
+  const char *type;        /* triggers[].type */
+  const char *auth_name;   /* authenticationRef.name or NULL */
+  uint8_t active;          /* triggersActivity[metric].isActive */
+  uint8_t failing;         /* health status Failing (else Happy) */
+  int32_t failures;        /* health numberOfFailures */
+} evs_status_trigger_t;
+
+typedef struct {
+  /* The decision's conditions; has_conditions 0 = none yet: KEDA's initialized conditions. */
+  uint8_t has_conditions;
+  evs_status_condition_t conditions[EVS_STATUS__NCOND];
+  /* Non-NULL: the object is broken; the text names the field, e.g. "ScaledObject doesn't have
+   * correct triggers specification: triggers[0].metadata.listLength: not a number". Ready=False
+   * (ScaledObjectCheckFailed) and Active=Unknown whatever the conditions say. */
+  const char *check_error;
+  uint8_t has_fallback; /* spec.fallback set (a broken object's Fallback condition) */
+  evs_status_gvkr_t gvkr;
+  int32_t original_replicas; /* -1 = unknown */
+  /* lastActiveTime (ms; 0 = none). evs_status_build writes it as given; the patcher limits it to
+   * transitions and once a minute (evs_status_last_active), with `active` telling transitions. */
+  int64_t last_active_ms;
+  uint8_t active;
+  /* The spec's part; has_spec 0 (a broken object) = none of the fields below. */
+  uint8_t has_spec;
+  uint8_t has_activity;    /* a decision ran: triggersActivity is known */
+  uint8_t health_reported; /* status.health only with a fallback (KEDA's updateStatus) */
+  const evs_status_trigger_t *triggers;
+  size_t n_triggers;
+  int32_t paused_replicas; /* -1 = no paused-replicas annotation */
+  const char *hpa_name;    /* NULL = omitted */
+} evs_status_input_t;
+
+/* The status object (new reference), NULL when out of memory. Pure. */
+json_t *evs_status_build(const evs_status_input_t *in);
+
+/* RFC 3339 in UTC with seconds, as metav1.Time marshals ("2026-11-30T09:08:30Z"). buf >= 21. */
+void evs_status_format_time(int64_t ms, char *buf, size_t cap);
+
+/* What lastActiveTime to write: the decision's on a transition (active <-> inactive, or a first
+ * write), otherwise the one written before unless it is a minute or more older than the
+ * decision's. So 10,000 objects active all the time do not mean 10,000 writes a poll. */
+int64_t evs_status_last_active(int64_t written_ms, int was_active, int is_active,
+                               int64_t decision_ms);
+
+/* --- the patcher --- */
+
+typedef struct evs_status_patcher_s evs_status_patcher_t;
+
+typedef struct {
+  int dry_run; /* build and compare, send nothing */
+} evs_status_patcher_options_t;
+
+/* err: transport error or 0; status: the HTTP status (0 with err). */
+typedef void (*evs_status_cb)(evs_status_patcher_t *p, int err, int status, void *arg);
+
+/* conn is borrowed and must outlive the patcher. opts may be NULL. */
+int evs_status_patcher_new(const evs_kubereq_conn_t *conn, const evs_status_patcher_options_t *opts,
+                           evs_status_patcher_t **out);
+/* Builds the status of ns/name and, when it differs from the last one this patcher wrote (a
+ * 64-bit hash of it per object), sends a merge patch {"status": ...} to
+ * /apis/keda.sh/v1alpha1/namespaces/<ns>/scaledobjects/<name>/status at EVS_PRIO_LOW (fields
+ * it wrote before and no longer has are set to null). One patch in flight per object; an update
+ * during one replaces the waiting one. Returns 1 (a patch was sent or queued; cb runs once it
+ * ends; a replaced waiting one's cb runs with EVS_ECANCELED), 0 (unchanged or dry run: nothing
+ * sent, cb never runs), or a negative code. in->last_active_ms (the decision's) is limited by
+ * evs_status_last_active before it is written. Do not close the patcher from inside cb. A failed
+ * patch is retried by the next update. */
+int evs_status_patcher_update(evs_status_patcher_t *p, const char *ns, const char *name,
+                              const evs_status_input_t *in, int64_t now_ms, evs_status_cb cb,
+                              void *arg);
+/* Forgets an object (deleted): its next update writes in full. */
+void evs_status_patcher_forget(evs_status_patcher_t *p, const char *ns, const char *name);
+/* Patches sent since creation. */
+uint64_t evs_status_patcher_sent(const evs_status_patcher_t *p);
+/* Cancels what is in flight (callbacks with EVS_ECANCELED) and frees. */
+void evs_status_patcher_close(evs_status_patcher_t *p);
+
+#endif

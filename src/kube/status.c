@@ -1,0 +1,433 @@
+/* See include/evscale/status.h. */
+#include "evscale/status.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "evscale/error.h"
+#include "evscale/list.h"
+
+/* ---- the builder ---- */
+
+static const char *const COND_TYPES[EVS_STATUS__NCOND] = {"Ready", "Active", "Fallback", "Paused"};
+static const char *const COND_STATUS[] = {"False", "True", "Unknown"};
+
+/* KEDA's GetInitializedConditions (condition_types.go): Ready, Active and Fallback Unknown,
+ * Paused False, no reasons. */
+enum { C_FALSE = 0, C_TRUE = 1, C_UNKNOWN = 2 };
+
+static const evs_status_condition_t INITIAL[EVS_STATUS__NCOND] = {
+    {C_UNKNOWN, NULL, NULL},
+    {C_UNKNOWN, NULL, NULL},
+    {C_UNKNOWN, NULL, NULL},
+    {C_FALSE, NULL, NULL},
+};
+
+static int set_new(json_t *obj, const char *key, json_t *v) {
+  return v == NULL ? -1 : json_object_set_new(obj, key, v);
+}
+
+static json_t *condition(int type, const evs_status_condition_t *c, const char *message) {
+  json_t *o = json_object();
+  if (o == NULL)
+    return NULL;
+  int rc = set_new(o, "type", json_string(COND_TYPES[type]));
+  rc |= set_new(o, "status", json_string(COND_STATUS[c->status <= 2 ? c->status : 2]));
+  /* omitempty: no reason/message keys when empty */
+  if (c->reason != NULL && c->reason[0] != '\0')
+    rc |= set_new(o, "reason", json_string(c->reason));
+  if (message != NULL && message[0] != '\0')
+    rc |= set_new(o, "message", json_string(message));
+  if (rc != 0) {
+    json_decref(o);
+    return NULL;
+  }
+  return o;
+}
+
+static json_t *conditions(const evs_status_input_t *in) {
+  evs_status_condition_t c[EVS_STATUS__NCOND];
+  memcpy(c, in->has_conditions ? in->conditions : INITIAL, sizeof c);
+  if (in->check_error != NULL) {
+    /* scaledobject_controller.go Reconcile: a failed reconcile check. */
+    c[EVS_STATUS_READY] = (evs_status_condition_t){C_FALSE, "ScaledObjectCheckFailed", NULL};
+    c[EVS_STATUS_ACTIVE] =
+        (evs_status_condition_t){C_UNKNOWN, "UnknownState", "ScaledObject check failed"};
+    if (!in->has_fallback)
+      c[EVS_STATUS_FALLBACK] = (evs_status_condition_t){
+          C_FALSE, "NoFallbackFound", "No fallbacks are active on this scaled object"};
+  }
+  json_t *a = json_array();
+  for (int i = 0; a != NULL && i < EVS_STATUS__NCOND; i++) {
+    const char *msg = i == EVS_STATUS_READY && in->check_error ? in->check_error : c[i].message;
+    if (json_array_append_new(a, condition(i, &c[i], msg)) != 0) {
+      json_decref(a);
+      return NULL;
+    }
+  }
+  return a;
+}
+
+void evs_status_format_time(int64_t ms, char *buf, size_t cap) {
+  time_t t = (time_t)(ms / 1000);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* Unique values of the triggers' type (or authenticationRef name), in order, joined by ","
+ * (scaletriggers_types.go CombinedTriggersAndAuthenticationsTypes). */
+static json_t *combined(const evs_status_input_t *in, int auth) {
+  size_t cap = 1, len = 0;
+  for (size_t i = 0; i < in->n_triggers; i++) {
+    const char *v = auth ? in->triggers[i].auth_name : in->triggers[i].type;
+    cap += v ? strlen(v) + 1 : 0;
+  }
+  char *s = malloc(cap);
+  if (s == NULL)
+    return NULL;
+  s[0] = '\0';
+  for (size_t i = 0; i < in->n_triggers; i++) {
+    const char *v = auth ? in->triggers[i].auth_name : in->triggers[i].type;
+    int seen = v == NULL;
+    for (size_t j = 0; j < i && !seen; j++) {
+      const char *u = auth ? in->triggers[j].auth_name : in->triggers[j].type;
+      seen = u != NULL && strcmp(u, v) == 0;
+    }
+    if (!seen)
+      len += (size_t)snprintf(s + len, cap - len, "%s%s", len ? "," : "", v);
+  }
+  json_t *j = json_string(s);
+  free(s);
+  return j;
+}
+
+static const char *metric(const evs_status_trigger_t *t) {
+  return t->metric_name ? t->metric_name : "";
+}
+
+static int spec_fields(json_t *st, const evs_status_input_t *in) {
+  int rc = 0;
+  json_t *names = json_array();
+  for (size_t i = 0; i < in->n_triggers; i++)
+    rc |= json_array_append_new(names, json_string(metric(&in->triggers[i])));
+  rc |= set_new(st, "externalMetricNames", names);
+  if (in->has_activity) {
+    /* scale_executor.go getTriggersActivity: keyed by external metric name */
+    json_t *activity = json_object();
+    for (size_t i = 0; i < in->n_triggers; i++)
+      rc |= set_new(activity, metric(&in->triggers[i]),
+                    json_pack("{s:b}", "isActive", in->triggers[i].active));
+    rc |= set_new(st, "triggersActivity", activity);
+  }
+  if (in->health_reported) {
+    json_t *h = json_object();
+    for (size_t i = 0; i < in->n_triggers; i++)
+      rc |= set_new(h, metric(&in->triggers[i]),
+                    json_pack("{s:i, s:s}", "numberOfFailures", (int)in->triggers[i].failures,
+                              "status", in->triggers[i].failing ? "Failing" : "Happy"));
+    rc |= set_new(st, "health", h);
+  }
+  if (in->paused_replicas >= 0)
+    rc |= set_new(st, "pausedReplicaCount", json_integer(in->paused_replicas));
+  if (in->hpa_name != NULL && in->hpa_name[0] != '\0')
+    rc |= set_new(st, "hpaName", json_string(in->hpa_name));
+  /* KEDA writes "" when no trigger has an authenticationRef; kube-apiserver 1.20 rejects an
+   * empty string in a merge patch (Invalid value "null": must be of type string), so an
+   * empty list is left out instead. */
+  const char *keys[] = {"triggersTypes", "authenticationsTypes"};
+  for (int auth = 0; auth < 2; auth++) {
+    json_t *v = combined(in, auth);
+    if (v != NULL && json_string_length(v) == 0)
+      json_decref(v);
+    else
+      rc |= set_new(st, keys[auth], v);
+  }
+  return rc;
+}
+
+json_t *evs_status_build(const evs_status_input_t *in) {
+  if (in == NULL)
+    return NULL;
+  json_t *st = json_object();
+  if (st == NULL)
+    return NULL;
+  int rc = set_new(st, "conditions", conditions(in));
+  const evs_status_gvkr_t *g = &in->gvkr;
+  if (g->kind != NULL && g->version != NULL) {
+    const char *grp = g->group ? g->group : "";
+    char kind[512];
+    snprintf(kind, sizeof kind, "%s/%s.%s", grp, g->version, g->kind); /* GVKString */
+    rc |= set_new(st, "scaleTargetKind", json_string(kind));
+    rc |= set_new(st, "scaleTargetGVKR",
+                  json_pack("{s:s, s:s, s:s, s:s}", "group", grp, "version", g->version, "kind",
+                            g->kind, "resource", g->resource ? g->resource : ""));
+  }
+  if (in->original_replicas >= 0)
+    rc |= set_new(st, "originalReplicaCount", json_integer(in->original_replicas));
+  if (in->last_active_ms > 0) {
+    char t[32];
+    evs_status_format_time(in->last_active_ms, t, sizeof t);
+    rc |= set_new(st, "lastActiveTime", json_string(t));
+  }
+  if (in->has_spec)
+    rc |= spec_fields(st, in);
+  if (rc != 0) {
+    json_decref(st);
+    return NULL;
+  }
+  return st;
+}
+
+int64_t evs_status_last_active(int64_t written_ms, int was_active, int is_active,
+                               int64_t decision_ms) {
+  if (written_ms <= 0 || was_active != is_active)
+    return decision_ms;
+  if (decision_ms - written_ms >= 60000)
+    return decision_ms;
+  return written_ms;
+}
+
+/* ---- the patcher ---- */
+
+typedef struct entry_s {
+  struct entry_s *next; /* hash chain */
+  evs_status_patcher_t *p;
+  uint64_t hash;   /* of the last status sent (or queued); 0 = none */
+  json_t *written; /* that status, to null the fields it had and the next lacks */
+  int64_t last_active_written;
+  uint8_t was_active;
+  evs_http_req_t *req;
+  char *pending_body; /* the next patch, waiting for the one in flight */
+  evs_status_cb cb, pending_cb;
+  void *arg, *pending_arg;
+  char path[400];
+} entry_t;
+
+#define NBUCKETS 4096
+
+struct evs_status_patcher_s {
+  const evs_kubereq_conn_t *conn;
+  int dry_run, closing;
+  uint64_t sent;
+  entry_t *buckets[NBUCKETS];
+};
+
+int evs_status_patcher_new(const evs_kubereq_conn_t *conn, const evs_status_patcher_options_t *opts,
+                           evs_status_patcher_t **out) {
+  if (conn == NULL || out == NULL)
+    return UV_EINVAL;
+  evs_status_patcher_t *p = calloc(1, sizeof *p);
+  if (p == NULL)
+    return UV_ENOMEM;
+  p->conn = conn;
+  p->dry_run = opts != NULL && opts->dry_run;
+  *out = p;
+  return 0;
+}
+
+/* FNV-1a, 64 bits: a change detector, not a defence (the input is our own output). */
+static uint64_t fnv1a(const char *s, size_t n) {
+  uint64_t h = 14695981039346656037ull;
+  for (size_t i = 0; i < n; i++)
+    h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+  return h ? h : 1;
+}
+
+static int make_path(char *buf, size_t cap, const char *ns, const char *name) {
+  if (ns == NULL || name == NULL || !ns[0] || !name[0] || strpbrk(ns, "/?#% ") ||
+      strpbrk(name, "/?#% "))
+    return UV_EINVAL;
+  int n =
+      snprintf(buf, cap, "/apis/keda.sh/v1alpha1/namespaces/%s/scaledobjects/%s/status", ns, name);
+  return n < 0 || (size_t)n >= cap ? UV_EINVAL : 0;
+}
+
+static entry_t **slot(evs_status_patcher_t *p, const char *path) {
+  entry_t **e = &p->buckets[fnv1a(path, strlen(path)) % NBUCKETS];
+  while (*e != NULL && strcmp((*e)->path, path) != 0)
+    e = &(*e)->next;
+  return e;
+}
+
+/* The merge patch from `old` to `new`: new's members, and null for old's members new lacks;
+ * objects (health, triggersActivity, scaleTargetGVKR) are diffed recursively so a key that went
+ * away is removed (RFC 7386: a merge patch merges objects and replaces everything else). */
+static json_t *merge_diff(json_t *old, json_t *new) {
+  json_t *d = json_deep_copy(new);
+  if (d == NULL || old == NULL)
+    return d;
+  const char *k;
+  json_t *v;
+  json_object_foreach(old, k, v) {
+    json_t *nv = json_object_get(new, k);
+    if (nv == NULL)
+      json_object_set_new(d, k, json_null());
+    else if (json_is_object(v) && json_is_object(nv))
+      json_object_set_new(d, k, merge_diff(v, nv));
+  }
+  return d;
+}
+
+static void on_patch(evs_http_req_t *req, int err, const evs_http_response_t *resp, void *arg);
+
+static int send_patch(entry_t *e, const char *body) {
+  int rc = evs_kubereq_send(e->p->conn, "PATCH", e->path, EVS_KUBEREQ_MERGE_PATCH, body,
+                            EVS_PRIO_LOW, on_patch, e, &e->req);
+  if (rc != 0)
+    e->req = NULL;
+  else
+    e->p->sent++;
+  return rc;
+}
+
+static void entry_free(entry_t *e) {
+  json_decref(e->written);
+  free(e->pending_body);
+  free(e);
+}
+
+static void on_patch(evs_http_req_t *req, int err, const evs_http_response_t *resp, void *arg) {
+  (void)req;
+  entry_t *e = arg;
+  evs_status_patcher_t *p = e->p;
+  e->req = NULL;
+  int status = resp ? resp->status : 0;
+  if (err != 0 || status < 200 || status > 299)
+    e->hash = 0; /* not written: the next update writes again (in full: no diff base) */
+  evs_status_cb cb = e->cb;
+  void *cbarg = e->arg;
+  e->cb = NULL;
+  if (e->pending_body != NULL) {
+    char *body = e->pending_body;
+    e->pending_body = NULL;
+    e->cb = e->pending_cb;
+    e->arg = e->pending_arg;
+    int rc = p->closing ? EVS_ECANCELED : send_patch(e, body);
+    free(body);
+    if (rc != 0) {
+      e->hash = 0;
+      if (e->cb != NULL)
+        e->cb(p, rc, 0, e->arg);
+      e->cb = NULL;
+    }
+  }
+  if (cb != NULL)
+    cb(p, err, status, cbarg);
+}
+
+static entry_t *entry_get(evs_status_patcher_t *p, const char *path) {
+  entry_t **s = slot(p, path);
+  if (*s != NULL)
+    return *s;
+  entry_t *e = calloc(1, sizeof *e);
+  if (e == NULL)
+    return NULL;
+  e->p = p;
+  snprintf(e->path, sizeof e->path, "%s", path);
+  *s = e;
+  return e;
+}
+
+int evs_status_patcher_update(evs_status_patcher_t *p, const char *ns, const char *name,
+                              const evs_status_input_t *in, int64_t now_ms, evs_status_cb cb,
+                              void *arg) {
+  (void)now_ms;
+  if (p == NULL || in == NULL)
+    return UV_EINVAL;
+  if (p->closing)
+    return EVS_ESTATE;
+  char path[400];
+  int rc = make_path(path, sizeof path, ns, name);
+  if (rc != 0)
+    return rc;
+  entry_t *e = entry_get(p, path);
+  if (e == NULL)
+    return UV_ENOMEM;
+  evs_status_input_t x = *in;
+  int active = in->active != 0;
+  x.last_active_ms = in->last_active_ms <= 0
+                         ? 0
+                         : evs_status_last_active(e->last_active_written, e->was_active, active,
+                                                  in->last_active_ms);
+  json_t *st = evs_status_build(&x);
+  char *dump = st ? json_dumps(st, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+  if (dump == NULL) {
+    json_decref(st);
+    return UV_ENOMEM;
+  }
+  uint64_t h = fnv1a(dump, strlen(dump));
+  free(dump);
+  if (h == e->hash || p->dry_run) {
+    json_decref(st);
+    return 0;
+  }
+  json_t *patch = json_pack("{s:o}", "status", merge_diff(e->hash ? e->written : NULL, st));
+  char *body = patch ? json_dumps(patch, JSON_COMPACT) : NULL;
+  json_decref(patch);
+  if (body == NULL) {
+    json_decref(st);
+    return UV_ENOMEM;
+  }
+  if (e->req != NULL) {
+    /* One in flight: this one waits, replacing an older waiting one. */
+    if (e->pending_cb != NULL)
+      e->pending_cb(p, EVS_ECANCELED, 0, e->pending_arg);
+    free(e->pending_body);
+    e->pending_body = body;
+    e->pending_cb = cb;
+    e->pending_arg = arg;
+  } else {
+    rc = send_patch(e, body);
+    free(body);
+    if (rc != 0) {
+      json_decref(st);
+      return rc;
+    }
+    e->cb = cb;
+    e->arg = arg;
+  }
+  e->hash = h;
+  json_decref(e->written);
+  e->written = st;
+  e->last_active_written = x.last_active_ms;
+  e->was_active = (uint8_t)active;
+  return 1;
+}
+
+void evs_status_patcher_forget(evs_status_patcher_t *p, const char *ns, const char *name) {
+  char path[400];
+  if (p == NULL || make_path(path, sizeof path, ns, name) != 0)
+    return;
+  entry_t **s = slot(p, path);
+  if (*s == NULL)
+    return;
+  entry_t *e = *s;
+  if (e->req != NULL) {
+    /* Keep the record until its patch ends; just forget what was written. */
+    e->hash = 0;
+    return;
+  }
+  *s = e->next;
+  entry_free(e);
+}
+
+uint64_t evs_status_patcher_sent(const evs_status_patcher_t *p) { return p->sent; }
+
+void evs_status_patcher_close(evs_status_patcher_t *p) {
+  if (p == NULL)
+    return;
+  p->closing = 1;
+  for (size_t i = 0; i < NBUCKETS; i++) {
+    while (p->buckets[i] != NULL) {
+      entry_t *e = p->buckets[i];
+      if (e->req != NULL)
+        evs_http_cancel(e->req); /* on_patch runs now: callbacks get ECANCELED */
+      p->buckets[i] = e->next;
+      entry_free(e);
+    }
+  }
+  free(p);
+}

@@ -1,0 +1,533 @@
+/* KEDA's ScaledObject status: the pure builder against test/data/keda_status/conditions.json
+ * (KEDA v2.20.2's condition types, reasons and messages, cited there), then the patcher against
+ * the real API server (KEDA's CRDs are installed by tools/controlplane.sh): the status reads
+ * back with kubectl, a patch per change only (PATCH .../status counted in the audit log), a
+ * broken ScaledObject isolated, dry run writes nothing. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "evscale/so_status.h"
+#include "evscale/status.h"
+#include "kube_writes_helpers.h"
+
+#define T0 1700000000000LL
+
+static char NS[64];
+
+/* ---- fixture ---- */
+
+static json_t *fixture(void) {
+  char path[512];
+  const char *d = getenv("EVS_TEST_DATA");
+  snprintf(path, sizeof path, "%s/keda_status/conditions.json", d ? d : "test/data");
+  json_error_t err;
+  json_t *j = json_load_file(path, 0, &err);
+  if (j == NULL)
+    fail_msg("%s: %s", path, err.text);
+  return j;
+}
+
+static int in_fixture(json_t *fx, json_t *cond) {
+  size_t i;
+  json_t *c;
+  json_array_foreach(json_object_get(fx, "conditions"), i, c) {
+    int same = 1;
+    const char *keys[] = {"type", "status", "reason", "message"};
+    for (size_t k = 0; k < 4 && same; k++)
+      same = json_equal(json_object_get(c, keys[k]), json_object_get(cond, keys[k]));
+    if (same)
+      return 1;
+  }
+  return 0;
+}
+
+typedef struct {
+  evs_so_t *so;
+  evs_engine_state_t *st;
+  evs_engine_config_t cfg;
+  evs_decision_t d;
+  evs_reading_t r[4];
+  int32_t replicas;
+} fx_t;
+
+static void fx_init(fx_t *f, const char *annotations, const char *spec_tail) {
+  char buf[4096];
+  memset(f, 0, sizeof *f);
+  snprintf(buf, sizeof buf,
+           "apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata:\n  name: w\n"
+           "  namespace: n\n%sspec:\n  scaleTargetRef: {name: w}\n%s",
+           annotations ? annotations : "", spec_tail);
+  evs_diag_t d;
+  evs_diag_init(&d);
+  assert_int_equal(evs_so_parse_yaml(buf, strlen(buf), "t.yaml", &f->so, &d), 0);
+  evs_diag_free(&d);
+  assert_int_equal(evs_engine_state_new(f->so, T0, &f->st), 0);
+  evs_engine_config_default(&f->cfg);
+}
+
+static void fx_free(fx_t *f) {
+  evs_engine_state_free(f->st);
+  evs_so_free(f->so);
+}
+
+static const evs_decision_t *decide(fx_t *f, int64_t now, double value, int err) {
+  for (size_t i = 0; i < f->so->n_triggers; i++)
+    f->r[i] = (evs_reading_t){value, 0, err ? EVS_EMETRIC : 0, now, 0, NULL};
+  evs_engine_input_t in = {f->r, f->so->n_triggers, f->replicas, f->replicas, -1, now};
+  assert_int_equal(evs_engine_decide(f->so, &f->cfg, f->st, &in, &f->d), 0);
+  if (f->d.write)
+    f->replicas = f->d.desired;
+  return &f->d;
+}
+
+static const char REDIS[] =
+    "  minReplicaCount: 0\n  maxReplicaCount: 10\n  cooldownPeriod: 60\n"
+    "  triggers:\n  - type: redis\n    metadata: {address: 'r:6379', listName: q, "
+    "listLength: '5'}\n";
+static const char REDIS_FALLBACK[] =
+    "  minReplicaCount: 0\n  maxReplicaCount: 10\n"
+    "  fallback: {failureThreshold: 1, replicas: 4}\n"
+    "  triggers:\n  - type: redis\n    metadata: {address: 'r:6379', listName: q, "
+    "listLength: '5'}\n";
+
+static evs_status_trigger_t TRIG[8];
+
+/* The input as the registry makes it: spec + decision through so_status.h, then the target. */
+static evs_status_input_t mkin(const evs_so_t *so, const evs_decision_t *d, const char *check) {
+  evs_status_input_t in;
+  assert_int_equal(evs_so_status_input(so, d, TRIG, 8, &in), 0);
+  in.check_error = check;
+  in.gvkr = (evs_status_gvkr_t){"apps", "v1", "Deployment", "deployments"};
+  in.original_replicas = 3;
+  return in;
+}
+
+static json_t *build(const evs_so_t *so, const evs_decision_t *d, const char *check_error) {
+  evs_status_input_t in = mkin(so, d, check_error);
+  json_t *st = evs_status_build(&in);
+  assert_non_null(st);
+  return st;
+}
+
+/* Every condition the builder writes for the engine's decisions is one KEDA writes. */
+static void check_conditions(json_t *fx, json_t *st, int *seen) {
+  json_t *conds = json_object_get(st, "conditions");
+  assert_int_equal(json_array_size(conds), 4);
+  const char *types[] = {"Ready", "Active", "Fallback", "Paused"};
+  for (size_t i = 0; i < 4; i++) {
+    json_t *c = json_array_get(conds, i);
+    assert_string_equal(json_string_value(json_object_get(c, "type")), types[i]);
+    if (json_object_get(c, "reason") == NULL)
+      continue; /* the engine leaves a condition it does not decide as initialized */
+    if (!in_fixture(fx, c)) {
+      char *s = json_dumps(c, 0);
+      fail_msg("not one of KEDA's conditions: %s", s);
+    }
+    (*seen)++;
+  }
+}
+
+static void test_conditions_are_kedas(void **state) {
+  (void)state;
+  json_t *fx = fixture();
+  int seen = 0;
+  fx_t f;
+  /* active from 0, then inactive with cooldown, then deactivated */
+  fx_init(&f, NULL, REDIS);
+  json_t *st = build(f.so, decide(&f, T0 + 1000, 50, 0), NULL);
+  check_conditions(fx, st, &seen);
+  assert_string_equal(json_string_value(json_object_get(
+                          json_array_get(json_object_get(st, "conditions"), 1), "reason")),
+                      "ScalerActive");
+  json_decref(st);
+  const char *reasons[] = {"ScalerCooldown", "ScalerNotActive"};
+  int64_t when[] = {T0 + 5000, T0 + 120000};
+  for (int i = 0; i < 2; i++) {
+    st = build(f.so, decide(&f, when[i], 0, 0), NULL);
+    check_conditions(fx, st, &seen);
+    json_t *active = json_array_get(json_object_get(st, "conditions"), 1);
+    assert_string_equal(json_string_value(json_object_get(active, "reason")), reasons[i]);
+    json_decref(st);
+  }
+  /* errors without fallback: Ready False TriggerError */
+  st = build(f.so, decide(&f, T0 + 130000, 0, 1), NULL);
+  check_conditions(fx, st, &seen);
+  json_t *ready = json_array_get(json_object_get(st, "conditions"), 0);
+  assert_string_equal(json_string_value(json_object_get(ready, "reason")), "TriggerError");
+  json_decref(st);
+  fx_free(&f);
+  /* fallback */
+  fx_init(&f, NULL, REDIS_FALLBACK);
+  f.replicas = 2;
+  decide(&f, T0 + 1000, 0, 1);
+  st = build(f.so, decide(&f, T0 + 2000, 0, 1), NULL);
+  check_conditions(fx, st, &seen);
+  json_t *fb = json_array_get(json_object_get(st, "conditions"), 2);
+  assert_string_equal(json_string_value(json_object_get(fb, "reason")), "FallbackExists");
+  /* health is reported with a fallback, keyed by the metric name */
+  json_t *h = json_object_get(json_object_get(st, "health"), "s0-redis-q");
+  assert_non_null(h);
+  assert_string_equal(json_string_value(json_object_get(h, "status")), "Failing");
+  assert_int_equal(json_integer_value(json_object_get(h, "numberOfFailures")), 2);
+  json_decref(st);
+  fx_free(&f);
+  /* paused */
+  fx_init(&f, "  annotations: {autoscaling.keda.sh/paused: 'true'}\n", REDIS);
+  st = build(f.so, decide(&f, T0 + 1000, 5, 0), NULL);
+  check_conditions(fx, st, &seen);
+  json_t *paused = json_array_get(json_object_get(st, "conditions"), 3);
+  assert_string_equal(json_string_value(json_object_get(paused, "status")), "True");
+  json_decref(st);
+  fx_free(&f);
+  assert_true(seen >= 12);
+  json_decref(fx);
+}
+
+static void test_initialized_and_broken(void **state) {
+  (void)state;
+  json_t *fx = fixture();
+  json_t *st = build(NULL, NULL, NULL);
+  json_t *want = json_object_get(json_object_get(fx, "initialized"), "conditions");
+  assert_true(json_equal(json_object_get(st, "conditions"), want));
+  json_decref(st);
+  /* A broken object: Ready=False naming the field, Active Unknown; no spec fields. */
+  char msg[256];
+  snprintf(
+      msg, sizeof msg, "%s: triggers[0].metadata.listLength: not a number",
+      json_string_value(json_object_get(json_object_get(fx, "check_failed_messages"), "triggers")));
+  st = build(NULL, NULL, msg);
+  json_t *c = json_object_get(st, "conditions");
+  json_t *ready = json_array_get(c, 0);
+  assert_string_equal(json_string_value(json_object_get(ready, "status")), "False");
+  assert_string_equal(json_string_value(json_object_get(ready, "reason")),
+                      "ScaledObjectCheckFailed");
+  assert_non_null(strstr(json_string_value(json_object_get(ready, "message")),
+                         "triggers[0].metadata.listLength"));
+  assert_true(in_fixture(fx, json_array_get(c, 1))); /* UnknownState */
+  assert_true(in_fixture(fx, json_array_get(c, 2))); /* NoFallbackFound */
+  assert_null(json_object_get(st, "triggersTypes"));
+  json_decref(st);
+  json_decref(fx);
+}
+
+static void test_fields(void **state) {
+  (void)state;
+  fx_t f;
+  fx_init(&f, "  annotations: {autoscaling.keda.sh/paused-replicas: '2'}\n",
+          "  triggers:\n"
+          "  - type: redis\n    metadata: {address: 'r:6379', listName: a, listLength: '5'}\n"
+          "  - type: redis\n    authenticationRef: {name: creds}\n"
+          "    metadata: {address: 'r:6379', listName: b, listLength: '5'}\n"
+          "  - type: cron\n    authenticationRef: {name: creds}\n"
+          "    metadata: {timezone: UTC, start: '0 * * * *', end: '30 * * * *', "
+          "desiredReplicas: '3'}\n");
+  const evs_decision_t *d = decide(&f, T0 + 1000, 1, 0);
+  evs_status_input_t in = mkin(f.so, d, NULL);
+  in.last_active_ms = 1764493710000LL;
+  json_t *st = evs_status_build(&in);
+  json_t *want = json_pack(
+      "{s:s, s:{s:s, s:s, s:s, s:s}, s:i, s:s, s:[s,s,s], s:i, s:s, s:s, s:s}", "scaleTargetKind",
+      "apps/v1.Deployment", "scaleTargetGVKR", "group", "apps", "version", "v1", "kind",
+      "Deployment", "resource", "deployments", "originalReplicaCount", 3, "lastActiveTime",
+      "2025-11-30T09:08:30Z", "externalMetricNames", "s0-redis-a", "s1-redis-b",
+      f.so->triggers[2].metric_name, "pausedReplicaCount", 2, "hpaName", "keda-hpa-w",
+      "triggersTypes", "redis,cron", "authenticationsTypes", "creds");
+  const char *k;
+  json_t *v;
+  json_object_foreach(want, k, v) {
+    if (!json_equal(json_object_get(st, k), v)) {
+      char *a = json_dumps(json_object_get(st, k), JSON_ENCODE_ANY);
+      fail_msg("%s: got %s", k, a);
+    }
+  }
+  json_t *act = json_object_get(st, "triggersActivity");
+  assert_int_equal(json_object_size(act), 3);
+  assert_non_null(json_object_get(json_object_get(act, "s0-redis-a"), "isActive"));
+  assert_null(json_object_get(st, "health")); /* no fallback configured */
+  /* core group: "/v1.Kind" as GVKString makes it */
+  in.gvkr = (evs_status_gvkr_t){"", "v1", "ReplicationController", "replicationcontrollers"};
+  json_decref(st);
+  st = evs_status_build(&in);
+  assert_string_equal(json_string_value(json_object_get(st, "scaleTargetKind")),
+                      "/v1.ReplicationController");
+  json_decref(st);
+  json_decref(want);
+  fx_free(&f);
+}
+
+static void test_last_active_rule(void **state) {
+  (void)state;
+  /* first write, transitions: the decision's; steady: the written one for a minute */
+  assert_int_equal(evs_status_last_active(0, 0, 1, 5000), 5000);
+  assert_int_equal(evs_status_last_active(1000, 0, 1, 5000), 5000);
+  assert_int_equal(evs_status_last_active(1000, 1, 0, 5000), 5000);
+  assert_int_equal(evs_status_last_active(1000, 1, 1, 5000), 1000);
+  assert_int_equal(evs_status_last_active(1000, 1, 1, 60999), 1000);
+  assert_int_equal(evs_status_last_active(1000, 1, 1, 61000), 61000);
+}
+
+/* ---- against the API server ---- */
+
+typedef struct {
+  uv_loop_t loop;
+  evs_http_client_t *http;
+  evs_kubereq_conn_t conn;
+} env_t;
+
+static void env_init(env_t *e) {
+  uv_loop_init(&e->loop);
+  assert_int_equal(evs_http_client_new(&e->loop, NULL, &e->http), 0);
+  kw_conn(&e->conn, e->http, NULL);
+}
+
+static void set_flag(void *arg) { *(int *)arg = 1; }
+
+static void env_close(env_t *e) {
+  int a = 0;
+  evs_http_client_close(e->http, set_flag, &a);
+  assert_true(evs_test_run_until(&e->loop, &a, 10000));
+  assert_int_equal(evs_test_loop_close(&e->loop), 0);
+}
+
+#define SKIP_IF_NONE()                                                                             \
+  do {                                                                                             \
+    if (!KW.found)                                                                                 \
+      skip();                                                                                      \
+  } while (0)
+
+static void create_so(env_t *e, const char *name) {
+  char path[256], body[1024];
+  snprintf(path, sizeof path, "/apis/keda.sh/v1alpha1/namespaces/%s/scaledobjects", NS);
+  snprintf(body, sizeof body,
+           "{\"apiVersion\":\"keda.sh/v1alpha1\",\"kind\":\"ScaledObject\",\"metadata\":{"
+           "\"name\":\"%s\"},\"spec\":{\"scaleTargetRef\":{\"name\":\"w\"},\"triggers\":[{"
+           "\"type\":\"redis\",\"metadata\":{\"address\":\"r:6379\",\"listName\":\"q\","
+           "\"listLength\":\"5\"}}]}}",
+           name);
+  int st = kw_req(&e->loop, &e->conn, "POST", path, EVS_KUBEREQ_JSON, body, NULL);
+  if (st != 201)
+    fail_msg("create ScaledObject %s: %d", name, st);
+}
+
+static int setup(void **state) {
+  (void)state;
+  if (kw_find_controlplane() != 0) {
+    fprintf(stderr, "test_status: no Kubernetes control plane; its tests are skipped\n");
+    return 0;
+  }
+  snprintf(NS, sizeof NS, "evs-st-%d-%ld", (int)getpid(), (long)time(NULL) % 100000);
+  env_t e;
+  env_init(&e);
+  char body[128];
+  snprintf(body, sizeof body, "{\"metadata\":{\"name\":\"%s\"}}", NS);
+  assert_int_equal(
+      kw_req(&e.loop, &e.conn, "POST", "/api/v1/namespaces", EVS_KUBEREQ_JSON, body, NULL), 201);
+  env_close(&e);
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  if (!KW.found)
+    return 0;
+  env_t e;
+  env_init(&e);
+  char path[128];
+  snprintf(path, sizeof path, "/api/v1/namespaces/%s", NS);
+  kw_req(&e.loop, &e.conn, "DELETE", path, NULL, NULL, NULL);
+  env_close(&e);
+  evs_tls_config_unref(KW.tls);
+  return 0;
+}
+
+typedef struct {
+  int n, err, status;
+} pres_t;
+
+static void on_patched(evs_status_patcher_t *p, int err, int status, void *arg) {
+  (void)p;
+  pres_t *r = arg;
+  r->n++;
+  r->err = err;
+  r->status = status;
+}
+
+static int update(env_t *e, evs_status_patcher_t *p, const char *name, evs_status_input_t *in,
+                  int64_t now) {
+  pres_t r = {0};
+  int rc = evs_status_patcher_update(p, NS, name, in, now, on_patched, &r);
+  assert_true(rc >= 0);
+  if (rc == 1) {
+    assert_true(evs_test_run_until(&e->loop, &r.n, 30000));
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.status, 200);
+  }
+  return rc;
+}
+
+static json_t *kubectl_status(const char *name) {
+  char args[256];
+  snprintf(args, sizeof args, "-n %s get scaledobject %s -o json", NS, name);
+  char *out = kw_kubectl(args);
+  assert_non_null(out);
+  json_t *j = json_loads(out, 0, NULL);
+  free(out);
+  assert_non_null(j);
+  json_t *st = json_incref(json_object_get(j, "status"));
+  json_decref(j);
+  return st;
+}
+
+static const char *cond_field(json_t *st, int i, const char *k) {
+  return json_string_value(
+      json_object_get(json_array_get(json_object_get(st, "conditions"), i), k));
+}
+
+static void test_patch_and_read_back(void **state) {
+  (void)state;
+  SKIP_IF_NONE();
+  env_t e;
+  env_init(&e);
+  create_so(&e, "so1");
+  evs_status_patcher_t *p;
+  assert_int_equal(evs_status_patcher_new(&e.conn, NULL, &p), 0);
+  fx_t f;
+  fx_init(&f, NULL, REDIS);
+  int64_t now = T0 + 1000;
+  evs_status_input_t in = mkin(f.so, decide(&f, now, 50, 0), NULL);
+  in.original_replicas = 0;
+  char path[256];
+  snprintf(path, sizeof path, "/apis/keda.sh/v1alpha1/namespaces/%s/scaledobjects/so1/status", NS);
+  long mark = kw_audit_mark();
+  assert_int_equal(update(&e, p, "so1", &in, now), 1);
+  json_t *st = kubectl_status("so1");
+  assert_string_equal(cond_field(st, 0, "reason"), "ScaledObjectReady");
+  assert_string_equal(cond_field(st, 1, "status"), "True");
+  assert_string_equal(cond_field(st, 1, "reason"), "ScalerActive");
+  assert_string_equal(json_string_value(json_object_get(st, "scaleTargetKind")),
+                      "apps/v1.Deployment");
+  assert_string_equal(json_string_value(json_object_get(st, "hpaName")), "keda-hpa-w");
+  assert_int_equal(json_integer_value(json_object_get(st, "originalReplicaCount")), 0);
+  assert_non_null(json_object_get(st, "lastActiveTime"));
+  json_decref(st);
+  /* the same decision again, and active polls within a minute: nothing sent */
+  for (int i = 1; i <= 5; i++) {
+    now += 10000;
+    in = mkin(f.so, decide(&f, now, 50, 0), NULL);
+    in.original_replicas = 0;
+    assert_int_equal(update(&e, p, "so1", &in, now), 0);
+  }
+  kw_audit_settle();
+  assert_int_equal(kw_audit_count(mark, "patch", path), 1);
+  /* a minute after the written lastActiveTime: one patch */
+  now += 15000;
+  in = mkin(f.so, decide(&f, now, 50, 0), NULL);
+  in.original_replicas = 0;
+  assert_int_equal(update(&e, p, "so1", &in, now), 1);
+  /* inactive (cooldown): a transition, one patch; then nothing again */
+  now += 1000;
+  in = mkin(f.so, decide(&f, now, 0, 0), NULL);
+  in.original_replicas = 0;
+  assert_int_equal(update(&e, p, "so1", &in, now), 1);
+  assert_int_equal(update(&e, p, "so1", &in, now), 0);
+  kw_audit_settle();
+  assert_int_equal(kw_audit_count(mark, "patch", path), 3);
+  st = kubectl_status("so1");
+  assert_string_equal(cond_field(st, 1, "reason"), "ScalerCooldown");
+  json_decref(st);
+  /* the kubectl columns KEDA's CRD defines read our conditions */
+  char args[256];
+  snprintf(args, sizeof args, "-n %s get so so1 --no-headers", NS);
+  char *out = kw_kubectl(args);
+  assert_non_null(out);
+  assert_non_null(strstr(out, "True")); /* READY */
+  free(out);
+  assert_int_equal(evs_status_patcher_sent(p), 3);
+  evs_status_patcher_close(p);
+  fx_free(&f);
+  env_close(&e);
+}
+
+/* A broken object gets Ready=False naming the field; its neighbour is unaffected; a field that
+ * went away (pausedReplicaCount) is removed on the server. */
+static void test_broken_isolated(void **state) {
+  (void)state;
+  SKIP_IF_NONE();
+  env_t e;
+  env_init(&e);
+  create_so(&e, "good");
+  create_so(&e, "bad");
+  evs_status_patcher_t *p;
+  assert_int_equal(evs_status_patcher_new(&e.conn, NULL, &p), 0);
+  fx_t f;
+  fx_init(&f, "  annotations: {autoscaling.keda.sh/paused-replicas: '2'}\n", REDIS);
+  evs_status_input_t good = mkin(f.so, decide(&f, T0 + 1000, 50, 0), NULL);
+  good.original_replicas = 1;
+  evs_status_input_t bad = mkin(NULL, NULL,
+                                "ScaledObject doesn't have correct triggers specification: "
+                                "triggers[0].metadata.listLength: not a number");
+  bad.gvkr = (evs_status_gvkr_t){0};
+  bad.original_replicas = -1;
+  assert_int_equal(update(&e, p, "bad", &bad, T0 + 1000), 1);
+  assert_int_equal(update(&e, p, "good", &good, T0 + 1000), 1);
+  json_t *b = kubectl_status("bad"), *g = kubectl_status("good");
+  assert_string_equal(cond_field(b, 0, "status"), "False");
+  assert_string_equal(cond_field(b, 0, "reason"), "ScaledObjectCheckFailed");
+  assert_non_null(strstr(cond_field(b, 0, "message"), "triggers[0].metadata.listLength"));
+  assert_string_equal(cond_field(g, 0, "status"), "True");
+  assert_int_equal(json_integer_value(json_object_get(g, "pausedReplicaCount")), 2);
+  json_decref(b);
+  json_decref(g);
+  /* the annotation goes: the same object without paused-replicas */
+  fx_t f2;
+  fx_init(&f2, NULL, REDIS);
+  good = mkin(f2.so, decide(&f2, T0 + 2000, 50, 0), NULL);
+  good.original_replicas = 1;
+  assert_int_equal(update(&e, p, "good", &good, T0 + 2000), 1);
+  g = kubectl_status("good");
+  assert_null(json_object_get(g, "pausedReplicaCount"));
+  json_decref(g);
+  evs_status_patcher_close(p);
+  fx_free(&f);
+  fx_free(&f2);
+  env_close(&e);
+}
+
+static void test_dry_run(void **state) {
+  (void)state;
+  SKIP_IF_NONE();
+  env_t e;
+  env_init(&e);
+  create_so(&e, "dry");
+  evs_status_patcher_t *p;
+  evs_status_patcher_options_t o = {.dry_run = 1};
+  assert_int_equal(evs_status_patcher_new(&e.conn, &o, &p), 0);
+  fx_t f;
+  fx_init(&f, NULL, REDIS);
+  evs_status_input_t in = mkin(f.so, decide(&f, T0 + 1000, 50, 0), NULL);
+  long mark = kw_audit_mark();
+  assert_int_equal(update(&e, p, "dry", &in, T0 + 1000), 0);
+  kw_audit_settle();
+  char path[256];
+  snprintf(path, sizeof path, "/apis/keda.sh/v1alpha1/namespaces/%s/scaledobjects/dry", NS);
+  assert_int_equal(kw_audit_count(mark, "patch", path), 0);
+  assert_int_equal(evs_status_patcher_sent(p), 0);
+  evs_status_patcher_close(p);
+  fx_free(&f);
+  env_close(&e);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_conditions_are_kedas),
+      cmocka_unit_test(test_initialized_and_broken),
+      cmocka_unit_test(test_fields),
+      cmocka_unit_test(test_last_active_rule),
+      cmocka_unit_test(test_patch_and_read_back),
+      cmocka_unit_test(test_broken_isolated),
+      cmocka_unit_test(test_dry_run),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
