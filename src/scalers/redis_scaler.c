@@ -254,7 +254,10 @@ static void parse_address(pctx_t *p, redis_t *r) {
     free(po);
   }
   if (first == NULL || first[0] == '\0') {
-    perr(p, addr || hosts ? field : "metadata.address",
+    perr(p,
+         addr             ? wa
+         : hosts && ports ? field
+                          : "metadata.address",
          "no addresses or hosts given. address should be a comma separated list of host:port or "
          "set the host/port values");
     goto out;
