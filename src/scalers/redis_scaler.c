@@ -97,10 +97,10 @@ static char *lookup(pctx_t *p, const char *const *names, const src_t *order, siz
         v = evs_kvs_get(&p->cfg->auth_params, names[i]);
         snprintf(where, where_cap, "authParams.%s", names[i]);
       } else {
-        snprintf(key, sizeof key, "%sFromEnv", names[i]);
+        snprintf(key, sizeof key, "%.60sFromEnv", names[i]);
         const char *env = evs_kvs_get(&p->cfg->metadata, key);
         v = env ? evs_kvs_get(&p->cfg->resolved_env, env) : NULL;
-        snprintf(where, where_cap, "metadata.%s", key);
+        snprintf(where, where_cap, "metadata.%.70s", key);
       }
       char *t = v ? evs_param_trim_dup(v) : NULL;
       if (t)
@@ -417,8 +417,8 @@ static const char *push_notice(redis_t *r, int *err) {
       EVS_LOG_WARN("redis trigger push mode off", EVS_KV_STR("scaled_object", r->object),
                    EVS_KV_UINT("trigger", r->index), EVS_KV_STR("reason", r->notice));
     else if (ps == EVS_REDIS_PUSH_ACTIVE)
-      EVS_LOG_INFO("redis trigger push mode on", EVS_KV_STR("scaled_object", r->object),
-                   EVS_KV_UINT("trigger", r->index), EVS_KV_STR("channel", r->channel));
+      EVS_LOG_DEBUG("redis trigger push mode on", EVS_KV_STR("scaled_object", r->object),
+                    EVS_KV_UINT("trigger", r->index), EVS_KV_STR("channel", r->channel));
   }
   return r->notice[0] ? r->notice : NULL;
 }
