@@ -1,11 +1,21 @@
 /* The scaler interface: every trigger type (cron, redis, prometheus) implements it.
  *
  * A scaler is created from a trigger's configuration (metadata + resolved authentication, as
- * KEDA hands them to its scalers), started with a reading callback, and delivers readings
+ * KEDA hands them to its scalers) and an environment of shared services (connection registries,
+ * TLS configurations, backoff, metrics), started with a reading callback, and delivers readings
  * (value, active, error, time) through it: when its backend pushes (Redis keyspace events), when
- * a boundary passes (cron) or when asked (evs_scaler_poll). It is torn down through the loop:
- * evs_scaler_close stops every callback at once and frees the scaler from its last uv_close
- * callback, then calls the close callback.
+ * a boundary passes (cron), when asked (evs_scaler_poll) and at least as often as its cadence
+ * says (evs_scaler_set_cadence). It is torn down through the loop: evs_scaler_close stops every
+ * callback at once and frees the scaler from its last uv_close callback, then calls the close
+ * callback.
+ *
+ * State: a scaler is CREATED, then STARTED, then CLOSING (from evs_scaler_close until its close
+ * callback), then freed. Every call on a CLOSING scaler returns EVS_ESTATE (close itself is a
+ * no-op) and touches nothing but the generic header, which lives until the close callback.
+ *
+ * Readings go through the engine's per-type conversion (reading.h): a scaler hands its
+ * backend's raw answer to evs_reading_<type>, so the value and activity mean what KEDA's
+ * GetMetricsAndActivity says for every trigger type.
  *
  * Data flows one way: the scaler never calls into the engine; whoever owns it (the registry)
  * receives readings and feeds the engine. */
@@ -16,7 +26,12 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "evscale/config.h"
 #include "evscale/diag.h"
+#include "evscale/http_client.h"
+#include "evscale/metrics.h"
+#include "evscale/redis_conn.h"
+#include "evscale/tls.h"
 
 /* A borrowed string pair. */
 typedef struct {
@@ -46,6 +61,44 @@ typedef struct {
 /* Looks a key up in a map; NULL when absent. */
 const char *evs_kvs_get(const evs_kvs_t *kvs, const char *key);
 
+/* --- A cache of TLS client configurations, keyed by what they trust and present. ---
+ * Trigger authentications carry TLS material as PEM text (KEDA's `ca`, `cert`, `key`); many
+ * triggers share one. Building a configuration parses certificates and reads the system CA
+ * bundle (Go's TLS roots, which KEDA extends with `ca`): that is file I/O and CPU, so it runs on
+ * libuv's thread pool, once per distinct (ca, cert, key, insecure). Loop thread only. */
+typedef struct evs_tls_cache_s evs_tls_cache_t;
+typedef struct evs_tls_cache_req_s evs_tls_cache_req_t;
+/* err 0: cfg is borrowed for the call (take a reference to keep it); else why says what failed
+ * (static text, no secret). */
+typedef void (*evs_tls_cache_cb)(int err, const char *why, evs_tls_config_t *cfg, void *arg);
+
+/* system_ca_file: the bundle every verifying config trusts besides its own CA (NULL: the Debian
+ * bundle /etc/ssl/certs/ca-certificates.crt when it exists; "" none). *out new. */
+int evs_tls_cache_new(uv_loop_t *loop, const char *system_ca_file, evs_tls_cache_t **out);
+/* cb runs exactly once, later (never inside this call), unless cancelled; *req may be NULL when
+ * the caller never cancels. o's strings are copied. UV_ENOMEM, EVS_ESTATE (closing). */
+int evs_tls_cache_get(evs_tls_cache_t *c, const evs_tls_options_t *o, evs_tls_cache_cb cb,
+                      void *arg, evs_tls_cache_req_t **req);
+/* The callback of req will not run. */
+void evs_tls_cache_cancel(evs_tls_cache_req_t *req);
+/* Number of distinct configurations built or building. */
+size_t evs_tls_cache_size(const evs_tls_cache_t *c);
+/* Cancels every waiting request, frees the cache once builds in flight are over, then cb(arg). */
+void evs_tls_cache_close(evs_tls_cache_t *c, void (*cb)(void *arg), void *arg);
+
+/* What every scaler may use besides the loop. Borrowed: everything must outlive the scalers. */
+typedef struct {
+  evs_http_client_t *http;      /* the shared HTTP client; may be NULL (no HTTP scaler yet) */
+  evs_redis_registry_t *redis;  /* Redis connections shared by identity; NULL: redis refused */
+  evs_tls_cache_t *tls;         /* NULL: TLS triggers are refused at creation */
+  evs_metrics_t *metrics;       /* may be NULL */
+  uint64_t backoff_initial_ms;  /* config backoff.initial (0: 500) */
+  uint64_t backoff_max_ms;      /* config backoff.max (0: 60000) */
+  uint64_t request_timeout_ms;  /* config limits.request_timeout (0: 10000) */
+  int redis_keyspace_events;    /* evs_keyspace_mode_t: config redis.keyspace_events */
+  int redis_configure_keyspace; /* config redis.configure_keyspace_events */
+} evs_scaler_env_t;
+
 typedef struct {
   double value;    /* raw metric value, as KEDA's GetMetricsAndActivity returns it */
   int active;      /* the scaler's own activity verdict */
@@ -68,36 +121,73 @@ struct evs_scaler_type_s {
   const char *name;
   /* Validates cfg and builds a scaler; on bad input returns UV_EINVAL (or a closer code) and
    * adds errors naming the field ("metadata.start: …") to diag. Never does I/O. */
-  int (*create)(uv_loop_t *loop, const evs_scaler_config_t *cfg, evs_scaler_t **out,
-                evs_diag_t *diag);
-  /* Begins delivering readings to cb. */
+  int (*create)(uv_loop_t *loop, const evs_scaler_env_t *env, const evs_scaler_config_t *cfg,
+                evs_scaler_t **out, evs_diag_t *diag);
+  /* Begins delivering readings (through evs_scaler__emit). */
   int (*start)(evs_scaler_t *scaler);
-  /* Asks for a reading soon (polled scalers read their backend; others may answer at once). */
+  /* Asks for a reading soon (polled scalers read their backend; others may answer at once).
+   * Never delivers from inside the call. Not called once the scaler is closing. */
   int (*poll)(evs_scaler_t *scaler);
-  /* Stops every callback now; frees the scaler after its handles close, then calls cb. */
+  /* Stops every callback now; when its last handle closed, calls evs_scaler__closed. */
   void (*close)(evs_scaler_t *scaler);
 };
 
-/* Every scaler struct begins with this header. */
+typedef enum {
+  EVS_SCALER_CREATED = 0,
+  EVS_SCALER_STARTED = 1,
+  EVS_SCALER_CLOSING = 2
+} evs_scaler_state_t;
+
+typedef struct evs_scaler__cadence_s evs_scaler__cadence_t;
+
+/* Every scaler struct begins with this header; only scaler.c writes it. */
 struct evs_scaler_s {
-  const evs_scaler_type_t *type;
+  const evs_scaler_type_t *type; /* never cleared: the state says whether it may be used */
   uv_loop_t *loop;
   evs_scaler_reading_cb on_reading;
   evs_scaler_close_cb on_close;
   void *data;
+  evs_scaler_state_t state;
+  evs_scaler__cadence_t *cadence; /* NULL until evs_scaler_set_cadence */
+  uint64_t readings;              /* delivered so far */
+  const char *notice;             /* see evs_scaler_notice; owned by the type */
 };
 
 /* The type registered under `name` ("cron", …), or NULL. */
 const evs_scaler_type_t *evs_scaler_type_find(const char *name);
 
-/* Dispatches on cfg->type; UV_EINVAL with a diag entry naming `type` for an unknown type. */
-int evs_scaler_create(uv_loop_t *loop, const evs_scaler_config_t *cfg, evs_scaler_t **out,
-                      evs_diag_t *diag);
-/* Readings go to cb(data) from now on. */
+/* Dispatches on cfg->type; UV_EINVAL with a diag entry naming `type` for an unknown type.
+ * env may be NULL (no shared services: types that need one refuse). */
+int evs_scaler_create(uv_loop_t *loop, const evs_scaler_env_t *env, const evs_scaler_config_t *cfg,
+                      evs_scaler_t **out, evs_diag_t *diag);
+/* Readings go to cb(data) from now on. EVS_ESTATE when started already or closing. */
 int evs_scaler_start(evs_scaler_t *scaler, evs_scaler_reading_cb cb, void *data);
+/* A reading soon, never from inside the call. EVS_ESTATE before start or when closing. */
 int evs_scaler_poll(evs_scaler_t *scaler);
+/* "Read at least every every_ms": the registry sets the ScaledObject's pollingInterval, and
+ * defaults.active_read_interval while the target has replicas (KEDA's HPA reads every 15 s then).
+ * The first poll after a change comes after a uniformly random part of the period, so scalers
+ * created together are spread over it instead of reading in lock-step; after that every every_ms.
+ * Readings delivered meanwhile (a push) do not move the period: restarting it would line up
+ * again every scaler that read at start. 0 stops the cadence.
+ * May be called before start (polls begin with start). UV_ENOMEM, EVS_ESTATE when closing. */
+int evs_scaler_set_cadence(evs_scaler_t *scaler, uint64_t every_ms);
+/* A condition that is no error but belongs in the trigger's health ("keyspace events are off on
+ * the server: polling only"), or NULL. Current as of the last reading; borrowed until the next
+ * call into the scaler. */
+const char *evs_scaler_notice(const evs_scaler_t *scaler);
+/* The period set, 0 if none. */
+uint64_t evs_scaler_cadence(const evs_scaler_t *scaler);
 /* Idempotent per scaler; on_close(data) runs once, from a later loop iteration, after which the
  * scaler is freed. No reading callback runs after this call. */
 void evs_scaler_close(evs_scaler_t *scaler, evs_scaler_close_cb on_close, void *data);
+
+/* --- For trigger types (internal to src/scalers). --- */
+/* Delivers a reading to the owner (nothing once closing). */
+void evs_scaler__emit(evs_scaler_t *scaler, const evs_reading_t *r);
+/* The type's last handle closed: runs on_close and frees the scaler with free_fn. */
+void evs_scaler__closed(evs_scaler_t *scaler, void (*free_fn)(evs_scaler_t *scaler));
+/* Uniform in [0, 1) from a per-process generator seeded at first use (jitter, not secrets). */
+double evs_scaler__random(void);
 
 #endif

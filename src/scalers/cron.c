@@ -7,8 +7,9 @@
  * schedules) may be outstanding too: `pending` counts timers and loads, and the scaler is freed
  * when the last of them has finished. */
 #include "evscale/cron.h"
-#include "evscale/param.h"
 #include "evscale/error.h"
+#include "evscale/param.h"
+#include "evscale/reading.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -180,8 +181,8 @@ static uint64_t mono_ms(cron_t *c) {
 }
 
 static void cron_emit(cron_t *c, const evs_reading_t *r) {
-  if (!c->closing && c->base.on_reading)
-    c->base.on_reading(&c->base, r, c->base.data);
+  if (!c->closing)
+    evs_scaler__emit(&c->base, r);
 }
 
 static void cron_emit_error(cron_t *c, const zslot_t *z) {
@@ -190,7 +191,7 @@ static void cron_emit_error(cron_t *c, const zslot_t *z) {
   else
     snprintf(c->msg, sizeof c->msg, "%s: cannot load time zone '%s': %s", z->field, z->name,
              evs_strerror(z->err));
-  evs_reading_t r = {0, 0, z->err, c->clock(c->clock_data), 0, c->msg};
+  evs_reading_t r = {.error = z->err, .time_ms = c->clock(c->clock_data), .error_msg = c->msg};
   cron_emit(c, &r);
 }
 
@@ -241,7 +242,14 @@ static void cron_evaluate(cron_t *c) {
   evs_cron_window_t w;
   evs_cron_window(&c->start, zone_of(c, Z_START), &c->end, zone_of(c, Z_END), now, &w);
   int64_t boundary = cron_arm(c, now, &w);
-  evs_reading_t r = {w.active ? (double)c->desired : 0.0, w.active, 0, now, boundary, NULL};
+  evs_conv_t v; /* the engine's per-type conversion: KEDA's GetMetricsAndActivity */
+  evs_reading_cron(w.active, c->desired, &v);
+  evs_reading_t r = {.value = v.value,
+                     .active = v.active,
+                     .error = v.error,
+                     .time_ms = now,
+                     .next_change_ms = boundary,
+                     .error_msg = v.error_msg};
   cron_emit(c, &r);
 }
 
@@ -278,17 +286,18 @@ static void on_deliver(uv_timer_t *t) {
     cron_emit_error(c, bad);
 }
 
-static void cron_release(cron_t *c) {
-  if (--c->pending > 0)
-    return;
+static void cron_free(evs_scaler_t *s) {
+  cron_t *c = (cron_t *)s;
   for (int i = 0; i < Z_COUNT; i++)
     evs_tz_unref(c->z[i].tz);
   free(c->tzname);
-  evs_scaler_close_cb cb = c->base.on_close;
-  void *data = c->base.data;
   free(c);
-  if (cb)
-    cb(data);
+}
+
+static void cron_release(cron_t *c) {
+  if (--c->pending > 0)
+    return;
+  evs_scaler__closed(&c->base, cron_free);
 }
 
 /* Once every zone is in, the first reading goes out and the jump check starts; a failed zone
@@ -335,8 +344,9 @@ static int cron_load(cron_t *c) {
 
 /* ---- the scaler interface ---- */
 
-static int cron_create(uv_loop_t *loop, const evs_scaler_config_t *cfg, evs_scaler_t **out,
-                       evs_diag_t *diag) {
+static int cron_create(uv_loop_t *loop, const evs_scaler_env_t *env, const evs_scaler_config_t *cfg,
+                       evs_scaler_t **out, evs_diag_t *diag) {
+  (void)env; /* the clock needs no shared service */
   cron_t *c = calloc(1, sizeof *c);
   if (c == NULL)
     return UV_ENOMEM;
@@ -407,8 +417,10 @@ static void cron_close(evs_scaler_t *s) {
 }
 
 int evs_cron_set_clock(evs_scaler_t *s, evs_cron_clock_fn fn, void *data, uint64_t check_ms) {
-  if (s == NULL || (s->type != NULL && s->type != &evs_scaler_cron_type))
+  if (s == NULL || s->type != &evs_scaler_cron_type)
     return UV_EINVAL;
+  if (s->state == EVS_SCALER_CLOSING)
+    return EVS_ESTATE;
   cron_t *c = (cron_t *)s;
   c->clock = fn ? fn : cron_realtime;
   c->clock_data = data;

@@ -1,13 +1,18 @@
-/* The scaler registry: one entry per trigger type. */
+/* The scaler registry (one entry per trigger type), the generic lifecycle every type shares
+ * (states, the cadence timer, delivery) and the TLS configuration cache of the environment. */
 #include "evscale/scaler.h"
 #include "evscale/cron.h"
 #include "evscale/error.h"
+#include "evscale/list.h"
+#include "evscale/redis_scaler.h"
 
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Each trigger type's file defines its evs_scaler_type_t; list it here. */
 static const evs_scaler_type_t *const evs__scaler_types[] = {
-    &evs_scaler_cron_type, /* redis, prometheus register here */
+    &evs_scaler_cron_type, &evs_scaler_redis_type, /* prometheus registers here */
 };
 
 const char *evs_kvs_get(const evs_kvs_t *kvs, const char *key) {
@@ -26,8 +31,80 @@ const evs_scaler_type_t *evs_scaler_type_find(const char *name) {
   return NULL;
 }
 
-int evs_scaler_create(uv_loop_t *loop, const evs_scaler_config_t *cfg, evs_scaler_t **out,
-                      evs_diag_t *diag) {
+double evs_scaler__random(void) {
+  static uint64_t x;
+  if (x == 0)
+    x = (uv_hrtime() ^ ((uint64_t)getpid() << 32)) | 1;
+  x ^= x << 13; /* xorshift64: spreading timers needs no more */
+  x ^= x >> 7;
+  x ^= x << 17;
+  return (double)(x >> 11) / 9007199254740992.0;
+}
+
+/* ---- cadence ---- */
+
+/* A separate allocation so that it may outlive the scaler: closing detaches `s` at once and the
+ * timer frees this from its own close callback, whatever the type does meanwhile. */
+struct evs_scaler__cadence_s {
+  uv_timer_t timer;
+  evs_scaler_t *s; /* NULL once the scaler is closing */
+  uint64_t every_ms;
+};
+
+static void on_cadence(uv_timer_t *t) {
+  evs_scaler__cadence_t *cad = t->data;
+  evs_scaler_t *s = cad->s;
+  if (s == NULL || s->state != EVS_SCALER_STARTED)
+    return;
+  /* A failed poll is the type's to report as a reading; the period goes on regardless. */
+  (void)s->type->poll(s);
+}
+
+/* The first period after a change starts at a random phase (see scaler.h). */
+static void cadence_arm(evs_scaler__cadence_t *cad, int random_phase) {
+  if (cad->every_ms == 0) {
+    uv_timer_stop(&cad->timer);
+    return;
+  }
+  uint64_t first = cad->every_ms;
+  if (random_phase)
+    first = 1 + (uint64_t)(evs_scaler__random() * (double)cad->every_ms);
+  uv_timer_start(&cad->timer, on_cadence, first, cad->every_ms);
+}
+
+static void on_cadence_closed(uv_handle_t *h) { free(h->data); }
+
+int evs_scaler_set_cadence(evs_scaler_t *s, uint64_t every_ms) {
+  if (s == NULL || s->state == EVS_SCALER_CLOSING)
+    return EVS_ESTATE;
+  if (s->cadence == NULL) {
+    if (every_ms == 0)
+      return 0;
+    evs_scaler__cadence_t *cad = calloc(1, sizeof *cad);
+    if (cad == NULL)
+      return UV_ENOMEM;
+    uv_timer_init(s->loop, &cad->timer);
+    cad->timer.data = cad;
+    cad->s = s;
+    s->cadence = cad;
+  }
+  s->cadence->every_ms = every_ms;
+  if (s->state == EVS_SCALER_STARTED)
+    cadence_arm(s->cadence, 1);
+  return 0;
+}
+
+const char *evs_scaler_notice(const evs_scaler_t *s) {
+  return s && s->state != EVS_SCALER_CLOSING ? s->notice : NULL;
+}
+
+uint64_t evs_scaler_cadence(const evs_scaler_t *s) { return s->cadence ? s->cadence->every_ms : 0; }
+
+/* ---- lifecycle ---- */
+
+int evs_scaler_create(uv_loop_t *loop, const evs_scaler_env_t *env, const evs_scaler_config_t *cfg,
+                      evs_scaler_t **out, evs_diag_t *diag) {
+  static const evs_scaler_env_t none;
   *out = NULL;
   const evs_scaler_type_t *t = cfg->type ? evs_scaler_type_find(cfg->type) : NULL;
   if (t == NULL) {
@@ -35,29 +112,290 @@ int evs_scaler_create(uv_loop_t *loop, const evs_scaler_config_t *cfg, evs_scale
                  cfg->type ? cfg->type : "");
     return UV_EINVAL;
   }
-  int rc = t->create(loop, cfg, out, diag);
+  int rc = t->create(loop, env ? env : &none, cfg, out, diag);
   if (rc == 0) {
     (*out)->type = t;
     (*out)->loop = loop;
+    (*out)->state = EVS_SCALER_CREATED;
   }
   return rc;
 }
 
-int evs_scaler_start(evs_scaler_t *scaler, evs_scaler_reading_cb cb, void *data) {
-  scaler->on_reading = cb;
-  scaler->data = data;
-  return scaler->type->start(scaler);
+int evs_scaler_start(evs_scaler_t *s, evs_scaler_reading_cb cb, void *data) {
+  if (s == NULL || s->state != EVS_SCALER_CREATED)
+    return EVS_ESTATE;
+  s->on_reading = cb;
+  s->data = data;
+  int rc = s->type->start(s);
+  if (rc != 0)
+    return rc;
+  s->state = EVS_SCALER_STARTED;
+  if (s->cadence)
+    cadence_arm(s->cadence, 1);
+  return 0;
 }
 
-int evs_scaler_poll(evs_scaler_t *scaler) { return scaler->type->poll(scaler); }
+int evs_scaler_poll(evs_scaler_t *s) {
+  if (s == NULL || s->state != EVS_SCALER_STARTED)
+    return EVS_ESTATE;
+  return s->type->poll(s);
+}
 
-void evs_scaler_close(evs_scaler_t *scaler, evs_scaler_close_cb on_close, void *data) {
-  if (scaler->type == NULL)
+void evs_scaler__emit(evs_scaler_t *s, const evs_reading_t *r) {
+  if (s->state == EVS_SCALER_CLOSING || s->on_reading == NULL)
+    return;
+  s->readings++;
+  s->on_reading(s, r, s->data);
+}
+
+void evs_scaler_close(evs_scaler_t *s, evs_scaler_close_cb on_close, void *data) {
+  if (s == NULL || s->state == EVS_SCALER_CLOSING)
     return; /* already closing */
-  scaler->on_reading = NULL;
-  scaler->on_close = on_close;
-  scaler->data = data;
-  const evs_scaler_type_t *t = scaler->type;
-  scaler->type = NULL;
-  t->close(scaler);
+  s->state = EVS_SCALER_CLOSING;
+  s->on_reading = NULL;
+  s->on_close = on_close;
+  s->data = data;
+  if (s->cadence) {
+    s->cadence->s = NULL;
+    uv_close((uv_handle_t *)&s->cadence->timer, on_cadence_closed);
+    s->cadence = NULL;
+  }
+  s->type->close(s);
+}
+
+void evs_scaler__closed(evs_scaler_t *s, void (*free_fn)(evs_scaler_t *s)) {
+  evs_scaler_close_cb cb = s->on_close;
+  void *data = s->data;
+  free_fn(s);
+  if (cb)
+    cb(data);
+}
+
+/* ---- TLS configuration cache ---- */
+
+typedef struct tls_entry_s tls_entry_t;
+
+struct evs_tls_cache_req_s {
+  evs_list_t link; /* in entry->waiters */
+  tls_entry_t *e;
+  evs_tls_cache_cb cb;
+  void *arg;
+};
+
+struct tls_entry_s {
+  evs_list_t link; /* in cache->entries */
+  evs_tls_cache_t *cache;
+  uv_work_t work;
+  /* The key: what the config trusts and presents. Copies; the key text is wiped on free. */
+  char *ca, *cert, *key;
+  int insecure;
+  int building;
+  int err;
+  const char *why;
+  evs_tls_config_t *cfg;
+  evs_list_t waiters;
+};
+
+struct evs_tls_cache_s {
+  uv_loop_t *loop;
+  char *system_ca; /* NULL: none */
+  evs_list_t entries;
+  size_t n, building;
+  uv_timer_t deliver; /* answers for entries already built, never inside get */
+  evs_list_t ready;   /* requests answered by `deliver` */
+  int closing;
+  void (*close_cb)(void *);
+  void *close_arg;
+};
+
+static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+
+static int str_eq(const char *a, const char *b) {
+  return (a == NULL || b == NULL) ? a == b : strcmp(a, b) == 0;
+}
+
+static void wipe_free(char *s) {
+  if (s) {
+    volatile char *p = s;
+    while (*p)
+      *p++ = 0;
+    free(s);
+  }
+}
+
+static void on_deliver(uv_timer_t *t);
+
+int evs_tls_cache_new(uv_loop_t *loop, const char *system_ca_file, evs_tls_cache_t **out) {
+  evs_tls_cache_t *c = calloc(1, sizeof *c);
+  if (c == NULL)
+    return UV_ENOMEM;
+  c->loop = loop;
+  if (system_ca_file == NULL && access("/etc/ssl/certs/ca-certificates.crt", R_OK) == 0)
+    system_ca_file = "/etc/ssl/certs/ca-certificates.crt";
+  if (system_ca_file && system_ca_file[0] && (c->system_ca = strdup(system_ca_file)) == NULL) {
+    free(c);
+    return UV_ENOMEM;
+  }
+  evs_list_init(&c->entries);
+  evs_list_init(&c->ready);
+  uv_timer_init(loop, &c->deliver);
+  c->deliver.data = c;
+  *out = c;
+  return 0;
+}
+
+/* Thread pool: the only place that parses certificates and reads the system bundle. */
+static void tls_build(uv_work_t *w) {
+  tls_entry_t *e = w->data;
+  evs_tls_options_t o = {
+      .insecure = e->insecure, .ca_pem = e->ca, .cert_pem = e->cert, .key_pem = e->key};
+  if (!e->insecure)
+    o.ca_file = e->cache->system_ca;
+  e->err = evs_tls_config_new(&o, &e->cfg, &e->why);
+}
+
+static void entry_free(tls_entry_t *e) {
+  evs_tls_config_unref(e->cfg);
+  wipe_free(e->ca);
+  wipe_free(e->cert);
+  wipe_free(e->key);
+  free(e);
+}
+
+static void cache_maybe_free(evs_tls_cache_t *c);
+
+static void answer(evs_tls_cache_req_t *q) {
+  tls_entry_t *e = q->e;
+  evs_list_remove(&q->link);
+  evs_tls_cache_cb cb = q->cb;
+  void *arg = q->arg;
+  free(q);
+  cb(e->err, e->err ? (e->why ? e->why : evs_strerror(e->err)) : NULL, e->cfg, arg);
+}
+
+static void tls_built(uv_work_t *w, int status) {
+  tls_entry_t *e = w->data;
+  evs_tls_cache_t *c = e->cache;
+  e->building = 0;
+  c->building--;
+  if (status != 0 && e->err == 0)
+    e->err = status;
+  while (!evs_list_empty(&e->waiters)) /* a callback may cancel others: take one at a time */
+    answer(evs_container_of(e->waiters.next, evs_tls_cache_req_t, link));
+  if (e->err != 0) { /* a failure is not cached: the next get builds again */
+    evs_list_remove(&e->link);
+    c->n--;
+    entry_free(e);
+  }
+  cache_maybe_free(c);
+}
+
+int evs_tls_cache_get(evs_tls_cache_t *c, const evs_tls_options_t *o, evs_tls_cache_cb cb,
+                      void *arg, evs_tls_cache_req_t **req) {
+  if (req)
+    *req = NULL;
+  if (c == NULL || c->closing)
+    return EVS_ESTATE;
+  tls_entry_t *e = NULL;
+  evs_list_foreach(it, &c->entries) {
+    tls_entry_t *x = evs_container_of(it, tls_entry_t, link);
+    if (x->insecure == !!o->insecure && str_eq(x->ca, o->ca_pem) && str_eq(x->cert, o->cert_pem) &&
+        str_eq(x->key, o->key_pem)) {
+      e = x;
+      break;
+    }
+  }
+  evs_tls_cache_req_t *q = calloc(1, sizeof *q);
+  if (q == NULL)
+    return UV_ENOMEM;
+  if (e == NULL) {
+    e = calloc(1, sizeof *e);
+    if (e == NULL || (o->ca_pem && !(e->ca = strdup(o->ca_pem))) ||
+        (o->cert_pem && !(e->cert = dup_or_null(o->cert_pem))) ||
+        (o->key_pem && !(e->key = dup_or_null(o->key_pem)))) {
+      if (e)
+        entry_free(e);
+      free(q);
+      return UV_ENOMEM;
+    }
+    e->cache = c;
+    e->insecure = !!o->insecure;
+    e->work.data = e;
+    evs_list_init(&e->waiters);
+    int rc = uv_queue_work(c->loop, &e->work, tls_build, tls_built);
+    if (rc != 0) {
+      entry_free(e);
+      free(q);
+      return rc;
+    }
+    e->building = 1;
+    c->building++;
+    evs_list_push_back(&c->entries, &e->link);
+    c->n++;
+  }
+  q->e = e;
+  q->cb = cb;
+  q->arg = arg;
+  if (e->building) {
+    evs_list_push_back(&e->waiters, &q->link);
+  } else {
+    evs_list_push_back(&c->ready, &q->link);
+    uv_timer_start(&c->deliver, on_deliver, 0, 0);
+  }
+  if (req)
+    *req = q;
+  return 0;
+}
+
+static void on_deliver(uv_timer_t *t) {
+  evs_tls_cache_t *c = t->data;
+  while (!evs_list_empty(&c->ready))
+    answer(evs_container_of(c->ready.next, evs_tls_cache_req_t, link));
+}
+
+void evs_tls_cache_cancel(evs_tls_cache_req_t *q) {
+  if (q == NULL)
+    return;
+  evs_list_remove(&q->link);
+  free(q);
+}
+
+size_t evs_tls_cache_size(const evs_tls_cache_t *c) { return c->n; }
+
+static void on_cache_timer_closed(uv_handle_t *h) {
+  evs_tls_cache_t *c = h->data;
+  c->deliver.data = NULL;
+  cache_maybe_free(c);
+}
+
+static void cache_maybe_free(evs_tls_cache_t *c) {
+  if (!c->closing || c->building > 0 || c->deliver.data != NULL)
+    return;
+  while (!evs_list_empty(&c->entries)) {
+    tls_entry_t *e = evs_container_of(c->entries.next, tls_entry_t, link);
+    evs_list_remove(&e->link);
+    entry_free(e);
+  }
+  void (*cb)(void *) = c->close_cb;
+  void *arg = c->close_arg;
+  free(c->system_ca);
+  free(c);
+  if (cb)
+    cb(arg);
+}
+
+void evs_tls_cache_close(evs_tls_cache_t *c, void (*cb)(void *arg), void *arg) {
+  if (c == NULL || c->closing)
+    return;
+  c->closing = 1;
+  c->close_cb = cb;
+  c->close_arg = arg;
+  while (!evs_list_empty(&c->ready))
+    evs_tls_cache_cancel(evs_container_of(c->ready.next, evs_tls_cache_req_t, link));
+  evs_list_foreach(it, &c->entries) {
+    tls_entry_t *e = evs_container_of(it, tls_entry_t, link);
+    while (!evs_list_empty(&e->waiters))
+      evs_tls_cache_cancel(evs_container_of(e->waiters.next, evs_tls_cache_req_t, link));
+  }
+  uv_close((uv_handle_t *)&c->deliver, on_cache_timer_closed);
 }

@@ -89,7 +89,7 @@ static void on_reading(evs_scaler_t *s, const evs_reading_t *r, void *data) {
 
 static int make(fx_t *fx, const evs_kv_t *kv, size_t n, evs_diag_t *diag) {
   evs_scaler_config_t cfg = {.type = "cron", .object = "ns/so", .metadata = {kv, n}};
-  return evs_scaler_create(&fx->loop, &cfg, &fx->s, diag);
+  return evs_scaler_create(&fx->loop, NULL, &cfg, &fx->s, diag);
 }
 
 static void fx_init(fx_t *fx) {
@@ -347,6 +347,102 @@ static void test_close_early(void **state) {
   }
 }
 
+/* Every call on a closing scaler answers EVS_ESTATE without touching the type (scaler.c used
+ * `type = NULL` as the closing flag and evs_scaler_poll dereferenced it: a crash under ASan). */
+static void test_calls_on_closing_scaler(void **state) {
+  (void)state;
+  evs_kv_t kv[] = {{"timezone", "Etc/UTC"},
+                   {"start", "0 8 * * *"},
+                   {"end", "0 17 * * *"},
+                   {"desiredReplicas", "3"}};
+  fx_t *fx = calloc(1, sizeof *fx);
+  fx_init(fx);
+  assert_int_equal(make(fx, kv, 4, NULL), 0);
+  assert_int_equal(evs_scaler_poll(fx->s), EVS_ESTATE); /* not started */
+  assert_int_equal(evs_scaler_set_cadence(fx->s, 100), 0);
+  assert_int_equal(evs_scaler_start(fx->s, on_reading, fx), 0);
+  assert_int_equal(evs_scaler_start(fx->s, on_reading, fx), EVS_ESTATE); /* twice */
+  evs_scaler_close(fx->s, on_closed, fx);
+  assert_int_equal(evs_scaler_poll(fx->s), EVS_ESTATE);
+  assert_int_equal(evs_scaler_start(fx->s, on_reading, fx), EVS_ESTATE);
+  assert_int_equal(evs_scaler_set_cadence(fx->s, 50), EVS_ESTATE);
+  assert_int_equal(evs_cron_set_clock(fx->s, NULL, NULL, 0), EVS_ESTATE);
+  assert_null(evs_scaler_notice(fx->s));
+  evs_scaler_close(fx->s, on_closed, fx);
+  fx_finish(fx, 10000);
+  assert_int_equal(fx->n, 0);
+  free(fx);
+}
+
+/* The cadence polls at least every period once started; the first poll of many scalers created
+ * together is spread over the period, not taken in lock-step. */
+#define NCAD 40
+typedef struct {
+  uv_loop_t *loop;
+  int n[NCAD];
+  int64_t first_poll[NCAD]; /* monotonic ms of each scaler's second reading (its first poll) */
+  int64_t t0;
+  int closed;
+} cad_t;
+
+static void cad_closed(void *data) { (*(int *)data)++; }
+
+typedef struct {
+  int idx;
+  cad_t *c;
+} cad_slot_t;
+
+static void cad_reading2(evs_scaler_t *s, const evs_reading_t *r, void *data) {
+  (void)s;
+  assert_int_equal(r->error, 0);
+  cad_slot_t *sl = data;
+  if (++sl->c->n[sl->idx] == 2)
+    sl->c->first_poll[sl->idx] = mono_ms() - sl->c->t0;
+}
+
+static void test_cadence_spread(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  evs_kv_t kv[] = {{"timezone", "Etc/UTC"},
+                   {"start", "0 8 * * *"},
+                   {"end", "0 17 * * *"},
+                   {"desiredReplicas", "3"}};
+  evs_scaler_config_t cfg = {.type = "cron", .object = "ns/so", .metadata = {kv, 4}};
+  cad_t *c = calloc(1, sizeof *c);
+  cad_slot_t sl[NCAD];
+  evs_scaler_t *s[NCAD];
+  c->t0 = mono_ms();
+  for (int i = 0; i < NCAD; i++) {
+    sl[i] = (cad_slot_t){i, c};
+    assert_int_equal(evs_scaler_create(&loop, NULL, &cfg, &s[i], NULL), 0);
+    assert_int_equal(evs_scaler_set_cadence(s[i], 1000), 0);
+    assert_int_equal(evs_scaler_cadence(s[i]), 1000);
+    assert_int_equal(evs_scaler_start(s[i], cad_reading2, &sl[i]), 0);
+  }
+  /* 2.6 periods: every scaler polled at least twice beyond its start reading. */
+  int64_t end = mono_ms() + 2600;
+  while (mono_ms() < end)
+    uv_run(&loop, UV_RUN_ONCE);
+  int early = 0, late = 0;
+  for (int i = 0; i < NCAD; i++) {
+    if (c->n[i] < 3)
+      fail_msg("scaler %d: %d readings in 2.6 periods", i, c->n[i]);
+    assert_true(c->first_poll[i] <= 1300);
+    early += c->first_poll[i] < 500;
+    late += c->first_poll[i] >= 500;
+  }
+  /* Uniform phases: both halves of the period hold some (P(all in one half) = 2^-39). */
+  if (early == 0 || late == 0)
+    fail_msg("first polls not spread: %d early, %d late", early, late);
+  for (int i = 0; i < NCAD; i++)
+    evs_scaler_close(s[i], cad_closed, &c->closed);
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(c->closed, NCAD);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  free(c);
+}
+
 typedef struct {
   const char *timezone, *start, *end, *desired;
   const char *path, *msg_part;
@@ -469,6 +565,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_creation_errors),
       cmocka_unit_test(test_close_early),
+      cmocka_unit_test(test_calls_on_closing_scaler),
+      cmocka_unit_test(test_cadence_spread),
       cmocka_unit_test(test_unknown_zone),
       cmocka_unit_test(test_prefix_zone),
       cmocka_unit_test(test_unknown_zone_with_index),

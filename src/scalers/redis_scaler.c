@@ -1,0 +1,851 @@
+/* The redis scaler (see include/evscale/redis_scaler.h for behaviour and sources).
+ *
+ * Requests on shared connections outlive a closing scaler (a connection other triggers use is
+ * not closed with it), so every request carries a small req_t whose back pointer close detaches:
+ * a late reply then only frees the req_t (h2o's close_and_detach_connection pattern). The
+ * scaler's own handles are one timer (`deliver`: errors found synchronously are delivered on the
+ * next iteration, never inside poll) and a pending TLS cache request. */
+#include "evscale/redis_scaler.h"
+#include "evscale/error.h"
+#include "evscale/list.h"
+#include "evscale/log.h"
+#include "evscale/param.h"
+#include "evscale/reading.h"
+
+#include <limits.h>
+#include <stdarg.h>
+#include <mbedtls/sha1.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* KEDA's branches (redis_scaler.go NewRedisScaler luaScript), returning the type as well. */
+static const char LUA[] = "local t = redis.call('type', KEYS[1]).ok\n"
+                          "if t == 'zset' then return {t, redis.call('zcard', KEYS[1])}\n"
+                          "elseif t == 'set' then return {t, redis.call('scard', KEYS[1])}\n"
+                          "elseif t == 'hash' then return {t, redis.call('hlen', KEYS[1])}\n"
+                          "elseif t == 'list' or t == 'none' then\n"
+                          "  return {t, redis.call('llen', KEYS[1])}\n"
+                          "else return {t, -1} end\n";
+
+typedef struct redis_s redis_t;
+
+typedef enum { R_READ, R_EVAL, R_CONFIG_GET, R_CONFIG_SET } req_kind_t;
+
+typedef struct {
+  evs_list_t link; /* in r->reqs while attached */
+  redis_t *r;      /* NULL once the scaler closed */
+  req_kind_t kind;
+} req_t;
+
+struct redis_s {
+  evs_scaler_t base; /* first */
+  evs_scaler_env_t env;
+  char *object;
+  size_t index;
+  /* parameters */
+  char *host, *username, *password, *list;
+  int port, db, tls, unsafe_ssl;
+  char *ca, *cert, *key;
+  int64_t list_length, activation;
+  char *channel;
+  /* runtime */
+  evs_tls_cache_req_t *tls_req;
+  evs_tls_config_t *tlscfg;
+  evs_redis_conn_t *cmd, *subc;
+  evs_redis_sub_t *sub;
+  evs_list_t reqs;
+  uv_timer_t deliver;
+  int ready;       /* connections acquired */
+  int read_busy;   /* a read in flight */
+  int read_again;  /* a read is due when it returns */
+  int pending_err; /* an error found synchronously, delivered by `deliver` */
+  int config_busy, configured;
+  int sub_active, sub_refused;
+  char *flags; /* the server's notify-keyspace-events, NULL when unknown */
+  char type[16];
+  int last_logged_err;
+  char last_notice_logged[8];
+  int notice_logged_kind;
+  evs_redis_scaler_stats_t st;
+  char sha[41];
+  char msg[512], notice[384];
+};
+
+/* ---- parameters (KEDA's typed config) ---- */
+
+typedef enum { TM, AP, RE } src_t;
+
+typedef struct {
+  const evs_scaler_config_t *cfg;
+  evs_diag_t *diag;
+  int bad;
+} pctx_t;
+
+/* configParamValue: a trimmed copy (free it) and where it came from, or NULL. */
+static char *lookup(pctx_t *p, const char *const *names, const src_t *order, size_t n_order,
+                    char *where, size_t where_cap) {
+  for (size_t o = 0; o < n_order; o++) {
+    for (size_t i = 0; names[i]; i++) {
+      const char *v = NULL;
+      char key[96];
+      if (order[o] == TM) {
+        v = evs_kvs_get(&p->cfg->metadata, names[i]);
+        snprintf(where, where_cap, "metadata.%s", names[i]);
+      } else if (order[o] == AP) {
+        v = evs_kvs_get(&p->cfg->auth_params, names[i]);
+        snprintf(where, where_cap, "authParams.%s", names[i]);
+      } else {
+        snprintf(key, sizeof key, "%.60sFromEnv", names[i]);
+        const char *env = evs_kvs_get(&p->cfg->metadata, key);
+        v = env ? evs_kvs_get(&p->cfg->resolved_env, env) : NULL;
+        snprintf(where, where_cap, "metadata.%.70s", key);
+      }
+      char *t = v ? evs_param_trim_dup(v) : NULL;
+      if (t)
+        return t;
+    }
+  }
+  return NULL;
+}
+
+static void perr(pctx_t *p, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void perr(pctx_t *p, const char *field, const char *fmt, ...) {
+  char path[160], msg[300];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  snprintf(path, sizeof path, "triggers[%zu].%s", p->cfg->index, field);
+  evs_diag_add(p->diag, p->cfg->object ? p->cfg->object : "", 0, 0, path, "%s", msg);
+  p->bad = 1;
+}
+
+static const src_t ORDER_TM[] = {TM};
+static const src_t ORDER_AP[] = {AP};
+static const src_t ORDER_ADDR[] = {TM, AP, RE};
+static const src_t ORDER_CRED[] = {TM, RE, AP};
+
+static char *meta(pctx_t *p, const char *name) {
+  const char *names[] = {name, NULL};
+  char where[96];
+  return lookup(p, names, ORDER_TM, 1, where, sizeof where);
+}
+
+/* An int64 metadata field; absent keeps *out. */
+static void p_int64(pctx_t *p, const char *name, int64_t *out) {
+  char *v = meta(p, name);
+  if (v == NULL)
+    return;
+  char field[64];
+  snprintf(field, sizeof field, "metadata.%s", name);
+  double d;
+  int rc = evs_param_json_int64(v, out);
+  if (rc == EVS_ERANGE)
+    perr(p, field, "\"%.40s\" is out of range for an int64", v);
+  else if (rc != 0 && evs_param_json_float(v, &d) == 0)
+    perr(p, field, "\"%.40s\" is not an integer", v);
+  else if (rc != 0)
+    perr(p, field, "\"%.40s\" is not a number", v);
+  free(v);
+}
+
+static void p_bool(pctx_t *p, const char *name, int *out) {
+  char *v = meta(p, name);
+  if (v == NULL)
+    return;
+  char field[64];
+  snprintf(field, sizeof field, "metadata.%s", name);
+  if (evs_param_go_bool(v, out) != 0)
+    perr(p, field, "\"%.40s\" is not a boolean (true or false)", v);
+  free(v);
+}
+
+/* Splits a comma list (KEDA's []string: each element trimmed) and returns element i (a copy)
+ * and the count. */
+static size_t list_count(const char *s) {
+  size_t n = 1;
+  for (; *s; s++)
+    n += *s == ',';
+  return n;
+}
+
+static char *list_elem(const char *s, size_t i) {
+  for (; i > 0; i--)
+    s = strchr(s, ',') + 1;
+  const char *e = strchr(s, ',');
+  size_t len = e ? (size_t)(e - s) : strlen(s);
+  char *tmp = malloc(len + 1);
+  if (tmp == NULL)
+    return NULL;
+  memcpy(tmp, s, len);
+  tmp[len] = '\0';
+  char *t = evs_param_trim_dup(tmp);
+  free(tmp);
+  return t ? t : calloc(1, 1);
+}
+
+/* Go's net.SplitHostPort, then a numeric port. 0 or a message. */
+static const char *split_host_port(const char *a, char **host, int *port) {
+  const char *colon, *h;
+  size_t hlen;
+  if (a[0] == '[') {
+    const char *rb = strchr(a, ']');
+    if (rb == NULL)
+      return "missing ']' in address";
+    if (rb[1] != ':')
+      return rb[1] ? "unexpected text after ']' in address" : "missing port in address";
+    h = a + 1;
+    hlen = (size_t)(rb - h);
+    colon = rb + 1;
+  } else {
+    colon = strrchr(a, ':');
+    if (colon == NULL)
+      return "missing port in address";
+    if (strchr(a, ':') != colon)
+      return "too many colons in address";
+    h = a;
+    hlen = (size_t)(colon - a);
+  }
+  const char *ps = colon + 1;
+  char *end;
+  long v = *ps >= '0' && *ps <= '9' ? strtol(ps, &end, 10) : -1;
+  if (v < 1 || v > 65535 || *end != '\0')
+    return "the port must be a number from 1 to 65535";
+  if (hlen == 0)
+    return "missing host in address";
+  *host = strndup(h, hlen);
+  *port = (int)v;
+  return NULL;
+}
+
+static void parse_address(pctx_t *p, redis_t *r) {
+  static const char *const addr_n[] = {"address", "addresses", NULL};
+  static const char *const host_n[] = {"host", "hosts", NULL};
+  static const char *const port_n[] = {"port", "ports", NULL};
+  char wa[96], wh[96], wp[96];
+  char *addr = lookup(p, addr_n, ORDER_ADDR, 3, wa, sizeof wa);
+  char *hosts = lookup(p, host_n, ORDER_CRED, 3, wh, sizeof wh);
+  char *ports = lookup(p, port_n, ORDER_CRED, 3, wp, sizeof wp);
+  char *first = NULL;
+  const char *field = wa;
+  if (addr) {
+    first = list_elem(addr, 0);
+  } else if (hosts && ports) {
+    /* validateRedisAddress: pairs appended after any address; the first is used. */
+    if (list_count(hosts) != list_count(ports)) {
+      perr(p, wh,
+           "not enough hosts or ports given. number of hosts should be equal to the number of "
+           "ports (%zu hosts, %zu ports)",
+           list_count(hosts), list_count(ports));
+      goto out;
+    }
+    char *h = list_elem(hosts, 0), *po = list_elem(ports, 0);
+    if (h && po && h[0] && po[0]) {
+      size_t n = strlen(h) + strlen(po) + 4;
+      first = malloc(n);
+      if (first)
+        snprintf(first, n, strchr(h, ':') ? "[%s]:%s" : "%s:%s", h, po);
+    }
+    field = po && !po[0] ? wp : wh;
+    free(h);
+    free(po);
+  }
+  if (first == NULL || first[0] == '\0') {
+    perr(p,
+         addr             ? wa
+         : hosts && ports ? field
+                          : "metadata.address",
+         "no addresses or hosts given. address should be a comma separated list of host:port or "
+         "set the host/port values");
+    goto out;
+  }
+  const char *why = split_host_port(first, &r->host, &r->port);
+  if (why)
+    perr(p, addr ? wa : wh, "%s", why);
+out:
+  free(first);
+  free(addr);
+  free(hosts);
+  free(ports);
+}
+
+static void parse_tls(pctx_t *p, redis_t *r) {
+  static const char *const tls_n[] = {"tls", NULL};
+  char w[96];
+  char *m = meta(p, "enableTLS");
+  char *a = lookup(p, tls_n, ORDER_AP, 1, w, sizeof w);
+  if (m && a) {
+    perr(p, "metadata.enableTLS",
+         "unable to set `tls` in both ScaledObject and TriggerAuthentication together");
+  } else if (m) {
+    if (evs_param_go_bool(m, &r->tls) != 0)
+      perr(p, "metadata.enableTLS", "\"%.40s\" is not a boolean (true or false)", m);
+  } else if (a) {
+    if (strcmp(a, "enable") == 0)
+      r->tls = 1;
+    else if (strcmp(a, "disable") == 0)
+      r->tls = 0;
+    else
+      perr(p, "authParams.tls", "\"%.40s\" is neither enable nor disable", a);
+  }
+  free(m);
+  free(a);
+  p_bool(p, "unsafeSsl", &r->unsafe_ssl);
+  static const char *const ca_n[] = {"ca", NULL}, *const cert_n[] = {"Cert", "cert", NULL},
+                           *const key_n[] = {"key", NULL}, *const kp_n[] = {"keyPassword", NULL};
+  r->ca = lookup(p, ca_n, ORDER_AP, 1, w, sizeof w);
+  r->cert = lookup(p, cert_n, ORDER_AP, 1, w, sizeof w);
+  r->key = lookup(p, key_n, ORDER_AP, 1, w, sizeof w);
+  char *kp = lookup(p, kp_n, ORDER_AP, 1, w, sizeof w);
+  if (kp && r->tls)
+    perr(p, "authParams.keyPassword",
+         "encrypted client keys are not supported: give `key` "
+         "unencrypted");
+  free(kp);
+  if (!(r->cert && r->key)) { /* NewTLSConfigWithPassword uses them only together */
+    free(r->cert);
+    free(r->key);
+    r->cert = r->key = NULL;
+  }
+}
+
+static int parse(redis_t *r, const evs_scaler_env_t *env, const evs_scaler_config_t *cfg,
+                 evs_diag_t *diag) {
+  pctx_t p = {cfg, diag, 0};
+  parse_address(&p, r);
+  static const char *const user_n[] = {"username", NULL}, *const pw_n[] = {"password", NULL};
+  char w[96];
+  r->username = lookup(&p, user_n, ORDER_CRED, 3, w, sizeof w);
+  r->password = lookup(&p, pw_n, ORDER_CRED, 3, w, sizeof w);
+  r->list = meta(&p, "listName");
+  if (r->list == NULL)
+    perr(&p, "metadata.listName", "missing required parameter \"listName\"");
+  r->list_length = 5;
+  p_int64(&p, "listLength", &r->list_length);
+  if (r->list_length < 1)
+    perr(&p, "metadata.listLength", "must be at least 1 (it is the HPA's target)");
+  p_int64(&p, "activationListLength", &r->activation);
+  int64_t db = 0;
+  p_int64(&p, "databaseIndex", &db);
+  if (db < 0 || db > INT_MAX)
+    perr(&p, "metadata.databaseIndex", "must be from 0 to %d", INT_MAX);
+  r->db = (int)db;
+  parse_tls(&p, r);
+  if (env->redis == NULL)
+    perr(&p, "type", "no Redis connection registry in this process");
+  if (r->tls && env->tls == NULL)
+    perr(&p, "metadata.enableTLS", "no TLS configuration cache in this process");
+  return p.bad ? UV_EINVAL : 0;
+}
+
+/* ---- keyspace flags ---- */
+
+static char class_of(const char *type) {
+  if (strcmp(type, "zset") == 0)
+    return 'z';
+  if (strcmp(type, "set") == 0)
+    return 's';
+  if (strcmp(type, "hash") == 0)
+    return 'h';
+  return 'l'; /* list, and a missing key: KEDA's script reads it as a list */
+}
+
+void evs_redis_keyspace_missing(const char *flags, const char *type, char *missing, size_t cap) {
+  /* Redis prints the full set g$lshzxet(d) as "A" (keyspaceEventsFlagsToString). */
+  int all = strchr(flags, 'A') != NULL;
+  char need[6] = {'K', class_of(type), 'g', 'x', 'e', 0};
+  size_t n = 0;
+  for (int i = 0; need[i] && n + 1 < cap; i++)
+    if (strchr(flags, need[i]) == NULL && (i == 0 || !all))
+      missing[n++] = need[i];
+  if (cap)
+    missing[n < cap ? n : cap - 1] = '\0';
+}
+
+/* ---- readings ---- */
+
+static int64_t wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static evs_redis_push_t push_state(const redis_t *r) {
+  if (r->env.redis_keyspace_events == EVS_KEYSPACE_OFF)
+    return EVS_REDIS_PUSH_OFF;
+  if (r->sub_refused)
+    return EVS_REDIS_PUSH_REFUSED;
+  if (!r->sub_active)
+    return EVS_REDIS_PUSH_OFF;
+  if (r->flags == NULL)
+    return EVS_REDIS_PUSH_UNKNOWN;
+  char missing[8];
+  evs_redis_keyspace_missing(r->flags, r->type[0] ? r->type : "none", missing, sizeof missing);
+  return missing[0] ? EVS_REDIS_PUSH_EVENTS_OFF : EVS_REDIS_PUSH_ACTIVE;
+}
+
+/* The notice of the push state (NULL when push works or is off by configuration); logged once
+ * per change. */
+static const char *push_notice(redis_t *r, int *err) {
+  evs_redis_push_t ps = push_state(r);
+  r->st.push = ps;
+  *err = 0;
+  if (ps == EVS_REDIS_PUSH_REFUSED) {
+    snprintf(r->notice, sizeof r->notice,
+             "SUBSCRIBE %s refused by %s (a Redis 7 ACL user needs the channel rule "
+             "&__keyspace@*): polling only",
+             r->channel, evs_redis_conn_describe(r->subc));
+    *err = UV_EPERM;
+  } else if (ps == EVS_REDIS_PUSH_EVENTS_OFF) {
+    char missing[8];
+    evs_redis_keyspace_missing(r->flags, r->type[0] ? r->type : "none", missing, sizeof missing);
+    snprintf(r->notice, sizeof r->notice,
+             "keyspace events are off on %s for this %s key (notify-keyspace-events \"%s\" lacks "
+             "\"%s\"; KA or K%cgxe needed): polling only",
+             evs_redis_conn_describe(r->cmd), r->type[0] ? r->type : "missing", r->flags, missing,
+             class_of(r->type[0] ? r->type : "none"));
+    *err = EVS_EUNSUPPORTED;
+  } else {
+    r->notice[0] = '\0';
+  }
+  if ((int)ps != r->notice_logged_kind) {
+    r->notice_logged_kind = (int)ps;
+    if (r->notice[0])
+      EVS_LOG_WARN("redis trigger push mode off", EVS_KV_STR("scaled_object", r->object),
+                   EVS_KV_UINT("trigger", r->index), EVS_KV_STR("reason", r->notice));
+    else if (ps == EVS_REDIS_PUSH_ACTIVE)
+      EVS_LOG_DEBUG("redis trigger push mode on", EVS_KV_STR("scaled_object", r->object),
+                    EVS_KV_UINT("trigger", r->index), EVS_KV_STR("channel", r->channel));
+  }
+  return r->notice[0] ? r->notice : NULL;
+}
+
+static void log_error_change(redis_t *r, int err, const char *msg) {
+  if (err == r->last_logged_err)
+    return;
+  if (err != 0)
+    EVS_LOG_WARN("redis trigger read failed", EVS_KV_STR("scaled_object", r->object),
+                 EVS_KV_UINT("trigger", r->index), EVS_KV_ERR("error", err),
+                 EVS_KV_STR("detail", msg));
+  else
+    EVS_LOG_INFO("redis trigger read again", EVS_KV_STR("scaled_object", r->object),
+                 EVS_KV_UINT("trigger", r->index), EVS_KV_STR("key", r->list));
+  r->last_logged_err = err;
+}
+
+static void emit(redis_t *r, int err, const char *msg, double value, int active) {
+  int perr_ = 0;
+  const char *notice = push_notice(r, &perr_);
+  if (err == 0 && perr_ != 0 && r->env.redis_keyspace_events == EVS_KEYSPACE_ON) {
+    err = perr_; /* `on`: push is required, its absence is the trigger's error */
+    msg = notice;
+  }
+  evs_reading_t rd = {.value = err ? 0 : value,
+                      .active = err ? 0 : active,
+                      .error = err,
+                      .time_ms = wall_ms(),
+                      .error_msg = err ? msg : NULL};
+  r->base.notice = notice;
+  r->st.readings++;
+  r->st.last_error = err;
+  if (err)
+    r->st.errors++;
+  log_error_change(r, err, msg);
+  evs_scaler__emit(&r->base, &rd);
+}
+
+static void emit_error(redis_t *r, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void emit_error(redis_t *r, int err, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(r->msg, sizeof r->msg, fmt, ap);
+  va_end(ap);
+  emit(r, err, r->msg, 0, 0);
+}
+
+/* ---- requests ---- */
+
+static void on_reply(evs_redis_conn_t *c, int err, const char *msg, const redisReply *reply,
+                     void *arg);
+
+static req_t *req_new(redis_t *r, req_kind_t kind) {
+  req_t *q = calloc(1, sizeof *q);
+  if (q) {
+    q->r = r;
+    q->kind = kind;
+    evs_list_push_back(&r->reqs, &q->link);
+  }
+  return q;
+}
+
+static int send_req(redis_t *r, req_kind_t kind, int argc, const char **argv) {
+  req_t *q = req_new(r, kind);
+  if (q == NULL)
+    return UV_ENOMEM;
+  int rc = evs_redis_command_argv(r->cmd, on_reply, q, argc, argv, NULL);
+  if (rc != 0) {
+    evs_list_remove(&q->link);
+    free(q);
+  }
+  return rc;
+}
+
+static void on_deliver(uv_timer_t *t);
+
+/* A read that could not even be sent: its error is delivered on the next iteration. */
+static void read_failed_sync(redis_t *r, int rc) {
+  r->pending_err = rc;
+  uv_timer_start(&r->deliver, on_deliver, 0, 0);
+}
+
+static void start_read(redis_t *r, int eval) {
+  if (!r->ready)
+    return;
+  const char *argv[4] = {eval ? "EVAL" : "EVALSHA", eval ? LUA : r->sha, "1", r->list};
+  r->read_busy = 1;
+  r->st.reads++;
+  int rc = send_req(r, eval ? R_EVAL : R_READ, 4, argv);
+  if (rc != 0) {
+    r->read_busy = 0;
+    read_failed_sync(r, rc);
+  }
+}
+
+/* At most one read in flight; any request meanwhile becomes one more read after it. */
+static void want_read(redis_t *r) {
+  if (r->read_busy || r->pending_err) {
+    r->read_again = 1;
+    return;
+  }
+  start_read(r, 0);
+}
+
+static void config_check(redis_t *r);
+
+static void on_deliver(uv_timer_t *t) {
+  redis_t *r = t->data;
+  int err = r->pending_err;
+  r->pending_err = 0;
+  if (err) {
+    const char *m = NULL;
+    if (r->cmd == NULL || evs_redis_conn_last_error(r->cmd, &m) != err || m == NULL)
+      m = evs_strerror(err);
+    emit_error(r, err, "reading key \"%s\": %s", r->list, m);
+  }
+  if (r->base.state != EVS_SCALER_CLOSING && r->read_again) {
+    r->read_again = 0;
+    want_read(r);
+  }
+}
+
+/* {type, count}: the script's answer. */
+static void read_done(redis_t *r, int err, const char *msg, const redisReply *rep) {
+  r->read_busy = 0;
+  if (err != 0) {
+    emit_error(r, err, "reading key \"%s\": %s", r->list, msg ? msg : evs_strerror(err));
+  } else if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+             (rep->element[0]->type != REDIS_REPLY_STRING &&
+              rep->element[0]->type != REDIS_REPLY_STATUS) ||
+             rep->element[1]->type != REDIS_REPLY_INTEGER) {
+    emit_error(r, EVS_EPARSE, "reading key \"%s\" on %s: unexpected reply to the length script",
+               r->list, evs_redis_conn_describe(r->cmd));
+  } else {
+    const char *type = rep->element[0]->str;
+    long long n = rep->element[1]->integer;
+    int changed = strncmp(r->type, type, sizeof r->type - 1) != 0;
+    snprintf(r->type, sizeof r->type, "%s", type);
+    evs_conv_t v;
+    if (n < 0) {
+      /* KEDA: redis.error_reply('ERR unsupported key type: ' .. listType) */
+      emit_error(r, EVS_EREDIS,
+                 "key \"%s\" on %s is a %s: unsupported key type (KEDA reads list, set, zset "
+                 "and hash lengths)",
+                 r->list, evs_redis_conn_describe(r->cmd), type);
+    } else if (evs_reading_redis(n, r->activation, &v) != 0 || v.error) {
+      emit_error(r, v.error ? v.error : EVS_EPARSE, "key \"%s\": %s", r->list,
+                 v.error_msg ? v.error_msg : "bad length");
+    } else {
+      emit(r, 0, NULL, v.value, v.active);
+    }
+    if (changed && r->base.state != EVS_SCALER_CLOSING)
+      config_check(r); /* the flags needed depend on the key's type */
+  }
+  if (r->base.state != EVS_SCALER_CLOSING && r->read_again && !r->pending_err) {
+    r->read_again = 0;
+    start_read(r, 0);
+  }
+}
+
+static void config_done(redis_t *r, int err, const redisReply *rep) {
+  r->config_busy = 0;
+  if (err != 0 || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+      rep->element[1]->type != REDIS_REPLY_STRING) {
+    free(r->flags); /* not allowed (ACL) or not answerable: push state unknown */
+    r->flags = NULL;
+    return;
+  }
+  char *f = strdup(rep->element[1]->str);
+  if (f == NULL)
+    return;
+  free(r->flags);
+  r->flags = f;
+  char missing[8];
+  evs_redis_keyspace_missing(f, r->type[0] ? r->type : "none", missing, sizeof missing);
+  if (missing[0] && r->env.redis_configure_keyspace && !r->configured) {
+    /* redis.configure_keyspace_events: the server's flags plus the missing ones. */
+    char set[64];
+    snprintf(set, sizeof set, "%.40s%s", f, missing);
+    const char *argv[] = {"CONFIG", "SET", "notify-keyspace-events", set};
+    r->configured = 1;
+    if (send_req(r, R_CONFIG_SET, 4, argv) == 0) {
+      r->config_busy = 1;
+      EVS_LOG_INFO("redis trigger sets notify-keyspace-events",
+                   EVS_KV_STR("server", evs_redis_conn_describe(r->cmd)), EVS_KV_STR("value", set));
+    }
+  }
+}
+
+static void config_check(redis_t *r) {
+  if (r->env.redis_keyspace_events == EVS_KEYSPACE_OFF || r->config_busy || !r->ready)
+    return;
+  const char *argv[] = {"CONFIG", "GET", "notify-keyspace-events"};
+  if (send_req(r, R_CONFIG_GET, 3, argv) == 0)
+    r->config_busy = 1;
+}
+
+static void on_reply(evs_redis_conn_t *c, int err, const char *msg, const redisReply *reply,
+                     void *arg) {
+  (void)c;
+  req_t *q = arg;
+  redis_t *r = q->r;
+  req_kind_t kind = q->kind;
+  if (r)
+    evs_list_remove(&q->link);
+  free(q);
+  if (r == NULL || r->base.state == EVS_SCALER_CLOSING)
+    return;
+  switch (kind) {
+  case R_READ:
+    if (err != 0 && reply && reply->str && strncmp(reply->str, "NOSCRIPT", 8) == 0) {
+      r->read_busy = 0;
+      start_read(r, 1); /* a restarted server forgot the script: EVAL loads it again */
+      return;
+    }
+    /* fall through */
+  case R_EVAL:
+    read_done(r, err, msg, reply);
+    break;
+  case R_CONFIG_GET:
+    config_done(r, err, reply);
+    break;
+  case R_CONFIG_SET:
+    r->config_busy = 0;
+    if (err != 0)
+      EVS_LOG_WARN("redis trigger cannot set notify-keyspace-events",
+                   EVS_KV_STR("scaled_object", r->object), EVS_KV_STR("detail", msg));
+    config_check(r);
+    break;
+  }
+}
+
+/* ---- push ---- */
+
+static void on_message(evs_redis_sub_t *s, const char *payload, size_t len, void *arg) {
+  (void)s;
+  (void)payload;
+  (void)len;
+  redis_t *r = arg;
+  r->st.events++;
+  if (r->read_busy || r->pending_err) {
+    r->st.coalesced++;
+    r->read_again = 1;
+    return;
+  }
+  r->st.event_reads++;
+  start_read(r, 0);
+}
+
+static void on_sub_state(evs_redis_sub_t *s, evs_redis_sub_state_t state, int err, const char *msg,
+                         void *arg) {
+  (void)s;
+  redis_t *r = arg;
+  if (state == EVS_REDIS_SUB_ACTIVE) {
+    r->sub_active = 1;
+    r->sub_refused = 0;
+    config_check(r); /* the server may have restarted with other flags */
+    want_read(r);    /* events may have been missed before the subscription */
+  } else if (state == EVS_REDIS_SUB_DOWN) {
+    r->sub_active = 0;
+  } else {
+    r->sub_active = 0;
+    r->sub_refused = 1;
+    EVS_LOG_DEBUG("redis subscribe refused", EVS_KV_ERR("error", err),
+                  EVS_KV_STR("detail", msg ? msg : ""));
+    want_read(r); /* the reading carries the notice */
+  }
+}
+
+/* ---- lifecycle ---- */
+
+static void redis_connect(redis_t *r) {
+  evs_redis_options_t o = {.host = r->host,
+                           .port = r->port,
+                           .tls = r->tlscfg,
+                           .username = r->username,
+                           .password = r->password,
+                           .db = r->db,
+                           .request_timeout_ms = r->env.request_timeout_ms,
+                           .backoff_initial_ms = r->env.backoff_initial_ms,
+                           .backoff_max_ms = r->env.backoff_max_ms};
+  int rc = evs_redis_registry_acquire(r->env.redis, &o, EVS_REDIS_COMMANDS, &r->cmd);
+  if (rc != 0) {
+    read_failed_sync(r, rc); /* never a reading from inside start */
+    return;
+  }
+  r->ready = 1;
+  if (r->env.redis_keyspace_events != EVS_KEYSPACE_OFF &&
+      evs_redis_registry_acquire(r->env.redis, &o, EVS_REDIS_SUBSCRIBER, &r->subc) == 0) {
+    static const evs_redis_sub_handlers_t h = {on_message, on_sub_state};
+    if (evs_redis_subscribe(r->subc, r->channel, strlen(r->channel), &h, r, &r->sub) != 0) {
+      evs_redis_registry_release(r->env.redis, r->subc);
+      r->subc = NULL;
+    }
+  }
+  config_check(r);
+  want_read(r);
+}
+
+static void on_tls(int err, const char *why, evs_tls_config_t *cfg, void *arg) {
+  redis_t *r = arg;
+  r->tls_req = NULL;
+  if (err != 0) {
+    emit_error(r, err, "TLS configuration for %s:%d: %s", r->host, r->port, why);
+    return;
+  }
+  r->tlscfg = evs_tls_config_ref(cfg);
+  redis_connect(r);
+}
+
+static int redis_start(evs_scaler_t *s) {
+  redis_t *r = (redis_t *)s;
+  if (!r->tls) {
+    redis_connect(r);
+    return 0;
+  }
+  evs_tls_options_t o = {
+      .ca_pem = r->ca, .cert_pem = r->cert, .key_pem = r->key, .insecure = r->unsafe_ssl};
+  return evs_tls_cache_get(r->env.tls, &o, on_tls, r, &r->tls_req);
+}
+
+static int redis_poll(evs_scaler_t *s) {
+  redis_t *r = (redis_t *)s;
+  if (!r->ready) /* TLS still building or the registry refused: the answer is on its way */
+    return 0;
+  want_read(r);
+  return 0;
+}
+
+static void wipe(char *s) {
+  if (s) {
+    volatile char *p = s;
+    while (*p)
+      *p++ = 0;
+  }
+  free(s);
+}
+
+static void redis_free(evs_scaler_t *s) {
+  redis_t *r = (redis_t *)s;
+  free(r->object);
+  free(r->host);
+  free(r->username);
+  wipe(r->password);
+  free(r->list);
+  free(r->ca);
+  free(r->cert);
+  wipe(r->key);
+  free(r->channel);
+  free(r->flags);
+  free(r);
+}
+
+static void on_deliver_closed(uv_handle_t *h) { evs_scaler__closed(h->data, redis_free); }
+
+static void redis_close(evs_scaler_t *s) {
+  redis_t *r = (redis_t *)s;
+  while (!evs_list_empty(&r->reqs)) { /* late replies find no scaler */
+    req_t *q = evs_container_of(r->reqs.next, req_t, link);
+    evs_list_remove(&q->link);
+    q->r = NULL;
+  }
+  evs_tls_cache_cancel(r->tls_req);
+  r->tls_req = NULL;
+  if (r->sub)
+    evs_redis_unsubscribe(r->sub);
+  if (r->subc)
+    evs_redis_registry_release(r->env.redis, r->subc);
+  if (r->cmd)
+    evs_redis_registry_release(r->env.redis, r->cmd);
+  evs_tls_config_unref(r->tlscfg);
+  r->sub = NULL;
+  r->subc = r->cmd = NULL;
+  r->tlscfg = NULL;
+  uv_close((uv_handle_t *)&r->deliver, on_deliver_closed);
+}
+
+static int redis_create(uv_loop_t *loop, const evs_scaler_env_t *env,
+                        const evs_scaler_config_t *cfg, evs_scaler_t **out, evs_diag_t *diag) {
+  redis_t *r = calloc(1, sizeof *r);
+  if (r == NULL)
+    return UV_ENOMEM;
+  int rc = parse(r, env, cfg, diag);
+  if (rc == 0) {
+    size_t n = strlen(r->list) + 32;
+    r->channel = malloc(n);
+    r->object = strdup(cfg->object ? cfg->object : "");
+    if (r->channel)
+      snprintf(r->channel, n, "__keyspace@%d__:%s", r->db, r->list);
+    if (r->channel == NULL || r->object == NULL)
+      rc = UV_ENOMEM;
+  }
+  if (rc != 0) {
+    redis_free(&r->base);
+    return rc;
+  }
+  r->env = *env;
+  if (r->env.request_timeout_ms == 0)
+    r->env.request_timeout_ms = 10000;
+  r->index = cfg->index;
+  r->base.loop = loop;
+  r->notice_logged_kind = -1;
+  evs_list_init(&r->reqs);
+  unsigned char h[20];
+  mbedtls_sha1_ret((const unsigned char *)LUA, sizeof LUA - 1, h);
+  for (int i = 0; i < 20; i++)
+    snprintf(r->sha + 2 * i, 3, "%02x", h[i]);
+  uv_timer_init(loop, &r->deliver);
+  r->deliver.data = r;
+  *out = &r->base;
+  return 0;
+}
+
+int evs_redis_scaler_stats(const evs_scaler_t *s, evs_redis_scaler_stats_t *out) {
+  if (s == NULL || s->type != &evs_scaler_redis_type)
+    return UV_EINVAL;
+  const redis_t *r = (const redis_t *)s;
+  *out = r->st;
+  out->push = push_state(r);
+  if (r->subc) {
+    evs_redis_conn_stats_t cs;
+    evs_redis_conn_stats(r->subc, &cs);
+    out->server_events = cs.messages;
+  }
+  return 0;
+}
+
+const evs_scaler_type_t evs_scaler_redis_type = {"redis", redis_create, redis_start, redis_poll,
+                                                 redis_close};
