@@ -71,11 +71,11 @@ typedef int (*evs_informer_decorate_cb)(evs_http_request_opts_t *req, evs_http_h
 typedef int (*evs_informer_decode_cb)(const json_t *obj, void **out, void *arg);
 
 typedef struct {
-  evs_http_client_t *http; /* borrowed: must outlive the informer */
-  const char *base_url;    /* "https://host:port" (copied) */
-  evs_tls_config_t *tls;   /* borrowed; may be NULL for http:// */
-  const char *path; /* collection, e.g. "/api/v1/namespaces/ns/configmaps" (copied); all
-                       namespaces: "/apis/keda.sh/v1alpha1/scaledobjects" */
+  evs_http_client_t *http;    /* borrowed: must outlive the informer */
+  const char *base_url;       /* "https://host:port" (copied) */
+  evs_tls_config_t *tls;      /* borrowed; may be NULL for http:// */
+  const char *path;           /* collection, e.g. "/api/v1/namespaces/ns/configmaps" (copied); all
+                                 namespaces: "/apis/keda.sh/v1alpha1/scaledobjects" */
   const char *label_selector; /* optional (copied) */
   unsigned page_size;         /* 500 */
   unsigned watch_timeout_s;   /* server-side timeoutSeconds; 300 */
@@ -98,16 +98,16 @@ typedef struct {
 } evs_informer_options_t;
 
 typedef struct {
-  uint64_t lists;       /* full lists completed */
-  uint64_t list_pages;  /* pages received */
-  uint64_t relists;     /* lists after the first (410, oversize line) */
-  uint64_t watches;     /* watch requests started */
-  uint64_t events;      /* watch events applied (bookmarks excluded) */
-  uint64_t bookmarks;   /* BOOKMARK events */
-  uint64_t gone;        /* 410s seen (response or ERROR event) */
-  uint64_t failures;    /* failed attempts (transport, status, decode) */
+  uint64_t lists;         /* full lists completed */
+  uint64_t list_pages;    /* pages received */
+  uint64_t relists;       /* lists after the first (410, oversize line) */
+  uint64_t watches;       /* watch requests started */
+  uint64_t events;        /* watch events applied (bookmarks excluded) */
+  uint64_t bookmarks;     /* BOOKMARK events */
+  uint64_t gone;          /* 410s seen (response or ERROR event) */
+  uint64_t failures;      /* failed attempts (transport, status, decode) */
   uint64_t idle_restarts; /* watches restarted for silence */
-  uint64_t duplicates;  /* ADDED/MODIFIED with the cached resourceVersion, not delivered */
+  uint64_t duplicates;    /* ADDED/MODIFIED with the cached resourceVersion, not delivered */
 } evs_informer_stats_t;
 
 /* Starts listing at once. 0, UV_EINVAL (missing http/base_url/path), UV_ENOMEM. *out is freed
@@ -154,7 +154,7 @@ typedef struct {
 /* Calls line(ctx, text, len) per complete non-empty line; stops when it returns nonzero (and
  * returns that). EVS_ETOOBIG when a line exceeds max (the buffer is then reset). */
 int evs_informer_lines_feed(evs_informer_lines_t *l, const char *buf, size_t n,
-                         int (*line)(void *ctx, const char *text, size_t len), void *ctx);
+                            int (*line)(void *ctx, const char *text, size_t len), void *ctx);
 void evs_informer_lines_free(evs_informer_lines_t *l);
 /* One line → event. 0, EVS_EJSON (not JSON), EVS_EPARSE (not a WatchEvent: unknown type, object
  * missing or not an object). */

@@ -641,12 +641,8 @@ static void start_watch(evs_informer_t *inf) {
 static int send_req(evs_informer_t *inf, const char *url, int streaming, evs_http_done_cb done) {
   evs_http_header_t hs[16] = {{"Accept", "application/json"}};
   size_t n = 1;
-  evs_http_request_opts_t r = {.method = "GET",
-                               .url = url,
-                               .headers = hs,
-                               .tls = inf->o.tls,
-                               .on_done = done,
-                               .arg = inf};
+  evs_http_request_opts_t r = {
+      .method = "GET", .url = url, .headers = hs, .tls = inf->o.tls, .on_done = done, .arg = inf};
   if (streaming) {
     r.on_head = watch_head;
     r.on_body = watch_body;
