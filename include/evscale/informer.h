@@ -18,7 +18,8 @@
  *   stream of one JSON WatchEvent {"type","object"} per line (ADDED, MODIFIED, DELETED,
  *   BOOKMARK, ERROR). Every event advances the cache's resourceVersion; a BOOKMARK only does that.
  * - The server ends a watch after T seconds: it is restarted at once from the last
- *   resourceVersion. A watch silent for T + idle_grace is considered dead and restarted too.
+ *   resourceVersion. A watch silent for idle_timeout_ms (T + 30 s) is presumed dead (a peer gone
+ *   without a FIN, a stuck proxy) and restarted the same way.
  * - Transport errors and 429/5xx are retried with exponential backoff and full jitter
  *   (Retry-After honoured as a floor); the watch resumes from the last resourceVersion, so
  *   nothing is missed or delivered twice.
@@ -79,7 +80,8 @@ typedef struct {
   const char *label_selector; /* optional (copied) */
   unsigned page_size;         /* 500 */
   unsigned watch_timeout_s;   /* server-side timeoutSeconds; 300 */
-  uint64_t idle_grace_ms;     /* client-side: silent for timeout + this → restart; 30000 */
+  uint64_t idle_timeout_ms;   /* client-side: a watch silent this long is restarted;
+                                 0: watch_timeout_s * 1000 + 30000 */
   size_t max_line_bytes;      /* one watch event; 16 MiB (larger: relist after backoff) */
   uint64_t backoff_initial_ms, backoff_max_ms; /* 500, 30000 */
   evs_intern_t *intern; /* borrowed, shared between informers; NULL: the informer's own */

@@ -597,7 +597,7 @@ static void watch_done(evs_http_req_t *req, int err, const evs_http_response_t *
   } else if (next == NEXT_BACKOFF) {
     fail(inf, EVS_EPARSE, status, -1, 0);
   } else if (err == EVS_ETIMEDOUT && status == 200) {
-    /* Silent past the server's timeout plus grace: the connection is presumed dead. */
+    /* Silent past the server's timeout plus grace: the connection is presumed dead; resume. */
     inf->st.idle_restarts++;
     start_watch(inf);
   } else if (err != 0) {
@@ -646,7 +646,7 @@ static int send_req(evs_informer_t *inf, const char *url, int streaming, evs_htt
   if (streaming) {
     r.on_head = watch_head;
     r.on_body = watch_body;
-    r.stream_idle_timeout_ms = (uint64_t)inf->o.watch_timeout_s * 1000 + inf->o.idle_grace_ms;
+    r.stream_idle_timeout_ms = inf->o.idle_timeout_ms;
   }
   if (inf->o.decorate != NULL) {
     int rc = inf->o.decorate(&r, hs, &n, sizeof hs / sizeof hs[0], inf->o.decorate_arg);
@@ -681,7 +681,8 @@ int evs_informer_start(uv_loop_t *loop, const evs_informer_options_t *opts, evs_
   inf->o.label_selector = dup_opt(opts->label_selector);
   inf->o.page_size = opts->page_size ? opts->page_size : 500;
   inf->o.watch_timeout_s = opts->watch_timeout_s ? opts->watch_timeout_s : 300;
-  inf->o.idle_grace_ms = opts->idle_grace_ms ? opts->idle_grace_ms : 30000;
+  inf->o.idle_timeout_ms = opts->idle_timeout_ms ? opts->idle_timeout_ms
+                                                 : (uint64_t)inf->o.watch_timeout_s * 1000 + 30000;
   inf->o.max_line_bytes = opts->max_line_bytes ? opts->max_line_bytes : 16u << 20;
   inf->lines.max = inf->o.max_line_bytes;
   inf->nbuckets = 64;

@@ -333,6 +333,7 @@ static int decorate(evs_http_request_opts_t *req, evs_http_header_t *hdrs, size_
 typedef struct {
   int via_proxy;
   unsigned page_size, watch_timeout_s;
+  uint64_t idle_timeout_ms;
 } inf_how_t;
 
 static void start_informer(env_t *e, const char *ns, inf_how_t h) {
@@ -344,6 +345,7 @@ static void start_informer(env_t *e, const char *ns, inf_how_t h) {
                               .path = path,
                               .page_size = h.page_size,
                               .watch_timeout_s = h.watch_timeout_s,
+                              .idle_timeout_ms = h.idle_timeout_ms,
                               .backoff_initial_ms = 50,
                               .backoff_max_ms = 1000,
                               .decorate = decorate,
@@ -705,6 +707,34 @@ static void test_bookmark(void **state) {
   free(e);
 }
 
+/* The API server sends the watch's head at once and then nothing while nothing changes (the
+ * first bookmark comes a minute in): with a 1 s client-side idle timeout the silent watch is
+ * restarted from the same resourceVersion, repeatedly, and a later change still arrives once. */
+static void test_idle_watch_restarted(void **state) {
+  (void)state;
+  SKIP_IF_NO_CONTROLPLANE();
+  env_t *e = calloc(1, sizeof *e);
+  env_init(e);
+  char ns[96], h[256];
+  make_ns(e, ns, sizeof ns, "idle");
+  start_informer(e, ns, (inf_how_t){.watch_timeout_s = 120, .idle_timeout_ms = 1000});
+  wait_synced(e);
+  size_t base = e->nev;
+  RUN_UNTIL(e, stats(e).idle_restarts >= 2, 20000);
+  evs_informer_stats_t s = stats(e);
+  assert_true(s.idle_restarts >= 2);
+  assert_true(s.watches >= 3);
+  assert_int_equal(s.failures, 0);
+  assert_int_equal(e->nev, base);
+  cm_create(e, ns, "late", "v1");
+  RUN_UNTIL(e, evs_informer_get(e->inf, ns, "late") != NULL, 20000);
+  run_for(e, 1500);
+  history(e, base, "late", h, sizeof h);
+  assert_string_equal(h, "A:v1");
+  env_close(e);
+  free(e);
+}
+
 /* Closing from inside a handler: no further handler runs, everything is freed (ASan). */
 static void close_in_add(evs_informer_t *inf, const evs_informer_obj_t *o, void *arg) {
   env_t *e = arg;
@@ -800,7 +830,8 @@ static int setup(void **state) {
 static void delete_namespaces(void) {
   env_t *e = calloc(1, sizeof *e);
   env_init(e);
-  const char *what[] = {"sync", "order", "drop", "gone", "throttle", "bm", "bm-other", "close"};
+  const char *what[] = {"sync", "order",    "drop",  "gone", "throttle",
+                        "bm",   "bm-other", "close", "idle"};
   for (size_t i = 0; i < sizeof what / sizeof what[0]; i++) {
     char path[200];
     res_t r = {0};
@@ -834,6 +865,7 @@ int main(void) {
       cmocka_unit_test(test_gone_relist_difference),
       cmocka_unit_test(test_429_backoff),
       cmocka_unit_test(test_bookmark),
+      cmocka_unit_test(test_idle_watch_restarted),
       cmocka_unit_test(test_close_inside_handler),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
