@@ -80,6 +80,7 @@ typedef struct {
   const char *label_selector; /* optional (copied) */
   unsigned page_size;         /* 500 */
   unsigned watch_timeout_s;   /* server-side timeoutSeconds; 300 */
+  uint64_t list_timeout_ms;   /* one page; 60000 (a filtered page may scan the whole kind) */
   uint64_t idle_timeout_ms;   /* client-side: a watch silent this long is restarted;
                                  0: watch_timeout_s * 1000 + 30000 */
   size_t max_line_bytes;      /* one watch event; 16 MiB (larger: relist after backoff) */

@@ -643,6 +643,7 @@ static int send_req(evs_informer_t *inf, const char *url, int streaming, evs_htt
   size_t n = 1;
   evs_http_request_opts_t r = {
       .method = "GET", .url = url, .headers = hs, .tls = inf->o.tls, .on_done = done, .arg = inf};
+  r.timeout_ms = streaming ? 0 : inf->o.list_timeout_ms;
   if (streaming) {
     r.on_head = watch_head;
     r.on_body = watch_body;
@@ -680,6 +681,7 @@ int evs_informer_start(uv_loop_t *loop, const evs_informer_options_t *opts, evs_
   inf->o.path = dup_opt(opts->path);
   inf->o.label_selector = dup_opt(opts->label_selector);
   inf->o.page_size = opts->page_size ? opts->page_size : 500;
+  inf->o.list_timeout_ms = opts->list_timeout_ms ? opts->list_timeout_ms : 60000;
   inf->o.watch_timeout_s = opts->watch_timeout_s ? opts->watch_timeout_s : 300;
   inf->o.idle_timeout_ms = opts->idle_timeout_ms ? opts->idle_timeout_ms
                                                  : (uint64_t)inf->o.watch_timeout_s * 1000 + 30000;

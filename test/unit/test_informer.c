@@ -735,6 +735,137 @@ static void test_idle_watch_restarted(void **state) {
   free(e);
 }
 
+/* All namespaces with a label selector (escaped into the query), paginated: the ScaledObjects
+ * of two namespaces carrying the label and no others; objects of one namespace share one
+ * interned namespace string, released when the cache is freed. ScaledObjects, not ConfigMaps:
+ * a filtered page makes the API server scan the whole kind, and ConfigMaps are many here. */
+static void test_all_namespaces_selector(void **state) {
+  (void)state;
+  SKIP_IF_NO_CONTROLPLANE();
+  env_t *e = calloc(1, sizeof *e);
+  env_init(e);
+  char ns1[96], ns2[96], path[200], body[600], sel[128];
+  make_ns(e, ns1, sizeof ns1, "all1");
+  make_ns(e, ns2, sizeof ns2, "all2");
+  for (int i = 0; i < 7; i++) {
+    const char *ns = i % 2 ? ns2 : ns1;
+    snprintf(path, sizeof path, "/apis/keda.sh/v1alpha1/namespaces/%s/scaledobjects", ns);
+    snprintf(body, sizeof body,
+             "{\"apiVersion\":\"keda.sh/v1alpha1\",\"kind\":\"ScaledObject\",\"metadata\":"
+             "{\"name\":\"l-%d\",\"labels\":{\"evs-test\":\"%s\"}},\"spec\":{"
+             "\"scaleTargetRef\":{\"name\":\"web\"},\"triggers\":[{\"type\":\"cpu\","
+             "\"metadata\":{\"value\":\"50\"}}]}}",
+             i, i == 6 ? "other" : K.prefix);
+    do_req(e, "POST", path, body, NULL);
+  }
+  snprintf(sel, sizeof sel, "evs-test in (%s)", K.prefix); /* spaces and parentheses */
+  evs_intern_t *it = NULL;
+  assert_int_equal(evs_intern_new(&it), 0);
+  evs_informer_options_t o = {.http = e->ic,
+                              .base_url = K.url,
+                              .tls = K.tls,
+                              .path = "/apis/keda.sh/v1alpha1/scaledobjects",
+                              .label_selector = sel,
+                              .page_size = 4,
+                              .intern = it,
+                              .decorate = decorate,
+                              .on_add = on_add,
+                              .on_synced = on_synced,
+                              .arg = e};
+  assert_int_equal(evs_informer_start(&e->loop, &o, &e->inf), 0);
+  wait_synced(e);
+  assert_int_equal(evs_informer_count(e->inf), 6);
+  assert_int_equal(stats(e).list_pages, 2);
+  const evs_informer_obj_t *a = evs_informer_get(e->inf, ns1, "l-0");
+  const evs_informer_obj_t *b = evs_informer_get(e->inf, ns1, "l-2");
+  assert_non_null(a);
+  assert_non_null(b);
+  assert_null(a->data); /* no decoder: metadata only */
+  assert_ptr_equal(a->ns, b->ns);
+  assert_int_equal(evs_intern_refs(a->ns), 3);
+  assert_non_null(evs_informer_get(e->inf, ns2, "l-1"));
+  assert_null(evs_informer_get(e->inf, ns1, "l-6")); /* another label value */
+  assert_int_equal(evs_intern_count(it), 2);
+  env_close(e);
+  assert_int_equal(evs_intern_count(it), 0); /* the cache released its namespaces */
+  evs_intern_free(it);
+  free(e);
+}
+
+typedef struct {
+  int max;
+  char target[32];
+} so_t; /* what a ScaledObject decoder might keep */
+
+static int decode_so(const json_t *obj, void **out, void *arg) {
+  (void)arg;
+  const json_t *spec = json_object_get(obj, "spec");
+  const char *t =
+      json_string_value(json_object_get(json_object_get(spec, "scaleTargetRef"), "name"));
+  if (t == NULL)
+    return EVS_EPARSE;
+  so_t *so = calloc(1, sizeof *so);
+  so->max = (int)json_integer_value(json_object_get(spec, "maxReplicaCount"));
+  snprintf(so->target, sizeof so->target, "%s", t);
+  *out = so;
+  return 0;
+}
+
+static int so_updates;
+static void so_update(evs_informer_t *inf, const evs_informer_obj_t *old,
+                      const evs_informer_obj_t *o, void *arg) {
+  (void)inf;
+  (void)arg;
+  assert_int_equal(((so_t *)old->data)->max, 10);
+  assert_int_equal(((so_t *)o->data)->max, 20);
+  so_updates++;
+}
+
+/* ScaledObjects (keda.sh/v1alpha1, the CRD installed in the control plane): synced, decoded into
+ * a compact struct, and a spec change delivered as an update carrying old and new. */
+static void test_scaledobjects(void **state) {
+  (void)state;
+  SKIP_IF_NO_CONTROLPLANE();
+  env_t *e = calloc(1, sizeof *e);
+  env_init(e);
+  char ns[96], path[200], body[600];
+  make_ns(e, ns, sizeof ns, "so");
+  snprintf(path, sizeof path, "/apis/keda.sh/v1alpha1/namespaces/%s/scaledobjects", ns);
+  for (int i = 0; i < 3; i++) {
+    snprintf(body, sizeof body,
+             "{\"apiVersion\":\"keda.sh/v1alpha1\",\"kind\":\"ScaledObject\",\"metadata\":"
+             "{\"name\":\"so-%d\"},\"spec\":{\"scaleTargetRef\":{\"name\":\"web-%d\"},"
+             "\"maxReplicaCount\":10,\"triggers\":[{\"type\":\"redis\",\"metadata\":{"
+             "\"address\":\"redis:6379\",\"listName\":\"jobs\",\"listLength\":\"5\"}}]}}",
+             i, i);
+    do_req(e, "POST", path, body, NULL);
+  }
+  so_updates = 0;
+  evs_informer_options_t o = {.http = e->ic,
+                              .base_url = K.url,
+                              .tls = K.tls,
+                              .path = path,
+                              .decorate = decorate,
+                              .decode = decode_so,
+                              .free_data = free_cm,
+                              .on_update = so_update,
+                              .on_synced = on_synced,
+                              .arg = e};
+  assert_int_equal(evs_informer_start(&e->loop, &o, &e->inf), 0);
+  wait_synced(e);
+  assert_int_equal(evs_informer_count(e->inf), 3);
+  const evs_informer_obj_t *so = evs_informer_get(e->inf, ns, "so-1");
+  assert_non_null(so);
+  assert_string_equal(((so_t *)so->data)->target, "web-1");
+  snprintf(path, sizeof path, "/apis/keda.sh/v1alpha1/namespaces/%s/scaledobjects/so-1", ns);
+  do_req(e, "PATCH", path, "{\"spec\":{\"maxReplicaCount\":20}}", "application/merge-patch+json");
+  RUN_UNTIL(e, so_updates == 1, 20000);
+  assert_int_equal(so_updates, 1);
+  assert_int_equal(((so_t *)evs_informer_get(e->inf, ns, "so-1")->data)->max, 20);
+  env_close(e);
+  free(e);
+}
+
 /* Closing from inside a handler: no further handler runs, everything is freed (ASan). */
 static void close_in_add(evs_informer_t *inf, const evs_informer_obj_t *o, void *arg) {
   env_t *e = arg;
@@ -830,8 +961,8 @@ static int setup(void **state) {
 static void delete_namespaces(void) {
   env_t *e = calloc(1, sizeof *e);
   env_init(e);
-  const char *what[] = {"sync", "order",    "drop",  "gone", "throttle",
-                        "bm",   "bm-other", "close", "idle"};
+  const char *what[] = {"sync",     "order", "drop", "gone", "throttle", "bm",
+                        "bm-other", "close", "idle", "all1", "all2",     "so"};
   for (size_t i = 0; i < sizeof what / sizeof what[0]; i++) {
     char path[200];
     res_t r = {0};
@@ -866,6 +997,8 @@ int main(void) {
       cmocka_unit_test(test_429_backoff),
       cmocka_unit_test(test_bookmark),
       cmocka_unit_test(test_idle_watch_restarted),
+      cmocka_unit_test(test_all_namespaces_selector),
+      cmocka_unit_test(test_scaledobjects),
       cmocka_unit_test(test_close_inside_handler),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
