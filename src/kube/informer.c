@@ -153,13 +153,7 @@ static void deliver_delete(evs_informer_t *inf, evs_informer_obj_t **at) {
 /* Applies the object's current state (list item, ADDED or MODIFIED): a new object is an add, a
  * changed resourceVersion an update, the same one nothing (already delivered). */
 static void upsert(evs_informer_t *inf, const json_t *item, const evs_informer_meta_t *m) {
-  const char *ns = m->ns ? m->ns : "";
-  char nsbuf[256];
-  if (m->ns != NULL && m->ns_len < sizeof nsbuf) {
-    memcpy(nsbuf, m->ns, m->ns_len);
-    nsbuf[m->ns_len] = '\0';
-    ns = nsbuf;
-  }
+  const char *ns = m->ns ? m->ns : ""; /* NUL-terminated, no NUL inside: evs_informer_meta_get */
   uint32_t h = hash_key(ns, m->name);
   evs_informer_obj_t **at = slot(inf, ns, m->name, h), *old = *at;
   if (old != NULL) {
@@ -215,15 +209,7 @@ static void upsert(evs_informer_t *inf, const json_t *item, const evs_informer_m
 }
 
 static void remove_obj(evs_informer_t *inf, const evs_informer_meta_t *m) {
-  char nsbuf[256];
-  const char *ns = "";
-  if (m->ns != NULL) {
-    if (m->ns_len >= sizeof nsbuf)
-      return;
-    memcpy(nsbuf, m->ns, m->ns_len);
-    nsbuf[m->ns_len] = '\0';
-    ns = nsbuf;
-  }
+  const char *ns = m->ns ? m->ns : "";
   evs_informer_obj_t **at = slot(inf, ns, m->name, hash_key(ns, m->name));
   if (*at != NULL)
     deliver_delete(inf, at);
