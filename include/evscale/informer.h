@@ -1,0 +1,174 @@
+/* room: kube
+ * Informer: a list+watch cache of one Kubernetes collection, as client-go's reflector and
+ * informer, on the loop.
+ *
+ *   evs_informer_options_t o = {.http = client, .base_url = "https://10.0.0.1:443", .tls = tls,
+ *       .path = "/apis/keda.sh/v1alpha1/namespaces/prod/scaledobjects",
+ *       .decode = so_decode, .free_data = so_free, .on_add = added, .on_synced = synced,
+ *       .decorate = kube_auth, .decorate_arg = kube, .arg = me};
+ *   evs_informer_start(loop, &o, &inf);
+ *   ...
+ *   evs_informer_close(inf, closed_cb, me);
+ *
+ * Protocol (Kubernetes v1.20.2, kubernetes/kubernetes commit
+ * faecb196815e248d3ecfb03c680a4507229c2a56; client-go tools/cache/reflector.go does the same):
+ * - LIST `path?limit=N[&continue=C]` page by page (metadata.continue), a consistent snapshot at
+ *   the list's metadata.resourceVersion;
+ * - then WATCH `path?watch=1&resourceVersion=RV&allowWatchBookmarks=true&timeoutSeconds=T`: a
+ *   stream of one JSON WatchEvent {"type","object"} per line (ADDED, MODIFIED, DELETED,
+ *   BOOKMARK, ERROR). Every event advances the cache's resourceVersion; a BOOKMARK only does that.
+ * - The server ends a watch after T seconds: it is restarted at once from the last
+ *   resourceVersion. A watch silent for idle_timeout_ms (T + 30 s) is presumed dead (a peer gone
+ *   without a FIN, a stuck proxy) and restarted the same way.
+ * - Transport errors and 429/5xx are retried with exponential backoff and full jitter
+ *   (Retry-After honoured as a floor); the watch resumes from the last resourceVersion, so
+ *   nothing is missed or delivered twice.
+ * - 410 Gone (a 410 response, or an ERROR event whose Status has code 410: the resourceVersion
+ *   left the server's window) relists, and the difference between the cache and the new list
+ *   is delivered as on_add / on_update / on_delete. An update is delivered only when the
+ *   object's resourceVersion changed; an object whose uid changed under the same name is
+ *   delivered as a delete then an add.
+ *
+ * The cache keeps, per object, what the decode callback extracts (a compact struct of the
+ * caller's) plus namespace (interned), name, uid and resourceVersion, in a hash table keyed by
+ * namespace/name. The JSON tree is freed right after decode.
+ *
+ * Callbacks run on the loop. Objects passed to handlers are borrowed: `old` is freed right after
+ * on_update/on_delete returns, `obj` of on_add stays valid while it is in the cache. Handlers may
+ * call evs_informer_close (the informer then stops delivering). */
+#ifndef EVSCALE_INFORMER_H
+#define EVSCALE_INFORMER_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "evscale/http_client.h"
+#include "evscale/intern.h"
+
+typedef struct evs_informer_s evs_informer_t;
+
+typedef struct evs_informer_obj_s {
+  struct evs_informer_obj_s *next_; /* internal: hash chain */
+  uint32_t hash_, gen_;             /* internal */
+  const char *ns;                   /* interned; "" for cluster-scoped objects */
+  const char *name;
+  const char *uid;
+  const char *resource_version;
+  void *data; /* what decode returned (owned by the cache; freed with free_data) */
+} evs_informer_obj_t;
+
+/* Before every request: add headers (Authorization ...) into hdrs[*n .. cap) and advance *n;
+ * may also replace req->tls. The strings must stay valid until the callback's caller has started
+ * the request (evs_http_request copies them). Return 0, or a negative code: the attempt then
+ * fails and is retried with backoff. */
+typedef int (*evs_informer_decorate_cb)(evs_http_request_opts_t *req, evs_http_header_t *hdrs,
+                                        size_t *n, size_t cap, void *arg);
+
+/* Extracts what the cache keeps from one object (borrowed JSON, freed after the call) into
+ * *out (may stay NULL). A negative return skips the object (it is logged and not cached; an
+ * update that fails to decode removes the previous version, delivered as a delete). */
+typedef int (*evs_informer_decode_cb)(const json_t *obj, void **out, void *arg);
+
+typedef struct {
+  evs_http_client_t *http;    /* borrowed: must outlive the informer */
+  const char *base_url;       /* "https://host:port" (copied) */
+  evs_tls_config_t *tls;      /* borrowed; may be NULL for http:// */
+  const char *path;           /* collection, e.g. "/api/v1/namespaces/ns/configmaps" (copied); all
+                                 namespaces: "/apis/keda.sh/v1alpha1/scaledobjects" */
+  const char *label_selector; /* optional (copied) */
+  unsigned page_size;         /* 500 */
+  unsigned watch_timeout_s;   /* server-side timeoutSeconds; 300 */
+  uint64_t list_timeout_ms;   /* one page; 60000 (a filtered page may scan the whole kind) */
+  uint64_t idle_timeout_ms;   /* client-side: a watch silent this long is restarted;
+                                 0: watch_timeout_s * 1000 + 30000 */
+  size_t max_line_bytes;      /* one watch event; 16 MiB (larger: relist after backoff) */
+  uint64_t backoff_initial_ms, backoff_max_ms; /* 500, 30000 */
+  evs_intern_t *intern; /* borrowed, shared between informers; NULL: the informer's own */
+
+  evs_informer_decorate_cb decorate; /* optional */
+  void *decorate_arg;
+  evs_informer_decode_cb decode; /* optional: NULL keeps metadata only */
+  void (*free_data)(void *data, void *arg);
+
+  void (*on_add)(evs_informer_t *inf, const evs_informer_obj_t *obj, void *arg);
+  void (*on_update)(evs_informer_t *inf, const evs_informer_obj_t *old,
+                    const evs_informer_obj_t *obj, void *arg);
+  void (*on_delete)(evs_informer_t *inf, const evs_informer_obj_t *old, void *arg);
+  void (*on_synced)(evs_informer_t *inf, void *arg); /* once, after the first full list */
+  void *arg;
+} evs_informer_options_t;
+
+typedef struct {
+  uint64_t lists;         /* full lists completed */
+  uint64_t list_pages;    /* pages received */
+  uint64_t relists;       /* lists after the first (410, oversize line) */
+  uint64_t watches;       /* watch requests started */
+  uint64_t events;        /* watch events applied (bookmarks excluded) */
+  uint64_t bookmarks;     /* BOOKMARK events */
+  uint64_t gone;          /* 410s seen (response or ERROR event) */
+  uint64_t failures;      /* failed attempts (transport, status, decode) */
+  uint64_t idle_restarts; /* watches restarted for silence */
+  uint64_t duplicates;    /* ADDED/MODIFIED with the cached resourceVersion, not delivered */
+} evs_informer_stats_t;
+
+/* Starts listing at once. 0, UV_EINVAL (missing http/base_url/path), UV_ENOMEM. *out is freed
+ * by evs_informer_close. */
+int evs_informer_start(uv_loop_t *loop, const evs_informer_options_t *opts, evs_informer_t **out);
+/* Stops (cancels the request in flight; no handler runs after this returns), frees every cached
+ * object (free_data, no on_delete), then calls cb(arg) from a later loop iteration. */
+void evs_informer_close(evs_informer_t *inf, void (*cb)(void *arg), void *arg);
+
+/* Borrowed; NULL when absent. ns "" for cluster-scoped objects. */
+const evs_informer_obj_t *evs_informer_get(const evs_informer_t *inf, const char *ns,
+                                           const char *name);
+size_t evs_informer_count(const evs_informer_t *inf);
+int evs_informer_synced(const evs_informer_t *inf);
+/* The last resourceVersion seen (list, event or bookmark); "" before the first list. */
+const char *evs_informer_resource_version(const evs_informer_t *inf);
+/* Calls fn for every cached object (order unspecified); fn must not close the informer. */
+void evs_informer_foreach(const evs_informer_t *inf,
+                          void (*fn)(const evs_informer_obj_t *obj, void *arg), void *arg);
+void evs_informer_get_stats(const evs_informer_t *inf, evs_informer_stats_t *out);
+
+/* --- Internal, exposed for the fuzzer and unit tests: the watch stream decoder. --- */
+typedef enum {
+  EVS_INFORMER_EV_ADDED = 1,
+  EVS_INFORMER_EV_MODIFIED,
+  EVS_INFORMER_EV_DELETED,
+  EVS_INFORMER_EV_BOOKMARK,
+  EVS_INFORMER_EV_ERROR
+} evs_informer_event_type_t;
+
+typedef struct {
+  evs_informer_event_type_t type;
+  json_t *root;         /* new reference: the whole event (json_decref it) */
+  const json_t *object; /* borrowed from root */
+  int code;             /* ERROR: the Status's code (0 if absent) */
+} evs_informer_event_t;
+
+/* Splits a byte stream into lines ('\n'; a trailing '\r' is dropped) no longer than max. */
+typedef struct {
+  char *buf;
+  size_t len, cap, max;
+} evs_informer_lines_t;
+
+/* Calls line(ctx, text, len) per complete non-empty line; stops when it returns nonzero (and
+ * returns that). EVS_ETOOBIG when a line exceeds max (the buffer is then reset). */
+int evs_informer_lines_feed(evs_informer_lines_t *l, const char *buf, size_t n,
+                            int (*line)(void *ctx, const char *text, size_t len), void *ctx);
+void evs_informer_lines_free(evs_informer_lines_t *l);
+/* One line → event. 0, EVS_EJSON (not JSON), EVS_EPARSE (not a WatchEvent: unknown type, object
+ * missing or not an object). */
+int evs_informer_event_parse(const char *line, size_t len, evs_informer_event_t *ev);
+
+/* metadata of an object, borrowed from it. 0 or EVS_EPARSE when name or resourceVersion is
+ * missing (namespace and uid may be absent: cluster-scoped, bookmarks). */
+typedef struct {
+  const char *ns, *name, *uid, *rv;
+  size_t ns_len;
+} evs_informer_meta_t;
+int evs_informer_meta_get(const json_t *obj, evs_informer_meta_t *m);
+
+#endif

@@ -1,0 +1,745 @@
+/* Informer: list (paginated) then watch, one state machine per collection, a chained hash table
+ * of compact objects keyed by namespace/name. See include/evscale/informer.h for the protocol.
+ *
+ * Relists use mark and sweep instead of a second table: every object seen in the new list gets
+ * the list's generation; after the last page, objects of an older generation were deleted while
+ * we were not watching and are delivered as deletes. Changes are delivered as pages arrive, so a
+ * relist of 50,000 objects never holds two caches at once. A relist that fails midway is
+ * restarted from the first page with a new generation: what it already delivered stays true of
+ * a newer snapshot, so nothing is delivered twice. */
+#include "evscale/informer.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "evscale/backoff.h"
+#include "evscale/buf.h"
+#include "evscale/error.h"
+#include "evscale/list.h"
+#include "evscale/log.h"
+
+typedef enum { ST_IDLE, ST_LIST, ST_WATCH, ST_WAIT } state_t;
+/* What the watch's on_done does next, decided while the stream was read. */
+typedef enum { NEXT_REWATCH, NEXT_RELIST, NEXT_BACKOFF, NEXT_BACKOFF_RELIST } next_t;
+
+struct evs_informer_s {
+  uv_loop_t *loop;
+  uv_timer_t timer;
+  evs_informer_options_t o;
+  evs_intern_t *own_intern;
+  /* cache */
+  evs_informer_obj_t **buckets;
+  size_t nbuckets, count;
+  uint32_t gen;
+  /* protocol */
+  state_t state;
+  int synced, closing, wait_list;
+  evs_http_req_t *req;
+  char rv[128];
+  char *cont;
+  evs_informer_lines_t lines;
+  int watch_status;
+  next_t next;
+  evs_backoff_t backoff;
+  uint64_t rng;
+  evs_informer_stats_t st;
+  void (*close_cb)(void *arg);
+  void *close_arg;
+};
+
+static void start_list(evs_informer_t *inf);
+static void start_watch(evs_informer_t *inf);
+
+/* --- the cache --- */
+
+static uint32_t hash_key(const char *ns, const char *name) {
+  uint32_t h = 2166136261u;
+  for (const char *p = ns; *p; p++)
+    h = (h ^ (unsigned char)*p) * 16777619u;
+  h = (h ^ '/') * 16777619u;
+  for (const char *p = name; *p; p++)
+    h = (h ^ (unsigned char)*p) * 16777619u;
+  return h;
+}
+
+static evs_informer_obj_t **slot(const evs_informer_t *inf, const char *ns, const char *name,
+                                 uint32_t h) {
+  evs_informer_obj_t **p = &inf->buckets[h & (inf->nbuckets - 1)];
+  for (; *p != NULL; p = &(*p)->next_)
+    if ((*p)->hash_ == h && strcmp((*p)->name, name) == 0 && strcmp((*p)->ns, ns) == 0)
+      return p;
+  return p;
+}
+
+static void grow(evs_informer_t *inf) {
+  size_t n = inf->nbuckets * 2;
+  evs_informer_obj_t **b = calloc(n, sizeof *b);
+  if (b == NULL)
+    return; /* denser chains, still correct */
+  for (size_t i = 0; i < inf->nbuckets; i++)
+    for (evs_informer_obj_t *o = inf->buckets[i], *next; o != NULL; o = next) {
+      next = o->next_;
+      o->next_ = b[o->hash_ & (n - 1)];
+      b[o->hash_ & (n - 1)] = o;
+    }
+  free(inf->buckets);
+  inf->buckets = b;
+  inf->nbuckets = n;
+}
+
+static evs_intern_t *intern_of(const evs_informer_t *inf) {
+  return inf->o.intern != NULL ? inf->o.intern : inf->own_intern;
+}
+
+static void obj_free(evs_informer_t *inf, evs_informer_obj_t *o) {
+  if (o == NULL)
+    return;
+  if (o->data != NULL && inf->o.free_data != NULL)
+    inf->o.free_data(o->data, inf->o.arg);
+  evs_intern_release(intern_of(inf), o->ns);
+  free(o);
+}
+
+/* One allocation: the header then name, uid and resourceVersion (immutable: an update makes a
+ * new object, so old and new can both be handed to on_update). */
+static evs_informer_obj_t *obj_new(evs_informer_t *inf, const evs_informer_meta_t *m, void *data) {
+  size_t ln = strlen(m->name) + 1, lu = strlen(m->uid ? m->uid : "") + 1, lr = strlen(m->rv) + 1;
+  evs_informer_obj_t *o = malloc(sizeof *o + ln + lu + lr);
+  if (o == NULL)
+    return NULL;
+  o->ns = evs_intern(intern_of(inf), m->ns ? m->ns : "", m->ns ? m->ns_len : 0);
+  if (o->ns == NULL) {
+    free(o);
+    return NULL;
+  }
+  char *p = (char *)(o + 1);
+  memcpy(p, m->name, ln);
+  o->name = p;
+  memcpy(p + ln, m->uid ? m->uid : "", lu);
+  o->uid = p + ln;
+  memcpy(p + ln + lu, m->rv, lr);
+  o->resource_version = p + ln + lu;
+  o->data = data;
+  o->next_ = NULL;
+  o->hash_ = hash_key(o->ns, o->name);
+  o->gen_ = inf->gen;
+  return o;
+}
+
+static void cache_free_all(evs_informer_t *inf) {
+  for (size_t i = 0; i < inf->nbuckets; i++)
+    for (evs_informer_obj_t *o = inf->buckets[i], *next; o != NULL; o = next) {
+      next = o->next_;
+      obj_free(inf, o);
+    }
+  free(inf->buckets);
+  inf->buckets = NULL;
+  inf->count = 0;
+}
+
+/* --- delivering changes --- */
+
+static void deliver_delete(evs_informer_t *inf, evs_informer_obj_t **at) {
+  evs_informer_obj_t *old = *at;
+  *at = old->next_;
+  inf->count--;
+  if (inf->o.on_delete != NULL && !inf->closing)
+    inf->o.on_delete(inf, old, inf->o.arg);
+  obj_free(inf, old);
+}
+
+/* Applies the object's current state (list item, ADDED or MODIFIED): a new object is an add, a
+ * changed resourceVersion an update, the same one nothing (already delivered). */
+static void upsert(evs_informer_t *inf, const json_t *item, const evs_informer_meta_t *m) {
+  const char *ns = m->ns ? m->ns : ""; /* NUL-terminated, no NUL inside: evs_informer_meta_get */
+  uint32_t h = hash_key(ns, m->name);
+  evs_informer_obj_t **at = slot(inf, ns, m->name, h), *old = *at;
+  if (old != NULL) {
+    old->gen_ = inf->gen;
+    if (strcmp(old->resource_version, m->rv) == 0) {
+      inf->st.duplicates++;
+      return;
+    }
+  }
+  void *data = NULL;
+  if (inf->o.decode != NULL && inf->o.decode(item, &data, inf->o.arg) < 0) {
+    EVS_LOG_WARN("informer: object not decoded, ignored", EVS_KV_STR("path", inf->o.path),
+                 EVS_KV_STR("namespace", ns), EVS_KV_STR("name", m->name));
+    if (data != NULL && inf->o.free_data != NULL)
+      inf->o.free_data(data, inf->o.arg);
+    if (old != NULL)
+      deliver_delete(inf, at);
+    return;
+  }
+  evs_informer_obj_t *o = obj_new(inf, m, data);
+  if (o == NULL) {
+    if (data != NULL && inf->o.free_data != NULL)
+      inf->o.free_data(data, inf->o.arg);
+    EVS_LOG_ERROR("informer: out of memory, object dropped", EVS_KV_STR("name", m->name));
+    return;
+  }
+  if (old != NULL && strcmp(old->uid, o->uid) != 0) {
+    /* Deleted and recreated under the same name while we were not watching. */
+    deliver_delete(inf, at);
+    if (inf->closing) {
+      obj_free(inf, o);
+      return;
+    }
+    at = slot(inf, ns, m->name, h);
+    old = NULL;
+  }
+  if (old != NULL) {
+    o->next_ = old->next_;
+    *at = o;
+    if (inf->o.on_update != NULL && !inf->closing)
+      inf->o.on_update(inf, old, o, inf->o.arg);
+    obj_free(inf, old);
+    return;
+  }
+  if (inf->count >= inf->nbuckets) {
+    grow(inf);
+    at = slot(inf, ns, m->name, h);
+  }
+  *at = o;
+  inf->count++;
+  if (inf->o.on_add != NULL && !inf->closing)
+    inf->o.on_add(inf, o, inf->o.arg);
+}
+
+static void remove_obj(evs_informer_t *inf, const evs_informer_meta_t *m) {
+  const char *ns = m->ns ? m->ns : "";
+  evs_informer_obj_t **at = slot(inf, ns, m->name, hash_key(ns, m->name));
+  if (*at != NULL)
+    deliver_delete(inf, at);
+}
+
+/* After a full list: what the list did not mention is gone. */
+static void sweep(evs_informer_t *inf) {
+  for (size_t i = 0; i < inf->nbuckets && !inf->closing; i++)
+    for (evs_informer_obj_t **at = &inf->buckets[i]; *at != NULL && !inf->closing;) {
+      if ((*at)->gen_ != inf->gen)
+        deliver_delete(inf, at);
+      else
+        at = &(*at)->next_;
+    }
+}
+
+static void set_rv(evs_informer_t *inf, const char *rv) {
+  if (rv != NULL && strlen(rv) < sizeof inf->rv)
+    snprintf(inf->rv, sizeof inf->rv, "%s", rv);
+}
+
+/* --- decoding --- */
+
+int evs_informer_meta_get(const json_t *obj, evs_informer_meta_t *m) {
+  memset(m, 0, sizeof *m);
+  const json_t *md = json_object_get(obj, "metadata");
+  const json_t *ns = json_object_get(md, "namespace");
+  m->name = json_string_value(json_object_get(md, "name"));
+  m->uid = json_string_value(json_object_get(md, "uid"));
+  m->rv = json_string_value(json_object_get(md, "resourceVersion"));
+  if (json_is_string(ns)) {
+    m->ns = json_string_value(ns);
+    m->ns_len = json_string_length(ns);
+  }
+  if (m->rv == NULL)
+    return EVS_EPARSE;
+  /* Names with NULs would alias in the C-string key: refuse them (the API server never sends
+   * one; the check keeps hostile input from confusing the table). */
+  if (m->name == NULL || strlen(m->name) != json_string_length(json_object_get(md, "name")) ||
+      (m->ns != NULL && strlen(m->ns) != m->ns_len))
+    return EVS_EPARSE;
+  return 0;
+}
+
+int evs_informer_event_parse(const char *line, size_t len, evs_informer_event_t *ev) {
+  static const struct {
+    const char *name;
+    evs_informer_event_type_t type;
+  } types[] = {{"ADDED", EVS_INFORMER_EV_ADDED},
+               {"MODIFIED", EVS_INFORMER_EV_MODIFIED},
+               {"DELETED", EVS_INFORMER_EV_DELETED},
+               {"BOOKMARK", EVS_INFORMER_EV_BOOKMARK},
+               {"ERROR", EVS_INFORMER_EV_ERROR}};
+  memset(ev, 0, sizeof *ev);
+  json_error_t jerr;
+  json_t *root = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+  if (root == NULL)
+    return EVS_EJSON;
+  const char *type = json_string_value(json_object_get(root, "type"));
+  const json_t *obj = json_object_get(root, "object");
+  for (size_t i = 0; type != NULL && i < sizeof types / sizeof types[0]; i++)
+    if (strcmp(type, types[i].name) == 0)
+      ev->type = types[i].type;
+  if (ev->type == 0 || !json_is_object(obj)) {
+    json_decref(root);
+    return EVS_EPARSE;
+  }
+  ev->root = root;
+  ev->object = obj;
+  if (ev->type == EVS_INFORMER_EV_ERROR) {
+    json_int_t code = json_integer_value(json_object_get(obj, "code"));
+    ev->code = code > 0 && code < 1000 ? (int)code : 0;
+  }
+  return 0;
+}
+
+int evs_informer_lines_feed(evs_informer_lines_t *l, const char *buf, size_t n,
+                            int (*line)(void *ctx, const char *text, size_t len), void *ctx) {
+  while (n > 0) {
+    const char *nl = memchr(buf, '\n', n);
+    size_t take = nl != NULL ? (size_t)(nl - buf) : n;
+    if (l->len + take > l->max) {
+      l->len = 0;
+      return EVS_ETOOBIG;
+    }
+    const char *text = buf;
+    size_t tlen = take;
+    if (l->len > 0 || nl == NULL) {
+      /* Only a line split across reads is copied; whole lines are parsed in place. */
+      if (evs_buf_reserve((void **)&l->buf, &l->cap, l->len + take + 1, 1, 4096) != 0) {
+        l->len = 0;
+        return UV_ENOMEM;
+      }
+      memcpy(l->buf + l->len, buf, take);
+      l->len += take;
+      text = l->buf;
+      tlen = l->len;
+    }
+    if (nl == NULL)
+      return 0;
+    buf += take + 1;
+    n -= take + 1;
+    if (tlen > 0 && text[tlen - 1] == '\r')
+      tlen--;
+    l->len = 0;
+    if (tlen > 0) {
+      int rc = line(ctx, text, tlen);
+      if (rc != 0)
+        return rc;
+    }
+  }
+  return 0;
+}
+
+void evs_informer_lines_free(evs_informer_lines_t *l) {
+  free(l->buf);
+  l->buf = NULL;
+  l->len = l->cap = 0;
+}
+
+/* --- requests --- */
+
+typedef struct {
+  char *s;
+  size_t len, cap;
+  int oom;
+} sbuf_t;
+
+static void sb_add(sbuf_t *b, const char *s, size_t n) {
+  if (b->oom || evs_buf_reserve((void **)&b->s, &b->cap, b->len + n + 1, 1, 256) != 0) {
+    b->oom = 1;
+    return;
+  }
+  memcpy(b->s + b->len, s, n);
+  b->len += n;
+  b->s[b->len] = '\0';
+}
+
+static void sb_str(sbuf_t *b, const char *s) { sb_add(b, s, strlen(s)); }
+
+/* Query values (continue tokens, label selectors) percent-encoded per RFC 3986 unreserved. */
+static void sb_escaped(sbuf_t *b, const char *s) {
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+        c == '.' || c == '_' || c == '~') {
+      sb_add(b, s, 1);
+    } else {
+      char esc[4];
+      snprintf(esc, sizeof esc, "%%%02X", c);
+      sb_add(b, esc, 3);
+    }
+  }
+}
+
+static double rand_u(evs_informer_t *inf) {
+  /* xorshift64*: jitter only needs to differ between processes and attempts. */
+  inf->rng ^= inf->rng >> 12;
+  inf->rng ^= inf->rng << 25;
+  inf->rng ^= inf->rng >> 27;
+  return (double)((inf->rng * 2685821657736338717ull) >> 11) / 9007199254740992.0;
+}
+
+static void timer_cb(uv_timer_t *t) {
+  evs_informer_t *inf = evs_container_of(t, evs_informer_t, timer);
+  inf->state = ST_IDLE;
+  if (inf->wait_list)
+    start_list(inf);
+  else
+    start_watch(inf);
+}
+
+static void schedule(evs_informer_t *inf, uint64_t delay_ms, int list) {
+  inf->state = ST_WAIT;
+  inf->wait_list = list;
+  uv_timer_start(&inf->timer, timer_cb, delay_ms, 0);
+}
+
+/* A failed attempt: retried after the next backoff delay, at least Retry-After. */
+static void fail(evs_informer_t *inf, int err, int status, int64_t retry_after_s, int list) {
+  uint64_t delay = evs_backoff_next(&inf->backoff, rand_u(inf));
+  if (retry_after_s > 0 && (uint64_t)retry_after_s * 1000 > delay)
+    delay = (uint64_t)retry_after_s * 1000;
+  inf->st.failures++;
+  EVS_LOG_WARN("informer: request failed, retrying", EVS_KV_STR("path", inf->o.path),
+               EVS_KV_STR("op", list ? "list" : "watch"), EVS_KV_ERR("error", err),
+               EVS_KV_INT("status", status), EVS_KV_UINT("retry_in_ms", delay));
+  if (list) {
+    free(inf->cont);
+    inf->cont = NULL;
+  }
+  schedule(inf, delay, list);
+}
+
+static int send_req(evs_informer_t *inf, const char *url, int streaming, evs_http_done_cb done);
+
+static void list_page(evs_informer_t *inf, const evs_http_response_t *resp) {
+  json_error_t jerr;
+  json_t *root = json_loadb(resp->body, resp->body_len, 0, &jerr);
+  const json_t *items = json_object_get(root, "items");
+  const json_t *md = json_object_get(root, "metadata");
+  if (!json_is_array(items)) {
+    json_decref(root);
+    fail(inf, EVS_EJSON, resp->status, -1, 1);
+    return;
+  }
+  inf->st.list_pages++;
+  for (size_t i = 0; i < json_array_size(items) && !inf->closing; i++) {
+    evs_informer_meta_t m;
+    const json_t *item = json_array_get(items, i);
+    if (evs_informer_meta_get(item, &m) == 0)
+      upsert(inf, item, &m);
+    else
+      inf->st.failures++;
+  }
+  const char *cont = json_string_value(json_object_get(md, "continue"));
+  const char *rv = json_string_value(json_object_get(md, "resourceVersion"));
+  free(inf->cont);
+  inf->cont = cont != NULL && cont[0] != '\0' ? strdup(cont) : NULL;
+  if (inf->cont == NULL)
+    set_rv(inf, rv);
+  json_decref(root);
+  if (inf->closing)
+    return;
+  if (inf->cont != NULL) {
+    start_list(inf);
+    return;
+  }
+  /* The last page: the snapshot is complete. */
+  sweep(inf);
+  if (inf->closing)
+    return;
+  if (inf->st.lists++ > 0)
+    inf->st.relists++;
+  evs_backoff_reset(&inf->backoff);
+  if (!inf->synced) {
+    inf->synced = 1;
+    if (inf->o.on_synced != NULL)
+      inf->o.on_synced(inf, inf->o.arg);
+    if (inf->closing)
+      return;
+  }
+  start_watch(inf);
+}
+
+static void list_done(evs_http_req_t *req, int err, const evs_http_response_t *resp, void *arg) {
+  (void)req;
+  evs_informer_t *inf = arg;
+  inf->req = NULL;
+  inf->state = ST_IDLE;
+  if (inf->closing)
+    return;
+  if (err != 0) {
+    fail(inf, err, 0, -1, 1);
+  } else if (resp->status == 410) {
+    /* The continue token expired (compaction): start over from a fresh snapshot. */
+    inf->st.gone++;
+    fail(inf, EVS_ESTATUS, 410, -1, 1);
+  } else if (resp->status != 200) {
+    fail(inf, EVS_ESTATUS, resp->status, resp->retry_after_s, 1);
+  } else {
+    list_page(inf, resp);
+  }
+}
+
+static void start_list(evs_informer_t *inf) {
+  sbuf_t u = {0};
+  char num[32];
+  if (inf->cont == NULL)
+    inf->gen++; /* a new full list: its objects get a new mark */
+  sb_str(&u, inf->o.base_url);
+  sb_str(&u, inf->o.path);
+  snprintf(num, sizeof num, "?limit=%u", inf->o.page_size);
+  sb_str(&u, num);
+  if (inf->cont != NULL) {
+    sb_str(&u, "&continue=");
+    sb_escaped(&u, inf->cont);
+  }
+  if (inf->o.label_selector != NULL) {
+    sb_str(&u, "&labelSelector=");
+    sb_escaped(&u, inf->o.label_selector);
+  }
+  int rc = u.oom ? UV_ENOMEM : send_req(inf, u.s, 0, list_done);
+  free(u.s);
+  if (rc == 0)
+    inf->state = ST_LIST;
+  else
+    fail(inf, rc, 0, -1, 1);
+}
+
+/* --- watch --- */
+
+static int apply_event(void *ctx, const char *line, size_t len) {
+  evs_informer_t *inf = ctx;
+  evs_informer_event_t ev;
+  int rc = evs_informer_event_parse(line, len, &ev);
+  if (rc != 0) {
+    /* A stream we cannot follow: resume from the last good resourceVersion after backoff. */
+    EVS_LOG_WARN("informer: malformed watch event", EVS_KV_STR("path", inf->o.path),
+                 EVS_KV_ERR("error", rc));
+    inf->next = NEXT_BACKOFF;
+    return 1;
+  }
+  evs_informer_meta_t m;
+  if (ev.type == EVS_INFORMER_EV_ERROR) {
+    inf->next = ev.code == 410 ? NEXT_RELIST : NEXT_BACKOFF;
+    inf->st.gone += ev.code == 410;
+    if (ev.code != 410)
+      EVS_LOG_WARN("informer: watch ERROR event", EVS_KV_STR("path", inf->o.path),
+                   EVS_KV_INT("code", ev.code));
+    rc = 1;
+  } else if (ev.type == EVS_INFORMER_EV_BOOKMARK) {
+    inf->st.bookmarks++;
+    const json_t *md = json_object_get(ev.object, "metadata");
+    set_rv(inf, json_string_value(json_object_get(md, "resourceVersion")));
+  } else if (evs_informer_meta_get(ev.object, &m) != 0) {
+    inf->st.failures++;
+    inf->next = NEXT_BACKOFF;
+    rc = 1;
+  } else {
+    inf->st.events++;
+    if (ev.type == EVS_INFORMER_EV_DELETED)
+      remove_obj(inf, &m);
+    else
+      upsert(inf, ev.object, &m);
+    set_rv(inf, m.rv);
+  }
+  json_decref(ev.root);
+  return rc != 0 || inf->closing;
+}
+
+static void watch_head(evs_http_req_t *req, const evs_http_response_t *resp, void *arg) {
+  (void)req;
+  evs_informer_t *inf = arg;
+  inf->watch_status = resp->status;
+  if (resp->status == 200)
+    evs_backoff_reset(&inf->backoff);
+}
+
+static int watch_body(evs_http_req_t *req, const char *buf, size_t n, void *arg) {
+  (void)req;
+  evs_informer_t *inf = arg;
+  if (inf->closing)
+    return 1;
+  if (inf->watch_status != 200)
+    return 0; /* a Status body: the status code says enough */
+  int rc = evs_informer_lines_feed(&inf->lines, buf, n, apply_event, inf);
+  if (rc < 0) {
+    EVS_LOG_ERROR("informer: watch event too large or no memory, relisting",
+                  EVS_KV_STR("path", inf->o.path), EVS_KV_ERR("error", rc));
+    inf->next = NEXT_BACKOFF_RELIST;
+  }
+  return rc != 0;
+}
+
+static void watch_done(evs_http_req_t *req, int err, const evs_http_response_t *resp, void *arg) {
+  (void)req;
+  evs_informer_t *inf = arg;
+  inf->req = NULL;
+  inf->state = ST_IDLE;
+  inf->lines.len = 0;
+  if (inf->closing)
+    return;
+  next_t next = inf->next;
+  int status = inf->watch_status;
+  if (next == NEXT_RELIST) {
+    /* 410 in an ERROR event: the resourceVersion is too old; a fresh list, at once. */
+    start_list(inf);
+  } else if (next == NEXT_BACKOFF_RELIST) {
+    fail(inf, EVS_ETOOBIG, status, -1, 1);
+  } else if (next == NEXT_BACKOFF) {
+    fail(inf, EVS_EPARSE, status, -1, 0);
+  } else if (err == EVS_ETIMEDOUT && status == 200) {
+    /* Silent past the server's timeout plus grace: the connection is presumed dead; resume. */
+    inf->st.idle_restarts++;
+    start_watch(inf);
+  } else if (err != 0) {
+    fail(inf, err, status, -1, 0);
+  } else if (resp->status == 410) {
+    inf->st.gone++;
+    start_list(inf);
+  } else if (resp->status != 200) {
+    fail(inf, EVS_ESTATUS, resp->status, resp->retry_after_s, 0);
+  } else {
+    start_watch(inf); /* the server's timeoutSeconds ended it: resume */
+  }
+}
+
+static void start_watch(evs_informer_t *inf) {
+  sbuf_t u = {0};
+  char num[64];
+  sb_str(&u, inf->o.base_url);
+  sb_str(&u, inf->o.path);
+  sb_str(&u, "?watch=1&allowWatchBookmarks=true&resourceVersion=");
+  sb_escaped(&u, inf->rv);
+  snprintf(num, sizeof num, "&timeoutSeconds=%u", inf->o.watch_timeout_s);
+  sb_str(&u, num);
+  if (inf->o.label_selector != NULL) {
+    sb_str(&u, "&labelSelector=");
+    sb_escaped(&u, inf->o.label_selector);
+  }
+  inf->next = NEXT_REWATCH;
+  inf->watch_status = 0;
+  inf->lines.len = 0;
+  int rc = u.oom ? UV_ENOMEM : send_req(inf, u.s, 1, watch_done);
+  free(u.s);
+  if (rc == 0) {
+    inf->state = ST_WATCH;
+    inf->st.watches++;
+  } else {
+    fail(inf, rc, 0, -1, 0);
+  }
+}
+
+static int send_req(evs_informer_t *inf, const char *url, int streaming, evs_http_done_cb done) {
+  evs_http_header_t hs[16] = {{"Accept", "application/json"}};
+  size_t n = 1;
+  evs_http_request_opts_t r = {
+      .method = "GET", .url = url, .headers = hs, .tls = inf->o.tls, .on_done = done, .arg = inf};
+  r.timeout_ms = streaming ? 0 : inf->o.list_timeout_ms;
+  if (streaming) {
+    r.on_head = watch_head;
+    r.on_body = watch_body;
+    r.stream_idle_timeout_ms = inf->o.idle_timeout_ms;
+  }
+  if (inf->o.decorate != NULL) {
+    int rc = inf->o.decorate(&r, hs, &n, sizeof hs / sizeof hs[0], inf->o.decorate_arg);
+    if (rc != 0)
+      return rc;
+  }
+  r.nheaders = n;
+  return evs_http_request(inf->o.http, &r, &inf->req);
+}
+
+/* --- lifecycle --- */
+
+static char *dup_opt(const char *s) { return s != NULL ? strdup(s) : NULL; }
+
+static void free_strings(evs_informer_t *inf) {
+  free((char *)inf->o.base_url);
+  free((char *)inf->o.path);
+  free((char *)inf->o.label_selector);
+}
+
+int evs_informer_start(uv_loop_t *loop, const evs_informer_options_t *opts, evs_informer_t **out) {
+  if (opts == NULL || opts->http == NULL || opts->base_url == NULL || opts->path == NULL ||
+      opts->path[0] != '/')
+    return UV_EINVAL;
+  evs_informer_t *inf = calloc(1, sizeof *inf);
+  if (inf == NULL)
+    return UV_ENOMEM;
+  inf->loop = loop;
+  inf->o = *opts;
+  inf->o.base_url = dup_opt(opts->base_url);
+  inf->o.path = dup_opt(opts->path);
+  inf->o.label_selector = dup_opt(opts->label_selector);
+  inf->o.page_size = opts->page_size ? opts->page_size : 500;
+  inf->o.list_timeout_ms = opts->list_timeout_ms ? opts->list_timeout_ms : 60000;
+  inf->o.watch_timeout_s = opts->watch_timeout_s ? opts->watch_timeout_s : 300;
+  inf->o.idle_timeout_ms = opts->idle_timeout_ms ? opts->idle_timeout_ms
+                                                 : (uint64_t)inf->o.watch_timeout_s * 1000 + 30000;
+  inf->o.max_line_bytes = opts->max_line_bytes ? opts->max_line_bytes : 16u << 20;
+  inf->lines.max = inf->o.max_line_bytes;
+  inf->nbuckets = 64;
+  inf->buckets = calloc(inf->nbuckets, sizeof *inf->buckets);
+  int bad = inf->o.base_url == NULL || inf->o.path == NULL || inf->buckets == NULL ||
+            (opts->label_selector != NULL && inf->o.label_selector == NULL);
+  if (!bad && opts->intern == NULL)
+    bad = evs_intern_new(&inf->own_intern) != 0;
+  if (bad) {
+    free_strings(inf);
+    free(inf->buckets);
+    evs_intern_free(inf->own_intern);
+    free(inf);
+    return UV_ENOMEM;
+  }
+  evs_backoff_init(&inf->backoff, opts->backoff_initial_ms ? opts->backoff_initial_ms : 500,
+                   opts->backoff_max_ms ? opts->backoff_max_ms : 30000, EVS_BACKOFF_FULL);
+  inf->rng = uv_hrtime() ^ (uint64_t)(uintptr_t)inf ^ 0x9e3779b97f4a7c15ull;
+  uv_timer_init(loop, &inf->timer);
+  *out = inf;
+  start_list(inf);
+  return 0;
+}
+
+static void on_timer_close(uv_handle_t *h) {
+  evs_informer_t *inf = evs_container_of((uv_timer_t *)h, evs_informer_t, timer);
+  void (*cb)(void *) = inf->close_cb;
+  void *arg = inf->close_arg;
+  cache_free_all(inf);
+  evs_intern_free(inf->own_intern);
+  evs_informer_lines_free(&inf->lines);
+  free(inf->cont);
+  free_strings(inf);
+  free(inf);
+  if (cb != NULL)
+    cb(arg);
+}
+
+void evs_informer_close(evs_informer_t *inf, void (*cb)(void *arg), void *arg) {
+  if (inf == NULL || inf->closing)
+    return;
+  inf->closing = 1;
+  inf->close_cb = cb;
+  inf->close_arg = arg;
+  uv_timer_stop(&inf->timer);
+  if (inf->req != NULL)
+    evs_http_cancel(inf->req); /* watch_done/list_done see `closing` and do nothing */
+  uv_close((uv_handle_t *)&inf->timer, on_timer_close);
+}
+
+const evs_informer_obj_t *evs_informer_get(const evs_informer_t *inf, const char *ns,
+                                           const char *name) {
+  ns = ns != NULL ? ns : "";
+  return *slot(inf, ns, name, hash_key(ns, name));
+}
+
+size_t evs_informer_count(const evs_informer_t *inf) { return inf->count; }
+
+int evs_informer_synced(const evs_informer_t *inf) { return inf->synced; }
+
+const char *evs_informer_resource_version(const evs_informer_t *inf) { return inf->rv; }
+
+void evs_informer_foreach(const evs_informer_t *inf,
+                          void (*fn)(const evs_informer_obj_t *obj, void *arg), void *arg) {
+  for (size_t i = 0; i < inf->nbuckets; i++)
+    for (const evs_informer_obj_t *o = inf->buckets[i]; o != NULL; o = o->next_)
+      fn(o, arg);
+}
+
+void evs_informer_get_stats(const evs_informer_t *inf, evs_informer_stats_t *out) {
+  *out = inf->st;
+}

@@ -1,0 +1,1005 @@
+/* evs_informer against a real Kubernetes API server (kube-apiserver v1.20.2 on loopback, the
+ * shared control plane of test/e2e/evstest.py, or KUBE_API_URL/KUBE_CA/KUBE_TOKEN from the
+ * environment) with ConfigMaps, and through test/faultproxy.py for the faults it will not
+ * produce on demand (dropped watches, 410 Gone, 429, 500).
+ *
+ * Shapes follow Kubernetes v1.20.2 (kubernetes/kubernetes commit
+ * faecb196815e248d3ecfb03c680a4507229c2a56): WatchEvent lines
+ * (staging/src/k8s.io/apiserver/pkg/endpoints/handlers/watch.go), BOOKMARK sent 2 s before a
+ * watch's timeoutSeconds deadline (staging/src/k8s.io/apiserver/pkg/storage/cacher/cacher.go
+ * cacheWatcher.nextBookmarkTime), 410 Expired as an ERROR event (cacher.go newErrWatcher). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+
+#include "evscale/error.h"
+#include "evscale/http_client.h"
+#include "evscale/informer.h"
+#include "net_helpers.h"
+
+static struct {
+  int skip;
+  char url[256], ca[512], token[512], auth[600];
+  char prefix[64];
+  evs_tls_config_t *tls, *tls_proxy;
+  evs_test_server_t proxy;
+  int proxy_control_port;
+  char proxy_url[64];
+} K;
+
+/* --- control plane discovery (as test_kube_http.c) --- */
+
+static void env_line(const char *line) {
+  const char *eq = strchr(line, '=');
+  if (eq == NULL)
+    return;
+  size_t kl = (size_t)(eq - line), vl = strcspn(eq + 1, "\r\n");
+  struct {
+    const char *name;
+    char *dst;
+    size_t cap;
+  } map[] = {{"KUBE_API_URL", K.url, sizeof K.url},
+             {"KUBE_CA", K.ca, sizeof K.ca},
+             {"KUBE_TOKEN", K.token, sizeof K.token}};
+  for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+    if (strlen(map[i].name) == kl && strncmp(line, map[i].name, kl) == 0)
+      snprintf(map[i].dst, map[i].cap, "%.*s", (int)vl, eq + 1);
+}
+
+static int find_controlplane(void) {
+  if (getenv("KUBE_API_URL") != NULL && getenv("KUBE_CA") != NULL && getenv("KUBE_TOKEN") != NULL) {
+    snprintf(K.url, sizeof K.url, "%s", getenv("KUBE_API_URL"));
+    snprintf(K.ca, sizeof K.ca, "%s", getenv("KUBE_CA"));
+    snprintf(K.token, sizeof K.token, "%s", getenv("KUBE_TOKEN"));
+    return 0;
+  }
+  char cmd[1200], tmp[] = "/tmp/evs-kenv-XXXXXX";
+  int fd = mkstemp(tmp);
+  if (fd < 0)
+    return -1;
+  close(fd);
+  snprintf(cmd, sizeof cmd,
+           "cd %s && python3 -c \"import sys; sys.path.insert(0, 'test/e2e'); import evstest; "
+           "e = evstest.controlplane(); open('%s', 'w').write(''.join(k + '=' + v + '\\n' "
+           "for k, v in e.items()))\" >&2",
+           evs_test_src(), tmp);
+  int rc = system(cmd);
+  FILE *f = fopen(tmp, "r");
+  char line[1024];
+  while (f != NULL && fgets(line, sizeof line, f) != NULL)
+    env_line(line);
+  if (f != NULL)
+    fclose(f);
+  unlink(tmp);
+  return rc == 0 && K.url[0] != '\0' && K.token[0] != '\0' ? 0 : -1;
+}
+
+static evs_tls_config_t *tls(const char *ca) {
+  evs_tls_options_t o = {.ca_file = ca};
+  evs_tls_config_t *cfg = NULL;
+  const char *why = NULL;
+  int rc = evs_tls_config_new(&o, &cfg, &why);
+  if (rc != 0)
+    fail_msg("tls config: %s (%s)", evs_strerror(rc), why ? why : "");
+  return cfg;
+}
+
+#define SKIP_IF_NO_CONTROLPLANE()                                                                  \
+  do {                                                                                             \
+    if (K.skip)                                                                                    \
+      skip();                                                                                      \
+  } while (0)
+
+/* --- a loop, a client for the test's own requests, and a recorder of delivered events --- */
+
+typedef struct {
+  char val[24];
+} cm_t; /* what the decoder keeps of a ConfigMap: data.k */
+
+typedef struct {
+  char kind; /* 'A'dd, 'U'pdate, 'D'elete */
+  char name[64], old_val[24], val[24], rv[24];
+} ev_t;
+
+typedef struct {
+  uv_loop_t loop;
+  uv_timer_t tick;
+  evs_http_client_t *c, *ic; /* the test's requests; the informer's */
+  evs_informer_t *inf;
+  int synced, synced_calls, adds_before_sync;
+  ev_t ev[8192];
+  size_t nev;
+} env_t;
+
+static void tick_cb(uv_timer_t *t) { (void)t; }
+
+static void env_init(env_t *e) {
+  memset(e, 0, sizeof *e);
+  uv_loop_init(&e->loop);
+  uv_timer_init(&e->loop, &e->tick);
+  uv_timer_start(&e->tick, tick_cb, 20, 20); /* bounds each poll so deadlines are checked */
+  uv_unref((uv_handle_t *)&e->tick);
+  assert_int_equal(evs_http_client_new(&e->loop, NULL, &e->c), 0);
+  assert_int_equal(evs_http_client_new(&e->loop, NULL, &e->ic), 0);
+}
+
+static void set_flag(void *arg) { *(int *)arg = 1; }
+
+static void env_close(env_t *e) {
+  int closed = 0, c1 = 0, c2 = 0;
+  if (e->inf != NULL) {
+    evs_informer_close(e->inf, set_flag, &closed);
+    assert_true(evs_test_run_until(&e->loop, &closed, 10000));
+  }
+  evs_http_client_close(e->c, set_flag, &c1);
+  evs_http_client_close(e->ic, set_flag, &c2);
+  assert_true(evs_test_run_until(&e->loop, &c1, 10000));
+  assert_true(evs_test_run_until(&e->loop, &c2, 10000));
+  uv_close((uv_handle_t *)&e->tick, NULL);
+  assert_int_equal(evs_test_loop_close(&e->loop), 0);
+}
+
+#define RUN_UNTIL(e, cond, ms)                                                                     \
+  do {                                                                                             \
+    uint64_t t0_ = uv_hrtime();                                                                    \
+    while (!(cond) && (uv_hrtime() - t0_) / 1000000 < (ms))                                        \
+      uv_run(&(e)->loop, UV_RUN_ONCE);                                                             \
+  } while (0)
+
+static void run_for(env_t *e, uint64_t ms) { RUN_UNTIL(e, 0, ms); }
+
+typedef struct {
+  int done, err, status;
+  char *body;
+} res_t;
+
+static void on_done(evs_http_req_t *req, int err, const evs_http_response_t *resp, void *arg) {
+  (void)req;
+  res_t *r = arg;
+  r->done = 1;
+  r->err = err;
+  if (resp != NULL) {
+    r->status = resp->status;
+    r->body = resp->body ? strndup(resp->body, resp->body_len) : NULL;
+  }
+}
+
+static void send_req(env_t *e, const char *base, const char *method, const char *path,
+                     const char *body, const char *ctype, res_t *r) {
+  char url[512];
+  snprintf(url, sizeof url, "%s%s", base ? base : K.url, path);
+  evs_http_header_t hs[3] = {{"Authorization", K.auth}, {"Accept", "application/json"}};
+  size_t n = 2;
+  if (body != NULL)
+    hs[n++] = (evs_http_header_t){"Content-Type", ctype ? ctype : "application/json"};
+  evs_http_request_opts_t o = {.method = method,
+                               .url = url,
+                               .headers = hs,
+                               .nheaders = n,
+                               .body = body,
+                               .body_len = body ? strlen(body) : 0,
+                               .tls = base ? NULL : K.tls,
+                               .timeout_ms = 300000,
+                               .on_done = on_done,
+                               .arg = r};
+  assert_int_equal(evs_http_request(e->c, &o, NULL), 0);
+}
+
+static int do_req(env_t *e, const char *method, const char *path, const char *body,
+                  const char *ctype) {
+  res_t r = {0};
+  send_req(e, NULL, method, path, body, ctype, &r);
+  RUN_UNTIL(e, r.done, 120000);
+  if (r.err != 0 || r.status >= 300)
+    fail_msg("%s %s: %s %d %s", method, path, evs_strerror(r.err), r.status, r.body);
+  free(r.body);
+  return r.status;
+}
+
+static void make_ns(env_t *e, char *ns, size_t cap, const char *what) {
+  snprintf(ns, cap, "%s-%s", K.prefix, what);
+  char body[200];
+  snprintf(body, sizeof body,
+           "{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{\"name\":\"%s\"}}", ns);
+  do_req(e, "POST", "/api/v1/namespaces", body, NULL);
+}
+
+static void cm_body(char *body, size_t cap, const char *name, const char *val) {
+  snprintf(body, cap,
+           "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"%s\"},"
+           "\"data\":{\"k\":\"%s\"}}",
+           name, val);
+}
+
+static void cm_create(env_t *e, const char *ns, const char *name, const char *val) {
+  char path[200], body[300];
+  snprintf(path, sizeof path, "/api/v1/namespaces/%s/configmaps", ns);
+  cm_body(body, sizeof body, name, val);
+  do_req(e, "POST", path, body, NULL);
+}
+
+static void cm_update(env_t *e, const char *ns, const char *name, const char *val) {
+  char path[200], body[100];
+  snprintf(path, sizeof path, "/api/v1/namespaces/%s/configmaps/%s", ns, name);
+  snprintf(body, sizeof body, "{\"data\":{\"k\":\"%s\"}}", val);
+  do_req(e, "PATCH", path, body, "application/merge-patch+json");
+}
+
+static void cm_delete(env_t *e, const char *ns, const char *name) {
+  char path[200];
+  snprintf(path, sizeof path, "/api/v1/namespaces/%s/configmaps/%s", ns, name);
+  do_req(e, "DELETE", path, NULL, NULL);
+}
+
+/* n ConfigMaps "<prefix>-<i>" at once: the client keeps 4 connections busy and queues the rest. */
+static void cm_create_many(env_t *e, const char *ns, const char *prefix, int n) {
+  res_t *r = calloc((size_t)n, sizeof *r);
+  char path[200], body[300], name[64];
+  snprintf(path, sizeof path, "/api/v1/namespaces/%s/configmaps", ns);
+  for (int i = 0; i < n; i++) {
+    snprintf(name, sizeof name, "%s-%d", prefix, i);
+    cm_body(body, sizeof body, name, "v1");
+    send_req(e, NULL, "POST", path, body, NULL, &r[i]);
+  }
+  int done = 0;
+  uint64_t t0 = uv_hrtime();
+  while (done < n && (uv_hrtime() - t0) / 1000000 < 600000) {
+    uv_run(&e->loop, UV_RUN_ONCE);
+    done = 0;
+    for (int i = 0; i < n; i++)
+      done += r[i].done;
+  }
+  for (int i = 0; i < n; i++) {
+    if (!r[i].done || r[i].err != 0 || r[i].status != 201)
+      fail_msg("create %d: %s %d %s", i, evs_strerror(r[i].err), r[i].status, r[i].body);
+    free(r[i].body);
+  }
+  free(r);
+}
+
+/* --- the informer under test --- */
+
+static int decode_cm(const json_t *obj, void **out, void *arg) {
+  (void)arg;
+  const char *v = json_string_value(json_object_get(json_object_get(obj, "data"), "k"));
+  cm_t *c = calloc(1, sizeof *c);
+  if (c == NULL)
+    return UV_ENOMEM;
+  snprintf(c->val, sizeof c->val, "%s", v ? v : "");
+  *out = c;
+  return 0;
+}
+
+static void free_cm(void *data, void *arg) {
+  (void)arg;
+  free(data);
+}
+
+static const char *val_of(const evs_informer_obj_t *o) {
+  return o->data ? ((const cm_t *)o->data)->val : "";
+}
+
+static void record(env_t *e, char kind, const evs_informer_obj_t *old,
+                   const evs_informer_obj_t *o) {
+  if (e->nev >= sizeof e->ev / sizeof e->ev[0])
+    fail_msg("too many events");
+  ev_t *v = &e->ev[e->nev++];
+  v->kind = kind;
+  snprintf(v->name, sizeof v->name, "%s", (o ? o : old)->name);
+  snprintf(v->old_val, sizeof v->old_val, "%s", old ? val_of(old) : "");
+  snprintf(v->val, sizeof v->val, "%s", o ? val_of(o) : "");
+  snprintf(v->rv, sizeof v->rv, "%s", (o ? o : old)->resource_version);
+}
+
+static void on_add(evs_informer_t *inf, const evs_informer_obj_t *o, void *arg) {
+  (void)inf;
+  env_t *e = arg;
+  e->adds_before_sync += !e->synced;
+  record(e, 'A', NULL, o);
+}
+
+static void on_update(evs_informer_t *inf, const evs_informer_obj_t *old,
+                      const evs_informer_obj_t *o, void *arg) {
+  (void)inf;
+  assert_string_not_equal(old->resource_version, o->resource_version);
+  record(arg, 'U', old, o);
+}
+
+static void on_delete(evs_informer_t *inf, const evs_informer_obj_t *old, void *arg) {
+  (void)inf;
+  record(arg, 'D', old, NULL);
+}
+
+static void on_synced(evs_informer_t *inf, void *arg) {
+  (void)inf;
+  env_t *e = arg;
+  e->synced = 1;
+  e->synced_calls++;
+}
+
+static int decorate(evs_http_request_opts_t *req, evs_http_header_t *hdrs, size_t *n, size_t cap,
+                    void *arg) {
+  (void)req;
+  (void)arg;
+  if (*n >= cap)
+    return UV_ENOBUFS;
+  hdrs[(*n)++] = (evs_http_header_t){"Authorization", K.auth};
+  return 0;
+}
+
+typedef struct {
+  int via_proxy;
+  unsigned page_size, watch_timeout_s;
+  uint64_t idle_timeout_ms;
+} inf_how_t;
+
+static void start_informer(env_t *e, const char *ns, inf_how_t h) {
+  char path[200];
+  snprintf(path, sizeof path, "/api/v1/namespaces/%s/configmaps", ns);
+  evs_informer_options_t o = {.http = e->ic,
+                              .base_url = h.via_proxy ? K.proxy_url : K.url,
+                              .tls = h.via_proxy ? K.tls_proxy : K.tls,
+                              .path = path,
+                              .page_size = h.page_size,
+                              .watch_timeout_s = h.watch_timeout_s,
+                              .idle_timeout_ms = h.idle_timeout_ms,
+                              .backoff_initial_ms = 50,
+                              .backoff_max_ms = 1000,
+                              .decorate = decorate,
+                              .decode = decode_cm,
+                              .free_data = free_cm,
+                              .on_add = on_add,
+                              .on_update = on_update,
+                              .on_delete = on_delete,
+                              .on_synced = on_synced,
+                              .arg = e};
+  assert_int_equal(evs_informer_start(&e->loop, &o, &e->inf), 0);
+}
+
+static void wait_synced(env_t *e) {
+  RUN_UNTIL(e, e->synced, 120000);
+  assert_true(e->synced);
+}
+
+static evs_informer_stats_t stats(env_t *e) {
+  evs_informer_stats_t s;
+  evs_informer_get_stats(e->inf, &s);
+  return s;
+}
+
+/* Events of `name` from index `from` on, as a string like "A:v1 U:v1>v2 D". */
+static void history(const env_t *e, size_t from, const char *name, char *out, size_t cap) {
+  size_t len = 0;
+  out[0] = '\0';
+  for (size_t i = from; i < e->nev && len < cap; i++) {
+    const ev_t *v = &e->ev[i];
+    if (strcmp(v->name, name) != 0)
+      continue;
+    if (v->kind == 'A')
+      len += (size_t)snprintf(out + len, cap - len, "%sA:%s", len ? " " : "", v->val);
+    else if (v->kind == 'U')
+      len +=
+          (size_t)snprintf(out + len, cap - len, "%sU:%s>%s", len ? " " : "", v->old_val, v->val);
+    else
+      len += (size_t)snprintf(out + len, cap - len, "%sD", len ? " " : "");
+  }
+}
+
+static json_t *proxy_control(env_t *e, const char *method, const char *path, const char *body) {
+  char base[64];
+  snprintf(base, sizeof base, "http://127.0.0.1:%d", K.proxy_control_port);
+  res_t r = {0};
+  send_req(e, base, method, path, body, NULL, &r);
+  RUN_UNTIL(e, r.done, 30000);
+  assert_int_equal(r.err, 0);
+  assert_int_equal(r.status, 200);
+  json_t *j = json_loads(r.body, 0, NULL);
+  free(r.body);
+  return j;
+}
+
+static void fault(env_t *e, const char *spec) {
+  json_decref(proxy_control(e, "POST", "/fault", spec));
+}
+
+/* --- pure: the stream decoder --- */
+
+static int count_line(void *ctx, const char *text, size_t len) {
+  char *acc = ctx;
+  strncat(acc, text, len);
+  strcat(acc, "|");
+  return 0;
+}
+
+/* Lines split at every possible point across two reads come out the same; CRLF is tolerated;
+ * empty lines are skipped; a line over the cap is refused and the decoder recovers. */
+static void test_lines_split(void **state) {
+  (void)state;
+  const char *stream = "{\"a\":1}\n\n{\"b\":22}\r\n{\"c\":333}\n";
+  size_t n = strlen(stream);
+  for (size_t cut = 0; cut <= n; cut++) {
+    evs_informer_lines_t l = {.max = 64};
+    char acc[128] = "";
+    assert_int_equal(evs_informer_lines_feed(&l, stream, cut, count_line, acc), 0);
+    assert_int_equal(evs_informer_lines_feed(&l, stream + cut, n - cut, count_line, acc), 0);
+    assert_string_equal(acc, "{\"a\":1}|{\"b\":22}|{\"c\":333}|");
+    evs_informer_lines_free(&l);
+  }
+  evs_informer_lines_t l = {.max = 8};
+  char acc[128] = "";
+  assert_int_equal(evs_informer_lines_feed(&l, "0123", 4, count_line, acc), 0);
+  assert_int_equal(evs_informer_lines_feed(&l, "456789\n", 7, count_line, acc), EVS_ETOOBIG);
+  assert_int_equal(evs_informer_lines_feed(&l, "ok\n", 3, count_line, acc), 0);
+  assert_string_equal(acc, "ok|");
+  evs_informer_lines_free(&l);
+}
+
+/* The five event types, the ERROR Status code, and what is not a WatchEvent. */
+static void test_event_parse(void **state) {
+  (void)state;
+  static const struct {
+    const char *line;
+    int rc, type, code;
+  } cases[] = {
+      {"{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"a\",\"resourceVersion\":\"5\"}}}",
+       0, EVS_INFORMER_EV_ADDED, 0},
+      {"{\"type\":\"MODIFIED\",\"object\":{}}", 0, EVS_INFORMER_EV_MODIFIED, 0},
+      {"{\"type\":\"DELETED\",\"object\":{}}", 0, EVS_INFORMER_EV_DELETED, 0},
+      {"{\"type\":\"BOOKMARK\",\"object\":{\"metadata\":{\"resourceVersion\":\"9\"}}}", 0,
+       EVS_INFORMER_EV_BOOKMARK, 0},
+      /* faultproxy.py gone_status(), from apimachinery errors.go NewResourceExpired */
+      {"{\"type\":\"ERROR\",\"object\":{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},"
+       "\"status\":\"Failure\",\"message\":\"too old resource version: 1 (2)\",\"reason\":"
+       "\"Expired\",\"code\":410}}",
+       0, EVS_INFORMER_EV_ERROR, 410},
+      {"{\"type\":\"ERROR\",\"object\":{\"code\":1e9}}", 0, EVS_INFORMER_EV_ERROR, 0},
+      {"{\"type\":\"SYNC\",\"object\":{}}", EVS_EPARSE, 0, 0},
+      {"{\"type\":\"ADDED\",\"object\":[]}", EVS_EPARSE, 0, 0},
+      {"{\"type\":\"ADDED\"}", EVS_EPARSE, 0, 0},
+      {"{\"type\":\"ADDED\",\"type\":\"DELETED\",\"object\":{}}", EVS_EJSON, 0, 0},
+      {"{\"type\":\"ADDED\",\"object\":{}", EVS_EJSON, 0, 0},
+      {"[]", EVS_EPARSE, 0, 0},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    evs_informer_event_t ev;
+    int rc = evs_informer_event_parse(cases[i].line, strlen(cases[i].line), &ev);
+    if (rc != cases[i].rc)
+      fail_msg("case %zu: rc %d, want %d", i, rc, cases[i].rc);
+    if (rc == 0) {
+      assert_int_equal(ev.type, cases[i].type);
+      assert_int_equal(ev.code, cases[i].code);
+      json_decref(ev.root);
+    }
+  }
+  evs_informer_meta_t m;
+  json_t *o = json_loads("{\"metadata\":{\"namespace\":\"n\",\"name\":\"a\",\"uid\":\"u\","
+                         "\"resourceVersion\":\"7\"}}",
+                         0, NULL);
+  assert_int_equal(evs_informer_meta_get(o, &m), 0);
+  assert_string_equal(m.name, "a");
+  assert_int_equal(m.ns_len, 1);
+  json_decref(o);
+  o = json_loads("{\"metadata\":{\"name\":\"a\\u0000b\",\"resourceVersion\":\"7\"}}", 0, NULL);
+  assert_int_equal(evs_informer_meta_get(o, &m), EVS_EPARSE);
+  json_decref(o);
+}
+
+/* --- against the API server --- */
+
+/* 2,000 ConfigMaps listed 500 at a time: every object added once, before on_synced, which runs
+ * once; the page count matches; the cache answers lookups with the decoded data. */
+static void test_initial_sync_paginated(void **state) {
+  (void)state;
+  SKIP_IF_NO_CONTROLPLANE();
+  env_t *e = calloc(1, sizeof *e);
+  env_init(e);
+  char ns[96];
+  make_ns(e, ns, sizeof ns, "sync");
+  cm_create_many(e, ns, "cm", 2000);
+  start_informer(e, ns, (inf_how_t){.page_size = 500});
+  wait_synced(e);
+  size_t n = evs_informer_count(e->inf);
+  /* 2,000 plus what the control plane adds to every namespace (kube-root-ca.crt in 1.20). */
+  assert_true(n >= 2000 && n <= 2002);
+  assert_int_equal(e->adds_before_sync, (int)n);
+  assert_int_equal(e->nev, n);
+  evs_informer_stats_t s = stats(e);
+  assert_int_equal(s.list_pages, (n + 499) / 500);
+  assert_int_equal(s.lists, 1);
+  const evs_informer_obj_t *o = evs_informer_get(e->inf, ns, "cm-1234");
+  assert_non_null(o);
+  assert_string_equal(val_of(o), "v1");
+  assert_string_equal(o->ns, ns);
+  assert_int_equal(strlen(o->uid), 36);
+  assert_null(evs_informer_get(e->inf, ns, "cm-2000"));
+  assert_null(evs_informer_get(e->inf, "other", "cm-1"));
+  run_for(e, 500);
+  assert_int_equal(e->synced_calls, 1);
+  assert_int_equal(e->nev, n); /* nothing more after the sync */
+  env_close(e);
+  free(e);
+}
+
+/* Add, update, delete, add through the watch, in order, each once. */
+static void test_watch_order(void **state) {
+  (void)state;
+  SKIP_IF_NO_CONTROLPLANE();
+  env_t *e = calloc(1, sizeof *e);
+  env_init(e);
+  char ns[96], h[256];
+  make_ns(e, ns, sizeof ns, "order");
+  start_informer(e, ns, (inf_how_t){0});
+  wait_synced(e);
+  size_t base = e->nev;
+  cm_create(e, ns, "a", "v1");
+  cm_update(e, ns, "a", "v2");
+  cm_delete(e, ns, "a");
+  cm_create(e, ns, "b", "v1");
+  RUN_UNTIL(e, evs_informer_get(e->inf, ns, "b") != NULL, 30000);
+  run_for(e, 300);
+  history(e, base, "a", h, sizeof h);
+  assert_string_equal(h, "A:v1 U:v1>v2 D");
+  history(e, base, "b", h, sizeof h);
+  assert_string_equal(h, "A:v1");
+  /* Global order: b's add is the last event. */
+  assert_string_equal(e->ev[e->nev - 1].name, "b");
+  assert_null(evs_informer_get(e->inf, ns, "a"));
+  /* The cache's resourceVersion is b's (the last event). */
+  assert_string_equal(evs_informer_resource_version(e->inf),
+                      evs_informer_get(e->inf, ns, "b")->resource_version);
+  env_close(e);
+  free(e);
+}
+
+/* Every watch is cut after 300 ms by the proxy while objects are created and updated: the
+ * informer resumes from its resourceVersion each time; each change arrives exactly once and no
+ * relist is needed. */
+static void test_watch_drop_resume(void **state) {
+  (void)state;
+  SKIP_IF_NO_CONTROLPLANE();
+  env_t *e = calloc(1, sizeof *e);
+  env_init(e);
+  char ns[96], h[256], name[32];
+  make_ns(e, ns, sizeof ns, "drop");
+  json_decref(proxy_control(e, "POST", "/reset", "{}"));
+  /* Armed first: a fault applies to requests that arrive after it (lists pass through). */
+  fault(e, "{\"kind\":\"drop_watch\",\"count\":-1,\"delay_ms\":300}");
+  start_informer(e, ns, (inf_how_t){.via_proxy = 1});
+  wait_synced(e);
+  size_t base = e->nev;
+  for (int i = 0; i < 10; i++) {
+    snprintf(name, sizeof name, "d-%d", i);
+    cm_create(e, ns, name, "v1");
+    run_for(e, 120);
+  }
+  for (int i = 0; i < 10; i++) {
+    snprintf(name, sizeof name, "d-%d", i);
+    cm_update(e, ns, name, "v2");
+    run_for(e, 120);
+  }
+  const evs_informer_obj_t *last = NULL;
+  RUN_UNTIL(e,
+            (last = evs_informer_get(e->inf, ns, "d-9")) != NULL && strcmp(val_of(last), "v2") == 0,
+            30000);
+  run_for(e, 500);
+  fault(e, "{\"kind\":\"none\"}");
+  for (int i = 0; i < 10; i++) {
+    snprintf(name, sizeof name, "d-%d", i);
+    history(e, base, name, h, sizeof h);
+    if (strcmp(h, "A:v1 U:v1>v2") != 0)
+      fail_msg("%s: %s", name, h);
+  }
+  evs_informer_stats_t s = stats(e);
+  assert_true(s.watches >= 5); /* the drops happened and were resumed */
+  assert_int_equal(s.relists, 0);
+  assert_int_equal(s.duplicates, 0);
+  env_close(e);
+  free(e);
+}
+
+/* While the informer cannot watch (500s), a is deleted, b updated, d created, c untouched; the
+ * next watch gets 410 Expired in an ERROR event: the relist delivers exactly that difference. */
+static void test_gone_relist_difference(void **state) {
+  (void)state;
+  SKIP_IF_NO_CONTROLPLANE();
+  env_t *e = calloc(1, sizeof *e);
+  env_init(e);
+  char ns[96], h[256];
+  make_ns(e, ns, sizeof ns, "gone");
+  cm_create(e, ns, "a", "v1");
+  cm_create(e, ns, "b", "v1");
+  cm_create(e, ns, "c", "v1");
+  json_decref(proxy_control(e, "POST", "/reset", "{}"));
+  start_informer(e, ns, (inf_how_t){.via_proxy = 1, .watch_timeout_s = 1});
+  wait_synced(e);
+  assert_non_null(evs_informer_get(e->inf, ns, "c"));
+  fault(e, "{\"kind\":\"status\",\"status\":500,\"count\":-1}");
+  uint64_t failures0 = stats(e).failures;
+  RUN_UNTIL(e, stats(e).failures > failures0, 20000); /* the watch ended and cannot restart */
+  assert_true(stats(e).failures > failures0);
+  size_t base = e->nev;
+  cm_delete(e, ns, "a");
+  cm_update(e, ns, "b", "v2");
+  cm_create(e, ns, "d", "v1");
+  run_for(e, 300);
+  assert_int_equal(e->nev, base); /* nothing seen yet */
+  fault(e, "{\"kind\":\"gone\",\"count\":1}");
+  RUN_UNTIL(e, stats(e).relists >= 1, 30000);
+  run_for(e, 300);
+  evs_informer_stats_t s = stats(e);
+  assert_int_equal(s.relists, 1);
+  assert_true(s.gone >= 1);
+  history(e, base, "a", h, sizeof h);
+  assert_string_equal(h, "D");
+  history(e, base, "b", h, sizeof h);
+  assert_string_equal(h, "U:v1>v2");
+  history(e, base, "c", h, sizeof h);
+  assert_string_equal(h, "");
+  history(e, base, "d", h, sizeof h);
+  assert_string_equal(h, "A:v1");
+  assert_int_equal(e->nev - base, 3);
+  assert_int_equal(e->synced_calls, 1);
+  /* And the watch runs again after the relist: a later change arrives. */
+  cm_update(e, ns, "c", "v3");
+  const evs_informer_obj_t *c = NULL;
+  RUN_UNTIL(e, (c = evs_informer_get(e->inf, ns, "c")) != NULL && strcmp(val_of(c), "v3") == 0,
+            30000);
+  assert_string_equal(val_of(c), "v3");
+  env_close(e);
+  free(e);
+}
+
+/* Two 429s with Retry-After: 1 on the first list: the informer waits at least 1 s each time
+ * (Retry-After is a floor under the jittered backoff), then syncs. */
+static void test_429_backoff(void **state) {
+  (void)state;
+  SKIP_IF_NO_CONTROLPLANE();
+  env_t *e = calloc(1, sizeof *e);
+  env_init(e);
+  char ns[96];
+  make_ns(e, ns, sizeof ns, "throttle");
+  cm_create(e, ns, "x", "v1");
+  json_decref(proxy_control(e, "POST", "/reset", "{}"));
+  fault(e, "{\"kind\":\"status\",\"status\":429,\"retry_after\":\"1\",\"count\":2}");
+  uint64_t t0 = uv_hrtime();
+  start_informer(e, ns, (inf_how_t){.via_proxy = 1});
+  wait_synced(e);
+  uint64_t ms = (uv_hrtime() - t0) / 1000000;
+  if (ms < 1950)
+    fail_msg("synced after %llu ms, before two Retry-After: 1", (unsigned long long)ms);
+  evs_informer_stats_t s = stats(e);
+  assert_int_equal(s.failures, 2);
+  assert_int_equal(s.lists, 1);
+  assert_non_null(evs_informer_get(e->inf, ns, "x"));
+  json_t *st = proxy_control(e, "GET", "/stats", NULL);
+  assert_int_equal(json_integer_value(json_object_get(st, "faults_applied")), 2);
+  json_decref(st);
+  env_close(e);
+  free(e);
+}
+
+/* A watch with timeoutSeconds=4 gets a BOOKMARK ~2 s in; after a ConfigMap changed in another
+ * namespace it carries a newer resourceVersion, which the informer adopts without delivering
+ * anything. */
+static void test_bookmark(void **state) {
+  (void)state;
+  SKIP_IF_NO_CONTROLPLANE();
+  env_t *e = calloc(1, sizeof *e);
+  env_init(e);
+  char ns[96], other[96];
+  make_ns(e, ns, sizeof ns, "bm");
+  make_ns(e, other, sizeof other, "bm-other");
+  start_informer(e, ns, (inf_how_t){.watch_timeout_s = 4});
+  wait_synced(e);
+  size_t base = e->nev;
+  long long rv0 = atoll(evs_informer_resource_version(e->inf));
+  cm_create(e, other, "elsewhere", "v1");
+  RUN_UNTIL(e, stats(e).bookmarks >= 1 && atoll(evs_informer_resource_version(e->inf)) > rv0,
+            15000);
+  assert_true(stats(e).bookmarks >= 1);
+  assert_true(atoll(evs_informer_resource_version(e->inf)) > rv0);
+  assert_int_equal(e->nev, base);
+  assert_int_equal(stats(e).events, 0);
+  env_close(e);
+  free(e);
+}
+
+/* The API server sends the watch's head at once and then nothing while nothing changes (the
+ * first bookmark comes a minute in): with a 1 s client-side idle timeout the silent watch is
+ * restarted from the same resourceVersion, repeatedly, and a later change still arrives once. */
+static void test_idle_watch_restarted(void **state) {
+  (void)state;
+  SKIP_IF_NO_CONTROLPLANE();
+  env_t *e = calloc(1, sizeof *e);
+  env_init(e);
+  char ns[96], h[256];
+  make_ns(e, ns, sizeof ns, "idle");
+  start_informer(e, ns, (inf_how_t){.watch_timeout_s = 120, .idle_timeout_ms = 1000});
+  wait_synced(e);
+  size_t base = e->nev;
+  RUN_UNTIL(e, stats(e).idle_restarts >= 2, 20000);
+  evs_informer_stats_t s = stats(e);
+  assert_true(s.idle_restarts >= 2);
+  assert_true(s.watches >= 3);
+  assert_int_equal(s.failures, 0);
+  assert_int_equal(e->nev, base);
+  cm_create(e, ns, "late", "v1");
+  RUN_UNTIL(e, evs_informer_get(e->inf, ns, "late") != NULL, 20000);
+  run_for(e, 1500);
+  history(e, base, "late", h, sizeof h);
+  assert_string_equal(h, "A:v1");
+  env_close(e);
+  free(e);
+}
+
+/* All namespaces with a label selector (escaped into the query), paginated: the ScaledObjects
+ * of two namespaces carrying the label and no others; objects of one namespace share one
+ * interned namespace string, released when the cache is freed. ScaledObjects, not ConfigMaps:
+ * a filtered page makes the API server scan the whole kind, and ConfigMaps are many here. */
+static void test_all_namespaces_selector(void **state) {
+  (void)state;
+  SKIP_IF_NO_CONTROLPLANE();
+  env_t *e = calloc(1, sizeof *e);
+  env_init(e);
+  char ns1[96], ns2[96], path[200], body[600], sel[128];
+  make_ns(e, ns1, sizeof ns1, "all1");
+  make_ns(e, ns2, sizeof ns2, "all2");
+  for (int i = 0; i < 7; i++) {
+    const char *ns = i % 2 ? ns2 : ns1;
+    snprintf(path, sizeof path, "/apis/keda.sh/v1alpha1/namespaces/%s/scaledobjects", ns);
+    snprintf(body, sizeof body,
+             "{\"apiVersion\":\"keda.sh/v1alpha1\",\"kind\":\"ScaledObject\",\"metadata\":"
+             "{\"name\":\"l-%d\",\"labels\":{\"evs-test\":\"%s\"}},\"spec\":{"
+             "\"scaleTargetRef\":{\"name\":\"web\"},\"triggers\":[{\"type\":\"cpu\","
+             "\"metadata\":{\"value\":\"50\"}}]}}",
+             i, i == 6 ? "other" : K.prefix);
+    do_req(e, "POST", path, body, NULL);
+  }
+  snprintf(sel, sizeof sel, "evs-test in (%s)", K.prefix); /* spaces and parentheses */
+  evs_intern_t *it = NULL;
+  assert_int_equal(evs_intern_new(&it), 0);
+  evs_informer_options_t o = {.http = e->ic,
+                              .base_url = K.url,
+                              .tls = K.tls,
+                              .path = "/apis/keda.sh/v1alpha1/scaledobjects",
+                              .label_selector = sel,
+                              .page_size = 4,
+                              .intern = it,
+                              .decorate = decorate,
+                              .on_add = on_add,
+                              .on_synced = on_synced,
+                              .arg = e};
+  assert_int_equal(evs_informer_start(&e->loop, &o, &e->inf), 0);
+  wait_synced(e);
+  assert_int_equal(evs_informer_count(e->inf), 6);
+  assert_int_equal(stats(e).list_pages, 2);
+  const evs_informer_obj_t *a = evs_informer_get(e->inf, ns1, "l-0");
+  const evs_informer_obj_t *b = evs_informer_get(e->inf, ns1, "l-2");
+  assert_non_null(a);
+  assert_non_null(b);
+  assert_null(a->data); /* no decoder: metadata only */
+  assert_ptr_equal(a->ns, b->ns);
+  assert_int_equal(evs_intern_refs(a->ns), 3);
+  assert_non_null(evs_informer_get(e->inf, ns2, "l-1"));
+  assert_null(evs_informer_get(e->inf, ns1, "l-6")); /* another label value */
+  assert_int_equal(evs_intern_count(it), 2);
+  env_close(e);
+  assert_int_equal(evs_intern_count(it), 0); /* the cache released its namespaces */
+  evs_intern_free(it);
+  free(e);
+}
+
+typedef struct {
+  int max;
+  char target[32];
+} so_t; /* what a ScaledObject decoder might keep */
+
+static int decode_so(const json_t *obj, void **out, void *arg) {
+  (void)arg;
+  const json_t *spec = json_object_get(obj, "spec");
+  const char *t =
+      json_string_value(json_object_get(json_object_get(spec, "scaleTargetRef"), "name"));
+  if (t == NULL)
+    return EVS_EPARSE;
+  so_t *so = calloc(1, sizeof *so);
+  so->max = (int)json_integer_value(json_object_get(spec, "maxReplicaCount"));
+  snprintf(so->target, sizeof so->target, "%s", t);
+  *out = so;
+  return 0;
+}
+
+static int so_updates;
+static void so_update(evs_informer_t *inf, const evs_informer_obj_t *old,
+                      const evs_informer_obj_t *o, void *arg) {
+  (void)inf;
+  (void)arg;
+  assert_int_equal(((so_t *)old->data)->max, 10);
+  assert_int_equal(((so_t *)o->data)->max, 20);
+  so_updates++;
+}
+
+/* ScaledObjects (keda.sh/v1alpha1, the CRD installed in the control plane): synced, decoded into
+ * a compact struct, and a spec change delivered as an update carrying old and new. */
+static void test_scaledobjects(void **state) {
+  (void)state;
+  SKIP_IF_NO_CONTROLPLANE();
+  env_t *e = calloc(1, sizeof *e);
+  env_init(e);
+  char ns[96], path[200], body[600];
+  make_ns(e, ns, sizeof ns, "so");
+  snprintf(path, sizeof path, "/apis/keda.sh/v1alpha1/namespaces/%s/scaledobjects", ns);
+  for (int i = 0; i < 3; i++) {
+    snprintf(body, sizeof body,
+             "{\"apiVersion\":\"keda.sh/v1alpha1\",\"kind\":\"ScaledObject\",\"metadata\":"
+             "{\"name\":\"so-%d\"},\"spec\":{\"scaleTargetRef\":{\"name\":\"web-%d\"},"
+             "\"maxReplicaCount\":10,\"triggers\":[{\"type\":\"redis\",\"metadata\":{"
+             "\"address\":\"redis:6379\",\"listName\":\"jobs\",\"listLength\":\"5\"}}]}}",
+             i, i);
+    do_req(e, "POST", path, body, NULL);
+  }
+  so_updates = 0;
+  evs_informer_options_t o = {.http = e->ic,
+                              .base_url = K.url,
+                              .tls = K.tls,
+                              .path = path,
+                              .decorate = decorate,
+                              .decode = decode_so,
+                              .free_data = free_cm,
+                              .on_update = so_update,
+                              .on_synced = on_synced,
+                              .arg = e};
+  assert_int_equal(evs_informer_start(&e->loop, &o, &e->inf), 0);
+  wait_synced(e);
+  assert_int_equal(evs_informer_count(e->inf), 3);
+  const evs_informer_obj_t *so = evs_informer_get(e->inf, ns, "so-1");
+  assert_non_null(so);
+  assert_string_equal(((so_t *)so->data)->target, "web-1");
+  snprintf(path, sizeof path, "/apis/keda.sh/v1alpha1/namespaces/%s/scaledobjects/so-1", ns);
+  do_req(e, "PATCH", path, "{\"spec\":{\"maxReplicaCount\":20}}", "application/merge-patch+json");
+  RUN_UNTIL(e, so_updates == 1, 20000);
+  assert_int_equal(so_updates, 1);
+  assert_int_equal(((so_t *)evs_informer_get(e->inf, ns, "so-1")->data)->max, 20);
+  env_close(e);
+  free(e);
+}
+
+/* Closing from inside a handler: no further handler runs, everything is freed (ASan). */
+static void close_in_add(evs_informer_t *inf, const evs_informer_obj_t *o, void *arg) {
+  env_t *e = arg;
+  record(e, 'A', NULL, o);
+  if (e->nev == 3)
+    evs_informer_close(inf, set_flag, &e->synced_calls);
+}
+
+static void test_close_inside_handler(void **state) {
+  (void)state;
+  SKIP_IF_NO_CONTROLPLANE();
+  env_t *e = calloc(1, sizeof *e);
+  env_init(e);
+  char ns[96], path[200];
+  make_ns(e, ns, sizeof ns, "close");
+  cm_create_many(e, ns, "c", 10);
+  snprintf(path, sizeof path, "/api/v1/namespaces/%s/configmaps", ns);
+  evs_informer_options_t o = {.http = e->ic,
+                              .base_url = K.url,
+                              .tls = K.tls,
+                              .path = path,
+                              .decorate = decorate,
+                              .decode = decode_cm,
+                              .free_data = free_cm,
+                              .on_add = close_in_add,
+                              .on_synced = on_synced,
+                              .arg = e};
+  assert_int_equal(evs_informer_start(&e->loop, &o, &e->inf), 0);
+  RUN_UNTIL(e, e->synced_calls, 30000);
+  assert_int_equal(e->synced_calls, 1); /* the close callback, not on_synced */
+  assert_int_equal(e->nev, 3);
+  assert_false(e->synced);
+  e->inf = NULL;
+  env_close(e);
+  free(e);
+}
+
+/* --- setup --- */
+
+static int start_proxy(void) {
+  if (evs_test_server_dir(&K.proxy) != 0)
+    return -1;
+  char cpf[128];
+  snprintf(cpf, sizeof cpf, "%s/control-port", K.proxy.dir);
+  const char *args[] = {"--listen",
+                        "127.0.0.1:0",
+                        "--upstream",
+                        K.url,
+                        "--ca",
+                        K.ca,
+                        "--cert",
+                        evs_test_cert("ip-only.crt"),
+                        "--key",
+                        evs_test_cert("ip-only.key"),
+                        "--control-port-file",
+                        cpf,
+                        NULL};
+  if (evs_test_script_start(&K.proxy, "test/faultproxy.py", args) != 0)
+    return -1;
+  for (int i = 0; i < 200; i++) {
+    FILE *f = fopen(cpf, "r");
+    int ok = f != NULL && fscanf(f, "%d", &K.proxy_control_port) == 1;
+    if (f != NULL)
+      fclose(f);
+    if (ok) {
+      snprintf(K.proxy_url, sizeof K.proxy_url, "https://127.0.0.1:%d", K.proxy.port);
+      return 0;
+    }
+    usleep(50000);
+  }
+  return -1;
+}
+
+static int setup(void **state) {
+  (void)state;
+  if (find_controlplane() != 0) {
+    fprintf(stderr, "SKIP test_informer (API server tests): no control plane: set KUBE_API_URL, "
+                    "KUBE_CA, KUBE_TOKEN or make test/e2e/evstest.py controlplane() work\n");
+    K.skip = 1;
+    return 0;
+  }
+  snprintf(K.auth, sizeof K.auth, "Bearer %s", K.token);
+  snprintf(K.prefix, sizeof K.prefix, "evs-inf-%d-%ld", (int)getpid(), (long)time(NULL) % 100000);
+  K.tls = tls(K.ca);
+  K.tls_proxy = tls(evs_test_cert("ca.crt"));
+  if (start_proxy() != 0) {
+    fprintf(stderr, "test_informer: cannot start test/faultproxy.py\n");
+    return -1;
+  }
+  return 0;
+}
+
+static void delete_namespaces(void) {
+  env_t *e = calloc(1, sizeof *e);
+  env_init(e);
+  const char *what[] = {"sync",     "order", "drop", "gone", "throttle", "bm",
+                        "bm-other", "close", "idle", "all1", "all2",     "so"};
+  for (size_t i = 0; i < sizeof what / sizeof what[0]; i++) {
+    char path[200];
+    res_t r = {0};
+    snprintf(path, sizeof path, "/api/v1/namespaces/%s-%s", K.prefix, what[i]);
+    send_req(e, NULL, "DELETE", path, NULL, NULL, &r);
+    RUN_UNTIL(e, r.done, 30000);
+    free(r.body);
+  }
+  env_close(e);
+  free(e);
+}
+
+static int teardown(void **state) {
+  (void)state;
+  if (K.skip)
+    return 0;
+  delete_namespaces();
+  evs_test_server_stop(&K.proxy);
+  evs_tls_config_unref(K.tls);
+  evs_tls_config_unref(K.tls_proxy);
+  return 0;
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_lines_split),
+      cmocka_unit_test(test_event_parse),
+      cmocka_unit_test(test_initial_sync_paginated),
+      cmocka_unit_test(test_watch_order),
+      cmocka_unit_test(test_watch_drop_resume),
+      cmocka_unit_test(test_gone_relist_difference),
+      cmocka_unit_test(test_429_backoff),
+      cmocka_unit_test(test_bookmark),
+      cmocka_unit_test(test_idle_watch_restarted),
+      cmocka_unit_test(test_all_namespaces_selector),
+      cmocka_unit_test(test_scaledobjects),
+      cmocka_unit_test(test_close_inside_handler),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
