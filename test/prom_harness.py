@@ -41,6 +41,9 @@ then the harness reads one command per line on stdin and answers each with one J
                                            "rejected": R, "last_headers": {...},
                                            "last_params": {...}}: requests seen by the proxy
   reset                                    zeroes the proxy's counters
+  require_header NAME:VALUE                the proxy requires one more header (401 without)
+  require_param NAME=VALUE                 ... one more query parameter (400 without)
+  require_none                             ... nothing any more
   quit                                     stops everything and exits (EOF on stdin too)
 
 Python e2e tests import it instead: `with Harness(tls=True) as h: h.push(...)`.
@@ -375,6 +378,12 @@ def _command(h, words):
         return h.proxy.stats()
     elif cmd == "reset":
         h.proxy.reset()
+    elif cmd == "require_header":
+        h.proxy.require_headers.append(tuple(" ".join(words[1:]).split(":", 1)))
+    elif cmd == "require_param":
+        h.proxy.require_params.append(tuple(words[1].split("=", 1)))
+    elif cmd == "require_none":
+        h.proxy.require_headers, h.proxy.require_params = [], []
     else:
         raise ValueError("unknown command %r" % cmd)
     return {}
