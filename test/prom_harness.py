@@ -41,6 +41,8 @@ then the harness reads one command per line on stdin and answers each with one J
                                            "rejected": R, "last_headers": {...},
                                            "last_params": {...}}: requests seen by the proxy
   reset                                    zeroes the proxy's counters
+  prom_requests                            {"ok": true, "requests": N}: Prometheus's own
+                                           prometheus_http_requests_total for /api/v1/query
   require_header NAME:VALUE                the proxy requires one more header (401 without)
   require_param NAME=VALUE                 ... one more query parameter (400 without)
   require_none                             ... nothing any more
@@ -327,6 +329,16 @@ class Harness:
                     query, expect, last))
             time.sleep(0.2)
 
+    def prom_requests(self):
+        """Prometheus's own count of /api/v1/query requests (prometheus_http_requests_total)."""
+        status, body = self._get(self.prom_port, "/metrics", self.tls, True)
+        n = 0
+        for line in body.decode().splitlines():
+            if line.startswith("prometheus_http_requests_total{") and \
+                    'handler="/api/v1/query"' in line:
+                n += int(float(line.rsplit(" ", 1)[1]))
+        return n
+
     def describe(self):
         scheme = "https" if self.tls else "http"
         return {"prometheus": "%s://127.0.0.1:%d" % (scheme, self.prom_port),
@@ -378,6 +390,8 @@ def _command(h, words):
         return h.proxy.stats()
     elif cmd == "reset":
         h.proxy.reset()
+    elif cmd == "prom_requests":
+        return {"requests": h.prom_requests()}
     elif cmd == "require_header":
         h.proxy.require_headers.append(tuple(" ".join(words[1:]).split(":", 1)))
     elif cmd == "require_param":

@@ -37,7 +37,6 @@ typedef struct {
   evs_backoff_t bo;
   int down, probing, err;
   uint64_t retry_at;
-  char msg[200];
 } server_t;
 
 typedef struct group_s group_t;
@@ -57,6 +56,7 @@ typedef struct {
   int err; /* transport or status error: every subscriber gets it */
   char msg[240];
   int64_t time_ms;
+  uint64_t latency_ms;
   /* The body, decoded twice at most (ignoreNullValues true and false differ only there). */
   evs_prom_result_t res[2];
   int have_res[2];
@@ -79,6 +79,7 @@ struct group_s {
   uv_timer_t timer, soon;
   int closing, handles;
   evs_http_req_t *req;
+  uint64_t req_start; /* uv_now when req was sent */
   evs_list_t subs;
   size_t nsubs;
   int delivering;
@@ -250,7 +251,7 @@ static void server_put(evs_prom_hub_t *h, server_t *s) {
   free(s->key), free(s->label), free(s);
 }
 
-static void server_failed(evs_prom_hub_t *h, server_t *s, int err, const char *msg) {
+static void server_failed(evs_prom_hub_t *h, server_t *s, int err) {
   s->probing = 0;
   s->retry_at = uv_now(h->loop) + evs_backoff_next(&s->bo, rand_unit(h));
   if (!s->down || s->err != err)
@@ -258,7 +259,6 @@ static void server_failed(evs_prom_hub_t *h, server_t *s, int err, const char *m
                  EVS_KV_ERR("error", err),
                  EVS_KV_UINT("retry_in_ms", s->retry_at - uv_now(h->loop)));
   s->down = 1, s->err = err;
-  snprintf(s->msg, sizeof s->msg, "%s", msg);
 }
 
 static void server_ok(server_t *s) {
@@ -277,7 +277,7 @@ static void last_clear(last_t *l) {
 
 static void deliver_one(group_t *g, evs_prom_sub_t *s) {
   last_t *l = &g->last;
-  evs_prom_reading_t r = {.time_ms = l->time_ms};
+  evs_prom_reading_t r = {.time_ms = l->time_ms, .latency_ms = l->latency_ms};
   evs_conv_t conv;
   if (l->err != 0) {
     r.error = l->err, r.error_msg = l->msg;
@@ -374,7 +374,7 @@ static void on_done(evs_http_req_t *req, int err, const evs_http_response_t *res
     h->st.failures++;
     set_error(g, err, "prometheus query to %s failed: %s", g->srv->label);
     if (evs_http_error_retryable(err))
-      server_failed(h, g->srv, err, g->last.msg);
+      server_failed(h, g->srv, err);
   } else {
     h->st.responses++;
     server_ok(g->srv);
@@ -404,6 +404,7 @@ static void on_done(evs_http_req_t *req, int err, const evs_http_response_t *res
       }
     }
   }
+  g->last.latency_ms = uv_now(h->loop) - g->req_start;
   group_log(g);
   deliver(g, 0);
 }
@@ -443,6 +444,7 @@ static void fire(uv_timer_t *t) {
                                .timeout_ms = g->timeout_ms,
                                .on_done = on_done,
                                .arg = g};
+  g->req_start = uv_now(h->loop);
   int rc = evs_http_request(h->http, &r, &g->req);
   free(url.p);
   if (rc != 0) {
