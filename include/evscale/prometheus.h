@@ -155,7 +155,7 @@ typedef struct {
   uint64_t requests;     /* HTTP requests sent */
   uint64_t responses;    /* ... answered (any status) */
   uint64_t failures;     /* ... failed (connection errors, timeouts, non-2xx, bad bodies) */
-  uint64_t skipped_down; /* cadence ticks answered from a down server's error, no request */
+  uint64_t skipped_down; /* ticks answered without a request: server down or query backing off */
   uint64_t deliveries;   /* readings delivered */
   size_t groups, subscribers, servers;
 } evs_prom_hub_stats_t;

@@ -85,6 +85,11 @@ struct group_s {
   int delivering;
   last_t last;
   int logged_err; /* the error logged for this group (0: healthy) */
+  int probe;      /* this group's request probes its down server */
+  /* A timeout is this query's failure, not necessarily the server's (one slow query must not
+   * mark a server down for every other query): the group backs off on its own. */
+  evs_backoff_t bo;
+  uint64_t retry_at;
   char logged_msg[240];
 };
 
@@ -365,6 +370,10 @@ static void on_done(evs_http_req_t *req, int err, const evs_http_response_t *res
   group_t *g = arg;
   evs_prom_hub_t *h = g->hub;
   g->req = NULL;
+  if (g->probe) {
+    g->probe = 0;
+    g->srv->probing = 0; /* whatever the outcome, another group may probe next */
+  }
   if (g->closing || err == EVS_ECANCELED) {
     if (g->closing && g->handles == 0)
       group_close(g); /* finish the close the request was holding up */
@@ -373,11 +382,17 @@ static void on_done(evs_http_req_t *req, int err, const evs_http_response_t *res
   if (err != 0) {
     h->st.failures++;
     set_error(g, err, "prometheus query to %s failed: %s", g->srv->label);
-    if (evs_http_error_retryable(err))
+    if (err == EVS_ETIMEDOUT)
+      g->retry_at = uv_now(h->loop) + evs_backoff_next(&g->bo, rand_unit(h));
+    else if (evs_http_error_retryable(err))
       server_failed(h, g->srv, err);
+    else
+      server_ok(g->srv); /* TLS, protocol, size: the server is there, the answer is not usable */
   } else {
     h->st.responses++;
     server_ok(g->srv);
+    evs_backoff_reset(&g->bo);
+    g->retry_at = 0;
     if (resp->status < 200 || resp->status > 299) {
       h->st.failures++;
       char st[16];
@@ -423,8 +438,14 @@ static void fire(uv_timer_t *t) {
     deliver(g, 0);
     return;
   }
+  if (g->retry_at != 0 && uv_now(h->loop) < g->retry_at) {
+    h->st.skipped_down++;
+    g->last.time_ms = wall_ms(), g->last.latency_ms = 0;
+    deliver(g, 0); /* the timeout again, without asking */
+    return;
+  }
   if (s->down)
-    s->probing = 1;
+    s->probing = g->probe = 1;
   char ts[32];
   time_t now = time(NULL);
   struct tm tm;
@@ -449,8 +470,8 @@ static void fire(uv_timer_t *t) {
   free(url.p);
   if (rc != 0) {
     g->req = NULL;
-    if (s->probing)
-      s->probing = 0;
+    if (g->probe)
+      s->probing = g->probe = 0;
     set_error(g, rc, "prometheus query to %s could not start: %s", s->label);
     group_log(g);
     deliver(g, 0);
@@ -643,6 +664,7 @@ int evs_prom_subscribe(evs_prom_hub_t *h, const evs_prom_config_t *c, uint64_t c
   g->hub = h;
   g->cadence_ms = cadence_ms;
   g->timeout_ms = c->timeout_ms ? c->timeout_ms : 3000;
+  evs_backoff_init(&g->bo, h->o.backoff_initial_ms, h->o.backoff_max_ms, EVS_BACKOFF_FULL);
   int rc = group_build(h, c, g);
   if (rc != 0) {
     group_discard(g);

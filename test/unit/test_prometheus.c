@@ -294,7 +294,7 @@ static void test_tls_basic_auth(void **state) {
   assert_int_equal(evs_prom_harness_do(&T, "push j evs_tls 17"), 0);
   assert_int_equal(evs_prom_harness_do(&T, "wait evs_tls 17"), 0);
   usleep(1100000); /* see wait_value */
-  char srv[160], ca[8192];
+  static char srv[160], ca[65600];
   snprintf(srv, sizeof srv, "serverAddress=%s", T.prometheus);
   snprintf(ca, sizeof ca, "@ca=%s", read_file(T.ca));
   rec_t r;
@@ -465,6 +465,76 @@ static void test_server_down_and_back(void **state) {
   env_done(&e);
 }
 
+/* A loopback socket that listens and never accepts: the kernel completes the handshake, the
+ * request is sent, no answer ever comes. */
+static int blackhole(int *port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t len = sizeof a;
+  assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+  assert_int_equal(listen(fd, 64), 0);
+  assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+  *port = ntohs(a.sin_port);
+  return fd;
+}
+
+/* A refused server and a silent one (the trigger's `timeout` fires) cost their own triggers only:
+ * the live server's trigger keeps its cadence and its round trips stay short. */
+static void test_dead_servers_never_slow_others(void **state) {
+  (void)state;
+  push("evs_live", "3", "");
+  wait_value("evs_live", "3");
+  env_t e;
+  env_init(&e, 2000);
+  int bport, bfd = blackhole(&bport);
+  char refused[80], silent[80];
+  snprintf(refused, sizeof refused, "serverAddress=http://127.0.0.1:%d", evs_test_closed_port());
+  snprintf(silent, sizeof silent, "serverAddress=http://127.0.0.1:%d", bport);
+  evs_prom_config_t cl, cr, cs;
+  const char *kl[] = {server_kv, "query=evs_live", "threshold=1", NULL};
+  const char *kr[] = {refused, "query=evs_live", "threshold=1", NULL};
+  const char *ks[] = {silent, "query=evs_live", "threshold=1", "timeout=300ms", NULL};
+  cfg_make(&cl, kl), cfg_make(&cr, kr), cfg_make(&cs, ks);
+  assert_int_equal(cs.timeout_ms, 300);
+  rec_t rl = {0}, rr = {0};
+  static rec_t rs[8];
+  memset(rs, 0, sizeof rs);
+  assert_int_equal(evs_prom_subscribe(e.hub, &cr, 100, on_reading, &rr, NULL), 0);
+  for (int i = 0; i < 8; i++) { /* 8 distinct silent queries: more than the pool's 4 conns */
+    char q[40];
+    snprintf(q, sizeof q, "query=evs_live + %d", i);
+    const char *k8[] = {silent, q, "threshold=1", "timeout=300ms", NULL};
+    evs_prom_config_t c8;
+    cfg_make(&c8, k8);
+    assert_int_equal(evs_prom_subscribe(e.hub, &c8, 100, on_reading, &rs[i], NULL), 0);
+    evs_prom_config_free(&c8);
+  }
+  assert_int_equal(evs_prom_subscribe(e.hub, &cl, 100, on_reading, &rl, NULL), 0);
+  int never = 0;
+  uint64_t t0 = uv_hrtime();
+  evs_test_run_until(&e.loop, &never, 3000);
+  uint64_t ran = (uv_hrtime() - t0) / 1000000;
+  evs_prom_hub_stats_t st;
+  evs_prom_hub_stats(e.hub, &st);
+  print_message("%llu ms: live %d readings (last round trip %llu ms), refused %d, silent %d; "
+                "%llu requests, %llu ticks without one\n",
+                (unsigned long long)ran, rl.n, (unsigned long long)rl.last.latency_ms, rr.n,
+                rs[0].n, (unsigned long long)st.requests, (unsigned long long)st.skipped_down);
+  /* The live trigger: about one reading per 100 ms, all good. */
+  assert_true(rl.n >= (int)(ran / 100) / 2);
+  assert_int_equal(rl.errors, 0);
+  assert_true(rl.last.latency_ms < 300);
+  assert_int_equal(rr.last.error, UV_ECONNREFUSED);
+  for (int i = 0; i < 8; i++) {
+    assert_true(rs[i].n >= 1);
+    assert_int_equal(rs[i].last.error, EVS_ETIMEDOUT);
+  }
+  assert_true(st.skipped_down > 0);
+  close(bfd);
+  evs_prom_config_free(&cl), evs_prom_config_free(&cr), evs_prom_config_free(&cs);
+  env_done(&e);
+}
+
 /* Subscribing with a bad address fails synchronously; closing the hub with live subscribers
  * and a request in flight frees everything without a callback. */
 static void test_close_with_requests_in_flight(void **state) {
@@ -523,6 +593,7 @@ int main(void) {
       cmocka_unit_test(test_tls_basic_auth),
       cmocka_unit_test(test_identical_queries_asked_once),
       cmocka_unit_test(test_close_with_requests_in_flight),
+      cmocka_unit_test(test_dead_servers_never_slow_others),
       cmocka_unit_test(test_server_down_and_back),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
