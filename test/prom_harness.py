@@ -46,6 +46,7 @@ then the harness reads one command per line on stdin and answers each with one J
   require_header NAME:VALUE                the proxy requires one more header (401 without)
   require_param NAME=VALUE                 ... one more query parameter (400 without)
   require_none                             ... nothing any more
+  delay QUERY SECONDS                      the proxy answers QUERY (URL-escaped) that much later
   quit                                     stops everything and exits (EOF on stdin too)
 
 Python e2e tests import it instead: `with Harness(tls=True) as h: h.push(...)`.
@@ -119,6 +120,9 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
             p.requests += 1
             key = params.get("query", "")
             p.by_query[key] = p.by_query.get(key, 0) + 1
+            delay = p.delays.get(key, 0)
+        if delay:
+            time.sleep(delay)
         try:
             conn = http.client.HTTPConnection("127.0.0.1", p.upstream_port, timeout=30)
             conn.request("GET", self.path)
@@ -147,6 +151,7 @@ class _Proxy:
         self.require_headers = require_headers
         self.require_params = require_params
         self.lock = threading.Lock()
+        self.delays = {}
         self.port = free_port()
         self.server = None
         self.reset()
@@ -396,6 +401,8 @@ def _command(h, words):
         h.proxy.require_headers.append(tuple(" ".join(words[1:]).split(":", 1)))
     elif cmd == "require_param":
         h.proxy.require_params.append(tuple(words[1].split("=", 1)))
+    elif cmd == "delay":
+        h.proxy.delays[urllib.parse.unquote(words[1])] = float(words[2])
     elif cmd == "require_none":
         h.proxy.require_headers, h.proxy.require_params = [], []
     else:

@@ -535,6 +535,35 @@ static void test_dead_servers_never_slow_others(void **state) {
   env_done(&e);
 }
 
+/* One slow query (its `timeout` fires) does not mark its server down: the other queries to the
+ * same server keep answering. */
+static void test_slow_query_is_not_a_dead_server(void **state) {
+  (void)state;
+  push("evs_fast", "4", "");
+  wait_value("evs_fast", "4");
+  assert_int_equal(evs_prom_harness_do(&H, "require_none"), 0);
+  assert_int_equal(evs_prom_harness_do(&H, "delay evs_slow 2"), 0);
+  env_t e;
+  env_init(&e, 2000);
+  evs_prom_config_t cf, cs;
+  const char *kf[] = {proxy_kv, "query=evs_fast", "threshold=1", NULL};
+  const char *ks[] = {proxy_kv, "query=evs_slow", "threshold=1", "timeout=200", NULL};
+  cfg_make(&cf, kf), cfg_make(&cs, ks);
+  rec_t rf = {0}, rs = {0};
+  assert_int_equal(evs_prom_subscribe(e.hub, &cs, 100, on_reading, &rs, NULL), 0);
+  assert_int_equal(evs_prom_subscribe(e.hub, &cf, 100, on_reading, &rf, NULL), 0);
+  int never = 0;
+  evs_test_run_until(&e.loop, &never, 2500);
+  print_message("fast %d readings (%d errors), slow %d (last error %d)\n", rf.n, rf.errors, rs.n,
+                rs.last.error);
+  assert_true(rs.n >= 1);
+  assert_int_equal(rs.last.error, EVS_ETIMEDOUT);
+  assert_true(rf.n >= 10);
+  assert_int_equal(rf.errors, 0);
+  evs_prom_config_free(&cf), evs_prom_config_free(&cs);
+  env_done(&e);
+}
+
 /* Subscribing with a bad address fails synchronously; closing the hub with live subscribers
  * and a request in flight frees everything without a callback. */
 static void test_close_with_requests_in_flight(void **state) {
@@ -594,6 +623,7 @@ int main(void) {
       cmocka_unit_test(test_identical_queries_asked_once),
       cmocka_unit_test(test_close_with_requests_in_flight),
       cmocka_unit_test(test_dead_servers_never_slow_others),
+      cmocka_unit_test(test_slow_query_is_not_a_dead_server),
       cmocka_unit_test(test_server_down_and_back),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
