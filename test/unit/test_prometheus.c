@@ -279,7 +279,7 @@ static void test_bearer_custom_namespace_via_proxy(void **state) {
 static char *read_file(const char *path) {
   FILE *f = fopen(path, "rb");
   assert_non_null(f);
-  static char buf[65536];
+  static char buf[4 << 20];
   size_t n = fread(buf, 1, sizeof buf - 1, f);
   buf[n] = '\0';
   fclose(f);
@@ -294,7 +294,7 @@ static void test_tls_basic_auth(void **state) {
   assert_int_equal(evs_prom_harness_do(&T, "push j evs_tls 17"), 0);
   assert_int_equal(evs_prom_harness_do(&T, "wait evs_tls 17"), 0);
   usleep(1100000); /* see wait_value */
-  static char srv[160], ca[65600];
+  static char srv[160], ca[(4 << 20) + 8];
   snprintf(srv, sizeof srv, "serverAddress=%s", T.prometheus);
   snprintf(ca, sizeof ca, "@ca=%s", read_file(T.ca));
   rec_t r;
@@ -421,8 +421,18 @@ static void test_identical_queries_asked_once(void **state) {
   env_done(&e);
 }
 
+/* How often `what` appears in the log written since offset. */
+static int log_count(off_t offset, const char *what) {
+  char *log = read_file(logpath);
+  int n = 0;
+  for (const char *p = log + offset; (p = strstr(p, what)) != NULL; p++)
+    n++;
+  return n;
+}
+
 static void test_server_down_and_back(void **state) {
   (void)state;
+  off_t log0 = lseek(logfd, 0, SEEK_END);
   push("evs_down", "5", "");
   wait_value("evs_down", "5");
   env_t e;
@@ -461,6 +471,10 @@ static void test_server_down_and_back(void **state) {
   assert_true(ok);
   wait_n(&e, &r1, r1.n + 2);
   assert_int_equal(r1.last.error, 0);
+  /* Logged once per state change, however many ticks failed and however many groups. */
+  assert_int_equal(log_count(log0, "prometheus server unreachable"), 1);
+  assert_int_equal(log_count(log0, "prometheus server reachable again"), 1);
+  assert_int_equal(log_count(log0, "prometheus query failed"), 0);
   evs_prom_config_free(&c1), evs_prom_config_free(&c2);
   env_done(&e);
 }
