@@ -174,6 +174,10 @@ void evs_prom_hub_stats(const evs_prom_hub_t *hub, evs_prom_hub_stats_t *out);
  * EVS_ESTATE (closing). */
 int evs_prom_subscribe(evs_prom_hub_t *hub, const evs_prom_config_t *cfg, uint64_t cadence_ms,
                        evs_prom_reading_cb cb, void *arg, evs_prom_sub_t **out);
+/* The scaler interface's poll: a reading for sub soon, never inside this call. The group's last
+ * answer when it is younger than the cadence (no request), else the group asks now (the cadence
+ * restarts; a request in flight is simply awaited). 0, or EVS_ESTATE while the hub closes. */
+int evs_prom_poll(evs_prom_sub_t *sub);
 /* No callback runs for sub after this call (also allowed from inside its own callback). The last
  * subscriber of a group closes it (its request is canceled). */
 void evs_prom_unsubscribe(evs_prom_sub_t *sub);

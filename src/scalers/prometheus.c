@@ -705,6 +705,20 @@ int evs_prom_subscribe(evs_prom_hub_t *h, const evs_prom_config_t *c, uint64_t c
   return 0;
 }
 
+int evs_prom_poll(evs_prom_sub_t *s) {
+  group_t *g = s->g;
+  if (s->dead || g->closing || g->hub->closing)
+    return EVS_ESTATE;
+  s->want_last = 1;
+  if (g->last.have && wall_ms() - g->last.time_ms < (int64_t)g->cadence_ms) {
+    uv_timer_start(&g->soon, on_soon, 0, 0); /* fresh enough: no request */
+  } else if (g->req == NULL) {
+    /* Ask now; the cadence restarts from here, and every subscriber gets the answer. */
+    uv_timer_start(&g->timer, fire, 0, g->cadence_ms);
+  }
+  return 0;
+}
+
 void evs_prom_unsubscribe(evs_prom_sub_t *s) {
   if (s == NULL || s->dead)
     return;

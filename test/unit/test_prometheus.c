@@ -578,6 +578,52 @@ static void test_slow_query_is_not_a_dead_server(void **state) {
   env_done(&e);
 }
 
+/* poll: a fresh answer is repeated without a request; a stale one is asked for at once. */
+static void test_poll(void **state) {
+  (void)state;
+  push("evs_poll", "6", "");
+  wait_value("evs_poll", "6");
+  env_t e;
+  env_init(&e, 1000);
+  evs_prom_config_t c;
+  const char *k[] = {server_kv, "query=evs_poll", "threshold=1", NULL};
+  cfg_make(&c, k);
+  rec_t a = {0}, b = {0};
+  evs_prom_sub_t *sa, *sb;
+  assert_int_equal(evs_prom_subscribe(e.hub, &c, 60000, on_reading, &a, &sa), 0);
+  assert_int_equal(evs_prom_subscribe(e.hub, &c, 60000, on_reading, &b, &sb), 0);
+  assert_true(wait_n(&e, &a, 1));
+  assert_int_equal(b.n, 1);
+  evs_prom_hub_stats_t st;
+  evs_prom_hub_stats(e.hub, &st);
+  assert_int_equal(st.requests, 1);
+  assert_int_equal(evs_prom_poll(sa), 0);
+  assert_int_equal(a.n, 1); /* never inside poll */
+  assert_true(wait_n(&e, &a, 2));
+  assert_true(a.last.value == 6);
+  assert_int_equal(b.n, 1); /* only the poller */
+  evs_prom_hub_stats(e.hub, &st);
+  assert_int_equal(st.requests, 1);
+  evs_prom_config_free(&c);
+  /* Stale: a 300 ms cadence, 400 ms without running the loop, then poll asks at once. */
+  const char *k2[] = {server_kv, "query=evs_poll", "threshold=2", NULL};
+  cfg_make(&c, k2);
+  rec_t s = {0};
+  evs_prom_sub_t *ss;
+  assert_int_equal(evs_prom_subscribe(e.hub, &c, 300, on_reading, &s, &ss), 0);
+  assert_true(wait_n(&e, &s, 1));
+  usleep(400000);
+  evs_prom_hub_stats(e.hub, &st);
+  uint64_t before = st.requests;
+  assert_int_equal(evs_prom_poll(ss), 0);
+  assert_true(wait_n(&e, &s, 2));
+  evs_prom_hub_stats(e.hub, &st);
+  assert_int_equal(st.requests, before + 1);
+  evs_prom_unsubscribe(ss);
+  evs_prom_config_free(&c);
+  env_done(&e);
+}
+
 /* Subscribing with a bad address fails synchronously; closing the hub with live subscribers
  * and a request in flight frees everything without a callback. */
 static void test_close_with_requests_in_flight(void **state) {
@@ -638,6 +684,7 @@ int main(void) {
       cmocka_unit_test(test_close_with_requests_in_flight),
       cmocka_unit_test(test_dead_servers_never_slow_others),
       cmocka_unit_test(test_slow_query_is_not_a_dead_server),
+      cmocka_unit_test(test_poll),
       cmocka_unit_test(test_server_down_and_back),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
