@@ -15,6 +15,9 @@ job/instance labels are kept). Options:
                          unless every --require-header NAME:VALUE is present and 400 unless every
                          --require-param NAME=VALUE is in the query string, forwards the rest,
                          and counts what it forwarded
+  --client-cert          with --tls: Prometheus requires a client certificate signed by the test
+                         CA (client_auth_type RequireAndVerifyClientCert); the harness's own
+                         requests present DIR/client.crt
   --certs DIR            where tools/testcerts.sh writes (default /tmp/evscale-testcerts-UID)
 
 Protocol: one JSON object per line on stdout. The first line describes the servers:
@@ -187,9 +190,9 @@ class _Proxy:
 
 class Harness:
     def __init__(self, tls=False, basic_auth=None, proxy=False, require_headers=(),
-                 require_params=(), certs=None):
+                 require_params=(), certs=None, client_cert=False):
         self.tmp = tempfile.mkdtemp(prefix="evs-prom-")
-        self.tls, self.basic_auth = tls, basic_auth
+        self.tls, self.basic_auth, self.client_cert = tls, basic_auth, client_cert
         self.ca = None
         self.prom_proc = self.pgw_proc = None
         self.proxy = None
@@ -216,8 +219,12 @@ class Harness:
             if self.tls:
                 d = certs_dir(certs)
                 self.ca = os.path.join(d, "ca.crt")
+                self.certs = d
                 lines += ["tls_server_config:", "  cert_file: %s/ip-only.crt" % d,
                           "  key_file: %s/ip-only.key" % d]
+                if self.client_cert:
+                    lines += ["  client_auth_type: RequireAndVerifyClientCert",
+                              "  client_ca_file: %s/ca.crt" % d]
             if self.basic_auth:
                 user, pw = self.basic_auth.split(":", 1)
                 lines += ["basic_auth_users:", "  %s: '%s'" % (user, bcrypt_hash(pw))]
@@ -252,6 +259,9 @@ class Harness:
     def _conn(self, port, tls):
         if tls:
             ctx = ssl.create_default_context(cafile=self.ca)
+            if self.client_cert:
+                ctx.load_cert_chain(os.path.join(self.certs, "client.crt"),
+                                    os.path.join(self.certs, "client.key"))
             return http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=ctx)
         return http.client.HTTPConnection("127.0.0.1", port, timeout=10)
 
@@ -418,13 +428,15 @@ def main(argv):
     ap.add_argument("--require-header", action="append", default=[])
     ap.add_argument("--require-param", action="append", default=[])
     ap.add_argument("--certs")
+    ap.add_argument("--client-cert", action="store_true")
     a = ap.parse_args(argv)
     headers = [tuple(x.split(":", 1)) for x in a.require_header]
     params = [tuple(x.split("=", 1)) for x in a.require_param]
     # A parent that dies (a crashed test) closes our stdin: EOF stops everything. SIGTERM too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     h = Harness(tls=a.tls, basic_auth=a.basic_auth, proxy=a.proxy or bool(headers or params),
-                require_headers=headers, require_params=params, certs=a.certs)
+                require_headers=headers, require_params=params, certs=a.certs,
+                client_cert=a.client_cert)
     try:
         print(json.dumps(h.describe()), flush=True)
         for line in sys.stdin:

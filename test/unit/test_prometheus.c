@@ -345,6 +345,37 @@ static void test_tls_basic_auth(void **state) {
   evs_prom_harness_stop(&T);
 }
 
+/* authModes tls: the client certificate is presented (Prometheus requires one signed by the
+ * test CA); without it the handshake fails. */
+static void test_tls_client_cert(void **state) {
+  (void)state;
+  evs_prom_harness_t T;
+  const char *args[] = {"--tls", "--client-cert", NULL};
+  assert_int_equal(evs_prom_harness_start(&T, args), 0);
+  assert_int_equal(evs_prom_harness_do(&T, "push j evs_mtls 23"), 0);
+  assert_int_equal(evs_prom_harness_do(&T, "wait evs_mtls 23"), 0);
+  usleep(1100000); /* see wait_value */
+  static char srv[160], ca[8192], cert[8192], key[8192];
+  char path[300];
+  snprintf(srv, sizeof srv, "serverAddress=%s", T.prometheus);
+  snprintf(ca, sizeof ca, "@ca=%s", read_file(T.ca));
+  snprintf(path, sizeof path, "%s", evs_test_cert("client.crt"));
+  snprintf(cert, sizeof cert, "@cert=%s", read_file(path));
+  snprintf(path, sizeof path, "%s", evs_test_cert("client.key"));
+  snprintf(key, sizeof key, "@key=%s", read_file(path));
+  rec_t r;
+  const char *ok[] = {srv, "query=evs_mtls", "threshold=1", "authModes=tls", cert, key, ca, NULL};
+  read_once(ok, &r);
+  if (r.last.error != 0)
+    fail_msg("mutual TLS: %s", r.msg);
+  assert_true(r.last.value == 23);
+  const char *nocert[] = {srv, "query=evs_mtls", "threshold=1", "unsafeSsl=true", NULL};
+  read_once(nocert, &r);
+  assert_int_not_equal(r.last.error, 0);
+  assert_int_not_equal(r.last.error, EVS_ESTATUS); /* refused in the handshake, not by HTTP */
+  evs_prom_harness_stop(&T);
+}
+
 /* 40 subscribers, 2 distinct requests (ignoreNullValues and activationThreshold do not split a
  * group): the proxy sees one request per distinct query per cadence. */
 static void test_identical_queries_asked_once(void **state) {
@@ -680,6 +711,7 @@ int main(void) {
       cmocka_unit_test(test_multi_series_and_bad_query),
       cmocka_unit_test(test_bearer_custom_namespace_via_proxy),
       cmocka_unit_test(test_tls_basic_auth),
+      cmocka_unit_test(test_tls_client_cert),
       cmocka_unit_test(test_identical_queries_asked_once),
       cmocka_unit_test(test_close_with_requests_in_flight),
       cmocka_unit_test(test_dead_servers_never_slow_others),
