@@ -355,7 +355,7 @@ static void test_tls_client_cert(void **state) {
   assert_int_equal(evs_prom_harness_do(&T, "push j evs_mtls 23"), 0);
   assert_int_equal(evs_prom_harness_do(&T, "wait evs_mtls 23"), 0);
   usleep(1100000); /* see wait_value */
-  static char srv[160], ca[8192], cert[8192], key[8192];
+  static char srv[160], ca[(4 << 20) + 8], cert[(4 << 20) + 8], key[(4 << 20) + 8];
   char path[300];
   snprintf(srv, sizeof srv, "serverAddress=%s", T.prometheus);
   snprintf(ca, sizeof ca, "@ca=%s", read_file(T.ca));
