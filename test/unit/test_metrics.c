@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +69,111 @@ static void test_float_format(void **state) {
     char buf[EVS_METRICS_FLOAT_BUF];
     evs_metrics_format_float(buf, cases[i].v);
     assert_string_equal(buf, cases[i].want);
+  }
+}
+
+/* The formatter before the fast path (git 9746bdc src/obs/metrics.c): snprintf + strtod at
+ * every precision from 15 (normal) or 1 (subnormal) until the digits read back, then Go's
+ * layout. Slow but plainly right; the fast path must agree with it on every value. */
+static void reference_format(char *out, double v) {
+  if (isnan(v) || isinf(v) || v == 0 || (v == (double)(long long)v && fabs(v) < 1e6)) {
+    evs_metrics_format_float(out, v); /* the special cases are checked by the table above */
+    return;
+  }
+  char tmp[64], digits[24];
+  int prec = fabs(v) >= 2.2250738585072014e-308 ? 15 : 1;
+  for (; prec < 17; prec++) {
+    snprintf(tmp, sizeof tmp, "%.*e", prec - 1, v);
+    if (strtod(tmp, NULL) == v)
+      break;
+  }
+  snprintf(tmp, sizeof tmp, "%.*e", prec - 1, v);
+  const char *e = strchr(tmp, 'e');
+  int exp = atoi(e + 1), n = 0;
+  for (const char *q = tmp; q < e; q++)
+    if (*q >= '0' && *q <= '9')
+      digits[n++] = *q;
+  while (n > 1 && digits[n - 1] == '0')
+    n--;
+  char *o = out;
+  if (v < 0)
+    *o++ = '-';
+  if (exp < -4 || exp >= 6) {
+    *o++ = digits[0];
+    if (n > 1) {
+      *o++ = '.';
+      memcpy(o, digits + 1, (size_t)n - 1);
+      o += n - 1;
+    }
+    sprintf(o, "e%c%02d", exp < 0 ? '-' : '+', exp < 0 ? -exp : exp);
+    return;
+  }
+  if (exp < 0) {
+    o += sprintf(o, "0.%0*d", -exp - 1, 0) - (exp == -1 ? 1 : 0);
+    if (exp == -1)
+      *o = '\0';
+    memcpy(o, digits, (size_t)n);
+    o[n] = '\0';
+    return;
+  }
+  for (int i = 0; i <= exp; i++)
+    *o++ = i < n ? digits[i] : '0';
+  if (n > exp + 1) {
+    *o++ = '.';
+    memcpy(o, digits + exp + 1, (size_t)(n - exp - 1));
+    o += n - exp - 1;
+  }
+  *o = '\0';
+}
+
+static uint64_t g_rng = 88172645463325252ull;
+static uint64_t next_rand(void) {
+  g_rng ^= g_rng << 13;
+  g_rng ^= g_rng >> 7;
+  g_rng ^= g_rng << 17;
+  return g_rng;
+}
+
+/* A random double of one of the shapes samples have: any bit pattern (mostly 17 digits, every
+ * exponent, subnormals), a short decimal scaled by a power of ten (the fast path and its edges),
+ * an integer, a ratio (16-17 digits), a value next to a short decimal (one ulp off). */
+static double random_double(void) {
+  uint64_t r = next_rand();
+  double d;
+  switch (r % 5) {
+  case 0:
+    memcpy(&d, &r, sizeof d);
+    return d;
+  case 1: {
+    double m = (double)(next_rand() % 1000000000000000ull) / (double)(1ull << (r >> 8) % 50);
+    return m * pow(10, (int)((r >> 16) % 60) - 30);
+  }
+  case 2:
+    return (double)(int64_t)(next_rand() >> ((r >> 8) % 64));
+  case 3:
+    return (double)(next_rand() % 100000) / (double)(1 + next_rand() % 999);
+  default: {
+    double m = (double)(next_rand() % 100000000) * pow(10, (int)((r >> 16) % 40) - 20);
+    return nextafter(m, (r >> 32) & 1 ? INFINITY : -INFINITY);
+  }
+  }
+}
+
+static void test_float_format_against_reference(void **state) {
+  (void)state;
+  char got[EVS_METRICS_FLOAT_BUF], want[64];
+  long n = getenv("EVS_FLOAT_CASES") ? atol(getenv("EVS_FLOAT_CASES")) : 2000000;
+  for (long i = 0; i < n; i++) {
+    double v = random_double();
+    if (isnan(v))
+      continue;
+    size_t len = evs_metrics_format_float(got, v);
+    reference_format(want, v);
+    if (strcmp(got, want) != 0 || len != strlen(got)) {
+      print_message("v=%a: got %s want %s\n", v, got, want);
+      fail();
+    }
+    assert_true(strtod(got, NULL) == v || (v == 0 && strtod(got, NULL) == 0));
   }
 }
 
@@ -376,6 +482,7 @@ static void test_promtool_check(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_float_format),
+      cmocka_unit_test(test_float_format_against_reference),
       cmocka_unit_test(test_counter_gauge_exact),
       cmocka_unit_test(test_labels_escaping_order_remove),
       cmocka_unit_test(test_histogram_exact),
