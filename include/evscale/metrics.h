@@ -112,6 +112,8 @@ int evs_metrics_stream_new(evs_metrics_t *reg, evs_metrics_stream_t **out);
  * comes first: *out is a new malloc'd NUL-terminated buffer (caller frees), *len its length.
  * At the end *out is NULL and *len 0. 0 or UV_ENOMEM (the stream may be freed, not resumed). */
 int evs_metrics_stream_next(evs_metrics_stream_t *st, size_t min_bytes, char **out, size_t *len);
+/* Streams of reg not yet freed (scrapes in progress). */
+size_t evs_metrics_streams(const evs_metrics_t *reg);
 /* 1 once the stream has returned its last slice. */
 int evs_metrics_stream_done(const evs_metrics_stream_t *st);
 void evs_metrics_stream_free(evs_metrics_stream_t *st);

@@ -882,6 +882,8 @@ int evs_metrics_stream_next(evs_metrics_stream_t *st, size_t min_bytes, char **o
 
 int evs_metrics_stream_done(const evs_metrics_stream_t *st) { return st->done; }
 
+size_t evs_metrics_streams(const evs_metrics_t *reg) { return reg->streams; }
+
 void evs_metrics_stream_free(evs_metrics_stream_t *st) {
   if (st == NULL)
     return;
