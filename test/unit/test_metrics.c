@@ -23,7 +23,10 @@
 #include "evscale/metrics.h"
 #include "evscale/procstat.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
 
 static char *expose(evs_metrics_t *reg) {
@@ -479,6 +482,350 @@ static void test_promtool_check(void **state) {
   evs_metrics_free(reg);
 }
 
+/* The last occurrence of needle in hay (NULL when none). */
+static const char *strrstr_last(const char *hay, const char *needle) {
+  const char *last = NULL;
+  for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle))
+    last = p;
+  return last;
+}
+
+/* ---- removal by handle, streams --------------------------------------------------------- */
+
+static void test_remove_by_handle(void **state) {
+  (void)state;
+  evs_metrics_t *reg = evs_metrics_new();
+  static const char *labels[] = {"so", "trigger"};
+  evs_metric_desc_t d = {"h_items", NULL, EVS_METRIC_GAUGE, labels, 2, NULL, 0};
+  evs_metric_family_t *f;
+  assert_int_equal(evs_metrics_register(reg, &d, &f), 0);
+  evs_metric_t *m[6];
+  char so[16], tr[16];
+  for (int i = 0; i < 6; i++) {
+    snprintf(so, sizeof so, "so-%d", i / 2);
+    snprintf(tr, sizeof tr, "%d", i % 2);
+    const char *v[] = {so, tr};
+    m[i] = evs_metric_family_child(f, v);
+    evs_metric_set(m[i], i);
+  }
+  assert_int_equal(evs_metric_remove(m[2]), 0);
+  assert_int_equal(evs_metric_remove(m[3]), 0);
+  assert_int_equal(evs_metric_remove(NULL), EVS_ENOTFOUND);
+  assert_int_equal(evs_metric_family_size(f), 4);
+  const char *gone[] = {"so-1", "0"}, *kept[] = {"so-2", "1"};
+  assert_null(evs_metric_family_lookup(f, gone));
+  assert_ptr_equal(evs_metric_family_lookup(f, kept), m[5]);
+  char *out = expose(reg);
+  assert_string_equal(out, "# TYPE h_items gauge\n"
+                           "h_items{so=\"so-0\",trigger=\"0\"} 0\n"
+                           "h_items{so=\"so-0\",trigger=\"1\"} 1\n"
+                           "h_items{so=\"so-2\",trigger=\"0\"} 4\n"
+                           "h_items{so=\"so-2\",trigger=\"1\"} 5\n");
+  free(out);
+  evs_metrics_free(reg);
+}
+
+/* A registry of three families (one a histogram) and n children in the big one. */
+static evs_metrics_t *stream_registry(int n, evs_metric_t **kids) {
+  evs_metrics_t *reg = evs_metrics_new();
+  static const char *labels[] = {"so"};
+  evs_metric_desc_t big = {"m_big", "Big.", EVS_METRIC_GAUGE, labels, 1, NULL, 0};
+  evs_metric_desc_t hist = {"m_hist", "Hist.", EVS_METRIC_HISTOGRAM, labels, 1, NULL, 0};
+  evs_metric_desc_t one = {"a_one", NULL, EVS_METRIC_COUNTER, NULL, 0, NULL, 0};
+  evs_metric_family_t *fb, *fh;
+  assert_int_equal(evs_metrics_register(reg, &big, &fb), 0);
+  assert_int_equal(evs_metrics_register(reg, &hist, &fh), 0);
+  assert_int_equal(evs_metrics_register(reg, &one, NULL), 0);
+  char so[16];
+  for (int i = 0; i < n; i++) {
+    snprintf(so, sizeof so, "so-%05d", i);
+    const char *v[] = {so};
+    kids[i] = evs_metric_family_child(fb, v);
+    evs_metric_set(kids[i], i + 0.25);
+    if (i % 100 == 0)
+      evs_metric_observe(evs_metric_family_child(fh, v), i / 1000.0);
+  }
+  return reg;
+}
+
+/* Slices of any size put together are the one-go exposition. */
+static void test_stream_equals_expose(void **state) {
+  (void)state;
+  enum { N = 5000 };
+  evs_metric_t *kids[N];
+  evs_metrics_t *reg = stream_registry(N, kids);
+  char *whole = expose(reg);
+  static const size_t sizes[] = {0, 1, 100, 4096, 1 << 20};
+  for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
+    evs_metrics_stream_t *st;
+    assert_int_equal(evs_metrics_stream_new(reg, &st), 0);
+    assert_int_equal(evs_metrics_streams(reg), 1);
+    size_t total = 0, slices = 0;
+    char *chunk;
+    size_t len;
+    for (;;) {
+      assert_int_equal(evs_metrics_stream_next(st, sizes[s], &chunk, &len), 0);
+      if (chunk == NULL)
+        break;
+      assert_true(len > 0 && chunk[len - 1] == '\n'); /* whole lines */
+      assert_true(len <= (sizes[s] ? sizes[s] : 1) + 2048);
+      assert_memory_equal(chunk, whole + total, len);
+      total += len;
+      slices++;
+      free(chunk);
+    }
+    assert_int_equal(total, strlen(whole));
+    assert_true(evs_metrics_stream_done(st));
+    if (sizes[s] == 4096)
+      assert_true(slices > 20);
+    evs_metrics_stream_free(st);
+    assert_int_equal(evs_metrics_streams(reg), 0);
+  }
+  free(whole);
+  evs_metrics_free(reg);
+}
+
+/* The registry changes between slices: series removed before their slice are not printed (and
+ * not freed under the stream: ASan), series added to the family being printed make it re-sort
+ * without disturbing the stream's view, a family registered after the stream's position is
+ * printed, one before it is not; nothing is printed twice. */
+static void test_stream_survives_changes(void **state) {
+  (void)state;
+  enum { N = 3000 };
+  evs_metric_t *kids[N];
+  evs_metrics_t *reg = stream_registry(N, kids);
+  evs_metric_family_t *big = evs_metrics_find(reg, "m_big");
+  evs_metrics_stream_t *st;
+  assert_int_equal(evs_metrics_stream_new(reg, &st), 0);
+  char *body = malloc(1 << 20), *chunk;
+  size_t total = 0, len;
+  /* Into the big family: a_one comes first, then m_big's first lines. */
+  assert_int_equal(evs_metrics_stream_next(st, 2000, &chunk, &len), 0);
+  memcpy(body + total, chunk, len);
+  total += len;
+  free(chunk);
+  assert_non_null(strstr(body, "m_big{so=\"so-00010\"}"));
+  assert_null(strstr(body, "m_big{so=\"so-01000\"}"));
+  for (int i = 1000; i < N; i++) /* not printed yet: they must not appear */
+    assert_int_equal(evs_metric_remove(kids[i]), 0);
+  assert_int_equal(evs_metric_remove(kids[0]), 0); /* printed already */
+  const char *nv[] = {"so-00500x"};
+  evs_metric_set(evs_metric_family_child(big, nv), 7); /* re-sort while the view is held */
+  evs_metric_desc_t late = {"z_late", NULL, EVS_METRIC_GAUGE, NULL, 0, NULL, 0};
+  evs_metric_desc_t early = {"b_early", NULL, EVS_METRIC_GAUGE, NULL, 0, NULL, 0};
+  assert_int_equal(evs_metrics_register(reg, &late, NULL), 0);
+  assert_int_equal(evs_metrics_register(reg, &early, NULL), 0);
+  for (;;) {
+    assert_int_equal(evs_metrics_stream_next(st, 2000, &chunk, &len), 0);
+    if (chunk == NULL)
+      break;
+    memcpy(body + total, chunk, len);
+    total += len;
+    free(chunk);
+  }
+  body[total] = '\0';
+  evs_metrics_stream_free(st);
+  assert_non_null(strstr(body, "m_big{so=\"so-00000\"} 0.25\n"));
+  assert_non_null(strstr(body, "m_big{so=\"so-00999\"} 999.25\n"));
+  assert_null(strstr(body, "so-01000\"} 1000.25"));
+  assert_null(strstr(body, "so-02999"));
+  assert_null(strstr(body, "so-00500x")); /* created meanwhile: not in this stream's view */
+  assert_non_null(strstr(body, "m_hist_bucket{so=\"so-02900\",le=\"+Inf\"} 1\n"));
+  assert_non_null(strstr(body, "\nz_late 0\n"));
+  assert_null(strstr(body, "b_early"));
+  assert_ptr_equal(strstr(body, "so-00999\""), strrstr_last(body, "so-00999\""));
+  free(body);
+  /* The next exposition sees the registry as it is now. */
+  char *out = expose(reg);
+  assert_non_null(strstr(out, "m_big{so=\"so-00500x\"} 7\n"));
+  assert_non_null(strstr(out, "\nb_early 0\n"));
+  assert_null(strstr(out, "m_big{so=\"so-00000\"}"));
+  free(out);
+  evs_metrics_free(reg);
+}
+
+/* ---- /metrics streamed over a socket ----------------------------------------------------- */
+
+enum { SCRAPE_N = 60000 };
+
+typedef struct {
+  uv_loop_t loop;
+  evs_metrics_t *reg;
+  evs_health_t *health;
+  evs_http_server_t *srv;
+  uv_async_t remove, done;
+  uv_sem_t removed;
+  evs_metric_t *kids[SCRAPE_N];
+  int port;
+  size_t streams_at_removal;
+  char *resp;
+  size_t resp_len;
+  char probe[4096];
+  int health_closed;
+} scrape_ctx_t;
+
+static int scrape_connect(int port, int rcvbuf) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (rcvbuf) /* before connect: the window the client offers stays small */
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+  struct sockaddr_in a = {0};
+  a.sin_family = AF_INET;
+  a.sin_port = htons((uint16_t)port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  struct timeval tv = {30, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+static size_t recv_upto(int fd, char *buf, size_t want) {
+  size_t len = 0;
+  ssize_t r;
+  while (len < want && (r = recv(fd, buf + len, want - len, 0)) > 0)
+    len += (size_t)r;
+  return len;
+}
+
+/* The scraper reads the start of the answer and stops reading (a slow Prometheus); while it
+ * stalls, the loop removes half the series and answers a probe on another connection; then the
+ * scraper reads the rest, and the /healthz it pipelined behind the scrape. */
+static void scrape_client(void *arg) {
+  scrape_ctx_t *c = arg;
+  int fd = scrape_connect(c->port, 4096);
+  const char req[] = "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n"
+                     "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+  if (fd < 0 || send(fd, req, sizeof req - 1, MSG_NOSIGNAL) != (ssize_t)sizeof req - 1) {
+    uv_async_send(&c->done);
+    return;
+  }
+  size_t cap = 64 << 20;
+  c->resp = malloc(cap);
+  c->resp_len = recv_upto(fd, c->resp, 32 * 1024);
+  usleep(200 * 1000); /* let the server fill what buffers it can */
+  uv_async_send(&c->remove);
+  uv_sem_wait(&c->removed);
+  int p = scrape_connect(c->port, 0);
+  const char probe[] = "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+  if (p >= 0 && send(p, probe, sizeof probe - 1, MSG_NOSIGNAL) == (ssize_t)sizeof probe - 1)
+    c->probe[recv_upto(p, c->probe, sizeof c->probe - 1)] = '\0';
+  if (p >= 0)
+    close(p);
+  c->resp_len += recv_upto(fd, c->resp + c->resp_len, cap - 1 - c->resp_len);
+  c->resp[c->resp_len] = '\0';
+  close(fd);
+  uv_async_send(&c->done);
+}
+
+static void on_scrape_remove(uv_async_t *a) {
+  scrape_ctx_t *c = a->data;
+  c->streams_at_removal = evs_metrics_streams(c->reg);
+  for (int i = SCRAPE_N / 2; i < SCRAPE_N; i++)
+    evs_metric_remove(c->kids[i]);
+  uv_sem_post(&c->removed);
+}
+
+static void on_scrape_health_closed(void *data) { ((scrape_ctx_t *)data)->health_closed = 1; }
+
+static void on_scrape_srv_closed(evs_http_server_t *s, void *data) {
+  (void)s;
+  scrape_ctx_t *c = data;
+  evs_health_close(c->health, on_scrape_health_closed, c);
+}
+
+static void on_scrape_done(uv_async_t *a) {
+  scrape_ctx_t *c = a->data;
+  evs_http_server_close(c->srv, on_scrape_srv_closed, c);
+  uv_close((uv_handle_t *)&c->done, NULL);
+  uv_close((uv_handle_t *)&c->remove, NULL);
+}
+
+/* Decodes a chunked body starting at p; returns the end of the terminal chunk, or NULL. */
+static const char *dechunk(const char *p, char *out, size_t *out_len) {
+  *out_len = 0;
+  for (;;) {
+    char *end;
+    unsigned long n = strtoul(p, &end, 16);
+    if (end == p || strncmp(end, "\r\n", 2) != 0)
+      return NULL;
+    p = end + 2;
+    if (n == 0)
+      return strncmp(p, "\r\n", 2) == 0 ? p + 2 : NULL;
+    memcpy(out + *out_len, p, n);
+    *out_len += n;
+    p += n;
+    if (strncmp(p, "\r\n", 2) != 0)
+      return NULL;
+    p += 2;
+  }
+}
+
+static void test_scrape_streamed(void **state) {
+  (void)state;
+  scrape_ctx_t *c = calloc(1, sizeof(*c));
+  uv_loop_init(&c->loop);
+  c->reg = evs_metrics_new();
+  assert_int_equal(evs_health_new(&c->loop, c->reg, NULL, &c->health), 0);
+  static const char *labels[] = {"so"};
+  evs_metric_desc_t d = {"zz_series", "Many.", EVS_METRIC_GAUGE, labels, 1, NULL, 0};
+  evs_metric_family_t *f;
+  assert_int_equal(evs_metrics_register(c->reg, &d, &f), 0);
+  char so[16];
+  for (int i = 0; i < SCRAPE_N; i++) {
+    snprintf(so, sizeof so, "so-%05d", i);
+    const char *v[] = {so};
+    c->kids[i] = evs_metric_family_child(f, v);
+    evs_metric_set(c->kids[i], i + 0.5);
+  }
+  assert_int_equal(evs_http_server_new(&c->loop, NULL, &c->srv), 0);
+  assert_int_equal(evs_health_attach(c->health, c->srv), 0);
+  assert_int_equal(evs_http_server_listen(c->srv, "127.0.0.1:0"), 0);
+  c->port = evs_http_server_port(c->srv);
+  uv_async_init(&c->loop, &c->remove, on_scrape_remove);
+  uv_async_init(&c->loop, &c->done, on_scrape_done);
+  c->remove.data = c->done.data = c;
+  uv_sem_init(&c->removed, 0);
+  uv_thread_t t;
+  uv_thread_create(&t, scrape_client, c);
+  uv_run(&c->loop, UV_RUN_DEFAULT);
+  uv_thread_join(&t);
+  uv_sem_destroy(&c->removed);
+  assert_true(c->health_closed);
+  assert_int_equal(uv_loop_close(&c->loop), 0);
+  assert_int_equal(evs_metrics_streams(c->reg), 0);
+
+  /* The probe was answered while the scrape was still in progress. */
+  assert_true(c->streams_at_removal == 1);
+  assert_non_null(strstr(c->probe, "HTTP/1.1 200 OK\r\n"));
+  const char *r = c->resp;
+  assert_non_null(r);
+  assert_true(strncmp(r, "HTTP/1.1 200 OK\r\n", 17) == 0);
+  const char *hend = strstr(r, "\r\n\r\n");
+  assert_non_null(hend);
+  assert_non_null(strstr(r, "Transfer-Encoding: chunked\r\n"));
+  assert_true(strstr(r, "Content-Length") == NULL || strstr(r, "Content-Length") > hend);
+  char *body = malloc(c->resp_len + 1);
+  size_t blen;
+  const char *after = dechunk(hend + 4, body, &blen);
+  assert_non_null(after);
+  body[blen] = '\0';
+  /* The pipelined /healthz comes after the whole scrape. */
+  assert_true(strncmp(after, "HTTP/1.1 200 OK\r\n", 17) == 0);
+  assert_non_null(strstr(after, "\r\n\r\nok\n"));
+  /* Series printed before the stall are there once; those removed before their slice are not. */
+  assert_non_null(strstr(body, "# TYPE zz_series gauge\nzz_series{so=\"so-00000\"} 0.5\n"));
+  assert_non_null(strstr(body, "zz_series{so=\"so-29999\"} 29999.5\n"));
+  assert_null(strstr(body, "zz_series{so=\"so-59999\"}"));
+  assert_non_null(strstr(body, "# TYPE evscale_build_info gauge\n"));
+  assert_true(blen > 0 && body[blen - 1] == '\n');
+  free(body);
+  free(c->resp);
+  evs_metrics_free(c->reg);
+  free(c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_float_format),
@@ -492,6 +839,10 @@ int main(void) {
       cmocka_unit_test(test_collect_callback),
       cmocka_unit_test(test_procstat_values),
       cmocka_unit_test(test_promtool_check),
+      cmocka_unit_test(test_remove_by_handle),
+      cmocka_unit_test(test_stream_equals_expose),
+      cmocka_unit_test(test_stream_survives_changes),
+      cmocka_unit_test(test_scrape_streamed),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
