@@ -622,7 +622,7 @@ size_t evs_metrics_format_float(char *buf, double v) {
     *p = '\0';
     return (size_t)(p - buf);
   }
-  char digits[24];
+  char digits[24] = {0};
   int prec, exp;
   int fast = shortest_fast(a, digits, &prec, &exp);
   if (fast <= 0)
