@@ -789,11 +789,11 @@ static int queue_response(conn_t *c, int status, const char *ctype, char *body, 
     return UV_ENOMEM;
   }
   int hl = snprintf(head, cap, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%s%s%s\r\n", status,
-               reason_phrase(status), ctype, length,
-               !keep    ? "Connection: close\r\n"
-               : http10 ? "Connection: keep-alive\r\n"
-                        : "",
-               extra ? extra : "");
+                    reason_phrase(status), ctype, length,
+                    !keep    ? "Connection: close\r\n"
+                    : http10 ? "Connection: keep-alive\r\n"
+                             : "",
+                    extra ? extra : "");
   size_t head_len = hl > 0 && (size_t)hl < cap ? (size_t)hl : 0;
   if (r->head) {
     free(body);
@@ -928,7 +928,11 @@ int evs_http_respond_stream(evs_http_request_t *r, int status, const char *conte
   c->stream_done = done;
   c->stream_data = data;
   c->stream_started = 0;
+  /* No pull while the head is queued (a socketless write completes at once): a HEAD request
+   * ends here without a body. */
+  c->stream_pumping = 1;
   int rc = queue_response(c, status, content_type, NULL, 0, NULL);
+  c->stream_pumping = 0;
   if (rc != 0 || r->head || c->state >= ST_CLOSING) {
     stream_end(c, rc != 0 || c->state >= ST_CLOSING ? EVS_ECLOSED : 0);
     return 0;

@@ -20,6 +20,7 @@
 
 #include "evscale/error.h"
 #include "evscale/health.h"
+#include "evscale/http_server.h"
 #include "evscale/metrics.h"
 #include "evscale/procstat.h"
 
@@ -835,6 +836,76 @@ static void test_scrape_streamed(void **state) {
   free(c);
 }
 
+static void closed_cb_flag(void *data) { *(int *)data = 1; }
+
+/* Socketless connections take the same streamed path: HTTP/1.0 gets the body without chunks and
+ * the connection closes after it; HEAD gets the headers alone and the stream ends at once;
+ * HTTP/1.1 gets chunks, then the request pipelined behind is answered. */
+static void sink(const char *data, size_t len, void *out) {
+  char **buf = out;
+  size_t have = *buf ? strlen(*buf) : 0;
+  *buf = realloc(*buf, have + len + 1);
+  memcpy(*buf + have, data, len);
+  (*buf)[have + len] = '\0';
+}
+
+static char *vconn_get(evs_http_server_t *srv, const char *req, int *closed) {
+  char *out = NULL;
+  evs_http_vconn_t *v;
+  assert_int_equal(evs_http_vconn_new(srv, sink, &out, &v), 0);
+  *closed = evs_http_vconn_feed(v, req, strlen(req)) == EVS_ECLOSED;
+  evs_http_vconn_free(v);
+  return out;
+}
+
+static void test_scrape_streamed_vconn(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  enum { N = 20000 };
+  evs_metric_t *kids[N];
+  evs_metrics_t *reg = stream_registry(N, kids);
+  evs_health_t *h;
+  assert_int_equal(evs_health_new(&loop, reg, NULL, &h), 0);
+  evs_http_server_t *srv;
+  assert_int_equal(evs_http_server_new(&loop, NULL, &srv), 0);
+  assert_int_equal(evs_health_attach(h, srv), 0);
+  int closed;
+  char *r = vconn_get(srv, "GET /metrics HTTP/1.0\r\n\r\n", &closed);
+  assert_true(closed);
+  assert_non_null(strstr(r, "Connection: close\r\n"));
+  assert_null(strstr(r, "Transfer-Encoding"));
+  assert_null(strstr(r, "Content-Length"));
+  const char *body = strstr(r, "\r\n\r\n") + 4;
+  assert_true(strlen(body) > EVS_HEALTH_SCRAPE_SLICE);
+  assert_non_null(strstr(body, "m_big{so=\"so-19999\"} 19999.25\n"));
+  assert_null(strstr(body, "\r\n")); /* no chunk framing */
+  free(r);
+  r = vconn_get(srv, "HEAD /metrics HTTP/1.1\r\nHost: t\r\n\r\n", &closed);
+  assert_false(closed);
+  assert_non_null(strstr(r, "Transfer-Encoding: chunked\r\n"));
+  if (strstr(r, "\r\n\r\n")[4] != 0)
+    print_message("HEAD answer:\n%.300s\n", r);
+  assert_true(strstr(r, "\r\n\r\n")[4] == 0);
+  assert_int_equal(evs_metrics_streams(reg), 0);
+  free(r);
+  r = vconn_get(srv, "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n",
+                &closed);
+  assert_false(closed);
+  const char *end = strstr(r, "\r\n0\r\n\r\nHTTP/1.1 200 OK\r\n");
+  assert_non_null(end);
+  assert_non_null(strstr(end, "\r\n\r\nok\n"));
+  free(r);
+  assert_int_equal(evs_metrics_streams(reg), 0);
+  evs_http_server_close(srv, NULL, NULL);
+  int done = 0;
+  evs_health_close(h, closed_cb_flag, &done);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_true(done);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  evs_metrics_free(reg);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_float_format),
@@ -852,6 +923,7 @@ int main(void) {
       cmocka_unit_test(test_stream_equals_expose),
       cmocka_unit_test(test_stream_survives_changes),
       cmocka_unit_test(test_scrape_streamed),
+      cmocka_unit_test(test_scrape_streamed_vconn),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
