@@ -47,10 +47,12 @@ static size_t read_fixture(const char *file, fixture_t *out, size_t cap) {
         *p++ = '\0';
     }
     assert_non_null(fields[2]);
-    snprintf(x->name, sizeof x->name, "%s", fields[0]);
-    snprintf(x->type, sizeof x->type, "%s", fields[1]);
-    snprintf(x->labels, sizeof x->labels, "%s", fields[2]);
-    snprintf(x->help, sizeof x->help, "%s", fields[3]);
+    assert_true(strlen(fields[0]) < sizeof x->name && strlen(fields[1]) < sizeof x->type &&
+                strlen(fields[2]) < sizeof x->labels && strlen(fields[3]) < sizeof x->help);
+    strcpy(x->name, fields[0]);
+    strcpy(x->type, fields[1]);
+    strcpy(x->labels, fields[2]);
+    strcpy(x->help, fields[3]);
   }
   fclose(f);
   return n;

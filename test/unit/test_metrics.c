@@ -849,13 +849,15 @@ static void sink(const char *data, size_t len, void *out) {
   (*buf)[have + len] = '\0';
 }
 
-static char *vconn_get(evs_http_server_t *srv, const char *req, int *closed) {
-  char *out = NULL;
+/* The answer to req lands in *out (malloc'd; NULL when nothing came). */
+static char *vconn_get(evs_http_server_t *srv, const char *req, int *closed, char **out) {
   evs_http_vconn_t *v;
-  assert_int_equal(evs_http_vconn_new(srv, sink, &out, &v), 0);
+  *out = NULL;
+  assert_int_equal(evs_http_vconn_new(srv, sink, out, &v), 0);
   *closed = evs_http_vconn_feed(v, req, strlen(req)) == EVS_ECLOSED;
   evs_http_vconn_free(v);
-  return out;
+  assert_non_null(*out);
+  return *out;
 }
 
 static void test_scrape_streamed_vconn(void **state) {
@@ -871,7 +873,8 @@ static void test_scrape_streamed_vconn(void **state) {
   assert_int_equal(evs_http_server_new(&loop, NULL, &srv), 0);
   assert_int_equal(evs_health_attach(h, srv), 0);
   int closed;
-  char *r = vconn_get(srv, "GET /metrics HTTP/1.0\r\n\r\n", &closed);
+  char *r, *buf;
+  r = vconn_get(srv, "GET /metrics HTTP/1.0\r\n\r\n", &closed, &buf);
   assert_true(closed);
   assert_non_null(strstr(r, "Connection: close\r\n"));
   assert_null(strstr(r, "Transfer-Encoding"));
@@ -881,7 +884,7 @@ static void test_scrape_streamed_vconn(void **state) {
   assert_non_null(strstr(body, "m_big{so=\"so-19999\"} 19999.25\n"));
   assert_null(strstr(body, "\r\n")); /* no chunk framing */
   free(r);
-  r = vconn_get(srv, "HEAD /metrics HTTP/1.1\r\nHost: t\r\n\r\n", &closed);
+  r = vconn_get(srv, "HEAD /metrics HTTP/1.1\r\nHost: t\r\n\r\n", &closed, &buf);
   assert_false(closed);
   assert_non_null(strstr(r, "Transfer-Encoding: chunked\r\n"));
   if (strstr(r, "\r\n\r\n")[4] != 0)
@@ -890,7 +893,7 @@ static void test_scrape_streamed_vconn(void **state) {
   assert_int_equal(evs_metrics_streams(reg), 0);
   free(r);
   r = vconn_get(srv, "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n",
-                &closed);
+                &closed, &buf);
   assert_false(closed);
   const char *end = strstr(r, "\r\n0\r\n\r\nHTTP/1.1 200 OK\r\n");
   assert_non_null(end);
