@@ -550,7 +550,7 @@ static double scale10(double a, int k) { return k >= 0 ? a * pow10_exact[k] : a 
  * reads back as a: the scaled product errs by at most 0.11 units of the 15th digit, so it can
  * pick the wrong neighbour only when a lies about half a unit from both, while a double's
  * round-trip interval is at most 0.11 units wide on each side. 0 when the slow path must run. */
-static int shortest_fast(double a, char *digits, int *prec, int *exp) {
+static int shortest_fast(double a, char *digits, int *prec, int *exp, int *k_out) {
   if (!(a >= 1e-8 && a < 1e37))
     return 0;
   int e2;
@@ -565,6 +565,7 @@ static int shortest_fast(double a, char *digits, int *prec, int *exp) {
   double d = nearbyint(x);
   if (d < 1e14 || d > 1e15)
     return 0;
+  *k_out = k;
   if ((k >= 0 ? d / pow10_exact[k] : d * pow10_exact[-k]) != a)
     return -1;
   char *end = put_u64(digits, (uint64_t)d);
@@ -573,6 +574,53 @@ static int shortest_fast(double a, char *digits, int *prec, int *exp) {
   while (n > 1 && digits[n - 1] == '0')
     n--;
   *prec = n;
+  return 1;
+}
+
+/* The integer nearest to a * 10^k (k in [0, 22]) into *n, from the exact product hi + lo (fma
+ * gives the rounding error of one multiplication exactly). 0 when a is too near a tie to
+ * decide without more precision. */
+static int nearest_scaled(double a, int k, uint64_t *n) {
+  double hi = a * pow10_exact[k];
+  double lo = fma(a, pow10_exact[k], -hi);
+  double d = nearbyint(hi);
+  double r = (hi - d) + lo; /* hi - d is exact: both lie within one unit */
+  double rr = nearbyint(r);
+  if (fabs(fabs(r - rr) - 0.5) < 1e-6 || hi >= 1e18)
+    return 0;
+  *n = (uint64_t)d + (uint64_t)(int64_t)rr;
+  return 1;
+}
+
+/* After the fast path showed that 15 digits are not enough (k: its scale, so a * 10^(k+1) has
+ * 16 digits): the 16-digit decimal nearest to a, as "%.15e" prints it, when strtod reads it back
+ * as a; else the nearest 17-digit one, as "%.16e" prints it, which always reads back. 1 with
+ * the digits, 0 when the printing path must decide (k out of reach: values of 1e6 and more;
+ * too near a tie). */
+static int shortest_16_17(double a, int k, char *digits, int *prec, int *exp) {
+  uint64_t n;
+  if (k + 1 < 0 || k + 2 > 22 || !nearest_scaled(a, k + 1, &n) || n < UINT64_C(1000000000000000) ||
+      n >= UINT64_C(10000000000000000))
+    return 0;
+  char text[40];
+  char *p = put_u64(text, n);
+  *p++ = 'e';
+  *p++ = '-';
+  p = put_u64(p, (uint64_t)(k + 1));
+  *p = '\0';
+  int len = 16;
+  *exp = 14 - k;
+  if (strtod(text, NULL) != a) {
+    if (!nearest_scaled(a, k + 2, &n) || n < UINT64_C(10000000000000000) ||
+        n >= UINT64_C(100000000000000000))
+      return 0;
+    put_u64(text, n);
+    len = 17;
+  }
+  memcpy(digits, text, (size_t)len);
+  while (len > 1 && digits[len - 1] == '0')
+    len--;
+  *prec = len;
   return 1;
 }
 
@@ -624,7 +672,10 @@ size_t evs_metrics_format_float(char *buf, double v) {
   }
   char digits[24] = {0};
   int prec, exp;
-  int fast = shortest_fast(a, digits, &prec, &exp);
+  int k = 0;
+  int fast = shortest_fast(a, digits, &prec, &exp, &k);
+  if (fast < 0 && shortest_16_17(a, k, digits, &prec, &exp))
+    fast = 1;
   if (fast <= 0)
     prec = shortest_slow(a, fast, digits, &exp);
   return layout_digits(buf, v < 0, digits, prec, exp);
