@@ -8,7 +8,16 @@
  * evs_metrics_expose latency (p50/p95/p99/max over the runs) and output size with integer values,
  * with fractional values (the shortest round-trip float formatting path), and after one series
  * came and went (the sorted order is rebuilt), the time to update a series found by its label
- * values, and the time to remove a deleted ScaledObject's series with remove_matching. */
+ * values, and the time to remove a deleted ScaledObject's series with remove_matching and by
+ * handle (evs_metric_remove).
+ *
+ *   ... [objects = 50000] [scrapes = 5]
+ *
+ * Then a scrape at the size of 50,000 ScaledObjects with eight series each (KEDA's families and
+ * evscale's scale events, fractional values): the one-go exposition's time (what a scrape used
+ * to stall the loop for), then GET /metrics over loopback through the real health endpoint and
+ * HTTP server while a 1 ms timer measures how late the loop runs: the scrape's wall time, and
+ * the loop lag during it against the goal of 5 ms. */
 #include <inttypes.h>
 #include <malloc.h>
 #include <stdint.h>
@@ -18,7 +27,15 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "evscale/health.h"
+#include "evscale/http_server.h"
 #include "evscale/metrics.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
 
 #include "bench_util.h"
 
@@ -218,8 +235,280 @@ static int bench_remove(bench_t *b, size_t objects) {
   }
   printf("remove_matching(scaledObject) on %zu series, %zu removed:\n", b->n, removed);
   print_pct("evs_metric_family_remove_matching", lat, objects, 1);
+  /* The same removal the way an object that keeps its series' handles does it. */
+  removed = 0;
+  for (size_t k = 0; k < objects; k++) {
+    const series_t *s = &b->series[(rng() % (b->n / 3)) * 3];
+    evs_metric_t *h[3];
+    for (size_t t = 0; t < 3; t++)
+      h[t] = evs_metric_family_lookup(b->fam, s[t].v);
+    int64_t t0 = now_ns();
+    for (size_t t = 0; t < 3; t++)
+      removed += evs_metric_remove(h[t]) == 0;
+    lat[k] = since(t0);
+    for (size_t t = 0; t < 3; t++)
+      evs_metric_family_child(b->fam, s[t].v);
+  }
+  printf("evs_metric_remove of an object's 3 series by handle, %zu removed:\n", removed);
+  print_pct("3 x evs_metric_remove", lat, objects, 0);
   free(lat);
   return evs_metric_family_size(b->fam) == b->n ? 0 : -1;
+}
+
+/* ---- a scrape at 50,000 ScaledObjects: loop lag while /metrics streams -------------------- */
+
+#define SCRAPE_FAMILIES 8
+
+/* Eight series per ScaledObject with one trigger, in the shapes of KEDA's families (four per
+ * trigger with six labels, two per object, the loop latency) and evscale's scale events. */
+static const struct {
+  const char *name;
+  evs_metric_type_t type;
+  int n_labels;
+} scrape_fams[SCRAPE_FAMILIES] = {
+    {"keda_scaler_metrics_value", EVS_METRIC_GAUGE, 6},
+    {"keda_scaler_metrics_latency_seconds", EVS_METRIC_GAUGE, 6},
+    {"keda_scaler_active", EVS_METRIC_GAUGE, 6},
+    {"keda_scaler_detail_errors_total", EVS_METRIC_COUNTER, 6},
+    {"keda_scaled_object_errors_total", EVS_METRIC_COUNTER, 2},
+    {"keda_scaled_object_paused", EVS_METRIC_GAUGE, 2},
+    {"keda_internal_scale_loop_latency_seconds", EVS_METRIC_GAUGE, 3},
+    {"evscale_scale_events_total", EVS_METRIC_COUNTER, 3},
+};
+
+typedef struct {
+  uv_loop_t loop;
+  evs_metrics_t *reg;
+  evs_health_t *health;
+  evs_http_server_t *srv;
+  uv_timer_t tick;
+  uv_async_t done;
+  uint64_t last_tick;
+  int scraping;
+  uint32_t *lags; /* lateness of the 1 ms tick while a scrape runs, ns */
+  size_t n_lags, cap_lags;
+  uint32_t max_lag_idle;
+  int port, scrapes;
+  uint32_t *scrape_ns;
+  size_t body_bytes;
+  int health_closed;
+} scrape_bench_t;
+
+static int scrape_registry(evs_metrics_t *reg, size_t objects) {
+  static const char *six[] = {"namespace", "metric",       "scaledObject",
+                              "scaler",    "triggerIndex", "type"};
+  static const char *two[] = {"namespace", "scaledObject"};
+  static const char *three_loop[] = {"namespace", "type", "resource"};
+  static const char *three_ev[] = {"namespace", "scaledObject", "direction"};
+  evs_metric_family_t *f[SCRAPE_FAMILIES];
+  for (int i = 0; i < SCRAPE_FAMILIES; i++) {
+    const char *const *l = scrape_fams[i].n_labels == 6   ? six
+                           : scrape_fams[i].n_labels == 2 ? two
+                           : i == 6                       ? three_loop
+                                                          : three_ev;
+    evs_metric_desc_t d = {scrape_fams[i].name,
+                           "A family of the scrape benchmark.",
+                           scrape_fams[i].type,
+                           l,
+                           (size_t)scrape_fams[i].n_labels,
+                           NULL,
+                           0};
+    if (evs_metrics_register(reg, &d, &f[i]) != 0)
+      return -1;
+  }
+  char ns[32], so[32], met[48];
+  for (size_t o = 0; o < objects; o++) {
+    snprintf(ns, sizeof ns, "team-%03zu", o / 200);
+    snprintf(so, sizeof so, "worker-%06zu", o);
+    snprintf(met, sizeof met, "s0-redis-jobs-%06zu", o);
+    const char *v6[] = {ns, met, so, "redisScaler", "0", "scaledobject"};
+    const char *v2[] = {ns, so};
+    const char *vl[] = {ns, "scaledobject", so};
+    const char *ve[] = {ns, so, "up"};
+    double frac = (double)(rng() % 10000000) / 1000.0 + 0.001;
+    evs_metric_set(evs_metric_family_child(f[0], v6), frac);
+    evs_metric_set(evs_metric_family_child(f[1], v6), (double)(rng() % 100000) / 1e6);
+    evs_metric_set(evs_metric_family_child(f[2], v6), (double)(o & 1));
+    evs_metric_add(evs_metric_family_child(f[3], v6), (double)(rng() % 3));
+    evs_metric_add(evs_metric_family_child(f[4], v2), (double)(rng() % 3));
+    evs_metric_set(evs_metric_family_child(f[5], v2), 0);
+    evs_metric_set(evs_metric_family_child(f[6], vl), (double)(rng() % 100000) / 1e7);
+    evs_metric_add(evs_metric_family_child(f[7], ve), (double)(rng() % 50));
+  }
+  for (int i = 0; i < SCRAPE_FAMILIES; i++)
+    if (evs_metric_family_size(f[i]) != objects)
+      return -1;
+  return 0;
+}
+
+/* Every millisecond: how late the timer ran (the loop's lag), kept while a scrape runs. */
+static void on_tick(uv_timer_t *t) {
+  scrape_bench_t *b = t->data;
+  uint64_t now = uv_hrtime();
+  uint64_t due = b->last_tick + 1000000u;
+  uint32_t lag = now > due ? (uint32_t)(now - due > UINT32_MAX ? UINT32_MAX : now - due) : 0;
+  b->last_tick = now;
+  if (!b->scraping) {
+    if (lag > b->max_lag_idle)
+      b->max_lag_idle = lag;
+    return;
+  }
+  if (b->n_lags < b->cap_lags)
+    b->lags[b->n_lags++] = lag;
+}
+
+static void on_bench_health_closed(void *data) { ((scrape_bench_t *)data)->health_closed = 1; }
+
+static void on_bench_srv_closed(evs_http_server_t *s, void *data) {
+  (void)s;
+  scrape_bench_t *b = data;
+  evs_health_close(b->health, on_bench_health_closed, b);
+}
+
+static void on_bench_done(uv_async_t *a) {
+  scrape_bench_t *b = a->data;
+  uv_close((uv_handle_t *)&b->done, NULL);
+  uv_close((uv_handle_t *)&b->tick, NULL);
+  evs_http_server_close(b->srv, on_bench_srv_closed, b);
+}
+
+/* The scraper: GET /metrics HTTP/1.1 on a fresh connection each time, read to the end (the
+ * terminal chunk; Connection: close makes it the EOF), as Prometheus does every interval. */
+static void scraper(void *arg) {
+  scrape_bench_t *b = arg;
+  static char buf[1 << 16];
+  for (int i = 0; i < b->scrapes; i++) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)b->port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const char req[] = "GET /metrics HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n";
+    usleep(100 * 1000); /* idle lag is measured between scrapes */
+    int64_t t0 = now_ns();
+    __atomic_store_n(&b->scraping, 1, __ATOMIC_SEQ_CST);
+    size_t total = 0;
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        send(fd, req, sizeof req - 1, MSG_NOSIGNAL) == (ssize_t)sizeof req - 1) {
+      ssize_t r;
+      while ((r = recv(fd, buf, sizeof buf, 0)) > 0)
+        total += (size_t)r;
+    }
+    b->scrape_ns[i] = since(t0);
+    __atomic_store_n(&b->scraping, 0, __ATOMIC_SEQ_CST);
+    b->body_bytes = total;
+    close(fd);
+  }
+  uv_async_send(&b->done);
+}
+
+static uint64_t thread_cpu_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* What one loop turn of a streamed scrape costs: a slice of EVS_HEALTH_SCRAPE_SLICE bytes, by
+ * the wall clock and by this thread's CPU clock (which a loaded machine's preemption does not
+ * inflate). */
+static int bench_slices(evs_metrics_t *reg) {
+  evs_metrics_stream_t *st;
+  size_t cap = 4096, n = 0, total = 0;
+  uint32_t *wall = malloc(cap * sizeof *wall), *cpu = malloc(cap * sizeof *cpu);
+  if (wall == NULL || cpu == NULL || evs_metrics_stream_new(reg, &st) != 0)
+    return -1;
+  uint64_t c_all = thread_cpu_ns();
+  for (;;) {
+    char *out;
+    size_t len;
+    int64_t t0 = now_ns();
+    uint64_t c0 = thread_cpu_ns();
+    if (evs_metrics_stream_next(st, EVS_HEALTH_SCRAPE_SLICE, &out, &len) != 0)
+      return -1;
+    uint64_t c1 = thread_cpu_ns();
+    if (out == NULL)
+      break;
+    if (n < cap) {
+      wall[n] = since(t0);
+      cpu[n++] = (uint32_t)(c1 - c0);
+    }
+    total += len;
+    free(out);
+  }
+  uint64_t c_end = thread_cpu_ns();
+  evs_metrics_stream_free(st);
+  printf("  streamed exposition in slices of %d B: %zu B in %zu slices, %.1f ms CPU in all\n",
+         EVS_HEALTH_SCRAPE_SLICE, total, n, (double)(c_end - c_all) / 1e6);
+  print_pct("one slice, wall clock", wall, n, 1);
+  print_pct("one slice, thread CPU", cpu, n, 1);
+  free(wall);
+  free(cpu);
+  return 0;
+}
+
+static int bench_scrape(size_t objects, int scrapes) {
+  scrape_bench_t *b = calloc(1, sizeof(*b));
+  if (b == NULL)
+    return -1;
+  b->scrapes = scrapes;
+  b->cap_lags = 1000000;
+  b->lags = malloc(b->cap_lags * sizeof *b->lags);
+  b->scrape_ns = calloc((size_t)scrapes, sizeof *b->scrape_ns);
+  uv_loop_init(&b->loop);
+  b->reg = evs_metrics_new();
+  if (b->lags == NULL || b->scrape_ns == NULL || b->reg == NULL ||
+      evs_health_new(&b->loop, b->reg, NULL, &b->health) != 0 ||
+      scrape_registry(b->reg, objects) != 0 || evs_http_server_new(&b->loop, NULL, &b->srv) != 0 ||
+      evs_health_attach(b->health, b->srv) != 0 ||
+      evs_http_server_listen(b->srv, "127.0.0.1:0") != 0)
+    return -1;
+  /* The old way, for comparison: the whole exposition in one go on the loop thread. */
+  uint32_t *one = malloc((size_t)scrapes * sizeof *one), *one_cpu = malloc((size_t)scrapes * 4);
+  size_t len = 0;
+  for (int i = 0; i < scrapes; i++) {
+    char *out;
+    int64_t t0 = now_ns();
+    uint64_t c0 = thread_cpu_ns();
+    if (evs_metrics_expose(b->reg, &out, &len) != 0)
+      return -1;
+    one_cpu[i] = (uint32_t)(thread_cpu_ns() - c0);
+    one[i] = since(t0);
+    free(out);
+  }
+  printf("scrape at %zu ScaledObjects x %d series = %zu series, exposition %zu B:\n", objects,
+         SCRAPE_FAMILIES, objects * SCRAPE_FAMILIES, len);
+  print_pct("evs_metrics_expose in one go, wall (= stall)", one, (size_t)scrapes, 1);
+  print_pct("evs_metrics_expose in one go, thread CPU", one_cpu, (size_t)scrapes, 1);
+  free(one);
+  free(one_cpu);
+  if (bench_slices(b->reg) != 0)
+    return -1;
+  b->port = evs_http_server_port(b->srv);
+  uv_timer_init(&b->loop, &b->tick);
+  b->tick.data = b;
+  b->last_tick = uv_hrtime();
+  uv_timer_start(&b->tick, on_tick, 1, 1);
+  uv_async_init(&b->loop, &b->done, on_bench_done);
+  b->done.data = b;
+  uv_thread_t t;
+  uv_thread_create(&t, scraper, b);
+  uv_run(&b->loop, UV_RUN_DEFAULT);
+  uv_thread_join(&t);
+  int ok = b->health_closed && uv_loop_close(&b->loop) == 0 && evs_metrics_streams(b->reg) == 0;
+  print_pct("GET /metrics streamed, wall time per scrape", b->scrape_ns, (size_t)scrapes, 1);
+  printf("    response %zu B (headers + chunked body)\n", b->body_bytes);
+  uint32_t max = 0;
+  for (size_t i = 0; i < b->n_lags; i++)
+    if (b->lags[i] > max)
+      max = b->lags[i];
+  print_pct("loop lag during the scrapes (1 ms timer)", b->lags, b->n_lags, 1);
+  printf("    max loop lag during scrapes %.2f ms (goal < 5 ms: %s); between scrapes %.2f ms\n",
+         max / 1e6, max < 5000000 ? "PASS" : "MISS", b->max_lag_idle / 1e6);
+  evs_metrics_free(b->reg);
+  free(b->lags);
+  free(b->scrape_ns);
+  free(b);
+  return ok ? 0 : -1;
 }
 
 int main(int argc, char **argv) {
@@ -228,8 +517,13 @@ int main(int argc, char **argv) {
   int runs = argc > 2 ? atoi(argv[2]) : 20;
   long updates = argc > 3 ? atol(argv[3]) : 500000;
   rng_state = argc > 4 ? strtoull(argv[4], NULL, 10) : 1;
-  if (n < 3 || runs < 1 || updates < 1 || rng_state == 0) {
-    fprintf(stderr, "usage: %s [series=60000] [runs=20] [updates=500000] [seed=1]\n", argv[0]);
+  long objects = argc > 5 ? atol(argv[5]) : 50000;
+  int scrapes = argc > 6 ? atoi(argv[6]) : 5;
+  if (n < 3 || runs < 1 || updates < 1 || rng_state == 0 || objects < 0 || scrapes < 1) {
+    fprintf(stderr,
+            "usage: %s [series=60000] [runs=20] [updates=500000] [seed=1] [objects=50000] "
+            "[scrapes=5]\n",
+            argv[0]);
     return 2;
   }
   b.n = (size_t)n / 3 * 3;
@@ -245,6 +539,8 @@ int main(int argc, char **argv) {
   rc = rc ? rc : bench_update(&b, (size_t)updates);
   rc = rc ? rc : bench_remove(&b, 200);
   evs_metrics_free(b.reg);
+  if (rc == 0 && objects > 0)
+    rc = bench_scrape((size_t)objects, scrapes);
   printf("heap after evs_metrics_free: %+ld B against before the registry\n",
          (long)heap_in_use() - (long)h0);
   free(b.series);

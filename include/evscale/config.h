@@ -95,6 +95,9 @@ typedef struct evs_config_s {
     int keyspace_events; /* evs_keyspace_mode_t */
     int configure_keyspace_events;
   } redis;
+  struct {
+    int keda_compat; /* evs_keda_compat_t: 0 = none, 1 = KEDA 2.13's names too */
+  } metrics;
   /* ScaledObjects defined in the file, structure-checked only (a mapping with apiVersion
    * keda.sh/v1alpha1, kind ScaledObject, metadata.name, spec). Borrowed from `doc`, which the
    * config owns, so their positions survive for the ScaledObject validator. */

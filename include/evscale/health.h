@@ -7,7 +7,9 @@
  * timeout already catches; the threshold is for a loop that turns but too slowly).
  * /readyz answers 200 "ok" when every registered readiness condition holds (none registered =
  * ready), else 503 "not ready: a, b". /metrics answers the registry's exposition with
- * Content-Type "text/plain; version=0.0.4; charset=utf-8".
+ * Content-Type "text/plain; version=0.0.4; charset=utf-8": with a Content-Length when it fits in
+ * one slice of EVS_HEALTH_SCRAPE_SLICE bytes, else streamed (chunked) a slice per loop turn, so a
+ * scrape at 50,000 ScaledObjects never holds the loop (perf/bench_metrics, perf/RESULTS.md).
  *
  * Families registered by evs_health_new():
  *   evscale_build_info{version,revision,libuv,mbedtls} 1
@@ -28,6 +30,9 @@
 #include "evscale/metrics.h"
 
 typedef struct evs_health_s evs_health_t;
+
+/* Bytes of exposition rendered per loop turn while streaming /metrics (about 750 series). */
+#define EVS_HEALTH_SCRAPE_SLICE (128 * 1024)
 
 typedef struct {
   uint64_t lag_interval_ms;     /* default 500 */

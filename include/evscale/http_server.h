@@ -110,6 +110,22 @@ int evs_http_respond(evs_http_request_t *r, int status, const char *content_type
 int evs_http_respond_owned(evs_http_request_t *r, int status, const char *content_type, char *body,
                            size_t len);
 
+/* A streamed answer, for bodies too large to render in one loop turn (/metrics at 50,000
+ * ScaledObjects). pull(data, &chunk, &len) gives the next part of the body: a malloc'd buffer the
+ * server then owns, len > 0; len 0 (chunk NULL or freed by the server) at the end; a negative
+ * code to give up (the connection closes, so the client sees a truncated body). The server
+ * calls it once the connection's queued output has drained below write_high_water / 2, at most
+ * once per write completion, i.e. one slice per loop turn, so keep slices to a fraction of a
+ * millisecond of work. HTTP/1.1 gets "Transfer-Encoding: chunked"; HTTP/1.0 a body ended by the
+ * close. Requests pipelined behind wait for the end. done(data, status) runs exactly once, maybe
+ * before this returns: 0 once the whole body is queued (or at once for HEAD), EVS_ECLOSED when
+ * the connection went first (including evs_http_vconn_free and a second server close); free
+ * data there. 0, or EVS_ESTATE / UV_EINVAL (then done never runs). */
+typedef int (*evs_http_pull_cb)(void *data, char **chunk, size_t *len);
+typedef void (*evs_http_stream_done_cb)(void *data, int status);
+int evs_http_respond_stream(evs_http_request_t *r, int status, const char *content_type,
+                            evs_http_pull_cb pull, evs_http_stream_done_cb done, void *data);
+
 /* Socketless connections: the same request parsing, limits, routing and response path as a
  * TCP connection, fed from memory (fuzzing, tests). Output bytes go to sink; timers do not run.
  * vconn_feed returns 0 while the connection would stay open, EVS_ECLOSED once it would be

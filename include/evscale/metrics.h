@@ -69,7 +69,12 @@ evs_metric_t *evs_metric_family_child(evs_metric_family_t *fam, const char *cons
 evs_metric_t *evs_metric_family_lookup(evs_metric_family_t *fam, const char *const *values);
 /* Removes (and frees) one child: a deleted ScaledObject's series disappear. 0 or EVS_ENOTFOUND. */
 int evs_metric_family_remove(evs_metric_family_t *fam, const char *const *values);
-/* Removes every child whose label `label_index` equals value; returns how many went. */
+/* Removes (and frees) the child m, a handle from evs_metric_family_child: O(1), so an object
+ * that keeps its series' handles drops them all in O(k) without naming labels. m is invalid
+ * afterwards. 0, or EVS_ENOTFOUND for NULL or an already removed child. */
+int evs_metric_remove(evs_metric_t *m);
+/* Removes every child whose label `label_index` equals value; returns how many went. Scans every
+ * child of the family (milliseconds at 60000): prefer evs_metric_remove on kept handles. */
 size_t evs_metric_family_remove_matching(evs_metric_family_t *fam, size_t label_index,
                                          const char *value);
 size_t evs_metric_family_size(const evs_metric_family_t *fam);
@@ -88,8 +93,30 @@ double evs_metric_value(const evs_metric_t *m);
 unsigned long long evs_metric_count(const evs_metric_t *m);
 
 /* Renders every family in text format 0.0.4 into a new malloc'd NUL-terminated buffer
- * (*out, freed by the caller; *len excludes the NUL). 0 or UV_ENOMEM. */
+ * (*out, freed by the caller; *len excludes the NUL). 0 or UV_ENOMEM. In one go: at hundreds of
+ * thousands of series that is tens of milliseconds, so /metrics uses a stream instead. */
 int evs_metrics_expose(evs_metrics_t *reg, char **out, size_t *len);
+
+/* An exposition rendered in slices across loop turns, so a scrape of a large registry never
+ * holds the loop (nor the whole body in memory). The collect callbacks run at
+ * evs_metrics_stream_new. Each slice prints the current values of the series it covers, so
+ * one scrape is not a snapshot of one instant (no more than client_golang's Gather is); every
+ * series that exists from start to end of the stream is printed exactly once, a series created
+ * meanwhile may be missing, a removed one stops being printed. The registry may change freely
+ * between slices (children are not freed while a stream may still reach them), but must not be
+ * freed before its streams. */
+typedef struct evs_metrics_stream_s evs_metrics_stream_t;
+/* *out is new: release with evs_metrics_stream_free. 0, UV_EINVAL or UV_ENOMEM. */
+int evs_metrics_stream_new(evs_metrics_t *reg, evs_metrics_stream_t **out);
+/* The next slice, whole lines of at least min_bytes (a series more at most) unless the end
+ * comes first: *out is a new malloc'd NUL-terminated buffer (caller frees), *len its length.
+ * At the end *out is NULL and *len 0. 0 or UV_ENOMEM (the stream may be freed, not resumed). */
+int evs_metrics_stream_next(evs_metrics_stream_t *st, size_t min_bytes, char **out, size_t *len);
+/* Streams of reg not yet freed (scrapes in progress). */
+size_t evs_metrics_streams(const evs_metrics_t *reg);
+/* 1 once the stream has returned its last slice. */
+int evs_metrics_stream_done(const evs_metrics_stream_t *st);
+void evs_metrics_stream_free(evs_metrics_stream_t *st);
 
 /* Formats a sample value as Prometheus/Go does (strconv 'g', shortest; +Inf, -Inf, NaN).
  * buf must hold EVS_METRICS_FLOAT_BUF bytes; returns the length. */

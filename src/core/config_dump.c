@@ -182,8 +182,13 @@ int evs_config__format(const evs_config__key_t *k, const evs_config_t *cfg, char
     return evs_duration_format(*CFIELD(cfg, k, uint64_t), buf, cap);
   case EVS_CONFIG__SIZE:
     return evs__fmt_size(*CFIELD(cfg, k, uint64_t), buf, cap);
-  case EVS_CONFIG__ENUM:
-    return snprintf(buf, cap, "%s", k->names[*CFIELD(cfg, k, int)]);
+  case EVS_CONFIG__ENUM: {
+    /* "" and "2.13" (metrics.keda_compat) must stay strings when read back. */
+    const char *name = k->names[*CFIELD(cfg, k, int)];
+    if (name[0] == '\0' || (name[0] >= '0' && name[0] <= '9'))
+      return evs_config__quote(name, buf, cap);
+    return snprintf(buf, cap, "%s", name);
+  }
   case EVS_CONFIG__LIST:
     return evs__fmt_list(CFIELD(cfg, k, evs_strlist_t), buf, cap);
   default:

@@ -14,6 +14,8 @@
 static const char *const evs__levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const evs__formats[] = {"logfmt", "json", NULL};
 static const char *const evs__keyspace[] = {"auto", "on", "off", NULL};
+/* metrics.keda_compat: "" = KEDA's current families only; "2.13" = also KEDA 2.13's names. */
+static const char *const evs__keda_compat[] = {"", "2.13", NULL};
 
 #define OFF(f) offsetof(evs_config_t, f)
 #define MS_DAY 86400000.0
@@ -92,6 +94,8 @@ const evs_config__key_t evs_config__keys[] = {
    "use Redis keyspace notifications: auto (if the server emits them), on, off"},
   {"redis.configure_keyspace_events", EVS_CONFIG__BOOL, OFF(redis.configure_keyspace_events), 1, "false", 0, 0, 0, NULL,
    "allow CONFIG SET notify-keyspace-events on servers (never changed unless true)"},
+  {"metrics.keda_compat", EVS_CONFIG__ENUM, OFF(metrics.keda_compat), 0, "", 0, 0, 0, evs__keda_compat,
+   "also export KEDA 2.13's metric names (keda_scaler_errors, ...): \"\" (none) or \"2.13\""},
 };
 /* clang-format on */
 const size_t evs_config__nkeys = sizeof evs_config__keys / sizeof evs_config__keys[0];
@@ -394,7 +398,9 @@ static int evs__p_str(const evs_config__key_t *k, evs_config_t *cfg, const evs_c
 
 static int evs__p_enum(const evs_config__key_t *k, evs_config_t *cfg, const evs_config__in_t *in,
                        char *err, size_t cap) {
-  if (in->node && in->node->kind != EVS_NODE_STR)
+  /* A bare number is its text: `keda_compat: 2.13` means "2.13". */
+  if (in->node && in->node->kind != EVS_NODE_STR && in->node->kind != EVS_NODE_INT &&
+      in->node->kind != EVS_NODE_REAL)
     return evs__kind_err(in, "a string", err, cap);
   const char *s = in->node ? evs_node_text(in->node) : in->text;
   size_t n = 0;
@@ -406,7 +412,8 @@ static int evs__p_enum(const evs_config__key_t *k, evs_config_t *cfg, const evs_
   }
   size_t len = (size_t)snprintf(err, cap, "invalid value '%s': must be one of", s);
   for (size_t i = 0; i < n && len < cap; i++)
-    len += (size_t)snprintf(err + len, cap - len, "%s %s", i ? "," : "", k->names[i]);
+    len += (size_t)snprintf(err + len, cap - len, "%s %s", i ? "," : "",
+                            k->names[i][0] ? k->names[i] : "\"\"");
   const char *near = evs_did_you_mean(s, k->names, n);
   if (near && len < cap)
     snprintf(err + len, cap - len, " (did you mean '%s'?)", near);

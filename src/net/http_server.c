@@ -103,7 +103,7 @@ struct evs_http_request_s {
 };
 
 enum { ST_OPEN, ST_DRAINING, ST_LINGER, ST_CLOSING, ST_CLOSED };
-enum { PAUSE_WRITE = 1, PAUSE_YIELD = 2 };
+enum { PAUSE_WRITE = 1, PAUSE_YIELD = 2, PAUSE_STREAM = 4 };
 
 typedef struct {
   uint32_t name;
@@ -144,6 +144,13 @@ struct conn_s {
   size_t stash_off, stash_len;
   size_t write_pending;
   evs_http_request_t req;
+  /* A streamed answer in progress (evs_http_respond_stream): pulled a slice per write. */
+  evs_http_pull_cb stream_pull;
+  evs_http_stream_done_cb stream_done;
+  void *stream_data;
+  int stream_chunked; /* HTTP/1.1: chunked; HTTP/1.0: the body ends with the connection */
+  int stream_started; /* a chunk went out (the next size line starts with CRLF) */
+  int stream_pumping;
 };
 
 struct evs_http_vconn_s {
@@ -169,6 +176,8 @@ static void on_idle(uv_idle_t *h);
 static int queue_response(conn_t *c, int status, const char *ctype, char *body, size_t len,
                           const char *extra);
 static void queue_raw(conn_t *c, const char *text);
+static void stream_pump(conn_t *c);
+static void stream_end(conn_t *c, int status);
 
 void evs_http_server_options_init(evs_http_server_options_t *o) {
   o->max_header_bytes = 16 * 1024;
@@ -644,6 +653,8 @@ static const llhttp_settings_t *settings(void) {
 
 static void write_done(conn_t *c, size_t bytes) {
   c->write_pending -= bytes;
+  if (c->stream_pull && c->state <= ST_DRAINING)
+    stream_pump(c);
   if (c->state == ST_DRAINING) {
     if (c->write_pending == 0)
       conn_drain(c);
@@ -725,9 +736,17 @@ static int queue_response(conn_t *c, int status, const char *ctype, char *body, 
     free(body);
     return EVS_ECLOSED;
   }
-  int keep = c->err_status == 0 && llhttp_should_keep_alive(&c->parser) && c->state == ST_OPEN &&
-             !c->srv->closing;
   int http10 = c->parser.http_major == 1 && c->parser.http_minor == 0;
+  int stream = c->stream_pull != NULL;
+  /* A streamed body has no length: chunked in HTTP/1.1, delimited by the close in HTTP/1.0. */
+  int keep = c->err_status == 0 && llhttp_should_keep_alive(&c->parser) && c->state == ST_OPEN &&
+             !c->srv->closing && !(stream && http10);
+  char length[48];
+  if (!stream)
+    snprintf(length, sizeof length, "Content-Length: %zu\r\n", len);
+  else
+    snprintf(length, sizeof length, "%s", http10 ? "" : "Transfer-Encoding: chunked\r\n");
+  c->stream_chunked = stream && !http10;
   if (ctype == NULL)
     ctype = "text/plain; charset=utf-8";
   size_t cap = 160 + strlen(ctype) + (extra ? strlen(extra) : 0);
@@ -738,13 +757,12 @@ static int queue_response(conn_t *c, int status, const char *ctype, char *body, 
     conn_close(c);
     return UV_ENOMEM;
   }
-  int hl =
-      snprintf(head, cap, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
-               status, reason_phrase(status), ctype, len,
-               !keep    ? "Connection: close\r\n"
-               : http10 ? "Connection: keep-alive\r\n"
-                        : "",
-               extra ? extra : "");
+  int hl = snprintf(head, cap, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%s%s%s\r\n", status,
+                    reason_phrase(status), ctype, length,
+                    !keep    ? "Connection: close\r\n"
+                    : http10 ? "Connection: keep-alive\r\n"
+                             : "",
+                    extra ? extra : "");
   size_t head_len = hl > 0 && (size_t)hl < cap ? (size_t)hl : 0;
   if (r->head) {
     free(body);
@@ -784,6 +802,114 @@ int evs_http_respond(evs_http_request_t *r, int status, const char *content_type
     return UV_ENOMEM;
   }
   return evs_http_respond_owned(r, status, content_type, copy, len);
+}
+
+/* ---- streamed answers -------------------------------------------------------------------- */
+
+/* Ends the stream: the producer hears once (status 0 when the whole body was queued), and
+ * requests that waited behind the answer are parsed again. */
+static void stream_end(conn_t *c, int status) {
+  evs_http_stream_done_cb done = c->stream_done;
+  void *data = c->stream_data;
+  c->stream_pull = NULL;
+  c->stream_done = NULL;
+  c->stream_data = NULL;
+  if (done)
+    done(data, status);
+  if (status != 0 || c->state >= ST_CLOSING)
+    return;
+  if (c->state == ST_DRAINING && c->write_pending == 0)
+    conn_drain(c);
+  else if (c->state == ST_OPEN && c->in_execute)
+    c->paused &= ~PAUSE_STREAM; /* ended within its handler: the parser just goes on */
+  else if (c->state == ST_OPEN)
+    conn_unpause(c, PAUSE_STREAM);
+}
+
+/* Queues a chunk (steals data; len 0 is the last chunk) with its framing. The size line of a
+ * chunk carries the CRLF that closes the previous one, so a chunk is one buffer of the
+ * producer's plus a small head. */
+static void stream_send(conn_t *c, char *data, size_t len) {
+  char line[40];
+  int n = 0;
+  if (c->stream_chunked)
+    n = snprintf(line, sizeof line, "%s%zx\r\n%s", c->stream_started ? "\r\n" : "", len,
+                 len ? "" : "\r\n");
+  c->stream_started = 1;
+  wreq_t *w = calloc(1, sizeof(*w));
+  char *head = malloc((size_t)n + 1);
+  if (w == NULL || head == NULL) {
+    free(w), free(head), free(data);
+    conn_close(c);
+    return;
+  }
+  memcpy(head, line, (size_t)n + 1);
+  w->conn = c;
+  w->head = head;
+  w->body = data;
+  w->bytes = (size_t)n + len;
+  send_buffers(c, w, (size_t)n, len);
+}
+
+/* Pulls the next slice once the connection's queued output has drained below half the high
+ * water mark. Over TCP one slice per call: the next pull comes from the write's completion, in
+ * a later loop turn, so a long body is spread over turns with everything else served between.
+ * Socketless connections write at once and loop here. */
+static void stream_pump(conn_t *c) {
+  if (c->stream_pumping)
+    return;
+  c->stream_pumping = 1;
+  while (c->stream_pull && c->state <= ST_DRAINING &&
+         c->write_pending <= c->srv->opts.write_high_water / 2) {
+    char *chunk = NULL;
+    size_t len = 0;
+    int rc = c->stream_pull(c->stream_data, &chunk, &len);
+    if (rc < 0 || (len == 0 && !c->stream_chunked)) {
+      free(chunk);
+      stream_end(c, rc < 0 ? rc : 0);
+      if (rc < 0)
+        conn_close(c); /* the client sees a truncated body, not a complete wrong one */
+      break;
+    }
+    if (len == 0) {
+      free(chunk);
+      chunk = NULL;
+    }
+    stream_send(c, chunk, len);
+    if (len == 0) {
+      stream_end(c, 0);
+      break;
+    }
+    if (!c->is_virtual)
+      break;
+  }
+  c->stream_pumping = 0;
+}
+
+int evs_http_respond_stream(evs_http_request_t *r, int status, const char *content_type,
+                            evs_http_pull_cb pull, evs_http_stream_done_cb done, void *data) {
+  if (r->answered || pull == NULL || done == NULL)
+    return r->answered ? EVS_ESTATE : UV_EINVAL;
+  conn_t *c = r->conn;
+  if (status < 100 || status > 999)
+    status = 500;
+  c->stream_pull = pull;
+  c->stream_done = done;
+  c->stream_data = data;
+  c->stream_started = 0;
+  /* No pull while the head is queued (a socketless write completes at once): a HEAD request
+   * ends here without a body. */
+  c->stream_pumping = 1;
+  int rc = queue_response(c, status, content_type, NULL, 0, NULL);
+  c->stream_pumping = 0;
+  if (rc != 0 || r->head || c->state >= ST_CLOSING) {
+    stream_end(c, rc != 0 || c->state >= ST_CLOSING ? EVS_ECLOSED : 0);
+    return 0;
+  }
+  /* Requests pipelined behind this one wait for the whole body (answers leave in order). */
+  c->paused |= PAUSE_STREAM;
+  stream_pump(c);
+  return 0;
 }
 
 /* ---- feeding and closing ----------------------------------------------------------------- */
@@ -944,9 +1070,11 @@ static void conn_close(conn_t *c) {
     return;
   if (c->is_virtual) {
     c->state = ST_CLOSED;
+    stream_end(c, EVS_ECLOSED);
     return;
   }
   c->state = ST_CLOSING;
+  stream_end(c, EVS_ECLOSED);
   conn_unlink(c);
   yield_remove(c);
   uv_read_stop((uv_stream_t *)&c->tcp);
@@ -966,7 +1094,7 @@ static void conn_drain(conn_t *c) {
   if (c->state >= ST_LINGER)
     return;
   c->state = ST_DRAINING;
-  if (c->write_pending > 0) {
+  if (c->write_pending > 0 || c->stream_pull) {
     conn_arm(c, c->srv->opts.idle_timeout_ms);
     return;
   }
@@ -1310,6 +1438,8 @@ int evs_http_vconn_eof(evs_http_vconn_t *v) {
 void evs_http_vconn_free(evs_http_vconn_t *v) {
   if (v == NULL)
     return;
+  v->conn.state = ST_CLOSED;
+  stream_end(&v->conn, EVS_ECLOSED);
   free(v->conn.hbuf);
   free(v->conn.hdrs);
   free(v->conn.body);

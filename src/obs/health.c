@@ -233,15 +233,55 @@ static void h_readyz(evs_http_request_t *r, void *data) {
   evs_http_respond_owned(r, 503, NULL, msg, n);
 }
 
+/* One scrape in progress: the registry's stream and the slice pulled before the answer began. */
+typedef struct {
+  evs_metrics_stream_t *st;
+  char *first;
+  size_t first_len;
+} scrape_t;
+
+static int scrape_pull(void *data, char **chunk, size_t *len) {
+  scrape_t *sc = data;
+  if (sc->first) {
+    *chunk = sc->first;
+    *len = sc->first_len;
+    sc->first = NULL;
+    return 0;
+  }
+  return evs_metrics_stream_next(sc->st, EVS_HEALTH_SCRAPE_SLICE, chunk, len);
+}
+
+static void scrape_done(void *data, int status) {
+  (void)status;
+  scrape_t *sc = data;
+  evs_metrics_stream_free(sc->st);
+  free(sc->first);
+  free(sc);
+}
+
+/* A registry that fits in one slice is answered whole (Content-Length, as before); a larger one
+ * is streamed a slice per loop turn so a scrape of hundreds of thousands of series never holds
+ * the loop, nor the whole body in memory. */
 static void h_metrics(evs_http_request_t *r, void *data) {
   evs_health_t *h = data;
-  char *text;
-  size_t len;
-  if (evs_metrics_expose(h->reg, &text, &len) != 0) {
+  static const char ctype[] = "text/plain; version=0.0.4; charset=utf-8";
+  scrape_t *sc = calloc(1, sizeof(*sc));
+  if (sc == NULL || evs_metrics_stream_new(h->reg, &sc->st) != 0 ||
+      evs_metrics_stream_next(sc->st, EVS_HEALTH_SCRAPE_SLICE, &sc->first, &sc->first_len) != 0) {
+    if (sc)
+      scrape_done(sc, 0);
     evs_http_respond(r, 500, NULL, "out of memory\n", 14);
     return;
   }
-  evs_http_respond_owned(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+  if (evs_metrics_stream_done(sc->st)) {
+    char *body = sc->first ? sc->first : strdup("");
+    size_t len = sc->first_len;
+    sc->first = NULL;
+    scrape_done(sc, 0);
+    evs_http_respond_owned(r, 200, ctype, body, len);
+    return;
+  }
+  evs_http_respond_stream(r, 200, ctype, scrape_pull, scrape_done, sc);
 }
 
 static void observe_http(const char *route, int status, void *data) {

@@ -26,12 +26,21 @@ typedef union {
  * v[2 + i] = observations in bucket i alone (made cumulative when printed). The label values
  * follow the values, packed and NUL-separated, so a child is a single allocation. */
 struct evs_metric_s {
-  evs_metric_t *hnext;
+  evs_metric_t *hnext; /* hash chain; once dead, the registry's graveyard list */
   evs_metric_family_t *fam;
   uint32_t hash;
-  uint32_t labels_len;
+  uint32_t labels_len : 31;
+  uint32_t dead : 1; /* removed while a stream may still hold it in its sorted view */
   evs_mval_t v[];
 };
+
+/* A family's children in output order. Shared between the family and the streams rendering it:
+ * a stream keeps its view while series come and go, so what it walks is never reallocated. */
+typedef struct {
+  size_t refs;
+  size_t n;
+  evs_metric_t *v[];
+} kids_t;
 
 struct evs_metric_family_s {
   evs_metrics_t *reg;
@@ -49,7 +58,7 @@ struct evs_metric_family_s {
   void *collect_data;
   /* Children in output order, rebuilt only after a child was added or removed: series change
    * rarely compared with scrapes, and sorting tens of thousands per scrape is the main cost. */
-  evs_metric_t **sorted;
+  kids_t *sorted;
   int sorted_valid;
 };
 
@@ -57,8 +66,15 @@ struct evs_metrics_s {
   evs_metric_family_t **fams; /* sorted by name */
   size_t n;
   size_t cap;
-  size_t last_len; /* size of the previous exposition: the next buffer starts that big */
+  size_t last_len;         /* size of the previous exposition: the next buffer starts that big */
+  size_t streams;          /* expositions in progress */
+  evs_metric_t *graveyard; /* children removed while streams > 0, freed when the last ends */
 };
+
+static void kids_release(kids_t *k) {
+  if (k && --k->refs == 0)
+    free(k);
+}
 
 static size_t nvals(const evs_metric_family_t *fam) {
   return fam->type == EVS_METRIC_HISTOGRAM ? 2 + fam->n_buckets : 1;
@@ -116,7 +132,7 @@ static void family_free(evs_metric_family_t *fam) {
     }
   }
   free(fam->table);
-  free(fam->sorted);
+  kids_release(fam->sorted);
   for (size_t i = 0; i < fam->n_labels; i++)
     free(fam->label_names[i]);
   free(fam->label_names);
@@ -131,6 +147,11 @@ void evs_metrics_free(evs_metrics_t *reg) {
     return;
   for (size_t i = 0; i < reg->n; i++)
     family_free(reg->fams[i]);
+  while (reg->graveyard) {
+    evs_metric_t *next = reg->graveyard->hnext;
+    free(reg->graveyard);
+    reg->graveyard = next;
+  }
   free(reg->fams);
   free(reg);
 }
@@ -330,7 +351,7 @@ evs_metric_t *evs_metric_family_child(evs_metric_family_t *fam, const char *cons
     return NULL;
   uint32_t hash;
   size_t llen = pack_labels(fam, values, NULL, &hash);
-  if (llen > UINT32_MAX)
+  if (llen > INT32_MAX)
     return NULL;
   m = calloc(1, sizeof(*m) + nvals(fam) * sizeof(evs_mval_t) + llen);
   if (m == NULL)
@@ -346,6 +367,23 @@ evs_metric_t *evs_metric_family_child(evs_metric_family_t *fam, const char *cons
   return m;
 }
 
+/* Takes the child at *link out of its family. While an exposition is in progress the child may
+ * still be in that stream's sorted view: it is marked dead (skipped when printed) and freed when
+ * the last stream ends. */
+static void unlink_child(evs_metric_family_t *fam, evs_metric_t **link) {
+  evs_metric_t *m = *link;
+  *link = m->hnext;
+  fam->size--;
+  fam->sorted_valid = 0;
+  if (fam->reg->streams == 0) {
+    free(m);
+    return;
+  }
+  m->dead = 1;
+  m->hnext = fam->reg->graveyard;
+  fam->reg->graveyard = m;
+}
+
 int evs_metric_family_remove(evs_metric_family_t *fam, const char *const *values) {
   if (fam == NULL || !values_ok(fam, values))
     return EVS_ENOTFOUND;
@@ -354,11 +392,20 @@ int evs_metric_family_remove(evs_metric_family_t *fam, const char *const *values
   evs_metric_t **link = find_link(fam, values, hash);
   if (link == NULL || *link == NULL)
     return EVS_ENOTFOUND;
-  evs_metric_t *m = *link;
-  *link = m->hnext;
-  free(m);
-  fam->size--;
-  fam->sorted_valid = 0;
+  unlink_child(fam, link);
+  return 0;
+}
+
+int evs_metric_remove(evs_metric_t *m) {
+  if (m == NULL || m->dead)
+    return EVS_ENOTFOUND;
+  evs_metric_family_t *fam = m->fam;
+  evs_metric_t **link = &fam->table[m->hash & (fam->cap - 1)];
+  while (*link && *link != m)
+    link = &(*link)->hnext;
+  if (*link == NULL)
+    return EVS_ENOTFOUND;
+  unlink_child(fam, link);
   return 0;
 }
 
@@ -380,10 +427,7 @@ size_t evs_metric_family_remove_matching(evs_metric_family_t *fam, size_t label_
     while (*link) {
       evs_metric_t *m = *link;
       if (strcmp(label_at(m, label_index), value) == 0) {
-        *link = m->hnext;
-        free(m);
-        fam->size--;
-        fam->sorted_valid = 0;
+        unlink_child(fam, link);
         removed++;
       } else {
         link = &m->hnext;
@@ -433,70 +477,168 @@ unsigned long long evs_metric_count(const evs_metric_t *m) {
 
 /* Go's strconv.FormatFloat(v, 'g', -1, 64): the shortest digits that read back as v; %e form
  * when the decimal exponent is < -4 or >= 6 ("if shortest { eprec = 6 }" in golang/go
- * src/strconv/ftoa.go, commit 067e8dfd82163ddcbde248dbe5a1187a417e5d36), else %f form. C's %e
- * prints the exponent with at least two digits, as Go does. */
+ * src/strconv/ftoa.go, commit 067e8dfd82163ddcbde248dbe5a1187a417e5d36), else %f form, the
+ * exponent with at least two digits. */
+
+/* Writes the decimal digits of v at p; returns the end. */
+static char *put_u64(char *p, uint64_t v) {
+  char tmp[20];
+  int n = 0;
+  do {
+    tmp[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  while (n)
+    *p++ = tmp[--n];
+  return p;
+}
+
 /* Lays out prec significant digits (digits, no dot) with decimal exponent exp as Go's 'g' does:
  * %e form (d.ddde+XX, at least two exponent digits) when exp < -4 || exp >= 6, else %f form. */
 static size_t layout_digits(char *buf, int neg, const char *digits, int prec, int exp) {
-  size_t n = 0;
+  char *p = buf;
   if (neg)
-    buf[n++] = '-';
+    *p++ = '-';
   if (exp < -4 || exp >= 6) {
-    buf[n++] = digits[0];
+    *p++ = digits[0];
     if (prec > 1) {
-      buf[n++] = '.';
-      memcpy(buf + n, digits + 1, (size_t)prec - 1);
-      n += (size_t)prec - 1;
+      *p++ = '.';
+      memcpy(p, digits + 1, (size_t)prec - 1);
+      p += prec - 1;
     }
-    n += (size_t)snprintf(buf + n, EVS_METRICS_FLOAT_BUF - n, "e%c%02d", exp < 0 ? '-' : '+',
-                          exp < 0 ? -exp : exp);
-    return n;
-  }
-  if (exp < 0) {
-    buf[n++] = '0';
-    buf[n++] = '.';
+    *p++ = 'e';
+    *p++ = exp < 0 ? '-' : '+';
+    unsigned e = (unsigned)(exp < 0 ? -exp : exp);
+    if (e < 10)
+      *p++ = '0';
+    p = put_u64(p, e);
+  } else if (exp < 0) {
+    *p++ = '0';
+    *p++ = '.';
     for (int i = 0; i < -exp - 1; i++)
-      buf[n++] = '0';
-    memcpy(buf + n, digits, (size_t)prec);
-    n += (size_t)prec;
+      *p++ = '0';
+    memcpy(p, digits, (size_t)prec);
+    p += prec;
   } else {
     for (int i = 0; i <= exp; i++)
-      buf[n++] = i < prec ? digits[i] : '0';
+      *p++ = i < prec ? digits[i] : '0';
     if (prec > exp + 1) {
-      buf[n++] = '.';
-      memcpy(buf + n, digits + exp + 1, (size_t)(prec - exp - 1));
-      n += (size_t)(prec - exp - 1);
+      *p++ = '.';
+      memcpy(p, digits + exp + 1, (size_t)(prec - exp - 1));
+      p += prec - exp - 1;
     }
   }
-  buf[n] = '\0';
-  return n;
+  *p = '\0';
+  return (size_t)(p - buf);
 }
 
-/* The shortest significant digits of v that read back as v, into digits; returns their count
- * and the decimal exponent. Tries 15 digits first: when those round-trip, the shortest form is
- * them without trailing zeros, since for a normal double any shorter round-tripping string
- * lies on the same 15-digit grid within half a step. Subnormals search every precision. */
-static int shortest_digits(double v, char *digits, int *exp) {
-  char tmp[EVS_METRICS_FLOAT_BUF];
-  int prec = 0;
-  if (fabs(v) >= DBL_MIN) {
-    snprintf(tmp, sizeof tmp, "%.14e", v);
-    if (strtod(tmp, NULL) == v)
-      prec = 15;
-    else
-      for (prec = 16; prec < 17; prec++) {
-        snprintf(tmp, sizeof tmp, "%.*e", prec - 1, v);
-        if (strtod(tmp, NULL) == v)
-          break;
-      }
-  } else {
-    for (prec = 1; prec < 17; prec++) {
-      snprintf(tmp, sizeof tmp, "%.*e", prec - 1, v);
-      if (strtod(tmp, NULL) == v)
-        break;
-    }
+/* Exact powers of ten: every one up to 1e22 is a double. */
+static const double pow10_exact[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                       1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                       1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* a * 10^k rounded once (k in [-22, 22]). */
+static double scale10(double a, int k) { return k >= 0 ? a * pow10_exact[k] : a / pow10_exact[-k]; }
+
+/* The fast path, for values with at most 15 significant digits (counts, durations, most query
+ * results). d = round(a * 10^k) with k chosen so d has 15 digits; d * 10^-k is then checked to
+ * read back as a exactly: d < 2^53 and 10^|k| <= 10^22 are both doubles, so one IEEE division
+ * or multiplication is the correctly rounded value of the decimal (Clinger's fast path, the
+ * one strtod takes too). A decimal of at most 15 significant digits that reads back as a is the
+ * only one (DBL_DIG = 15: distinct such decimals are distinct doubles), so it is the shortest,
+ * i.e. Go's answer, once its trailing zeros are gone. When the check fails no 15-digit decimal
+ * reads back as a: the scaled product errs by at most 0.11 units of the 15th digit, so it can
+ * pick the wrong neighbour only when a lies about half a unit from both, while a double's
+ * round-trip interval is at most 0.11 units wide on each side. 0 when the slow path must run. */
+static int shortest_fast(double a, char *digits, int *prec, int *exp, int *k_out) {
+  if (!(a >= 1e-8 && a < 1e37))
+    return 0;
+  int e2;
+  frexp(a, &e2);
+  int e10 = (int)floor((e2 - 1) * 0.30102999566398120); /* floor(log10(a)), or one less */
+  int k = 14 - e10;
+  if (k < -21 || k > 22)
+    return 0;
+  double x = scale10(a, k);
+  if (x >= 1e15)
+    x = scale10(a, --k);
+  double d = nearbyint(x);
+  if (d < 1e14 || d > 1e15)
+    return 0;
+  *k_out = k;
+  if ((k >= 0 ? d / pow10_exact[k] : d * pow10_exact[-k]) != a)
+    return -1;
+  char *end = put_u64(digits, (uint64_t)d);
+  int n = (int)(end - digits);
+  *exp = n - 1 - k;
+  while (n > 1 && digits[n - 1] == '0')
+    n--;
+  *prec = n;
+  return 1;
+}
+
+/* The integer nearest to a * 10^k (k in [0, 22]) into *n, from the exact product hi + lo (fma
+ * gives the rounding error of one multiplication exactly). 0 when a is too near a tie to
+ * decide without more precision. */
+static int nearest_scaled(double a, int k, uint64_t *n) {
+  double hi = a * pow10_exact[k];
+  double lo = fma(a, pow10_exact[k], -hi);
+  double d = nearbyint(hi);
+  double r = (hi - d) + lo; /* hi - d is exact: both lie within one unit */
+  double rr = nearbyint(r);
+  if (fabs(fabs(r - rr) - 0.5) < 1e-6 || hi >= 1e18)
+    return 0;
+  *n = (uint64_t)d + (uint64_t)(int64_t)rr;
+  return 1;
+}
+
+/* After the fast path showed that 15 digits are not enough (k: its scale, so a * 10^(k+1) has
+ * 16 digits): the 16-digit decimal nearest to a, as "%.15e" prints it, when strtod reads it back
+ * as a; else the nearest 17-digit one, as "%.16e" prints it, which always reads back. 1 with
+ * the digits, 0 when the printing path must decide (k out of reach: values of 1e6 and more;
+ * too near a tie). */
+static int shortest_16_17(double a, int k, char *digits, int *prec, int *exp) {
+  uint64_t n;
+  if (k + 1 < 0 || k + 2 > 22 || !nearest_scaled(a, k + 1, &n) || n < UINT64_C(1000000000000000) ||
+      n >= UINT64_C(10000000000000000))
+    return 0;
+  char text[40];
+  char *p = put_u64(text, n);
+  *p++ = 'e';
+  *p++ = '-';
+  p = put_u64(p, (uint64_t)(k + 1));
+  *p = '\0';
+  int len = 16;
+  *exp = 14 - k;
+  if (strtod(text, NULL) != a) {
+    if (!nearest_scaled(a, k + 2, &n) || n < UINT64_C(10000000000000000) ||
+        n >= UINT64_C(100000000000000000))
+      return 0;
+    put_u64(text, n);
+    len = 17;
   }
-  snprintf(tmp, sizeof tmp, "%.*e", prec - 1, v);
+  memcpy(digits, text, (size_t)len);
+  while (len > 1 && digits[len - 1] == '0')
+    len--;
+  *prec = len;
+  return 1;
+}
+
+/* The shortest significant digits of v that read back as v, by printing and reading back:
+ * fast==-1 says 15 digits do not round-trip (see shortest_fast), so 16 and 17 are tried;
+ * otherwise every precision from 15 (normal doubles) or 1 (subnormals, or values the fast path
+ * does not cover) on. For a normal double, a round-tripping 15-digit string is the shortest once
+ * its trailing zeros are gone, since any shorter round-tripping string lies on the same grid. */
+static int shortest_slow(double v, int fast, char *digits, int *exp) {
+  char tmp[EVS_METRICS_FLOAT_BUF];
+  int prec = fast < 0 ? 16 : fabs(v) >= DBL_MIN ? 15 : 1;
+  for (; prec < 17; prec++) {
+    snprintf(tmp, sizeof tmp, "%.*e", prec - 1, v);
+    if (strtod(tmp, NULL) == v)
+      break;
+  }
+  if (prec == 17)
+    snprintf(tmp, sizeof tmp, "%.16e", v);
   const char *e = strchr(tmp, 'e');
   *exp = atoi(e + 1);
   int n = 0;
@@ -509,18 +651,33 @@ static int shortest_digits(double v, char *digits, int *exp) {
 }
 
 size_t evs_metrics_format_float(char *buf, double v) {
-  if (isnan(v))
-    return (size_t)snprintf(buf, EVS_METRICS_FLOAT_BUF, "NaN");
-  if (isinf(v))
-    return (size_t)snprintf(buf, EVS_METRICS_FLOAT_BUF, v > 0 ? "+Inf" : "-Inf");
-  if (v == 0)
-    return (size_t)snprintf(buf, EVS_METRICS_FLOAT_BUF, "0");
-  /* Most samples are small integers (counts, replicas): exact and in %f form below 1e6. */
-  if (v == (double)(long long)v && fabs(v) < 1e6)
-    return (size_t)snprintf(buf, EVS_METRICS_FLOAT_BUF, "%lld", (long long)v);
-  char digits[20];
-  int exp;
-  int prec = shortest_digits(v, digits, &exp);
+  if (isnan(v)) {
+    memcpy(buf, "NaN", 4);
+    return 3;
+  }
+  if (isinf(v)) {
+    memcpy(buf, v > 0 ? "+Inf" : "-Inf", 5);
+    return 4;
+  }
+  /* Most samples are small integers (counts, replicas): exact and in %f form below 1e6. Zero of
+   * either sign prints "0", as expfmt's writeFloat does. */
+  double a = fabs(v);
+  if (a < 1e6 && a == (double)(uint32_t)a) {
+    char *p = buf;
+    if (v < 0)
+      *p++ = '-';
+    p = put_u64(p, (uint32_t)a);
+    *p = '\0';
+    return (size_t)(p - buf);
+  }
+  char digits[24] = {0};
+  int prec, exp;
+  int k = 0;
+  int fast = shortest_fast(a, digits, &prec, &exp, &k);
+  if (fast < 0 && shortest_16_17(a, k, digits, &prec, &exp))
+    fast = 1;
+  if (fast <= 0)
+    prec = shortest_slow(a, fast, digits, &exp);
   return layout_digits(buf, v < 0, digits, prec, exp);
 }
 
@@ -639,28 +796,35 @@ static const char *type_name(evs_metric_type_t t) {
   return t == EVS_METRIC_COUNTER ? "counter" : t == EVS_METRIC_GAUGE ? "gauge" : "histogram";
 }
 
+/* Brings fam->sorted up to date. A view a stream still holds is left to it and replaced. */
 static int family_sort(evs_metric_family_t *fam) {
   if (fam->sorted_valid)
     return 0;
-  evs_metric_t **kids = realloc(fam->sorted, (fam->size ? fam->size : 1) * sizeof(*kids));
-  if (kids == NULL)
-    return UV_ENOMEM;
+  kids_t *k = fam->sorted;
+  size_t bytes = sizeof(kids_t) + (fam->size ? fam->size : 1) * sizeof(evs_metric_t *);
+  if (k && k->refs == 1) {
+    k = realloc(k, bytes);
+    if (k == NULL)
+      return UV_ENOMEM;
+  } else {
+    k = malloc(bytes);
+    if (k == NULL)
+      return UV_ENOMEM;
+    kids_release(fam->sorted);
+    k->refs = 1;
+  }
+  fam->sorted = k;
   size_t n = 0;
   for (size_t i = 0; i < fam->cap; i++)
     for (evs_metric_t *m = fam->table[i]; m; m = m->hnext)
-      kids[n++] = m;
-  qsort(kids, n, sizeof(*kids), child_cmp);
-  fam->sorted = kids;
+      k->v[n++] = m;
+  k->n = n;
+  qsort(k->v, n, sizeof(*k->v), child_cmp);
   fam->sorted_valid = 1;
   return 0;
 }
 
-static int sb_family(sbuf_t *b, evs_metric_family_t *fam) {
-  if (fam->size == 0)
-    return 0;
-  int rc = family_sort(fam);
-  if (rc != 0)
-    return rc;
+static void sb_family_head(sbuf_t *b, const evs_metric_family_t *fam) {
   if (fam->help) {
     sb_str(b, "# HELP ");
     sb_str(b, fam->name);
@@ -673,22 +837,130 @@ static int sb_family(sbuf_t *b, evs_metric_family_t *fam) {
   sb_put(b, " ", 1);
   sb_str(b, type_name(fam->type));
   sb_put(b, "\n", 1);
-  for (size_t i = 0; i < fam->size; i++)
-    sb_child(b, fam->sorted[i]);
-  return 0;
 }
 
-int evs_metrics_expose(evs_metrics_t *reg, char **out, size_t *len) {
-  sbuf_t b = {0};
+/* ---- streams ----------------------------------------------------------------------------- */
+
+struct evs_metrics_stream_s {
+  evs_metrics_t *reg;
+  evs_metric_family_t *fam; /* the family being rendered; NULL before the first and at the end */
+  kids_t *kids;             /* its sorted view (one reference) */
+  size_t next;              /* the next child of kids to print */
+  int done;
+};
+
+int evs_metrics_stream_new(evs_metrics_t *reg, evs_metrics_stream_t **out) {
+  if (reg == NULL || out == NULL)
+    return UV_EINVAL;
+  evs_metrics_stream_t *st = calloc(1, sizeof(*st));
+  if (st == NULL)
+    return UV_ENOMEM;
   for (size_t i = 0; i < reg->n; i++)
     if (reg->fams[i]->collect)
       reg->fams[i]->collect(reg->fams[i], reg->fams[i]->collect_data);
+  st->reg = reg;
+  reg->streams++;
+  *out = st;
+  return 0;
+}
+
+/* Moves to the family after st->fam in name order. Families are never removed but may be
+ * registered while the stream runs, so the position is found again by name. */
+static int stream_next_family(evs_metrics_stream_t *st) {
+  evs_metrics_t *reg = st->reg;
+  size_t at = 0;
+  if (st->fam) {
+    int found;
+    at = family_index(reg, st->fam->name, &found) + 1;
+  }
+  kids_release(st->kids);
+  st->kids = NULL;
+  st->fam = NULL;
+  st->next = 0;
+  for (; at < reg->n; at++) {
+    evs_metric_family_t *fam = reg->fams[at];
+    if (fam->size == 0)
+      continue;
+    int rc = family_sort(fam);
+    if (rc != 0)
+      return rc;
+    st->fam = fam;
+    st->kids = fam->sorted;
+    st->kids->refs++;
+    return 0;
+  }
+  st->done = 1;
+  return 0;
+}
+
+/* Appends to b until it holds min_bytes or the exposition ends. */
+static int stream_fill(evs_metrics_stream_t *st, sbuf_t *b, size_t min_bytes) {
+  while (!st->done && !b->oom && b->len < min_bytes) {
+    if (st->kids == NULL || st->next == st->kids->n) {
+      int rc = stream_next_family(st);
+      if (rc != 0)
+        return rc;
+      if (st->done)
+        break;
+      sb_family_head(b, st->fam);
+    }
+    while (st->next < st->kids->n && b->len < min_bytes) {
+      const evs_metric_t *m = st->kids->v[st->next++];
+      if (!m->dead)
+        sb_child(b, m);
+    }
+  }
+  return b->oom ? UV_ENOMEM : 0;
+}
+
+int evs_metrics_stream_next(evs_metrics_stream_t *st, size_t min_bytes, char **out, size_t *len) {
+  sbuf_t b = {0};
+  *out = NULL;
+  *len = 0;
+  if (st->done)
+    return 0;
+  /* One series more than min_bytes at most: a histogram child is about 15 lines. */
+  sb_grow(&b, min_bytes + 1024);
+  int rc = stream_fill(st, &b, min_bytes ? min_bytes : 1);
+  if (rc != 0 || b.len == 0) {
+    free(b.p);
+    return rc;
+  }
+  *out = b.p;
+  *len = b.len;
+  return 0;
+}
+
+int evs_metrics_stream_done(const evs_metrics_stream_t *st) { return st->done; }
+
+size_t evs_metrics_streams(const evs_metrics_t *reg) { return reg->streams; }
+
+void evs_metrics_stream_free(evs_metrics_stream_t *st) {
+  if (st == NULL)
+    return;
+  evs_metrics_t *reg = st->reg;
+  kids_release(st->kids);
+  free(st);
+  if (--reg->streams > 0)
+    return;
+  while (reg->graveyard) {
+    evs_metric_t *next = reg->graveyard->hnext;
+    free(reg->graveyard);
+    reg->graveyard = next;
+  }
+}
+
+int evs_metrics_expose(evs_metrics_t *reg, char **out, size_t *len) {
+  evs_metrics_stream_t *st;
+  int rc = evs_metrics_stream_new(reg, &st);
+  if (rc != 0)
+    return rc;
+  sbuf_t b = {0};
   sb_grow(&b, reg->last_len + reg->last_len / 8);
   if (!b.oom)
     b.p[0] = '\0'; /* an empty registry is an empty string, not a missing one */
-  int rc = 0;
-  for (size_t i = 0; i < reg->n && rc == 0; i++)
-    rc = sb_family(&b, reg->fams[i]);
+  rc = stream_fill(st, &b, SIZE_MAX);
+  evs_metrics_stream_free(st);
   if (rc == 0 && b.oom)
     rc = UV_ENOMEM;
   if (rc != 0) {

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,10 +20,14 @@
 
 #include "evscale/error.h"
 #include "evscale/health.h"
+#include "evscale/http_server.h"
 #include "evscale/metrics.h"
 #include "evscale/procstat.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
 
 static char *expose(evs_metrics_t *reg) {
@@ -68,6 +73,111 @@ static void test_float_format(void **state) {
     char buf[EVS_METRICS_FLOAT_BUF];
     evs_metrics_format_float(buf, cases[i].v);
     assert_string_equal(buf, cases[i].want);
+  }
+}
+
+/* The formatter before the fast path (git 9746bdc src/obs/metrics.c): snprintf + strtod at
+ * every precision from 15 (normal) or 1 (subnormal) until the digits read back, then Go's
+ * layout. Slow but plainly right; the fast path must agree with it on every value. */
+static void reference_format(char *out, double v) {
+  if (isnan(v) || isinf(v) || v == 0 || (v == (double)(long long)v && fabs(v) < 1e6)) {
+    evs_metrics_format_float(out, v); /* the special cases are checked by the table above */
+    return;
+  }
+  char tmp[64], digits[24];
+  int prec = fabs(v) >= 2.2250738585072014e-308 ? 15 : 1;
+  for (; prec < 17; prec++) {
+    snprintf(tmp, sizeof tmp, "%.*e", prec - 1, v);
+    if (strtod(tmp, NULL) == v)
+      break;
+  }
+  snprintf(tmp, sizeof tmp, "%.*e", prec - 1, v);
+  const char *e = strchr(tmp, 'e');
+  int exp = atoi(e + 1), n = 0;
+  for (const char *q = tmp; q < e; q++)
+    if (*q >= '0' && *q <= '9')
+      digits[n++] = *q;
+  while (n > 1 && digits[n - 1] == '0')
+    n--;
+  char *o = out;
+  if (v < 0)
+    *o++ = '-';
+  if (exp < -4 || exp >= 6) {
+    *o++ = digits[0];
+    if (n > 1) {
+      *o++ = '.';
+      memcpy(o, digits + 1, (size_t)n - 1);
+      o += n - 1;
+    }
+    sprintf(o, "e%c%02d", exp < 0 ? '-' : '+', exp < 0 ? -exp : exp);
+    return;
+  }
+  if (exp < 0) {
+    o += sprintf(o, "0.%0*d", -exp - 1, 0) - (exp == -1 ? 1 : 0);
+    if (exp == -1)
+      *o = '\0';
+    memcpy(o, digits, (size_t)n);
+    o[n] = '\0';
+    return;
+  }
+  for (int i = 0; i <= exp; i++)
+    *o++ = i < n ? digits[i] : '0';
+  if (n > exp + 1) {
+    *o++ = '.';
+    memcpy(o, digits + exp + 1, (size_t)(n - exp - 1));
+    o += n - exp - 1;
+  }
+  *o = '\0';
+}
+
+static uint64_t g_rng = 88172645463325252ull;
+static uint64_t next_rand(void) {
+  g_rng ^= g_rng << 13;
+  g_rng ^= g_rng >> 7;
+  g_rng ^= g_rng << 17;
+  return g_rng;
+}
+
+/* A random double of one of the shapes samples have: any bit pattern (mostly 17 digits, every
+ * exponent, subnormals), a short decimal scaled by a power of ten (the fast path and its edges),
+ * an integer, a ratio (16-17 digits), a value next to a short decimal (one ulp off). */
+static double random_double(void) {
+  uint64_t r = next_rand();
+  double d;
+  switch (r % 5) {
+  case 0:
+    memcpy(&d, &r, sizeof d);
+    return d;
+  case 1: {
+    double m = (double)(next_rand() % 1000000000000000ull) / (double)(1ull << (r >> 8) % 50);
+    return m * pow(10, (int)((r >> 16) % 60) - 30);
+  }
+  case 2:
+    return (double)(int64_t)(next_rand() >> ((r >> 8) % 64));
+  case 3:
+    return (double)(next_rand() % 100000) / (double)(1 + next_rand() % 999);
+  default: {
+    double m = (double)(next_rand() % 100000000) * pow(10, (int)((r >> 16) % 40) - 20);
+    return nextafter(m, (r >> 32) & 1 ? INFINITY : -INFINITY);
+  }
+  }
+}
+
+static void test_float_format_against_reference(void **state) {
+  (void)state;
+  char got[EVS_METRICS_FLOAT_BUF], want[64];
+  long n = getenv("EVS_FLOAT_CASES") ? atol(getenv("EVS_FLOAT_CASES")) : 2000000;
+  for (long i = 0; i < n; i++) {
+    double v = random_double();
+    if (isnan(v))
+      continue;
+    size_t len = evs_metrics_format_float(got, v);
+    reference_format(want, v);
+    if (strcmp(got, want) != 0 || len != strlen(got)) {
+      print_message("v=%a: got %s want %s\n", v, got, want);
+      fail();
+    }
+    assert_true(strtod(got, NULL) == v || (v == 0 && strtod(got, NULL) == 0));
   }
 }
 
@@ -373,9 +483,436 @@ static void test_promtool_check(void **state) {
   evs_metrics_free(reg);
 }
 
+/* The last occurrence of needle in hay (NULL when none). */
+static const char *strrstr_last(const char *hay, const char *needle) {
+  const char *last = NULL;
+  for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle))
+    last = p;
+  return last;
+}
+
+/* ---- removal by handle, streams --------------------------------------------------------- */
+
+static void test_remove_by_handle(void **state) {
+  (void)state;
+  evs_metrics_t *reg = evs_metrics_new();
+  static const char *labels[] = {"so", "trigger"};
+  evs_metric_desc_t d = {"h_items", NULL, EVS_METRIC_GAUGE, labels, 2, NULL, 0};
+  evs_metric_family_t *f;
+  assert_int_equal(evs_metrics_register(reg, &d, &f), 0);
+  evs_metric_t *m[6];
+  char so[16], tr[16];
+  for (int i = 0; i < 6; i++) {
+    snprintf(so, sizeof so, "so-%d", i / 2);
+    snprintf(tr, sizeof tr, "%d", i % 2);
+    const char *v[] = {so, tr};
+    m[i] = evs_metric_family_child(f, v);
+    evs_metric_set(m[i], i);
+  }
+  assert_int_equal(evs_metric_remove(m[2]), 0);
+  assert_int_equal(evs_metric_remove(m[3]), 0);
+  assert_int_equal(evs_metric_remove(NULL), EVS_ENOTFOUND);
+  assert_int_equal(evs_metric_family_size(f), 4);
+  const char *gone[] = {"so-1", "0"}, *kept[] = {"so-2", "1"};
+  assert_null(evs_metric_family_lookup(f, gone));
+  assert_ptr_equal(evs_metric_family_lookup(f, kept), m[5]);
+  char *out = expose(reg);
+  assert_string_equal(out, "# TYPE h_items gauge\n"
+                           "h_items{so=\"so-0\",trigger=\"0\"} 0\n"
+                           "h_items{so=\"so-0\",trigger=\"1\"} 1\n"
+                           "h_items{so=\"so-2\",trigger=\"0\"} 4\n"
+                           "h_items{so=\"so-2\",trigger=\"1\"} 5\n");
+  free(out);
+  evs_metrics_free(reg);
+}
+
+/* A registry of three families (one a histogram) and n children in the big one. */
+static evs_metrics_t *stream_registry(int n, evs_metric_t **kids) {
+  evs_metrics_t *reg = evs_metrics_new();
+  static const char *labels[] = {"so"};
+  evs_metric_desc_t big = {"m_big", "Big.", EVS_METRIC_GAUGE, labels, 1, NULL, 0};
+  evs_metric_desc_t hist = {"m_hist", "Hist.", EVS_METRIC_HISTOGRAM, labels, 1, NULL, 0};
+  evs_metric_desc_t one = {"a_one", NULL, EVS_METRIC_COUNTER, NULL, 0, NULL, 0};
+  evs_metric_family_t *fb, *fh;
+  assert_int_equal(evs_metrics_register(reg, &big, &fb), 0);
+  assert_int_equal(evs_metrics_register(reg, &hist, &fh), 0);
+  assert_int_equal(evs_metrics_register(reg, &one, NULL), 0);
+  char so[16];
+  for (int i = 0; i < n; i++) {
+    snprintf(so, sizeof so, "so-%05d", i);
+    const char *v[] = {so};
+    kids[i] = evs_metric_family_child(fb, v);
+    evs_metric_set(kids[i], i + 0.25);
+    if (i % 100 == 0)
+      evs_metric_observe(evs_metric_family_child(fh, v), i / 1000.0);
+  }
+  return reg;
+}
+
+/* Slices of any size put together are the one-go exposition. */
+static void test_stream_equals_expose(void **state) {
+  (void)state;
+  enum { N = 5000 };
+  evs_metric_t *kids[N];
+  evs_metrics_t *reg = stream_registry(N, kids);
+  char *whole = expose(reg);
+  static const size_t sizes[] = {0, 1, 100, 4096, 1 << 20};
+  for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
+    evs_metrics_stream_t *st;
+    assert_int_equal(evs_metrics_stream_new(reg, &st), 0);
+    assert_int_equal(evs_metrics_streams(reg), 1);
+    size_t total = 0, slices = 0;
+    char *chunk;
+    size_t len;
+    for (;;) {
+      assert_int_equal(evs_metrics_stream_next(st, sizes[s], &chunk, &len), 0);
+      if (chunk == NULL)
+        break;
+      assert_true(len > 0 && chunk[len - 1] == '\n'); /* whole lines */
+      assert_true(len <= (sizes[s] ? sizes[s] : 1) + 2048);
+      assert_memory_equal(chunk, whole + total, len);
+      total += len;
+      slices++;
+      free(chunk);
+    }
+    assert_int_equal(total, strlen(whole));
+    assert_true(evs_metrics_stream_done(st));
+    if (sizes[s] == 4096)
+      assert_true(slices > 20);
+    evs_metrics_stream_free(st);
+    assert_int_equal(evs_metrics_streams(reg), 0);
+  }
+  free(whole);
+  evs_metrics_free(reg);
+}
+
+/* The registry changes between slices: series removed before their slice are not printed (and
+ * not freed under the stream: ASan), series added to the family being printed make it re-sort
+ * without disturbing the stream's view, a family registered after the stream's position is
+ * printed, one before it is not; nothing is printed twice. */
+static void test_stream_survives_changes(void **state) {
+  (void)state;
+  enum { N = 3000 };
+  evs_metric_t *kids[N];
+  evs_metrics_t *reg = stream_registry(N, kids);
+  evs_metric_family_t *big = evs_metrics_find(reg, "m_big");
+  evs_metrics_stream_t *st;
+  assert_int_equal(evs_metrics_stream_new(reg, &st), 0);
+  char *body = malloc(1 << 20), *chunk;
+  size_t total = 0, len;
+  /* Into the big family: a_one comes first, then m_big's first lines. */
+  assert_int_equal(evs_metrics_stream_next(st, 2000, &chunk, &len), 0);
+  memcpy(body + total, chunk, len);
+  total += len;
+  free(chunk);
+  assert_non_null(strstr(body, "m_big{so=\"so-00010\"}"));
+  assert_null(strstr(body, "m_big{so=\"so-01000\"}"));
+  for (int i = 1000; i < N; i++) /* not printed yet: they must not appear */
+    assert_int_equal(evs_metric_remove(kids[i]), 0);
+  assert_int_equal(evs_metric_remove(kids[0]), 0); /* printed already */
+  const char *nv[] = {"so-00500x"};
+  evs_metric_set(evs_metric_family_child(big, nv), 7); /* re-sort while the view is held */
+  evs_metric_desc_t late = {"z_late", NULL, EVS_METRIC_GAUGE, NULL, 0, NULL, 0};
+  evs_metric_desc_t early = {"b_early", NULL, EVS_METRIC_GAUGE, NULL, 0, NULL, 0};
+  assert_int_equal(evs_metrics_register(reg, &late, NULL), 0);
+  assert_int_equal(evs_metrics_register(reg, &early, NULL), 0);
+  for (;;) {
+    assert_int_equal(evs_metrics_stream_next(st, 2000, &chunk, &len), 0);
+    if (chunk == NULL)
+      break;
+    memcpy(body + total, chunk, len);
+    total += len;
+    free(chunk);
+  }
+  body[total] = '\0';
+  evs_metrics_stream_free(st);
+  assert_non_null(strstr(body, "m_big{so=\"so-00000\"} 0.25\n"));
+  assert_non_null(strstr(body, "m_big{so=\"so-00999\"} 999.25\n"));
+  assert_null(strstr(body, "so-01000\"} 1000.25"));
+  assert_null(strstr(body, "so-02999"));
+  assert_null(strstr(body, "so-00500x")); /* created meanwhile: not in this stream's view */
+  assert_non_null(strstr(body, "m_hist_bucket{so=\"so-02900\",le=\"+Inf\"} 1\n"));
+  assert_non_null(strstr(body, "\nz_late 0\n"));
+  assert_null(strstr(body, "b_early"));
+  assert_ptr_equal(strstr(body, "so-00999\""), strrstr_last(body, "so-00999\""));
+  free(body);
+  /* The next exposition sees the registry as it is now. */
+  char *out = expose(reg);
+  assert_non_null(strstr(out, "m_big{so=\"so-00500x\"} 7\n"));
+  assert_non_null(strstr(out, "\nb_early 0\n"));
+  assert_null(strstr(out, "m_big{so=\"so-00000\"}"));
+  free(out);
+  evs_metrics_free(reg);
+}
+
+/* ---- /metrics streamed over a socket ----------------------------------------------------- */
+
+/* 60000 series of 330 bytes: a 20 MB body, several times what the kernel's socket buffers can
+ * take (tcp_wmem's default maximum is 4 MB), so the scrape is still running when the scraper
+ * stalls. */
+enum { SCRAPE_N = 60000 };
+#define PAD10 "xxxxxxxxxx"
+#define PAD300                                                                                     \
+  PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10  \
+      PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10
+
+typedef struct {
+  uv_loop_t loop;
+  evs_metrics_t *reg;
+  evs_health_t *health;
+  evs_http_server_t *srv;
+  uv_async_t remove, done;
+  uv_sem_t removed;
+  evs_metric_t *kids[SCRAPE_N];
+  int port;
+  size_t streams_at_removal;
+  char *resp;
+  size_t resp_len;
+  char probe[4096];
+  int health_closed;
+} scrape_ctx_t;
+
+static int scrape_connect(int port, int rcvbuf) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (rcvbuf) /* before connect: the window the client offers stays small */
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+  struct sockaddr_in a = {0};
+  a.sin_family = AF_INET;
+  a.sin_port = htons((uint16_t)port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  struct timeval tv = {30, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+static size_t recv_upto(int fd, char *buf, size_t want) {
+  size_t len = 0;
+  ssize_t r;
+  while (len < want && (r = recv(fd, buf + len, want - len, 0)) > 0)
+    len += (size_t)r;
+  return len;
+}
+
+/* The scraper reads the start of the answer and stops reading (a slow Prometheus); while it
+ * stalls, the loop removes half the series and answers a probe on another connection; then the
+ * scraper reads the rest, and the /healthz it pipelined behind the scrape. */
+static void scrape_client(void *arg) {
+  scrape_ctx_t *c = arg;
+  int fd = scrape_connect(c->port, 4096);
+  const char req[] = "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n"
+                     "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+  if (fd < 0 || send(fd, req, sizeof req - 1, MSG_NOSIGNAL) != (ssize_t)sizeof req - 1) {
+    uv_async_send(&c->done);
+    return;
+  }
+  size_t cap = 64 << 20;
+  c->resp = malloc(cap);
+  c->resp_len = recv_upto(fd, c->resp, 32 * 1024);
+  usleep(200 * 1000); /* let the server fill what buffers it can */
+  uv_async_send(&c->remove);
+  uv_sem_wait(&c->removed);
+  int p = scrape_connect(c->port, 0);
+  const char probe[] = "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+  if (p >= 0 && send(p, probe, sizeof probe - 1, MSG_NOSIGNAL) == (ssize_t)sizeof probe - 1)
+    c->probe[recv_upto(p, c->probe, sizeof c->probe - 1)] = '\0';
+  if (p >= 0)
+    close(p);
+  c->resp_len += recv_upto(fd, c->resp + c->resp_len, cap - 1 - c->resp_len);
+  c->resp[c->resp_len] = '\0';
+  close(fd);
+  uv_async_send(&c->done);
+}
+
+static void on_scrape_remove(uv_async_t *a) {
+  scrape_ctx_t *c = a->data;
+  c->streams_at_removal = evs_metrics_streams(c->reg);
+  for (int i = SCRAPE_N / 2; i < SCRAPE_N; i++)
+    evs_metric_remove(c->kids[i]);
+  uv_sem_post(&c->removed);
+}
+
+static void on_scrape_health_closed(void *data) { ((scrape_ctx_t *)data)->health_closed = 1; }
+
+static void on_scrape_srv_closed(evs_http_server_t *s, void *data) {
+  (void)s;
+  scrape_ctx_t *c = data;
+  evs_health_close(c->health, on_scrape_health_closed, c);
+}
+
+static void on_scrape_done(uv_async_t *a) {
+  scrape_ctx_t *c = a->data;
+  evs_http_server_close(c->srv, on_scrape_srv_closed, c);
+  uv_close((uv_handle_t *)&c->done, NULL);
+  uv_close((uv_handle_t *)&c->remove, NULL);
+}
+
+/* Decodes a chunked body starting at p; returns the end of the terminal chunk, or NULL. */
+static const char *dechunk(const char *p, char *out, size_t *out_len) {
+  *out_len = 0;
+  for (;;) {
+    char *end;
+    unsigned long n = strtoul(p, &end, 16);
+    if (end == p || strncmp(end, "\r\n", 2) != 0)
+      return NULL;
+    p = end + 2;
+    if (n == 0)
+      return strncmp(p, "\r\n", 2) == 0 ? p + 2 : NULL;
+    memcpy(out + *out_len, p, n);
+    *out_len += n;
+    p += n;
+    if (strncmp(p, "\r\n", 2) != 0)
+      return NULL;
+    p += 2;
+  }
+}
+
+static void test_scrape_streamed(void **state) {
+  (void)state;
+  scrape_ctx_t *c = calloc(1, sizeof(*c));
+  uv_loop_init(&c->loop);
+  c->reg = evs_metrics_new();
+  assert_int_equal(evs_health_new(&c->loop, c->reg, NULL, &c->health), 0);
+  static const char *labels[] = {"so"};
+  evs_metric_desc_t d = {"zz_series", "Many.", EVS_METRIC_GAUGE, labels, 1, NULL, 0};
+  evs_metric_family_t *f;
+  assert_int_equal(evs_metrics_register(c->reg, &d, &f), 0);
+  char so[400];
+  for (int i = 0; i < SCRAPE_N; i++) {
+    snprintf(so, sizeof so, "so-%05d" PAD300, i);
+    const char *v[] = {so};
+    c->kids[i] = evs_metric_family_child(f, v);
+    evs_metric_set(c->kids[i], i + 0.5);
+  }
+  assert_int_equal(evs_http_server_new(&c->loop, NULL, &c->srv), 0);
+  assert_int_equal(evs_health_attach(c->health, c->srv), 0);
+  assert_int_equal(evs_http_server_listen(c->srv, "127.0.0.1:0"), 0);
+  c->port = evs_http_server_port(c->srv);
+  uv_async_init(&c->loop, &c->remove, on_scrape_remove);
+  uv_async_init(&c->loop, &c->done, on_scrape_done);
+  c->remove.data = c->done.data = c;
+  uv_sem_init(&c->removed, 0);
+  uv_thread_t t;
+  uv_thread_create(&t, scrape_client, c);
+  uv_run(&c->loop, UV_RUN_DEFAULT);
+  uv_thread_join(&t);
+  uv_sem_destroy(&c->removed);
+  assert_true(c->health_closed);
+  assert_int_equal(uv_loop_close(&c->loop), 0);
+  assert_int_equal(evs_metrics_streams(c->reg), 0);
+
+  /* The probe was answered while the scrape was still in progress. */
+  assert_true(c->streams_at_removal == 1);
+  assert_non_null(strstr(c->probe, "HTTP/1.1 200 OK\r\n"));
+  const char *r = c->resp;
+  assert_non_null(r);
+  assert_true(strncmp(r, "HTTP/1.1 200 OK\r\n", 17) == 0);
+  const char *hend = strstr(r, "\r\n\r\n");
+  assert_non_null(hend);
+  assert_non_null(strstr(r, "Transfer-Encoding: chunked\r\n"));
+  assert_true(strstr(r, "Content-Length") == NULL || strstr(r, "Content-Length") > hend);
+  char *body = malloc(c->resp_len + 1);
+  size_t blen;
+  const char *after = dechunk(hend + 4, body, &blen);
+  assert_non_null(after);
+  body[blen] = '\0';
+  /* The pipelined /healthz comes after the whole scrape. */
+  assert_true(strncmp(after, "HTTP/1.1 200 OK\r\n", 17) == 0);
+  assert_non_null(strstr(after, "\r\n\r\nok\n"));
+  /* Series printed before the stall are there once; those removed before their slice are not. */
+  assert_non_null(
+      strstr(body, "# TYPE zz_series gauge\nzz_series{so=\"so-00000" PAD300 "\"} 0.5\n"));
+  assert_non_null(strstr(body, "zz_series{so=\"so-29999" PAD300 "\"} 29999.5\n"));
+  assert_null(strstr(body, "zz_series{so=\"so-30000"));
+  assert_null(strstr(body, "zz_series{so=\"so-59999"));
+  assert_non_null(strstr(body, "# TYPE evscale_build_info gauge\n"));
+  assert_true(blen > 0 && body[blen - 1] == '\n');
+  free(body);
+  free(c->resp);
+  evs_metrics_free(c->reg);
+  free(c);
+}
+
+static void closed_cb_flag(void *data) { *(int *)data = 1; }
+
+/* Socketless connections take the same streamed path: HTTP/1.0 gets the body without chunks and
+ * the connection closes after it; HEAD gets the headers alone and the stream ends at once;
+ * HTTP/1.1 gets chunks, then the request pipelined behind is answered. */
+static void sink(const char *data, size_t len, void *out) {
+  char **buf = out;
+  size_t have = *buf ? strlen(*buf) : 0;
+  *buf = realloc(*buf, have + len + 1);
+  memcpy(*buf + have, data, len);
+  (*buf)[have + len] = '\0';
+}
+
+/* The answer to req lands in *out (malloc'd; NULL when nothing came). */
+static char *vconn_get(evs_http_server_t *srv, const char *req, int *closed, char **out) {
+  evs_http_vconn_t *v;
+  *out = NULL;
+  assert_int_equal(evs_http_vconn_new(srv, sink, out, &v), 0);
+  *closed = evs_http_vconn_feed(v, req, strlen(req)) == EVS_ECLOSED;
+  evs_http_vconn_free(v);
+  assert_non_null(*out);
+  return *out;
+}
+
+static void test_scrape_streamed_vconn(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  enum { N = 20000 };
+  evs_metric_t *kids[N];
+  evs_metrics_t *reg = stream_registry(N, kids);
+  evs_health_t *h;
+  assert_int_equal(evs_health_new(&loop, reg, NULL, &h), 0);
+  evs_http_server_t *srv;
+  assert_int_equal(evs_http_server_new(&loop, NULL, &srv), 0);
+  assert_int_equal(evs_health_attach(h, srv), 0);
+  int closed;
+  char *r, *buf;
+  r = vconn_get(srv, "GET /metrics HTTP/1.0\r\n\r\n", &closed, &buf);
+  assert_true(closed);
+  assert_non_null(strstr(r, "Connection: close\r\n"));
+  assert_null(strstr(r, "Transfer-Encoding"));
+  assert_null(strstr(r, "Content-Length"));
+  const char *body = strstr(r, "\r\n\r\n") + 4;
+  assert_true(strlen(body) > EVS_HEALTH_SCRAPE_SLICE);
+  assert_non_null(strstr(body, "m_big{so=\"so-19999\"} 19999.25\n"));
+  assert_null(strstr(body, "\r\n")); /* no chunk framing */
+  free(r);
+  r = vconn_get(srv, "HEAD /metrics HTTP/1.1\r\nHost: t\r\n\r\n", &closed, &buf);
+  assert_false(closed);
+  assert_non_null(strstr(r, "Transfer-Encoding: chunked\r\n"));
+  if (strstr(r, "\r\n\r\n")[4] != 0)
+    print_message("HEAD answer:\n%.300s\n", r);
+  assert_true(strstr(r, "\r\n\r\n")[4] == 0);
+  assert_int_equal(evs_metrics_streams(reg), 0);
+  free(r);
+  r = vconn_get(srv, "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n",
+                &closed, &buf);
+  assert_false(closed);
+  const char *end = strstr(r, "\r\n0\r\n\r\nHTTP/1.1 200 OK\r\n");
+  assert_non_null(end);
+  assert_non_null(strstr(end, "\r\n\r\nok\n"));
+  free(r);
+  assert_int_equal(evs_metrics_streams(reg), 0);
+  evs_http_server_close(srv, NULL, NULL);
+  int done = 0;
+  evs_health_close(h, closed_cb_flag, &done);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_true(done);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  evs_metrics_free(reg);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_float_format),
+      cmocka_unit_test(test_float_format_against_reference),
       cmocka_unit_test(test_counter_gauge_exact),
       cmocka_unit_test(test_labels_escaping_order_remove),
       cmocka_unit_test(test_histogram_exact),
@@ -385,6 +922,11 @@ int main(void) {
       cmocka_unit_test(test_collect_callback),
       cmocka_unit_test(test_procstat_values),
       cmocka_unit_test(test_promtool_check),
+      cmocka_unit_test(test_remove_by_handle),
+      cmocka_unit_test(test_stream_equals_expose),
+      cmocka_unit_test(test_stream_survives_changes),
+      cmocka_unit_test(test_scrape_streamed),
+      cmocka_unit_test(test_scrape_streamed_vconn),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,398 @@
+/* KEDA's metric families against fixtures derived from KEDA's source, a ScaledObject's series
+ * set and removed with it, the 2.13 names behind metrics.keda_compat, and `promtool check
+ * metrics` over evscale's own families.
+ *
+ * Fixtures: test/data/keda_metrics/v2.20.x.txt and v2.13.1.txt, from kedacore/keda
+ * pkg/metricscollector/prommetrics.go at tags v2.20.2 and v2.13.1 (commits in their headers). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "evscale/config.h"
+#include "evscale/diag.h"
+#include "evscale/error.h"
+#include "evscale/keda_metrics.h"
+#include "evscale/metrics.h"
+
+typedef struct {
+  char name[128], type[16], labels[256], help[512];
+} fixture_t;
+
+/* Reads a fixture: name TAB type TAB labels (comma-separated, "-" for none) TAB help. */
+static size_t read_fixture(const char *file, fixture_t *out, size_t cap) {
+  const char *dir = getenv("EVS_TEST_DATA");
+  char path[512], line[1024];
+  snprintf(path, sizeof path, "%s/keda_metrics/%s", dir ? dir : "test/data", file);
+  FILE *f = fopen(path, "r");
+  assert_non_null(f);
+  size_t n = 0;
+  while (fgets(line, sizeof line, f)) {
+    if (line[0] == '#' || line[0] == '\n')
+      continue;
+    line[strcspn(line, "\n")] = '\0';
+    assert_true(n < cap);
+    fixture_t *x = &out[n++];
+    char *fields[4] = {NULL, NULL, NULL, ""};
+    char *p = line;
+    for (int i = 0; i < 4 && p; i++) {
+      fields[i] = p;
+      p = strchr(p, '\t');
+      if (p)
+        *p++ = '\0';
+    }
+    assert_non_null(fields[2]);
+    assert_true(strlen(fields[0]) < sizeof x->name && strlen(fields[1]) < sizeof x->type &&
+                strlen(fields[2]) < sizeof x->labels && strlen(fields[3]) < sizeof x->help);
+    strcpy(x->name, fields[0]);
+    strcpy(x->type, fields[1]);
+    strcpy(x->labels, fields[2]);
+    strcpy(x->help, fields[3]);
+  }
+  fclose(f);
+  return n;
+}
+
+static const char *type_name(evs_metric_type_t t) {
+  return t == EVS_METRIC_COUNTER ? "counter" : t == EVS_METRIC_GAUGE ? "gauge" : "histogram";
+}
+
+static void labels_of(const evs_metric_desc_t *d, char *buf, size_t cap) {
+  size_t len = 0;
+  buf[0] = '\0';
+  for (size_t i = 0; i < d->n_labels; i++)
+    len += (size_t)snprintf(buf + len, cap - len, "%s%s", i ? "," : "", d->label_names[i]);
+  if (d->n_labels == 0)
+    snprintf(buf, cap, "-");
+}
+
+static const evs_metric_desc_t *find(const evs_metric_desc_t *t, size_t n, const char *name) {
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(t[i].name, name) == 0)
+      return &t[i];
+  return NULL;
+}
+
+static void check_family(const fixture_t *x, const evs_metric_desc_t *d, int with_help) {
+  char labels[256];
+  if (d == NULL)
+    print_message("family %s of the fixture is not defined\n", x->name);
+  assert_non_null(d);
+  labels_of(d, labels, sizeof labels);
+  assert_string_equal(type_name(d->type), x->type);
+  assert_string_equal(labels, x->labels);
+  if (with_help)
+    assert_string_equal(d->help ? d->help : "", x->help);
+}
+
+static void test_v2_20_families(void **state) {
+  (void)state;
+  fixture_t fx[32];
+  size_t n = read_fixture("v2.20.x.txt", fx, 32);
+  assert_int_equal(n, EVS_KEDA_FAMILIES_N); /* every family of the fixture, and no other */
+  for (size_t i = 0; i < n; i++)
+    check_family(&fx[i], find(EVS_KEDA_FAMILIES, EVS_KEDA_FAMILIES_N, fx[i].name), 1);
+  /* The HTTP duration histogram keeps KEDA's buckets (DefBuckets). */
+  const evs_metric_desc_t *h = &EVS_KEDA_FAMILIES[EVS_KEDA_SCALER_HTTP_REQUEST_DURATION_SECONDS];
+  assert_int_equal(h->n_buckets, 11);
+  assert_true(h->buckets[0] == 0.005 && h->buckets[10] == 10);
+}
+
+/* 2.13's families: those 2.20 dropped are in the compat table (help too); the others have the
+ * same name, type and labels in 2.20 and are exported once. */
+static void test_v2_13_families(void **state) {
+  (void)state;
+  fixture_t fx[32];
+  size_t n = read_fixture("v2.13.1.txt", fx, 32);
+  size_t only213 = 0;
+  for (size_t i = 0; i < n; i++) {
+    const evs_metric_desc_t *d = find(EVS_KEDA_213_FAMILIES, EVS_KEDA213_FAMILIES_N, fx[i].name);
+    if (d) {
+      only213++;
+      check_family(&fx[i], d, 1);
+    } else {
+      check_family(&fx[i], find(EVS_KEDA_FAMILIES, EVS_KEDA_FAMILIES_N, fx[i].name), 0);
+    }
+  }
+  assert_int_equal(only213, EVS_KEDA213_FAMILIES_N);
+}
+
+static char *expose(evs_metrics_t *reg) {
+  char *out;
+  size_t len;
+  assert_int_equal(evs_metrics_expose(reg, &out, &len), 0);
+  return out;
+}
+
+static const evs_keda_build_t build = {"0.1.0", "abc123"};
+
+static void test_object_series(void **state) {
+  (void)state;
+  evs_metrics_t *reg = evs_metrics_new();
+  evs_keda_metrics_t *km;
+  assert_int_equal(evs_keda_metrics_new(reg, EVS_KEDA_COMPAT_NONE, &build, &km), 0);
+  assert_null(evs_metrics_find(reg, "keda_scaler_errors"));
+  evs_keda_trigger_t tr[] = {{"redisScaler", "s0-redis-jobs", "redis"},
+                             {"cronScaler", "s1-cron-UTC-0800xx-1800xx", "cron"}};
+  evs_keda_metrics_object_t *a, *b;
+  assert_int_equal(evs_keda_metrics_object_new(km, "prod", "worker-a", tr, 2, &a), 0);
+  assert_int_equal(evs_keda_metrics_object_new(km, "prod", "worker-b", tr, 1, &b), 0);
+  assert_int_equal(evs_keda_metrics_object_series(a), 7 + 2 * 4);
+  evs_keda_metrics_set_value(a, 0, 42.5);
+  evs_keda_metrics_set_latency(a, 0, 0.0123);
+  evs_keda_metrics_set_active(a, 0, 1);
+  evs_keda_metrics_scaler_error(a, 1);
+  evs_keda_metrics_scaler_error(a, 1);
+  evs_keda_metrics_set_paused(b, 1);
+  evs_keda_metrics_set_loop_latency(a, 0.25);
+  evs_keda_metrics_scaled(a, EVS_KEDA_DIR_UP, 0.8);
+  evs_keda_metrics_set_breaker(b, 1);
+  evs_keda_metrics_breaker_trip(b);
+  evs_keda_metrics_write_coalesced(km);
+  evs_keda_metrics_set_value(a, 9, 1); /* out of range: nothing */
+  char *out = expose(reg);
+  static const char *want[] = {
+      "keda_build_info{version=\"0.1.0\",git_commit=\"abc123\",goversion=\"\",goos=\"linux\",",
+      "keda_scaler_metrics_value{namespace=\"prod\",metric=\"s0-redis-jobs\","
+      "scaledObject=\"worker-a\",scaler=\"redisScaler\",triggerIndex=\"0\","
+      "type=\"scaledobject\"} 42.5\n",
+      "keda_scaler_metrics_latency_seconds{namespace=\"prod\",metric=\"s0-redis-jobs\","
+      "scaledObject=\"worker-a\",scaler=\"redisScaler\",triggerIndex=\"0\","
+      "type=\"scaledobject\"} 0.0123\n",
+      "keda_scaler_active{namespace=\"prod\",metric=\"s0-redis-jobs\",scaledObject=\"worker-a\","
+      "scaler=\"redisScaler\",triggerIndex=\"0\",type=\"scaledobject\"} 1\n",
+      "keda_scaler_detail_errors_total{namespace=\"prod\",metric=\"s1-cron-UTC-0800xx-1800xx\","
+      "scaledObject=\"worker-a\",scaler=\"cronScaler\",triggerIndex=\"1\","
+      "type=\"scaledobject\"} 2\n",
+      "keda_scaler_detail_errors_total{namespace=\"prod\",metric=\"s0-redis-jobs\","
+      "scaledObject=\"worker-a\",scaler=\"redisScaler\",triggerIndex=\"0\","
+      "type=\"scaledobject\"} 0\n",
+      "keda_scaled_object_errors_total{namespace=\"prod\",scaledObject=\"worker-a\"} 2\n",
+      "keda_scaled_object_paused{namespace=\"prod\",scaledObject=\"worker-b\"} 1\n",
+      "keda_internal_scale_loop_latency_seconds{namespace=\"prod\",type=\"scaledobject\","
+      "resource=\"worker-a\"} 0.25\n",
+      "keda_trigger_registered_total{type=\"redis\"} 2\n",
+      "keda_trigger_registered_total{type=\"cron\"} 1\n",
+      "keda_resource_registered_total{type=\"scaled_object\",namespace=\"prod\"} 2\n",
+      "evscale_scale_events_total{namespace=\"prod\",scaled_object=\"worker-a\",direction=\"up\"} "
+      "1\n",
+      "evscale_scale_events_total{namespace=\"prod\",scaled_object=\"worker-a\",direction=\"down\"}"
+      " "
+      "0\n",
+      "evscale_scaling_latency_seconds_bucket{direction=\"up\",le=\"1\"} 1\n",
+      "evscale_scaling_latency_seconds_bucket{direction=\"up\",le=\"0.5\"} 0\n",
+      "evscale_breaker_state{namespace=\"prod\",scaled_object=\"worker-b\"} 1\n",
+      "evscale_breaker_trips_total{namespace=\"prod\",scaled_object=\"worker-b\"} 1\n",
+      "evscale_writes_coalesced_total 1\n",
+  };
+  for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+    if (strstr(out, want[i]) == NULL)
+      print_message("missing: %s\n--- exposition ---\n%s", want[i], out);
+    assert_non_null(strstr(out, want[i]));
+  }
+  free(out);
+  /* worker-a goes: every one of its series with it, and the counts drop (cron to nothing). */
+  evs_keda_metrics_object_free(a);
+  out = expose(reg);
+  assert_null(strstr(out, "worker-a"));
+  assert_null(strstr(out, "type=\"cron\""));
+  assert_non_null(strstr(out, "keda_trigger_registered_total{type=\"redis\"} 1\n"));
+  assert_non_null(strstr(out, "keda_resource_registered_total{type=\"scaled_object\","
+                              "namespace=\"prod\"} 1\n"));
+  assert_non_null(strstr(out, "scaledObject=\"worker-b\""));
+  free(out);
+  evs_keda_metrics_object_free(b);
+  assert_int_equal(evs_metric_family_size(evs_keda_metrics_family(km, EVS_KEDA_SCALER_ACTIVE)), 0);
+  assert_int_equal(
+      evs_metric_family_size(evs_keda_metrics_family(km, EVS_KEDA_TRIGGER_REGISTERED_TOTAL)), 0);
+  assert_int_equal(
+      evs_metric_family_size(evs_keda_metrics_evscale_family(km, EVS_EVSCALE_SCALE_EVENTS_TOTAL)),
+      0);
+  evs_keda_metrics_free(km);
+  evs_metrics_free(reg);
+}
+
+static void test_compat_213(void **state) {
+  (void)state;
+  evs_metrics_t *reg = evs_metrics_new();
+  evs_keda_metrics_t *km;
+  assert_int_equal(evs_keda_metrics_new(reg, EVS_KEDA_COMPAT_2_13, &build, &km), 0);
+  evs_keda_trigger_t tr[] = {{"redisScaler", "s0-redis-jobs", "redis"}};
+  evs_keda_metrics_object_t *a;
+  assert_int_equal(evs_keda_metrics_object_new(km, "prod", "worker-a", tr, 1, &a), 0);
+  assert_int_equal(evs_keda_metrics_object_series(a), 7 + 2 + 4 + 2);
+  evs_keda_metrics_set_latency(a, 0, 0.0127);
+  evs_keda_metrics_set_loop_latency(a, 1.5);
+  evs_keda_metrics_scaler_error(a, 0);
+  char *out = expose(reg);
+  static const char *want[] = {
+      "keda_scaler_errors_total 1\n",
+      "keda_scaler_errors{namespace=\"prod\",metric=\"s0-redis-jobs\",scaledObject=\"worker-a\","
+      "scaler=\"redisScaler\",triggerIndex=\"0\",type=\"scaledobject\"} 1\n",
+      "keda_scaled_object_errors{namespace=\"prod\",scaledObject=\"worker-a\"} 1\n",
+      "keda_scaler_metrics_latency{namespace=\"prod\",metric=\"s0-redis-jobs\","
+      "scaledObject=\"worker-a\",scaler=\"redisScaler\",triggerIndex=\"0\","
+      "type=\"scaledobject\"} 12\n",
+      "keda_internal_scale_loop_latency{namespace=\"prod\",type=\"scaledobject\","
+      "resource=\"worker-a\"} 1500\n",
+      "# TYPE keda_trigger_totals gauge\nkeda_trigger_totals{type=\"redis\"} 1\n",
+      "keda_resource_totals{type=\"scaled_object\",namespace=\"prod\"} 1\n",
+      "keda_scaler_detail_errors_total{namespace=\"prod\"", /* the current names stay */
+  };
+  for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+    if (strstr(out, want[i]) == NULL)
+      print_message("missing: %s\n--- exposition ---\n%s", want[i], out);
+    assert_non_null(strstr(out, want[i]));
+  }
+  free(out);
+  evs_keda_metrics_object_free(a);
+  out = expose(reg);
+  assert_null(strstr(out, "worker-a"));
+  assert_null(strstr(out, "keda_trigger_totals{"));
+  free(out);
+  evs_keda_metrics_free(km);
+  evs_metrics_free(reg);
+}
+
+static void test_bad_arguments(void **state) {
+  (void)state;
+  evs_metrics_t *reg = evs_metrics_new();
+  evs_keda_metrics_t *km;
+  assert_int_equal(evs_keda_metrics_new(reg, 7, &build, &km), UV_EINVAL);
+  assert_int_equal(evs_keda_metrics_new(reg, EVS_KEDA_COMPAT_NONE, &build, &km), 0);
+  evs_keda_metrics_t *again;
+  assert_int_equal(evs_keda_metrics_new(reg, EVS_KEDA_COMPAT_NONE, &build, &again), UV_EEXIST);
+  evs_keda_trigger_t bad[] = {{"s", NULL, "redis"}};
+  evs_keda_metrics_object_t *o;
+  assert_int_equal(evs_keda_metrics_object_new(km, "ns", "n", bad, 1, &o), UV_EINVAL);
+  evs_keda_metrics_free(km);
+  evs_metrics_free(reg);
+}
+
+/* metrics.keda_compat: "" by default, "2.13" quoted, bare or from the environment, anything
+ * else refused with the choices; the dump reads back. */
+static int load(const char *yaml, char **envp, evs_config_t **cfg, char *msg, size_t cap) {
+  evs_diag_t d;
+  evs_diag_init(&d);
+  int rc = evs_config_load_buffer(yaml, strlen(yaml), "t.yaml", envp, cfg, &d);
+  msg[0] = '\0';
+  if (d.n > 0)
+    evs_diag_format(&d, 0, msg, cap);
+  evs_diag_free(&d);
+  return rc;
+}
+
+static void test_config_key(void **state) {
+  (void)state;
+  evs_config_t *cfg;
+  char msg[512];
+  assert_int_equal(load("", NULL, &cfg, msg, sizeof msg), 0);
+  assert_int_equal(cfg->metrics.keda_compat, EVS_KEDA_COMPAT_NONE);
+  evs_config_free(cfg);
+  assert_int_equal(load("metrics:\n  keda_compat: \"2.13\"\n", NULL, &cfg, msg, sizeof msg), 0);
+  assert_int_equal(cfg->metrics.keda_compat, EVS_KEDA_COMPAT_2_13);
+  char *dump = NULL;
+  size_t dlen = 0;
+  FILE *f = open_memstream(&dump, &dlen);
+  assert_int_equal(evs_config_dump(cfg, f), 0);
+  fclose(f);
+  assert_non_null(strstr(dump, "keda_compat: \"2.13\""));
+  evs_config_t *back;
+  assert_int_equal(load(dump, NULL, &back, msg, sizeof msg), 0);
+  assert_int_equal(back->metrics.keda_compat, EVS_KEDA_COMPAT_2_13);
+  evs_config_free(back);
+  free(dump);
+  evs_config_free(cfg);
+  assert_int_equal(load("metrics:\n  keda_compat: 2.13\n", NULL, &cfg, msg, sizeof msg), 0);
+  assert_int_equal(cfg->metrics.keda_compat, EVS_KEDA_COMPAT_2_13);
+  evs_config_free(cfg);
+  assert_int_equal(load("metrics:\n  keda_compat: \"\"\n", NULL, &cfg, msg, sizeof msg), 0);
+  assert_int_equal(cfg->metrics.keda_compat, EVS_KEDA_COMPAT_NONE);
+  evs_config_free(cfg);
+  char *env[] = {"EVSCALE_METRICS_KEDA_COMPAT=2.13", NULL};
+  assert_int_equal(load("", env, &cfg, msg, sizeof msg), 0);
+  assert_int_equal(cfg->metrics.keda_compat, EVS_KEDA_COMPAT_2_13);
+  evs_config_free(cfg);
+  cfg = NULL;
+  assert_int_equal(load("metrics:\n  keda_compat: \"2.14\"\n", NULL, &cfg, msg, sizeof msg),
+                   EVS_EINVALCFG);
+  assert_null(cfg);
+  assert_non_null(
+      strstr(msg, "metrics.keda_compat: invalid value '2.14': must be one of \"\", 2.13"));
+  assert_int_equal(load("metrics:\n  keda_compat: [a]\n", NULL, &cfg, msg, sizeof msg),
+                   EVS_EINVALCFG);
+}
+
+/* evscale's own families, with values, pass promtool's parser and linter. */
+static void test_promtool_evscale_families(void **state) {
+  (void)state;
+  if (access("/usr/bin/promtool", X_OK) != 0) {
+    print_message("SKIP: /usr/bin/promtool absent (install the Debian package 'prometheus')\n");
+    skip();
+  }
+  evs_metrics_t *reg = evs_metrics_new();
+  evs_keda_metrics_t *km;
+  assert_int_equal(evs_keda_metrics_new(reg, EVS_KEDA_COMPAT_NONE, &build, &km), 0);
+  evs_keda_trigger_t tr[] = {{"redisScaler", "s0-redis-jobs", "redis"}};
+  evs_keda_metrics_object_t *a;
+  assert_int_equal(evs_keda_metrics_object_new(km, "prod", "worker-a", tr, 1, &a), 0);
+  evs_keda_metrics_scaled(a, EVS_KEDA_DIR_UP, 0.042);
+  evs_keda_metrics_scaled(a, EVS_KEDA_DIR_DOWN, 3.5);
+  evs_keda_metrics_breaker_trip(a);
+  evs_keda_metrics_set_breaker(a, 1);
+  evs_keda_metrics_write_coalesced(km);
+  char *out = expose(reg);
+  /* Only the evscale_* families: KEDA's keep KEDA's camelCase labels and names as they are. */
+  char *mine = calloc(1, strlen(out) + 1);
+  size_t ml = 0;
+  for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+    const char *name = line[0] == '#' ? line + 7 : line;
+    if (strncmp(name, "evscale_", 8) == 0)
+      ml += (size_t)sprintf(mine + ml, "%s\n", line);
+  }
+  for (int i = 0; i < EVS_EVSCALE_FAMILIES_N; i++) {
+    char t[128];
+    snprintf(t, sizeof t, "# TYPE %s ", EVS_EVSCALE_FAMILIES[i].name);
+    assert_non_null(strstr(mine, t));
+  }
+  char path[] = "/tmp/evs_promtool_keda_XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  assert_int_equal(write(fd, mine, ml), (ssize_t)ml);
+  close(fd);
+  char cmd[256];
+  snprintf(cmd, sizeof cmd, "/usr/bin/promtool check metrics < %s 2>&1", path);
+  FILE *p = popen(cmd, "r");
+  assert_non_null(p);
+  char report[4096] = {0};
+  size_t n = fread(report, 1, sizeof report - 1, p);
+  int st = pclose(p);
+  unlink(path);
+  if (st != 0 || n != 0)
+    print_message("promtool said (status %d):\n%s\n--- input ---\n%s\n", st, report, mine);
+  assert_int_equal(st, 0);
+  assert_int_equal(n, 0);
+  free(mine);
+  free(out);
+  evs_keda_metrics_object_free(a);
+  evs_keda_metrics_free(km);
+  evs_metrics_free(reg);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_v2_20_families),
+      cmocka_unit_test(test_v2_13_families),
+      cmocka_unit_test(test_object_series),
+      cmocka_unit_test(test_compat_213),
+      cmocka_unit_test(test_bad_arguments),
+      cmocka_unit_test(test_config_key),
+      cmocka_unit_test(test_promtool_evscale_families),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
