@@ -5,6 +5,7 @@
  * \ " and newline, histograms print cumulative _bucket{le=...} lines ending with le="+Inf",
  * then _sum and _count, and values go through writeFloat (Go's strconv 'g' shortest). */
 #include "evscale/metrics.h"
+#include "evscale/buf.h"
 #include "evscale/error.h"
 
 #include <float.h>
@@ -210,14 +211,8 @@ static int family_copy_desc(evs_metric_family_t *fam, const evs_metric_desc_t *d
 }
 
 static int registry_insert(evs_metrics_t *reg, size_t at, evs_metric_family_t *fam) {
-  if (reg->n == reg->cap) {
-    size_t cap = reg->cap ? reg->cap * 2 : 16;
-    evs_metric_family_t **f = realloc(reg->fams, cap * sizeof(*f));
-    if (f == NULL)
-      return UV_ENOMEM;
-    reg->fams = f;
-    reg->cap = cap;
-  }
+  if (evs_buf_reserve((void **)&reg->fams, &reg->cap, reg->n + 1, sizeof *reg->fams, 16) != 0)
+    return UV_ENOMEM;
   memmove(reg->fams + at + 1, reg->fams + at, (reg->n - at) * sizeof(*reg->fams));
   reg->fams[at] = fam;
   reg->n++;
