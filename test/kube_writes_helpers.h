@@ -12,6 +12,7 @@
 #include "evscale/error.h"
 #include "evscale/http_client.h"
 #include "evscale/kubereq.h"
+#include "kube_env.h"
 #include "net_helpers.h"
 
 typedef struct {
@@ -23,56 +24,16 @@ typedef struct {
 
 static kw_env_t KW;
 
-static inline void kw__env_line(const char *line) {
-  struct {
-    const char *name;
-    char *dst;
-    size_t cap;
-  } map[] = {{"KUBE_API_URL=", KW.url, sizeof KW.url},
-             {"KUBE_CA=", KW.ca, sizeof KW.ca},
-             {"KUBE_TOKEN=", KW.token, sizeof KW.token},
-             {"KUBECONFIG=", KW.kubeconfig, sizeof KW.kubeconfig},
-             {"KUBE_AUDIT_LOG=", KW.audit, sizeof KW.audit}};
-  for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
-    size_t n = strlen(map[i].name);
-    if (strncmp(line, map[i].name, n) == 0)
-      snprintf(map[i].dst, map[i].cap, "%.*s", (int)strcspn(line + n, "\r\n"), line + n);
-  }
-}
-
 /* 0 when a control plane answers (KW filled), -1 otherwise. */
 static inline int kw_find_controlplane(void) {
-  if (getenv("KUBE_API_URL") && getenv("KUBE_CA") && getenv("KUBE_TOKEN")) {
-    const char *names[] = {"KUBE_API_URL", "KUBE_CA", "KUBE_TOKEN", "KUBECONFIG", "KUBE_AUDIT_LOG"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-      char line[700];
-      snprintf(line, sizeof line, "%s=%s", names[i], getenv(names[i]) ? getenv(names[i]) : "");
-      kw__env_line(line);
-    }
-  } else {
-    char cmd[1200], tmp[] = "/tmp/evs-kwenv-XXXXXX";
-    int fd = mkstemp(tmp);
-    if (fd < 0)
-      return -1;
-    close(fd);
-    snprintf(cmd, sizeof cmd,
-             "cd %s && python3 -c \"import sys; sys.path.insert(0, 'test/e2e'); import evstest; "
-             "e = evstest.controlplane(); open('%s', 'w').write(''.join(k + '=' + v + '\\n' "
-             "for k, v in e.items()))\" >&2",
-             evs_test_src(), tmp);
-    int rc = system(cmd);
-    FILE *f = fopen(tmp, "r");
-    char line[1024];
-    while (f != NULL && fgets(line, sizeof line, f) != NULL)
-      kw__env_line(line);
-    if (f != NULL)
-      fclose(f);
-    unlink(tmp);
-    if (rc != 0)
-      return -1;
-  }
-  if (KW.url[0] == '\0')
+  evs_test_kube_env_t e;
+  if (evs_test_kube_env(&e) != 0)
     return -1;
+  EVS_TEST_COPY(KW.url, e.url);
+  EVS_TEST_COPY(KW.ca, e.ca);
+  EVS_TEST_COPY(KW.token, e.token);
+  EVS_TEST_COPY(KW.kubeconfig, e.kubeconfig);
+  EVS_TEST_COPY(KW.audit, e.audit);
   snprintf(KW.auth, sizeof KW.auth, "Bearer %s", KW.token);
   evs_tls_options_t o = {.ca_file = KW.ca};
   const char *why = NULL;

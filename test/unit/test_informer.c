@@ -18,6 +18,7 @@
 #include "evscale/error.h"
 #include "evscale/http_client.h"
 #include "evscale/informer.h"
+#include "kube_env.h"
 #include "net_helpers.h"
 
 static struct {
@@ -32,49 +33,14 @@ static struct {
 
 /* --- control plane discovery (as test_kube_http.c) --- */
 
-static void env_line(const char *line) {
-  const char *eq = strchr(line, '=');
-  if (eq == NULL)
-    return;
-  size_t kl = (size_t)(eq - line), vl = strcspn(eq + 1, "\r\n");
-  struct {
-    const char *name;
-    char *dst;
-    size_t cap;
-  } map[] = {{"KUBE_API_URL", K.url, sizeof K.url},
-             {"KUBE_CA", K.ca, sizeof K.ca},
-             {"KUBE_TOKEN", K.token, sizeof K.token}};
-  for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
-    if (strlen(map[i].name) == kl && strncmp(line, map[i].name, kl) == 0)
-      snprintf(map[i].dst, map[i].cap, "%.*s", (int)vl, eq + 1);
-}
-
 static int find_controlplane(void) {
-  if (getenv("KUBE_API_URL") != NULL && getenv("KUBE_CA") != NULL && getenv("KUBE_TOKEN") != NULL) {
-    snprintf(K.url, sizeof K.url, "%s", getenv("KUBE_API_URL"));
-    snprintf(K.ca, sizeof K.ca, "%s", getenv("KUBE_CA"));
-    snprintf(K.token, sizeof K.token, "%s", getenv("KUBE_TOKEN"));
-    return 0;
-  }
-  char cmd[1200], tmp[] = "/tmp/evs-kenv-XXXXXX";
-  int fd = mkstemp(tmp);
-  if (fd < 0)
+  evs_test_kube_env_t e;
+  if (evs_test_kube_env(&e) != 0)
     return -1;
-  close(fd);
-  snprintf(cmd, sizeof cmd,
-           "cd %s && python3 -c \"import sys; sys.path.insert(0, 'test/e2e'); import evstest; "
-           "e = evstest.controlplane(); open('%s', 'w').write(''.join(k + '=' + v + '\\n' "
-           "for k, v in e.items()))\" >&2",
-           evs_test_src(), tmp);
-  int rc = system(cmd);
-  FILE *f = fopen(tmp, "r");
-  char line[1024];
-  while (f != NULL && fgets(line, sizeof line, f) != NULL)
-    env_line(line);
-  if (f != NULL)
-    fclose(f);
-  unlink(tmp);
-  return rc == 0 && K.url[0] != '\0' && K.token[0] != '\0' ? 0 : -1;
+  EVS_TEST_COPY(K.url, e.url);
+  EVS_TEST_COPY(K.ca, e.ca);
+  EVS_TEST_COPY(K.token, e.token);
+  return 0;
 }
 
 static evs_tls_config_t *tls(const char *ca) {

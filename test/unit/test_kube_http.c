@@ -22,6 +22,7 @@
 
 #include "evscale/error.h"
 #include "evscale/http_client.h"
+#include "kube_env.h"
 #include "net_helpers.h"
 
 static struct {
@@ -100,28 +101,6 @@ static int count_lines(const char *s) {
 
 /* --- control plane discovery --- */
 
-static void env_line(const char *line) {
-  char k[64];
-  const char *eq = strchr(line, '=');
-  if (eq == NULL || (size_t)(eq - line) >= sizeof k)
-    return;
-  memcpy(k, line, (size_t)(eq - line));
-  k[eq - line] = '\0';
-  const char *v = eq + 1;
-  struct {
-    const char *name;
-    char *dst;
-    size_t cap;
-  } map[] = {{"KUBE_API_URL", K.url, sizeof K.url},
-             {"KUBE_CA", K.ca, sizeof K.ca},
-             {"KUBE_TOKEN", K.token, sizeof K.token},
-             {"KUBE_CLIENT_CERT", K.cert, sizeof K.cert},
-             {"KUBE_CLIENT_KEY", K.key, sizeof K.key}};
-  for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
-    if (strcmp(k, map[i].name) == 0)
-      snprintf(map[i].dst, map[i].cap, "%.*s", (int)strcspn(v, "\r\n"), v);
-}
-
 static int apiserver_buildable(void) {
   const char *cache = getenv("EVSCALE_CACHE");
   char path[512];
@@ -138,37 +117,15 @@ static int apiserver_buildable(void) {
 }
 
 static int find_controlplane(void) {
-  const char *u = getenv("KUBE_API_URL");
-  if (u != NULL && getenv("KUBE_CA") != NULL && getenv("KUBE_TOKEN") != NULL) {
-    const char *names[] = {"KUBE_API_URL", "KUBE_CA", "KUBE_TOKEN", "KUBE_CLIENT_CERT",
-                           "KUBE_CLIENT_KEY"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-      char line[700];
-      const char *v = getenv(names[i]);
-      snprintf(line, sizeof line, "%s=%s", names[i], v ? v : "");
-      env_line(line);
-    }
-    return 0;
-  }
-  char cmd[1200], tmp[] = "/tmp/evs-kenv-XXXXXX";
-  int fd = mkstemp(tmp);
-  if (fd < 0)
+  evs_test_kube_env_t e;
+  if (evs_test_kube_env(&e) != 0)
     return -1;
-  close(fd);
-  snprintf(cmd, sizeof cmd,
-           "cd %s && python3 -c \"import sys; sys.path.insert(0, 'test/e2e'); import evstest; "
-           "e = evstest.controlplane(); open('%s', 'w').write(''.join(k + '=' + v + '\\n' "
-           "for k, v in e.items()))\" >&2",
-           evs_test_src(), tmp);
-  int rc = system(cmd);
-  FILE *f = fopen(tmp, "r");
-  char line[1024];
-  while (f != NULL && fgets(line, sizeof line, f) != NULL)
-    env_line(line);
-  if (f != NULL)
-    fclose(f);
-  unlink(tmp);
-  return rc == 0 && K.url[0] != '\0' ? 0 : -1;
+  EVS_TEST_COPY(K.url, e.url);
+  EVS_TEST_COPY(K.ca, e.ca);
+  EVS_TEST_COPY(K.token, e.token);
+  EVS_TEST_COPY(K.cert, e.cert);
+  EVS_TEST_COPY(K.key, e.key);
+  return 0;
 }
 
 static evs_tls_config_t *tls(const char *ca, const char *cert, const char *key) {
