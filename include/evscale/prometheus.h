@@ -34,9 +34,8 @@
  *  - authModes apiKey and oauth are accepted and validated as KEDA does, and, as in KEDA's
  *    prometheus scaler, send nothing.
  *
- * The maps: until the shared "resolved authentication" header exists, the three KEDA maps are
- * passed as evs_prom_map_t (same layout as scaler.h's evs_kvs_t, so the adapter passes them
- * through). */
+ * The maps are scaler.h's evs_kvs_t (evs_prom_map_t is its old name), so the scaler type
+ * (prometheus_scaler.c, evs_scaler_prometheus_type) passes a trigger's maps through. */
 #ifndef EVSCALE_PROMETHEUS_H
 #define EVSCALE_PROMETHEUS_H
 
@@ -45,16 +44,13 @@
 #include <uv.h>
 
 #include "evscale/diag.h"
+#include "evscale/scaler.h"
 
-typedef struct {
-  const char *key;
-  const char *value;
-} evs_prom_kv_t;
+typedef evs_kv_t evs_prom_kv_t;
+typedef evs_kvs_t evs_prom_map_t;
 
-typedef struct {
-  const evs_prom_kv_t *items;
-  size_t n;
-} evs_prom_map_t;
+/* The trigger type "prometheus" (prometheus_scaler.c): needs env->prom_hub. */
+extern const evs_scaler_type_t evs_scaler_prometheus_type;
 
 typedef struct {
   const char *object;  /* "namespace/name" of the ScaledObject: diag source */

@@ -88,9 +88,13 @@ void evs_tls_cache_close(evs_tls_cache_t *c, void (*cb)(void *arg), void *arg);
 
 /* What every scaler may use besides the loop. Borrowed: everything must outlive the scalers. */
 typedef struct {
-  evs_http_client_t *http;      /* the shared HTTP client; may be NULL (no HTTP scaler yet) */
-  evs_redis_registry_t *redis;  /* Redis connections shared by identity; NULL: redis refused */
-  evs_tls_cache_t *tls;         /* NULL: TLS triggers are refused at creation */
+  evs_http_client_t *http;     /* the shared HTTP client; may be NULL (no HTTP scaler yet) */
+  evs_redis_registry_t *redis; /* Redis connections shared by identity; NULL: redis refused */
+  evs_tls_cache_t *tls;        /* NULL: TLS triggers are refused at creation */
+  /* The process's one Prometheus hub (prometheus.h): it shares one request among the triggers
+   * asking the same query at the same cadence, so it must be one per process. NULL: prometheus
+   * triggers are refused at creation. */
+  struct evs_prom_hub_s *prom_hub;
   evs_metrics_t *metrics;       /* may be NULL */
   uint64_t backoff_initial_ms;  /* config backoff.initial (0: 500) */
   uint64_t backoff_max_ms;      /* config backoff.max (0: 60000) */

@@ -4,6 +4,7 @@
 #include "evscale/cron.h"
 #include "evscale/error.h"
 #include "evscale/list.h"
+#include "evscale/prometheus.h"
 #include "evscale/redis_scaler.h"
 
 #include <stdlib.h>
@@ -12,7 +13,9 @@
 
 /* Each trigger type's file defines its evs_scaler_type_t; list it here. */
 static const evs_scaler_type_t *const evs__scaler_types[] = {
-    &evs_scaler_cron_type, &evs_scaler_redis_type, /* prometheus registers here */
+    &evs_scaler_cron_type,
+    &evs_scaler_redis_type,
+    &evs_scaler_prometheus_type,
 };
 
 const char *evs_kvs_get(const evs_kvs_t *kvs, const char *key) {
