@@ -149,4 +149,33 @@ static inline int kw_audit_count(long mark, const char *verb, const char *uri_pr
  * entries when the response completes, so a short settle suffices. */
 static inline void kw_audit_settle(void) { usleep(300 * 1000); }
 
+/* Creates (create = 1, expecting 201) or deletes the test namespace `ns` on a loop and client of
+ * its own, so a suite's setup and teardown need nothing else. Returns the HTTP status. */
+static inline void kw__set_flag(void *arg) { *(int *)arg = 1; }
+
+static inline int kw_namespace(const char *ns, int create) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  evs_http_client_t *http = NULL;
+  if (evs_http_client_new(&loop, NULL, &http) != 0)
+    return -1;
+  evs_kubereq_conn_t c;
+  kw_conn(&c, http, NULL);
+  char path[128], body[128];
+  int st;
+  if (create) {
+    snprintf(body, sizeof body, "{\"metadata\":{\"name\":\"%s\"}}", ns);
+    st = kw_req(&loop, &c, "POST", "/api/v1/namespaces", EVS_KUBEREQ_JSON, body, NULL);
+  } else {
+    snprintf(path, sizeof path, "/api/v1/namespaces/%s", ns);
+    st = kw_req(&loop, &c, "DELETE", path, NULL, NULL, NULL);
+  }
+  int closed = 0;
+  evs_http_client_close(http, kw__set_flag, &closed);
+  evs_test_run_until(&loop, &closed, 10000);
+  if (evs_test_loop_close(&loop) != 0)
+    return -1;
+  return st;
+}
+
 #endif

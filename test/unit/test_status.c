@@ -318,13 +318,7 @@ static int setup(void **state) {
     return 0;
   }
   snprintf(NS, sizeof NS, "evs-st-%d-%ld", (int)getpid(), (long)time(NULL) % 100000);
-  env_t e;
-  env_init(&e);
-  char body[128];
-  snprintf(body, sizeof body, "{\"metadata\":{\"name\":\"%s\"}}", NS);
-  assert_int_equal(
-      kw_req(&e.loop, &e.conn, "POST", "/api/v1/namespaces", EVS_KUBEREQ_JSON, body, NULL), 201);
-  env_close(&e);
+  assert_int_equal(kw_namespace(NS, 1), 201);
   return 0;
 }
 
@@ -332,12 +326,7 @@ static int teardown(void **state) {
   (void)state;
   if (!KW.found)
     return 0;
-  env_t e;
-  env_init(&e);
-  char path[128];
-  snprintf(path, sizeof path, "/api/v1/namespaces/%s", NS);
-  kw_req(&e.loop, &e.conn, "DELETE", path, NULL, NULL, NULL);
-  env_close(&e);
+  kw_namespace(NS, 0);
   evs_tls_config_unref(KW.tls);
   return 0;
 }
