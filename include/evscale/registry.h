@@ -1,0 +1,146 @@
+/* The registry: one record per ScaledObject, tying its spec to its scalers, its engine and
+ * breaker state, its target's replicas and the writers. It decides nothing itself: every
+ * decision is evs_step (include/evscale/step.h), the same function `evscale simulate` runs.
+ *
+ *   evs_registry_new(&opts, &reg);
+ *   evs_registry_set_leader(reg, 1);          // the lease (or no election): run the scalers
+ *   evs_registry_apply(reg, &obj);            // an object from the API or the file
+ *   evs_registry_target_seen(reg, &seen);     // a target's replicas from the workload cache
+ *   evs_registry_remove(reg, "ns", "name");
+ *   evs_registry_close(reg, done, me);
+ *
+ * Data flow (one way): a scaler's reading, a change of the target's replicas, a changed spec or
+ * the step's own timer → evs_step at once (no loop tick) → when it says write, the scale writer
+ * (at most one write in flight per target; a decision made while one is in flight waits for its
+ * answer and is re-made then, from the count just written, so exactly one write leaves per real
+ * change of the desired count) → the status patcher (which sends only what changed).
+ *
+ * Who drives a target: two ScaledObjects naming one target (the same group, kind, namespace and
+ * name whatever apiVersion spelling) — the one created first (then by name) drives it; the other
+ * gets Ready=False with KEDA's webhook text (kedacore/keda v2.20.2
+ * apis/keda/v1alpha1/scaledobject_webhook.go verifyScaledObjects: "the workload '%s' of type '%s'
+ * is already managed by the ScaledObject '%s'") and what to do. A target an HPA drives that
+ * evscale did not create (evs_registry_hpa_seen) is refused the same way (verifyHpas: "... is
+ * already managed by the hpa '%s'").
+ *
+ * Leadership: only a leader runs scalers and writes; a follower keeps the records (its caches
+ * warm) and runs nothing, so Redis and Prometheus see one reader. evs_registry_set_leader(1)
+ * starts every record's scalers, each reading within a second (jittered by the scalers'
+ * cadence) — taking lastActiveTime from the object's status, which may be up to a minute stale
+ * (the status patcher writes it at most once a minute while active).
+ *
+ * Ownership: options are copied; the borrowed services (env, writer, status, kube, discovery,
+ * metrics) must outlive the registry. Loop thread only. */
+#ifndef EVSCALE_REGISTRY_H
+#define EVSCALE_REGISTRY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "evscale/breaker.h"
+#include "evscale/discovery.h"
+#include "evscale/engine.h"
+#include "evscale/kube.h"
+#include "evscale/metrics.h"
+#include "evscale/scaledobject.h"
+#include "evscale/scaler.h"
+#include "evscale/scalewriter.h"
+#include "evscale/status.h"
+
+typedef struct evs_registry_s evs_registry_t;
+
+typedef struct {
+  uv_loop_t *loop;
+  const evs_scaler_env_t *env; /* borrowed; scalers are created with it */
+  evs_engine_config_t engine;
+  evs_breaker_config_t breaker;
+  uint64_t active_read_interval_ms; /* defaults.active_read_interval; 0: 15 s */
+  evs_scalewriter_t *writer;        /* borrowed; NULL: no writes (no Kubernetes) */
+  evs_status_patcher_t *status;     /* borrowed; NULL: no status writes */
+  evs_kube_t *kube;                 /* borrowed; NULL: targets' replicas only from target_seen */
+  const evs_kube_discovery_t *discovery; /* borrowed; NULL: apps/v1 Deployment, StatefulSet */
+  const char *default_namespace;         /* for file objects without one ("default") */
+  int dry_run;                           /* log each decision, write nothing */
+  evs_metrics_t *metrics;                /* borrowed; may be NULL */
+} evs_registry_options_t;
+
+/* 0, UV_EINVAL (no loop), UV_ENOMEM. Not leading until evs_registry_set_leader(reg, 1). */
+int evs_registry_new(const evs_registry_options_t *o, evs_registry_t **out);
+
+typedef enum { EVS_REGISTRY_API = 0, EVS_REGISTRY_FILE = 1 } evs_registry_origin_t;
+
+/* One ScaledObject as the registry receives it. `so` is stolen on success AND on failure (NULL
+ * when the object is broken: check_error then says why, naming the field). */
+typedef struct {
+  evs_registry_origin_t origin;
+  const char *ns, *name, *uid; /* copied */
+  evs_so_t *so;                /* stolen; NULL = broken */
+  const char *check_error;     /* copied; the broken object's Ready=False message */
+  int64_t created_ms;          /* metadata.creationTimestamp; 0 = unknown (now) */
+  int64_t last_active_ms;      /* status.lastActiveTime; 0 = none */
+  int32_t original_replicas;   /* status.originalReplicaCount; -1 = none */
+} evs_registry_object_t;
+
+/* Adds or updates. An update keeps the engine and breaker state and restarts only the scalers
+ * whose trigger changed; a changed bound re-decides at once. 0, UV_EINVAL, UV_ENOMEM, EVS_EEXIST
+ * (a file object clashing with an API object of the same namespace/name: the API object wins,
+ * the file object is refused and logged). */
+int evs_registry_apply(evs_registry_t *reg, const evs_registry_object_t *obj);
+/* The object is gone: its scalers stop, its target is handed to the next ScaledObject naming it
+ * (if any). Unknown names are ignored. */
+void evs_registry_remove(evs_registry_t *reg, const char *ns, const char *name);
+
+/* A target's replicas as a cache saw them (the workload informer), or -1 when unknown. */
+typedef struct {
+  const char *api_version, *kind, *ns, *name;
+  int32_t spec_replicas, status_replicas, ready_replicas;
+  const char *manager; /* field manager of spec.replicas, or NULL */
+} evs_registry_target_obs_t;
+void evs_registry_target_seen(evs_registry_t *reg, const evs_registry_target_obs_t *obs);
+
+/* An HPA on a target (deleted = 1 when it went away). evscale_owned: carries evscale's label
+ * (the fallback HPA). */
+typedef struct {
+  const char *ns, *name;
+  const char *target_api_version, *target_kind, *target_name;
+  int evscale_owned;
+  int deleted;
+} evs_registry_hpa_obs_t;
+void evs_registry_hpa_seen(evs_registry_t *reg, const evs_registry_hpa_obs_t *obs);
+
+/* Leading (1) runs every record's scalers and writes; 0 stops them. */
+void evs_registry_set_leader(evs_registry_t *reg, int leading);
+
+typedef struct {
+  size_t objects, broken, targets, scalers;
+  uint64_t decisions, writes, writes_failed, coalesced;
+} evs_registry_stats_t;
+void evs_registry_stats(const evs_registry_t *reg, evs_registry_stats_t *out);
+
+/* Stops every scaler and timer, then frees and calls cb(arg) from a later loop iteration. */
+void evs_registry_close(evs_registry_t *reg, void (*cb)(void *arg), void *arg);
+
+/* --- the ScaledObject informer's decoder --- */
+
+/* What the informer keeps per ScaledObject: the parsed object or why it is broken. */
+typedef struct {
+  evs_so_t *so;      /* NULL = broken */
+  char *check_error; /* NULL unless broken */
+  int64_t created_ms, last_active_ms;
+  int32_t original_replicas;
+} evs_registry_decoded_t;
+
+/* evs_informer_decode_cb: validates with the ScaledObject model in API mode (unknown fields are
+ * warnings, logged). A broken object is still decoded (so NULL, check_error set) so its status
+ * can say why. */
+int evs_registry_decode(const json_t *obj, void **out, void *arg);
+void evs_registry_decoded_free(void *data, void *arg);
+
+/* RFC 3339 ("2026-11-30T09:08:30Z", fractional seconds allowed) to ms since the epoch; -1 when
+ * malformed. */
+int64_t evs_registry_parse_time(const char *s);
+
+#endif

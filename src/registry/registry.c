@@ -1,0 +1,1277 @@
+/* See include/evscale/registry.h. */
+#include "evscale/registry.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "evscale/error.h"
+#include "evscale/list.h"
+#include "evscale/log.h"
+#include "evscale/node.h"
+#include "evscale/so_status.h"
+#include "evscale/step.h"
+
+/* ---------------------------------------------------------------------------------------------
+ * Records and targets */
+
+typedef struct evs__target_s evs__target_t;
+typedef struct evs__rec_s evs__rec_t;
+
+typedef struct {
+  evs__rec_t *rec;
+  size_t index;
+  evs_scaler_t *scaler;  /* NULL when not running */
+  evs_reading_t reading; /* the last one; time_ms 0 = none yet */
+  char *error_msg;       /* owned copy of reading.error_msg */
+} evs__trig_t;
+
+struct evs__rec_s {
+  evs__rec_t *next; /* hash chain */
+  evs_list_t tlink; /* in target->recs */
+  evs_registry_t *reg;
+  char *key; /* "ns/name" */
+  char *ns, *name, *uid;
+  evs_registry_origin_t origin;
+  evs_so_t *so;      /* owned; NULL = broken */
+  char *check_error; /* owned; the broken object's message */
+  char *refusal;     /* owned; why it does not drive its target (another drives it) */
+  int64_t created_ms, last_active_ms;
+  int32_t original_replicas;
+  evs_engine_state_t *est;
+  evs_breaker_t br;
+  evs__trig_t **trig; /* each allocated alone: a kept scaler's callback data never moves */
+  size_t n_trig;
+  evs__target_t *target;
+  uv_timer_t timer;
+  int64_t timer_due_ms; /* wall-clock ms of the armed evaluation; 0 = none */
+  uint8_t writing, dirty, removed, running, timer_closed;
+  int32_t w_current, w_replicas; /* the write in flight */
+  evs_step_t inflight;
+  int32_t dry_logged; /* the last count logged in dry-run; -1 none */
+  uint64_t cadence_ms;
+  unsigned pending; /* scaler closes, the write in flight: the record lives until 0 */
+};
+
+struct evs__target_s {
+  evs__target_t *next;
+  char *key; /* group/Kind/ns/name */
+  char *group, *version, *kind, *resource, *ns, *name, *api_version;
+  char *error; /* the kind cannot be scaled (no scale subresource on this server) */
+  int32_t spec, status, ready;
+  uint8_t known, fetching;
+  char *foreign_hpa; /* an HPA evscale did not create drives it */
+  evs_list_t recs;
+  evs__rec_t *driver;
+  unsigned refs; /* records naming it + a fetch in flight */
+};
+
+typedef struct {
+  void **slots;
+  size_t mask, n;
+} evs__table_t;
+
+struct evs_registry_s {
+  evs_registry_options_t o;
+  char *default_ns;
+  evs__table_t recs, targets;
+  int leading;
+  int closing;
+  evs_registry_stats_t st;
+  size_t live; /* records not yet freed (removed ones included) */
+  void (*close_cb)(void *);
+  void *close_arg;
+  uv_idle_t idle; /* for the deferred close callback */
+};
+
+/* --- small helpers --- */
+
+static int64_t evs__wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static char *evs__strdup(const char *s) { return s ? strdup(s) : NULL; }
+
+static int evs__streq(const char *a, const char *b) {
+  if (a == NULL || b == NULL)
+    return a == b;
+  return strcmp(a, b) == 0;
+}
+
+/* Chained hash tables keyed by a string: each entry begins with its `next` pointer and its
+ * key is found by keyfn. The keyed SipHash of the document indexes, since keys come from the
+ * API (names an attacker may choose). */
+typedef const char *(*evs__keyfn)(void *e);
+static void **evs__next_of(void *e) { return (void **)e; }
+
+static int evs__table_grow(evs__table_t *t, evs__keyfn keyfn) {
+  size_t cap = t->slots ? (t->mask + 1) * 2 : 64;
+  void **ns = calloc(cap, sizeof *ns);
+  if (ns == NULL)
+    return UV_ENOMEM;
+  if (t->slots) {
+    for (size_t i = 0; i <= t->mask; i++) {
+      void *e = t->slots[i];
+      while (e) {
+        void *nx = *evs__next_of(e);
+        const char *k = keyfn(e);
+        size_t h = (size_t)evs_node_hash(k, strlen(k)) & (cap - 1);
+        *evs__next_of(e) = ns[h];
+        ns[h] = e;
+        e = nx;
+      }
+    }
+    free(t->slots);
+  }
+  t->slots = ns;
+  t->mask = cap - 1;
+  return 0;
+}
+
+static void *evs__table_get(const evs__table_t *t, evs__keyfn keyfn, const char *key) {
+  if (t->slots == NULL)
+    return NULL;
+  size_t h = (size_t)evs_node_hash(key, strlen(key)) & t->mask;
+  for (void *e = t->slots[h]; e; e = *evs__next_of(e))
+    if (strcmp(keyfn(e), key) == 0)
+      return e;
+  return NULL;
+}
+
+static int evs__table_put(evs__table_t *t, evs__keyfn keyfn, void *e) {
+  if (t->slots == NULL || t->n + 1 > (t->mask + 1)) {
+    int rc = evs__table_grow(t, keyfn);
+    if (rc != 0)
+      return rc;
+  }
+  const char *k = keyfn(e);
+  size_t h = (size_t)evs_node_hash(k, strlen(k)) & t->mask;
+  *evs__next_of(e) = t->slots[h];
+  t->slots[h] = e;
+  t->n++;
+  return 0;
+}
+
+static void evs__table_del(evs__table_t *t, evs__keyfn keyfn, void *e) {
+  if (t->slots == NULL)
+    return;
+  const char *k = keyfn(e);
+  size_t h = (size_t)evs_node_hash(k, strlen(k)) & t->mask;
+  for (void **pp = &t->slots[h]; *pp; pp = evs__next_of(*pp)) {
+    if (*pp == e) {
+      *pp = *evs__next_of(e);
+      t->n--;
+      return;
+    }
+  }
+}
+
+static const char *evs__rec_key(void *e) { return ((evs__rec_t *)e)->key; }
+static const char *evs__target_key(void *e) { return ((evs__target_t *)e)->key; }
+
+/* ---------------------------------------------------------------------------------------------
+ * Targets */
+
+/* "apps/v1" -> group "apps", version "v1"; "v1" -> "", "v1". */
+static void evs__split_gv(const char *api_version, char *group, size_t gcap, char *version,
+                          size_t vcap) {
+  const char *slash = strchr(api_version, '/');
+  if (slash) {
+    snprintf(group, gcap, "%.*s", (int)(slash - api_version), api_version);
+    snprintf(version, vcap, "%s", slash + 1);
+  } else {
+    snprintf(group, gcap, "%s", "");
+    snprintf(version, vcap, "%s", api_version);
+  }
+}
+
+static void evs__target_key_of(const char *api_version, const char *kind, const char *ns,
+                               const char *name, char *buf, size_t cap) {
+  char g[128], v[64];
+  evs__split_gv(api_version, g, sizeof g, v, sizeof v);
+  snprintf(buf, cap, "%s/%s/%s/%s", g, kind, ns, name);
+}
+
+static void evs__target_free(evs__target_t *t) {
+  free(t->key);
+  free(t->group);
+  free(t->version);
+  free(t->kind);
+  free(t->resource);
+  free(t->ns);
+  free(t->name);
+  free(t->api_version);
+  free(t->error);
+  free(t->foreign_hpa);
+  free(t);
+}
+
+static void evs__target_unref(evs_registry_t *reg, evs__target_t *t) {
+  if (--t->refs > 0)
+    return;
+  evs__table_del(&reg->targets, evs__target_key, t);
+  evs__target_free(t);
+}
+
+/* Resolves kind -> resource through discovery (any kind with a scale subresource), or the
+ * built-in apps/v1 Deployment and StatefulSet when there is no discovery. */
+static void evs__target_resolve(evs_registry_t *reg, evs__target_t *t) {
+  const char *resource = NULL;
+  if (reg->o.discovery) {
+    /* Discovery lists the group's preferred version; the resource name is the same in every
+     * version, and the ScaledObject's own apiVersion is the one written to. */
+    const evs_kube_scalable_t *s = evs_kube_discovery_find(reg->o.discovery, t->group, t->kind);
+    if (s)
+      resource = s->resource;
+  } else if (strcmp(t->group, "apps") == 0) {
+    if (strcmp(t->kind, "Deployment") == 0)
+      resource = "deployments";
+    else if (strcmp(t->kind, "StatefulSet") == 0)
+      resource = "statefulsets";
+  }
+  free(t->error);
+  t->error = NULL;
+  free(t->resource);
+  t->resource = NULL;
+  if (resource == NULL) {
+    char buf[512];
+    snprintf(buf, sizeof buf,
+             "spec.scaleTargetRef: kind %s of %s has no scale subresource on this API server",
+             t->kind, t->api_version);
+    t->error = strdup(buf);
+    return;
+  }
+  t->resource = strdup(resource);
+}
+
+static evs__target_t *evs__target_get(evs_registry_t *reg, const evs_so_t *so, const char *ns) {
+  char key[1024];
+  evs__target_key_of(so->target_api_version, so->target_kind, ns, so->target_name, key, sizeof key);
+  evs__target_t *t = evs__table_get(&reg->targets, evs__target_key, key);
+  if (t) {
+    t->refs++;
+    return t;
+  }
+  t = calloc(1, sizeof *t);
+  if (t == NULL)
+    return NULL;
+  char g[128], v[64];
+  evs__split_gv(so->target_api_version, g, sizeof g, v, sizeof v);
+  t->key = strdup(key);
+  t->group = strdup(g);
+  t->version = strdup(v);
+  t->kind = strdup(so->target_kind);
+  t->ns = strdup(ns);
+  t->name = strdup(so->target_name);
+  t->api_version = strdup(so->target_api_version);
+  t->spec = t->status = t->ready = -1;
+  evs_list_init(&t->recs);
+  t->refs = 1;
+  if (!t->key || !t->group || !t->version || !t->kind || !t->ns || !t->name || !t->api_version ||
+      evs__table_put(&reg->targets, evs__target_key, t) != 0) {
+    evs__target_free(t);
+    return NULL;
+  }
+  evs__target_resolve(reg, t);
+  return t;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Records: lifetime */
+
+static void evs__free_trigs(evs__rec_t *r) {
+  for (size_t i = 0; i < r->n_trig; i++) {
+    if (r->trig[i]) {
+      free(r->trig[i]->error_msg);
+      free(r->trig[i]);
+    }
+  }
+  free(r->trig);
+  r->trig = NULL;
+  r->n_trig = 0;
+}
+
+static void evs__rec_free(evs__rec_t *r) {
+  evs_registry_t *reg = r->reg;
+  evs__free_trigs(r);
+  evs_engine_state_free(r->est);
+  evs_so_free(r->so);
+  free(r->check_error);
+  free(r->refusal);
+  free(r->key);
+  free(r->ns);
+  free(r->name);
+  free(r->uid);
+  free(r);
+  reg->live--;
+  if (reg->closing && reg->live == 0 && reg->close_cb)
+    uv_idle_start(&reg->idle, NULL);
+}
+
+static void evs__rec_maybe_free(evs__rec_t *r) {
+  if (r->removed && r->pending == 0 && r->timer_closed)
+    evs__rec_free(r);
+}
+
+static void evs__timer_closed(uv_handle_t *h) {
+  evs__rec_t *r = h->data;
+  r->timer_closed = 1;
+  evs__rec_maybe_free(r);
+}
+
+static void evs__scaler_closed(void *data) {
+  evs__rec_t *r = data;
+  r->pending--;
+  evs__rec_maybe_free(r);
+}
+
+static void evs__stop_trigger(evs__rec_t *r, evs__trig_t *tr) {
+  if (tr->scaler == NULL)
+    return;
+  evs_scaler_t *s = tr->scaler;
+  tr->scaler = NULL;
+  r->pending++;
+  evs_scaler_close(s, evs__scaler_closed, r);
+}
+
+static void evs__stop_scalers(evs__rec_t *r) {
+  for (size_t i = 0; i < r->n_trig; i++)
+    evs__stop_trigger(r, r->trig[i]);
+  r->running = 0;
+  r->cadence_ms = 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Deciding and writing */
+
+static void evs__evaluate(evs__rec_t *r);
+static void evs__remove(evs_registry_t *reg, evs__rec_t *r);
+static void evs__status(evs__rec_t *r, const evs_decision_t *d);
+
+static void evs__on_timer(uv_timer_t *t) {
+  evs__rec_t *r = t->data;
+  r->timer_due_ms = 0;
+  evs__evaluate(r);
+}
+
+static void evs__arm(evs__rec_t *r, int64_t due_ms, int64_t now_ms) {
+  if (due_ms == INT64_MAX || due_ms <= 0) {
+    if (r->timer_due_ms) {
+      uv_timer_stop(&r->timer);
+      r->timer_due_ms = 0;
+    }
+    return;
+  }
+  if (r->timer_due_ms == due_ms)
+    return;
+  int64_t delay = due_ms - now_ms;
+  if (delay < 0)
+    delay = 0;
+  /* A day at most: a clock step re-arms it from the next evaluation. */
+  if (delay > 86400000)
+    delay = 86400000;
+  r->timer_due_ms = due_ms;
+  uv_timer_start(&r->timer, evs__on_timer, (uint64_t)delay, 0);
+}
+
+static const char *evs__target_gvk(const evs__target_t *t, char *buf, size_t cap) {
+  snprintf(buf, cap, "%s.%s", t->api_version, t->kind);
+  return buf;
+}
+
+static void evs__set_refusal(evs__rec_t *r, const char *msg) {
+  if (evs__streq(r->refusal, msg))
+    return;
+  free(r->refusal);
+  r->refusal = evs__strdup(msg);
+}
+
+/* The cadence the registry drives: pollingInterval, and no slower than active_read_interval
+ * while the target has replicas (KEDA's HPA reads every 15 s then). */
+static void evs__cadence(evs__rec_t *r) {
+  if (!r->running || r->so == NULL)
+    return;
+  evs_registry_t *reg = r->reg;
+  uint64_t every =
+      (uint64_t)evs_so_polling_interval_s(r->so, reg->o.engine.default_polling_interval_s) * 1000;
+  uint64_t active = reg->o.active_read_interval_ms ? reg->o.active_read_interval_ms : 15000;
+  if (r->target && r->target->spec > 0 && active < every)
+    every = active;
+  if (every == r->cadence_ms)
+    return;
+  r->cadence_ms = every;
+  for (size_t i = 0; i < r->n_trig; i++)
+    if (r->trig[i]->scaler)
+      (void)evs_scaler_set_cadence(r->trig[i]->scaler, every);
+}
+
+static void evs__fetch_target(evs_registry_t *reg, evs__target_t *t);
+
+static void evs__on_written(evs_scalewriter_t *w, const evs_scale_result_t *res, void *arg) {
+  (void)w;
+  evs__rec_t *r = arg;
+  evs_registry_t *reg = r->reg;
+  r->writing = 0;
+  r->pending--;
+  if (r->removed || reg->closing) {
+    evs__rec_maybe_free(r);
+    return;
+  }
+  int64_t now = evs__wall_ms();
+  evs__target_t *t = r->target;
+  if (res->err == 0 && res->status >= 200 && res->status < 300) {
+    reg->st.writes++;
+    evs_step_written(r->so, r->est, &r->inflight, now);
+    if (t) {
+      t->spec = res->replicas >= 0 ? res->replicas : res->written;
+      if (res->status_replicas >= 0)
+        t->status = res->status_replicas;
+      t->known = 1;
+    }
+    EVS_LOG_INFO("scaled", EVS_KV_STR("scaledobject", r->key),
+                 EVS_KV_STR("target", t ? t->key : ""), EVS_KV_INT("from", r->w_current),
+                 EVS_KV_INT("to", res->written),
+                 EVS_KV_STR("reason", evs_engine_reason_name(r->inflight.decision.reason)));
+    evs__cadence(r);
+  } else {
+    reg->st.writes_failed++;
+    EVS_LOG_ERROR("scale write failed", EVS_KV_STR("scaledobject", r->key),
+                  EVS_KV_STR("path", res->path ? res->path : ""), EVS_KV_INT("status", res->status),
+                  EVS_KV_STR("error", res->err ? evs_strerror(res->err) : res->message),
+                  EVS_KV_INT("replicas", res->written));
+    if (t && res->status == 404) {
+      /* The target is gone (or not yet created): learn its state again before deciding. */
+      t->known = 0;
+    }
+    /* Decide again after a pause: the step's next decision is the retry. */
+    evs__arm(r, now + 1000, now);
+    return;
+  }
+  r->dirty = 0;
+  evs__evaluate(r);
+}
+
+static void evs__evaluate(evs__rec_t *r) {
+  evs_registry_t *reg = r->reg;
+  if (r->removed || reg->closing || !reg->leading)
+    return;
+  if (r->so == NULL) {
+    evs__status(r, NULL);
+    return;
+  }
+  evs__target_t *t = r->target;
+  if (t == NULL)
+    return;
+  if (t->error || r->refusal) {
+    evs__status(r, NULL);
+    return;
+  }
+  if (!t->known) {
+    evs__fetch_target(reg, t);
+    return;
+  }
+  if (r->writing) {
+    /* Re-decided when the write in flight answers, from the count it wrote. */
+    r->dirty = 1;
+    reg->st.coalesced++;
+    return;
+  }
+  int64_t now = evs__wall_ms();
+  evs_reading_t rd[64];
+  evs_reading_t *readings = r->n_trig <= 64 ? rd : malloc(r->n_trig * sizeof *readings);
+  if (readings == NULL)
+    return;
+  for (size_t i = 0; i < r->n_trig; i++)
+    readings[i] = r->trig[i]->reading;
+  evs_engine_input_t in = {.readings = readings,
+                           .n_readings = r->n_trig,
+                           .current_replicas = t->spec,
+                           .status_replicas = t->status,
+                           .ready_replicas = t->ready,
+                           .now_ms = now};
+  evs_step_t st;
+  int rc = evs_step(r->so, &reg->o.engine, &reg->o.breaker, r->est, &r->br, &in, &st);
+  if (readings != rd)
+    free(readings);
+  if (rc != 0)
+    return;
+  reg->st.decisions++;
+  if (r->original_replicas < 0)
+    r->original_replicas = t->spec;
+  if (st.write) {
+    if (reg->o.dry_run || reg->o.writer == NULL) {
+      if (st.replicas != r->dry_logged) {
+        r->dry_logged = st.replicas;
+        EVS_LOG_INFO(reg->o.dry_run ? "dry run: would scale" : "would scale (no writer)",
+                     EVS_KV_STR("scaledobject", r->key), EVS_KV_STR("target", t->key),
+                     EVS_KV_INT("from", st.current), EVS_KV_INT("to", st.replicas),
+                     EVS_KV_STR("reason", evs_engine_reason_name(st.decision.reason)),
+                     EVS_KV_STR("verdict", evs_breaker_verdict_name(st.verdict)));
+      }
+    } else {
+      evs_scale_target_t target = {.group = t->group,
+                                   .version = t->version,
+                                   .resource = t->resource,
+                                   .ns = t->ns,
+                                   .name = t->name};
+      r->inflight = st;
+      r->w_current = st.current;
+      r->w_replicas = st.replicas;
+      int wrc = evs_scalewriter_write(reg->o.writer, &target, st.replicas, evs__on_written, r);
+      if (wrc == 0) {
+        r->writing = 1;
+        r->pending++;
+      } else {
+        reg->st.writes_failed++;
+        EVS_LOG_ERROR("cannot send scale write", EVS_KV_STR("scaledobject", r->key),
+                      EVS_KV_ERR("err", wrc));
+        evs__arm(r, now + 1000, now);
+      }
+    }
+  }
+  if (st.hand_over || st.take_back)
+    EVS_LOG_WARN(st.hand_over ? "circuit breaker open" : "circuit breaker closed",
+                 EVS_KV_STR("scaledobject", r->key),
+                 EVS_KV_STR("verdict", evs_breaker_verdict_name(st.verdict)),
+                 EVS_KV_INT("fallback_min", st.fallback_min));
+  evs__status(r, &st.decision);
+  if (!r->writing || st.next_eval_ms == INT64_MAX)
+    evs__arm(r, st.next_eval_ms, now);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Status */
+
+static void evs__status(evs__rec_t *r, const evs_decision_t *d) {
+  evs_registry_t *reg = r->reg;
+  if (reg->o.status == NULL || r->origin != EVS_REGISTRY_API || !reg->leading)
+    return;
+  evs_status_trigger_t tbuf[64];
+  size_t n = r->so ? r->so->n_triggers : 0;
+  evs_status_trigger_t *trig = n <= 64 ? tbuf : calloc(n, sizeof *trig);
+  if (trig == NULL)
+    return;
+  evs_status_input_t in;
+  const char *err = r->check_error;
+  char buf[1024];
+  if (err == NULL && r->target && r->target->error)
+    err = r->target->error;
+  if (err == NULL && r->refusal)
+    err = r->refusal;
+  if (evs_so_status_input(err ? NULL : r->so, err ? NULL : d, trig, n, &in) != 0) {
+    if (trig != tbuf)
+      free(trig);
+    return;
+  }
+  if (err) {
+    snprintf(buf, sizeof buf, "%s", err);
+    in.check_error = buf;
+    in.has_fallback = r->so ? r->so->has_fallback : 0;
+  }
+  if (r->target && r->target->resource && !err) {
+    in.gvkr = (evs_status_gvkr_t){r->target->group, r->target->version, r->target->kind,
+                                  r->target->resource};
+  }
+  in.original_replicas = r->original_replicas;
+  (void)evs_status_patcher_update(reg->o.status, r->ns, r->name, &in, evs__wall_ms(), NULL, NULL);
+  if (trig != tbuf)
+    free(trig);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The target's replicas, read once through /scale when no cache has told them */
+
+typedef struct {
+  evs_registry_t *reg;
+  evs__target_t *t;
+} evs__fetch_t;
+
+static void evs__target_changed(evs_registry_t *reg, evs__target_t *t);
+
+static void evs__on_fetched(evs_kube_req_t *req, int err, const evs_http_response_t *resp,
+                            const char *msg, void *arg) {
+  (void)req;
+  evs__fetch_t *f = arg;
+  evs_registry_t *reg = f->reg;
+  evs__target_t *t = f->t;
+  free(f);
+  t->fetching = 0;
+  if (!reg->closing && err == 0 && resp && resp->status == 200) {
+    json_t *root = json_loadb(resp->body, resp->body_len, 0, NULL);
+    json_t *spec = json_object_get(root, "spec"), *status = json_object_get(root, "status");
+    json_t *sr = json_object_get(spec, "replicas"), *str = json_object_get(status, "replicas");
+    if (root && (sr == NULL || json_is_integer(sr))) {
+      t->spec = sr ? (int32_t)json_integer_value(sr) : 0;
+      t->status = json_is_integer(str) ? (int32_t)json_integer_value(str) : t->spec;
+      /* Kinds read through /scale have no readyReplicas: ready = status.replicas (a documented
+       * deviation; Deployments and StatefulSets come from their cache with the real count). */
+      if (t->ready < 0)
+        t->ready = t->status;
+      t->known = 1;
+    }
+    json_decref(root);
+  } else if (!reg->closing && err != EVS_ECANCELED) {
+    char m[256];
+    snprintf(m, sizeof m, "%s", msg ? msg : (err ? evs_strerror(err) : "unexpected status"));
+    EVS_LOG_WARN("cannot read the scale target", EVS_KV_STR("target", t->key),
+                 EVS_KV_INT("status", resp ? resp->status : 0), EVS_KV_STR("error", m));
+    /* Try again from each record's timer. */
+    evs_list_foreach(it, &t->recs) {
+      evs__rec_t *r = evs_container_of(it, evs__rec_t, tlink);
+      int64_t now = evs__wall_ms();
+      evs__arm(r, now + 2000, now);
+    }
+  }
+  int changed = t->known && !reg->closing;
+  if (changed)
+    evs__target_changed(reg, t);
+  evs__target_unref(reg, t);
+}
+
+static void evs__fetch_target(evs_registry_t *reg, evs__target_t *t) {
+  if (t->fetching || reg->o.kube == NULL || t->resource == NULL)
+    return;
+  char path[1024];
+  evs_scale_target_t st = {.group = t->group,
+                           .version = t->version,
+                           .resource = t->resource,
+                           .ns = t->ns,
+                           .name = t->name};
+  if (evs_scalewriter_path(&st, path, sizeof path) != 0)
+    return;
+  evs__fetch_t *f = malloc(sizeof *f);
+  if (f == NULL)
+    return;
+  *f = (evs__fetch_t){reg, t};
+  evs_kube_request_opts_t o = {
+      .verb = "GET", .path = path, .priority = EVS_PRIO_HIGH, .on_done = evs__on_fetched, .arg = f};
+  t->refs++;
+  t->fetching = 1;
+  if (evs_kube_request(reg->o.kube, &o, NULL) != 0) {
+    t->fetching = 0;
+    t->refs--;
+    free(f);
+  }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Who drives a target */
+
+static int evs__before(const evs__rec_t *a, const evs__rec_t *b) {
+  if (a->created_ms != b->created_ms)
+    return a->created_ms < b->created_ms;
+  int c = strcmp(a->ns, b->ns);
+  if (c != 0)
+    return c < 0;
+  return strcmp(a->name, b->name) < 0;
+}
+
+static void evs__start_scalers(evs__rec_t *r);
+
+/* Picks the driver and refuses the others (or all of them, under a foreign HPA). Records whose
+ * role changed are re-decided. */
+static void evs__elect(evs_registry_t *reg, evs__target_t *t) {
+  (void)reg;
+  evs__rec_t *best = NULL;
+  evs_list_foreach(it, &t->recs) {
+    evs__rec_t *r = evs_container_of(it, evs__rec_t, tlink);
+    if (r->so == NULL || r->removed)
+      continue;
+    if (best == NULL || evs__before(r, best))
+      best = r;
+  }
+  if (t->foreign_hpa)
+    best = NULL;
+  t->driver = best;
+  char gvk[256], msg[1024];
+  evs_list_foreach(it, &t->recs) {
+    evs__rec_t *r = evs_container_of(it, evs__rec_t, tlink);
+    if (r->so == NULL || r->removed)
+      continue;
+    const char *was = r->refusal;
+    int had = was != NULL;
+    if (t->foreign_hpa) {
+      snprintf(msg, sizeof msg,
+               "the workload '%s' of type '%s' is already managed by the hpa '%s': delete that "
+               "HPA (or this ScaledObject) so that one autoscaler drives it",
+               t->name, evs__target_gvk(t, gvk, sizeof gvk), t->foreign_hpa);
+      evs__set_refusal(r, msg);
+    } else if (r != best) {
+      snprintf(msg, sizeof msg,
+               "the workload '%s' of type '%s' is already managed by the ScaledObject '%s': "
+               "delete one of them or point it at another target",
+               t->name, evs__target_gvk(t, gvk, sizeof gvk), best->name);
+      evs__set_refusal(r, msg);
+    } else {
+      evs__set_refusal(r, NULL);
+    }
+    int has = r->refusal != NULL;
+    if (has && !had) {
+      EVS_LOG_ERROR("ScaledObject refused", EVS_KV_STR("scaledobject", r->key),
+                    EVS_KV_STR("reason", r->refusal));
+      evs__stop_scalers(r);
+      evs__evaluate(r);
+    } else if (!has && had) {
+      EVS_LOG_INFO("ScaledObject drives its target now", EVS_KV_STR("scaledobject", r->key),
+                   EVS_KV_STR("target", t->key));
+      evs__start_scalers(r);
+      evs__evaluate(r);
+    }
+  }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Scalers */
+
+static void evs__on_reading(evs_scaler_t *s, const evs_reading_t *rd, void *data) {
+  (void)s;
+  evs__trig_t *tr = data;
+  evs__rec_t *r = tr->rec;
+  free(tr->error_msg);
+  tr->error_msg = NULL;
+  tr->reading = *rd;
+  if (rd->error_msg) {
+    tr->error_msg = strdup(rd->error_msg);
+    tr->reading.error_msg = tr->error_msg;
+  }
+  if (rd->error)
+    EVS_LOG_DEBUG("trigger error", EVS_KV_STR("scaledobject", r->key),
+                  EVS_KV_UINT("trigger", tr->index), EVS_KV_ERR("err", rd->error),
+                  EVS_KV_STR("error", tr->error_msg ? tr->error_msg : ""));
+  evs__evaluate(r);
+}
+
+static void evs__start_trigger(evs__rec_t *r, size_t i) {
+  evs_registry_t *reg = r->reg;
+  evs__trig_t *tr = r->trig[i];
+  if (tr->scaler)
+    return;
+  evs_scaler_config_t cfg;
+  evs_so_scaler_config(r->so, i, &cfg);
+  evs_diag_t diag;
+  evs_diag_init(&diag);
+  evs_scaler_t *s = NULL;
+  int rc = evs_scaler_create(reg->o.loop, reg->o.env, &cfg, &s, &diag);
+  if (rc == 0)
+    rc = evs_scaler_start(s, evs__on_reading, tr);
+  if (rc != 0) {
+    char msg[512] = "";
+    if (diag.n)
+      evs_diag_format(&diag, 0, msg, sizeof msg);
+    else
+      snprintf(msg, sizeof msg, "triggers[%zu]: %s", i, evs_strerror(rc));
+    EVS_LOG_ERROR("cannot start trigger", EVS_KV_STR("scaledobject", r->key),
+                  EVS_KV_UINT("trigger", i), EVS_KV_STR("error", msg));
+    if (s) {
+      r->pending++;
+      evs_scaler_close(s, evs__scaler_closed, r);
+    }
+    /* The trigger reads as failing: the engine's health, fallback and conditions say so. */
+    free(tr->error_msg);
+    tr->error_msg = strdup(msg);
+    tr->reading = (evs_reading_t){
+        .error = rc ? rc : UV_EINVAL, .time_ms = evs__wall_ms(), .error_msg = tr->error_msg};
+    evs_diag_free(&diag);
+    return;
+  }
+  evs_diag_free(&diag);
+  tr->scaler = s;
+  if (r->cadence_ms)
+    (void)evs_scaler_set_cadence(s, r->cadence_ms);
+  /* The first reading comes at once, not after a cadence period. */
+  (void)evs_scaler_poll(s);
+}
+
+static void evs__start_scalers(evs__rec_t *r) {
+  evs_registry_t *reg = r->reg;
+  if (!reg->leading || r->so == NULL || r->removed || r->refusal || reg->o.env == NULL ||
+      (r->target && r->target->error))
+    return;
+  r->running = 1;
+  r->cadence_ms = 0;
+  evs__cadence(r);
+  for (size_t i = 0; i < r->n_trig; i++)
+    evs__start_trigger(r, i);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Apply / remove */
+
+static int evs__trigger_same(const evs_trigger_t *a, const evs_trigger_t *b) {
+  if (a->kind != b->kind || a->metric_type != b->metric_type ||
+      a->auth_cluster != b->auth_cluster || !evs__streq(a->name, b->name) ||
+      !evs__streq(a->auth_name, b->auth_name) || a->metadata.n != b->metadata.n ||
+      a->use_cached_metrics != b->use_cached_metrics)
+    return 0;
+  for (size_t i = 0; i < a->metadata.n; i++) {
+    if (!evs__streq(a->metadata.items[i].key, b->metadata.items[i].key) ||
+        !evs__streq(a->metadata.items[i].value, b->metadata.items[i].value))
+      return 0;
+  }
+  return 1;
+}
+
+static void evs__detach(evs_registry_t *reg, evs__rec_t *r) {
+  evs__target_t *t = r->target;
+  if (t == NULL)
+    return;
+  evs_list_remove(&r->tlink);
+  r->target = NULL;
+  if (t->driver == r)
+    t->driver = NULL;
+  evs__elect(reg, t);
+  evs__target_unref(reg, t);
+}
+
+static int evs__attach(evs_registry_t *reg, evs__rec_t *r) {
+  evs__target_t *t = evs__target_get(reg, r->so, r->ns);
+  if (t == NULL)
+    return UV_ENOMEM;
+  r->target = t;
+  evs_list_push_back(&t->recs, &r->tlink);
+  return 0;
+}
+
+static int evs__keeps(const evs__rec_t *r, const evs_so_t *old, const evs_so_t *so, size_t i) {
+  return i < r->n_trig && r->trig[i] != NULL && old != NULL && i < old->n_triggers &&
+         evs__trigger_same(&old->triggers[i], &so->triggers[i]);
+}
+
+static void evs__so_changed(evs__rec_t *r, evs_so_t *so) {
+  evs_so_t *old = r->so;
+  size_t n = so->n_triggers;
+  /* Triggers by position: an unchanged one keeps its scaler and its last reading. New ones are
+   * allocated first, so running out of memory leaves the record as it was. */
+  evs__trig_t **nt = calloc(n ? n : 1, sizeof *nt);
+  int oom = nt == NULL;
+  for (size_t i = 0; !oom && i < n; i++) {
+    if (evs__keeps(r, old, so, i))
+      continue;
+    if ((nt[i] = calloc(1, sizeof *nt[i])) == NULL) {
+      oom = 1;
+      break;
+    }
+    nt[i]->rec = r;
+    nt[i]->index = i;
+  }
+  if (oom) {
+    for (size_t i = 0; nt && i < n; i++)
+      free(nt[i]);
+    free(nt);
+    evs_so_free(so);
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (nt[i] == NULL) {
+      nt[i] = r->trig[i];
+      r->trig[i] = NULL;
+    }
+  }
+  for (size_t i = 0; i < r->n_trig; i++) {
+    if (r->trig[i] == NULL)
+      continue;
+    evs__stop_trigger(r, r->trig[i]);
+    free(r->trig[i]->error_msg);
+    free(r->trig[i]);
+  }
+  free(r->trig);
+  r->trig = nt;
+  r->n_trig = n;
+  if (r->est == NULL) {
+    if (evs_engine_state_new(so, r->created_ms, &r->est) == 0 && r->last_active_ms > 0)
+      r->est->last_active_ms = r->last_active_ms;
+  } else {
+    (void)evs_engine_state_respec(r->est, so);
+  }
+  r->so = so;
+  evs_so_free(old);
+}
+
+int evs_registry_apply(evs_registry_t *reg, const evs_registry_object_t *obj) {
+  if (reg == NULL || obj == NULL || obj->name == NULL || reg->closing) {
+    evs_so_free(obj ? obj->so : NULL);
+    return UV_EINVAL;
+  }
+  const char *ns = obj->ns && obj->ns[0] ? obj->ns : reg->default_ns;
+  char key[600];
+  snprintf(key, sizeof key, "%s/%s", ns, obj->name);
+  evs__rec_t *r = evs__table_get(&reg->recs, evs__rec_key, key);
+  if (r && r->origin != obj->origin) {
+    if (obj->origin == EVS_REGISTRY_FILE) {
+      EVS_LOG_ERROR("ScaledObject in the configuration file has the name of one in the API; the "
+                    "file's is ignored",
+                    EVS_KV_STR("scaledobject", key));
+      evs_so_free(obj->so);
+      return UV_EEXIST;
+    }
+    EVS_LOG_ERROR("ScaledObject in the configuration file has the name of one in the API; the "
+                  "API's is used",
+                  EVS_KV_STR("scaledobject", key));
+    evs_registry_remove(reg, ns, obj->name);
+    r = NULL;
+  }
+  int created = 0;
+  if (r == NULL) {
+    r = calloc(1, sizeof *r);
+    if (r == NULL) {
+      evs_so_free(obj->so);
+      return UV_ENOMEM;
+    }
+    r->reg = reg;
+    r->key = strdup(key);
+    r->ns = strdup(ns);
+    r->name = strdup(obj->name);
+    r->origin = obj->origin;
+    r->dry_logged = -1;
+    r->original_replicas = obj->original_replicas;
+    r->created_ms = obj->created_ms > 0 ? obj->created_ms : evs__wall_ms();
+    r->last_active_ms = obj->last_active_ms;
+    evs_breaker_init(&r->br);
+    evs_list_init(&r->tlink);
+    if (!r->key || !r->ns || !r->name || uv_timer_init(reg->o.loop, &r->timer) != 0) {
+      free(r->key);
+      free(r->ns);
+      free(r->name);
+      free(r);
+      evs_so_free(obj->so);
+      return UV_ENOMEM;
+    }
+    r->timer.data = r;
+    if (evs__table_put(&reg->recs, evs__rec_key, r) != 0) {
+      r->removed = 1;
+      r->timer_closed = 0;
+      reg->live++;
+      uv_close((uv_handle_t *)&r->timer, evs__timer_closed);
+      evs_so_free(obj->so);
+      return UV_ENOMEM;
+    }
+    reg->live++;
+    created = 1;
+  }
+  if (obj->uid && !evs__streq(r->uid, obj->uid)) {
+    free(r->uid);
+    r->uid = strdup(obj->uid);
+  }
+  free(r->check_error);
+  r->check_error = evs__strdup(obj->check_error);
+
+  /* The target: a changed scaleTargetRef moves the record to the new one. */
+  char tkey[1024] = "";
+  if (obj->so)
+    evs__target_key_of(obj->so->target_api_version, obj->so->target_kind, ns, obj->so->target_name,
+                       tkey, sizeof tkey);
+  int target_moved = r->target && (obj->so == NULL || strcmp(r->target->key, tkey) != 0);
+  if (target_moved) {
+    evs__stop_scalers(r);
+    evs__detach(reg, r);
+  }
+  if (obj->so == NULL) {
+    evs__stop_scalers(r);
+    evs_so_free(r->so);
+    r->so = NULL;
+    evs__free_trigs(r);
+    EVS_LOG_ERROR("ScaledObject is invalid", EVS_KV_STR("scaledobject", key),
+                  EVS_KV_STR("error", obj->check_error ? obj->check_error : "invalid"));
+    evs__evaluate(r);
+    return 0;
+  }
+  evs__so_changed(r, obj->so);
+  if (r->so != obj->so) /* out of memory: the old spec stays */
+    return UV_ENOMEM;
+  if (r->target == NULL) {
+    if (evs__attach(reg, r) != 0)
+      return UV_ENOMEM;
+  }
+  evs__elect(reg, r->target);
+  if (created)
+    EVS_LOG_INFO("ScaledObject added", EVS_KV_STR("scaledobject", key),
+                 EVS_KV_STR("target", r->target->key), EVS_KV_UINT("triggers", r->n_trig),
+                 EVS_KV_STR("origin", obj->origin == EVS_REGISTRY_FILE ? "file" : "api"));
+  /* Bounds, pollingInterval or triggers changed: cadence, new scalers, and a decision now. */
+  r->cadence_ms = 0;
+  if (reg->leading && !r->refusal) {
+    evs__start_scalers(r);
+  }
+  evs__evaluate(r);
+  return 0;
+}
+
+void evs_registry_remove(evs_registry_t *reg, const char *ns, const char *name) {
+  if (reg == NULL || name == NULL)
+    return;
+  char key[600];
+  snprintf(key, sizeof key, "%s/%s", ns && ns[0] ? ns : reg->default_ns, name);
+  evs__rec_t *r = evs__table_get(&reg->recs, evs__rec_key, key);
+  if (r != NULL)
+    evs__remove(reg, r);
+}
+
+static void evs__remove(evs_registry_t *reg, evs__rec_t *r) {
+  char key[600];
+  snprintf(key, sizeof key, "%s", r->key);
+  evs__table_del(&reg->recs, evs__rec_key, r);
+  r->removed = 1;
+  EVS_LOG_INFO("ScaledObject removed", EVS_KV_STR("scaledobject", key));
+  evs__stop_scalers(r);
+  evs__detach(reg, r);
+  if (reg->o.status && r->origin == EVS_REGISTRY_API)
+    evs_status_patcher_forget(reg->o.status, r->ns, r->name);
+  uv_close((uv_handle_t *)&r->timer, evs__timer_closed);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Observations */
+
+static void evs__target_changed(evs_registry_t *reg, evs__target_t *t) {
+  (void)reg;
+  evs_list_foreach_safe(it, &t->recs) {
+    evs__rec_t *r = evs_container_of(it, evs__rec_t, tlink);
+    evs__cadence(r);
+    evs__evaluate(r);
+  }
+}
+
+void evs_registry_target_seen(evs_registry_t *reg, const evs_registry_target_obs_t *o) {
+  if (reg == NULL || o == NULL || o->api_version == NULL || o->kind == NULL || o->ns == NULL ||
+      o->name == NULL)
+    return;
+  char key[1024];
+  evs__target_key_of(o->api_version, o->kind, o->ns, o->name, key, sizeof key);
+  evs__target_t *t = evs__table_get(&reg->targets, evs__target_key, key);
+  if (t == NULL)
+    return; /* no ScaledObject names it */
+  int changed = !t->known || t->spec != o->spec_replicas || t->status != o->status_replicas ||
+                t->ready != o->ready_replicas;
+  t->spec = o->spec_replicas;
+  t->status = o->status_replicas;
+  t->ready = o->ready_replicas;
+  t->known = o->spec_replicas >= 0;
+  if (changed && t->known)
+    evs__target_changed(reg, t);
+}
+
+void evs_registry_hpa_seen(evs_registry_t *reg, const evs_registry_hpa_obs_t *o) {
+  if (reg == NULL || o == NULL || o->target_api_version == NULL || o->target_kind == NULL ||
+      o->target_name == NULL || o->ns == NULL || o->name == NULL)
+    return;
+  char key[1024];
+  evs__target_key_of(o->target_api_version, o->target_kind, o->ns, o->target_name, key, sizeof key);
+  evs__target_t *t = evs__table_get(&reg->targets, evs__target_key, key);
+  if (t == NULL)
+    return;
+  int foreign = !o->deleted && !o->evscale_owned;
+  if (foreign && !evs__streq(t->foreign_hpa, o->name)) {
+    free(t->foreign_hpa);
+    t->foreign_hpa = strdup(o->name);
+    evs__elect(reg, t);
+  } else if (!foreign && evs__streq(t->foreign_hpa, o->name)) {
+    free(t->foreign_hpa);
+    t->foreign_hpa = NULL;
+    evs__elect(reg, t);
+  }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Leadership, stats, life */
+
+void evs_registry_set_leader(evs_registry_t *reg, int leading) {
+  if (reg == NULL || reg->closing || !!leading == reg->leading)
+    return;
+  reg->leading = !!leading;
+  EVS_LOG_INFO(leading ? "leading: running scalers and writing" : "not leading: scalers stopped",
+               EVS_KV_UINT("scaledobjects", reg->recs.n));
+  for (size_t i = 0; reg->recs.slots && i <= reg->recs.mask; i++) {
+    for (evs__rec_t *r = reg->recs.slots[i]; r; r = r->next) {
+      if (leading) {
+        evs__start_scalers(r);
+        evs__evaluate(r);
+      } else {
+        evs__stop_scalers(r);
+        uv_timer_stop(&r->timer);
+        r->timer_due_ms = 0;
+      }
+    }
+  }
+}
+
+void evs_registry_stats(const evs_registry_t *reg, evs_registry_stats_t *out) {
+  *out = reg->st;
+  out->objects = reg->recs.n;
+  out->targets = reg->targets.n;
+  out->broken = 0;
+  out->scalers = 0;
+  for (size_t i = 0; reg->recs.slots && i <= reg->recs.mask; i++) {
+    for (evs__rec_t *r = reg->recs.slots[i]; r; r = r->next) {
+      if (r->so == NULL || r->refusal)
+        out->broken++;
+      for (size_t j = 0; j < r->n_trig; j++)
+        out->scalers += r->trig[j]->scaler != NULL;
+    }
+  }
+}
+
+int evs_registry_new(const evs_registry_options_t *o, evs_registry_t **out) {
+  if (o == NULL || o->loop == NULL || out == NULL)
+    return UV_EINVAL;
+  evs_registry_t *reg = calloc(1, sizeof *reg);
+  if (reg == NULL)
+    return UV_ENOMEM;
+  reg->o = *o;
+  reg->default_ns =
+      strdup(o->default_namespace && o->default_namespace[0] ? o->default_namespace : "default");
+  if (reg->default_ns == NULL || uv_idle_init(o->loop, &reg->idle) != 0) {
+    free(reg->default_ns);
+    free(reg);
+    return UV_ENOMEM;
+  }
+  reg->idle.data = reg;
+  reg->o.default_namespace = reg->default_ns;
+  *out = reg;
+  return 0;
+}
+
+static void evs__idle_closed(uv_handle_t *h) {
+  evs_registry_t *reg = h->data;
+  void (*cb)(void *) = reg->close_cb;
+  void *arg = reg->close_arg;
+  free(reg->recs.slots);
+  free(reg->targets.slots);
+  free(reg->default_ns);
+  free(reg);
+  if (cb)
+    cb(arg);
+}
+
+static void evs__on_idle(uv_idle_t *h) {
+  evs_registry_t *reg = h->data;
+  if (reg->live > 0)
+    return;
+  uv_idle_stop(h);
+  uv_close((uv_handle_t *)h, evs__idle_closed);
+}
+
+void evs_registry_close(evs_registry_t *reg, void (*cb)(void *arg), void *arg) {
+  if (reg == NULL || reg->closing)
+    return;
+  reg->close_cb = cb;
+  reg->close_arg = arg;
+  reg->leading = 0;
+  reg->closing = 1;
+  /* Remove every record (scalers close, timers close), then free once they all have. */
+  for (size_t i = 0; reg->recs.slots && i <= reg->recs.mask; i++) {
+    while (reg->recs.slots[i]) {
+      evs__rec_t *r = reg->recs.slots[i];
+      evs__remove(reg, r);
+    }
+  }
+  uv_idle_start(&reg->idle, evs__on_idle);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The ScaledObject informer's decoder */
+
+int64_t evs_registry_parse_time(const char *s) {
+  int y, mo, d, h, mi, sec;
+  if (s == NULL || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d", &y, &mo, &d, &h, &mi, &sec) != 6)
+    return -1;
+  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60 || y < 1970)
+    return -1;
+  /* Days from the civil date (Howard Hinnant's algorithm), UTC; an offset other than Z is
+   * applied below. */
+  int yy = y - (mo <= 2);
+  int era = yy / 400;
+  int yoe = yy - era * 400;
+  int doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  int64_t days = (int64_t)era * 146097 + doe - 719468;
+  int64_t ms = ((days * 24 + h) * 60 + mi) * 60000 + (int64_t)sec * 1000;
+  const char *p = s + 19;
+  if (*p == '.') {
+    int64_t frac = 0, scale = 100;
+    for (p++; *p >= '0' && *p <= '9'; p++) {
+      frac += (*p - '0') * scale;
+      scale /= 10;
+    }
+    ms += frac;
+  }
+  if (*p == 'Z' || *p == 'z')
+    return p[1] == '\0' ? ms : -1;
+  if ((*p == '+' || *p == '-') && strlen(p) == 6 && p[3] == ':') {
+    int oh = (p[1] - '0') * 10 + (p[2] - '0'), om = (p[4] - '0') * 10 + (p[5] - '0');
+    int64_t off = ((int64_t)oh * 60 + om) * 60000;
+    return *p == '+' ? ms - off : ms + off;
+  }
+  return -1;
+}
+
+int evs_registry_decode(const json_t *obj, void **out, void *arg) {
+  (void)arg;
+  *out = NULL;
+  evs_registry_decoded_t *d = calloc(1, sizeof *d);
+  if (d == NULL)
+    return UV_ENOMEM;
+  d->original_replicas = -1;
+  const json_t *meta = json_object_get(obj, "metadata");
+  const json_t *status = json_object_get(obj, "status");
+  d->created_ms =
+      evs_registry_parse_time(json_string_value(json_object_get(meta, "creationTimestamp")));
+  if (d->created_ms < 0)
+    d->created_ms = 0;
+  d->last_active_ms =
+      evs_registry_parse_time(json_string_value(json_object_get(status, "lastActiveTime")));
+  if (d->last_active_ms < 0)
+    d->last_active_ms = 0;
+  const json_t *orc = json_object_get(status, "originalReplicaCount");
+  if (json_is_integer(orc) && json_integer_value(orc) >= 0 && json_integer_value(orc) <= INT32_MAX)
+    d->original_replicas = (int32_t)json_integer_value(orc);
+
+  evs_doc_t *doc = NULL;
+  evs_diag_t diag, warn;
+  evs_diag_init(&diag);
+  evs_diag_init(&warn);
+  int rc = evs_doc_from_jansson(obj, NULL, &doc);
+  if (rc == 0)
+    rc = evs_so_parse_mode(evs_doc_root(doc), NULL, EVS_SO_API, &d->so, &diag, &warn);
+  char buf[1024];
+  for (size_t i = 0; i < warn.n; i++) {
+    evs_diag_format(&warn, i, buf, sizeof buf);
+    EVS_LOG_WARN("ScaledObject field not known to evscale; ignored", EVS_KV_STR("warning", buf));
+  }
+  if (rc != 0) {
+    /* KEDA's text for a failed check, then the first problem (naming the field). */
+    if (diag.n)
+      evs_diag_format(&diag, 0, buf, sizeof buf);
+    else
+      snprintf(buf, sizeof buf, "%s", evs_strerror(rc));
+    char msg[1200];
+    snprintf(msg, sizeof msg, "ScaledObject doesn't have correct specification: %s", buf);
+    d->check_error = strdup(msg);
+    d->so = NULL;
+    if (d->check_error == NULL && rc == UV_ENOMEM) {
+      evs_diag_free(&diag);
+      evs_diag_free(&warn);
+      evs_doc_free(doc);
+      free(d);
+      return UV_ENOMEM;
+    }
+  }
+  evs_diag_free(&diag);
+  evs_diag_free(&warn);
+  evs_doc_free(doc);
+  *out = d;
+  return 0;
+}
+
+void evs_registry_decoded_free(void *data, void *arg) {
+  (void)arg;
+  evs_registry_decoded_t *d = data;
+  if (d == NULL)
+    return;
+  evs_so_free(d->so);
+  free(d->check_error);
+  free(d);
+}
