@@ -1,0 +1,167 @@
+/* The registry's bookkeeping without a backend: the ScaledObject decoder (API JSON -> model or a
+ * Ready=False message naming the field), RFC 3339 times, who drives a target (first created,
+ * then by name; the next one takes over when it goes), the foreign-HPA refusal, and a clean close
+ * (ASan: nothing leaks). Scaling itself is tested end to end in test/e2e/test_scaling.py. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "evscale/error.h"
+#include "evscale/registry.h"
+
+static json_t *so_json(const char *name, const char *created, const char *api_version,
+                       const char *list_length) {
+  char buf[2048];
+  snprintf(buf, sizeof buf,
+           "{\"apiVersion\":\"keda.sh/v1alpha1\",\"kind\":\"ScaledObject\","
+           "\"metadata\":{\"name\":\"%s\",\"namespace\":\"prod\",\"uid\":\"u-%s\","
+           "\"creationTimestamp\":\"%s\"},"
+           "\"spec\":{\"scaleTargetRef\":{%s\"name\":\"web\"},\"minReplicaCount\":0,"
+           "\"triggers\":[{\"type\":\"redis\",\"metadata\":{\"address\":\"127.0.0.1:1\","
+           "\"listName\":\"q\",\"listLength\":\"%s\"}}]},"
+           "\"status\":{\"originalReplicaCount\":4,\"lastActiveTime\":\"2026-11-30T09:00:00Z\"}}",
+           name, name, created, api_version ? api_version : "", list_length);
+  json_error_t e;
+  json_t *j = json_loads(buf, 0, &e);
+  assert_non_null(j);
+  return j;
+}
+
+static void times(void **state) {
+  (void)state;
+  assert_int_equal(evs_registry_parse_time("1970-01-01T00:00:00Z"), 0);
+  assert_int_equal(evs_registry_parse_time("2026-11-30T09:08:30Z"), 1796029710000LL);
+  assert_int_equal(evs_registry_parse_time("2026-11-30T09:08:30.250Z"), 1796029710250LL);
+  assert_int_equal(evs_registry_parse_time("2026-11-30T10:08:30+01:00"), 1796029710000LL);
+  assert_int_equal(evs_registry_parse_time("2026-13-30T09:08:30Z"), -1);
+  assert_int_equal(evs_registry_parse_time("2026-11-30 09:08:30"), -1);
+  assert_int_equal(evs_registry_parse_time("2026-11-30T09:08:30Zjunk"), -1);
+  assert_int_equal(evs_registry_parse_time(NULL), -1);
+}
+
+static void decode(void **state) {
+  (void)state;
+  json_t *j = so_json("a", "2026-11-30T09:08:30Z", NULL, "5");
+  void *out = NULL;
+  assert_int_equal(evs_registry_decode(j, &out, NULL), 0);
+  evs_registry_decoded_t *d = out;
+  assert_non_null(d->so);
+  assert_null(d->check_error);
+  assert_int_equal(d->created_ms, 1796029710000LL);
+  assert_int_equal(d->original_replicas, 4);
+  assert_int_equal(d->last_active_ms, evs_registry_parse_time("2026-11-30T09:00:00Z"));
+  assert_string_equal(d->so->target_name, "web");
+  evs_registry_decoded_free(d, NULL);
+  json_decref(j);
+
+  j = so_json("b", "2026-11-30T09:08:30Z", NULL, "five");
+  assert_int_equal(evs_registry_decode(j, &out, NULL), 0);
+  d = out;
+  assert_null(d->so);
+  assert_non_null(d->check_error);
+  assert_non_null(strstr(d->check_error, "listLength"));
+  assert_non_null(strstr(d->check_error, "prod/b"));
+  evs_registry_decoded_free(d, NULL);
+  json_decref(j);
+}
+
+static int closed;
+static void on_closed(void *arg) {
+  (void)arg;
+  closed = 1;
+}
+
+static void apply_json(evs_registry_t *reg, const char *name, const char *created,
+                       const char *api_version) {
+  json_t *j = so_json(name, created, api_version, "5");
+  void *out = NULL;
+  assert_int_equal(evs_registry_decode(j, &out, NULL), 0);
+  evs_registry_decoded_t *d = out;
+  evs_registry_object_t o = {.origin = EVS_REGISTRY_API,
+                             .ns = "prod",
+                             .name = name,
+                             .uid = "u",
+                             .so = d->so,
+                             .check_error = d->check_error,
+                             .created_ms = d->created_ms,
+                             .original_replicas = -1};
+  d->so = NULL;
+  assert_int_equal(evs_registry_apply(reg, &o), 0);
+  evs_registry_decoded_free(d, NULL);
+  json_decref(j);
+}
+
+static void drivers(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  evs_registry_options_t o = {.loop = &loop};
+  evs_engine_config_default(&o.engine);
+  evs_breaker_config_default(&o.breaker);
+  evs_registry_t *reg = NULL;
+  assert_int_equal(evs_registry_new(&o, &reg), 0);
+  evs_registry_stats_t st;
+
+  /* "b" is older than "a": b drives; a (the same target spelt apps/v1 explicitly) is refused. */
+  apply_json(reg, "a", "2026-11-30T09:00:01Z",
+             "\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",");
+  apply_json(reg, "b", "2026-11-30T09:00:00Z", NULL);
+  evs_registry_stats(reg, &st);
+  assert_int_equal(st.objects, 2);
+  assert_int_equal(st.targets, 1);
+  assert_int_equal(st.broken, 1);
+  /* Same creation time: by name. */
+  apply_json(reg, "c", "2026-11-30T09:00:00Z", NULL);
+  evs_registry_stats(reg, &st);
+  assert_int_equal(st.broken, 2);
+  /* b goes: c (:00) is older than a (:01) and drives. */
+  evs_registry_remove(reg, "prod", "b");
+  evs_registry_stats(reg, &st);
+  assert_int_equal(st.objects, 2);
+  assert_int_equal(st.broken, 1);
+  /* A foreign HPA refuses every ScaledObject on the target; evscale's own does not. */
+  evs_registry_hpa_obs_t h = {.ns = "prod",
+                              .name = "theirs",
+                              .target_api_version = "apps/v1",
+                              .target_kind = "Deployment",
+                              .target_name = "web"};
+  evs_registry_hpa_seen(reg, &h);
+  evs_registry_stats(reg, &st);
+  assert_int_equal(st.broken, 2);
+  h.deleted = 1;
+  evs_registry_hpa_seen(reg, &h);
+  evs_registry_stats(reg, &st);
+  assert_int_equal(st.broken, 1);
+  h.deleted = 0;
+  h.name = "keda-hpa-c";
+  h.evscale_owned = 1;
+  evs_registry_hpa_seen(reg, &h);
+  evs_registry_stats(reg, &st);
+  assert_int_equal(st.broken, 1);
+  /* A file object with an API object's name is refused. */
+  evs_registry_object_t f = {.origin = EVS_REGISTRY_FILE, .ns = "prod", .name = "a"};
+  assert_int_equal(evs_registry_apply(reg, &f), UV_EEXIST);
+  /* No decision without leadership; close frees everything. */
+  evs_registry_stats(reg, &st);
+  assert_int_equal(st.decisions, 0);
+  assert_int_equal(st.scalers, 0);
+  closed = 0;
+  evs_registry_close(reg, on_closed, NULL);
+  while (!closed)
+    uv_run(&loop, UV_RUN_ONCE);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(times),
+      cmocka_unit_test(decode),
+      cmocka_unit_test(drivers),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
