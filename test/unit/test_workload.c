@@ -17,7 +17,9 @@
 
 #include "evscale/error.h"
 #include "evscale/intern.h"
+#include "evscale/informer.h"
 #include "evscale/workload.h"
+#include "kube_writes_helpers.h"
 #include "net_helpers.h"
 
 static json_t *load(const char *name) {
@@ -579,6 +581,208 @@ static void test_size(void **state) {
   assert_true(sizeof(evs_workload_t) <= 48);
 }
 
+/* ---- live: the decoders plugged into an informer on the real API server ---- */
+
+typedef struct {
+  uv_loop_t loop;
+  evs_http_client_t *http;
+  evs_kubereq_conn_t conn;
+  evs_intern_t *intern;
+  evs_informer_t *deploys, *hpas;
+  char ns[64];
+} live_t;
+
+static int live_decorate(evs_http_request_opts_t *req, evs_http_header_t *hdrs, size_t *n,
+                         size_t cap, void *arg) {
+  (void)req;
+  (void)arg;
+  if (*n >= cap)
+    return UV_ENOBUFS;
+  hdrs[(*n)++] = (evs_http_header_t){"Authorization", KW.auth};
+  return 0;
+}
+
+static evs_informer_t *live_informer(live_t *l, const char *path, evs_informer_decode_cb dec,
+                                     void (*free_data)(void *, void *), void *arg) {
+  evs_informer_options_t o = {.http = l->http,
+                              .base_url = KW.url,
+                              .tls = KW.tls,
+                              .path = path,
+                              .intern = l->intern,
+                              .backoff_initial_ms = 50,
+                              .backoff_max_ms = 1000,
+                              .decorate = live_decorate,
+                              .decode = dec,
+                              .free_data = free_data,
+                              .arg = arg};
+  evs_informer_t *inf = NULL;
+  assert_int_equal(evs_informer_start(&l->loop, &o, &inf), 0);
+  return inf;
+}
+
+static void live_req(live_t *l, const char *method, const char *path, const char *ctype,
+                     const char *body, char **out) {
+  int st = kw_req(&l->loop, &l->conn, method, path, ctype, body, out);
+  if (st < 200 || st >= 300)
+    fail_msg("%s %s: %d %s", method, path, st, st < 0 ? evs_strerror(st) : "");
+}
+
+/* Runs the loop until the cached Deployment matches, or 60 s (a generous bound: the
+ * controller-manager writes status on a shared 2-core machine). */
+static const evs_workload_t *live_wait(live_t *l, const char *name, int32_t spec, int32_t status,
+                                       const char *manager) {
+  uint64_t t0 = uv_hrtime();
+  const evs_workload_t *w = NULL;
+  while ((uv_hrtime() - t0) / 1000000 < 60000) {
+    const evs_informer_obj_t *o = evs_informer_get(l->deploys, l->ns, name);
+    w = o != NULL ? o->data : NULL;
+    if (w != NULL && w->spec_replicas == spec && (status < 0 || w->status_replicas == status) &&
+        w->replicas_manager != NULL && strcmp(w->replicas_manager, manager) == 0)
+      return w;
+    int dummy = 0;
+    evs_test_run_until(&l->loop, &dummy, 50);
+  }
+  if (w == NULL)
+    fail_msg("%s: never cached", name);
+  fail_msg("%s: want spec %d status %d manager %s, got spec %d status %d manager %s", name, spec,
+           status, manager, w->spec_replicas, w->status_replicas,
+           w->replicas_manager ? w->replicas_manager : "(none)");
+  return NULL;
+}
+
+static int server_minor(live_t *l) {
+  char *body = NULL;
+  live_req(l, "GET", "/version", NULL, NULL, &body);
+  json_t *v = json_loads(body, 0, NULL);
+  free(body);
+  const char *minor = json_string_value(json_object_get(v, "minor"));
+  int m = minor ? atoi(minor) : 0;
+  json_decref(v);
+  return m;
+}
+
+static void closed_cb(void *arg) { ++*(int *)arg; }
+
+/* Create with one manager, kubectl-scale through /scale, patch with another manager: the cache
+ * follows spec.replicas, status.replicas (the deployment controller), the generations and the
+ * owner of spec.replicas through the watch; the /scale answer decodes; an HPA carrying evscale's
+ * label is recognised. */
+static void test_live_informer(void **state) {
+  (void)state;
+  if (!KW.found && kw_find_controlplane() != 0)
+    skip();
+  live_t l;
+  memset(&l, 0, sizeof l);
+  snprintf(l.ns, sizeof l.ns, "evs-wl-%d", (int)getpid());
+  assert_int_equal(kw_namespace(l.ns, 1), 201);
+  uv_loop_init(&l.loop);
+  assert_int_equal(evs_http_client_new(&l.loop, NULL, &l.http), 0);
+  kw_conn(&l.conn, l.http, NULL);
+  assert_int_equal(evs_intern_new(&l.intern), 0);
+  int minor = server_minor(&l);
+
+  char path[256], body[1024];
+  snprintf(path, sizeof path, "/apis/apps/v1/namespaces/%s/deployments", l.ns);
+  l.deploys = live_informer(&l, path, evs_workload_decode, evs_workload_free, l.intern);
+  snprintf(path, sizeof path, "/apis/autoscaling/v1/namespaces/%s/horizontalpodautoscalers", l.ns);
+  l.hpas = live_informer(&l, path, evs_hpa_info_decode, evs_hpa_info_free_data, NULL);
+
+  snprintf(path, sizeof path, "/apis/apps/v1/namespaces/%s/deployments?fieldManager=evs-create",
+           l.ns);
+  live_req(&l, "POST", path, EVS_KUBEREQ_JSON,
+           "{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{\"name\":\"web\"},"
+           "\"spec\":{\"replicas\":2,\"selector\":{\"matchLabels\":{\"app\":\"web\"}},"
+           "\"template\":{\"metadata\":{\"labels\":{\"app\":\"web\"}},\"spec\":{\"containers\":"
+           "[{\"name\":\"c\",\"image\":\"registry.invalid/web:1\"}]}}}}",
+           NULL);
+  const evs_workload_t *w = live_wait(&l, "web", 2, 2, "evs-create");
+  assert_int_equal(w->ready_replicas, 0); /* no kubelet: no pod is ever ready */
+  assert_int_equal(w->flags & EVS_WORKLOAD_F_VIA_SCALE, 0);
+
+  /* kubectl scale: a merge patch of /scale, with a manager of its own */
+  snprintf(path, sizeof path,
+           "/apis/apps/v1/namespaces/%s/deployments/web/scale?fieldManager=evs-scale", l.ns);
+  live_req(&l, "PATCH", path, EVS_KUBEREQ_MERGE_PATCH, "{\"spec\":{\"replicas\":5}}", NULL);
+  /* Before 1.22 a /scale write leaves managedFields alone: the creator still owns the field. */
+  w = live_wait(&l, "web", 5, 5, minor >= 22 ? "evs-scale" : "evs-create");
+  assert_int_equal(!!(w->flags & EVS_WORKLOAD_F_VIA_SCALE), minor >= 22);
+  print_message("server minor %d: after /scale, spec.replicas owned by %s\n", minor,
+                w->replicas_manager);
+
+  /* GET .../scale decodes into the same struct */
+  char *scale = NULL;
+  snprintf(path, sizeof path, "/apis/apps/v1/namespaces/%s/deployments/web/scale", l.ns);
+  live_req(&l, "GET", path, NULL, NULL, &scale);
+  json_t *sj = json_loads(scale, 0, NULL);
+  free(scale);
+  evs_workload_t sw;
+  assert_int_equal(evs_workload_parse_scale(sj, &sw, NULL), 0);
+  json_decref(sj);
+  assert_int_equal(sw.spec_replicas, 5);
+  assert_int_equal(sw.flags, EVS_WORKLOAD_F_SCALE_OBJECT);
+
+  /* another writer (a GitOps self-heal) patches the object itself: it now owns spec.replicas */
+  snprintf(path, sizeof path, "/apis/apps/v1/namespaces/%s/deployments/web?fieldManager=gitops",
+           l.ns);
+  live_req(&l, "PATCH", path, EVS_KUBEREQ_MERGE_PATCH, "{\"spec\":{\"replicas\":3}}", NULL);
+  w = live_wait(&l, "web", 3, 3, "gitops");
+  assert_int_equal(w->flags & EVS_WORKLOAD_F_VIA_SCALE, 0);
+  assert_true(w->generation >= 3);
+  /* the deployment controller catches up with the new generation */
+  uint64_t t0 = uv_hrtime();
+  while (!evs_workload_status_current(w) && (uv_hrtime() - t0) / 1000000 < 60000) {
+    int dummy = 0;
+    evs_test_run_until(&l.loop, &dummy, 50);
+    w = evs_informer_get(l.deploys, l.ns, "web")->data;
+  }
+  assert_true(evs_workload_status_current(w));
+  /* one manager string, shared (the cache holds one Deployment: one reference) */
+  assert_int_equal(evs_intern_refs(w->replicas_manager), 1);
+
+  /* the fallback HPA evscale would create, found by its label and owner */
+  snprintf(path, sizeof path, "/apis/autoscaling/v1/namespaces/%s/horizontalpodautoscalers", l.ns);
+  snprintf(body, sizeof body,
+           "{\"apiVersion\":\"autoscaling/v1\",\"kind\":\"HorizontalPodAutoscaler\","
+           "\"metadata\":{\"name\":\"fallback\",\"labels\":{\"%s\":\"%s\"}},"
+           "\"spec\":{\"scaleTargetRef\":{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\","
+           "\"name\":\"web\"},\"maxReplicas\":4}}",
+           EVS_WORKLOAD_HPA_LABEL, EVS_WORKLOAD_HPA_LABEL_VALUE);
+  live_req(&l, "POST", path, EVS_KUBEREQ_JSON, body, NULL);
+  const evs_informer_obj_t *ho = NULL;
+  t0 = uv_hrtime();
+  while ((ho = evs_informer_get(l.hpas, l.ns, "fallback")) == NULL &&
+         (uv_hrtime() - t0) / 1000000 < 60000) {
+    int dummy = 0;
+    evs_test_run_until(&l.loop, &dummy, 50);
+  }
+  assert_non_null(ho);
+  const evs_hpa_info_t *h = ho->data;
+  assert_int_equal(h->evscale, 1);
+  assert_int_equal(h->min_replicas, 1); /* defaulted by the API server */
+  assert_int_equal(h->max_replicas, 4);
+  char a[EVS_WORKLOAD_KEY_MAX], b[EVS_WORKLOAD_KEY_MAX];
+  assert_int_equal(evs_workload_target_key(l.ns, h->target_api_version, h->target_kind,
+                                           h->target_name, a, sizeof a),
+                   0);
+  assert_int_equal(evs_workload_target_key(l.ns, NULL, NULL, "web", b, sizeof b), 0);
+  assert_string_equal(a, b);
+
+  int closed = 0;
+  evs_informer_close(l.deploys, closed_cb, &closed);
+  evs_informer_close(l.hpas, closed_cb, &closed);
+  while (closed < 2) {
+    int dummy = 0;
+    evs_test_run_until(&l.loop, &dummy, 50);
+  }
+  assert_int_equal(evs_intern_count(l.intern), 0); /* the namespace string too */
+  evs_intern_free(l.intern);
+  closed = 0;
+  evs_http_client_close(l.http, closed_cb, &closed);
+  assert_true(evs_test_run_until(&l.loop, &closed, 10000));
+  assert_int_equal(evs_test_loop_close(&l.loop), 0);
+  kw_namespace(l.ns, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_captured),         cmocka_unit_test(test_absent),
@@ -587,6 +791,7 @@ int main(void) {
       cmocka_unit_test(test_hpa_captured),     cmocka_unit_test(test_hpa_edges),
       cmocka_unit_test(test_target_key),       cmocka_unit_test(test_hpa_key_matches),
       cmocka_unit_test(test_parse_time),       cmocka_unit_test(test_size),
+      cmocka_unit_test(test_live_informer),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
