@@ -1,7 +1,7 @@
 /* Test helpers for the Kubernetes writers (scale writer, status patcher, lease elector) against
  * the real API server: finds the control plane as test_kube_http.c does (KUBE_* from the
- * environment, else the shared one of test/e2e/evstest.py controlplane()), builds an
- * evs_kubereq_conn_t with a Bearer decorator, sends blocking-style requests by running the loop,
+ * environment, else the shared one of test/e2e/evstest.py controlplane()), opens an evs_kube_t
+ * (evscale/kube.h) on its kubeconfig, sends blocking-style requests by running the loop,
  * runs kubectl and counts requests in the API server's audit log (KUBE_AUDIT_LOG).
  * Blocking is fine here: it is test setup, not the loop. */
 #ifndef EVSCALE_TEST_KUBE_WRITES_HELPERS_H
@@ -11,15 +11,13 @@
 
 #include "evscale/error.h"
 #include "evscale/http_client.h"
-#include "evscale/kubereq.h"
+#include "evscale/kube.h"
 #include "kube_env.h"
 #include "net_helpers.h"
 
 typedef struct {
   int found;
   char url[256], ca[512], token[256], kubeconfig[512], audit[512];
-  char auth[300];
-  evs_tls_config_t *tls;
 } kw_env_t;
 
 static kw_env_t KW;
@@ -34,31 +32,46 @@ static inline int kw_find_controlplane(void) {
   EVS_TEST_COPY(KW.token, e.token);
   EVS_TEST_COPY(KW.kubeconfig, e.kubeconfig);
   EVS_TEST_COPY(KW.audit, e.audit);
-  snprintf(KW.auth, sizeof KW.auth, "Bearer %s", KW.token);
-  evs_tls_options_t o = {.ca_file = KW.ca};
-  const char *why = NULL;
-  if (evs_tls_config_new(&o, &KW.tls, &why) != 0)
+  if (KW.kubeconfig[0] == '\0') /* the clients below open the control plane's kubeconfig */
     return -1;
   KW.found = 1;
   return 0;
 }
 
-static inline int kw_decorate(void *arg, evs_http_header_t *hs, size_t cap) {
-  (void)arg;
-  if (cap < 1)
-    return 0;
-  hs[0] = (evs_http_header_t){"Authorization", KW.auth};
-  return 1;
+/* An open client of the control plane's kubeconfig (its admin token), as the process builds
+ * one: qps <= 0 is unlimited; read_only as --dry-run. Runs the loop until it is open. */
+static inline void kw__opened(evs_kube_t *k, int status, const char *msg, void *arg) {
+  (void)k;
+  if (status != 0)
+    fprintf(stderr, "kw_kube: open failed: %s\n", msg ? msg : "?");
+  *(int *)arg = status == 0 ? 1 : -1;
 }
 
-static inline void kw_conn(evs_kubereq_conn_t *c, evs_http_client_t *http,
-                           evs_ratelimit_t *limiter) {
-  memset(c, 0, sizeof *c);
-  c->http = http;
-  c->limiter = limiter;
-  c->tls = KW.tls;
-  snprintf(c->base_url, sizeof c->base_url, "%s", KW.url);
-  c->decorate = kw_decorate;
+static inline evs_kube_t *kw_kube_opts(uv_loop_t *loop, double qps, unsigned burst, int read_only) {
+  evs_kube_options_t o = {.kubeconfig = KW.kubeconfig,
+                          .qps = qps,
+                          .burst = burst,
+                          .request_timeout_ms = 30000,
+                          .read_only = read_only};
+  evs_kube_t *k = NULL;
+  if (evs_kube_new(loop, &o, &k) != 0)
+    return NULL;
+  int opened = 0;
+  if (evs_kube_open(k, kw__opened, &opened) != 0 || !evs_test_run_until(loop, &opened, 60000) ||
+      opened != 1)
+    return NULL; /* the test fails on NULL; the loop's leftovers do not matter then */
+  return k;
+}
+
+static inline evs_kube_t *kw_kube(uv_loop_t *loop) { return kw_kube_opts(loop, 0, 1, 0); }
+
+static inline void kw__set_flag(void *arg) { *(int *)arg = 1; }
+
+/* Closes the client and runs the loop until it is freed. 0, or -1 when it took too long. */
+static inline int kw_kube_close(uv_loop_t *loop, evs_kube_t *k) {
+  int closed = 0;
+  evs_kube_close(k, kw__set_flag, &closed);
+  return evs_test_run_until(loop, &closed, 20000) ? 0 : -1;
 }
 
 typedef struct {
@@ -66,9 +79,10 @@ typedef struct {
   char *body;
 } kw_res_t;
 
-static inline void kw__on_done(evs_http_req_t *req, int err, const evs_http_response_t *resp,
-                               void *arg) {
+static inline void kw__on_done(evs_kube_req_t *req, int err, const evs_http_response_t *resp,
+                               const char *msg, void *arg) {
   (void)req;
+  (void)msg;
   kw_res_t *r = arg;
   r->done = 1;
   r->err = err;
@@ -80,10 +94,17 @@ static inline void kw__on_done(evs_http_req_t *req, int err, const evs_http_resp
 
 /* Sends and runs the loop until the answer; returns the HTTP status (negative: transport error).
  * *body (may be NULL) gets a malloc'd copy of the body. */
-static inline int kw_req(uv_loop_t *loop, const evs_kubereq_conn_t *c, const char *method,
-                         const char *path, const char *ctype, const char *body, char **out) {
+static inline int kw_req(uv_loop_t *loop, evs_kube_t *k, const char *method, const char *path,
+                         const char *ctype, const char *body, char **out) {
   kw_res_t r = {0};
-  int rc = evs_kubereq_send(c, method, path, ctype, body, EVS_PRIO_NORMAL, kw__on_done, &r, NULL);
+  evs_kube_request_opts_t o = {.verb = method,
+                               .path = path,
+                               .content_type = body ? (ctype ? ctype : EVS_KUBE_JSON) : NULL,
+                               .body = body,
+                               .body_len = body ? strlen(body) : 0,
+                               .on_done = kw__on_done,
+                               .arg = &r};
+  int rc = evs_kube_request(k, &o, NULL);
   if (rc != 0)
     return rc;
   if (!evs_test_run_until(loop, &r.done, 60000))
@@ -151,29 +172,22 @@ static inline void kw_audit_settle(void) { usleep(300 * 1000); }
 
 /* Creates (create = 1, expecting 201) or deletes the test namespace `ns` on a loop and client of
  * its own, so a suite's setup and teardown need nothing else. Returns the HTTP status. */
-static inline void kw__set_flag(void *arg) { *(int *)arg = 1; }
-
 static inline int kw_namespace(const char *ns, int create) {
   uv_loop_t loop;
   uv_loop_init(&loop);
-  evs_http_client_t *http = NULL;
-  if (evs_http_client_new(&loop, NULL, &http) != 0)
+  evs_kube_t *k = kw_kube(&loop);
+  if (k == NULL)
     return -1;
-  evs_kubereq_conn_t c;
-  kw_conn(&c, http, NULL);
   char path[128], body[128];
   int st;
   if (create) {
     snprintf(body, sizeof body, "{\"metadata\":{\"name\":\"%s\"}}", ns);
-    st = kw_req(&loop, &c, "POST", "/api/v1/namespaces", EVS_KUBEREQ_JSON, body, NULL);
+    st = kw_req(&loop, k, "POST", "/api/v1/namespaces", EVS_KUBE_JSON, body, NULL);
   } else {
     snprintf(path, sizeof path, "/api/v1/namespaces/%s", ns);
-    st = kw_req(&loop, &c, "DELETE", path, NULL, NULL, NULL);
+    st = kw_req(&loop, k, "DELETE", path, NULL, NULL, NULL);
   }
-  int closed = 0;
-  evs_http_client_close(http, kw__set_flag, &closed);
-  evs_test_run_until(&loop, &closed, 10000);
-  if (evs_test_loop_close(&loop) != 0)
+  if (kw_kube_close(&loop, k) != 0 || evs_test_loop_close(&loop) != 0)
     return -1;
   return st;
 }

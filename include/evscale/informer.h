@@ -2,13 +2,20 @@
  * Informer: a list+watch cache of one Kubernetes collection, as client-go's reflector and
  * informer, on the loop.
  *
- *   evs_informer_options_t o = {.http = client, .base_url = "https://10.0.0.1:443", .tls = tls,
+ *   evs_informer_options_t o = {.kube = kube,
  *       .path = "/apis/keda.sh/v1alpha1/namespaces/prod/scaledobjects",
  *       .decode = so_decode, .free_data = so_free, .on_add = added, .on_synced = synced,
- *       .decorate = kube_auth, .decorate_arg = kube, .arg = me};
+ *       .arg = me};
  *   evs_informer_start(loop, &o, &inf);
  *   ...
  *   evs_informer_close(inf, closed_cb, me);
+ *
+ * Transport: with options.kube set (the process's way), every list and watch goes through the
+ * Kubernetes client (evscale/kube.h: its credentials and their refresh, a 401 retried with a
+ * reloaded credential, Retry-After, the rate limiter at EVS_PRIO_LOW, the API-client metrics); a
+ * read_only (--dry-run) client allows them, they are GETs. Without it the informer talks to an
+ * HTTP client directly (http, base_url, tls, decorate): tests and benchmarks against scripted
+ * servers use that.
  *
  * Protocol (Kubernetes v1.20.2, kubernetes/kubernetes commit
  * faecb196815e248d3ecfb03c680a4507229c2a56; client-go tools/cache/reflector.go does the same):
@@ -46,6 +53,7 @@
 
 #include "evscale/http_client.h"
 #include "evscale/intern.h"
+#include "evscale/kube.h"
 
 typedef struct evs_informer_s evs_informer_t;
 
@@ -72,6 +80,10 @@ typedef int (*evs_informer_decorate_cb)(evs_http_request_opts_t *req, evs_http_h
 typedef int (*evs_informer_decode_cb)(const json_t *obj, void **out, void *arg);
 
 typedef struct {
+  /* When set, every request goes through evs_kube_request (credentials, limiter at EVS_PRIO_LOW
+   * for lists/watches, metrics); http/base_url/tls/decorate are then ignored. Borrowed: must
+   * outlive the informer. */
+  evs_kube_t *kube;
   evs_http_client_t *http;    /* borrowed: must outlive the informer */
   const char *base_url;       /* "https://host:port" (copied) */
   evs_tls_config_t *tls;      /* borrowed; may be NULL for http:// */
@@ -113,7 +125,8 @@ typedef struct {
   uint64_t duplicates;    /* ADDED/MODIFIED with the cached resourceVersion, not delivered */
 } evs_informer_stats_t;
 
-/* Starts listing at once. 0, UV_EINVAL (missing http/base_url/path), UV_ENOMEM. *out is freed
+/* Starts listing at once. 0, UV_EINVAL (missing path, or neither kube nor http and base_url),
+ * UV_ENOMEM. *out is freed
  * by evs_informer_close. */
 int evs_informer_start(uv_loop_t *loop, const evs_informer_options_t *opts, evs_informer_t **out);
 /* Stops (cancels the request in flight; no handler runs after this returns), frees every cached

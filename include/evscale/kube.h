@@ -57,6 +57,10 @@
 #include "evscale/metrics.h"
 #include "evscale/ratelimit.h"
 
+/* Content types of the writes (scale writer, status patcher, lease elector). */
+#define EVS_KUBE_MERGE_PATCH "application/merge-patch+json"
+#define EVS_KUBE_JSON "application/json"
+
 typedef struct evs_kube_s evs_kube_t;
 typedef struct evs_kube_req_s evs_kube_req_t;
 
@@ -148,5 +152,9 @@ void evs_kube_close(evs_kube_t *k, void (*cb)(void *arg), void *arg);
 /* The resource label of a path: "/apis/apps/v1/namespaces/n/deployments/x/scale" ->
  * "deployments/scale", "/api/v1/pods" -> "pods", "/apis" -> "apis". Pure. */
 void evs_kube_path_resource(const char *path, char *buf, size_t cap);
+
+/* Copies the message of a Kubernetes Status body ({"kind":"Status","message":...}) into buf, or
+ * "HTTP <status>" when the body has none. Returns buf. Pure. */
+const char *evs_kube_status_message(const evs_http_response_t *resp, char *buf, size_t cap);
 
 #endif

@@ -6,7 +6,7 @@
  *   evs_lease_options_t o = {.name = "evscale", .ns = "default", .lease_duration_ms = 15000,
  *                            .renew_deadline_ms = 10000, .retry_period_ms = 2000,
  *                            .on_started_leading = go, .on_stopped_leading = halt, .arg = me};
- *   evs_lease_new(loop, &conn, &o, &l); evs_lease_start(l);
+ *   evs_lease_new(loop, kube, &o, &l); evs_lease_start(l);
  *   ...  evs_lease_is_leader(l) gates every write ...
  *   evs_lease_stop(l, done, me);   // releases the Lease when leading: hand-over is immediate
  *
@@ -40,7 +40,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "evscale/kubereq.h"
+#include "evscale/kube.h"
 #include "evscale/metrics.h"
 
 typedef struct evs_lease_s evs_lease_t;
@@ -59,10 +59,12 @@ typedef struct {
   evs_metrics_t *metrics; /* borrowed; NULL = no metrics */
 } evs_lease_options_t;
 
-/* conn is borrowed and must outlive the elector. UV_EINVAL when a name is missing, or unless
+/* kube is borrowed and must outlive the elector; every request goes through evs_kube_request at
+ * EVS_PRIO_HIGH (a renewal that waits behind status updates may lose leadership). A read_only
+ * client refuses writes: use observe_only with it. UV_EINVAL when a name is missing, or unless
  * 0 < retry_period < renew_deadline < lease_duration and lease_duration >= 1 s (the Lease counts
  * whole seconds); UV_EEXIST when options.metrics already has the families. */
-int evs_lease_new(uv_loop_t *loop, const evs_kubereq_conn_t *conn, const evs_lease_options_t *o,
+int evs_lease_new(uv_loop_t *loop, evs_kube_t *kube, const evs_lease_options_t *o,
                   evs_lease_t **out);
 /* Starts the attempts (the first at once). 0 or EVS_ESTATE. */
 int evs_lease_start(evs_lease_t *l);

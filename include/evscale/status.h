@@ -24,7 +24,7 @@
 
 #include <jansson.h>
 
-#include "evscale/kubereq.h"
+#include "evscale/kube.h"
 
 /* The kube room does not know the spec and decision types (scale/): include/evscale/so_status.h
  * fills this input from an evs_so_t and an evs_decision_t. */
@@ -106,8 +106,9 @@ typedef struct {
 /* err: transport error or 0; status: the HTTP status (0 with err). */
 typedef void (*evs_status_cb)(evs_status_patcher_t *p, int err, int status, void *arg);
 
-/* conn is borrowed and must outlive the patcher. opts may be NULL. */
-int evs_status_patcher_new(const evs_kubereq_conn_t *conn, const evs_status_patcher_options_t *opts,
+/* kube is borrowed and must outlive the patcher; its patches go through evs_kube_request at
+ * EVS_PRIO_LOW. opts may be NULL. */
+int evs_status_patcher_new(evs_kube_t *kube, const evs_status_patcher_options_t *opts,
                            evs_status_patcher_t **out);
 /* Builds the status of ns/name and, when it differs from the last one this patcher wrote (a
  * 64-bit hash of it per object), sends a merge patch {"status": ...} to

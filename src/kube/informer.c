@@ -36,7 +36,8 @@ struct evs_informer_s {
   /* protocol */
   state_t state;
   int synced, closing, wait_list;
-  evs_http_req_t *req;
+  evs_http_req_t *req;  /* direct mode: the request in flight */
+  evs_kube_req_t *kreq; /* kube mode: the request in flight */
   char rv[128];
   char *cont;
   evs_informer_lines_t lines;
@@ -404,7 +405,7 @@ static void fail(evs_informer_t *inf, int err, int status, int64_t retry_after_s
   schedule(inf, delay, list);
 }
 
-static int send_req(evs_informer_t *inf, const char *url, int streaming, evs_http_done_cb done);
+static int send_req(evs_informer_t *inf, const char *pathq, int streaming);
 
 static void list_page(evs_informer_t *inf, const evs_http_response_t *resp) {
   json_error_t jerr;
@@ -455,10 +456,7 @@ static void list_page(evs_informer_t *inf, const evs_http_response_t *resp) {
   start_watch(inf);
 }
 
-static void list_done(evs_http_req_t *req, int err, const evs_http_response_t *resp, void *arg) {
-  (void)req;
-  evs_informer_t *inf = arg;
-  inf->req = NULL;
+static void list_done(evs_informer_t *inf, int err, const evs_http_response_t *resp) {
   inf->state = ST_IDLE;
   if (inf->closing)
     return;
@@ -480,7 +478,6 @@ static void start_list(evs_informer_t *inf) {
   char num[32];
   if (inf->cont == NULL)
     inf->gen++; /* a new full list: its objects get a new mark */
-  sb_str(&u, inf->o.base_url);
   sb_str(&u, inf->o.path);
   snprintf(num, sizeof num, "?limit=%u", inf->o.page_size);
   sb_str(&u, num);
@@ -492,7 +489,7 @@ static void start_list(evs_informer_t *inf) {
     sb_str(&u, "&labelSelector=");
     sb_escaped(&u, inf->o.label_selector);
   }
-  int rc = u.oom ? UV_ENOMEM : send_req(inf, u.s, 0, list_done);
+  int rc = u.oom ? UV_ENOMEM : send_req(inf, u.s, 0);
   free(u.s);
   if (rc == 0)
     inf->state = ST_LIST;
@@ -565,10 +562,7 @@ static int watch_body(evs_http_req_t *req, const char *buf, size_t n, void *arg)
   return rc != 0;
 }
 
-static void watch_done(evs_http_req_t *req, int err, const evs_http_response_t *resp, void *arg) {
-  (void)req;
-  evs_informer_t *inf = arg;
-  inf->req = NULL;
+static void watch_done(evs_informer_t *inf, int err, const evs_http_response_t *resp) {
   inf->state = ST_IDLE;
   inf->lines.len = 0;
   if (inf->closing)
@@ -601,7 +595,6 @@ static void watch_done(evs_http_req_t *req, int err, const evs_http_response_t *
 static void start_watch(evs_informer_t *inf) {
   sbuf_t u = {0};
   char num[64];
-  sb_str(&u, inf->o.base_url);
   sb_str(&u, inf->o.path);
   sb_str(&u, "?watch=1&allowWatchBookmarks=true&resourceVersion=");
   sb_escaped(&u, inf->rv);
@@ -614,7 +607,7 @@ static void start_watch(evs_informer_t *inf) {
   inf->next = NEXT_REWATCH;
   inf->watch_status = 0;
   inf->lines.len = 0;
-  int rc = u.oom ? UV_ENOMEM : send_req(inf, u.s, 1, watch_done);
+  int rc = u.oom ? UV_ENOMEM : send_req(inf, u.s, 1);
   free(u.s);
   if (rc == 0) {
     inf->state = ST_WATCH;
@@ -624,24 +617,75 @@ static void start_watch(evs_informer_t *inf) {
   }
 }
 
-static int send_req(evs_informer_t *inf, const char *url, int streaming, evs_http_done_cb done) {
+/* The two transports' callbacks, down to list_done/watch_done (the state says which request
+ * was in flight: it is set when the request starts and kept until its done). */
+static void http_done(evs_http_req_t *req, int err, const evs_http_response_t *resp, void *arg) {
+  (void)req;
+  evs_informer_t *inf = arg;
+  inf->req = NULL;
+  (inf->state == ST_WATCH ? watch_done : list_done)(inf, err, resp);
+}
+
+static void kube_done(evs_kube_req_t *req, int err, const evs_http_response_t *resp,
+                      const char *msg, void *arg) {
+  (void)req;
+  evs_informer_t *inf = arg;
+  inf->kreq = NULL;
+  if (err != 0 && msg != NULL && !inf->closing)
+    EVS_LOG_DEBUG("informer: request failed", EVS_KV_STR("path", inf->o.path),
+                  EVS_KV_STR("why", msg));
+  (inf->state == ST_WATCH ? watch_done : list_done)(inf, err, resp);
+}
+
+/* Through the Kubernetes client: lists and watches are background work, at EVS_PRIO_LOW so
+ * scale writes and lease renewals pass them in the rate limiter. A watch keeps the client's
+ * request timeout until its head arrives (the API server sends it at once), then only the
+ * idle timeout. */
+static int send_kube(evs_informer_t *inf, const char *pathq, int streaming) {
+  evs_kube_request_opts_t r = {.verb = "GET",
+                               .path = pathq,
+                               .priority = EVS_PRIO_LOW,
+                               .timeout_ms = streaming ? 0 : inf->o.list_timeout_ms,
+                               .on_done = kube_done,
+                               .arg = inf};
+  if (streaming) {
+    r.on_head = watch_head;
+    r.on_body = watch_body;
+    r.stream_idle_timeout_ms = inf->o.idle_timeout_ms;
+  }
+  return evs_kube_request(inf->o.kube, &r, &inf->kreq);
+}
+
+static int send_req(evs_informer_t *inf, const char *pathq, int streaming) {
+  if (inf->o.kube != NULL)
+    return send_kube(inf, pathq, streaming);
+  sbuf_t u = {0};
+  sb_str(&u, inf->o.base_url);
+  sb_str(&u, pathq);
+  if (u.oom)
+    return UV_ENOMEM;
   evs_http_header_t hs[16] = {{"Accept", "application/json"}};
   size_t n = 1;
-  evs_http_request_opts_t r = {
-      .method = "GET", .url = url, .headers = hs, .tls = inf->o.tls, .on_done = done, .arg = inf};
+  evs_http_request_opts_t r = {.method = "GET",
+                               .url = u.s,
+                               .headers = hs,
+                               .tls = inf->o.tls,
+                               .on_done = http_done,
+                               .arg = inf};
   r.timeout_ms = streaming ? 0 : inf->o.list_timeout_ms;
   if (streaming) {
     r.on_head = watch_head;
     r.on_body = watch_body;
     r.stream_idle_timeout_ms = inf->o.idle_timeout_ms;
   }
-  if (inf->o.decorate != NULL) {
-    int rc = inf->o.decorate(&r, hs, &n, sizeof hs / sizeof hs[0], inf->o.decorate_arg);
-    if (rc != 0)
-      return rc;
-  }
+  int rc = inf->o.decorate != NULL
+               ? inf->o.decorate(&r, hs, &n, sizeof hs / sizeof hs[0], inf->o.decorate_arg)
+               : 0;
   r.nheaders = n;
-  return evs_http_request(inf->o.http, &r, &inf->req);
+  if (rc == 0)
+    rc = evs_http_request(inf->o.http, &r, &inf->req);
+  free(u.s);
+  return rc;
 }
 
 /* --- lifecycle --- */
@@ -655,15 +699,15 @@ static void free_strings(evs_informer_t *inf) {
 }
 
 int evs_informer_start(uv_loop_t *loop, const evs_informer_options_t *opts, evs_informer_t **out) {
-  if (opts == NULL || opts->http == NULL || opts->base_url == NULL || opts->path == NULL ||
-      opts->path[0] != '/')
+  if (opts == NULL || opts->path == NULL || opts->path[0] != '/' ||
+      (opts->kube == NULL && (opts->http == NULL || opts->base_url == NULL)))
     return UV_EINVAL;
   evs_informer_t *inf = calloc(1, sizeof *inf);
   if (inf == NULL)
     return UV_ENOMEM;
   inf->loop = loop;
   inf->o = *opts;
-  inf->o.base_url = dup_opt(opts->base_url);
+  inf->o.base_url = dup_opt(opts->kube != NULL ? "" : opts->base_url);
   inf->o.path = dup_opt(opts->path);
   inf->o.label_selector = dup_opt(opts->label_selector);
   inf->o.page_size = opts->page_size ? opts->page_size : 500;
@@ -716,8 +760,11 @@ void evs_informer_close(evs_informer_t *inf, void (*cb)(void *arg), void *arg) {
   inf->close_cb = cb;
   inf->close_arg = arg;
   uv_timer_stop(&inf->timer);
+  /* watch_done/list_done see `closing` and do nothing */
   if (inf->req != NULL)
-    evs_http_cancel(inf->req); /* watch_done/list_done see `closing` and do nothing */
+    evs_http_cancel(inf->req);
+  if (inf->kreq != NULL)
+    evs_kube_cancel(inf->kreq);
   uv_close((uv_handle_t *)&inf->timer, on_timer_close);
 }
 

@@ -10,6 +10,7 @@
 #include "evscale/log.h"
 
 #include <ctype.h>
+#include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -196,6 +197,20 @@ void evs_kube_path_resource(const char *path, char *buf, size_t cap) {
     snprintf(buf, cap, "%s/%s", r[0], r[2]);
   else
     snprintf(buf, cap, "%s", r[0]);
+}
+
+const char *evs_kube_status_message(const evs_http_response_t *resp, char *buf, size_t cap) {
+  if (cap == 0)
+    return buf;
+  snprintf(buf, cap, "HTTP %d", resp ? resp->status : 0);
+  if (resp == NULL || resp->body == NULL)
+    return buf;
+  json_t *j = json_loadb(resp->body, resp->body_len, 0, NULL);
+  const char *m = j ? json_string_value(json_object_get(j, "message")) : NULL;
+  if (m != NULL)
+    snprintf(buf, cap, "%s", m);
+  json_decref(j);
+  return buf;
 }
 
 /* --- metrics --- */

@@ -19,12 +19,12 @@ enum { PH_IDLE = 0, PH_FAST_PUT, PH_GET, PH_CREATE, PH_PUT, PH_OBSERVE, PH_REL_G
 
 struct evs_lease_s {
   uv_loop_t *loop;
-  const evs_kubereq_conn_t *conn;
+  evs_kube_t *kube;
   evs_lease_options_t o;
   char name[254], ns[64], identity[320];
   char coll[400], item[700];
   uv_timer_t timer;
-  evs_http_req_t *req;
+  evs_kube_req_t *req;
   int phase;
   json_t *obj;          /* the Lease as last written by us (its resourceVersion) */
   char *observed_raw;   /* spec as last seen, to notice changes */
@@ -106,9 +106,9 @@ static int metrics_init(evs_lease_t *l) {
 
 /* ---- public ---- */
 
-int evs_lease_new(uv_loop_t *loop, const evs_kubereq_conn_t *conn, const evs_lease_options_t *o,
+int evs_lease_new(uv_loop_t *loop, evs_kube_t *kube, const evs_lease_options_t *o,
                   evs_lease_t **out) {
-  if (loop == NULL || conn == NULL || o == NULL || out == NULL || o->name == NULL ||
+  if (loop == NULL || kube == NULL || o == NULL || out == NULL || o->name == NULL ||
       o->ns == NULL || !o->name[0] || !o->ns[0] || strpbrk(o->name, "/?#% ") ||
       strpbrk(o->ns, "/?#% ") || o->retry_period_ms == 0 ||
       o->retry_period_ms >= o->renew_deadline_ms || o->renew_deadline_ms >= o->lease_duration_ms ||
@@ -118,7 +118,7 @@ int evs_lease_new(uv_loop_t *loop, const evs_kubereq_conn_t *conn, const evs_lea
   if (l == NULL)
     return UV_ENOMEM;
   l->loop = loop;
-  l->conn = conn;
+  l->kube = kube;
   l->o = *o;
   snprintf(l->name, sizeof l->name, "%s", o->name);
   snprintf(l->ns, sizeof l->ns, "%s", o->ns);
@@ -177,7 +177,7 @@ static void set_leader(evs_lease_t *l, int on) {
 static void cancel_req(evs_lease_t *l) {
   if (l->req != NULL) {
     l->phase = PH_IDLE; /* the done callback sees the cancel and does nothing more */
-    evs_http_cancel(l->req);
+    evs_kube_cancel(l->req);
   }
 }
 
@@ -251,7 +251,8 @@ static json_t *lease_body(evs_lease_t *l, json_t *base, int release) {
 
 /* ---- requests ---- */
 
-static void on_done(evs_http_req_t *req, int err, const evs_http_response_t *resp, void *arg);
+static void on_done(evs_kube_req_t *req, int err, const evs_http_response_t *resp, const char *msg,
+                    void *arg);
 
 static int lease_send(evs_lease_t *l, int phase, const char *method, const char *path,
                       json_t *body) {
@@ -259,8 +260,15 @@ static int lease_send(evs_lease_t *l, int phase, const char *method, const char 
   if (body != NULL && b == NULL)
     return UV_ENOMEM;
   /* Lease renewals are as urgent as scale writes (ratelimit.h). */
-  int rc = evs_kubereq_send(l->conn, method, path, b ? EVS_KUBEREQ_JSON : NULL, b, EVS_PRIO_HIGH,
-                            on_done, l, &l->req);
+  evs_kube_request_opts_t r = {.verb = method,
+                               .path = path,
+                               .content_type = b ? EVS_KUBE_JSON : NULL,
+                               .body = b,
+                               .body_len = b ? strlen(b) : 0,
+                               .priority = EVS_PRIO_HIGH,
+                               .on_done = on_done,
+                               .arg = l};
+  int rc = evs_kube_request(l->kube, &r, &l->req);
   free(b);
   if (rc == 0)
     l->phase = phase;
@@ -322,8 +330,10 @@ static void on_get(evs_lease_t *l, int status, json_t *body) {
     schedule(l);
 }
 
-static void on_done(evs_http_req_t *req, int err, const evs_http_response_t *resp, void *arg) {
+static void on_done(evs_kube_req_t *req, int err, const evs_http_response_t *resp, const char *msg,
+                    void *arg) {
   (void)req;
+  (void)msg;
   evs_lease_t *l = arg;
   int phase = l->phase;
   l->req = NULL;

@@ -21,7 +21,7 @@ typedef struct {
 typedef struct {
   evs_list_t link; /* in w->targets */
   evs_scalewriter_t *w;
-  evs_http_req_t *req; /* the write in flight, NULL when none */
+  evs_kube_req_t *req; /* the write in flight, NULL when none */
   int32_t written;     /* the count the write in flight carries */
   evs_list_t inflight; /* waiters the write in flight completes */
   evs_list_t pending;  /* waiters for the next write (the last one's count wins) */
@@ -29,7 +29,7 @@ typedef struct {
 } target_t;
 
 struct evs_scalewriter_s {
-  const evs_kubereq_conn_t *conn;
+  evs_kube_t *kube;
   int dry_run;
   int closing;
   int in_cb; /* callbacks running: a close inside one defers the free */
@@ -38,14 +38,14 @@ struct evs_scalewriter_s {
   uint64_t sent;
 };
 
-int evs_scalewriter_new(const evs_kubereq_conn_t *conn, const evs_scalewriter_options_t *opts,
+int evs_scalewriter_new(evs_kube_t *kube, const evs_scalewriter_options_t *opts,
                         evs_scalewriter_t **out) {
-  if (conn == NULL || out == NULL)
+  if (kube == NULL || out == NULL)
     return UV_EINVAL;
   evs_scalewriter_t *w = calloc(1, sizeof *w);
   if (w == NULL)
     return UV_ENOMEM;
-  w->conn = conn;
+  w->kube = kube;
   w->dry_run = opts != NULL && opts->dry_run;
   evs_list_init(&w->targets);
   *out = w;
@@ -98,7 +98,8 @@ static void complete_list(evs_scalewriter_t *w, evs_list_t *list, evs_scale_resu
   w->in_cb--;
 }
 
-static void on_done(evs_http_req_t *req, int err, const evs_http_response_t *resp, void *arg);
+static void on_done(evs_kube_req_t *req, int err, const evs_http_response_t *resp, const char *msg,
+                    void *arg);
 
 /* Starts the write of the pending waiters (the last one's count). */
 static int start_write(target_t *t) {
@@ -106,10 +107,16 @@ static int start_write(target_t *t) {
   waiter_t *last = evs_container_of(t->pending.prev, waiter_t, link);
   char body[64];
   snprintf(body, sizeof body, "{\"spec\":{\"replicas\":%ld}}", (long)last->replicas);
-  int rc = w->dry_run ? evs_kubereq_send(w->conn, "GET", t->path, NULL, NULL, EVS_PRIO_LOW, on_done,
-                                         t, &t->req)
-                      : evs_kubereq_send(w->conn, "PATCH", t->path, EVS_KUBEREQ_MERGE_PATCH, body,
-                                         EVS_PRIO_HIGH, on_done, t, &t->req);
+  evs_kube_request_opts_t o = {
+      .verb = "GET", .path = t->path, .priority = EVS_PRIO_LOW, .on_done = on_done, .arg = t};
+  if (!w->dry_run) {
+    o.verb = "PATCH";
+    o.content_type = EVS_KUBE_MERGE_PATCH;
+    o.body = body;
+    o.body_len = strlen(body);
+    o.priority = EVS_PRIO_HIGH;
+  }
+  int rc = evs_kube_request(w->kube, &o, &t->req);
   if (rc != 0) {
     t->req = NULL;
     return rc;
@@ -131,19 +138,19 @@ static int32_t json_int(json_t *obj, const char *a, const char *b) {
   return json_is_integer(v) ? (int32_t)json_integer_value(v) : -1;
 }
 
-static void fill_result(evs_scale_result_t *r, int err, const evs_http_response_t *resp, char *msg,
-                        size_t cap) {
+static void fill_result(evs_scale_result_t *r, int err, const evs_http_response_t *resp,
+                        const char *why, char *msg, size_t cap) {
   r->err = err;
   r->replicas = r->status_replicas = -1;
   msg[0] = '\0';
   r->message = msg;
   if (resp == NULL) {
-    snprintf(msg, cap, "%s", evs_strerror(err));
+    snprintf(msg, cap, "%s", why != NULL ? why : evs_strerror(err));
     return;
   }
   r->status = resp->status;
   if (resp->status < 200 || resp->status > 299) {
-    evs_kubereq_status_message(resp, msg, cap);
+    evs_kube_status_message(resp, msg, cap);
     return;
   }
   json_t *j = resp->body ? json_loadb(resp->body, resp->body_len, 0, NULL) : NULL;
@@ -152,7 +159,8 @@ static void fill_result(evs_scale_result_t *r, int err, const evs_http_response_
   json_decref(j);
 }
 
-static void on_done(evs_http_req_t *req, int err, const evs_http_response_t *resp, void *arg) {
+static void on_done(evs_kube_req_t *req, int err, const evs_http_response_t *resp, const char *why,
+                    void *arg) {
   (void)req;
   target_t *t = arg;
   evs_scalewriter_t *w = t->w;
@@ -160,14 +168,14 @@ static void on_done(evs_http_req_t *req, int err, const evs_http_response_t *res
   w->busy--;
   char msg[256];
   evs_scale_result_t r = {.written = t->written, .dry_run = (uint8_t)w->dry_run, .path = t->path};
-  fill_result(&r, err, resp, msg, sizeof msg);
+  fill_result(&r, err, resp, why, msg, sizeof msg);
   w->in_cb++; /* the target stays ours until its callbacks are done */
   complete_list(w, &t->inflight, &r);
   if (!evs_list_empty(&t->pending)) {
     int rc = w->closing ? EVS_ECANCELED : start_write(t);
     if (rc != 0) {
       evs_scale_result_t f = {.written = -1, .dry_run = (uint8_t)w->dry_run, .path = t->path};
-      fill_result(&f, rc, NULL, msg, sizeof msg);
+      fill_result(&f, rc, NULL, NULL, msg, sizeof msg);
       complete_list(w, &t->pending, &f);
     }
   }
@@ -232,7 +240,7 @@ void evs_scalewriter_close(evs_scalewriter_t *w) {
   evs_list_foreach_safe(it, &w->targets) {
     target_t *t = evs_container_of(it, target_t, link);
     if (t->req != NULL)
-      evs_http_cancel(t->req);
+      evs_kube_cancel(t->req);
   }
   w->in_cb--;
   maybe_free_writer(w);

@@ -199,7 +199,7 @@ typedef struct entry_s {
   json_t *written; /* that status, to null the fields it had and the next lacks */
   int64_t last_active_written;
   uint8_t was_active;
-  evs_http_req_t *req;
+  evs_kube_req_t *req;
   char *pending_body; /* the next patch, waiting for the one in flight */
   evs_status_cb cb, pending_cb;
   void *arg, *pending_arg;
@@ -209,20 +209,20 @@ typedef struct entry_s {
 #define NBUCKETS 4096
 
 struct evs_status_patcher_s {
-  const evs_kubereq_conn_t *conn;
+  evs_kube_t *kube;
   int dry_run, closing;
   uint64_t sent;
   entry_t *buckets[NBUCKETS];
 };
 
-int evs_status_patcher_new(const evs_kubereq_conn_t *conn, const evs_status_patcher_options_t *opts,
+int evs_status_patcher_new(evs_kube_t *kube, const evs_status_patcher_options_t *opts,
                            evs_status_patcher_t **out) {
-  if (conn == NULL || out == NULL)
+  if (kube == NULL || out == NULL)
     return UV_EINVAL;
   evs_status_patcher_t *p = calloc(1, sizeof *p);
   if (p == NULL)
     return UV_ENOMEM;
-  p->conn = conn;
+  p->kube = kube;
   p->dry_run = opts != NULL && opts->dry_run;
   *out = p;
   return 0;
@@ -271,11 +271,19 @@ static json_t *merge_diff(json_t *old, json_t *new) {
   return d;
 }
 
-static void on_patch(evs_http_req_t *req, int err, const evs_http_response_t *resp, void *arg);
+static void on_patch(evs_kube_req_t *req, int err, const evs_http_response_t *resp, const char *msg,
+                     void *arg);
 
 static int send_patch(entry_t *e, const char *body) {
-  int rc = evs_kubereq_send(e->p->conn, "PATCH", e->path, EVS_KUBEREQ_MERGE_PATCH, body,
-                            EVS_PRIO_LOW, on_patch, e, &e->req);
+  evs_kube_request_opts_t o = {.verb = "PATCH",
+                               .path = e->path,
+                               .content_type = EVS_KUBE_MERGE_PATCH,
+                               .body = body,
+                               .body_len = strlen(body),
+                               .priority = EVS_PRIO_LOW,
+                               .on_done = on_patch,
+                               .arg = e};
+  int rc = evs_kube_request(e->p->kube, &o, &e->req);
   if (rc != 0)
     e->req = NULL;
   else
@@ -289,8 +297,10 @@ static void entry_free(entry_t *e) {
   free(e);
 }
 
-static void on_patch(evs_http_req_t *req, int err, const evs_http_response_t *resp, void *arg) {
+static void on_patch(evs_kube_req_t *req, int err, const evs_http_response_t *resp, const char *msg,
+                     void *arg) {
   (void)req;
+  (void)msg;
   entry_t *e = arg;
   evs_status_patcher_t *p = e->p;
   e->req = NULL;
@@ -424,7 +434,7 @@ void evs_status_patcher_close(evs_status_patcher_t *p) {
     while (p->buckets[i] != NULL) {
       entry_t *e = p->buckets[i];
       if (e->req != NULL)
-        evs_http_cancel(e->req); /* on_patch runs now: callbacks get ECANCELED */
+        evs_kube_cancel(e->req); /* on_patch runs now: callbacks get ECANCELED */
       p->buckets[i] = e->next;
       entry_free(e);
     }

@@ -18,22 +18,19 @@ static char NS[64];
 
 typedef struct {
   uv_loop_t loop;
-  evs_http_client_t *http;
-  evs_kubereq_conn_t conn;
+  evs_kube_t *kube; /* the one client both electors share, as replicas share an API server */
 } env_t;
 
 static void env_init(env_t *e) {
   uv_loop_init(&e->loop);
-  assert_int_equal(evs_http_client_new(&e->loop, NULL, &e->http), 0);
-  kw_conn(&e->conn, e->http, NULL);
+  e->kube = kw_kube(&e->loop);
+  assert_non_null(e->kube);
 }
 
 static void set_flag(void *arg) { *(int *)arg = 1; }
 
 static void env_close(env_t *e) {
-  int a = 0;
-  evs_http_client_close(e->http, set_flag, &a);
-  assert_true(evs_test_run_until(&e->loop, &a, 10000));
+  assert_int_equal(kw_kube_close(&e->loop, e->kube), 0);
   assert_int_equal(evs_test_loop_close(&e->loop), 0);
 }
 
@@ -59,7 +56,6 @@ static int teardown(void **state) {
   if (!KW.found)
     return 0;
   kw_namespace(NS, 0);
-  evs_tls_config_unref(KW.tls);
   return 0;
 }
 
@@ -115,7 +111,7 @@ static void pair_start(pair_t *p, const char *lease_name, int observe_second) {
                              .on_stopped_leading = on_stopped,
                              .arg = &p->el[i],
                              .metrics = i == 0 ? p->reg : NULL};
-    assert_int_equal(evs_lease_new(&p->e.loop, &p->e.conn, &o, &p->el[i].l), 0);
+    assert_int_equal(evs_lease_new(&p->e.loop, p->e.kube, &o, &p->el[i].l), 0);
     assert_int_equal(evs_lease_start(p->el[i].l), 0);
   }
 }
@@ -147,7 +143,7 @@ static void run_for(pair_t *p, uint64_t ms) {
 static char *lease_holder(env_t *e, const char *name) {
   char path[256], *body = NULL;
   snprintf(path, sizeof path, "/apis/coordination.k8s.io/v1/namespaces/%s/leases/%s", NS, name);
-  assert_int_equal(kw_req(&e->loop, &e->conn, "GET", path, NULL, NULL, &body), 200);
+  assert_int_equal(kw_req(&e->loop, e->kube, "GET", path, NULL, NULL, &body), 200);
   json_t *j = json_loads(body, 0, NULL);
   free(body);
   const char *h = json_string_value(json_object_get(json_object_get(j, "spec"), "holderIdentity"));
@@ -338,7 +334,9 @@ static void test_bad_options(void **state) {
   (void)state;
   uv_loop_t loop;
   uv_loop_init(&loop);
-  evs_kubereq_conn_t conn = {0};
+  evs_kube_t *kube = NULL; /* created, never opened: the options are refused before any use */
+  evs_kube_options_t ko = {.kubeconfig = "/nonexistent/kubeconfig"};
+  assert_int_equal(evs_kube_new(&loop, &ko, &kube), 0);
   evs_lease_t *l;
   evs_lease_options_t o = {.name = "x",
                            .ns = "y",
@@ -353,7 +351,11 @@ static void test_bad_options(void **state) {
   bad[3].renew_deadline_ms = 800;
   bad[3].retry_period_ms = 100;
   for (size_t i = 0; i < 4; i++)
-    assert_int_equal(evs_lease_new(&loop, &conn, &bad[i], &l), UV_EINVAL);
+    assert_int_equal(evs_lease_new(&loop, kube, &bad[i], &l), UV_EINVAL);
+  assert_int_equal(evs_lease_new(&loop, NULL, &o, &l), UV_EINVAL);
+  int closed = 0;
+  evs_kube_close(kube, set_flag, &closed);
+  assert_true(evs_test_run_until(&loop, &closed, 10000));
   assert_int_equal(uv_loop_close(&loop), 0);
 }
 

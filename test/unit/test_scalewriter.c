@@ -20,26 +20,18 @@ static char NS[64];
 
 typedef struct {
   uv_loop_t loop;
-  evs_http_client_t *http;
-  evs_ratelimit_t *rl;
-  evs_kubereq_conn_t conn;
+  evs_kube_t *kube;
 } env_t;
 
+/* A client of the control plane with kubernetes.qps/burst (qps 0: unlimited). */
 static void env_init(env_t *e, double qps, unsigned burst) {
   uv_loop_init(&e->loop);
-  assert_int_equal(evs_http_client_new(&e->loop, NULL, &e->http), 0);
-  assert_int_equal(evs_ratelimit_new(&e->loop, qps, burst, &e->rl), 0);
-  kw_conn(&e->conn, e->http, e->rl);
+  e->kube = kw_kube_opts(&e->loop, qps, burst, 0);
+  assert_non_null(e->kube);
 }
 
-static void set_flag(void *arg) { *(int *)arg = 1; }
-
 static void env_close(env_t *e) {
-  int a = 0, b = 0;
-  evs_http_client_close(e->http, set_flag, &a);
-  evs_ratelimit_close(e->rl, set_flag, &b);
-  assert_true(evs_test_run_until(&e->loop, &a, 10000));
-  assert_true(evs_test_run_until(&e->loop, &b, 10000));
+  assert_int_equal(kw_kube_close(&e->loop, e->kube), 0);
   assert_int_equal(evs_test_loop_close(&e->loop), 0);
 }
 
@@ -50,7 +42,7 @@ static void env_close(env_t *e) {
   } while (0)
 
 static void create(env_t *e, const char *path, const char *body) {
-  int st = kw_req(&e->loop, &e->conn, "POST", path, EVS_KUBEREQ_JSON, body, NULL);
+  int st = kw_req(&e->loop, e->kube, "POST", path, EVS_KUBE_JSON, body, NULL);
   if (st != 201 && st != 409)
     fail_msg("POST %s: %d", path, st);
 }
@@ -97,7 +89,7 @@ static int setup(void **state) {
   snprintf(path, sizeof path, "/apis/evstest.example.com/v1/namespaces/%s/scalables", NS);
   int st = 0;
   for (int i = 0; i < 100 && st != 201 && st != 409; i++) {
-    st = kw_req(&e.loop, &e.conn, "POST", path, EVS_KUBEREQ_JSON,
+    st = kw_req(&e.loop, e.kube, "POST", path, EVS_KUBE_JSON,
                 "{\"apiVersion\":\"evstest.example.com/v1\",\"kind\":\"Scalable\",\"metadata\":{"
                 "\"name\":\"sc\"},\"spec\":{\"replicas\":1}}",
                 NULL);
@@ -117,9 +109,8 @@ static int teardown(void **state) {
   env_init(&e, 0, 1);
   char path[128];
   snprintf(path, sizeof path, "/api/v1/namespaces/%s", NS);
-  kw_req(&e.loop, &e.conn, "DELETE", path, NULL, NULL, NULL);
+  kw_req(&e.loop, e.kube, "DELETE", path, NULL, NULL, NULL);
   env_close(&e);
-  evs_tls_config_unref(KW.tls);
   return 0;
 }
 
@@ -145,7 +136,7 @@ static void on_scale(evs_scalewriter_t *w, const evs_scale_result_t *r, void *ar
 
 static int32_t get_replicas(env_t *e, const char *path) {
   char *body = NULL;
-  int st = kw_req(&e->loop, &e->conn, "GET", path, NULL, NULL, &body);
+  int st = kw_req(&e->loop, e->kube, "GET", path, NULL, NULL, &body);
   assert_int_equal(st, 200);
   json_t *j = json_loads(body, 0, NULL);
   free(body);
@@ -162,7 +153,7 @@ static void test_patch_kinds(void **state) {
   env_t e;
   env_init(&e, 0, 1);
   evs_scalewriter_t *w;
-  assert_int_equal(evs_scalewriter_new(&e.conn, NULL, &w), 0);
+  assert_int_equal(evs_scalewriter_new(e.kube, NULL, &w), 0);
   struct {
     evs_scale_target_t t;
     int32_t n;
@@ -203,7 +194,7 @@ static void test_coalesce(void **state) {
   env_t e;
   env_init(&e, 0, 1);
   evs_scalewriter_t *w;
-  assert_int_equal(evs_scalewriter_new(&e.conn, NULL, &w), 0);
+  assert_int_equal(evs_scalewriter_new(e.kube, NULL, &w), 0);
   evs_scale_target_t t = {"apps", "v1", "deployments", NS, "web2"};
   char path[512];
   assert_int_equal(evs_scalewriter_path(&t, path, sizeof path), 0);
@@ -244,7 +235,7 @@ static void test_dry_run(void **state) {
   env_init(&e, 0, 1);
   evs_scalewriter_t *w;
   evs_scalewriter_options_t o = {.dry_run = 1};
-  assert_int_equal(evs_scalewriter_new(&e.conn, &o, &w), 0);
+  assert_int_equal(evs_scalewriter_new(e.kube, &o, &w), 0);
   evs_scale_target_t t = {"apps", "v1", "deployments", NS, "web3"};
   char path[512];
   assert_int_equal(evs_scalewriter_path(&t, path, sizeof path), 0);
@@ -264,10 +255,12 @@ static void test_dry_run(void **state) {
   env_close(&e);
 }
 
-static void on_low(evs_http_req_t *req, int err, const evs_http_response_t *resp, void *arg) {
+static void on_low(evs_kube_req_t *req, int err, const evs_http_response_t *resp, const char *msg,
+                   void *arg) {
   (void)req;
   (void)err;
   (void)resp;
+  (void)msg;
   *(int *)arg = ++ORDER;
 }
 
@@ -278,14 +271,15 @@ static void test_priority(void **state) {
   env_t e;
   env_init(&e, 1, 1); /* a token a second: completion order is dispatch order */
   evs_scalewriter_t *w;
-  assert_int_equal(evs_scalewriter_new(&e.conn, NULL, &w), 0);
+  assert_int_equal(evs_scalewriter_new(e.kube, NULL, &w), 0);
   int low[3] = {0};
   char lpath[128];
   snprintf(lpath, sizeof lpath, "/api/v1/namespaces/%s", NS);
-  for (int i = 0; i < 3; i++)
-    assert_int_equal(
-        evs_kubereq_send(&e.conn, "GET", lpath, NULL, NULL, EVS_PRIO_LOW, on_low, &low[i], NULL),
-        0);
+  for (int i = 0; i < 3; i++) {
+    evs_kube_request_opts_t lo = {
+        .verb = "GET", .path = lpath, .priority = EVS_PRIO_LOW, .on_done = on_low, .arg = &low[i]};
+    assert_int_equal(evs_kube_request(e.kube, &lo, NULL), 0);
+  }
   evs_scale_target_t t = {"apps", "v1", "deployments", NS, "web3"};
   rec_t rec = {0};
   assert_int_equal(evs_scalewriter_write(w, &t, 2, on_scale, &rec), 0);
@@ -307,7 +301,7 @@ static void test_errors_and_close(void **state) {
   env_t e;
   env_init(&e, 0, 1);
   evs_scalewriter_t *w;
-  assert_int_equal(evs_scalewriter_new(&e.conn, NULL, &w), 0);
+  assert_int_equal(evs_scalewriter_new(e.kube, NULL, &w), 0);
   evs_scale_target_t miss = {"apps", "v1", "deployments", NS, "nope"};
   rec_t rec = {0};
   assert_int_equal(evs_scalewriter_write(w, &miss, 2, on_scale, &rec), 0);

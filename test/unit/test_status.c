@@ -272,22 +272,17 @@ static void test_last_active_rule(void **state) {
 
 typedef struct {
   uv_loop_t loop;
-  evs_http_client_t *http;
-  evs_kubereq_conn_t conn;
+  evs_kube_t *kube;
 } env_t;
 
 static void env_init(env_t *e) {
   uv_loop_init(&e->loop);
-  assert_int_equal(evs_http_client_new(&e->loop, NULL, &e->http), 0);
-  kw_conn(&e->conn, e->http, NULL);
+  e->kube = kw_kube(&e->loop);
+  assert_non_null(e->kube);
 }
 
-static void set_flag(void *arg) { *(int *)arg = 1; }
-
 static void env_close(env_t *e) {
-  int a = 0;
-  evs_http_client_close(e->http, set_flag, &a);
-  assert_true(evs_test_run_until(&e->loop, &a, 10000));
+  assert_int_equal(kw_kube_close(&e->loop, e->kube), 0);
   assert_int_equal(evs_test_loop_close(&e->loop), 0);
 }
 
@@ -306,7 +301,7 @@ static void create_so(env_t *e, const char *name) {
            "\"type\":\"redis\",\"metadata\":{\"address\":\"r:6379\",\"listName\":\"q\","
            "\"listLength\":\"5\"}}]}}",
            name);
-  int st = kw_req(&e->loop, &e->conn, "POST", path, EVS_KUBEREQ_JSON, body, NULL);
+  int st = kw_req(&e->loop, e->kube, "POST", path, EVS_KUBE_JSON, body, NULL);
   if (st != 201)
     fail_msg("create ScaledObject %s: %d", name, st);
 }
@@ -327,7 +322,6 @@ static int teardown(void **state) {
   if (!KW.found)
     return 0;
   kw_namespace(NS, 0);
-  evs_tls_config_unref(KW.tls);
   return 0;
 }
 
@@ -381,7 +375,7 @@ static void test_patch_and_read_back(void **state) {
   env_init(&e);
   create_so(&e, "so1");
   evs_status_patcher_t *p;
-  assert_int_equal(evs_status_patcher_new(&e.conn, NULL, &p), 0);
+  assert_int_equal(evs_status_patcher_new(e.kube, NULL, &p), 0);
   fx_t f;
   fx_init(&f, NULL, REDIS);
   int64_t now = T0 + 1000;
@@ -449,7 +443,7 @@ static void test_broken_isolated(void **state) {
   create_so(&e, "good");
   create_so(&e, "bad");
   evs_status_patcher_t *p;
-  assert_int_equal(evs_status_patcher_new(&e.conn, NULL, &p), 0);
+  assert_int_equal(evs_status_patcher_new(e.kube, NULL, &p), 0);
   fx_t f;
   fx_init(&f, "  annotations: {autoscaling.keda.sh/paused-replicas: '2'}\n", REDIS);
   evs_status_input_t good = mkin(f.so, decide(&f, T0 + 1000, 50, 0), NULL);
@@ -492,7 +486,7 @@ static void test_dry_run(void **state) {
   create_so(&e, "dry");
   evs_status_patcher_t *p;
   evs_status_patcher_options_t o = {.dry_run = 1};
-  assert_int_equal(evs_status_patcher_new(&e.conn, &o, &p), 0);
+  assert_int_equal(evs_status_patcher_new(e.kube, &o, &p), 0);
   fx_t f;
   fx_init(&f, NULL, REDIS);
   evs_status_input_t in = mkin(f.so, decide(&f, T0 + 1000, 50, 0), NULL);
