@@ -49,6 +49,7 @@
 #include "evscale/scaler.h"
 #include "evscale/scalewriter.h"
 #include "evscale/status.h"
+#include "evscale/triggerauth.h"
 
 typedef struct evs_registry_s evs_registry_t;
 
@@ -64,7 +65,13 @@ typedef struct {
   const evs_kube_discovery_t *discovery; /* borrowed; NULL: apps/v1 Deployment, StatefulSet */
   const char *default_namespace;         /* for file objects without one ("default") */
   int dry_run;                           /* log each decision, write nothing */
-  evs_metrics_t *metrics;                /* borrowed; may be NULL */
+  /* The (Cluster)TriggerAuthentication caches: the object named, or NULL when absent. NULL
+   * function: triggers with an authenticationRef fail with "not found". */
+  const evs_triggerauth_t *(*find_auth)(void *arg, evs_triggerauth_kind_t kind, const char *ns,
+                                        const char *name);
+  void *find_auth_arg;
+  const char *cluster_namespace; /* kubernetes.cluster_object_namespace ("" = the client's) */
+  evs_metrics_t *metrics;        /* borrowed; may be NULL */
 } evs_registry_options_t;
 
 /* 0, UV_EINVAL (no loop), UV_ENOMEM. Not leading until evs_registry_set_leader(reg, 1). */
@@ -110,6 +117,11 @@ typedef struct {
   int deleted;
 } evs_registry_hpa_obs_t;
 void evs_registry_hpa_seen(evs_registry_t *reg, const evs_registry_hpa_obs_t *obs);
+
+/* A (Cluster)TriggerAuthentication was added, changed or deleted (ns "" for the cluster
+ * kind): every trigger that names it resolves its parameters again and restarts. */
+void evs_registry_auth_changed(evs_registry_t *reg, evs_triggerauth_kind_t kind, const char *ns,
+                               const char *name);
 
 /* Leading (1) runs every record's scalers and writes; 0 stops them. */
 void evs_registry_set_leader(evs_registry_t *reg, int leading);

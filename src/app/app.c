@@ -2,6 +2,7 @@
 #include "evscale/app.h"
 #include "evscale/backoff.h"
 #include "evscale/cli.h"
+#include "evscale/control.h"
 #include "evscale/discovery.h"
 #include "evscale/error.h"
 #include "evscale/health.h"
@@ -41,6 +42,8 @@ typedef struct {
   uv_timer_t kube_retry;
   int kube_retry_open;
   evs_backoff_t kube_backoff;
+  /* The controller (caches, registry, writers, lease), once discovery has succeeded. */
+  evs_control_t *control;
 } evs__app_t;
 
 static double evs__now_unix(void) {
@@ -118,6 +121,7 @@ static void evs__on_reload(evs_reload_t *r, int status, evs_config_t *next, cons
   evs_config_free(app->cfg);
   app->cfg = next;
   evs__apply(app);
+  evs_control_apply_file(app->control, app->cfg);
   evs_health_config_reload(app->health, 1, evs__now_unix());
   EVS_LOG_INFO("configuration reloaded", EVS_KV_STR("file", app->opts->config_path),
                EVS_KV_UINT("scaled_objects", next->n_scaled_objects));
@@ -152,12 +156,22 @@ static void evs__health_closed(void *data) { ((evs__app_t *)data)->health = NULL
 
 static void evs__kube_closed(void *data) { ((evs__app_t *)data)->kube = NULL; }
 
+static void evs__control_stopped(void *data) {
+  evs__app_t *app = data;
+  app->control = NULL;
+  /* The controller's last request has ended: the client may close. */
+  if (app->kube)
+    evs_kube_close(app->kube, evs__kube_closed, app);
+}
+
 static void evs__close_kube(evs__app_t *app) {
   if (app->kube_retry_open && !uv_is_closing((uv_handle_t *)&app->kube_retry))
     uv_close((uv_handle_t *)&app->kube_retry, evs__on_closed);
   if (app->disc)
     evs_kube_discovery_cancel(app->disc); /* its callback clears app->disc */
-  if (app->kube)
+  if (app->control)
+    evs_control_stop(app->control, evs__control_stopped, app); /* releases the lease first */
+  else if (app->kube)
     evs_kube_close(app->kube, evs__kube_closed, app);
 }
 
@@ -300,6 +314,21 @@ static void evs__on_discovered(int status, evs_kube_discovery_t *d, const char *
       EVS_KV_BOOL("keda_crds", d->keda_v1alpha1), EVS_KV_UINT("unavailable_groups", d->n_failed),
       EVS_KV_BOOL("dry_run", app->opts->dry_run));
   evs_health_set_ready(app->health, "kubernetes", 1);
+  if (app->control == NULL) {
+    if (!d->keda_v1alpha1)
+      EVS_LOG_ERROR("the API server does not serve keda.sh/v1alpha1: install the ScaledObject "
+                    "CRD (deploy/crds); watching for it");
+    evs_control_options_t co = {.loop = app->loop,
+                                .cfg = app->cfg,
+                                .kube = app->kube,
+                                .discovery = app->discovery,
+                                .metrics = app->metrics,
+                                .health = app->health,
+                                .dry_run = app->opts->dry_run};
+    int rc = evs_control_start(&co, &app->control);
+    if (rc != 0 && app->control == NULL)
+      EVS_LOG_ERROR("cannot start the controller", EVS_KV_ERR("err", rc));
+  }
 }
 
 static void evs__discover(evs__app_t *app) {

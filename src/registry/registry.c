@@ -20,9 +20,49 @@
 typedef struct evs__target_s evs__target_t;
 typedef struct evs__rec_s evs__rec_t;
 
+/* An owned copy of a map (one allocation; wiped on free: it may hold secrets). */
+typedef struct {
+  evs_kvs_t kvs;
+  size_t bytes;
+} evs__map_t;
+
+static int evs__map_copy(evs__map_t *m, const evs_kvs_t *src) {
+  size_t bytes = src->n * sizeof(evs_kv_t);
+  for (size_t i = 0; i < src->n; i++)
+    bytes += strlen(src->items[i].key) + strlen(src->items[i].value) + 2;
+  char *mem = malloc(bytes ? bytes : 1);
+  if (mem == NULL)
+    return UV_ENOMEM;
+  evs_kv_t *items = (evs_kv_t *)mem;
+  char *p = mem + src->n * sizeof(evs_kv_t);
+  for (size_t i = 0; i < src->n; i++) {
+    size_t kl = strlen(src->items[i].key) + 1, vl = strlen(src->items[i].value) + 1;
+    memcpy(p, src->items[i].key, kl);
+    items[i].key = p;
+    p += kl;
+    memcpy(p, src->items[i].value, vl);
+    items[i].value = p;
+    p += vl;
+  }
+  m->kvs = (evs_kvs_t){items, src->n};
+  m->bytes = bytes;
+  return 0;
+}
+
+static void evs__map_free(evs__map_t *m) {
+  if (m->kvs.items) {
+    explicit_bzero((void *)m->kvs.items, m->bytes);
+    free((void *)m->kvs.items);
+  }
+  memset(m, 0, sizeof *m);
+}
+
 typedef struct {
   evs__rec_t *rec;
   size_t index;
+  evs_triggerauth_req_t *auth_req; /* resolving its authenticationRef */
+  evs__map_t auth;                 /* the resolved parameters, until the scaler is created */
+  uint8_t auth_done;
   evs_scaler_t *scaler;  /* NULL when not running */
   evs_reading_t reading; /* the last one; time_ms 0 = none yet */
   char *error_msg;       /* owned copy of reading.error_msg */
@@ -51,6 +91,12 @@ struct evs__rec_s {
   int32_t w_current, w_replicas; /* the write in flight */
   evs_step_t inflight;
   int32_t dry_logged; /* the last count logged in dry-run; -1 none */
+  /* The target's container environment (KEDA's ResolvedEnv), fetched once per start when a
+   * trigger asks for it (a *FromEnv parameter) or its TriggerAuthentication has spec.env. */
+  evs_triggerauth_req_t *env_req;
+  evs__map_t env;
+  uint8_t env_state; /* 0 not fetched, 1 fetching, 2 done, 3 failed */
+  char *env_error;
   uint64_t cadence_ms;
   unsigned pending; /* scaler closes, the write in flight: the record lives until 0 */
 };
@@ -287,6 +333,7 @@ static void evs__free_trigs(evs__rec_t *r) {
   for (size_t i = 0; i < r->n_trig; i++) {
     if (r->trig[i]) {
       free(r->trig[i]->error_msg);
+      evs__map_free(&r->trig[i]->auth);
       free(r->trig[i]);
     }
   }
@@ -298,6 +345,8 @@ static void evs__free_trigs(evs__rec_t *r) {
 static void evs__rec_free(evs__rec_t *r) {
   evs_registry_t *reg = r->reg;
   evs__free_trigs(r);
+  evs__map_free(&r->env);
+  free(r->env_error);
   evs_engine_state_free(r->est);
   evs_so_free(r->so);
   free(r->check_error);
@@ -330,6 +379,13 @@ static void evs__scaler_closed(void *data) {
 }
 
 static void evs__stop_trigger(evs__rec_t *r, evs__trig_t *tr) {
+  if (tr->auth_req) {
+    evs_triggerauth_cancel(tr->auth_req);
+    tr->auth_req = NULL;
+  }
+  /* Resolved again at the next start: a rotated Secret is read then. */
+  evs__map_free(&tr->auth);
+  tr->auth_done = 0;
   if (tr->scaler == NULL)
     return;
   evs_scaler_t *s = tr->scaler;
@@ -339,6 +395,14 @@ static void evs__stop_trigger(evs__rec_t *r, evs__trig_t *tr) {
 }
 
 static void evs__stop_scalers(evs__rec_t *r) {
+  if (r->env_req) {
+    evs_triggerauth_cancel(r->env_req);
+    r->env_req = NULL;
+  }
+  evs__map_free(&r->env);
+  free(r->env_error);
+  r->env_error = NULL;
+  r->env_state = 0;
   for (size_t i = 0; i < r->n_trig; i++)
     evs__stop_trigger(r, r->trig[i]);
   r->running = 0;
@@ -745,36 +809,42 @@ static void evs__on_reading(evs_scaler_t *s, const evs_reading_t *rd, void *data
   evs__evaluate(r);
 }
 
-static void evs__start_trigger(evs__rec_t *r, size_t i) {
+/* A trigger that cannot run reads as failing: the engine's health, fallback and conditions
+ * say so, and the message reaches the status. */
+static void evs__trigger_failed(evs__rec_t *r, evs__trig_t *tr, int rc, const char *msg) {
+  EVS_LOG_ERROR("cannot start trigger", EVS_KV_STR("scaledobject", r->key),
+                EVS_KV_UINT("trigger", tr->index), EVS_KV_STR("error", msg));
+  free(tr->error_msg);
+  tr->error_msg = strdup(msg);
+  tr->reading = (evs_reading_t){
+      .error = rc ? rc : UV_EINVAL, .time_ms = evs__wall_ms(), .error_msg = tr->error_msg};
+}
+
+static void evs__create_scaler(evs__rec_t *r, evs__trig_t *tr) {
   evs_registry_t *reg = r->reg;
-  evs__trig_t *tr = r->trig[i];
-  if (tr->scaler)
-    return;
   evs_scaler_config_t cfg;
-  evs_so_scaler_config(r->so, i, &cfg);
+  evs_so_scaler_config(r->so, tr->index, &cfg);
+  cfg.auth_params = tr->auth.kvs;
+  cfg.resolved_env = r->env.kvs;
   evs_diag_t diag;
   evs_diag_init(&diag);
   evs_scaler_t *s = NULL;
   int rc = evs_scaler_create(reg->o.loop, reg->o.env, &cfg, &s, &diag);
   if (rc == 0)
     rc = evs_scaler_start(s, evs__on_reading, tr);
+  /* The scaler copied what it keeps: the secrets are dropped here, resolved again on restart. */
+  evs__map_free(&tr->auth);
   if (rc != 0) {
     char msg[512] = "";
     if (diag.n)
       evs_diag_format(&diag, 0, msg, sizeof msg);
     else
-      snprintf(msg, sizeof msg, "triggers[%zu]: %s", i, evs_strerror(rc));
-    EVS_LOG_ERROR("cannot start trigger", EVS_KV_STR("scaledobject", r->key),
-                  EVS_KV_UINT("trigger", i), EVS_KV_STR("error", msg));
+      snprintf(msg, sizeof msg, "triggers[%zu]: %s", tr->index, evs_strerror(rc));
     if (s) {
       r->pending++;
       evs_scaler_close(s, evs__scaler_closed, r);
     }
-    /* The trigger reads as failing: the engine's health, fallback and conditions say so. */
-    free(tr->error_msg);
-    tr->error_msg = strdup(msg);
-    tr->reading = (evs_reading_t){
-        .error = rc ? rc : UV_EINVAL, .time_ms = evs__wall_ms(), .error_msg = tr->error_msg};
+    evs__trigger_failed(r, tr, rc, msg);
     evs_diag_free(&diag);
     return;
   }
@@ -784,6 +854,179 @@ static void evs__start_trigger(evs__rec_t *r, size_t i) {
     (void)evs_scaler_set_cadence(s, r->cadence_ms);
   /* The first reading comes at once, not after a cadence period. */
   (void)evs_scaler_poll(s);
+}
+
+static void evs__start_trigger(evs__rec_t *r, size_t i);
+
+static void evs__on_auth(evs_triggerauth_req_t *req, int err, const char *msg,
+                         const evs_kvs_t *params, void *arg) {
+  (void)req;
+  evs__trig_t *tr = arg;
+  evs__rec_t *r = tr->rec;
+  tr->auth_req = NULL;
+  if (err == EVS_ECANCELED)
+    return;
+  if (err != 0 || evs__map_copy(&tr->auth, params) != 0) {
+    evs__trigger_failed(r, tr, err ? err : UV_ENOMEM, msg ? msg : evs_strerror(err));
+    evs__evaluate(r);
+    return;
+  }
+  tr->auth_done = 1;
+  evs__create_scaler(r, tr);
+  evs__evaluate(r);
+}
+
+/* KEDA resolves the target's environment for every ScaledObject; evscale fetches it only when
+ * something reads it: a *FromEnv parameter, or a TriggerAuthentication's spec.env. */
+static int evs__needs_env(evs__rec_t *r) {
+  evs_registry_t *reg = r->reg;
+  for (size_t i = 0; i < r->n_trig; i++) {
+    const evs_trigger_t *t = &r->so->triggers[i];
+    for (size_t k = 0; k < t->metadata.n; k++) {
+      size_t n = strlen(t->metadata.items[k].key);
+      if (n > 7 && strcmp(t->metadata.items[k].key + n - 7, "FromEnv") == 0)
+        return 1;
+    }
+    if (t->auth_name && reg->o.find_auth) {
+      const evs_triggerauth_t *ta =
+          reg->o.find_auth(reg->o.find_auth_arg,
+                           t->auth_cluster ? EVS_TRIGGERAUTH_CLUSTER : EVS_TRIGGERAUTH_NAMESPACED,
+                           t->auth_cluster ? "" : r->ns, t->auth_name);
+      if (ta && ta->n_env)
+        return 1;
+    }
+  }
+  return 0;
+}
+
+static int evs__target_path(const evs__target_t *t, char *buf, size_t cap) {
+  int n = t->group[0] ? snprintf(buf, cap, "/apis/%s/%s/namespaces/%s/%s/%s", t->group, t->version,
+                                 t->ns, t->resource, t->name)
+                      : snprintf(buf, cap, "/api/%s/namespaces/%s/%s/%s", t->version, t->ns,
+                                 t->resource, t->name);
+  return n > 0 && (size_t)n < cap ? 0 : UV_EINVAL;
+}
+
+static void evs__on_env(evs_triggerauth_req_t *req, int err, const char *msg,
+                        const evs_kvs_t *params, void *arg) {
+  (void)req;
+  evs__rec_t *r = arg;
+  r->env_req = NULL;
+  if (err == EVS_ECANCELED)
+    return;
+  if (err != 0 || evs__map_copy(&r->env, params) != 0) {
+    r->env_state = 3;
+    free(r->env_error);
+    char buf[600];
+    snprintf(buf, sizeof buf, "error resolving the scale target's environment: %s",
+             msg ? msg : evs_strerror(err ? err : UV_ENOMEM));
+    r->env_error = strdup(buf);
+  } else {
+    r->env_state = 2;
+  }
+  for (size_t i = 0; i < r->n_trig; i++)
+    evs__start_trigger(r, i);
+  evs__evaluate(r);
+}
+
+static void evs__start_trigger(evs__rec_t *r, size_t i) {
+  evs_registry_t *reg = r->reg;
+  evs__trig_t *tr = r->trig[i];
+  if (tr->scaler || tr->auth_req)
+    return;
+  if (r->env_state == 0 && reg->o.kube && r->target && r->target->resource && evs__needs_env(r)) {
+    char path[1024];
+    evs_triggerauth_env_opts_t eo = {.target_path = path,
+                                     .ns = r->ns,
+                                     .container = r->so->env_source_container,
+                                     .cb = evs__on_env,
+                                     .arg = r};
+    if (evs__target_path(r->target, path, sizeof path) == 0 &&
+        evs_triggerauth_env_resolve(reg->o.loop, reg->o.kube, &eo, &r->env_req) == 0) {
+      r->env_state = 1;
+      return;
+    }
+    r->env_state = 3;
+  }
+  if (r->env_state == 1)
+    return; /* started when the environment is known */
+  if (r->env_state == 3 && r->env_error) {
+    evs__trigger_failed(r, tr, EVS_ENOTFOUND, r->env_error);
+    return;
+  }
+  const evs_trigger_t *t = &r->so->triggers[i];
+  if (t->auth_name == NULL || tr->auth_done) {
+    evs__create_scaler(r, tr);
+    return;
+  }
+  evs_triggerauth_kind_t kind =
+      t->auth_cluster ? EVS_TRIGGERAUTH_CLUSTER : EVS_TRIGGERAUTH_NAMESPACED;
+  const char *ans = t->auth_cluster ? "" : r->ns;
+  const evs_triggerauth_t *ta =
+      reg->o.find_auth ? reg->o.find_auth(reg->o.find_auth_arg, kind, ans, t->auth_name) : NULL;
+  char msg[600];
+  if (ta == NULL) {
+    snprintf(msg, sizeof msg, "triggers[%zu].authenticationRef: %s %s%s%s not found", i,
+             evs_triggerauth_kind_name(kind), ans, ans[0] ? "/" : "", t->auth_name);
+    evs__trigger_failed(r, tr, EVS_ENOTFOUND, msg);
+    return;
+  }
+  if (evs_triggerauth_check(ta, kind, ans, t->auth_name, msg, sizeof msg) != 0) {
+    evs__trigger_failed(r, tr, EVS_EUNSUPPORTED, msg);
+    return;
+  }
+  if (reg->o.kube == NULL) {
+    evs__trigger_failed(r, tr, EVS_ESTATE, "no Kubernetes client to resolve authenticationRef");
+    return;
+  }
+  char path[1024];
+  int have_path =
+      r->target && r->target->resource && evs__target_path(r->target, path, sizeof path) == 0;
+  evs_triggerauth_opts_t ao = {.auth = ta,
+                               .kind = kind,
+                               .name = t->auth_name,
+                               .ns = r->ns,
+                               .cluster_namespace = reg->o.cluster_namespace,
+                               .target_path = have_path ? path : NULL,
+                               .env = r->env_state == 2 ? &r->env.kvs : NULL,
+                               .env_container =
+                                   r->so->env_source_container ? r->so->env_source_container : "",
+                               .cb = evs__on_auth,
+                               .arg = tr};
+  int rc = evs_triggerauth_resolve(reg->o.loop, reg->o.kube, &ao, &tr->auth_req);
+  if (rc != 0) {
+    tr->auth_req = NULL;
+    evs__trigger_failed(r, tr, rc, "cannot resolve authenticationRef");
+  }
+}
+
+void evs_registry_auth_changed(evs_registry_t *reg, evs_triggerauth_kind_t kind, const char *ns,
+                               const char *name) {
+  if (reg == NULL || name == NULL || reg->closing)
+    return;
+  int cluster = kind == EVS_TRIGGERAUTH_CLUSTER;
+  for (size_t b = 0; reg->recs.slots && b <= reg->recs.mask; b++) {
+    for (evs__rec_t *r = reg->recs.slots[b]; r; r = r->next) {
+      if (r->so == NULL)
+        continue;
+      int hit = 0;
+      for (size_t i = 0; i < r->n_trig; i++) {
+        const evs_trigger_t *t = &r->so->triggers[i];
+        if (t->auth_name == NULL || !!t->auth_cluster != cluster ||
+            strcmp(t->auth_name, name) != 0 || (!cluster && strcmp(r->ns, ns ? ns : "") != 0))
+          continue;
+        hit = 1;
+        evs__stop_trigger(r, r->trig[i]);
+        if (r->running)
+          evs__start_trigger(r, i);
+      }
+      if (hit) {
+        EVS_LOG_INFO("authentication changed: trigger restarted",
+                     EVS_KV_STR("scaledobject", r->key), EVS_KV_STR("authentication", name));
+        evs__evaluate(r);
+      }
+    }
+  }
 }
 
 static void evs__start_scalers(evs__rec_t *r) {
@@ -876,6 +1119,7 @@ static void evs__so_changed(evs__rec_t *r, evs_so_t *so) {
       continue;
     evs__stop_trigger(r, r->trig[i]);
     free(r->trig[i]->error_msg);
+    evs__map_free(&r->trig[i]->auth);
     free(r->trig[i]);
   }
   free(r->trig);

@@ -1,0 +1,343 @@
+#!/usr/bin/env python3
+"""End to end: evscale scales a real Deployment on the local control plane (kube-apiserver +
+kube-controller-manager 1.20, evstest.controlplane()) from a real redis-server list, through its
+ScaledObject informer, the registry, the decision step and the /scale writer:
+
+  - activation holds at 0 while the list is empty; the status says Ready=True, Active=False;
+  - the queue grows -> the replicas follow (0 -> 1 -> ceil(len / listLength));
+  - the queue drains -> 0 once the cooldown has passed;
+  - exactly one PATCH of /scale per change of the desired count (the API server's audit log);
+  - a second ScaledObject on the same target is refused (Ready=False, KEDA's webhook text) and
+    the first keeps driving it;
+  - a foreign HPA on the target: the ScaledObject is refused and nothing is written;
+  - a broken ScaledObject gets Ready=False naming the field; the others keep scaling;
+  - --dry-run decides and logs, and writes nothing.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import evstest  # noqa: E402
+
+BIN = os.environ.get("EVS_BINARY", "build/evscale")
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+def get(url, timeout=5):
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError:
+        return 0, ""
+
+
+class Redis:
+    def __init__(self, workdir):
+        self.port = evstest.free_port()
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", workdir, "--notify-keyspace-events", "Klg"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        evstest.wait_until(lambda: self.cmd("PING").strip() == "PONG", timeout=20,
+                           what="redis-server")
+
+    def cmd(self, *args):
+        p = subprocess.run(["redis-cli", "-p", str(self.port), *args], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=20)
+        return p.stdout
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+DEPLOYMENT = """apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      containers: [{{name: main, image: registry.invalid/worker:1}}]
+"""
+
+SCALEDOBJECT = """apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  scaleTargetRef: {{name: {target}}}
+  minReplicaCount: 0
+  maxReplicaCount: 10
+  pollingInterval: 1
+  cooldownPeriod: {cooldown}
+  triggers:
+  - type: redis
+    metadata:
+      address: 127.0.0.1:{port}
+      listName: {list}
+      listLength: "5"
+"""
+
+
+class Scaling(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.env = evstest.controlplane()
+        cls.dir = tempfile.mkdtemp(prefix="evs-scaling-")
+        cls.redis = Redis(cls.dir)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.redis.stop()
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def setUp(self):
+        self.ns = "evs-scale-%d-%d" % (os.getpid(), int(time.time() * 1000) % 100000)
+        self.kubectl("create", "namespace", self.ns)
+        self.procs = []
+
+    def tearDown(self):
+        for proc, logf in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            logf.flush()
+            with open(logf.name) as f:
+                out = f.read()
+            logf.close()
+            for m in SANITIZER_MARKS:
+                self.assertNotIn(m, out, out[-4000:])
+            self.assertEqual(proc.returncode, 0, out[-3000:])
+        self.kubectl("delete", "namespace", self.ns, "--wait=false", check=False)
+
+    # --- helpers ---
+
+    def kubectl(self, *args, input=None, check=True):
+        return evstest.kubectl(self.env, *args, input=input, check=check)
+
+    def apply(self, text):
+        self.kubectl("apply", "--validate=false", "-f", "-", input=text)
+
+    def deployment(self, name, replicas=0):
+        self.apply(DEPLOYMENT.format(name=name, ns=self.ns, replicas=replicas))
+
+    def scaledobject(self, name, target, lst, cooldown=3):
+        self.apply(SCALEDOBJECT.format(name=name, ns=self.ns, target=target, list=lst,
+                                       port=self.redis.port, cooldown=cooldown))
+
+    def replicas(self, name):
+        out = self.kubectl("get", "deployment", name, "-n", self.ns, "-o",
+                           "jsonpath={.spec.replicas}")
+        return int(out or 0)
+
+    def wait_replicas(self, name, want, timeout=60):
+        evstest.wait_until(lambda: self.replicas(name) == want, timeout=timeout,
+                           what="%s at %d replicas (now %d)" % (name, want, self.replicas(name)))
+
+    def condition(self, so, ctype):
+        out = self.kubectl("get", "scaledobject", so, "-n", self.ns, "-o", "json")
+        for c in json.loads(out).get("status", {}).get("conditions", []):
+            if c.get("type") == ctype:
+                return c
+        return None
+
+    def wait_condition(self, so, ctype, status, timeout=30):
+        def ok():
+            c = self.condition(so, ctype)
+            return c if c and c.get("status") == status else None
+        return evstest.wait_until(ok, timeout=timeout,
+                                  what="%s %s=%s (now %s)" % (so, ctype, status,
+                                                              self.condition(so, ctype)))
+
+    def start(self, extra="", dry_run=False):
+        port = evstest.free_port()
+        cfg = os.path.join(self.dir, "config-%s-%d.yaml" % (self.ns, len(self.procs)))
+        with open(cfg, "w") as f:
+            f.write(f"server:\n  address: 127.0.0.1:{port}\n  shutdown_grace: 2s\n"
+                    f"backoff:\n  initial: 200ms\n  max: 2s\n"
+                    f"kubernetes:\n  kubeconfig: {self.env['KUBECONFIG']}\n"
+                    f"  namespaces: [{self.ns}]\n"
+                    f"leader_election:\n  lease_namespace: {self.ns}\n"
+                    f"  lease_duration: 4s\n  renew_deadline: 3s\n  retry_period: 500ms\n"
+                    f"{extra}")
+        logf = open(cfg + ".log", "w+")
+        args = [BIN, "run", "--config", cfg, "--log-format", "json", "--log-level", "debug"]
+        if dry_run:
+            args.append("--dry-run")
+        env = {k: v for k, v in os.environ.items()
+               if k != "KUBECONFIG" and not k.startswith("KUBERNETES_")}
+        env["HOME"] = self.dir
+        proc = subprocess.Popen(args, stdout=logf, stderr=subprocess.STDOUT, env=env)
+        self.procs.append((proc, logf))
+        base = "http://127.0.0.1:%d" % port
+        evstest.wait_until(lambda: get(base + "/readyz")[0] == 200 or proc.poll() is not None,
+                           timeout=90, what="/readyz")
+        self.assertIsNone(proc.poll(), self.log(logf)[-3000:])
+        return proc, logf, base
+
+    def log(self, logf):
+        logf.flush()
+        with open(logf.name) as f:
+            return f.read()
+
+    def log_records(self, logf):
+        out = []
+        for line in self.log(logf).splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+        return out
+
+    def scale_patches(self, since, name):
+        events, _ = evstest.audit_events(self.env, since)
+        path = "/apis/apps/v1/namespaces/%s/deployments/%s/scale" % (self.ns, name)
+        return [e for e in events
+                if e.get("verb") == "patch" and e.get("requestURI", "").startswith(path)
+                and e.get("stage") == "ResponseComplete"]
+
+    # --- tests ---
+
+    def test_queue_drives_replicas_one_write_per_change(self):
+        self.deployment("worker", 0)
+        lst = "jobs-" + self.ns
+        self.redis.cmd("DEL", lst)
+        since = evstest.audit_size(self.env)
+        self.scaledobject("worker-so", "worker", lst, cooldown=3)
+        proc, logf, base = self.start()
+        # Activation holds at 0 while the list is empty.
+        self.wait_condition("worker-so", "Ready", "True")
+        self.wait_condition("worker-so", "Active", "False")
+        time.sleep(3)
+        self.assertEqual(self.replicas("worker"), 0)
+        # The queue grows: 0 -> 1 (KEDA's activation), then the HPA's math towards
+        # ceil(23 / 5) = 5. KEDA's HPA has no behavior here, so the HPA's legacy scale-up limit
+        # applies (max(2 * current, 4): kubernetes/kubernetes v1.20.2
+        # pkg/controller/podautoscaler/horizontal.go calculateScaleUpLimit): 1 -> 4, and 4 -> 5
+        # at its next sync.
+        self.redis.cmd("RPUSH", lst, *["j%d" % i for i in range(23)])
+        self.wait_replicas("worker", 5, timeout=60)
+        self.wait_condition("worker-so", "Active", "True")
+        # Drain: 0 after the 3 s cooldown.
+        self.redis.cmd("DEL", lst)
+        self.wait_replicas("worker", 0, timeout=60)
+        # One write per change of the desired count (the audit log is written as requests
+        # complete; give it a moment).
+        time.sleep(2)
+        patches = self.scale_patches(since, "worker")
+        recs = self.log_records(logf)
+        scaled = [r for r in recs if r.get("msg") in ("scaled", "scale write failed")]
+        self.assertEqual([(r.get("from"), r.get("to")) for r in scaled],
+                         [(0, 1), (1, 4), (4, 5), (5, 0)], scaled)
+        self.assertEqual(len(patches), 4, [(p.get("user", {}).get("username"),
+                                            p.get("responseStatus", {}).get("code"))
+                                           for p in patches])
+        # Status: originalReplicaCount, the scale target's GVKR, the trigger types.
+        st = json.loads(self.kubectl("get", "scaledobject", "worker-so", "-n", self.ns, "-o",
+                                     "json"))["status"]
+        self.assertEqual(st.get("scaleTargetKind"), "apps/v1.Deployment")
+        self.assertEqual(st.get("originalReplicaCount"), 0)
+        self.assertEqual(st.get("triggersTypes"), "redis")
+
+    def test_second_scaledobject_and_broken_one_refused(self):
+        self.deployment("shared", 2)
+        self.deployment("other", 1)
+        lst = "shared-" + self.ns
+        self.redis.cmd("DEL", lst)
+        self.scaledobject("first", "shared", lst)
+        time.sleep(1.1)  # creationTimestamp has second precision
+        self.scaledobject("second", "shared", lst)
+        # A broken one: listLength is not a number.
+        self.apply(SCALEDOBJECT.format(name="broken", ns=self.ns, target="other", list=lst,
+                                       port=self.redis.port, cooldown=3)
+                   .replace('listLength: "5"', 'listLength: "five"'))
+        proc, logf, base = self.start()
+        c = self.wait_condition("second", "Ready", "False")
+        self.assertIn("is already managed by the ScaledObject 'first'", c.get("message", ""))
+        self.assertIn("of type 'apps/v1.Deployment'", c.get("message", ""))
+        c = self.wait_condition("broken", "Ready", "False")
+        self.assertIn("listLength", c.get("message", ""))
+        self.wait_condition("first", "Ready", "True")
+        # The first drives: an empty list and minReplicaCount 0 -> 0 after the cooldown.
+        self.wait_replicas("shared", 0, timeout=60)
+        self.redis.cmd("RPUSH", lst, *["x%d" % i for i in range(12)])
+        self.wait_replicas("shared", 3, timeout=60)
+        # Deleting the first hands the target to the second.
+        self.kubectl("delete", "scaledobject", "first", "-n", self.ns)
+        self.wait_condition("second", "Ready", "True")
+        self.redis.cmd("DEL", lst)
+
+    def test_foreign_hpa_refused(self):
+        self.deployment("hpa-target", 2)
+        self.apply(f"""apiVersion: autoscaling/v1
+kind: HorizontalPodAutoscaler
+metadata: {{name: theirs, namespace: {self.ns}}}
+spec:
+  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: hpa-target}}
+  minReplicas: 2
+  maxReplicas: 4
+  targetCPUUtilizationPercentage: 50
+""")
+        lst = "hpa-" + self.ns
+        self.redis.cmd("DEL", lst)
+        since = evstest.audit_size(self.env)
+        self.scaledobject("mine", "hpa-target", lst)
+        proc, logf, base = self.start()
+        c = self.wait_condition("mine", "Ready", "False")
+        self.assertIn("is already managed by the hpa 'theirs'", c.get("message", ""))
+        time.sleep(5)  # an empty list would scale it to 0 if evscale fought the HPA
+        self.assertEqual(self.scale_patches(since, "hpa-target"), [])
+        # The HPA goes: evscale takes the target.
+        self.kubectl("delete", "hpa", "theirs", "-n", self.ns)
+        self.wait_condition("mine", "Ready", "True")
+        self.wait_replicas("hpa-target", 0, timeout=60)
+
+    def test_dry_run_writes_nothing(self):
+        self.deployment("dry", 0)
+        lst = "dry-" + self.ns
+        self.redis.cmd("DEL", lst)
+        self.redis.cmd("RPUSH", lst, *["d%d" % i for i in range(9)])
+        since = evstest.audit_size(self.env)
+        self.scaledobject("dry-so", "dry", lst)
+        proc, logf, base = self.start(dry_run=True)
+
+        def decided():
+            return [r for r in self.log_records(logf) if r.get("msg") == "dry run: would scale"]
+        recs = evstest.wait_until(decided, timeout=60, what="a dry-run decision in the log")
+        self.assertEqual((recs[0]["from"], recs[0]["to"]), (0, 1))
+        time.sleep(3)
+        self.assertEqual(self.replicas("dry"), 0)
+        events, _ = evstest.audit_events(self.env, since)
+        writes = [e for e in events
+                  if e.get("verb") in ("create", "update", "patch", "delete")
+                  and e.get("stage") == "ResponseComplete"
+                  and e.get("objectRef", {}).get("namespace") == self.ns
+                  and "evscale" in e.get("userAgent", "")]
+        self.assertEqual(writes, [])
+        # The filter does see evscale's requests: its reads are there.
+        reads = [e for e in events
+                 if e.get("verb") in ("list", "watch", "get")
+                 and e.get("objectRef", {}).get("namespace") == self.ns
+                 and "evscale" in e.get("userAgent", "")]
+        self.assertTrue(reads)
+        self.redis.cmd("DEL", lst)
+
+
+if __name__ == "__main__":
+    unittest.main()
