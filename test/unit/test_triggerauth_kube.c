@@ -148,17 +148,18 @@ static void on_open(evs_kube_t *k, int status, const char *msg, void *arg) {
   e->rc = status;
 }
 
-static void kopen(kenv_t *e) {
+static void kopen_with(kenv_t *e, const char *kubeconfig) {
   memset(e, 0, sizeof *e);
   uv_loop_init(&e->loop);
   e->envp[0] = "HOME=/nonexistent";
-  evs_kube_options_t o = {
-      .kubeconfig = KW.kubeconfig, .envp = e->envp, .request_timeout_ms = 30000};
+  evs_kube_options_t o = {.kubeconfig = kubeconfig, .envp = e->envp, .request_timeout_ms = 30000};
   assert_int_equal(evs_kube_new(&e->loop, &o, &e->k), 0);
   assert_int_equal(evs_kube_open(e->k, on_open, e), 0);
   assert_true(evs_test_run_until(&e->loop, &e->opened, 60000));
   assert_int_equal(e->rc, 0);
 }
+
+static void kopen(kenv_t *e) { kopen_with(e, KW.kubeconfig); }
 
 static void kclose(kenv_t *e) {
   int closed = 0;
@@ -359,6 +360,34 @@ static void test_cluster_namespace(void **state) {
   assert_string_equal(r.msg, want);
   evs_triggerauth_free(ta, NULL);
   kclose(&e);
+}
+
+/* No cluster_namespace: the client's namespace (the kubeconfig context's here; in a cluster the
+ * service account's, as KEDA's GetClusterObjectNamespace falls back to its own namespace). */
+static void test_cluster_namespace_default(void **state) {
+  (void)state;
+  SKIP_IF_NO_CONTROLPLANE();
+  char kc[128], cmd[1200];
+  snprintf(kc, sizeof kc, "/tmp/evs-tauth-kc-%d", (int)getpid());
+  snprintf(cmd, sizeof cmd,
+           "cp %s %s && KUBECONFIG=%s kubectl config set-context --current --namespace=%s "
+           ">/dev/null",
+           KW.kubeconfig, kc, kc, T.cns);
+  assert_int_equal(system(cmd), 0);
+  kenv_t e;
+  kopen_with(&e, kc);
+  assert_string_equal(evs_kube_namespace(e.k), T.cns);
+  evs_triggerauth_t *ta = spec("{\"secretTargetRef\":[{\"parameter\":\"password\",\"name\":"
+                               "\"redis-secret\",\"key\":\"password\"}]}");
+  res_t r = resolve(&e, (evs_triggerauth_opts_t){
+                            .auth = ta, .kind = EVS_TRIGGERAUTH_CLUSTER, .name = "c", .ns = T.ns});
+  if (r.err != 0)
+    fail_msg("%s", r.msg);
+  assert_string_equal(res_get(&r, "password"), "cluster-pw");
+  res_free(&r);
+  evs_triggerauth_free(ta, NULL);
+  kclose(&e);
+  unlink(kc);
 }
 
 static void test_env(void **state) {
@@ -615,6 +644,7 @@ int main(void) {
       cmocka_unit_test(test_secret_and_configmap),
       cmocka_unit_test(test_missing),
       cmocka_unit_test(test_cluster_namespace),
+      cmocka_unit_test(test_cluster_namespace_default),
       cmocka_unit_test(test_env),
       cmocka_unit_test(test_auth_env),
       cmocka_unit_test(test_cancel),
