@@ -385,12 +385,15 @@ static int map_set(json_t *m, const char *key, const char *val, size_t vlen) {
 }
 
 static const char *map_look(void *ctx, const char *key, size_t len) {
-  char buf[256];
-  if (len >= sizeof buf)
-    return NULL; /* no env var name is this long (and none could be set) */
+  char small[256], *buf = len < sizeof small ? small : malloc(len + 1);
+  if (buf == NULL)
+    return NULL;
   memcpy(buf, key, len);
   buf[len] = '\0';
-  return json_string_value(json_object_get(ctx, buf));
+  const char *v = json_string_value(json_object_get(ctx, buf));
+  if (buf != small)
+    free(buf);
+  return v;
 }
 
 /* base64 of a Secret's data value → a NUL-terminated malloc'd copy (*out_len bytes). */
