@@ -385,12 +385,15 @@ static int map_set(json_t *m, const char *key, const char *val, size_t vlen) {
 }
 
 static const char *map_look(void *ctx, const char *key, size_t len) {
-  char buf[256];
-  if (len >= sizeof buf)
-    return NULL; /* no env var name is this long (and none could be set) */
+  char small[256], *buf = len < sizeof small ? small : malloc(len + 1);
+  if (buf == NULL)
+    return NULL;
   memcpy(buf, key, len);
   buf[len] = '\0';
-  return json_string_value(json_object_get(ctx, buf));
+  const char *v = json_string_value(json_object_get(ctx, buf));
+  if (buf != small)
+    free(buf);
+  return v;
 }
 
 /* base64 of a Secret's data value → a NUL-terminated malloc'd copy (*out_len bytes). */
@@ -484,19 +487,24 @@ static void release(evs_triggerauth_req_t *r) {
   uv_close((uv_handle_t *)&r->timer, on_close);
 }
 
-void evs_triggerauth_cancel(evs_triggerauth_req_t *r) {
-  if (r == NULL || r->canceled || r->in_cb || r->closing)
-    return;
+/* Stops every request in flight (their on_done runs now and sees canceled), then frees. */
+static void stop(evs_triggerauth_req_t *r) {
   r->canceled = 1;
   for (size_t i = 0; i < r->nf; i++)
     if (r->f[i]->kreq != NULL)
-      evs_kube_cancel(r->f[i]->kreq); /* its on_done runs now and sees canceled */
+      evs_kube_cancel(r->f[i]->kreq);
   for (size_t i = 0; i < r->nkids; i++)
     if (r->kids[i].req != NULL) {
       evs_triggerauth_cancel(r->kids[i].req);
       r->kids[i].req = NULL;
     }
   release(r);
+}
+
+void evs_triggerauth_cancel(evs_triggerauth_req_t *r) {
+  if (r == NULL || r->canceled || r->in_cb || r->closing)
+    return;
+  stop(r);
 }
 
 /* Delivers the result (err 0: the map m) and frees r afterwards. */
@@ -520,7 +528,7 @@ static void deliver(evs_triggerauth_req_t *r, int err, json_t *m) {
   r->cb(r, err, err != 0 ? r->msg : NULL, err == 0 ? &kvs : NULL, r->arg);
   r->in_cb = 0;
   free(items);
-  release(r);
+  stop(r); /* an early failure may leave requests in flight */
 }
 
 static int fail(evs_triggerauth_req_t *r, int err, const char *fmt, ...) {

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "evscale/error.h"
+#include "evscale/informer.h"
 #include "evscale/triggerauth.h"
 #include "kube_writes_helpers.h"
 
@@ -104,6 +105,12 @@ static int setup(void **state) {
 
 static void set_flag(void *arg) { *(int *)arg = 1; }
 
+static char *kw_kubectl_fmt(const char *fmt, const char *a) {
+  char args[512];
+  snprintf(args, sizeof args, fmt, a);
+  return kw_kubectl(args);
+}
+
 static int teardown(void **state) {
   (void)state;
   if (T.skip)
@@ -114,6 +121,8 @@ static int teardown(void **state) {
   assert_int_equal(evs_test_loop_close(&loop), 0);
   kw_namespace(T.ns, 0);
   kw_namespace(T.cns, 0);
+  char *out = kw_kubectl_fmt("delete clustertriggerauthentication %s --ignore-not-found", T.ns);
+  free(out);
   return 0;
 }
 
@@ -139,17 +148,18 @@ static void on_open(evs_kube_t *k, int status, const char *msg, void *arg) {
   e->rc = status;
 }
 
-static void kopen(kenv_t *e) {
+static void kopen_with(kenv_t *e, const char *kubeconfig) {
   memset(e, 0, sizeof *e);
   uv_loop_init(&e->loop);
   e->envp[0] = "HOME=/nonexistent";
-  evs_kube_options_t o = {
-      .kubeconfig = KW.kubeconfig, .envp = e->envp, .request_timeout_ms = 30000};
+  evs_kube_options_t o = {.kubeconfig = kubeconfig, .envp = e->envp, .request_timeout_ms = 30000};
   assert_int_equal(evs_kube_new(&e->loop, &o, &e->k), 0);
   assert_int_equal(evs_kube_open(e->k, on_open, e), 0);
   assert_true(evs_test_run_until(&e->loop, &e->opened, 60000));
   assert_int_equal(e->rc, 0);
 }
+
+static void kopen(kenv_t *e) { kopen_with(e, KW.kubeconfig); }
 
 static void kclose(kenv_t *e) {
   int closed = 0;
@@ -352,6 +362,34 @@ static void test_cluster_namespace(void **state) {
   kclose(&e);
 }
 
+/* No cluster_namespace: the client's namespace (the kubeconfig context's here; in a cluster the
+ * service account's, as KEDA's GetClusterObjectNamespace falls back to its own namespace). */
+static void test_cluster_namespace_default(void **state) {
+  (void)state;
+  SKIP_IF_NO_CONTROLPLANE();
+  char kc[128], cmd[1200];
+  snprintf(kc, sizeof kc, "/tmp/evs-tauth-kc-%d", (int)getpid());
+  snprintf(cmd, sizeof cmd,
+           "cp %s %s && KUBECONFIG=%s kubectl config set-context --current --namespace=%s "
+           ">/dev/null",
+           KW.kubeconfig, kc, kc, T.cns);
+  assert_int_equal(system(cmd), 0);
+  kenv_t e;
+  kopen_with(&e, kc);
+  assert_string_equal(evs_kube_namespace(e.k), T.cns);
+  evs_triggerauth_t *ta = spec("{\"secretTargetRef\":[{\"parameter\":\"password\",\"name\":"
+                               "\"redis-secret\",\"key\":\"password\"}]}");
+  res_t r = resolve(&e, (evs_triggerauth_opts_t){
+                            .auth = ta, .kind = EVS_TRIGGERAUTH_CLUSTER, .name = "c", .ns = T.ns});
+  if (r.err != 0)
+    fail_msg("%s", r.msg);
+  assert_string_equal(res_get(&r, "password"), "cluster-pw");
+  res_free(&r);
+  evs_triggerauth_free(ta, NULL);
+  kclose(&e);
+  unlink(kc);
+}
+
 static void test_env(void **state) {
   (void)state;
   SKIP_IF_NO_CONTROLPLANE();
@@ -448,6 +486,113 @@ static void test_auth_env(void **state) {
   kclose(&e);
 }
 
+/* --- the informer's decode callback on what the API server serves --- */
+
+static int decorate(evs_http_request_opts_t *req, evs_http_header_t *hdrs, size_t *n, size_t cap,
+                    void *arg) {
+  (void)req, (void)arg;
+  if (*n >= cap)
+    return UV_ENOBUFS;
+  hdrs[(*n)++] = (evs_http_header_t){"Authorization", KW.auth};
+  return 0;
+}
+
+static void on_synced(evs_informer_t *inf, void *arg) {
+  (void)inf;
+  *(int *)arg = 1;
+}
+
+static void inf_closed(void *arg) { *(int *)arg = 1; }
+
+/* Lists `path` through an informer decoding with evs_triggerauth_decode and returns a new
+ * reference to the decoded object `name` (ns "" for the cluster kind). */
+static evs_triggerauth_t *informed(kenv_t *e, const char *path, const char *selector,
+                                   const char *ns, const char *name) {
+  evs_http_client_t *h = NULL;
+  assert_int_equal(evs_http_client_new(&e->loop, NULL, &h), 0);
+  int synced = 0, closed = 0;
+  evs_informer_options_t o = {.http = h,
+                              .base_url = KW.url,
+                              .tls = KW.tls,
+                              .path = path,
+                              .label_selector = selector,
+                              .decorate = decorate,
+                              .decode = evs_triggerauth_decode,
+                              .free_data = evs_triggerauth_free,
+                              .on_synced = on_synced,
+                              .arg = &synced};
+  evs_informer_t *inf = NULL;
+  assert_int_equal(evs_informer_start(&e->loop, &o, &inf), 0);
+  assert_true(evs_test_run_until(&e->loop, &synced, 30000));
+  const evs_informer_obj_t *obj = evs_informer_get(inf, ns, name);
+  assert_non_null(obj);
+  assert_non_null(obj->data);
+  evs_triggerauth_t *ta = (evs_triggerauth_t *)evs_triggerauth_ref(obj->data);
+  evs_informer_close(inf, inf_closed, &closed);
+  assert_true(evs_test_run_until(&e->loop, &closed, 10000));
+  closed = 0;
+  evs_http_client_close(h, set_flag, &closed);
+  assert_true(evs_test_run_until(&e->loop, &closed, 10000));
+  return ta;
+}
+
+/* KEDA's "triggerauth exists secret + config map" (scale_resolvers_test.go TestResolveAuthRef),
+ * with this test's objects: created on the API server (CRDs of KEDA v2.20.2), listed by an
+ * informer, decoded, resolved. The cluster kind the same way, reading the cluster-object
+ * namespace. */
+static void test_informer_decode(void **state) {
+  (void)state;
+  SKIP_IF_NO_CONTROLPLANE();
+  kenv_t e;
+  kopen(&e);
+  char path[256], body[1024];
+  snprintf(path, sizeof path, "/apis/keda.sh/v1alpha1/namespaces/%s/triggerauthentications", T.ns);
+  const char *spec_json =
+      "\"spec\":{\"podIdentity\":{\"provider\":\"none\"},\"secretTargetRef\":[{\"parameter\":"
+      "\"host-secret\",\"name\":\"redis-secret\",\"key\":\"password\"}],\"configMapTargetRef\":"
+      "[{\"parameter\":\"host-configmap\",\"name\":\"redis-cm\",\"key\":\"host\"}]}";
+  snprintf(body, sizeof body,
+           "{\"apiVersion\":\"keda.sh/v1alpha1\",\"kind\":\"TriggerAuthentication\","
+           "\"metadata\":{\"name\":\"triggerauth\"},%s}",
+           spec_json);
+  create(path, body);
+  evs_triggerauth_t *ta = informed(&e, path, NULL, T.ns, "triggerauth");
+  assert_int_equal(ta->n_secrets, 1);
+  assert_int_equal(ta->n_configmaps, 1);
+  assert_string_equal(ta->pod_identity, "none");
+  res_t r = resolve(&e, (evs_triggerauth_opts_t){.auth = ta, .name = "triggerauth", .ns = T.ns});
+  if (r.err != 0)
+    fail_msg("%s", r.msg);
+  assert_string_equal(res_get(&r, "host-secret"), "s3cr3t");
+  assert_string_equal(res_get(&r, "host-configmap"), "redis.example");
+  res_free(&r);
+  evs_triggerauth_free(ta, NULL);
+
+  snprintf(body, sizeof body,
+           "{\"apiVersion\":\"keda.sh/v1alpha1\",\"kind\":\"ClusterTriggerAuthentication\","
+           "\"metadata\":{\"name\":\"%s\",\"labels\":{\"evs-test\":\"%s\"}},%s}",
+           T.ns, T.ns, spec_json);
+  create("/apis/keda.sh/v1alpha1/clustertriggerauthentications", body);
+  char sel[128];
+  snprintf(sel, sizeof sel, "evs-test=%s", T.ns);
+  ta = informed(&e, "/apis/keda.sh/v1alpha1/clustertriggerauthentications", sel, "", T.ns);
+  r = resolve(&e, (evs_triggerauth_opts_t){.auth = ta,
+                                           .kind = EVS_TRIGGERAUTH_CLUSTER,
+                                           .name = T.ns,
+                                           .ns = T.ns,
+                                           .cluster_namespace = T.cns});
+  /* The cluster-object namespace has the Secret but no ConfigMap: the error names both. */
+  char want[400];
+  snprintf(want, sizeof want,
+           "ClusterTriggerAuthentication %s: spec.configMapTargetRef[0]: configmap %s/redis-cm "
+           "not found",
+           T.ns, T.cns);
+  assert_int_equal(r.err, EVS_ENOTFOUND);
+  assert_string_equal(r.msg, want);
+  evs_triggerauth_free(ta, NULL);
+  kclose(&e);
+}
+
 static void on_fire(uv_timer_t *h) { *(int *)h->data = 1; }
 static void on_timer_closed(uv_handle_t *h) { *(int *)h->data = 1; }
 
@@ -499,9 +644,11 @@ int main(void) {
       cmocka_unit_test(test_secret_and_configmap),
       cmocka_unit_test(test_missing),
       cmocka_unit_test(test_cluster_namespace),
+      cmocka_unit_test(test_cluster_namespace_default),
       cmocka_unit_test(test_env),
       cmocka_unit_test(test_auth_env),
       cmocka_unit_test(test_cancel),
+      cmocka_unit_test(test_informer_decode),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
