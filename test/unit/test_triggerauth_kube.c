@@ -24,12 +24,11 @@ static struct {
 } T;
 
 static uv_loop_t loop;
-static evs_http_client_t *http;
-static evs_kubereq_conn_t conn;
+static evs_kube_t *conn; /* for the fixtures' POSTs */
 
 static void create(const char *path, const char *body) {
   char *out = NULL;
-  int st = kw_req(&loop, &conn, "POST", path, EVS_KUBEREQ_JSON, body, &out);
+  int st = kw_req(&loop, conn, "POST", path, EVS_KUBE_JSON, body, &out);
   if (st != 201)
     fail_msg("POST %s: %d %s", path, st, out ? out : "");
   free(out);
@@ -65,8 +64,8 @@ static int setup(void **state) {
   assert_int_equal(kw_namespace(T.ns, 1), 201);
   assert_int_equal(kw_namespace(T.cns, 1), 201);
   uv_loop_init(&loop);
-  assert_int_equal(evs_http_client_new(&loop, NULL, &http), 0);
-  kw_conn(&conn, http, NULL);
+  conn = kw_kube(&loop);
+  assert_non_null(conn);
   create_in(T.ns, "secrets",
             "{\"metadata\":{\"name\":\"redis-secret\"},\"stringData\":{\"password\":\"s3cr3t\","
             "\"user\":\"bob\"}}");
@@ -115,9 +114,7 @@ static int teardown(void **state) {
   (void)state;
   if (T.skip)
     return 0;
-  int closed = 0;
-  evs_http_client_close(http, set_flag, &closed);
-  evs_test_run_until(&loop, &closed, 10000);
+  assert_int_equal(kw_kube_close(&loop, conn), 0);
   assert_int_equal(evs_test_loop_close(&loop), 0);
   kw_namespace(T.ns, 0);
   kw_namespace(T.cns, 0);
@@ -488,15 +485,6 @@ static void test_auth_env(void **state) {
 
 /* --- the informer's decode callback on what the API server serves --- */
 
-static int decorate(evs_http_request_opts_t *req, evs_http_header_t *hdrs, size_t *n, size_t cap,
-                    void *arg) {
-  (void)req, (void)arg;
-  if (*n >= cap)
-    return UV_ENOBUFS;
-  hdrs[(*n)++] = (evs_http_header_t){"Authorization", KW.auth};
-  return 0;
-}
-
 static void on_synced(evs_informer_t *inf, void *arg) {
   (void)inf;
   *(int *)arg = 1;
@@ -508,15 +496,10 @@ static void inf_closed(void *arg) { *(int *)arg = 1; }
  * reference to the decoded object `name` (ns "" for the cluster kind). */
 static evs_triggerauth_t *informed(kenv_t *e, const char *path, const char *selector,
                                    const char *ns, const char *name) {
-  evs_http_client_t *h = NULL;
-  assert_int_equal(evs_http_client_new(&e->loop, NULL, &h), 0);
   int synced = 0, closed = 0;
-  evs_informer_options_t o = {.http = h,
-                              .base_url = KW.url,
-                              .tls = KW.tls,
+  evs_informer_options_t o = {.kube = e->k,
                               .path = path,
                               .label_selector = selector,
-                              .decorate = decorate,
                               .decode = evs_triggerauth_decode,
                               .free_data = evs_triggerauth_free,
                               .on_synced = on_synced,
@@ -529,9 +512,6 @@ static evs_triggerauth_t *informed(kenv_t *e, const char *path, const char *sele
   assert_non_null(obj->data);
   evs_triggerauth_t *ta = (evs_triggerauth_t *)evs_triggerauth_ref(obj->data);
   evs_informer_close(inf, inf_closed, &closed);
-  assert_true(evs_test_run_until(&e->loop, &closed, 10000));
-  closed = 0;
-  evs_http_client_close(h, set_flag, &closed);
   assert_true(evs_test_run_until(&e->loop, &closed, 10000));
   return ta;
 }

@@ -585,33 +585,19 @@ static void test_size(void **state) {
 
 typedef struct {
   uv_loop_t loop;
-  evs_http_client_t *http;
-  evs_kubereq_conn_t conn;
+  evs_kube_t *kube;
   evs_intern_t *intern;
   evs_informer_t *deploys, *hpas;
   char ns[64];
 } live_t;
 
-static int live_decorate(evs_http_request_opts_t *req, evs_http_header_t *hdrs, size_t *n,
-                         size_t cap, void *arg) {
-  (void)req;
-  (void)arg;
-  if (*n >= cap)
-    return UV_ENOBUFS;
-  hdrs[(*n)++] = (evs_http_header_t){"Authorization", KW.auth};
-  return 0;
-}
-
 static evs_informer_t *live_informer(live_t *l, const char *path, evs_informer_decode_cb dec,
                                      void (*free_data)(void *, void *), void *arg) {
-  evs_informer_options_t o = {.http = l->http,
-                              .base_url = KW.url,
-                              .tls = KW.tls,
+  evs_informer_options_t o = {.kube = l->kube,
                               .path = path,
                               .intern = l->intern,
                               .backoff_initial_ms = 50,
                               .backoff_max_ms = 1000,
-                              .decorate = live_decorate,
                               .decode = dec,
                               .free_data = free_data,
                               .arg = arg};
@@ -622,7 +608,7 @@ static evs_informer_t *live_informer(live_t *l, const char *path, evs_informer_d
 
 static void live_req(live_t *l, const char *method, const char *path, const char *ctype,
                      const char *body, char **out) {
-  int st = kw_req(&l->loop, &l->conn, method, path, ctype, body, out);
+  int st = kw_req(&l->loop, l->kube, method, path, ctype, body, out);
   if (st < 200 || st >= 300)
     fail_msg("%s %s: %d %s", method, path, st, st < 0 ? evs_strerror(st) : "");
 }
@@ -676,8 +662,8 @@ static void test_live_informer(void **state) {
   snprintf(l.ns, sizeof l.ns, "evs-wl-%d", (int)getpid());
   assert_int_equal(kw_namespace(l.ns, 1), 201);
   uv_loop_init(&l.loop);
-  assert_int_equal(evs_http_client_new(&l.loop, NULL, &l.http), 0);
-  kw_conn(&l.conn, l.http, NULL);
+  l.kube = kw_kube(&l.loop);
+  assert_non_null(l.kube);
   assert_int_equal(evs_intern_new(&l.intern), 0);
   int minor = server_minor(&l);
 
@@ -689,7 +675,7 @@ static void test_live_informer(void **state) {
 
   snprintf(path, sizeof path, "/apis/apps/v1/namespaces/%s/deployments?fieldManager=evs-create",
            l.ns);
-  live_req(&l, "POST", path, EVS_KUBEREQ_JSON,
+  live_req(&l, "POST", path, EVS_KUBE_JSON,
            "{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{\"name\":\"web\"},"
            "\"spec\":{\"replicas\":2,\"selector\":{\"matchLabels\":{\"app\":\"web\"}},"
            "\"template\":{\"metadata\":{\"labels\":{\"app\":\"web\"}},\"spec\":{\"containers\":"
@@ -702,7 +688,7 @@ static void test_live_informer(void **state) {
   /* kubectl scale: a merge patch of /scale, with a manager of its own */
   snprintf(path, sizeof path,
            "/apis/apps/v1/namespaces/%s/deployments/web/scale?fieldManager=evs-scale", l.ns);
-  live_req(&l, "PATCH", path, EVS_KUBEREQ_MERGE_PATCH, "{\"spec\":{\"replicas\":5}}", NULL);
+  live_req(&l, "PATCH", path, EVS_KUBE_MERGE_PATCH, "{\"spec\":{\"replicas\":5}}", NULL);
   /* Before 1.22 a /scale write leaves managedFields alone: the creator still owns the field. */
   w = live_wait(&l, "web", 5, 5, minor >= 22 ? "evs-scale" : "evs-create");
   assert_int_equal(!!(w->flags & EVS_WORKLOAD_F_VIA_SCALE), minor >= 22);
@@ -724,7 +710,7 @@ static void test_live_informer(void **state) {
   /* another writer (a GitOps self-heal) patches the object itself: it now owns spec.replicas */
   snprintf(path, sizeof path, "/apis/apps/v1/namespaces/%s/deployments/web?fieldManager=gitops",
            l.ns);
-  live_req(&l, "PATCH", path, EVS_KUBEREQ_MERGE_PATCH, "{\"spec\":{\"replicas\":3}}", NULL);
+  live_req(&l, "PATCH", path, EVS_KUBE_MERGE_PATCH, "{\"spec\":{\"replicas\":3}}", NULL);
   w = live_wait(&l, "web", 3, 3, "gitops");
   assert_int_equal(w->flags & EVS_WORKLOAD_F_VIA_SCALE, 0);
   assert_true(w->generation >= 3);
@@ -747,7 +733,7 @@ static void test_live_informer(void **state) {
            "\"spec\":{\"scaleTargetRef\":{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\","
            "\"name\":\"web\"},\"maxReplicas\":4}}",
            EVS_WORKLOAD_HPA_LABEL, EVS_WORKLOAD_HPA_LABEL_VALUE);
-  live_req(&l, "POST", path, EVS_KUBEREQ_JSON, body, NULL);
+  live_req(&l, "POST", path, EVS_KUBE_JSON, body, NULL);
   const evs_informer_obj_t *ho = NULL;
   t0 = uv_hrtime();
   while ((ho = evs_informer_get(l.hpas, l.ns, "fallback")) == NULL &&
@@ -776,9 +762,7 @@ static void test_live_informer(void **state) {
   }
   assert_int_equal(evs_intern_count(l.intern), 0); /* the namespace string too */
   evs_intern_free(l.intern);
-  closed = 0;
-  evs_http_client_close(l.http, closed_cb, &closed);
-  assert_true(evs_test_run_until(&l.loop, &closed, 10000));
+  assert_int_equal(kw_kube_close(&l.loop, l.kube), 0);
   assert_int_equal(evs_test_loop_close(&l.loop), 0);
   kw_namespace(l.ns, 0);
 }
