@@ -847,5 +847,5 @@ int evs_redis_scaler_stats(const evs_scaler_t *s, evs_redis_scaler_stats_t *out)
   return 0;
 }
 
-const evs_scaler_type_t evs_scaler_redis_type = {"redis", redis_create, redis_start, redis_poll,
-                                                 redis_close};
+const evs_scaler_type_t evs_scaler_redis_type = {"redis",    redis_create, redis_start,
+                                                 redis_poll, redis_close,  NULL};
