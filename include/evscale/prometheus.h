@@ -131,8 +131,15 @@ typedef struct {
   unsigned max_conns_per_host; /* 0: 4 */
   /* PEM text of the system trust store (borrowed during hub_new; copied): KEDA trusts the system
    * roots plus `ca`. NULL: only `ca` (an https server without one fails verification). The app
-   * reads /etc/ssl/certs/ca-certificates.crt at startup with the async file reader. */
+   * reads /etc/ssl/certs/ca-certificates.crt at startup with the async file reader. Ignored
+   * with tls_cache. */
   const char *system_ca_pem;
+  /* Where https groups get their TLS configuration (borrowed; must outlive the hub). The cache
+   * reads the system trust store and parses certificates on libuv's thread pool, so nothing of
+   * that runs on the loop; a group's first request waits for its configuration, and a
+   * configuration that cannot be built is an error reading (retried at the next tick). NULL:
+   * configurations are parsed on the loop from system_ca_pem at subscribe (tests, tools). */
+  evs_tls_cache_t *tls_cache;
 } evs_prom_hub_options_t;
 
 typedef struct {

@@ -159,6 +159,7 @@ typedef struct {
   size_t channels;          /* channels wanted (subscriber) */
   int connected;            /* stream open and setup (AUTH/SELECT) answered */
   uint64_t backoff_left_ms; /* time until the next attempt is allowed, 0 if none */
+  uint64_t keyspace_asks;   /* CONFIG GET notify-keyspace-events sent (evs_redis_keyspace_flags) */
 } evs_redis_conn_stats_t;
 void evs_redis_conn_stats(const evs_redis_conn_t *c, evs_redis_conn_stats_t *out);
 /* The last connection-level error (0 if none since the last success) and its message (borrowed,
@@ -167,6 +168,27 @@ int evs_redis_conn_last_error(const evs_redis_conn_t *c, const char **msg);
 /* "host:port user=U db=N tls" (no password); borrowed, lives as long as c. */
 const char *evs_redis_conn_describe(const evs_redis_conn_t *c);
 evs_redis_mode_t evs_redis_conn_mode(const evs_redis_conn_t *c);
+
+/* --- The server's notify-keyspace-events, asked once per connection. ---
+ * Every trigger on a server needs the server's keyspace-event flags (issue 15), and they are the
+ * server's, not the trigger's: one `CONFIG GET notify-keyspace-events` per connection (COMMANDS
+ * mode) answers every user. The answer holds until the connection fails or is re-established
+ * (a restarted server may have other flags) or evs_redis_keyspace_flags_forget.
+ * Returns:
+ *  1: known now, no callback: *flags (borrowed until the next call into c; NULL when the server
+ *     refused: *err UV_EPERM for an ACL user without +config|get, EVS_EREDIS otherwise);
+ *  0: being asked: cb(c, err, flags, arg) runs once, later, unless
+ *     evs_redis_keyspace_flags_cancel(*req); err is the refusal as above, or the request's
+ *     failure (EVS_ETIMEDOUT, EVS_ECANCELED when c closes, ...) with flags NULL;
+ *  < 0: evs_redis_command's synchronous errors (backoff, EVS_ESTATE, UV_ENOMEM), no callback. */
+typedef struct evs_redis_flags_req_s evs_redis_flags_req_t;
+typedef void (*evs_redis_flags_cb)(evs_redis_conn_t *c, int err, const char *flags, void *arg);
+int evs_redis_keyspace_flags(evs_redis_conn_t *c, evs_redis_flags_cb cb, void *arg,
+                             evs_redis_flags_req_t **req, const char **flags, int *err);
+/* The callback of req will not run (NULL: nothing). */
+void evs_redis_keyspace_flags_cancel(evs_redis_flags_req_t *req);
+/* Forgets a known answer (after CONFIG SET changed the flags): the next call asks again. */
+void evs_redis_keyspace_flags_forget(evs_redis_conn_t *c);
 
 /* An error reply's text → UV_EPERM (NOPERM), UV_EACCES (NOAUTH, WRONGPASS), EVS_EREDIS. */
 int evs_redis_error_code(const char *str, size_t len);

@@ -112,6 +112,11 @@ typedef struct {
    * Lets the engine schedule its next look without polling. */
   int64_t next_change_ms;
   const char *error_msg; /* optional detail for status and logs; borrowed for the callback */
+  /* 1 when the backend answered with nothing (Prometheus: an empty vector or value list), at the
+   * point where KEDA calls RecordEmptyUpstreamResponse, whatever the outcome (an error without
+   * ignoreNullValues, a 0 value with it): the owner counts
+   * keda_scaler_empty_upstream_responses_total from it. 0 otherwise. */
+  uint8_t empty_upstream;
 } evs_reading_t;
 
 typedef struct evs_scaler_s evs_scaler_t;
@@ -134,6 +139,12 @@ struct evs_scaler_type_s {
   int (*poll)(evs_scaler_t *scaler);
   /* Stops every callback now; when its last handle closed, calls evs_scaler__closed. */
   void (*close)(evs_scaler_t *scaler);
+  /* Optional. A type whose backend already reads on a schedule of its own (the Prometheus hub
+   * asks each distinct query once per cadence) is handed the period instead of being polled by
+   * the generic timer: two schedules would give a trigger two readings per period. Called at
+   * start (after `start`) and at every change while started; every_ms 0 means none set. It must
+   * deliver a reading at least every every_ms. NULL: the generic timer polls. */
+  int (*cadence)(evs_scaler_t *scaler, uint64_t every_ms);
 };
 
 typedef enum {

@@ -428,5 +428,5 @@ int evs_cron_set_clock(evs_scaler_t *s, evs_cron_clock_fn fn, void *data, uint64
   return 0;
 }
 
-const evs_scaler_type_t evs_scaler_cron_type = {"cron", cron_create, cron_start, cron_poll,
-                                                cron_close};
+const evs_scaler_type_t evs_scaler_cron_type = {"cron",    cron_create, cron_start,
+                                                cron_poll, cron_close,  NULL};

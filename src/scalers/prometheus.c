@@ -74,7 +74,15 @@ struct group_s {
   char *query;    /* for messages */
   evs_http_header_t *headers;
   size_t nheaders;
-  evs_tls_config_t *tls; /* a reference, or NULL for http */
+  evs_tls_config_t *tls; /* a reference; NULL for http, and for https until it is built */
+  /* https: what the TLS configuration trusts and presents, as a key (part of the group's and the
+   * server's identity) and, with a TLS cache, as the PEM texts to ask it for (wiped on free). */
+  int https;
+  char *tls_id;
+  char *tls_ca, *tls_cert, *tls_key;
+  int tls_insecure;
+  evs_tls_cache_req_t *tls_req; /* a build the group waits for */
+  int phased;                   /* the periodic timer runs at the group's own random phase */
   uint64_t timeout_ms, cadence_ms;
   uv_timer_t timer, soon;
   int closing, handles;
@@ -105,6 +113,18 @@ struct evs_prom_hub_s {
   void (*close_cb)(void *);
   void *close_arg;
 };
+
+/* New groups' first requests are spread over this much (or the cadence, if shorter). */
+#define PROM_FIRST_SPREAD_MS 1000
+
+static void wipe_free(char *s) {
+  if (s != NULL) {
+    volatile char *p = s;
+    while (*p)
+      *p++ = 0;
+    free(s);
+  }
+}
 
 static double rand_unit(evs_prom_hub_t *h) {
   h->rng ^= h->rng << 13, h->rng ^= h->rng >> 7, h->rng ^= h->rng << 17;
@@ -166,16 +186,38 @@ static void sb_esc(sb_t *b, const char *s) {
  * ignored there and a client certificate is presented whenever cert and key are both set.
  * Otherwise it is CreateHTTPClient(timeout, unsafeSsl): system roots, no `ca`, no client
  * certificate. */
-static int tls_for(evs_prom_hub_t *h, const evs_prom_config_t *c, evs_tls_config_t **out) {
+typedef struct {
+  const char *ca, *cert, *key;
+  int insecure;
+} tls_want_t;
+
+static void tls_want(const evs_prom_config_t *c, tls_want_t *w) {
   int own = c->auth_modes != 0 && (c->ca != NULL || (c->auth_modes & EVS_PROM_AUTH_TLS));
-  const char *ca = own ? c->ca : NULL;
-  const char *cert = own && c->cert && c->key ? c->cert : NULL;
-  const char *key = cert ? c->key : NULL;
-  int insecure = own ? 0 : c->unsafe_ssl;
+  w->ca = own ? c->ca : NULL;
+  w->cert = own && c->cert && c->key ? c->cert : NULL;
+  w->key = w->cert ? c->key : NULL;
+  w->insecure = own ? 0 : c->unsafe_ssl;
+}
+
+/* New string, NULL when out of memory. */
+static char *tls_want_id(const tls_want_t *w) {
   sb_t k = {0};
-  sb_field(&k, ca), sb_field(&k, cert), sb_field(&k, key), sb_str(&k, insecure ? "1" : "0");
+  sb_field(&k, w->ca), sb_field(&k, w->cert), sb_field(&k, w->key);
+  sb_str(&k, w->insecure ? "1" : "0");
   if (k.nomem)
-    return free(k.p), UV_ENOMEM;
+    return free(k.p), NULL;
+  return k.p;
+}
+
+static int tls_for(evs_prom_hub_t *h, const evs_prom_config_t *c, evs_tls_config_t **out) {
+  tls_want_t w;
+  tls_want(c, &w);
+  const char *ca = w.ca, *cert = w.cert, *key = w.key;
+  int insecure = w.insecure;
+  sb_t k = {0};
+  k.p = tls_want_id(&w);
+  if (k.p == NULL)
+    return UV_ENOMEM;
   evs_list_foreach(it, &h->tlss) {
     tlsent_t *t = evs_container_of(it, tlsent_t, link);
     if (strcmp(t->key, k.p) == 0) {
@@ -218,13 +260,12 @@ static int tls_for(evs_prom_hub_t *h, const evs_prom_config_t *c, evs_tls_config
 
 /* --- servers --- */
 
-static server_t *server_get(evs_prom_hub_t *h, const evs_http_url_t *u,
-                            const evs_tls_config_t *tls) {
+static server_t *server_get(evs_prom_hub_t *h, const evs_http_url_t *u, const char *tls_id) {
   char label[300];
   snprintf(label, sizeof label, "%s://%s%s%s:%d", u->tls ? "https" : "http",
            strchr(u->host, ':') ? "[" : "", u->host, strchr(u->host, ':') ? "]" : "", u->port);
   sb_t k = {0};
-  sb_field(&k, label), sb_field(&k, tls ? evs_tls_config_identity(tls) : "");
+  sb_field(&k, label), sb_field(&k, tls_id ? tls_id : "");
   if (k.nomem)
     return NULL;
   evs_list_foreach(it, &h->servers) {
@@ -424,11 +465,60 @@ static void on_done(evs_http_req_t *req, int err, const evs_http_response_t *res
   deliver(g, 0);
 }
 
+static void fire(uv_timer_t *t);
+
+static void on_tls(int err, const char *why, evs_tls_config_t *cfg, void *arg) {
+  group_t *g = arg;
+  g->tls_req = NULL;
+  if (err != 0) {
+    set_error(g, err, "prometheus TLS settings (ca/cert/key) for %s unusable: %s", g->srv->label);
+    if (why != NULL)
+      snprintf(g->last.msg, sizeof g->last.msg,
+               "prometheus TLS settings (ca/cert/key) for %s unusable: %s", g->srv->label, why);
+    group_log(g);
+    deliver(g, 0);
+    return;
+  }
+  g->tls = evs_tls_config_ref(cfg);
+  fire(&g->timer); /* the tick that asked for it */
+}
+
+/* Asks the TLS cache for the group's configuration; the tick goes on in on_tls. */
+static void tls_request(group_t *g) {
+  evs_tls_options_t o = {.ca_pem = g->tls_ca,
+                         .cert_pem = g->tls_cert,
+                         .key_pem = g->tls_key,
+                         .insecure = g->tls_insecure};
+  int rc = evs_tls_cache_get(g->hub->o.tls_cache, &o, on_tls, g, &g->tls_req);
+  if (rc != 0) {
+    g->tls_req = NULL;
+    set_error(g, rc, "prometheus TLS settings for %s: %s", g->srv->label);
+    group_log(g);
+    deliver(g, 0);
+  }
+}
+
 static void fire(uv_timer_t *t) {
   group_t *g = evs_container_of(t, group_t, timer);
   evs_prom_hub_t *h = g->hub;
-  if (g->req != NULL || g->closing)
-    return; /* the previous request still runs: its answer is this tick's */
+  if (g->closing)
+    return;
+  if (!g->phased) {
+    /* The first tick (at creation, or asked by a poll) ran now; the period goes on from a random
+     * point of the next cadence, so that groups created or polled together spread their requests
+     * over the whole cadence instead of asking in the same millisecond every time (issue 16: 1,000
+     * distinct queries). The next tick comes within one cadence: "at least every cadence" holds. */
+    g->phased = 1;
+    uint64_t c = g->cadence_ms;
+    uint64_t first = c > 1 ? 1 + (uint64_t)(rand_unit(h) * (double)(c - 1)) : c;
+    uv_timer_start(&g->timer, fire, first, c);
+  }
+  if (g->req != NULL || g->tls_req != NULL)
+    return; /* the previous request (or TLS build) still runs: its answer is this tick's */
+  if (g->https && g->tls == NULL) {
+    tls_request(g);
+    return;
+  }
   server_t *s = g->srv;
   if (s->down && (uv_now(h->loop) < s->retry_at || s->probing)) {
     /* A dead server costs one probe per backoff delay, not one request per group. */
@@ -498,7 +588,8 @@ static void group_free(group_t *g) {
     free((char *)g->headers[i].name), free((char *)g->headers[i].value);
   }
   free(g->headers);
-  free(g->key), free(g->url_head), free(g->url_tail), free(g->query);
+  free(g->key), free(g->url_head), free(g->url_tail), free(g->query), free(g->tls_id);
+  wipe_free(g->tls_ca), wipe_free(g->tls_cert), wipe_free(g->tls_key);
   last_clear(&g->last);
   if (g->srv)
     server_put(h, g->srv);
@@ -526,6 +617,9 @@ static void group_close(group_t *g) {
     evs_list_remove(&g->link);
     g->hub->st.groups--;
     g->handles = 2;
+    if (g->tls_req != NULL)
+      evs_tls_cache_cancel(g->tls_req);
+    g->tls_req = NULL;
     uv_close((uv_handle_t *)&g->timer, on_group_handle_closed);
     uv_close((uv_handle_t *)&g->soon, on_group_handle_closed);
     if (g->req != NULL)
@@ -602,7 +696,7 @@ static char *group_key(const group_t *g, const char *server) {
            (unsigned long long)g->timeout_ms);
   sb_str(&k, n);
   sb_field(&k, server), sb_field(&k, g->url_head), sb_field(&k, g->url_tail);
-  sb_field(&k, g->tls ? evs_tls_config_identity(g->tls) : "");
+  sb_field(&k, g->tls_id ? g->tls_id : "");
   for (size_t i = 0; i < g->nheaders; i++)
     sb_field(&k, g->headers[i].name), sb_field(&k, g->headers[i].value);
   if (k.nomem)
@@ -630,15 +724,27 @@ static int group_build(evs_prom_hub_t *h, const evs_prom_config_t *c, group_t *g
   if (evs_http_url_parse(g->url_head, &u) != 0)
     return UV_EINVAL;
   if (u.tls) {
-    int rc = tls_for(h, c, &g->tls);
-    if (rc != 0)
-      return rc;
-    evs_tls_config_ref(g->tls);
+    tls_want_t w;
+    tls_want(c, &w);
+    g->https = 1;
+    g->tls_insecure = w.insecure;
+    if ((g->tls_id = tls_want_id(&w)) == NULL)
+      return UV_ENOMEM;
+    if (h->o.tls_cache != NULL) { /* built on the thread pool before the first request */
+      if ((w.ca && !(g->tls_ca = strdup(w.ca))) || (w.cert && !(g->tls_cert = strdup(w.cert))) ||
+          (w.key && !(g->tls_key = strdup(w.key))))
+        return UV_ENOMEM;
+    } else {
+      int rc = tls_for(h, c, &g->tls);
+      if (rc != 0)
+        return rc;
+      evs_tls_config_ref(g->tls);
+    }
   }
   int rc = group_headers(g, c);
   if (rc != 0)
     return rc;
-  g->srv = server_get(h, &u, g->tls);
+  g->srv = server_get(h, &u, g->tls_id);
   if (g->srv == NULL)
     return UV_ENOMEM;
   g->key = group_key(g, c->server_address);
@@ -694,7 +800,10 @@ int evs_prom_subscribe(evs_prom_hub_t *h, const evs_prom_config_t *c, uint64_t c
     evs_list_push_back(&h->groups, &g->link);
     h->st.groups++;
     h->pending++;
-    uv_timer_start(&g->timer, fire, 0, cadence_ms);
+    /* A trigger's first reading comes soon, but groups created together (a restart, a new
+     * ScaledObject with many triggers) spread their first requests over up to a second. */
+    uint64_t spread = cadence_ms < PROM_FIRST_SPREAD_MS ? cadence_ms : PROM_FIRST_SPREAD_MS;
+    uv_timer_start(&g->timer, fire, (uint64_t)(rand_unit(h) * (double)spread), 0);
   }
   s->g = g;
   evs_list_push_back(&g->subs, &s->link);
@@ -712,8 +821,10 @@ int evs_prom_poll(evs_prom_sub_t *s) {
   s->want_last = 1;
   if (g->last.have && wall_ms() - g->last.time_ms < (int64_t)g->cadence_ms) {
     uv_timer_start(&g->soon, on_soon, 0, 0); /* fresh enough: no request */
-  } else if (g->req == NULL) {
-    /* Ask now; the cadence restarts from here, and every subscriber gets the answer. */
+  } else if (g->req == NULL && g->tls_req == NULL) {
+    /* Ask now; the period takes a new random phase from here, and every subscriber gets the
+     * answer. */
+    g->phased = 0;
     uv_timer_start(&g->timer, fire, 0, g->cadence_ms);
   }
   return 0;

@@ -11,10 +11,11 @@
  *
  * Cadence: the subscription is made at start with the scaler's cadence (pollingInterval;
  * KEDA's default 30 s when none is set), so triggers with the same query and interval share one
- * group. The generic cadence timer still calls poll; evs_prom_poll answers from the group's last
- * response while it is younger than the cadence, so that costs no request. When the cadence was
- * changed since (evs_scaler_set_cadence), poll moves the subscription to the new cadence's group,
- * whose answer is the reading. */
+ * group, and the group's timer is the trigger's cadence: the type has a `cadence` hook, so the
+ * generic cadence timer does not poll it too (that gave a trigger two readings per period, issue
+ * 16). A cadence change (evs_scaler_set_cadence) moves the subscription to the new cadence's
+ * group, whose answer is the next reading. An explicit poll answers from the group's last response
+ * while it is younger than the cadence, so that costs no request. */
 #include "evscale/error.h"
 #include "evscale/prometheus.h"
 
@@ -46,7 +47,8 @@ static void on_prom_reading(evs_prom_sub_t *sub, const evs_prom_reading_t *pr, v
                      .active = pr->active,
                      .error = pr->error,
                      .time_ms = pr->time_ms,
-                     .error_msg = pr->error ? pr->error_msg : NULL};
+                     .error_msg = pr->error ? pr->error_msg : NULL,
+                     .empty_upstream = pr->empty_upstream ? 1 : 0};
   evs_scaler__emit(&p->base, &r);
 }
 
@@ -78,6 +80,14 @@ static int prom_poll(evs_scaler_t *s) {
   if (want != p->sub_cadence_ms && prom_subscribe(p, want) == 0)
     return 0;
   return evs_prom_poll(p->sub);
+}
+
+static int prom_cadence(evs_scaler_t *s, uint64_t every_ms) {
+  prom_t *p = (prom_t *)s;
+  if (p->sub == NULL)
+    return EVS_ESTATE;
+  uint64_t want = every_ms ? every_ms : PROM_DEFAULT_CADENCE_MS;
+  return want == p->sub_cadence_ms ? 0 : prom_subscribe(p, want);
 }
 
 static void prom_free(evs_scaler_t *s) {
@@ -127,4 +137,4 @@ static int prom_create(uv_loop_t *loop, const evs_scaler_env_t *env, const evs_s
 }
 
 const evs_scaler_type_t evs_scaler_prometheus_type = {"prometheus", prom_create, prom_start,
-                                                      prom_poll, prom_close};
+                                                      prom_poll,    prom_close,  prom_cadence};

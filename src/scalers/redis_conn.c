@@ -19,6 +19,7 @@
 
 #include "evscale/backoff.h"
 #include "evscale/error.h"
+#include "evscale/list.h"
 #include "evscale/log.h"
 #include "evscale/stream.h"
 
@@ -29,6 +30,13 @@
 
 enum { K_USER, K_AUTH, K_SELECT, K_SUB, K_UNSUB, K_PING };
 enum { S_IDLE, S_CONNECTING, S_READY, S_BACKOFF };
+enum { KS_NONE, KS_ASKING, KS_KNOWN };
+
+struct evs_redis_flags_req_s {
+  evs_list_t link; /* in c->ks_waiters, or in the list being answered */
+  evs_redis_flags_cb cb;
+  void *arg;
+};
 
 typedef struct chan_s chan_t;
 
@@ -100,6 +108,15 @@ struct evs_redis_conn_s {
   uint64_t n_connects, n_failures, n_replies, n_messages;
   void (*close_cb)(void *arg);
   void *close_arg;
+
+  /* The server's notify-keyspace-events (evs_redis_keyspace_flags): asked once per connection.
+   * ks_gen is the `gen` of the connection that answered; waiters wait for the one question. */
+  int ks_state; /* KS_NONE, KS_ASKING, KS_KNOWN */
+  uint64_t ks_gen;
+  int ks_err;
+  char *ks_flags;
+  evs_list_t ks_waiters;
+  uint64_t n_ks_asked;
 
   /* Registry membership. */
   evs_redis_registry_t *reg;
@@ -886,6 +903,7 @@ static void maybe_free(evs_redis_conn_t *c) {
   }
   free(c->key);
   free(c->obuf);
+  free(c->ks_flags);
   free(c);
   if (cb != NULL)
     cb(arg);
@@ -946,6 +964,7 @@ int evs_redis_conn_new(uv_loop_t *loop, const evs_redis_options_t *o, evs_redis_
   c->deadline.data = c->aux.data = c->flush.data = c;
   c->handles = 3;
   c->state = S_IDLE;
+  evs_list_init(&c->ks_waiters);
   *out = c;
   return 0;
 }
@@ -1082,6 +1101,88 @@ evs_redis_conn_t *evs_redis_sub_conn(const evs_redis_sub_t *s) { return s->c; }
 
 /* --- public: introspection ----------------------------------------------------------------- */
 
+/* --- keyspace flags, once per connection ---------------------------------------------------- */
+
+static void on_ks_reply(evs_redis_conn_t *c, int err, const char *msg, const redisReply *reply,
+                        void *arg) {
+  (void)msg, (void)arg;
+  const char *flags = NULL;
+  if (err == 0 && (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+                   reply->element[1]->type != REDIS_REPLY_STRING))
+    err = EVS_EPARSE;
+  else if (err == 0)
+    flags = reply->element[1]->str;
+  free(c->ks_flags);
+  c->ks_flags = NULL;
+  if (reply != NULL && (err == 0 || err == UV_EPERM || err == EVS_EREDIS)) {
+    /* An answer of this server (the flags, or a refusal: ACL, a renamed CONFIG) holds for the
+     * connection; a failed request is nobody's answer and is asked again next time. */
+    c->ks_state = KS_KNOWN;
+    c->ks_gen = c->gen;
+    c->ks_err = err;
+    if (flags != NULL && (c->ks_flags = strdup(flags)) == NULL)
+      c->ks_state = KS_NONE, err = UV_ENOMEM, flags = NULL;
+  } else {
+    c->ks_state = KS_NONE;
+  }
+  evs_list_t answering;
+  evs_list_init(&answering);
+  while (!evs_list_empty(&c->ks_waiters)) {
+    evs_list_t *l = c->ks_waiters.next;
+    evs_list_remove(l);
+    evs_list_push_back(&answering, l);
+  }
+  /* One at a time: a callback may cancel another waiter (it leaves `answering`). */
+  while (!evs_list_empty(&answering)) {
+    evs_redis_flags_req_t *q = evs_container_of(answering.next, evs_redis_flags_req_t, link);
+    evs_list_remove(&q->link);
+    evs_redis_flags_cb cb = q->cb;
+    void *qa = q->arg;
+    free(q);
+    cb(c, err, c->ks_state == KS_KNOWN ? c->ks_flags : NULL, qa);
+  }
+}
+
+int evs_redis_keyspace_flags(evs_redis_conn_t *c, evs_redis_flags_cb cb, void *arg,
+                             evs_redis_flags_req_t **req, const char **flags, int *err) {
+  *req = NULL;
+  if (c->ks_state == KS_KNOWN && c->ks_gen == c->gen) {
+    *flags = c->ks_flags;
+    *err = c->ks_err;
+    return 1;
+  }
+  evs_redis_flags_req_t *q = calloc(1, sizeof *q);
+  if (q == NULL)
+    return UV_ENOMEM;
+  if (c->ks_state != KS_ASKING) {
+    const char *argv[] = {"CONFIG", "GET", "notify-keyspace-events"};
+    int rc = evs_redis_command_argv(c, on_ks_reply, NULL, 3, argv, NULL);
+    if (rc != 0) {
+      free(q);
+      return rc;
+    }
+    c->ks_state = KS_ASKING;
+    c->n_ks_asked++;
+  }
+  q->cb = cb;
+  q->arg = arg;
+  evs_list_push_back(&c->ks_waiters, &q->link);
+  *req = q;
+  return 0;
+}
+
+void evs_redis_keyspace_flags_cancel(evs_redis_flags_req_t *q) {
+  if (q == NULL)
+    return;
+  evs_list_remove(&q->link);
+  free(q);
+}
+
+void evs_redis_keyspace_flags_forget(evs_redis_conn_t *c) {
+  if (c->ks_state == KS_KNOWN)
+    c->ks_state = KS_NONE;
+}
+
 void evs_redis_conn_stats(const evs_redis_conn_t *c, evs_redis_conn_stats_t *out) {
   uint64_t now = uv_now(c->loop);
   *out = (evs_redis_conn_stats_t){
@@ -1093,6 +1194,7 @@ void evs_redis_conn_stats(const evs_redis_conn_t *c, evs_redis_conn_stats_t *out
       .channels = c->live_chans,
       .connected = c->state == S_READY && c->connected,
       .backoff_left_ms = c->state == S_BACKOFF && c->retry_at > now ? c->retry_at - now : 0,
+      .keyspace_asks = c->n_ks_asked,
   };
 }
 

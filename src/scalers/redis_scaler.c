@@ -31,7 +31,7 @@ static const char LUA[] = "local t = redis.call('type', KEYS[1]).ok\n"
 
 typedef struct redis_s redis_t;
 
-typedef enum { R_READ, R_EVAL, R_CONFIG_GET, R_CONFIG_SET } req_kind_t;
+typedef enum { R_READ, R_EVAL, R_CONFIG_SET } req_kind_t;
 
 typedef struct {
   evs_list_t link; /* in r->reqs while attached */
@@ -57,11 +57,12 @@ struct redis_s {
   evs_redis_sub_t *sub;
   evs_list_t reqs;
   uv_timer_t deliver;
-  int ready;       /* connections acquired */
-  int read_busy;   /* a read in flight */
-  int read_again;  /* a read is due when it returns */
-  int pending_err; /* an error found synchronously, delivered by `deliver` */
-  int config_busy, configured;
+  int ready;                        /* connections acquired */
+  int read_busy;                    /* a read in flight */
+  int read_again;                   /* a read is due when it returns */
+  int pending_err;                  /* an error found synchronously, delivered by `deliver` */
+  int config_busy, configured;      /* config_busy: a CONFIG SET in flight */
+  evs_redis_flags_req_t *flags_req; /* waiting for the connection's flags */
   int sub_active, sub_refused;
   char *flags; /* the server's notify-keyspace-events, NULL when unknown */
   char type[16];
@@ -580,15 +581,14 @@ static void read_done(redis_t *r, int err, const char *msg, const redisReply *re
   }
 }
 
-static void config_done(redis_t *r, int err, const redisReply *rep) {
-  r->config_busy = 0;
-  if (err != 0 || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
-      rep->element[1]->type != REDIS_REPLY_STRING) {
+/* The server's flags (or why there are none), as the connection knows them. */
+static void config_done(redis_t *r, int err, const char *flags) {
+  if (err != 0 || flags == NULL) {
     free(r->flags); /* not allowed (ACL) or not answerable: push state unknown */
     r->flags = NULL;
     return;
   }
-  char *f = strdup(rep->element[1]->str);
+  char *f = strdup(flags);
   if (f == NULL)
     return;
   free(r->flags);
@@ -609,12 +609,23 @@ static void config_done(redis_t *r, int err, const redisReply *rep) {
   }
 }
 
+static void on_flags(evs_redis_conn_t *c, int err, const char *flags, void *arg) {
+  (void)c;
+  redis_t *r = arg;
+  r->flags_req = NULL;
+  config_done(r, err, flags);
+}
+
+/* The flags are the server's: the connection asks once for every trigger sharing it (issue 15:
+ * once per server connection, not once per trigger), and answers from what it knows. */
 static void config_check(redis_t *r) {
-  if (r->env.redis_keyspace_events == EVS_KEYSPACE_OFF || r->config_busy || !r->ready)
+  if (r->env.redis_keyspace_events == EVS_KEYSPACE_OFF || r->config_busy || r->flags_req ||
+      !r->ready)
     return;
-  const char *argv[] = {"CONFIG", "GET", "notify-keyspace-events"};
-  if (send_req(r, R_CONFIG_GET, 3, argv) == 0)
-    r->config_busy = 1;
+  const char *flags = NULL;
+  int err = 0;
+  if (evs_redis_keyspace_flags(r->cmd, on_flags, r, &r->flags_req, &flags, &err) == 1)
+    config_done(r, err, flags);
 }
 
 static void on_reply(evs_redis_conn_t *c, int err, const char *msg, const redisReply *reply,
@@ -639,14 +650,13 @@ static void on_reply(evs_redis_conn_t *c, int err, const char *msg, const redisR
   case R_EVAL:
     read_done(r, err, msg, reply);
     break;
-  case R_CONFIG_GET:
-    config_done(r, err, reply);
-    break;
   case R_CONFIG_SET:
     r->config_busy = 0;
     if (err != 0)
       EVS_LOG_WARN("redis trigger cannot set notify-keyspace-events",
                    EVS_KV_STR("scaled_object", r->object), EVS_KV_STR("detail", msg));
+    else
+      evs_redis_keyspace_flags_forget(r->cmd); /* the server's flags changed: ask again */
     config_check(r);
     break;
   }
@@ -784,6 +794,8 @@ static void redis_close(evs_scaler_t *s) {
   }
   evs_tls_cache_cancel(r->tls_req);
   r->tls_req = NULL;
+  evs_redis_keyspace_flags_cancel(r->flags_req);
+  r->flags_req = NULL;
   if (r->sub)
     evs_redis_unsubscribe(r->sub);
   if (r->subc)
@@ -847,5 +859,5 @@ int evs_redis_scaler_stats(const evs_scaler_t *s, evs_redis_scaler_stats_t *out)
   return 0;
 }
 
-const evs_scaler_type_t evs_scaler_redis_type = {"redis", redis_create, redis_start, redis_poll,
-                                                 redis_close};
+const evs_scaler_type_t evs_scaler_redis_type = {"redis",    redis_create, redis_start,
+                                                 redis_poll, redis_close,  NULL};

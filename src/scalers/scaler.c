@@ -65,7 +65,7 @@ static void on_cadence(uv_timer_t *t) {
 
 /* The first period after a change starts at a random phase (see scaler.h). */
 static void cadence_arm(evs_scaler__cadence_t *cad, int random_phase) {
-  if (cad->every_ms == 0) {
+  if (cad->every_ms == 0 || cad->s->type->cadence != NULL) {
     uv_timer_stop(&cad->timer);
     return;
   }
@@ -92,8 +92,11 @@ int evs_scaler_set_cadence(evs_scaler_t *s, uint64_t every_ms) {
     s->cadence = cad;
   }
   s->cadence->every_ms = every_ms;
-  if (s->state == EVS_SCALER_STARTED)
+  if (s->state == EVS_SCALER_STARTED) {
     cadence_arm(s->cadence, 1);
+    if (s->type->cadence)
+      return s->type->cadence(s, every_ms);
+  }
   return 0;
 }
 
@@ -135,6 +138,8 @@ int evs_scaler_start(evs_scaler_t *s, evs_scaler_reading_cb cb, void *data) {
   s->state = EVS_SCALER_STARTED;
   if (s->cadence)
     cadence_arm(s->cadence, 1);
+  if (s->type->cadence)
+    return s->type->cadence(s, evs_scaler_cadence(s));
   return 0;
 }
 

@@ -28,7 +28,7 @@ static void run_engine(const evs_so_t *so, const uint8_t *data, size_t size) {
     for (size_t i = 0; i < so->n_triggers; i++) {
       uint8_t b = size ? data[(step * 31 + i) % size] : 0;
       r[i] = (evs_reading_t){
-          (double)(b % 64) - 4, b & 1, (b & 0xC0) == 0xC0 ? EVS_EMETRIC : 0, now, 0, NULL};
+          (double)(b % 64) - 4, b & 1, (b & 0xC0) == 0xC0 ? EVS_EMETRIC : 0, now, 0, NULL, 0};
     }
     evs_engine_input_t in = {r, so->n_triggers, replicas, replicas, replicas / 2, now};
     evs_decision_t d;

@@ -59,11 +59,11 @@ static void fx_free(fx_t *f) {
 }
 
 static void set(fx_t *f, size_t i, double value, int64_t t_ms) {
-  f->r[i] = (evs_reading_t){value, 0, 0, t_ms, 0, NULL};
+  f->r[i] = (evs_reading_t){value, 0, 0, t_ms, 0, NULL, 0};
 }
 
 static void set_err(fx_t *f, size_t i, int64_t t_ms) {
-  f->r[i] = (evs_reading_t){0, 0, EVS_EMETRIC, t_ms, 0, NULL};
+  f->r[i] = (evs_reading_t){0, 0, EVS_EMETRIC, t_ms, 0, NULL, 0};
 }
 
 /* One decision at now; the write (if any) succeeds and is recorded, as the registry would. */

@@ -748,7 +748,7 @@ static void partial_errors(int32_t current, double good_value, int32_t expected)
   evs_engine_state_t *st = NULL;
   assert_int_equal(evs_engine_state_new(so, NOW - 3600000, &st), 0);
   st->last_active_ms = NOW;
-  evs_reading_t rd[2] = {{good_value, 1, 0, NOW, 0, NULL}, {0, 0, EVS_EMETRIC, NOW, 0, NULL}};
+  evs_reading_t rd[2] = {{good_value, 1, 0, NOW, 0, NULL, 0}, {0, 0, EVS_EMETRIC, NOW, 0, NULL, 0}};
   evs_engine_input_t in = {rd, 2, current, current, current, NOW};
   evs_decision_t out;
   st->behavior.seeded = 1; /* no initial recommendation: only the failed-metric rule matters */

@@ -412,7 +412,9 @@ static void test_identical_queries_asked_once(void **state) {
   uint64_t t0 = uv_hrtime();
   evs_test_run_until(&e.loop, &never, 2600);
   uint64_t ran = (uv_hrtime() - t0) / 1000000;
-  long per_group_max = (long)(ran / cadence) + 1;
+  /* A group's first tick, then its periodic phase drawn at random within the next cadence
+   * (spreading groups over the cadence): at most one tick more than a fixed schedule's. */
+  long per_group_max = (long)(ran / cadence) + 2;
   evs_prom_hub_stats(e.hub, &st);
   json_t *cnt = evs_prom_harness_cmd(&H, "count");
   assert_non_null(cnt);
@@ -424,7 +426,9 @@ static void test_identical_queries_asked_once(void **state) {
                 (unsigned long long)ran, na, nb, (unsigned long long)st.requests);
   assert_in_range(na, 3, per_group_max);
   assert_in_range(nb, 6, 2 * per_group_max); /* two groups ask for evs_fan_b */
-  assert_int_equal((long)st.requests, na + nb);
+  /* A request the hub sent in the run's last moments may not have reached the proxy yet: at
+   * most one per group (3). */
+  assert_in_range((long)st.requests - (na + nb), 0, 3);
   for (int i = 0; i < 40; i++) {
     if (i == 3) {
       assert_int_equal(recs[i].n, 2);
@@ -449,6 +453,57 @@ static void test_identical_queries_asked_once(void **state) {
   evs_prom_hub_stats(e.hub, &st);
   assert_int_equal(st.groups, 2); /* evs_fan_b's plain group closed with its last subscriber */
   evs_prom_config_free(&ca), evs_prom_config_free(&cb), evs_prom_config_free(&cc);
+  env_done(&e);
+}
+
+/* Groups created together spread their requests over the cadence (issue 16: 1,000 distinct
+ * queries must not fire in the same millisecond): 100 distinct queries subscribed at once at a
+ * 1 s cadence; the readings of the next two cadences fall into every tenth of the cadence, none
+ * holding more than a third of them. Asked in lock-step, they came in one burst per cadence. */
+#define SPREAD_N 100
+static uint64_t spread_t0;
+static int spread_bucket[10], spread_total;
+static void on_spread(evs_prom_sub_t *sub, const evs_prom_reading_t *r, void *arg) {
+  (void)sub, (void)arg;
+  uint64_t t = (uv_hrtime() - spread_t0) / 1000000;
+  assert_int_equal(r->error, 0);
+  if (t >= 1000 && t < 3000) {
+    spread_bucket[(t % 1000) / 100]++;
+    spread_total++;
+  }
+}
+
+static void test_groups_spread_over_cadence(void **state) {
+  (void)state;
+  env_t e;
+  env_init(&e, 1000);
+  static evs_prom_config_t c[SPREAD_N];
+  for (int i = 0; i < SPREAD_N; i++) {
+    char q[32];
+    snprintf(q, sizeof q, "query=vector(%d)", i);
+    const char *k[] = {server_kv, q, "threshold=1", NULL};
+    cfg_make(&c[i], k);
+  }
+  memset(spread_bucket, 0, sizeof spread_bucket);
+  spread_total = 0;
+  spread_t0 = uv_hrtime();
+  uv_update_time(&e.loop);
+  for (int i = 0; i < SPREAD_N; i++)
+    assert_int_equal(evs_prom_subscribe(e.hub, &c[i], 1000, on_spread, NULL, NULL), 0);
+  int never = 0;
+  evs_test_run_until(&e.loop, &never, 3000);
+  int used = 0, most = 0;
+  for (int b = 0; b < 10; b++) {
+    used += spread_bucket[b] > 0;
+    most = spread_bucket[b] > most ? spread_bucket[b] : most;
+    print_message("%d-%d ms: %d\n", b * 100, b * 100 + 99, spread_bucket[b]);
+  }
+  print_message("%d readings in [1 s, 3 s)\n", spread_total);
+  assert_in_range(spread_total, SPREAD_N, 3 * SPREAD_N); /* about one per group per cadence */
+  assert_true(used >= 8);
+  assert_true(most * 3 <= spread_total);
+  for (int i = 0; i < SPREAD_N; i++)
+    evs_prom_config_free(&c[i]);
   env_done(&e);
 }
 
@@ -713,6 +768,7 @@ int main(void) {
       cmocka_unit_test(test_tls_basic_auth),
       cmocka_unit_test(test_tls_client_cert),
       cmocka_unit_test(test_identical_queries_asked_once),
+      cmocka_unit_test(test_groups_spread_over_cadence),
       cmocka_unit_test(test_close_with_requests_in_flight),
       cmocka_unit_test(test_dead_servers_never_slow_others),
       cmocka_unit_test(test_slow_query_is_not_a_dead_server),

@@ -27,6 +27,7 @@ typedef struct {
   int n, closed;
   double value;
   int active, error;
+  int empty_upstream; /* of the last reading */
   char msg[256];
   int close_at; /* close from the reading callback once n reaches this */
 } rec_t;
@@ -48,6 +49,7 @@ static void on_reading(evs_scaler_t *s, const evs_reading_t *r, void *data) {
   rec->value = r->value;
   rec->active = r->active;
   rec->error = r->error;
+  rec->empty_upstream = r->empty_upstream;
   assert_true(r->error == 0 ? r->error_msg == NULL : r->error_msg != NULL);
   snprintf(rec->msg, sizeof rec->msg, "%s", r->error_msg ? r->error_msg : "");
   if (rec->close_at == rec->n)
@@ -186,6 +188,10 @@ static void test_empty_without_ignore_null_is_error(void **state) {
   assert_int_equal(lax.error, 0); /* the default, ignoreNullValues true: 0 */
   assert_true(lax.value == 0);
   assert_int_equal(lax.active, 1); /* 0 > -1 */
+  /* KEDA counts keda_scaler_empty_upstream_responses_total both ways (prometheus_scaler.go,
+   * ExecutePromQuery: RecordEmptyUpstreamResponse before the ignoreNullValues test). */
+  assert_int_equal(strict.empty_upstream, 1);
+  assert_int_equal(lax.empty_upstream, 1);
   close_wait(&fx, &strict);
   close_wait(&fx, &lax);
   fx_done(&fx);
@@ -231,9 +237,10 @@ static void test_identical_query_asked_once(void **state) {
   assert_true(a.n >= 3 && b.n >= 3);
   assert_int_equal(a.error, 0);
   assert_true(a.value == 7 && b.value == 7);
+  assert_int_equal(a.empty_upstream, 0); /* a sample: nothing to count */
   assert_int_equal(a.active, 1);
   assert_int_equal(b.active, 0);
-  /* A cadence change moves b to another group at its next poll. */
+  /* A cadence change moves b to another group at once; a poll then asks that group. */
   assert_int_equal(evs_scaler_set_cadence(b.s, 60000), 0);
   int bn = b.n;
   assert_int_equal(evs_scaler_poll(b.s), 0);
@@ -249,6 +256,54 @@ static void test_identical_query_asked_once(void **state) {
   evs_prom_hub_stats(fx.hub, &st);
   assert_int_equal(st.groups, 0);
   assert_int_equal(st.subscribers, 0);
+  fx_done(&fx);
+}
+
+/* The cadence is the hub group's own timer: a trigger gets one reading per period, not one from
+ * the group's timer plus one from the generic cadence poll (issue 16), and the query is asked
+ * once per period. */
+static void test_one_reading_per_period(void **state) {
+  (void)state;
+  push_wait("evs_ps_period", "4");
+  assert_int_equal(evs_prom_harness_do(&H, "require_none"), 0);
+  assert_int_equal(evs_prom_harness_do(&H, "reset"), 0);
+  fx_t fx;
+  fx_init(&fx);
+  rec_t a;
+  const char *ka[] = {proxy_addr, "query=evs_ps_period", "threshold=1", NULL};
+  make_ok(&fx, ka, &a);
+  const uint64_t cadence = 400;
+  assert_int_equal(evs_scaler_set_cadence(a.s, cadence), 0);
+  assert_int_equal(evs_scaler_start(a.s, on_reading, &a), 0);
+  int never = 0;
+  uint64_t t0 = uv_hrtime();
+  evs_test_run_until(&fx.loop, &never, 4000);
+  uint64_t ran = (uv_hrtime() - t0) / 1000000;
+  /* The first tick, then the group's random phase within the next cadence: at most one more
+   * than a fixed schedule. Two schedules would give about twice ran / cadence. */
+  int max = (int)(ran / cadence) + 2;
+  json_t *cnt = evs_prom_harness_cmd(&H, "count");
+  assert_non_null(cnt);
+  long n =
+      (long)json_integer_value(json_object_get(json_object_get(cnt, "by_query"), "evs_ps_period"));
+  json_decref(cnt);
+  print_message("ran %llu ms at %llu ms: %d readings, %ld requests\n", (unsigned long long)ran,
+                (unsigned long long)cadence, a.n, n);
+  assert_in_range(a.n, (int)(ran / cadence) - 1, max);
+  assert_in_range(n, (long)(ran / cadence) - 1, max);
+  assert_true(a.value == 4);
+  /* A cadence change while started moves the trigger at once, still one schedule. */
+  assert_int_equal(evs_scaler_set_cadence(a.s, 200), 0);
+  int n0 = a.n;
+  t0 = uv_hrtime();
+  evs_test_run_until(&fx.loop, &never, 2000);
+  ran = (uv_hrtime() - t0) / 1000000;
+  print_message("then %llu ms at 200 ms: %d readings\n", (unsigned long long)ran, a.n - n0);
+  assert_in_range(a.n - n0, (int)(ran / 200) - 2, (int)(ran / 200) + 3);
+  evs_prom_hub_stats_t st;
+  evs_prom_hub_stats(fx.hub, &st);
+  assert_int_equal(st.groups, 1);
+  close_wait(&fx, &a);
   fx_done(&fx);
 }
 
@@ -352,6 +407,7 @@ int main(void) {
       cmocka_unit_test(test_reads_pushed_value),
       cmocka_unit_test(test_empty_without_ignore_null_is_error),
       cmocka_unit_test(test_identical_query_asked_once),
+      cmocka_unit_test(test_one_reading_per_period),
       cmocka_unit_test(test_close_safety),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

@@ -506,6 +506,85 @@ static void test_push_auto(void **state) {
   cli(&shared, "CONFIG SET notify-keyspace-events ''");
 }
 
+/* Calls of a command the server counted since CONFIG RESETSTAT (INFO commandstats). */
+static long server_calls(const rsrv_t *r, const char *cmdstat) {
+  char cmd[200], line[512];
+  snprintf(cmd, sizeof cmd, "redis-cli -p %d INFO commandstats", r->port);
+  FILE *p = popen(cmd, "r");
+  assert_non_null(p);
+  long calls = 0;
+  size_t n = strlen(cmdstat);
+  while (fgets(line, sizeof line, p) != NULL)
+    if (strncmp(line, cmdstat, n) == 0 && line[n] == ':')
+      calls = strtol(line + n + 1 + strlen("calls="), NULL, 10);
+  pclose(p);
+  return calls;
+}
+
+#define CG_N 12
+static int cg_readings[CG_N], cg_closed;
+static void on_cg_reading(evs_scaler_t *s, const evs_reading_t *r, void *data) {
+  (void)s;
+  if (r->error == 0)
+    cg_readings[(int *)data - cg_readings]++;
+}
+static void on_cg_closed(void *data) { (void)data, cg_closed++; }
+
+/* The server's notify-keyspace-events is asked once per server connection, not once per trigger
+ * (issue 15): twelve triggers on one server, each with push active (so each learned the flags),
+ * and the server counted one CONFIG GET. They were asked at connect, at every subscription
+ * confirmation and at every key-type change before. */
+static void test_config_get_once_per_connection(void **state) {
+  (void)state;
+  cli(&shared, "CONFIG SET notify-keyspace-events KA");
+  cli(&shared, "CONFIG RESETSTAT");
+  fx_t *fx = fx_new();
+  evs_scaler_t *s[CG_N];
+  static char keys[CG_N][32];
+  memset(cg_readings, 0, sizeof cg_readings);
+  cg_closed = 0;
+  for (int i = 0; i < CG_N; i++) {
+    snprintf(keys[i], sizeof keys[i], "cg:%d", i);
+    char c[80];
+    snprintf(c, sizeof c, "%s %s a b", i % 2 ? "RPUSH" : "SADD", keys[i]);
+    cli(&shared, c);
+    evs_kv_t meta[] = {{"address", addr_of(&shared)}, {"listName", keys[i]}};
+    evs_scaler_config_t cfg = {
+        .type = "redis", .object = "default/cg", .index = (size_t)i, .metadata = {meta, 2}};
+    evs_diag_t d;
+    evs_diag_init(&d);
+    assert_int_equal(evs_scaler_create(&fx->loop, &fx->env, &cfg, &s[i], &d), 0);
+    evs_diag_free(&d);
+    assert_int_equal(evs_scaler_start(s[i], on_cg_reading, &cg_readings[i]), 0);
+  }
+  uint64_t t0 = uv_hrtime();
+  for (int i = 0; i < CG_N; i++) {
+    evs_redis_scaler_stats_t st;
+    for (;;) {
+      assert_int_equal(evs_redis_scaler_stats(s[i], &st), 0);
+      if (cg_readings[i] > 0 && st.push == EVS_REDIS_PUSH_ACTIVE)
+        break;
+      assert_true((uv_hrtime() - t0) / 1000000 < 15000);
+      fx_sleep(fx, 10);
+    }
+  }
+  cli(&shared, "LPUSH cg:1 c"); /* events and re-reads: still nothing to ask */
+  fx_sleep(fx, 200);
+  long calls = server_calls(&shared, "cmdstat_config|get");
+  print_message("%d triggers, CONFIG GET calls: %ld\n", CG_N, calls);
+  assert_int_equal(calls, 1);
+  for (int i = 0; i < CG_N; i++)
+    evs_scaler_close(s[i], on_cg_closed, NULL);
+  fx_free(fx);
+  assert_int_equal(cg_closed, CG_N);
+  for (int i = 0; i < CG_N; i++) {
+    char c[64];
+    snprintf(c, sizeof c, "DEL %s", keys[i]);
+    cli(&shared, c);
+  }
+  cli(&shared, "CONFIG SET notify-keyspace-events ''");
+}
+
 /* Events coalesce: one read in flight, one more after it, the last value always read. */
 static void test_push_coalesces(void **state) {
   (void)state;
@@ -829,6 +908,7 @@ int main(void) {
       cmocka_unit_test(test_slow_server),
       cmocka_unit_test(test_flushall_seen_by_poll),
       cmocka_unit_test(test_closing_scaler),
+      cmocka_unit_test(test_config_get_once_per_connection),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -98,7 +98,7 @@ static void burst_then_idle(void **state) {
   };
   size_t c = 0;
   for (int t = 0; t <= 10800; t++) {
-    evs_reading_t r = {t < 3600 ? 1000 : 0, 0, 0, T0 + S(t), 0, NULL};
+    evs_reading_t r = {t < 3600 ? 1000 : 0, 0, 0, T0 + S(t), 0, NULL, 0};
     sim_tick(&s, &r, T0 + S(t));
     if (c < sizeof checks / sizeof checks[0] && checks[c].t == t) {
       if (s.replicas != checks[c].replicas)
@@ -122,7 +122,7 @@ static void timer_driven_matches(void **state) {
   /* Readings every 30 s (pollingInterval), plus wake-ups at next_eval_ms. */
   for (int64_t now = T0; now <= T0 + S(10800);) {
     int t = (int)((now - T0) / 1000);
-    evs_reading_t r = {t < 3600 ? 1000 : 0, 0, 0, T0 + S(t - t % 30), 0, NULL};
+    evs_reading_t r = {t < 3600 ? 1000 : 0, 0, 0, T0 + S(t - t % 30), 0, NULL, 0};
     evs_engine_input_t in = {&r, 1, s.replicas, s.replicas, s.replicas, now};
     evs_decision_t d;
     assert_int_equal(evs_engine_decide(s.so, &s.cfg, s.st, &in, &d), 0);
@@ -183,8 +183,8 @@ static void random_invariants(void **state) {
     for (int i = 0; i < 2; i++) {
       int k = rand() % 1000;
       double v = k < 5 ? -3 : k < 6 ? 1e300 : level + rand() % 10;
-      r[i] =
-          (evs_reading_t){v / (i ? 3.0 : 1.0), 0, k >= 900 ? EVS_EMETRIC : 0, T0 + S(t), 0, NULL};
+      r[i] = (evs_reading_t){
+          v / (i ? 3.0 : 1.0), 0, k >= 900 ? EVS_EMETRIC : 0, T0 + S(t), 0, NULL, 0};
     }
     sim_tick(&s, r, T0 + S(t));
   }

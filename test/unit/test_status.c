@@ -74,7 +74,7 @@ static void fx_free(fx_t *f) {
 
 static const evs_decision_t *decide(fx_t *f, int64_t now, double value, int err) {
   for (size_t i = 0; i < f->so->n_triggers; i++)
-    f->r[i] = (evs_reading_t){value, 0, err ? EVS_EMETRIC : 0, now, 0, NULL};
+    f->r[i] = (evs_reading_t){value, 0, err ? EVS_EMETRIC : 0, now, 0, NULL, 0};
   evs_engine_input_t in = {f->r, f->so->n_triggers, f->replicas, f->replicas, -1, now};
   assert_int_equal(evs_engine_decide(f->so, &f->cfg, f->st, &in, &f->d), 0);
   if (f->d.write)

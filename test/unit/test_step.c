@@ -51,7 +51,7 @@ static void fx_free(fx_t *f) {
 
 /* One step with a reading of `value` taken at now; a write succeeds and is recorded. */
 static const evs_step_t *run(fx_t *f, double value, int64_t now) {
-  f->r = (evs_reading_t){value, 0, 0, now, 0, NULL};
+  f->r = (evs_reading_t){value, 0, 0, now, 0, NULL, 0};
   evs_engine_input_t in = {&f->r, 1, f->replicas, f->replicas, f->replicas, now};
   assert_int_equal(evs_step(f->so, &f->ecfg, &f->bcfg, f->est, &f->br, &in, &f->st), 0);
   if (f->st.write) {
