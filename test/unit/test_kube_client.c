@@ -1083,9 +1083,26 @@ static void test_path_resource(void **state) {
   }
 }
 
+/* The message of a Status body (apimachinery metav1.Status, as a 404 carries it), else the code. */
+static void test_status_message(void **state) {
+  (void)state;
+  char buf[128];
+  const char *st = "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"status\":\"Failure\","
+                   "\"message\":\"deployments.apps \\\"x\\\" not found\",\"code\":404}";
+  evs_http_response_t r = {.status = 404, .body = st, .body_len = strlen(st)};
+  assert_string_equal(evs_kube_status_message(&r, buf, sizeof buf),
+                      "deployments.apps \"x\" not found");
+  evs_http_response_t plain = {.status = 503, .body = "busy", .body_len = 4};
+  assert_string_equal(evs_kube_status_message(&plain, buf, sizeof buf), "HTTP 503");
+  evs_http_response_t none = {.status = 500};
+  assert_string_equal(evs_kube_status_message(&none, buf, sizeof buf), "HTTP 500");
+  assert_string_equal(evs_kube_status_message(NULL, buf, 8), "HTTP 0");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_path_resource),
+      cmocka_unit_test(test_status_message),
       cmocka_unit_test(test_discovery_prefers_autoscaling_v2),
       cmocka_unit_test(test_token_kubeconfig_ip_san),
       cmocka_unit_test(test_read_only_refuses_writes),
