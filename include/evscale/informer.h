@@ -126,8 +126,7 @@ typedef struct {
 } evs_informer_stats_t;
 
 /* Starts listing at once. 0, UV_EINVAL (missing path, or neither kube nor http and base_url),
- * UV_ENOMEM. *out is freed
- * by evs_informer_close. */
+ * UV_ENOMEM. *out is freed by evs_informer_close. */
 int evs_informer_start(uv_loop_t *loop, const evs_informer_options_t *opts, evs_informer_t **out);
 /* Stops (cancels the request in flight; no handler runs after this returns), frees every cached
  * object (free_data, no on_delete), then calls cb(arg) from a later loop iteration. */

@@ -662,8 +662,10 @@ static int send_req(evs_informer_t *inf, const char *pathq, int streaming) {
   sbuf_t u = {0};
   sb_str(&u, inf->o.base_url);
   sb_str(&u, pathq);
-  if (u.oom)
+  if (u.oom) {
+    free(u.s);
     return UV_ENOMEM;
+  }
   evs_http_header_t hs[16] = {{"Accept", "application/json"}};
   size_t n = 1;
   evs_http_request_opts_t r = {.method = "GET",

@@ -18,6 +18,8 @@
 #include "evscale/error.h"
 #include "evscale/http_client.h"
 #include "evscale/informer.h"
+#include "evscale/kube.h"
+#include "evscale/metrics.h"
 #include "kube_env.h"
 #include "net_helpers.h"
 
@@ -74,8 +76,12 @@ typedef struct {
   uv_loop_t loop;
   uv_timer_t tick;
   evs_http_client_t *c, *ic; /* the test's requests; the informer's */
+  evs_kube_t *kube;          /* kube mode: the informer's client (open_kube) */
+  evs_metrics_t *metrics;
   evs_informer_t *inf;
   int synced, synced_calls, adds_before_sync;
+  char close_on[64]; /* on_add of this name closes the informer (inside the watch stream) */
+  int closed;
   ev_t ev[8192];
   size_t nev;
 } env_t;
@@ -100,6 +106,12 @@ static void env_close(env_t *e) {
     evs_informer_close(e->inf, set_flag, &closed);
     assert_true(evs_test_run_until(&e->loop, &closed, 10000));
   }
+  if (e->kube != NULL) {
+    int kc = 0;
+    evs_kube_close(e->kube, set_flag, &kc);
+    assert_true(evs_test_run_until(&e->loop, &kc, 20000));
+  }
+  evs_metrics_free(e->metrics);
   evs_http_client_close(e->c, set_flag, &c1);
   evs_http_client_close(e->ic, set_flag, &c2);
   assert_true(evs_test_run_until(&e->loop, &c1, 10000));
@@ -265,6 +277,8 @@ static void on_add(evs_informer_t *inf, const evs_informer_obj_t *o, void *arg) 
   env_t *e = arg;
   e->adds_before_sync += !e->synced;
   record(e, 'A', NULL, o);
+  if (e->close_on[0] != '\0' && strcmp(o->name, e->close_on) == 0)
+    evs_informer_close(inf, set_flag, &e->closed);
 }
 
 static void on_update(evs_informer_t *inf, const evs_informer_obj_t *old,
@@ -300,13 +314,48 @@ typedef struct {
   int via_proxy;
   unsigned page_size, watch_timeout_s;
   uint64_t idle_timeout_ms;
+  int kube; /* through e->kube (open_kube) instead of the HTTP client */
 } inf_how_t;
+
+static void on_kube_open(evs_kube_t *k, int status, const char *msg, void *arg) {
+  (void)k;
+  if (status != 0)
+    fail_msg("kube open: %s", msg ? msg : evs_strerror(status));
+  *(int *)arg = 1;
+}
+
+/* e->kube: an evs_kube_t as the process builds one, from a kubeconfig (a token user) whose
+ * server is the API server or the fault proxy; read_only as --dry-run. */
+static void open_kube(env_t *e, int via_proxy, int read_only) {
+  char kc[160];
+  snprintf(kc, sizeof kc, "/tmp/%s-%s.kubeconfig", K.prefix, via_proxy ? "proxy" : "direct");
+  FILE *f = fopen(kc, "w");
+  assert_non_null(f);
+  fprintf(f,
+          "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: %s\n"
+          "    certificate-authority: %s\nusers:\n- name: u\n  user:\n    token: %s\n"
+          "contexts:\n- name: x\n  context: {cluster: c, user: u}\ncurrent-context: x\n",
+          via_proxy ? K.proxy_url : K.url, via_proxy ? evs_test_cert("ca.crt") : K.ca, K.token);
+  fclose(f);
+  e->metrics = evs_metrics_new();
+  evs_kube_options_t o = {
+      .kubeconfig = kc, .read_only = read_only, .request_timeout_ms = 30000, .metrics = e->metrics};
+  assert_int_equal(evs_kube_new(&e->loop, &o, &e->kube), 0);
+  int opened = 0;
+  assert_int_equal(evs_kube_open(e->kube, on_kube_open, &opened), 0);
+  RUN_UNTIL(e, opened, 60000);
+  assert_true(opened);
+  unlink(kc);
+}
 
 static void start_informer(env_t *e, const char *ns, inf_how_t h) {
   char path[200];
   snprintf(path, sizeof path, "/api/v1/namespaces/%s/configmaps", ns);
-  evs_informer_options_t o = {.http = e->ic,
-                              .base_url = h.via_proxy ? K.proxy_url : K.url,
+  evs_informer_options_t o = {.kube = h.kube ? e->kube : NULL,
+                              .http = h.kube ? NULL : e->ic,
+                              .base_url = h.kube        ? NULL
+                                          : h.via_proxy ? K.proxy_url
+                                                        : K.url,
                               .tls = h.via_proxy ? K.tls_proxy : K.tls,
                               .path = path,
                               .page_size = h.page_size,
@@ -568,18 +617,18 @@ static void test_watch_drop_resume(void **state) {
 
 /* While the informer cannot watch (500s), a is deleted, b updated, d created, c untouched; the
  * next watch gets 410 Expired in an ERROR event: the relist delivers exactly that difference. */
-static void test_gone_relist_difference(void **state) {
-  (void)state;
-  SKIP_IF_NO_CONTROLPLANE();
+static void gone_relist_difference(int kube) {
   env_t *e = calloc(1, sizeof *e);
   env_init(e);
   char ns[96], h[256];
-  make_ns(e, ns, sizeof ns, "gone");
+  make_ns(e, ns, sizeof ns, kube ? "gone-k" : "gone");
   cm_create(e, ns, "a", "v1");
   cm_create(e, ns, "b", "v1");
   cm_create(e, ns, "c", "v1");
   json_decref(proxy_control(e, "POST", "/reset", "{}"));
-  start_informer(e, ns, (inf_how_t){.via_proxy = 1, .watch_timeout_s = 1});
+  if (kube)
+    open_kube(e, 1, 0);
+  start_informer(e, ns, (inf_how_t){.via_proxy = 1, .watch_timeout_s = 1, .kube = kube});
   wait_synced(e);
   assert_non_null(evs_informer_get(e->inf, ns, "c"));
   fault(e, "{\"kind\":\"status\",\"status\":500,\"count\":-1}");
@@ -592,7 +641,10 @@ static void test_gone_relist_difference(void **state) {
   cm_create(e, ns, "d", "v1");
   run_for(e, 300);
   assert_int_equal(e->nev, base); /* nothing seen yet */
-  fault(e, "{\"kind\":\"gone\",\"count\":1}");
+  /* Direct: the watch's ERROR event with code 410. Through the Kubernetes client: a 410 response
+   * to the watch request, which evs_kube_request hands over as it is. */
+  fault(e, kube ? "{\"kind\":\"gone\",\"count\":1,\"form\":\"status\"}"
+                : "{\"kind\":\"gone\",\"count\":1}");
   RUN_UNTIL(e, stats(e).relists >= 1, 30000);
   run_for(e, 300);
   evs_informer_stats_t s = stats(e);
@@ -616,6 +668,19 @@ static void test_gone_relist_difference(void **state) {
   assert_string_equal(val_of(c), "v3");
   env_close(e);
   free(e);
+}
+
+static void test_gone_relist_difference(void **state) {
+  (void)state;
+  SKIP_IF_NO_CONTROLPLANE();
+  gone_relist_difference(0);
+}
+
+/* The same through an evs_kube_t, the 410 coming as the watch's HTTP status. */
+static void test_gone_relist_through_kube(void **state) {
+  (void)state;
+  SKIP_IF_NO_CONTROLPLANE();
+  gone_relist_difference(1);
 }
 
 /* Two 429s with Retry-After: 1 on the first list: the informer waits at least 1 s each time
@@ -869,6 +934,55 @@ static void test_close_inside_handler(void **state) {
   free(e);
 }
 
+/* Through a read_only evs_kube_t (as under --dry-run, which must still list and watch): the
+ * initial list, then an add, an update and a delete through the watch, each once; the requests
+ * show in the client's metrics (they went through evs_kube_request). Then a handler closes the
+ * informer from inside the watch stream (evs_kube_cancel from within the body callback). */
+static void test_through_kube(void **state) {
+  (void)state;
+  SKIP_IF_NO_CONTROLPLANE();
+  env_t *e = calloc(1, sizeof *e);
+  env_init(e);
+  char ns[96], h[256];
+  make_ns(e, ns, sizeof ns, "kube");
+  cm_create(e, ns, "pre", "v0");
+  open_kube(e, 0, 1);
+  start_informer(e, ns, (inf_how_t){.kube = 1, .page_size = 2});
+  wait_synced(e);
+  history(e, 0, "pre", h, sizeof h);
+  assert_string_equal(h, "A:v0");
+  RUN_UNTIL(e, stats(e).watches >= 1, 10000);
+  run_for(e, 200); /* the watch is open at the list's resourceVersion */
+  size_t base = e->nev;
+  cm_create(e, ns, "a", "v1");
+  cm_update(e, ns, "a", "v2");
+  cm_delete(e, ns, "a");
+  RUN_UNTIL(e, e->nev >= base + 3, 30000);
+  run_for(e, 300);
+  history(e, base, "a", h, sizeof h);
+  assert_string_equal(h, "A:v1 U:v1>v2 D");
+  assert_int_equal(e->nev, base + 3);
+  assert_null(evs_informer_get(e->inf, ns, "a"));
+  assert_non_null(evs_informer_get(e->inf, ns, "pre"));
+  evs_informer_stats_t s = stats(e);
+  assert_int_equal(s.lists, 1);
+  assert_int_equal(s.failures, 0);
+  const char *lv[] = {"GET", "configmaps", "200"};
+  evs_metric_family_t *f = evs_metrics_find(e->metrics, "evscale_kube_requests_total");
+  assert_non_null(f);
+  assert_true(evs_metric_value(evs_metric_family_lookup(f, lv)) >= 1.0);
+  /* Close from inside on_add while the watch stream is being read. */
+  snprintf(e->close_on, sizeof e->close_on, "last");
+  cm_create(e, ns, "last", "v1");
+  RUN_UNTIL(e, e->closed, 30000);
+  assert_true(e->closed);
+  history(e, base, "last", h, sizeof h);
+  assert_string_equal(h, "A:v1");
+  e->inf = NULL;
+  env_close(e);
+  free(e);
+}
+
 /* --- setup --- */
 
 static int start_proxy(void) {
@@ -927,8 +1041,8 @@ static int setup(void **state) {
 static void delete_namespaces(void) {
   env_t *e = calloc(1, sizeof *e);
   env_init(e);
-  const char *what[] = {"sync",     "order", "drop", "gone", "throttle", "bm",
-                        "bm-other", "close", "idle", "all1", "all2",     "so"};
+  const char *what[] = {"sync",  "order", "drop", "gone", "throttle", "bm",   "bm-other",
+                        "close", "idle",  "all1", "all2", "so",       "kube", "gone-k"};
   for (size_t i = 0; i < sizeof what / sizeof what[0]; i++) {
     char path[200];
     res_t r = {0};
@@ -966,6 +1080,8 @@ int main(void) {
       cmocka_unit_test(test_all_namespaces_selector),
       cmocka_unit_test(test_scaledobjects),
       cmocka_unit_test(test_close_inside_handler),
+      cmocka_unit_test(test_through_kube),
+      cmocka_unit_test(test_gone_relist_through_kube),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -527,6 +527,113 @@ static void w_done(evs_kube_req_t *req, int err, const evs_http_response_t *resp
   ((watch_t *)arg)->err = err;
 }
 
+/* A watch that cancels itself from inside its body callback (as the informer does on close). */
+typedef struct {
+  int heads, bodies, done, err, cancel_in_body, done_inside;
+  evs_kube_req_t *req;
+} swatch_t;
+static void sw_head(evs_http_req_t *req, const evs_http_response_t *resp, void *arg) {
+  (void)req;
+  swatch_t *w = arg;
+  w->heads += resp->status == 200;
+}
+static int sw_body(evs_http_req_t *req, const char *buf, size_t n, void *arg) {
+  (void)req, (void)buf, (void)n;
+  swatch_t *w = arg;
+  w->bodies++;
+  if (w->cancel_in_body && w->bodies == 1) {
+    evs_kube_cancel(w->req);
+    w->done_inside = w->done; /* on_done must wait until this callback has returned */
+  }
+  return 0;
+}
+static void sw_done(evs_kube_req_t *req, int err, const evs_http_response_t *resp, const char *msg,
+                    void *arg) {
+  (void)req, (void)resp, (void)msg;
+  swatch_t *w = arg;
+  w->done++;
+  w->err = err;
+}
+
+/* Six watches open through the client (more than the pool's 4 connections per host for ordinary
+ * requests), then a PATCH of a /scale at EVS_PRIO_HIGH: it is answered at once, not queued
+ * behind the watches (queued, it would wait out its 20 s request timeout), and every watch is
+ * still open. Then a watch cancels itself from inside its body callback: on_done runs once,
+ * after the callback. */
+static void test_scale_patch_not_behind_watches(void **state) {
+  (void)state;
+  SKIP_IF_NO_CONTROLPLANE();
+  char *kc = kubeconfig("watches.yaml", K.url, ca_line(K.ca), token_user(K.token));
+  env_t e = {0};
+  assert_int_equal(open_client(&e, kc, NULL, NULL), 0);
+  enum { NW = 6 };
+  swatch_t w[NW];
+  memset(w, 0, sizeof w);
+  for (int i = 0; i < NW; i++) {
+    evs_kube_request_opts_t wo = {.verb = "GET",
+                                  .path = "/api/v1/namespaces?watch=1&timeoutSeconds=120",
+                                  .priority = EVS_PRIO_LOW,
+                                  .timeout_ms = UINT64_MAX,
+                                  .on_head = sw_head,
+                                  .on_body = sw_body,
+                                  .on_done = sw_done,
+                                  .arg = &w[i]};
+    assert_int_equal(evs_kube_request(e.k, &wo, &w[i].req), 0);
+  }
+  int heads = 0;
+  for (uint64_t t0 = uv_hrtime(); heads < NW && (uv_hrtime() - t0) / 1000000 < 30000;) {
+    uv_run(&e.loop, UV_RUN_ONCE);
+    heads = 0;
+    for (int i = 0; i < NW; i++)
+      heads += w[i].heads;
+  }
+  assert_int_equal(heads, NW);
+  res_t r = {0};
+  const char *body = "{\"spec\":{\"replicas\":2}}";
+  evs_kube_request_opts_t po = {.verb = "PATCH",
+                                .path = "/apis/apps/v1/namespaces/default/deployments/"
+                                        "evs-not-there/scale",
+                                .content_type = EVS_KUBE_MERGE_PATCH,
+                                .body = body,
+                                .body_len = strlen(body),
+                                .priority = EVS_PRIO_HIGH,
+                                .on_done = on_done,
+                                .arg = &r};
+  uint64_t t0 = uv_hrtime();
+  assert_int_equal(evs_kube_request(e.k, &po, NULL), 0);
+  assert_true(evs_test_run_until(&e.loop, &r.done, 30000));
+  uint64_t ms = (uv_hrtime() - t0) / 1000000;
+  if (r.err != 0 || r.status != 404 || ms > 5000)
+    fail_msg("PATCH behind watches: err %s status %d after %llu ms", evs_strerror(r.err), r.status,
+             (unsigned long long)ms);
+  free(r.body);
+  for (int i = 0; i < NW; i++)
+    assert_int_equal(w[i].done, 0);
+  /* The API server sends ADDED for every namespace first, so a body arrives at once. */
+  swatch_t c = {.cancel_in_body = 1};
+  evs_kube_request_opts_t co = {.verb = "GET",
+                                .path = "/api/v1/namespaces?watch=1",
+                                .timeout_ms = UINT64_MAX,
+                                .on_head = sw_head,
+                                .on_body = sw_body,
+                                .on_done = sw_done,
+                                .arg = &c};
+  assert_int_equal(evs_kube_request(e.k, &co, &c.req), 0);
+  assert_true(evs_test_run_until(&e.loop, &c.done, 30000));
+  int never = 0;
+  evs_test_run_until(&e.loop, &never, 200);
+  assert_int_equal(c.done, 1);
+  assert_int_equal(c.done_inside, 0);
+  assert_int_equal(c.bodies, 1);
+  assert_int_equal(c.err, EVS_ECANCELED);
+  for (int i = 0; i < NW; i++) {
+    evs_kube_cancel(w[i].req);
+    assert_int_equal(w[i].done, 1);
+    assert_int_equal(w[i].err, EVS_ECANCELED);
+  }
+  env_close(&e);
+}
+
 static void test_in_cluster_rotation(void **state) {
   (void)state;
   SKIP_IF_NO_CONTROLPLANE();
@@ -976,9 +1083,26 @@ static void test_path_resource(void **state) {
   }
 }
 
+/* The message of a Status body (apimachinery metav1.Status, as a 404 carries it), else the code. */
+static void test_status_message(void **state) {
+  (void)state;
+  char buf[128];
+  const char *st = "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"status\":\"Failure\","
+                   "\"message\":\"deployments.apps \\\"x\\\" not found\",\"code\":404}";
+  evs_http_response_t r = {.status = 404, .body = st, .body_len = strlen(st)};
+  assert_string_equal(evs_kube_status_message(&r, buf, sizeof buf),
+                      "deployments.apps \"x\" not found");
+  evs_http_response_t plain = {.status = 503, .body = "busy", .body_len = 4};
+  assert_string_equal(evs_kube_status_message(&plain, buf, sizeof buf), "HTTP 503");
+  evs_http_response_t none = {.status = 500};
+  assert_string_equal(evs_kube_status_message(&none, buf, sizeof buf), "HTTP 500");
+  assert_string_equal(evs_kube_status_message(NULL, buf, 8), "HTTP 0");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_path_resource),
+      cmocka_unit_test(test_status_message),
       cmocka_unit_test(test_discovery_prefers_autoscaling_v2),
       cmocka_unit_test(test_token_kubeconfig_ip_san),
       cmocka_unit_test(test_read_only_refuses_writes),
@@ -992,6 +1116,7 @@ int main(void) {
       cmocka_unit_test(test_missing_explicit_kubeconfig),
       cmocka_unit_test(test_token_file),
       cmocka_unit_test(test_in_cluster_rotation),
+      cmocka_unit_test(test_scale_patch_not_behind_watches),
       cmocka_unit_test(test_exec_token_expiry_refresh),
       cmocka_unit_test(test_exec_refresh_failure_retried),
       cmocka_unit_test(test_exec_client_cert_v1beta1),
