@@ -43,6 +43,7 @@
 #include "evscale/breaker.h"
 #include "evscale/discovery.h"
 #include "evscale/engine.h"
+#include "evscale/keda_metrics.h"
 #include "evscale/kube.h"
 #include "evscale/metrics.h"
 #include "evscale/scaledobject.h"
@@ -72,6 +73,9 @@ typedef struct {
   void *find_auth_arg;
   const char *cluster_namespace; /* kubernetes.cluster_object_namespace ("" = the client's) */
   evs_metrics_t *metrics;        /* borrowed; may be NULL */
+  /* KEDA's metric families (obs/keda_metrics.h): per ScaledObject and trigger, the value, the
+   * activity, errors, scale writes and their latency. Borrowed; NULL = none. */
+  evs_keda_metrics_t *keda_metrics;
 } evs_registry_options_t;
 
 /* 0, UV_EINVAL (no loop), UV_ENOMEM. Not leading until evs_registry_set_leader(reg, 1). */

@@ -8,6 +8,7 @@
 #include "evscale/error.h"
 #include "evscale/informer.h"
 #include "evscale/intern.h"
+#include "evscale/keda_metrics.h"
 #include "evscale/lease.h"
 #include "evscale/log.h"
 #include "evscale/registry.h"
@@ -47,6 +48,7 @@ struct evs_control_s {
   evs_scalewriter_t *writer;
   evs_status_patcher_t *status;
   evs_registry_t *registry;
+  evs_keda_metrics_t *keda_metrics;
   evs_lease_t *lease;
   evs__inf_t *infs;
   size_t n_infs;
@@ -330,6 +332,7 @@ static void evs__part_closed(void *arg) {
   free(c->infs);
   if (c->intern)
     evs_intern_free(c->intern);
+  evs_keda_metrics_free(c->keda_metrics); /* its objects went with the registry */
   void (*cb)(void *) = c->stop_cb;
   void *a = c->stop_arg;
   free(c);
@@ -398,6 +401,11 @@ int evs_control_start(const evs_control_options_t *o, evs_control_t **out) {
   int rc = c->infs ? evs_intern_new(&c->intern) : UV_ENOMEM;
   if (rc == 0)
     rc = evs_scaler_services_new(o->loop, cfg, o->metrics, &c->services);
+  if (rc == 0 && o->metrics) {
+    evs_keda_build_t build = {EVS_VERSION, EVS_GIT_REVISION};
+    rc = evs_keda_metrics_new(o->metrics, (evs_keda_compat_t)cfg->metrics.keda_compat, &build,
+                              &c->keda_metrics);
+  }
   evs_scalewriter_options_t wo = {.dry_run = o->dry_run};
   evs_status_patcher_options_t so = {.dry_run = o->dry_run};
   if (rc == 0)
@@ -417,6 +425,7 @@ int evs_control_start(const evs_control_options_t *o, evs_control_t **out) {
                                  .find_auth = evs__find_auth,
                                  .find_auth_arg = c,
                                  .cluster_namespace = cfg->kubernetes.cluster_object_namespace,
+                                 .keda_metrics = c->keda_metrics,
                                  .metrics = o->metrics};
     evs_engine_config_default(&ro.engine);
     ro.engine.tolerance = cfg->engine.tolerance;
@@ -443,6 +452,7 @@ int evs_control_start(const evs_control_options_t *o, evs_control_t **out) {
       evs_scaler_services_close(c->services, NULL, NULL);
     if (c->intern)
       evs_intern_free(c->intern);
+    evs_keda_metrics_free(c->keda_metrics);
     free(c->infs);
     free(c);
     return rc;

@@ -98,7 +98,10 @@ struct evs__rec_s {
   uint8_t env_state; /* 0 not fetched, 1 fetching, 2 done, 3 failed */
   char *env_error;
   uint64_t cadence_ms;
-  unsigned pending; /* scaler closes, the write in flight: the record lives until 0 */
+  evs_keda_metrics_object_t *km; /* its series; NULL without metrics or when broken */
+  uint64_t decided_by_ns;        /* uv_hrtime of the reading behind the write in flight */
+  uint64_t last_reading_ns;      /* uv_hrtime of the last reading */
+  unsigned pending;              /* scaler closes, the write in flight: the record lives until 0 */
 };
 
 struct evs__target_s {
@@ -347,6 +350,7 @@ static void evs__rec_free(evs__rec_t *r) {
   evs__free_trigs(r);
   evs__map_free(&r->env);
   free(r->env_error);
+  evs_keda_metrics_object_free(r->km);
   evs_engine_state_free(r->est);
   evs_so_free(r->so);
   free(r->check_error);
@@ -418,6 +422,11 @@ static void evs__status(evs__rec_t *r, const evs_decision_t *d);
 
 static void evs__on_timer(uv_timer_t *t) {
   evs__rec_t *r = t->data;
+  /* KEDA's internal_scale_loop_latency: how late the evaluation runs against its schedule. */
+  if (r->km && r->timer_due_ms) {
+    int64_t late = evs__wall_ms() - r->timer_due_ms;
+    evs_keda_metrics_set_loop_latency(r->km, late > 0 ? late / 1000.0 : 0);
+  }
   r->timer_due_ms = 0;
   evs__evaluate(r);
 }
@@ -490,6 +499,10 @@ static void evs__on_written(evs_scalewriter_t *w, const evs_scale_result_t *res,
   if (res->err == 0 && res->status >= 200 && res->status < 300) {
     reg->st.writes++;
     evs_step_written(r->so, r->est, &r->inflight, now);
+    if (r->km && res->written != r->w_current)
+      evs_keda_metrics_scaled(r->km,
+                              res->written > r->w_current ? EVS_KEDA_DIR_UP : EVS_KEDA_DIR_DOWN,
+                              (double)(uv_hrtime() - r->decided_by_ns) / 1e9);
     if (t) {
       t->spec = res->replicas >= 0 ? res->replicas : res->written;
       if (res->status_replicas >= 0)
@@ -583,6 +596,7 @@ static void evs__evaluate(evs__rec_t *r) {
                                    .ns = t->ns,
                                    .name = t->name};
       r->inflight = st;
+      r->decided_by_ns = r->last_reading_ns ? r->last_reading_ns : uv_hrtime();
       r->w_current = st.current;
       r->w_replicas = st.replicas;
       int wrc = evs_scalewriter_write(reg->o.writer, &target, st.replicas, evs__on_written, r);
@@ -597,6 +611,8 @@ static void evs__evaluate(evs__rec_t *r) {
       }
     }
   }
+  if (r->km)
+    evs_keda_metrics_set_paused(r->km, evs_so_is_paused(r->so));
   if (st.hand_over || st.take_back)
     EVS_LOG_WARN(st.hand_over ? "circuit breaker open" : "circuit breaker closed",
                  EVS_KV_STR("scaledobject", r->key),
@@ -801,6 +817,15 @@ static void evs__on_reading(evs_scaler_t *s, const evs_reading_t *rd, void *data
   if (rd->error_msg) {
     tr->error_msg = strdup(rd->error_msg);
     tr->reading.error_msg = tr->error_msg;
+  }
+  r->last_reading_ns = uv_hrtime();
+  if (r->km) {
+    if (rd->error) {
+      evs_keda_metrics_scaler_error(r->km, tr->index);
+    } else {
+      evs_keda_metrics_set_value(r->km, tr->index, rd->value);
+      evs_keda_metrics_set_active(r->km, tr->index, rd->active);
+    }
   }
   if (rd->error)
     EVS_LOG_DEBUG("trigger error", EVS_KV_STR("scaledobject", r->key),
@@ -1079,6 +1104,31 @@ static int evs__attach(evs_registry_t *reg, evs__rec_t *r) {
   return 0;
 }
 
+/* The object's KEDA series, made again when its triggers changed (labels name them). */
+static void evs__metrics_object(evs__rec_t *r) {
+  evs_registry_t *reg = r->reg;
+  evs_keda_metrics_object_free(r->km);
+  r->km = NULL;
+  if (reg->o.keda_metrics == NULL || r->so == NULL)
+    return;
+  size_t n = r->so->n_triggers;
+  evs_keda_trigger_t tb[16];
+  evs_keda_trigger_t *tr = n <= 16 ? tb : calloc(n, sizeof *tr);
+  if (tr == NULL)
+    return;
+  /* KEDA's scaler label is its Go type name (prommetrics: "%T" without the package). */
+  for (size_t i = 0; i < n; i++) {
+    const evs_trigger_t *t = &r->so->triggers[i];
+    const char *scaler = t->kind == EVS_TRIG_REDIS        ? "redisScaler"
+                         : t->kind == EVS_TRIG_PROMETHEUS ? "prometheusScaler"
+                                                          : "cronScaler";
+    tr[i] = (evs_keda_trigger_t){scaler, t->metric_name, t->type};
+  }
+  (void)evs_keda_metrics_object_new(reg->o.keda_metrics, r->ns, r->name, tr, n, &r->km);
+  if (tr != tb)
+    free(tr);
+}
+
 static int evs__keeps(const evs__rec_t *r, const evs_so_t *old, const evs_so_t *so, size_t i) {
   return i < r->n_trig && r->trig[i] != NULL && old != NULL && i < old->n_triggers &&
          evs__trigger_same(&old->triggers[i], &so->triggers[i]);
@@ -1133,6 +1183,7 @@ static void evs__so_changed(evs__rec_t *r, evs_so_t *so) {
   }
   r->so = so;
   evs_so_free(old);
+  evs__metrics_object(r);
 }
 
 int evs_registry_apply(evs_registry_t *reg, const evs_registry_object_t *obj) {
@@ -1218,6 +1269,8 @@ int evs_registry_apply(evs_registry_t *reg, const evs_registry_object_t *obj) {
     evs_so_free(r->so);
     r->so = NULL;
     evs__free_trigs(r);
+    evs_keda_metrics_object_free(r->km);
+    r->km = NULL;
     EVS_LOG_ERROR("ScaledObject is invalid", EVS_KV_STR("scaledobject", key),
                   EVS_KV_STR("error", obj->check_error ? obj->check_error : "invalid"));
     evs__evaluate(r);

@@ -234,6 +234,18 @@ class Scaling(unittest.TestCase):
         self.redis.cmd("RPUSH", lst, *["j%d" % i for i in range(23)])
         self.wait_replicas("worker", 5, timeout=60)
         self.wait_condition("worker-so", "Active", "True")
+        # KEDA's families carry the reading (pkg/metricscollector/prommetrics.go names).
+        _, metrics = get(base + "/metrics")
+        value = [ln for ln in metrics.splitlines()
+                 if ln.startswith("keda_scaler_metrics_value{")
+                 and 'scaledObject="worker-so"' in ln]
+        self.assertEqual(len(value), 1, metrics[-2000:])
+        self.assertIn('scaler="redisScaler"', value[0])
+        self.assertIn('metric="s0-redis-jobs-', value[0])
+        self.assertEqual(float(value[0].rsplit(" ", 1)[1]), 23.0)
+        active = [ln for ln in metrics.splitlines()
+                  if ln.startswith("keda_scaler_active{") and 'scaledObject="worker-so"' in ln]
+        self.assertEqual(float(active[0].rsplit(" ", 1)[1]), 1.0)
         # Drain: 0 after the 3 s cooldown.
         self.redis.cmd("DEL", lst)
         self.wait_replicas("worker", 0, timeout=60)
