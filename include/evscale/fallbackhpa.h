@@ -109,7 +109,8 @@ int evs_fallbackhpa_delete(evs_kube_t *k, const char *version, const char *ns, c
 /* Sets the breaker's two annotations on ScaledObject ns/so_name with one JSON merge patch of
  * metadata.annotations (keda.sh/v1alpha1): a NULL value writes null, which removes the key
  * (RFC 7386), so both are written and removed together. Only those two keys are touched. A
- * missing ScaledObject is EVS_ESTATUS with status 404. Returns as evs_fallbackhpa_ensure. */
+ * missing ScaledObject is EVS_ESTATUS with status 404. Returns as evs_fallbackhpa_ensure
+ * (UV_EINVAL also for a value that is not UTF-8). */
 int evs_fallbackhpa_annotate(evs_kube_t *k, const char *ns, const char *so_name,
                              const char *triggered, const char *state, evs_fallbackhpa_cb cb,
                              void *arg, evs_fallbackhpa_op_t **out);

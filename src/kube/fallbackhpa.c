@@ -338,21 +338,30 @@ int evs_fallbackhpa_delete(evs_kube_t *k, const char *version, const char *ns, c
   return launch(op, rc, out);
 }
 
+/* An annotation's value: NULL -> null (removes the key); a string that is not UTF-8 -> NULL. */
+static json_t *annotation_value(const char *v) { return v == NULL ? json_null() : json_string(v); }
+
 int evs_fallbackhpa_annotate(evs_kube_t *k, const char *ns, const char *so_name,
                              const char *triggered, const char *state, evs_fallbackhpa_cb cb,
                              void *arg, evs_fallbackhpa_op_t **out) {
   if (!path_safe(ns) || !path_safe(so_name))
     return UV_EINVAL;
+  json_t *t = annotation_value(triggered), *st = annotation_value(state);
+  if (t == NULL || st == NULL) {
+    json_decref(t), json_decref(st);
+    return UV_EINVAL;
+  }
   evs_fallbackhpa_op_t *op;
   int rc = op_new(k, OP_ANNOTATE, cb, arg, &op);
-  if (rc != 0)
+  if (rc != 0) {
+    json_decref(t), json_decref(st);
     return rc;
+  }
   snprintf(op->path, sizeof op->path, "/apis/keda.sh/v1alpha1/namespaces/%s/scaledobjects/%s", ns,
            so_name);
-  json_t *patch = json_pack(
-      "{s:{s:{s:o, s:o}}}", "metadata", "annotations", EVS_FALLBACKHPA_TRIGGERED_ANNOTATION,
-      triggered ? json_string(triggered) : json_null(), EVS_FALLBACKHPA_STATE_ANNOTATION,
-      state ? json_string(state) : json_null());
+  json_t *patch =
+      json_pack("{s:{s:{s:o, s:o}}}", "metadata", "annotations",
+                EVS_FALLBACKHPA_TRIGGERED_ANNOTATION, t, EVS_FALLBACKHPA_STATE_ANNOTATION, st);
   op->body = patch ? json_dumps(patch, JSON_COMPACT) : NULL;
   json_decref(patch);
   if (op->body == NULL) {

@@ -141,6 +141,20 @@ static void test_build_refuses_invalid(void **state) {
     int called = 0;
     assert_int_equal(evs_fallbackhpa_ensure(NULL, &s, NULL, &called, NULL), UV_EINVAL);
   }
+  /* The other operations check their arguments before anything is sent (no client needed). */
+  int called = 0;
+  assert_int_equal(
+      evs_fallbackhpa_annotate(NULL, "shop", "web", "\xff\xfe", NULL, NULL, &called, NULL),
+      UV_EINVAL); /* not UTF-8 */
+  assert_int_equal(evs_fallbackhpa_annotate(NULL, "shop", "a/b", "1", NULL, NULL, &called, NULL),
+                   UV_EINVAL);
+  assert_int_equal(evs_fallbackhpa_annotate(NULL, "shop", "web", "1", NULL, NULL, &called, NULL),
+                   UV_EINVAL); /* no client */
+  assert_int_equal(evs_fallbackhpa_delete(NULL, "v2", "shop", "x?y", NULL, NULL, &called, NULL),
+                   UV_EINVAL);
+  assert_int_equal(evs_fallbackhpa_delete(NULL, NULL, "shop", "x", NULL, NULL, &called, NULL),
+                   UV_EINVAL);
+  evs_fallbackhpa_cancel(NULL);
   evs_fallbackhpa_spec_t ok = fixture_spec();
   ok.min_replicas = ok.max_replicas = 1;
   json_t *j = evs_fallbackhpa_build(&ok);
