@@ -90,8 +90,8 @@ struct evs_fallbackhpa_op_s {
   json_t *want;   /* ensure: the object */
   char *body;     /* annotate: the patch */
   char *so_uid;   /* ensure, delete (may be NULL for delete) */
-  char coll[384]; /* .../horizontalpodautoscalers */
-  char path[640]; /* the object */
+  char coll[600]; /* .../horizontalpodautoscalers */
+  char path[900]; /* the object */
   evs_fallbackhpa_cb cb;
   void *arg;
 };
@@ -186,7 +186,7 @@ static int on_found(evs_fallbackhpa_op_t *op, const evs_http_response_t *resp) {
     json_decref(obj);
     return EVS_EJSON;
   }
-  char why[300], msg[1200];
+  char why[300], msg[1400];
   if (!ours(op, obj, why, sizeof why)) {
     snprintf(msg, sizeof msg,
              "HorizontalPodAutoscaler %s exists and is not evscale's for this "
@@ -267,7 +267,7 @@ static void on_done(evs_kube_req_t *req, int err, const evs_http_response_t *res
   }
   int rc = step(op, resp);
   if (rc != 0) {
-    char buf[900];
+    char buf[1100];
     snprintf(buf, sizeof buf, "%s %s: %s", op->stage == ST_GET ? "reading" : "writing", op->path,
              op->rounds > MAX_ROUNDS ? "the object kept changing under evscale" : evs_strerror(rc));
     finish(op, rc, resp->status, buf);
