@@ -729,6 +729,171 @@ static void test_live_read_only_client(void **state) {
   env_close(&e);
 }
 
+/* ---- races, through test/faultproxy.py ---- */
+
+/* The proxy holds the GET and the write that follows it (a "delay" fault on the object's path);
+ * while the write is held the test changes the object behind evscale's back, so the write meets
+ * the answer a real race gives (409 Conflict) and the operation must read again and succeed. */
+typedef struct {
+  evs_test_server_t srv;
+  int cport;
+  char kubeconfig[400];
+} proxy_t;
+
+static void proxy_start(proxy_t *p) {
+  memset(p, 0, sizeof *p);
+  assert_int_equal(evs_test_server_dir(&p->srv), 0);
+  char cpf[200];
+  snprintf(cpf, sizeof cpf, "%s/control-port", p->srv.dir);
+  const char *args[] = {"--listen",
+                        "127.0.0.1:0",
+                        "--upstream",
+                        KW.url,
+                        "--ca",
+                        KW.ca,
+                        "--cert",
+                        evs_test_cert("ip-only.crt"),
+                        "--key",
+                        evs_test_cert("ip-only.key"),
+                        "--control-port-file",
+                        cpf,
+                        NULL};
+  assert_int_equal(evs_test_script_start(&p->srv, "test/faultproxy.py", args), 0);
+  for (int i = 0; i < 200 && p->cport == 0; i++) {
+    FILE *f = fopen(cpf, "r");
+    if (f == NULL || fscanf(f, "%d", &p->cport) != 1)
+      usleep(50000);
+    if (f)
+      fclose(f);
+  }
+  assert_true(p->cport > 0);
+  snprintf(p->kubeconfig, sizeof p->kubeconfig, "%s/kubeconfig", p->srv.dir);
+  FILE *f = fopen(p->kubeconfig, "w");
+  assert_non_null(f);
+  fprintf(f,
+          "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n"
+          "    server: https://127.0.0.1:%d\n    certificate-authority: %s\n"
+          "users:\n- name: u\n  user:\n    token: %s\n"
+          "contexts:\n- name: x\n  context: {cluster: c, user: u}\ncurrent-context: x\n",
+          p->srv.port, evs_test_cert("ca.crt"), KW.token);
+  fclose(f);
+}
+
+static void proxy_fault(proxy_t *p, const char *json) {
+  char cmd[1200];
+  snprintf(cmd, sizeof cmd,
+           "curl -sf -X POST -H 'Content-Type: application/json' -d '%s' "
+           "http://127.0.0.1:%d/fault >/dev/null",
+           json, p->cport);
+  assert_int_equal(system(cmd), 0);
+}
+
+/* Requests the proxy has received for this path (any verb, query left out). */
+static int proxy_count(proxy_t *p, const char *path) {
+  char cmd[200];
+  snprintf(cmd, sizeof cmd, "curl -sf http://127.0.0.1:%d/stats", p->cport);
+  FILE *f = popen(cmd, "r");
+  assert_non_null(f);
+  json_t *j = json_loadf(f, 0, NULL);
+  pclose(f);
+  int n = (int)json_integer_value(json_object_get(json_object_get(j, "by_path"), path));
+  json_decref(j);
+  return n;
+}
+
+/* Runs the loop until the proxy has seen `n` requests for path (the n-th is being held). */
+static void run_until_count(env_t *e, proxy_t *p, const char *path, int n, const op_res_t *r) {
+  uint64_t t0 = uv_hrtime();
+  int never = 0;
+  while (proxy_count(p, path) < n) {
+    assert_false(r->done);
+    assert_true((uv_hrtime() - t0) / 1000000000 < 30);
+    evs_test_run_until(&e->loop, &never, 100);
+  }
+}
+
+static void kubectl_ok(const char *args) {
+  char *out = kw_kubectl(args);
+  if (out == NULL)
+    fail_msg("kubectl %s failed", args);
+  free(out);
+}
+
+static proxy_t PROXY; /* global: the group teardown stops it when a test fails midway */
+
+static void test_live_races(void **state) {
+  (void)state;
+  SKIP_IF_NONE();
+  env_t e;
+  env_open(&e);
+  char uid[128], args[600];
+  create_scaledobject(&e, "race", "nothing", uid, sizeof uid);
+  evs_fallbackhpa_spec_t s = live_spec("race", uid, "keda-hpa-race", "nothing", 1);
+  expect_ok(ensure(&e, &s), 201);
+  env_close(&e);
+
+  proxy_start(&PROXY);
+  memset(&e, 0, sizeof e);
+  uv_loop_init(&e.loop);
+  e.envp[0] = "HOME=/nonexistent";
+  evs_kube_options_t o = {.kubeconfig = PROXY.kubeconfig, .envp = e.envp};
+  assert_int_equal(evs_kube_new(&e.loop, &o, &e.k), 0);
+  assert_int_equal(evs_kube_open(e.k, on_open, &e), 0);
+  assert_true(evs_test_run_until(&e.loop, &e.opened, 60000));
+  assert_int_equal(e.open_rc, 0);
+  const char *obj = HPA_PATH("keda-hpa-race");
+  char coll[300], fault[600];
+  snprintf(coll, sizeof coll, "/apis/autoscaling/%s/namespaces/%s/horizontalpodautoscalers",
+           HPA_VERSION, NS);
+
+  /* ensure: POST 409, GET, PUT held -> the HPA changes -> PUT 409 -> POST 409, GET, PUT 200. */
+  snprintf(fault, sizeof fault,
+           "{\"kind\":\"delay\",\"delay_ms\":6000,\"count\":2,\"path_prefix\":\"%s\"}", obj);
+  proxy_fault(&PROXY, fault);
+  op_res_t r = {0};
+  assert_int_equal(evs_fallbackhpa_ensure(e.k, &s, on_op, &r, NULL), 0);
+  run_until_count(&e, &PROXY, obj, 2, &r);
+  snprintf(args, sizeof args, "-n %s annotate hpa keda-hpa-race changed-by=someone-else", NS);
+  kubectl_ok(args);
+  wait_op(&e, &r);
+  expect_ok(r, 200);
+  assert_int_equal(proxy_count(&PROXY, obj), 4);
+  assert_int_equal(proxy_count(&PROXY, coll), 2);
+  /* The second PUT landed: the annotation the other writer added is gone. */
+  snprintf(args, sizeof args,
+           "-n %s get hpa keda-hpa-race -o jsonpath={.metadata.annotations.changed-by}", NS);
+  char *out = kw_kubectl(args);
+  assert_non_null(out);
+  assert_string_equal(out, "");
+  free(out);
+
+  /* delete: GET, DELETE held -> the HPA is deleted and created again (a new uid) -> the DELETE's
+   * uid precondition fails (409) -> GET, DELETE of the new one. */
+  snprintf(fault, sizeof fault,
+           "{\"kind\":\"delay\",\"delay_ms\":6000,\"count\":2,\"path_prefix\":\"%s\"}", obj);
+  proxy_fault(&PROXY, fault);
+  int before = proxy_count(&PROXY, obj);
+  r = (op_res_t){0};
+  assert_int_equal(
+      evs_fallbackhpa_delete(e.k, HPA_VERSION, NS, "keda-hpa-race", uid, on_op, &r, NULL), 0);
+  run_until_count(&e, &PROXY, obj, before + 2, &r);
+  char file[300];
+  snprintf(file, sizeof file, "%s/hpa.json", PROXY.srv.dir);
+  json_t *want = evs_fallbackhpa_build(&s);
+  assert_int_equal(json_dump_file(want, file, 0), 0);
+  json_decref(want);
+  snprintf(args, sizeof args, "replace --force -f %s", file); /* delete, then create */
+  kubectl_ok(args);
+  wait_op(&e, &r);
+  expect_ok(r, 200);
+  assert_int_equal(proxy_count(&PROXY, obj), before + 4);
+  env_close(&e);
+  env_open(&e);
+  assert_int_equal(req(&e, "GET", obj, NULL, NULL, NULL), 404);
+  env_close(&e);
+  evs_test_server_stop(&PROXY.srv);
+}
+
 /* ---- setup ---- */
 
 static void pick_hpa_version(void) {
@@ -763,6 +928,8 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   (void)state;
+  if (PROXY.srv.pid > 0)
+    evs_test_server_stop(&PROXY.srv);
   if (KW.found)
     kw_namespace(NS, 0);
   return 0;
@@ -783,6 +950,7 @@ int main(void) {
       cmocka_unit_test(test_live_behavior_is_the_servers_default),
       cmocka_unit_test(test_live_cancel_anywhere),
       cmocka_unit_test(test_live_read_only_client),
+      cmocka_unit_test(test_live_races),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
