@@ -169,7 +169,7 @@ static int ours(evs_fallbackhpa_op_t *op, json_t *obj, char *why, size_t cap) {
   return 0;
 }
 
-/* A 409 to a POST is AlreadyExists (a PUT's or a precondition's is Conflict). */
+/* Ends the op with the API server's answer: EVS_ESTATUS, its status and its Status message. */
 static void fail_status(evs_fallbackhpa_op_t *op, const evs_http_response_t *resp) {
   char msg[512];
   evs_kubereq_status_message(resp, msg, sizeof msg);
@@ -221,7 +221,7 @@ static int step(evs_fallbackhpa_op_t *op, const evs_http_response_t *resp) {
   case ST_POST:
     if (ok)
       break;
-    if (st == 409)
+    if (st == 409) /* AlreadyExists: whose is it? */
       return op_send(op, ST_GET, "GET", op->path, NULL, NULL);
     fail_status(op, resp);
     return 0;
@@ -238,7 +238,9 @@ static int step(evs_fallbackhpa_op_t *op, const evs_http_response_t *resp) {
   case ST_DELETE:
     if (ok || (st == 404 && op->stage == ST_DELETE))
       break;
-    if (st == 409 || st == 404) /* changed or gone since the GET */
+    /* 409 Conflict (a newer resourceVersion) or a failed uid precondition, or 404: the object
+     * changed or went away since the GET; another round sees it as it is now. */
+    if (st == 409 || st == 404)
       return start_round(op);
     fail_status(op, resp);
     return 0;
