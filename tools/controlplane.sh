@@ -7,7 +7,8 @@
 #   tools/controlplane.sh stop DIR     stop the processes recorded in DIR/pids
 #   tools/controlplane.sh crds DIR     re-apply test/data/crds on a running one if they changed
 #
-# Environment: EVSCALE_CACHE (default ~/.cache/evscale) holds the source, the build log and bin/.
+# Environment: EVSCALE_CACHE (default ~/.cache/evscale) holds the source, the build log and bin/;
+# EVS_CP_HPA_SYNC_PERIOD (default 5s) is the HPA controller's sync period, read at start.
 # Works as root in CI (no TTY). No scheduler, no kubelet: pods stay Pending, which is all an
 # autoscaler needs (it writes /scale; the ReplicaSet controller still creates the Pods).
 set -euo pipefail
@@ -299,9 +300,14 @@ start_controller_manager() {
   local dir="$1" pki="$1/pki"
   # --port 0 / --secure-port 0: no serving at all, so several control planes never collide on
   # the 1.20 defaults (10252/10257).
+  # --horizontal-pod-autoscaler-sync-period: how often the HPA controller reconciles (default
+  # 15 s); shorter here so the circuit breaker's hand-over tests (issue 18) see the real HPA act
+  # sooner. EVS_CP_HPA_SYNC_PERIOD overrides it; a control plane already running keeps the period
+  # it started with (tests allow for 15 s).
   spawn "$dir" kube-controller-manager "$CONTROLLER" \
     --kubeconfig "$dir/kubeconfig" \
     --controllers deployment,replicaset,statefulset,horizontalpodautoscaling,namespace,garbagecollector,serviceaccount,serviceaccount-token \
+    --horizontal-pod-autoscaler-sync-period "${EVS_CP_HPA_SYNC_PERIOD:-5s}" \
     --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
     --use-service-account-credentials=false --leader-elect=false --port 0 --secure-port 0 --v 1
 }
