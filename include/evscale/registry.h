@@ -76,6 +76,12 @@ typedef struct {
   /* KEDA's metric families (obs/keda_metrics.h): per ScaledObject and trigger, the value, the
    * activity, errors, scale writes and their latency. Borrowed; NULL = none. */
   evs_keda_metrics_t *keda_metrics;
+  /* The breaker's hand-over (include/evscale/fallbackhpa.h): the HPA version discovery found
+   * ("v2", "v2beta2"; NULL or other: no hand-over, the breaker only holds), and
+   * circuit_breaker.fallback_metric as resource ("cpu", "memory") and utilization percent. */
+  const char *hpa_version;
+  const char *fallback_resource;
+  int32_t fallback_utilization;
 } evs_registry_options_t;
 
 /* 0, UV_EINVAL (no loop), UV_ENOMEM. Not leading until evs_registry_set_leader(reg, 1). */
@@ -93,6 +99,11 @@ typedef struct {
   int64_t created_ms;          /* metadata.creationTimestamp; 0 = unknown (now) */
   int64_t last_active_ms;      /* status.lastActiveTime; 0 = none */
   int32_t original_replicas;   /* status.originalReplicaCount; -1 = none */
+  /* The breaker's annotations as the object carries them (API objects): whether
+   * keda.sh/circuit-breaker-triggered is present, and evscale.io/circuit-breaker-state (NULL
+   * when absent). */
+  int breaker_triggered;
+  const char *breaker_state;
 } evs_registry_object_t;
 
 /* Adds or updates. An update keeps the engine and breaker state and restarts only the scalers
@@ -147,6 +158,8 @@ typedef struct {
   char *check_error; /* NULL unless broken */
   int64_t created_ms, last_active_ms;
   int32_t original_replicas;
+  int breaker_triggered; /* the annotation keda.sh/circuit-breaker-triggered is present */
+  char *breaker_state;   /* evscale.io/circuit-breaker-state, or NULL */
 } evs_registry_decoded_t;
 
 /* evs_informer_decode_cb: validates with the ScaledObject model in API mode (unknown fields are

@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "evscale/error.h"
-#include "evscale/kubereq.h"
 
 /* At most this many POST/GET/PUT (or GET/DELETE) rounds: each further round follows a race with
  * another writer (the object replaced or deleted between two requests), which does not repeat. */
@@ -133,7 +132,7 @@ static int send_json(evs_fallbackhpa_op_t *op, op_stage_t stage, const char *ver
   char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
   if (body == NULL)
     return UV_ENOMEM;
-  int rc = op_send(op, stage, verb, path, EVS_KUBEREQ_JSON, body);
+  int rc = op_send(op, stage, verb, path, EVS_KUBE_JSON, body);
   free(body);
   return rc;
 }
@@ -172,7 +171,7 @@ static int ours(evs_fallbackhpa_op_t *op, json_t *obj, char *why, size_t cap) {
 /* Ends the op with the API server's answer: EVS_ESTATUS, its status and its Status message. */
 static void fail_status(evs_fallbackhpa_op_t *op, const evs_http_response_t *resp) {
   char msg[512];
-  evs_kubereq_status_message(resp, msg, sizeof msg);
+  evs_kube_status_message(resp, msg, sizeof msg);
   finish(op, EVS_ESTATUS, resp->status, msg);
 }
 
@@ -371,7 +370,7 @@ int evs_fallbackhpa_annotate(evs_kube_t *k, const char *ns, const char *so_name,
     return UV_ENOMEM;
   }
   /* One request: a merge patch needs no resourceVersion and cannot conflict. */
-  rc = op_send(op, ST_PATCH, "PATCH", op->path, EVS_KUBEREQ_MERGE_PATCH, op->body);
+  rc = op_send(op, ST_PATCH, "PATCH", op->path, EVS_KUBE_MERGE_PATCH, op->body);
   if (rc != 0) {
     op_free(op);
     return rc;

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "evscale/error.h"
+#include "evscale/fallbackhpa.h"
 #include "evscale/list.h"
 #include "evscale/log.h"
 #include "evscale/node.h"
@@ -101,7 +102,11 @@ struct evs__rec_s {
   evs_keda_metrics_object_t *km; /* its series; NULL without metrics or when broken */
   uint64_t decided_by_ns;        /* uv_hrtime of the reading behind the write in flight */
   uint64_t last_reading_ns;      /* uv_hrtime of the last reading */
-  unsigned pending;              /* scaler closes, the write in flight: the record lives until 0 */
+  /* The hand-over: the fallback HPA's create/delete and the annotations in flight; whether the
+   * object was last seen carrying the triggered annotation (an operator removing it resets). */
+  evs_fallbackhpa_op_t *hpa_op, *ann_op;
+  uint8_t seen_triggered, hpa_wanted;
+  unsigned pending; /* scaler closes, the write in flight: the record lives until 0 */
 };
 
 struct evs__target_s {
@@ -532,6 +537,117 @@ static void evs__on_written(evs_scalewriter_t *w, const evs_scale_result_t *res,
   evs__evaluate(r);
 }
 
+/* --- the breaker's hand-over to a fallback HPA, and back --- */
+
+static void evs__on_hpa(int err, int status, const char *msg, void *arg) {
+  evs__rec_t *r = arg;
+  r->hpa_op = NULL;
+  if (err != 0)
+    EVS_LOG_ERROR(r->hpa_wanted ? "cannot create the fallback HPA"
+                                : "cannot delete the fallback HPA",
+                  EVS_KV_STR("scaledobject", r->key), EVS_KV_INT("status", status),
+                  EVS_KV_STR("error", msg ? msg : evs_strerror(err)));
+  else
+    EVS_LOG_INFO(r->hpa_wanted ? "fallback HPA in charge" : "fallback HPA deleted",
+                 EVS_KV_STR("scaledobject", r->key),
+                 EVS_KV_STR("hpa", r->so && r->so->hpa_name ? r->so->hpa_name : ""));
+}
+
+static void evs__on_annotated(int err, int status, const char *msg, void *arg) {
+  evs__rec_t *r = arg;
+  r->ann_op = NULL;
+  if (err != 0)
+    EVS_LOG_ERROR("cannot annotate the ScaledObject with the breaker's state",
+                  EVS_KV_STR("scaledobject", r->key), EVS_KV_INT("status", status),
+                  EVS_KV_STR("error", msg ? msg : evs_strerror(err)));
+}
+
+/* Writes the breaker's annotations: on trip (triggered + state) and on close (state only). Never
+ * on an ordinary scale write. */
+static void evs__annotate(evs__rec_t *r, int open) {
+  evs_registry_t *reg = r->reg;
+  if (reg->o.kube == NULL || reg->o.dry_run || r->origin != EVS_REGISTRY_API)
+    return;
+  char state[EVS_BREAKER_ENCODED_MAX];
+  evs_breaker_encode(&r->br, state, sizeof state);
+  if (r->ann_op)
+    evs_fallbackhpa_cancel(r->ann_op);
+  r->ann_op = NULL;
+  if (evs_fallbackhpa_annotate(reg->o.kube, r->ns, r->name, open ? "true" : NULL, state,
+                               evs__on_annotated, r, &r->ann_op) != 0)
+    r->ann_op = NULL;
+}
+
+static void evs__hpa_apply(evs__rec_t *r, int want, int32_t fallback_min) {
+  evs_registry_t *reg = r->reg;
+  evs__target_t *t = r->target;
+  r->hpa_wanted = (uint8_t)want;
+  if (reg->o.kube == NULL || reg->o.dry_run || t == NULL || r->uid == NULL ||
+      r->origin != EVS_REGISTRY_API || reg->o.hpa_version == NULL ||
+      (strcmp(reg->o.hpa_version, "v2") != 0 && strcmp(reg->o.hpa_version, "v2beta2") != 0)) {
+    if (want)
+      EVS_LOG_WARN("circuit breaker open without a fallback HPA (no autoscaling/v2 or v2beta2, "
+                   "or not an API object): holding the target",
+                   EVS_KV_STR("scaledobject", r->key));
+    return;
+  }
+  if (r->hpa_op)
+    evs_fallbackhpa_cancel(r->hpa_op);
+  r->hpa_op = NULL;
+  int rc;
+  if (want) {
+    /* minReplicas = fallback_replicas within the object's range and the cap, never below 1. */
+    int32_t max = evs_so_max(r->so);
+    if (reg->o.engine.max_replicas_cap > 0 && max > reg->o.engine.max_replicas_cap)
+      max = reg->o.engine.max_replicas_cap;
+    if (max < 1)
+      max = 1;
+    int32_t min = fallback_min;
+    if (min < evs_so_min(r->so))
+      min = evs_so_min(r->so);
+    if (min > max)
+      min = max;
+    if (min < 1)
+      min = 1;
+    evs_fallbackhpa_spec_t spec = {
+        .version = reg->o.hpa_version,
+        .ns = r->ns,
+        .name = r->so->hpa_name,
+        .so_name = r->name,
+        .so_uid = r->uid,
+        .target_api_version = r->so->target_api_version,
+        .target_kind = r->so->target_kind,
+        .target_name = r->so->target_name,
+        .min_replicas = min,
+        .max_replicas = max,
+        .resource = reg->o.fallback_resource ? reg->o.fallback_resource : "cpu",
+        .utilization = reg->o.fallback_utilization > 0 ? reg->o.fallback_utilization : 50};
+    rc = evs_fallbackhpa_ensure(reg->o.kube, &spec, evs__on_hpa, r, &r->hpa_op);
+  } else {
+    rc = evs_fallbackhpa_delete(reg->o.kube, reg->o.hpa_version, r->ns, r->so->hpa_name, r->uid,
+                                evs__on_hpa, r, &r->hpa_op);
+  }
+  if (rc != 0) {
+    r->hpa_op = NULL;
+    EVS_LOG_ERROR("cannot send the fallback HPA request", EVS_KV_STR("scaledobject", r->key),
+                  EVS_KV_ERR("err", rc));
+  }
+}
+
+static void evs__hand_over(evs__rec_t *r, int open, int32_t fallback_min) {
+  EVS_LOG_WARN(open ? "circuit breaker open: target handed to the fallback HPA"
+                    : "circuit breaker closed: evscale scales the target again",
+               EVS_KV_STR("scaledobject", r->key), EVS_KV_INT("fallback_min", fallback_min),
+               EVS_KV_INT("cooldown_ms", r->br.cooldown_ms));
+  if (r->km) {
+    evs_keda_metrics_set_breaker(r->km, open);
+    if (open)
+      evs_keda_metrics_breaker_trip(r->km);
+  }
+  evs__hpa_apply(r, open, fallback_min);
+  evs__annotate(r, open);
+}
+
 static void evs__evaluate(evs__rec_t *r) {
   evs_registry_t *reg = r->reg;
   if (r->removed || reg->closing || !reg->leading)
@@ -614,10 +730,7 @@ static void evs__evaluate(evs__rec_t *r) {
   if (r->km)
     evs_keda_metrics_set_paused(r->km, evs_so_is_paused(r->so));
   if (st.hand_over || st.take_back)
-    EVS_LOG_WARN(st.hand_over ? "circuit breaker open" : "circuit breaker closed",
-                 EVS_KV_STR("scaledobject", r->key),
-                 EVS_KV_STR("verdict", evs_breaker_verdict_name(st.verdict)),
-                 EVS_KV_INT("fallback_min", st.fallback_min));
+    evs__hand_over(r, st.hand_over, st.fallback_min);
   evs__status(r, &st.decision);
   if (!r->writing || st.next_eval_ms == INT64_MAX)
     evs__arm(r, st.next_eval_ms, now);
@@ -1226,6 +1339,17 @@ int evs_registry_apply(evs_registry_t *reg, const evs_registry_object_t *obj) {
     r->created_ms = obj->created_ms > 0 ? obj->created_ms : evs__wall_ms();
     r->last_active_ms = obj->last_active_ms;
     evs_breaker_init(&r->br);
+    /* A restart resumes the breaker: its events, its doubling, and an open state (the fallback
+     * HPA, owned by the object, stayed in charge meanwhile). */
+    if (obj->breaker_state &&
+        evs_breaker_decode(obj->breaker_state, strlen(obj->breaker_state), &r->br) != 0)
+      EVS_LOG_WARN("unreadable circuit breaker state annotation; starting closed",
+                   EVS_KV_STR("scaledobject", key));
+    if (r->br.open && !obj->breaker_triggered)
+      (void)evs_breaker_reset(&r->br, evs__wall_ms()); /* removed while evscale was down */
+    r->seen_triggered = (uint8_t)obj->breaker_triggered;
+    if (r->br.open)
+      r->hpa_wanted = 1;
     evs_list_init(&r->tlink);
     if (!r->key || !r->ns || !r->name || uv_timer_init(reg->o.loop, &r->timer) != 0) {
       free(r->key);
@@ -1253,6 +1377,14 @@ int evs_registry_apply(evs_registry_t *reg, const evs_registry_object_t *obj) {
   }
   free(r->check_error);
   r->check_error = evs__strdup(obj->check_error);
+  int operator_reset = 0;
+  if (!created) {
+    /* The operator's reset (the runbook: kubectl annotate scaledobject X
+     * keda.sh/circuit-breaker-triggered-): the annotation we saw is gone while open. */
+    if (r->br.open && r->seen_triggered && !obj->breaker_triggered)
+      operator_reset = 1;
+    r->seen_triggered = (uint8_t)obj->breaker_triggered;
+  }
 
   /* The target: a changed scaleTargetRef moves the record to the new one. */
   char tkey[1024] = "";
@@ -1288,6 +1420,11 @@ int evs_registry_apply(evs_registry_t *reg, const evs_registry_object_t *obj) {
     EVS_LOG_INFO("ScaledObject added", EVS_KV_STR("scaledobject", key),
                  EVS_KV_STR("target", r->target->key), EVS_KV_UINT("triggers", r->n_trig),
                  EVS_KV_STR("origin", obj->origin == EVS_REGISTRY_FILE ? "file" : "api"));
+  if (operator_reset && evs_breaker_reset(&r->br, evs__wall_ms())) {
+    EVS_LOG_INFO("circuit breaker reset by the operator", EVS_KV_STR("scaledobject", key));
+    if (reg->leading)
+      evs__hand_over(r, 0, 0);
+  }
   /* Bounds, pollingInterval or triggers changed: cadence, new scalers, and a decision now. */
   r->cadence_ms = 0;
   if (reg->leading && !r->refusal) {
@@ -1315,6 +1452,16 @@ static void evs__remove(evs_registry_t *reg, evs__rec_t *r) {
   EVS_LOG_INFO("ScaledObject removed", EVS_KV_STR("scaledobject", key));
   evs__stop_scalers(r);
   evs__detach(reg, r);
+  /* A ScaledObject deleted while open: its HPA goes with it (owner reference, garbage collector).
+   */
+  if (r->hpa_op) {
+    evs_fallbackhpa_cancel(r->hpa_op);
+    r->hpa_op = NULL;
+  }
+  if (r->ann_op) {
+    evs_fallbackhpa_cancel(r->ann_op);
+    r->ann_op = NULL;
+  }
   if (reg->o.status && r->origin == EVS_REGISTRY_API)
     evs_status_patcher_forget(reg->o.status, r->ns, r->name);
   uv_close((uv_handle_t *)&r->timer, evs__timer_closed);
@@ -1522,6 +1669,13 @@ int evs_registry_decode(const json_t *obj, void **out, void *arg) {
       evs_registry_parse_time(json_string_value(json_object_get(status, "lastActiveTime")));
   if (d->last_active_ms < 0)
     d->last_active_ms = 0;
+  const json_t *ann = json_object_get(meta, "annotations");
+  d->breaker_triggered = json_object_get(ann, EVS_BREAKER_TRIGGERED_ANNOTATION) != NULL;
+  const char *bs = json_string_value(json_object_get(ann, EVS_BREAKER_STATE_ANNOTATION));
+  if (bs && (d->breaker_state = strdup(bs)) == NULL) {
+    free(d);
+    return UV_ENOMEM;
+  }
   const json_t *orc = json_object_get(status, "originalReplicaCount");
   if (json_is_integer(orc) && json_integer_value(orc) >= 0 && json_integer_value(orc) <= INT32_MAX)
     d->original_replicas = (int32_t)json_integer_value(orc);
@@ -1570,5 +1724,6 @@ void evs_registry_decoded_free(void *data, void *arg) {
     return;
   evs_so_free(d->so);
   free(d->check_error);
+  free(d->breaker_state);
   free(d);
 }

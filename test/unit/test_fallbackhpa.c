@@ -342,7 +342,7 @@ static void create_deployment(env_t *e, const char *name, int replicas) {
            "\"name\":\"c\",\"image\":\"registry.invalid/none\",\"resources\":{\"requests\":{"
            "\"cpu\":\"100m\"}}}]}}}}",
            name, replicas, name, name);
-  assert_int_equal(req(e, "POST", path, EVS_KUBEREQ_JSON, body, NULL), 201);
+  assert_int_equal(req(e, "POST", path, EVS_KUBE_JSON, body, NULL), 201);
 }
 
 /* Creates ScaledObject `name` (KEDA's CRD, test/data/crds) and copies its uid. */
@@ -357,7 +357,7 @@ static void create_scaledobject(env_t *e, const char *name, const char *target, 
            "\"cpu\",\"metricType\":\"Utilization\",\"metadata\":{\"value\":\"50\"}}]}}",
            name, target);
   json_t *j = NULL;
-  assert_int_equal(req(e, "POST", path, EVS_KUBEREQ_JSON, body, &j), 201);
+  assert_int_equal(req(e, "POST", path, EVS_KUBE_JSON, body, &j), 201);
   const char *u = json_string_value(json_object_get(json_object_get(j, "metadata"), "uid"));
   assert_non_null(u);
   snprintf(uid, cap, "%s", u);
@@ -417,7 +417,7 @@ static void test_live_handover(void **state) {
   create_scaledobject(&e, "web", "web", uid, sizeof uid);
   snprintf(path, sizeof path, "/apis/apps/v1/namespaces/%s/deployments/web/scale", NS);
   assert_int_equal(
-      req(&e, "PATCH", path, EVS_KUBEREQ_MERGE_PATCH, "{\"spec\":{\"replicas\":1}}", NULL), 200);
+      req(&e, "PATCH", path, EVS_KUBE_MERGE_PATCH, "{\"spec\":{\"replicas\":1}}", NULL), 200);
 
   evs_fallbackhpa_spec_t s = live_spec("web", uid, "keda-hpa-web", "web", 3);
   expect_ok(ensure(&e, &s), 201);
@@ -505,7 +505,7 @@ static void test_live_foreign_refused(void **state) {
   create_scaledobject(&e, "fr-other", "nothing", other, sizeof other);
   snprintf(coll, sizeof coll, "/apis/autoscaling/%s/namespaces/%s/horizontalpodautoscalers",
            HPA_VERSION, NS);
-  assert_int_equal(req(&e, "POST", coll, EVS_KUBEREQ_JSON,
+  assert_int_equal(req(&e, "POST", coll, EVS_KUBE_JSON,
                        foreign_hpa("keda-hpa-fr",
                                    "{\"app.kubernetes.io/managed-by\":"
                                    "\"keda-operator\"}",
@@ -522,7 +522,7 @@ static void test_live_foreign_refused(void **state) {
   assert_int_equal(req(&e, "GET", HPA_PATH("keda-hpa-fr"), NULL, NULL, NULL), 200);
 
   /* evscale's label, another owner. */
-  assert_int_equal(req(&e, "POST", coll, EVS_KUBEREQ_JSON,
+  assert_int_equal(req(&e, "POST", coll, EVS_KUBE_JSON,
                        foreign_hpa("keda-hpa-fr2", "{\"app.kubernetes.io/managed-by\":\"evscale\"}",
                                    "fr-other", other),
                        NULL),
@@ -641,7 +641,7 @@ static void test_live_behavior_is_the_servers_default(void **state) {
            "\"scaleUp\":{},\"scaleDown\":{}}}}",
            HPA_VERSION);
   json_t *got = NULL;
-  assert_int_equal(req(&e, "POST", coll, EVS_KUBEREQ_JSON, body, &got), 201);
+  assert_int_equal(req(&e, "POST", coll, EVS_KUBE_JSON, body, &got), 201);
   json_t *server = json_object_get(json_object_get(got, "spec"), "behavior");
   evs_fallbackhpa_spec_t s = fixture_spec();
   json_t *mine = evs_fallbackhpa_build(&s);
