@@ -692,8 +692,9 @@ static void test_live_cancel_anywhere(void **state) {
     assert_true(finished);
   }
   fprintf(stderr, "canceled ensure at %d points, annotate at %d\n", canceled[0], canceled[1]);
-  /* ensure has three requests in turn: it was canceled during each (more turns than annotate) */
-  assert_true(canceled[0] > canceled[1] && canceled[1] > 0);
+  /* Each answer takes at least one turn and ensure sends its three requests one after another,
+   * so it cannot end before turn 3: it was canceled at turns 0, 1 and 2 at least. */
+  assert_true(canceled[0] >= 3 && canceled[1] >= 1);
   /* Canceled operations left the client usable. */
   expect_ok(ensure(&e, &s), 200);
   /* The client closed under an operation: its callback runs once, with EVS_ECANCELED. */
