@@ -68,6 +68,8 @@ static void evs__so_apply(evs_control_t *c, const evs_informer_obj_t *obj) {
   if (d == NULL)
     return;
   evs_registry_object_t o = {.origin = EVS_REGISTRY_API,
+                             .breaker_triggered = d->breaker_triggered,
+                             .breaker_state = d->breaker_state,
                              .ns = obj->ns,
                              .name = obj->name,
                              .uid = obj->uid,
@@ -413,20 +415,25 @@ int evs_control_start(const evs_control_options_t *o, evs_control_t **out) {
   if (rc == 0)
     rc = evs_status_patcher_new(o->kube, &so, &c->status);
   if (rc == 0) {
-    evs_registry_options_t ro = {.loop = o->loop,
-                                 .env = evs_scaler_services_env(c->services),
-                                 .active_read_interval_ms = cfg->defaults.active_read_interval_ms,
-                                 .writer = o->dry_run ? NULL : c->writer,
-                                 .status = c->status,
-                                 .kube = o->kube,
-                                 .discovery = o->discovery,
-                                 .default_namespace = evs_kube_namespace(o->kube),
-                                 .dry_run = o->dry_run,
-                                 .find_auth = evs__find_auth,
-                                 .find_auth_arg = c,
-                                 .cluster_namespace = cfg->kubernetes.cluster_object_namespace,
-                                 .keda_metrics = c->keda_metrics,
-                                 .metrics = o->metrics};
+    evs_registry_options_t ro = {
+        .loop = o->loop,
+        .env = evs_scaler_services_env(c->services),
+        .active_read_interval_ms = cfg->defaults.active_read_interval_ms,
+        .writer = o->dry_run ? NULL : c->writer,
+        .status = c->status,
+        .kube = o->kube,
+        .discovery = o->discovery,
+        .default_namespace = evs_kube_namespace(o->kube),
+        .dry_run = o->dry_run,
+        .find_auth = evs__find_auth,
+        .find_auth_arg = c,
+        .cluster_namespace = cfg->kubernetes.cluster_object_namespace,
+        .keda_metrics = c->keda_metrics,
+        .hpa_version = o->discovery ? o->discovery->hpa_version : NULL,
+        .fallback_resource =
+            cfg->circuit_breaker.fallback_resource == EVS_FALLBACK_MEMORY ? "memory" : "cpu",
+        .fallback_utilization = (int32_t)cfg->circuit_breaker.fallback_utilization,
+        .metrics = o->metrics};
     evs_engine_config_default(&ro.engine);
     ro.engine.tolerance = cfg->engine.tolerance;
     ro.engine.max_replicas_cap = (int32_t)cfg->limits.max_replicas;

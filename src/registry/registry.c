@@ -1294,9 +1294,16 @@ static void evs__so_changed(evs__rec_t *r, evs_so_t *so) {
   } else {
     (void)evs_engine_state_respec(r->est, so);
   }
+  /* The series keep their counts across updates (a status write is an update too); they are
+   * made again only when the triggers' labels changed. */
+  int relabel = r->km == NULL || old == NULL || old->n_triggers != so->n_triggers;
+  for (size_t i = 0; !relabel && i < so->n_triggers; i++)
+    relabel = !evs__streq(old->triggers[i].metric_name, so->triggers[i].metric_name) ||
+              old->triggers[i].kind != so->triggers[i].kind;
   r->so = so;
   evs_so_free(old);
-  evs__metrics_object(r);
+  if (relabel)
+    evs__metrics_object(r);
 }
 
 int evs_registry_apply(evs_registry_t *reg, const evs_registry_object_t *obj) {
@@ -1370,6 +1377,13 @@ int evs_registry_apply(evs_registry_t *reg, const evs_registry_object_t *obj) {
     }
     reg->live++;
     created = 1;
+  }
+  if (!created && obj->last_active_ms > r->last_active_ms) {
+    /* A follower learns lastActiveTime from the leader's status writes: the engine state it
+     * will decide from once it leads keeps the later of its own and the status' time. */
+    r->last_active_ms = obj->last_active_ms;
+    if (r->est != NULL && r->est->last_active_ms < obj->last_active_ms)
+      r->est->last_active_ms = obj->last_active_ms;
   }
   if (obj->uid && !evs__streq(r->uid, obj->uid)) {
     free(r->uid);

@@ -264,7 +264,14 @@ def etcd_compact(env):
 
 
 def audit_size(env):
-    return os.path.getsize(env["KUBE_AUDIT_LOG"])
+    """The offset just past the last complete line of the audit log: the API server may be in
+    the middle of writing one, and audit_events must start at a line's beginning."""
+    with open(env["KUBE_AUDIT_LOG"], "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        back = min(size, 1 << 20)
+        f.seek(size - back)
+        tail = f.read(back)
+    return size - back + tail.rfind(b"\n") + 1
 
 
 class FaultProxy:

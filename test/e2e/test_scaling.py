@@ -46,7 +46,7 @@ class Redis:
         self.port = evstest.free_port()
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", workdir, "--notify-keyspace-events", "Klg"],
+             "--appendonly", "no", "--dir", workdir, "--notify-keyspace-events", "Klgxe"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         evstest.wait_until(lambda: self.cmd("PING").strip() == "PONG", timeout=20,
                            what="redis-server")
@@ -101,7 +101,8 @@ class Scaling(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.redis.stop()
-        shutil.rmtree(cls.dir, ignore_errors=True)
+        if not os.environ.get("EVS_KEEP_LOGS"):
+            shutil.rmtree(cls.dir, ignore_errors=True)
 
     def setUp(self):
         self.ns = "evs-scale-%d-%d" % (os.getpid(), int(time.time() * 1000) % 100000)

@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""End to end: the circuit breaker's hand-over to a real HPA on the local control plane (its
+kube-controller-manager runs the HPA controller), and back.
+
+A ScaledObject whose behavior lets it follow a Redis queue at once in both directions is made to
+flap (up, down, up, down within a minute): the fourth scale event trips the breaker
+(circuit_breaker.max_scale_events_per_minute 3). Then:
+  - evscale stops writing; the fallback HPA `keda-hpa-<so>` exists, owned by the ScaledObject,
+    labelled as evscale's, minReplicas = circuit_breaker.fallback_replicas, and the real HPA
+    controller brings the target up to it;
+  - the ScaledObject carries keda.sh/circuit-breaker-triggered and the state annotation;
+  - the operator's reset from the runbook (`kubectl annotate scaledobject X
+    keda.sh/circuit-breaker-triggered-`) deletes the HPA and evscale scales again;
+  - a restart while open keeps it open (the state annotation), and the cooldown's end closes it.
+"""
+import json
+import os
+import signal
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import evstest  # noqa: E402
+import test_scaling  # noqa: E402
+from test_scaling import get  # noqa: E402
+
+FLAPPY = """apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  scaleTargetRef: {{name: {target}}}
+  minReplicaCount: 1
+  maxReplicaCount: 10
+  pollingInterval: 1
+  advanced:
+    horizontalPodAutoscalerConfig:
+      behavior:
+        scaleUp:
+          stabilizationWindowSeconds: 0
+          policies: [{{type: Pods, value: 10, periodSeconds: 1}}]
+        scaleDown:
+          stabilizationWindowSeconds: 0
+          policies: [{{type: Percent, value: 100, periodSeconds: 1}}]
+  triggers:
+  - type: redis
+    metadata:
+      address: 127.0.0.1:{port}
+      listName: {list}
+      listLength: "5"
+"""
+
+BREAKER_CFG = ("circuit_breaker:\n  max_scale_events_per_minute: 3\n  cooldown_period: {cooldown}\n"
+               "  max_cooldown_period: 10m\n  fallback_replicas: 3\n  fallback_metric: cpu:50\n")
+
+
+class Breaker(test_scaling.Scaling):
+    # Inherit the fixtures and helpers only, not the scaling tests.
+    test_queue_drives_replicas_one_write_per_change = None
+    test_second_scaledobject_and_broken_one_refused = None
+    test_foreign_hpa_refused = None
+    test_dry_run_writes_nothing = None
+
+    def hpa(self, name):
+        out = self.kubectl("get", "hpa", name, "-n", self.ns, "-o", "json", check=False)
+        return json.loads(out) if out.strip() else None
+
+    def annotations(self, so):
+        out = self.kubectl("get", "scaledobject", so, "-n", self.ns, "-o", "json")
+        return json.loads(out)["metadata"].get("annotations", {})
+
+    def flap(self, lst, target):
+        """Up, down, up, down: each reversal is one more scale event; the fourth trips."""
+        def reached(want):
+            return self.replicas(target) == want or self.hpa("keda-hpa-flappy") is not None
+        # Down first (the target starts at 10 with 50 jobs queued), so the fourth event is an
+        # up: refused at 1 replica, where the HPA controller must raise the target to its min.
+        for i in range(3):
+            self.redis.cmd("DEL", lst)
+            self.redis.cmd("RPUSH", lst, "one")
+            evstest.wait_until(lambda: reached(1), timeout=30, what="down to 1 or a trip")
+            if self.hpa("keda-hpa-flappy"):
+                return
+            self.redis.cmd("RPUSH", lst, *["f%d" % k for k in range(50)])
+            evstest.wait_until(lambda: reached(10), timeout=30, what="up to 10 or a trip")
+            if self.hpa("keda-hpa-flappy"):
+                return
+        self.fail("the breaker did not trip after 6 scale events")
+
+    def evscale_scale_patches(self, since, target):
+        return [p for p in self.scale_patches(since, target)
+                if "evscale" in p.get("userAgent", "")]
+
+    def test_trip_hand_over_and_operator_reset(self):
+        self.deployment("flappy-target", 10)
+        lst = "flap-" + self.ns
+        self.redis.cmd("DEL", lst)
+        self.redis.cmd("RPUSH", lst, *["f%d" % k for k in range(50)])
+        self.apply(FLAPPY.format(name="flappy", ns=self.ns, target="flappy-target", list=lst,
+                                 port=self.redis.port))
+        proc, logf, base = self.start(BREAKER_CFG.format(cooldown="10m"))
+        self.wait_condition("flappy", "Ready", "True")
+        self.flap(lst, "flappy-target")
+        hpa = evstest.wait_until(lambda: self.hpa("keda-hpa-flappy"), timeout=30,
+                                 what="the fallback HPA")
+        self.assertEqual(hpa["spec"]["minReplicas"], 3)
+        self.assertEqual(hpa["spec"]["maxReplicas"], 10)
+        self.assertEqual(hpa["metadata"]["labels"]["app.kubernetes.io/managed-by"], "evscale")
+        owner = hpa["metadata"]["ownerReferences"][0]
+        self.assertEqual((owner["kind"], owner["name"], owner["controller"]),
+                         ("ScaledObject", "flappy", True))
+        ann = evstest.wait_until(
+            lambda: (lambda a: a if "keda.sh/circuit-breaker-triggered" in a else None)(
+                self.annotations("flappy")), timeout=30, what="the triggered annotation")
+        self.assertIn("evscale.io/circuit-breaker-state", ann)
+        self.assertTrue(ann["evscale.io/circuit-breaker-state"].startswith("v1 o"))
+        # The trip refused the up-step at 1 replica: the real HPA controller raises the target
+        # to minReplicas (below min it needs no CPU metrics); evscale writes nothing meanwhile
+        # even though the queue says 10.
+        since = evstest.audit_size(self.env)
+        self.wait_replicas("flappy-target", 3, timeout=90)
+        time.sleep(3)
+        self.assertEqual(self.evscale_scale_patches(since, "flappy-target"), [])
+        _, metrics = get(base + "/metrics")
+        trips = [ln for ln in metrics.splitlines()
+                 if ln.startswith("evscale_breaker_trips_total") and "flappy" in ln]
+        self.assertTrue(trips and float(trips[0].rsplit(" ", 1)[1]) >= 1, metrics[-1500:])
+        # A restart while open keeps it open: the HPA stays, evscale still does not write.
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        self.assertIsNotNone(self.hpa("keda-hpa-flappy"))
+        proc, logf, base = self.start(BREAKER_CFG.format(cooldown="10m"))
+        since = evstest.audit_size(self.env)
+        time.sleep(5)
+        self.assertEqual(self.evscale_scale_patches(since, "flappy-target"), [])
+        self.assertIsNotNone(self.hpa("keda-hpa-flappy"))
+        # The runbook's reset: the annotation goes, the HPA goes, evscale scales from the current
+        # count to what the queue says (1 item: 1 replica).
+        self.redis.cmd("DEL", lst)
+        self.redis.cmd("RPUSH", lst, "one")
+        self.kubectl("annotate", "scaledobject", "flappy", "-n", self.ns,
+                     "keda.sh/circuit-breaker-triggered-", "--overwrite")
+        evstest.wait_until(lambda: self.hpa("keda-hpa-flappy") is None, timeout=30,
+                           what="the fallback HPA deleted")
+        self.wait_replicas("flappy-target", 1, timeout=60)
+
+    def test_cooldown_closes(self):
+        self.deployment("cool-target", 10)
+        lst = "cool-" + self.ns
+        self.redis.cmd("DEL", lst)
+        self.redis.cmd("RPUSH", lst, *["f%d" % k for k in range(50)])
+        self.apply(FLAPPY.format(name="flappy", ns=self.ns, target="cool-target", list=lst,
+                                 port=self.redis.port))
+        proc, logf, base = self.start(BREAKER_CFG.format(cooldown="8s"))
+        self.wait_condition("flappy", "Ready", "True")
+        self.flap(lst, "cool-target")
+        evstest.wait_until(lambda: self.hpa("keda-hpa-flappy"), timeout=30,
+                           what="the fallback HPA")
+        # The cooldown ends: evscale deletes the HPA and removes the triggered annotation itself.
+        evstest.wait_until(lambda: self.hpa("keda-hpa-flappy") is None, timeout=60,
+                           what="the fallback HPA deleted after the cooldown")
+        evstest.wait_until(
+            lambda: "keda.sh/circuit-breaker-triggered" not in self.annotations("flappy"),
+            timeout=30, what="the triggered annotation removed")
+        self.assertTrue(self.annotations("flappy")["evscale.io/circuit-breaker-state"]
+                        .startswith("v1 c"))
+
+
+if __name__ == "__main__":
+    unittest.main()
