@@ -84,7 +84,8 @@ class Failover(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.redis.stop()
-        shutil.rmtree(cls.dir, ignore_errors=True)
+        if not os.environ.get("EVS_KEEP"):  # EVS_KEEP=1 keeps the configs and logs
+            shutil.rmtree(cls.dir, ignore_errors=True)
 
     def setUp(self):
         self.ns = "evs-fo-%d-%d" % (os.getpid(), int(time.time() * 1000) % 100000)
@@ -244,7 +245,6 @@ class Failover(unittest.TestCase):
         self.push(6)
         self.wait_replicas(2, timeout=60)
         time.sleep(2 * RETRY_PERIOD)
-        self.redis.cmd("DEL", self.lst)  # nothing would change before the hand-over
         a.popen.send_signal(signal.SIGTERM)
         t_term = time.monotonic()
         self.assertEqual(a.popen.wait(30), 0, a.log()[-3000:])
@@ -259,13 +259,16 @@ class Failover(unittest.TestCase):
         # Its scalers read every trigger within a second of leading (jittered); 2 s of margin.
         evstest.wait_until(lambda: self.redis_reads() > reads, timeout=10, interval=0.05,
                            what="a reading by the new leader")
-        self.assertLess(time.monotonic() - t_lead, 3.0)
+        first_read = time.monotonic() - t_lead
+        evstest.log("SIGTERM -> follower leading %.2fs, first reading %.2fs later"
+                    % (t_lead - t_term, first_read))
+        self.assertLess(first_read, 3.0)
         self.assertEqual(b.metric("evscale_leader"), 1.0)
         self.assertGreaterEqual(b.metric("evscale_leader_handovers_total"), 1.0)
         # Readings drive the replicas again, through the new leader.
-        self.push(18)
+        self.push(12)  # 18 in all
         self.wait_replicas(4, timeout=60)
-        self.assertIn((2, 4), self.scaled(b))
+        self.assertEqual(self.scaled(b), [(2, 4)])
         # The last one stops: the Lease is released (no holder), it exits 0.
         b.popen.send_signal(signal.SIGTERM)
         self.assertEqual(b.popen.wait(30), 0, b.log()[-3000:])
@@ -299,6 +302,7 @@ class Failover(unittest.TestCase):
         # No release: b waits for the lease to lapse, LEASE_DURATION after it last saw a's
         # renewal (at most RETRY_PERIOD before the kill).
         took = t_lead - t_kill
+        evstest.log("SIGKILL -> follower leading %.2fs" % took)
         self.assertGreater(took, LEASE_DURATION - 2 * RETRY_PERIOD - 0.5, took)
         self.assertLess(took, LEASE_DURATION + 5.0, took)
         # lastActiveTime was ~15 s before the kill: 30 s later is ~15 s after it. A leader that
@@ -334,6 +338,7 @@ class Failover(unittest.TestCase):
             evstest.wait_until(lambda: a.leading() == 0, timeout=30,
                                what="a stepping down (log: %s)" % a.log()[-1500:])
             t_down = time.monotonic()
+            evstest.log("cut from the API -> stepped down %.2fs" % (t_down - t_cut))
             # The last renewal that got through was at most RETRY_PERIOD before the cut.
             self.assertLess(t_down - t_cut, RENEW_DEADLINE + 1.5, t_down - t_cut)
             self.assertEqual(a.metric("evscale_leader"), 0.0)
