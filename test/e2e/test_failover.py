@@ -132,8 +132,13 @@ class Failover(unittest.TestCase):
         return int(out or 0)
 
     def wait_replicas(self, want, timeout=60):
-        evstest.wait_until(lambda: self.replicas() == want, timeout=timeout,
-                           what="worker at %d replicas (now %d)" % (want, self.replicas()))
+        try:
+            evstest.wait_until(lambda: self.replicas() == want, timeout=timeout,
+                               what="worker at %d replicas" % want)
+        except AssertionError as e:
+            raise AssertionError("%s; now %d; ScaledObject status %s" % (
+                e, self.replicas(), self.kubectl("get", "scaledobject", "worker-so", "-n",
+                                                 self.ns, "-o", "jsonpath={.status}")))
 
     def lease(self):
         out = self.kubectl("get", "lease", "evscale", "-n", self.ns, "-o", "json")
@@ -293,11 +298,13 @@ class Failover(unittest.TestCase):
         lat = evstest.wait_until(last_active, timeout=30, what="status.lastActiveTime")
         time.sleep(15)
         self.assertEqual(last_active(), lat)  # not rewritten while active (< a minute)
-        self.redis.cmd("DEL", self.lst)
+        # Killed first, then the queue drains: a never sees the transition (it would write its
+        # own, fresher, lastActiveTime).
         a.popen.kill()
         t_kill = time.monotonic()
         self.killed.add(a)
         a.popen.wait(30)
+        self.redis.cmd("DEL", self.lst)
         t_lead = self.wait_leading(b, timeout=30)
         # No release: b waits for the lease to lapse, LEASE_DURATION after it last saw a's
         # renewal (at most RETRY_PERIOD before the kill).
