@@ -150,6 +150,7 @@ typedef struct {
   int64_t time_ms;       /* wall-clock time the response arrived */
   int empty_upstream;    /* count keda_scaler_empty_upstream_responses_total once */
   uint64_t latency_ms;   /* the answer's request round trip; 0 when no request was sent */
+  uint64_t latency_us;   /* the same in microseconds */
 } evs_prom_reading_t;
 
 typedef void (*evs_prom_reading_cb)(evs_prom_sub_t *sub, const evs_prom_reading_t *r, void *arg);

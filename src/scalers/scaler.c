@@ -149,11 +149,25 @@ int evs_scaler_poll(evs_scaler_t *s) {
   return s->type->poll(s);
 }
 
-void evs_scaler__emit(evs_scaler_t *s, const evs_reading_t *r) {
+void evs_scaler__emit_timed(evs_scaler_t *s, const evs_reading_t *r, uint64_t latency_us) {
   if (s->state == EVS_SCALER_CLOSING || s->on_reading == NULL)
     return;
   s->readings++;
+  s->stats.readings++;
+  s->stats.errors += r->error != 0;
+  s->stats.last_error = r->error;
+  s->stats.last_latency_us = latency_us;
+  s->stats.last_time_ms = r->time_ms;
   s->on_reading(s, r, s->data);
+}
+
+void evs_scaler__emit(evs_scaler_t *s, const evs_reading_t *r) { evs_scaler__emit_timed(s, r, 0); }
+
+int evs_scaler_stats(const evs_scaler_t *s, evs_scaler_stats_t *out) {
+  if (s == NULL || s->state == EVS_SCALER_CLOSING)
+    return EVS_ESTATE;
+  *out = s->stats;
+  return 0;
 }
 
 void evs_scaler_close(evs_scaler_t *s, evs_scaler_close_cb on_close, void *data) {

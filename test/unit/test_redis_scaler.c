@@ -787,11 +787,24 @@ static void test_server_killed_and_restarted(void **state) {
   assert_int_not_equal(fx->error[fx->n - 1], 0);
   assert_non_null(strstr(fx->msg[fx->n - 1], "kr:q"));
   int errs = (int)stats(fx).errors;
+  evs_scaler_stats_t gs;
+  assert_int_equal(evs_scaler_stats(fx->s, &gs), 0);
+  assert_int_equal(gs.readings, (uint64_t)fx->n);
+  assert_true(gs.errors >= 1 && gs.errors < gs.readings);
+  assert_int_not_equal(gs.last_error, 0);
   fx_sleep(fx, 700);
   assert_true((int)stats(fx).errors > errs); /* every poll says so */
+  uint64_t gerrs = gs.errors;
+  assert_int_equal(evs_scaler_stats(fx->s, &gs), 0);
+  assert_true(gs.errors > gerrs); /* the generic count follows (keda_scaler_detail_errors_total) */
   rsrv_start(&r, 0);
   cli_port(r.port, "RPUSH kr:q a b c");
   assert_true(wait_value(fx, 3, 15000));
+  assert_int_equal(evs_scaler_stats(fx->s, &gs), 0);
+  assert_int_equal(gs.last_error, 0);
+  assert_true(gs.last_latency_us > 0); /* the read's round trip */
+  assert_true(gs.last_latency_us < 15000000);
+  assert_true(gs.last_time_ms > 0);
   fx_free(fx);
   rsrv_stop(&r);
 }
@@ -847,6 +860,8 @@ static void test_closing_scaler(void **state) {
   evs_scaler_close(fx->s, on_closed, fx);
   int n = fx->n;
   assert_int_equal(evs_scaler_poll(fx->s), EVS_ESTATE);
+  evs_scaler_stats_t gs;
+  assert_int_equal(evs_scaler_stats(fx->s, &gs), EVS_ESTATE);
   assert_int_equal(evs_scaler_set_cadence(fx->s, 10), EVS_ESTATE);
   assert_int_equal(evs_scaler_start(fx->s, on_reading, fx), EVS_ESTATE);
   evs_redis_scaler_stats_t st;
