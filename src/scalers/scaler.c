@@ -220,7 +220,8 @@ struct tls_entry_s {
 
 struct evs_tls_cache_s {
   uv_loop_t *loop;
-  char *system_ca; /* NULL: none */
+  char *system_ca;     /* NULL: none */
+  int system_optional; /* the default bundle: none when it does not exist */
   evs_list_t entries;
   size_t n, building;
   uv_timer_t deliver; /* answers for entries already built, never inside get */
@@ -252,8 +253,12 @@ int evs_tls_cache_new(uv_loop_t *loop, const char *system_ca_file, evs_tls_cache
   if (c == NULL)
     return UV_ENOMEM;
   c->loop = loop;
-  if (system_ca_file == NULL && access("/etc/ssl/certs/ca-certificates.crt", R_OK) == 0)
+  /* Whether the default bundle exists is asked on the thread pool with the build: nothing of the
+   * file system is touched on the loop. */
+  if (system_ca_file == NULL) {
     system_ca_file = "/etc/ssl/certs/ca-certificates.crt";
+    c->system_optional = 1;
+  }
   if (system_ca_file && system_ca_file[0] && (c->system_ca = strdup(system_ca_file)) == NULL) {
     free(c);
     return UV_ENOMEM;
@@ -273,6 +278,8 @@ static void tls_build(uv_work_t *w) {
       .insecure = e->insecure, .ca_pem = e->ca, .cert_pem = e->cert, .key_pem = e->key};
   if (!e->insecure)
     o.ca_file = e->cache->system_ca;
+  if (o.ca_file && e->cache->system_optional && access(o.ca_file, R_OK) != 0)
+    o.ca_file = NULL;
   e->err = evs_tls_config_new(&o, &e->cfg, &e->why);
 }
 
