@@ -546,7 +546,7 @@ static void test_config_get_once_per_connection(void **state) {
   for (int i = 0; i < CG_N; i++) {
     snprintf(keys[i], sizeof keys[i], "cg:%d", i);
     char c[80];
-    snprintf(c, sizeof c, "%s %s a b", i % 2 ? "RPUSH" : "SADD", keys[i]);
+    snprintf(c, sizeof c, "%s %.31s a b", i % 2 ? "RPUSH" : "SADD", keys[i]);
     cli(&shared, c);
     evs_kv_t meta[] = {{"address", addr_of(&shared)}, {"listName", keys[i]}};
     evs_scaler_config_t cfg = {
@@ -579,7 +579,7 @@ static void test_config_get_once_per_connection(void **state) {
   assert_int_equal(cg_closed, CG_N);
   for (int i = 0; i < CG_N; i++) {
     char c[64];
-    snprintf(c, sizeof c, "DEL %s", keys[i]);
+    snprintf(c, sizeof c, "DEL %.31s", keys[i]);
     cli(&shared, c);
   }
   cli(&shared, "CONFIG SET notify-keyspace-events ''");
