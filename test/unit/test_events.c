@@ -375,6 +375,138 @@ static void test_live_core_v1(void **state) {
   live_for("v1", "so-core", "Scaled Deployment w from 0 to 3 (core)");
 }
 
+typedef struct {
+  int done;
+  evs_events_t *ev;
+  uint64_t created_then; /* Events created when the HIGH request was answered */
+} high_t;
+
+static void on_high(evs_kube_req_t *req, int err, const evs_http_response_t *resp, const char *msg,
+                    void *arg) {
+  (void)req;
+  (void)resp;
+  (void)msg;
+  high_t *h = arg;
+  evs_events_stats_t st;
+  evs_events_stats(h->ev, &st);
+  h->created_then = st.created;
+  h->done = err == 0 ? 1 : -1;
+}
+
+/* With a client limited to 1 request per second, Events wait at LOW priority and a HIGH request
+ * (a /scale write's priority) made after them is served first. */
+static void test_live_low_priority(void **state) {
+  (void)state;
+  SKIP_IF_NONE();
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  evs_kube_t *k = kw_kube_opts(&loop, 1, 1, 0);
+  assert_non_null(k);
+  char uid[64];
+  create_so(&loop, k, "so-prio", uid, sizeof uid); /* takes the one token */
+  evs_events_options_t o = {.group_version = "events.k8s.io/v1", .instance = "evscale-test-1"};
+  evs_events_t *ev = NULL;
+  assert_int_equal(evs_events_new(&loop, k, &o, &ev), 0);
+  char msg[32];
+  for (int i = 0; i < 3; i++) {
+    snprintf(msg, sizeof msg, "flap %d", i);
+    evs_event_t e = {.ns = NS,
+                     .name = "so-prio",
+                     .uid = uid,
+                     .type = EVS_EVENT_NORMAL,
+                     .reason = EVS_REASON_SCALE_TARGET_DEACTIVATED,
+                     .message = msg};
+    assert_int_equal(evs_events_emit(ev, &e), EVS_EVENTS_SEND);
+  }
+  high_t h = {.ev = ev};
+  char path[256];
+  snprintf(path, sizeof path, "/apis/keda.sh/v1alpha1/namespaces/%s/scaledobjects/so-prio", NS);
+  evs_kube_request_opts_t r = {
+      .verb = "GET", .path = path, .priority = EVS_PRIO_HIGH, .on_done = on_high, .arg = &h};
+  assert_int_equal(evs_kube_request(k, &r, NULL), 0);
+  assert_true(evs_test_run_until(&loop, &h.done, 30000));
+  assert_int_equal(h.done, 1);
+  assert_true(h.created_then <= 1); /* at most one Event got a token before it */
+  wait_idle(&loop, ev);
+  evs_events_stats_t st;
+  evs_events_stats(ev, &st);
+  assert_int_equal(st.created, 3);
+  int closed = 0;
+  evs_events_close(ev, kw__set_flag, &closed);
+  assert_true(evs_test_run_until(&loop, &closed, 5000));
+  assert_int_equal(kw_kube_close(&loop, k), 0);
+  assert_int_equal(evs_test_loop_close(&loop), 0);
+}
+
+/* An Event deleted on the server (Events expire after an hour) is created again, with the
+ * series' count, when its count is next sent; closing with requests in flight cancels them. */
+static void recreate_for(const char *gv, const char *so) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  evs_kube_t *k = kw_kube(&loop);
+  assert_non_null(k);
+  char uid[64];
+  create_so(&loop, k, so, uid, sizeof uid);
+  evs_events_options_t o = {
+      .group_version = gv, .instance = "evscale-test-1", .limits = {.patch_interval_ms = 300}};
+  evs_events_t *ev = NULL;
+  assert_int_equal(evs_events_new(&loop, k, &o, &ev), 0);
+  evs_event_t e = {.ns = NS,
+                   .name = so,
+                   .uid = uid,
+                   .type = EVS_EVENT_WARNING,
+                   .reason = EVS_REASON_TARGET_REFUSED,
+                   .message = "another ScaledObject drives the target"};
+  assert_int_equal(evs_events_emit(ev, &e), EVS_EVENTS_SEND);
+  wait_idle(&loop, ev);
+  json_t *c = find_event(&loop, k, "/api/v1", e.reason, e.message);
+  assert_non_null(c);
+  char path[512];
+  snprintf(path, sizeof path, "/api/v1/namespaces/%s/events/%s", NS,
+           json_string_value(json_object_get(json_object_get(c, "metadata"), "name")));
+  json_decref(c);
+  assert_int_equal(kw_req(&loop, k, "DELETE", path, NULL, NULL, NULL), 200);
+  assert_int_equal(evs_events_emit(ev, &e), EVS_EVENTS_COUNTED);
+  run_for(&loop, 700);
+  wait_idle(&loop, ev);
+  evs_events_stats_t st;
+  evs_events_stats(ev, &st);
+  assert_int_equal(st.created, 2);
+  assert_int_equal(st.patched, 0);
+  assert_int_equal(st.dropped, 0);
+  int core = strcmp(gv, "v1") == 0;
+  c = find_event(&loop, k, core ? "/api/v1" : "/apis/events.k8s.io/v1", e.reason, e.message);
+  assert_non_null(c);
+  /* core: count; events.k8s.io: series.count (its deprecatedCount stays unset) */
+  json_t *cnt =
+      core ? json_object_get(c, "count") : json_object_get(json_object_get(c, "series"), "count");
+  assert_int_equal(json_integer_value(cnt), 2);
+  json_decref(c);
+  /* Close with a request in flight: it is canceled, nothing leaks (ASan). */
+  evs_event_t e2 = e;
+  e2.message = "in flight at close";
+  assert_int_equal(evs_events_emit(ev, &e2), EVS_EVENTS_SEND);
+  assert_int_equal(evs_events_inflight(ev), 1);
+  int closed = 0;
+  evs_events_close(ev, kw__set_flag, &closed);
+  assert_int_equal(evs_events_emit(ev, &e2), EVS_ESTATE);
+  assert_true(evs_test_run_until(&loop, &closed, 5000));
+  assert_int_equal(kw_kube_close(&loop, k), 0);
+  assert_int_equal(evs_test_loop_close(&loop), 0);
+}
+
+static void test_live_recreate_events_v1(void **state) {
+  (void)state;
+  SKIP_IF_NONE();
+  recreate_for("events.k8s.io/v1", "so-re-new");
+}
+
+static void test_live_recreate_core_v1(void **state) {
+  (void)state;
+  SKIP_IF_NONE();
+  recreate_for("v1", "so-re-core");
+}
+
 static int setup(void **state) {
   (void)state;
   if (kw_find_controlplane() != 0) {
@@ -402,6 +534,9 @@ int main(void) {
       cmocka_unit_test(test_bodies),
       cmocka_unit_test(test_live_events_v1),
       cmocka_unit_test(test_live_core_v1),
+      cmocka_unit_test(test_live_low_priority),
+      cmocka_unit_test(test_live_recreate_events_v1),
+      cmocka_unit_test(test_live_recreate_core_v1),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
