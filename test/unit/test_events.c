@@ -507,6 +507,143 @@ static void test_live_recreate_core_v1(void **state) {
   recreate_for("v1", "so-re-core");
 }
 
+/* ---- 5xx and 429 through test/faultproxy.py: one retry, then dropped and counted ---- */
+
+static evs_test_server_t proxy;
+static int proxy_cport;
+
+static int fault(const char *json) {
+  char cmd[1200];
+  snprintf(cmd, sizeof cmd,
+           "curl -sf -X POST -H 'Content-Type: application/json' -d '%s' "
+           "http://127.0.0.1:%d/%s >/dev/null",
+           json ? json : "{}", proxy_cport, json ? "fault" : "reset");
+  return system(cmd);
+}
+
+/* Requests the proxy has seen since its last reset. */
+static long proxy_requests(void) {
+  char cmd[256];
+  snprintf(cmd, sizeof cmd, "curl -sf http://127.0.0.1:%d/stats", proxy_cport);
+  FILE *p = popen(cmd, "r");
+  json_t *j = p ? json_loadf(p, 0, NULL) : NULL;
+  if (p)
+    pclose(p);
+  long n = j ? (long)json_integer_value(json_object_get(j, "requests")) : -1;
+  json_decref(j);
+  return n;
+}
+
+static void test_live_retry_once_then_drop(void **state) {
+  (void)state;
+  SKIP_IF_NONE();
+  memset(&proxy, 0, sizeof proxy);
+  assert_int_equal(evs_test_server_dir(&proxy), 0);
+  char cpf[128];
+  snprintf(cpf, sizeof cpf, "%s/control-port", proxy.dir);
+  const char *args[] = {"--listen",
+                        "127.0.0.1:0",
+                        "--upstream",
+                        KW.url,
+                        "--ca",
+                        KW.ca,
+                        "--cert",
+                        evs_test_cert("ip-only.crt"),
+                        "--key",
+                        evs_test_cert("ip-only.key"),
+                        "--control-port-file",
+                        cpf,
+                        NULL};
+  assert_int_equal(evs_test_script_start(&proxy, "test/faultproxy.py", args), 0);
+  for (int i = 0; i < 200 && proxy_cport == 0; i++) {
+    FILE *f = fopen(cpf, "r");
+    if (f == NULL || fscanf(f, "%d", &proxy_cport) != 1)
+      usleep(50000);
+    if (f)
+      fclose(f);
+  }
+  assert_true(proxy_cport > 0);
+  char kc[256];
+  snprintf(kc, sizeof kc, "%s/kubeconfig", proxy.dir);
+  FILE *f = fopen(kc, "w");
+  assert_non_null(f);
+  fprintf(f,
+          "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n"
+          "    server: https://127.0.0.1:%d\n    certificate-authority: %s\n"
+          "users:\n- name: u\n  user:\n    token: %s\n"
+          "contexts:\n- name: x\n  context: {cluster: c, user: u}\ncurrent-context: x\n",
+          proxy.port, evs_test_cert("ca.crt"), KW.token);
+  fclose(f);
+
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  evs_kube_t *direct = kw_kube(&loop);
+  assert_non_null(direct);
+  char uid[64];
+  create_so(&loop, direct, "so-retry", uid, sizeof uid);
+  assert_int_equal(kw_kube_close(&loop, direct), 0);
+  evs_kube_options_t ko = {.kubeconfig = kc, .request_timeout_ms = 30000};
+  evs_kube_t *k = NULL;
+  assert_int_equal(evs_kube_new(&loop, &ko, &k), 0);
+  int opened = 0;
+  assert_int_equal(evs_kube_open(k, kw__opened, &opened), 0);
+  assert_true(evs_test_run_until(&loop, &opened, 60000));
+  assert_int_equal(opened, 1);
+
+  evs_events_options_t o = {.group_version = "events.k8s.io/v1", .instance = "evscale-test-1"};
+  evs_events_t *ev = NULL;
+  assert_int_equal(evs_events_new(&loop, k, &o, &ev), 0);
+  char prefix[200];
+  snprintf(prefix, sizeof prefix,
+           "{\"kind\":\"status\",\"status\":%%d,\"path_prefix\":"
+           "\"/apis/events.k8s.io/v1/namespaces/%s/events\",\"count\":%%d}",
+           NS);
+  char fj[400];
+  evs_event_t e = {.ns = NS,
+                   .name = "so-retry",
+                   .uid = uid,
+                   .type = EVS_EVENT_WARNING,
+                   .reason = EVS_REASON_SCALER_FAILED,
+                   .message = "one 500"};
+  /* One 500: sent again, created. */
+  assert_int_equal(fault(NULL), 0);
+  snprintf(fj, sizeof fj, prefix, 500, 1);
+  assert_int_equal(fault(fj), 0);
+  assert_int_equal(evs_events_emit(ev, &e), EVS_EVENTS_SEND);
+  wait_idle(&loop, ev);
+  evs_events_stats_t st;
+  evs_events_stats(ev, &st);
+  assert_int_equal(st.created, 1);
+  assert_int_equal(st.retried, 1);
+  assert_int_equal(st.dropped, 0);
+  assert_int_equal(proxy_requests(), 2);
+  /* 429 every time: sent twice, then dropped and counted; the next occurrence tries again. */
+  assert_int_equal(fault(NULL), 0);
+  snprintf(fj, sizeof fj, prefix, 429, -1);
+  assert_int_equal(fault(fj), 0);
+  e.message = "always 429";
+  assert_int_equal(evs_events_emit(ev, &e), EVS_EVENTS_SEND);
+  wait_idle(&loop, ev);
+  evs_events_stats(ev, &st);
+  assert_int_equal(st.created, 1);
+  assert_int_equal(st.retried, 2);
+  assert_int_equal(st.dropped, 1);
+  assert_int_equal(proxy_requests(), 2);
+  assert_int_equal(fault(NULL), 0);
+  assert_int_equal(evs_events_emit(ev, &e), EVS_EVENTS_SEND);
+  wait_idle(&loop, ev);
+  evs_events_stats(ev, &st);
+  assert_int_equal(st.created, 2);
+  assert_int_equal(proxy_requests(), 1);
+
+  int closed = 0;
+  evs_events_close(ev, kw__set_flag, &closed);
+  assert_true(evs_test_run_until(&loop, &closed, 5000));
+  assert_int_equal(kw_kube_close(&loop, k), 0);
+  assert_int_equal(evs_test_loop_close(&loop), 0);
+  evs_test_server_stop(&proxy);
+}
+
 static int setup(void **state) {
   (void)state;
   if (kw_find_controlplane() != 0) {
@@ -537,6 +674,7 @@ int main(void) {
       cmocka_unit_test(test_live_low_priority),
       cmocka_unit_test(test_live_recreate_events_v1),
       cmocka_unit_test(test_live_recreate_core_v1),
+      cmocka_unit_test(test_live_retry_once_then_drop),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
