@@ -38,6 +38,9 @@
  * at most `max_inflight` requests are outstanding, beyond that new Events are dropped, so emit
  * never blocks and memory stays bounded.
  *
+ * Memory: at most lru_max series (each keeps its key, message included: about 1.3 kB at worst,
+ * so some 5 MB for 4096) and lru_max spam buckets.
+ *
  * The decision is pure (evs_events_decide with `now`), for tests; the loop part only sends.
  * Ownership: emit copies what it needs; the options' strings are copied. The kube client is
  * borrowed and must outlive evs_events_close's callback. */
@@ -192,7 +195,7 @@ typedef struct {
 typedef struct {
   uint64_t created;    /* Events created (2xx) */
   uint64_t patched;    /* count/series updates sent (2xx) */
-  uint64_t aggregated; /* occurrences counted into a series without a request of their own */
+  uint64_t aggregated; /* occurrences after a series' first: counted, sent in a PATCH's count */
   uint64_t dropped;    /* not sent: spam filter, too many in flight, or failed after a retry */
   uint64_t retried;    /* requests sent a second time after a 5xx, 429 or transport error */
 } evs_events_stats_t;
