@@ -31,7 +31,9 @@
  *  - a spam filter per (object, type), client-go's getSpamKey and EventSourceObjectSpamFilter: a
  *    token bucket of burst 25 refilled 1 per 300 s (defaultSpamBurst, defaultSpamQPS) taken by
  *    every request (create or patch); a new Event without a token is dropped, a due count waits;
- *  - both caches are LRUs of at most `lru_max` keys (default 4096, maxLruCacheEntries).
+ *  - both caches are LRUs of at most `lru_max` keys (default 4096, maxLruCacheEntries). As in
+ *    client-go, a spam bucket evicted (more than lru_max objects x types emitting) comes back
+ *    full (perf/RESULTS.md, "Events aggregation").
  * Unlike client-go nothing is retried for long: a 5xx, 429 or transport failure is sent once
  * more, then dropped and counted. Requests go at EVS_PRIO_LOW, the lowest priority of the
  * client's limiter (evscale/ratelimit.h), so a /scale write (HIGH) never waits behind an Event;
