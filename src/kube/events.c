@@ -567,8 +567,10 @@ static void on_done(evs_kube_req_t *req, int err, const evs_http_response_t *res
     }
     return;
   }
-  EVS_LOG_DEBUG("kubernetes event not recorded", EVS_KV_STR("path", s->path),
-                EVS_KV_STR("error", why));
+  /* A 403 is a ClusterRole without create/patch on events: worth the operator's eye (the spam
+   * filter bounds how often); the rest (a namespace being deleted, a server busy) is routine. */
+  EVS_LOG(status == 403 ? EVS_LOG_WARN : EVS_LOG_DEBUG, "kubernetes event not recorded",
+          EVS_KV_STR("path", s->path), EVS_KV_INT("status", status), EVS_KV_STR("error", why));
   ev->stats.dropped++;
   if (en != NULL && !s->patch) {
     en->inflight = NULL;
