@@ -150,6 +150,7 @@ typedef struct {
   int64_t time_ms;       /* wall-clock time the response arrived */
   int empty_upstream;    /* count keda_scaler_empty_upstream_responses_total once */
   uint64_t latency_ms;   /* the answer's request round trip; 0 when no request was sent */
+  uint64_t latency_us;   /* the same in microseconds */
 } evs_prom_reading_t;
 
 typedef void (*evs_prom_reading_cb)(evs_prom_sub_t *sub, const evs_prom_reading_t *r, void *arg);
@@ -171,15 +172,20 @@ void evs_prom_hub_close(evs_prom_hub_t *hub, void (*cb)(void *arg), void *arg);
 void evs_prom_hub_stats(const evs_prom_hub_t *hub, evs_prom_hub_stats_t *out);
 
 /* Subscribes cfg (borrowed: copied as needed) at cadence_ms (>= 1). The first reading comes from
- * the group's next answer: a new group asks at once, an existing one delivers its last answer on
- * the next loop iteration. Readings go to cb(arg) until unsubscribe. *out borrowed, valid until
- * unsubscribe. UV_EINVAL (bad URL or headers), UV_ENOMEM, EVS_ETLS (cert/key/ca unusable),
+ * the group's next answer: a new group asks within min(cadence, 1 s) (a random delay, so that
+ * groups created together do not ask in the same millisecond), an existing one delivers its last
+ * answer on the next loop iteration. After its first request a group's period runs from a random
+ * point of the next cadence (phases spread over the cadence; the gap never exceeds it): one
+ * request per group and one reading per subscriber per cadence. Readings go to cb(arg) until
+ * unsubscribe. *out borrowed, valid until unsubscribe. UV_EINVAL (bad URL or headers),
+ * UV_ENOMEM, EVS_ETLS (cert/key/ca unusable; without tls_cache only: with it, an error reading),
  * EVS_ESTATE (closing). */
 int evs_prom_subscribe(evs_prom_hub_t *hub, const evs_prom_config_t *cfg, uint64_t cadence_ms,
                        evs_prom_reading_cb cb, void *arg, evs_prom_sub_t **out);
 /* The scaler interface's poll: a reading for sub soon, never inside this call. The group's last
- * answer when it is younger than the cadence (no request), else the group asks now (the cadence
- * restarts; a request in flight is simply awaited). 0, or EVS_ESTATE while the hub closes. */
+ * answer when it is younger than the cadence (no request), else the group asks now (its period
+ * then takes a new random phase; a request or TLS build in flight is simply awaited). 0, or
+ * EVS_ESTATE while the hub closes. */
 int evs_prom_poll(evs_prom_sub_t *sub);
 /* No callback runs for sub after this call (also allowed from inside its own callback). The last
  * subscriber of a group closes it (its request is canceled). */

@@ -155,6 +155,19 @@ typedef enum {
 
 typedef struct evs_scaler__cadence_s evs_scaler__cadence_t;
 
+/* What a scaler delivered, for the owner's metrics: KEDA's keda_scaler_detail_errors_total counts
+ * `errors`, keda_scaler_metrics_latency_seconds is last_latency_us (KEDA times each
+ * GetMetricsAndActivity). */
+typedef struct {
+  uint64_t readings;        /* delivered so far */
+  uint64_t errors;          /* of which with error != 0 */
+  uint64_t last_latency_us; /* the backend round trip behind the last reading; 0 when none was
+                               needed (cron). A Prometheus answer shared by a group carries its
+                               one request's round trip. */
+  int last_error;           /* 0 or the last reading's error */
+  int64_t last_time_ms;     /* the last reading's time_ms, 0 before the first */
+} evs_scaler_stats_t;
+
 /* Every scaler struct begins with this header; only scaler.c writes it. */
 struct evs_scaler_s {
   const evs_scaler_type_t *type; /* never cleared: the state says whether it may be used */
@@ -166,6 +179,7 @@ struct evs_scaler_s {
   evs_scaler__cadence_t *cadence; /* NULL until evs_scaler_set_cadence */
   uint64_t readings;              /* delivered so far */
   const char *notice;             /* see evs_scaler_notice; owned by the type */
+  evs_scaler_stats_t stats;
 };
 
 /* The type registered under `name` ("cron", …), or NULL. */
@@ -191,6 +205,9 @@ int evs_scaler_set_cadence(evs_scaler_t *scaler, uint64_t every_ms);
  * the server: polling only"), or NULL. Current as of the last reading; borrowed until the next
  * call into the scaler. */
 const char *evs_scaler_notice(const evs_scaler_t *scaler);
+/* Copies the scaler's counters into *out. EVS_ESTATE when closing (the counters of a closing
+ * scaler are final as of evs_scaler_close: read them before). */
+int evs_scaler_stats(const evs_scaler_t *scaler, evs_scaler_stats_t *out);
 /* The period set, 0 if none. */
 uint64_t evs_scaler_cadence(const evs_scaler_t *scaler);
 /* Idempotent per scaler; on_close(data) runs once, from a later loop iteration, after which the
@@ -198,8 +215,10 @@ uint64_t evs_scaler_cadence(const evs_scaler_t *scaler);
 void evs_scaler_close(evs_scaler_t *scaler, evs_scaler_close_cb on_close, void *data);
 
 /* --- For trigger types (internal to src/scalers). --- */
-/* Delivers a reading to the owner (nothing once closing). */
+/* Delivers a reading to the owner (nothing once closing); counts it in the stats. */
 void evs_scaler__emit(evs_scaler_t *scaler, const evs_reading_t *r);
+/* The same, with the backend round trip the reading took (microseconds; 0: none). */
+void evs_scaler__emit_timed(evs_scaler_t *scaler, const evs_reading_t *r, uint64_t latency_us);
 /* The type's last handle closed: runs on_close and frees the scaler with free_fn. */
 void evs_scaler__closed(evs_scaler_t *scaler, void (*free_fn)(evs_scaler_t *scaler));
 /* Uniform in [0, 1) from a per-process generator seeded at first use (jitter, not secrets). */

@@ -67,6 +67,11 @@ static void evs__so_apply(evs_control_t *c, const evs_informer_obj_t *obj) {
   evs_registry_decoded_t *d = obj->data;
   if (d == NULL)
     return;
+  /* Every update reaches the registry, status-only ones included: a follower learns the
+   * leader's status.lastActiveTime from them and counts the cooldown from it once it leads
+   * (issue 17, failover). The leader writes that time on transitions and at most once a minute
+   * otherwise (issue 14), so after a fail-over the cooldown may start from a time up to a minute
+   * old: a target may go to zero up to a minute early, never late. */
   evs_registry_object_t o = {.origin = EVS_REGISTRY_API,
                              .breaker_triggered = d->breaker_triggered,
                              .breaker_state = d->breaker_state,

@@ -471,50 +471,81 @@ static int evs__apply_env(evs__ctx_t *c, char **envp) {
 
 /* ---- cross-key checks ---- */
 
-/* Reports "a must be <rel> b" at the position of whichever of the two was set explicitly (a
- * first), since that is the line the user has to change. */
-static void evs__cross(const evs_config_t *cfg, evs_diag_t *diag, const char *a, const char *rel,
-                       const char *b) {
-  const evs_config__key_t *ka = evs_config__find(a), *kb = evs_config__find(b);
-  const evs_config__origin_t *o = evs__origin(cfg, ka);
+/* Reports "a [+ plus] must be <rel> b" at the position of whichever key was set explicitly (a
+ * first, then plus, then b), since that is the line the user has to change. */
+static void evs__cross(const evs_config_t *cfg, evs_diag_t *diag, const char *a, const char *plus,
+                       const char *rel, const char *b) {
+  const char *order[3] = {a, plus, b};
+  const evs_config__origin_t *o = evs__origin(cfg, evs_config__find(a));
   const char *path = a;
-  if (o->source == NULL && evs__origin(cfg, kb)->source != NULL) {
-    o = evs__origin(cfg, kb);
-    path = b;
+  for (size_t i = 1; i < 3 && o->source == NULL; i++) {
+    if (order[i] != NULL && evs__origin(cfg, evs_config__find(order[i]))->source != NULL) {
+      o = evs__origin(cfg, evs_config__find(order[i]));
+      path = order[i];
+    }
   }
-  char va[64], vb[64];
-  evs_config__format(ka, cfg, va, sizeof va);
-  evs_config__format(kb, cfg, vb, sizeof vb);
+  char va[64], vp[64] = "", vb[64], sum[200] = "";
+  evs_config__format(evs_config__find(a), cfg, va, sizeof va);
+  evs_config__format(evs_config__find(b), cfg, vb, sizeof vb);
+  if (plus != NULL) {
+    evs_config__format(evs_config__find(plus), cfg, vp, sizeof vp);
+    snprintf(sum, sizeof sum, " + %s (%s)", plus, vp);
+  }
   evs_diag_add(diag, o->source ? o->source : "<defaults>", o->line, o->col, path,
-               "%s (%s) must be %s %s (%s)", a, va, rel, b, vb);
+               "%s (%s)%s must be %s %s (%s)", a, va, sum, rel, b, vb);
 }
 
 typedef struct {
   const char *a, *rel, *b;
-  int strict; /* a < b, else a <= b */
+  int strict;       /* a < b, else a <= b */
+  const char *plus; /* NULL, or a key added to a: a + plus < b */
 } evs__rule_t;
 
 static const evs__rule_t evs__rules[] = {
-    {"leader_election.renew_deadline", "less than", "leader_election.lease_duration", 1},
-    {"leader_election.retry_period", "less than", "leader_election.renew_deadline", 1},
-    {"backoff.initial", "at most", "backoff.max", 0},
-    {"circuit_breaker.cooldown_period", "at most", "circuit_breaker.max_cooldown_period", 0},
+    {"leader_election.renew_deadline", "less than", "leader_election.lease_duration", 1, NULL},
+    {"leader_election.retry_period", "less than", "leader_election.renew_deadline", 1, NULL},
+    /* Issue 14: the leader notices a missed renewal at most retry_period after renew_deadline
+     * (client-go checks once per retry_period), and must have stopped writing before a follower
+     * may take the lease, lease_duration after it last saw it renewed. */
+    {"leader_election.renew_deadline", "less than", "leader_election.lease_duration", 1,
+     "leader_election.retry_period"},
+    {"backoff.initial", "at most", "backoff.max", 0, NULL},
+    {"circuit_breaker.cooldown_period", "at most", "circuit_breaker.max_cooldown_period", 0, NULL},
 };
 
-/* The rules compare durations; a key refused earlier (bad) is left out of them. */
+static uint64_t evs__dur(const evs_config_t *cfg, const evs_config__key_t *k) {
+  return *(const uint64_t *)(const void *)((const char *)cfg + k->off);
+}
+
+static int evs__key_bad(const unsigned char *bad, const evs_config__key_t *k) {
+  return bad && bad[(size_t)(k - evs_config__keys) % 64];
+}
+
+/* The rules compare durations; a key refused earlier (bad) is left out of them, and a sum rule
+ * is left out when a plain rule on its keys failed already (one message per mistake). */
 static int evs__check(const evs_config_t *cfg, evs_diag_t *diag, const unsigned char *bad) {
   int fails = 0;
+  unsigned char failed[sizeof evs__rules / sizeof evs__rules[0]] = {0};
   for (size_t i = 0; i < sizeof evs__rules / sizeof evs__rules[0]; i++) {
     const evs__rule_t *r = &evs__rules[i];
     const evs_config__key_t *ka = evs_config__find(r->a), *kb = evs_config__find(r->b);
-    size_t ia = (size_t)(ka - evs_config__keys), ib = (size_t)(kb - evs_config__keys);
-    if (bad && (bad[ia % 64] || bad[ib % 64]))
+    const evs_config__key_t *kp = r->plus ? evs_config__find(r->plus) : NULL;
+    if (evs__key_bad(bad, ka) || evs__key_bad(bad, kb) || (kp && evs__key_bad(bad, kp)))
       continue;
-    uint64_t va = *(const uint64_t *)(const void *)((const char *)cfg + ka->off);
-    uint64_t vb = *(const uint64_t *)(const void *)((const char *)cfg + kb->off);
+    int skip = 0;
+    for (size_t j = 0; kp && j < i && !skip; j++) {
+      const evs__rule_t *f = &evs__rules[j];
+      skip = failed[j] &&
+             (strcmp(f->a, r->a) == 0 || strcmp(f->a, r->plus) == 0 || strcmp(f->a, r->b) == 0) &&
+             (strcmp(f->b, r->a) == 0 || strcmp(f->b, r->plus) == 0 || strcmp(f->b, r->b) == 0);
+    }
+    if (skip)
+      continue;
+    uint64_t va = evs__dur(cfg, ka) + (kp ? evs__dur(cfg, kp) : 0), vb = evs__dur(cfg, kb);
     if (r->strict ? va < vb : va <= vb)
       continue;
-    evs__cross(cfg, diag, r->a, r->rel, r->b);
+    evs__cross(cfg, diag, r->a, r->plus, r->rel, r->b);
+    failed[i] = 1;
     fails++;
   }
   return fails ? EVS_EINVALCFG : 0;

@@ -303,8 +303,12 @@ static void attempt(evs_lease_t *l) {
   } else {
     rc = lease_send(l, PH_GET, "GET", l->item, NULL);
   }
-  if (rc != 0)
-    schedule(l);
+  /* Also while the attempt runs: a request that hangs (an API server gone silent) must not
+   * keep the leader from stepping down at its renew deadline (step_down_if_late on the timer);
+   * waiting for the request's own timeout (20 s) let it lead on long after a follower took
+   * over. The answer re-arms the timer (attempt_done). */
+  (void)rc;
+  schedule(l);
 }
 
 static void on_get(evs_lease_t *l, int status, json_t *body) {

@@ -56,7 +56,7 @@ typedef struct {
   int err; /* transport or status error: every subscriber gets it */
   char msg[240];
   int64_t time_ms;
-  uint64_t latency_ms;
+  uint64_t latency_us;
   /* The body, decoded twice at most (ignoreNullValues true and false differ only there). */
   evs_prom_result_t res[2];
   int have_res[2];
@@ -87,7 +87,7 @@ struct group_s {
   uv_timer_t timer, soon;
   int closing, handles;
   evs_http_req_t *req;
-  uint64_t req_start; /* uv_now when req was sent */
+  uint64_t req_start; /* uv_hrtime when req was sent */
   evs_list_t subs;
   size_t nsubs;
   int delivering;
@@ -323,7 +323,8 @@ static void last_clear(last_t *l) {
 
 static void deliver_one(group_t *g, evs_prom_sub_t *s) {
   last_t *l = &g->last;
-  evs_prom_reading_t r = {.time_ms = l->time_ms, .latency_ms = l->latency_ms};
+  evs_prom_reading_t r = {
+      .time_ms = l->time_ms, .latency_ms = l->latency_us / 1000, .latency_us = l->latency_us};
   evs_conv_t conv;
   if (l->err != 0) {
     r.error = l->err, r.error_msg = l->msg;
@@ -460,7 +461,7 @@ static void on_done(evs_http_req_t *req, int err, const evs_http_response_t *res
       }
     }
   }
-  g->last.latency_ms = uv_now(h->loop) - g->req_start;
+  g->last.latency_us = (uv_hrtime() - g->req_start) / 1000;
   group_log(g);
   deliver(g, 0);
 }
@@ -530,7 +531,7 @@ static void fire(uv_timer_t *t) {
   }
   if (g->retry_at != 0 && uv_now(h->loop) < g->retry_at) {
     h->st.skipped_down++;
-    g->last.time_ms = wall_ms(), g->last.latency_ms = 0;
+    g->last.time_ms = wall_ms(), g->last.latency_us = 0;
     deliver(g, 0); /* the timeout again, without asking */
     return;
   }
@@ -555,7 +556,7 @@ static void fire(uv_timer_t *t) {
                                .timeout_ms = g->timeout_ms,
                                .on_done = on_done,
                                .arg = g};
-  g->req_start = uv_now(h->loop);
+  g->req_start = uv_hrtime();
   int rc = evs_http_request(h->http, &r, &g->req);
   free(url.p);
   if (rc != 0) {

@@ -49,7 +49,7 @@ static void on_prom_reading(evs_prom_sub_t *sub, const evs_prom_reading_t *pr, v
                      .time_ms = pr->time_ms,
                      .error_msg = pr->error ? pr->error_msg : NULL,
                      .empty_upstream = pr->empty_upstream ? 1 : 0};
-  evs_scaler__emit(&p->base, &r);
+  evs_scaler__emit_timed(&p->base, &r, pr->latency_us);
 }
 
 static int prom_subscribe(prom_t *p, uint64_t cadence_ms) {

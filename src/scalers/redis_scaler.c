@@ -59,6 +59,8 @@ struct redis_s {
   uv_timer_t deliver;
   int ready;                        /* connections acquired */
   int read_busy;                    /* a read in flight */
+  uint64_t read_start;              /* uv_hrtime when it was sent */
+  uint64_t latency_us;              /* of the answer being emitted (0: no round trip behind it) */
   int read_again;                   /* a read is due when it returns */
   int pending_err;                  /* an error found synchronously, delivered by `deliver` */
   int config_busy, configured;      /* config_busy: a CONFIG SET in flight */
@@ -455,7 +457,9 @@ static void emit(redis_t *r, int err, const char *msg, double value, int active)
   if (err)
     r->st.errors++;
   log_error_change(r, err, msg);
-  evs_scaler__emit(&r->base, &rd);
+  uint64_t latency_us = r->latency_us;
+  r->latency_us = 0;
+  evs_scaler__emit_timed(&r->base, &rd, latency_us);
 }
 
 static void emit_error(redis_t *r, int err, const char *fmt, ...)
@@ -508,6 +512,7 @@ static void start_read(redis_t *r, int eval) {
     return;
   const char *argv[4] = {eval ? "EVAL" : "EVALSHA", eval ? LUA : r->sha, "1", r->list};
   r->read_busy = 1;
+  r->read_start = uv_hrtime();
   r->st.reads++;
   int rc = send_req(r, eval ? R_EVAL : R_READ, 4, argv);
   if (rc != 0) {
@@ -546,6 +551,8 @@ static void on_deliver(uv_timer_t *t) {
 /* {type, count}: the script's answer. */
 static void read_done(redis_t *r, int err, const char *msg, const redisReply *rep) {
   r->read_busy = 0;
+  /* KEDA's keda_scaler_metrics_latency_seconds: the time GetMetricsAndActivity took. */
+  r->latency_us = (uv_hrtime() - r->read_start) / 1000;
   if (err != 0) {
     emit_error(r, err, "reading key \"%s\": %s", r->list, msg ? msg : evs_strerror(err));
   } else if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||

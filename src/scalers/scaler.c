@@ -149,11 +149,25 @@ int evs_scaler_poll(evs_scaler_t *s) {
   return s->type->poll(s);
 }
 
-void evs_scaler__emit(evs_scaler_t *s, const evs_reading_t *r) {
+void evs_scaler__emit_timed(evs_scaler_t *s, const evs_reading_t *r, uint64_t latency_us) {
   if (s->state == EVS_SCALER_CLOSING || s->on_reading == NULL)
     return;
   s->readings++;
+  s->stats.readings++;
+  s->stats.errors += r->error != 0;
+  s->stats.last_error = r->error;
+  s->stats.last_latency_us = latency_us;
+  s->stats.last_time_ms = r->time_ms;
   s->on_reading(s, r, s->data);
+}
+
+void evs_scaler__emit(evs_scaler_t *s, const evs_reading_t *r) { evs_scaler__emit_timed(s, r, 0); }
+
+int evs_scaler_stats(const evs_scaler_t *s, evs_scaler_stats_t *out) {
+  if (s == NULL || s->state == EVS_SCALER_CLOSING)
+    return EVS_ESTATE;
+  *out = s->stats;
+  return 0;
 }
 
 void evs_scaler_close(evs_scaler_t *s, evs_scaler_close_cb on_close, void *data) {
@@ -206,7 +220,8 @@ struct tls_entry_s {
 
 struct evs_tls_cache_s {
   uv_loop_t *loop;
-  char *system_ca; /* NULL: none */
+  char *system_ca;     /* NULL: none */
+  int system_optional; /* the default bundle: none when it does not exist */
   evs_list_t entries;
   size_t n, building;
   uv_timer_t deliver; /* answers for entries already built, never inside get */
@@ -238,8 +253,12 @@ int evs_tls_cache_new(uv_loop_t *loop, const char *system_ca_file, evs_tls_cache
   if (c == NULL)
     return UV_ENOMEM;
   c->loop = loop;
-  if (system_ca_file == NULL && access("/etc/ssl/certs/ca-certificates.crt", R_OK) == 0)
+  /* Whether the default bundle exists is asked on the thread pool with the build: nothing of the
+   * file system is touched on the loop. */
+  if (system_ca_file == NULL) {
     system_ca_file = "/etc/ssl/certs/ca-certificates.crt";
+    c->system_optional = 1;
+  }
   if (system_ca_file && system_ca_file[0] && (c->system_ca = strdup(system_ca_file)) == NULL) {
     free(c);
     return UV_ENOMEM;
@@ -259,6 +278,8 @@ static void tls_build(uv_work_t *w) {
       .insecure = e->insecure, .ca_pem = e->ca, .cert_pem = e->cert, .key_pem = e->key};
   if (!e->insecure)
     o.ca_file = e->cache->system_ca;
+  if (o.ca_file && e->cache->system_optional && access(o.ca_file, R_OK) != 0)
+    o.ca_file = NULL;
   e->err = evs_tls_config_new(&o, &e->cfg, &e->why);
 }
 

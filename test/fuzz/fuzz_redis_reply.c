@@ -5,7 +5,9 @@
  * Byte 0: bit 0 subscriber mode; bits 1-5 how many requests are in flight (commands: PINGs;
  * subscriber: listeners on a few channels, each sending its SUBSCRIBE); bit 6 a listener
  * unsubscribes itself when it becomes active (an UNSUBSCRIBE joins the FIFO); bit 7 the second
- * callback closes the connection from inside. Byte 1 is the feed step, so replies are also seen
+ * callback closes the connection from inside. In command mode every third request asks for the
+ * server's keyspace flags (evs_redis_keyspace_flags: one CONFIG GET, the later askers wait for
+ * it) instead of a PING. Byte 1 is the feed step, so replies are also seen
  * cut at every boundary. Invariants: every command's callback runs exactly once, none after
  * close; the connection frees itself (ASan/LSan check the rest). Seeds: real replies captured
  * with tools/redis_corpus.py. */
@@ -33,6 +35,16 @@ static void on_reply(evs_redis_conn_t *c, int err, const char *msg, const redisR
   if ((err == 0) != (msg == NULL) || (err == 0 && r == NULL))
     abort();
   if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements > 0 && r->element[0] == NULL)
+    abort();
+  if (++run->ncb == run->close_at)
+    evs_redis_conn_close(c, NULL, NULL);
+}
+
+static void on_flags(evs_redis_conn_t *c, int err, const char *flags, void *arg) {
+  run_t *run = (run_t *)((char **)arg)[0];
+  int *slot = (int *)((char **)arg)[1];
+  (*slot)++;
+  if ((err == 0) != (flags != NULL))
     abort();
   if (++run->ncb == run->close_at)
     evs_redis_conn_close(c, NULL, NULL);
@@ -89,9 +101,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   for (int i = 0; i < n; i++) {
     args[i][0] = (char *)&run;
     args[i][1] = (char *)&run.calls[i];
-    int rc =
-        sub ? evs_redis_subscribe(run.c, chans[i % 4], strlen(chans[i % 4]), &h, &run, &run.subs[i])
-            : evs_redis_command(run.c, on_reply, args[i], "PING");
+    int rc;
+    if (sub) {
+      rc = evs_redis_subscribe(run.c, chans[i % 4], strlen(chans[i % 4]), &h, &run, &run.subs[i]);
+    } else if (i % 3 == 2) {
+      evs_redis_flags_req_t *q;
+      const char *flags;
+      int ferr;
+      rc = evs_redis_keyspace_flags(run.c, on_flags, args[i], &q, &flags, &ferr);
+    } else {
+      rc = evs_redis_command(run.c, on_reply, args[i], "PING");
+    }
     if (rc != 0)
       abort();
   }

@@ -467,6 +467,39 @@ static void error_cross_keys(void **state) {
                                     NULL});
 }
 
+/* Issue 14: renew_deadline + retry_period < lease_duration, so that the leader has stopped
+ * writing before a follower may take the lease. */
+static void error_lease_timings_sum(void **state) {
+  (void)state;
+  load_errors("leader_election:\n  lease_duration: 4s\n  renew_deadline: 3s\n"
+              "  retry_period: 1s\n",
+              NULL,
+              (const char *const[]){
+                  "t.yaml:3:19: leader_election.renew_deadline: leader_election.renew_deadline "
+                  "(3s) + leader_election.retry_period (1s) must be less than "
+                  "leader_election.lease_duration (4s)",
+                  NULL});
+  /* Only retry_period written (the defaults: 15s and 10s): the message points at it. */
+  load_errors("leader_election:\n  retry_period: 5s\n", NULL,
+              (const char *const[]){
+                  "t.yaml:2:17: leader_election.retry_period: leader_election.renew_deadline "
+                  "(10s) + leader_election.retry_period (5s) must be less than "
+                  "leader_election.lease_duration (15s)",
+                  NULL});
+  /* The environment names itself. */
+  load_errors("", (char *[]){"EVSCALE_LEADER_ELECTION_LEASE_DURATION=12s", NULL},
+              (const char *const[]){
+                  "env EVSCALE_LEADER_ELECTION_LEASE_DURATION: leader_election.lease_duration: "
+                  "leader_election.renew_deadline (10s) + leader_election.retry_period (2s) must "
+                  "be less than leader_election.lease_duration (12s)",
+                  NULL});
+  /* Just under: accepted (the e2e tests' timings). */
+  evs_config_t *c = load_ok("leader_election:\n  lease_duration: 4s\n  renew_deadline: 3s\n"
+                            "  retry_period: 500ms\n",
+                            NULL);
+  evs_config_free(c);
+}
+
 static void kubernetes_names(void **state) {
   (void)state;
   evs_config_t *c = load_ok("kubernetes:\n  namespaces: [team-a, \"0x\"]\n"
@@ -1173,6 +1206,7 @@ int main(void) {
       cmocka_unit_test(error_yaml_syntax),
       cmocka_unit_test(error_many_in_one_file),
       cmocka_unit_test(error_cross_keys),
+      cmocka_unit_test(error_lease_timings_sum),
       cmocka_unit_test(kubernetes_names),
       cmocka_unit_test(values_of_every_type),
       cmocka_unit_test(env_overrides),

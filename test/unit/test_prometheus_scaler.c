@@ -192,6 +192,13 @@ static void test_empty_without_ignore_null_is_error(void **state) {
    * ExecutePromQuery: RecordEmptyUpstreamResponse before the ignoreNullValues test). */
   assert_int_equal(strict.empty_upstream, 1);
   assert_int_equal(lax.empty_upstream, 1);
+  evs_scaler_stats_t st;
+  assert_int_equal(evs_scaler_stats(strict.s, &st), 0);
+  assert_int_equal(st.readings, (uint64_t)strict.n);
+  assert_int_equal(st.errors, (uint64_t)strict.n); /* keda_scaler_detail_errors_total */
+  assert_int_equal(st.last_error, EVS_EMETRIC);
+  assert_int_equal(evs_scaler_stats(lax.s, &st), 0);
+  assert_int_equal(st.errors, 0);
   close_wait(&fx, &strict);
   close_wait(&fx, &lax);
   fx_done(&fx);
@@ -292,6 +299,12 @@ static void test_one_reading_per_period(void **state) {
   assert_in_range(a.n, (int)(ran / cadence) - 1, max);
   assert_in_range(n, (long)(ran / cadence) - 1, max);
   assert_true(a.value == 4);
+  evs_scaler_stats_t sst;
+  assert_int_equal(evs_scaler_stats(a.s, &sst), 0);
+  assert_int_equal(sst.readings, (uint64_t)a.n);
+  assert_int_equal(sst.errors, 0);
+  assert_true(sst.last_latency_us > 0); /* the group's request round trip */
+  assert_true(sst.last_latency_us < 20000000);
   /* A cadence change while started moves the trigger at once, still one schedule. */
   assert_int_equal(evs_scaler_set_cadence(a.s, 200), 0);
   int n0 = a.n;

@@ -546,7 +546,7 @@ static void test_config_get_once_per_connection(void **state) {
   for (int i = 0; i < CG_N; i++) {
     snprintf(keys[i], sizeof keys[i], "cg:%d", i);
     char c[80];
-    snprintf(c, sizeof c, "%s %s a b", i % 2 ? "RPUSH" : "SADD", keys[i]);
+    snprintf(c, sizeof c, "%s %.31s a b", i % 2 ? "RPUSH" : "SADD", keys[i]);
     cli(&shared, c);
     evs_kv_t meta[] = {{"address", addr_of(&shared)}, {"listName", keys[i]}};
     evs_scaler_config_t cfg = {
@@ -579,7 +579,7 @@ static void test_config_get_once_per_connection(void **state) {
   assert_int_equal(cg_closed, CG_N);
   for (int i = 0; i < CG_N; i++) {
     char c[64];
-    snprintf(c, sizeof c, "DEL %s", keys[i]);
+    snprintf(c, sizeof c, "DEL %.31s", keys[i]);
     cli(&shared, c);
   }
   cli(&shared, "CONFIG SET notify-keyspace-events ''");
@@ -612,7 +612,9 @@ static void test_push_off(void **state) {
   (void)state;
   cli(&shared, "DEL po:q");
   cli(&shared, "CONFIG SET notify-keyspace-events KA");
-  fx_t *fx = push_scaler(EVS_KEYSPACE_OFF, "po:q", 60000, &shared, NULL, 0);
+  /* No cadence: a 60 s one polls first at a random point of the minute, inside the 1.5 s window
+   * below about once in 40 runs. */
+  fx_t *fx = push_scaler(EVS_KEYSPACE_OFF, "po:q", 0, &shared, NULL, 0);
   assert_true(fx_wait(fx, 1, 10000));
   fx_sleep(fx, 300);
   int n = fx->n;
@@ -787,11 +789,24 @@ static void test_server_killed_and_restarted(void **state) {
   assert_int_not_equal(fx->error[fx->n - 1], 0);
   assert_non_null(strstr(fx->msg[fx->n - 1], "kr:q"));
   int errs = (int)stats(fx).errors;
+  evs_scaler_stats_t gs;
+  assert_int_equal(evs_scaler_stats(fx->s, &gs), 0);
+  assert_int_equal(gs.readings, (uint64_t)fx->n);
+  assert_true(gs.errors >= 1 && gs.errors < gs.readings);
+  assert_int_not_equal(gs.last_error, 0);
   fx_sleep(fx, 700);
   assert_true((int)stats(fx).errors > errs); /* every poll says so */
+  uint64_t gerrs = gs.errors;
+  assert_int_equal(evs_scaler_stats(fx->s, &gs), 0);
+  assert_true(gs.errors > gerrs); /* the generic count follows (keda_scaler_detail_errors_total) */
   rsrv_start(&r, 0);
   cli_port(r.port, "RPUSH kr:q a b c");
   assert_true(wait_value(fx, 3, 15000));
+  assert_int_equal(evs_scaler_stats(fx->s, &gs), 0);
+  assert_int_equal(gs.last_error, 0);
+  assert_true(gs.last_latency_us > 0); /* the read's round trip */
+  assert_true(gs.last_latency_us < 15000000);
+  assert_true(gs.last_time_ms > 0);
   fx_free(fx);
   rsrv_stop(&r);
 }
@@ -847,6 +862,8 @@ static void test_closing_scaler(void **state) {
   evs_scaler_close(fx->s, on_closed, fx);
   int n = fx->n;
   assert_int_equal(evs_scaler_poll(fx->s), EVS_ESTATE);
+  evs_scaler_stats_t gs;
+  assert_int_equal(evs_scaler_stats(fx->s, &gs), EVS_ESTATE);
   assert_int_equal(evs_scaler_set_cadence(fx->s, 10), EVS_ESTATE);
   assert_int_equal(evs_scaler_start(fx->s, on_reading, fx), EVS_ESTATE);
   evs_redis_scaler_stats_t st;

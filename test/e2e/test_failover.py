@@ -1,0 +1,388 @@
+#!/usr/bin/env python3
+"""End to end: one writer among evscale replicas (issue 14 "Leader election", issue 17
+"Failover"), two real evscale processes on the same coordination.k8s.io/v1 Lease, the local
+control plane (evstest.controlplane()) and a real redis-server:
+
+  - exactly one leads (its log and `evscale_leader` in /metrics); the follower opens no
+    connection to Redis, starts no trigger and writes nothing (the audit log's PATCHes of /scale
+    are exactly the leader's logged writes);
+  - SIGTERM to the leader: it releases the Lease and exits 0; the follower leads far sooner than
+    lease_duration and its scalers read every trigger within a second; the queue drives the
+    replicas again; the last one's release leaves the Lease without holder;
+  - SIGKILL to the leader (no release): the follower leads once the lease has expired, resumes
+    scaling and counts the cooldown from the status' lastActiveTime;
+  - the leader loses the API server (test/faultproxy.py swallowing every new request): it steps
+    down by renew_deadline and writes nothing more; the other one takes over;
+  - renew_deadline + retry_period >= lease_duration is refused at start, file:line:column.
+
+Lease timings of every process here: lease_duration 4s, renew_deadline 3s, retry_period 500ms.
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import evstest  # noqa: E402
+from test_scaling import DEPLOYMENT, SCALEDOBJECT, Redis, get  # noqa: E402
+
+BIN = os.environ.get("EVS_BINARY", "build/evscale")
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD = 4.0, 3.0, 0.5
+LEADING = "leading: running scalers and writing"
+NOT_LEADING = "not leading: scalers stopped"
+
+
+class Proc:
+    """One evscale process: its Popen, log file and /metrics base URL."""
+
+    def __init__(self, popen, logf, base, name):
+        self.popen, self.logf, self.base, self.name = popen, logf, base, name
+
+    def log(self):
+        self.logf.flush()
+        with open(self.logf.name) as f:
+            return f.read()
+
+    def records(self, msg=None):
+        out = []
+        for line in self.log().splitlines():
+            try:
+                r = json.loads(line)
+            except ValueError:
+                continue
+            if msg is None or r.get("msg") == msg:
+                out.append(r)
+        return out
+
+    def leading(self):
+        """The last leadership change in its log: 1 leading, 0 not, None none yet."""
+        recs = [r for r in self.records() if r.get("msg") in (LEADING, NOT_LEADING)]
+        return None if not recs else int(recs[-1]["msg"] == LEADING)
+
+    def metric(self, name):
+        status, body = get(self.base + "/metrics")
+        if status != 200:
+            return None
+        m = re.search(r"^%s(?:\{\})? (\S+)$" % re.escape(name), body, re.M)
+        return float(m.group(1)) if m else None
+
+
+class Failover(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.env = evstest.controlplane()
+        cls.dir = tempfile.mkdtemp(prefix="evs-failover-")
+        cls.redis = Redis(cls.dir)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.redis.stop()
+        if not os.environ.get("EVS_KEEP"):  # EVS_KEEP=1 keeps the configs and logs
+            shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def setUp(self):
+        self.ns = "evs-fo-%d-%d" % (os.getpid(), int(time.time() * 1000) % 100000)
+        self.kubectl("create", "namespace", self.ns)
+        self.procs = []
+        self.killed = set()  # processes this test killed on purpose (SIGKILL: no exit code)
+        self.lst = "fo-" + self.ns
+        self.redis.cmd("DEL", self.lst)
+
+    def tearDown(self):
+        for p in self.procs:
+            if p.popen.poll() is None:
+                p.popen.terminate()
+                try:
+                    p.popen.wait(30)
+                except subprocess.TimeoutExpired:
+                    p.popen.kill()
+                    p.popen.wait()
+            out = p.log()
+            p.logf.close()
+            for m in SANITIZER_MARKS:
+                self.assertNotIn(m, out, out[-4000:])
+            if p not in self.killed:
+                self.assertEqual(p.popen.returncode, 0, out[-3000:])
+        self.redis.cmd("DEL", self.lst)
+        self.kubectl("delete", "namespace", self.ns, "--wait=false", check=False)
+
+    # --- helpers ---
+
+    def kubectl(self, *args, input=None, check=True):
+        return evstest.kubectl(self.env, *args, input=input, check=check)
+
+    def apply(self, text):
+        self.kubectl("apply", "--validate=false", "-f", "-", input=text)
+
+    def workload(self, cooldown=3):
+        self.apply(DEPLOYMENT.format(name="worker", ns=self.ns, replicas=0))
+        self.apply(SCALEDOBJECT.format(name="worker-so", ns=self.ns, target="worker",
+                                       list=self.lst, port=self.redis.port, cooldown=cooldown))
+
+    def replicas(self):
+        out = self.kubectl("get", "deployment", "worker", "-n", self.ns, "-o",
+                           "jsonpath={.spec.replicas}")
+        return int(out or 0)
+
+    def wait_replicas(self, want, timeout=60):
+        try:
+            evstest.wait_until(lambda: self.replicas() == want, timeout=timeout,
+                               what="worker at %d replicas" % want)
+        except AssertionError as e:
+            raise AssertionError("%s; now %d; ScaledObject status %s" % (
+                e, self.replicas(), self.kubectl("get", "scaledobject", "worker-so", "-n",
+                                                 self.ns, "-o", "jsonpath={.status}")))
+
+    def lease(self):
+        out = self.kubectl("get", "lease", "evscale", "-n", self.ns, "-o", "json")
+        return json.loads(out).get("spec", {})
+
+    def config(self, port, kubeconfig=None, timings=None):
+        lease_duration, renew_deadline, retry_period = timings or ("4s", "3s", "500ms")
+        return (f"server:\n  address: 127.0.0.1:{port}\n  shutdown_grace: 2s\n"
+                f"backoff:\n  initial: 200ms\n  max: 2s\n"
+                f"kubernetes:\n  kubeconfig: {kubeconfig or self.env['KUBECONFIG']}\n"
+                f"  namespaces: [{self.ns}]\n"
+                f"leader_election:\n  lease_namespace: {self.ns}\n"
+                f"  lease_duration: {lease_duration}\n  renew_deadline: {renew_deadline}\n"
+                f"  retry_period: {retry_period}\n")
+
+    def start(self, name, kubeconfig=None, wait_ready=True, text=None):
+        port = evstest.free_port()
+        cfg = os.path.join(self.dir, "config-%s-%s.yaml" % (self.ns, name))
+        with open(cfg, "w") as f:
+            f.write(text if text is not None else self.config(port, kubeconfig))
+        logf = open(cfg + ".log", "w+")
+        args = [BIN, "run", "--config", cfg, "--log-format", "json", "--log-level", "debug"]
+        env = {k: v for k, v in os.environ.items()
+               if k != "KUBECONFIG" and not k.startswith("KUBERNETES_")}
+        env["HOME"] = self.dir
+        popen = subprocess.Popen(args, stdout=logf, stderr=subprocess.STDOUT, env=env)
+        p = Proc(popen, logf, "http://127.0.0.1:%d" % port, name)
+        self.procs.append(p)
+        if wait_ready:
+            evstest.wait_until(lambda: get(p.base + "/readyz")[0] == 200
+                               or popen.poll() is not None, timeout=90, what="/readyz")
+            self.assertIsNone(popen.poll(), p.log()[-3000:])
+        return p
+
+    def wait_leading(self, p, timeout=60):
+        evstest.wait_until(lambda: p.leading() == 1, timeout=timeout,
+                           what="%s leading (log: %s)" % (p.name, p.log()[-1500:]))
+        return time.monotonic()
+
+    def redis_clients(self):
+        """Connections to redis-server other than redis-cli's own."""
+        return [line for line in self.redis.cmd("CLIENT", "LIST").splitlines()
+                if line.strip() and " cmd=client" not in line]
+
+    def redis_reads(self):
+        """LLEN calls redis-server has answered (the redis list trigger's reading)."""
+        m = re.search(r"^cmdstat_llen:calls=(\d+)", self.redis.cmd("INFO", "commandstats"), re.M)
+        return int(m.group(1)) if m else 0
+
+    def scale_patches(self, since):
+        events, _ = evstest.audit_events(self.env, since)
+        path = "/apis/apps/v1/namespaces/%s/deployments/worker/scale" % self.ns
+        return [e for e in events
+                if e.get("verb") == "patch" and e.get("requestURI", "").startswith(path)
+                and e.get("stage") == "ResponseComplete"]
+
+    def scaled(self, p):
+        return [(r.get("from"), r.get("to")) for r in p.records()
+                if r.get("msg") in ("scaled", "scale write failed")]
+
+    def two(self, cooldown=3):
+        """The workload, then a leader `a` and a follower `b` (a leads before b starts)."""
+        self.workload(cooldown)
+        a = self.start("a")
+        self.wait_leading(a)
+        b = self.start("b")
+        return a, b
+
+    def push(self, n):
+        self.redis.cmd("RPUSH", self.lst, *["j%d" % i for i in range(n)])
+
+    # --- tests ---
+
+    def test_one_leader_follower_idle(self):
+        self.workload()
+        since = evstest.audit_size(self.env)
+        a = self.start("a")
+        self.wait_leading(a)
+        # The leader's trigger connects (and reads) once it leads.
+        evstest.wait_until(lambda: self.redis_clients(), timeout=30, what="leader's redis conn")
+        time.sleep(2)
+        clients = len(self.redis_clients())
+        reads = self.redis_reads()
+        b = self.start("b")
+        # The follower has listed (it is ready) and watched the Lease for a while.
+        time.sleep(3 * RETRY_PERIOD + 2)
+        self.assertEqual(a.metric("evscale_leader"), 1.0)
+        self.assertEqual(b.metric("evscale_leader"), 0.0)
+        self.assertEqual(a.leading(), 1)
+        self.assertIsNone(b.leading(), b.log()[-2000:])
+        self.assertEqual(len(self.redis_clients()), clients, self.redis_clients())
+        self.assertEqual(b.records("cannot start trigger"), [])
+        # The leader scales; the follower's cache follows the Deployment.
+        self.push(12)
+        self.wait_replicas(3, timeout=60)
+        time.sleep(2)  # the audit log is written as requests complete
+        self.assertGreater(self.redis_reads(), reads)
+        self.assertEqual(len(self.redis_clients()), clients, self.redis_clients())
+        self.assertEqual(self.scaled(b), [])
+        # Both send the same user agent: the writes in the audit log are exactly a's.
+        self.assertEqual(len(self.scale_patches(since)), len(self.scaled(a)),
+                         (self.scaled(a), len(self.scale_patches(since))))
+        self.assertEqual(self.scaled(a), [(0, 1), (1, 3)])
+        self.assertIsNone(b.leading())
+        self.assertEqual(b.metric("evscale_leader"), 0.0)
+
+    def test_sigterm_releases_and_follower_takes_over_at_once(self):
+        a, b = self.two()
+        self.push(6)
+        self.wait_replicas(2, timeout=60)
+        time.sleep(2 * RETRY_PERIOD)
+        a.popen.send_signal(signal.SIGTERM)
+        t_term = time.monotonic()
+        self.assertEqual(a.popen.wait(30), 0, a.log()[-3000:])
+        self.assertEqual(a.leading(), 0)
+        reads = self.redis_reads()
+        t_lead = self.wait_leading(b, timeout=30)
+        # Without the release, b would wait for the lease to expire: LEASE_DURATION after it
+        # last saw a renewal. With it, b leads at its next attempt (retry_period). The bound
+        # leaves room for a slow (sanitized) exit, but stays well under the expiry.
+        self.assertLess(t_lead - t_term, 2.5,
+                        "hand-over took %.1fs" % (t_lead - t_term))
+        # Its scalers read every trigger within a second of leading (jittered); 2 s of margin.
+        evstest.wait_until(lambda: self.redis_reads() > reads, timeout=10, interval=0.05,
+                           what="a reading by the new leader")
+        first_read = time.monotonic() - t_lead
+        evstest.log("SIGTERM -> follower leading %.2fs, first reading %.2fs later"
+                    % (t_lead - t_term, first_read))
+        self.assertLess(first_read, 3.0)
+        self.assertEqual(b.metric("evscale_leader"), 1.0)
+        self.assertGreaterEqual(b.metric("evscale_leader_handovers_total"), 1.0)
+        # Readings drive the replicas again, through the new leader.
+        self.push(12)  # 18 in all
+        self.wait_replicas(4, timeout=60)
+        self.assertEqual(self.scaled(b), [(2, 4)])
+        # The last one stops: the Lease is released (no holder), it exits 0.
+        b.popen.send_signal(signal.SIGTERM)
+        self.assertEqual(b.popen.wait(30), 0, b.log()[-3000:])
+        spec = self.lease()
+        self.assertEqual(spec.get("holderIdentity", ""), "", spec)
+        self.assertEqual(spec.get("leaseDurationSeconds"), 1, spec)
+
+    def test_sigkill_follower_takes_over_after_expiry(self):
+        # The follower starts the cooldown from the status' lastActiveTime, which the old leader
+        # writes on transitions and at most once a minute otherwise (issue 14): so a new leader
+        # may see it up to a minute stale and scale to zero up to a minute early. Here the
+        # object goes active, stays active ~15 s (status keeps the transition's time), then the
+        # queue drains and the leader dies: the new leader's cooldown ends lastActiveTime + 30 s,
+        # not 30 s after it leads.
+        a, b = self.two(cooldown=30)
+        self.push(4)
+        self.wait_replicas(1, timeout=60)
+
+        def last_active():
+            out = self.kubectl("get", "scaledobject", "worker-so", "-n", self.ns, "-o", "json")
+            return json.loads(out).get("status", {}).get("lastActiveTime")
+        lat = evstest.wait_until(last_active, timeout=30, what="status.lastActiveTime")
+        time.sleep(15)
+        self.assertEqual(last_active(), lat)  # not rewritten while active (< a minute)
+        # Killed first, then the queue drains: a never sees the transition (it would write its
+        # own, fresher, lastActiveTime).
+        a.popen.kill()
+        t_kill = time.monotonic()
+        self.killed.add(a)
+        a.popen.wait(30)
+        self.redis.cmd("DEL", self.lst)
+        t_lead = self.wait_leading(b, timeout=30)
+        # No release: b waits for the lease to lapse, LEASE_DURATION after it last saw a's
+        # renewal (at most RETRY_PERIOD before the kill).
+        took = t_lead - t_kill
+        evstest.log("SIGKILL -> follower leading %.2fs" % took)
+        self.assertGreater(took, LEASE_DURATION - 2 * RETRY_PERIOD - 0.5, took)
+        self.assertLess(took, LEASE_DURATION + 5.0, took)
+        # lastActiveTime was ~15 s before the kill: 30 s later is ~15 s after it. A leader that
+        # ignored the status would wait 30 s from its start (~34 s after the kill); one that
+        # took "never active" would scale to zero at once.
+        time.sleep(max(0.0, t_kill + 9 - time.monotonic()))
+        self.assertEqual(self.replicas(), 1)
+        self.wait_replicas(0, timeout=max(1.0, t_kill + 26 - time.monotonic()))
+        self.assertIn((1, 0), self.scaled(b))
+        # And it resumes scaling from readings.
+        self.push(11)
+        self.wait_replicas(3, timeout=60)
+
+    def test_leader_cut_from_api_steps_down(self):
+        self.workload()
+        with evstest.faultproxy(self.env) as px:
+            kc = os.path.join(self.dir, "kubeconfig-%s" % self.ns)
+            with open(self.env["KUBECONFIG"]) as f:
+                text = f.read()
+            with open(kc, "w") as f:
+                f.write(re.sub(r"server: \S+", "server: " + px.url, text))
+            a = self.start("a", kubeconfig=kc)  # through the proxy
+            self.wait_leading(a)
+            b = self.start("b")
+            self.push(6)
+            self.wait_replicas(2, timeout=60)
+            since = evstest.audit_size(self.env)
+            n_a = len(self.scaled(a))
+            # Every new request from a now hangs in the proxy (never forwarded); its watches
+            # stay open.
+            px.fault(kind="delay", delay_ms=3600 * 1000, count=-1)
+            t_cut = time.monotonic()
+            evstest.wait_until(lambda: a.leading() == 0, timeout=30,
+                               what="a stepping down (log: %s)" % a.log()[-1500:])
+            t_down = time.monotonic()
+            evstest.log("cut from the API -> stepped down %.2fs" % (t_down - t_cut))
+            # The last renewal that got through was at most RETRY_PERIOD before the cut.
+            self.assertLess(t_down - t_cut, RENEW_DEADLINE + 1.5, t_down - t_cut)
+            self.assertEqual(a.metric("evscale_leader"), 0.0)
+            t_lead = self.wait_leading(b, timeout=30)
+            self.assertGreater(t_lead, t_down)
+            # b drives now; a, cut off, has written nothing since (its log and the audit log:
+            # every PATCH of /scale since the cut is one of b's).
+            self.push(12)  # 18 in all
+            self.wait_replicas(4, timeout=60)
+            time.sleep(2)
+            self.assertEqual(len(self.scaled(a)), n_a)
+            self.assertEqual(len(self.scale_patches(since)), len(self.scaled(b)),
+                             (self.scaled(b), len(self.scale_patches(since))))
+            # The API server comes back: a stays a follower (b renews), and still writes nothing.
+            px.reset()
+            time.sleep(LEASE_DURATION + 2)
+            self.assertEqual(a.leading(), 0)
+            self.assertEqual(len(self.scaled(a)), n_a)
+            self.assertEqual(b.leading(), 1)
+            a.popen.terminate()
+            self.assertEqual(a.popen.wait(30), 0, a.log()[-3000:])
+
+    def test_lease_timings_refused_at_start(self):
+        port = evstest.free_port()
+        text = self.config(port, timings=("4s", "3s", "1s"))
+        p = self.start("bad", wait_ready=False, text=text)
+        rc = p.popen.wait(60)
+        self.killed.add(p)  # its exit code is checked here
+        self.assertNotEqual(rc, 0)
+        cfg = os.path.join(self.dir, "config-%s-bad.yaml" % self.ns)
+        line = [i for i, s in enumerate(text.splitlines(), 1) if "renew_deadline" in s][0]
+        want = ("%s:%d:19: leader_election.renew_deadline: leader_election.renew_deadline (3s) "
+                "+ leader_election.retry_period (1s) must be less than "
+                "leader_election.lease_duration (4s)" % (cfg, line))
+        self.assertIn(want, p.log())
+        self.assertIsNone(get("http://127.0.0.1:%d/readyz" % port)[0] or None)
+
+
+if __name__ == "__main__":
+    unittest.main()
