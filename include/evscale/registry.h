@@ -43,6 +43,7 @@
 #include "evscale/breaker.h"
 #include "evscale/discovery.h"
 #include "evscale/engine.h"
+#include "evscale/events.h"
 #include "evscale/keda_metrics.h"
 #include "evscale/kube.h"
 #include "evscale/metrics.h"
@@ -82,6 +83,9 @@ typedef struct {
   const char *hpa_version;
   const char *fallback_resource;
   int32_t fallback_utilization;
+  /* Kubernetes Events on the ScaledObjects (kube/events.h; KEDA's reasons and evscale's own).
+   * Borrowed; NULL = none. Only the leader emits. */
+  evs_events_t *events;
 } evs_registry_options_t;
 
 /* 0, UV_EINVAL (no loop), UV_ENOMEM. Not leading until evs_registry_set_leader(reg, 1). */

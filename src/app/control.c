@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "evscale/error.h"
+#include "evscale/events.h"
 #include "evscale/informer.h"
 #include "evscale/intern.h"
 #include "evscale/keda_metrics.h"
@@ -49,10 +50,13 @@ struct evs_control_s {
   evs_status_patcher_t *status;
   evs_registry_t *registry;
   evs_keda_metrics_t *keda_metrics;
+  evs_events_t *events;
   evs_lease_t *lease;
   evs__inf_t *infs;
   size_t n_infs;
   size_t so_unsynced; /* ScaledObject informers that have not listed yet */
+  size_t unsynced;    /* informers of any kind that have not listed yet */
+  int want_lead;      /* the lease (or no election) says lead */
   evs__file_key_t *file_keys;
   size_t n_file_keys;
   unsigned pending; /* parts still closing */
@@ -179,9 +183,19 @@ static void evs__on_delete(evs_informer_t *inf, const evs_informer_obj_t *old, v
   }
 }
 
+/* The registry leads once the lease says so AND every cache has listed: deciding before the
+ * HPAs are known could write to a target another HPA drives; before the workloads are known,
+ * from replicas read one by one. */
+static void evs__update_leading(evs_control_t *c) {
+  if (c->registry && !c->stopping)
+    evs_registry_set_leader(c->registry, c->want_lead && c->unsynced == 0);
+}
+
 static void evs__on_synced(evs_informer_t *inf, void *arg) {
   (void)inf;
   evs__inf_t *i = arg;
+  if (i->c->unsynced > 0 && --i->c->unsynced == 0)
+    evs__update_leading(i->c);
   if (i->kind != EVS__INF_SO || i->c->so_unsynced == 0)
     return;
   if (--i->c->so_unsynced == 0) {
@@ -246,9 +260,12 @@ static int evs__start_informer(evs_control_t *c, evs__inf_kind_t kind, const cha
     o.free_data = evs_triggerauth_free;
     break;
   }
+  c->unsynced++;
   int rc = evs_informer_start(c->loop, &o, &i->inf);
   if (rc == 0)
     c->n_infs++;
+  else
+    c->unsynced--;
   return rc;
 }
 
@@ -270,12 +287,16 @@ static const evs_triggerauth_t *evs__find_auth(void *arg, evs_triggerauth_kind_t
 
 static void evs__started_leading(evs_lease_t *l, void *arg) {
   (void)l;
-  evs_registry_set_leader(((evs_control_t *)arg)->registry, 1);
+  evs_control_t *c = arg;
+  c->want_lead = 1;
+  evs__update_leading(c);
 }
 
 static void evs__stopped_leading(evs_lease_t *l, void *arg) {
   (void)l;
-  evs_registry_set_leader(((evs_control_t *)arg)->registry, 0);
+  evs_control_t *c = arg;
+  c->want_lead = 0;
+  evs__update_leading(c);
 }
 
 /* --- file objects --- */
@@ -352,6 +373,11 @@ static void evs__services_closed(void *arg) { evs__part_closed(arg); }
 static void evs__registry_closed(void *arg) {
   evs_control_t *c = arg;
   c->registry = NULL;
+  if (c->events) {
+    c->pending++;
+    evs_events_close(c->events, evs__part_closed, c);
+    c->events = NULL;
+  }
   /* Scalers are gone: their shared services may close now. */
   if (c->services) {
     evs_scaler_services_close(c->services, evs__services_closed, c);
@@ -420,6 +446,17 @@ int evs_control_start(const evs_control_options_t *o, evs_control_t **out) {
   if (rc == 0)
     rc = evs_status_patcher_new(o->kube, &so, &c->status);
   if (rc == 0) {
+    /* reportingInstance: this replica (the host name; the Lease's identity adds a uuid). */
+    char host[128] = "evscale";
+    size_t hl = sizeof host;
+    if (uv_os_gethostname(host, &hl) != 0)
+      snprintf(host, sizeof host, "%s", "evscale");
+    evs_events_options_t eo = {.group_version =
+                                   o->discovery ? o->discovery->events_group_version : NULL,
+                               .instance = host};
+    rc = evs_events_new(o->loop, o->kube, &eo, &c->events);
+  }
+  if (rc == 0) {
     evs_registry_options_t ro = {
         .loop = o->loop,
         .env = evs_scaler_services_env(c->services),
@@ -434,6 +471,7 @@ int evs_control_start(const evs_control_options_t *o, evs_control_t **out) {
         .find_auth_arg = c,
         .cluster_namespace = cfg->kubernetes.cluster_object_namespace,
         .keda_metrics = c->keda_metrics,
+        .events = c->events,
         .hpa_version = o->discovery ? o->discovery->hpa_version : NULL,
         .fallback_resource =
             cfg->circuit_breaker.fallback_resource == EVS_FALLBACK_MEMORY ? "memory" : "cpu",
@@ -460,6 +498,8 @@ int evs_control_start(const evs_control_options_t *o, evs_control_t **out) {
       evs_scalewriter_close(c->writer);
     if (c->status)
       evs_status_patcher_close(c->status);
+    if (c->events)
+      evs_events_close(c->events, NULL, NULL);
     if (c->services)
       evs_scaler_services_close(c->services, NULL, NULL);
     if (c->intern)
@@ -498,8 +538,10 @@ int evs_control_start(const evs_control_options_t *o, evs_control_t **out) {
     if ((rc = evs_lease_new(o->loop, o->kube, &lo, &c->lease)) == 0)
       rc = evs_lease_start(c->lease);
   }
-  if (rc == 0 && (!cfg->leader_election.enabled || o->dry_run))
-    evs_registry_set_leader(c->registry, 1);
+  if (rc == 0 && (!cfg->leader_election.enabled || o->dry_run)) {
+    c->want_lead = 1;
+    evs__update_leading(c);
+  }
   *out = c;
   if (rc != 0)
     EVS_LOG_ERROR("cannot start the controller", EVS_KV_ERR("err", rc));

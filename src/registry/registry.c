@@ -2,6 +2,7 @@
 #include "evscale/registry.h"
 
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -422,6 +423,29 @@ static void evs__stop_scalers(evs__rec_t *r) {
  * Deciding and writing */
 
 static void evs__evaluate(evs__rec_t *r);
+
+/* A Kubernetes Event on the object (leader only; API objects only: they have a uid). */
+static void evs__event(evs__rec_t *r, evs_event_type_t type, const char *reason, const char *fmt,
+                       ...) __attribute__((format(printf, 4, 5)));
+static void evs__event(evs__rec_t *r, evs_event_type_t type, const char *reason, const char *fmt,
+                       ...) {
+  evs_registry_t *reg = r->reg;
+  if (reg->o.events == NULL || !reg->leading || r->uid == NULL || r->origin != EVS_REGISTRY_API ||
+      reg->o.dry_run)
+    return;
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  evs_event_t e = {
+      .ns = r->ns, .name = r->name, .uid = r->uid, .type = type, .reason = reason, .message = msg};
+  int rc = evs_events_emit(reg->o.events, &e);
+  if (rc < 0)
+    EVS_LOG_DEBUG("event not recorded", EVS_KV_STR("scaledobject", r->key),
+                  EVS_KV_STR("reason", reason), EVS_KV_ERR("err", rc));
+}
+
 static void evs__remove(evs_registry_t *reg, evs__rec_t *r);
 static void evs__status(evs__rec_t *r, const evs_decision_t *d);
 
@@ -514,6 +538,17 @@ static void evs__on_written(evs_scalewriter_t *w, const evs_scale_result_t *res,
         t->status = res->status_replicas;
       t->known = 1;
     }
+    if (t && (r->w_current == 0 || res->written == 0) && r->w_current != res->written) {
+      char gvk[256];
+      if (res->written > 0)
+        evs__event(r, EVS_EVENT_NORMAL, EVS_REASON_SCALE_TARGET_ACTIVATED,
+                   "Scaled %s %s/%s from %d to %d", evs__target_gvk(t, gvk, sizeof gvk), t->ns,
+                   t->name, (int)r->w_current, (int)res->written);
+      else
+        evs__event(r, EVS_EVENT_NORMAL, EVS_REASON_SCALE_TARGET_DEACTIVATED,
+                   "Deactivated %s %s/%s from %d to %d", evs__target_gvk(t, gvk, sizeof gvk), t->ns,
+                   t->name, (int)r->w_current, (int)res->written);
+    }
     EVS_LOG_INFO("scaled", EVS_KV_STR("scaledobject", r->key),
                  EVS_KV_STR("target", t ? t->key : ""), EVS_KV_INT("from", r->w_current),
                  EVS_KV_INT("to", res->written),
@@ -525,6 +560,15 @@ static void evs__on_written(evs_scalewriter_t *w, const evs_scale_result_t *res,
                   EVS_KV_STR("path", res->path ? res->path : ""), EVS_KV_INT("status", res->status),
                   EVS_KV_STR("error", res->err ? evs_strerror(res->err) : res->message),
                   EVS_KV_INT("replicas", res->written));
+    if (t && (r->w_current == 0 || r->w_replicas == 0)) {
+      char gvk[256];
+      evs__event(r, EVS_EVENT_WARNING,
+                 r->w_replicas > 0 ? EVS_REASON_SCALE_TARGET_ACTIVATION_FAILED
+                                   : EVS_REASON_SCALE_TARGET_DEACTIVATION_FAILED,
+                 "Failed to %s %s %s/%s from %d to %d", r->w_replicas > 0 ? "scale" : "deactivate",
+                 evs__target_gvk(t, gvk, sizeof gvk), t->ns, t->name, (int)r->w_current,
+                 (int)r->w_replicas);
+    }
     if (t && res->status == 404) {
       /* The target is gone (or not yet created): learn its state again before deciding. */
       t->known = 0;
@@ -639,6 +683,14 @@ static void evs__hand_over(evs__rec_t *r, int open, int32_t fallback_min) {
                     : "circuit breaker closed: evscale scales the target again",
                EVS_KV_STR("scaledobject", r->key), EVS_KV_INT("fallback_min", fallback_min),
                EVS_KV_INT("cooldown_ms", r->br.cooldown_ms));
+  if (open)
+    evs__event(r, EVS_EVENT_WARNING, EVS_REASON_BREAKER_OPEN,
+               "Circuit breaker open: the target scaled too often; handed to the fallback HPA "
+               "(minReplicas %d) for %lld s",
+               (int)fallback_min, (long long)(r->br.cooldown_ms / 1000));
+  else
+    evs__event(r, EVS_EVENT_NORMAL, EVS_REASON_BREAKER_CLOSED,
+               "Circuit breaker closed: evscale scales the target again");
   if (r->km) {
     evs_keda_metrics_set_breaker(r->km, open);
     if (open)
@@ -906,6 +958,7 @@ static void evs__elect(evs_registry_t *reg, evs__target_t *t) {
     if (has && !had) {
       EVS_LOG_ERROR("ScaledObject refused", EVS_KV_STR("scaledobject", r->key),
                     EVS_KV_STR("reason", r->refusal));
+      evs__event(r, EVS_EVENT_WARNING, EVS_REASON_TARGET_REFUSED, "%s", r->refusal);
       evs__stop_scalers(r);
       evs__evaluate(r);
     } else if (!has && had) {
@@ -952,6 +1005,7 @@ static void evs__on_reading(evs_scaler_t *s, const evs_reading_t *rd, void *data
 static void evs__trigger_failed(evs__rec_t *r, evs__trig_t *tr, int rc, const char *msg) {
   EVS_LOG_ERROR("cannot start trigger", EVS_KV_STR("scaledobject", r->key),
                 EVS_KV_UINT("trigger", tr->index), EVS_KV_STR("error", msg));
+  evs__event(r, EVS_EVENT_WARNING, EVS_REASON_SCALER_FAILED, "%s", msg);
   free(tr->error_msg);
   tr->error_msg = strdup(msg);
   tr->reading = (evs_reading_t){
@@ -1419,6 +1473,8 @@ int evs_registry_apply(evs_registry_t *reg, const evs_registry_object_t *obj) {
     r->km = NULL;
     EVS_LOG_ERROR("ScaledObject is invalid", EVS_KV_STR("scaledobject", key),
                   EVS_KV_STR("error", obj->check_error ? obj->check_error : "invalid"));
+    evs__event(r, EVS_EVENT_WARNING, EVS_REASON_SO_CHECK_FAILED, "%s",
+               obj->check_error ? obj->check_error : "invalid");
     evs__evaluate(r);
     return 0;
   }
@@ -1430,6 +1486,8 @@ int evs_registry_apply(evs_registry_t *reg, const evs_registry_object_t *obj) {
       return UV_ENOMEM;
   }
   evs__elect(reg, r->target);
+  if (created)
+    evs__event(r, EVS_EVENT_NORMAL, EVS_REASON_SO_READY, "ScaledObject is ready for scaling");
   if (created)
     EVS_LOG_INFO("ScaledObject added", EVS_KV_STR("scaledobject", key),
                  EVS_KV_STR("target", r->target->key), EVS_KV_UINT("triggers", r->n_trig),
@@ -1545,6 +1603,11 @@ void evs_registry_set_leader(evs_registry_t *reg, int leading) {
   for (size_t i = 0; reg->recs.slots && i <= reg->recs.mask; i++) {
     for (evs__rec_t *r = reg->recs.slots[i]; r; r = r->next) {
       if (leading) {
+        /* What a follower saw but could not say: a new leader says it once. */
+        if (r->refusal)
+          evs__event(r, EVS_EVENT_WARNING, EVS_REASON_TARGET_REFUSED, "%s", r->refusal);
+        else if (r->so == NULL && r->check_error)
+          evs__event(r, EVS_EVENT_WARNING, EVS_REASON_SO_CHECK_FAILED, "%s", r->check_error);
         evs__start_scalers(r);
         evs__evaluate(r);
       } else {

@@ -166,6 +166,21 @@ class Scaling(unittest.TestCase):
                                   what="%s %s=%s (now %s)" % (so, ctype, status,
                                                               self.condition(so, ctype)))
 
+    def events(self, so):
+        out = self.kubectl("get", "events", "-n", self.ns, "-o", "json",
+                           "--field-selector", "involvedObject.name=" + so)
+        return [(e.get("reason"), e.get("message") or e.get("note")) for e in
+                json.loads(out).get("items", [])]
+
+    def wait_event(self, so, reason, timeout=30):
+        def found():
+            return [m for r, m in self.events(so) if r == reason] or None
+        try:
+            return evstest.wait_until(found, timeout=timeout, what="event %s on %s" % (reason, so))
+        except AssertionError:
+            print(self.kubectl("get", "events", "-n", self.ns, "-o", "wide"), file=sys.stderr)
+            raise
+
     def start(self, extra="", dry_run=False):
         port = evstest.free_port()
         cfg = os.path.join(self.dir, "config-%s-%d.yaml" % (self.ns, len(self.procs)))
@@ -235,6 +250,9 @@ class Scaling(unittest.TestCase):
         self.redis.cmd("RPUSH", lst, *["j%d" % i for i in range(23)])
         self.wait_replicas("worker", 5, timeout=60)
         self.wait_condition("worker-so", "Active", "True")
+        # KEDA's Event for the activation (pkg/eventreason/eventreason.go, scale_scaledobjects.go).
+        msgs = self.wait_event("worker-so", "KEDAScaleTargetActivated")
+        self.assertIn("Scaled apps/v1.Deployment %s/worker from 0 to 1" % self.ns, msgs)
         # KEDA's families carry the reading (pkg/metricscollector/prommetrics.go names).
         _, metrics = get(base + "/metrics")
         value = [ln for ln in metrics.splitlines()
@@ -286,6 +304,10 @@ class Scaling(unittest.TestCase):
         self.assertIn("of type 'apps/v1.Deployment'", c.get("message", ""))
         c = self.wait_condition("broken", "Ready", "False")
         self.assertIn("listLength", c.get("message", ""))
+        self.assertTrue(any("is already managed by the ScaledObject 'first'" in m
+                            for m in self.wait_event("second", "EvscaleScaleTargetRefused")))
+        self.assertTrue(any("listLength" in m
+                            for m in self.wait_event("broken", "ScaledObjectCheckFailed")))
         self.wait_condition("first", "Ready", "True")
         # The first drives: an empty list and minReplicaCount 0 -> 0 after the cooldown.
         self.wait_replicas("shared", 0, timeout=60)
