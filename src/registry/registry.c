@@ -22,6 +22,14 @@
 typedef struct evs__target_s evs__target_t;
 typedef struct evs__rec_s evs__rec_t;
 
+/* Another writer changing a target more than this many times in EVS__EXT_WINDOW_MS is fought
+ * over no longer: evscale backs off (issue: "more than 3 times in a minute"). */
+#define EVS__EXT_MAX 3
+#define EVS__EXT_KEEP (EVS__EXT_MAX + 1)
+#define EVS__EXT_WINDOW_MS 60000
+#define EVS__BACKOFF_FIRST_MS 30000
+#define EVS__BACKOFF_MAX_MS 300000
+
 /* An owned copy of a map (one allocation; wiped on free: it may hold secrets). */
 typedef struct {
   evs_kvs_t kvs;
@@ -118,6 +126,15 @@ struct evs__target_s {
   int32_t spec, status, ready;
   uint8_t known, fetching;
   char *foreign_hpa; /* an HPA evscale did not create drives it */
+  /* Another writer (kubectl scale, a GitOps tool's self-heal) changing spec.replicas: the times
+   * of its last changes, and evscale's back-off while it fights (doubling up to 5 minutes). */
+  int64_t ext_ms[EVS__EXT_KEEP];
+  int n_ext;
+  int64_t backoff_until_ms, backoff_ms, backoff_since_ms;
+  char *other_manager;
+  int32_t last_written; /* the count evscale last wrote (-1 none): its own change seen back */
+  uint8_t ext_pending;  /* another writer's change not yet answered by a decision */
+  int64_t last_written_ms;
   evs_list_t recs;
   evs__rec_t *driver;
   unsigned refs; /* records naming it + a fetch in flight */
@@ -262,6 +279,7 @@ static void evs__target_free(evs__target_t *t) {
   free(t->api_version);
   free(t->error);
   free(t->foreign_hpa);
+  free(t->other_manager);
   free(t);
 }
 
@@ -324,6 +342,7 @@ static evs__target_t *evs__target_get(evs_registry_t *reg, const evs_so_t *so, c
   t->name = strdup(so->target_name);
   t->api_version = strdup(so->target_api_version);
   t->spec = t->status = t->ready = -1;
+  t->last_written = -1;
   evs_list_init(&t->recs);
   t->refs = 1;
   if (!t->key || !t->group || !t->version || !t->kind || !t->ns || !t->name || !t->api_version ||
@@ -533,6 +552,8 @@ static void evs__on_written(evs_scalewriter_t *w, const evs_scale_result_t *res,
                               res->written > r->w_current ? EVS_KEDA_DIR_UP : EVS_KEDA_DIR_DOWN,
                               (double)(uv_hrtime() - r->decided_by_ns) / 1e9);
     if (t) {
+      t->last_written = res->written;
+      t->last_written_ms = now;
       t->spec = res->replicas >= 0 ? res->replicas : res->written;
       if (res->status_replicas >= 0)
         t->status = res->status_replicas;
@@ -700,6 +721,28 @@ static void evs__hand_over(evs__rec_t *r, int open, int32_t fallback_min) {
   evs__annotate(r, open);
 }
 
+/* The back-off's end: if the other writer changed the target during it, it goes on (doubled);
+ * otherwise evscale resumes. */
+static void evs__backoff_end(evs__rec_t *r, evs__target_t *t, int64_t now) {
+  int fought = t->n_ext > 0 && t->ext_ms[(t->n_ext - 1) % EVS__EXT_KEEP] > t->backoff_since_ms;
+  if (fought) {
+    t->backoff_ms =
+        t->backoff_ms * 2 > EVS__BACKOFF_MAX_MS ? EVS__BACKOFF_MAX_MS : t->backoff_ms * 2;
+    t->backoff_since_ms = now;
+    t->backoff_until_ms = now + t->backoff_ms;
+    EVS_LOG_WARN("another writer still changes the scale target: backing off longer",
+                 EVS_KV_STR("scaledobject", r->key), EVS_KV_STR("target", t->key),
+                 EVS_KV_STR("manager", t->other_manager ? t->other_manager : "unknown"),
+                 EVS_KV_INT("backoff_ms", t->backoff_ms));
+    return;
+  }
+  EVS_LOG_INFO("the other writer stopped: evscale scales the target again",
+               EVS_KV_STR("scaledobject", r->key), EVS_KV_STR("target", t->key));
+  t->backoff_until_ms = 0;
+  t->backoff_ms = 0;
+  t->n_ext = 0;
+}
+
 static void evs__evaluate(evs__rec_t *r) {
   evs_registry_t *reg = r->reg;
   if (r->removed || reg->closing || !reg->leading)
@@ -739,7 +782,18 @@ static void evs__evaluate(evs__rec_t *r) {
                            .ready_replicas = t->ready,
                            .now_ms = now};
   evs_step_t st;
-  int rc = evs_step(r->so, &reg->o.engine, &reg->o.breaker, r->est, &r->br, &in, &st);
+  /* While another writer fights over the target, its changes must not count as scale events:
+   * the breaker (unless it already holds the target) decides with counting off. */
+  evs_breaker_config_t quiet = reg->o.breaker;
+  int backing_off = t->backoff_until_ms > now;
+  /* The decision that answers another writer's change is no scale event of evscale's either:
+   * counting it would trip the breaker on an operator's kubectl scale. */
+  if ((backing_off || t->ext_pending) && !r->br.open)
+    quiet.enabled = 0;
+  int quiet_step = !quiet.enabled;
+  t->ext_pending = 0;
+  int rc = evs_step(r->so, &reg->o.engine, quiet_step ? &quiet : &reg->o.breaker, r->est, &r->br,
+                    &in, &st);
   if (readings != rd)
     free(readings);
   if (rc != 0)
@@ -747,6 +801,15 @@ static void evs__evaluate(evs__rec_t *r) {
   reg->st.decisions++;
   if (r->original_replicas < 0)
     r->original_replicas = t->spec;
+  if (st.write && backing_off) {
+    /* Another writer is fighting over the target: decide (the status says so), write nothing
+     * until the back-off ends. */
+    st.write = 0;
+    if (st.next_eval_ms > t->backoff_until_ms)
+      st.next_eval_ms = t->backoff_until_ms;
+  } else if (t->backoff_until_ms && t->backoff_until_ms <= now) {
+    evs__backoff_end(r, t, now);
+  }
   if (st.write) {
     if (reg->o.dry_run || reg->o.writer == NULL) {
       if (st.replicas != r->dry_logged) {
@@ -822,6 +885,18 @@ static void evs__status(evs__rec_t *r, const evs_decision_t *d) {
                                   r->target->resource};
   }
   in.original_replicas = r->original_replicas;
+  char conflict[512];
+  if (!err && r->target && r->target->backoff_until_ms && in.has_conditions) {
+    char until[32];
+    evs_status_format_time(r->target->backoff_until_ms, until, sizeof until);
+    snprintf(conflict, sizeof conflict,
+             "another writer (field manager %s) keeps changing spec.replicas of the target: "
+             "evscale does not fight it and writes nothing until %s; hold a count with the "
+             "autoscaling.keda.sh/paused-replicas annotation instead",
+             r->target->other_manager ? r->target->other_manager : "unknown", until);
+    in.conditions[EVS_STATUS_READY].reason = "ScaleTargetConflict";
+    in.conditions[EVS_STATUS_READY].message = conflict;
+  }
   (void)evs_status_patcher_update(reg->o.status, r->ns, r->name, &in, evs__wall_ms(), NULL, NULL);
   if (trig != tbuf)
     free(trig);
@@ -1551,6 +1626,58 @@ static void evs__target_changed(evs_registry_t *reg, evs__target_t *t) {
   }
 }
 
+static int evs__target_writing(const evs__target_t *t) {
+  evs_list_foreach(it, &t->recs) {
+    if (evs_container_of(it, evs__rec_t, tlink)->writing)
+      return 1;
+  }
+  return 0;
+}
+
+/* spec.replicas changed and not by evscale (no write of ours in flight, not the count it wrote
+ * last — a watch may deliver our own change after the write's answer). The engine re-decides
+ * from the new count, as the HPA would at its next sync; a writer that does it more than 3 times
+ * in a minute is not fought over. Its changes are no scale events for the breaker (which counts
+ * evscale's writes only). */
+static void evs__other_writer(evs_registry_t *reg, evs__target_t *t,
+                              const evs_registry_target_obs_t *o) {
+  int64_t now = evs__wall_ms();
+  if (evs__target_writing(t) || t->driver == NULL ||
+      (o->spec_replicas == t->last_written && now - t->last_written_ms < EVS__EXT_WINDOW_MS))
+    return;
+  t->ext_ms[t->n_ext % EVS__EXT_KEEP] = now;
+  t->n_ext++;
+  t->ext_pending = 1;
+  if (o->manager && !evs__streq(o->manager, t->other_manager)) {
+    free(t->other_manager);
+    t->other_manager = strdup(o->manager);
+  }
+  EVS_LOG_INFO("another writer changed the scale target's replicas", EVS_KV_STR("target", t->key),
+               EVS_KV_INT("from", t->spec), EVS_KV_INT("to", o->spec_replicas),
+               EVS_KV_STR("manager", o->manager ? o->manager : "unknown"));
+  if (t->backoff_until_ms || t->n_ext < EVS__EXT_KEEP)
+    return;
+  /* The oldest of the last four changes is within the minute: more than 3 a minute. */
+  int64_t oldest = t->ext_ms[t->n_ext % EVS__EXT_KEEP];
+  if (now - oldest > EVS__EXT_WINDOW_MS)
+    return;
+  t->backoff_ms = EVS__BACKOFF_FIRST_MS;
+  t->backoff_since_ms = now;
+  t->backoff_until_ms = now + t->backoff_ms;
+  evs__rec_t *r = t->driver;
+  EVS_LOG_WARN("another writer keeps changing the scale target: evscale backs off",
+               EVS_KV_STR("scaledobject", r->key), EVS_KV_STR("target", t->key),
+               EVS_KV_STR("manager", t->other_manager ? t->other_manager : "unknown"),
+               EVS_KV_INT("backoff_ms", t->backoff_ms));
+  char gvk[256];
+  evs__event(r, EVS_EVENT_WARNING, EVS_REASON_TARGET_CONFLICT,
+             "Another writer (field manager %s) changed spec.replicas of %s %s/%s more than %d "
+             "times in a minute: evscale backs off for %lld s",
+             t->other_manager ? t->other_manager : "unknown", evs__target_gvk(t, gvk, sizeof gvk),
+             t->ns, t->name, EVS__EXT_MAX, (long long)(t->backoff_ms / 1000));
+  (void)reg;
+}
+
 void evs_registry_target_seen(evs_registry_t *reg, const evs_registry_target_obs_t *o) {
   if (reg == NULL || o == NULL || o->api_version == NULL || o->kind == NULL || o->ns == NULL ||
       o->name == NULL)
@@ -1562,6 +1689,8 @@ void evs_registry_target_seen(evs_registry_t *reg, const evs_registry_target_obs
     return; /* no ScaledObject names it */
   int changed = !t->known || t->spec != o->spec_replicas || t->status != o->status_replicas ||
                 t->ready != o->ready_replicas;
+  if (t->known && o->spec_replicas >= 0 && o->spec_replicas != t->spec)
+    evs__other_writer(reg, t, o);
   t->spec = o->spec_replicas;
   t->status = o->status_replicas;
   t->ready = o->ready_replicas;

@@ -343,6 +343,37 @@ spec:
         self.wait_condition("mine", "Ready", "True")
         self.wait_replicas("hpa-target", 0, timeout=60)
 
+    def test_other_writer_backs_off(self):
+        self.deployment("fought", 0)
+        lst = "fought-" + self.ns
+        self.redis.cmd("DEL", lst)
+        self.redis.cmd("RPUSH", lst, *["w%d" % i for i in range(12)])
+        self.scaledobject("fought-so", "fought", lst)
+        proc, logf, base = self.start()
+        self.wait_replicas("fought", 3, timeout=60)  # ceil(12 / 5)
+        # The runbook's incident move, repeated: evscale re-decides from each new count (and
+        # writes 3 back) until the fourth change within a minute; then it stops fighting.
+        for n in (6, 2, 7, 4):
+            self.kubectl("scale", "deployment", "fought", "-n", self.ns, "--replicas=%d" % n)
+            if n != 4:
+                self.wait_replicas("fought", 3, timeout=30)
+        msgs = self.wait_event("fought-so", "EvscaleScaleTargetConflict")
+        self.assertIn("more than 3 times in a minute", msgs[0])
+        c = self.wait_condition("fought-so", "Ready", "True")
+        evstest.wait_until(lambda: self.condition("fought-so", "Ready").get("reason") ==
+                           "ScaleTargetConflict", timeout=30, what="Ready reason")
+        since = evstest.audit_size(self.env)
+        time.sleep(8)
+        self.assertEqual(self.replicas("fought"), 4)
+        self.assertEqual([p for p in self.scale_patches(since, "fought")
+                          if "evscale" in p.get("userAgent", "")], [])
+        # The other writer stopped: after the back-off (30 s) evscale scales again.
+        self.wait_replicas("fought", 3, timeout=60)
+        recs = self.log_records(logf)
+        self.assertTrue(any(r.get("msg") == "the other writer stopped: evscale scales the "
+                            "target again" for r in recs))
+        self.redis.cmd("DEL", lst)
+
     def test_dry_run_writes_nothing(self):
         self.deployment("dry", 0)
         lst = "dry-" + self.ns
