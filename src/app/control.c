@@ -187,8 +187,8 @@ static void evs__on_delete(evs_informer_t *inf, const evs_informer_obj_t *old, v
  * HPAs are known could write to a target another HPA drives; before the workloads are known,
  * from replicas read one by one. */
 static void evs__update_leading(evs_control_t *c) {
-  if (c->registry && !c->stopping)
-    evs_registry_set_leader(c->registry, c->want_lead && c->unsynced == 0);
+  if (c->registry)
+    evs_registry_set_leader(c->registry, !c->stopping && c->want_lead && c->unsynced == 0);
 }
 
 static void evs__on_synced(evs_informer_t *inf, void *arg) {
