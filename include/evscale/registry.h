@@ -108,7 +108,18 @@ typedef struct {
    * when absent). */
   int breaker_triggered;
   const char *breaker_state;
+  /* metadata.deletionTimestamp is set (the object waits for its finalizers), its finalizers
+   * (borrowed) and resourceVersion (for the finalizer's optimistic-concurrency patch). */
+  int deleting;
+  const char *const *finalizers;
+  size_t n_finalizers;
+  const char *resource_version;
 } evs_registry_object_t;
+
+/* evscale's finalizer, put on a ScaledObject with advanced.restoreToOriginalReplicaCount only: a
+ * delete while evscale is down or failing over still restores the count when it is back (KEDA's
+ * "finalizer.keda.sh" does the same for KEDA). Uninstalling evscale removes it (README). */
+#define EVS_REGISTRY_FINALIZER "evscale.io/restore-replicas"
 
 /* Adds or updates. An update keeps the engine and breaker state and restarts only the scalers
  * whose trigger changed; a changed bound re-decides at once. 0, UV_EINVAL, UV_ENOMEM, EVS_EEXIST
@@ -164,6 +175,9 @@ typedef struct {
   int32_t original_replicas;
   int breaker_triggered; /* the annotation keda.sh/circuit-breaker-triggered is present */
   char *breaker_state;   /* evscale.io/circuit-breaker-state, or NULL */
+  int deleting;          /* metadata.deletionTimestamp set */
+  char **finalizers;     /* metadata.finalizers */
+  size_t n_finalizers;
 } evs_registry_decoded_t;
 
 /* evs_informer_decode_cb: validates with the ScaledObject model in API mode (unknown fields are

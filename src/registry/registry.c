@@ -115,6 +115,13 @@ struct evs__rec_s {
    * object was last seen carrying the triggered annotation (an operator removing it resets). */
   evs_fallbackhpa_op_t *hpa_op, *ann_op;
   uint8_t seen_triggered, hpa_wanted;
+  /* The restore-on-delete finalizer: the object's finalizers and resourceVersion as last seen,
+   * whether it is being deleted, and the patch or restore write in flight. */
+  char **finalizers;
+  size_t n_finalizers;
+  char *rv;
+  uint8_t deleting, restoring, restored;
+  evs_kube_req_t *fin_req;
   unsigned pending; /* scaler closes, the write in flight: the record lives until 0 */
 };
 
@@ -357,6 +364,23 @@ static evs__target_t *evs__target_get(evs_registry_t *reg, const evs_so_t *so, c
 /* ---------------------------------------------------------------------------------------------
  * Records: lifetime */
 
+static void evs__strv_free(char **v, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    free(v[i]);
+  free(v);
+}
+
+static char **evs__strv_dup(const char *const *v, size_t n) {
+  char **out = calloc(n ? n : 1, sizeof *out);
+  for (size_t i = 0; out && i < n; i++) {
+    if ((out[i] = strdup(v[i])) == NULL) {
+      evs__strv_free(out, i);
+      return NULL;
+    }
+  }
+  return out;
+}
+
 static void evs__free_trigs(evs__rec_t *r) {
   for (size_t i = 0; i < r->n_trig; i++) {
     if (r->trig[i]) {
@@ -375,6 +399,8 @@ static void evs__rec_free(evs__rec_t *r) {
   evs__free_trigs(r);
   evs__map_free(&r->env);
   free(r->env_error);
+  evs__strv_free(r->finalizers, r->n_finalizers);
+  free(r->rv);
   evs_keda_metrics_object_free(r->km);
   evs_engine_state_free(r->est);
   evs_so_free(r->so);
@@ -442,6 +468,7 @@ static void evs__stop_scalers(evs__rec_t *r) {
  * Deciding and writing */
 
 static void evs__evaluate(evs__rec_t *r);
+static void evs__finalizer_sync(evs__rec_t *r);
 
 /* A Kubernetes Event on the object (leader only; API objects only: they have a uid). */
 static void evs__event(evs__rec_t *r, evs_event_type_t type, const char *reason, const char *fmt,
@@ -544,6 +571,26 @@ static void evs__on_written(evs_scalewriter_t *w, const evs_scale_result_t *res,
   }
   int64_t now = evs__wall_ms();
   evs__target_t *t = r->target;
+  if (r->restoring) {
+    r->restoring = 0;
+    int ok = res->err == 0 && res->status >= 200 && res->status < 300;
+    if (ok || res->status == 404) {
+      /* Restored (or the target is gone: nothing to restore): the finalizer may go. */
+      r->restored = 1;
+      EVS_LOG_INFO("ScaledObject deleted: target restored to its original count",
+                   EVS_KV_STR("scaledobject", r->key), EVS_KV_INT("replicas", res->written),
+                   EVS_KV_INT("status", res->status));
+    } else {
+      EVS_LOG_ERROR("cannot restore the original count", EVS_KV_STR("scaledobject", r->key),
+                    EVS_KV_INT("status", res->status),
+                    EVS_KV_STR("error", res->err ? evs_strerror(res->err) : res->message));
+      int64_t n = evs__wall_ms();
+      evs__arm(r, n + 2000, n);
+      return;
+    }
+    evs__finalizer_sync(r);
+    return;
+  }
   if (res->err == 0 && res->status >= 200 && res->status < 300) {
     reg->st.writes++;
     evs_step_written(r->so, r->est, &r->inflight, now);
@@ -721,6 +768,108 @@ static void evs__hand_over(evs__rec_t *r, int open, int32_t fallback_min) {
   evs__annotate(r, open);
 }
 
+/* --- the restore-on-delete finalizer --- */
+
+static int evs__has_finalizer(const evs__rec_t *r) {
+  for (size_t i = 0; i < r->n_finalizers; i++)
+    if (strcmp(r->finalizers[i], EVS_REGISTRY_FINALIZER) == 0)
+      return 1;
+  return 0;
+}
+
+static void evs__on_finalizer(evs_kube_req_t *req, int err, const evs_http_response_t *resp,
+                              const char *msg, void *arg) {
+  (void)req;
+  evs__rec_t *r = arg;
+  r->fin_req = NULL;
+  r->pending--;
+  if (err == EVS_ECANCELED || r->removed) {
+    evs__rec_maybe_free(r);
+    return;
+  }
+  int status = resp ? resp->status : 0;
+  if (err != 0 || status < 200 || status >= 300) {
+    /* A 409 (the object changed meanwhile) is retried from the next informer update; the rest
+     * from the timer. */
+    if (status != 409) {
+      char m[256];
+      snprintf(m, sizeof m, "%s", msg ? msg : (err ? evs_strerror(err) : "unexpected status"));
+      EVS_LOG_ERROR("cannot update the ScaledObject's finalizers",
+                    EVS_KV_STR("scaledobject", r->key), EVS_KV_INT("status", status),
+                    EVS_KV_STR("error", m));
+      int64_t n = evs__wall_ms();
+      evs__arm(r, n + 2000, n);
+    }
+  }
+}
+
+/* Adds evscale's finalizer to an object that asks to be restored, removes it from one that no
+ * longer does, and on deletion restores the target's original count first. The patch carries
+ * the whole list with the resourceVersion it was read at, so a concurrent change of another
+ * finalizer is a 409, never lost. Leader only; never in a dry run. */
+static void evs__finalizer_sync(evs__rec_t *r) {
+  evs_registry_t *reg = r->reg;
+  if (!reg->leading || reg->o.dry_run || reg->o.kube == NULL || r->origin != EVS_REGISTRY_API ||
+      r->fin_req || r->restoring || r->removed || r->rv == NULL)
+    return;
+  int has = evs__has_finalizer(r);
+  int want = r->so && r->so->restore_to_original && !r->deleting;
+  if (r->deleting && has && !r->restored) {
+    int32_t count = r->so ? evs_so_deletion_replicas(r->so, r->original_replicas) : -1;
+    evs__target_t *t = r->target;
+    if (count >= 0 && t && t->resource && reg->o.writer && !r->writing) {
+      evs_scale_target_t target = {.group = t->group,
+                                   .version = t->version,
+                                   .resource = t->resource,
+                                   .ns = t->ns,
+                                   .name = t->name};
+      if (evs_scalewriter_write(reg->o.writer, &target, count, evs__on_written, r) == 0) {
+        r->restoring = 1;
+        r->pending++;
+        r->w_current = t->spec;
+        r->w_replicas = count;
+      }
+      return;
+    }
+    if (count >= 0 && r->writing)
+      return; /* after the write in flight */
+    r->restored = 1;
+  }
+  if (want == has)
+    return;
+  json_t *list = json_array();
+  for (size_t i = 0; list && i < r->n_finalizers; i++)
+    if (strcmp(r->finalizers[i], EVS_REGISTRY_FINALIZER) != 0)
+      json_array_append_new(list, json_string(r->finalizers[i]));
+  if (list && want)
+    json_array_append_new(list, json_string(EVS_REGISTRY_FINALIZER));
+  json_t *body =
+      json_pack("{s:{s:o,s:s}}", "metadata", "finalizers", list, "resourceVersion", r->rv);
+  char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+  json_decref(body);
+  if (text == NULL)
+    return;
+  char path[1024];
+  snprintf(path, sizeof path, "/apis/keda.sh/v1alpha1/namespaces/%s/scaledobjects/%s", r->ns,
+           r->name);
+  evs_kube_request_opts_t o = {.verb = "PATCH",
+                               .path = path,
+                               .content_type = EVS_KUBE_MERGE_PATCH,
+                               .body = text,
+                               .body_len = strlen(text),
+                               .priority = EVS_PRIO_NORMAL,
+                               .on_done = evs__on_finalizer,
+                               .arg = r};
+  if (evs_kube_request(reg->o.kube, &o, &r->fin_req) == 0) {
+    r->pending++;
+    EVS_LOG_INFO(want ? "finalizer added (restoreToOriginalReplicaCount)" : "finalizer removed",
+                 EVS_KV_STR("scaledobject", r->key));
+  } else {
+    r->fin_req = NULL;
+  }
+  free(text);
+}
+
 /* The back-off's end: if the other writer changed the target during it, it goes on (doubled);
  * otherwise evscale resumes. */
 static void evs__backoff_end(evs__rec_t *r, evs__target_t *t, int64_t now) {
@@ -747,6 +896,9 @@ static void evs__evaluate(evs__rec_t *r) {
   evs_registry_t *reg = r->reg;
   if (r->removed || reg->closing || !reg->leading)
     return;
+  evs__finalizer_sync(r);
+  if (r->deleting)
+    return; /* no decision for an object on its way out */
   if (r->so == NULL) {
     evs__status(r, NULL);
     return;
@@ -1298,8 +1450,8 @@ void evs_registry_auth_changed(evs_registry_t *reg, evs_triggerauth_kind_t kind,
 
 static void evs__start_scalers(evs__rec_t *r) {
   evs_registry_t *reg = r->reg;
-  if (!reg->leading || r->so == NULL || r->removed || r->refusal || reg->o.env == NULL ||
-      (r->target && r->target->error))
+  if (!reg->leading || r->so == NULL || r->removed || r->refusal || r->deleting ||
+      reg->o.env == NULL || (r->target && r->target->error))
     return;
   r->running = 1;
   r->cadence_ms = 0;
@@ -1514,6 +1666,22 @@ int evs_registry_apply(evs_registry_t *reg, const evs_registry_object_t *obj) {
     if (r->est != NULL && r->est->last_active_ms < obj->last_active_ms)
       r->est->last_active_ms = obj->last_active_ms;
   }
+  if (obj->resource_version && !evs__streq(r->rv, obj->resource_version)) {
+    free(r->rv);
+    r->rv = strdup(obj->resource_version);
+  }
+  char **fin = evs__strv_dup(obj->finalizers, obj->finalizers ? obj->n_finalizers : 0);
+  if (fin) {
+    evs__strv_free(r->finalizers, r->n_finalizers);
+    r->finalizers = fin;
+    r->n_finalizers = obj->finalizers ? obj->n_finalizers : 0;
+  }
+  if (obj->deleting && !r->deleting) {
+    r->deleting = 1;
+    evs__stop_scalers(r);
+    EVS_LOG_INFO("ScaledObject being deleted", EVS_KV_STR("scaledobject", key),
+                 EVS_KV_BOOL("restore", r->so && r->so->restore_to_original));
+  }
   if (obj->uid && !evs__streq(r->uid, obj->uid)) {
     free(r->uid);
     r->uid = strdup(obj->uid);
@@ -1608,6 +1776,10 @@ static void evs__remove(evs_registry_t *reg, evs__rec_t *r) {
   if (r->ann_op) {
     evs_fallbackhpa_cancel(r->ann_op);
     r->ann_op = NULL;
+  }
+  if (r->fin_req) {
+    evs_kube_cancel(r->fin_req); /* its callback runs now, with EVS_ECANCELED */
+    r->fin_req = NULL;
   }
   if (reg->o.status && r->origin == EVS_REGISTRY_API)
     evs_status_patcher_forget(reg->o.status, r->ns, r->name);
@@ -1875,11 +2047,22 @@ int evs_registry_decode(const json_t *obj, void **out, void *arg) {
       evs_registry_parse_time(json_string_value(json_object_get(status, "lastActiveTime")));
   if (d->last_active_ms < 0)
     d->last_active_ms = 0;
+  d->deleting = json_object_get(meta, "deletionTimestamp") != NULL &&
+                !json_is_null(json_object_get(meta, "deletionTimestamp"));
+  const json_t *fins = json_object_get(meta, "finalizers");
+  if (json_is_array(fins) && json_array_size(fins) > 0) {
+    d->finalizers = calloc(json_array_size(fins), sizeof *d->finalizers);
+    for (size_t i = 0; d->finalizers && i < json_array_size(fins); i++) {
+      const char *f = json_string_value(json_array_get(fins, i));
+      if (f && (d->finalizers[d->n_finalizers] = strdup(f)) != NULL)
+        d->n_finalizers++;
+    }
+  }
   const json_t *ann = json_object_get(meta, "annotations");
   d->breaker_triggered = json_object_get(ann, EVS_BREAKER_TRIGGERED_ANNOTATION) != NULL;
   const char *bs = json_string_value(json_object_get(ann, EVS_BREAKER_STATE_ANNOTATION));
   if (bs && (d->breaker_state = strdup(bs)) == NULL) {
-    free(d);
+    evs_registry_decoded_free(d, NULL);
     return UV_ENOMEM;
   }
   const json_t *orc = json_object_get(status, "originalReplicaCount");
@@ -1912,7 +2095,7 @@ int evs_registry_decode(const json_t *obj, void **out, void *arg) {
       evs_diag_free(&diag);
       evs_diag_free(&warn);
       evs_doc_free(doc);
-      free(d);
+      evs_registry_decoded_free(d, NULL);
       return UV_ENOMEM;
     }
   }
@@ -1931,5 +2114,6 @@ void evs_registry_decoded_free(void *data, void *arg) {
   evs_so_free(d->so);
   free(d->check_error);
   free(d->breaker_state);
+  evs__strv_free(d->finalizers, d->n_finalizers);
   free(d);
 }

@@ -16,6 +16,7 @@ ScaledObject informer, the registry, the decision step and the /scale writer:
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -372,6 +373,43 @@ spec:
         recs = self.log_records(logf)
         self.assertTrue(any(r.get("msg") == "the other writer stopped: evscale scales the "
                             "target again" for r in recs))
+        self.redis.cmd("DEL", lst)
+
+    def test_restore_on_delete_with_evscale_stopped(self):
+        self.deployment("restored", 1)
+        lst = "restored-" + self.ns
+        self.redis.cmd("DEL", lst)
+        self.redis.cmd("RPUSH", lst, *["r%d" % i for i in range(12)])
+        self.apply(SCALEDOBJECT.format(name="restore-so", ns=self.ns, target="restored", list=lst,
+                                       port=self.redis.port, cooldown=3)
+                   .replace("  pollingInterval: 1\n",
+                            "  pollingInterval: 1\n  minReplicaCount: 1\n"
+                            "  advanced: {restoreToOriginalReplicaCount: true}\n")
+                   .replace("  minReplicaCount: 0\n", ""))
+
+        def so():
+            out = self.kubectl("get", "scaledobject", "restore-so", "-n", self.ns, "-o", "json",
+                               "--ignore-not-found")
+            return json.loads(out) if out.strip() else None
+        proc, logf, base = self.start()
+        evstest.wait_until(lambda: "evscale.io/restore-replicas" in
+                           so()["metadata"].get("finalizers", []), timeout=30,
+                           what="evscale's finalizer")
+        self.wait_replicas("restored", 3, timeout=60)  # ceil(12 / 5)
+        evstest.wait_until(lambda: so().get("status", {}).get("originalReplicaCount") == 1,
+                           timeout=30, what="status.originalReplicaCount 1")
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(30), 0)
+        # Deleted while evscale is down: the finalizer holds the object...
+        self.kubectl("delete", "scaledobject", "restore-so", "-n", self.ns, "--wait=false")
+        time.sleep(2)
+        self.assertIsNotNone(so())
+        self.assertIn("deletionTimestamp", so()["metadata"])
+        self.assertEqual(self.replicas("restored"), 3)
+        # ... until evscale is back: it restores the original count, then lets it go.
+        self.start()
+        self.wait_replicas("restored", 1, timeout=60)
+        evstest.wait_until(lambda: so() is None, timeout=30, what="the ScaledObject gone")
         self.redis.cmd("DEL", lst)
 
     def test_dry_run_writes_nothing(self):
