@@ -73,6 +73,8 @@ typedef struct {
   evs_triggerauth_req_t *auth_req; /* resolving its authenticationRef */
   evs__map_t auth;                 /* the resolved parameters, until the scaler is created */
   uint8_t auth_done;
+  uint8_t reresolve;     /* failing with an authenticationRef: restart (read it again) */
+  int64_t reresolved_ms; /* when it was last restarted for that */
   evs_scaler_t *scaler;  /* NULL when not running */
   evs_reading_t reading; /* the last one; time_ms 0 = none yet */
   char *error_msg;       /* owned copy of reading.error_msg */
@@ -120,6 +122,14 @@ struct evs__rec_s {
   char **finalizers;
   size_t n_finalizers;
   char *rv;
+  /* What `kubectl get hpa` showed KEDA users (each trigger's value against its target, desired
+   * against current replicas), in the Active condition's message: refreshed on a change of the
+   * replicas or the activity, otherwise at most once a minute, so values that move with every
+   * reading do not mean a status write per reading. */
+  char *detail;
+  int64_t detail_ms;
+  int32_t detail_current, detail_desired;
+  uint8_t detail_active;
   uint8_t deleting, restoring, restored;
   evs_kube_req_t *fin_req;
   unsigned pending; /* scaler closes, the write in flight: the record lives until 0 */
@@ -152,10 +162,18 @@ typedef struct {
   size_t mask, n;
 } evs__table_t;
 
+/* A foreign HPA as seen, whether or not a ScaledObject names its target yet (the caches list in
+ * any order: an HPA listed before the ScaledObject must still refuse it). */
+typedef struct evs__hpa_s {
+  struct evs__hpa_s *next;
+  char *key;  /* the target's key */
+  char *name; /* the HPA's */
+} evs__hpa_t;
+
 struct evs_registry_s {
   evs_registry_options_t o;
   char *default_ns;
-  evs__table_t recs, targets;
+  evs__table_t recs, targets, hpas;
   int leading;
   int closing;
   evs_registry_stats_t st;
@@ -251,6 +269,7 @@ static void evs__table_del(evs__table_t *t, evs__keyfn keyfn, void *e) {
 
 static const char *evs__rec_key(void *e) { return ((evs__rec_t *)e)->key; }
 static const char *evs__target_key(void *e) { return ((evs__target_t *)e)->key; }
+static const char *evs__hpa_key(void *e) { return ((evs__hpa_t *)e)->key; }
 
 /* ---------------------------------------------------------------------------------------------
  * Targets */
@@ -358,6 +377,9 @@ static evs__target_t *evs__target_get(evs_registry_t *reg, const evs_so_t *so, c
     return NULL;
   }
   evs__target_resolve(reg, t);
+  evs__hpa_t *h = evs__table_get(&reg->hpas, evs__hpa_key, key);
+  if (h)
+    t->foreign_hpa = strdup(h->name);
   return t;
 }
 
@@ -401,6 +423,7 @@ static void evs__rec_free(evs__rec_t *r) {
   free(r->env_error);
   evs__strv_free(r->finalizers, r->n_finalizers);
   free(r->rv);
+  free(r->detail);
   evs_keda_metrics_object_free(r->km);
   evs_engine_state_free(r->est);
   evs_so_free(r->so);
@@ -495,8 +518,22 @@ static void evs__event(evs__rec_t *r, evs_event_type_t type, const char *reason,
 static void evs__remove(evs_registry_t *reg, evs__rec_t *r);
 static void evs__status(evs__rec_t *r, const evs_decision_t *d);
 
+static void evs__start_trigger(evs__rec_t *r, size_t i);
+
 static void evs__on_timer(uv_timer_t *t) {
   evs__rec_t *r = t->data;
+  /* Triggers failing with an authenticationRef restart here, outside their own callback: the
+   * Secret may have been rotated (KEDA reads it again when it rebuilds the scaler). */
+  for (size_t i = 0; i < r->n_trig; i++) {
+    evs__trig_t *tr = r->trig[i];
+    if (tr->reresolve && r->running) {
+      tr->reresolve = 0;
+      EVS_LOG_INFO("trigger failing: authentication read again", EVS_KV_STR("scaledobject", r->key),
+                   EVS_KV_UINT("trigger", i));
+      evs__stop_trigger(r, tr);
+      evs__start_trigger(r, i);
+    }
+  }
   /* KEDA's internal_scale_loop_latency: how late the evaluation runs against its schedule. */
   if (r->km && r->timer_due_ms) {
     int64_t late = evs__wall_ms() - r->timer_due_ms;
@@ -1037,6 +1074,43 @@ static void evs__status(evs__rec_t *r, const evs_decision_t *d) {
                                   r->target->resource};
   }
   in.original_replicas = r->original_replicas;
+  char active_msg[640];
+  if (!err && d != NULL && r->so) {
+    int64_t now = evs__wall_ms();
+    if (r->detail == NULL || now - r->detail_ms >= 60000 || d->current != r->detail_current ||
+        d->desired != r->detail_desired || d->active != r->detail_active) {
+      char dbuf[512];
+      size_t off = 0;
+      for (size_t i = 0; i < r->so->n_triggers && i < d->n_health && off < sizeof dbuf; i++) {
+        const evs_trigger_t *tg = &r->so->triggers[i];
+        const evs_trigger_health_t *h = &d->health[i];
+        int len = h->has_value ? snprintf(dbuf + off, sizeof dbuf - off, "%s%s: %g/%g",
+                                          off ? ", " : "", tg->metric_name, h->value, tg->target)
+                               : snprintf(dbuf + off, sizeof dbuf - off, "%s%s: -/%g",
+                                          off ? ", " : "", tg->metric_name, tg->target);
+        if (len < 0)
+          break;
+        off += (size_t)len;
+      }
+      if (off < sizeof dbuf)
+        snprintf(dbuf + off, sizeof dbuf - off, "%sreplicas %d, desired %d", off ? "; " : "",
+                 (int)d->current, (int)d->desired);
+      char *nd = strdup(dbuf);
+      if (nd) {
+        free(r->detail);
+        r->detail = nd;
+        r->detail_ms = now;
+        r->detail_current = d->current;
+        r->detail_desired = d->desired;
+        r->detail_active = d->active;
+      }
+    }
+    if (r->detail && in.conditions[EVS_STATUS_ACTIVE].message) {
+      snprintf(active_msg, sizeof active_msg, "%s (%s)", in.conditions[EVS_STATUS_ACTIVE].message,
+               r->detail);
+      in.conditions[EVS_STATUS_ACTIVE].message = active_msg;
+    }
+  }
   char conflict[512];
   if (!err && r->target && r->target->backoff_until_ms && in.has_conditions) {
     char until[32];
@@ -1212,6 +1286,14 @@ static void evs__on_reading(evs_scaler_t *s, const evs_reading_t *rd, void *data
     tr->reading.error_msg = tr->error_msg;
   }
   r->last_reading_ns = uv_hrtime();
+  int64_t rnow = evs__wall_ms();
+  int rearm = 0;
+  if (rd->error && r->so && r->so->triggers[tr->index].auth_name &&
+      rnow - tr->reresolved_ms >= 60000) {
+    tr->reresolved_ms = rnow;
+    tr->reresolve = 1;
+    rearm = 1;
+  }
   if (r->km) {
     if (rd->error) {
       evs_keda_metrics_scaler_error(r->km, tr->index);
@@ -1225,6 +1307,10 @@ static void evs__on_reading(evs_scaler_t *s, const evs_reading_t *rd, void *data
                   EVS_KV_UINT("trigger", tr->index), EVS_KV_ERR("err", rd->error),
                   EVS_KV_STR("error", tr->error_msg ? tr->error_msg : ""));
   evs__evaluate(r);
+  if (rearm && !r->removed) {
+    r->timer_due_ms = rnow; /* the restart runs from the timer, at once */
+    uv_timer_start(&r->timer, evs__on_timer, 0, 0);
+  }
 }
 
 /* A trigger that cannot run reads as failing: the engine's health, fallback and conditions
@@ -1269,6 +1355,10 @@ static void evs__create_scaler(evs__rec_t *r, evs__trig_t *tr) {
   }
   evs_diag_free(&diag);
   tr->scaler = s;
+  EVS_LOG_INFO("trigger started", EVS_KV_STR("scaledobject", r->key),
+               EVS_KV_UINT("trigger", tr->index),
+               EVS_KV_STR("type", r->so->triggers[tr->index].type),
+               EVS_KV_STR("metric", r->so->triggers[tr->index].metric_name));
   if (r->cadence_ms)
     (void)evs_scaler_set_cadence(s, r->cadence_ms);
   /* The first reading comes at once, not after a cadence period. */
@@ -1877,17 +1967,38 @@ void evs_registry_hpa_seen(evs_registry_t *reg, const evs_registry_hpa_obs_t *o)
     return;
   char key[1024];
   evs__target_key_of(o->target_api_version, o->target_kind, o->ns, o->target_name, key, sizeof key);
+  int foreign = !o->deleted && !o->evscale_owned;
+  evs__hpa_t *h = evs__table_get(&reg->hpas, evs__hpa_key, key);
+  if (foreign && h == NULL) {
+    if ((h = calloc(1, sizeof *h)) == NULL || (h->key = strdup(key)) == NULL ||
+        (h->name = strdup(o->name)) == NULL || evs__table_put(&reg->hpas, evs__hpa_key, h) != 0) {
+      if (h) {
+        free(h->key);
+        free(h->name);
+        free(h);
+      }
+      return;
+    }
+  } else if (foreign && !evs__streq(h->name, o->name)) {
+    char *n = strdup(o->name);
+    if (n) {
+      free(h->name);
+      h->name = n;
+    }
+  } else if (!foreign && h && evs__streq(h->name, o->name)) {
+    evs__table_del(&reg->hpas, evs__hpa_key, h);
+    free(h->key);
+    free(h->name);
+    free(h);
+    h = NULL;
+  }
   evs__target_t *t = evs__table_get(&reg->targets, evs__target_key, key);
   if (t == NULL)
     return;
-  int foreign = !o->deleted && !o->evscale_owned;
-  if (foreign && !evs__streq(t->foreign_hpa, o->name)) {
+  const char *want = h ? h->name : NULL;
+  if (!evs__streq(t->foreign_hpa, want)) {
     free(t->foreign_hpa);
-    t->foreign_hpa = strdup(o->name);
-    evs__elect(reg, t);
-  } else if (!foreign && evs__streq(t->foreign_hpa, o->name)) {
-    free(t->foreign_hpa);
-    t->foreign_hpa = NULL;
+    t->foreign_hpa = want ? strdup(want) : NULL;
     evs__elect(reg, t);
   }
 }
@@ -1962,6 +2073,15 @@ static void evs__idle_closed(uv_handle_t *h) {
   void *arg = reg->close_arg;
   free(reg->recs.slots);
   free(reg->targets.slots);
+  for (size_t i = 0; reg->hpas.slots && i <= reg->hpas.mask; i++) {
+    for (evs__hpa_t *e = reg->hpas.slots[i], *nx; e; e = nx) {
+      nx = e->next;
+      free(e->key);
+      free(e->name);
+      free(e);
+    }
+  }
+  free(reg->hpas.slots);
   free(reg->default_ns);
   free(reg);
   if (cb)

@@ -43,18 +43,21 @@ def get(url, timeout=5):
 
 
 class Redis:
-    def __init__(self, workdir):
+    def __init__(self, workdir, password=None):
         self.port = evstest.free_port()
+        self.password = password
+        extra = ["--requirepass", password] if password else []
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", workdir, "--notify-keyspace-events", "Klgxe"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             "--appendonly", "no", "--dir", workdir, "--notify-keyspace-events", "Klgxe",
+             *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         evstest.wait_until(lambda: self.cmd("PING").strip() == "PONG", timeout=20,
                            what="redis-server")
 
     def cmd(self, *args):
-        p = subprocess.run(["redis-cli", "-p", str(self.port), *args], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True, timeout=20)
+        auth = ["--no-auth-warning", "-a", self.password] if self.password else []
+        p = subprocess.run(["redis-cli", "-p", str(self.port), *auth, *args],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=20)
         return p.stdout
 
     def stop(self):
@@ -411,6 +414,89 @@ spec:
         self.wait_replicas("restored", 1, timeout=60)
         evstest.wait_until(lambda: so() is None, timeout=30, what="the ScaledObject gone")
         self.redis.cmd("DEL", lst)
+
+    def test_changed_trigger_restarts_only_it(self):
+        self.deployment("two", 0)
+        a, b = "two-a-" + self.ns, "two-b-" + self.ns
+        self.redis.cmd("DEL", a, b)
+        self.redis.cmd("RPUSH", a, *["a%d" % i for i in range(7)])
+        so = SCALEDOBJECT.format(name="two-so", ns=self.ns, target="two", list=a,
+                                 port=self.redis.port, cooldown=3)
+        so += ("  - type: redis\n    metadata:\n      address: 127.0.0.1:%d\n"
+               "      listName: %s\n      listLength: \"5\"\n" % (self.redis.port, b))
+        self.apply(so)
+        proc, logf, base = self.start()
+
+        def started(i):
+            return [r for r in self.log_records(logf)
+                    if r.get("msg") == "trigger started" and r.get("trigger") == i]
+        evstest.wait_until(lambda: started(0) and started(1), timeout=30, what="both triggers")
+        self.wait_replicas("two", 2, timeout=60)  # ceil(7 / 5)
+        # What `kubectl get hpa` showed: each trigger's value against its target, and replicas.
+        c = self.wait_condition("two-so", "Active", "True")
+        evstest.wait_until(lambda: "replicas 2, desired 2" in
+                           (self.condition("two-so", "Active") or {}).get("message", ""),
+                           timeout=30, what="the Active message's figures")
+        msg = self.condition("two-so", "Active")["message"]
+        self.assertIn("s0-redis-%s: 7/5" % a, msg)
+        self.assertIn("s1-redis-%s: 0/5" % b, msg)
+        # Change the second trigger only: its scaler restarts, the first keeps running.
+        self.kubectl("patch", "scaledobject", "two-so", "-n", self.ns, "--type", "json", "-p",
+                     '[{"op":"replace","path":"/spec/triggers/1/metadata/listLength","value":"2"}]')
+        evstest.wait_until(lambda: len(started(1)) == 2, timeout=30, what="trigger 1 restarted")
+        time.sleep(2)
+        self.assertEqual(len(started(0)), 1)
+        self.assertEqual(len(started(1)), 2)
+        # The new target is used: 5 items on b at listLength 2 -> ceil(5 / 2) = 3.
+        self.redis.cmd("RPUSH", b, *["b%d" % i for i in range(5)])
+        self.wait_replicas("two", 3, timeout=60)
+        self.redis.cmd("DEL", a, b)
+
+    def test_trigger_authentication_and_rotation(self):
+        rdir = tempfile.mkdtemp(prefix="evs-redis-auth-")
+        red = Redis(rdir, password="first-secret")
+        try:
+            self.deployment("authed", 0)
+            red.cmd("RPUSH", "authq", *["x%d" % i for i in range(8)])
+            self.kubectl("create", "secret", "generic", "redis-auth", "-n", self.ns,
+                         "--from-literal=password=first-secret")
+            self.apply(f"""apiVersion: keda.sh/v1alpha1
+kind: TriggerAuthentication
+metadata: {{name: redis-ta, namespace: {self.ns}}}
+spec:
+  secretTargetRef:
+  - {{parameter: password, name: redis-auth, key: password}}
+""")
+            self.apply(SCALEDOBJECT.format(name="authed-so", ns=self.ns, target="authed",
+                                           list="authq", port=red.port, cooldown=3)
+                       + "    authenticationRef: {name: redis-ta}\n")
+            proc, logf, base = self.start()
+            self.wait_replicas("authed", 2, timeout=60)  # ceil(8 / 5): the password worked
+            self.wait_condition("authed-so", "Ready", "True")
+            # Rotation: the server's password and the Secret change; the failing trigger reads
+            # its TriggerAuthentication again and recovers.
+            red.cmd("CONFIG", "SET", "requirepass", "second-secret")
+            red.password = "second-secret"
+            self.kubectl("delete", "secret", "redis-auth", "-n", self.ns)
+            self.kubectl("create", "secret", "generic", "redis-auth", "-n", self.ns,
+                         "--from-literal=password=second-secret")
+            red.cmd("CLIENT", "KILL", "TYPE", "normal")
+            red.cmd("RPUSH", "authq", *["y%d" % i for i in range(8)])
+            self.wait_replicas("authed", 4, timeout=90)  # ceil(16 / 5)
+            recs = self.log_records(logf)
+            self.assertTrue(any(r.get("msg") == "trigger failing: authentication read again"
+                                for r in recs))
+            self.assertNotIn("second-secret", self.log(logf))
+            self.assertNotIn("first-secret", self.log(logf))
+            # A missing TriggerAuthentication: the trigger fails with a message naming it.
+            self.apply(SCALEDOBJECT.format(name="noauth-so", ns=self.ns, target="other-none",
+                                           list="authq", port=red.port, cooldown=3)
+                       + "    authenticationRef: {name: nope}\n")
+            self.assertTrue(any("TriggerAuthentication" in m and "nope" in m for m in
+                                self.wait_event("noauth-so", "KEDAScalerFailed")))
+        finally:
+            red.stop()
+            shutil.rmtree(rdir, ignore_errors=True)
 
     def test_dry_run_writes_nothing(self):
         self.deployment("dry", 0)
