@@ -370,7 +370,69 @@ def rules_of(objs, kind):
     return by_kind(objs, kind)["rules"]
 
 
+# What evscale's code asks of the API server, as (group, resource, verb), with the module that
+# asks. Keep this in step with the code: grep src/kube for .verb = and the paths it builds.
+# Discovery (/api, /apis, /version) is not here: every authenticated user may read it.
+NEEDED_CLUSTER = {
+    # src/app/control.c + src/kube/informer.c: informers list, then watch.
+    ("keda.sh", "scaledobjects", "list"), ("keda.sh", "scaledobjects", "watch"),
+    ("keda.sh", "triggerauthentications", "list"), ("keda.sh", "triggerauthentications", "watch"),
+    ("keda.sh", "clustertriggerauthentications", "list"),
+    ("keda.sh", "clustertriggerauthentications", "watch"),
+    ("apps", "deployments", "list"), ("apps", "deployments", "watch"),
+    ("apps", "statefulsets", "list"), ("apps", "statefulsets", "watch"),
+    ("autoscaling", "horizontalpodautoscalers", "list"),
+    ("autoscaling", "horizontalpodautoscalers", "watch"),
+    # src/kube/status.c: PATCH .../scaledobjects/NAME/status.
+    ("keda.sh", "scaledobjects/status", "patch"),
+    # src/kube/fallbackhpa.c evs_fallbackhpa_annotate: PATCH the breaker's annotations.
+    ("keda.sh", "scaledobjects", "patch"),
+    # src/kube/triggerauth.c: GET the scale target (its pod template's environment), and the
+    # Secrets and ConfigMaps a TriggerAuthentication or the environment names.
+    ("apps", "deployments", "get"), ("apps", "statefulsets", "get"),
+    ("", "secrets", "get"), ("", "configmaps", "get"),
+    # src/kube/scalewriter.c: PATCH .../scale of any kind (discovery), GET it under --dry-run.
+    ("*", "*/scale", "patch"), ("*", "*/scale", "get"),
+    # src/kube/fallbackhpa.c: the fallback HPA: POST, GET, PUT, DELETE.
+    ("autoscaling", "horizontalpodautoscalers", "create"),
+    ("autoscaling", "horizontalpodautoscalers", "get"),
+    ("autoscaling", "horizontalpodautoscalers", "update"),
+    ("autoscaling", "horizontalpodautoscalers", "delete"),
+    # src/kube/events.c: POST, then PATCH a series; events.k8s.io/v1 or core v1 (discovery).
+    ("events.k8s.io", "events", "create"), ("events.k8s.io", "events", "patch"),
+    ("", "events", "create"), ("", "events", "patch"),
+}
+# src/kube/lease.c: the Lease in evscale's own namespace: GET, POST the first time, PUT to renew,
+# take over and release.
+NEEDED_NAMESPACE = {
+    ("coordination.k8s.io", "leases", "get"), ("coordination.k8s.io", "leases", "create"),
+    ("coordination.k8s.io", "leases", "update"),
+}
+
+
+def triples(rules):
+    """(group, resource, verb) of every combination these rules grant."""
+    return {(g, res, verb) for r in rules for g in r["apiGroups"] for res in r["resources"]
+            for verb in r["verbs"]}
+
+
 class Rbac(unittest.TestCase):
+    def test_rules_are_exactly_what_the_code_uses(self):
+        objs = parse_yaml(render(os.path.join(DEPLOY, "base")))
+        cluster = triples(rules_of(objs, "ClusterRole"))
+        ns = triples(rules_of(objs, "Role"))
+        self.assertEqual(sorted(NEEDED_CLUSTER - cluster), [], "needed, not granted")
+        self.assertEqual(sorted(cluster - NEEDED_CLUSTER), [], "granted, not needed")
+        self.assertEqual(ns, NEEDED_NAMESPACE)
+        for r in rules_of(objs, "ClusterRole") + rules_of(objs, "Role"):
+            self.assertNotIn("resourceNames", r)
+            self.assertNotIn("*", r["verbs"])
+        # Every overlay keeps the base's rules.
+        for overlay in OVERLAYS:
+            objs = parse_yaml(render(os.path.join(DEPLOY, "overlays", overlay)))
+            self.assertEqual(triples(rules_of(objs, "ClusterRole")), NEEDED_CLUSTER, overlay)
+            self.assertEqual(triples(rules_of(objs, "Role")), NEEDED_NAMESPACE, overlay)
+
     def test_every_rule_has_its_comment(self):
         with open(os.path.join(DEPLOY, "base", "rbac.yaml")) as f:
             lines = f.read().splitlines()
@@ -430,7 +492,10 @@ class Rbac(unittest.TestCase):
                                   ("list", "secrets", False),
                                   ("patch", "scaledobjects.keda.sh/status", True),
                                   ("create", "events.events.k8s.io", True),
-                                  ("delete", "horizontalpodautoscalers.autoscaling", True)]:
+                                  ("delete", "horizontalpodautoscalers.autoscaling", True),
+                                  ("update", "horizontalpodautoscalers.autoscaling", True),
+                                  ("patch", "horizontalpodautoscalers.autoscaling", False),
+                                  ("get", "scaledobjects.keda.sh", False)]:
                 res, _, sub = res.partition("/")
                 proc = subprocess.run(
                     ["kubectl", "auth", "can-i", verb, res, "--as", user, "-n", ns] +
