@@ -17,10 +17,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import evstest  # noqa: E402
+import test_scaling  # noqa: E402
 
 SRC = evstest.SOURCE_DIR
 DEPLOY = os.path.join(SRC, "deploy")
@@ -370,7 +372,69 @@ def rules_of(objs, kind):
     return by_kind(objs, kind)["rules"]
 
 
+# What evscale's code asks of the API server, as (group, resource, verb), with the module that
+# asks. Keep this in step with the code: grep src/kube for .verb = and the paths it builds.
+# Discovery (/api, /apis, /version) is not here: every authenticated user may read it.
+NEEDED_CLUSTER = {
+    # src/app/control.c + src/kube/informer.c: informers list, then watch.
+    ("keda.sh", "scaledobjects", "list"), ("keda.sh", "scaledobjects", "watch"),
+    ("keda.sh", "triggerauthentications", "list"), ("keda.sh", "triggerauthentications", "watch"),
+    ("keda.sh", "clustertriggerauthentications", "list"),
+    ("keda.sh", "clustertriggerauthentications", "watch"),
+    ("apps", "deployments", "list"), ("apps", "deployments", "watch"),
+    ("apps", "statefulsets", "list"), ("apps", "statefulsets", "watch"),
+    ("autoscaling", "horizontalpodautoscalers", "list"),
+    ("autoscaling", "horizontalpodautoscalers", "watch"),
+    # src/kube/status.c: PATCH .../scaledobjects/NAME/status.
+    ("keda.sh", "scaledobjects/status", "patch"),
+    # src/kube/fallbackhpa.c evs_fallbackhpa_annotate: PATCH the breaker's annotations.
+    ("keda.sh", "scaledobjects", "patch"),
+    # src/kube/triggerauth.c: GET the scale target (its pod template's environment), and the
+    # Secrets and ConfigMaps a TriggerAuthentication or the environment names.
+    ("apps", "deployments", "get"), ("apps", "statefulsets", "get"),
+    ("", "secrets", "get"), ("", "configmaps", "get"),
+    # src/kube/scalewriter.c: PATCH .../scale of any kind (discovery), GET it under --dry-run.
+    ("*", "*/scale", "patch"), ("*", "*/scale", "get"),
+    # src/kube/fallbackhpa.c: the fallback HPA: POST, GET, PUT, DELETE.
+    ("autoscaling", "horizontalpodautoscalers", "create"),
+    ("autoscaling", "horizontalpodautoscalers", "get"),
+    ("autoscaling", "horizontalpodautoscalers", "update"),
+    ("autoscaling", "horizontalpodautoscalers", "delete"),
+    # src/kube/events.c: POST, then PATCH a series; events.k8s.io/v1 or core v1 (discovery).
+    ("events.k8s.io", "events", "create"), ("events.k8s.io", "events", "patch"),
+    ("", "events", "create"), ("", "events", "patch"),
+}
+# src/kube/lease.c: the Lease in evscale's own namespace: GET, POST the first time, PUT to renew,
+# take over and release.
+NEEDED_NAMESPACE = {
+    ("coordination.k8s.io", "leases", "get"), ("coordination.k8s.io", "leases", "create"),
+    ("coordination.k8s.io", "leases", "update"),
+}
+
+
+def triples(rules):
+    """(group, resource, verb) of every combination these rules grant."""
+    return {(g, res, verb) for r in rules for g in r["apiGroups"] for res in r["resources"]
+            for verb in r["verbs"]}
+
+
 class Rbac(unittest.TestCase):
+    def test_rules_are_exactly_what_the_code_uses(self):
+        objs = parse_yaml(render(os.path.join(DEPLOY, "base")))
+        cluster = triples(rules_of(objs, "ClusterRole"))
+        ns = triples(rules_of(objs, "Role"))
+        self.assertEqual(sorted(NEEDED_CLUSTER - cluster), [], "needed, not granted")
+        self.assertEqual(sorted(cluster - NEEDED_CLUSTER), [], "granted, not needed")
+        self.assertEqual(ns, NEEDED_NAMESPACE)
+        for r in rules_of(objs, "ClusterRole") + rules_of(objs, "Role"):
+            self.assertNotIn("resourceNames", r)
+            self.assertNotIn("*", r["verbs"])
+        # Every overlay keeps the base's rules.
+        for overlay in OVERLAYS:
+            objs = parse_yaml(render(os.path.join(DEPLOY, "overlays", overlay)))
+            self.assertEqual(triples(rules_of(objs, "ClusterRole")), NEEDED_CLUSTER, overlay)
+            self.assertEqual(triples(rules_of(objs, "Role")), NEEDED_NAMESPACE, overlay)
+
     def test_every_rule_has_its_comment(self):
         with open(os.path.join(DEPLOY, "base", "rbac.yaml")) as f:
             lines = f.read().splitlines()
@@ -430,7 +494,10 @@ class Rbac(unittest.TestCase):
                                   ("list", "secrets", False),
                                   ("patch", "scaledobjects.keda.sh/status", True),
                                   ("create", "events.events.k8s.io", True),
-                                  ("delete", "horizontalpodautoscalers.autoscaling", True)]:
+                                  ("delete", "horizontalpodautoscalers.autoscaling", True),
+                                  ("update", "horizontalpodautoscalers.autoscaling", True),
+                                  ("patch", "horizontalpodautoscalers.autoscaling", False),
+                                  ("get", "scaledobjects.keda.sh", False)]:
                 res, _, sub = res.partition("/")
                 proc = subprocess.run(
                     ["kubectl", "auth", "can-i", verb, res, "--as", user, "-n", ns] +
@@ -443,6 +510,99 @@ class Rbac(unittest.TestCase):
                 if o["kind"] in ("ClusterRole", "ClusterRoleBinding", "Namespace"):
                     evstest.kubectl(ENV, "delete", o["kind"].lower(), o["metadata"]["name"],
                                     "--wait=false", check=False)
+
+
+class RunsUnderItsClusterRole(test_scaling.Scaling):
+    """evscale, with a ServiceAccount token bound only to deploy/base's ClusterRole and Role,
+    scales a Deployment from a Redis list on the local control plane: activation, status,
+    Events, the scale-out and the drain to 0. A verb missing from the rules fails it (the
+    status patch, the /scale patch, the Lease or an Event is refused, and the log says so)."""
+    # Test_scaling's fixtures and helpers only, not its tests.
+    test_queue_drives_replicas_one_write_per_change = None
+    test_second_scaledobject_and_broken_one_refused = None
+    test_foreign_hpa_refused = None
+    test_dry_run_writes_nothing = None
+
+    def service_account_kubeconfig(self):
+        """Applies deploy/base's RBAC (through the prod overlay) in self.ns for a ServiceAccount
+        of its own, and returns a kubeconfig with that account's token (TokenRequest API)."""
+        suffix = "-%d-%d" % (os.getpid(), int(time.time() * 1000) % 100000)
+        d = wrapper("prod", self.ns, suffix)
+        try:
+            objs = parse_yaml(render(d))
+        finally:
+            shutil.rmtree(d)
+        rbac = [o for o in objs if o["kind"] in ("ServiceAccount", "ClusterRole",
+                                                  "ClusterRoleBinding", "Role", "RoleBinding")]
+        sa = by_kind(rbac, "ServiceAccount")["metadata"]["name"]
+        for kind in ("ClusterRoleBinding", "RoleBinding"):
+            by_kind(rbac, kind)["subjects"] = [{"kind": "ServiceAccount", "name": sa,
+                                                "namespace": self.ns}]
+        self.kubectl("apply", "-f", "-", input=json.dumps(
+            {"apiVersion": "v1", "kind": "List", "items": rbac}))
+        for o in rbac:
+            if o["kind"] in ("ClusterRole", "ClusterRoleBinding"):
+                self.addCleanup(self.kubectl, "delete", o["kind"].lower(), o["metadata"]["name"],
+                                "--wait=false", check=False)
+        # 1.20 signs bound tokens (the control plane runs with --service-account-issuer and a
+        # signing key): kubectl create token is a POST of a TokenRequest.
+        token = self.kubectl("create", "token", sa, "-n", self.ns, "--duration", "3600s").strip()
+        self.assertTrue(token)
+        kc = os.path.join(self.dir, "kubeconfig-%s" % self.ns)
+        with open(kc, "w") as f:
+            f.write(json.dumps({
+                "apiVersion": "v1", "kind": "Config", "current-context": "sa",
+                "clusters": [{"name": "cp", "cluster": {
+                    "server": self.env["KUBE_API_URL"],
+                    "certificate-authority": self.env["KUBE_CA"]}}],
+                "users": [{"name": "sa", "user": {"token": token}}],
+                "contexts": [{"name": "sa", "context": {"cluster": "cp", "user": "sa",
+                                                        "namespace": self.ns}}]}))
+        # The authorizer sees new bindings a moment after they are written.
+        sa_env = dict(os.environ, KUBECONFIG=kc)
+
+        def can(verb, *what):
+            return subprocess.run(["kubectl", "auth", "can-i", verb, *what, "-n", self.ns],
+                                  text=True, capture_output=True, env=sa_env).stdout.strip()
+        evstest.wait_until(lambda: can("update", "leases.coordination.k8s.io") == "yes" and
+                           can("watch", "scaledobjects.keda.sh") == "yes",
+                           timeout=60, what="the ServiceAccount's RBAC in force")
+        # It is that ServiceAccount and nothing more.
+        self.assertEqual(can("patch", "deployments.apps"), "no")
+        self.assertEqual(can("list", "secrets"), "no")
+        return kc
+
+    def test_scales_under_the_service_account(self):
+        test_scaling.BIN = binary()
+        kc = self.service_account_kubeconfig()
+        self.deployment("worker", 0)
+        lst = "jobs-" + self.ns
+        self.redis.cmd("DEL", lst)
+        self.scaledobject("worker-so", "worker", lst, cooldown=3)
+        # start() names self.env's kubeconfig: the ServiceAccount's, for this start only.
+        self.env = dict(type(self).env, KUBECONFIG=kc)
+        try:
+            proc, logf, base = self.start()
+        finally:
+            del self.env
+        self.wait_condition("worker-so", "Ready", "True", timeout=60)
+        self.wait_condition("worker-so", "Active", "False")
+        # 12 items, listLength 5: 0 -> 1 (activation), then ceil(12 / 5) = 3.
+        self.redis.cmd("RPUSH", lst, *["j%d" % i for i in range(12)])
+        self.wait_replicas("worker", 3, timeout=90)
+        self.wait_condition("worker-so", "Active", "True")
+        self.wait_event("worker-so", "KEDAScaleTargetActivated", timeout=60)
+        self.redis.cmd("DEL", lst)
+        self.wait_replicas("worker", 0, timeout=90)
+        self.wait_event("worker-so", "KEDAScaleTargetDeactivated", timeout=60)
+        # The Lease was taken under the Role (leader election on by default).
+        holder = self.kubectl("get", "lease", "evscale", "-n", self.ns, "-o",
+                              "jsonpath={.spec.holderIdentity}")
+        self.assertTrue(holder)
+        # Nothing evscale asked was refused.
+        refused = [r for r in self.log_records(logf)
+                   if "403" in json.dumps(r) or "forbidden" in json.dumps(r).lower()]
+        self.assertEqual(refused, [])
 
 
 def can_i_list(env, user, ns):
