@@ -411,8 +411,32 @@ spec:
         self.assertEqual(self.replicas("restored"), 3)
         # ... until evscale is back: it restores the original count, then lets it go.
         self.start()
+        proc2 = self.procs[-1][0]
         self.wait_replicas("restored", 1, timeout=60)
         evstest.wait_until(lambda: so() is None, timeout=30, what="the ScaledObject gone")
+        # The uninstall step: with evscale stopped, tools/remove-finalizers.sh lets a delete
+        # through (and leaves other finalizers alone).
+        self.apply(SCALEDOBJECT.format(name="restore-so", ns=self.ns, target="restored", list=lst,
+                                       port=self.redis.port, cooldown=3)
+                   .replace("  pollingInterval: 1\n",
+                            "  pollingInterval: 1\n  advanced: {restoreToOriginalReplicaCount: "
+                            "true}\n"))
+        evstest.wait_until(lambda: "evscale.io/restore-replicas" in
+                           (so() or {}).get("metadata", {}).get("finalizers", []), timeout=30,
+                           what="evscale's finalizer again")
+        self.kubectl("patch", "scaledobject", "restore-so", "-n", self.ns, "--type", "merge", "-p",
+                     '{"metadata":{"finalizers":["example.com/other","evscale.io/restore-replicas"]}}')
+        proc2.send_signal(signal.SIGTERM)
+        self.assertEqual(proc2.wait(30), 0)
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        out = subprocess.run([os.path.join(root, "tools", "remove-finalizers.sh"), "-n", self.ns],
+                             env=dict(os.environ, KUBECONFIG=self.env["KUBECONFIG"]),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             timeout=60)
+        self.assertEqual(out.returncode, 0, out.stdout)
+        self.assertIn("removed evscale.io/restore-replicas from %s/restore-so" % self.ns,
+                      out.stdout)
+        self.assertEqual(so()["metadata"]["finalizers"], ["example.com/other"])
         self.redis.cmd("DEL", lst)
 
     def test_changed_trigger_restarts_only_it(self):
