@@ -2116,11 +2116,26 @@ void evs_registry_close(evs_registry_t *reg, void (*cb)(void *arg), void *arg) {
 /* ---------------------------------------------------------------------------------------------
  * The ScaledObject informer's decoder */
 
+static int evs__digits(const char *s, int n) {
+  int v = 0;
+  for (int i = 0; i < n; i++) {
+    if (s[i] < '0' || s[i] > '9')
+      return -1;
+    v = v * 10 + (s[i] - '0');
+  }
+  return v;
+}
+
 int64_t evs_registry_parse_time(const char *s) {
-  int y, mo, d, h, mi, sec;
-  if (s == NULL || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d", &y, &mo, &d, &h, &mi, &sec) != 6)
+  /* Exactly "YYYY-MM-DDTHH:MM:SS", each field its full width (no sscanf: it accepts short
+   * fields, signs and spaces, and the tail would then be read past the end). */
+  if (s == NULL || strnlen(s, 20) < 20 || s[4] != '-' || s[7] != '-' ||
+      (s[10] != 'T' && s[10] != 't') || s[13] != ':' || s[16] != ':')
     return -1;
-  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60 || y < 1970)
+  int y = evs__digits(s, 4), mo = evs__digits(s + 5, 2), d = evs__digits(s + 8, 2),
+      h = evs__digits(s + 11, 2), mi = evs__digits(s + 14, 2), sec = evs__digits(s + 17, 2);
+  if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || h > 23 || mi < 0 || mi > 59 ||
+      sec < 0 || sec > 60)
     return -1;
   /* Days from the civil date (Howard Hinnant's algorithm), UTC; an offset other than Z is
    * applied below. */
@@ -2143,7 +2158,9 @@ int64_t evs_registry_parse_time(const char *s) {
   if (*p == 'Z' || *p == 'z')
     return p[1] == '\0' ? ms : -1;
   if ((*p == '+' || *p == '-') && strlen(p) == 6 && p[3] == ':') {
-    int oh = (p[1] - '0') * 10 + (p[2] - '0'), om = (p[4] - '0') * 10 + (p[5] - '0');
+    int oh = evs__digits(p + 1, 2), om = evs__digits(p + 4, 2);
+    if (oh < 0 || oh > 23 || om < 0 || om > 59)
+      return -1;
     int64_t off = ((int64_t)oh * 60 + om) * 60000;
     return *p == '+' ? ms - off : ms + off;
   }

@@ -41,6 +41,12 @@ static void times(void **state) {
   assert_int_equal(evs_registry_parse_time("2026-11-30 09:08:30"), -1);
   assert_int_equal(evs_registry_parse_time("2026-11-30T09:08:30Zjunk"), -1);
   assert_int_equal(evs_registry_parse_time(NULL), -1);
+  /* Short fields (the fuzzer's find: sscanf's %2d took "3" and the tail was read past the end),
+   * signs and spaces are refused. */
+  assert_int_equal(evs_registry_parse_time("1970-01-01T00:3:59"), -1);
+  assert_int_equal(evs_registry_parse_time("2026-11-30T09:08: 3Z"), -1);
+  assert_int_equal(evs_registry_parse_time("2026-11-30T09:08:+3Z"), -1);
+  assert_int_equal(evs_registry_parse_time("2026-11-30T09:08:30+1:00"), -1);
 }
 
 static void decode(void **state) {
