@@ -103,6 +103,7 @@ struct evs__rec_s {
   int32_t w_current, w_replicas; /* the write in flight */
   evs_step_t inflight;
   int32_t dry_logged; /* the last count logged in dry-run; -1 none */
+  uint8_t dry_listed; /* --dry-run listed it (target, replicas, decision) once */
   /* The target's container environment (KEDA's ResolvedEnv), fetched once per start when a
    * trigger asks for it (a *FromEnv parameter) or its TriggerAuthentication has spec.env. */
   evs_triggerauth_req_t *env_req;
@@ -988,6 +989,17 @@ static void evs__evaluate(evs__rec_t *r) {
   if (rc != 0)
     return;
   reg->st.decisions++;
+  if (reg->o.dry_run && !r->dry_listed) {
+    /* --dry-run lists every ScaledObject once: what it drives, from what count, to what. */
+    r->dry_listed = 1;
+    char gvk[256];
+    EVS_LOG_INFO("dry run: ScaledObject", EVS_KV_STR("scaledobject", r->key),
+                 EVS_KV_STR("target", evs__target_gvk(t, gvk, sizeof gvk)),
+                 EVS_KV_STR("target_name", t->name), EVS_KV_INT("replicas", st.current),
+                 EVS_KV_INT("desired", st.write ? st.replicas : st.current),
+                 EVS_KV_STR("reason", evs_engine_reason_name(st.decision.reason)),
+                 EVS_KV_UINT("triggers", r->n_trig));
+  }
   if (r->original_replicas < 0)
     r->original_replicas = t->spec;
   if (st.write && backing_off) {

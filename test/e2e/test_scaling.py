@@ -522,6 +522,41 @@ spec:
             red.stop()
             shutil.rmtree(rdir, ignore_errors=True)
 
+    def test_prometheus_trigger_scales(self):
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+        from prom_harness import Harness
+        with Harness() as h:
+            job = "evs-" + self.ns
+            h.push(job, "evs_queue_depth", 30)
+            query = 'sum(evs_queue_depth{job="%s"})' % job
+            h.wait(query, "30")
+            self.deployment("prom-target", 0)
+            self.apply(f"""apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {{name: prom-so, namespace: {self.ns}}}
+spec:
+  scaleTargetRef: {{name: prom-target}}
+  minReplicaCount: 0
+  maxReplicaCount: 10
+  pollingInterval: 1
+  cooldownPeriod: 3
+  triggers:
+  - type: prometheus
+    metadata:
+      serverAddress: {h.describe()["prometheus"]}
+      query: '{query}'
+      threshold: "10"
+""")
+            proc, logf, base = self.start()
+            self.wait_replicas("prom-target", 3, timeout=90)  # 0 -> 1 -> ceil(30 / 10)
+            self.wait_condition("prom-so", "Active", "True")
+            h.push(job, "evs_queue_depth", 0)
+            self.wait_replicas("prom-target", 0, timeout=90)  # inactive, after the cooldown
+            _, metrics = get(base + "/metrics")
+            self.assertTrue(any(ln.startswith("keda_scaler_metrics_value{") and
+                                'scaledObject="prom-so"' in ln and 'scaler="prometheusScaler"'
+                                in ln for ln in metrics.splitlines()), metrics[-1500:])
+
     def test_dry_run_writes_nothing(self):
         self.deployment("dry", 0)
         lst = "dry-" + self.ns
@@ -535,6 +570,10 @@ spec:
             return [r for r in self.log_records(logf) if r.get("msg") == "dry run: would scale"]
         recs = evstest.wait_until(decided, timeout=60, what="a dry-run decision in the log")
         self.assertEqual((recs[0]["from"], recs[0]["to"]), (0, 1))
+        listed = [r for r in self.log_records(logf) if r.get("msg") == "dry run: ScaledObject"]
+        self.assertEqual(len(listed), 1, listed)
+        self.assertEqual((listed[0]["target"], listed[0]["target_name"], listed[0]["replicas"]),
+                         ("apps/v1.Deployment", "dry", 0))
         time.sleep(3)
         self.assertEqual(self.replicas("dry"), 0)
         events, _ = evstest.audit_events(self.env, since)
