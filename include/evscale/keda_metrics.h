@@ -128,6 +128,14 @@ void evs_keda_metrics_scaled(evs_keda_metrics_object_t *o, evs_keda_direction_t 
 void evs_keda_metrics_set_breaker(evs_keda_metrics_object_t *o, int open);
 void evs_keda_metrics_breaker_trip(evs_keda_metrics_object_t *o);
 void evs_keda_metrics_write_coalesced(evs_keda_metrics_t *km);
+/* An empty answer from the upstream (a Prometheus query with no sample), where KEDA's scaler
+ * calls RecordEmptyUpstreamResponse(namespace, scaledResource, triggerName, metricName,
+ * resourceType, ignoreNullValues) (kedacore/keda v2.20.2 pkg/metricscollector/prommetrics.go;
+ * resourceType is the scalable object's kind, "ScaledObject"). The series outlives the object,
+ * as a counter in KEDA does. */
+void evs_keda_metrics_empty_upstream(evs_keda_metrics_t *km, const char *ns, const char *name,
+                                     const char *trigger_name, const char *metric,
+                                     int ignore_null);
 /* Series currently held by the object (for tests and accounting). */
 size_t evs_keda_metrics_object_series(const evs_keda_metrics_object_t *o);
 

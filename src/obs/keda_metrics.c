@@ -352,6 +352,19 @@ void evs_keda_metrics_breaker_trip(evs_keda_metrics_object_t *o) {
     evs_metric_inc(o->s[O_TRIPS]);
 }
 
+void evs_keda_metrics_empty_upstream(evs_keda_metrics_t *km, const char *ns, const char *name,
+                                     const char *trigger_name, const char *metric,
+                                     int ignore_null) {
+  if (km == NULL || km->keda[EVS_KEDA_SCALER_EMPTY_UPSTREAM_RESPONSES_TOTAL] == NULL)
+    return;
+  const char *v[] = {ns ? ns : "", name ? name : "", trigger_name ? trigger_name : "",
+                     metric ? metric : "", "ScaledObject", ignore_null ? "true" : "false"};
+  evs_metric_t *m =
+      evs_metric_family_child(km->keda[EVS_KEDA_SCALER_EMPTY_UPSTREAM_RESPONSES_TOTAL], v);
+  if (m)
+    evs_metric_inc(m);
+}
+
 void evs_keda_metrics_write_coalesced(evs_keda_metrics_t *km) {
   if (km)
     evs_metric_inc(km->coalesced);

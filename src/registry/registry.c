@@ -1124,7 +1124,18 @@ static void evs__status(evs__rec_t *r, const evs_decision_t *d) {
     }
   }
   char conflict[512];
-  if (!err && r->target && r->target->backoff_until_ms && in.has_conditions) {
+  if (!err && r->br.open && in.has_conditions) {
+    /* The breaker's state as a condition: Ready stays True (the object is sound), its reason
+     * says who drives the target and until when. */
+    char until[32];
+    evs_status_format_time(r->br.opened_ms + r->br.cooldown_ms, until, sizeof until);
+    snprintf(conflict, sizeof conflict,
+             "circuit breaker open: the target scaled too often; the fallback HPA %s drives it "
+             "until %s (or until keda.sh/circuit-breaker-triggered is removed)",
+             r->so && r->so->hpa_name ? r->so->hpa_name : "", until);
+    in.conditions[EVS_STATUS_READY].reason = "CircuitBreakerOpen";
+    in.conditions[EVS_STATUS_READY].message = conflict;
+  } else if (!err && r->target && r->target->backoff_until_ms && in.has_conditions) {
     char until[32];
     evs_status_format_time(r->target->backoff_until_ms, until, sizeof until);
     snprintf(conflict, sizeof conflict,
@@ -1286,6 +1297,8 @@ static void evs__elect(evs_registry_t *reg, evs__target_t *t) {
 /* ---------------------------------------------------------------------------------------------
  * Scalers */
 
+static evs_registry_t *evs__reg_of(evs__rec_t *r) { return r->reg; }
+
 static void evs__on_reading(evs_scaler_t *s, const evs_reading_t *rd, void *data) {
   (void)s;
   evs__trig_t *tr = data;
@@ -1305,6 +1318,15 @@ static void evs__on_reading(evs_scaler_t *s, const evs_reading_t *rd, void *data
     tr->reresolved_ms = rnow;
     tr->reresolve = 1;
     rearm = 1;
+  }
+  if (rd->empty_upstream && r->so && evs__reg_of(r)->o.keda_metrics) {
+    const evs_trigger_t *tg = &r->so->triggers[tr->index];
+    const char *inv = evs_kvs_get(&tg->metadata, "ignoreNullValues");
+    /* Go's strconv.ParseBool: the false spellings; anything else (and absent) is KEDA's true. */
+    int ignore = !(inv && (!strcmp(inv, "0") || !strcmp(inv, "f") || !strcmp(inv, "F") ||
+                           !strcmp(inv, "false") || !strcmp(inv, "FALSE") || !strcmp(inv, "False")));
+    evs_keda_metrics_empty_upstream(evs__reg_of(r)->o.keda_metrics, r->ns, r->name, tg->name,
+                                    tg->metric_name, ignore);
   }
   if (r->km) {
     if (rd->error) {

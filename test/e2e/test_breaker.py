@@ -113,6 +113,8 @@ class Breaker(test_scaling.Scaling):
             lambda: (lambda a: a if "keda.sh/circuit-breaker-triggered" in a else None)(
                 self.annotations("flappy")), timeout=30, what="the triggered annotation")
         self.assertIn("evscale.io/circuit-breaker-state", ann)
+        evstest.wait_until(lambda: (self.condition("flappy", "Ready") or {}).get("reason") ==
+                           "CircuitBreakerOpen", timeout=30, what="Ready reason CircuitBreakerOpen")
         self.assertTrue(ann["evscale.io/circuit-breaker-state"].startswith("v1 o"))
         # The trip refused the up-step at 1 replica: the real HPA controller raises the target
         # to minReplicas (below min it needs no CPU metrics); evscale writes nothing meanwhile
@@ -143,6 +145,29 @@ class Breaker(test_scaling.Scaling):
         evstest.wait_until(lambda: self.hpa("keda-hpa-flappy") is None, timeout=30,
                            what="the fallback HPA deleted")
         self.wait_replicas("flappy-target", 1, timeout=60)
+
+    def test_steady_ramp_never_trips(self):
+        self.deployment("ramp-target", 1)
+        lst = "ramp-" + self.ns
+        self.redis.cmd("DEL", lst)
+        # 5 jobs per replica exactly: every step is outside the HPA's 10 % tolerance.
+        self.redis.cmd("RPUSH", lst, *["s%d" % k for k in range(5)])
+        self.apply(FLAPPY.format(name="ramp", ns=self.ns, target="ramp-target", list=lst,
+                                 port=self.redis.port).replace("keda-hpa-flappy", "x"))
+        proc, logf, base = self.start(BREAKER_CFG.format(cooldown="10m"))
+        self.wait_condition("ramp", "Ready", "True")
+        # Up in many steps, then down in many steps: one scale event per direction.
+        for n in range(2, 9):
+            self.redis.cmd("RPUSH", lst, *["r%d" % k for k in range(5)])
+            self.wait_replicas("ramp-target", n, timeout=30)
+        for n in range(7, 0, -1):
+            self.redis.cmd("LPOP", lst, "5")
+            self.wait_replicas("ramp-target", n, timeout=30)
+        time.sleep(2)
+        self.assertIsNone(self.hpa("keda-hpa-ramp"))
+        self.assertNotIn("keda.sh/circuit-breaker-triggered", self.annotations("ramp"))
+        scaled = [r for r in self.log_records(logf) if r.get("msg") == "scaled"]
+        self.assertGreaterEqual(len(scaled), 14)
 
     def test_cooldown_closes(self):
         self.deployment("cool-target", 10)
