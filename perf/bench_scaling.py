@@ -414,7 +414,42 @@ class Bench:
             raise RuntimeError("floor PATCH -> %d %s" % (status, data[:200]))
         return headers.get("audit-id"), t0
 
+    def metrics(self):
+        """evscale's own /metrics lines about latency (kept for the profile of a miss)."""
+        import urllib.request
+        try:
+            with urllib.request.urlopen(self.base + "/metrics", timeout=10) as r:
+                text = r.read().decode()
+        except OSError as e:
+            return "(no /metrics: %s)" % e
+        keep = ("evscale_scaling_latency_seconds", "evscale_kube_ratelimiter_wait_seconds",
+                "evscale_event_loop_lag", "evscale_writes_coalesced_total")
+        return "\n".join(l for l in text.splitlines()
+                         if l.startswith(keep) and "_bucket" not in l)
+
     def run(self):
+        perf = None
+        if self.a.perf:
+            perf = subprocess.Popen(["perf", "record", "-g", "-F", "999", "-p",
+                                     str(self.proc.pid), "-o",
+                                     os.path.join(self.dir, "perf.data")],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            self._run()
+        finally:
+            if perf:
+                perf.send_signal(2)
+                perf.wait(60)
+        self.evs_metrics = self.metrics()
+        if perf:
+            rep = subprocess.run(["perf", "report", "--stdio", "--no-children", "-i",
+                                  os.path.join(self.dir, "perf.data"), "--percent-limit", "2",
+                                  "-g", "none"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.DEVNULL, text=True)
+            self.perf_report = "\n".join(l for l in rep.stdout.splitlines()
+                                         if l.strip() and not l.startswith("#"))[:4000]
+
+    def _run(self):
         tick = self.a.tick or (0.4 if self.a.mode == "push" else POLLING_INTERVAL + 0.5)
         conn = evstest.connect(self.env)
         self.pushes = []   # (target, t_push, t_next, expect_change)
@@ -609,6 +644,8 @@ def main():
     ap.add_argument("--binary", default=os.path.join(ROOT, "build", "rel", "evscale"))
     ap.add_argument("--controlplane", choices=("auto", "shared", "private"), default="auto")
     ap.add_argument("--tick", type=float, default=0.0, help="seconds per profile step")
+    ap.add_argument("--perf", action="store_true",
+                    help="perf record -g on evscale during the run; print the top of the report")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     ap.add_argument("--append-results", metavar="FILE")
     args = ap.parse_args()
@@ -639,6 +676,9 @@ def main():
         args.mode, ",".join(args.profiles), args.iterations, args.others)
     print(head)
     print(text)
+    print("evscale /metrics at the end:\n" + getattr(b, "evs_metrics", ""))
+    if getattr(b, "perf_report", None):
+        print("perf report (evscale, self time >= 2 %):\n" + b.perf_report)
     if args.append_results:
         now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         with open(args.append_results, "a") as f:
