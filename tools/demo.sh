@@ -55,6 +55,10 @@ cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   set +e
+  if [ "$rc" != 0 ] && [ "$rc" != 130 ] && [ -s "$WORK/evscale.log" ]; then
+    say "the last lines of evscale's log:"
+    tail -n 15 "$WORK/evscale.log" | cut -c1-300 | sed 's/^/  | /'
+  fi
   if [ -n "$EVS_PID" ] && kill -0 "$EVS_PID" 2>/dev/null; then
     say "stopping evscale (pid $EVS_PID)"
     kill -TERM "$EVS_PID"
