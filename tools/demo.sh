@@ -290,9 +290,9 @@ say "draining: the workers take the jobs"
 while [ "$(rc LLEN jobs)" -gt 0 ]; do
   rc LPOP jobs >/dev/null; rc LPOP jobs >/dev/null; rc LPOP jobs >/dev/null; rc LPOP jobs >/dev/null
   rc LPOP jobs >/dev/null; rc LPOP jobs >/dev/null; rc LPOP jobs >/dev/null; rc LPOP jobs >/dev/null
+  [ "$(rc LLEN jobs)" -eq 0 ] && date +%s.%N >>"$PUSHES"  # the queue's last change
   show; sleep 0.25
 done
-date +%s.%N >>"$PUSHES"
 say "queue empty: evscale scales to zero once the cooldown (${COOLDOWN}s) has passed"
 wait_for 0 $((COOLDOWN + 60))
 sleep 1
