@@ -295,6 +295,11 @@ while [ "$(rc LLEN jobs)" -gt 0 ]; do
 done
 say "queue empty: evscale scales to zero once the cooldown (${COOLDOWN}s) has passed"
 wait_for 0 $((COOLDOWN + 60))
-sleep 1
-writes | sed 's/^/  ** /'
+# The audit log is written as requests complete: wait (up to 10 s) until every write evscale
+# logged is in it, and print the rest.
+for _ in $(seq 1 20); do
+  writes | sed 's/^/  ** /'
+  [ "$(wc -l <"$SEEN")" -ge "$(grep -c '"msg":"scaled"' "$WORK/evscale.log")" ] && break
+  sleep 0.5
+done
 say "worker scaled to zero"
