@@ -7,7 +7,7 @@
 #   tools/controlplane.sh stop DIR     stop the processes recorded in DIR/pids
 #   tools/controlplane.sh crds DIR     re-apply test/data/crds on a running one if they changed
 #
-# Environment: EVSCALE_CACHE (default ~/.cache/evscale) holds the source, the build log and bin/;
+# Environment: EVS_CACHE (default ~/.cache/evscale) holds the source, the build log and bin/;
 # EVS_CP_HPA_SYNC_PERIOD (default 5s) is the HPA controller's sync period, read at start.
 # Works as root in CI (no TTY). No scheduler, no kubelet: pods stay Pending, which is all an
 # autoscaler needs (it writes /scale; the ReplicaSet controller still creates the Pods).
@@ -15,7 +15,7 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(dirname "$HERE")"
-CACHE="${EVSCALE_CACHE:-$HOME/.cache/evscale}"
+CACHE="${EVS_CACHE:-$HOME/.cache/evscale}"
 BIN="$CACHE/bin"
 SRC="$CACHE/src"
 APISERVER="$BIN/kube-apiserver"

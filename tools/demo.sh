@@ -16,12 +16,12 @@
 #
 #   --quick              a short run (fewer, faster steps; cooldown 5 s): ~1 minute
 #   --binary PATH        use this evscale binary; no install, no build
-#   --no-install         skip tools/install-deps.sh (EVSCALE_SKIP_APT=1 does the same)
+#   --no-install         skip tools/install-deps.sh (EVS_SKIP_APT=1 does the same)
 #   --keep-controlplane  leave the control plane running for the next run (starts in ~30 s)
 #
 # The control plane: KUBE_API_URL, KUBECONFIG and KUBE_AUDIT_LOG set in the environment (e.g.
 # `set -a; . ~/.cache/evscale/cp-shared/env`): that one, untouched; else its own in
-# $EVSCALE_CACHE/cp-demo (default ~/.cache/evscale/cp-demo), reused if it answers, stopped at the
+# $EVS_CACHE/cp-demo (default ~/.cache/evscale/cp-demo), reused if it answers, stopped at the
 # end if this run started it. DEMO_NAMESPACE (default evscale-demo) is created and deleted.
 # Exit status 0 when the Deployment went up with the queue and back to 0.
 set -euo pipefail
@@ -47,7 +47,7 @@ say() { printf '\033[1mdemo:\033[0m %s\n' "$*"; }
 die() { say "error: $*" >&2; exit 1; }
 
 NS="${DEMO_NAMESPACE:-evscale-demo}"
-CACHE="${EVSCALE_CACHE:-$HOME/.cache/evscale}"
+CACHE="${EVS_CACHE:-$HOME/.cache/evscale}"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/evscale-demo.XXXXXX")"
 REDIS_PID="" EVS_PID="" CP_DIR="" CP_STARTED=0 NS_CREATED=0
 
@@ -182,10 +182,9 @@ say "  5 jobs per replica, 0..10 replicas, cooldown ${COOLDOWN}s). No kubelet: p
 # --- evscale -------------------------------------------------------------------------------
 HPORT="$(free_port)"
 AUDIT_FROM=$(stat -c %s "$KUBE_AUDIT_LOG")
-# EVSCALE_SKIP_APT and EVSCALE_CACHE belong to the scripts; evscale would refuse them as
-# unknown configuration keys (every EVSCALE_* variable is one).
-env -u EVSCALE_SKIP_APT -u EVSCALE_CACHE \
-  EVSCALE_SERVER_ADDRESS="127.0.0.1:$HPORT" EVSCALE_KUBERNETES_NAMESPACES="$NS" \
+# The scripts' own variables are EVS_* (not EVSCALE_*): every EVSCALE_* variable is a
+# configuration key to evscale, and an unknown one is refused at start.
+env EVSCALE_SERVER_ADDRESS="127.0.0.1:$HPORT" EVSCALE_KUBERNETES_NAMESPACES="$NS" \
   EVSCALE_LEADER_ELECTION_LEASE_NAMESPACE="$NS" \
   "$BINARY" run --config config/demo.yaml >"$WORK/evscale.log" 2>&1 &
 EVS_PID=$!

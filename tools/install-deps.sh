@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs every build and test dependency of evscale from Debian packages.
-# Idempotent; works as root or through sudo. Set EVSCALE_SKIP_APT=1 to skip (offline builds).
+# Idempotent; works as root or through sudo. Set EVS_SKIP_APT=1 to skip (offline builds). (EVS_, not EVSCALE_: every EVSCALE_* variable is
+# an evscale configuration key, and evscale refuses unknown ones.)
 set -euo pipefail
 
 SUDO=""
@@ -30,7 +31,7 @@ done
 # (some images ship another at /usr/bin/kubectl and the package then fails to install).
 if ! command -v kubectl >/dev/null 2>&1; then missing+=(kubernetes-client); fi
 
-if [ "${EVSCALE_SKIP_APT:-0}" = 1 ] || [ ${#missing[@]} -eq 0 ]; then
+if [ "${EVS_SKIP_APT:-0}" = 1 ] || [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all packages present"
   exit 0
 fi

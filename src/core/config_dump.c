@@ -391,6 +391,7 @@ void evs_config_print_markdown(FILE *out) {
             k->help);
   }
   fputs("| `scaled_objects` | (none) | `[]` | yes | ScaledObjects defined in the file "
-        "(keda.sh/v1alpha1 schema) |\n",
+        "(keda.sh/v1alpha1 schema); status to the log and /metrics only; a name clash with an "
+        "API object: the API's is used |\n",
         out);
 }

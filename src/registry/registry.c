@@ -143,6 +143,11 @@ struct evs__target_s {
   char *error; /* the kind cannot be scaled (no scale subresource on this server) */
   int32_t spec, status, ready;
   uint8_t known, fetching;
+  /* cached: a watch cache reports it (Deployments, StatefulSets). Other kinds are read through
+   * /scale: once at start, then again at the record's cadence and a second after each write
+   * (their status follows the spec only once their controller has acted). */
+  uint8_t cached;
+  int64_t fetched_ms;
   char *foreign_hpa; /* an HPA evscale did not create drives it */
   /* Another writer (kubectl scale, a GitOps tool's self-heal) changing spec.replicas: the times
    * of its last changes, and evscale's back-off while it fights (doubling up to 5 minutes). */
@@ -655,6 +660,11 @@ static void evs__on_written(evs_scalewriter_t *w, const evs_scale_result_t *res,
                    "Deactivated %s %s/%s from %d to %d", evs__target_gvk(t, gvk, sizeof gvk), t->ns,
                    t->name, (int)r->w_current, (int)res->written);
     }
+    if (t && !t->cached) {
+      /* Its status follows once its controller has acted: read it again in a second. */
+      int64_t every = r->cadence_ms > 1000 ? (int64_t)r->cadence_ms : 1000;
+      t->fetched_ms = now - every + 1000;
+    }
     EVS_LOG_INFO("scaled", EVS_KV_STR("scaledobject", r->key),
                  EVS_KV_STR("target", t ? t->key : ""), EVS_KV_INT("from", r->w_current),
                  EVS_KV_INT("to", res->written),
@@ -685,6 +695,8 @@ static void evs__on_written(evs_scalewriter_t *w, const evs_scale_result_t *res,
   }
   r->dirty = 0;
   evs__evaluate(r);
+  if (t && !t->cached && !r->removed && (r->timer_due_ms == 0 || r->timer_due_ms > now + 1000))
+    evs__arm(r, now + 1000, now);
 }
 
 /* --- the breaker's hand-over to a fallback HPA, and back --- */
@@ -952,6 +964,11 @@ static void evs__evaluate(evs__rec_t *r) {
     evs__fetch_target(reg, t);
     return;
   }
+  if (!t->cached && !t->fetching) {
+    int64_t every = r->cadence_ms > 1000 ? (int64_t)r->cadence_ms : 1000;
+    if (evs__wall_ms() - t->fetched_ms >= every)
+      evs__fetch_target(reg, t); /* decides again when the answer changes something */
+  }
   if (r->writing) {
     /* Re-decided when the write in flight answers, from the count it wrote. */
     r->dirty = 1;
@@ -1169,16 +1186,21 @@ static void evs__on_fetched(evs_kube_req_t *req, int err, const evs_http_respons
   evs__target_t *t = f->t;
   free(f);
   t->fetching = 0;
+  int unchanged = 0;
   if (!reg->closing && err == 0 && resp && resp->status == 200) {
     json_t *root = json_loadb(resp->body, resp->body_len, 0, NULL);
     json_t *spec = json_object_get(root, "spec"), *status = json_object_get(root, "status");
     json_t *sr = json_object_get(spec, "replicas"), *str = json_object_get(status, "replicas");
     if (root && (sr == NULL || json_is_integer(sr))) {
+      int32_t old_spec = t->spec, old_status = t->status;
       t->spec = sr ? (int32_t)json_integer_value(sr) : 0;
       t->status = json_is_integer(str) ? (int32_t)json_integer_value(str) : t->spec;
+      t->fetched_ms = evs__wall_ms();
+      if (t->known && t->spec == old_spec && t->status == old_status)
+        unchanged = 1;
       /* Kinds read through /scale have no readyReplicas: ready = status.replicas (a documented
        * deviation; Deployments and StatefulSets come from their cache with the real count). */
-      if (t->ready < 0)
+      if (!t->cached)
         t->ready = t->status;
       t->known = 1;
     }
@@ -1195,7 +1217,7 @@ static void evs__on_fetched(evs_kube_req_t *req, int err, const evs_http_respons
       evs__arm(r, now + 2000, now);
     }
   }
-  int changed = t->known && !reg->closing;
+  int changed = t->known && !reg->closing && !unchanged;
   if (changed)
     evs__target_changed(reg, t);
   evs__target_unref(reg, t);
@@ -1323,8 +1345,9 @@ static void evs__on_reading(evs_scaler_t *s, const evs_reading_t *rd, void *data
     const evs_trigger_t *tg = &r->so->triggers[tr->index];
     const char *inv = evs_kvs_get(&tg->metadata, "ignoreNullValues");
     /* Go's strconv.ParseBool: the false spellings; anything else (and absent) is KEDA's true. */
-    int ignore = !(inv && (!strcmp(inv, "0") || !strcmp(inv, "f") || !strcmp(inv, "F") ||
-                           !strcmp(inv, "false") || !strcmp(inv, "FALSE") || !strcmp(inv, "False")));
+    int ignore =
+        !(inv && (!strcmp(inv, "0") || !strcmp(inv, "f") || !strcmp(inv, "F") ||
+                  !strcmp(inv, "false") || !strcmp(inv, "FALSE") || !strcmp(inv, "False")));
     evs_keda_metrics_empty_upstream(evs__reg_of(r)->o.keda_metrics, r->ns, r->name, tg->name,
                                     tg->metric_name, ignore);
   }
@@ -1991,6 +2014,7 @@ void evs_registry_target_seen(evs_registry_t *reg, const evs_registry_target_obs
   t->status = o->status_replicas;
   t->ready = o->ready_replicas;
   t->known = o->spec_replicas >= 0;
+  t->cached = 1;
   if (changed && t->known)
     evs__target_changed(reg, t);
 }

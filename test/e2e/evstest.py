@@ -10,7 +10,7 @@
 Which control plane controlplane() returns:
   1. KUBE_API_URL, KUBE_CA and KUBE_TOKEN set in the environment (e.g. a CI step started one, or
      `set -a; . DIR/env`): that one, untouched; stop() never stops it.
-  2. Otherwise the shared one in $EVSCALE_CACHE/cp-shared (default ~/.cache/evscale/cp-shared):
+  2. Otherwise the shared one in $EVS_CACHE/cp-shared (default ~/.cache/evscale/cp-shared):
      reused when it answers /readyz, else started (under a file lock, so parallel tests start it
      once). It is left running for the next test and the next run (startup costs ~20-40 s; the
      first ever start also builds Kubernetes, ~6-15 min). Stop it with
@@ -39,7 +39,7 @@ SOURCE_DIR = os.environ.get("EVS_SOURCE_DIR") or os.path.dirname(
 CONTROLPLANE_SH = os.path.join(SOURCE_DIR, "tools", "controlplane.sh")
 TESTCERTS_SH = os.path.join(SOURCE_DIR, "tools", "testcerts.sh")
 FAULTPROXY_PY = os.path.join(SOURCE_DIR, "test", "faultproxy.py")
-CACHE = os.environ.get("EVSCALE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "evscale")
+CACHE = os.environ.get("EVS_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "evscale")
 ENV_NAMES = ("KUBE_API_URL", "KUBE_CA", "KUBE_TOKEN", "KUBE_CLIENT_CERT", "KUBE_CLIENT_KEY",
              "KUBECONFIG", "KUBE_AUDIT_LOG")
 # How long a control plane start may take: the first one on a machine builds Kubernetes.

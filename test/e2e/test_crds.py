@@ -185,7 +185,7 @@ class ReappliedOnReuse(unittest.TestCase):
             # The reuse path of controlplane(), in a process whose cache is this directory.
             child_env = {k: v for k, v in os.environ.items()
                          if k not in ("KUBE_API_URL", "KUBE_CA", "KUBE_TOKEN")}
-            child_env["EVSCALE_CACHE"] = cache
+            child_env["EVS_CACHE"] = cache
             subprocess.run([sys.executable, "-c", "import evstest; evstest.controlplane()"],
                            cwd=os.path.dirname(os.path.abspath(__file__)), env=child_env,
                            check=True, timeout=300)

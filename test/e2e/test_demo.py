@@ -25,7 +25,7 @@ class Demo(unittest.TestCase):
     def test_quick_demo_scales_up_and_to_zero(self):
         env = evstest.controlplane()
         ns = "evs-demo-%d-%d" % (os.getpid(), int(time.time() * 1000) % 100000)
-        run_env = dict(os.environ, DEMO_NAMESPACE=ns, EVSCALE_SKIP_APT="1")
+        run_env = dict(os.environ, DEMO_NAMESPACE=ns, EVS_SKIP_APT="1")
         for k in evstest.ENV_NAMES:
             if env.get(k):
                 run_env[k] = env[k]

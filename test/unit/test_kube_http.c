@@ -102,7 +102,7 @@ static int count_lines(const char *s) {
 /* --- control plane discovery --- */
 
 static int apiserver_buildable(void) {
-  const char *cache = getenv("EVSCALE_CACHE");
+  const char *cache = getenv("EVS_CACHE");
   char path[512];
   if (cache != NULL)
     snprintf(path, sizeof path, "%s/bin/kube-apiserver", cache);
