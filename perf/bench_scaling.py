@@ -16,7 +16,8 @@ fresh namespace.
 Targets: BenchTarget custom resources (perf/benchtarget-crd.yaml, a scale subresource and
 nothing else); evscale reaches them through discovery. Each (profile, iteration) gets its own
 target at 0 replicas and its own list, driven by a ScaledObject (redis trigger, listLength 10,
-min 0, max 100, pollingInterval 1, cooldownPeriod 2). --others N adds N ScaledObjects on N
+min 0, max 100, pollingInterval 1, cooldownPeriod 2, and a behavior without the HPA's legacy
+scale-up cap or its 5 min scale-down window, so every step's count is expected at once). --others N adds N ScaledObjects on N
 other BenchTargets, each with its own empty list (pollingInterval 30): live scalers, no writes.
 
 Load profiles: the queue length (items in the list) after each tick; one tick = --tick seconds
@@ -190,6 +191,17 @@ def so_body(ns, name, target, lst, port, polling, cooldown):
                                         "name": target},
                      "minReplicaCount": 0, "maxReplicaCount": 100,
                      "pollingInterval": polling, "cooldownPeriod": cooldown,
+                     # A behavior that lets the count follow every step at once: without one,
+                     # KEDA's HPA applies its legacy scale-up cap (max(2x the count 15 s ago, 4))
+                     # and its 5 min scale-down window, and "the expected change" of a 0.4 s
+                     # step would be the HPA's rule, not evscale's speed, under test.
+                     "advanced": {"horizontalPodAutoscalerConfig": {"behavior": {
+                         "scaleUp": {"stabilizationWindowSeconds": 0,
+                                     "policies": [{"type": "Pods", "value": 100,
+                                                   "periodSeconds": 1}]},
+                         "scaleDown": {"stabilizationWindowSeconds": 0,
+                                       "policies": [{"type": "Percent", "value": 100,
+                                                     "periodSeconds": 1}]}}}},
                      "triggers": [{"type": "redis", "metadata": {
                          "address": "127.0.0.1:%d" % port, "listName": lst,
                          "listLength": str(LIST_LENGTH)}}]}}
