@@ -134,8 +134,7 @@ void evs_keda_metrics_write_coalesced(evs_keda_metrics_t *km);
  * resourceType is the scalable object's kind, "ScaledObject"). The series outlives the object,
  * as a counter in KEDA does. */
 void evs_keda_metrics_empty_upstream(evs_keda_metrics_t *km, const char *ns, const char *name,
-                                     const char *trigger_name, const char *metric,
-                                     int ignore_null);
+                                     const char *trigger_name, const char *metric, int ignore_null);
 /* Series currently held by the object (for tests and accounting). */
 size_t evs_keda_metrics_object_series(const evs_keda_metrics_object_t *o);
 

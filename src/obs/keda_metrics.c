@@ -357,8 +357,8 @@ void evs_keda_metrics_empty_upstream(evs_keda_metrics_t *km, const char *ns, con
                                      int ignore_null) {
   if (km == NULL || km->keda[EVS_KEDA_SCALER_EMPTY_UPSTREAM_RESPONSES_TOTAL] == NULL)
     return;
-  const char *v[] = {ns ? ns : "", name ? name : "", trigger_name ? trigger_name : "",
-                     metric ? metric : "", "ScaledObject", ignore_null ? "true" : "false"};
+  const char *v[] = {ns ? ns : "",         name ? name : "", trigger_name ? trigger_name : "",
+                     metric ? metric : "", "ScaledObject",   ignore_null ? "true" : "false"};
   evs_metric_t *m =
       evs_metric_family_child(km->keda[EVS_KEDA_SCALER_EMPTY_UPSTREAM_RESPONSES_TOTAL], v);
   if (m)
