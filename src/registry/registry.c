@@ -602,6 +602,16 @@ static void evs__cadence(evs__rec_t *r) {
 
 static void evs__fetch_target(evs_registry_t *reg, evs__target_t *t);
 
+/* How often a kind with no watch cache is read again through /scale: every second while its
+ * controller is still catching up (status.replicas != spec.replicas, as after a write), else once
+ * a minute (another writer's change is seen then at the latest: 10,000 such targets cost ~170
+ * GETs a second, not one per reading). */
+#define EVS__REFRESH_MS 60000
+static int64_t evs__refresh_every(const evs__rec_t *r, const evs__target_t *t) {
+  (void)r;
+  return t->status != t->spec ? 1000 : EVS__REFRESH_MS;
+}
+
 static void evs__on_written(evs_scalewriter_t *w, const evs_scale_result_t *res, void *arg) {
   (void)w;
   evs__rec_t *r = arg;
@@ -662,8 +672,7 @@ static void evs__on_written(evs_scalewriter_t *w, const evs_scale_result_t *res,
     }
     if (t && !t->cached) {
       /* Its status follows once its controller has acted: read it again in a second. */
-      int64_t every = r->cadence_ms > 1000 ? (int64_t)r->cadence_ms : 1000;
-      t->fetched_ms = now - every + 1000;
+      t->fetched_ms = now - EVS__REFRESH_MS + 1000;
     }
     EVS_LOG_INFO("scaled", EVS_KV_STR("scaledobject", r->key),
                  EVS_KV_STR("target", t ? t->key : ""), EVS_KV_INT("from", r->w_current),
@@ -964,11 +973,8 @@ static void evs__evaluate(evs__rec_t *r) {
     evs__fetch_target(reg, t);
     return;
   }
-  if (!t->cached && !t->fetching) {
-    int64_t every = r->cadence_ms > 1000 ? (int64_t)r->cadence_ms : 1000;
-    if (evs__wall_ms() - t->fetched_ms >= every)
-      evs__fetch_target(reg, t); /* decides again when the answer changes something */
-  }
+  if (!t->cached && !t->fetching && evs__wall_ms() - t->fetched_ms >= evs__refresh_every(r, t))
+    evs__fetch_target(reg, t); /* decides again when the answer changes something */
   if (r->writing) {
     /* Re-decided when the write in flight answers, from the count it wrote. */
     r->dirty = 1;
