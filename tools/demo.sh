@@ -12,9 +12,14 @@
 # twice a second, the queue length, the replicas it asks for (ceil(length / 5)), the
 # Deployment's replicas and pods and the ScaledObject's Active condition, and for
 # every scale write the measured scaling time (push into Redis -> the API server's completion of
-# evscale's /scale PATCH, from the audit log). Everything it started is stopped on exit or Ctrl-C.
+# evscale's /scale PATCH, from the audit log). Then the circuit breaker: a second ScaledObject,
+# "flappy", made to flap (down, up, down, up within a minute) trips it; evscale hands its
+# Deployment to the fallback HPA keda-hpa-flappy (shown with kubectl get hpa, the
+# keda.sh/circuit-breaker-triggered annotation and the Ready reason CircuitBreakerOpen), and the
+# runbook's reset (kubectl annotate ... keda.sh/circuit-breaker-triggered-) deletes the HPA and
+# evscale scales again. Everything it started is stopped on exit or Ctrl-C.
 #
-#   --quick              a short run (fewer, faster steps; cooldown 5 s): ~1 minute
+#   --quick              a short run (fewer, faster steps; cooldown 5 s): ~1.5 minutes
 #   --binary PATH        use this evscale binary; no install, no build
 #   --no-install         skip tools/install-deps.sh (EVS_SKIP_APT=1 does the same)
 #   --keep-controlplane  leave the control plane running for the next run (starts in ~30 s)
@@ -23,7 +28,8 @@
 # `set -a; . ~/.cache/evscale/cp-shared/env`): that one, untouched; else its own in
 # $EVS_CACHE/cp-demo (default ~/.cache/evscale/cp-demo), reused if it answers, stopped at the
 # end if this run started it. DEMO_NAMESPACE (default evscale-demo) is created and deleted.
-# Exit status 0 when the Deployment went up with the queue and back to 0.
+# Exit status 0 when the Deployment went up with the queue and back to 0, and the breaker
+# tripped to the HPA and recovered.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -36,7 +42,7 @@ while [ $# -gt 0 ]; do
     --binary=*) BINARY="${1#--binary=}" ;;
     --no-install) INSTALL=0 ;;
     --keep-controlplane) KEEP_CP=1 ;;
-    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "demo: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -302,3 +308,125 @@ for _ in $(seq 1 20); do
   sleep 0.5
 done
 say "worker scaled to zero"
+
+# --- the circuit breaker -------------------------------------------------------------------
+# A second ScaledObject, "flappy", whose behavior follows the queue at once in both directions
+# (stabilization 0, policies per 1 s), on its own Deployment and list. Driven down, up, down,
+# up within a minute, its fourth scale event trips the breaker (config/demo.yaml:
+# max_scale_events_per_minute 3): evscale refuses that write and creates the fallback HPA
+# keda-hpa-flappy (minReplicas = fallback_replicas 2), which the HPA controller runs; the
+# runbook's reset deletes it and evscale scales again.
+say "the circuit breaker: ScaledObject flappy (its own Deployment and list 'flappy-jobs'),"
+say "  with a behavior that follows the queue at once both ways; at most 3 scale events a minute"
+rc RPUSH flappy-jobs $(seq -f "f-%g" 1 50) >/dev/null
+kubectl apply --validate=false -f - >/dev/null <<YAML
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: flappy, namespace: $NS}
+spec:
+  replicas: 10
+  selector: {matchLabels: {app: flappy}}
+  template:
+    metadata: {labels: {app: flappy}}
+    spec:
+      containers: [{name: flappy, image: registry.invalid/worker:1}]
+---
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {name: flappy, namespace: $NS}
+spec:
+  scaleTargetRef: {name: flappy}
+  minReplicaCount: 1
+  maxReplicaCount: 10
+  pollingInterval: 1
+  advanced:
+    horizontalPodAutoscalerConfig:
+      behavior:
+        scaleUp:
+          stabilizationWindowSeconds: 0
+          policies: [{type: Pods, value: 10, periodSeconds: 1}]
+        scaleDown:
+          stabilizationWindowSeconds: 0
+          policies: [{type: Percent, value: 100, periodSeconds: 1}]
+  triggers:
+  - type: redis
+    metadata:
+      address: 127.0.0.1:$RPORT
+      listName: flappy-jobs
+      listLength: "5"
+YAML
+echo 0 >"$WORK/fseen"
+hpa_of() {
+  kubectl get hpa keda-hpa-flappy -n "$NS" -o jsonpath='{.spec.minReplicas}' 2>/dev/null || true
+}
+# One line: queue, the Deployment, the HPA, the breaker's annotation and the Ready reason;
+# then evscale's writes to flappy since the last line (from its log).
+show_flappy() {
+  local spec trig reason h
+  spec="$(kubectl get deploy flappy -n "$NS" -o jsonpath='{.spec.replicas}' 2>/dev/null)"
+  IFS='|' read -r trig reason <<<"$(kubectl get scaledobject flappy -n "$NS" -o jsonpath=\
+'{.metadata.annotations.keda\.sh/circuit-breaker-triggered}|{.status.conditions[?(@.type=="Ready")].reason}' \
+    2>/dev/null)"
+  h="$(hpa_of)"
+  printf '  %s  queue %2s jobs  replicas %2s  hpa %-24s  breaker %-6s  Ready reason %s\n' \
+    "$(date +%T)" "$(rc LLEN flappy-jobs)" "${spec:-?}" \
+    "$([ -n "$h" ] && echo "keda-hpa-flappy (min $h)" || echo -)" \
+    "$([ -n "$trig" ] && echo open || echo closed)" "${reason:--}"
+  python3 - "$WORK/evscale.log" "$NS/flappy" "$WORK/fseen" <<'PY' | sed 's/^/  ** /'
+import json, sys
+log, key, seen = sys.argv[1:]
+done, n = int(open(seen).read()), 0
+for line in open(log):
+    try: r = json.loads(line)
+    except ValueError: continue
+    if r.get("msg") == "scaled" and r.get("scaledobject") == key:
+        n += 1
+        if n > done:
+            print("evscale wrote flappy %s -> %s (%s)" % (r.get("from"), r.get("to"), r.get("reason")))
+open(seen, "w").write("%d\n" % n)
+PY
+}
+# flappy_until WHAT TIMEOUT CMD...: prints the view until CMD succeeds; 1 after TIMEOUT s.
+flappy_until() {
+  local what="$1" deadline=$((SECONDS + $2)); shift 2
+  while :; do
+    show_flappy
+    "$@" && return 0
+    if [ $SECONDS -ge $deadline ]; then say "flappy: no $what yet"; return 1; fi
+    sleep 0.5
+  done
+}
+flappy_is() { [ "$(kubectl get deploy flappy -n "$NS" -o jsonpath='{.spec.replicas}')" = "$1" ]; }
+tripped() { [ -n "$(hpa_of)" ]; }
+at_or_tripped() { flappy_is "$1" || tripped; }
+flappy_until "Ready" 30 bash -c "kubectl get scaledobject flappy -n $NS -o \
+  jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True" ||
+  die "flappy not Ready"
+for i in 1 2 3; do
+  tripped && break
+  say "queue down to 1 job: flappy -> 1 replica"
+  rc DEL flappy-jobs >/dev/null; rc RPUSH flappy-jobs f-1 >/dev/null
+  flappy_until "scale to 1" 30 at_or_tripped 1 || die "flappy did not scale to 1"
+  tripped && break
+  say "50 jobs again: flappy -> 10 replicas"
+  rc RPUSH flappy-jobs $(seq -f "f-%g" 2 50) >/dev/null
+  flappy_until "scale to 10" 30 at_or_tripped 10 || die "flappy did not scale to 10"
+done
+tripped || die "the breaker did not trip"
+say "the breaker tripped: evscale refused the write and handed flappy to an HPA"
+kubectl get hpa -n "$NS" | sed 's/^/  | /'
+flappy_until "Ready reason CircuitBreakerOpen" 30 bash -c "kubectl get scaledobject flappy -n $NS \
+  -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].reason}' | grep -qx CircuitBreakerOpen" ||
+  die "no Ready reason CircuitBreakerOpen"
+say "the HPA controller takes over: flappy up to its minReplicas 2; evscale writes nothing"
+flappy_until "HPA at 2" 45 flappy_is 2 || true
+say "recovering with the runbook's reset:"
+say "  kubectl annotate scaledobject flappy keda.sh/circuit-breaker-triggered- -n $NS"
+kubectl annotate scaledobject flappy keda.sh/circuit-breaker-triggered- -n "$NS" | sed 's/^/  | /'
+flappy_until "HPA deleted" 30 bash -c '! kubectl get hpa keda-hpa-flappy -n "$0" >/dev/null 2>&1' "$NS" ||
+  die "the HPA was not deleted"
+say "keda-hpa-flappy deleted; kubectl get hpa -n $NS:"
+kubectl get hpa -n "$NS" 2>&1 | sed 's/^/  | /'
+say "evscale scales again: 50 jobs -> 10 replicas"
+flappy_until "scale to 10 after the reset" 30 flappy_is 10 || die "evscale did not scale flappy again"
+say "breaker closed, flappy back with evscale"
