@@ -4,8 +4,12 @@ binary (--binary, no install, no build) against the shared local control plane (
 KUBE_* in the environment, so the demo neither starts nor stops it) and its own redis-server:
 it runs unattended to the end and exits 0, the Deployment followed the queue up (activation,
 then the HPA's count) and came back to zero, each of those scale writes is in the API server's
-audit log as evscale's PATCH of the Deployment's /scale, and the demo stopped what it started
-(its evscale and redis-server are gone; its namespace is being deleted).
+audit log as evscale's PATCH of the Deployment's /scale; then the breaker act: the output shows
+the trip (the HPA keda-hpa-flappy listed, the breaker open, the Ready reason CircuitBreakerOpen)
+and the recovery by the runbook's annotate (the HPA gone, evscale writing again), and the audit
+log has evscale's create of keda-hpa-flappy followed by its delete (and no HPA for the first
+act's ScaledObject, which must not trip); the demo stopped what it started (its evscale and
+redis-server are gone; its namespace is being deleted).
 """
 import os
 import re
@@ -52,6 +56,38 @@ class Demo(unittest.TestCase):
                    and e.get("requestURI", "").startswith(path)
                    and "evscale" in e.get("userAgent", "")]
         self.assertEqual(len(patches), len(writes), out[-3000:])
+        # The breaker act, on screen: the trip, then the recovery by the runbook's reset.
+        act = out[out.index("demo: the circuit breaker"):]
+        tripped = act.index("demo: the breaker tripped")
+        self.assertRegex(act[tripped:], r"\|\s+keda-hpa-flappy\s+Deployment/flappy")
+        self.assertRegex(act, r"hpa keda-hpa-flappy \(min 2\)\s+breaker open\s+"
+                              r"Ready reason CircuitBreakerOpen")
+        reset = act.index("kubectl annotate scaledobject flappy "
+                          "keda.sh/circuit-breaker-triggered- -n " + ns)
+        self.assertGreater(reset, tripped)
+        gone = act.index("demo: keda-hpa-flappy deleted")
+        self.assertGreater(gone, reset)
+        self.assertRegex(act[gone:], r"\*\* evscale wrote flappy \d+ -> 10 ")
+        self.assertIn("demo: breaker closed, flappy back with evscale", act)
+        # The flap before the trip: evscale's writes down, up, down (the fourth was refused).
+        flaps = re.findall(r"evscale wrote flappy (\d+) -> (\d+)", act[:tripped])
+        self.assertEqual(flaps, [("10", "1"), ("1", "10"), ("10", "1")], act[:3000])
+        # In the audit log: evscale created the fallback HPA, then deleted it; nothing else did.
+        hpas = [e for e in events if e.get("stage") == "ResponseComplete"
+                and (e.get("objectRef") or {}).get("resource") == "horizontalpodautoscalers"
+                and (e.get("objectRef") or {}).get("namespace") == ns
+                and e.get("verb") in ("create", "delete", "update", "patch")]
+        summary = [(e["verb"], e["objectRef"].get("name"), e.get("userAgent", "")[:40],
+                    (e.get("responseStatus") or {}).get("code")) for e in hpas]
+        creates = [e for e in hpas if e["verb"] == "create"]
+        deletes = [e for e in hpas if e["verb"] == "delete"]
+        self.assertEqual(len(creates), 1, summary)
+        self.assertEqual(len(deletes), 1, summary)
+        for e, code in ((creates[0], 201), (deletes[0], 200)):
+            self.assertEqual(e["objectRef"].get("name"), "keda-hpa-flappy", summary)
+            self.assertIn("evscale", e.get("userAgent", ""), summary)
+            self.assertEqual(e["responseStatus"]["code"], code, summary)
+        self.assertLess(creates[0]["stageTimestamp"], deletes[0]["stageTimestamp"])
         # Its evscale (pid printed) is gone.
         pid = int(re.search(r"evscale is running \(pid (\d+)", out).group(1))
         self.assertFalse(os.path.exists("/proc/%d" % pid) and
