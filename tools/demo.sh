@@ -426,10 +426,10 @@ flappy_until "HPA at 2" 45 flappy_is 2 || true
 say "recovering with the runbook's reset:"
 say "  kubectl annotate scaledobject flappy keda.sh/circuit-breaker-triggered- -n $NS"
 kubectl annotate scaledobject flappy keda.sh/circuit-breaker-triggered- -n "$NS" | sed 's/^/  | /'
+say "evscale deletes keda-hpa-flappy and scales again: 50 jobs -> 10 replicas"
 flappy_until "HPA deleted" 30 bash -c '! kubectl get hpa keda-hpa-flappy -n "$0" >/dev/null 2>&1' "$NS" ||
   die "the HPA was not deleted"
 say "keda-hpa-flappy deleted; kubectl get hpa -n $NS:"
 kubectl get hpa -n "$NS" 2>&1 | sed 's/^/  | /'
-say "evscale scales again: 50 jobs -> 10 replicas"
 flappy_until "scale to 10 after the reset" 30 wrote 10 || die "evscale did not scale flappy again"
 say "breaker closed, flappy back with evscale"
