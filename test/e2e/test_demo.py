@@ -60,7 +60,9 @@ class Demo(unittest.TestCase):
                    and "evscale" in e.get("userAgent", "")]
         self.assertEqual(len(patches), len(writes), out[-3000:])
         # The breaker act, on screen: the trip, then the recovery by the runbook's reset.
+        self.assertIn("demo: the circuit breaker", out, out[-3000:])
         act = out[out.index("demo: the circuit breaker"):]
+        self.assertIn("demo: the breaker tripped", act, act[-3000:])
         tripped = act.index("demo: the breaker tripped")
         self.assertRegex(act[tripped:], r"\|\s+keda-hpa-flappy\s+Deployment/flappy")
         self.assertRegex(act, r"hpa keda-hpa-flappy \(min 2\)\s+breaker open\s+"
