@@ -168,8 +168,15 @@ class Failover(unittest.TestCase):
         p = Proc(popen, logf, "http://127.0.0.1:%d" % port, name)
         self.procs.append(p)
         if wait_ready:
-            evstest.wait_until(lambda: get(p.base + "/readyz")[0] == 200
-                               or popen.poll() is not None, timeout=90, what="/readyz")
+            try:
+                # Generous: through the fault proxy (Python) on a loaded 2-core CI machine, the
+                # discovery and the first lists of seven informers take a while.
+                evstest.wait_until(lambda: get(p.base + "/readyz")[0] == 200
+                                   or popen.poll() is not None, timeout=180, what="/readyz")
+            except AssertionError:
+                print(p.log()[-6000:], file=sys.stderr)
+                print(get(p.base + "/readyz"), file=sys.stderr)
+                raise
             self.assertIsNone(popen.poll(), p.log()[-3000:])
         return p
 
