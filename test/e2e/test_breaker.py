@@ -56,10 +56,6 @@ BREAKER_CFG = ("circuit_breaker:\n  max_scale_events_per_minute: 3\n  cooldown_p
 
 class Breaker(test_scaling.Scaling):
     # Inherit the fixtures and helpers only, not the scaling tests.
-    test_queue_drives_replicas_one_write_per_change = None
-    test_second_scaledobject_and_broken_one_refused = None
-    test_foreign_hpa_refused = None
-    test_dry_run_writes_nothing = None
 
     def hpa(self, name):
         out = self.kubectl("get", "hpa", name, "-n", self.ns, "-o", "json", check=False)
@@ -190,6 +186,16 @@ class Breaker(test_scaling.Scaling):
         self.assertTrue(self.annotations("flappy")["evscale.io/circuit-breaker-state"]
                         .startswith("v1 c"))
 
+
+
+def _inherit_fixtures_only(cls):
+    """The class reuses test_scaling.Scaling's fixtures and helpers, not its tests."""
+    for name in dir(test_scaling.Scaling):
+        if name.startswith("test_") and name not in cls.__dict__:
+            setattr(cls, name, None)
+
+
+_inherit_fixtures_only(Breaker)
 
 if __name__ == "__main__":
     unittest.main()

@@ -518,10 +518,6 @@ class RunsUnderItsClusterRole(test_scaling.Scaling):
     Events, the scale-out and the drain to 0. A verb missing from the rules fails it (the
     status patch, the /scale patch, the Lease or an Event is refused, and the log says so)."""
     # Test_scaling's fixtures and helpers only, not its tests.
-    test_queue_drives_replicas_one_write_per_change = None
-    test_second_scaledobject_and_broken_one_refused = None
-    test_foreign_hpa_refused = None
-    test_dry_run_writes_nothing = None
 
     def service_account_kubeconfig(self):
         """Applies deploy/base's RBAC (through the prod overlay) in self.ns for a ServiceAccount
@@ -634,6 +630,16 @@ def expand(rules):
                     pairs.add((name, verb))
     return pairs
 
+
+
+def _inherit_fixtures_only(cls):
+    """The class reuses test_scaling.Scaling's fixtures and helpers, not its tests."""
+    for name in dir(test_scaling.Scaling):
+        if name.startswith("test_") and name not in cls.__dict__:
+            setattr(cls, name, None)
+
+
+_inherit_fixtures_only(RunsUnderItsClusterRole)
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
