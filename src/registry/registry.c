@@ -29,6 +29,7 @@ typedef struct evs__rec_s evs__rec_t;
 #define EVS__EXT_WINDOW_MS 60000
 #define EVS__BACKOFF_FIRST_MS 30000
 #define EVS__BACKOFF_MAX_MS 300000
+#define EVS__AWAIT_MS 10000
 
 /* An owned copy of a map (one allocation; wiped on free: it may hold secrets). */
 typedef struct {
@@ -156,7 +157,13 @@ struct evs__target_s {
   int64_t backoff_until_ms, backoff_ms, backoff_since_ms;
   char *other_manager;
   int32_t last_written; /* the count evscale last wrote (-1 none): its own change seen back */
-  uint8_t ext_pending;  /* another writer's change not yet answered by a decision */
+  /* A watch (or a /scale read sent before the write) may deliver the state from before
+   * evscale's write after the write's answer: until the count written is seen back (or
+   * EVS__AWAIT_MS passed), an observation of another count is older than the write and is
+   * ignored, not taken for the target's count (that would write the same change again). */
+  int32_t await_own;
+  int64_t await_until_ms;
+  uint8_t ext_pending; /* another writer's change not yet answered by a decision */
   int64_t last_written_ms;
   evs_list_t recs;
   evs__rec_t *driver;
@@ -300,6 +307,17 @@ static void evs__target_key_of(const char *api_version, const char *kind, const 
   snprintf(buf, cap, "%s/%s/%s/%s", g, kind, ns, name);
 }
 
+/* 1: the observation of `spec` predates evscale's last write and must be ignored. */
+static int evs__stale(evs__target_t *t, int32_t spec) {
+  if (t->await_own < 0)
+    return 0;
+  if (spec == t->await_own || evs__wall_ms() >= t->await_until_ms) {
+    t->await_own = -1;
+    return 0;
+  }
+  return 1;
+}
+
 static void evs__target_free(evs__target_t *t) {
   free(t->key);
   free(t->group);
@@ -375,6 +393,7 @@ static evs__target_t *evs__target_get(evs_registry_t *reg, const evs_so_t *so, c
   t->api_version = strdup(so->target_api_version);
   t->spec = t->status = t->ready = -1;
   t->last_written = -1;
+  t->await_own = -1;
   evs_list_init(&t->recs);
   t->refs = 1;
   if (!t->key || !t->group || !t->version || !t->kind || !t->ns || !t->name || !t->api_version ||
@@ -654,6 +673,8 @@ static void evs__on_written(evs_scalewriter_t *w, const evs_scale_result_t *res,
     if (t) {
       t->last_written = res->written;
       t->last_written_ms = now;
+      t->await_own = res->written;
+      t->await_until_ms = now + EVS__AWAIT_MS;
       t->spec = res->replicas >= 0 ? res->replicas : res->written;
       if (res->status_replicas >= 0)
         t->status = res->status_replicas;
@@ -1197,7 +1218,10 @@ static void evs__on_fetched(evs_kube_req_t *req, int err, const evs_http_respons
     json_t *root = json_loadb(resp->body, resp->body_len, 0, NULL);
     json_t *spec = json_object_get(root, "spec"), *status = json_object_get(root, "status");
     json_t *sr = json_object_get(spec, "replicas"), *str = json_object_get(status, "replicas");
-    if (root && (sr == NULL || json_is_integer(sr))) {
+    int32_t seen = json_is_integer(sr) ? (int32_t)json_integer_value(sr) : 0;
+    if (root && (sr == NULL || json_is_integer(sr)) && t->known && evs__stale(t, seen)) {
+      unchanged = 1; /* read before evscale's own write landed */
+    } else if (root && (sr == NULL || json_is_integer(sr))) {
       int32_t old_spec = t->spec, old_status = t->status;
       t->spec = sr ? (int32_t)json_integer_value(sr) : 0;
       t->status = json_is_integer(str) ? (int32_t)json_integer_value(str) : t->spec;
@@ -2012,6 +2036,9 @@ void evs_registry_target_seen(evs_registry_t *reg, const evs_registry_target_obs
   evs__target_t *t = evs__table_get(&reg->targets, evs__target_key, key);
   if (t == NULL)
     return; /* no ScaledObject names it */
+  t->cached = 1;
+  if (t->known && o->spec_replicas >= 0 && evs__stale(t, o->spec_replicas))
+    return; /* from before evscale's own write */
   int changed = !t->known || t->spec != o->spec_replicas || t->status != o->status_replicas ||
                 t->ready != o->ready_replicas;
   if (t->known && o->spec_replicas >= 0 && o->spec_replicas != t->spec)
