@@ -704,9 +704,9 @@ static void test_poll(void **state) {
   assert_int_equal(evs_prom_poll(ss), 0);
   assert_true(wait_n(&e, &s, 2));
   evs_prom_hub_stats(e.hub, &st);
-  /* The poll's request; on a loaded machine the 300 ms cadence may also have come due in the
-   * same loop turn (one more), never none. */
-  assert_true(st.requests >= before + 1 && st.requests <= before + 2);
+  /* The poll's request, at least; on a loaded machine the 300 ms cadence also comes due while
+   * the test waits (more), never none. */
+  assert_true(st.requests >= before + 1);
   evs_prom_unsubscribe(ss);
   evs_prom_config_free(&c);
   env_done(&e);
