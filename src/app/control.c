@@ -129,22 +129,26 @@ static void evs__hpa_obs(evs_control_t *c, const evs_informer_obj_t *obj, int de
   evs_registry_hpa_seen(c->registry, &o);
 }
 
-static void evs__on_add(evs_informer_t *inf, const evs_informer_obj_t *obj, void *arg) {
-  (void)inf;
-  evs__inf_t *i = arg;
+/* One cache event: added or updated (deleted 0), or deleted (`obj` is the last version). */
+static void evs__seen(evs__inf_t *i, const evs_informer_obj_t *obj, int deleted) {
   switch (i->kind) {
   case EVS__INF_SO:
-    evs__so_apply(i->c, obj);
+    if (deleted)
+      evs_registry_remove(i->c->registry, obj->ns, obj->name);
+    else
+      evs__so_apply(i->c, obj);
     break;
   case EVS__INF_DEPLOY:
   case EVS__INF_STS:
-    evs__target_obs(i->c, i->kind, obj, 0);
+    evs__target_obs(i->c, i->kind, obj, deleted);
     break;
   case EVS__INF_HPA:
-    evs__hpa_obs(i->c, obj, 0);
+    evs__hpa_obs(i->c, obj, deleted);
     break;
   case EVS__INF_TA:
   case EVS__INF_CTA:
+    /* On a delete the cache no longer holds it (`obj` is freed after this returns): the
+     * triggers that name it restart and fail with "not found". */
     evs_registry_auth_changed(i->c->registry,
                               i->kind == EVS__INF_CTA ? EVS_TRIGGERAUTH_CLUSTER
                                                       : EVS_TRIGGERAUTH_NAMESPACED,
@@ -153,38 +157,23 @@ static void evs__on_add(evs_informer_t *inf, const evs_informer_obj_t *obj, void
   }
 }
 
+static void evs__on_add(evs_informer_t *inf, const evs_informer_obj_t *obj, void *arg) {
+  (void)inf;
+  evs__seen(arg, obj, 0);
+}
+
 static void evs__on_update(evs_informer_t *inf, const evs_informer_obj_t *old,
                            const evs_informer_obj_t *obj, void *arg) {
+  (void)inf;
   evs__inf_t *i = arg;
   if (i->kind == EVS__INF_HPA)
     evs__hpa_obs(i->c, old, 1); /* its target may have changed */
-  evs__on_add(inf, obj, arg);
+  evs__seen(i, obj, 0);
 }
 
 static void evs__on_delete(evs_informer_t *inf, const evs_informer_obj_t *old, void *arg) {
   (void)inf;
-  evs__inf_t *i = arg;
-  switch (i->kind) {
-  case EVS__INF_SO:
-    evs_registry_remove(i->c->registry, old->ns, old->name);
-    break;
-  case EVS__INF_DEPLOY:
-  case EVS__INF_STS:
-    evs__target_obs(i->c, i->kind, old, 1);
-    break;
-  case EVS__INF_HPA:
-    evs__hpa_obs(i->c, old, 1);
-    break;
-  case EVS__INF_TA:
-  case EVS__INF_CTA:
-    /* The cache no longer holds it (`old` is freed after this returns): the triggers that
-     * name it restart and fail with "not found". */
-    evs_registry_auth_changed(i->c->registry,
-                              i->kind == EVS__INF_CTA ? EVS_TRIGGERAUTH_CLUSTER
-                                                      : EVS_TRIGGERAUTH_NAMESPACED,
-                              old->ns, old->name);
-    break;
-  }
+  evs__seen(arg, old, 1);
 }
 
 /* The registry leads once the lease says so AND every cache has listed: deciding before the
