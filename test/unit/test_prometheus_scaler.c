@@ -240,8 +240,14 @@ static void test_identical_query_asked_once(void **state) {
   json_decref(cnt);
   print_message("ran %llu ms: %ld requests for 2 scalers, %d and %d readings\n",
                 (unsigned long long)ran, n, a.n, b.n);
-  assert_in_range(n, 3, max); /* two scalers asking apart would make about 2 * max */
+  /* Shared: each request answers both scalers, so the requests are about the readings of one
+   * of them (a late timer under load may add one), far fewer than a.n + b.n; two scalers asking
+   * apart would make that sum, about 2 * max. (CI's load has made 7 requests in 2.6 s at 500 ms:
+   * the bound allows two beyond the cadence's count.) */
   assert_true(a.n >= 3 && b.n >= 3);
+  int most = a.n > b.n ? a.n : b.n;
+  assert_in_range(n, 3, max + 2);
+  assert_in_range(n, 3, most + 1);
   assert_int_equal(a.error, 0);
   assert_true(a.value == 7 && b.value == 7);
   assert_int_equal(a.empty_upstream, 0); /* a sample: nothing to count */
