@@ -286,6 +286,11 @@ typedef struct {
   uint64_t last_tick;
   int scraping;
   uint32_t *lags; /* lateness of the 1 ms tick while a scrape runs, ns */
+  /* The loop thread's own CPU between two ticks while a scrape runs, ns: the part of the lag the
+   * loop's work causes, whatever the machine's load (on a shared machine the wall-clock lag is
+   * mostly preemption: the idle lag between scrapes shows how much). */
+  uint32_t *cpu_lags;
+  uint64_t last_cpu;
   size_t n_lags, cap_lags;
   uint32_t max_lag_idle;
   int port, scrapes;
@@ -341,20 +346,31 @@ static int scrape_registry(evs_metrics_t *reg, size_t objects) {
   return 0;
 }
 
+static uint64_t thread_cpu_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 /* Every millisecond: how late the timer ran (the loop's lag), kept while a scrape runs. */
 static void on_tick(uv_timer_t *t) {
   scrape_bench_t *b = t->data;
   uint64_t now = uv_hrtime();
   uint64_t due = b->last_tick + 1000000u;
   uint32_t lag = now > due ? (uint32_t)(now - due > UINT32_MAX ? UINT32_MAX : now - due) : 0;
+  uint64_t cpu = thread_cpu_ns();
+  uint64_t spent = cpu - b->last_cpu;
+  b->last_cpu = cpu;
   b->last_tick = now;
   if (!b->scraping) {
     if (lag > b->max_lag_idle)
       b->max_lag_idle = lag;
     return;
   }
-  if (b->n_lags < b->cap_lags)
+  if (b->n_lags < b->cap_lags) {
+    b->cpu_lags[b->n_lags] = (uint32_t)(spent > UINT32_MAX ? UINT32_MAX : spent);
     b->lags[b->n_lags++] = lag;
+  }
 }
 
 static void on_bench_health_closed(void *data) { ((scrape_bench_t *)data)->health_closed = 1; }
@@ -402,11 +418,6 @@ static void scraper(void *arg) {
   uv_async_send(&b->done);
 }
 
-static uint64_t thread_cpu_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* What one loop turn of a streamed scrape costs: a slice of EVS_HEALTH_SCRAPE_SLICE bytes, by
  * the wall clock and by this thread's CPU clock (which a loaded machine's preemption does not
@@ -453,10 +464,11 @@ static int bench_scrape(size_t objects, int scrapes) {
   b->scrapes = scrapes;
   b->cap_lags = 1000000;
   b->lags = malloc(b->cap_lags * sizeof *b->lags);
+  b->cpu_lags = malloc(b->cap_lags * sizeof *b->cpu_lags);
   b->scrape_ns = calloc((size_t)scrapes, sizeof *b->scrape_ns);
   uv_loop_init(&b->loop);
   b->reg = evs_metrics_new();
-  if (b->lags == NULL || b->scrape_ns == NULL || b->reg == NULL ||
+  if (b->lags == NULL || b->cpu_lags == NULL || b->scrape_ns == NULL || b->reg == NULL ||
       evs_health_new(&b->loop, b->reg, NULL, &b->health) != 0 ||
       scrape_registry(b->reg, objects) != 0 || evs_http_server_new(&b->loop, NULL, &b->srv) != 0 ||
       evs_health_attach(b->health, b->srv) != 0 ||
@@ -487,6 +499,7 @@ static int bench_scrape(size_t objects, int scrapes) {
   uv_timer_init(&b->loop, &b->tick);
   b->tick.data = b;
   b->last_tick = uv_hrtime();
+  b->last_cpu = thread_cpu_ns();
   uv_timer_start(&b->tick, on_tick, 1, 1);
   uv_async_init(&b->loop, &b->done, on_bench_done);
   b->done.data = b;
@@ -504,8 +517,16 @@ static int bench_scrape(size_t objects, int scrapes) {
   print_pct("loop lag during the scrapes (1 ms timer)", b->lags, b->n_lags, 1);
   printf("    max loop lag during scrapes %.2f ms (goal < 5 ms: %s); between scrapes %.2f ms\n",
          max / 1e6, max < 5000000 ? "PASS" : "MISS", b->max_lag_idle / 1e6);
+  uint32_t cmax = 0;
+  for (size_t i = 0; i < b->n_lags; i++)
+    if (b->cpu_lags[i] > cmax)
+      cmax = b->cpu_lags[i];
+  print_pct("loop thread CPU between two ticks (its own lag)", b->cpu_lags, b->n_lags, 1);
+  printf("    max loop CPU between ticks during scrapes %.2f ms (goal < 5 ms: %s)\n", cmax / 1e6,
+         cmax < 5000000 ? "PASS" : "MISS");
   evs_metrics_free(b->reg);
   free(b->lags);
+  free(b->cpu_lags);
   free(b->scrape_ns);
   free(b);
   return ok ? 0 : -1;
