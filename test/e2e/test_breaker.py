@@ -11,8 +11,11 @@ flap (up, down, up, down within a minute): the fourth scale event trips the brea
   - the ScaledObject carries keda.sh/circuit-breaker-triggered and the state annotation;
   - the operator's reset from the runbook (`kubectl annotate scaledobject X
     keda.sh/circuit-breaker-triggered-`) deletes the HPA and evscale scales again;
-  - a restart while open keeps it open (the state annotation), and the cooldown's end closes it.
+  - a restart while open keeps it open (the state annotation), and the cooldown's end closes it;
+  - a trip within one cooldown of the last close doubles the cooldown, and a restart keeps the
+    doubled one (the state annotation's k field).
 """
+import datetime
 import json
 import os
 import signal
@@ -54,6 +57,21 @@ BREAKER_CFG = ("circuit_breaker:\n  max_scale_events_per_minute: 3\n  cooldown_p
                "  max_cooldown_period: 10m\n  fallback_replicas: 3\n  fallback_metric: cpu:50\n")
 
 
+def breaker_state(value):
+    """The fields of evscale.io/circuit-breaker-state (evs_breaker_encode in src/scale/breaker.c:
+    "v1 o|c d<dir> w<ms> o<opened ms> x<closed ms> k<cooldown ms> e<events>")."""
+    parts = value.split(" ")
+    fields = {p[0]: p[1:] for p in parts[2:]}
+    return {"open": parts[1] == "o", "opened": int(fields["o"]), "closed": int(fields["x"]),
+            "cooldown": int(fields["k"])}
+
+
+def audit_ms(event):
+    """An audit event's requestReceivedTimestamp ("2026-11-30T14:26:19.297251Z") in epoch ms."""
+    t = datetime.datetime.strptime(event["requestReceivedTimestamp"], "%Y-%m-%dT%H:%M:%S.%fZ")
+    return int(t.replace(tzinfo=datetime.timezone.utc).timestamp() * 1000)
+
+
 class Breaker(test_scaling.Scaling):
     # Inherit the fixtures and helpers only, not the scaling tests.
 
@@ -82,6 +100,10 @@ class Breaker(test_scaling.Scaling):
             if self.hpa("keda-hpa-flappy"):
                 return
         self.fail("the breaker did not trip after 6 scale events")
+
+    def state(self, so):
+        value = self.annotations(so).get("evscale.io/circuit-breaker-state")
+        return breaker_state(value) if value else None
 
     def evscale_scale_patches(self, since, target):
         return [p for p in self.scale_patches(since, target)
@@ -186,6 +208,76 @@ class Breaker(test_scaling.Scaling):
         self.assertTrue(self.annotations("flappy")["evscale.io/circuit-breaker-state"]
                         .startswith("v1 c"))
 
+    def test_doubled_cooldown_survives_restart(self):
+        # One scale event a minute: the close's own write is the first event of the new window,
+        # so one reversal right after it trips again, well within one cooldown of the close.
+        # fallback_replicas 1: the HPA never writes the target (at 1 or 10, within its range and
+        # without CPU metrics), so no other writer's change turns the counting off meanwhile.
+        # Checked to fail: with the restore in registry.c taking the configured cooldown after
+        # evs_breaker_decode (r->br.cooldown_ms = reg->o.breaker.cooldown_ms), the restarted
+        # evscale closes at the base cooldown's end and the HPA is gone 3 s later.
+        cfg = (BREAKER_CFG.format(cooldown="8s")
+               .replace("max_scale_events_per_minute: 3", "max_scale_events_per_minute: 1")
+               .replace("fallback_replicas: 3", "fallback_replicas: 1"))
+        self.deployment("dbl-target", 10)
+        lst = "dbl-" + self.ns
+        self.redis.cmd("DEL", lst)
+        self.redis.cmd("RPUSH", lst, *["f%d" % k for k in range(50)])
+        self.apply(FLAPPY.format(name="flappy", ns=self.ns, target="dbl-target", list=lst,
+                                 port=self.redis.port))
+        proc, logf, base = self.start(cfg)
+        self.wait_condition("flappy", "Ready", "True")
+        # First trip (down to 1, then up refused): the configured cooldown, 8 s. The queue says
+        # 10 meanwhile, so the close writes up.
+        self.flap(lst, "dbl-target")
+        first = evstest.wait_until(lambda: (lambda s: s if s and s["open"] else None)(
+            self.state("flappy")), timeout=30, what="the first open state")
+        self.assertEqual(first["cooldown"], 8000)
+
+        def closed_log():
+            return [r for r in self.log_records(logf)
+                    if r.get("msg", "").startswith("circuit breaker closed")]
+        evstest.wait_until(closed_log, timeout=60, what="the first close (8 s cooldown)")
+        # At once the other way: a second event within one cooldown of the close trips again
+        # and doubles the cooldown.
+        self.redis.cmd("DEL", lst)
+        self.redis.cmd("RPUSH", lst, "one")
+        second = evstest.wait_until(lambda: (lambda s: s if s and s["open"] and
+                                             s["opened"] > first["opened"] else None)(
+            self.state("flappy")), timeout=30, what="the second open state")
+        self.assertEqual(second["cooldown"], 16000, second)
+        self.assertLess(second["opened"] - second["closed"], 8000, second)
+        evstest.wait_until(lambda: self.hpa("keda-hpa-flappy"), timeout=30,
+                           what="the fallback HPA of the second trip")
+        # Restart while open. A restart that lost the doubling would close at the base
+        # cooldown's end (at once if it came up later): it must come up well before the doubled
+        # end for that to show.
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        since = evstest.audit_size(self.env)
+        proc, logf, base = self.start(cfg)
+        end_base, end_doubled = second["opened"] + 8000, second["opened"] + 16000
+        self.assertLess(time.time() * 1000, end_doubled - 5000,
+                        "the restarted evscale came up too late to tell 8 s from 16 s")
+        self.assertEqual(self.state("flappy")["cooldown"], 16000)
+        # Past the base cooldown's end (with 3 s for a decision to land): still open, the HPA
+        # in charge, nothing written.
+        time.sleep(max(0.0, (max(end_base, time.time() * 1000) + 3000) / 1000 - time.time()))
+        self.assertIsNotNone(self.hpa("keda-hpa-flappy"))
+        self.assertTrue(self.state("flappy")["open"])
+        self.assertEqual(self.evscale_scale_patches(since, "dbl-target"), [])
+        # The doubled cooldown's end closes it: the HPA goes, evscale writes again (the queue
+        # says 1), and none of its writes came before that end.
+        evstest.wait_until(lambda: self.hpa("keda-hpa-flappy") is None, timeout=60,
+                           what="the fallback HPA deleted after the doubled cooldown")
+        closed = evstest.wait_until(lambda: (lambda s: s if s and not s["open"] else None)(
+            self.state("flappy")), timeout=30, what="the closed state")
+        self.assertEqual((closed["opened"], closed["cooldown"]), (second["opened"], 16000))
+        self.assertGreaterEqual(closed["closed"], end_doubled, closed)
+        self.wait_replicas("dbl-target", 1, timeout=60)
+        patches = evstest.wait_until(lambda: self.evscale_scale_patches(since, "dbl-target"),
+                                     timeout=30, what="evscale's write after the close")
+        self.assertGreaterEqual(min(audit_ms(p) for p in patches), end_doubled)
 
 
 def _inherit_fixtures_only(cls):
