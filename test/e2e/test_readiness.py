@@ -245,6 +245,28 @@ class Readiness(unittest.TestCase):
         db.ready_limit = 2
         self.wait_seen("StatefulSet", "db", (3, 3, 2))
 
+    def test_scaledobject_created_for_a_steady_workload(self):
+        # Workloads listed before any ScaledObject names them, which then do not change: the
+        # counts come from the cache when the ScaledObject arrives (a steady workload sends no
+        # event that would deliver them later; /scale has no ready count).
+        web, db = self.kubelets["web"], self.kubelets["db"]
+        web.ready_limit = db.ready_limit = 2
+        self.apply(WORKLOADS.format(ns=self.ns).replace("replicas: 0", "replicas: 3"))
+        for kind, name in (("deployment", "web"), ("statefulset", "db")):
+            evstest.wait_until(lambda: self.api_counts(kind, name) == (3, 3, 2), timeout=60,
+                               what="%s %s at (3, 3, 2)" % (kind, name))
+        self.start()
+        time.sleep(1)  # the caches have listed (/readyz); nothing names the workloads yet
+        self.assertEqual(self.seen("Deployment", "web") + self.seen("StatefulSet", "db"), [])
+        for so, kind, target in (("web-so", "Deployment", "web"), ("db-so", "StatefulSet", "db")):
+            self.apply(SCALEDOBJECT.format(name=so, ns=self.ns, kind=kind, target=target))
+        self.assertEqual(self.wait_seen("Deployment", "web", (3, 3, 2)), [(3, 3, 2)])
+        self.assertEqual(self.wait_seen("StatefulSet", "db", (3, 3, 2)), [(3, 3, 2)])
+        # And the watch goes on from there.
+        web.ready_limit = db.ready_limit = None
+        self.wait_seen("Deployment", "web", (3, 3, 3))
+        self.wait_seen("StatefulSet", "db", (3, 3, 3))
+
 
 if __name__ == "__main__":
     unittest.main()
