@@ -23,7 +23,8 @@ Each pass (Kubelet.sync) lists the pods matching the selector in the namespace a
 
 Where the fields come from:
   - kwok's node and pod stages, kubernetes-sigs/kwok
-    kustomize/stage/node/fast/testdata/node-pending.output.yaml @35bdf70f89e28b89ace34e4921e590c1169f5cc5
+    kustomize/stage/node/fast/testdata/node-pending.output.yaml
+    @35bdf70f89e28b89ace34e4921e590c1169f5cc5
     (node conditions, allocatable and capacity 1k CPU / 1Ti / 1M pods, nodeInfo) and
     kustomize/stage/pod/fast/pod-ready.yaml @ce628690a83e1f583dc006693cb1b7a0518020aa
     (a merge-patch of pods/status: conditions Initialized, Ready, ContainersReady True; one
@@ -191,7 +192,8 @@ class Kubelet:
                 self._bind(meta["name"])
             elif spec["nodeName"] == self.node:
                 mine.append(p)
-        mine.sort(key=lambda p: (p["metadata"].get("creationTimestamp", ""), p["metadata"]["name"]))
+        mine.sort(key=lambda p: (p["metadata"].get("creationTimestamp", ""),
+                                 p["metadata"]["name"]))
         limit = self.ready_limit
         for i, p in enumerate(mine):
             want = limit is None or i < limit
