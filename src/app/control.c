@@ -67,10 +67,53 @@ struct evs_control_s {
 
 /* --- cache events --- */
 
+/* The workload a ScaledObject targets, when one of the caches holds its kind. */
+typedef struct {
+  evs__inf_kind_t kind; /* EVS__INF_DEPLOY or EVS__INF_STS; EVS__INF_SO: no cache holds it */
+  char ns[256], name[256];
+} evs__cached_target_t;
+
+static void evs__target_obs(evs_control_t *c, evs__inf_kind_t kind, const evs_informer_obj_t *obj,
+                            int deleted);
+
+/* Taken before the ScaledObject is handed to the registry (which owns it from then on). The
+ * registry keys targets by API group, so any apps/ version names the cached apps/v1 object. */
+static void evs__cached_target_of(const evs_so_t *so, const char *ns, evs__cached_target_t *out) {
+  out->kind = EVS__INF_SO;
+  if (so == NULL || so->target_name == NULL || ns == NULL || so->target_api_version == NULL ||
+      so->target_kind == NULL || strncmp(so->target_api_version, "apps/", 5) != 0)
+    return;
+  if (strcmp(so->target_kind, "Deployment") == 0)
+    out->kind = EVS__INF_DEPLOY;
+  else if (strcmp(so->target_kind, "StatefulSet") == 0)
+    out->kind = EVS__INF_STS;
+  snprintf(out->ns, sizeof out->ns, "%s", ns);
+  snprintf(out->name, sizeof out->name, "%s", so->target_name);
+}
+
+/* A cache reports a workload when it changes, and the registry keeps only the ones some
+ * ScaledObject names: a workload listed before the ScaledObject naming it (the two lists race
+ * at start; a ScaledObject created for a steady Deployment) would otherwise be known only from
+ * /scale reads, with ready = status.replicas, until it next changes. So the ScaledObject brings
+ * the cached counts along; an unchanged observation is a no-op in the registry. */
+static void evs__target_from_cache(evs_control_t *c, const evs__cached_target_t *t) {
+  for (size_t i = 0; t->kind != EVS__INF_SO && i < c->n_infs; i++) {
+    if (c->infs[i].kind != t->kind)
+      continue;
+    const evs_informer_obj_t *o = evs_informer_get(c->infs[i].inf, t->ns, t->name);
+    if (o != NULL) {
+      evs__target_obs(c, t->kind, o, 0);
+      return;
+    }
+  }
+}
+
 static void evs__so_apply(evs_control_t *c, const evs_informer_obj_t *obj) {
   evs_registry_decoded_t *d = obj->data;
   if (d == NULL)
     return;
+  evs__cached_target_t target;
+  evs__cached_target_of(d->so, obj->ns, &target);
   /* Every update reaches the registry, status-only ones included: a follower learns the
    * leader's status.lastActiveTime from them and counts the cooldown from it once it leads
    * (issue 17, failover). The leader writes that time on transitions and at most once a minute
@@ -93,6 +136,7 @@ static void evs__so_apply(evs_control_t *c, const evs_informer_obj_t *obj) {
                              .original_replicas = d->original_replicas};
   d->so = NULL; /* the registry owns it now */
   (void)evs_registry_apply(c->registry, &o);
+  evs__target_from_cache(c, &target);
 }
 
 static void evs__target_obs(evs_control_t *c, evs__inf_kind_t kind, const evs_informer_obj_t *obj,
@@ -315,7 +359,10 @@ void evs_control_apply_file(evs_control_t *c, const evs_config_t *cfg) {
                                  .original_replicas = -1};
       if (keys[n].ns && keys[n].name)
         n++;
+      evs__cached_target_t target;
+      evs__cached_target_of(so, so->namespace_, &target);
       (void)evs_registry_apply(c->registry, &o);
+      evs__target_from_cache(c, &target);
     }
     evs_diag_free(&diag);
   }

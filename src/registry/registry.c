@@ -2059,6 +2059,7 @@ void evs_registry_target_seen(evs_registry_t *reg, const evs_registry_target_obs
   evs__target_t *t = evs__table_get(&reg->targets, evs__target_key, key);
   if (t == NULL)
     return; /* no ScaledObject names it */
+  int first = !t->cached;
   t->cached = 1;
   if (t->known && o->spec_replicas >= 0 && evs__stale(t, o->spec_replicas))
     return; /* from before evscale's own write */
@@ -2071,6 +2072,14 @@ void evs_registry_target_seen(evs_registry_t *reg, const evs_registry_target_obs
   t->ready = o->ready_replicas;
   t->known = o->spec_replicas >= 0;
   t->cached = 1;
+  /* The only place the counts a cache delivered can be seen from outside (issue 13: the e2e
+   * test follows status.readyReplicas through the watch as pods turn ready); changes only, and
+   * the cache's first word on a target even when a /scale read had the same counts, at debug
+   * level, so 50,000 targets cost nothing at the default level. */
+  if (changed || first)
+    EVS_LOG_DEBUG("scale target seen", EVS_KV_STR("target", t->key),
+                  EVS_KV_INT("spec_replicas", t->spec), EVS_KV_INT("status_replicas", t->status),
+                  EVS_KV_INT("ready_replicas", t->ready));
   if (changed && t->known)
     evs__target_changed(reg, t);
 }
