@@ -418,7 +418,6 @@ static void scraper(void *arg) {
   uv_async_send(&b->done);
 }
 
-
 /* What one loop turn of a streamed scrape costs: a slice of EVS_HEALTH_SCRAPE_SLICE bytes, by
  * the wall clock and by this thread's CPU clock (which a loaded machine's preemption does not
  * inflate). */
