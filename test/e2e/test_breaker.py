@@ -242,9 +242,18 @@ class Breaker(test_scaling.Scaling):
         # and doubles the cooldown.
         self.redis.cmd("DEL", lst)
         self.redis.cmd("RPUSH", lst, "one")
-        second = evstest.wait_until(lambda: (lambda s: s if s and s["open"] and
-                                             s["opened"] > first["opened"] else None)(
-            self.state("flappy")), timeout=30, what="the second open state")
+        try:
+            second = evstest.wait_until(lambda: (lambda s: s if s and s["open"] and
+                                                 s["opened"] > first["opened"] else None)(
+                self.state("flappy")), timeout=60, what="the second open state")
+        except AssertionError as e:
+            keep = ("ts", "msg", "from", "to", "reason", "verdict", "manager", "spec_replicas",
+                    "replicas", "events", "cooldown_ms")
+            story = "\n".join(json.dumps({k: r[k] for k in keep if k in r})
+                              for r in self.log_records(logf)
+                              if r.get("level") != "debug" or r.get("msg") == "scale target seen")
+            raise AssertionError("%s; state %s; evscale's log:\n%s" % (
+                e, self.state("flappy"), story[-6000:])) from e
         self.assertEqual(second["cooldown"], 16000, second)
         self.assertLess(second["opened"] - second["closed"], 8000, second)
         evstest.wait_until(lambda: self.hpa("keda-hpa-flappy"), timeout=30,
