@@ -701,12 +701,16 @@ static void test_poll(void **state) {
   usleep(400000);
   evs_prom_hub_stats(e.hub, &st);
   uint64_t before = st.requests;
+  /* On a loaded machine the cadence's own request may be on its way already (it fired in the
+   * loop turn that delivered the first reading): then the poll rides on it, by design. */
+  int in_flight = st.requests > st.responses;
   assert_int_equal(evs_prom_poll(ss), 0);
   assert_true(wait_n(&e, &s, 2));
   evs_prom_hub_stats(e.hub, &st);
-  /* The poll's request, at least; on a loaded machine the 300 ms cadence also comes due while
-   * the test waits (more), never none. */
-  assert_true(st.requests >= before + 1);
+  /* Otherwise the poll's own request, at least (the cadence may add one while the test waits). */
+  if (!in_flight)
+    assert_true(st.requests >= before + 1);
+  assert_true(st.responses >= before); /* the reading came from an answer, not a cache */
   evs_prom_unsubscribe(ss);
   evs_prom_config_free(&c);
   env_done(&e);
