@@ -1,0 +1,504 @@
+#!/usr/bin/env python3
+"""End to end: the seeds' daily procedures (../shared/seeds/keda-runbook.md and
+keda-operations-guide.md), each `kubectl` command that concerns ScaledObjects, run against
+evscale running under its own ClusterRole (deploy/base/rbac.yaml, a ServiceAccount token, as
+test_deploy.RunsUnderItsClusterRole) on the local control plane with a real redis-server:
+
+  - status.conditions read as the runbook and guide read them (jsonpath, -o yaml, the jq filter);
+  - the runbook's and guide's patches of pollingInterval, minReplicaCount, maxReplicaCount and a
+    trigger's listLength take effect at once;
+  - the runbook's breaker reset (remove keda.sh/circuit-breaker-triggered) after a trip;
+  - `kubectl get hpa,scaledobjects -A` shows KEDA's printer columns filled;
+  - back up, delete and restore ScaledObjects and TriggerAuthentications;
+  - `kubectl auth can-i --list --as=system:serviceaccount:NS:SA` shows only the ClusterRole's
+    (and the leader-election Role's) grants.
+
+The commands are the seeds' own, adapted only in names and namespaces; each test cites the file
+and section. -A is kept where the seeds use it for reading; for a backup that is applied again it
+is narrowed to the test's namespace (the control plane is shared: applying everyone's objects
+back would touch other tests' objects).
+
+Run: EVS_BINARY=build/dbg/evscale python3 test/e2e/test_procedures.py -v
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import evstest  # noqa: E402
+import test_breaker  # noqa: E402
+import test_deploy  # noqa: E402
+import test_scaling  # noqa: E402
+
+# Fast both ways (as test_breaker's FLAPPY): KEDA's HPA would wait its default 300 s
+# scale-down stabilization, which is the HPA's behaviour, not the procedure under test.
+SO = """apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  scaleTargetRef: {{name: {target}}}
+  minReplicaCount: {min}
+  maxReplicaCount: {max}
+  pollingInterval: {poll}
+  cooldownPeriod: 3
+  advanced:
+    horizontalPodAutoscalerConfig:
+      behavior:
+        scaleUp:
+          stabilizationWindowSeconds: 0
+          policies: [{{type: Pods, value: 50, periodSeconds: 1}}]
+        scaleDown:
+          stabilizationWindowSeconds: 0
+          policies: [{{type: Percent, value: 100, periodSeconds: 1}}]
+  triggers:
+  - type: redis
+    metadata:
+      address: 127.0.0.1:{port}
+      listName: {list}
+      listLength: "5"
+"""
+
+
+class Procedures(test_deploy.RunsUnderItsClusterRole, test_breaker.Breaker):
+    """Fixtures and helpers of test_scaling, test_breaker and test_deploy; none of their tests."""
+
+    def setUp(self):
+        super().setUp()
+        test_scaling.BIN = test_deploy.binary()
+
+    # --- helpers ---
+
+    def start_sa(self, extra=""):
+        """evscale under the ServiceAccount of deploy/base's RBAC (its token's kubeconfig)."""
+        kc = self.service_account_kubeconfig()
+        self.env = dict(type(self).env, KUBECONFIG=kc)
+        try:
+            return self.start(extra)
+        finally:
+            del self.env
+
+    def so(self, name, target, lst, min=0, max=10, poll=1, port=None):
+        self.apply(SO.format(name=name, ns=self.ns, target=target, list=lst, min=min, max=max,
+                             poll=poll, port=port or self.redis.port))
+
+    def sh(self, cmd, check=True):
+        """A seed's command line, run by the shell as an operator types it (KUBECONFIG: the
+        control plane's admin, as the runbook's "cluster admin access")."""
+        p = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], text=True, capture_output=True,
+                           env=dict(os.environ, KUBECONFIG=type(self).env["KUBECONFIG"]),
+                           timeout=120, cwd=self.dir)
+        if check:
+            self.assertEqual(p.returncode, 0, "%s\n%s%s" % (cmd, p.stdout, p.stderr))
+        return p.stdout
+
+    def no_refusals(self, logf):
+        refused = [r for r in self.log_records(logf)
+                   if "403" in json.dumps(r) or "forbidden" in json.dumps(r).lower()]
+        self.assertEqual(refused, [])
+
+    # --- tests ---
+
+    def test_read_status_conditions(self):
+        ns = self.ns
+        self.deployment("worker", 0)
+        lst = "cond-" + ns
+        self.redis.cmd("DEL", lst)
+        self.so("worker-so", "worker", lst)
+        # A broken one: its trigger's listLength is not a number.
+        self.apply(SO.format(name="broken-so", ns=ns, target="other", list=lst, min=0, max=10,
+                             poll=1, port=self.redis.port).replace('"5"', '"five"'))
+        proc, logf, base = self.start_sa()
+        self.wait_condition("worker-so", "Ready", "True", timeout=60)
+
+        # keda-runbook.md, Incident Response / Circuit Breaker Triggered, step 5 (without watch):
+        #   kubectl get scaledobject artemis-scaler -n artemis-system -o jsonpath="{.status.conditions}"
+        def conds():
+            out = self.sh('kubectl get scaledobject worker-so -n %s -o jsonpath="{.status.conditions}"'
+                          % ns)
+            return {c["type"]: c for c in json.loads(out)}
+        c = evstest.wait_until(lambda: (lambda c: c if c.get("Active", {}).get("status") == "False"
+                                        else None)(conds()), timeout=30, what="Active False")
+        # KEDA's three conditions and their reasons (kedacore/keda apis/keda/v1alpha1
+        # condition_types.go; src/scale/engine.c cites them): an empty list is not active.
+        self.assertEqual((c["Ready"]["status"], c["Ready"]["reason"]), ("True", "ScaledObjectReady"))
+        self.assertEqual((c["Active"]["status"], c["Active"]["reason"]), ("False", "ScalerNotActive"))
+        self.assertEqual((c["Fallback"]["status"], c["Fallback"]["reason"]),
+                         ("False", "NoFallbackFound"))
+        self.redis.cmd("RPUSH", lst, *["j%d" % i for i in range(7)])
+        self.wait_replicas("worker", 2, timeout=60)
+        c = evstest.wait_until(lambda: (lambda c: c if c["Active"]["status"] == "True" else None)(
+            conds()), timeout=30, what="Active True")
+        self.assertEqual(c["Active"]["reason"], "ScalerActive")
+
+        # keda-operations-guide.md, Troubleshooting / Verify ScaledObject Status:
+        #   kubectl get scaledobject benthos-ml-worker-scaler -n ml-inference -o yaml
+        # "Look for: status.conditions, status.scaleTargetGVKR, status.lastActiveTime".
+        out = self.sh("kubectl get scaledobject worker-so -n %s -o yaml" % ns)
+        (obj,) = test_deploy.parse_yaml(out)
+        st = obj["status"]
+        self.assertEqual({c["type"]: c["status"] for c in st["conditions"]},
+                         {"Ready": "True", "Active": "True", "Fallback": "False"})
+        self.assertEqual(st["scaleTargetGVKR"], {"group": "apps", "kind": "Deployment",
+                                                 "resource": "deployments", "version": "v1"})
+        self.assertRegex(st["lastActiveTime"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+
+        # keda-runbook.md, Incident Response / Scaler Errors, step 1:
+        #   kubectl get scaledobjects -A -o json | \
+        #     jq '.items[] | select(.status.conditions[].status=="False") | .metadata'
+        # As with KEDA, any condition False selects (an idle one's Active, Fallback False too):
+        # the broken one is there; the filter is the runbook's, not a health check.
+        self.wait_condition("broken-so", "Ready", "False", timeout=30)
+        out = self.sh("kubectl get scaledobjects -A -o json | \\\n"
+                      "  jq '.items[] | select(.status.conditions[].status==\"False\") | .metadata'")
+        names = re.findall(r'"name": "([^"]+)",\s*"namespace": "%s"' % re.escape(ns), out)
+        self.assertIn("broken-so", names)
+        self.redis.cmd("DEL", lst)
+        self.no_refusals(logf)
+
+    def test_patches_take_effect_at_once(self):
+        ns = self.ns
+        self.deployment("worker", 0)
+        lst = "patch-" + ns
+        self.redis.cmd("DEL", lst)
+        self.so("worker-so", "worker", lst, min=0, max=10, poll=1)
+        proc, logf, base = self.start_sa()
+        self.wait_condition("worker-so", "Ready", "True", timeout=60)
+        # 60 items at listLength 5: 12, capped at maxReplicaCount 10.
+        self.redis.cmd("RPUSH", lst, *["j%d" % i for i in range(60)])
+        self.wait_replicas("worker", 10, timeout=60)
+
+        # keda-runbook.md, Incident Response / Over-Scaling, step 4:
+        #   kubectl patch scaledobject artemis-scaler -n artemis-system \
+        #     --type merge -p '{"spec":{"maxReplicaCount":30}}'
+        self.sh("kubectl patch scaledobject worker-so -n %s \\\n"
+                "  --type merge -p '{\"spec\":{\"maxReplicaCount\":30}}'" % ns)
+        self.wait_replicas("worker", 12, timeout=60)  # ceil(60 / 5), now under the max
+
+        # keda-runbook.md, Incident Response / Over-Scaling, step 3:
+        #   kubectl patch scaledobject artemis-scaler -n artemis-system --type='json' \
+        #     -p='[{"op": "replace", "path": "/spec/triggers/0/metadata/listLength", "value": "20"}]'
+        self.sh("kubectl patch scaledobject worker-so -n %s --type='json' \\\n"
+                "  -p='[{\"op\": \"replace\", \"path\": \"/spec/triggers/0/metadata/listLength\", "
+                "\"value\": \"20\"}]'" % ns)
+        self.wait_replicas("worker", 3, timeout=60)  # ceil(60 / 20)
+
+        # keda-operations-guide.md, ML-Specific Operational Patterns / Handling Model Reloading:
+        #   kubectl patch scaledobject ml-service-scaler -n ml-inference --type=merge -p '{"spec":{"minReplicaCount": 5}}'
+        #   ...
+        #   kubectl patch scaledobject ml-service-scaler -n ml-inference --type=merge -p '{"spec":{"minReplicaCount": 1}}'
+        self.sh("kubectl patch scaledobject worker-so -n %s --type=merge -p "
+                "'{\"spec\":{\"minReplicaCount\": 5}}'" % ns)
+        self.wait_replicas("worker", 5, timeout=60)  # the floor, above the queue's 3
+        self.redis.cmd("DEL", lst)
+        time.sleep(5)  # past the 3 s cooldown: the floor holds with an empty queue
+        self.assertEqual(self.replicas("worker"), 5)
+        self.sh("kubectl patch scaledobject worker-so -n %s --type=merge -p "
+                "'{\"spec\":{\"minReplicaCount\": 1}}'" % ns)
+        self.wait_replicas("worker", 1, timeout=60)
+        so = json.loads(self.kubectl("get", "scaledobject", "worker-so", "-n", ns, "-o", "json"))
+        self.assertEqual((so["spec"]["minReplicaCount"], so["spec"]["maxReplicaCount"],
+                          so["spec"]["triggers"][0]["metadata"]["listLength"]), (1, 30, "20"))
+        self.no_refusals(logf)
+
+    def reads(self, red):
+        """The trigger's reads of a Redis server so far (its script: EVAL / EVALSHA)."""
+        n = 0
+        for ln in red.cmd("INFO", "commandstats").splitlines():
+            m = re.match(r"cmdstat_(eval|evalsha):calls=(\d+)", ln.strip())
+            if m:
+                n += int(m.group(2))
+        return n
+
+    def test_patch_polling_interval(self):
+        ns = self.ns
+        # Its own Redis (the reads are counted) and keyspace events off in evscale: the trigger
+        # polls at pollingInterval only (with them on, a push makes a read at once anyway).
+        rdir = tempfile.mkdtemp(prefix="evs-redis-poll-")
+        red = test_scaling.Redis(rdir)
+        self.addCleanup(shutil.rmtree, rdir, ignore_errors=True)
+        self.addCleanup(red.stop)
+        self.deployment("worker", 0)
+        # At 0 replicas the cadence is pollingInterval alone (defaults.active_read_interval
+        # applies only while the target has replicas).
+        self.so("worker-so", "worker", "pollq", poll=300, port=red.port)
+        proc, logf, base = self.start_sa("redis:\n  keyspace_events: \"off\"\n")
+        self.wait_condition("worker-so", "Ready", "True", timeout=60)
+        self.wait_condition("worker-so", "Active", "False", timeout=30)
+        time.sleep(2)
+        n0 = self.reads(red)
+        time.sleep(10)
+        self.assertLessEqual(self.reads(red) - n0, 1)  # 300 s: nothing in 10 s
+
+        # keda-runbook.md, Incident Response / Scaling Too Slow, step 2:
+        #   kubectl patch scaledobject artemis-scaler -n artemis-system \
+        #     --type merge -p '{"spec":{"pollingInterval":5}}'
+        self.sh("kubectl patch scaledobject worker-so -n %s \\\n"
+                "  --type merge -p '{\"spec\":{\"pollingInterval\":5}}'" % ns)
+        time.sleep(1)
+        n1 = self.reads(red)
+        time.sleep(16)
+        fast = self.reads(red) - n1
+        self.assertGreaterEqual(fast, 2)  # every 5 s: 3 in 16 s (ASan, a busy machine: >= 2)
+        self.assertLessEqual(fast, 5)
+
+        # keda-runbook.md, Incident Response / Circuit Breaker Triggered, step 3:
+        #   kubectl patch scaledobject artemis-scaler -n artemis-system --type='json' \
+        #     -p='[{"op": "replace", "path": "/spec/pollingInterval", "value": 20}]'
+        self.sh("kubectl patch scaledobject worker-so -n %s --type='json' \\\n"
+                "  -p='[{\"op\": \"replace\", \"path\": \"/spec/pollingInterval\", \"value\": 20}]'"
+                % ns)
+        time.sleep(2)
+        n2 = self.reads(red)
+        time.sleep(14)
+        self.assertLessEqual(self.reads(red) - n2, 1)  # every 20 s: at most one in 14 s
+        # A queue still shows within the new interval (20 s, generous: 60).
+        red.cmd("RPUSH", "pollq", *["p%d" % i for i in range(6)])
+        self.wait_replicas("worker", 2, timeout=60)
+        self.no_refusals(logf)
+
+    def test_breaker_reset_by_the_runbook(self):
+        ns = self.ns
+        self.deployment("flappy-target", 10)
+        lst = "flap-" + ns
+        self.redis.cmd("DEL", lst)
+        self.redis.cmd("RPUSH", lst, *["f%d" % k for k in range(50)])
+        self.apply(test_breaker.FLAPPY.format(name="flappy", ns=ns, target="flappy-target",
+                                              list=lst, port=self.redis.port))
+        proc, logf, base = self.start_sa(test_breaker.BREAKER_CFG.format(cooldown="10m"))
+        self.wait_condition("flappy", "Ready", "True", timeout=60)
+        self.flap(lst, "flappy-target")
+        evstest.wait_until(lambda: self.hpa("keda-hpa-flappy"), timeout=30, what="the fallback HPA")
+        evstest.wait_until(lambda: "keda.sh/circuit-breaker-triggered" in self.annotations("flappy"),
+                           timeout=30, what="the triggered annotation")
+
+        # keda-runbook.md, Incident Response / Circuit Breaker Triggered, step 1:
+        #   kubectl get events -n artemis-system | grep -i scale | tail -20
+        out = self.sh("kubectl get events -n %s | grep -i scale | tail -20" % ns)
+        self.assertIn("flappy", out)
+        # Step 3 (stabilize workload) and step 4 (reset), as written:
+        #   kubectl patch scaledobject artemis-scaler -n artemis-system --type='json' \
+        #     -p='[{"op": "replace", "path": "/spec/pollingInterval", "value": 20}]'
+        #   kubectl annotate scaledobject artemis-scaler -n artemis-system \
+        #     keda.sh/circuit-breaker-triggered- --overwrite
+        self.redis.cmd("DEL", lst)
+        self.redis.cmd("RPUSH", lst, *["o%d" % k for k in range(8)])
+        self.sh("kubectl patch scaledobject flappy -n %s --type='json' \\\n"
+                "  -p='[{\"op\": \"replace\", \"path\": \"/spec/pollingInterval\", \"value\": 20}]'"
+                % ns)
+        time.sleep(2)
+        self.assertIsNotNone(self.hpa("keda-hpa-flappy"))  # the patch alone does not reset
+        self.sh("kubectl annotate scaledobject flappy -n %s \\\n"
+                "  keda.sh/circuit-breaker-triggered- --overwrite" % ns)
+        evstest.wait_until(lambda: self.hpa("keda-hpa-flappy") is None, timeout=30,
+                           what="the fallback HPA deleted")
+        # evscale scales again: 8 items at listLength 5 -> 2 (read at least every 15 s while
+        # the target has replicas, whatever the 20 s interval).
+        self.wait_replicas("flappy-target", 2, timeout=90)
+        # Step 5 (without watch): the conditions say it is closed.
+        out = self.sh('kubectl get scaledobject flappy -n %s -o jsonpath="{.status.conditions}"'
+                      % ns)
+        ready = {c["type"]: c for c in json.loads(out)}["Ready"]
+        self.assertEqual(ready["status"], "True")
+        self.assertNotEqual(ready.get("reason"), "CircuitBreakerOpen")
+        self.assertNotIn("keda.sh/circuit-breaker-triggered", self.annotations("flappy"))
+        self.no_refusals(logf)
+
+    def test_get_scaledobjects_all_namespaces(self):
+        ns = self.ns
+        self.deployment("worker", 0)
+        lst = "cols-" + ns
+        self.redis.cmd("DEL", lst)
+        self.redis.cmd("RPUSH", lst, "one")
+        self.so("worker-so", "worker", lst)
+        proc, logf, base = self.start_sa()
+        self.wait_replicas("worker", 1, timeout=60)
+        self.wait_condition("worker-so", "Active", "True", timeout=30)
+        # keda-runbook.md, Deployment Procedures / Deployment Steps, 5 (without watch; grep for
+        # this namespace instead of "artemis|sophia"):
+        #   kubectl get hpa,scaledobjects -A | grep -E "artemis|sophia"
+        out = self.sh("kubectl get hpa,scaledobjects -A")
+        lines = out.splitlines()
+        heads = [i for i, ln in enumerate(lines) if ln.startswith("NAMESPACE") and
+                 "SCALETARGETKIND" in ln]
+        self.assertEqual(len(heads), 1, out[-3000:])
+        header = lines[heads[0]]
+        cols = re.findall(r"\S+\s*", header)
+        starts, pos = [], 0
+        for c in cols:
+            starts.append((c.strip(), pos))
+            pos += len(c)
+        row = [ln for ln in lines[heads[0] + 1:] if ln.startswith(ns + " ")
+               and ln.split()[1] in ("worker-so", "scaledobject.keda.sh/worker-so")]
+        self.assertEqual(len(row), 1, out[-3000:])
+        row = row[0]
+        fields = {}
+        for i, (name, at) in enumerate(starts):
+            end = starts[i + 1][1] if i + 1 < len(starts) else len(row)
+            fields[name] = row[at:end].strip()
+        self.assertEqual(fields["SCALETARGETKIND"], "apps/v1.Deployment")
+        self.assertEqual(fields["SCALETARGETNAME"], "worker")
+        self.assertEqual((fields["MIN"], fields["MAX"]), ("0", "10"))
+        self.assertEqual(fields["READY"], "True")
+        self.assertEqual(fields["ACTIVE"], "True")
+        self.assertEqual(fields["FALLBACK"], "False")
+        self.assertEqual(fields["TRIGGERS"], "redis")
+        # No HPA in this namespace: evscale scales without one (KEDA's keda-hpa-worker-so would
+        # show here; the breaker's fallback HPA is the only one evscale creates).
+        self.assertFalse([ln for ln in lines[:heads[0]] if ln.startswith(ns + " ")])
+        self.redis.cmd("DEL", lst)
+        self.no_refusals(logf)
+
+    def test_backup_and_restore(self):
+        ns = self.ns
+        rdir = tempfile.mkdtemp(prefix="evs-redis-bak-")
+        red = test_scaling.Redis(rdir, password="backup-secret")
+        self.addCleanup(shutil.rmtree, rdir, ignore_errors=True)
+        self.addCleanup(red.stop)
+        self.deployment("worker", 0)
+        self.kubectl("create", "secret", "generic", "redis-auth", "-n", ns,
+                     "--from-literal=password=backup-secret")
+        self.apply(f"""apiVersion: keda.sh/v1alpha1
+kind: TriggerAuthentication
+metadata: {{name: redis-ta, namespace: {ns}}}
+spec:
+  secretTargetRef:
+  - {{parameter: password, name: redis-auth, key: password}}
+""")
+        self.apply(SO.format(name="worker-so", ns=ns, target="worker", list="bakq", min=0, max=10,
+                             poll=1, port=red.port) + "    authenticationRef: {name: redis-ta}\n")
+        proc, logf, base = self.start_sa()
+        red.cmd("RPUSH", "bakq", *["b%d" % i for i in range(8)])
+        self.wait_replicas("worker", 2, timeout=60)  # the password worked
+        self.wait_condition("worker-so", "Ready", "True")
+
+        # keda-runbook.md, Disaster Recovery / Backup Procedures, 1 (-A narrowed to the test's
+        # namespace, see the module's docstring; the file in the test's directory):
+        #   kubectl get scaledobjects,triggerauthentications -A -o yaml > \
+        #     /backup/keda/daily-$(date +%Y%m%d).yaml
+        # keda-operations-guide.md, Maintenance Procedures / Migrating KEDA Between Clusters:
+        #   kubectl get scaledobjects -n ml-inference -o yaml > scaledobjects-export.yaml
+        #   kubectl get triggerauthentications -n ml-inference -o yaml > triggerauths-export.yaml
+        self.sh("kubectl get scaledobjects,triggerauthentications -n %s -o yaml > \\\n"
+                "  daily-$(date +%%Y%%m%%d).yaml" % ns)
+        self.sh("kubectl get scaledobjects -n %s -o yaml > scaledobjects-export.yaml" % ns)
+        self.sh("kubectl get triggerauthentications -n %s -o yaml > triggerauths-export.yaml" % ns)
+        (daily,) = [f for f in os.listdir(self.dir) if re.match(r"daily-\d{8}\.yaml$", f)]
+        with open(os.path.join(self.dir, "scaledobjects-export.yaml")) as f:
+            exported = test_deploy.parse_yaml(f.read())
+        (items,) = [o["items"] for o in exported]
+        self.assertEqual([o["metadata"]["name"] for o in items], ["worker-so"])
+        self.assertIn("status", items[0])  # evscale's status is in the backup, as KEDA's is
+
+        # keda-runbook.md, Disaster Recovery / 2. Test restore procedures quarterly, applied
+        # over the live objects (no delete): evscale writes status after the backup was taken,
+        # so the backup's resourceVersion may be stale; what does kubectl do with it?
+        out = self.sh("kubectl apply -f %s" % daily, check=False)
+        print("\n[re-apply of the unstripped backup over the live objects]\n" + out,
+              file=sys.stderr)
+
+        # keda-runbook.md, Incident Response / Scaler Errors, step 4 (delete, then apply):
+        #   kubectl delete scaledobject artemis-scaler -n artemis-system
+        #   kubectl apply -f scalers/artemis-scaledobject.yaml
+        self.sh("kubectl delete scaledobject worker-so -n %s" % ns)
+        self.kubectl("delete", "triggerauthentication", "redis-ta", "-n", ns)
+        self.assertEqual(self.kubectl("get", "scaledobjects,triggerauthentications", "-n", ns,
+                                      "-o", "name"), "")
+        red.cmd("DEL", "bakq")
+        # The backup as taken carries metadata.resourceVersion and uid: kubectl apply of a
+        # deleted object creates it, and the API server refuses a create that names a
+        # resourceVersion. Stripped as kubectl needs (resourceVersion, uid, creationTimestamp,
+        # generation, managedFields, status): the copy an operator keeps for a restore.
+        p = subprocess.run(["bash", "-c", "kubectl apply -f %s" % daily], text=True,
+                           capture_output=True, cwd=self.dir,
+                           env=dict(os.environ, KUBECONFIG=type(self).env["KUBECONFIG"]))
+        print("\n[apply of the unstripped backup after the delete] rc=%d\n%s%s" % (
+            p.returncode, p.stdout, p.stderr), file=sys.stderr)
+        if p.returncode == 0:
+            # Restored as taken: delete again for the stripped restore below.
+            self.kubectl("delete", "scaledobject", "worker-so", "-n", ns)
+            self.kubectl("delete", "triggerauthentication", "redis-ta", "-n", ns)
+        else:
+            self.assertIn("resourceVersion should not be set on objects to be created",
+                          p.stderr)
+        for name in ("scaledobjects-export.yaml", "triggerauths-export.yaml"):
+            with open(os.path.join(self.dir, name)) as f:
+                (lst,) = test_deploy.parse_yaml(f.read())
+            for o in lst["items"]:
+                o.pop("status", None)
+                for k in ("resourceVersion", "uid", "creationTimestamp", "generation",
+                          "managedFields", "selfLink"):
+                    o["metadata"].pop(k, None)
+                o["metadata"].get("annotations", {}).pop(
+                    "kubectl.kubernetes.io/last-applied-configuration", None)
+            with open(os.path.join(self.dir, name), "w") as f:
+                json.dump(lst, f)
+        # keda-operations-guide.md, Maintenance Procedures / Migrating KEDA Between Clusters:
+        #   kubectl apply -f scaledobjects-export.yaml
+        #   kubectl apply -f triggerauths-export.yaml
+        self.sh("kubectl apply -f scaledobjects-export.yaml")
+        self.sh("kubectl apply -f triggerauths-export.yaml")
+        so = json.loads(self.kubectl("get", "scaledobject", "worker-so", "-n", ns, "-o", "json"))
+        self.assertEqual(so["spec"]["triggers"][0]["authenticationRef"], {"name": "redis-ta"})
+        # The restored ones scale again (through the restored TriggerAuthentication's password).
+        red.cmd("RPUSH", "bakq", *["r%d" % i for i in range(18)])
+        self.wait_replicas("worker", 4, timeout=90)  # ceil(18 / 5)
+        self.wait_condition("worker-so", "Ready", "True")
+        # And the restored objects re-apply cleanly now that evscale has written status again.
+        out = self.sh("kubectl apply -f scaledobjects-export.yaml")
+        self.assertIn("scaledobject.keda.sh/worker-so", out)
+        self.no_refusals(logf)
+
+    def test_can_i_list_for_the_service_account(self):
+        ns = self.ns
+        self.service_account_kubeconfig()
+        sas = self.kubectl("get", "serviceaccounts", "-n", ns, "-o",
+                           "jsonpath={.items[*].metadata.name}").split()
+        (sa,) = [s for s in sas if s.startswith("evscale")]
+        objs = test_deploy.parse_yaml(test_deploy.render(os.path.join(test_deploy.DEPLOY, "base")))
+        want_cluster = test_deploy.expand(test_deploy.rules_of(objs, "ClusterRole"))
+        want_ns = test_deploy.expand(test_deploy.rules_of(objs, "Role"))
+
+        def pairs(out):
+            got = set()
+            for line in out.splitlines()[1:]:
+                m = re.match(r"(\S+)\s+\[(.*?)\]\s+\[(.*?)\]\s+\[(.*?)\]$", line.strip())
+                if m and not m.group(2):  # non-resource URLs: discovery, every user's
+                    got |= {(m.group(1), v) for v in m.group(4).split()}
+            return got
+        # The API server's grants to every authenticated user (system:basic-user, ...).
+        baseline = pairs(self.sh("kubectl auth can-i --list --as=system:serviceaccount:%s:nobody"
+                                 % ns))
+        # keda-runbook.md, Maintenance Procedures / Monthly Tasks, 3. Security audit:
+        #   kubectl auth can-i --list --as=system:serviceaccount:keda-system:keda-operator
+        # As written (no -n: the default namespace): the ClusterRole's rules, nothing more.
+        cmd = "kubectl auth can-i --list --as=system:serviceaccount:%s:%s" % (ns, sa)
+        evstest.wait_until(lambda: pairs(self.sh(cmd)) - baseline == want_cluster, timeout=60,
+                           what="the ClusterRole's rules in force")
+        # In evscale's own namespace: the leader-election Role's too.
+        self.assertEqual(pairs(self.sh(cmd + " -n " + ns)) - baseline, want_cluster | want_ns)
+        # Spelt out: what the ClusterRole's comments say is not granted.
+        got = pairs(self.sh(cmd + " -n " + ns))
+        for absent in [("secrets", "list"), ("secrets", "watch"), ("pods", "get"),
+                       ("deployments.apps", "patch"), ("deployments.apps", "update"),
+                       ("scaledobjects.keda.sh", "get"), ("scaledobjects.keda.sh", "update"),
+                       ("triggerauthentications.keda.sh", "get"),
+                       ("horizontalpodautoscalers.autoscaling", "patch")]:
+            self.assertNotIn(absent, got)
+
+
+# Inherit the fixtures and helpers only: none of test_scaling's, test_breaker's or test_deploy's
+# tests run again here.
+for _base in (test_scaling.Scaling, test_breaker.Breaker, test_deploy.RunsUnderItsClusterRole):
+    for _name in list(vars(_base)):
+        if _name.startswith("test_") and _name not in vars(Procedures):
+            setattr(Procedures, _name, None)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
