@@ -142,8 +142,10 @@ class Procedures(test_deploy.RunsUnderItsClusterRole, test_breaker.Breaker):
         out = self.sh("kubectl get scaledobject worker-so -n %s -o yaml" % ns)
         (obj,) = test_deploy.parse_yaml(out)
         st = obj["status"]
+        # KEDA's Paused condition (its printer column) too, False when not paused.
         self.assertEqual({c["type"]: c["status"] for c in st["conditions"]},
-                         {"Ready": "True", "Active": "True", "Fallback": "False"})
+                         {"Ready": "True", "Active": "True", "Fallback": "False",
+                          "Paused": "False"})
         self.assertEqual(st["scaleTargetGVKR"], {"group": "apps", "kind": "Deployment",
                                                  "resource": "deployments", "version": "v1"})
         self.assertRegex(st["lastActiveTime"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
@@ -390,8 +392,7 @@ spec:
         self.sh("kubectl get triggerauthentications -n %s -o yaml > triggerauths-export.yaml" % ns)
         (daily,) = [f for f in os.listdir(self.dir) if re.match(r"daily-\d{8}\.yaml$", f)]
         with open(os.path.join(self.dir, "scaledobjects-export.yaml")) as f:
-            exported = test_deploy.parse_yaml(f.read())
-        (items,) = [o["items"] for o in exported]
+            items = test_deploy.parse_yaml(f.read())  # the List's items
         self.assertEqual([o["metadata"]["name"] for o in items], ["worker-so"])
         self.assertIn("status", items[0])  # evscale's status is in the backup, as KEDA's is
 
@@ -428,7 +429,7 @@ spec:
                           p.stderr)
         for name in ("scaledobjects-export.yaml", "triggerauths-export.yaml"):
             with open(os.path.join(self.dir, name)) as f:
-                (lst,) = test_deploy.parse_yaml(f.read())
+                lst = {"apiVersion": "v1", "kind": "List", "items": test_deploy.parse_yaml(f.read())}
             for o in lst["items"]:
                 o.pop("status", None)
                 for k in ("resourceVersion", "uid", "creationTimestamp", "generation",
@@ -498,6 +499,7 @@ for _base in (test_scaling.Scaling, test_breaker.Breaker, test_deploy.RunsUnderI
     for _name in list(vars(_base)):
         if _name.startswith("test_") and _name not in vars(Procedures):
             setattr(Procedures, _name, None)
+del _base, _name  # a TestCase class left in the module's namespace would be loaded and run
 
 
 if __name__ == "__main__":
