@@ -20,6 +20,7 @@ back would touch other tests' objects).
 
 Run: EVS_BINARY=build/dbg/evscale python3 test/e2e/test_procedures.py -v
 """
+import calendar
 import json
 import os
 import re
@@ -65,17 +66,148 @@ spec:
 """
 
 
+# The shared evscale's settings (one process for the tests that do not need settings of their own;
+# see Procedures.shared). keyspace_events off: the Redis trigger reads at pollingInterval only,
+# which test_patch_polling_interval measures (the others poll every second anyway). The breaker
+# limit: the procedures compress an operator's day into seconds (test_patches_take_effect_at_once
+# moves its target six times in half a minute, test_backup_and_restore as often), which the
+# default breaker (3 scale events a minute) would take for flapping and hand to the fallback HPA;
+# the breaker's own procedure has its own process (test_breaker_reset_by_the_runbook).
+SHARED_CFG = ("redis:\n  keyspace_events: \"off\"\n"
+              "circuit_breaker:\n  max_scale_events_per_minute: 1000\n")
+SHARED_TESTS = ("test_read_status_conditions", "test_patches_take_effect_at_once",
+                "test_patch_polling_interval", "test_get_scaledobjects_all_namespaces",
+                "test_backup_and_restore")
+
+
+class Monitor:
+    """redis-cli MONITOR of one Redis server: the server's times of the trigger's reads (its
+    script: EVAL / EVALSHA), so cadences are measured between reads, not over fixed windows."""
+
+    def __init__(self, red, path):
+        self.path = path
+        self.f = open(path, "w")
+        self.proc = subprocess.Popen(["redis-cli", "-p", str(red.port), "monitor"],
+                                     stdout=self.f, stderr=subprocess.STDOUT)
+        evstest.wait_until(lambda: "OK" in open(path).read(), timeout=20, what="MONITOR")
+
+    def reads(self, after=0.0):
+        out = []
+        with open(self.path) as f:
+            for ln in f:
+                m = re.match(r'(\d+\.\d+) \[\d+ [^\]]*\] "(eval|evalsha)"', ln, re.I)
+                if m and float(m.group(1)) > after:
+                    out.append(float(m.group(1)))
+        return out
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.f.close()
+
+
 class Procedures(test_deploy.RunsUnderItsClusterRole, test_breaker.Breaker):
-    """Fixtures and helpers of test_scaling, test_breaker and test_deploy; none of their tests."""
+    """Fixtures and helpers of test_scaling, test_breaker and test_deploy; none of their tests.
+
+    evscale's ServiceAccount (deploy/base's RBAC, its token's kubeconfig) is set up once for the
+    class in a namespace of its own (the Lease's), and one evscale process under it serves the
+    tests of SHARED_TESTS, each in its own namespace (named before the process starts, created
+    by the test): they use different namespaces, objects and Redis keys, so they do not
+    interfere, and the class saves a ServiceAccount, a start and a stop per test. The breaker's
+    procedure needs the default breaker and starts its own process."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        stamp = "%d-%d" % (os.getpid(), int(time.time() * 1000) % 100000)
+        cls.home = "evs-proc-%s" % stamp
+        cls.test_ns = {t: "evs-proc-%s-%d" % (stamp, i) for i, t in enumerate(SHARED_TESTS)}
+        cls.shared_proc = None
+        evstest.kubectl(cls.env, "create", "namespace", cls.home)
+        cls.addClassCleanup(evstest.kubectl, cls.env, "delete", "namespace", cls.home,
+                            "--wait=false", check=False)
+        # service_account_kubeconfig is the test case's (self.ns, self.addCleanup): run it on a
+        # case of the class standing for the class, its cleanups run with the class's.
+        home = cls("test_can_i_list_for_the_service_account")
+        home.ns = cls.home
+        cls.addClassCleanup(home.doCleanups)
+        cls.sa_kubeconfig = home.service_account_kubeconfig()
 
     def setUp(self):
-        super().setUp()
+        ns = type(self).test_ns.get(self._testMethodName)
+        if ns is None:
+            super().setUp()
+        else:
+            self.ns = ns
+            self.kubectl("create", "namespace", self.ns)
+            self.procs = []
         test_scaling.BIN = test_deploy.binary()
 
     # --- helpers ---
 
+    def shared(self):
+        """The class's evscale (started by the first test that asks): (proc, logf, base)."""
+        cls = type(self)
+        if cls.shared_proc is None:
+            port = evstest.free_port()
+            cfg = os.path.join(self.dir, "config-%s.yaml" % cls.home)
+            with open(cfg, "w") as f:
+                f.write(f"server:\n  address: 127.0.0.1:{port}\n  shutdown_grace: 2s\n"
+                        f"backoff:\n  initial: 200ms\n  max: 2s\n"
+                        f"kubernetes:\n  kubeconfig: {cls.sa_kubeconfig}\n"
+                        f"  namespaces: [{', '.join(cls.test_ns.values())}]\n"
+                        f"leader_election:\n  lease_namespace: {cls.home}\n"
+                        f"  lease_duration: 4s\n  renew_deadline: 3s\n  retry_period: 500ms\n"
+                        f"{SHARED_CFG}")
+            logf = open(cfg + ".log", "w+")
+            env = {k: v for k, v in os.environ.items()
+                   if k != "KUBECONFIG" and not k.startswith("KUBERNETES_")}
+            env["HOME"] = self.dir
+            proc = subprocess.Popen([test_scaling.BIN, "run", "--config", cfg, "--log-format",
+                                     "json", "--log-level", "debug"],
+                                    stdout=logf, stderr=subprocess.STDOUT, env=env)
+            cls.shared_proc = (proc, logf, "http://127.0.0.1:%d" % port)
+            evstest.wait_until(lambda: test_scaling.get(cls.shared_proc[2] + "/readyz")[0] == 200
+                               or proc.poll() is not None, timeout=90, what="/readyz")
+            self.assertIsNone(proc.poll(), self.log(logf)[-3000:])
+        self.assertIsNone(cls.shared_proc[0].poll(), self.log(cls.shared_proc[1])[-3000:])
+        return cls.shared_proc
+
+    @classmethod
+    def tearDownClass(cls):
+        # Before test_scaling's (which removes the directory of the log).
+        try:
+            if cls.shared_proc is not None:
+                cls.stop_shared()
+        finally:
+            super().tearDownClass()
+
+    @classmethod
+    def stop_shared(cls):
+        proc, logf, _ = cls.shared_proc
+        cls.shared_proc = None
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        logf.flush()
+        with open(logf.name) as f:
+            out = f.read()
+        logf.close()
+        for m in test_scaling.SANITIZER_MARKS:
+            if m in out:
+                raise AssertionError("%s in the shared evscale's log:\n%s" % (m, out[-4000:]))
+        if proc.returncode != 0:
+            raise AssertionError("the shared evscale exited with %d:\n%s" % (proc.returncode,
+                                                                              out[-3000:]))
+
     def start_sa(self, extra=""):
-        """evscale under the ServiceAccount of deploy/base's RBAC (its token's kubeconfig)."""
+        """evscale of its own under the ServiceAccount of deploy/base's RBAC (its token's
+        kubeconfig), for a test that needs settings of its own."""
         kc = self.service_account_kubeconfig()
         self.env = dict(type(self).env, KUBECONFIG=kc)
         try:
@@ -98,8 +230,11 @@ class Procedures(test_deploy.RunsUnderItsClusterRole, test_breaker.Breaker):
         return p.stdout
 
     def no_refusals(self, logf):
+        # (Not the API server's refusals in a namespace being deleted: the shared process may
+        # still write there an Event about a finished test's object.)
         refused = [r for r in self.log_records(logf)
-                   if "403" in json.dumps(r) or "forbidden" in json.dumps(r).lower()]
+                   if ("403" in json.dumps(r) or "forbidden" in json.dumps(r).lower())
+                   and "because it is being terminated" not in json.dumps(r)]
         self.assertEqual(refused, [])
 
     # --- tests ---
@@ -113,7 +248,7 @@ class Procedures(test_deploy.RunsUnderItsClusterRole, test_breaker.Breaker):
         # A broken one: its trigger's listLength is not a number.
         self.apply(SO.format(name="broken-so", ns=ns, target="other", list=lst, min=0, max=10,
                              poll=1, port=self.redis.port).replace('"5"', '"five"'))
-        proc, logf, base = self.start_sa()
+        proc, logf, base = self.shared()
         self.wait_condition("worker-so", "Ready", "True", timeout=60)
 
         # keda-runbook.md, Incident Response / Circuit Breaker Triggered, step 5 (without watch):
@@ -146,6 +281,12 @@ class Procedures(test_deploy.RunsUnderItsClusterRole, test_breaker.Breaker):
         self.assertEqual({c["type"]: c["status"] for c in st["conditions"]},
                          {"Ready": "True", "Active": "True", "Fallback": "False",
                           "Paused": "False"})
+        # Never paused: KEDA's Paused is its GetInitializedConditions' own, False with no reason
+        # and no message (kedacore/keda v2.20.2, 68a5b5028f35b22d50597c69819ab32c4e92f21a,
+        # apis/keda/v1alpha1/condition_types.go; ScaledObjectUnpaused comes only after a pause,
+        # controllers/keda/scaledobject_controller.go reconcileScaledObject).
+        self.assertEqual({c["type"]: c for c in st["conditions"]}["Paused"],
+                         {"type": "Paused", "status": "False"})
         self.assertEqual(st["scaleTargetGVKR"], {"group": "apps", "kind": "Deployment",
                                                  "resource": "deployments", "version": "v1"})
         self.assertRegex(st["lastActiveTime"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
@@ -156,11 +297,30 @@ class Procedures(test_deploy.RunsUnderItsClusterRole, test_breaker.Breaker):
         # As with KEDA, any condition False selects (an idle one's Active, Fallback False too):
         # the broken one is there; the filter is the runbook's, not a health check.
         self.wait_condition("broken-so", "Ready", "False", timeout=30)
-        out = self.sh("kubectl get scaledobjects -A -o json | \\\n"
-                      "  jq '.items[] | select(.status.conditions[].status==\"False\") | .metadata'")
+        # -A narrowed to the test's namespace: on the shared control plane other tests' objects
+        # may have no status yet (nothing runs for them), and `.status.conditions[]` of a null
+        # stops jq ("Cannot iterate over null"), as it would on a cluster with such an object.
+        out = self.sh("kubectl get scaledobjects -n %s -o json | \\\n"
+                      "  jq '.items[] | select(.status.conditions[].status==\"False\") | .metadata'" % ns)
         names = re.findall(r'"name": "([^"]+)",\s*"namespace": "%s"' % re.escape(ns), out)
         self.assertIn("broken-so", names)
+
+        # Paused and unpaused with KEDA's annotation (autoscaling.keda.sh/paused, its
+        # NeedToBePausedByAnnotation): the same file's conditions, True ScaledObjectPaused,
+        # then False ScaledObjectUnpaused with the unpause message, which stays.
+        self.sh("kubectl annotate scaledobject worker-so -n %s autoscaling.keda.sh/paused=true"
+                % ns)
+        c = self.wait_condition("worker-so", "Paused", "True", timeout=30)
+        self.assertEqual((c.get("reason"), c.get("message")),
+                         ("ScaledObjectPaused", "ScaledObject is paused"))
+        self.sh("kubectl annotate scaledobject worker-so -n %s autoscaling.keda.sh/paused-" % ns)
+        c = self.wait_condition("worker-so", "Paused", "False", timeout=30)
+        self.assertEqual((c.get("reason"), c.get("message")),
+                         ("ScaledObjectUnpaused", "pause annotation removed for ScaledObject"))
         self.redis.cmd("DEL", lst)
+        self.wait_condition("worker-so", "Active", "False", timeout=30)  # decided again since
+        self.assertEqual(self.condition("worker-so", "Paused").get("reason"),
+                         "ScaledObjectUnpaused")
         self.no_refusals(logf)
 
     def test_patches_take_effect_at_once(self):
@@ -169,7 +329,7 @@ class Procedures(test_deploy.RunsUnderItsClusterRole, test_breaker.Breaker):
         lst = "patch-" + ns
         self.redis.cmd("DEL", lst)
         self.so("worker-so", "worker", lst, min=0, max=10, poll=1)
-        proc, logf, base = self.start_sa()
+        proc, logf, base = self.shared()
         self.wait_condition("worker-so", "Ready", "True", timeout=60)
         # 60 items at listLength 5: 12, capped at maxReplicaCount 10.
         self.redis.cmd("RPUSH", lst, *["j%d" % i for i in range(60)])
@@ -198,7 +358,14 @@ class Procedures(test_deploy.RunsUnderItsClusterRole, test_breaker.Breaker):
                 "'{\"spec\":{\"minReplicaCount\": 5}}'" % ns)
         self.wait_replicas("worker", 5, timeout=60)  # the floor, above the queue's 3
         self.redis.cmd("DEL", lst)
-        time.sleep(5)  # past the 3 s cooldown: the floor holds with an empty queue
+        # The floor holds with an empty queue past the 3 s cooldown, counted from the object's
+        # own lastActiveTime once a read has seen the queue empty (Active False), plus 2 reads.
+        self.wait_condition("worker-so", "Active", "False", timeout=30)
+        so = json.loads(self.kubectl("get", "scaledobject", "worker-so", "-n", ns, "-o", "json"))
+        last = calendar.timegm(time.strptime(so["status"]["lastActiveTime"], "%Y-%m-%dT%H:%M:%SZ"))
+        while time.time() < last + 1 + 3 + 2:  # lastActiveTime is truncated to the second
+            self.assertEqual(self.replicas("worker"), 5)
+            time.sleep(0.2)
         self.assertEqual(self.replicas("worker"), 5)
         self.sh("kubectl patch scaledobject worker-so -n %s --type=merge -p "
                 "'{\"spec\":{\"minReplicaCount\": 1}}'" % ns)
@@ -208,60 +375,56 @@ class Procedures(test_deploy.RunsUnderItsClusterRole, test_breaker.Breaker):
                           so["spec"]["triggers"][0]["metadata"]["listLength"]), (1, 30, "20"))
         self.no_refusals(logf)
 
-    def reads(self, red):
-        """The trigger's reads of a Redis server so far (its script: EVAL / EVALSHA)."""
-        n = 0
-        for ln in red.cmd("INFO", "commandstats").splitlines():
-            m = re.match(r"cmdstat_(eval|evalsha):calls=(\d+)", ln.strip())
-            if m:
-                n += int(m.group(2))
-        return n
-
     def test_patch_polling_interval(self):
         ns = self.ns
-        # Its own Redis (the reads are counted) and keyspace events off in evscale: the trigger
-        # polls at pollingInterval only (with them on, a push makes a read at once anyway).
+        # Its own Redis, its reads timed by MONITOR; the shared evscale has keyspace events off:
+        # the trigger reads at pollingInterval only (with them on, a push makes a read at once).
         rdir = tempfile.mkdtemp(prefix="evs-redis-poll-")
         red = test_scaling.Redis(rdir)
         self.addCleanup(shutil.rmtree, rdir, ignore_errors=True)
         self.addCleanup(red.stop)
+        mon = Monitor(red, os.path.join(rdir, "monitor.txt"))
+        self.addCleanup(mon.stop)
         self.deployment("worker", 0)
         # At 0 replicas the cadence is pollingInterval alone (defaults.active_read_interval
-        # applies only while the target has replicas).
+        # applies only while the target has replicas): 300 s, nothing until the patch.
         self.so("worker-so", "worker", "pollq", poll=300, port=red.port)
-        proc, logf, base = self.start_sa("redis:\n  keyspace_events: \"off\"\n")
+        proc, logf, base = self.shared()
         self.wait_condition("worker-so", "Ready", "True", timeout=60)
         self.wait_condition("worker-so", "Active", "False", timeout=30)
-        time.sleep(2)
-        n0 = self.reads(red)
-        time.sleep(10)
-        self.assertLessEqual(self.reads(red) - n0, 1)  # 300 s: nothing in 10 s
+        evstest.wait_until(mon.reads, timeout=30, what="the trigger's first read")
+
+        def gaps(ts):
+            return [round(b - a, 2) for a, b in zip(ts, ts[1:])]
 
         # keda-runbook.md, Incident Response / Scaling Too Slow, step 2:
         #   kubectl patch scaledobject artemis-scaler -n artemis-system \
         #     --type merge -p '{"spec":{"pollingInterval":5}}'
+        t = time.time()
         self.sh("kubectl patch scaledobject worker-so -n %s \\\n"
                 "  --type merge -p '{\"spec\":{\"pollingInterval\":5}}'" % ns)
-        time.sleep(1)
-        n1 = self.reads(red)
-        time.sleep(16)
-        fast = self.reads(red) - n1
-        self.assertGreaterEqual(fast, 2)  # every 5 s: 3 in 16 s (ASan, a busy machine: >= 2)
-        self.assertLessEqual(fast, 5)
+        # At once: two reads (at 300 s there would be none for 5 minutes), 5 s apart (not 20 s,
+        # nor the 1 s of a trigger that ignores the interval; 4 to 12 s: a timer's slack and a
+        # loaded machine's).
+        fast = evstest.wait_until(lambda: mon.reads(t)[:2] if len(mon.reads(t)) >= 2 else None,
+                                  timeout=30, what="two reads after the patch to 5 s")
+        self.assertTrue(4 <= fast[1] - fast[0] <= 12, gaps(fast))
 
         # keda-runbook.md, Incident Response / Circuit Breaker Triggered, step 3:
         #   kubectl patch scaledobject artemis-scaler -n artemis-system --type='json' \
         #     -p='[{"op": "replace", "path": "/spec/pollingInterval", "value": 20}]'
+        t = time.time()
         self.sh("kubectl patch scaledobject worker-so -n %s --type='json' \\\n"
                 "  -p='[{\"op\": \"replace\", \"path\": \"/spec/pollingInterval\", \"value\": 20}]'"
                 % ns)
-        time.sleep(2)
-        n2 = self.reads(red)
-        time.sleep(14)
-        self.assertLessEqual(self.reads(red) - n2, 1)  # every 20 s: at most one in 14 s
-        # A queue still shows within the new interval (20 s, generous: 60).
+        (first,) = evstest.wait_until(lambda: mon.reads(t)[:1], timeout=30,
+                                      what="a read after the patch to 20 s")
+        # A queue pushed now shows at the next read, 20 s later (not 5: the patch took effect).
         red.cmd("RPUSH", "pollq", *["p%d" % i for i in range(6)])
         self.wait_replicas("worker", 2, timeout=60)
+        slow = mon.reads(t)
+        self.assertGreaterEqual(len(slow), 2, slow)
+        self.assertGreaterEqual(slow[1] - first, 15, gaps(slow))
         self.no_refusals(logf)
 
     def test_breaker_reset_by_the_runbook(self):
@@ -318,7 +481,7 @@ class Procedures(test_deploy.RunsUnderItsClusterRole, test_breaker.Breaker):
         self.redis.cmd("DEL", lst)
         self.redis.cmd("RPUSH", lst, "one")
         self.so("worker-so", "worker", lst)
-        proc, logf, base = self.start_sa()
+        proc, logf, base = self.shared()
         self.wait_replicas("worker", 1, timeout=60)
         self.wait_condition("worker-so", "Active", "True", timeout=30)
         # keda-runbook.md, Deployment Procedures / Deployment Steps, 5 (without watch; grep for
@@ -375,7 +538,7 @@ spec:
 """)
         self.apply(SO.format(name="worker-so", ns=ns, target="worker", list="bakq", min=0, max=10,
                              poll=1, port=red.port) + "    authenticationRef: {name: redis-ta}\n")
-        proc, logf, base = self.start_sa()
+        proc, logf, base = self.shared()
         red.cmd("RPUSH", "bakq", *["b%d" % i for i in range(8)])
         self.wait_replicas("worker", 2, timeout=60)  # the password worked
         self.wait_condition("worker-so", "Ready", "True")
