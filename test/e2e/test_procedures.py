@@ -80,6 +80,16 @@ SHARED_TESTS = ("test_read_status_conditions", "test_patches_take_effect_at_once
                 "test_backup_and_restore")
 
 
+# The backup of ScaledObjects and TriggerAuthentications that `kubectl apply -f` restores over
+# live objects as well as after a loss (the README's; -A there, the test's namespace here): the
+# runbook's `kubectl get ... -o yaml` keeps resourceVersion, which evscale's (as KEDA's) status
+# writes make stale, and kubectl apply sends it as a precondition: 409 Conflict.
+BACKUP_CMD = ("kubectl get scaledobjects,triggerauthentications -n %s -o json | \\\n"
+              "  jq '.items |= map(del(.status, .metadata.resourceVersion, .metadata.uid,\n"
+              "      .metadata.creationTimestamp, .metadata.generation, .metadata.managedFields))'"
+              " \\\n  > keda-$(date +%%Y%%m%%d).json")
+
+
 class Monitor:
     """redis-cli MONITOR of one Redis server: the server's times of the trigger's reads (its
     script: EVAL / EVALSHA), so cadences are measured between reads, not over fixed windows."""
@@ -115,7 +125,8 @@ class Procedures(test_deploy.RunsUnderItsClusterRole, test_breaker.Breaker):
     tests of SHARED_TESTS, each in its own namespace (named before the process starts, created
     by the test): they use different namespaces, objects and Redis keys, so they do not
     interfere, and the class saves a ServiceAccount, a start and a stop per test. The breaker's
-    procedure needs the default breaker and starts its own process."""
+    procedure needs the default breaker: a process of its own (the same ServiceAccount, a Lease
+    of its own)."""
 
     @classmethod
     def setUpClass(cls):
@@ -146,33 +157,49 @@ class Procedures(test_deploy.RunsUnderItsClusterRole, test_breaker.Breaker):
 
     # --- helpers ---
 
+    def spawn(self, namespaces, lease_name, extra):
+        """evscale under the class's ServiceAccount, for `namespaces`, its Lease `lease_name` in
+        the class's namespace (the Role's); waits for /readyz. Returns (proc, logf, base)."""
+        cls = type(self)
+        port = evstest.free_port()
+        cfg = os.path.join(self.dir, "config-%s-%s.yaml" % (cls.home, lease_name))
+        with open(cfg, "w") as f:
+            f.write(f"server:\n  address: 127.0.0.1:{port}\n  shutdown_grace: 2s\n"
+                    f"backoff:\n  initial: 200ms\n  max: 2s\n"
+                    f"kubernetes:\n  kubeconfig: {cls.sa_kubeconfig}\n"
+                    f"  namespaces: [{', '.join(namespaces)}]\n"
+                    f"leader_election:\n  lease_namespace: {cls.home}\n"
+                    f"  lease_name: {lease_name}\n"
+                    f"  lease_duration: 4s\n  renew_deadline: 3s\n  retry_period: 500ms\n"
+                    f"{extra}")
+        logf = open(cfg + ".log", "w+")
+        env = {k: v for k, v in os.environ.items()
+               if k != "KUBECONFIG" and not k.startswith("KUBERNETES_")}
+        env["HOME"] = self.dir
+        proc = subprocess.Popen([test_scaling.BIN, "run", "--config", cfg, "--log-format", "json",
+                                 "--log-level", "debug"],
+                                stdout=logf, stderr=subprocess.STDOUT, env=env)
+        base = "http://127.0.0.1:%d" % port
+        evstest.wait_until(lambda: test_scaling.get(base + "/readyz")[0] == 200
+                           or proc.poll() is not None, timeout=90, what="/readyz")
+        self.assertIsNone(proc.poll(), self.log(logf)[-3000:])
+        return proc, logf, base
+
     def shared(self):
         """The class's evscale (started by the first test that asks): (proc, logf, base)."""
         cls = type(self)
         if cls.shared_proc is None:
-            port = evstest.free_port()
-            cfg = os.path.join(self.dir, "config-%s.yaml" % cls.home)
-            with open(cfg, "w") as f:
-                f.write(f"server:\n  address: 127.0.0.1:{port}\n  shutdown_grace: 2s\n"
-                        f"backoff:\n  initial: 200ms\n  max: 2s\n"
-                        f"kubernetes:\n  kubeconfig: {cls.sa_kubeconfig}\n"
-                        f"  namespaces: [{', '.join(cls.test_ns.values())}]\n"
-                        f"leader_election:\n  lease_namespace: {cls.home}\n"
-                        f"  lease_duration: 4s\n  renew_deadline: 3s\n  retry_period: 500ms\n"
-                        f"{SHARED_CFG}")
-            logf = open(cfg + ".log", "w+")
-            env = {k: v for k, v in os.environ.items()
-                   if k != "KUBECONFIG" and not k.startswith("KUBERNETES_")}
-            env["HOME"] = self.dir
-            proc = subprocess.Popen([test_scaling.BIN, "run", "--config", cfg, "--log-format",
-                                     "json", "--log-level", "debug"],
-                                    stdout=logf, stderr=subprocess.STDOUT, env=env)
-            cls.shared_proc = (proc, logf, "http://127.0.0.1:%d" % port)
-            evstest.wait_until(lambda: test_scaling.get(cls.shared_proc[2] + "/readyz")[0] == 200
-                               or proc.poll() is not None, timeout=90, what="/readyz")
-            self.assertIsNone(proc.poll(), self.log(logf)[-3000:])
+            cls.shared_proc = self.spawn(cls.test_ns.values(), "evscale", SHARED_CFG)
         self.assertIsNone(cls.shared_proc[0].poll(), self.log(cls.shared_proc[1])[-3000:])
         return cls.shared_proc
+
+    def start_sa(self, extra=""):
+        """evscale of its own for this test's namespace (settings of its own), under the class's
+        ServiceAccount; stopped and checked by test_scaling's tearDown."""
+        started = self.spawn([self.ns], "evscale-" + self._testMethodName.replace("_", "-"),
+                             extra)
+        self.procs.append(started[:2])
+        return started
 
     @classmethod
     def tearDownClass(cls):
@@ -204,16 +231,6 @@ class Procedures(test_deploy.RunsUnderItsClusterRole, test_breaker.Breaker):
         if proc.returncode != 0:
             raise AssertionError("the shared evscale exited with %d:\n%s" % (proc.returncode,
                                                                               out[-3000:]))
-
-    def start_sa(self, extra=""):
-        """evscale of its own under the ServiceAccount of deploy/base's RBAC (its token's
-        kubeconfig), for a test that needs settings of its own."""
-        kc = self.service_account_kubeconfig()
-        self.env = dict(type(self).env, KUBECONFIG=kc)
-        try:
-            return self.start(extra)
-        finally:
-            del self.env
 
     def so(self, name, target, lst, min=0, max=10, poll=1, port=None):
         self.apply(SO.format(name=name, ns=self.ns, target=target, list=lst, min=min, max=max,
@@ -254,15 +271,17 @@ class Procedures(test_deploy.RunsUnderItsClusterRole, test_breaker.Breaker):
         # keda-runbook.md, Incident Response / Circuit Breaker Triggered, step 5 (without watch):
         #   kubectl get scaledobject artemis-scaler -n artemis-system -o jsonpath="{.status.conditions}"
         def conds():
-            out = self.sh('kubectl get scaledobject worker-so -n %s -o jsonpath="{.status.conditions}"'
-                          % ns)
+            out = self.sh('kubectl get scaledobject worker-so -n %s '
+                          '-o jsonpath="{.status.conditions}"' % ns)
             return {c["type"]: c for c in json.loads(out)}
         c = evstest.wait_until(lambda: (lambda c: c if c.get("Active", {}).get("status") == "False"
                                         else None)(conds()), timeout=30, what="Active False")
         # KEDA's three conditions and their reasons (kedacore/keda apis/keda/v1alpha1
         # condition_types.go; src/scale/engine.c cites them): an empty list is not active.
-        self.assertEqual((c["Ready"]["status"], c["Ready"]["reason"]), ("True", "ScaledObjectReady"))
-        self.assertEqual((c["Active"]["status"], c["Active"]["reason"]), ("False", "ScalerNotActive"))
+        self.assertEqual((c["Ready"]["status"], c["Ready"]["reason"]),
+                         ("True", "ScaledObjectReady"))
+        self.assertEqual((c["Active"]["status"], c["Active"]["reason"]),
+                         ("False", "ScalerNotActive"))
         self.assertEqual((c["Fallback"]["status"], c["Fallback"]["reason"]),
                          ("False", "NoFallbackFound"))
         self.redis.cmd("RPUSH", lst, *["j%d" % i for i in range(7)])
@@ -301,7 +320,8 @@ class Procedures(test_deploy.RunsUnderItsClusterRole, test_breaker.Breaker):
         # may have no status yet (nothing runs for them), and `.status.conditions[]` of a null
         # stops jq ("Cannot iterate over null"), as it would on a cluster with such an object.
         out = self.sh("kubectl get scaledobjects -n %s -o json | \\\n"
-                      "  jq '.items[] | select(.status.conditions[].status==\"False\") | .metadata'" % ns)
+                      "  jq '.items[] | select(.status.conditions[].status==\"False\") | "
+                      ".metadata'" % ns)
         names = re.findall(r'"name": "([^"]+)",\s*"namespace": "%s"' % re.escape(ns), out)
         self.assertIn("broken-so", names)
 
@@ -439,8 +459,8 @@ class Procedures(test_deploy.RunsUnderItsClusterRole, test_breaker.Breaker):
         self.wait_condition("flappy", "Ready", "True", timeout=60)
         self.flap(lst, "flappy-target")
         evstest.wait_until(lambda: self.hpa("keda-hpa-flappy"), timeout=30, what="the fallback HPA")
-        evstest.wait_until(lambda: "keda.sh/circuit-breaker-triggered" in self.annotations("flappy"),
-                           timeout=30, what="the triggered annotation")
+        evstest.wait_until(lambda: "keda.sh/circuit-breaker-triggered" in
+                           self.annotations("flappy"), timeout=30, what="the triggered annotation")
 
         # keda-runbook.md, Incident Response / Circuit Breaker Triggered, step 1:
         #   kubectl get events -n artemis-system | grep -i scale | tail -20
@@ -456,8 +476,7 @@ class Procedures(test_deploy.RunsUnderItsClusterRole, test_breaker.Breaker):
         self.sh("kubectl patch scaledobject flappy -n %s --type='json' \\\n"
                 "  -p='[{\"op\": \"replace\", \"path\": \"/spec/pollingInterval\", \"value\": 20}]'"
                 % ns)
-        time.sleep(2)
-        self.assertIsNotNone(self.hpa("keda-hpa-flappy"))  # the patch alone does not reset
+        self.assertIsNotNone(self.hpa("keda-hpa-flappy"))
         self.sh("kubectl annotate scaledobject flappy -n %s \\\n"
                 "  keda.sh/circuit-breaker-triggered- --overwrite" % ns)
         evstest.wait_until(lambda: self.hpa("keda-hpa-flappy") is None, timeout=30,
@@ -472,6 +491,13 @@ class Procedures(test_deploy.RunsUnderItsClusterRole, test_breaker.Breaker):
         self.assertEqual(ready["status"], "True")
         self.assertNotEqual(ready.get("reason"), "CircuitBreakerOpen")
         self.assertNotIn("keda.sh/circuit-breaker-triggered", self.annotations("flappy"))
+        # The patch alone did not close it (evscale saw it before the annotation: one watch,
+        # in order): the breaker closed once, on the operator's reset.
+        msgs = [r.get("msg") for r in self.log_records(logf)
+                if r.get("scaledobject", "").endswith("/flappy")]
+        closed = [i for i, m in enumerate(msgs) if m and m.startswith("circuit breaker closed")]
+        self.assertEqual(len(closed), 1, msgs)
+        self.assertEqual(msgs[closed[0] - 1], "circuit breaker reset by the operator", msgs)
         self.no_refusals(logf)
 
     def test_get_scaledobjects_all_namespaces(self):
@@ -552,9 +578,26 @@ spec:
         #   kubectl get triggerauthentications -n ml-inference -o yaml > triggerauths-export.yaml
         self.sh("kubectl get scaledobjects,triggerauthentications -n %s -o yaml > \\\n"
                 "  daily-$(date +%%Y%%m%%d).yaml" % ns)
+        # The backup an operator should take instead (the README's): the same objects without
+        # the server's fields (status, resourceVersion, uid, creationTimestamp, generation,
+        # managedFields), so that `kubectl apply -f` restores it over live objects as well as
+        # after a loss. JSON, which kubectl apply reads as it reads YAML.
+        self.sh(BACKUP_CMD % ns)
         self.sh("kubectl get scaledobjects -n %s -o yaml > scaledobjects-export.yaml" % ns)
         self.sh("kubectl get triggerauthentications -n %s -o yaml > triggerauths-export.yaml" % ns)
         (daily,) = [f for f in os.listdir(self.dir) if re.match(r"daily-\d{8}\.yaml$", f)]
+        (backup,) = [f for f in os.listdir(self.dir) if re.match(r"keda-\d{8}\.json$", f)]
+        with open(os.path.join(self.dir, backup)) as f:
+            kept = json.load(f)["items"]
+        self.assertEqual(sorted((o["kind"], o["metadata"]["name"], o["metadata"]["namespace"])
+                                for o in kept),
+                         [("ScaledObject", "worker-so", ns),
+                          ("TriggerAuthentication", "redis-ta", ns)])
+        for o in kept:
+            self.assertNotIn("status", o)
+            self.assertFalse({"resourceVersion", "uid", "creationTimestamp", "generation",
+                              "managedFields"} & set(o["metadata"]), o["metadata"])
+            self.assertIn("spec", o)
         with open(os.path.join(self.dir, "scaledobjects-export.yaml")) as f:
             items = test_deploy.parse_yaml(f.read())  # the List's items
         self.assertEqual([o["metadata"]["name"] for o in items], ["worker-so"])
@@ -574,19 +617,9 @@ spec:
         # keda-runbook.md, Disaster Recovery / Backup Procedures, 2. Test restore procedures
         # quarterly, over the live objects:
         #   kubectl apply -f /backup/keda/daily-20250106.yaml
-        # with the backup as kubectl needs it over live objects: without resourceVersion, uid
-        # and status (the server's fields; see below for the file as taken). evscale's status
+        # with the backup taken by BACKUP_CMD (the file as taken: see below). evscale's status
         # does not get in the way: status is a subresource, and evscale keeps scaling.
-        with open(os.path.join(self.dir, daily)) as f:
-            objs = test_deploy.parse_yaml(f.read())
-        for o in objs:
-            o.pop("status", None)
-            for k in ("resourceVersion", "uid", "creationTimestamp", "generation",
-                      "managedFields"):
-                o["metadata"].pop(k, None)
-        with open(os.path.join(self.dir, "stripped-" + daily), "w") as f:
-            json.dump({"apiVersion": "v1", "kind": "List", "items": objs}, f)
-        out = self.sh("kubectl apply -f stripped-%s" % daily)
+        out = self.sh("kubectl apply -f %s" % backup)
         self.assertIn("scaledobject.keda.sh/worker-so", out)
         self.assertIn("triggerauthentication.keda.sh/redis-ta", out)
         self.wait_replicas("worker", 4, timeout=30)  # unchanged: evscale keeps scaling
@@ -610,14 +643,17 @@ spec:
         # Then after a loss. keda-runbook.md, Incident Response / Scaler Errors, step 4:
         #   kubectl delete scaledobject artemis-scaler -n artemis-system
         #   kubectl apply -f scalers/artemis-scaledobject.yaml
-        # (the file: the daily backup as taken: a create ignores its resourceVersion, uid and
-        # status: kubectl apply creates what is missing).
+        # (the file: BACKUP_CMD's; the backup as taken creates them too, as the guide's export
+        # below shows: a create ignores resourceVersion, uid and status).
         self.sh("kubectl delete scaledobject worker-so -n %s" % ns)
         self.kubectl("delete", "triggerauthentication", "redis-ta", "-n", ns)
         self.assertEqual(self.kubectl("get", "scaledobjects,triggerauthentications", "-n", ns,
                                       "-o", "name"), "")
+        # Left where it was (no restoreToOriginalReplicaCount): what follows is the restored
+        # object's doing.
+        self.assertEqual(self.replicas("worker"), 4)
         red.cmd("DEL", "bakq")
-        out = self.sh("kubectl apply -f %s" % daily)
+        out = self.sh("kubectl apply -f %s" % backup)
         self.assertIn("scaledobject.keda.sh/worker-so created", out)
         self.assertIn("triggerauthentication.keda.sh/redis-ta created", out)
         so = json.loads(self.kubectl("get", "scaledobject", "worker-so", "-n", ns, "-o", "json"))
