@@ -140,6 +140,10 @@ typedef struct {
   /* ... and the behavior policies limited it, so the scale may continue once this write's
    * event leaves its policy period (evs_engine_record_scale returns when). */
   uint8_t hpa_write_limited;
+  /* The object has been paused (a decision found it so, or its status said Paused True or
+   * ScaledObjectUnpaused). KEDA's Paused condition is False without reason or message until
+   * the first unpause, then False ScaledObjectUnpaused for good (see init_decision). */
+  uint8_t was_paused;
   evs_behavior_state_t behavior;
   size_t n_triggers;
   evs_trigger_health_t *health; /* n_triggers, owned */

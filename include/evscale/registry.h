@@ -103,6 +103,9 @@ typedef struct {
   int64_t created_ms;          /* metadata.creationTimestamp; 0 = unknown (now) */
   int64_t last_active_ms;      /* status.lastActiveTime; 0 = none */
   int32_t original_replicas;   /* status.originalReplicaCount; -1 = none */
+  /* status.conditions' Paused is True, or False ScaledObjectUnpaused: it has been paused (the
+   * engine keeps KEDA's ScaledObjectUnpaused across restarts and fail-overs). */
+  int was_paused;
   /* The breaker's annotations as the object carries them (API objects): whether
    * keda.sh/circuit-breaker-triggered is present, and evscale.io/circuit-breaker-state (NULL
    * when absent). */
@@ -173,6 +176,7 @@ typedef struct {
   char *check_error; /* NULL unless broken */
   int64_t created_ms, last_active_ms;
   int32_t original_replicas;
+  int was_paused;        /* status: Paused True, or ScaledObjectUnpaused */
   int breaker_triggered; /* the annotation keda.sh/circuit-breaker-triggered is present */
   char *breaker_state;   /* evscale.io/circuit-breaker-state, or NULL */
   int deleting;          /* metadata.deletionTimestamp set */

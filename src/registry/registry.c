@@ -93,6 +93,7 @@ struct evs__rec_s {
   char *refusal;     /* owned; why it does not drive its target (another drives it) */
   int64_t created_ms, last_active_ms;
   int32_t original_replicas;
+  int was_paused; /* the status said it has been paused (see evs_registry_object_t) */
   evs_engine_state_t *est;
   evs_breaker_t br;
   evs__trig_t **trig; /* each allocated alone: a kept scaler's callback data never moves */
@@ -1771,8 +1772,11 @@ static void evs__so_changed(evs__rec_t *r, evs_so_t *so) {
   r->trig = nt;
   r->n_trig = n;
   if (r->est == NULL) {
-    if (evs_engine_state_new(so, r->created_ms, &r->est) == 0 && r->last_active_ms > 0)
-      r->est->last_active_ms = r->last_active_ms;
+    if (evs_engine_state_new(so, r->created_ms, &r->est) == 0) {
+      if (r->last_active_ms > 0)
+        r->est->last_active_ms = r->last_active_ms;
+      r->est->was_paused = (uint8_t)r->was_paused;
+    }
   } else {
     (void)evs_engine_state_respec(r->est, so);
   }
@@ -1858,6 +1862,12 @@ int evs_registry_apply(evs_registry_t *reg, const evs_registry_object_t *obj) {
     }
     reg->live++;
     created = 1;
+  }
+  if (obj->was_paused) {
+    /* Sticky, as KEDA's ScaledObjectUnpaused (a follower learns it from the leader's writes). */
+    r->was_paused = 1;
+    if (r->est != NULL)
+      r->est->was_paused = 1;
   }
   if (!created && obj->last_active_ms > r->last_active_ms) {
     /* A follower learns lastActiveTime from the leader's status writes: the engine state it
@@ -2324,6 +2334,16 @@ int evs_registry_decode(const json_t *obj, void **out, void *arg) {
   if (bs && (d->breaker_state = strdup(bs)) == NULL) {
     evs_registry_decoded_free(d, NULL);
     return UV_ENOMEM;
+  }
+  const json_t *conds = json_object_get(status, "conditions");
+  for (size_t i = 0; json_is_array(conds) && i < json_array_size(conds); i++) {
+    const json_t *c = json_array_get(conds, i);
+    const char *type = json_string_value(json_object_get(c, "type"));
+    const char *cs = json_string_value(json_object_get(c, "status"));
+    const char *reason = json_string_value(json_object_get(c, "reason"));
+    if (type && strcmp(type, "Paused") == 0)
+      d->was_paused = (cs && strcmp(cs, "True") == 0) ||
+                      (reason && strcmp(reason, "ScaledObjectUnpaused") == 0);
   }
   const json_t *orc = json_object_get(status, "originalReplicaCount");
   if (json_is_integer(orc) && json_integer_value(orc) >= 0 && json_integer_value(orc) <= INT32_MAX)

@@ -204,8 +204,8 @@ static void fallback_condition(const evs_so_t *so, const evs_engine_state_t *st,
     }
 }
 
-static void init_decision(const evs_so_t *so, const evs_engine_state_t *st,
-                          const evs_engine_input_t *in, evs_decision_t *d) {
+static void init_decision(const evs_so_t *so, evs_engine_state_t *st, const evs_engine_input_t *in,
+                          evs_decision_t *d) {
   memset(d, 0, sizeof *d);
   d->current = in->current_replicas;
   d->desired = in->current_replicas;
@@ -215,10 +215,20 @@ static void init_decision(const evs_so_t *so, const evs_engine_state_t *st,
   set_cond(d, EVS_COND_READY, EVS_COND_TRUE, "ScaledObjectReady", MSG_READY);
   set_cond(d, EVS_COND_ACTIVE, EVS_COND_FALSE, "ScalerNotActive", MSG_NOT_ACTIVE);
   set_cond(d, EVS_COND_FALLBACK, EVS_COND_FALSE, "NoFallbackFound", MSG_NO_FALLBACK);
-  if (so->paused_scale_in || so->paused_scale_out || evs_so_is_paused(so))
+  /* kedacore/keda v2.20.2 (68a5b5028f35b22d50597c69819ab32c4e92f21a)
+   * controllers/keda/scaledobject_controller.go reconcileScaledObject: paused (any of the four
+   * annotations) -> True ScaledObjectPaused; Paused True in the status and no annotation ->
+   * False ScaledObjectUnpaused "pause annotation removed for ScaledObject", which later
+   * reconciles leave as it is; never paused -> apis/keda/v1alpha1/condition_types.go
+   * GetInitializedConditions' Paused: False, no reason, no message. */
+  if (so->paused_scale_in || so->paused_scale_out || evs_so_is_paused(so)) {
     set_cond(d, EVS_COND_PAUSED, EVS_COND_TRUE, "ScaledObjectPaused", MSG_PAUSED);
-  else
+    st->was_paused = 1;
+  } else if (st->was_paused) {
     set_cond(d, EVS_COND_PAUSED, EVS_COND_FALSE, "ScaledObjectUnpaused", MSG_UNPAUSED);
+  } else {
+    set_cond(d, EVS_COND_PAUSED, EVS_COND_FALSE, NULL, NULL);
+  }
 }
 
 /* handlePaused: paused-replicas holds exactly N (the controller scales to it); paused writes

@@ -583,6 +583,52 @@ static void paused_scale_in_and_out(void **state) {
   fx_free(&f);
 }
 
+/* KEDA's Paused condition (kedacore/keda v2.20.2, 68a5b5028f35b22d50597c69819ab32c4e92f21a,
+ * controllers/keda/scaledobject_controller.go reconcileScaledObject and
+ * apis/keda/v1alpha1/condition_types.go GetInitializedConditions): never paused -> False with
+ * no reason or message; paused -> True ScaledObjectPaused; unpaused -> False
+ * ScaledObjectUnpaused "pause annotation removed for ScaledObject", kept afterwards. */
+static void paused_condition_as_keda(void **state) {
+  (void)state;
+  fx_t f, g;
+  fx_init(&f, REDIS(""), NULL);
+  set(&f, 0, 0, T0 + S(1));
+  const evs_decision_t *d = step(&f, T0 + S(1));
+  assert_int_equal(d->conditions[EVS_COND_PAUSED].status, EVS_COND_FALSE);
+  assert_null(d->conditions[EVS_COND_PAUSED].reason);
+  assert_null(d->conditions[EVS_COND_PAUSED].message);
+  /* Paused: the same state, the annotated object. */
+  fx_init(&g, REDIS(""), "  annotations: {autoscaling.keda.sh/paused: \"true\"}\n");
+  evs_so_t *plain = f.so;
+  f.so = g.so;
+  g.so = plain;
+  set(&f, 0, 0, T0 + S(2));
+  d = step(&f, T0 + S(2));
+  assert_int_equal(d->conditions[EVS_COND_PAUSED].status, EVS_COND_TRUE);
+  assert_string_equal(d->conditions[EVS_COND_PAUSED].reason, "ScaledObjectPaused");
+  assert_string_equal(d->conditions[EVS_COND_PAUSED].message, "ScaledObject is paused");
+  /* Unpaused, and so on every later decision. */
+  g.so = f.so; /* freed with g */
+  f.so = plain;
+  for (int i = 3; i <= 4; i++) {
+    set(&f, 0, 0, T0 + S(i));
+    d = step(&f, T0 + S(i));
+    assert_int_equal(d->conditions[EVS_COND_PAUSED].status, EVS_COND_FALSE);
+    assert_string_equal(d->conditions[EVS_COND_PAUSED].reason, "ScaledObjectUnpaused");
+    assert_string_equal(d->conditions[EVS_COND_PAUSED].message,
+                        "pause annotation removed for ScaledObject");
+  }
+  fx_free(&g);
+  fx_free(&f);
+  /* A fresh state told by the status that it was paused (a restart) says so too. */
+  fx_init(&f, REDIS(""), NULL);
+  f.st->was_paused = 1;
+  set(&f, 0, 0, T0 + S(1));
+  assert_string_equal(step(&f, T0 + S(1))->conditions[EVS_COND_PAUSED].reason,
+                      "ScaledObjectUnpaused");
+  fx_free(&f);
+}
+
 static void force_activation(void **state) {
   (void)state;
   fx_t f;
@@ -880,6 +926,7 @@ int main(void) {
       cmocka_unit_test(fallback_value_at_zero_stays_error),
       cmocka_unit_test(paused),
       cmocka_unit_test(paused_scale_in_and_out),
+      cmocka_unit_test(paused_condition_as_keda),
       cmocka_unit_test(force_activation),
       cmocka_unit_test(scaling_modifiers),
       cmocka_unit_test(modifiers_fallback),

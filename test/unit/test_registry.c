@@ -61,7 +61,28 @@ static void decode(void **state) {
   assert_int_equal(d->original_replicas, 4);
   assert_int_equal(d->last_active_ms, evs_registry_parse_time("2026-11-30T09:00:00Z"));
   assert_string_equal(d->so->target_name, "web");
+  assert_int_equal(d->was_paused, 0);
   evs_registry_decoded_free(d, NULL);
+  /* The status' Paused condition: True, or False ScaledObjectUnpaused, says it has been paused
+   * (the engine then keeps KEDA's ScaledObjectUnpaused); False without a reason does not. */
+  const struct {
+    const char *status, *reason;
+    int want;
+  } paused[] = {{"True", "ScaledObjectPaused", 1},
+                {"False", "ScaledObjectUnpaused", 1},
+                {"False", NULL, 0},
+                {"Unknown", NULL, 0}};
+  for (size_t i = 0; i < sizeof paused / sizeof paused[0]; i++) {
+    json_t *c = json_pack("{s:s, s:s}", "type", "Paused", "status", paused[i].status);
+    if (paused[i].reason)
+      json_object_set_new(c, "reason", json_string(paused[i].reason));
+    json_object_set_new(json_object_get(j, "status"), "conditions",
+                        json_pack("[{s:s, s:s}, o]", "type", "Ready", "status", "True", c));
+    assert_int_equal(evs_registry_decode(j, &out, NULL), 0);
+    d = out;
+    assert_int_equal(d->was_paused, paused[i].want);
+    evs_registry_decoded_free(d, NULL);
+  }
   json_decref(j);
 
   j = so_json("b", "2026-11-30T09:08:30Z", NULL, "five");
