@@ -191,7 +191,7 @@ class Scaling(unittest.TestCase):
         with open(cfg, "w") as f:
             f.write(f"server:\n  address: 127.0.0.1:{port}\n  shutdown_grace: 2s\n"
                     f"backoff:\n  initial: 200ms\n  max: 2s\n"
-                    f"kubernetes:\n  kubeconfig: {self.env['KUBECONFIG']}\n"
+                    f"kubernetes:\n  kubeconfig: {self.evscale_kubeconfig()}\n"
                     f"  namespaces: [{self.ns}]\n"
                     f"leader_election:\n  lease_namespace: {self.ns}\n"
                     f"  lease_duration: 4s\n  renew_deadline: 3s\n  retry_period: 500ms\n"
@@ -210,6 +210,18 @@ class Scaling(unittest.TestCase):
                            timeout=90, what="/readyz")
         self.assertIsNone(proc.poll(), self.log(logf)[-3000:])
         return proc, logf, base
+
+    def evscale_kubeconfig(self):
+        """evscale runs under deploy/'s ServiceAccount, ClusterRole and Role (issue 21: a verb
+        missing from them fails a test), set up once per test namespace; EVS_E2E_ADMIN=1 runs it
+        with the control plane's admin token instead (to tell an RBAC failure from another)."""
+        if "KUBECONFIG" in self.__dict__.get("env", {}) or os.environ.get("EVS_E2E_ADMIN"):
+            return self.env["KUBECONFIG"]  # a test's own choice (test_deploy), or admin
+        if getattr(self, "_sa_kubeconfig", None) is None:
+            import test_deploy  # noqa: E402 (it imports this module: only at run time)
+            self._sa_kubeconfig = test_deploy.RunsUnderItsClusterRole.service_account_kubeconfig(
+                self)
+        return self._sa_kubeconfig
 
     def log(self, logf):
         logf.flush()
