@@ -253,7 +253,7 @@ class Procedures(test_deploy.RunsUnderItsClusterRole, test_breaker.Breaker):
         # (Not the API server's refusals in a namespace being deleted: the shared process may
         # still write there an Event about a finished test's object.)
         refused = [r for r in self.log_records(logf)
-                   if ("403" in json.dumps(r) or "forbidden" in json.dumps(r).lower())
+                   if (403 in r.values() or "forbidden" in json.dumps(r).lower())
                    and "because it is being terminated" not in json.dumps(r)]
         self.assertEqual(refused, [])
 
