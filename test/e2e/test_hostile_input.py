@@ -38,8 +38,13 @@ class Daemon(unittest.TestCase):
         os.symlink("..data/config.yaml", os.path.join(self.mount, "config.yaml"))
         self.path = os.path.join(self.mount, "config.yaml")
         self.log = open(os.path.join(self.dir.name, "stderr.log"), "w+")
+        # Without Kubernetes (tools/test.sh exports the control plane's KUBECONFIG): this evscale
+        # would otherwise lead a Lease of its own and scale the other tests' ScaledObjects.
+        env = {k: v for k, v in os.environ.items()
+               if k != "KUBECONFIG" and not k.startswith("KUBERNETES_")}
+        env["HOME"] = self.dir.name
         self.proc = subprocess.Popen([BIN, "run", "--config", self.path, "--log-format", "json"],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+                                     stdout=self.log, stderr=subprocess.STDOUT, env=env)
         self.base = f"http://127.0.0.1:{self.port}"
         wait_until(lambda: get(self.base + "/healthz")[0] == 200, what="/healthz")
 
