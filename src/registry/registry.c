@@ -778,6 +778,12 @@ static void evs__annotate(evs__rec_t *r, int open) {
     return;
   char state[EVS_BREAKER_ENCODED_MAX];
   evs_breaker_encode(&r->br, state, sizeof state);
+  /* The operator's reset is "the triggered annotation we saw is gone while open". Our own
+   * writes change it too, and the watch echoes them late: the echo of a close's removal may
+   * arrive after the next trip (ci8: a trip 91 ms after a close was undone as a "reset"). So
+   * what we write is not "seen" until the watch shows it: after a close there is nothing to
+   * remove, and after a trip the annotation counts once its echo arrives. */
+  r->seen_triggered = 0;
   if (r->ann_op)
     evs_fallbackhpa_cancel(r->ann_op);
   r->ann_op = NULL;
