@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "evscale/buf.h"
 #include "evscale/error.h"
 #include "evscale/list.h"
 
@@ -192,27 +193,31 @@ int64_t evs_status_last_active(int64_t written_ms, int was_active, int is_active
 
 /* ---- the patcher ---- */
 
+/* What the patcher keeps per ScaledObject. The status last sent is kept only as its skeleton
+ * (its keys, nested; see skeleton_of), not as a JSON tree: a merge patch needs the keys the old
+ * status had to null those the new one lacks, never their values. The tree was ~7.8 KB per
+ * object in jansson (issue 13's memory goal: ~2 KB per object for everything). */
 typedef struct entry_s {
   struct entry_s *next; /* hash chain */
   evs_status_patcher_t *p;
-  uint64_t hash;   /* of the last status sent (or queued); 0 = none */
-  json_t *written; /* that status, to null the fields it had and the next lacks */
+  uint64_t hash;  /* of the last status sent (or queued); 0 = none */
+  uint64_t phash; /* of path: the bucket, kept for growing the table */
+  char *skeleton; /* that status's keys (NULL = none) */
   int64_t last_active_written;
   uint8_t was_active;
   evs_kube_req_t *req;
   char *pending_body; /* the next patch, waiting for the one in flight */
   evs_status_cb cb, pending_cb;
   void *arg, *pending_arg;
-  char path[400];
+  char path[]; /* /apis/keda.sh/v1alpha1/namespaces/<ns>/scaledobjects/<name>/status */
 } entry_t;
-
-#define NBUCKETS 4096
 
 struct evs_status_patcher_s {
   evs_kube_t *kube;
   int dry_run, closing;
   uint64_t sent;
-  entry_t *buckets[NBUCKETS];
+  entry_t **buckets; /* power of two; grows with the objects (50,000 in one process) */
+  size_t nbuckets, n;
 };
 
 int evs_status_patcher_new(evs_kube_t *kube, const evs_status_patcher_options_t *opts,
@@ -224,6 +229,12 @@ int evs_status_patcher_new(evs_kube_t *kube, const evs_status_patcher_options_t 
     return UV_ENOMEM;
   p->kube = kube;
   p->dry_run = opts != NULL && opts->dry_run;
+  p->nbuckets = 256;
+  p->buckets = calloc(p->nbuckets, sizeof *p->buckets);
+  if (p->buckets == NULL) {
+    free(p);
+    return UV_ENOMEM;
+  }
   *out = p;
   return 0;
 }
@@ -245,29 +256,140 @@ static int make_path(char *buf, size_t cap, const char *ns, const char *name) {
   return n < 0 || (size_t)n >= cap ? UV_EINVAL : 0;
 }
 
-static entry_t **slot(evs_status_patcher_t *p, const char *path) {
-  entry_t **e = &p->buckets[fnv1a(path, strlen(path)) % NBUCKETS];
+static entry_t **slot(evs_status_patcher_t *p, const char *path, uint64_t h) {
+  entry_t **e = &p->buckets[h & (p->nbuckets - 1)];
   while (*e != NULL && strcmp((*e)->path, path) != 0)
     e = &(*e)->next;
   return e;
 }
 
-/* The merge patch from `old` to `new`: new's members, and null for old's members new lacks;
- * objects (health, triggersActivity, scaleTargetGVKR) are diffed recursively so a key that went
- * away is removed (RFC 7386: a merge patch merges objects and replaces everything else). */
-static json_t *merge_diff(json_t *old, json_t *new) {
-  json_t *d = json_deep_copy(new);
-  if (d == NULL || old == NULL)
-    return d;
+/* Doubles the table when it holds more entries than buckets (a failed allocation keeps the
+ * longer chains: slower, still correct). */
+static void grow(evs_status_patcher_t *p) {
+  if (p->n <= p->nbuckets)
+    return;
+  size_t nb = p->nbuckets * 2;
+  entry_t **b = calloc(nb, sizeof *b);
+  if (b == NULL)
+    return;
+  for (size_t i = 0; i < p->nbuckets; i++) {
+    for (entry_t *e = p->buckets[i], *next; e != NULL; e = next) {
+      next = e->next;
+      e->next = b[e->phash & (nb - 1)];
+      b[e->phash & (nb - 1)] = e;
+    }
+  }
+  free(p->buckets);
+  p->buckets = b;
+  p->nbuckets = nb;
+}
+
+/* ---- the skeleton of a status: its object keys, nested ----
+ * Each key is a tag byte, its length (2 bytes, little-endian) and its bytes. Tag 'L': a member
+ * whose value is not an object; tag 'O': an object member, followed by its own members and an
+ * 'E'. The whole status ends with 'E'. Keys are copied as bytes, so any key (a trigger's metric
+ * name) is kept exactly; a key longer than 65535 bytes cannot occur (the status is ours). */
+
+typedef struct {
+  char *b;
+  size_t n, cap;
+  int failed;
+} skel_buf_t;
+
+static void skel_put(skel_buf_t *s, const void *p, size_t n) {
+  if (s->failed || evs_buf_reserve((void **)&s->b, &s->cap, s->n + n, 1, 256) != 0) {
+    s->failed = 1;
+    return;
+  }
+  memcpy(s->b + s->n, p, n);
+  s->n += n;
+}
+
+static void skel_of(skel_buf_t *s, json_t *obj) {
   const char *k;
   json_t *v;
-  json_object_foreach(old, k, v) {
-    json_t *nv = json_object_get(new, k);
-    if (nv == NULL)
-      json_object_set_new(d, k, json_null());
-    else if (json_is_object(v) && json_is_object(nv))
-      json_object_set_new(d, k, merge_diff(v, nv));
+  json_object_foreach(obj, k, v) {
+    size_t len = strlen(k);
+    if (len > 0xffff) {
+      s->failed = 1;
+      return;
+    }
+    unsigned char h[3] = {json_is_object(v) ? 'O' : 'L', (unsigned char)(len & 0xff),
+                          (unsigned char)(len >> 8)};
+    skel_put(s, h, 3);
+    skel_put(s, k, len);
+    if (json_is_object(v))
+      skel_of(s, v);
   }
+  skel_put(s, "E", 1);
+}
+
+/* The skeleton of a status object (a new string), or NULL when out of memory. */
+static char *skeleton_of(json_t *st) {
+  skel_buf_t s = {0};
+  skel_of(&s, st);
+  if (s.failed) {
+    free(s.b);
+    return NULL;
+  }
+  char *out = realloc(s.b, s.n); /* exactly its size: one per object */
+  return out ? out : s.b;
+}
+
+/* Past the members of one object in a skeleton (at its first member) and its 'E'. */
+static const char *skel_skip(const char *c) {
+  while (*c != 'E') {
+    char tag = *c;
+    size_t len = (unsigned char)c[1] | (size_t)(unsigned char)c[2] << 8;
+    c += 3 + len;
+    if (tag == 'O')
+      c = skel_skip(c);
+  }
+  return c + 1;
+}
+
+/* Into patch (a copy of new), null for every key the old status had that new lacks, in every
+ * object both have (RFC 7386: a merge patch merges objects and replaces everything else).
+ * Returns the skeleton past this object's 'E'. */
+static const char *skel_diff(const char *c, json_t *new, json_t *patch) {
+  char key[256];
+  while (*c != 'E') {
+    char tag = *c;
+    size_t len = (unsigned char)c[1] | (size_t)(unsigned char)c[2] << 8;
+    const char *k = c + 3;
+    c += 3 + len;
+    json_t *nv = NULL;
+    char *heap = NULL;
+    const char *kz = key;
+    if (len < sizeof key) {
+      memcpy(key, k, len);
+      key[len] = 0;
+    } else if ((heap = strndup(k, len)) != NULL) {
+      kz = heap;
+    } else {
+      kz = NULL;
+    }
+    if (kz != NULL) {
+      nv = json_object_get(new, kz);
+      if (nv == NULL)
+        json_object_set_new(patch, kz, json_null());
+    }
+    if (tag == 'O') {
+      if (nv != NULL && json_is_object(nv))
+        c = skel_diff(c, nv, json_object_get(patch, kz));
+      else
+        c = skel_skip(c);
+    }
+    free(heap);
+  }
+  return c + 1;
+}
+
+/* The merge patch from the status whose skeleton is `old` (NULL: none) to `new`. */
+static json_t *merge_diff(const char *old, json_t *new) {
+  json_t *d = json_deep_copy(new);
+  if (d != NULL && old != NULL)
+    (void)skel_diff(old, new, d);
   return d;
 }
 
@@ -292,7 +414,7 @@ static int send_patch(entry_t *e, const char *body) {
 }
 
 static void entry_free(entry_t *e) {
-  json_decref(e->written);
+  free(e->skeleton);
   free(e->pending_body);
   free(e);
 }
@@ -329,15 +451,20 @@ static void on_patch(evs_kube_req_t *req, int err, const evs_http_response_t *re
 }
 
 static entry_t *entry_get(evs_status_patcher_t *p, const char *path) {
-  entry_t **s = slot(p, path);
+  uint64_t h = fnv1a(path, strlen(path));
+  entry_t **s = slot(p, path, h);
   if (*s != NULL)
     return *s;
-  entry_t *e = calloc(1, sizeof *e);
+  size_t len = strlen(path) + 1;
+  entry_t *e = calloc(1, sizeof *e + len);
   if (e == NULL)
     return NULL;
   e->p = p;
-  snprintf(e->path, sizeof e->path, "%s", path);
+  e->phash = h;
+  memcpy(e->path, path, len);
   *s = e;
+  p->n++;
+  grow(p);
   return e;
 }
 
@@ -374,11 +501,17 @@ int evs_status_patcher_update(evs_status_patcher_t *p, const char *ns, const cha
     json_decref(st);
     return 0;
   }
-  json_t *patch = json_pack("{s:o}", "status", merge_diff(e->hash ? e->written : NULL, st));
+  char *skeleton = skeleton_of(st);
+  if (skeleton == NULL) {
+    json_decref(st);
+    return UV_ENOMEM;
+  }
+  json_t *patch = json_pack("{s:o}", "status", merge_diff(e->hash ? e->skeleton : NULL, st));
+  json_decref(st);
   char *body = patch ? json_dumps(patch, JSON_COMPACT) : NULL;
   json_decref(patch);
   if (body == NULL) {
-    json_decref(st);
+    free(skeleton);
     return UV_ENOMEM;
   }
   if (e->req != NULL) {
@@ -393,15 +526,15 @@ int evs_status_patcher_update(evs_status_patcher_t *p, const char *ns, const cha
     rc = send_patch(e, body);
     free(body);
     if (rc != 0) {
-      json_decref(st);
+      free(skeleton);
       return rc;
     }
     e->cb = cb;
     e->arg = arg;
   }
   e->hash = h;
-  json_decref(e->written);
-  e->written = st;
+  free(e->skeleton);
+  e->skeleton = skeleton;
   e->last_active_written = x.last_active_ms;
   e->was_active = (uint8_t)active;
   return 1;
@@ -411,7 +544,7 @@ void evs_status_patcher_forget(evs_status_patcher_t *p, const char *ns, const ch
   char path[400];
   if (p == NULL || make_path(path, sizeof path, ns, name) != 0)
     return;
-  entry_t **s = slot(p, path);
+  entry_t **s = slot(p, path, fnv1a(path, strlen(path)));
   if (*s == NULL)
     return;
   entry_t *e = *s;
@@ -421,6 +554,7 @@ void evs_status_patcher_forget(evs_status_patcher_t *p, const char *ns, const ch
     return;
   }
   *s = e->next;
+  p->n--;
   entry_free(e);
 }
 
@@ -430,7 +564,7 @@ void evs_status_patcher_close(evs_status_patcher_t *p) {
   if (p == NULL)
     return;
   p->closing = 1;
-  for (size_t i = 0; i < NBUCKETS; i++) {
+  for (size_t i = 0; i < p->nbuckets; i++) {
     while (p->buckets[i] != NULL) {
       entry_t *e = p->buckets[i];
       if (e->req != NULL)
@@ -439,5 +573,6 @@ void evs_status_patcher_close(evs_status_patcher_t *p) {
       entry_free(e);
     }
   }
+  free(p->buckets);
   free(p);
 }

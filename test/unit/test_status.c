@@ -478,6 +478,78 @@ static void test_broken_isolated(void **state) {
   env_close(&e);
 }
 
+/* The patcher keeps only the keys of the status it wrote (status.c: skeleton_of), not the status
+ * itself: a trigger removed from the object must still take its nested entry (triggersActivity)
+ * off the server, and its sibling's must stay. */
+static const char REDIS_TWO[] =
+    "  minReplicaCount: 0\n  maxReplicaCount: 10\n"
+    "  triggers:\n"
+    "  - type: redis\n    metadata: {address: 'r:6379', listName: q, listLength: '5'}\n"
+    "  - type: redis\n    metadata: {address: 'r:6379', listName: q2, listLength: '5'}\n";
+
+static void test_nested_key_removed(void **state) {
+  (void)state;
+  SKIP_IF_NONE();
+  env_t e;
+  env_init(&e);
+  create_so(&e, "nested");
+  evs_status_patcher_t *p;
+  assert_int_equal(evs_status_patcher_new(e.kube, NULL, &p), 0);
+  fx_t f2, f1;
+  fx_init(&f2, NULL, REDIS_TWO);
+  fx_init(&f1, NULL, REDIS);
+  evs_status_input_t in = mkin(f2.so, decide(&f2, T0 + 1000, 50, 0), NULL);
+  assert_int_equal(update(&e, p, "nested", &in, T0 + 1000), 1);
+  json_t *st = kubectl_status("nested");
+  assert_non_null(json_object_get(json_object_get(st, "triggersActivity"), "s0-redis-q"));
+  assert_non_null(json_object_get(json_object_get(st, "triggersActivity"), "s1-redis-q2"));
+  json_decref(st);
+  in = mkin(f1.so, decide(&f1, T0 + 2000, 50, 0), NULL);
+  assert_int_equal(update(&e, p, "nested", &in, T0 + 2000), 1);
+  st = kubectl_status("nested");
+  json_t *act = json_object_get(st, "triggersActivity");
+  assert_non_null(json_object_get(act, "s0-redis-q"));
+  assert_null(json_object_get(act, "s1-redis-q2"));
+  assert_int_equal(json_array_size(json_object_get(st, "externalMetricNames")), 1);
+  json_decref(st);
+  evs_status_patcher_close(p);
+  fx_free(&f1);
+  fx_free(&f2);
+  env_close(&e);
+}
+
+/* Thousands of objects in one patcher: its table grows; entries stay reachable and forgettable
+ * (dry run: nothing is sent). */
+static void test_many_entries(void **state) {
+  (void)state;
+  SKIP_IF_NONE();
+  env_t e;
+  env_init(&e);
+  evs_status_patcher_t *p;
+  evs_status_patcher_options_t o = {.dry_run = 1};
+  assert_int_equal(evs_status_patcher_new(e.kube, &o, &p), 0);
+  fx_t f;
+  fx_init(&f, NULL, REDIS);
+  evs_status_input_t in = mkin(f.so, decide(&f, T0 + 1000, 50, 0), NULL);
+  char name[32];
+  for (int i = 0; i < 3000; i++) {
+    snprintf(name, sizeof name, "so-%d", i);
+    assert_int_equal(evs_status_patcher_update(p, NS, name, &in, T0 + 1000, NULL, NULL), 0);
+  }
+  for (int i = 0; i < 3000; i += 2) {
+    snprintf(name, sizeof name, "so-%d", i);
+    evs_status_patcher_forget(p, NS, name);
+  }
+  for (int i = 0; i < 3000; i++) {
+    snprintf(name, sizeof name, "so-%d", i);
+    assert_int_equal(evs_status_patcher_update(p, NS, name, &in, T0 + 1000, NULL, NULL), 0);
+  }
+  assert_int_equal(evs_status_patcher_sent(p), 0);
+  evs_status_patcher_close(p);
+  fx_free(&f);
+  env_close(&e);
+}
+
 static void test_dry_run(void **state) {
   (void)state;
   SKIP_IF_NONE();
@@ -510,6 +582,8 @@ int main(void) {
       cmocka_unit_test(test_last_active_rule),
       cmocka_unit_test(test_patch_and_read_back),
       cmocka_unit_test(test_broken_isolated),
+      cmocka_unit_test(test_nested_key_removed),
+      cmocka_unit_test(test_many_entries),
       cmocka_unit_test(test_dry_run),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
