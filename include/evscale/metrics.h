@@ -114,7 +114,8 @@ int evs_metrics_rows_new(evs_metrics_t *reg, size_t n_keys, const evs_metric_col
  * with that key exists: its series would print twice), UV_ENOMEM. */
 int evs_metrics_rows_add(evs_metrics_rows_t *rs, const char *const *key, evs_metric_row_t **out);
 /* Removes the row and with it its series in every column's family: O(1); r is invalid
- * afterwards. 0, or EVS_ENOTFOUND for NULL or a row already removed. */
+ * afterwards (freed at once, or when the last stream that may reach it ends). 0, or
+ * EVS_ENOTFOUND for NULL. */
 int evs_metric_row_remove(evs_metric_row_t *r);
 /* Rows of the set. */
 size_t evs_metrics_rows_size(const evs_metrics_rows_t *rs);
