@@ -16,8 +16,11 @@
  * Series of one ScaledObject: per trigger keda_scaler_metrics_value, _metrics_latency_seconds,
  * _active and _detail_errors_total (created at 0, as KEDA's RecordScalerError does); per object
  * keda_scaled_object_errors_total, _paused and keda_internal_scale_loop_latency_seconds; plus
- * the 2.13 names. evs_keda_metrics_object_free removes them all by their handles, O(series),
- * without scanning the registry. keda_trigger_registered_total{type} and
+ * the 2.13 names. They are kept as two row sets of the registry (evs_metrics_rows_new): one row
+ * per object and one per trigger, each holding its label values once for all its series, so a
+ * ScaledObject with one trigger costs under 400 bytes of metrics rather than 1.4 KB (issue 13).
+ * evs_keda_metrics_object_free removes its rows by their handles, O(triggers), without scanning
+ * the registry. keda_trigger_registered_total{type} and
  * keda_resource_registered_total{type="scaled_object",namespace} count the objects alive.
  *
  * Not thread-safe: the loop thread only. */
@@ -106,7 +109,8 @@ typedef struct {
 } evs_keda_trigger_t;
 
 /* Creates a ScaledObject's series (values 0) and counts it and its triggers. Strings copied.
- * *out is new: evs_keda_metrics_object_free. 0, UV_EINVAL or UV_ENOMEM (nothing left behind). */
+ * *out is new: evs_keda_metrics_object_free. 0, UV_EINVAL, UV_EEXIST (an object of that
+ * namespace and name exists: its series would print twice) or UV_ENOMEM (nothing left behind). */
 int evs_keda_metrics_object_new(evs_keda_metrics_t *km, const char *ns, const char *name,
                                 const evs_keda_trigger_t *triggers, size_t n_triggers,
                                 evs_keda_metrics_object_t **out);

@@ -13,7 +13,9 @@
  * its one child from registration on, so it prints 0 before the first update.
  *
  * Memory: a child is one allocation (hash link, value(s), label values packed NUL-separated),
- * about 40 bytes plus its label values for a counter or gauge.
+ * about 40 bytes plus its label values for a counter or gauge, and a hash slot and a sorted-view
+ * slot (about 24 bytes). Series that share their labels across families can be kept as row sets
+ * (below): one row per key for all of them.
  *
  * Not thread-safe: the loop thread is the only user. */
 #ifndef EVSCALE_METRICS_H
@@ -78,6 +80,51 @@ int evs_metric_remove(evs_metric_t *m);
 size_t evs_metric_family_remove_matching(evs_metric_family_t *fam, size_t label_index,
                                          const char *value);
 size_t evs_metric_family_size(const evs_metric_family_t *fam);
+
+/* Row sets: the series of several counter and gauge families that share their label values,
+ * as a ScaledObject's do (namespace and name in each of its series), kept as one row per key
+ * instead of one child per series: a row is one allocation holding the key's values once and
+ * one value per column, indexed once (one hash slot and one sorted-view slot per row, not per
+ * series). /metrics prints exactly what children with the same labels and values would print.
+ *
+ * A column is a family and where each of its labels comes from: key[i] >= 0 shows the row's key
+ * value key[i], key[i] == -1 the constant value[i]. Every key value appears once per column and
+ * in key order (so the family's series sort as the keys do); a family may have several adjacent
+ * columns (evscale_scale_events_total's direction="down" and "up") when their constants differ
+ * only after the last key label and increase from one column to the next. A family fed by a row
+ * set has only the row set's series: evs_metric_family_child on it returns NULL, and
+ * evs_metric_family_size counts rows times its columns. Rows are removed by handle in O(1) and
+ * outlive a stream that may still reach them, as children do. */
+typedef struct evs_metrics_rows_s evs_metrics_rows_t;
+typedef struct evs_metric_row_s evs_metric_row_t;
+
+typedef struct {
+  evs_metric_family_t *fam; /* counter or gauge, of the same registry, with no series yet */
+  const int *key;           /* fam's n_labels entries: a key index or -1 */
+  const char *const *value; /* fam's n_labels entries: the constant where key[i] is -1 (copied) */
+} evs_metric_column_t;
+
+/* A row set with keys of n_keys values and one value per column (at most 64 columns). *out is
+ * borrowed: the registry owns it, and frees it with itself. 0, UV_EINVAL (a column breaks the
+ * rules above, or its family has series or feeds a row set already), UV_ENOMEM. */
+int evs_metrics_rows_new(evs_metrics_t *reg, size_t n_keys, const evs_metric_column_t *cols,
+                         size_t n_cols, evs_metrics_rows_t **out);
+/* Adds the row of key (n_keys strings, copied), its values 0. *out is borrowed: valid until
+ * evs_metric_row_remove or the registry is freed. 0, UV_EINVAL (a NULL value), UV_EEXIST (a row
+ * with that key exists: its series would print twice), UV_ENOMEM. */
+int evs_metrics_rows_add(evs_metrics_rows_t *rs, const char *const *key, evs_metric_row_t **out);
+/* Removes the row and with it its series in every column's family: O(1); r is invalid
+ * afterwards (freed at once, or when the last stream that may reach it ends). 0, or
+ * EVS_ENOTFOUND for NULL. */
+int evs_metric_row_remove(evs_metric_row_t *r);
+/* Rows of the set. */
+size_t evs_metrics_rows_size(const evs_metrics_rows_t *rs);
+/* A column's value: as evs_metric_add / evs_metric_set / evs_metric_value on the child the
+ * column's family would have (a counter ignores negative deltas and NaN). A NULL row or a
+ * column out of range is a no-op (NaN for the value). */
+void evs_metric_row_add(evs_metric_row_t *r, size_t col, double delta);
+void evs_metric_row_set(evs_metric_row_t *r, size_t col, double value);
+double evs_metric_row_value(const evs_metric_row_t *r, size_t col);
 
 /* Value updates. NULL child is a no-op, so a failed child() costs only that sample.
  * inc/add: counters and gauges (a counter ignores negative deltas and NaN);

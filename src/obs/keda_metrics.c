@@ -81,6 +81,29 @@ const evs_metric_desc_t EVS_EVSCALE_FAMILIES[EVS_EVSCALE_FAMILIES_N] = {
 #define EVS_GOARCH "unknown"
 #endif
 
+/* A ScaledObject's series are two row sets (evs_metrics_rows_new): one row per object keyed
+ * (namespace, name) with its seven series (nine with 2.13's names), one row per trigger keyed
+ * (namespace, metric, name, scaler, triggerIndex) with its four (six). A row holds the object's
+ * or trigger's label values once for all its series, and is indexed once: about 2 allocations
+ * per object and trigger instead of one per series (issue 13). */
+
+/* Per trigger, the columns of the trigger row set, in this order. */
+enum { T_VALUE, T_LATENCY, T_ACTIVE, T_ERRORS, T_LATENCY_MS, T_ERRORS_213, T_N };
+/* Per object, the columns of the object row set. EVENTS_DOWN comes before EVENTS_UP: a family's
+ * columns print in label order, and "down" < "up". */
+enum {
+  O_ERRORS,
+  O_PAUSED,
+  O_LOOP,
+  O_EVENTS_DOWN,
+  O_EVENTS_UP,
+  O_BREAKER,
+  O_TRIPS,
+  O_ERRORS_213,
+  O_LOOP_MS,
+  O_N
+};
+
 struct evs_keda_metrics_s {
   evs_metrics_t *reg;
   int compat;
@@ -90,32 +113,19 @@ struct evs_keda_metrics_s {
   evs_metric_t *errors_all; /* keda_scaler_errors_total (2.13) */
   evs_metric_t *coalesced;
   evs_metric_t *scaling_latency[2];
-};
-
-/* Per trigger: the series the object owns, NULL where a family is not exported. */
-enum { T_VALUE, T_LATENCY, T_ACTIVE, T_ERRORS, T_LATENCY_MS, T_ERRORS_213, T_N };
-/* Per object. */
-enum {
-  O_ERRORS,
-  O_PAUSED,
-  O_LOOP,
-  O_ERRORS_213,
-  O_LOOP_MS,
-  O_EVENTS_UP,
-  O_EVENTS_DOWN,
-  O_BREAKER,
-  O_TRIPS,
-  O_N
+  evs_metrics_rows_t *objects;  /* owned by reg */
+  evs_metrics_rows_t *triggers; /* owned by reg */
+  size_t o_cols, t_cols;        /* columns of each: O_N or T_N without the 2.13 names */
 };
 
 typedef struct {
-  evs_metric_t *s[T_N];
+  evs_metric_row_t *row;
   evs_metric_t *type_count[2]; /* keda_trigger_registered_total, keda_trigger_totals */
 } trigger_t;
 
 struct evs_keda_metrics_object_s {
   evs_keda_metrics_t *km;
-  evs_metric_t *s[O_N];
+  evs_metric_row_t *row;
   evs_metric_t *resource_count[2]; /* keda_resource_registered_total, keda_resource_totals */
   size_t n;
   trigger_t t[];
@@ -129,6 +139,45 @@ static int register_all(evs_metrics_t *reg, const evs_metric_desc_t *d, size_t n
       return rc;
   }
   return 0;
+}
+
+/* Where the labels of l_metric, l_object/l_own_object, l_loop and l_event come from: the keys
+ * (namespace, metric, name, scaler, triggerIndex) of a trigger row, (namespace, name) of an
+ * object row, and constants. */
+static const int k_metric[] = {0, 1, 2, 3, 4, -1};
+static const char *const c_metric[] = {NULL, NULL, NULL, NULL, NULL, "scaledobject"};
+static const int k_object[] = {0, 1};
+static const int k_loop[] = {0, -1, 1};
+static const char *const c_loop[] = {NULL, "scaledobject", NULL};
+static const int k_event[] = {0, 1, -1};
+static const char *const c_down[] = {NULL, NULL, "down"};
+static const char *const c_up[] = {NULL, NULL, "up"};
+
+static int make_rows(evs_keda_metrics_t *km) {
+  int compat = km->compat == EVS_KEDA_COMPAT_2_13;
+  evs_metric_column_t t[T_N] = {
+      [T_VALUE] = {km->keda[EVS_KEDA_SCALER_METRICS_VALUE], k_metric, c_metric},
+      [T_LATENCY] = {km->keda[EVS_KEDA_SCALER_METRICS_LATENCY_SECONDS], k_metric, c_metric},
+      [T_ACTIVE] = {km->keda[EVS_KEDA_SCALER_ACTIVE], k_metric, c_metric},
+      [T_ERRORS] = {km->keda[EVS_KEDA_SCALER_DETAIL_ERRORS_TOTAL], k_metric, c_metric},
+      [T_LATENCY_MS] = {km->k213[EVS_KEDA213_SCALER_METRICS_LATENCY], k_metric, c_metric},
+      [T_ERRORS_213] = {km->k213[EVS_KEDA213_SCALER_ERRORS], k_metric, c_metric},
+  };
+  evs_metric_column_t o[O_N] = {
+      [O_ERRORS] = {km->keda[EVS_KEDA_SCALED_OBJECT_ERRORS_TOTAL], k_object, NULL},
+      [O_PAUSED] = {km->keda[EVS_KEDA_SCALED_OBJECT_PAUSED], k_object, NULL},
+      [O_LOOP] = {km->keda[EVS_KEDA_INTERNAL_SCALE_LOOP_LATENCY_SECONDS], k_loop, c_loop},
+      [O_EVENTS_DOWN] = {km->own[EVS_EVSCALE_SCALE_EVENTS_TOTAL], k_event, c_down},
+      [O_EVENTS_UP] = {km->own[EVS_EVSCALE_SCALE_EVENTS_TOTAL], k_event, c_up},
+      [O_BREAKER] = {km->own[EVS_EVSCALE_BREAKER_STATE], k_object, NULL},
+      [O_TRIPS] = {km->own[EVS_EVSCALE_BREAKER_TRIPS_TOTAL], k_object, NULL},
+      [O_ERRORS_213] = {km->k213[EVS_KEDA213_SCALED_OBJECT_ERRORS], k_object, NULL},
+      [O_LOOP_MS] = {km->k213[EVS_KEDA213_INTERNAL_SCALE_LOOP_LATENCY], k_loop, c_loop},
+  };
+  km->t_cols = compat ? T_N : T_LATENCY_MS;
+  km->o_cols = compat ? O_N : O_ERRORS_213;
+  int rc = evs_metrics_rows_new(km->reg, 5, t, km->t_cols, &km->triggers);
+  return rc ? rc : evs_metrics_rows_new(km->reg, 2, o, km->o_cols, &km->objects);
 }
 
 int evs_keda_metrics_new(evs_metrics_t *reg, evs_keda_compat_t compat,
@@ -146,6 +195,8 @@ int evs_keda_metrics_new(evs_metrics_t *reg, evs_keda_compat_t compat,
     rc = register_all(reg, EVS_EVSCALE_FAMILIES, EVS_EVSCALE_FAMILIES_N, km->own);
   if (rc == 0 && compat == EVS_KEDA_COMPAT_2_13)
     rc = register_all(reg, EVS_KEDA_213_FAMILIES, EVS_KEDA213_FAMILIES_N, km->k213);
+  if (rc == 0)
+    rc = make_rows(km);
   if (rc != 0) {
     free(km); /* registered families stay in reg, which owns them; start-up then fails */
     return rc;
@@ -189,30 +240,23 @@ void evs_keda_metrics_object_free(evs_keda_metrics_object_t *o) {
   if (o == NULL)
     return;
   for (size_t i = 0; i < o->n; i++) {
-    for (int k = 0; k < T_N; k++)
-      evs_metric_remove(o->t[i].s[k]);
+    evs_metric_row_remove(o->t[i].row);
     uncount(o->t[i].type_count[0]);
     uncount(o->t[i].type_count[1]);
   }
-  for (int k = 0; k < O_N; k++)
-    evs_metric_remove(o->s[k]);
+  evs_metric_row_remove(o->row);
   uncount(o->resource_count[0]);
   uncount(o->resource_count[1]);
   free(o);
 }
 
-/* Creates the child and records it in *slot; 0 or UV_ENOMEM. */
-static int child(evs_metric_family_t *f, const char *const *v, evs_metric_t **slot) {
-  *slot = evs_metric_family_child(f, v);
-  return *slot ? 0 : UV_ENOMEM;
-}
-
-/* A counted gauge's child, incremented. */
+/* A counted gauge's child, incremented; 0 or UV_ENOMEM. */
 static int count(evs_metric_family_t *f, const char *const *v, evs_metric_t **slot) {
-  int rc = child(f, v, slot);
-  if (rc == 0)
-    evs_metric_inc(*slot);
-  return rc;
+  *slot = evs_metric_family_child(f, v);
+  if (*slot == NULL)
+    return UV_ENOMEM;
+  evs_metric_inc(*slot);
+  return 0;
 }
 
 static int trigger_series(evs_keda_metrics_object_t *o, const char *ns, const char *name, size_t i,
@@ -220,40 +264,27 @@ static int trigger_series(evs_keda_metrics_object_t *o, const char *ns, const ch
   evs_keda_metrics_t *km = o->km;
   char idx[24];
   snprintf(idx, sizeof idx, "%zu", i);
-  const char *v[] = {ns, tr->metric, name, tr->scaler, idx, "scaledobject"};
+  const char *key[] = {ns, tr->metric, name, tr->scaler, idx};
   const char *tv[] = {tr->type};
   trigger_t *t = &o->t[i];
-  int rc = child(km->keda[EVS_KEDA_SCALER_METRICS_VALUE], v, &t->s[T_VALUE]);
-  rc = rc ? rc : child(km->keda[EVS_KEDA_SCALER_METRICS_LATENCY_SECONDS], v, &t->s[T_LATENCY]);
-  rc = rc ? rc : child(km->keda[EVS_KEDA_SCALER_ACTIVE], v, &t->s[T_ACTIVE]);
-  rc = rc ? rc : child(km->keda[EVS_KEDA_SCALER_DETAIL_ERRORS_TOTAL], v, &t->s[T_ERRORS]);
+  int rc = evs_metrics_rows_add(km->triggers, key, &t->row);
   if (tr->type[0] != '\0') /* KEDA counts only triggers with a type */
     rc = rc ? rc : count(km->keda[EVS_KEDA_TRIGGER_REGISTERED_TOTAL], tv, &t->type_count[0]);
-  if (km->compat != EVS_KEDA_COMPAT_2_13)
-    return rc;
-  rc = rc ? rc : child(km->k213[EVS_KEDA213_SCALER_METRICS_LATENCY], v, &t->s[T_LATENCY_MS]);
-  rc = rc ? rc : child(km->k213[EVS_KEDA213_SCALER_ERRORS], v, &t->s[T_ERRORS_213]);
-  if (tr->type[0] != '\0')
+  if (tr->type[0] != '\0' && km->compat == EVS_KEDA_COMPAT_2_13)
     rc = rc ? rc : count(km->k213[EVS_KEDA213_TRIGGER_TOTALS], tv, &t->type_count[1]);
   return rc;
 }
 
 static int object_series(evs_keda_metrics_object_t *o, const char *ns, const char *name) {
   evs_keda_metrics_t *km = o->km;
-  const char *v[] = {ns, name};
-  const char *lv[] = {ns, "scaledobject", name};
+  const char *key[] = {ns, name};
   const char *rv[] = {"scaled_object", ns};
-  int rc = child(km->keda[EVS_KEDA_SCALED_OBJECT_ERRORS_TOTAL], v, &o->s[O_ERRORS]);
-  rc = rc ? rc : child(km->keda[EVS_KEDA_SCALED_OBJECT_PAUSED], v, &o->s[O_PAUSED]);
-  rc = rc ? rc : child(km->keda[EVS_KEDA_INTERNAL_SCALE_LOOP_LATENCY_SECONDS], lv, &o->s[O_LOOP]);
-  rc = rc ? rc : child(km->own[EVS_EVSCALE_BREAKER_STATE], v, &o->s[O_BREAKER]);
-  rc = rc ? rc : child(km->own[EVS_EVSCALE_BREAKER_TRIPS_TOTAL], v, &o->s[O_TRIPS]);
+  /* The events series are made up front too, as every column is: rate() then sees the first
+   * scale as an increase. */
+  int rc = evs_metrics_rows_add(km->objects, key, &o->row);
   rc = rc ? rc : count(km->keda[EVS_KEDA_RESOURCE_REGISTERED_TOTAL], rv, &o->resource_count[0]);
-  if (km->compat != EVS_KEDA_COMPAT_2_13)
-    return rc;
-  rc = rc ? rc : child(km->k213[EVS_KEDA213_SCALED_OBJECT_ERRORS], v, &o->s[O_ERRORS_213]);
-  rc = rc ? rc : child(km->k213[EVS_KEDA213_INTERNAL_SCALE_LOOP_LATENCY], lv, &o->s[O_LOOP_MS]);
-  rc = rc ? rc : count(km->k213[EVS_KEDA213_RESOURCE_TOTALS], rv, &o->resource_count[1]);
+  if (km->compat == EVS_KEDA_COMPAT_2_13)
+    rc = rc ? rc : count(km->k213[EVS_KEDA213_RESOURCE_TOTALS], rv, &o->resource_count[1]);
   return rc;
 }
 
@@ -270,12 +301,7 @@ int evs_keda_metrics_object_new(evs_keda_metrics_t *km, const char *ns, const ch
     return UV_ENOMEM;
   o->km = km;
   o->n = n;
-  /* The events series are made up front too: rate() then sees the first scale as an increase,
-   * and removal needs no lookup. */
-  const char *up[] = {ns, name, "up"}, *down[] = {ns, name, "down"};
   int rc = object_series(o, ns, name);
-  rc = rc ? rc : child(km->own[EVS_EVSCALE_SCALE_EVENTS_TOTAL], up, &o->s[O_EVENTS_UP]);
-  rc = rc ? rc : child(km->own[EVS_EVSCALE_SCALE_EVENTS_TOTAL], down, &o->s[O_EVENTS_DOWN]);
   for (size_t i = 0; i < n && rc == 0; i++)
     rc = trigger_series(o, ns, name, i, &triggers[i]);
   if (rc != 0) {
@@ -286,70 +312,65 @@ int evs_keda_metrics_object_new(evs_keda_metrics_t *km, const char *ns, const ch
   return 0;
 }
 
-static trigger_t *trig(evs_keda_metrics_object_t *o, size_t i) {
-  return o && i < o->n ? &o->t[i] : NULL;
+static evs_metric_row_t *trig(evs_keda_metrics_object_t *o, size_t i) {
+  return o && i < o->n ? o->t[i].row : NULL;
 }
 
 void evs_keda_metrics_set_value(evs_keda_metrics_object_t *o, size_t i, double value) {
-  trigger_t *t = trig(o, i);
-  if (t)
-    evs_metric_set(t->s[T_VALUE], value);
+  evs_metric_row_set(trig(o, i), T_VALUE, value);
 }
 
+/* Columns past the row set's (2.13's, without compat) are no-ops in evs_metric_row_*. */
 void evs_keda_metrics_set_latency(evs_keda_metrics_object_t *o, size_t i, double seconds) {
-  trigger_t *t = trig(o, i);
-  if (t == NULL)
-    return;
-  evs_metric_set(t->s[T_LATENCY], seconds);
+  evs_metric_row_t *t = trig(o, i);
+  evs_metric_row_set(t, T_LATENCY, seconds);
   /* KEDA 2.13 recorded time.Since(start).Milliseconds(): whole milliseconds. */
-  evs_metric_set(t->s[T_LATENCY_MS], (double)(long long)(seconds * 1000));
+  evs_metric_row_set(t, T_LATENCY_MS, (double)(long long)(seconds * 1000));
 }
 
 void evs_keda_metrics_set_active(evs_keda_metrics_object_t *o, size_t i, int active) {
-  trigger_t *t = trig(o, i);
-  if (t)
-    evs_metric_set(t->s[T_ACTIVE], active ? 1 : 0);
+  evs_metric_row_set(trig(o, i), T_ACTIVE, active ? 1 : 0);
 }
 
 void evs_keda_metrics_scaler_error(evs_keda_metrics_object_t *o, size_t i) {
-  trigger_t *t = trig(o, i);
+  evs_metric_row_t *t = trig(o, i);
   if (t == NULL)
     return;
-  evs_metric_inc(t->s[T_ERRORS]);
-  evs_metric_inc(t->s[T_ERRORS_213]);
-  evs_metric_inc(o->s[O_ERRORS]);
-  evs_metric_inc(o->s[O_ERRORS_213]);
+  evs_metric_row_add(t, T_ERRORS, 1);
+  evs_metric_row_add(t, T_ERRORS_213, 1);
+  evs_metric_row_add(o->row, O_ERRORS, 1);
+  evs_metric_row_add(o->row, O_ERRORS_213, 1);
   evs_metric_inc(o->km->errors_all);
 }
 
 void evs_keda_metrics_set_paused(evs_keda_metrics_object_t *o, int paused) {
   if (o)
-    evs_metric_set(o->s[O_PAUSED], paused ? 1 : 0);
+    evs_metric_row_set(o->row, O_PAUSED, paused ? 1 : 0);
 }
 
 void evs_keda_metrics_set_loop_latency(evs_keda_metrics_object_t *o, double seconds) {
   if (o == NULL)
     return;
-  evs_metric_set(o->s[O_LOOP], seconds);
-  evs_metric_set(o->s[O_LOOP_MS], (double)(long long)(seconds * 1000));
+  evs_metric_row_set(o->row, O_LOOP, seconds);
+  evs_metric_row_set(o->row, O_LOOP_MS, (double)(long long)(seconds * 1000));
 }
 
 void evs_keda_metrics_scaled(evs_keda_metrics_object_t *o, evs_keda_direction_t dir,
                              double latency_seconds) {
   if (o == NULL || (dir != EVS_KEDA_DIR_UP && dir != EVS_KEDA_DIR_DOWN))
     return;
-  evs_metric_inc(o->s[dir == EVS_KEDA_DIR_UP ? O_EVENTS_UP : O_EVENTS_DOWN]);
+  evs_metric_row_add(o->row, dir == EVS_KEDA_DIR_UP ? O_EVENTS_UP : O_EVENTS_DOWN, 1);
   evs_metric_observe(o->km->scaling_latency[dir], latency_seconds);
 }
 
 void evs_keda_metrics_set_breaker(evs_keda_metrics_object_t *o, int open) {
   if (o)
-    evs_metric_set(o->s[O_BREAKER], open ? 1 : 0);
+    evs_metric_row_set(o->row, O_BREAKER, open ? 1 : 0);
 }
 
 void evs_keda_metrics_breaker_trip(evs_keda_metrics_object_t *o) {
   if (o)
-    evs_metric_inc(o->s[O_TRIPS]);
+    evs_metric_row_add(o->row, O_TRIPS, 1);
 }
 
 void evs_keda_metrics_empty_upstream(evs_keda_metrics_t *km, const char *ns, const char *name,
@@ -371,11 +392,8 @@ void evs_keda_metrics_write_coalesced(evs_keda_metrics_t *km) {
 }
 
 size_t evs_keda_metrics_object_series(const evs_keda_metrics_object_t *o) {
-  size_t n = 0;
-  for (int k = 0; k < O_N; k++)
-    n += o->s[k] != NULL;
+  size_t n = o->row ? o->km->o_cols : 0;
   for (size_t i = 0; i < o->n; i++)
-    for (int k = 0; k < T_N; k++)
-      n += o->t[i].s[k] != NULL;
+    n += o->t[i].row ? o->km->t_cols : 0;
   return n;
 }

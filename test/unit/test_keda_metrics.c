@@ -217,6 +217,229 @@ static void test_object_series(void **state) {
   evs_metrics_free(reg);
 }
 
+/* ---- the same exposition as one child per series ------------------------------------------ */
+
+/* The objects of test_same_as_children: namespaces shared, metric names that sort the other way
+ * round from the object names (keda_scaler_* sort by metric before scaledObject), two triggers,
+ * an untyped one (not counted), a name that needs escaping. */
+typedef struct {
+  const char *ns, *name;
+  evs_keda_trigger_t tr[2];
+  size_t n;
+} ref_obj_t;
+
+static const ref_obj_t ref_objs[] = {
+    {"prod", "worker-a", {{"redisScaler", "s0-redis-z", "redis"}}, 1},
+    {"prod", "worker-b", {{"redisScaler", "s0-redis-a", "redis"}}, 1},
+    {"prod",
+     "worker",
+     {{"cronScaler", "s0-cron", "cron"}, {"redisScaler", "s1-redis", "redis"}},
+     2},
+    {"dev", "worker-a", {{"prometheusScaler", "s0-prometheus", "prometheus"}}, 1},
+    {"dev", "q\"\\x", {{"redisScaler", "s0-redis-a", ""}}, 1},
+    {"a-team", "z", {{"redisScaler", "s0-redis-a", "redis"}}, 1},
+};
+#define REF_N (sizeof ref_objs / sizeof *ref_objs)
+
+/* One object's series made as children, the way evs_keda_metrics_object_new made them before
+ * row sets: the reference the rows must print the same as. */
+typedef struct {
+  evs_metric_t *t[2][7]; /* value, latency, active, errors, latency ms, errors 2.13, type count */
+  evs_metric_t *type213[2];
+  evs_metric_t *o[10]; /* errors, paused, loop, breaker, trips, up, down, errors 2.13, loop ms */
+  evs_metric_t *res[2];
+} ref_series_t;
+
+typedef struct {
+  evs_metrics_t *reg;
+  evs_metric_family_t *keda[EVS_KEDA_FAMILIES_N], *k213[EVS_KEDA213_FAMILIES_N],
+      *own[EVS_EVSCALE_FAMILIES_N];
+  evs_metric_t *errors_all, *lat[2], *coalesced;
+  int compat;
+} ref_reg_t;
+
+static evs_metric_t *ref_count(evs_metric_family_t *f, const char *const *v) {
+  evs_metric_t *m = evs_metric_family_child(f, v);
+  evs_metric_inc(m);
+  return m;
+}
+
+static void ref_uncount(evs_metric_t *m) {
+  if (m == NULL)
+    return;
+  evs_metric_add(m, -1);
+  if (evs_metric_value(m) <= 0)
+    evs_metric_remove(m);
+}
+
+static void ref_new(ref_reg_t *r, int compat) {
+  memset(r, 0, sizeof *r);
+  r->compat = compat;
+  r->reg = evs_metrics_new();
+  for (int i = 0; i < EVS_KEDA_FAMILIES_N; i++)
+    assert_int_equal(evs_metrics_register(r->reg, &EVS_KEDA_FAMILIES[i], &r->keda[i]), 0);
+  for (int i = 0; i < EVS_EVSCALE_FAMILIES_N; i++)
+    assert_int_equal(evs_metrics_register(r->reg, &EVS_EVSCALE_FAMILIES[i], &r->own[i]), 0);
+  for (int i = 0; compat && i < EVS_KEDA213_FAMILIES_N; i++)
+    assert_int_equal(evs_metrics_register(r->reg, &EVS_KEDA_213_FAMILIES[i], &r->k213[i]), 0);
+#if defined(__x86_64__)
+  const char *arch = "amd64";
+#elif defined(__aarch64__)
+  const char *arch = "arm64";
+#else
+  const char *arch = "unknown";
+#endif
+  const char *bv[] = {build.version, build.revision, "", "linux", arch};
+  evs_metric_set(evs_metric_family_child(r->keda[EVS_KEDA_BUILD_INFO], bv), 1);
+  const char *up[] = {"up"}, *down[] = {"down"};
+  r->lat[0] = evs_metric_family_child(r->own[EVS_EVSCALE_SCALING_LATENCY_SECONDS], up);
+  r->lat[1] = evs_metric_family_child(r->own[EVS_EVSCALE_SCALING_LATENCY_SECONDS], down);
+  r->coalesced = evs_metric_family_child(r->own[EVS_EVSCALE_WRITES_COALESCED_TOTAL], NULL);
+  if (compat)
+    r->errors_all = evs_metric_family_child(r->k213[EVS_KEDA213_SCALER_ERRORS_TOTAL], NULL);
+}
+
+static void ref_object(ref_reg_t *r, const ref_obj_t *x, ref_series_t *s) {
+  memset(s, 0, sizeof *s);
+  for (size_t i = 0; i < x->n; i++) {
+    char idx[8];
+    snprintf(idx, sizeof idx, "%u", (unsigned)i);
+    const char *v[] = {x->ns, x->tr[i].metric, x->name, x->tr[i].scaler, idx, "scaledobject"};
+    const char *tv[] = {x->tr[i].type};
+    s->t[i][0] = evs_metric_family_child(r->keda[EVS_KEDA_SCALER_METRICS_VALUE], v);
+    s->t[i][1] = evs_metric_family_child(r->keda[EVS_KEDA_SCALER_METRICS_LATENCY_SECONDS], v);
+    s->t[i][2] = evs_metric_family_child(r->keda[EVS_KEDA_SCALER_ACTIVE], v);
+    s->t[i][3] = evs_metric_family_child(r->keda[EVS_KEDA_SCALER_DETAIL_ERRORS_TOTAL], v);
+    if (x->tr[i].type[0])
+      s->t[i][6] = ref_count(r->keda[EVS_KEDA_TRIGGER_REGISTERED_TOTAL], tv);
+    if (!r->compat)
+      continue;
+    s->t[i][4] = evs_metric_family_child(r->k213[EVS_KEDA213_SCALER_METRICS_LATENCY], v);
+    s->t[i][5] = evs_metric_family_child(r->k213[EVS_KEDA213_SCALER_ERRORS], v);
+    if (x->tr[i].type[0])
+      s->type213[i] = ref_count(r->k213[EVS_KEDA213_TRIGGER_TOTALS], tv);
+  }
+  const char *v[] = {x->ns, x->name}, *lv[] = {x->ns, "scaledobject", x->name};
+  const char *rv[] = {"scaled_object", x->ns};
+  const char *up[] = {x->ns, x->name, "up"}, *down[] = {x->ns, x->name, "down"};
+  s->o[0] = evs_metric_family_child(r->keda[EVS_KEDA_SCALED_OBJECT_ERRORS_TOTAL], v);
+  s->o[1] = evs_metric_family_child(r->keda[EVS_KEDA_SCALED_OBJECT_PAUSED], v);
+  s->o[2] = evs_metric_family_child(r->keda[EVS_KEDA_INTERNAL_SCALE_LOOP_LATENCY_SECONDS], lv);
+  s->o[3] = evs_metric_family_child(r->own[EVS_EVSCALE_BREAKER_STATE], v);
+  s->o[4] = evs_metric_family_child(r->own[EVS_EVSCALE_BREAKER_TRIPS_TOTAL], v);
+  s->o[5] = evs_metric_family_child(r->own[EVS_EVSCALE_SCALE_EVENTS_TOTAL], up);
+  s->o[6] = evs_metric_family_child(r->own[EVS_EVSCALE_SCALE_EVENTS_TOTAL], down);
+  s->res[0] = ref_count(r->keda[EVS_KEDA_RESOURCE_REGISTERED_TOTAL], rv);
+  if (r->compat) {
+    s->o[7] = evs_metric_family_child(r->k213[EVS_KEDA213_SCALED_OBJECT_ERRORS], v);
+    s->o[8] = evs_metric_family_child(r->k213[EVS_KEDA213_INTERNAL_SCALE_LOOP_LATENCY], lv);
+    s->res[1] = ref_count(r->k213[EVS_KEDA213_RESOURCE_TOTALS], rv);
+  }
+}
+
+static void ref_object_free(ref_series_t *s) {
+  for (int i = 0; i < 2; i++) {
+    for (int k = 0; k < 6; k++)
+      evs_metric_remove(s->t[i][k]);
+    ref_uncount(s->t[i][6]);
+    ref_uncount(s->type213[i]);
+  }
+  for (int k = 0; k < 10; k++)
+    evs_metric_remove(s->o[k]);
+  ref_uncount(s->res[0]);
+  ref_uncount(s->res[1]);
+}
+
+/* Object j's readings, both ways. */
+static void feed(evs_keda_metrics_object_t *o, ref_reg_t *r, ref_series_t *s, size_t j) {
+  const ref_obj_t *x = &ref_objs[j];
+  for (size_t i = 0; i < x->n; i++) {
+    double v = 10.5 * (double)(j + 1) + (double)i, lat = 0.0125 * (double)(j + i + 1);
+    evs_keda_metrics_set_value(o, i, v);
+    evs_metric_set(s->t[i][0], v);
+    evs_keda_metrics_set_latency(o, i, lat);
+    evs_metric_set(s->t[i][1], lat);
+    evs_metric_set(s->t[i][4], (double)(long long)(lat * 1000));
+    evs_keda_metrics_set_active(o, i, (int)((i + j) & 1));
+    evs_metric_set(s->t[i][2], (double)((i + j) & 1));
+    for (size_t e = 0; e < j + i; e++) {
+      evs_keda_metrics_scaler_error(o, i);
+      evs_metric_inc(s->t[i][3]);
+      evs_metric_inc(s->t[i][5]);
+      evs_metric_inc(s->o[0]);
+      evs_metric_inc(s->o[7]);
+      evs_metric_inc(r->errors_all);
+    }
+  }
+  evs_keda_metrics_set_paused(o, (int)(j % 2));
+  evs_metric_set(s->o[1], (double)(j % 2));
+  evs_keda_metrics_set_loop_latency(o, 0.25 * (double)j);
+  evs_metric_set(s->o[2], 0.25 * (double)j);
+  evs_metric_set(s->o[8], (double)(long long)(0.25 * (double)j * 1000));
+  evs_keda_metrics_set_breaker(o, j == 2);
+  evs_metric_set(s->o[3], j == 2);
+  for (size_t e = 0; e < j; e++) {
+    evs_keda_metrics_breaker_trip(o);
+    evs_metric_inc(s->o[4]);
+    evs_keda_direction_t dir = e % 3 ? EVS_KEDA_DIR_UP : EVS_KEDA_DIR_DOWN;
+    evs_keda_metrics_scaled(o, dir, 0.1 * (double)e);
+    evs_metric_inc(s->o[dir == EVS_KEDA_DIR_UP ? 5 : 6]);
+    evs_metric_observe(r->lat[dir], 0.1 * (double)e);
+  }
+}
+
+static void assert_same(evs_metrics_t *a, evs_metrics_t *b) {
+  char *x = expose(a), *y = expose(b);
+  if (strcmp(x, y) != 0)
+    print_message("--- rows ---\n%s\n--- children ---\n%s", x, y);
+  assert_string_equal(x, y);
+  free(x);
+  free(y);
+}
+
+/* A ScaledObject's series print exactly as they did when each was a child of its own, with and
+ * without the 2.13 names: objects sharing a namespace, sorted by metric before name in the
+ * per-trigger families, down before up in the events, escaping; and after objects went. A
+ * second object of the same namespace and name is refused (its series would print twice). */
+static void test_same_as_children(void **state) {
+  (void)state;
+  for (int compat = 0; compat <= 1; compat++) {
+    evs_metrics_t *reg = evs_metrics_new();
+    evs_keda_metrics_t *km;
+    assert_int_equal(evs_keda_metrics_new(reg, compat, &build, &km), 0);
+    ref_reg_t r;
+    ref_new(&r, compat);
+    evs_keda_metrics_object_t *o[REF_N];
+    ref_series_t s[REF_N];
+    for (size_t j = 0; j < REF_N; j++) {
+      const ref_obj_t *x = &ref_objs[j];
+      assert_int_equal(evs_keda_metrics_object_new(km, x->ns, x->name, x->tr, x->n, &o[j]), 0);
+      ref_object(&r, x, &s[j]);
+      feed(o[j], &r, &s[j], j);
+    }
+    evs_keda_metrics_write_coalesced(km);
+    evs_metric_inc(r.coalesced);
+    assert_same(reg, r.reg);
+    evs_keda_metrics_object_t *dup;
+    assert_int_equal(evs_keda_metrics_object_new(km, "prod", "worker-a", ref_objs[0].tr, 1, &dup),
+                     UV_EEXIST);
+    assert_same(reg, r.reg); /* nothing left behind */
+    for (size_t j = 0; j < REF_N; j += 2) {
+      evs_keda_metrics_object_free(o[j]);
+      ref_object_free(&s[j]);
+    }
+    assert_same(reg, r.reg);
+    for (size_t j = 1; j < REF_N; j += 2) {
+      evs_keda_metrics_object_free(o[j]);
+      ref_object_free(&s[j]);
+    }
+    assert_same(reg, r.reg);
+    evs_keda_metrics_free(km);
+    evs_metrics_free(reg);
+    evs_metrics_free(r.reg);
+  }
+}
+
 static void test_compat_213(void **state) {
   (void)state;
   evs_metrics_t *reg = evs_metrics_new();
@@ -386,13 +609,10 @@ static void test_promtool_evscale_families(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_v2_20_families),
-      cmocka_unit_test(test_v2_13_families),
-      cmocka_unit_test(test_object_series),
-      cmocka_unit_test(test_compat_213),
-      cmocka_unit_test(test_bad_arguments),
-      cmocka_unit_test(test_config_key),
-      cmocka_unit_test(test_promtool_evscale_families),
+      cmocka_unit_test(test_v2_20_families),   cmocka_unit_test(test_v2_13_families),
+      cmocka_unit_test(test_object_series),    cmocka_unit_test(test_compat_213),
+      cmocka_unit_test(test_same_as_children), cmocka_unit_test(test_bad_arguments),
+      cmocka_unit_test(test_config_key),       cmocka_unit_test(test_promtool_evscale_families),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -645,6 +645,290 @@ static void test_stream_survives_changes(void **state) {
   evs_metrics_free(reg);
 }
 
+/* ---- row sets ------------------------------------------------------------------------------ */
+
+/* The families of the row set tests: a per-trigger shape (five labels, the last a constant) and
+ * per-object shapes (two labels; a constant in the middle; two columns differing in the last). */
+static const char *const rl_trig[] = {"namespace", "metric", "scaledObject", "triggerIndex",
+                                      "type"};
+static const char *const rl_obj[] = {"namespace", "scaledObject"};
+static const char *const rl_loop[] = {"namespace", "type", "resource"};
+static const char *const rl_ev[] = {"namespace", "scaled_object", "direction"};
+enum { RF_VALUE, RF_ERRORS, RF_PAUSED, RF_LOOP, RF_EVENTS, RF_N };
+static const evs_metric_desc_t row_fams[RF_N] = {
+    {"r_value", "Value.", EVS_METRIC_GAUGE, rl_trig, 5, NULL, 0},
+    {"r_errors_total", "Errors.", EVS_METRIC_COUNTER, rl_trig, 5, NULL, 0},
+    {"r_paused", "Paused.", EVS_METRIC_GAUGE, rl_obj, 2, NULL, 0},
+    {"r_loop", "Loop.", EVS_METRIC_GAUGE, rl_loop, 3, NULL, 0},
+    {"r_events_total", "Events.", EVS_METRIC_COUNTER, rl_ev, 3, NULL, 0},
+};
+static const int rk_trig[] = {0, 1, 2, 3, -1};
+static const char *const rc_trig[] = {NULL, NULL, NULL, NULL, "so"};
+static const int rk_obj[] = {0, 1};
+static const int rk_loop[] = {0, -1, 1};
+static const char *const rc_loop[] = {NULL, "so", NULL};
+static const int rk_ev[] = {0, 1, -1};
+static const char *const rc_down[] = {NULL, NULL, "down"}, *const rc_up[] = {NULL, NULL, "up"};
+
+typedef struct {
+  evs_metrics_t *reg;
+  evs_metric_family_t *f[RF_N];
+  evs_metrics_rows_t *trig, *obj;
+} rows_reg_t;
+
+/* Columns of the object rows: paused, loop, events down, events up. */
+enum { RC_PAUSED, RC_LOOP, RC_DOWN, RC_UP, RC_N };
+
+static void rows_reg(rows_reg_t *r, int with_rows) {
+  r->reg = evs_metrics_new();
+  for (int i = 0; i < RF_N; i++)
+    assert_int_equal(evs_metrics_register(r->reg, &row_fams[i], &r->f[i]), 0);
+  if (!with_rows)
+    return;
+  evs_metric_column_t t[] = {{r->f[RF_VALUE], rk_trig, rc_trig},
+                             {r->f[RF_ERRORS], rk_trig, rc_trig}};
+  evs_metric_column_t o[RC_N] = {{r->f[RF_PAUSED], rk_obj, NULL},
+                                 {r->f[RF_LOOP], rk_loop, rc_loop},
+                                 {r->f[RF_EVENTS], rk_ev, rc_down},
+                                 {r->f[RF_EVENTS], rk_ev, rc_up}};
+  assert_int_equal(evs_metrics_rows_new(r->reg, 4, t, 2, &r->trig), 0);
+  assert_int_equal(evs_metrics_rows_new(r->reg, 2, o, RC_N, &r->obj), 0);
+}
+
+/* Object i of the row tests: namespaces shared by several objects, names that are prefixes of
+ * others, values that need escaping, an empty one. */
+static void row_names(int i, char *ns, char *name, char *metric) {
+  static const char *const nss[] = {"prod", "prod-eu", "", "q\"\\\nz", "a"};
+  static const char *const base[] = {"w", "w-1", "w\\", "\"x\"", "", "w-10"};
+  sprintf(ns, "%s", nss[i % 5]);
+  sprintf(name, "%s%d", base[i % 6], i / 6);
+  sprintf(metric, "s0-%c", "bza"[i % 3]);
+}
+
+/* What rows print is what children with the same labels and values print, byte for byte:
+ * the same registry built both ways, before and after some objects went. */
+static void test_rows_print_as_children(void **state) {
+  (void)state;
+  enum { N = 300 };
+  rows_reg_t a, b;
+  rows_reg(&a, 1);
+  rows_reg(&b, 0);
+  evs_metric_row_t *tr[N], *orow[N];
+  evs_metric_t *kid[N][6];
+  for (int k = 0; k < N; k++) {
+    int i = (k * 7919) % N; /* not in key order */
+    char ns[32], name[32], metric[16], idx[8];
+    row_names(i, ns, name, metric);
+    snprintf(idx, sizeof idx, "%d", i % 2);
+    const char *tk[] = {ns, metric, name, idx}, *tv[] = {ns, metric, name, idx, "so"};
+    const char *ok[] = {ns, name}, *lv[] = {ns, "so", name};
+    const char *dv[] = {ns, name, "down"}, *uv[] = {ns, name, "up"};
+    assert_int_equal(evs_metrics_rows_add(a.trig, tk, &tr[i]), 0);
+    assert_int_equal(evs_metrics_rows_add(a.obj, ok, &orow[i]), 0);
+    kid[i][0] = evs_metric_family_child(b.f[RF_VALUE], tv);
+    kid[i][1] = evs_metric_family_child(b.f[RF_ERRORS], tv);
+    kid[i][2] = evs_metric_family_child(b.f[RF_PAUSED], ok);
+    kid[i][3] = evs_metric_family_child(b.f[RF_LOOP], lv);
+    kid[i][4] = evs_metric_family_child(b.f[RF_EVENTS], dv);
+    kid[i][5] = evs_metric_family_child(b.f[RF_EVENTS], uv);
+    double v = i % 4 == 0 ? -i / 3.0 : i * 1e-3;
+    evs_metric_row_set(tr[i], 0, v);
+    evs_metric_set(kid[i][0], v);
+    evs_metric_row_add(tr[i], 1, i % 5);
+    evs_metric_add(kid[i][1], i % 5);
+    evs_metric_row_set(orow[i], RC_PAUSED, i & 1);
+    evs_metric_set(kid[i][2], i & 1);
+    evs_metric_row_set(orow[i], RC_LOOP, i / 7.0);
+    evs_metric_set(kid[i][3], i / 7.0);
+    evs_metric_row_add(orow[i], RC_UP, i % 3);
+    evs_metric_add(kid[i][5], i % 3);
+  }
+  for (int i = 0; i < RF_N; i++)
+    assert_int_equal(evs_metric_family_size(a.f[i]), evs_metric_family_size(b.f[i]));
+  assert_int_equal(evs_metric_family_size(a.f[RF_EVENTS]), 2 * N);
+  assert_true(evs_metric_row_value(orow[5], RC_LOOP) == evs_metric_value(kid[5][3]));
+  char *x = expose(a.reg), *y = expose(b.reg);
+  assert_string_equal(x, y);
+  assert_non_null(strstr(x, "r_loop{namespace=\"q\\\"\\\\\\nz\",type=\"so\",resource=\"w-12\"}"));
+  free(x);
+  free(y);
+  for (int i = 0; i < N; i += 3) {
+    assert_int_equal(evs_metric_row_remove(tr[i]), 0);
+    assert_int_equal(evs_metric_row_remove(orow[i]), 0);
+    for (int k = 0; k < 6; k++)
+      assert_int_equal(evs_metric_remove(kid[i][k]), 0);
+  }
+  assert_int_equal(evs_metrics_rows_size(a.obj), N - (N + 2) / 3);
+  x = expose(a.reg);
+  y = expose(b.reg);
+  assert_string_equal(x, y);
+  free(x);
+  free(y);
+  for (int i = 0; i < N; i++) {
+    if (i % 3 != 0) {
+      evs_metric_row_remove(tr[i]);
+      evs_metric_row_remove(orow[i]);
+    }
+  }
+  x = expose(a.reg);
+  assert_null(
+      strstr(x, "r_value{")); /* a family without rows prints nothing, as without children */
+  assert_null(strstr(x, "r_events_total{"));
+  free(x);
+  evs_metrics_free(a.reg);
+  evs_metrics_free(b.reg);
+}
+
+/* What a row set refuses, and what its families and rows do. */
+static void test_rows_rules(void **state) {
+  (void)state;
+  rows_reg_t r;
+  rows_reg(&r, 0);
+  evs_metrics_rows_t *rs;
+  static const int k_swapped[] = {1, 0}, k_twice[] = {0, 0}, k_short[] = {0, -1};
+  static const char *const c_short[] = {NULL, "x"};
+  static const char *const c_mid_down[] = {NULL, "down", NULL}, *const c_mid_up[] = {NULL, "up",
+                                                                                     NULL};
+  static const int k_mid[] = {0, -1, 1};
+  evs_metric_column_t swapped = {r.f[RF_PAUSED], k_swapped, NULL};
+  evs_metric_column_t twice = {r.f[RF_PAUSED], k_twice, NULL};
+  evs_metric_column_t shortk = {r.f[RF_PAUSED], k_short, c_short};
+  evs_metric_column_t noconst = {r.f[RF_LOOP], rk_loop, NULL};
+  evs_metric_column_t ok = {r.f[RF_PAUSED], rk_obj, NULL};
+  evs_metric_column_t loop = {r.f[RF_LOOP], rk_loop, rc_loop};
+  evs_metric_column_t down = {r.f[RF_EVENTS], rk_ev, rc_down}, up = {r.f[RF_EVENTS], rk_ev, rc_up};
+  evs_metric_column_t mid_down = {r.f[RF_EVENTS], k_mid, c_mid_down};
+  evs_metric_column_t mid_up = {r.f[RF_EVENTS], k_mid, c_mid_up};
+  assert_int_equal(evs_metrics_rows_new(r.reg, 2, &swapped, 1, &rs), UV_EINVAL);
+  assert_int_equal(evs_metrics_rows_new(r.reg, 2, &twice, 1, &rs), UV_EINVAL);
+  assert_int_equal(evs_metrics_rows_new(r.reg, 2, &shortk, 1, &rs), UV_EINVAL);
+  assert_int_equal(evs_metrics_rows_new(r.reg, 2, &noconst, 1, &rs), UV_EINVAL);
+  assert_int_equal(evs_metrics_rows_new(r.reg, 0, &ok, 1, &rs), UV_EINVAL);
+  assert_int_equal(evs_metrics_rows_new(r.reg, 2, &ok, 0, &rs), UV_EINVAL);
+  evs_metric_column_t bad_order[] = {up, down}, same[] = {down, down}, apart[] = {down, ok, up};
+  evs_metric_column_t mid[] = {mid_down, mid_up}; /* would not print in label order */
+  assert_int_equal(evs_metrics_rows_new(r.reg, 2, bad_order, 2, &rs), UV_EINVAL);
+  assert_int_equal(evs_metrics_rows_new(r.reg, 2, same, 2, &rs), UV_EINVAL);
+  assert_int_equal(evs_metrics_rows_new(r.reg, 2, apart, 3, &rs), UV_EINVAL);
+  assert_int_equal(evs_metrics_rows_new(r.reg, 2, mid, 2, &rs), UV_EINVAL);
+  /* A family with series of its own, a histogram, another registry's family. */
+  const char *lv[] = {"n", "so", "x"};
+  evs_metric_t *own = evs_metric_family_child(r.f[RF_LOOP], lv);
+  assert_int_equal(evs_metrics_rows_new(r.reg, 2, &loop, 1, &rs), UV_EINVAL);
+  assert_int_equal(evs_metric_remove(own), 0);
+  static const char *const hl[] = {"namespace", "scaledObject"};
+  evs_metric_desc_t hd = {"r_hist", NULL, EVS_METRIC_HISTOGRAM, hl, 2, NULL, 0};
+  evs_metric_family_t *hf;
+  assert_int_equal(evs_metrics_register(r.reg, &hd, &hf), 0);
+  evs_metric_column_t hist = {hf, rk_obj, NULL};
+  assert_int_equal(evs_metrics_rows_new(r.reg, 2, &hist, 1, &rs), UV_EINVAL);
+  evs_metrics_t *other = evs_metrics_new();
+  assert_int_equal(evs_metrics_rows_new(other, 2, &ok, 1, &rs), UV_EINVAL);
+  evs_metrics_free(other);
+  /* Accepted: then the families are the row set's, not free for another or for children. */
+  evs_metric_column_t cols[] = {ok, loop, down, up};
+  assert_int_equal(evs_metrics_rows_new(r.reg, 2, cols, 4, &rs), 0);
+  evs_metrics_rows_t *again;
+  assert_int_equal(evs_metrics_rows_new(r.reg, 2, &ok, 1, &again), UV_EINVAL);
+  assert_null(evs_metric_family_child(r.f[RF_LOOP], lv));
+  evs_metric_row_t *row, *dup;
+  const char *key[] = {"n", "so-1"}, *nokey[] = {"n", NULL};
+  assert_int_equal(evs_metrics_rows_add(rs, nokey, &row), UV_EINVAL);
+  assert_int_equal(evs_metrics_rows_add(rs, key, &row), 0);
+  assert_int_equal(evs_metrics_rows_add(rs, key, &dup), UV_EEXIST);
+  assert_int_equal(evs_metrics_rows_size(rs), 1);
+  assert_int_equal(evs_metric_family_size(r.f[RF_EVENTS]), 2);
+  /* Counters only go up; a column out of range is nothing. */
+  evs_metric_row_add(row, 3, 2);
+  evs_metric_row_add(row, 3, -1);
+  evs_metric_row_add(row, 3, NAN);
+  evs_metric_row_add(row, 1, -0.5); /* a gauge goes down */
+  evs_metric_row_set(row, 4, 9);
+  evs_metric_row_add(NULL, 0, 1);
+  assert_true(evs_metric_row_value(row, 3) == 2);
+  assert_true(evs_metric_row_value(row, 1) == -0.5);
+  assert_true(isnan(evs_metric_row_value(row, 4)));
+  char *out = expose(r.reg);
+  assert_non_null(strstr(out, "r_events_total{namespace=\"n\",scaled_object=\"so-1\","
+                              "direction=\"down\"} 0\n"
+                              "r_events_total{namespace=\"n\",scaled_object=\"so-1\","
+                              "direction=\"up\"} 2\n"));
+  assert_non_null(strstr(out, "r_loop{namespace=\"n\",type=\"so\",resource=\"so-1\"} -0.5\n"));
+  free(out);
+  assert_int_equal(evs_metric_row_remove(NULL), EVS_ENOTFOUND);
+  evs_metrics_free(r.reg); /* the row goes with the registry */
+}
+
+/* Rows removed while a stream holds the row set's view: not printed once removed, never freed
+ * under the stream (ASan), every row alive from start to end printed exactly once in each of
+ * the families it feeds, also those the stream reaches after the removal. */
+static void test_rows_stream_survives_removal(void **state) {
+  (void)state;
+  enum { N = 2000 };
+  rows_reg_t r;
+  rows_reg(&r, 1);
+  evs_metric_row_t *rows[N];
+  char ns[8], name[16];
+  for (int i = 0; i < N; i++) {
+    snprintf(ns, sizeof ns, "ns-%d", i / 500);
+    snprintf(name, sizeof name, "so-%05d", i);
+    const char *k[] = {ns, name};
+    assert_int_equal(evs_metrics_rows_add(r.obj, k, &rows[i]), 0);
+    evs_metric_row_set(rows[i], RC_LOOP, i);
+  }
+  evs_metrics_stream_t *st;
+  assert_int_equal(evs_metrics_stream_new(r.reg, &st), 0);
+  char *body = malloc(4 << 20), *chunk;
+  size_t total = 0, len;
+  /* r_events_total comes first (r_loop, r_paused after): into its first rows. */
+  assert_int_equal(evs_metrics_stream_next(st, 3000, &chunk, &len), 0);
+  memcpy(body + total, chunk, len);
+  total += len;
+  free(chunk);
+  assert_non_null(strstr(body, "r_events_total{namespace=\"ns-0\",scaled_object=\"so-00001\""));
+  assert_null(strstr(body, "so-01000"));
+  assert_int_equal(evs_metric_row_remove(rows[0]), 0); /* printed already in r_events_total */
+  for (int i = 1000; i < N; i++)
+    assert_int_equal(evs_metric_row_remove(rows[i]), 0);
+  const char *nk[] = {"ns-0", "so-00002x"};
+  evs_metric_row_t *late;
+  assert_int_equal(evs_metrics_rows_add(r.obj, nk, &late), 0); /* the view is re-sorted */
+  for (;;) {
+    assert_int_equal(evs_metrics_stream_next(st, 3000, &chunk, &len), 0);
+    if (chunk == NULL)
+      break;
+    assert_true(total + len < (4 << 20));
+    memcpy(body + total, chunk, len);
+    total += len;
+    free(chunk);
+  }
+  body[total] = '\0';
+  evs_metrics_stream_free(st);
+  assert_null(strstr(body, "so-01000"));
+  assert_null(strstr(body, "so-01999"));
+  assert_null(strstr(body, "r_loop{namespace=\"ns-0\",type=\"so\",resource=\"so-00000\"}"));
+  for (int i = 1; i < 1000; i += 37) {
+    char line[128];
+    snprintf(line, sizeof line, "r_loop{namespace=\"ns-%d\",type=\"so\",resource=\"so-%05d\"} %d\n",
+             i / 500, i, i);
+    const char *at = strstr(body, line);
+    assert_non_null(at);
+    assert_null(strstr(at + 1, line)); /* once */
+    snprintf(line, sizeof line,
+             "r_events_total{namespace=\"ns-%d\",scaled_object=\"so-%05d\",direction=\"up\"} 0\n",
+             i / 500, i);
+    at = strstr(body, line);
+    assert_non_null(at);
+    assert_null(strstr(at + 1, line));
+  }
+  free(body);
+  char *out = expose(r.reg);
+  assert_null(strstr(out, "so-00000\""));
+  assert_non_null(strstr(out, "r_paused{namespace=\"ns-0\",scaledObject=\"so-00002x\"} 0\n"));
+  free(out);
+  evs_metrics_free(r.reg);
+}
+
 /* ---- /metrics streamed over a socket ----------------------------------------------------- */
 
 /* 60000 series of 330 bytes: a 20 MB body, several times what the kernel's socket buffers can
@@ -925,6 +1209,9 @@ int main(void) {
       cmocka_unit_test(test_remove_by_handle),
       cmocka_unit_test(test_stream_equals_expose),
       cmocka_unit_test(test_stream_survives_changes),
+      cmocka_unit_test(test_rows_print_as_children),
+      cmocka_unit_test(test_rows_rules),
+      cmocka_unit_test(test_rows_stream_survives_removal),
       cmocka_unit_test(test_scrape_streamed),
       cmocka_unit_test(test_scrape_streamed_vconn),
   };
