@@ -65,6 +65,7 @@ int evs_engine_state_new(const evs_so_t *so, int64_t created_ms, evs_engine_stat
 void evs_engine_state_free(evs_engine_state_t *st) {
   if (st == NULL)
     return;
+  evs_behavior_free(&st->behavior);
   free(st->health);
   free(st);
 }
