@@ -13,7 +13,9 @@
  * When a structure is full, two neighbouring entries are merged CONSERVATIVELY: the merged entry
  * keeps the value that slows scaling (larger for the scale-down max, smaller for the scale-up
  * min) and the later timestamp; merged scale events sum their changes at the later time. So a
- * full history can only delay a scale change, never allow one the HPA would refuse.
+ * full history can only delay a scale change, never allow one the HPA would refuse. The lists
+ * take heap room only for what they hold (evs_behavior_state_t); when that room cannot grow (out
+ * of memory), the new entry is merged the same way into the newest one of its list.
  *
  * Absent behavior: KEDA leaves the HPA's behavior nil (controllers/keda/hpa.go
  * newHPAForScaledObject) and the API server fills defaults only into a behavior that exists, so
@@ -36,27 +38,37 @@
 
 #include "evscale/scaledobject.h"
 
+/* At most this many entries per list; a full list merges (see above). */
 #define EVS_BEHAVIOR_DEQUE_CAP 12
 #define EVS_BEHAVIOR_EVENTS_CAP 12
 
-/* Packed: 12 bytes instead of 16, and every ScaledObject holds 48 of them (memory is a goal:
- * about 2 KB per object in all). Entries are only reached through pointers to the whole struct,
- * so the compiler emits the unaligned loads itself. */
+/* Packed: 12 bytes instead of 16 (memory is a goal: about 2 KB per object in all). Entries are
+ * only reached through pointers to the whole struct, so the compiler emits the unaligned loads
+ * itself. */
 typedef struct __attribute__((packed)) {
   int64_t t_ms;
   int32_t v;
 } evs_behavior_entry_t;
 
-typedef struct {
-  uint8_t head, len;
-  evs_behavior_entry_t e[EVS_BEHAVIOR_DEQUE_CAP];
-} evs_behavior_deque_t;
+/* The four lists of the history, oldest entry first. */
+enum {
+  EVS_BEHAVIOR_DOWN_MAX = 0, /* recommendations, decreasing values: max over the down window */
+  EVS_BEHAVIOR_UP_MIN,       /* recommendations, increasing values: min over the up window */
+  EVS_BEHAVIOR_UP_EVENTS,    /* scale-up events: v = replicas added */
+  EVS_BEHAVIOR_DOWN_EVENTS,  /* scale-down events: v = replicas removed */
+  EVS_BEHAVIOR__LISTS
+};
 
+/* The history costs what it holds (issue 13: 50,000 objects in 100 MB): most objects hold
+ * nothing (a target at 0, triggers in error, paused) and an active one a few entries, so the
+ * lists live back to back in ONE heap block, list k taking cap[k] entries, grown on demand
+ * (1, 2, 4, 8, 12) and shrunk when a list is down to a quarter of its room. An empty history
+ * has no block. Growth only changes where the entries are, never which: the results are those of
+ * fixed lists of EVS_BEHAVIOR_DEQUE_CAP entries. Copy with evs_behavior_copy, never with `=`. */
 typedef struct {
-  evs_behavior_deque_t down_max;    /* recommendations, decreasing values: max over down window */
-  evs_behavior_deque_t up_min;      /* recommendations, increasing values: min over up window */
-  evs_behavior_deque_t up_events;   /* scale-up events: v = replicas added */
-  evs_behavior_deque_t down_events; /* scale-down events: v = replicas removed */
+  evs_behavior_entry_t *e; /* the block (owned), NULL when every cap is 0 */
+  uint8_t len[EVS_BEHAVIOR__LISTS];
+  uint8_t cap[EVS_BEHAVIOR__LISTS];
   /* The HPA seeds its history with (current, now) on its first reconcile
    * (recordInitialRecommendation), so a new autoscaler does not scale below the count it found for
    * one scale-down window. Set once that is done. */
@@ -75,7 +87,16 @@ typedef struct {
 void evs_behavior_effective(const evs_behavior_t *b, evs_scaling_rules_t *up,
                             evs_scaling_rules_t *down);
 
+/* An empty history (no block). */
 void evs_behavior_init(evs_behavior_state_t *s);
+/* Frees the block; s is then empty as after evs_behavior_init. */
+void evs_behavior_free(evs_behavior_state_t *s);
+/* Makes *dst an independent copy of *src (dst holds no block: initialised or freed). Returns 0,
+ * or UV_ENOMEM leaving dst empty. */
+int evs_behavior_copy(evs_behavior_state_t *dst, const evs_behavior_state_t *src);
+/* List `list` (EVS_BEHAVIOR_DOWN_MAX, ...), s->len[list] entries oldest first; borrowed until
+ * the next change of s. */
+const evs_behavior_entry_t *evs_behavior_list(const evs_behavior_state_t *s, int list);
 
 typedef enum {
   EVS_LIMIT_NONE = 0,   /* DesiredWithinRange */
@@ -124,7 +145,8 @@ void evs_behavior_record_scale(evs_behavior_state_t *s, const evs_scaling_rules_
                                int64_t now_ms);
 
 /* The pieces, exposed for the HPA-ported tests. */
-int32_t evs_behavior_change_in_period(const evs_behavior_deque_t *events, int32_t period_s,
+/* The replicas added (up != 0) or removed by the events of the last period_s seconds. */
+int32_t evs_behavior_change_in_period(const evs_behavior_state_t *s, int up, int32_t period_s,
                                       int64_t now_ms);
 int32_t evs_behavior_scale_up_limit(const evs_behavior_state_t *s, const evs_scaling_rules_t *up,
                                     int32_t current, int64_t now_ms);

@@ -38,9 +38,12 @@
 #include <stdint.h>
 
 #define EVS_BREAKER_WINDOW_MS 60000
-/* max_events_per_minute is at most this (evs_breaker_config_check); the state keeps this many
- * event start times and so stays small (a few hundred bytes) per target. */
-#define EVS_BREAKER_MAX_EVENTS 32
+/* max_events_per_minute is at most this (evs_breaker_config_check), and the state keeps at most
+ * this many events. 28 is what fits the 96 bytes the state may take in every registry record
+ * (issue 13: 50,000 objects in 100 MB); a trip then needs up to 29 events, at least 28 reversals
+ * of direction, in one minute, far beyond any flapping worth stopping (the default is 3). With a
+ * larger max_events_per_minute the breaker never trips (it was 32 until issue 13). */
+#define EVS_BREAKER_MAX_EVENTS 28
 
 /* The operators' annotation: present (with the encoded state as its value) while the breaker is
  * open; removing it resets the breaker. */
@@ -56,16 +59,25 @@ typedef struct {
   int fallback_replicas;     /* circuit_breaker.fallback_replicas (10); the HPA gets max(this, 1) */
 } evs_breaker_config_t;
 
+/* 96 bytes, embedded in every registry record. The events (each one's latest write, oldest
+ * first) are kept as 16-bit ages behind the newest: every event the breaker keeps lies within the
+ * 60 s window of the newest (older ones are pruned before each write), and decode refuses an
+ * event list spanning more than 65.535 s. Read an event's time with evs_breaker_event_ms. */
 typedef struct {
-  int open;              /* 1 while the fallback HPA holds the target */
-  int last_dir;          /* direction of the last write: +1 up, -1 down, 0 none yet */
   int64_t opened_ms;     /* when it last opened (0 = never) */
   int64_t closed_ms;     /* when it last closed (0 = never) */
-  int64_t cooldown_ms;   /* the cooldown of the current (or last) open period; 0 = none yet */
   int64_t last_write_ms; /* time of the last write (0 = none) */
-  int n_events;          /* the events of the last 60 s, oldest first: each one's latest write */
-  int64_t events_ms[EVS_BREAKER_MAX_EVENTS];
+  int64_t newest_ms;     /* the newest event's latest write (0 when n_events is 0) */
+  int32_t cooldown_ms;   /* the cooldown of the current (or last) open period; 0 = none yet;
+                          * at most a week (evs_breaker_config_check, decode) */
+  uint8_t open;          /* 1 while the fallback HPA holds the target */
+  int8_t last_dir;       /* direction of the last write: +1 up, -1 down, 0 none yet */
+  uint8_t n_events;      /* the events of the last 60 s */
+  uint16_t age_ms[EVS_BREAKER_MAX_EVENTS]; /* event i is at newest_ms - age_ms[i] */
 } evs_breaker_t;
+
+/* The time of event i (0 <= i < st->n_events): its latest write, ms since the epoch. */
+int64_t evs_breaker_event_ms(const evs_breaker_t *st, int i);
 
 typedef enum {
   /* Closed: write the proposed count (recorded as a write when it differs from current). */
@@ -116,8 +128,10 @@ int evs_breaker_encode(const evs_breaker_t *st, char *buf, size_t cap);
 #define EVS_BREAKER_ENCODED_MAX 800
 
 /* Strict inverse of evs_breaker_encode (the value comes from the API: outside input): every
- * field in order, decimal digits only, times within [0, 2^53], events ascending and at most
- * EVS_BREAKER_MAX_EVENTS. Returns 0, or EVS_EPARSE leaving *st untouched. */
+ * field in order, decimal digits only, times within [0, 2^53], events ascending, at most
+ * EVS_BREAKER_MAX_EVENTS and within 65.535 s of each other (what the breaker itself writes: at
+ * most max_events_per_minute events, all within 60 s). Returns 0, or EVS_EPARSE leaving *st
+ * untouched. */
 int evs_breaker_decode(const char *s, size_t len, evs_breaker_t *st);
 
 const char *evs_breaker_verdict_name(evs_breaker_verdict_t v); /* "write", "trip", … */

@@ -144,9 +144,13 @@ typedef struct {
    * ScaledObjectUnpaused). KEDA's Paused condition is False without reason or message until
    * the first unpause, then False ScaledObjectUnpaused for good (see init_decision). */
   uint8_t was_paused;
+  /* The health of the triggers the object had when the state was made lives in the state's own
+   * allocation, after the struct: one malloc per object instead of two (issue 13). A respec to
+   * more triggers moves it to a block of its own. */
+  uint32_t n_inline;
   evs_behavior_state_t behavior;
   size_t n_triggers;
-  evs_trigger_health_t *health; /* n_triggers, owned */
+  evs_trigger_health_t *health; /* n_triggers: the inline ones, or a block owned by the state */
 } evs_engine_state_t;
 
 /* New state for `so`, created at created_ms (0 = now_ms). Free with evs_engine_state_free. */

@@ -6,58 +6,116 @@
 #include "evscale/behavior.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
-/* ---- a small ring deque ---- */
+#include "evscale/error.h"
 
-static evs_behavior_entry_t *dq_at(evs_behavior_deque_t *d, unsigned i) {
-  return &d->e[(d->head + i) % EVS_BEHAVIOR_DEQUE_CAP];
+/* ---- the lists: back to back in one block (see evs_behavior_state_t) ---- */
+
+#define GROW_MAX EVS_BEHAVIOR_DEQUE_CAP
+_Static_assert(EVS_BEHAVIOR_EVENTS_CAP == EVS_BEHAVIOR_DEQUE_CAP, "one growth rule for all lists");
+
+static size_t offset_of(const evs_behavior_state_t *s, int k) {
+  size_t off = 0;
+  for (int i = 0; i < k; i++)
+    off += s->cap[i];
+  return off;
 }
 
-static const evs_behavior_entry_t *dq_cat(const evs_behavior_deque_t *d, unsigned i) {
-  return &d->e[(d->head + i) % EVS_BEHAVIOR_DEQUE_CAP];
+static evs_behavior_entry_t *dq_at(evs_behavior_state_t *s, int k, unsigned i) {
+  return &s->e[offset_of(s, k) + i];
 }
 
-static void dq_pop_front(evs_behavior_deque_t *d) {
-  d->head = (uint8_t)((d->head + 1) % EVS_BEHAVIOR_DEQUE_CAP);
-  d->len--;
+static const evs_behavior_entry_t *dq_cat(const evs_behavior_state_t *s, int k, unsigned i) {
+  return &s->e[offset_of(s, k) + i];
 }
 
-static void dq_push_back(evs_behavior_deque_t *d, int64_t t, int32_t v) {
-  evs_behavior_entry_t *e = dq_at(d, d->len);
+/* Gives list k room for `cap` entries (at least its length), moving the lists after it. */
+static int dq_resize(evs_behavior_state_t *s, int k, unsigned cap) {
+  size_t off = offset_of(s, k), total = offset_of(s, EVS_BEHAVIOR__LISTS);
+  size_t tail = total - off - s->cap[k], now_total = total - s->cap[k] + cap;
+  if (cap > s->cap[k]) {
+    evs_behavior_entry_t *e = realloc(s->e, now_total * sizeof *e);
+    if (e == NULL)
+      return UV_ENOMEM;
+    s->e = e;
+    memmove(e + off + cap, e + off + s->cap[k], tail * sizeof *e);
+  } else if (now_total == 0) {
+    free(s->e);
+    s->e = NULL;
+  } else {
+    memmove(s->e + off + cap, s->e + off + s->cap[k], tail * sizeof *s->e);
+    evs_behavior_entry_t *e = realloc(s->e, now_total * sizeof *e);
+    if (e != NULL) /* a smaller block that cannot be had: keep the larger one */
+      s->e = e;
+  }
+  s->cap[k] = (uint8_t)cap;
+  return 0;
+}
+
+/* Room for one more entry in list k, below the fixed capacity: 0, or UV_ENOMEM. */
+static int dq_reserve(evs_behavior_state_t *s, int k) {
+  if (s->len[k] < s->cap[k])
+    return 0;
+  unsigned cap = s->cap[k] ? 2u * s->cap[k] : 1;
+  return dq_resize(s, k, cap > GROW_MAX ? GROW_MAX : cap);
+}
+
+/* Hands back the room of lists down to a quarter of it (after the entry points, so that a list
+ * emptied and refilled within one call keeps its room). */
+static void settle(evs_behavior_state_t *s) {
+  for (int k = 0; k < EVS_BEHAVIOR__LISTS; k++)
+    if (s->cap[k] && 4u * s->len[k] <= s->cap[k])
+      (void)dq_resize(s, k, 2u * s->len[k]);
+}
+
+static void dq_pop_front(evs_behavior_state_t *s, int k) {
+  evs_behavior_entry_t *e = dq_at(s, k, 0);
+  memmove(e, e + 1, (size_t)(s->len[k] - 1) * sizeof *e);
+  s->len[k]--;
+}
+
+/* Appends; the caller made room (dq_reserve) or found the list full and merged. */
+static void dq_push_back(evs_behavior_state_t *s, int k, int64_t t, int32_t v) {
+  evs_behavior_entry_t *e = dq_at(s, k, s->len[k]);
   e->t_ms = t;
   e->v = v;
-  d->len++;
+  s->len[k]++;
 }
 
 /* Removes entry i by shifting the later ones down one place. */
-static void dq_remove(evs_behavior_deque_t *d, unsigned i) {
-  for (unsigned j = i; j + 1 < d->len; j++)
-    *dq_at(d, j) = *dq_at(d, j + 1);
-  d->len--;
+static void dq_remove(evs_behavior_state_t *s, int k, unsigned i) {
+  for (unsigned j = i; j + 1 < s->len[k]; j++)
+    *dq_at(s, k, j) = *dq_at(s, k, j + 1);
+  s->len[k]--;
 }
 
 /* Drops entries that are no longer inside (now - window, now]: the HPA's
  * rec.timestamp.After(cutoff) keeps an entry only while t > now - window. */
-static void dq_evict(evs_behavior_deque_t *d, int64_t window_ms, int64_t now_ms) {
-  while (d->len && dq_at(d, 0)->t_ms <= now_ms - window_ms)
-    dq_pop_front(d);
+static void dq_evict(evs_behavior_state_t *s, int k, int64_t window_ms, int64_t now_ms) {
+  while (s->len[k] && dq_at(s, k, 0)->t_ms <= now_ms - window_ms)
+    dq_pop_front(s, k);
 }
 
 /* Merges the neighbouring pair whose values are closest, keeping `keep_first` side's value (the
  * one that slows scaling) and the later time, so the merged entry stays in its window longer. */
-static void dq_merge_closest(evs_behavior_deque_t *d) {
+static void dq_merge_closest(evs_behavior_state_t *s, int k) {
   unsigned best = 0;
   int64_t gap = INT64_MAX;
-  for (unsigned i = 0; i + 1 < d->len; i++) {
-    int64_t g = (int64_t)dq_at(d, i)->v - dq_at(d, i + 1)->v;
+  for (unsigned i = 0; i + 1 < s->len[k]; i++) {
+    int64_t g = (int64_t)dq_at(s, k, i)->v - dq_at(s, k, i + 1)->v;
     if (g < 0)
       g = -g;
     if (g < gap)
       gap = g, best = i;
   }
-  dq_at(d, best)->t_ms = dq_at(d, best + 1)->t_ms;
-  dq_remove(d, best + 1);
+  dq_at(s, k, best)->t_ms = dq_at(s, k, best + 1)->t_ms;
+  dq_remove(s, k, best + 1);
+}
+
+const evs_behavior_entry_t *evs_behavior_list(const evs_behavior_state_t *s, int list) {
+  return s->len[list] ? dq_cat(s, list, 0) : NULL;
 }
 
 /* ---- defaults ---- */
@@ -97,30 +155,66 @@ void evs_behavior_effective(const evs_behavior_t *b, evs_scaling_rules_t *up,
 
 void evs_behavior_init(evs_behavior_state_t *s) { memset(s, 0, sizeof *s); }
 
+void evs_behavior_free(evs_behavior_state_t *s) {
+  free(s->e);
+  evs_behavior_init(s);
+}
+
+int evs_behavior_copy(evs_behavior_state_t *dst, const evs_behavior_state_t *src) {
+  size_t n = offset_of(src, EVS_BEHAVIOR__LISTS);
+  *dst = *src;
+  dst->e = NULL;
+  if (n == 0)
+    return 0;
+  if ((dst->e = malloc(n * sizeof *dst->e)) == NULL) {
+    evs_behavior_init(dst);
+    return UV_ENOMEM;
+  }
+  memcpy(dst->e, src->e, n * sizeof *dst->e);
+  return 0;
+}
+
 /* ---- recommendations ---- */
+
+/* Appends a recommendation to a monotonic list: merged when the list is full (the HPA-sized
+ * bound), or into the newest entry when the block cannot grow. The newest entry's value is the
+ * one that slows scaling (the dominated ones are gone), so keeping it at the later time only
+ * delays a change, as a full list does. Only an empty list that cannot get room loses it. */
+static void push_rec(evs_behavior_state_t *s, int k, int32_t v, int64_t t_ms) {
+  if (s->len[k] == EVS_BEHAVIOR_DEQUE_CAP) {
+    dq_merge_closest(s, k);
+  } else if (dq_reserve(s, k) != 0) {
+    if (s->len[k])
+      dq_at(s, k, s->len[k] - 1u)->t_ms = t_ms;
+    return;
+  }
+  dq_push_back(s, k, t_ms, v);
+}
 
 /* Windows in ms as dq_evict reads them: an entry stays while t > now - window. */
 static void add_rec(evs_behavior_state_t *s, int64_t up_ms, int64_t down_ms, int32_t v,
                     int64_t t_ms) {
-  evs_behavior_deque_t *mx = &s->down_max, *mn = &s->up_min;
-  dq_evict(mx, down_ms, t_ms);
-  dq_evict(mn, up_ms, t_ms);
+  const int mx = EVS_BEHAVIOR_DOWN_MAX, mn = EVS_BEHAVIOR_UP_MIN;
+  dq_evict(s, mx, down_ms, t_ms);
+  dq_evict(s, mn, up_ms, t_ms);
   /* An older entry dominated by a newer one can never be the window's answer again. */
-  while (mx->len && dq_at(mx, mx->len - 1)->v <= v)
-    mx->len--;
-  while (mn->len && dq_at(mn, mn->len - 1)->v >= v)
-    mn->len--;
-  if (mx->len == EVS_BEHAVIOR_DEQUE_CAP)
-    dq_merge_closest(mx);
-  if (mn->len == EVS_BEHAVIOR_DEQUE_CAP)
-    dq_merge_closest(mn);
-  dq_push_back(mx, t_ms, v);
-  dq_push_back(mn, t_ms, v);
+  while (s->len[mx] && dq_at(s, mx, s->len[mx] - 1u)->v <= v)
+    s->len[mx]--;
+  while (s->len[mn] && dq_at(s, mn, s->len[mn] - 1u)->v >= v)
+    s->len[mn]--;
+  push_rec(s, mx, v, t_ms);
+  push_rec(s, mn, v, t_ms);
+}
+
+static void add_rec_rules(evs_behavior_state_t *s, const evs_scaling_rules_t *up,
+                          const evs_scaling_rules_t *down, int32_t v, int64_t t_ms) {
+  add_rec(s, (int64_t)up->window_s * 1000, (int64_t)down->window_s * 1000, v, t_ms);
 }
 
 void evs_behavior_add_recommendation(evs_behavior_state_t *s, const evs_scaling_rules_t *up,
                                      const evs_scaling_rules_t *down, int32_t v, int64_t t_ms) {
-  add_rec(s, (int64_t)up->window_s * 1000, (int64_t)down->window_s * 1000, v, t_ms);
+  add_rec_rules(s, up, down, v, t_ms);
+  settle(s);
 }
 
 /* ---- scale events ---- */
@@ -133,15 +227,29 @@ static int32_t longest_period(const evs_scaling_rules_t *r) {
   return p;
 }
 
-void evs_behavior_add_event(evs_behavior_state_t *s, int up, int32_t change, int64_t t_ms) {
-  evs_behavior_deque_t *d = up ? &s->up_events : &s->down_events;
-  if (d->len == EVS_BEHAVIOR_DEQUE_CAP) {
+static void push_event(evs_behavior_state_t *s, int up, int32_t change, int64_t t_ms) {
+  int k = up ? EVS_BEHAVIOR_UP_EVENTS : EVS_BEHAVIOR_DOWN_EVENTS;
+  if (s->len[k] == EVS_BEHAVIOR_EVENTS_CAP) {
     /* Full: fold the oldest event into the next one (sum at the later time), which only makes
      * the policies count it longer. */
-    dq_at(d, 1)->v += dq_at(d, 0)->v;
-    dq_pop_front(d);
+    dq_at(s, k, 1)->v += dq_at(s, k, 0)->v;
+    dq_pop_front(s, k);
+  } else if (dq_reserve(s, k) != 0) {
+    /* No room to be had: the same fold, of the newest event into this one. */
+    if (s->len[k]) {
+      evs_behavior_entry_t *last = dq_at(s, k, s->len[k] - 1u);
+      last->v += change;
+      if (t_ms > last->t_ms)
+        last->t_ms = t_ms;
+    }
+    return;
   }
-  dq_push_back(d, t_ms, change);
+  dq_push_back(s, k, t_ms, change);
+}
+
+void evs_behavior_add_event(evs_behavior_state_t *s, int up, int32_t change, int64_t t_ms) {
+  push_event(s, up, change, t_ms);
+  settle(s);
 }
 
 void evs_behavior_record_scale(evs_behavior_state_t *s, const evs_scaling_rules_t *up,
@@ -150,26 +258,28 @@ void evs_behavior_record_scale(evs_behavior_state_t *s, const evs_scaling_rules_
   if (to == from)
     return;
   int is_up = to > from;
-  evs_behavior_deque_t *d = is_up ? &s->up_events : &s->down_events;
   /* markScaleEventsOutdated: events older than the longest policy period are never read again. */
-  dq_evict(d, (int64_t)longest_period(is_up ? up : down) * 1000, now_ms);
-  evs_behavior_add_event(s, is_up, is_up ? to - from : from - to, now_ms);
+  dq_evict(s, is_up ? EVS_BEHAVIOR_UP_EVENTS : EVS_BEHAVIOR_DOWN_EVENTS,
+           (int64_t)longest_period(is_up ? up : down) * 1000, now_ms);
+  push_event(s, is_up, is_up ? to - from : from - to, now_ms);
+  settle(s);
 }
 
-int32_t evs_behavior_change_in_period(const evs_behavior_deque_t *events, int32_t period_s,
+int32_t evs_behavior_change_in_period(const evs_behavior_state_t *s, int up, int32_t period_s,
                                       int64_t now_ms) {
+  int k = up ? EVS_BEHAVIOR_UP_EVENTS : EVS_BEHAVIOR_DOWN_EVENTS;
   int64_t cutoff = now_ms - (int64_t)period_s * 1000;
   int32_t sum = 0;
-  for (unsigned i = 0; i < events->len; i++)
-    if (dq_cat(events, i)->t_ms > cutoff)
-      sum += dq_cat(events, i)->v;
+  for (unsigned i = 0; i < s->len[k]; i++)
+    if (dq_cat(s, k, i)->t_ms > cutoff)
+      sum += dq_cat(s, k, i)->v;
   return sum;
 }
 
 static int32_t period_start(const evs_behavior_state_t *s, int32_t current, int32_t period_s,
                             int64_t now_ms) {
-  return current - evs_behavior_change_in_period(&s->up_events, period_s, now_ms) +
-         evs_behavior_change_in_period(&s->down_events, period_s, now_ms);
+  return current - evs_behavior_change_in_period(s, 1, period_s, now_ms) +
+         evs_behavior_change_in_period(s, 0, period_s, now_ms);
 }
 
 int32_t evs_behavior_scale_up_limit(const evs_behavior_state_t *s, const evs_scaling_rules_t *up,
@@ -221,10 +331,9 @@ static void events_expiry(const evs_behavior_state_t *s, const evs_scaling_rules
                           int64_t now_ms, int64_t *best) {
   for (unsigned p = 0; p < r->n_policies; p++) {
     int64_t period = (int64_t)r->policies[p].period_s * 1000;
-    for (unsigned i = 0; i < s->up_events.len; i++)
-      earliest(best, dq_cat(&s->up_events, i)->t_ms + period, now_ms);
-    for (unsigned i = 0; i < s->down_events.len; i++)
-      earliest(best, dq_cat(&s->down_events, i)->t_ms + period, now_ms);
+    for (int k = EVS_BEHAVIOR_UP_EVENTS; k <= EVS_BEHAVIOR_DOWN_EVENTS; k++)
+      for (unsigned i = 0; i < s->len[k]; i++)
+        earliest(best, dq_cat(s, k, i)->t_ms + period, now_ms);
   }
 }
 
@@ -235,10 +344,12 @@ static int64_t next_expiry(const evs_behavior_state_t *s, const evs_scaling_rule
                            int64_t now_ms) {
   int64_t best = INT64_MAX;
   if (r->stabilized_changed) {
-    for (unsigned i = 0; i < s->down_max.len; i++)
-      earliest(&best, dq_cat(&s->down_max, i)->t_ms + (int64_t)down->window_s * 1000, now_ms);
-    for (unsigned i = 0; i < s->up_min.len; i++)
-      earliest(&best, dq_cat(&s->up_min, i)->t_ms + (int64_t)up->window_s * 1000, now_ms);
+    for (unsigned i = 0; i < s->len[EVS_BEHAVIOR_DOWN_MAX]; i++)
+      earliest(&best, dq_cat(s, EVS_BEHAVIOR_DOWN_MAX, i)->t_ms + (int64_t)down->window_s * 1000,
+               now_ms);
+    for (unsigned i = 0; i < s->len[EVS_BEHAVIOR_UP_MIN]; i++)
+      earliest(&best, dq_cat(s, EVS_BEHAVIOR_UP_MIN, i)->t_ms + (int64_t)up->window_s * 1000,
+               now_ms);
   }
   if (r->limit == EVS_LIMIT_SCALE_UP)
     events_expiry(s, up, now_ms, &best);
@@ -269,18 +380,18 @@ static int32_t stabilize(evs_behavior_state_t *s, const evs_scaling_rules_t *up,
                          int64_t now_ms) {
   int32_t up_rec = desired, down_rec = desired, rec = current;
   keep_in_force(s, (int64_t)up->window_s * 1000, (int64_t)down->window_s * 1000, now_ms);
-  dq_evict(&s->up_min, (int64_t)up->window_s * 1000, now_ms);
-  dq_evict(&s->down_max, (int64_t)down->window_s * 1000, now_ms);
-  if (s->up_min.len && dq_at(&s->up_min, 0)->v < up_rec)
-    up_rec = dq_at(&s->up_min, 0)->v;
-  if (s->down_max.len && dq_at(&s->down_max, 0)->v > down_rec)
-    down_rec = dq_at(&s->down_max, 0)->v;
+  dq_evict(s, EVS_BEHAVIOR_UP_MIN, (int64_t)up->window_s * 1000, now_ms);
+  dq_evict(s, EVS_BEHAVIOR_DOWN_MAX, (int64_t)down->window_s * 1000, now_ms);
+  if (s->len[EVS_BEHAVIOR_UP_MIN] && dq_at(s, EVS_BEHAVIOR_UP_MIN, 0)->v < up_rec)
+    up_rec = dq_at(s, EVS_BEHAVIOR_UP_MIN, 0)->v;
+  if (s->len[EVS_BEHAVIOR_DOWN_MAX] && dq_at(s, EVS_BEHAVIOR_DOWN_MAX, 0)->v > down_rec)
+    down_rec = dq_at(s, EVS_BEHAVIOR_DOWN_MAX, 0)->v;
   /* Scale up only to the lowest recent recommendation, down only to the highest. */
   if (rec < up_rec)
     rec = up_rec;
   if (rec > down_rec)
     rec = down_rec;
-  evs_behavior_add_recommendation(s, up, down, desired, now_ms);
+  add_rec_rules(s, up, down, desired, now_ms);
   s->last_rec = desired;
   s->has_last_rec = 1;
   return rec;
@@ -320,7 +431,7 @@ void evs_behavior_normalize(evs_behavior_state_t *s, const evs_scaling_rules_t *
                             evs_behavior_result_t *out) {
   memset(out, 0, sizeof *out);
   if (!s->seeded) {
-    evs_behavior_add_recommendation(s, up, down, current, now_ms);
+    add_rec_rules(s, up, down, current, now_ms);
     s->seeded = 1;
   }
   out->stabilized = stabilize(s, up, down, current, desired, now_ms);
@@ -328,6 +439,7 @@ void evs_behavior_normalize(evs_behavior_state_t *s, const evs_scaling_rules_t *
   out->desired =
       rate_limit(s, up, down, current, out->stabilized, min_r, max_r, now_ms, &out->limit);
   out->next_change_ms = next_expiry(s, up, down, out, now_ms);
+  settle(s);
 }
 
 /* ---- no behavior: the HPA's legacy path ---- */
@@ -357,10 +469,10 @@ void evs_behavior_normalize_legacy(evs_behavior_state_t *s, int32_t current, int
     s->seeded = 1;
   }
   keep_in_force(s, 0, win, now_ms);
-  dq_evict(&s->down_max, win, now_ms);
+  dq_evict(s, EVS_BEHAVIOR_DOWN_MAX, win, now_ms);
   int32_t rec = desired;
-  if (s->down_max.len && dq_at(&s->down_max, 0)->v > rec)
-    rec = dq_at(&s->down_max, 0)->v;
+  if (s->len[EVS_BEHAVIOR_DOWN_MAX] && dq_at(s, EVS_BEHAVIOR_DOWN_MAX, 0)->v > rec)
+    rec = dq_at(s, EVS_BEHAVIOR_DOWN_MAX, 0)->v;
   add_rec(s, 0, win, desired, now_ms);
   s->last_rec = desired;
   s->has_last_rec = 1;
@@ -386,14 +498,15 @@ void evs_behavior_normalize_legacy(evs_behavior_state_t *s, int32_t current, int
   }
   int64_t best = INT64_MAX;
   if (out->stabilized_changed)
-    for (unsigned i = 0; i < s->down_max.len; i++)
-      earliest(&best, dq_cat(&s->down_max, i)->t_ms + win, now_ms);
+    for (unsigned i = 0; i < s->len[EVS_BEHAVIOR_DOWN_MAX]; i++)
+      earliest(&best, dq_cat(s, EVS_BEHAVIOR_DOWN_MAX, i)->t_ms + win, now_ms);
   if (out->limit == EVS_LIMIT_SCALE_UP) {
     evs_scaling_rules_t period = {
         0, EVS_SELECT_MAX, 1, {{1, EVS_BEHAVIOR_LEGACY_PERIOD_S, EVS_POLICY_PODS}}, -1};
     events_expiry(s, &period, now_ms, &best);
   }
   out->next_change_ms = best;
+  settle(s);
 }
 
 void evs_behavior_record_legacy_write(evs_behavior_state_t *s, int32_t from, int32_t to,
@@ -401,7 +514,8 @@ void evs_behavior_record_legacy_write(evs_behavior_state_t *s, int32_t from, int
   if (to == from)
     return;
   int is_up = to > from;
-  evs_behavior_deque_t *d = is_up ? &s->up_events : &s->down_events;
-  dq_evict(d, (int64_t)EVS_BEHAVIOR_LEGACY_PERIOD_S * 1000, now_ms);
-  evs_behavior_add_event(s, is_up, is_up ? to - from : from - to, now_ms);
+  dq_evict(s, is_up ? EVS_BEHAVIOR_UP_EVENTS : EVS_BEHAVIOR_DOWN_EVENTS,
+           (int64_t)EVS_BEHAVIOR_LEGACY_PERIOD_S * 1000, now_ms);
+  push_event(s, is_up, is_up ? to - from : from - to, now_ms);
+  settle(s);
 }

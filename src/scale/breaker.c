@@ -56,17 +56,48 @@ const char *evs_breaker_verdict_name(evs_breaker_verdict_t v) {
   return "unknown";
 }
 
+/* ---- the event list: ages behind the newest event (see evs_breaker_t) ---- */
+
+int64_t evs_breaker_event_ms(const evs_breaker_t *st, int i) {
+  return st->newest_ms - st->age_ms[i];
+}
+
+/* Drops the `n` oldest events; the slots past the end stay zero so that equal states compare
+ * equal byte for byte (the encoding tests and the fuzz target rely on it). */
+static void drop_oldest(evs_breaker_t *st, int n) {
+  memmove(st->age_ms, st->age_ms + n, (size_t)(st->n_events - n) * sizeof st->age_ms[0]);
+  memset(st->age_ms + st->n_events - n, 0, (size_t)n * sizeof st->age_ms[0]);
+  st->n_events = (uint8_t)(st->n_events - n);
+  if (st->n_events == 0)
+    st->newest_ms = 0;
+}
+
+static void forget_events(evs_breaker_t *st) { drop_oldest(st, st->n_events); }
+
+/* Moves the reference of the ages to t (>= newest_ms), the events keeping their times. They stay
+ * within 60 s of t: the caller pruned (prune keeps only events less than 60 s before now, and t
+ * is now, or the newest event itself when the clock stepped back), so an age never passes
+ * UINT16_MAX; an event that would is past every window and goes. */
+static void rebase(evs_breaker_t *st, int64_t t) {
+  int64_t shift = st->n_events ? t - st->newest_ms : 0;
+  int drop = 0;
+  while (drop < st->n_events && st->age_ms[drop] + shift > UINT16_MAX)
+    drop++;
+  drop_oldest(st, drop);
+  for (int i = 0; i < st->n_events; i++)
+    st->age_ms[i] = (uint16_t)(st->age_ms[i] + shift);
+  st->newest_ms = t;
+}
+
 /* Forgets events whose latest write is 60 s old or more: they left the rolling window. An event
  * still going on (its writes less than 60 s apart) stays in the window however long ago it
  * began: its writes are happening inside the window. */
 static void prune(evs_breaker_t *st, int64_t now_ms) {
   int keep = 0;
-  while (keep < st->n_events && now_ms - st->events_ms[keep] >= EVS_BREAKER_WINDOW_MS)
+  while (keep < st->n_events && now_ms - evs_breaker_event_ms(st, keep) >= EVS_BREAKER_WINDOW_MS)
     keep++;
-  if (keep > 0) {
-    memmove(st->events_ms, st->events_ms + keep, (size_t)(st->n_events - keep) * sizeof(int64_t));
-    st->n_events -= keep;
-  }
+  if (keep > 0)
+    drop_oldest(st, keep);
 }
 
 static int starts_event(const evs_breaker_t *st, int dir, int64_t now_ms) {
@@ -81,19 +112,16 @@ static void record_write(evs_breaker_t *st, int current, int proposed, int64_t n
     return;
   int dir = proposed > current ? 1 : -1;
   /* Keep the list ascending even if the clock stepped back, so it always encodes. */
-  int64_t t = st->n_events > 0 && st->events_ms[st->n_events - 1] > now_ms
-                  ? st->events_ms[st->n_events - 1]
-                  : now_ms;
-  if (starts_event(st, dir, now_ms) || st->n_events == 0) {
-    if (st->n_events == EVS_BREAKER_MAX_EVENTS) { /* cannot happen with a checked config */
-      memmove(st->events_ms, st->events_ms + 1, (EVS_BREAKER_MAX_EVENTS - 1) * sizeof(int64_t));
-      st->n_events--;
-    }
-    st->events_ms[st->n_events++] = t;
-  } else {
-    st->events_ms[st->n_events - 1] = t;
-  }
-  st->last_dir = dir;
+  int64_t t = st->n_events > 0 && st->newest_ms > now_ms ? st->newest_ms : now_ms;
+  int new_event = starts_event(st, dir, now_ms) || st->n_events == 0;
+  /* Full only with max_events_per_minute above the bound: such a breaker never trips. */
+  if (new_event && st->n_events == EVS_BREAKER_MAX_EVENTS)
+    drop_oldest(st, 1);
+  rebase(st, t);
+  if (new_event || st->n_events == 0)
+    st->n_events++;
+  st->age_ms[st->n_events - 1] = 0; /* the new event, or the newest going on, at t */
+  st->last_dir = (int8_t)dir;
   st->last_write_ms = now_ms;
 }
 
@@ -101,7 +129,7 @@ static void close_breaker(evs_breaker_t *st, int64_t now_ms) {
   st->open = 0;
   st->closed_ms = now_ms;
   /* The fallback HPA wrote meanwhile: what we wrote before says nothing about the next minute. */
-  st->n_events = 0;
+  forget_events(st);
   st->last_dir = 0;
   st->last_write_ms = 0;
 }
@@ -167,10 +195,12 @@ evs_breaker_verdict_t evs_breaker_decide(evs_breaker_t *st, const evs_breaker_co
     record_write(st, current_replicas, proposed_replicas, now_ms);
     return EVS_BREAKER_WRITE;
   }
-  st->cooldown_ms = next_cooldown(st, cfg, now_ms);
+  int64_t cooldown = next_cooldown(st, cfg, now_ms);
+  /* A checked config keeps it within a week (COOLDOWN_LIMIT_MS), which the state's 32 bits hold. */
+  st->cooldown_ms = (int32_t)(cooldown > COOLDOWN_LIMIT_MS ? COOLDOWN_LIMIT_MS : cooldown);
   st->open = 1;
   st->opened_ms = now_ms;
-  st->n_events = 0;
+  forget_events(st);
   st->last_dir = 0;
   st->last_write_ms = 0;
   *next_eval_ms = clamp_delay(st->cooldown_ms);
@@ -197,7 +227,8 @@ int evs_breaker_encode(const evs_breaker_t *st, char *buf, size_t cap) {
                    (long long)st->cooldown_ms);
   for (int i = 0; i < st->n_events && i < EVS_BREAKER_MAX_EVENTS && n > 0 && (size_t)n < sizeof tmp;
        i++) {
-    long long v = i == 0 ? st->events_ms[0] : st->events_ms[i] - st->events_ms[i - 1];
+    long long v =
+        i == 0 ? evs_breaker_event_ms(st, 0) : (long long)st->age_ms[i - 1] - st->age_ms[i];
     n += snprintf(tmp + n, sizeof tmp - (size_t)n, "%s%lld", i ? "," : "", v);
   }
   if (cap > 0)
@@ -237,20 +268,27 @@ static int parse_field(cursor_t *c, const char *prefix, int64_t *out) {
   return expect_str(c, prefix) == 0 && parse_num(c, out) == 0 ? 0 : -1;
 }
 
+/* The first event's time, then each one's distance from the one before. */
 static int parse_events(cursor_t *c, evs_breaker_t *st) {
-  st->n_events = 0;
+  int64_t t[EVS_BREAKER_MAX_EVENTS];
+  int n = 0;
   while (c->s < c->end) {
     int64_t v;
-    if (st->n_events == EVS_BREAKER_MAX_EVENTS || (st->n_events > 0 && expect_str(c, ",") != 0) ||
-        parse_num(c, &v) != 0)
+    if (n == EVS_BREAKER_MAX_EVENTS || (n > 0 && expect_str(c, ",") != 0) || parse_num(c, &v) != 0)
       return -1;
-    if (st->n_events > 0) {
-      v += st->events_ms[st->n_events - 1];
+    if (n > 0) {
+      v += t[n - 1];
       if (v > TIME_MAX)
         return -1;
     }
-    st->events_ms[st->n_events++] = v;
+    t[n++] = v;
   }
+  if (n > 0 && t[n - 1] - t[0] > UINT16_MAX)
+    return -1; /* wider than any list the breaker keeps (and than its ages can say) */
+  st->n_events = (uint8_t)n;
+  st->newest_ms = n ? t[n - 1] : 0;
+  for (int i = 0; i < n; i++)
+    st->age_ms[i] = (uint16_t)(t[n - 1] - t[i]);
   return 0;
 }
 
@@ -260,20 +298,22 @@ int evs_breaker_decode(const char *s, size_t len, evs_breaker_t *out) {
   evs_breaker_init(&st);
   if (!s || expect_str(&c, "v1 ") != 0 || c.s >= c.end || (*c.s != 'o' && *c.s != 'c'))
     return EVS_EPARSE;
-  st.open = *c.s++ == 'o';
+  st.open = (uint8_t)(*c.s++ == 'o');
   if (expect_str(&c, " d") != 0 || c.s >= c.end || !strchr("+-0", *c.s) || *c.s == '\0')
     return EVS_EPARSE;
-  st.last_dir = *c.s == '+' ? 1 : *c.s == '-' ? -1 : 0;
+  st.last_dir = (int8_t)(*c.s == '+' ? 1 : *c.s == '-' ? -1 : 0);
   c.s++;
+  int64_t cooldown;
   if (parse_field(&c, " w", &st.last_write_ms) != 0 || parse_field(&c, " o", &st.opened_ms) != 0 ||
-      parse_field(&c, " x", &st.closed_ms) != 0 || parse_field(&c, " k", &st.cooldown_ms) != 0 ||
+      parse_field(&c, " x", &st.closed_ms) != 0 || parse_field(&c, " k", &cooldown) != 0 ||
       expect_str(&c, " e") != 0 || parse_events(&c, &st) != 0)
     return EVS_EPARSE;
   /* An open breaker must say since when and for how long, or it could never close. */
-  if (st.open && (st.opened_ms == 0 || st.cooldown_ms == 0 || st.cooldown_ms > COOLDOWN_LIMIT_MS))
+  if (st.open && (st.opened_ms == 0 || cooldown == 0))
     return EVS_EPARSE;
-  if (st.cooldown_ms > COOLDOWN_LIMIT_MS)
+  if (cooldown > COOLDOWN_LIMIT_MS)
     return EVS_EPARSE;
+  st.cooldown_ms = (int32_t)cooldown;
   *out = st;
   return 0;
 }

@@ -46,18 +46,33 @@ void evs_engine_config_default(evs_engine_config_t *cfg) {
 
 /* ---- state ---- */
 
+static evs_trigger_health_t *inline_health(evs_engine_state_t *st) {
+  return (evs_trigger_health_t *)(st + 1);
+}
+
+static void health_init(evs_trigger_health_t *h, size_t from, size_t to) {
+  for (size_t i = from; i < to; i++) {
+    memset(&h[i], 0, sizeof h[i]);
+    h[i].proposal = -1;
+  }
+}
+
 int evs_engine_state_new(const evs_so_t *so, int64_t created_ms, evs_engine_state_t **out) {
-  evs_engine_state_t *st = calloc(1, sizeof *st);
+  _Static_assert(sizeof(evs_engine_state_t) % _Alignof(evs_trigger_health_t) == 0,
+                 "the inline health follows the struct aligned");
+  size_t n = so->n_triggers ? so->n_triggers : 1; /* health is never NULL */
+  evs_engine_state_t *st = NULL;
   *out = NULL;
+  if (n <= UINT32_MAX && n <= (SIZE_MAX - sizeof *st) / sizeof(evs_trigger_health_t))
+    st = calloc(1, sizeof *st + n * sizeof(evs_trigger_health_t));
   if (st == NULL)
     return UV_ENOMEM;
   st->created_ms = created_ms;
   evs_behavior_init(&st->behavior);
-  int rc = evs_engine_state_respec(st, so);
-  if (rc != 0) {
-    free(st);
-    return rc;
-  }
+  st->n_inline = (uint32_t)n;
+  st->health = inline_health(st);
+  st->n_triggers = so->n_triggers;
+  health_init(st->health, 0, st->n_triggers);
   *out = st;
   return 0;
 }
@@ -65,21 +80,30 @@ int evs_engine_state_new(const evs_so_t *so, int64_t created_ms, evs_engine_stat
 void evs_engine_state_free(evs_engine_state_t *st) {
   if (st == NULL)
     return;
-  free(st->health);
+  evs_behavior_free(&st->behavior);
+  if (st->health != inline_health(st))
+    free(st->health);
   free(st);
 }
 
 int evs_engine_state_respec(evs_engine_state_t *st, const evs_so_t *so) {
   size_t n = so->n_triggers;
-  if (n == st->n_triggers && st->health)
+  if (n == st->n_triggers)
     return 0;
-  evs_trigger_health_t *h = realloc(st->health, (n ? n : 1) * sizeof *h);
-  if (h == NULL)
-    return UV_ENOMEM;
-  for (size_t i = st->n_triggers; i < n; i++) {
-    memset(&h[i], 0, sizeof h[i]);
-    h[i].proposal = -1;
+  if (st->health == inline_health(st) && n <= st->n_inline) {
+    health_init(st->health, st->n_triggers, n);
+    st->n_triggers = n;
+    return 0;
   }
+  evs_trigger_health_t *h;
+  if (st->health == inline_health(st)) {
+    if ((h = malloc(n * sizeof *h)) == NULL)
+      return UV_ENOMEM;
+    memcpy(h, st->health, st->n_triggers * sizeof *h);
+  } else if ((h = realloc(st->health, (n ? n : 1) * sizeof *h)) == NULL) {
+    return UV_ENOMEM;
+  }
+  health_init(h, st->n_triggers, n);
   st->health = h;
   st->n_triggers = n;
   return 0;

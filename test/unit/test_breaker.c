@@ -116,7 +116,7 @@ static void test_event_boundaries(void **state) {
   for (int i = 0; i < 30; i++) /* 1 → 31 over 290 s, every 10 s: one event */
     assert_int_equal(step(&st, &cfg, &r, r + 1, S(i * 10), NULL), EVS_BREAKER_WRITE);
   assert_int_equal(st.n_events, 1);
-  assert_true(st.events_ms[0] == S(290));
+  assert_true(evs_breaker_event_ms(&st, 0) == S(290));
   /* The ongoing ramp counts: down (2), up (3), then down would be the 4th: trip. */
   assert_int_equal(step(&st, &cfg, &r, 30, S(300), NULL), EVS_BREAKER_WRITE);
   assert_int_equal(step(&st, &cfg, &r, 31, S(310), NULL), EVS_BREAKER_WRITE);
@@ -132,7 +132,7 @@ static void test_event_boundaries(void **state) {
   /* 119.999 - 59.999 = 60 s: a new event, and the first one (latest write at 59.999 s) has just
    * left the window. */
   assert_int_equal(st.n_events, 1);
-  assert_true(st.events_ms[0] == S(119.999));
+  assert_true(evs_breaker_event_ms(&st, 0) == S(119.999));
 }
 
 /* The window rolls: events (latest writes) at 0, 20, 40 s; at 60 s the first has left it, so a
@@ -382,7 +382,8 @@ static void test_encode_decode(void **state) {
   memset(&back, 0x55, sizeof back);
   assert_int_equal(evs_breaker_decode(buf, (size_t)n, &back), 0);
   assert_int_equal(back.n_events, st.n_events);
-  assert_true(back.events_ms[1] == st.events_ms[1] && back.last_write_ms == st.last_write_ms);
+  assert_true(evs_breaker_event_ms(&back, 1) == evs_breaker_event_ms(&st, 1) &&
+              back.last_write_ms == st.last_write_ms);
   assert_int_equal(back.last_dir, -1);
 
   /* A restart resumes: decode, then the same decisions as without the round trip. */
@@ -399,8 +400,9 @@ static void test_encode_decode(void **state) {
   /* The longest state fits the documented bound. */
   evs_breaker_init(&st);
   st.n_events = EVS_BREAKER_MAX_EVENTS;
+  st.newest_ms = ((int64_t)1 << 53) - 1;
   for (int i = 0; i < EVS_BREAKER_MAX_EVENTS; i++)
-    st.events_ms[i] = ((int64_t)1 << 53) - EVS_BREAKER_MAX_EVENTS + i;
+    st.age_ms[i] = (uint16_t)(EVS_BREAKER_MAX_EVENTS - 1 - i);
   st.last_write_ms = st.opened_ms = st.closed_ms = (int64_t)1 << 53;
   st.cooldown_ms = 7LL * 24 * 3600 * 1000;
   n = evs_breaker_encode(&st, buf, sizeof buf);
@@ -433,7 +435,9 @@ static void test_decode_rejects(void **state) {
       "v1 o d0 w0 o0 x0 k60000 e",     /* open without an opening time */
       "v1 o d0 w0 o5 x0 k0 e",         /* open without a cooldown */
       "v1 c d0 w0 o0 x0 k604800001 e", /* cooldown beyond a week */
-      "v1 c d0 w0 o0 x0 k0 e1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1",
+      "v1 c d0 w0 o0 x0 k0 e1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1", /* 29 */
+      "v1 c d0 w0 o0 x0 k0 e1,65536", /* wider than the ages can say */
+      "v1 c d0 w0 o0 x0 k0 e1,30000,35536",
       "v1 c d0 w0 o0 x0 k0 e9007199254740992,1", /* the sum passes 2^53 */
   };
   evs_breaker_t st;
@@ -448,11 +452,69 @@ static void test_decode_rejects(void **state) {
   }
   /* An embedded NUL inside the given length is not a digit either. */
   assert_int_equal(evs_breaker_decode("v1 c d0 w0 o0 x0 k0 e1\0", 23, &st), EVS_EPARSE);
-  /* Exactly 32 events are fine. */
-  const char *ok =
-      "v1 c d0 w0 o0 x0 k0 e1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1";
+  /* Exactly EVS_BREAKER_MAX_EVENTS (28) events are fine, and so is a list 65.535 s wide. */
+  const char *ok = "v1 c d0 w0 o0 x0 k0 e1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1";
   assert_int_equal(evs_breaker_decode(ok, strlen(ok), &st), 0);
-  assert_int_equal(st.n_events, 32);
+  assert_int_equal(st.n_events, EVS_BREAKER_MAX_EVENTS);
+  ok = "v1 c d0 w0 o0 x0 k0 e1,30000,35535";
+  assert_int_equal(evs_breaker_decode(ok, strlen(ok), &st), 0);
+  assert_true(evs_breaker_event_ms(&st, 0) == 1 && evs_breaker_event_ms(&st, 2) == 65536);
+}
+
+/* Issue 13: the state is embedded in every registry record; 96 bytes at most. */
+static void test_state_size(void **state) {
+  (void)state;
+  print_message("sizeof evs_breaker_t %zu\n", sizeof(evs_breaker_t));
+  assert_true(sizeof(evs_breaker_t) <= 96);
+}
+
+/* A restart of this binary resumes from the annotation the previous one (events as 64-bit
+ * times, up to 32 of them) wrote. The texts are what that binary wrote for these states (its
+ * evs_breaker_encode at 2e13732, the same format): the decisions go on as they would have, and
+ * the state written back is the same text. */
+static void test_resume_from_previous_binary(void **state) {
+  (void)state;
+  evs_breaker_config_t cfg = defaults();
+  evs_breaker_t st;
+  char buf[EVS_BREAKER_ENCODED_MAX];
+  /* Closed, three events in the window (ups and downs 10 s apart), the last write at 20 s. */
+  const char *closed = "v1 c d+ w1700000020000 o0 x0 k0 e1700000000000,10000,10000";
+  assert_int_equal(evs_breaker_decode(closed, strlen(closed), &st), 0);
+  int n = evs_breaker_encode(&st, buf, sizeof buf);
+  assert_int_equal(n, (int)strlen(closed));
+  assert_string_equal(buf, closed);
+  assert_int_equal(st.n_events, 3);
+  assert_true(evs_breaker_event_ms(&st, 1) == S(10));
+  /* Up again at 25 s: the same event goes on (latest write moves to 25 s). */
+  int r = 5, next;
+  assert_int_equal(step(&st, &cfg, &r, 6, S(25), NULL), EVS_BREAKER_WRITE);
+  evs_breaker_encode(&st, buf, sizeof buf);
+  assert_string_equal(buf, "v1 c d+ w1700000025000 o0 x0 k0 e1700000000000,10000,15000");
+  /* At 61 s the first event has left the window; a reversal is the third, a fourth trips. */
+  assert_int_equal(step(&st, &cfg, &r, 5, S(61), NULL), EVS_BREAKER_WRITE);
+  evs_breaker_encode(&st, buf, sizeof buf);
+  assert_string_equal(buf, "v1 c d- w1700000061000 o0 x0 k0 e1700000010000,15000,36000");
+  assert_int_equal(step(&st, &cfg, &r, 6, S(62), &next), EVS_BREAKER_TRIP);
+  assert_int_equal(next, 60000);
+  /* Open, doubled cooldown, written by the previous binary after a close at 50 s: it holds until
+   * opened + cooldown, then closes. */
+  const char *open = "v1 o d0 w0 o1700000100000 x1700000050000 k120000 e";
+  assert_int_equal(evs_breaker_decode(open, strlen(open), &st), 0);
+  evs_breaker_encode(&st, buf, sizeof buf);
+  assert_string_equal(buf, open);
+  assert_int_equal(evs_breaker_decide(&st, &cfg, 3, 1, S(219.999), &next), EVS_BREAKER_HOLD);
+  assert_int_equal(next, 1);
+  assert_int_equal(evs_breaker_decide(&st, &cfg, 3, 1, S(220), &next), EVS_BREAKER_CLOSE);
+  /* A clock that stepped back: the previous binary kept the list ascending at the newest event
+   * (200 s) while the last write says 150 s. */
+  const char *stepped = "v1 c d- w1700000150000 o0 x0 k0 e1700000190000,10000";
+  assert_int_equal(evs_breaker_decode(stepped, strlen(stepped), &st), 0);
+  evs_breaker_encode(&st, buf, sizeof buf);
+  assert_string_equal(buf, stepped);
+  r = 5;
+  assert_int_equal(step(&st, &cfg, &r, 6, S(151), NULL), EVS_BREAKER_WRITE);
+  evs_breaker_encode(&st, buf, sizeof buf);
+  assert_string_equal(buf, "v1 c d+ w1700000151000 o0 x0 k0 e1700000190000,10000,0");
 }
 
 int main(void) {
@@ -468,6 +530,8 @@ int main(void) {
       cmocka_unit_test(test_disabled),
       cmocka_unit_test(test_clock_and_config_changes),
       cmocka_unit_test(test_profiles),
+      cmocka_unit_test(test_state_size),
+      cmocka_unit_test(test_resume_from_previous_binary),
       cmocka_unit_test(test_encode_decode),
       cmocka_unit_test(test_decode_rejects),
   };

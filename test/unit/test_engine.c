@@ -882,6 +882,49 @@ static void recommendation_in_force_until_replaced(void **state) {
   fx_free(&f);
 }
 
+/* A changed spec keeps each trigger's health by index and starts new triggers fresh, whether the
+ * health stays in the state's own allocation (as many triggers as at creation, or fewer) or
+ * moves to a block of its own (more); under ASan, nothing leaks or overruns. */
+static void respec_keeps_health_by_index(void **state) {
+  (void)state;
+  fx_t f, three;
+  fx_init(&f, REDIS(""), NULL);
+  fx_init(&three,
+          REDIS("") "  - {type: redis, metadata: {listName: b, listLength: \"10\"}}\n"
+                    "  - {type: redis, metadata: {listName: c, listLength: \"10\"}}\n",
+          NULL);
+  /* A spec without triggers does not parse; respec reads only the count. */
+  evs_so_t none = *f.so;
+  none.n_triggers = 0;
+  assert_int_equal(three.so->n_triggers, 3);
+  set_err(&f, 0, T0 + S(1));
+  step(&f, T0 + S(1));
+  set_err(&f, 0, T0 + S(2));
+  step(&f, T0 + S(2));
+  assert_int_equal(f.st->health[0].failures, 2);
+  assert_int_equal(evs_engine_state_respec(f.st, &none), 0); /* fewer: stays inline */
+  assert_int_equal(f.st->n_triggers, 0);
+  assert_int_equal(evs_engine_state_respec(f.st, f.so), 0); /* back: a fresh health */
+  assert_int_equal(f.st->health[0].failures, 0);
+  assert_int_equal(f.st->health[0].proposal, -1);
+  f.st->health[0].failures = 7;
+  assert_int_equal(evs_engine_state_respec(f.st, three.so), 0); /* more: its own block */
+  assert_int_equal(f.st->n_triggers, 3);
+  assert_int_equal(f.st->health[0].failures, 7);
+  for (int i = 1; i < 3; i++) {
+    assert_int_equal(f.st->health[i].failures, 0);
+    assert_int_equal(f.st->health[i].proposal, -1);
+  }
+  f.st->health[2].failures = 9;
+  assert_int_equal(evs_engine_state_respec(f.st, f.so), 0);
+  assert_int_equal(f.st->health[0].failures, 7);
+  assert_int_equal(evs_engine_state_respec(f.st, three.so), 0);
+  assert_int_equal(f.st->health[2].failures, 0);
+  assert_int_equal(evs_engine_state_respec(f.st, &none), 0);
+  fx_free(&three);
+  fx_free(&f);
+}
+
 static void state_size(void **state) {
   (void)state;
   print_message("sizeof evs_engine_state_t %zu, evs_behavior_state_t %zu, "
@@ -889,6 +932,10 @@ static void state_size(void **state) {
                 sizeof(evs_engine_state_t), sizeof(evs_behavior_state_t),
                 sizeof(evs_trigger_health_t), sizeof(evs_so_t), sizeof(evs_trigger_t));
   assert_true(sizeof(evs_engine_state_t) <= 1024);
+  /* Issue 13 (about 2 KB per object in all): an idle object's engine state, the struct and one
+   * trigger's health, stays well under 150 B; the behavior history takes heap room only for the
+   * entries it holds (test_behavior). */
+  assert_true(sizeof(evs_engine_state_t) + sizeof(evs_trigger_health_t) <= 100);
 }
 
 static void bad_arguments(void **state) {
@@ -939,6 +986,7 @@ int main(void) {
       cmocka_unit_test(default_scale_down_window),
       cmocka_unit_test(record_scale_returns_policy_period_end),
       cmocka_unit_test(state_size),
+      cmocka_unit_test(respec_keeps_health_by_index),
       cmocka_unit_test(bad_arguments),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

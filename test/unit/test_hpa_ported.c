@@ -577,6 +577,7 @@ static void scaling_with_rules(void **state) {
                   t[i].expected, t[i].limit);
     assert_int_equal(r.desired, t[i].expected);
     assert_int_equal(r.limit, t[i].limit);
+    evs_behavior_free(&s);
   }
 }
 
@@ -658,6 +659,7 @@ static void normalize_with_behavior(void **state) {
     if (r.stabilized != t[i].expected)
       print_error("%s: got %d want %d\n", t[i].name, r.stabilized, t[i].expected);
     assert_int_equal(r.stabilized, t[i].expected);
+    evs_behavior_free(&s);
   }
 }
 
@@ -691,11 +693,11 @@ static void store_scale_events(void **state) {
     evs_behavior_init(&s);
     for (int j = 0; j < t[i].n; j++)
       evs_behavior_add_event(&s, 1, t[i].prev[j].change, NOW - t[i].prev[j].ago_s * 1000);
-    assert_int_equal(evs_behavior_change_in_period(&s.up_events, 60, NOW), t[i].expected_change);
+    assert_int_equal(evs_behavior_change_in_period(&s, 1, 60, NOW), t[i].expected_change);
     /* storeScaleEvent(behavior, key, 10, 15): the new event counts at once. */
     evs_behavior_record_scale(&s, &r, &r, 10, 15, NOW);
-    assert_int_equal(evs_behavior_change_in_period(&s.up_events, 60, NOW),
-                     t[i].expected_change + 5);
+    assert_int_equal(evs_behavior_change_in_period(&s, 1, 60, NOW), t[i].expected_change + 5);
+    evs_behavior_free(&s);
   }
 }
 
@@ -807,6 +809,7 @@ static void normalize_desired_replicas(void **state) {
     if (r.stabilized != t[i].expected)
       print_error("%s: %d, want %d\n", t[i].name, r.stabilized, t[i].expected);
     assert_int_equal(r.stabilized, t[i].expected);
+    evs_behavior_free(&s);
   }
 }
 
@@ -844,6 +847,7 @@ static void convert_desired_replicas_with_rules(void **state) {
                   t[i].expected, t[i].limit);
     assert_int_equal(r.desired, t[i].expected);
     assert_int_equal(r.limit, t[i].limit);
+    evs_behavior_free(&s);
   }
 }
 
@@ -867,6 +871,7 @@ static void upscale_cap(void **state) {
     evs_behavior_normalize(&s, &u, &d, 3, 60, 1, max[i], NOW, &r);
     assert_int_equal(r.desired, expected[i]);
     assert_int_equal(r.limit, limit[i]);
+    evs_behavior_free(&s);
   }
 }
 

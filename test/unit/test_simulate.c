@@ -300,7 +300,7 @@ static void test_usage_errors(void **state) {
       {4, {"a.yaml", "b.csv", "--replicas", "-1"}, "--replicas: expected"},
       {3, {"a.yaml", "b.csv", "--replicas"}, "unknown or incomplete option '--replicas'"},
       {3, {"a.yaml", "b.csv", "--bogus"}, "unknown or incomplete option '--bogus'"},
-      {4, {"a.yaml", "b.csv", "--max-scale-events", "0"}, "--max-scale-events: expected 1..32"},
+      {4, {"a.yaml", "b.csv", "--max-scale-events", "0"}, "--max-scale-events: expected 1..28"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     result_t r;
