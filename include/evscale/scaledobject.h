@@ -88,6 +88,10 @@ typedef struct {
   double activation_target;   /* activationListLength / activationThreshold / 0 */
 } evs_trigger_t;
 
+/* What an object without advanced.horizontalPodAutoscalerConfig.behavior points to: present 0,
+ * both windows unset (-1). */
+extern const evs_behavior_t EVS_SO_NO_BEHAVIOR;
+
 typedef struct evs_so_arena_s evs_so_arena_t;
 
 typedef struct {
@@ -116,7 +120,9 @@ typedef struct {
 
   uint8_t restore_to_original;
   const char *hpa_name; /* advanced.horizontalPodAutoscalerConfig.name or "keda-hpa-<name>" */
-  evs_behavior_t behavior;
+  /* Never NULL: the object's behavior, or EVS_SO_NO_BEHAVIOR (present 0) when it has none, as
+   * most have; kept out of line since it is ~130 B (issue 13: ~2 KB per ScaledObject). */
+  const evs_behavior_t *behavior;
 
   /* advanced.scalingModifiers; has_modifiers when any of its fields is set (KEDA's
    * IsUsingModifiers). */

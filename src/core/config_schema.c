@@ -77,7 +77,7 @@ const evs_config__key_t evs_config__keys[] = {
   {"circuit_breaker.enabled", EVS_CONFIG__BOOL, OFF(circuit_breaker.enabled), 1, "true", 0, 0, 0, NULL,
    "hand a target to a fallback HPA when it scales too often"},
   {"circuit_breaker.max_scale_events_per_minute", EVS_CONFIG__INT, OFF(circuit_breaker.max_scale_events_per_minute), 1, "3", 1, 1000, 0, NULL,
-   "scale events in the last 60 s that trip the breaker"},
+   "scale events in the last 60 s that trip the breaker (above 28: never trips, the breaker keeps 28 events)"},
   {"circuit_breaker.cooldown_period", EVS_CONFIG__DUR, OFF(circuit_breaker.cooldown_period_ms), 1, "60s", 1000, MS_DAY, 0, NULL,
    "how long a tripped breaker holds before trying again (doubles up to max_cooldown_period)"},
   {"circuit_breaker.fallback_replicas", EVS_CONFIG__INT, OFF(circuit_breaker.fallback_replicas), 1, "10", 1, 2147483647.0, 0, NULL,

@@ -404,7 +404,7 @@ int64_t evs_engine_next_after_write(const evs_so_t *so, const evs_engine_state_t
     return INT64_MAX;
   if (evs_engine__legacy(so)) /* a capped write may continue when it is 15 s old */
     return to > from ? now_ms + (int64_t)EVS_BEHAVIOR_LEGACY_PERIOD_S * 1000 : INT64_MAX;
-  evs_behavior_effective(&so->behavior, &up, &down);
+  evs_behavior_effective(so->behavior, &up, &down);
   const evs_scaling_rules_t *r = to > from ? &up : &down;
   int64_t next = INT64_MAX;
   for (int i = 0; i < r->n_policies; i++) {
@@ -429,7 +429,7 @@ int64_t evs_engine_record_scale(const evs_so_t *so, evs_engine_state_t *st, int3
   }
   if (!pending)
     return INT64_MAX;
-  evs_behavior_effective(&so->behavior, &up, &down);
+  evs_behavior_effective(so->behavior, &up, &down);
   evs_behavior_record_scale(&st->behavior, &up, &down, from, to, now_ms);
   return next;
 }

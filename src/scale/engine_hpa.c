@@ -75,7 +75,7 @@ int32_t evs_engine__proposal(int metric_type, double usage, double target, int32
 int evs_engine__legacy(const evs_so_t *so) {
   /* kedacore/keda v2.20.2 controllers/keda/hpa.go newHPAForScaledObject: behavior is the
    * ScaledObject's, or nil; paused-scale-in / -out create one (selectPolicy Disabled). */
-  return !so->behavior.present && !so->paused_scale_in && !so->paused_scale_out;
+  return !so->behavior->present && !so->paused_scale_in && !so->paused_scale_out;
 }
 
 int evs_engine__fallback_valid(const evs_so_t *so) {
@@ -168,7 +168,7 @@ int evs_engine__composite(const evs_so_t *so, const evs_engine_state_t *st,
 static void tolerances(const evs_so_t *so, const evs_engine_config_t *cfg, double *down,
                        double *up) {
   evs_scaling_rules_t u, d;
-  evs_behavior_effective(&so->behavior, &u, &d);
+  evs_behavior_effective(so->behavior, &u, &d);
   *down = d.tolerance >= 0 ? d.tolerance : cfg->tolerance;
   *up = u.tolerance >= 0 ? u.tolerance : cfg->tolerance;
 }
@@ -253,7 +253,7 @@ void evs_engine__hpa(const evs_so_t *so, const evs_engine_config_t *cfg, evs_eng
      * --horizontal-pod-autoscaler-downscale-stabilization of 5 minutes. */
     evs_behavior_normalize_legacy(&st->behavior, cur, want, hpa_min, hpa_max, 300, in->now_ms, &r);
   } else {
-    evs_behavior_effective(&so->behavior, &up, &down);
+    evs_behavior_effective(so->behavior, &up, &down);
     /* paused-scale-in / -out become selectPolicy: Disabled (controllers/keda/hpa.go). */
     if (so->paused_scale_in)
       down.select = EVS_SELECT_DISABLED;

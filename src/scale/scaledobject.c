@@ -15,6 +15,9 @@
 #include "evscale/param.h"
 #include "so_check.h"
 
+const evs_behavior_t EVS_SO_NO_BEHAVIOR = {
+    .present = 0, .up = {.window_s = -1}, .down = {.window_s = -1}};
+
 /* ---- arena: every string of one object in a few blocks freed together ---- */
 
 struct evs_so_arena_s {
@@ -326,7 +329,6 @@ static void parse_rules(evs_so__ctx_t *c, const evs_node_t *b, const char *key,
 static void parse_hpa_config(evs_so__ctx_t *c, const evs_node_t *adv) {
   evs_so_t *so = c->so;
   const evs_node_t *h = get_map(c, adv, "horizontalPodAutoscalerConfig", 0);
-  so->behavior.up.window_s = so->behavior.down.window_s = -1;
   if (h == NULL)
     return;
   size_t saved = evs_path_push_key(&c->path, "horizontalPodAutoscalerConfig");
@@ -336,9 +338,14 @@ static void parse_hpa_config(evs_so__ctx_t *c, const evs_node_t *adv) {
   const evs_node_t *b = get_map(c, h, "behavior", 0);
   if (b) {
     size_t s2 = evs_path_push_key(&c->path, "behavior");
-    so->behavior.present = 1;
-    parse_rules(c, b, "scaleUp", &so->behavior.up);
-    parse_rules(c, b, "scaleDown", &so->behavior.down);
+    evs_behavior_t *bh = evs_so__alloc(c, sizeof *bh);
+    if (bh != NULL) {
+      *bh = EVS_SO_NO_BEHAVIOR;
+      bh->present = 1;
+      parse_rules(c, b, "scaleUp", &bh->up);
+      parse_rules(c, b, "scaleDown", &bh->down);
+      so->behavior = bh;
+    }
     evs_path_pop(&c->path, s2);
   }
   evs_path_pop(&c->path, saved);
@@ -392,7 +399,6 @@ static void parse_modifiers(evs_so__ctx_t *c, const evs_node_t *adv) {
 
 static void parse_advanced(evs_so__ctx_t *c, const evs_node_t *spec) {
   evs_so_t *so = c->so;
-  so->behavior.up.window_s = so->behavior.down.window_s = -1;
   const evs_node_t *adv = get_map(c, spec, "advanced", 0);
   if (adv == NULL)
     return;
@@ -543,6 +549,7 @@ static void init_so(evs_so_t *so) {
   so->polling_interval_s = so->cooldown_period_s = so->initial_cooldown_period_s = -1;
   so->idle_replicas = so->min_replicas = so->max_replicas = -1;
   so->paused_replicas = -1;
+  so->behavior = &EVS_SO_NO_BEHAVIOR;
 }
 
 static void finish_names(evs_so__ctx_t *c, const evs_node_t *root) {
@@ -625,6 +632,7 @@ static void so_relocate(const evs__relocs_t *r, evs_so_t *so) {
   EVS__RELOC(r, so->formula);
   EVS__RELOC(r, so->triggers);
   EVS__RELOC(r, so->name_index);
+  EVS__RELOC(r, so->behavior);
   for (size_t i = 0; i < so->n_triggers; i++) {
     evs_trigger_t *t = &so->triggers[i];
     EVS__RELOC(r, t->type);

@@ -188,8 +188,8 @@ static void tolerance_per_direction(void **state) {
           "        scaleUp: {stabilizationWindowSeconds: 0, tolerance: 0.5}\n"
           "        scaleDown: {stabilizationWindowSeconds: 0, tolerance: \"300m\"}\n" REDIS(""),
           NULL);
-  assert_true(f.so->behavior.up.tolerance == 0.5);
-  assert_true(f.so->behavior.down.tolerance == 0.3);
+  assert_true(f.so->behavior->up.tolerance == 0.5);
+  assert_true(f.so->behavior->down.tolerance == 0.3);
   f.replicas = 4;
   set(&f, 0, 50, T0 + S(1)); /* 50 / 40 = 1.25 <= 1.5: keep */
   assert_int_equal(step(&f, T0 + S(1))->desired, 4);

@@ -102,7 +102,7 @@ static void defaults_minimal_redis(void **state) {
   assert_int_equal(evs_so_max(so), 100);
   assert_int_equal(so->idle_replicas, -1);
   assert_int_equal(so->has_fallback, 0);
-  assert_int_equal(so->behavior.present, 0);
+  assert_int_equal(so->behavior->present, 0);
   assert_int_equal(so->paused_replicas, -1);
   assert_int_equal(so->n_triggers, 1);
   assert_int_equal(so->triggers[0].kind, EVS_TRIG_REDIS);
@@ -174,15 +174,15 @@ static void full_object(void **state) {
   assert_int_equal(so->fallback_behavior, EVS_FALLBACK_CURRENT_REPLICAS_IF_HIGHER);
   assert_int_equal(so->restore_to_original, 1);
   assert_string_equal(so->hpa_name, "my-hpa");
-  assert_int_equal(so->behavior.present, 1);
-  assert_int_equal(so->behavior.down.window_s, 30);
-  assert_int_equal(so->behavior.down.n_policies, 1);
-  assert_int_equal(so->behavior.down.policies[0].type, EVS_POLICY_PERCENT);
-  assert_int_equal(so->behavior.down.policies[0].value, 20);
-  assert_int_equal(so->behavior.down.policies[0].period_s, 60);
-  assert_int_equal(so->behavior.up.select, EVS_SELECT_MIN);
-  assert_int_equal(so->behavior.up.window_s, -1);
-  assert_int_equal(so->behavior.up.n_policies, 0);
+  assert_int_equal(so->behavior->present, 1);
+  assert_int_equal(so->behavior->down.window_s, 30);
+  assert_int_equal(so->behavior->down.n_policies, 1);
+  assert_int_equal(so->behavior->down.policies[0].type, EVS_POLICY_PERCENT);
+  assert_int_equal(so->behavior->down.policies[0].value, 20);
+  assert_int_equal(so->behavior->down.policies[0].period_s, 60);
+  assert_int_equal(so->behavior->up.select, EVS_SELECT_MIN);
+  assert_int_equal(so->behavior->up.window_s, -1);
+  assert_int_equal(so->behavior->up.n_policies, 0);
   assert_int_equal(so->has_modifiers, 1);
   assert_non_null(so->formula_compiled);
   assert_true(so->modifiers_target == 4);
@@ -682,7 +682,7 @@ static void unknown_field_template_is_valid(void **state) {
   (void)state;
   evs_so_t *so = parse_ok(so_template);
   assert_int_equal(so->max_replicas, -1);
-  assert_int_equal(so->behavior.up.policies[0].value, 4);
+  assert_int_equal(so->behavior->up.policies[0].value, 4);
   evs_so_free(so);
 }
 
@@ -1081,13 +1081,14 @@ static void compacted_object_keeps_every_field(void **state) {
   char *buf = malloc(cap);
   assert_non_null(buf);
   at += (size_t)snprintf(buf, cap,
-                         HEAD "spec:\n"
-                              "  scaleTargetRef: {name: api, kind: StatefulSet, apiVersion: apps/v1,\n"
-                              "                   envSourceContainerName: main}\n"
-                              "  advanced:\n"
-                              "    horizontalPodAutoscalerConfig: {name: my-hpa}\n"
-                              "    scalingModifiers: {formula: \"t0 + t39\", target: \"2\"}\n"
-                              "  triggers:\n");
+                         HEAD
+                         "spec:\n"
+                         "  scaleTargetRef: {name: api, kind: StatefulSet, apiVersion: apps/v1,\n"
+                         "                   envSourceContainerName: main}\n"
+                         "  advanced:\n"
+                         "    horizontalPodAutoscalerConfig: {name: my-hpa}\n"
+                         "    scalingModifiers: {formula: \"t0 + t39\", target: \"2\"}\n"
+                         "  triggers:\n");
   for (int i = 0; i < 40; i++)
     at += (size_t)snprintf(buf + at, cap - at,
                            "  - {type: redis, name: t%d, authenticationRef: {name: auth-%d},\n"
