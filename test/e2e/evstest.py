@@ -7,6 +7,15 @@
     evstest.wait_until(lambda: ..., timeout=60, what="pods")
     with evstest.faultproxy(env) as px: px.fault(kind="status", status=429); px.stats()
 
+evscale processes (one definition for every test): evscale_env() (the environment that keeps an
+evscale off the shared control plane unless its config names one), get() (an HTTP GET of its
+endpoints), metric() (one sample of /metrics), read_log() / log_records() (its log file, its
+JSON records), assert_clean() / stop_evscale() (the teardown that fails a test on a sanitizer
+report), run() (a one-shot command). ConfigMapDaemon: a TestCase base running `evscale run`
+on a kubelet-style ConfigMap mount. KubeCase: a TestCase base for tests that run evscale
+against the control plane and a real redis-server under deploy/'s ServiceAccount (its RBAC set
+up once per class by service_account_kubeconfig()).
+
 Which control plane controlplane() returns:
   1. KUBE_API_URL, KUBE_CA and KUBE_TOKEN set in the environment (e.g. a CI step started one, or
      `set -a; . DIR/env`): that one, untouched; stop() never stops it.
@@ -25,6 +34,7 @@ import fcntl
 import http.client
 import json
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -32,7 +42,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import unittest
+import urllib.error
 import urllib.parse
+import urllib.request
 
 SOURCE_DIR = os.environ.get("EVS_SOURCE_DIR") or os.path.dirname(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -44,6 +57,10 @@ ENV_NAMES = ("KUBE_API_URL", "KUBE_CA", "KUBE_TOKEN", "KUBE_CLIENT_CERT", "KUBE_
              "KUBECONFIG", "KUBE_AUDIT_LOG")
 # How long a control plane start may take: the first one on a machine builds Kubernetes.
 START_TIMEOUT = float(os.environ.get("EVS_CP_START_TIMEOUT", "3600"))
+# The evscale under test (ctest sets EVS_BINARY to the build's).
+BIN = os.environ.get("EVS_BINARY", "build/evscale")
+# What the sanitizers print at the start of a report (ASan, LSan, UBSan).
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
 _private = []  # directories of private control planes still running
 
@@ -366,6 +383,180 @@ def faultproxy(env):
         yield px
     finally:
         px.stop()
+
+# --- evscale processes ---
+
+
+def evscale_env(home, **extra):
+    """The environment for an `evscale run` a test starts: the test's own without KUBECONFIG and
+    KUBERNETES_*, and HOME=home (no ~/.kube/config). Kubernetes is then only what the test's
+    config file names. Rule (CI failures ci6, ci7): tools/test.sh exports the control plane's
+    KUBECONFIG, and an evscale that found it would watch every namespace, lead a Lease of its
+    own and scale the other tests' ScaledObjects; every `evscale run` of the e2e tests either
+    gets this environment, restricts its namespaces in its config, or runs with --dry-run."""
+    env = {k: v for k, v in os.environ.items()
+           if k != "KUBECONFIG" and not k.startswith("KUBERNETES_")}
+    env["HOME"] = home
+    env.update(extra)
+    return env
+
+
+def get(url, timeout=5):
+    """GET url: (status, body text); (0, "") when nothing answers (not yet listening)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def metric(text, name, labels=None):
+    """The value of one sample in the exposition text (the first whose labels include
+    `labels`), or None."""
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)', line)
+        if not m or m.group(1) != name:
+            continue
+        if labels:
+            got = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+            if any(got.get(k) != v for k, v in labels.items()):
+                continue
+        return float(m.group(3))
+    return None
+
+
+def read_log(logf):
+    """All an evscale wrote so far to logf (a file opened "w+" as its stdout and stderr)."""
+    logf.flush()
+    with open(logf.name) as f:
+        return f.read()
+
+
+def log_records(text):
+    """The JSON records of a log (--log-format json), skipping any other line (a sanitizer's)."""
+    out = []
+    for line in text.splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            pass
+    return out
+
+
+def assert_clean(output, what="evscale"):
+    """A sanitizer report fails the test whatever the exit code says."""
+    for mark in SANITIZER_MARKS:
+        if mark in output:
+            raise AssertionError("%s in %s's output:\n%s" % (mark, what, output[-4000:]))
+
+
+def stop_evscale(proc, logf, exit_code=0, timeout=30, what="evscale"):
+    """The teardown of an `evscale run`: SIGTERM (SIGKILL if it has not exited within timeout
+    seconds), then its log is read and closed. Fails (AssertionError) when the log holds a
+    sanitizer report or, unless exit_code is None, the process did not exit with exit_code.
+    Returns the log."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    out = read_log(logf)
+    logf.close()
+    assert_clean(out, what)
+    if exit_code is not None and proc.returncode != exit_code:
+        raise AssertionError("%s exited with %d, not %d:\n%s" % (what, proc.returncode, exit_code,
+                                                                 out[-3000:]))
+    return out
+
+
+def run(*args, env=None, timeout=30):
+    """A one-shot `evscale ARGS` (check-config, version, ...): its CompletedProcess, text
+    captured; fails the test on a sanitizer report."""
+    r = subprocess.run([BIN, *args], capture_output=True, text=True, timeout=timeout, env=env)
+    assert_clean(r.stdout + r.stderr)
+    return r
+
+
+class ConfigMapDaemon(unittest.TestCase):
+    """`evscale run` (no Kubernetes) on the layout kubelet gives a ConfigMap volume:
+    config.yaml -> ..data/config.yaml, ..data -> ..<generation>/, swapped atomically by renaming
+    a new symlink over ..data. A base class: no tests of its own. `grace` is the configuration's
+    shutdown_grace; tearDown kills what is still running and fails on a sanitizer report."""
+
+    grace = "5s"
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.port = free_port()
+        self.mount = os.path.join(self.dir.name, "mount")
+        os.mkdir(self.mount)
+        self.generation = 0
+        self.publish(self.config("info"))
+        os.symlink("..data/config.yaml", os.path.join(self.mount, "config.yaml"))
+        self.path = os.path.join(self.mount, "config.yaml")
+        self.log = open(os.path.join(self.dir.name, "stderr.log"), "w+")
+        # Without Kubernetes (evscale_env): with the control plane's KUBECONFIG this evscale
+        # would lead a Lease of its own and scale the other tests' ScaledObjects, and /readyz
+        # would wait for discovery (test_kube_connect.py covers that).
+        self.proc = subprocess.Popen([BIN, "run", "--config", self.path, "--log-format", "json"],
+                                     stdout=self.log, stderr=subprocess.STDOUT,
+                                     env=evscale_env(self.dir.name))
+        self.base = f"http://127.0.0.1:{self.port}"
+        wait_until(lambda: get(self.base + "/healthz")[0] == 200, timeout=30, what="/healthz")
+
+    def tearDown(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        output = self.logs()
+        self.log.close()
+        assert_clean(output)
+        self.dir.cleanup()
+
+    def config(self, level, extra=""):
+        return (f"server:\n  address: 127.0.0.1:{self.port}\n  shutdown_grace: {self.grace}\n"
+                f"log:\n  level: {level}\n{extra}")
+
+    def new_generation(self):
+        """A new, empty ..<generation> directory (not yet in force: see swap)."""
+        self.generation += 1
+        ts = os.path.join(self.mount, f"..gen{self.generation}")
+        os.mkdir(ts)
+        return ts
+
+    def swap(self, ts):
+        """Puts the generation directory ts in force, as kubelet does: one rename."""
+        tmp = os.path.join(self.mount, "..data_tmp")
+        os.symlink(os.path.basename(ts), tmp)
+        os.rename(tmp, os.path.join(self.mount, "..data"))
+
+    def publish(self, text):
+        """A ConfigMap update: text as config.yaml of a new generation, swapped in."""
+        ts = self.new_generation()
+        with open(os.path.join(ts, "config.yaml"), "w") as f:
+            f.write(text)
+        self.swap(ts)
+
+    def logs(self):
+        return read_log(self.log)
+
+    def log_lines(self):
+        return log_records(self.logs())
+
+    def scrape(self):
+        status, body = get(self.base + "/metrics")
+        self.assertEqual(status, 200)
+        return body
+
+    def reloads(self, result):
+        return metric(self.scrape(), "evscale_config_reloads_total", {"result": result}) or 0
+
 
 
 def _main(argv):
