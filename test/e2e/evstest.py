@@ -390,10 +390,11 @@ def faultproxy(env):
 def evscale_env(home, **extra):
     """The environment for an `evscale run` a test starts: the test's own without KUBECONFIG and
     KUBERNETES_*, and HOME=home (no ~/.kube/config). Kubernetes is then only what the test's
-    config file names. Rule (CI failures ci6, ci7): tools/test.sh exports the control plane's
-    KUBECONFIG, and an evscale that found it would watch every namespace, lead a Lease of its
-    own and scale the other tests' ScaledObjects; every `evscale run` of the e2e tests either
-    gets this environment, restricts its namespaces in its config, or runs with --dry-run."""
+    config file names. The rule (CI's duplicate PATCHes): tools/test.sh exports the control
+    plane's KUBECONFIG, and an evscale that found it would watch every namespace, lead a Lease
+    of its own and scale the other tests' ScaledObjects; every `evscale run` of the e2e tests
+    gets this environment, and restricts its namespaces in its config or runs with --dry-run
+    when it is to reach the control plane."""
     env = {k: v for k, v in os.environ.items()
            if k != "KUBECONFIG" and not k.startswith("KUBERNETES_")}
     env["HOME"] = home
