@@ -62,9 +62,8 @@ class KubeConnect(unittest.TestCase):
 
     def start(self, extra_cfg="", env_add=None):
         self.port = evstest.free_port()
-        cfg = self.write("config.yaml", (
-            f"server:\n  address: 127.0.0.1:{self.port}\n  shutdown_grace: 2s\n"
-            f"backoff:\n  initial: 200ms\n  max: 1s\n{extra_cfg}"))
+        cfg = self.write("config.yaml", evstest.evscale_config(
+            self.port, backoff=("200ms", "1s"), extra=extra_cfg))
         env = evstest.evscale_env(self.dir, **(env_add or {}))  # no ~/.kube/config
         self.logf = open(os.path.join(self.dir, "log"), "w+")
         self.proc = subprocess.Popen([BIN, "run", "--dry-run", "--config", cfg,

@@ -123,10 +123,8 @@ class Readiness(unittest.TestCase):
         port = evstest.free_port()
         cfg = os.path.join(self.dir, "config-%s.yaml" % self.ns)
         with open(cfg, "w") as f:
-            f.write(f"server:\n  address: 127.0.0.1:{port}\n  shutdown_grace: 2s\n"
-                    f"kubernetes:\n  kubeconfig: {self.env['KUBECONFIG']}\n"
-                    f"  namespaces: [{self.ns}]\n"
-                    f"leader_election:\n  lease_namespace: {self.ns}\n")
+            f.write(evstest.evscale_config(port, self.env["KUBECONFIG"], [self.ns],
+                                           lease_namespace=self.ns))
         self.logf = open(cfg + ".log", "w+")
         self.proc = subprocess.Popen([BIN, "run", "--config", cfg, "--log-format", "json",
                                       "--log-level", "debug", "--dry-run"],
