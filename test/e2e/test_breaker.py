@@ -25,36 +25,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import evstest  # noqa: E402
-import test_scaling  # noqa: E402
-from test_scaling import get  # noqa: E402
-
-FLAPPY = """apiVersion: keda.sh/v1alpha1
-kind: ScaledObject
-metadata: {{name: {name}, namespace: {ns}}}
-spec:
-  scaleTargetRef: {{name: {target}}}
-  minReplicaCount: 1
-  maxReplicaCount: 10
-  pollingInterval: 1
-  advanced:
-    horizontalPodAutoscalerConfig:
-      behavior:
-        scaleUp:
-          stabilizationWindowSeconds: 0
-          policies: [{{type: Pods, value: 10, periodSeconds: 1}}]
-        scaleDown:
-          stabilizationWindowSeconds: 0
-          policies: [{{type: Percent, value: 100, periodSeconds: 1}}]
-  triggers:
-  - type: redis
-    metadata:
-      address: 127.0.0.1:{port}
-      listName: {list}
-      listLength: "5"
-"""
-
-BREAKER_CFG = ("circuit_breaker:\n  max_scale_events_per_minute: 3\n  cooldown_period: {cooldown}\n"
-               "  max_cooldown_period: 10m\n  fallback_replicas: 3\n  fallback_metric: cpu:50\n")
+from evstest import BREAKER_CFG, FLAPPY, get  # noqa: E402
 
 
 def breaker_state(value):
@@ -72,34 +43,9 @@ def audit_ms(event):
     return int(t.replace(tzinfo=datetime.timezone.utc).timestamp() * 1000)
 
 
-class Breaker(test_scaling.Scaling):
-    # Inherit the fixtures and helpers only, not the scaling tests.
-
-    def hpa(self, name):
-        out = self.kubectl("get", "hpa", name, "-n", self.ns, "-o", "json", check=False)
-        return json.loads(out) if out.strip() else None
-
-    def annotations(self, so):
-        out = self.kubectl("get", "scaledobject", so, "-n", self.ns, "-o", "json")
-        return json.loads(out)["metadata"].get("annotations", {})
-
-    def flap(self, lst, target):
-        """Up, down, up, down: each reversal is one more scale event; the fourth trips."""
-        def reached(want):
-            return self.replicas(target) == want or self.hpa("keda-hpa-flappy") is not None
-        # Down first (the target starts at 10 with 50 jobs queued), so the fourth event is an
-        # up: refused at 1 replica, where the HPA controller must raise the target to its min.
-        for i in range(3):
-            self.redis.cmd("DEL", lst)
-            self.redis.cmd("RPUSH", lst, "one")
-            evstest.wait_until(lambda: reached(1), timeout=30, what="down to 1 or a trip")
-            if self.hpa("keda-hpa-flappy"):
-                return
-            self.redis.cmd("RPUSH", lst, *["f%d" % k for k in range(50)])
-            evstest.wait_until(lambda: reached(10), timeout=30, what="up to 10 or a trip")
-            if self.hpa("keda-hpa-flappy"):
-                return
-        self.fail("the breaker did not trip after 6 scale events")
+class Breaker(evstest.KubeCase):
+    """The breaker's trips (evstest.KubeCase: fixtures and helpers; FLAPPY and flap: the
+    flapping ScaledObject)."""
 
     def state(self, so):
         value = self.annotations(so).get("evscale.io/circuit-breaker-state")
@@ -290,15 +236,6 @@ class Breaker(test_scaling.Scaling):
                                      timeout=30, what="evscale's write after the close")
         self.assertGreaterEqual(min(audit_ms(p) for p in patches), end_doubled)
 
-
-def _inherit_fixtures_only(cls):
-    """The class reuses test_scaling.Scaling's fixtures and helpers, not its tests."""
-    for name in dir(test_scaling.Scaling):
-        if name.startswith("test_") and name not in cls.__dict__:
-            setattr(cls, name, None)
-
-
-_inherit_fixtures_only(Breaker)
 
 if __name__ == "__main__":
     unittest.main()

@@ -20,19 +20,8 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import evstest  # noqa: E402
 
-ENV = None
 NS = "evs-cp-test-%d" % os.getpid()
-
-
-def setUpModule():
-    global ENV
-    ENV = evstest.controlplane()
-    evstest.kubectl(ENV, "create", "namespace", NS)
-
-
-def tearDownModule():
-    if ENV is not None:
-        evstest.kubectl(ENV, "delete", "namespace", NS, "--wait=false", check=False)
+ENV, setUpModule, tearDownModule = evstest.module_namespace(NS)
 
 
 DEPLOYMENT = """

@@ -22,7 +22,6 @@ import evstest  # noqa: E402
 
 CRD_DIR = os.path.join(evstest.SOURCE_DIR, "test", "data", "crds")
 CRD_FILES = sorted(glob.glob(os.path.join(CRD_DIR, "*.yaml")))
-ENV = None
 NS = "evs-crds-%d" % os.getpid()
 
 SCALEDOBJECT = """
@@ -75,15 +74,7 @@ def lost_paths(want, have, path=""):
     return [] if want == have else [path]
 
 
-def setUpModule():
-    global ENV
-    ENV = evstest.controlplane()
-    evstest.kubectl(ENV, "create", "namespace", NS)
-
-
-def tearDownModule():
-    if ENV is not None:
-        evstest.kubectl(ENV, "delete", "namespace", NS, "--wait=false", check=False)
+ENV, setUpModule, tearDownModule = evstest.module_namespace(NS)
 
 
 class Fixtures(unittest.TestCase):

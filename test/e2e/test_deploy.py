@@ -16,18 +16,15 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
-import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import evstest  # noqa: E402
-import test_scaling  # noqa: E402
+from evstest import by_kind, expand, parse_yaml, render, rules_of, wrapper  # noqa: E402
 
 SRC = evstest.SOURCE_DIR
-DEPLOY = os.path.join(SRC, "deploy")
+DEPLOY = evstest.DEPLOY_DIR
 OVERLAYS = ("dev", "staging", "prod")
-ENV = None
 NS = "evs-deploy-%d" % os.getpid()
 
 
@@ -44,59 +41,7 @@ def run(*args, input=None, env=None, check=True):
     return proc.stdout
 
 
-def parse_yaml(text):
-    """Kubernetes objects of a YAML stream, as dicts, exactly as written. kubectl parses (the
-    tests use only Python's standard library): `annotate --local` needs no server, so it also
-    reads kinds and versions the 1.20 control plane does not serve; its marker is removed."""
-    out = run("kubectl", "annotate", "--local", "-f", "-", "evs-parse=1", "-o", "json",
-              input=text, env=dict(os.environ, KUBECONFIG=os.devnull))
-    objs, dec, i = [], json.JSONDecoder(), 0
-    while True:
-        while i < len(out) and out[i].isspace():
-            i += 1
-        if i == len(out):
-            return objs
-        obj, i = dec.raw_decode(out, i)
-        ann = obj["metadata"]["annotations"]
-        del ann["evs-parse"]
-        if not ann:
-            del obj["metadata"]["annotations"]
-        objs.append(obj)
-
-
-def render(path):
-    return run("kubectl", "kustomize", path)
-
-
-def by_kind(objs, kind):
-    found = [o for o in objs if o["kind"] == kind]
-    assert len(found) == 1, (kind, len(found))
-    return found[0]
-
-
-def wrapper(overlay, namespace, suffix=""):
-    """A temporary kustomization over an overlay that moves it to `namespace` (and adds a name
-    suffix to cluster-wide names), so the tests do not collide with a real installation or with
-    each other on the shared control plane. Returns its directory."""
-    d = tempfile.mkdtemp(prefix="evs-kust-")
-    with open(os.path.join(d, "kustomization.yaml"), "w") as f:
-        f.write("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
-                "namespace: %s\n%sresources:\n  - %s\n" % (
-                    namespace, "nameSuffix: \"%s\"\n" % suffix if suffix else "",
-                    # kustomize takes only a relative path to another kustomization.
-                    os.path.relpath(os.path.join(DEPLOY, "overlays", overlay), d)))
-    return d
-
-
-def setUpModule():
-    global ENV
-    ENV = evstest.controlplane()
-    evstest.kubectl(ENV, "create", "namespace", NS)
-
-
-def tearDownModule():
-    if ENV is not None:
-        evstest.kubectl(ENV, "delete", "namespace", NS, "--wait=false", check=False)
+ENV, setUpModule, tearDownModule = evstest.module_namespace(NS)
 
 
 class Render(unittest.TestCase):
@@ -368,10 +313,6 @@ def base_image_packages():
     return seen
 
 
-def rules_of(objs, kind):
-    return by_kind(objs, kind)["rules"]
-
-
 # What evscale's code asks of the API server, as (group, resource, verb), with the module that
 # asks. Keep this in step with the code: grep src/kube for .verb = and the paths it builds.
 # Discovery (/api, /apis, /version) is not here: every authenticated user may read it.
@@ -512,75 +453,22 @@ class Rbac(unittest.TestCase):
                                     "--wait=false", check=False)
 
 
-class RunsUnderItsClusterRole(test_scaling.Scaling):
+class RunsUnderItsClusterRole(evstest.KubeCase):
     """evscale, with a ServiceAccount token bound only to deploy/base's ClusterRole and Role,
     scales a Deployment from a Redis list on the local control plane: activation, status,
     Events, the scale-out and the drain to 0. A verb missing from the rules fails it (the
-    status patch, the /scale patch, the Lease or an Event is refused, and the log says so)."""
-    # Test_scaling's fixtures and helpers only, not its tests.
+    status patch, the /scale patch, the Lease or an Event is refused, and the log says so).
+    (evstest.KubeCase sets the ServiceAccount up: evstest.service_account_kubeconfig.)"""
 
-    def service_account_kubeconfig(self):
-        """Applies deploy/base's RBAC (through the prod overlay) in self.ns for a ServiceAccount
-        of its own, and returns a kubeconfig with that account's token (TokenRequest API)."""
-        suffix = "-%d-%d" % (os.getpid(), int(time.time() * 1000) % 100000)
-        d = wrapper("prod", self.ns, suffix)
-        try:
-            objs = parse_yaml(render(d))
-        finally:
-            shutil.rmtree(d)
-        rbac = [o for o in objs if o["kind"] in ("ServiceAccount", "ClusterRole",
-                                                  "ClusterRoleBinding", "Role", "RoleBinding")]
-        sa = by_kind(rbac, "ServiceAccount")["metadata"]["name"]
-        for kind in ("ClusterRoleBinding", "RoleBinding"):
-            by_kind(rbac, kind)["subjects"] = [{"kind": "ServiceAccount", "name": sa,
-                                                "namespace": self.ns}]
-        self.kubectl("apply", "-f", "-", input=json.dumps(
-            {"apiVersion": "v1", "kind": "List", "items": rbac}))
-        for o in rbac:
-            if o["kind"] in ("ClusterRole", "ClusterRoleBinding"):
-                self.addCleanup(self.kubectl, "delete", o["kind"].lower(), o["metadata"]["name"],
-                                "--wait=false", check=False)
-        # 1.20 signs bound tokens (the control plane runs with --service-account-issuer and a
-        # signing key): kubectl create token is a POST of a TokenRequest.
-        token = self.kubectl("create", "token", sa, "-n", self.ns, "--duration", "3600s").strip()
-        self.assertTrue(token)
-        kc = os.path.join(self.dir, "kubeconfig-%s" % self.ns)
-        with open(kc, "w") as f:
-            f.write(json.dumps({
-                "apiVersion": "v1", "kind": "Config", "current-context": "sa",
-                "clusters": [{"name": "cp", "cluster": {
-                    "server": self.env["KUBE_API_URL"],
-                    "certificate-authority": self.env["KUBE_CA"]}}],
-                "users": [{"name": "sa", "user": {"token": token}}],
-                "contexts": [{"name": "sa", "context": {"cluster": "cp", "user": "sa",
-                                                        "namespace": self.ns}}]}))
-        # The authorizer sees new bindings a moment after they are written.
-        sa_env = dict(os.environ, KUBECONFIG=kc)
-
-        def can(verb, *what):
-            return subprocess.run(["kubectl", "auth", "can-i", verb, *what, "-n", self.ns],
-                                  text=True, capture_output=True, env=sa_env).stdout.strip()
-        evstest.wait_until(lambda: can("update", "leases.coordination.k8s.io") == "yes" and
-                           can("watch", "scaledobjects.keda.sh") == "yes",
-                           timeout=60, what="the ServiceAccount's RBAC in force")
-        # It is that ServiceAccount and nothing more.
-        self.assertEqual(can("patch", "deployments.apps"), "no")
-        self.assertEqual(can("list", "secrets"), "no")
-        return kc
+    evscale_binary = binary()
+    always_service_account = True
 
     def test_scales_under_the_service_account(self):
-        test_scaling.BIN = binary()
-        kc = self.service_account_kubeconfig()
         self.deployment("worker", 0)
         lst = "jobs-" + self.ns
         self.redis.cmd("DEL", lst)
         self.scaledobject("worker-so", "worker", lst, cooldown=3)
-        # start() names self.env's kubeconfig: the ServiceAccount's, for this start only.
-        self.env = dict(type(self).env, KUBECONFIG=kc)
-        try:
-            proc, logf, base = self.start()
-        finally:
-            del self.env
+        proc, logf, base = self.start()
         self.wait_condition("worker-so", "Ready", "True", timeout=60)
         self.wait_condition("worker-so", "Active", "False")
         # 12 items, listLength 5: 0 -> 1 (activation), then ceil(12 / 5) = 3.
@@ -591,8 +479,9 @@ class RunsUnderItsClusterRole(test_scaling.Scaling):
         self.redis.cmd("DEL", lst)
         self.wait_replicas("worker", 0, timeout=90)
         self.wait_event("worker-so", "KEDAScaleTargetDeactivated", timeout=60)
-        # The Lease was taken under the Role (leader election on by default).
-        holder = self.kubectl("get", "lease", "evscale", "-n", self.ns, "-o",
+        # The Lease was taken under the Role (leader election on by default), in the
+        # ServiceAccount's namespace.
+        holder = self.kubectl("get", "lease", self.lease_name, "-n", self.home, "-o",
                               "jsonpath={.spec.holderIdentity}")
         self.assertTrue(holder)
         # Nothing evscale asked was refused.
@@ -605,43 +494,9 @@ class RunsUnderItsClusterRole(test_scaling.Scaling):
 
 def can_i_list(env, user, ns):
     """(resource, verb) pairs of `kubectl auth can-i --list` (resource rules only)."""
-    out = evstest.kubectl(env, "auth", "can-i", "--list", "--as", user, "-n", ns)
-    pairs = set()
-    for line in out.splitlines()[1:]:
-        m = re.match(r"(\S+)\s+\[(.*?)\]\s+\[(.*?)\]\s+\[(.*?)\]$", line.strip())
-        if not m:
-            continue
-        res, urls, names, verbs = m.groups()
-        if urls:
-            continue  # non-resource URLs (discovery): every user's
-        for verb in verbs.split():
-            pairs.add((res, verb))
-    return pairs
+    return evstest.can_i_pairs(evstest.kubectl(env, "auth", "can-i", "--list", "--as", user,
+                                                "-n", ns))
 
-
-def expand(rules):
-    """The (resource, verb) pairs `can-i --list` prints for these rules: resource.group/sub,
-    the core group without a suffix ("*.*/scale", "scaledobjects.keda.sh/status", "secrets")."""
-    pairs = set()
-    for r in rules:
-        for g in r["apiGroups"]:
-            for res in r["resources"]:
-                base, slash, sub = res.partition("/")
-                name = (base if g == "" else "%s.%s" % (base, g)) + slash + sub
-                for verb in r["verbs"]:
-                    pairs.add((name, verb))
-    return pairs
-
-
-
-def _inherit_fixtures_only(cls):
-    """The class reuses test_scaling.Scaling's fixtures and helpers, not its tests."""
-    for name in dir(test_scaling.Scaling):
-        if name.startswith("test_") and name not in cls.__dict__:
-            setattr(cls, name, None)
-
-
-_inherit_fixtures_only(RunsUnderItsClusterRole)
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

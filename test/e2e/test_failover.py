@@ -31,10 +31,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import evstest  # noqa: E402
-from test_scaling import DEPLOYMENT, SCALEDOBJECT, Redis, get  # noqa: E402
+from evstest import BIN, DEPLOYMENT, SCALEDOBJECT, Redis, get  # noqa: E402
 
-BIN = os.environ.get("EVS_BINARY", "build/evscale")
-SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD = 4.0, 3.0, 0.5
 LEADING = "leading: running scalers and writing"
 NOT_LEADING = "not leading: scalers stopped"
@@ -47,20 +45,10 @@ class Proc:
         self.popen, self.logf, self.base, self.name = popen, logf, base, name
 
     def log(self):
-        self.logf.flush()
-        with open(self.logf.name) as f:
-            return f.read()
+        return evstest.read_log(self.logf)
 
     def records(self, msg=None):
-        out = []
-        for line in self.log().splitlines():
-            try:
-                r = json.loads(line)
-            except ValueError:
-                continue
-            if msg is None or r.get("msg") == msg:
-                out.append(r)
-        return out
+        return [r for r in evstest.log_records(self.log()) if msg is None or r.get("msg") == msg]
 
     def leading(self):
         """The last leadership change in its log: 1 leading, 0 not, None none yet."""
@@ -134,22 +122,17 @@ class Failover(unittest.TestCase):
         self.redis.cmd("DEL", self.lst)
 
     def tearDown(self):
+        failures = []
         for p in self.procs:
-            if p.popen.poll() is None:
-                p.popen.terminate()
-                try:
-                    p.popen.wait(30)
-                except subprocess.TimeoutExpired:
-                    p.popen.kill()
-                    p.popen.wait()
-            out = p.log()
-            p.logf.close()
-            for m in SANITIZER_MARKS:
-                self.assertNotIn(m, out, out[-4000:])
-            if p not in self.killed:
-                self.assertEqual(p.popen.returncode, 0, out[-3000:])
+            try:
+                evstest.stop_evscale(p.popen, p.logf, exit_code=None if p in self.killed else 0,
+                                     what="evscale " + p.name)
+            except AssertionError as e:
+                failures.append(str(e))
         self.redis.cmd("DEL", self.lst)
         self.kubectl("delete", "namespace", self.ns, "--wait=false", check=False)
+        if failures:
+            raise AssertionError("\n".join(failures))
 
     # --- helpers ---
 
@@ -183,14 +166,10 @@ class Failover(unittest.TestCase):
         return json.loads(out).get("spec", {})
 
     def config(self, port, kubeconfig=None, timings=None):
-        lease_duration, renew_deadline, retry_period = timings or ("4s", "3s", "500ms")
-        return (f"server:\n  address: 127.0.0.1:{port}\n  shutdown_grace: 2s\n"
-                f"backoff:\n  initial: 200ms\n  max: 2s\n"
-                f"kubernetes:\n  kubeconfig: {kubeconfig or self.env['KUBECONFIG']}\n"
-                f"  namespaces: [{self.ns}]\n"
-                f"leader_election:\n  lease_namespace: {self.ns}\n"
-                f"  lease_duration: {lease_duration}\n  renew_deadline: {renew_deadline}\n"
-                f"  retry_period: {retry_period}\n")
+        return evstest.evscale_config(port, kubeconfig or self.env["KUBECONFIG"], [self.ns],
+                                      lease_namespace=self.ns,
+                                      lease_timings=timings or ("4s", "3s", "500ms"),
+                                      backoff=("200ms", "2s"))
 
     def start(self, name, kubeconfig=None, wait_ready=True, text=None):
         port = evstest.free_port()
@@ -199,10 +178,8 @@ class Failover(unittest.TestCase):
             f.write(text if text is not None else self.config(port, kubeconfig))
         logf = open(cfg + ".log", "w+")
         args = [BIN, "run", "--config", cfg, "--log-format", "json", "--log-level", "debug"]
-        env = {k: v for k, v in os.environ.items()
-               if k != "KUBECONFIG" and not k.startswith("KUBERNETES_")}
-        env["HOME"] = self.dir
-        popen = subprocess.Popen(args, stdout=logf, stderr=subprocess.STDOUT, env=env)
+        popen = subprocess.Popen(args, stdout=logf, stderr=subprocess.STDOUT,
+                                 env=evstest.evscale_env(self.dir))
         p = Proc(popen, logf, "http://127.0.0.1:%d" % port, name)
         self.procs.append(p)
         if wait_ready:

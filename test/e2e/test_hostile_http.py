@@ -23,10 +23,9 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import evstest  # noqa: E402
 
-BIN = os.environ.get("EVS_BINARY", "build/evscale")
+BIN = evstest.BIN
 CAP = 1024  # evs_http_server_options_init's max_connections
 METRICS_REQ = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
-SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
 
 def probe(port, timeout=10.0, path="/healthz"):
@@ -75,33 +74,20 @@ class HostileClients(unittest.TestCase):
         # Without Kubernetes: tools/test.sh exports the control plane's KUBECONFIG, and with it
         # this evscale would lead a Lease of its own and scale every ScaledObject of the shared
         # control plane, the other tests' included (CI saw their targets written twice).
-        env = {k: v for k, v in os.environ.items()
-               if k != "KUBECONFIG" and not k.startswith("KUBERNETES_")}
-        env["HOME"] = self.dir.name
-        env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=1"
+        env = evstest.evscale_env(self.dir.name, ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "")
+                                  + ":quarantine_size_mb=1")
         self.proc = subprocess.Popen([BIN, "run", "--config", cfg, "--log-format", "json"],
                                      stdout=self.log, stderr=subprocess.STDOUT, env=env)
         evstest.wait_until(lambda: probe(self.port, 2)[0] == 200, timeout=60, what="/healthz")
 
     def tearDown(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        output = self.logs()
-        self.log.close()
-        self.dir.cleanup()
-        for mark in SANITIZER_MARKS:
-            if mark in output:
-                raise AssertionError(f"sanitizer report:\n{output[-4000:]}")
+        try:
+            evstest.stop_evscale(self.proc, self.log, exit_code=None)
+        finally:
+            self.dir.cleanup()
 
     def logs(self):
-        self.log.flush()
-        with open(self.log.name) as f:
-            return f.read()
+        return evstest.read_log(self.log)
 
     def assert_alive(self, what):
         rc = self.proc.poll()

@@ -8,11 +8,9 @@
 - A FIFO swapped in through the ConfigMap's `..data` link during `run`: the reload fails with a
   clear error, the configuration in force stays, later reloads still work, SIGTERM exits promptly.
 """
-import json
 import os
 import signal
 import socket
-import stat
 import subprocess
 import sys
 import tempfile
@@ -20,82 +18,12 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_process import BIN, assert_clean, free_port, get, metric, run, wait_until  # noqa: E402
+import evstest  # noqa: E402
+from evstest import BIN, assert_clean, get, run, wait_until  # noqa: E402
 
 
-class Daemon(unittest.TestCase):
+class Daemon(evstest.ConfigMapDaemon):
     """`evscale run` on a ConfigMap-style mount (config.yaml -> ..data/config.yaml)."""
-
-    grace = "5s"
-
-    def setUp(self):
-        self.dir = tempfile.TemporaryDirectory()
-        self.port = free_port()
-        self.mount = os.path.join(self.dir.name, "mount")
-        os.mkdir(self.mount)
-        self.generation = 0
-        self.publish(self.config("info"))
-        os.symlink("..data/config.yaml", os.path.join(self.mount, "config.yaml"))
-        self.path = os.path.join(self.mount, "config.yaml")
-        self.log = open(os.path.join(self.dir.name, "stderr.log"), "w+")
-        # Without Kubernetes (tools/test.sh exports the control plane's KUBECONFIG): this evscale
-        # would otherwise lead a Lease of its own and scale the other tests' ScaledObjects.
-        env = {k: v for k, v in os.environ.items()
-               if k != "KUBECONFIG" and not k.startswith("KUBERNETES_")}
-        env["HOME"] = self.dir.name
-        self.proc = subprocess.Popen([BIN, "run", "--config", self.path, "--log-format", "json"],
-                                     stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        self.base = f"http://127.0.0.1:{self.port}"
-        wait_until(lambda: get(self.base + "/healthz")[0] == 200, what="/healthz")
-
-    def tearDown(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        output = self.logs()
-        self.log.close()
-        assert_clean(output)
-        self.dir.cleanup()
-
-    def config(self, level):
-        return (f"server:\n  address: 127.0.0.1:{self.port}\n  shutdown_grace: {self.grace}\n"
-                f"log:\n  level: {level}\n")
-
-    def new_generation(self):
-        self.generation += 1
-        ts = os.path.join(self.mount, f"..gen{self.generation}")
-        os.mkdir(ts)
-        return ts
-
-    def swap(self, ts):
-        tmp = os.path.join(self.mount, "..data_tmp")
-        os.symlink(os.path.basename(ts), tmp)
-        os.rename(tmp, os.path.join(self.mount, "..data"))
-
-    def publish(self, text):
-        ts = self.new_generation()
-        with open(os.path.join(ts, "config.yaml"), "w") as f:
-            f.write(text)
-        self.swap(ts)
-
-    def logs(self):
-        self.log.flush()
-        with open(self.log.name) as f:
-            return f.read()
-
-    def log_lines(self):
-        out = []
-        for line in self.logs().splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                pass
-        return out
-
-    def reloads(self, result):
-        status, body = get(self.base + "/metrics")
-        self.assertEqual(status, 200)
-        return metric(body, "evscale_config_reloads_total", {"result": result}) or 0
 
     def slow_client(self):
         """A client that pipelines /metrics and never reads: its responses cannot all be

@@ -11,32 +11,16 @@ log, and /readyz turns 200 only then:
 And: an unreachable server keeps /readyz at 503 with a clear, retried error (not fatal); a
 kubeconfig evscale refuses (proxy-url) is logged naming the file and the field.
 """
-import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
-import urllib.error
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import evstest  # noqa: E402
-
-BIN = os.environ.get("EVS_BINARY", "build/evscale")
-SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
-
-
-def get(url, timeout=5):
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except OSError:
-        return 0, ""
+from evstest import BIN, get  # noqa: E402
 
 
 class KubeConnect(unittest.TestCase):
@@ -50,35 +34,15 @@ class KubeConnect(unittest.TestCase):
         self.logf = None
 
     def tearDown(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        out = self.logs()
-        if self.logf:
-            self.logf.close()
-        for m in SANITIZER_MARKS:
-            self.assertNotIn(m, out)
+        if self.proc is not None:
+            evstest.stop_evscale(self.proc, self.logf, exit_code=None, timeout=20)
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def logs(self):
-        if not self.logf:
-            return ""
-        self.logf.flush()
-        with open(self.logf.name) as f:
-            return f.read()
+        return evstest.read_log(self.logf) if self.logf else ""
 
     def lines(self):
-        out = []
-        for line in self.logs().splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                pass
-        return out
+        return evstest.log_records(self.logs())
 
     def write(self, name, text, mode=0o600):
         p = os.path.join(self.dir, name)
@@ -98,13 +62,9 @@ class KubeConnect(unittest.TestCase):
 
     def start(self, extra_cfg="", env_add=None):
         self.port = evstest.free_port()
-        cfg = self.write("config.yaml", (
-            f"server:\n  address: 127.0.0.1:{self.port}\n  shutdown_grace: 2s\n"
-            f"backoff:\n  initial: 200ms\n  max: 1s\n{extra_cfg}"))
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("KUBECONFIG",) and not k.startswith("KUBERNETES_")}
-        env["HOME"] = self.dir  # no ~/.kube/config
-        env.update(env_add or {})
+        cfg = self.write("config.yaml", evstest.evscale_config(
+            self.port, backoff=("200ms", "1s"), extra=extra_cfg))
+        env = evstest.evscale_env(self.dir, **(env_add or {}))  # no ~/.kube/config
         self.logf = open(os.path.join(self.dir, "log"), "w+")
         self.proc = subprocess.Popen([BIN, "run", "--dry-run", "--config", cfg,
                                       "--log-format", "json"],

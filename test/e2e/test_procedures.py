@@ -33,11 +33,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import evstest  # noqa: E402
-import test_breaker  # noqa: E402
-import test_deploy  # noqa: E402
-import test_scaling  # noqa: E402
 
-# Fast both ways (as test_breaker's FLAPPY): KEDA's HPA would wait its default 300 s
+# Fast both ways (as evstest.FLAPPY): KEDA's HPA would wait its default 300 s
 # scale-down stabilization, which is the HPA's behaviour, not the procedure under test.
 SO = """apiVersion: keda.sh/v1alpha1
 kind: ScaledObject
@@ -120,33 +117,35 @@ class Monitor:
         self.f.close()
 
 
-class Procedures(test_deploy.RunsUnderItsClusterRole, test_breaker.Breaker):
-    """Fixtures and helpers of test_scaling, test_breaker and test_deploy; none of their tests.
+class Procedures(evstest.KubeCase):
+    """evstest.KubeCase's fixtures and helpers: evscale's ServiceAccount (deploy/base's RBAC,
+    its token's kubeconfig) is set up once for the class in a namespace of its own (self.home,
+    the Leases'), and one evscale process under it serves the tests of SHARED_TESTS, each in its
+    own namespace (named before the process starts, created by the test): they use different
+    namespaces, objects and Redis keys, so they do not interfere, and the class saves a start
+    and a stop per test. The breaker's procedure needs the default breaker: a process of its
+    own (the same ServiceAccount, a Lease of its own)."""
 
-    evscale's ServiceAccount (deploy/base's RBAC, its token's kubeconfig) is set up once for the
-    class in a namespace of its own (the Lease's), and one evscale process under it serves the
-    tests of SHARED_TESTS, each in its own namespace (named before the process starts, created
-    by the test): they use different namespaces, objects and Redis keys, so they do not
-    interfere, and the class saves a ServiceAccount, a start and a stop per test. The breaker's
-    procedure needs the default breaker: a process of its own (the same ServiceAccount, a Lease
-    of its own)."""
+    evscale_binary = (os.environ.get("EVS_BINARY")
+                      or os.path.join(evstest.SOURCE_DIR, "build", "rel", "evscale"))
+    always_service_account = True
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
         stamp = "%d-%d" % (os.getpid(), int(time.time() * 1000) % 100000)
-        cls.home = "evs-proc-%s" % stamp
         cls.test_ns = {t: "evs-proc-%s-%d" % (stamp, i) for i, t in enumerate(SHARED_TESTS)}
         cls.shared_proc = None
-        evstest.kubectl(cls.env, "create", "namespace", cls.home)
-        cls.addClassCleanup(evstest.kubectl, cls.env, "delete", "namespace", cls.home,
-                            "--wait=false", check=False)
-        # service_account_kubeconfig is the test case's (self.ns, self.addCleanup): run it on a
-        # case of the class standing for the class, its cleanups run with the class's.
-        home = cls("test_can_i_list_for_the_service_account")
-        home.ns = cls.home
-        cls.addClassCleanup(home.doCleanups)
-        cls.sa_kubeconfig = home.service_account_kubeconfig()
+        cls.shared_procs = []  # every shared process started: (proc, logf)
+
+    @classmethod
+    def tearDownClass(cls):
+        # Before KubeCase's class cleanups (which remove the directory of the log).
+        try:
+            for proc, logf in cls.shared_procs:
+                evstest.stop_evscale(proc, logf, what="the shared evscale")
+        finally:
+            super().tearDownClass()
 
     def setUp(self):
         ns = type(self).test_ns.get(self._testMethodName)
@@ -154,86 +153,20 @@ class Procedures(test_deploy.RunsUnderItsClusterRole, test_breaker.Breaker):
             super().setUp()
         else:
             self.ns = ns
+            self.lease_name = None  # the shared process's Lease: "evscale"
             self.kubectl("create", "namespace", self.ns)
             self.procs = []
-        test_scaling.BIN = test_deploy.binary()
 
     # --- helpers ---
-
-    def spawn(self, namespaces, lease_name, extra):
-        """evscale under the class's ServiceAccount, for `namespaces`, its Lease `lease_name` in
-        the class's namespace (the Role's); waits for /readyz. Returns (proc, logf, base)."""
-        cls = type(self)
-        port = evstest.free_port()
-        cfg = os.path.join(self.dir, "config-%s-%s.yaml" % (cls.home, lease_name))
-        with open(cfg, "w") as f:
-            f.write(f"server:\n  address: 127.0.0.1:{port}\n  shutdown_grace: 2s\n"
-                    f"backoff:\n  initial: 200ms\n  max: 2s\n"
-                    f"kubernetes:\n  kubeconfig: {cls.sa_kubeconfig}\n"
-                    f"  namespaces: [{', '.join(namespaces)}]\n"
-                    f"leader_election:\n  lease_namespace: {cls.home}\n"
-                    f"  lease_name: {lease_name}\n"
-                    f"  lease_duration: 4s\n  renew_deadline: 3s\n  retry_period: 500ms\n"
-                    f"{extra}")
-        logf = open(cfg + ".log", "w+")
-        env = {k: v for k, v in os.environ.items()
-               if k != "KUBECONFIG" and not k.startswith("KUBERNETES_")}
-        env["HOME"] = self.dir
-        proc = subprocess.Popen([test_scaling.BIN, "run", "--config", cfg, "--log-format", "json",
-                                 "--log-level", "debug"],
-                                stdout=logf, stderr=subprocess.STDOUT, env=env)
-        base = "http://127.0.0.1:%d" % port
-        evstest.wait_until(lambda: test_scaling.get(base + "/readyz")[0] == 200
-                           or proc.poll() is not None, timeout=90, what="/readyz")
-        self.assertIsNone(proc.poll(), self.log(logf)[-3000:])
-        return proc, logf, base
 
     def shared(self):
         """The class's evscale (started by the first test that asks): (proc, logf, base)."""
         cls = type(self)
         if cls.shared_proc is None:
-            cls.shared_proc = self.spawn(cls.test_ns.values(), "evscale", SHARED_CFG)
+            cls.shared_proc = self.spawn(list(cls.test_ns.values()), "evscale", SHARED_CFG,
+                                         into=cls.shared_procs)
         self.assertIsNone(cls.shared_proc[0].poll(), self.log(cls.shared_proc[1])[-3000:])
         return cls.shared_proc
-
-    def start_sa(self, extra=""):
-        """evscale of its own for this test's namespace (settings of its own), under the class's
-        ServiceAccount; stopped and checked by test_scaling's tearDown."""
-        started = self.spawn([self.ns], "evscale-" + self._testMethodName.replace("_", "-"),
-                             extra)
-        self.procs.append(started[:2])
-        return started
-
-    @classmethod
-    def tearDownClass(cls):
-        # Before test_scaling's (which removes the directory of the log).
-        try:
-            if cls.shared_proc is not None:
-                cls.stop_shared()
-        finally:
-            super().tearDownClass()
-
-    @classmethod
-    def stop_shared(cls):
-        proc, logf, _ = cls.shared_proc
-        cls.shared_proc = None
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        logf.flush()
-        with open(logf.name) as f:
-            out = f.read()
-        logf.close()
-        for m in test_scaling.SANITIZER_MARKS:
-            if m in out:
-                raise AssertionError("%s in the shared evscale's log:\n%s" % (m, out[-4000:]))
-        if proc.returncode != 0:
-            raise AssertionError("the shared evscale exited with %d:\n%s" % (proc.returncode,
-                                                                              out[-3000:]))
 
     def so(self, name, target, lst, min=0, max=10, poll=1, port=None):
         self.apply(SO.format(name=name, ns=self.ns, target=target, list=lst, min=min, max=max,
@@ -297,7 +230,7 @@ class Procedures(test_deploy.RunsUnderItsClusterRole, test_breaker.Breaker):
         #   kubectl get scaledobject benthos-ml-worker-scaler -n ml-inference -o yaml
         # "Look for: status.conditions, status.scaleTargetGVKR, status.lastActiveTime".
         out = self.sh("kubectl get scaledobject worker-so -n %s -o yaml" % ns)
-        (obj,) = test_deploy.parse_yaml(out)
+        (obj,) = evstest.parse_yaml(out)
         st = obj["status"]
         # KEDA's Paused condition (its printer column) too, False when not paused.
         self.assertEqual({c["type"]: c["status"] for c in st["conditions"]},
@@ -384,7 +317,7 @@ class Procedures(test_deploy.RunsUnderItsClusterRole, test_breaker.Breaker):
         # The floor holds with an empty queue past the 3 s cooldown, counted from the object's
         # own lastActiveTime once a read has seen the queue empty (Active False), plus 2 reads.
         self.wait_condition("worker-so", "Active", "False", timeout=30)
-        so = json.loads(self.kubectl("get", "scaledobject", "worker-so", "-n", ns, "-o", "json"))
+        so = self.get_scaledobject("worker-so")
         last = calendar.timegm(time.strptime(so["status"]["lastActiveTime"], "%Y-%m-%dT%H:%M:%SZ"))
         while time.time() < last + 1 + 3 + 2:  # lastActiveTime is truncated to the second
             self.assertEqual(self.replicas("worker"), 5)
@@ -393,7 +326,7 @@ class Procedures(test_deploy.RunsUnderItsClusterRole, test_breaker.Breaker):
         self.sh("kubectl patch scaledobject worker-so -n %s --type=merge -p "
                 "'{\"spec\":{\"minReplicaCount\": 1}}'" % ns)
         self.wait_replicas("worker", 1, timeout=60)
-        so = json.loads(self.kubectl("get", "scaledobject", "worker-so", "-n", ns, "-o", "json"))
+        so = self.get_scaledobject("worker-so")
         self.assertEqual((so["spec"]["minReplicaCount"], so["spec"]["maxReplicaCount"],
                           so["spec"]["triggers"][0]["metadata"]["listLength"]), (1, 30, "20"))
         self.no_refusals(logf)
@@ -403,7 +336,7 @@ class Procedures(test_deploy.RunsUnderItsClusterRole, test_breaker.Breaker):
         # Its own Redis, its reads timed by MONITOR; the shared evscale has keyspace events off:
         # the trigger reads at pollingInterval only (with them on, a push makes a read at once).
         rdir = tempfile.mkdtemp(prefix="evs-redis-poll-")
-        red = test_scaling.Redis(rdir)
+        red = evstest.Redis(rdir)
         self.addCleanup(shutil.rmtree, rdir, ignore_errors=True)
         self.addCleanup(red.stop)
         mon = Monitor(red, os.path.join(rdir, "monitor.txt"))
@@ -456,9 +389,10 @@ class Procedures(test_deploy.RunsUnderItsClusterRole, test_breaker.Breaker):
         lst = "flap-" + ns
         self.redis.cmd("DEL", lst)
         self.redis.cmd("RPUSH", lst, *["f%d" % k for k in range(50)])
-        self.apply(test_breaker.FLAPPY.format(name="flappy", ns=ns, target="flappy-target",
-                                              list=lst, port=self.redis.port))
-        proc, logf, base = self.start_sa(test_breaker.BREAKER_CFG.format(cooldown="10m"))
+        self.apply(evstest.FLAPPY.format(name="flappy", ns=ns, target="flappy-target",
+                                         list=lst, port=self.redis.port))
+        # evscale of its own for this test's namespace (the default breaker).
+        proc, logf, base = self.start(evstest.BREAKER_CFG.format(cooldown="10m"))
         self.wait_condition("flappy", "Ready", "True", timeout=60)
         self.flap(lst, "flappy-target")
         evstest.wait_until(lambda: self.hpa("keda-hpa-flappy"), timeout=30, what="the fallback HPA")
@@ -552,7 +486,7 @@ class Procedures(test_deploy.RunsUnderItsClusterRole, test_breaker.Breaker):
     def test_backup_and_restore(self):
         ns = self.ns
         rdir = tempfile.mkdtemp(prefix="evs-redis-bak-")
-        red = test_scaling.Redis(rdir, password="backup-secret")
+        red = evstest.Redis(rdir, password="backup-secret")
         self.addCleanup(shutil.rmtree, rdir, ignore_errors=True)
         self.addCleanup(red.stop)
         self.deployment("worker", 0)
@@ -602,20 +536,20 @@ spec:
                               "managedFields"} & set(o["metadata"]), o["metadata"])
             self.assertIn("spec", o)
         with open(os.path.join(self.dir, "scaledobjects-export.yaml")) as f:
-            items = test_deploy.parse_yaml(f.read())  # the List's items
+            items = evstest.parse_yaml(f.read())  # the List's items
         self.assertEqual([o["metadata"]["name"] for o in items], ["worker-so"])
         self.assertIn("status", items[0])  # evscale's status is in the backup, as KEDA's is
 
         with open(os.path.join(self.dir, daily)) as f:
             rv = {o["kind"]: o["metadata"]["resourceVersion"] for o in
-                  test_deploy.parse_yaml(f.read())}
+                  evstest.parse_yaml(f.read())}
         # evscale writes status after the backup (the queue grows: 2 -> 4 replicas), so the
         # backup's resourceVersion is stale by the time it is applied again.
         red.cmd("RPUSH", "bakq", *["c%d" % i for i in range(10)])
         self.wait_replicas("worker", 4, timeout=60)  # ceil(18 / 5)
-        evstest.wait_until(lambda: json.loads(self.kubectl(
-            "get", "scaledobject", "worker-so", "-n", ns, "-o", "json"))["metadata"]
-            ["resourceVersion"] != rv["ScaledObject"], timeout=30, what="a status write")
+        evstest.wait_until(lambda: self.get_scaledobject("worker-so")["metadata"]
+                           ["resourceVersion"] != rv["ScaledObject"], timeout=30,
+                           what="a status write")
 
         # keda-runbook.md, Disaster Recovery / Backup Procedures, 2. Test restore procedures
         # quarterly, over the live objects:
@@ -659,7 +593,7 @@ spec:
         out = self.sh("kubectl apply -f %s" % backup)
         self.assertIn("scaledobject.keda.sh/worker-so created", out)
         self.assertIn("triggerauthentication.keda.sh/redis-ta created", out)
-        so = json.loads(self.kubectl("get", "scaledobject", "worker-so", "-n", ns, "-o", "json"))
+        so = self.get_scaledobject("worker-so")
         self.assertEqual(so["spec"]["triggers"][0]["authenticationRef"], {"name": "redis-ta"})
         # The restored ones scale again (through the restored TriggerAuthentication's password):
         # an empty queue -> 0 after the 3 s cooldown; 7 items -> 2.
@@ -685,22 +619,16 @@ spec:
         self.no_refusals(logf)
 
     def test_can_i_list_for_the_service_account(self):
-        ns = self.ns
-        self.service_account_kubeconfig()
+        # The class's ServiceAccount, in its namespace (evstest.service_account_kubeconfig).
+        ns = self.home
         sas = self.kubectl("get", "serviceaccounts", "-n", ns, "-o",
                            "jsonpath={.items[*].metadata.name}").split()
         (sa,) = [s for s in sas if s.startswith("evscale")]
-        objs = test_deploy.parse_yaml(test_deploy.render(os.path.join(test_deploy.DEPLOY, "base")))
-        want_cluster = test_deploy.expand(test_deploy.rules_of(objs, "ClusterRole"))
-        want_ns = test_deploy.expand(test_deploy.rules_of(objs, "Role"))
-
-        def pairs(out):
-            got = set()
-            for line in out.splitlines()[1:]:
-                m = re.match(r"(\S+)\s+\[(.*?)\]\s+\[(.*?)\]\s+\[(.*?)\]$", line.strip())
-                if m and not m.group(2):  # non-resource URLs: discovery, every user's
-                    got |= {(m.group(1), v) for v in m.group(4).split()}
-            return got
+        self.assertEqual(sa, self.service_account)
+        objs = evstest.parse_yaml(evstest.render(os.path.join(evstest.DEPLOY_DIR, "base")))
+        want_cluster = evstest.expand(evstest.rules_of(objs, "ClusterRole"))
+        want_ns = evstest.expand(evstest.rules_of(objs, "Role"))
+        pairs = evstest.can_i_pairs
         # The API server's grants to every authenticated user (system:basic-user, ...).
         baseline = pairs(self.sh("kubectl auth can-i --list --as=system:serviceaccount:%s:nobody"
                                  % ns))
@@ -720,15 +648,6 @@ spec:
                        ("triggerauthentications.keda.sh", "get"),
                        ("horizontalpodautoscalers.autoscaling", "patch")]:
             self.assertNotIn(absent, got)
-
-
-# Inherit the fixtures and helpers only: none of test_scaling's, test_breaker's or test_deploy's
-# tests run again here.
-for _base in (test_scaling.Scaling, test_breaker.Breaker, test_deploy.RunsUnderItsClusterRole):
-    for _name in list(vars(_base)):
-        if _name.startswith("test_") and _name not in vars(Procedures):
-            setattr(Procedures, _name, None)
-del _base, _name  # a TestCase class left in the module's namespace would be loaded and run
 
 
 if __name__ == "__main__":

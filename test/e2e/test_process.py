@@ -7,79 +7,18 @@ reloads through the file watch (a ConfigMap-style `..data` symlink swap), and ch
 SIGTERM exits 0. Also the one-shot commands: check-config, version, help, usage errors.
 """
 import os
-import re
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
 import unittest
-import urllib.error
-import urllib.request
 
-BIN = os.environ.get("EVS_BINARY", "build/evscale")
-SRC = os.environ.get("EVS_SOURCE_DIR", os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import evstest  # noqa: E402
+from evstest import get, metric, run, wait_until  # noqa: E402
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def get(url, timeout=5):
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-
-
-def wait_until(fn, timeout=30, what="condition"):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        try:
-            last = fn()
-            if last:
-                return last
-        except (OSError, urllib.error.URLError) as e:
-            last = e
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
-
-
-def metric(text, name, labels=None):
-    """The value of one sample in the exposition text, or None."""
-    for line in text.splitlines():
-        if line.startswith("#"):
-            continue
-        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)', line)
-        if not m or m.group(1) != name:
-            continue
-        if labels:
-            got = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
-            if any(got.get(k) != v for k, v in labels.items()):
-                continue
-        return float(m.group(3))
-    return None
-
-
-SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
-
-
-def assert_clean(output):
-    """A sanitizer report fails the test whatever the exit code says."""
-    for mark in SANITIZER_MARKS:
-        if mark in output:
-            raise AssertionError(f"sanitizer report:\n{output[-4000:]}")
-
-
-def run(*args, env=None, timeout=30):
-    r = subprocess.run([BIN, *args], capture_output=True, text=True, timeout=timeout, env=env)
-    assert_clean(r.stdout + r.stderr)
-    return r
+SRC = evstest.SOURCE_DIR
 
 
 class OneShotCommands(unittest.TestCase):
@@ -180,12 +119,12 @@ class OneShotCommands(unittest.TestCase):
         self.assertIn("EVSCALE_CIRCUIT_BREAKER_MAX_SCALE_EVENTS_PER_MINUTE", r.stdout + r.stderr)
 
     def test_address_in_use_exits_3(self):
-        with socket.socket() as s:
+        with socket.socket() as s, tempfile.TemporaryDirectory() as d:
             s.bind(("127.0.0.1", 0))
             s.listen()
             port = s.getsockname()[1]
-            env = dict(os.environ, EVSCALE_SERVER_ADDRESS=f"127.0.0.1:{port}")
-            r = run("run", env=env)
+            # Without Kubernetes (evstest.evscale_env), should it get past the bind.
+            r = run("run", env=evstest.evscale_env(d, EVSCALE_SERVER_ADDRESS=f"127.0.0.1:{port}"))
             self.assertEqual(r.returncode, 3, r.stderr)
             self.assertIn("address already in use", r.stderr)
 
@@ -194,70 +133,12 @@ class OneShotCommands(unittest.TestCase):
             path = os.path.join(d, "bad.yaml")
             with open(path, "w") as f:
                 f.write("log:\n  level: loud\n")
-            r = run("run", "--config", path)
+            r = run("run", "--config", path, env=evstest.evscale_env(d))
             self.assertEqual(r.returncode, 1)
             self.assertIn(f"{path}:2:10:", r.stdout + r.stderr)
 
 
-class Daemon(unittest.TestCase):
-    def setUp(self):
-        self.dir = tempfile.TemporaryDirectory()
-        self.port = free_port()
-        # The layout kubelet gives a ConfigMap volume: config.yaml -> ..data/config.yaml,
-        # ..data -> ..<timestamp>/, swapped atomically by renaming a new symlink over ..data.
-        self.mount = os.path.join(self.dir.name, "mount")
-        os.mkdir(self.mount)
-        self.generation = 0
-        self.publish(self.config("info"))
-        os.symlink("..data/config.yaml", os.path.join(self.mount, "config.yaml"))
-        self.path = os.path.join(self.mount, "config.yaml")
-        self.log = open(os.path.join(self.dir.name, "stderr.log"), "w+")
-        # Without Kubernetes: tools/test.sh exports the control plane's KUBECONFIG, and with it
-        # /readyz would wait for discovery (test_kube_connect.py covers that).
-        env = {k: v for k, v in os.environ.items()
-               if k != "KUBECONFIG" and not k.startswith("KUBERNETES_")}
-        env["HOME"] = self.dir.name
-        self.proc = subprocess.Popen([BIN, "run", "--config", self.path, "--log-format", "json"],
-                                     stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        self.base = f"http://127.0.0.1:{self.port}"
-        wait_until(lambda: get(self.base + "/healthz")[0] == 200, what="/healthz")
-
-    def tearDown(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        output = self.logs()
-        self.log.close()
-        assert_clean(output)
-        self.dir.cleanup()
-
-    def config(self, level, extra=""):
-        return (f"server:\n  address: 127.0.0.1:{self.port}\n  shutdown_grace: 5s\n"
-                f"log:\n  level: {level}\n{extra}")
-
-    def publish(self, text):
-        self.generation += 1
-        ts = os.path.join(self.mount, f"..gen{self.generation}")
-        os.mkdir(ts)
-        with open(os.path.join(ts, "config.yaml"), "w") as f:
-            f.write(text)
-        tmp = os.path.join(self.mount, "..data_tmp")
-        os.symlink(os.path.basename(ts), tmp)
-        os.rename(tmp, os.path.join(self.mount, "..data"))
-
-    def scrape(self):
-        status, body = get(self.base + "/metrics")
-        self.assertEqual(status, 200)
-        return body
-
-    def reloads(self, result):
-        return metric(self.scrape(), "evscale_config_reloads_total", {"result": result}) or 0
-
-    def logs(self):
-        self.log.flush()
-        with open(self.log.name) as f:
-            return f.read()
-
+class Daemon(evstest.ConfigMapDaemon):
     def test_endpoints_reload_and_shutdown(self):
         body = self.scrape()
         self.assertEqual(metric(body, "evscale_build_info"), 1)

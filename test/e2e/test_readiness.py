@@ -20,15 +20,12 @@ import sys
 import tempfile
 import time
 import unittest
-import urllib.error
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import evstest  # noqa: E402
 import kwok  # noqa: E402
+from evstest import BIN, get  # noqa: E402
 
-BIN = os.environ.get("EVS_BINARY", "build/evscale")
-SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 SEEN = "scale target seen"
 
 WORKLOADS = """apiVersion: apps/v1
@@ -69,16 +66,6 @@ spec:
 """
 
 
-def get(url, timeout=5):
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except OSError:
-        return 0, ""
-
-
 class Readiness(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -101,19 +88,13 @@ class Readiness(unittest.TestCase):
         self.proc = self.logf = None
 
     def tearDown(self):
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.terminate()
-                try:
-                    self.proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
-            out = self.log()
-            self.logf.close()
-            for m in SANITIZER_MARKS:
-                self.assertNotIn(m, out, out[-4000:])
-            self.assertEqual(self.proc.returncode, 0, out[-3000:])
+        try:
+            if self.proc is not None:
+                evstest.stop_evscale(self.proc, self.logf)
+        finally:
+            self.clean_namespace()
+
+    def clean_namespace(self):
         # Bound pods need the fake kubelet to finish their deletion: delete the workloads while
         # it still runs, so the namespace does not stay Terminating on the shared control plane.
         self.kubectl("delete", "deployment,statefulset", "--all", "-n", self.ns, "--wait=false",
@@ -142,40 +123,28 @@ class Readiness(unittest.TestCase):
         port = evstest.free_port()
         cfg = os.path.join(self.dir, "config-%s.yaml" % self.ns)
         with open(cfg, "w") as f:
-            f.write(f"server:\n  address: 127.0.0.1:{port}\n  shutdown_grace: 2s\n"
-                    f"kubernetes:\n  kubeconfig: {self.env['KUBECONFIG']}\n"
-                    f"  namespaces: [{self.ns}]\n"
-                    f"leader_election:\n  lease_namespace: {self.ns}\n")
+            f.write(evstest.evscale_config(port, self.env["KUBECONFIG"], [self.ns],
+                                           lease_namespace=self.ns))
         self.logf = open(cfg + ".log", "w+")
-        env = {k: v for k, v in os.environ.items()
-               if k != "KUBECONFIG" and not k.startswith("KUBERNETES_")}
-        env["HOME"] = self.dir
         self.proc = subprocess.Popen([BIN, "run", "--config", cfg, "--log-format", "json",
                                       "--log-level", "debug", "--dry-run"],
-                                     stdout=self.logf, stderr=subprocess.STDOUT, env=env)
+                                     stdout=self.logf, stderr=subprocess.STDOUT,
+                                     env=evstest.evscale_env(self.dir))
         base = "http://127.0.0.1:%d" % port
         evstest.wait_until(lambda: get(base + "/readyz")[0] == 200 or self.proc.poll() is not None,
                            timeout=90, what="/readyz")
         self.assertIsNone(self.proc.poll(), self.log()[-3000:])
 
     def log(self):
-        self.logf.flush()
-        with open(self.logf.name) as f:
-            return f.read()
+        return evstest.read_log(self.logf)
 
     def seen(self, kind, name):
         """The (spec, status, ready) replicas of each "scale target seen" record of the target,
         in order."""
         key = "apps/%s/%s/%s" % (kind, self.ns, name)
-        out = []
-        for line in self.log().splitlines():
-            try:
-                r = json.loads(line)
-            except ValueError:
-                continue
-            if r.get("msg") == SEEN and r.get("target") == key:
-                out.append((r["spec_replicas"], r["status_replicas"], r["ready_replicas"]))
-        return out
+        return [(r["spec_replicas"], r["status_replicas"], r["ready_replicas"])
+                for r in evstest.log_records(self.log())
+                if r.get("msg") == SEEN and r.get("target") == key]
 
     def api_counts(self, resource, name):
         st = json.loads(self.kubectl("get", resource, name, "-n", self.ns, "-o", "json"))

@@ -13,7 +13,6 @@ ScaledObject informer, the registry, the decision step and the /scale writer:
   - a broken ScaledObject gets Ready=False naming the field; the others keep scaling;
   - --dry-run decides and logs, and writes nothing.
 """
-import json
 import os
 import shutil
 import signal
@@ -22,227 +21,14 @@ import sys
 import tempfile
 import time
 import unittest
-import urllib.error
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import evstest  # noqa: E402
-
-BIN = os.environ.get("EVS_BINARY", "build/evscale")
-SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+from evstest import SCALEDOBJECT, Redis, get  # noqa: E402
 
 
-def get(url, timeout=5):
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except OSError:
-        return 0, ""
-
-
-class Redis:
-    def __init__(self, workdir, password=None):
-        self.port = evstest.free_port()
-        self.password = password
-        extra = ["--requirepass", password] if password else []
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", workdir, "--notify-keyspace-events", "Klgxe",
-             *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        evstest.wait_until(lambda: self.cmd("PING").strip() == "PONG", timeout=20,
-                           what="redis-server")
-
-    def cmd(self, *args):
-        auth = ["--no-auth-warning", "-a", self.password] if self.password else []
-        p = subprocess.run(["redis-cli", "-p", str(self.port), *auth, *args],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=20)
-        return p.stdout
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(10)
-
-
-DEPLOYMENT = """apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: {name}, namespace: {ns}}}
-spec:
-  replicas: {replicas}
-  selector: {{matchLabels: {{app: {name}}}}}
-  template:
-    metadata: {{labels: {{app: {name}}}}}
-    spec:
-      containers: [{{name: main, image: registry.invalid/worker:1}}]
-"""
-
-SCALEDOBJECT = """apiVersion: keda.sh/v1alpha1
-kind: ScaledObject
-metadata: {{name: {name}, namespace: {ns}}}
-spec:
-  scaleTargetRef: {{name: {target}}}
-  minReplicaCount: 0
-  maxReplicaCount: 10
-  pollingInterval: 1
-  cooldownPeriod: {cooldown}
-  triggers:
-  - type: redis
-    metadata:
-      address: 127.0.0.1:{port}
-      listName: {list}
-      listLength: "5"
-"""
-
-
-class Scaling(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.env = evstest.controlplane()
-        cls.dir = tempfile.mkdtemp(prefix="evs-scaling-")
-        cls.redis = Redis(cls.dir)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.redis.stop()
-        if not os.environ.get("EVS_KEEP_LOGS"):
-            shutil.rmtree(cls.dir, ignore_errors=True)
-
-    def setUp(self):
-        self.ns = "evs-scale-%d-%d" % (os.getpid(), int(time.time() * 1000) % 100000)
-        self.kubectl("create", "namespace", self.ns)
-        self.procs = []
-
-    def tearDown(self):
-        for proc, logf in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-            logf.flush()
-            with open(logf.name) as f:
-                out = f.read()
-            logf.close()
-            for m in SANITIZER_MARKS:
-                self.assertNotIn(m, out, out[-4000:])
-            self.assertEqual(proc.returncode, 0, out[-3000:])
-        self.kubectl("delete", "namespace", self.ns, "--wait=false", check=False)
-
-    # --- helpers ---
-
-    def kubectl(self, *args, input=None, check=True):
-        return evstest.kubectl(self.env, *args, input=input, check=check)
-
-    def apply(self, text):
-        self.kubectl("apply", "--validate=false", "-f", "-", input=text)
-
-    def deployment(self, name, replicas=0):
-        self.apply(DEPLOYMENT.format(name=name, ns=self.ns, replicas=replicas))
-
-    def scaledobject(self, name, target, lst, cooldown=3):
-        self.apply(SCALEDOBJECT.format(name=name, ns=self.ns, target=target, list=lst,
-                                       port=self.redis.port, cooldown=cooldown))
-
-    def replicas(self, name):
-        out = self.kubectl("get", "deployment", name, "-n", self.ns, "-o",
-                           "jsonpath={.spec.replicas}")
-        return int(out or 0)
-
-    def wait_replicas(self, name, want, timeout=60):
-        evstest.wait_until(lambda: self.replicas(name) == want, timeout=timeout,
-                           what="%s at %d replicas (now %d)" % (name, want, self.replicas(name)))
-
-    def condition(self, so, ctype):
-        out = self.kubectl("get", "scaledobject", so, "-n", self.ns, "-o", "json")
-        for c in json.loads(out).get("status", {}).get("conditions", []):
-            if c.get("type") == ctype:
-                return c
-        return None
-
-    def wait_condition(self, so, ctype, status, timeout=30):
-        def ok():
-            c = self.condition(so, ctype)
-            return c if c and c.get("status") == status else None
-        return evstest.wait_until(ok, timeout=timeout,
-                                  what="%s %s=%s (now %s)" % (so, ctype, status,
-                                                              self.condition(so, ctype)))
-
-    def events(self, so):
-        out = self.kubectl("get", "events", "-n", self.ns, "-o", "json",
-                           "--field-selector", "involvedObject.name=" + so)
-        return [(e.get("reason"), e.get("message") or e.get("note")) for e in
-                json.loads(out).get("items", [])]
-
-    def wait_event(self, so, reason, timeout=30):
-        def found():
-            return [m for r, m in self.events(so) if r == reason] or None
-        try:
-            return evstest.wait_until(found, timeout=timeout, what="event %s on %s" % (reason, so))
-        except AssertionError:
-            print(self.kubectl("get", "events", "-n", self.ns, "-o", "wide"), file=sys.stderr)
-            raise
-
-    def start(self, extra="", dry_run=False):
-        port = evstest.free_port()
-        cfg = os.path.join(self.dir, "config-%s-%d.yaml" % (self.ns, len(self.procs)))
-        with open(cfg, "w") as f:
-            f.write(f"server:\n  address: 127.0.0.1:{port}\n  shutdown_grace: 2s\n"
-                    f"backoff:\n  initial: 200ms\n  max: 2s\n"
-                    f"kubernetes:\n  kubeconfig: {self.evscale_kubeconfig()}\n"
-                    f"  namespaces: [{self.ns}]\n"
-                    f"leader_election:\n  lease_namespace: {self.ns}\n"
-                    f"  lease_duration: 4s\n  renew_deadline: 3s\n  retry_period: 500ms\n"
-                    f"{extra}")
-        logf = open(cfg + ".log", "w+")
-        args = [BIN, "run", "--config", cfg, "--log-format", "json", "--log-level", "debug"]
-        if dry_run:
-            args.append("--dry-run")
-        env = {k: v for k, v in os.environ.items()
-               if k != "KUBECONFIG" and not k.startswith("KUBERNETES_")}
-        env["HOME"] = self.dir
-        proc = subprocess.Popen(args, stdout=logf, stderr=subprocess.STDOUT, env=env)
-        self.procs.append((proc, logf))
-        base = "http://127.0.0.1:%d" % port
-        evstest.wait_until(lambda: get(base + "/readyz")[0] == 200 or proc.poll() is not None,
-                           timeout=90, what="/readyz")
-        self.assertIsNone(proc.poll(), self.log(logf)[-3000:])
-        return proc, logf, base
-
-    def evscale_kubeconfig(self):
-        """evscale runs under deploy/'s ServiceAccount, ClusterRole and Role (issue 21: a verb
-        missing from them fails a test), set up once per test namespace; EVS_E2E_ADMIN=1 runs it
-        with the control plane's admin token instead (to tell an RBAC failure from another)."""
-        if "KUBECONFIG" in self.__dict__.get("env", {}) or os.environ.get("EVS_E2E_ADMIN"):
-            return self.env["KUBECONFIG"]  # a test's own choice (test_deploy), or admin
-        if getattr(self, "_sa_kubeconfig", None) is None:
-            import test_deploy  # noqa: E402 (it imports this module: only at run time)
-            self._sa_kubeconfig = test_deploy.RunsUnderItsClusterRole.service_account_kubeconfig(
-                self)
-        return self._sa_kubeconfig
-
-    def log(self, logf):
-        logf.flush()
-        with open(logf.name) as f:
-            return f.read()
-
-    def log_records(self, logf):
-        out = []
-        for line in self.log(logf).splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                pass
-        return out
-
-    def scale_patches(self, since, name):
-        events, _ = evstest.audit_events(self.env, since)
-        path = "/apis/apps/v1/namespaces/%s/deployments/%s/scale" % (self.ns, name)
-        return [e for e in events
-                if e.get("verb") == "patch" and e.get("requestURI", "").startswith(path)
-                and e.get("stage") == "ResponseComplete"]
+class Scaling(evstest.KubeCase):
+    """evscale scaling Deployments from Redis lists (evstest.KubeCase: fixtures and helpers)."""
 
     # --- tests ---
 
@@ -296,8 +82,7 @@ class Scaling(unittest.TestCase):
                                             p.get("responseStatus", {}).get("code"))
                                            for p in patches])
         # Status: originalReplicaCount, the scale target's GVKR, the trigger types.
-        st = json.loads(self.kubectl("get", "scaledobject", "worker-so", "-n", self.ns, "-o",
-                                     "json"))["status"]
+        st = self.get_scaledobject("worker-so")["status"]
         self.assertEqual(st.get("scaleTargetKind"), "apps/v1.Deployment")
         self.assertEqual(st.get("originalReplicaCount"), 0)
         self.assertEqual(st.get("triggersTypes"), "redis")
@@ -403,9 +188,7 @@ spec:
                    .replace("  minReplicaCount: 0\n", ""))
 
         def so():
-            out = self.kubectl("get", "scaledobject", "restore-so", "-n", self.ns, "-o", "json",
-                               "--ignore-not-found")
-            return json.loads(out) if out.strip() else None
+            return self.get_scaledobject("restore-so", must_exist=False)
         proc, logf, base = self.start()
         evstest.wait_until(lambda: "evscale.io/restore-replicas" in
                            so()["metadata"].get("finalizers", []), timeout=30,
