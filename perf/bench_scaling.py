@@ -303,16 +303,17 @@ class ProcStats:
         return out
 
 
-def write_config(directory, env, ns, port):
+def write_config(directory, env, ns, port, lease_lines=""):
     """evscale's configuration for a bench (leading, watching only ns, kubernetes.qps 500,
-    breaker off) in directory/evscale.yaml; returns its path (perf/bench_process.py too)."""
+    breaker off) in directory/evscale.yaml; returns its path (perf/bench_process.py too, which
+    may add lines under leader_election)."""
     cfg = os.path.join(directory, "evscale.yaml")
     with open(cfg, "w") as f:
         f.write(f"server:\n  address: 127.0.0.1:{port}\n  shutdown_grace: 2s\n"
                 f"log:\n  level: info\n  format: json\n"
                 f"kubernetes:\n  kubeconfig: {env['KUBECONFIG']}\n"
                 f"  namespaces: [{ns}]\n  qps: 500\n  burst: 1000\n"
-                f"leader_election:\n  lease_namespace: {ns}\n"
+                f"leader_election:\n  lease_namespace: {ns}\n{lease_lines}"
                 f"circuit_breaker:\n  enabled: false\n")
     return cfg
 
