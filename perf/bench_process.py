@@ -520,8 +520,9 @@ def report(args, base, runs, create):
         notes.append("/metrics keda_resource_registered_total = %s (%s B of /metrics)" % (
             reg, r.notes.get("metrics_bytes", "?")))
         if "t_listed" in r.notes:
-            notes.append("log: listed %.1f s after start, first led at %.1f s" % (
-                r.notes["t_listed"], r.notes.get("t_lead", float("nan"))))
+            notes.append("log: listed %.1f s after start, %s" % (
+                r.notes["t_listed"], "first led at %.1f s" % r.notes["t_lead"]
+                if "t_lead" in r.notes else "never led"))
         notes.append("led %d times, stepped down %d times; %d failed reads of a scale target" % (
             r.notes.get("leads", 0), r.notes.get("step_downs", 0),
             r.notes.get("scale_read_failures", 0)))
@@ -553,6 +554,8 @@ def report(args, base, runs, create):
     lines.append("")
     goals = []
     for r in runs:
+        if r.wrap:
+            continue  # RSS under valgrind or heaptrack is the tool's
         rss = r.marks["steady"]["rss"]
         goals.append(("%s: whole process %.0f B per ScaledObject at steady (RSS / N; goal "
                       "%.0f B)" % (r.label, rss / n, GOAL_PER_OBJECT), rss / n <= GOAL_PER_OBJECT))
@@ -577,7 +580,8 @@ def report(args, base, runs, create):
         lines.append("- %s %s" % (verdict(ok), text))
     lines.append("- (no goal stated) time to list and sync: ready %s; all statuses %s" % (
         ", ".join("%.1f s" % r.marks["ready"]["t"] for r in runs),
-        ", ".join("%.1f s" % r.marks["statuses"]["t"] for r in runs if "statuses" in r.marks)))
+        ", ".join("%.1f s" % r.marks["statuses"]["t"] if "statuses" in r.marks else
+                  "not reached" for r in runs)))
     return "\n".join(lines), all(ok for _, ok in goals)
 
 
@@ -645,7 +649,7 @@ def main():
         r = runs[0]
         peak, steady = massif_tree(m.group(1), (r.t_stop - 0.5) * 1000.0)
         parts = []
-        for what, s in (("peak (the list)", peak), ("steady (last detailed snapshot before the "
+        for what, s in (("peak", peak), ("steady (last detailed snapshot before the "
                                                      "stop)", steady)):
             if s is None:
                 continue
