@@ -36,10 +36,18 @@ objects again with MALLOC_ARENA_MAX=2 (unless --no-arena). The projection to 50,
 baseline plus 50,000 times the per-object increase; PASS/MISS compares it with 100 MB
 (100,000,000 B), and the per-object figures with 2,000 B.
 
---wrap "CMD ..." runs evscale under a tool (one run, no baseline, no gdb): with valgrind's
-massif (--massif-out-file=F, --time-unit=ms) the bench prints, per ScaledObject, the heap tree
-of massif's peak snapshot (the list) and of the last detailed snapshot before the stop (steady),
-expanded down to the sites that name the cost.
+--wrap "CMD ..." runs evscale under a tool (one run, no baseline, no gdb, no RSS goals): with
+valgrind's massif (--massif-out-file=F, --time-unit=ms; --detailed-freq=1 --threshold=0.2 for
+finer sites) the bench prints, per ScaledObject, the allocation sites of massif's peak snapshot
+and of the last detailed snapshot before the stop (steady): the first frame that is not a
+generic allocator (malloc, jansson, evs_buf), with its callers. (A forking wrapper such as
+heaptrack is followed to the evscale child; not tried: analyse its file with heaptrack_print.)
+
+At 10,000 objects on a loaded machine the leader steps down during the sync with evscale's
+lease (15 s, renew 10 s; see perf/RESULTS.md): --lease-duration 600 keeps it leading so that
+memory at steady is measurable; each run first deletes the namespace's Lease "evscale" (a
+previous run's release may not have got through). The objects stay when --ns is given or with
+--keep; delete the namespace afterwards (other tests list every namespace's ScaledObjects).
 """
 
 import argparse
