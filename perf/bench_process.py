@@ -161,7 +161,8 @@ class Run:
             d = self.a.lease_duration
             lease = ("  lease_duration: %ds\n  renew_deadline: %ds\n  retry_period: 2s\n" % (
                 d, d * 2 // 3))
-        cfg = bs.write_config(self.dir, self.env, self.ns, self.port, lease)
+        cfg = bs.write_config(self.dir, self.env, self.ns, self.port, lease, self.a.qps,
+                              self.a.burst)
         self.logf = open(os.path.join(self.dir, "evscale.log"), "w+")
         env = bs.evscale_environ(self.dir)
         env.update(self.extra_env)
@@ -609,6 +610,10 @@ def main():
                     help="leader_election.lease_duration S s, renew_deadline 2/3 of it (default: "
                     "evscale's 15 s/10 s; at 10,000 objects the leader steps down during the "
                     "sync, so memory at steady needs a longer one)")
+    ap.add_argument("--qps", type=float, default=500.0,
+                    help="kubernetes.qps (bench_scaling's 500; evscale's default is 50)")
+    ap.add_argument("--burst", type=int, default=1000,
+                    help="kubernetes.burst (bench_scaling's 1000; evscale's default is 100)")
     ap.add_argument("--no-arena", action="store_true", help="skip the MALLOC_ARENA_MAX=2 run")
     ap.add_argument("--no-baseline", action="store_true", help="skip the empty namespace run")
     ap.add_argument("--create-only", action="store_true", help="create the objects and stop")

@@ -303,7 +303,7 @@ class ProcStats:
         return out
 
 
-def write_config(directory, env, ns, port, lease_lines=""):
+def write_config(directory, env, ns, port, lease_lines="", qps=500, burst=1000):
     """evscale's configuration for a bench (leading, watching only ns, kubernetes.qps 500,
     breaker off) in directory/evscale.yaml; returns its path (perf/bench_process.py too, which
     may add lines under leader_election)."""
@@ -312,7 +312,7 @@ def write_config(directory, env, ns, port, lease_lines=""):
         f.write(f"server:\n  address: 127.0.0.1:{port}\n  shutdown_grace: 2s\n"
                 f"log:\n  level: info\n  format: json\n"
                 f"kubernetes:\n  kubeconfig: {env['KUBECONFIG']}\n"
-                f"  namespaces: [{ns}]\n  qps: 500\n  burst: 1000\n"
+                f"  namespaces: [{ns}]\n  qps: {qps:g}\n  burst: {burst}\n"
                 f"leader_election:\n  lease_namespace: {ns}\n{lease_lines}"
                 f"circuit_breaker:\n  enabled: false\n")
     return cfg
