@@ -303,6 +303,30 @@ class ProcStats:
         return out
 
 
+def write_config(directory, env, ns, port, lease_lines="", qps=500, burst=1000):
+    """evscale's configuration for a bench (leading, watching only ns, kubernetes.qps 500,
+    breaker off) in directory/evscale.yaml; returns its path (perf/bench_process.py too, which
+    may add lines under leader_election)."""
+    cfg = os.path.join(directory, "evscale.yaml")
+    with open(cfg, "w") as f:
+        f.write(f"server:\n  address: 127.0.0.1:{port}\n  shutdown_grace: 2s\n"
+                f"log:\n  level: info\n  format: json\n"
+                f"kubernetes:\n  kubeconfig: {env['KUBECONFIG']}\n"
+                f"  namespaces: [{ns}]\n  qps: {qps:g}\n  burst: {burst}\n"
+                f"leader_election:\n  lease_namespace: {ns}\n{lease_lines}"
+                f"circuit_breaker:\n  enabled: false\n")
+    return cfg
+
+
+def evscale_environ(home):
+    """The driver's environment without the in-cluster and KUBECONFIG variables (the config
+    file names the kubeconfig), HOME in the bench's directory."""
+    env = {k: v for k, v in os.environ.items()
+           if k != "KUBECONFIG" and not k.startswith("KUBERNETES_")}
+    env["HOME"] = home
+    return env
+
+
 class Bench:
     def __init__(self, args):
         self.a = args
@@ -357,20 +381,10 @@ class Bench:
 
     def start_evscale(self):
         port = evstest.free_port()
-        cfg = os.path.join(self.dir, "evscale.yaml")
-        with open(cfg, "w") as f:
-            f.write(f"server:\n  address: 127.0.0.1:{port}\n  shutdown_grace: 2s\n"
-                    f"log:\n  level: info\n  format: json\n"
-                    f"kubernetes:\n  kubeconfig: {self.env['KUBECONFIG']}\n"
-                    f"  namespaces: [{self.ns}]\n  qps: 500\n  burst: 1000\n"
-                    f"leader_election:\n  lease_namespace: {self.ns}\n"
-                    f"circuit_breaker:\n  enabled: false\n")
+        cfg = write_config(self.dir, self.env, self.ns, port)
         self.logf = open(os.path.join(self.dir, "evscale.log"), "w+")
-        env = {k: v for k, v in os.environ.items()
-               if k != "KUBECONFIG" and not k.startswith("KUBERNETES_")}
-        env["HOME"] = self.dir
         self.proc = subprocess.Popen([self.a.binary, "run", "--config", cfg], stdout=self.logf,
-                                     stderr=subprocess.STDOUT, env=env)
+                                     stderr=subprocess.STDOUT, env=evscale_environ(self.dir))
         self.base = "http://127.0.0.1:%d" % port
         self.stats = ProcStats(self.proc.pid)
 
