@@ -147,6 +147,11 @@ struct evs__target_s {
   char *error; /* the kind cannot be scaled (no scale subresource on this server) */
   int32_t spec, status, ready;
   uint8_t known, fetching;
+  /* Waiting for a /scale read slot (in reg->fetch_wait, holding a reference), and the reads
+   * that failed in a row (the next waits 2 s doubled per failure, at most a minute). */
+  uint8_t fetch_queued, fetch_fails;
+  int64_t fetch_retry_ms;
+  evs_list_t flink;
   /* cached: a watch cache reports it (Deployments, StatefulSets). Other kinds are read through
    * /scale: once at start, then again at the record's cadence and a second after each write
    * (their status follows the spec only once their controller has acted). */
@@ -197,6 +202,12 @@ struct evs_registry_s {
   void (*close_cb)(void *);
   void *close_arg;
   uv_idle_t idle; /* for the deferred close callback */
+  /* /scale reads of targets no watch cache reports: at most EVS__FETCH_MAX in flight, the rest
+   * wait here in order. 10,000 such targets read at once on taking the lead queued behind the
+   * Lease's renewal at the API client and timed out (the leader lost its Lease, the reads
+   * retried every 2 s, the status writes starved: perf/bench_process.py). */
+  evs_list_t fetch_wait;
+  unsigned fetch_inflight;
 };
 
 /* --- small helpers --- */
@@ -625,6 +636,7 @@ static void evs__cadence(evs__rec_t *r) {
 }
 
 static void evs__fetch_target(evs_registry_t *reg, evs__target_t *t);
+static void evs__fetch_next(evs_registry_t *reg);
 
 /* How often a kind with no watch cache is read again through /scale: every second while its
  * controller is still catching up (status.replicas != spec.replicas, as after a write), else once
@@ -1244,6 +1256,7 @@ static void evs__on_fetched(evs_kube_req_t *req, int err, const evs_http_respons
   evs__target_t *t = f->t;
   free(f);
   t->fetching = 0;
+  reg->fetch_inflight--;
   int unchanged = 0;
   if (!reg->closing && err == 0 && resp && resp->status == 200) {
     json_t *root = json_loadb(resp->body, resp->body_len, 0, NULL);
@@ -1264,6 +1277,7 @@ static void evs__on_fetched(evs_kube_req_t *req, int err, const evs_http_respons
       if (!t->cached)
         t->ready = t->status;
       t->known = 1;
+      t->fetch_fails = 0;
     }
     json_decref(root);
   } else if (!reg->closing && err != EVS_ECANCELED) {
@@ -1271,22 +1285,62 @@ static void evs__on_fetched(evs_kube_req_t *req, int err, const evs_http_respons
     snprintf(m, sizeof m, "%s", msg ? msg : (err ? evs_strerror(err) : "unexpected status"));
     EVS_LOG_WARN("cannot read the scale target", EVS_KV_STR("target", t->key),
                  EVS_KV_INT("status", resp ? resp->status : 0), EVS_KV_STR("error", m));
-    /* Try again from each record's timer. */
+    /* Try again from each record's timer, later after each failure in a row. */
+    if (t->fetch_fails < 5)
+      t->fetch_fails++;
+    int64_t now = evs__wall_ms(), wait = 2000LL << (t->fetch_fails - 1);
+    t->fetch_retry_ms = now + wait;
     evs_list_foreach(it, &t->recs) {
       evs__rec_t *r = evs_container_of(it, evs__rec_t, tlink);
-      int64_t now = evs__wall_ms();
-      evs__arm(r, now + 2000, now);
+      evs__arm(r, now + wait, now);
     }
   }
   int changed = t->known && !reg->closing && !unchanged;
   if (changed)
     evs__target_changed(reg, t);
   evs__target_unref(reg, t);
+  evs__fetch_next(reg);
 }
 
+/* Reads in flight at once: enough to keep the client's connections busy, few enough that a
+ * scale write or the Lease's renewal never waits behind thousands of them. */
+#define EVS__FETCH_MAX 8
+
+static void evs__fetch_send(evs_registry_t *reg, evs__target_t *t);
+
+/* A /scale read of t now, or when a slot frees (in order). A target's first read is NORMAL (a
+ * decision waits for it); refreshes are LOW, background work like the informers' lists, so a
+ * process with thousands of targets read through /scale never starves the scale writes and the
+ * Lease (HIGH). After failures it waits (2 s doubled per failure, at most a minute). */
 static void evs__fetch_target(evs_registry_t *reg, evs__target_t *t) {
-  if (t->fetching || reg->o.kube == NULL || t->resource == NULL)
+  if (t->fetching || t->fetch_queued || reg->o.kube == NULL || t->resource == NULL ||
+      reg->closing)
     return;
+  if (t->fetch_fails && evs__wall_ms() < t->fetch_retry_ms)
+    return;
+  if (reg->fetch_inflight >= EVS__FETCH_MAX) {
+    t->fetch_queued = 1;
+    t->refs++;
+    evs_list_push_back(&reg->fetch_wait, &t->flink);
+    return;
+  }
+  evs__fetch_send(reg, t);
+}
+
+/* The next waiting read, if a slot is free. */
+static void evs__fetch_next(evs_registry_t *reg) {
+  while (reg->fetch_inflight < EVS__FETCH_MAX && !evs_list_empty(&reg->fetch_wait)) {
+    evs_list_t *it = reg->fetch_wait.next;
+    evs__target_t *t = evs_container_of(it, evs__target_t, flink);
+    evs_list_remove(it);
+    t->fetch_queued = 0;
+    if (!reg->closing && !t->fetching)
+      evs__fetch_send(reg, t);
+    evs__target_unref(reg, t);
+  }
+}
+
+static void evs__fetch_send(evs_registry_t *reg, evs__target_t *t) {
   char path[1024];
   evs_scale_target_t st = {.group = t->group,
                            .version = t->version,
@@ -1299,13 +1353,18 @@ static void evs__fetch_target(evs_registry_t *reg, evs__target_t *t) {
   if (f == NULL)
     return;
   *f = (evs__fetch_t){reg, t};
-  evs_kube_request_opts_t o = {
-      .verb = "GET", .path = path, .priority = EVS_PRIO_HIGH, .on_done = evs__on_fetched, .arg = f};
+  evs_kube_request_opts_t o = {.verb = "GET",
+                               .path = path,
+                               .priority = t->known ? EVS_PRIO_LOW : EVS_PRIO_NORMAL,
+                               .on_done = evs__on_fetched,
+                               .arg = f};
   t->refs++;
   t->fetching = 1;
+  reg->fetch_inflight++;
   if (evs_kube_request(reg->o.kube, &o, NULL) != 0) {
     t->fetching = 0;
     t->refs--;
+    reg->fetch_inflight--;
     free(f);
   }
 }
@@ -2193,6 +2252,7 @@ int evs_registry_new(const evs_registry_options_t *o, evs_registry_t **out) {
   if (reg == NULL)
     return UV_ENOMEM;
   reg->o = *o;
+  evs_list_init(&reg->fetch_wait);
   reg->default_ns =
       strdup(o->default_namespace && o->default_namespace[0] ? o->default_namespace : "default");
   if (reg->default_ns == NULL || uv_idle_init(o->loop, &reg->idle) != 0) {
@@ -2242,6 +2302,12 @@ void evs_registry_close(evs_registry_t *reg, void (*cb)(void *arg), void *arg) {
   reg->close_arg = arg;
   reg->leading = 0;
   reg->closing = 1;
+  while (!evs_list_empty(&reg->fetch_wait)) {
+    evs__target_t *t = evs_container_of(reg->fetch_wait.next, evs__target_t, flink);
+    evs_list_remove(&t->flink);
+    t->fetch_queued = 0;
+    evs__target_unref(reg, t);
+  }
   /* Remove every record (scalers close, timers close), then free once they all have. */
   for (size_t i = 0; reg->recs.slots && i <= reg->recs.mask; i++) {
     while (reg->recs.slots[i]) {
