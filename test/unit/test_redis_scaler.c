@@ -25,6 +25,7 @@ typedef struct {
   uv_loop_t loop;
   evs_redis_registry_t *reg;
   evs_tls_cache_t *tls;
+  evs_timerq_t *tq; /* the shared timer queue of the environment */
   evs_scaler_env_t env;
   evs_scaler_t *s;
   int n;
@@ -62,8 +63,10 @@ static fx_t *fx_new(void) {
       .connect_timeout_ms = 5000, .backoff_initial_ms = 50, .backoff_max_ms = 300};
   assert_int_equal(evs_redis_registry_new(&fx->loop, &d, &fx->reg), 0);
   assert_int_equal(evs_tls_cache_new(&fx->loop, "", &fx->tls), 0);
+  assert_int_equal(evs_timerq_new(&fx->loop, &fx->tq), 0);
   fx->env = (evs_scaler_env_t){.redis = fx->reg,
                                .tls = fx->tls,
+                               .timerq = fx->tq,
                                .backoff_initial_ms = 50,
                                .backoff_max_ms = 300,
                                .request_timeout_ms = 5000,
@@ -116,6 +119,10 @@ static void fx_free(fx_t *fx) {
   int done = 0, tdone = 0;
   evs_redis_registry_close(fx->reg, on_flag, &done);
   evs_tls_cache_close(fx->tls, on_flag, &tdone);
+  /* The scaler finishes closing through the queue: it closes once the scaler is freed. */
+  if (fx->s)
+    evs_test_run_until(&fx->loop, &fx->closed, 10000);
+  evs_timerq_close(fx->tq, NULL, NULL);
   assert_int_equal(evs_test_loop_close(&fx->loop), 0);
   assert_int_equal(fx->closed, fx->s ? 1 : 0);
   assert_int_equal(done, 1);
