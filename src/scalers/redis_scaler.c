@@ -75,6 +75,7 @@ struct redis_s {
   unsigned config_busy : 1; /* a CONFIG SET in flight */
   unsigned configured : 1;  /* CONFIG SET sent once */
   unsigned sub_active : 1, sub_refused : 1;
+  unsigned waiting : 1;      /* the read waits in `wait` for the connection */
   uint8_t type;              /* T_*: the key's type as last read */
   int8_t notice_logged_kind; /* the push state last logged, -1 none */
   int pending_err;           /* an error found synchronously, delivered by `deliver` */
@@ -87,6 +88,7 @@ struct redis_s {
   evs_redis_conn_t *cmd, *subc;
   evs_redis_sub_t *sub;
   evs_list_t reqs;
+  evs_redis_waiter_t wait; /* while the command connection is not up: no command queued */
   evs_timerq_entry_t deliver;
   evs_redis_flags_req_t *flags_req; /* waiting for the connection's flags */
   char *flags;                      /* the server's notify-keyspace-events, NULL when unknown */
@@ -552,18 +554,39 @@ static void read_failed_sync(redis_t *r, int rc) {
     r->pending_err = 0; /* out of memory: no reading, but the next poll reads again */
 }
 
-static void start_read(redis_t *r, int eval) {
-  if (!r->ready)
-    return;
+static void send_read(redis_t *r, int eval) {
   const char *argv[4] = {eval ? "EVAL" : "EVALSHA", eval ? LUA : evs__lua_sha, "1", r_list(r)};
-  r->read_busy = 1;
-  r->read_start = uv_hrtime();
-  r->reads++;
   int rc = send_req(r, eval ? R_EVAL : R_READ, 4, argv);
   if (rc != 0) {
     r->read_busy = 0;
     read_failed_sync(r, rc);
   }
+}
+
+static void on_conn_wait(evs_redis_conn_t *c, int err, const char *msg, evs_redis_waiter_t *w);
+
+/* A read: sent at once when the connection is up; otherwise it waits for the connection in
+ * `wait` (formatted and queued only then: a trigger waiting for a server that is down costs no
+ * request, issue 13). Either way it counts as in flight from now. */
+static void start_read(redis_t *r, int eval) {
+  if (!r->ready)
+    return;
+  r->read_busy = 1;
+  r->read_start = uv_hrtime();
+  r->reads++;
+  if (!eval) {
+    int rc = evs_redis_conn_wait(r->cmd, &r->wait, on_conn_wait);
+    if (rc == 0) {
+      r->waiting = 1;
+      return;
+    }
+    if (rc < 0) {
+      r->read_busy = 0;
+      read_failed_sync(r, rc);
+      return;
+    }
+  }
+  send_read(r, eval);
 }
 
 /* At most one read in flight; any request meanwhile becomes one more read after it. */
@@ -635,6 +658,20 @@ static void read_done(redis_t *r, int err, const char *msg, const redisReply *re
   }
 }
 
+/* The command connection is up (err 0) or failed: the waiting read goes out now, with the
+ * keyspace check that waited for it, or fails as a queued request would have. */
+static void on_conn_wait(evs_redis_conn_t *c, int err, const char *msg, evs_redis_waiter_t *w) {
+  (void)c;
+  redis_t *r = evs_container_of(w, redis_t, wait);
+  r->waiting = 0;
+  if (err != 0) {
+    read_done(r, err, msg, NULL);
+    return;
+  }
+  config_check(r);
+  send_read(r, 0);
+}
+
 /* The server's flags (or why there are none), as the connection knows them. */
 static void config_done(redis_t *r, int err, const char *flags) {
   if (err != 0 || flags == NULL) {
@@ -673,8 +710,9 @@ static void on_flags(evs_redis_conn_t *c, int err, const char *flags, void *arg)
 /* The flags are the server's: the connection asks once for every trigger sharing it (issue 15:
  * once per server connection, not once per trigger), and answers from what it knows. */
 static void config_check(redis_t *r) {
+  /* Not connected: asked when the waiting read finds the connection up (on_conn_wait). */
   if (r->env->redis_keyspace_events == EVS_KEYSPACE_OFF || r->config_busy || r->flags_req ||
-      !r->ready)
+      !r->ready || !evs_redis_conn_ready(r->cmd))
     return;
   const char *flags = NULL;
   int err = 0;
@@ -903,6 +941,8 @@ static void redis_close(evs_scaler_t *s) {
   r->tls_req = NULL;
   evs_redis_keyspace_flags_cancel(r->flags_req);
   r->flags_req = NULL;
+  evs_redis_conn_wait_cancel(r->cmd, &r->wait);
+  r->waiting = 0;
   if (r->sub)
     evs_redis_unsubscribe(r->sub);
   if (r->subc)
