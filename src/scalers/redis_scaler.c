@@ -61,13 +61,16 @@ struct redis_s {
   evs_scaler_t base;           /* first */
   const evs_scaler_env_t *env; /* borrowed: the environment outlives its scalers */
   /* The parameters' strings in one allocation: the object ("namespace/name") at offset 0, then
-   * the list and host, then username, password, ca, cert, key when set (offset 0: not set). */
+   * the list and the host, then those of username, password, ca, cert, key that are set. */
   char *strs;
-  uint32_t o_list, o_host, o_user, o_pass, o_ca, o_cert, o_key;
+  uint32_t o_list, o_host;
   uint32_t index; /* the trigger's position, for logs */
-  int64_t activation;
   int32_t db;
+  int64_t activation;
   uint16_t port;
+  uint8_t opt;               /* O_* bits: which optional strings follow the host, in that order */
+  uint8_t type;              /* T_*: the key's type as last read */
+  int8_t notice_logged_kind; /* the push state last logged, -1 none */
   unsigned tls : 1, unsafe_ssl : 1;
   unsigned ready : 1;       /* connections acquired */
   unsigned read_busy : 1;   /* a read in flight */
@@ -75,18 +78,17 @@ struct redis_s {
   unsigned config_busy : 1; /* a CONFIG SET in flight */
   unsigned configured : 1;  /* CONFIG SET sent once */
   unsigned sub_active : 1, sub_refused : 1;
-  unsigned waiting : 1;      /* the read waits in `wait` for the connection */
-  uint8_t type;              /* T_*: the key's type as last read */
-  int8_t notice_logged_kind; /* the push state last logged, -1 none */
-  int pending_err;           /* an error found synchronously, delivered by `deliver` */
+  unsigned waiting : 1; /* the read waits in `wait` for the connection */
+  int pending_err;      /* an error found synchronously, delivered by `deliver` */
   int last_logged_err;
   uint32_t latency_us; /* of the answer being emitted (0: no round trip behind it) */
-  uint64_t read_start; /* uv_hrtime when the read was sent */
+  uint32_t read_start; /* uv_hrtime in microseconds, modulo 2^32, when the read was sent */
+  /* evs_redis_scaler_stats_t's own counters (readings and errors are the header's). */
+  uint32_t reads, events, event_reads, coalesced;
   /* runtime */
   evs_tls_cache_req_t *tls_req;
-  evs_tls_config_t *tlscfg;
-  evs_redis_conn_t *cmd, *subc;
-  evs_redis_sub_t *sub;
+  evs_redis_conn_t *cmd;
+  evs_redis_sub_t *sub; /* its connection (evs_redis_sub_conn) is a reference of ours */
   evs_list_t reqs;
   evs_redis_waiter_t wait; /* while the command connection is not up: no command queued */
   evs_timerq_entry_t deliver;
@@ -95,14 +97,23 @@ struct redis_s {
   /* The push state's notice, NULL while there is none: allocated only when push is off for a
    * reason the user should read (a buffer in every scaler was ~400 B of 50,000 objects'). */
   char *notice;
-  /* evs_redis_scaler_stats_t's own counters (readings and errors are the header's). */
-  uint32_t reads, events, event_reads, coalesced;
 };
 
 static const char *r_object(const redis_t *r) { return r->strs; }
 static const char *r_list(const redis_t *r) { return r->strs + r->o_list; }
 static const char *r_host(const redis_t *r) { return r->strs + r->o_host; }
-static const char *r_opt(const redis_t *r, uint32_t off) { return off ? r->strs + off : NULL; }
+enum { O_USER = 1, O_PASS = 2, O_CA = 4, O_CERT = 8, O_KEY = 16 };
+/* An optional string (O_*), or NULL: the set ones follow the host in the order of the bits. */
+static const char *r_opt(const redis_t *r, uint8_t bit) {
+  if (!(r->opt & bit))
+    return NULL;
+  const char *p = r_host(r);
+  p += strlen(p) + 1;
+  for (uint8_t b = 1; b < bit; b <<= 1)
+    if (r->opt & b)
+      p += strlen(p) + 1;
+  return p;
+}
 static const char *r_type(const redis_t *r) { return TYPE_NAMES[r->type]; }
 
 static uint8_t type_code(const char *t) {
@@ -440,7 +451,7 @@ static const char *push_notice(redis_t *r, int *err) {
     snprintf(text, sizeof text,
              "SUBSCRIBE __keyspace@%d__:%s refused by %s (a Redis 7 ACL user needs the channel "
              "rule &__keyspace@*): polling only",
-             (int)r->db, r_list(r), evs_redis_conn_describe(r->subc));
+             (int)r->db, r_list(r), evs_redis_conn_describe(evs_redis_sub_conn(r->sub)));
     *err = UV_EPERM;
   } else if (ps == EVS_REDIS_PUSH_EVENTS_OFF) {
     char missing[8];
@@ -572,7 +583,7 @@ static void start_read(redis_t *r, int eval) {
   if (!r->ready)
     return;
   r->read_busy = 1;
-  r->read_start = uv_hrtime();
+  r->read_start = (uint32_t)(uv_hrtime() / 1000);
   r->reads++;
   if (!eval) {
     int rc = evs_redis_conn_wait(r->cmd, &r->wait, on_conn_wait);
@@ -620,8 +631,7 @@ static void on_deliver(evs_timerq_entry_t *e) {
 static void read_done(redis_t *r, int err, const char *msg, const redisReply *rep) {
   r->read_busy = 0;
   /* KEDA's keda_scaler_metrics_latency_seconds: the time GetMetricsAndActivity took. */
-  uint64_t us = (uv_hrtime() - r->read_start) / 1000;
-  r->latency_us = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+  r->latency_us = (uint32_t)(uv_hrtime() / 1000) - r->read_start; /* modulo 2^32: < 71 min */
   if (err != 0) {
     emit_error(r, err, "reading key \"%s\": %s", r_list(r), msg ? msg : evs_strerror(err));
   } else if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
@@ -803,13 +813,14 @@ static char *channel_dup(const redis_t *r, size_t *len) {
   return c;
 }
 
-static void redis_connect(redis_t *r) {
+/* tls: the configuration to connect with (borrowed: the connection takes its own reference). */
+static void redis_connect(redis_t *r, evs_tls_config_t *tls) {
   const evs_scaler_env_t *env = r->env;
   evs_redis_options_t o = {.host = r_host(r),
                            .port = r->port,
-                           .tls = r->tlscfg,
-                           .username = r_opt(r, r->o_user),
-                           .password = r_opt(r, r->o_pass),
+                           .tls = tls,
+                           .username = r_opt(r, O_USER),
+                           .password = r_opt(r, O_PASS),
                            .db = r->db,
                            .request_timeout_ms =
                                env->request_timeout_ms ? env->request_timeout_ms : 10000,
@@ -821,14 +832,15 @@ static void redis_connect(redis_t *r) {
     return;
   }
   r->ready = 1;
+  evs_redis_conn_t *subc = NULL;
   if (env->redis_keyspace_events != EVS_KEYSPACE_OFF &&
-      evs_redis_registry_acquire(env->redis, &o, EVS_REDIS_SUBSCRIBER, &r->subc) == 0) {
+      evs_redis_registry_acquire(env->redis, &o, EVS_REDIS_SUBSCRIBER, &subc) == 0) {
     static const evs_redis_sub_handlers_t h = {on_message, on_sub_state};
     size_t len = 0;
     char *channel = channel_dup(r, &len);
-    if (channel == NULL || evs_redis_subscribe(r->subc, channel, len, &h, r, &r->sub) != 0) {
-      evs_redis_registry_release(env->redis, r->subc);
-      r->subc = NULL;
+    if (channel == NULL || evs_redis_subscribe(subc, channel, len, &h, r, &r->sub) != 0) {
+      evs_redis_registry_release(env->redis, subc);
+      r->sub = NULL;
     }
     free(channel);
   }
@@ -843,19 +855,18 @@ static void on_tls(int err, const char *why, evs_tls_config_t *cfg, void *arg) {
     emit_error(r, err, "TLS configuration for %s:%d: %s", r_host(r), (int)r->port, why);
     return;
   }
-  r->tlscfg = evs_tls_config_ref(cfg);
-  redis_connect(r);
+  redis_connect(r, cfg);
 }
 
 static int redis_start(evs_scaler_t *s) {
   redis_t *r = (redis_t *)s;
   if (!r->tls) {
-    redis_connect(r);
+    redis_connect(r, NULL);
     return 0;
   }
-  evs_tls_options_t o = {.ca_pem = r_opt(r, r->o_ca),
-                         .cert_pem = r_opt(r, r->o_cert),
-                         .key_pem = r_opt(r, r->o_key),
+  evs_tls_options_t o = {.ca_pem = r_opt(r, O_CA),
+                         .cert_pem = r_opt(r, O_CERT),
+                         .key_pem = r_opt(r, O_KEY),
                          .insecure = r->unsafe_ssl};
   return evs_tls_cache_get(r->env->tls, &o, on_tls, r, &r->tls_req);
 }
@@ -892,8 +903,7 @@ static void params_free(params_t *p) {
  * the 32-bit offsets). */
 static int pack(redis_t *r, const params_t *p, const char *object) {
   const char *src[] = {object, p->list, p->host, p->username, p->password, p->ca, p->cert, p->key};
-  uint32_t *off[] = {NULL,       &r->o_list, &r->o_host, &r->o_user,
-                     &r->o_pass, &r->o_ca,   &r->o_cert, &r->o_key};
+  uint32_t *off[] = {NULL, &r->o_list, &r->o_host};
   size_t total = 0;
   for (size_t i = 0; i < 8; i++)
     total += src[i] ? strlen(src[i]) + 1 : 0;
@@ -908,8 +918,10 @@ static int pack(redis_t *r, const params_t *p, const char *object) {
       continue;
     size_t n = strlen(src[i]) + 1;
     memcpy(strs + at, src[i], n);
-    if (off[i])
+    if (i == 1 || i == 2)
       *off[i] = (uint32_t)at;
+    else if (i > 2)
+      r->opt |= (uint8_t)(1u << (i - 3));
     at += n;
   }
   r->strs = strs;
@@ -919,10 +931,9 @@ static int pack(redis_t *r, const params_t *p, const char *object) {
 static void redis_free(evs_scaler_t *s) {
   redis_t *r = (redis_t *)s;
   if (r->strs) {
-    if (r->o_pass)
-      wipe(r->strs + r->o_pass);
-    if (r->o_key)
-      wipe(r->strs + r->o_key);
+    char *pass = (char *)r_opt(r, O_PASS), *key = (char *)r_opt(r, O_KEY);
+    wipe(key); /* both found first: a wiped string no longer leads to the next */
+    wipe(pass);
   }
   free(r->strs);
   free(r->flags);
@@ -943,16 +954,15 @@ static void redis_close(evs_scaler_t *s) {
   r->flags_req = NULL;
   evs_redis_conn_wait_cancel(r->cmd, &r->wait);
   r->waiting = 0;
-  if (r->sub)
+  if (r->sub) {
+    evs_redis_conn_t *subc = evs_redis_sub_conn(r->sub); /* before the listener is freed */
     evs_redis_unsubscribe(r->sub);
-  if (r->subc)
-    evs_redis_registry_release(r->env->redis, r->subc);
+    evs_redis_registry_release(r->env->redis, subc);
+  }
   if (r->cmd)
     evs_redis_registry_release(r->env->redis, r->cmd);
-  evs_tls_config_unref(r->tlscfg);
   r->sub = NULL;
-  r->subc = r->cmd = NULL;
-  r->tlscfg = NULL;
+  r->cmd = NULL;
   evs_timerq_stop(r->base.tq, &r->deliver);
   evs_scaler__close_later(&r->base, redis_free);
 }
@@ -1004,9 +1014,9 @@ int evs_redis_scaler_stats(const evs_scaler_t *s, evs_redis_scaler_stats_t *out)
                                     .coalesced = r->coalesced,
                                     .push = push_state(r),
                                     .last_error = s->stats.last_error};
-  if (r->subc) {
+  if (r->sub) {
     evs_redis_conn_stats_t cs;
-    evs_redis_conn_stats(r->subc, &cs);
+    evs_redis_conn_stats(evs_redis_sub_conn(r->sub), &cs);
     out->server_events = cs.messages;
   }
   return 0;
