@@ -157,9 +157,12 @@ struct evs_redis_waiter_s {
   evs_list_t link;
   evs_redis_wait_cb cb;
 };
-/* COMMANDS mode. 1: the connection is up, send now (cb will not run); 0: w waits, cb runs once,
- * later, unless cancelled; < 0, no callback: EVS_ESTATE (closing, SUBSCRIBER), UV_EINVAL, or
- * during backoff the error that caused it (as evs_redis_command). Connects when idle. */
+/* 1: the connection is up, send now (cb will not run); 0: w waits, cb runs once, later, unless
+ * cancelled; < 0, no callback: EVS_ESTATE (closing), UV_EINVAL, or (COMMANDS) during backoff
+ * the error that caused it (as evs_redis_command). Connects when idle.
+ * SUBSCRIBER mode: a waiter (a listener to be, issue 13: no channel kept for a trigger while
+ * the server is down) keeps the connection retrying after each failure's backoff as a channel
+ * does, and is told only when it is up (cb err 0: subscribe then) or closed (EVS_ECANCELED). */
 int evs_redis_conn_wait(evs_redis_conn_t *c, evs_redis_waiter_t *w, evs_redis_wait_cb cb);
 /* w's callback will not run (a w not waiting: nothing). */
 void evs_redis_conn_wait_cancel(evs_redis_conn_t *c, evs_redis_waiter_t *w);

@@ -311,7 +311,7 @@ static void sweep(evs_redis_conn_t *c) {
 /* The oldest request's deadline, or the first waiter's if earlier; 0: none. */
 static uint64_t earliest_deadline(const evs_redis_conn_t *c) {
   uint64_t dl = c->head != NULL ? c->head->deadline : 0;
-  if (c->nwaiters > 0 && (dl == 0 || c->wait_deadline < dl))
+  if (c->nwaiters > 0 && c->mode == EVS_REDIS_COMMANDS && (dl == 0 || c->wait_deadline < dl))
     dl = c->wait_deadline;
   return dl;
 }
@@ -590,10 +590,11 @@ static void conn_fail(evs_redis_conn_t *c, int err, const char *why) {
   req_t *list = detach_all(c);
   uv_timer_stop(&c->deadline);
   fail_list(c, list, err, msg);
-  tell_waiters(c, err, msg);
+  if (c->mode == EVS_REDIS_COMMANDS)
+    tell_waiters(c, err, msg); /* a subscriber's waiters wait on, across reconnects */
   if (c->mode == EVS_REDIS_SUBSCRIBER && !c->closing) {
     notify_down(c, err, msg);
-    if (!c->closing && c->live_chans > 0 && c->state == S_BACKOFF)
+    if (!c->closing && (c->live_chans > 0 || c->nwaiters > 0) && c->state == S_BACKOFF)
       start_aux(c, c->retry_at - uv_now(c->loop));
   }
   sweep(c);
@@ -761,7 +762,7 @@ static void on_aux(uv_timer_t *t) {
       start_aux(c, c->ping_interval);
     return;
   }
-  if (c->live_chans == 0 || (c->state != S_BACKOFF && c->state != S_IDLE))
+  if ((c->live_chans == 0 && c->nwaiters == 0) || (c->state != S_BACKOFF && c->state != S_IDLE))
     return;
   if (ensure_connection(c) != 0 && c->state == S_BACKOFF)
     start_aux(c, c->retry_at > uv_now(c->loop) ? c->retry_at - uv_now(c->loop) : 0);
@@ -1088,13 +1089,31 @@ int evs_redis_command_argv(evs_redis_conn_t *c, evs_redis_reply_cb cb, void *arg
   return queue_user(c, cmd, len, cb, arg);
 }
 
+/* A subscriber's waiter wants the connection as a channel does: it connects, and reconnects
+ * after every failure's backoff, until the waiter is told (up) or cancelled. */
+static int sub_wait(evs_redis_conn_t *c, evs_redis_waiter_t *w, evs_redis_wait_cb cb) {
+  w->cb = cb;
+  evs_list_push_back(&c->waiters, &w->link);
+  c->nwaiters++;
+  if (c->state == S_IDLE) {
+    if (ensure_connection(c) != 0)
+      start_aux(c, c->retry_at - uv_now(c->loop));
+  } else if (c->state == S_BACKOFF) {
+    uint64_t now = uv_now(c->loop);
+    start_aux(c, c->retry_at > now ? c->retry_at - now : 0);
+  }
+  return 0;
+}
+
 int evs_redis_conn_wait(evs_redis_conn_t *c, evs_redis_waiter_t *w, evs_redis_wait_cb cb) {
   if (w == NULL || cb == NULL)
     return UV_EINVAL;
-  if (c->closing || c->mode != EVS_REDIS_COMMANDS)
+  if (c->closing)
     return EVS_ESTATE;
   if (c->state == S_READY)
     return 1;
+  if (c->mode == EVS_REDIS_SUBSCRIBER)
+    return sub_wait(c, w, cb);
   int rc = ensure_connection(c);
   if (rc != 0)
     return rc;

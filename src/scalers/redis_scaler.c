@@ -78,8 +78,9 @@ struct redis_s {
   unsigned config_busy : 1; /* a CONFIG SET in flight */
   unsigned configured : 1;  /* CONFIG SET sent once */
   unsigned sub_active : 1, sub_refused : 1;
-  unsigned waiting : 1; /* the read waits in `wait` for the connection */
-  int pending_err;      /* an error found synchronously, delivered by `deliver` */
+  unsigned waiting : 1;     /* the read waits in `wait` for the connection */
+  unsigned sub_waiting : 1; /* `subw` waits for the subscriber connection: `subc` set */
+  int pending_err;          /* an error found synchronously, delivered by `deliver` */
   int last_logged_err;
   uint32_t latency_us; /* of the answer being emitted (0: no round trip behind it) */
   uint32_t read_start; /* uv_hrtime in microseconds, modulo 2^32, when the read was sent */
@@ -88,9 +89,13 @@ struct redis_s {
   /* runtime */
   evs_tls_cache_req_t *tls_req;
   evs_redis_conn_t *cmd;
-  evs_redis_sub_t *sub; /* its connection (evs_redis_sub_conn) is a reference of ours */
+  union {
+    evs_redis_sub_t *sub;   /* its connection (evs_redis_sub_conn) is a reference of ours */
+    evs_redis_conn_t *subc; /* while sub_waiting: the subscriber connection, our reference */
+  };
   evs_list_t reqs;
   evs_redis_waiter_t wait; /* while the command connection is not up: no command queued */
+  evs_redis_waiter_t subw; /* while the subscriber connection is not up: no channel held */
   evs_timerq_entry_t deliver;
   evs_redis_flags_req_t *flags_req; /* waiting for the connection's flags */
   char *flags;                      /* the server's notify-keyspace-events, NULL when unknown */
@@ -813,6 +818,30 @@ static char *channel_dup(const redis_t *r, size_t *len) {
   return c;
 }
 
+/* The listener on the key's channel; on failure the subscriber connection is given back and push
+ * stays off (polling only). */
+static void subscribe(redis_t *r, evs_redis_conn_t *subc) {
+  static const evs_redis_sub_handlers_t h = {on_message, on_sub_state};
+  size_t len = 0;
+  char *channel = channel_dup(r, &len);
+  if (channel == NULL || evs_redis_subscribe(subc, channel, len, &h, r, &r->sub) != 0) {
+    evs_redis_registry_release(r->env->redis, subc);
+    r->sub = NULL;
+  }
+  free(channel);
+}
+
+/* The subscriber connection is up (err 0): the listener is made now. EVS_ECANCELED: the
+ * connection closed under us (the registry closing): nothing to give back. */
+static void on_sub_wait(evs_redis_conn_t *c, int err, const char *msg, evs_redis_waiter_t *w) {
+  (void)msg;
+  redis_t *r = evs_container_of(w, redis_t, subw);
+  r->sub_waiting = 0;
+  r->subc = NULL;
+  if (err == 0)
+    subscribe(r, c);
+}
+
 /* tls: the configuration to connect with (borrowed: the connection takes its own reference). */
 static void redis_connect(redis_t *r, evs_tls_config_t *tls) {
   const evs_scaler_env_t *env = r->env;
@@ -835,14 +864,15 @@ static void redis_connect(redis_t *r, evs_tls_config_t *tls) {
   evs_redis_conn_t *subc = NULL;
   if (env->redis_keyspace_events != EVS_KEYSPACE_OFF &&
       evs_redis_registry_acquire(env->redis, &o, EVS_REDIS_SUBSCRIBER, &subc) == 0) {
-    static const evs_redis_sub_handlers_t h = {on_message, on_sub_state};
-    size_t len = 0;
-    char *channel = channel_dup(r, &len);
-    if (channel == NULL || evs_redis_subscribe(subc, channel, len, &h, r, &r->sub) != 0) {
+    int w = evs_redis_conn_wait(subc, &r->subw, on_sub_wait);
+    if (w == 1) {
+      subscribe(r, subc);
+    } else if (w == 0) {
+      r->sub_waiting = 1; /* subscribed when the connection is up: nothing held meanwhile */
+      r->subc = subc;
+    } else {
       evs_redis_registry_release(env->redis, subc);
-      r->sub = NULL;
     }
-    free(channel);
   }
   config_check(r);
   want_read(r);
@@ -954,7 +984,11 @@ static void redis_close(evs_scaler_t *s) {
   r->flags_req = NULL;
   evs_redis_conn_wait_cancel(r->cmd, &r->wait);
   r->waiting = 0;
-  if (r->sub) {
+  if (r->sub_waiting) {
+    evs_redis_conn_wait_cancel(r->subc, &r->subw);
+    evs_redis_registry_release(r->env->redis, r->subc);
+    r->sub_waiting = 0;
+  } else if (r->sub) {
     evs_redis_conn_t *subc = evs_redis_sub_conn(r->sub); /* before the listener is freed */
     evs_redis_unsubscribe(r->sub);
     evs_redis_registry_release(r->env->redis, subc);
@@ -1014,7 +1048,7 @@ int evs_redis_scaler_stats(const evs_scaler_t *s, evs_redis_scaler_stats_t *out)
                                     .coalesced = r->coalesced,
                                     .push = push_state(r),
                                     .last_error = s->stats.last_error};
-  if (r->sub) {
+  if (r->sub && !r->sub_waiting) {
     evs_redis_conn_stats_t cs;
     evs_redis_conn_stats(evs_redis_sub_conn(r->sub), &cs);
     out->server_events = cs.messages;

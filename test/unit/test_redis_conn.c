@@ -949,8 +949,9 @@ static void test_waiters_up(void **state) {
   assert_int_equal(evs_test_loop_close(&loop), 0);
 }
 
-/* A connection that fails tells its waiters the error its requests get (message naming the
- * server), then answers synchronously during backoff; closing tells them EVS_ECANCELED. */
+/* A command connection that fails tells its waiters the error its requests get (message naming
+ * the server), then answers synchronously during backoff; closing tells them EVS_ECANCELED. A
+ * subscriber's waiters wait on across failures. */
 static void test_waiters_fail_and_close(void **state) {
   (void)state;
   uv_loop_t loop;
@@ -982,11 +983,37 @@ static void test_waiters_fail_and_close(void **state) {
   assert_int_equal(a.err, EVS_ECANCELED);
   assert_true(evs_test_run_until(&loop, &closed, 5000));
   assert_int_equal(evs_test_loop_close(&loop), 0);
-  /* A subscriber connection has no waiters. */
+  /* A subscriber's waiter waits across failures (the connection retries for it, as for a
+   * channel) and is told only when it is up, or closed. */
   uv_loop_init(&loop);
+  o.backoff_initial_ms = 50;
+  o.backoff_max_ms = 100;
   assert_int_equal(evs_redis_conn_new(&loop, &o, EVS_REDIS_SUBSCRIBER, &c), 0);
-  assert_int_equal(evs_redis_conn_wait(c, &a.w, on_waited), EVS_ESTATE);
   assert_int_equal(evs_redis_conn_wait(c, &a.w, NULL), UV_EINVAL);
+  a.told = 0;
+  assert_int_equal(evs_redis_conn_wait(c, &a.w, on_waited), 0);
+  sleep_loop(&loop, 800);
+  evs_redis_conn_stats_t st;
+  evs_redis_conn_stats(c, &st);
+  assert_true(st.connects >= 3);
+  assert_int_equal(st.waiters, 1);
+  assert_int_equal(a.told, 0);
+  closed = 0;
+  evs_redis_conn_close(c, on_closed_flag, &closed);
+  assert_int_equal(a.told, 1);
+  assert_int_equal(a.err, EVS_ECANCELED);
+  assert_true(evs_test_run_until(&loop, &closed, 5000));
+  assert_int_equal(evs_test_loop_close(&loop), 0);
+  /* ... and on a live server it is told once it is up, then a subscription becomes active. */
+  uv_loop_init(&loop);
+  o = opts_for(&shared);
+  assert_int_equal(evs_redis_conn_new(&loop, &o, EVS_REDIS_SUBSCRIBER, &c), 0);
+  memset(&a, 0, sizeof a);
+  assert_int_equal(evs_redis_conn_wait(c, &a.w, on_waited), 0);
+  assert_true(wait_ge(&loop, &a.told, 1, 10000));
+  assert_int_equal(a.err, 0);
+  assert_int_equal(evs_redis_conn_ready(c), 1);
+  assert_int_equal(evs_redis_conn_wait(c, &b.w, on_waited), 1);
   close_conn(&loop, c);
   assert_int_equal(evs_test_loop_close(&loop), 0);
 }

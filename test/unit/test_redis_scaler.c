@@ -916,9 +916,10 @@ static void test_keyspace_missing(void **state) {
 }
 
 /* Issue 13: triggers waiting for their connection queue no request on it (their read is formatted
- * when the connection is up): 40 triggers on a server that does not listen are 40 waiters and
- * nothing else on the shared command connection, and each still gets its error reading naming
- * the key and the server, as a queued read did. With a live server the waiting reads go out once
+ * when the connection is up) and hold no channel on the subscriber connection (they subscribe
+ * when it is up): 40 triggers on a server that does not listen are 40 waiters and nothing else
+ * on each shared connection, and each still gets its error reading naming the key and the
+ * server, as a queued read did. With a live server the waiting reads go out once
  * it is up and read the key (the keyspace check that waited with them too: push becomes active). */
 #define WN 40
 static int wn_err[WN], wn_ok[WN], wn_closed;
@@ -959,6 +960,14 @@ static void waiting_triggers(const char *addr, int port, int live) {
   assert_int_equal(st.connects, 1);
   assert_int_equal(st.waiters, WN);
   assert_int_equal(st.outstanding, WN); /* no request besides the waiters */
+  /* Nor do they hold a channel on the subscriber connection before it is up. */
+  evs_redis_conn_t *sc;
+  assert_int_equal(evs_redis_registry_acquire(fx->reg, &o, EVS_REDIS_SUBSCRIBER, &sc), 0);
+  evs_redis_conn_stats(sc, &st);
+  assert_int_equal(st.channels, 0);
+  assert_int_equal(st.waiters, WN);
+  assert_int_equal(st.connects, 1);
+  evs_redis_registry_release(fx->reg, sc);
   uint64_t t0 = uv_hrtime();
   for (int i = 0; i < WN; i++)
     while ((live ? wn_ok[i] == 0 : wn_err[i] == 0) && (uv_hrtime() - t0) / 1000000 < 15000)
@@ -978,6 +987,14 @@ static void waiting_triggers(const char *addr, int port, int live) {
       assert_non_null(strstr(wn_msg[i], keys[i]));
       assert_non_null(strstr(wn_msg[i], addr));
     }
+  }
+  if (!live) { /* the subscriber keeps retrying for its waiters, as for channels */
+    fx_sleep(fx, 800);
+    assert_int_equal(evs_redis_registry_acquire(fx->reg, &o, EVS_REDIS_SUBSCRIBER, &sc), 0);
+    evs_redis_conn_stats(sc, &st);
+    assert_true(st.connects >= 2);
+    assert_int_equal(st.waiters, WN);
+    evs_redis_registry_release(fx->reg, sc);
   }
   evs_redis_registry_release(fx->reg, c);
   for (int i = 0; i < WN; i++)
