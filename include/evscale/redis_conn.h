@@ -69,6 +69,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "evscale/list.h"
 #include "evscale/tls.h"
 
 typedef enum { EVS_REDIS_COMMANDS = 0, EVS_REDIS_SUBSCRIBER = 1 } evs_redis_mode_t;
@@ -139,6 +140,35 @@ int evs_redis_vcommand(evs_redis_conn_t *c, evs_redis_reply_cb cb, void *arg, co
 int evs_redis_command_argv(evs_redis_conn_t *c, evs_redis_reply_cb cb, void *arg, int argc,
                            const char **argv, const size_t *argvlen);
 
+/* --- Waiting for the connection without queuing a command. ---
+ * A caller with a command to send while the connection is not up (connecting) waits with an
+ * entry embedded in itself instead of queuing the formatted command: 50,000 triggers waiting for
+ * a server that is down then cost the connection nothing each (issue 13). When the connection
+ * is up, each waiter's cb(c, 0, NULL, w) runs in the order they joined, right after what was
+ * queued before, so the commands it sends from cb are written as if queued at the call (their
+ * deadline is the first waiter's: request_timeout from when it joined, covering the connect).
+ * When the connection fails (or closes: EVS_ECANCELED), every waiter's cb(c, err, msg, w) runs
+ * with the error and message its queued requests would have had. */
+typedef struct evs_redis_waiter_s evs_redis_waiter_t;
+typedef void (*evs_redis_wait_cb)(evs_redis_conn_t *c, int err, const char *msg,
+                                  evs_redis_waiter_t *w);
+/* Embed one in the caller, zeroed; its fields are the connection's while it waits. */
+struct evs_redis_waiter_s {
+  evs_list_t link;
+  evs_redis_wait_cb cb;
+};
+/* 1: the connection is up, send now (cb will not run); 0: w waits, cb runs once, later, unless
+ * cancelled; < 0, no callback: EVS_ESTATE (closing), UV_EINVAL, or (COMMANDS) during backoff
+ * the error that caused it (as evs_redis_command). Connects when idle.
+ * SUBSCRIBER mode: a waiter (a listener to be, issue 13: no channel kept for a trigger while
+ * the server is down) keeps the connection retrying after each failure's backoff as a channel
+ * does, and is told only when it is up (cb err 0: subscribe then) or closed (EVS_ECANCELED). */
+int evs_redis_conn_wait(evs_redis_conn_t *c, evs_redis_waiter_t *w, evs_redis_wait_cb cb);
+/* w's callback will not run (a w not waiting: nothing). */
+void evs_redis_conn_wait_cancel(evs_redis_conn_t *c, evs_redis_waiter_t *w);
+/* 1 while commands are written at once (connected or setting up), 0 otherwise. */
+int evs_redis_conn_ready(const evs_redis_conn_t *c);
+
 /* Adds a listener for channel (binary safe, copied) on a SUBSCRIBER connection. *out is valid
  * until evs_redis_unsubscribe or the connection's close. UV_EINVAL, UV_ENOMEM, EVS_ESTATE. */
 int evs_redis_subscribe(evs_redis_conn_t *c, const char *channel, size_t len,
@@ -155,7 +185,8 @@ typedef struct {
   uint64_t failures;        /* connections failed (any cause) */
   uint64_t replies;         /* replies matched to requests */
   uint64_t messages;        /* pub/sub messages received */
-  size_t outstanding;       /* requests waiting for a reply or for the connection */
+  size_t outstanding;       /* requests waiting for a reply or for the connection, and waiters */
+  size_t waiters;           /* of which evs_redis_conn_wait waiters (no request queued for them) */
   size_t channels;          /* channels wanted (subscriber) */
   int connected;            /* stream open and setup (AUTH/SELECT) answered */
   uint64_t backoff_left_ms; /* time until the next attempt is allowed, 0 if none */

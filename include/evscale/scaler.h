@@ -31,6 +31,7 @@
 #include "evscale/http_client.h"
 #include "evscale/metrics.h"
 #include "evscale/redis_conn.h"
+#include "evscale/timerq.h"
 #include "evscale/tls.h"
 
 /* A borrowed string pair. */
@@ -95,7 +96,12 @@ typedef struct {
    * asking the same query at the same cadence, so it must be one per process. NULL: prometheus
    * triggers are refused at creation. */
   struct evs_prom_hub_s *prom_hub;
-  evs_metrics_t *metrics;       /* may be NULL */
+  evs_metrics_t *metrics; /* may be NULL */
+  /* The loop's timer queue (timerq.h), shared by every scaler created with this environment:
+   * the cadence and the types' own timers are 32 B entries in it instead of a uv_timer_t each
+   * (issue 13). NULL: each scaler that needs timers makes a queue of its own, closed with it
+   * (tests and tools; ~200 B and a handle per scaler). Must outlive the scalers. */
+  evs_timerq_t *timerq;
   uint64_t backoff_initial_ms;  /* config backoff.initial (0: 500) */
   uint64_t backoff_max_ms;      /* config backoff.max (0: 60000) */
   uint64_t request_timeout_ms;  /* config limits.request_timeout (0: 10000) */
@@ -153,8 +159,6 @@ typedef enum {
   EVS_SCALER_CLOSING = 2
 } evs_scaler_state_t;
 
-typedef struct evs_scaler__cadence_s evs_scaler__cadence_t;
-
 /* What a scaler delivered, for the owner's metrics: KEDA's keda_scaler_detail_errors_total counts
  * `errors`, keda_scaler_metrics_latency_seconds is last_latency_us (KEDA times each
  * GetMetricsAndActivity). */
@@ -175,11 +179,15 @@ struct evs_scaler_s {
   evs_scaler_reading_cb on_reading;
   evs_scaler_close_cb on_close;
   void *data;
-  evs_scaler_state_t state;
-  evs_scaler__cadence_t *cadence; /* NULL until evs_scaler_set_cadence */
-  uint64_t readings;              /* delivered so far */
-  const char *notice;             /* see evs_scaler_notice; owned by the type */
+  /* The environment's timer queue, or one of the scaler's own (owns_tq) made at first need and
+   * closed with the scaler; NULL until then. Types reach it with evs_scaler__timerq. */
+  evs_timerq_t *tq;
+  evs_timerq_entry_t cadence; /* the generic poll (see evs_scaler_set_cadence) */
+  uint64_t every_ms;          /* the cadence's period, 0 if none */
+  const char *notice;         /* see evs_scaler_notice; owned by the type */
   evs_scaler_stats_t stats;
+  evs_scaler_state_t state;
+  uint8_t owns_tq;
 };
 
 /* The type registered under `name` ("cron", …), or NULL. */
@@ -219,8 +227,16 @@ void evs_scaler_close(evs_scaler_t *scaler, evs_scaler_close_cb on_close, void *
 void evs_scaler__emit(evs_scaler_t *scaler, const evs_reading_t *r);
 /* The same, with the backend round trip the reading took (microseconds; 0: none). */
 void evs_scaler__emit_timed(evs_scaler_t *scaler, const evs_reading_t *r, uint64_t latency_us);
-/* The type's last handle closed: runs on_close and frees the scaler with free_fn. */
+/* The type's last handle closed: frees the scaler with free_fn and runs on_close (when the
+ * scaler had a timer queue of its own, from that queue's close callback, after free_fn). */
 void evs_scaler__closed(evs_scaler_t *scaler, void (*free_fn)(evs_scaler_t *scaler));
+/* For a type without a libuv handle of its own: evs_scaler__closed(scaler, free_fn) runs from
+ * the loop (a handle allocated for the close alone, closed at once), not inside this call. It
+ * does not depend on the timer queue, which may be closing in the same loop iteration. */
+void evs_scaler__close_later(evs_scaler_t *scaler, void (*free_fn)(evs_scaler_t *scaler));
+/* The timer queue the scaler's timers go in (the environment's, else one of its own, made now);
+ * NULL when out of memory. Its entries must be stopped by the type's close. */
+evs_timerq_t *evs_scaler__timerq(evs_scaler_t *scaler);
 /* Uniform in [0, 1) from a per-process generator seeded at first use (jitter, not secrets). */
 double evs_scaler__random(void);
 

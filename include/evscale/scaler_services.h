@@ -8,8 +8,9 @@
  *   evs_scaler_services_close(svc, on_closed, arg);
  *
  * What it owns: one HTTP client (env->http), the registry of Redis connections shared by identity
- * (env->redis), the cache of TLS client configurations (env->tls) and the process's one
- * Prometheus hub (env->prom_hub), which takes its TLS configurations from that cache. What it
+ * (env->redis), the cache of TLS client configurations (env->tls), the process's one
+ * Prometheus hub (env->prom_hub), which takes its TLS configurations from that cache, and the
+ * loop's timer queue (env->timerq) every scaler's timers share. What it
  * borrows: the loop and the metrics registry (env->metrics), which must outlive it.
  *
  * Configuration keys read (config_schema.c): limits.request_timeout (every backend request, the
@@ -52,12 +53,13 @@ int evs_scaler_services_new_ex(uv_loop_t *loop, const evs_config_t *cfg, evs_met
                                evs_scaler_services_t **out);
 
 /* The environment to create scalers with; borrowed, valid until close. Every pointer in it is
- * set (http, redis, tls, prom_hub; metrics as given). */
+ * set (http, redis, tls, prom_hub, timerq; metrics as given). */
 const evs_scaler_env_t *evs_scaler_services_env(const evs_scaler_services_t *s);
 
-/* Closes the Prometheus hub (its subscriptions end: close every scaler first), the Redis
- * registry (connections still held are closed), the TLS cache (waiting requests are cancelled;
- * builds in flight on the thread pool are awaited) and the HTTP client; frees s, then cb(arg)
+/* Closes the Prometheus hub (its subscriptions end: close every scaler first), the timer queue
+ * (entries still queued are forgotten: close every scaler first), the Redis registry
+ * (connections still held are closed), the TLS cache (waiting requests are cancelled; builds in
+ * flight on the thread pool are awaited) and the HTTP client; frees s, then cb(arg)
  * once every handle is closed, from a later loop iteration. cb may be NULL. Idempotent: a second
  * call does nothing. */
 void evs_scaler_services_close(evs_scaler_services_t *s, void (*cb)(void *arg), void *arg);

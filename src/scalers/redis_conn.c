@@ -7,8 +7,13 @@
  * will arrive, then those waiting for the connection. Internal requests (AUTH, SELECT,
  * SUBSCRIBE, UNSUBSCRIBE, PING) travel in the same FIFO, so every reply has one owner.
  *
- * Handles: `deadline` (the oldest request's deadline; also runs deferred failures), `aux`
- * (subscriber: PING interval while connected, reconnect after backoff) and `flush` (sends the
+ * Callers waiting for the connection (evs_redis_conn_wait) are an intrusive list of their own
+ * (`waiters`), not requests: a trigger waiting for a server that is down costs the connection
+ * nothing (issue 13); their commands are formatted and queued when the connection is up, with
+ * the deadline the first waiter started (so the request timeout still covers the connect).
+ *
+ * Handles: `deadline` (the oldest request's or waiter's deadline; also runs deferred failures),
+ * `aux` (subscriber: PING interval while connected, reconnect after backoff) and `flush` (sends the
  * commands of one loop iteration in one write). The object is freed once all three are closed
  * and no stream it started is still closing (`streams`). */
 #include "evscale/redis_conn.h"
@@ -89,6 +94,10 @@ struct evs_redis_conn_s {
 
   req_t *head, *tail;
   size_t nreqs;
+  evs_list_t waiters; /* evs_redis_waiter_t, while connecting */
+  size_t nwaiters;
+  uint64_t wait_deadline; /* of the first waiter: now + request_timeout when it joined */
+  uint64_t append_cap;    /* while waiters are told: their requests keep wait_deadline */
   char *obuf; /* commands written in this loop iteration, sent by `flush` before the poll */
   size_t olen, ocap;
   uv_timer_t deadline, aux;
@@ -299,6 +308,14 @@ static void sweep(evs_redis_conn_t *c) {
 
 /* --- requests ------------------------------------------------------------------------------ */
 
+/* The oldest request's deadline, or the first waiter's if earlier; 0: none. */
+static uint64_t earliest_deadline(const evs_redis_conn_t *c) {
+  uint64_t dl = c->head != NULL ? c->head->deadline : 0;
+  if (c->nwaiters > 0 && c->mode == EVS_REDIS_COMMANDS && (dl == 0 || c->wait_deadline < dl))
+    dl = c->wait_deadline;
+  return dl;
+}
+
 static void arm_deadline(evs_redis_conn_t *c) {
   if (c->closing)
     return;
@@ -306,12 +323,13 @@ static void arm_deadline(evs_redis_conn_t *c) {
     uv_timer_start(&c->deadline, on_deadline, 0, 0);
     return;
   }
-  if (c->head == NULL) {
+  uint64_t dl = earliest_deadline(c);
+  if (dl == 0) {
     uv_timer_stop(&c->deadline);
     return;
   }
   uint64_t now = uv_now(c->loop);
-  uint64_t due = c->head->deadline > now ? c->head->deadline - now : 0;
+  uint64_t due = dl > now ? dl - now : 0;
   uv_timer_start(&c->deadline, on_deadline, due, 0);
 }
 
@@ -373,6 +391,8 @@ static void req_write(evs_redis_conn_t *c, req_t *q) {
 
 static void req_append(evs_redis_conn_t *c, req_t *q) {
   q->deadline = uv_now(c->loop) + c->request_timeout;
+  if (c->append_cap != 0 && c->append_cap < q->deadline)
+    q->deadline = c->append_cap;
   int was_empty = c->head == NULL;
   if (c->tail != NULL)
     c->tail->next = q;
@@ -496,6 +516,24 @@ static void deliver_message(evs_redis_conn_t *c, const redisReply *r) {
   c->dispatching--;
 }
 
+/* --- waiters -------------------------------------------------------------------------------- */
+
+/* Tells the waiters the outcome, one at a time (a callback may cancel another waiter, or close
+ * the connection). err 0: the connection is up; a waiter joining meanwhile is told at once by
+ * evs_redis_conn_wait itself, so the list only shrinks while the state holds. */
+static void tell_waiters(evs_redis_conn_t *c, int err, const char *msg) {
+  if (err == 0)
+    c->append_cap = c->wait_deadline;
+  while (c->nwaiters > 0 && (err != 0 || (c->state == S_READY && !c->closing))) {
+    evs_redis_waiter_t *w = evs_container_of(c->waiters.next, evs_redis_waiter_t, link);
+    evs_list_remove(&w->link);
+    evs_list_init(&w->link);
+    c->nwaiters--;
+    w->cb(c, err, msg, w);
+  }
+  c->append_cap = 0;
+}
+
 /* --- connection lifecycle ------------------------------------------------------------------ */
 
 static void on_stream_closed(evs_stream_t *s) {
@@ -552,9 +590,11 @@ static void conn_fail(evs_redis_conn_t *c, int err, const char *why) {
   req_t *list = detach_all(c);
   uv_timer_stop(&c->deadline);
   fail_list(c, list, err, msg);
+  if (c->mode == EVS_REDIS_COMMANDS)
+    tell_waiters(c, err, msg); /* a subscriber's waiters wait on, across reconnects */
   if (c->mode == EVS_REDIS_SUBSCRIBER && !c->closing) {
     notify_down(c, err, msg);
-    if (!c->closing && c->live_chans > 0 && c->state == S_BACKOFF)
+    if (!c->closing && (c->live_chans > 0 || c->nwaiters > 0) && c->state == S_BACKOFF)
       start_aux(c, c->retry_at - uv_now(c->loop));
   }
   sweep(c);
@@ -625,8 +665,12 @@ static void on_ready(evs_redis_conn_t *c) {
     if (c->ping_interval != UINT64_MAX)
       start_aux(c, c->ping_interval);
   }
-  if (rc != 0)
+  if (rc != 0) {
     conn_fail(c, rc, NULL);
+    return;
+  }
+  tell_waiters(c, 0, NULL); /* their commands follow what was queued, as if queued with it */
+  arm_deadline(c);
 }
 
 static void on_connect(evs_stream_t *s, int status) {
@@ -695,9 +739,10 @@ static void on_deadline(uv_timer_t *t) {
     conn_fail(c, c->deferred_err, NULL);
     return;
   }
-  if (c->head == NULL)
+  uint64_t dl = earliest_deadline(c);
+  if (dl == 0)
     return;
-  if (uv_now(c->loop) < c->head->deadline) {
+  if (uv_now(c->loop) < dl) {
     arm_deadline(c);
     return;
   }
@@ -717,7 +762,7 @@ static void on_aux(uv_timer_t *t) {
       start_aux(c, c->ping_interval);
     return;
   }
-  if (c->live_chans == 0 || (c->state != S_BACKOFF && c->state != S_IDLE))
+  if ((c->live_chans == 0 && c->nwaiters == 0) || (c->state != S_BACKOFF && c->state != S_IDLE))
     return;
   if (ensure_connection(c) != 0 && c->state == S_BACKOFF)
     start_aux(c, c->retry_at > uv_now(c->loop) ? c->retry_at - uv_now(c->loop) : 0);
@@ -965,6 +1010,7 @@ int evs_redis_conn_new(uv_loop_t *loop, const evs_redis_options_t *o, evs_redis_
   c->handles = 3;
   c->state = S_IDLE;
   evs_list_init(&c->ks_waiters);
+  evs_list_init(&c->waiters);
   *out = c;
   return 0;
 }
@@ -986,6 +1032,7 @@ void evs_redis_conn_close(evs_redis_conn_t *c, void (*cb)(void *arg), void *arg)
   char msg[512];
   fmt_msg(c, msg, sizeof msg, "connection closed", 17);
   fail_list(c, detach_all(c), EVS_ECANCELED, msg);
+  tell_waiters(c, EVS_ECANCELED, msg);
   uv_close((uv_handle_t *)&c->deadline, on_handle_closed);
   uv_close((uv_handle_t *)&c->aux, on_handle_closed);
   uv_close((uv_handle_t *)&c->flush, on_handle_closed);
@@ -1041,6 +1088,55 @@ int evs_redis_command_argv(evs_redis_conn_t *c, evs_redis_reply_cb cb, void *arg
   int len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
   return queue_user(c, cmd, len, cb, arg);
 }
+
+/* A subscriber's waiter wants the connection as a channel does: it connects, and reconnects
+ * after every failure's backoff, until the waiter is told (up) or cancelled. */
+static int sub_wait(evs_redis_conn_t *c, evs_redis_waiter_t *w, evs_redis_wait_cb cb) {
+  w->cb = cb;
+  evs_list_push_back(&c->waiters, &w->link);
+  c->nwaiters++;
+  if (c->state == S_IDLE) {
+    if (ensure_connection(c) != 0)
+      start_aux(c, c->retry_at - uv_now(c->loop));
+  } else if (c->state == S_BACKOFF) {
+    uint64_t now = uv_now(c->loop);
+    start_aux(c, c->retry_at > now ? c->retry_at - now : 0);
+  }
+  return 0;
+}
+
+int evs_redis_conn_wait(evs_redis_conn_t *c, evs_redis_waiter_t *w, evs_redis_wait_cb cb) {
+  if (w == NULL || cb == NULL)
+    return UV_EINVAL;
+  if (c->closing)
+    return EVS_ESTATE;
+  if (c->state == S_READY)
+    return 1;
+  if (c->mode == EVS_REDIS_SUBSCRIBER)
+    return sub_wait(c, w, cb);
+  int rc = ensure_connection(c);
+  if (rc != 0)
+    return rc;
+  if (c->state == S_READY)
+    return 1;
+  w->cb = cb;
+  evs_list_push_back(&c->waiters, &w->link);
+  if (c->nwaiters++ == 0) {
+    c->wait_deadline = uv_now(c->loop) + c->request_timeout;
+    arm_deadline(c);
+  }
+  return 0;
+}
+
+void evs_redis_conn_wait_cancel(evs_redis_conn_t *c, evs_redis_waiter_t *w) {
+  if (c == NULL || w == NULL || w->link.next == NULL || evs_list_empty(&w->link))
+    return;
+  evs_list_remove(&w->link);
+  evs_list_init(&w->link);
+  c->nwaiters--;
+}
+
+int evs_redis_conn_ready(const evs_redis_conn_t *c) { return c->state == S_READY && !c->closing; }
 
 /* --- public: pub/sub ----------------------------------------------------------------------- */
 
@@ -1190,7 +1286,8 @@ void evs_redis_conn_stats(const evs_redis_conn_t *c, evs_redis_conn_stats_t *out
       .failures = c->n_failures,
       .replies = c->n_replies,
       .messages = c->n_messages,
-      .outstanding = c->nreqs,
+      .outstanding = c->nreqs + c->nwaiters,
+      .waiters = c->nwaiters,
       .channels = c->live_chans,
       .connected = c->state == S_READY && c->connected,
       .backoff_left_ms = c->state == S_BACKOFF && c->retry_at > now ? c->retry_at - now : 0,

@@ -3,8 +3,14 @@
  * Requests on shared connections outlive a closing scaler (a connection other triggers use is
  * not closed with it), so every request carries a small req_t whose back pointer close detaches:
  * a late reply then only frees the req_t (h2o's close_and_detach_connection pattern). The
- * scaler's own handles are one timer (`deliver`: errors found synchronously are delivered on the
- * next iteration, never inside poll) and a pending TLS cache request. */
+ * scaler has no libuv handle of its own: one entry of the loop's timer queue (`deliver`: errors
+ * found synchronously are delivered from the loop, never inside poll) and a pending TLS cache
+ * request; its close completes through evs_scaler__close_later.
+ *
+ * Memory (issue 13: 50,000 triggers waiting for a server that is down): the parameters' strings
+ * live in one allocation addressed by 32-bit offsets, the keyspace channel is formatted when it
+ * is needed, counters are 32-bit, flags are bits, the key's type is a small code, the reading
+ * counters are the generic header's, and the environment is borrowed, not copied. */
 #include "evscale/redis_scaler.h"
 #include "evscale/error.h"
 #include "evscale/list.h"
@@ -31,6 +37,11 @@ static const char LUA[] = "local t = redis.call('type', KEYS[1]).ok\n"
 
 typedef struct redis_s redis_t;
 
+/* The key's type as the script last answered it (Redis's TYPE names). */
+enum { T_UNKNOWN, T_NONE, T_LIST, T_SET, T_ZSET, T_HASH, T_STRING, T_STREAM, T_OTHER };
+static const char *const TYPE_NAMES[] = {"",     "none",   "list",   "set",  "zset",
+                                         "hash", "string", "stream", "other"};
+
 typedef enum { R_READ, R_EVAL, R_CONFIG_SET } req_kind_t;
 
 typedef struct {
@@ -39,43 +50,83 @@ typedef struct {
   req_kind_t kind;
 } req_t;
 
-struct redis_s {
-  evs_scaler_t base; /* first */
-  evs_scaler_env_t env;
-  char *object;
-  size_t index;
-  /* parameters */
-  char *host, *username, *password, *list;
+/* What parsing gives: every string a malloc'd copy, packed into one allocation afterwards. */
+typedef struct {
+  char *host, *username, *password, *list, *ca, *cert, *key;
   int port, db, tls, unsafe_ssl;
-  char *ca, *cert, *key;
   int64_t list_length, activation;
-  char *channel;
+} params_t;
+
+struct redis_s {
+  evs_scaler_t base;           /* first */
+  const evs_scaler_env_t *env; /* borrowed: the environment outlives its scalers */
+  /* The parameters' strings in one allocation: the object ("namespace/name") at offset 0, then
+   * the list and the host, then those of username, password, ca, cert, key that are set. */
+  char *strs;
+  uint32_t o_list, o_host;
+  uint32_t index; /* the trigger's position, for logs */
+  int32_t db;
+  int64_t activation;
+  uint16_t port;
+  uint8_t opt;               /* O_* bits: which optional strings follow the host, in that order */
+  uint8_t type;              /* T_*: the key's type as last read */
+  int8_t notice_logged_kind; /* the push state last logged, -1 none */
+  unsigned tls : 1, unsafe_ssl : 1;
+  unsigned ready : 1;       /* connections acquired */
+  unsigned read_busy : 1;   /* a read in flight */
+  unsigned read_again : 1;  /* a read is due when it returns */
+  unsigned config_busy : 1; /* a CONFIG SET in flight */
+  unsigned configured : 1;  /* CONFIG SET sent once */
+  unsigned sub_active : 1, sub_refused : 1;
+  unsigned waiting : 1;     /* the read waits in `wait` for the connection */
+  unsigned sub_waiting : 1; /* `subw` waits for the subscriber connection: `subc` set */
+  int pending_err;          /* an error found synchronously, delivered by `deliver` */
+  int last_logged_err;
+  uint32_t latency_us; /* of the answer being emitted (0: no round trip behind it) */
+  uint32_t read_start; /* uv_hrtime in microseconds, modulo 2^32, when the read was sent */
+  /* evs_redis_scaler_stats_t's own counters (readings and errors are the header's). */
+  uint32_t reads, events, event_reads, coalesced;
   /* runtime */
   evs_tls_cache_req_t *tls_req;
-  evs_tls_config_t *tlscfg;
-  evs_redis_conn_t *cmd, *subc;
-  evs_redis_sub_t *sub;
+  evs_redis_conn_t *cmd;
+  union {
+    evs_redis_sub_t *sub;   /* its connection (evs_redis_sub_conn) is a reference of ours */
+    evs_redis_conn_t *subc; /* while sub_waiting: the subscriber connection, our reference */
+  };
   evs_list_t reqs;
-  uv_timer_t deliver;
-  int ready;                        /* connections acquired */
-  int read_busy;                    /* a read in flight */
-  uint64_t read_start;              /* uv_hrtime when it was sent */
-  uint64_t latency_us;              /* of the answer being emitted (0: no round trip behind it) */
-  int read_again;                   /* a read is due when it returns */
-  int pending_err;                  /* an error found synchronously, delivered by `deliver` */
-  int config_busy, configured;      /* config_busy: a CONFIG SET in flight */
+  evs_redis_waiter_t wait; /* while the command connection is not up: no command queued */
+  evs_redis_waiter_t subw; /* while the subscriber connection is not up: no channel held */
+  evs_timerq_entry_t deliver;
   evs_redis_flags_req_t *flags_req; /* waiting for the connection's flags */
-  int sub_active, sub_refused;
-  char *flags; /* the server's notify-keyspace-events, NULL when unknown */
-  char type[16];
-  int last_logged_err;
-  char last_notice_logged[8];
-  int notice_logged_kind;
-  evs_redis_scaler_stats_t st;
+  char *flags;                      /* the server's notify-keyspace-events, NULL when unknown */
   /* The push state's notice, NULL while there is none: allocated only when push is off for a
    * reason the user should read (a buffer in every scaler was ~400 B of 50,000 objects'). */
   char *notice;
 };
+
+static const char *r_object(const redis_t *r) { return r->strs; }
+static const char *r_list(const redis_t *r) { return r->strs + r->o_list; }
+static const char *r_host(const redis_t *r) { return r->strs + r->o_host; }
+enum { O_USER = 1, O_PASS = 2, O_CA = 4, O_CERT = 8, O_KEY = 16 };
+/* An optional string (O_*), or NULL: the set ones follow the host in the order of the bits. */
+static const char *r_opt(const redis_t *r, uint8_t bit) {
+  if (!(r->opt & bit))
+    return NULL;
+  const char *p = r_host(r);
+  p += strlen(p) + 1;
+  for (uint8_t b = 1; b < bit; b <<= 1)
+    if (r->opt & b)
+      p += strlen(p) + 1;
+  return p;
+}
+static const char *r_type(const redis_t *r) { return TYPE_NAMES[r->type]; }
+
+static uint8_t type_code(const char *t) {
+  for (uint8_t i = T_NONE; i < T_OTHER; i++)
+    if (strcmp(t, TYPE_NAMES[i]) == 0)
+      return i;
+  return T_OTHER;
+}
 
 /* The SHA1 of LUA (EVALSHA), the same for every scaler: computed once. */
 static char evs__lua_sha[41];
@@ -228,7 +279,7 @@ static const char *split_host_port(const char *a, char **host, int *port) {
   return NULL;
 }
 
-static void parse_address(pctx_t *p, redis_t *r) {
+static void parse_address(pctx_t *p, params_t *r) {
   static const char *const addr_n[] = {"address", "addresses", NULL};
   static const char *const host_n[] = {"host", "hosts", NULL};
   static const char *const port_n[] = {"port", "ports", NULL};
@@ -279,7 +330,7 @@ out:
   free(ports);
 }
 
-static void parse_tls(pctx_t *p, redis_t *r) {
+static void parse_tls(pctx_t *p, params_t *r) {
   static const char *const tls_n[] = {"tls", NULL};
   char w[96];
   char *m = meta(p, "enableTLS");
@@ -319,7 +370,7 @@ static void parse_tls(pctx_t *p, redis_t *r) {
   }
 }
 
-static int parse(redis_t *r, const evs_scaler_env_t *env, const evs_scaler_config_t *cfg,
+static int parse(params_t *r, const evs_scaler_env_t *env, const evs_scaler_config_t *cfg,
                  evs_diag_t *diag) {
   pctx_t p = {cfg, diag, 0};
   parse_address(&p, r);
@@ -381,7 +432,7 @@ static int64_t wall_ms(void) {
 }
 
 static evs_redis_push_t push_state(const redis_t *r) {
-  if (r->env.redis_keyspace_events == EVS_KEYSPACE_OFF)
+  if (r->env->redis_keyspace_events == EVS_KEYSPACE_OFF)
     return EVS_REDIS_PUSH_OFF;
   if (r->sub_refused)
     return EVS_REDIS_PUSH_REFUSED;
@@ -390,7 +441,7 @@ static evs_redis_push_t push_state(const redis_t *r) {
   if (r->flags == NULL)
     return EVS_REDIS_PUSH_UNKNOWN;
   char missing[8];
-  evs_redis_keyspace_missing(r->flags, r->type[0] ? r->type : "none", missing, sizeof missing);
+  evs_redis_keyspace_missing(r->flags, r->type ? r_type(r) : "none", missing, sizeof missing);
   return missing[0] ? EVS_REDIS_PUSH_EVENTS_OFF : EVS_REDIS_PUSH_ACTIVE;
 }
 
@@ -398,24 +449,23 @@ static evs_redis_push_t push_state(const redis_t *r) {
  * per change. */
 static const char *push_notice(redis_t *r, int *err) {
   evs_redis_push_t ps = push_state(r);
-  r->st.push = ps;
   *err = 0;
   char text[384];
   text[0] = '\0';
   if (ps == EVS_REDIS_PUSH_REFUSED) {
     snprintf(text, sizeof text,
-             "SUBSCRIBE %s refused by %s (a Redis 7 ACL user needs the channel rule "
-             "&__keyspace@*): polling only",
-             r->channel, evs_redis_conn_describe(r->subc));
+             "SUBSCRIBE __keyspace@%d__:%s refused by %s (a Redis 7 ACL user needs the channel "
+             "rule &__keyspace@*): polling only",
+             (int)r->db, r_list(r), evs_redis_conn_describe(evs_redis_sub_conn(r->sub)));
     *err = UV_EPERM;
   } else if (ps == EVS_REDIS_PUSH_EVENTS_OFF) {
     char missing[8];
-    evs_redis_keyspace_missing(r->flags, r->type[0] ? r->type : "none", missing, sizeof missing);
+    evs_redis_keyspace_missing(r->flags, r->type ? r_type(r) : "none", missing, sizeof missing);
     snprintf(text, sizeof text,
              "keyspace events are off on %s for this %s key (notify-keyspace-events \"%s\" lacks "
              "\"%s\"; KA or K%cgxe needed): polling only",
-             evs_redis_conn_describe(r->cmd), r->type[0] ? r->type : "missing", r->flags, missing,
-             class_of(r->type[0] ? r->type : "none"));
+             evs_redis_conn_describe(r->cmd), r->type ? r_type(r) : "missing", r->flags, missing,
+             class_of(r->type ? r_type(r) : "none"));
     *err = EVS_EUNSUPPORTED;
   }
   if (text[0] == '\0') {
@@ -431,11 +481,11 @@ static const char *push_notice(redis_t *r, int *err) {
   if ((int)ps != r->notice_logged_kind) {
     r->notice_logged_kind = (int)ps;
     if (r->notice != NULL)
-      EVS_LOG_WARN("redis trigger push mode off", EVS_KV_STR("scaled_object", r->object),
+      EVS_LOG_WARN("redis trigger push mode off", EVS_KV_STR("scaled_object", r_object(r)),
                    EVS_KV_UINT("trigger", r->index), EVS_KV_STR("reason", r->notice));
     else if (ps == EVS_REDIS_PUSH_ACTIVE)
-      EVS_LOG_DEBUG("redis trigger push mode on", EVS_KV_STR("scaled_object", r->object),
-                    EVS_KV_UINT("trigger", r->index), EVS_KV_STR("channel", r->channel));
+      EVS_LOG_DEBUG("redis trigger push mode on", EVS_KV_STR("scaled_object", r_object(r)),
+                    EVS_KV_UINT("trigger", r->index), EVS_KV_STR("key", r_list(r)));
   }
   return r->notice;
 }
@@ -444,19 +494,19 @@ static void log_error_change(redis_t *r, int err, const char *msg) {
   if (err == r->last_logged_err)
     return;
   if (err != 0)
-    EVS_LOG_WARN("redis trigger read failed", EVS_KV_STR("scaled_object", r->object),
+    EVS_LOG_WARN("redis trigger read failed", EVS_KV_STR("scaled_object", r_object(r)),
                  EVS_KV_UINT("trigger", r->index), EVS_KV_ERR("error", err),
                  EVS_KV_STR("detail", msg));
   else
-    EVS_LOG_INFO("redis trigger read again", EVS_KV_STR("scaled_object", r->object),
-                 EVS_KV_UINT("trigger", r->index), EVS_KV_STR("key", r->list));
+    EVS_LOG_INFO("redis trigger read again", EVS_KV_STR("scaled_object", r_object(r)),
+                 EVS_KV_UINT("trigger", r->index), EVS_KV_STR("key", r_list(r)));
   r->last_logged_err = err;
 }
 
 static void emit(redis_t *r, int err, const char *msg, double value, int active) {
   int perr_ = 0;
   const char *notice = push_notice(r, &perr_);
-  if (err == 0 && perr_ != 0 && r->env.redis_keyspace_events == EVS_KEYSPACE_ON) {
+  if (err == 0 && perr_ != 0 && r->env->redis_keyspace_events == EVS_KEYSPACE_ON) {
     err = perr_; /* `on`: push is required, its absence is the trigger's error */
     msg = notice;
   }
@@ -466,10 +516,6 @@ static void emit(redis_t *r, int err, const char *msg, double value, int active)
                       .time_ms = wall_ms(),
                       .error_msg = err ? msg : NULL};
   r->base.notice = notice;
-  r->st.readings++;
-  r->st.last_error = err;
-  if (err)
-    r->st.errors++;
   log_error_change(r, err, msg);
   uint64_t latency_us = r->latency_us;
   r->latency_us = 0;
@@ -514,26 +560,49 @@ static int send_req(redis_t *r, req_kind_t kind, int argc, const char **argv) {
   return rc;
 }
 
-static void on_deliver(uv_timer_t *t);
+static void on_deliver(evs_timerq_entry_t *e);
 
-/* A read that could not even be sent: its error is delivered on the next iteration. */
+/* A read that could not even be sent: its error is delivered from the loop. */
 static void read_failed_sync(redis_t *r, int rc) {
   r->pending_err = rc;
-  uv_timer_start(&r->deliver, on_deliver, 0, 0);
+  evs_timerq_t *q = evs_scaler__timerq(&r->base);
+  if (q == NULL || evs_timerq_start(q, &r->deliver, on_deliver, 0) != 0)
+    r->pending_err = 0; /* out of memory: no reading, but the next poll reads again */
 }
 
-static void start_read(redis_t *r, int eval) {
-  if (!r->ready)
-    return;
-  const char *argv[4] = {eval ? "EVAL" : "EVALSHA", eval ? LUA : evs__lua_sha, "1", r->list};
-  r->read_busy = 1;
-  r->read_start = uv_hrtime();
-  r->st.reads++;
+static void send_read(redis_t *r, int eval) {
+  const char *argv[4] = {eval ? "EVAL" : "EVALSHA", eval ? LUA : evs__lua_sha, "1", r_list(r)};
   int rc = send_req(r, eval ? R_EVAL : R_READ, 4, argv);
   if (rc != 0) {
     r->read_busy = 0;
     read_failed_sync(r, rc);
   }
+}
+
+static void on_conn_wait(evs_redis_conn_t *c, int err, const char *msg, evs_redis_waiter_t *w);
+
+/* A read: sent at once when the connection is up; otherwise it waits for the connection in
+ * `wait` (formatted and queued only then: a trigger waiting for a server that is down costs no
+ * request, issue 13). Either way it counts as in flight from now. */
+static void start_read(redis_t *r, int eval) {
+  if (!r->ready)
+    return;
+  r->read_busy = 1;
+  r->read_start = (uint32_t)(uv_hrtime() / 1000);
+  r->reads++;
+  if (!eval) {
+    int rc = evs_redis_conn_wait(r->cmd, &r->wait, on_conn_wait);
+    if (rc == 0) {
+      r->waiting = 1;
+      return;
+    }
+    if (rc < 0) {
+      r->read_busy = 0;
+      read_failed_sync(r, rc);
+      return;
+    }
+  }
+  send_read(r, eval);
 }
 
 /* At most one read in flight; any request meanwhile becomes one more read after it. */
@@ -547,15 +616,15 @@ static void want_read(redis_t *r) {
 
 static void config_check(redis_t *r);
 
-static void on_deliver(uv_timer_t *t) {
-  redis_t *r = t->data;
+static void on_deliver(evs_timerq_entry_t *e) {
+  redis_t *r = evs_container_of(e, redis_t, deliver);
   int err = r->pending_err;
   r->pending_err = 0;
   if (err) {
     const char *m = NULL;
     if (r->cmd == NULL || evs_redis_conn_last_error(r->cmd, &m) != err || m == NULL)
       m = evs_strerror(err);
-    emit_error(r, err, "reading key \"%s\": %s", r->list, m);
+    emit_error(r, err, "reading key \"%s\": %s", r_list(r), m);
   }
   if (r->base.state != EVS_SCALER_CLOSING && r->read_again) {
     r->read_again = 0;
@@ -567,29 +636,30 @@ static void on_deliver(uv_timer_t *t) {
 static void read_done(redis_t *r, int err, const char *msg, const redisReply *rep) {
   r->read_busy = 0;
   /* KEDA's keda_scaler_metrics_latency_seconds: the time GetMetricsAndActivity took. */
-  r->latency_us = (uv_hrtime() - r->read_start) / 1000;
+  r->latency_us = (uint32_t)(uv_hrtime() / 1000) - r->read_start; /* modulo 2^32: < 71 min */
   if (err != 0) {
-    emit_error(r, err, "reading key \"%s\": %s", r->list, msg ? msg : evs_strerror(err));
+    emit_error(r, err, "reading key \"%s\": %s", r_list(r), msg ? msg : evs_strerror(err));
   } else if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
              (rep->element[0]->type != REDIS_REPLY_STRING &&
               rep->element[0]->type != REDIS_REPLY_STATUS) ||
              rep->element[1]->type != REDIS_REPLY_INTEGER) {
     emit_error(r, EVS_EPARSE, "reading key \"%s\" on %s: unexpected reply to the length script",
-               r->list, evs_redis_conn_describe(r->cmd));
+               r_list(r), evs_redis_conn_describe(r->cmd));
   } else {
     const char *type = rep->element[0]->str;
     long long n = rep->element[1]->integer;
-    int changed = strncmp(r->type, type, sizeof r->type - 1) != 0;
-    snprintf(r->type, sizeof r->type, "%s", type);
+    uint8_t code = type_code(type);
+    int changed = code != r->type;
+    r->type = code;
     evs_conv_t v;
     if (n < 0) {
       /* KEDA: redis.error_reply('ERR unsupported key type: ' .. listType) */
       emit_error(r, EVS_EREDIS,
                  "key \"%s\" on %s is a %s: unsupported key type (KEDA reads list, set, zset "
                  "and hash lengths)",
-                 r->list, evs_redis_conn_describe(r->cmd), type);
+                 r_list(r), evs_redis_conn_describe(r->cmd), type);
     } else if (evs_reading_redis(n, r->activation, &v) != 0 || v.error) {
-      emit_error(r, v.error ? v.error : EVS_EPARSE, "key \"%s\": %s", r->list,
+      emit_error(r, v.error ? v.error : EVS_EPARSE, "key \"%s\": %s", r_list(r),
                  v.error_msg ? v.error_msg : "bad length");
     } else {
       emit(r, 0, NULL, v.value, v.active);
@@ -601,6 +671,20 @@ static void read_done(redis_t *r, int err, const char *msg, const redisReply *re
     r->read_again = 0;
     start_read(r, 0);
   }
+}
+
+/* The command connection is up (err 0) or failed: the waiting read goes out now, with the
+ * keyspace check that waited for it, or fails as a queued request would have. */
+static void on_conn_wait(evs_redis_conn_t *c, int err, const char *msg, evs_redis_waiter_t *w) {
+  (void)c;
+  redis_t *r = evs_container_of(w, redis_t, wait);
+  r->waiting = 0;
+  if (err != 0) {
+    read_done(r, err, msg, NULL);
+    return;
+  }
+  config_check(r);
+  send_read(r, 0);
 }
 
 /* The server's flags (or why there are none), as the connection knows them. */
@@ -616,8 +700,8 @@ static void config_done(redis_t *r, int err, const char *flags) {
   free(r->flags);
   r->flags = f;
   char missing[8];
-  evs_redis_keyspace_missing(f, r->type[0] ? r->type : "none", missing, sizeof missing);
-  if (missing[0] && r->env.redis_configure_keyspace && !r->configured) {
+  evs_redis_keyspace_missing(f, r->type ? r_type(r) : "none", missing, sizeof missing);
+  if (missing[0] && r->env->redis_configure_keyspace && !r->configured) {
     /* redis.configure_keyspace_events: the server's flags plus the missing ones. */
     char set[64];
     snprintf(set, sizeof set, "%.40s%s", f, missing);
@@ -641,8 +725,9 @@ static void on_flags(evs_redis_conn_t *c, int err, const char *flags, void *arg)
 /* The flags are the server's: the connection asks once for every trigger sharing it (issue 15:
  * once per server connection, not once per trigger), and answers from what it knows. */
 static void config_check(redis_t *r) {
-  if (r->env.redis_keyspace_events == EVS_KEYSPACE_OFF || r->config_busy || r->flags_req ||
-      !r->ready)
+  /* Not connected: asked when the waiting read finds the connection up (on_conn_wait). */
+  if (r->env->redis_keyspace_events == EVS_KEYSPACE_OFF || r->config_busy || r->flags_req ||
+      !r->ready || !evs_redis_conn_ready(r->cmd))
     return;
   const char *flags = NULL;
   int err = 0;
@@ -676,7 +761,7 @@ static void on_reply(evs_redis_conn_t *c, int err, const char *msg, const redisR
     r->config_busy = 0;
     if (err != 0)
       EVS_LOG_WARN("redis trigger cannot set notify-keyspace-events",
-                   EVS_KV_STR("scaled_object", r->object), EVS_KV_STR("detail", msg));
+                   EVS_KV_STR("scaled_object", r_object(r)), EVS_KV_STR("detail", msg));
     else
       evs_redis_keyspace_flags_forget(r->cmd); /* the server's flags changed: ask again */
     config_check(r);
@@ -691,13 +776,13 @@ static void on_message(evs_redis_sub_t *s, const char *payload, size_t len, void
   (void)payload;
   (void)len;
   redis_t *r = arg;
-  r->st.events++;
+  r->events++;
   if (r->read_busy || r->pending_err) {
-    r->st.coalesced++;
+    r->coalesced++;
     r->read_again = 1;
     return;
   }
-  r->st.event_reads++;
+  r->event_reads++;
   start_read(r, 0);
 }
 
@@ -723,28 +808,70 @@ static void on_sub_state(evs_redis_sub_t *s, evs_redis_sub_state_t state, int er
 
 /* ---- lifecycle ---- */
 
-static void redis_connect(redis_t *r) {
-  evs_redis_options_t o = {.host = r->host,
+/* The keyspace channel of the key, formatted when it is needed (a copy in every scaler was ~50 B
+ * of 50,000 objects'). *len its length; free() it; NULL when out of memory. */
+static char *channel_dup(const redis_t *r, size_t *len) {
+  size_t n = strlen(r_list(r)) + 32;
+  char *c = malloc(n);
+  if (c != NULL)
+    *len = (size_t)snprintf(c, n, "__keyspace@%d__:%s", (int)r->db, r_list(r));
+  return c;
+}
+
+/* The listener on the key's channel; on failure the subscriber connection is given back and push
+ * stays off (polling only). */
+static void subscribe(redis_t *r, evs_redis_conn_t *subc) {
+  static const evs_redis_sub_handlers_t h = {on_message, on_sub_state};
+  size_t len = 0;
+  char *channel = channel_dup(r, &len);
+  if (channel == NULL || evs_redis_subscribe(subc, channel, len, &h, r, &r->sub) != 0) {
+    evs_redis_registry_release(r->env->redis, subc);
+    r->sub = NULL;
+  }
+  free(channel);
+}
+
+/* The subscriber connection is up (err 0): the listener is made now. EVS_ECANCELED: the
+ * connection closed under us (the registry closing): nothing to give back. */
+static void on_sub_wait(evs_redis_conn_t *c, int err, const char *msg, evs_redis_waiter_t *w) {
+  (void)msg;
+  redis_t *r = evs_container_of(w, redis_t, subw);
+  r->sub_waiting = 0;
+  r->subc = NULL;
+  if (err == 0)
+    subscribe(r, c);
+}
+
+/* tls: the configuration to connect with (borrowed: the connection takes its own reference). */
+static void redis_connect(redis_t *r, evs_tls_config_t *tls) {
+  const evs_scaler_env_t *env = r->env;
+  evs_redis_options_t o = {.host = r_host(r),
                            .port = r->port,
-                           .tls = r->tlscfg,
-                           .username = r->username,
-                           .password = r->password,
+                           .tls = tls,
+                           .username = r_opt(r, O_USER),
+                           .password = r_opt(r, O_PASS),
                            .db = r->db,
-                           .request_timeout_ms = r->env.request_timeout_ms,
-                           .backoff_initial_ms = r->env.backoff_initial_ms,
-                           .backoff_max_ms = r->env.backoff_max_ms};
-  int rc = evs_redis_registry_acquire(r->env.redis, &o, EVS_REDIS_COMMANDS, &r->cmd);
+                           .request_timeout_ms =
+                               env->request_timeout_ms ? env->request_timeout_ms : 10000,
+                           .backoff_initial_ms = env->backoff_initial_ms,
+                           .backoff_max_ms = env->backoff_max_ms};
+  int rc = evs_redis_registry_acquire(env->redis, &o, EVS_REDIS_COMMANDS, &r->cmd);
   if (rc != 0) {
     read_failed_sync(r, rc); /* never a reading from inside start */
     return;
   }
   r->ready = 1;
-  if (r->env.redis_keyspace_events != EVS_KEYSPACE_OFF &&
-      evs_redis_registry_acquire(r->env.redis, &o, EVS_REDIS_SUBSCRIBER, &r->subc) == 0) {
-    static const evs_redis_sub_handlers_t h = {on_message, on_sub_state};
-    if (evs_redis_subscribe(r->subc, r->channel, strlen(r->channel), &h, r, &r->sub) != 0) {
-      evs_redis_registry_release(r->env.redis, r->subc);
-      r->subc = NULL;
+  evs_redis_conn_t *subc = NULL;
+  if (env->redis_keyspace_events != EVS_KEYSPACE_OFF &&
+      evs_redis_registry_acquire(env->redis, &o, EVS_REDIS_SUBSCRIBER, &subc) == 0) {
+    int w = evs_redis_conn_wait(subc, &r->subw, on_sub_wait);
+    if (w == 1) {
+      subscribe(r, subc);
+    } else if (w == 0) {
+      r->sub_waiting = 1; /* subscribed when the connection is up: nothing held meanwhile */
+      r->subc = subc;
+    } else {
+      evs_redis_registry_release(env->redis, subc);
     }
   }
   config_check(r);
@@ -755,22 +882,23 @@ static void on_tls(int err, const char *why, evs_tls_config_t *cfg, void *arg) {
   redis_t *r = arg;
   r->tls_req = NULL;
   if (err != 0) {
-    emit_error(r, err, "TLS configuration for %s:%d: %s", r->host, r->port, why);
+    emit_error(r, err, "TLS configuration for %s:%d: %s", r_host(r), (int)r->port, why);
     return;
   }
-  r->tlscfg = evs_tls_config_ref(cfg);
-  redis_connect(r);
+  redis_connect(r, cfg);
 }
 
 static int redis_start(evs_scaler_t *s) {
   redis_t *r = (redis_t *)s;
   if (!r->tls) {
-    redis_connect(r);
+    redis_connect(r, NULL);
     return 0;
   }
-  evs_tls_options_t o = {
-      .ca_pem = r->ca, .cert_pem = r->cert, .key_pem = r->key, .insecure = r->unsafe_ssl};
-  return evs_tls_cache_get(r->env.tls, &o, on_tls, r, &r->tls_req);
+  evs_tls_options_t o = {.ca_pem = r_opt(r, O_CA),
+                         .cert_pem = r_opt(r, O_CERT),
+                         .key_pem = r_opt(r, O_KEY),
+                         .insecure = r->unsafe_ssl};
+  return evs_tls_cache_get(r->env->tls, &o, on_tls, r, &r->tls_req);
 }
 
 static int redis_poll(evs_scaler_t *s) {
@@ -787,26 +915,61 @@ static void wipe(char *s) {
     while (*p)
       *p++ = 0;
   }
-  free(s);
+}
+
+static void params_free(params_t *p) {
+  free(p->host);
+  free(p->username);
+  wipe(p->password);
+  free(p->password);
+  free(p->list);
+  free(p->ca);
+  free(p->cert);
+  wipe(p->key);
+  free(p->key);
+}
+
+/* Copies the strings of p (and the object's name) into r->strs. 0 or UV_ENOMEM (UV_E2BIG past
+ * the 32-bit offsets). */
+static int pack(redis_t *r, const params_t *p, const char *object) {
+  const char *src[] = {object, p->list, p->host, p->username, p->password, p->ca, p->cert, p->key};
+  uint32_t *off[] = {NULL, &r->o_list, &r->o_host};
+  size_t total = 0;
+  for (size_t i = 0; i < 8; i++)
+    total += src[i] ? strlen(src[i]) + 1 : 0;
+  if (total > UINT32_MAX)
+    return UV_E2BIG;
+  char *strs = malloc(total);
+  if (strs == NULL)
+    return UV_ENOMEM;
+  size_t at = 0;
+  for (size_t i = 0; i < 8; i++) {
+    if (src[i] == NULL)
+      continue;
+    size_t n = strlen(src[i]) + 1;
+    memcpy(strs + at, src[i], n);
+    if (i == 1 || i == 2)
+      *off[i] = (uint32_t)at;
+    else if (i > 2)
+      r->opt |= (uint8_t)(1u << (i - 3));
+    at += n;
+  }
+  r->strs = strs;
+  return 0;
 }
 
 static void redis_free(evs_scaler_t *s) {
   redis_t *r = (redis_t *)s;
-  free(r->object);
-  free(r->host);
-  free(r->username);
-  wipe(r->password);
-  free(r->list);
-  free(r->ca);
-  free(r->cert);
-  wipe(r->key);
-  free(r->channel);
+  if (r->strs) {
+    char *pass = (char *)r_opt(r, O_PASS), *key = (char *)r_opt(r, O_KEY);
+    wipe(key); /* both found first: a wiped string no longer leads to the next */
+    wipe(pass);
+  }
+  free(r->strs);
   free(r->flags);
   free(r->notice);
   free(r);
 }
-
-static void on_deliver_closed(uv_handle_t *h) { evs_scaler__closed(h->data, redis_free); }
 
 static void redis_close(evs_scaler_t *s) {
   redis_t *r = (redis_t *)s;
@@ -819,42 +982,47 @@ static void redis_close(evs_scaler_t *s) {
   r->tls_req = NULL;
   evs_redis_keyspace_flags_cancel(r->flags_req);
   r->flags_req = NULL;
-  if (r->sub)
+  evs_redis_conn_wait_cancel(r->cmd, &r->wait);
+  r->waiting = 0;
+  if (r->sub_waiting) {
+    evs_redis_conn_wait_cancel(r->subc, &r->subw);
+    evs_redis_registry_release(r->env->redis, r->subc);
+    r->sub_waiting = 0;
+  } else if (r->sub) {
+    evs_redis_conn_t *subc = evs_redis_sub_conn(r->sub); /* before the listener is freed */
     evs_redis_unsubscribe(r->sub);
-  if (r->subc)
-    evs_redis_registry_release(r->env.redis, r->subc);
+    evs_redis_registry_release(r->env->redis, subc);
+  }
   if (r->cmd)
-    evs_redis_registry_release(r->env.redis, r->cmd);
-  evs_tls_config_unref(r->tlscfg);
+    evs_redis_registry_release(r->env->redis, r->cmd);
   r->sub = NULL;
-  r->subc = r->cmd = NULL;
-  r->tlscfg = NULL;
-  uv_close((uv_handle_t *)&r->deliver, on_deliver_closed);
+  r->cmd = NULL;
+  evs_timerq_stop(r->base.tq, &r->deliver);
+  evs_scaler__close_later(&r->base, redis_free);
 }
 
 static int redis_create(uv_loop_t *loop, const evs_scaler_env_t *env,
                         const evs_scaler_config_t *cfg, evs_scaler_t **out, evs_diag_t *diag) {
-  redis_t *r = calloc(1, sizeof *r);
-  if (r == NULL)
-    return UV_ENOMEM;
-  int rc = parse(r, env, cfg, diag);
-  if (rc == 0) {
-    size_t n = strlen(r->list) + 32;
-    r->channel = malloc(n);
-    r->object = strdup(cfg->object ? cfg->object : "");
-    if (r->channel)
-      snprintf(r->channel, n, "__keyspace@%d__:%s", r->db, r->list);
-    if (r->channel == NULL || r->object == NULL)
-      rc = UV_ENOMEM;
-  }
+  params_t p = {0};
+  int rc = parse(&p, env, cfg, diag);
+  redis_t *r = rc == 0 ? calloc(1, sizeof *r) : NULL;
+  if (rc == 0 && r == NULL)
+    rc = UV_ENOMEM;
+  if (rc == 0)
+    rc = pack(r, &p, cfg->object ? cfg->object : "");
   if (rc != 0) {
-    redis_free(&r->base);
+    params_free(&p);
+    free(r);
     return rc;
   }
-  r->env = *env;
-  if (r->env.request_timeout_ms == 0)
-    r->env.request_timeout_ms = 10000;
-  r->index = cfg->index;
+  r->env = env;
+  r->index = cfg->index > UINT32_MAX ? UINT32_MAX : (uint32_t)cfg->index;
+  r->activation = p.activation;
+  r->db = p.db;
+  r->port = (uint16_t)p.port;
+  r->tls = p.tls != 0;
+  r->unsafe_ssl = p.unsafe_ssl != 0;
+  params_free(&p);
   r->base.loop = loop;
   r->notice_logged_kind = -1;
   evs_list_init(&r->reqs);
@@ -864,8 +1032,6 @@ static int redis_create(uv_loop_t *loop, const evs_scaler_env_t *env,
     for (int i = 0; i < 20; i++)
       snprintf(evs__lua_sha + 2 * i, 3, "%02x", h[i]);
   }
-  uv_timer_init(loop, &r->deliver);
-  r->deliver.data = r;
   *out = &r->base;
   return 0;
 }
@@ -874,11 +1040,17 @@ int evs_redis_scaler_stats(const evs_scaler_t *s, evs_redis_scaler_stats_t *out)
   if (s == NULL || s->type != &evs_scaler_redis_type)
     return UV_EINVAL;
   const redis_t *r = (const redis_t *)s;
-  *out = r->st;
-  out->push = push_state(r);
-  if (r->subc) {
+  *out = (evs_redis_scaler_stats_t){.reads = r->reads,
+                                    .readings = s->stats.readings,
+                                    .errors = s->stats.errors,
+                                    .events = r->events,
+                                    .event_reads = r->event_reads,
+                                    .coalesced = r->coalesced,
+                                    .push = push_state(r),
+                                    .last_error = s->stats.last_error};
+  if (r->sub && !r->sub_waiting) {
     evs_redis_conn_stats_t cs;
-    evs_redis_conn_stats(r->subc, &cs);
+    evs_redis_conn_stats(evs_redis_sub_conn(r->sub), &cs);
     out->server_events = cs.messages;
   }
   return 0;

@@ -1,5 +1,5 @@
 /* The scaler registry (one entry per trigger type), the generic lifecycle every type shares
- * (states, the cadence timer, delivery) and the TLS configuration cache of the environment. */
+ * (states, the cadence, delivery) and the TLS configuration cache of the environment. */
 #include "evscale/scaler.h"
 #include "evscale/cron.h"
 #include "evscale/error.h"
@@ -46,54 +46,49 @@ double evs_scaler__random(void) {
 
 /* ---- cadence ---- */
 
-/* A separate allocation so that it may outlive the scaler: closing detaches `s` at once and the
- * timer frees this from its own close callback, whatever the type does meanwhile. */
-struct evs_scaler__cadence_s {
-  uv_timer_t timer;
-  evs_scaler_t *s; /* NULL once the scaler is closing */
-  uint64_t every_ms;
-};
+/* The cadence is an entry of the loop's timer queue embedded in the scaler (issue 13: a
+ * uv_timer_t of its own cost ~160 B a scaler and a uv_close round trip): close stops it at once
+ * and nothing refers to it afterwards. */
 
-static void on_cadence(uv_timer_t *t) {
-  evs_scaler__cadence_t *cad = t->data;
-  evs_scaler_t *s = cad->s;
-  if (s == NULL || s->state != EVS_SCALER_STARTED)
+evs_timerq_t *evs_scaler__timerq(evs_scaler_t *s) {
+  if (s->tq == NULL && evs_timerq_new(s->loop, &s->tq) == 0)
+    s->owns_tq = 1;
+  return s->tq;
+}
+
+static void on_cadence(evs_timerq_entry_t *e) {
+  evs_scaler_t *s = evs_container_of(e, evs_scaler_t, cadence);
+  if (s->state != EVS_SCALER_STARTED)
     return;
-  /* A failed poll is the type's to report as a reading; the period goes on regardless. */
+  /* Re-armed before the poll, as a repeating uv_timer_t is: the period does not drift by the
+   * poll's own time. A failed poll is the type's to report as a reading; the period goes on. */
+  (void)evs_timerq_start(s->tq, &s->cadence, on_cadence, s->every_ms);
   (void)s->type->poll(s);
 }
 
 /* The first period after a change starts at a random phase (see scaler.h). */
-static void cadence_arm(evs_scaler__cadence_t *cad, int random_phase) {
-  if (cad->every_ms == 0 || cad->s->type->cadence != NULL) {
-    uv_timer_stop(&cad->timer);
-    return;
+static int cadence_arm(evs_scaler_t *s, int random_phase) {
+  if (s->every_ms == 0 || s->type->cadence != NULL) {
+    evs_timerq_stop(s->tq, &s->cadence);
+    return 0;
   }
-  uint64_t first = cad->every_ms;
+  evs_timerq_t *q = evs_scaler__timerq(s);
+  if (q == NULL)
+    return UV_ENOMEM;
+  uint64_t first = s->every_ms;
   if (random_phase)
-    first = 1 + (uint64_t)(evs_scaler__random() * (double)cad->every_ms);
-  uv_timer_start(&cad->timer, on_cadence, first, cad->every_ms);
+    first = 1 + (uint64_t)(evs_scaler__random() * (double)s->every_ms);
+  return evs_timerq_start(q, &s->cadence, on_cadence, first);
 }
-
-static void on_cadence_closed(uv_handle_t *h) { free(h->data); }
 
 int evs_scaler_set_cadence(evs_scaler_t *s, uint64_t every_ms) {
   if (s == NULL || s->state == EVS_SCALER_CLOSING)
     return EVS_ESTATE;
-  if (s->cadence == NULL) {
-    if (every_ms == 0)
-      return 0;
-    evs_scaler__cadence_t *cad = calloc(1, sizeof *cad);
-    if (cad == NULL)
-      return UV_ENOMEM;
-    uv_timer_init(s->loop, &cad->timer);
-    cad->timer.data = cad;
-    cad->s = s;
-    s->cadence = cad;
-  }
-  s->cadence->every_ms = every_ms;
+  s->every_ms = every_ms;
   if (s->state == EVS_SCALER_STARTED) {
-    cadence_arm(s->cadence, 1);
+    int rc = cadence_arm(s, 1);
+    if (rc != 0)
+      return rc;
     if (s->type->cadence)
       return s->type->cadence(s, every_ms);
   }
@@ -104,7 +99,7 @@ const char *evs_scaler_notice(const evs_scaler_t *s) {
   return s && s->state != EVS_SCALER_CLOSING ? s->notice : NULL;
 }
 
-uint64_t evs_scaler_cadence(const evs_scaler_t *s) { return s->cadence ? s->cadence->every_ms : 0; }
+uint64_t evs_scaler_cadence(const evs_scaler_t *s) { return s->every_ms; }
 
 /* ---- lifecycle ---- */
 
@@ -123,6 +118,9 @@ int evs_scaler_create(uv_loop_t *loop, const evs_scaler_env_t *env, const evs_sc
     (*out)->type = t;
     (*out)->loop = loop;
     (*out)->state = EVS_SCALER_CREATED;
+    (*out)->tq = env ? env->timerq : NULL;
+    (*out)->owns_tq = 0;
+    evs_timerq_entry_init(&(*out)->cadence);
   }
   return rc;
 }
@@ -136,8 +134,8 @@ int evs_scaler_start(evs_scaler_t *s, evs_scaler_reading_cb cb, void *data) {
   if (rc != 0)
     return rc;
   s->state = EVS_SCALER_STARTED;
-  if (s->cadence)
-    cadence_arm(s->cadence, 1);
+  if (s->every_ms != 0 && (rc = cadence_arm(s, 1)) != 0)
+    return rc;
   if (s->type->cadence)
     return s->type->cadence(s, evs_scaler_cadence(s));
   return 0;
@@ -152,7 +150,6 @@ int evs_scaler_poll(evs_scaler_t *s) {
 void evs_scaler__emit_timed(evs_scaler_t *s, const evs_reading_t *r, uint64_t latency_us) {
   if (s->state == EVS_SCALER_CLOSING || s->on_reading == NULL)
     return;
-  s->readings++;
   s->stats.readings++;
   s->stats.errors += r->error != 0;
   s->stats.last_error = r->error;
@@ -177,20 +174,46 @@ void evs_scaler_close(evs_scaler_t *s, evs_scaler_close_cb on_close, void *data)
   s->on_reading = NULL;
   s->on_close = on_close;
   s->data = data;
-  if (s->cadence) {
-    s->cadence->s = NULL;
-    uv_close((uv_handle_t *)&s->cadence->timer, on_cadence_closed);
-    s->cadence = NULL;
-  }
+  evs_timerq_stop(s->tq, &s->cadence);
   s->type->close(s);
 }
 
 void evs_scaler__closed(evs_scaler_t *s, void (*free_fn)(evs_scaler_t *s)) {
   evs_scaler_close_cb cb = s->on_close;
   void *data = s->data;
+  evs_timerq_t *own = s->owns_tq ? s->tq : NULL;
   free_fn(s);
-  if (cb)
+  if (own != NULL)
+    evs_timerq_close(own, cb, data); /* its entries were the scaler's, stopped by now */
+  else if (cb)
     cb(data);
+}
+
+/* Only while closing: a handle that exists to be closed, so that the close completes from the
+ * loop (libuv runs close callbacks later in the iteration, never inside uv_close). */
+typedef struct {
+  uv_check_t handle;
+  evs_scaler_t *s;
+  void (*free_fn)(evs_scaler_t *s);
+} closer_t;
+
+static void on_closer_closed(uv_handle_t *h) {
+  closer_t *c = h->data;
+  evs_scaler__closed(c->s, c->free_fn);
+  free(c);
+}
+
+void evs_scaler__close_later(evs_scaler_t *s, void (*free_fn)(evs_scaler_t *s)) {
+  closer_t *c = malloc(sizeof *c);
+  if (c == NULL) {
+    evs_scaler__closed(s, free_fn); /* out of memory: late is better than never */
+    return;
+  }
+  c->s = s;
+  c->free_fn = free_fn;
+  uv_check_init(s->loop, &c->handle);
+  c->handle.data = c;
+  uv_close((uv_handle_t *)&c->handle, on_closer_closed);
 }
 
 /* ---- TLS configuration cache ---- */

@@ -9,6 +9,7 @@
 #include "evscale/http_client.h"
 #include "evscale/prometheus.h"
 #include "evscale/redis_conn.h"
+#include "evscale/timerq.h"
 
 #include <stdlib.h>
 
@@ -35,7 +36,7 @@ static void on_closer_closed(uv_handle_t *h) { one_closed(h->data); }
 
 /* Closes whatever exists; used by close and by a failed new (pending counts what was started). */
 static void close_all(evs_scaler_services_t *s) {
-  s->pending = 5;
+  s->pending = 6;
   /* The hub first: its groups cancel their requests to the TLS cache as they close. */
   if (s->env.prom_hub)
     evs_prom_hub_close(s->env.prom_hub, one_closed, s);
@@ -51,6 +52,10 @@ static void close_all(evs_scaler_services_t *s) {
     s->pending--;
   if (s->env.http)
     evs_http_client_close(s->env.http, one_closed, s);
+  else
+    s->pending--;
+  if (s->env.timerq)
+    evs_timerq_close(s->env.timerq, one_closed, s);
   else
     s->pending--;
   uv_close((uv_handle_t *)&s->closer, on_closer_closed);
@@ -69,7 +74,10 @@ static int build(evs_scaler_services_t *s, uv_loop_t *loop, const evs_config_t *
   evs_http_client_options_t ho = {.request_timeout_ms = cfg->limits.request_timeout_ms,
                                   .max_response_bytes = max_body,
                                   .user_agent = "evscale/" EVS_VERSION};
-  int rc = evs_http_client_new(loop, &ho, &e->http);
+  int rc = evs_timerq_new(loop, &e->timerq);
+  if (rc != 0)
+    return e->timerq = NULL, rc;
+  rc = evs_http_client_new(loop, &ho, &e->http);
   if (rc != 0)
     return e->http = NULL, rc;
   /* A Redis connect is one request to the backend: the same limit covers it. */

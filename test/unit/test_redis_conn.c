@@ -885,6 +885,139 @@ static void test_idle_close_is_not_a_failure(void **state) {
   rsrv_stop(&r);
 }
 
+/* --- waiting for the connection without a request ----------------------------------------- */
+
+typedef struct {
+  evs_redis_waiter_t w;
+  int told, err;
+  char msg[256];
+  replies_t *rs; /* when set: sends GET wq:k from the callback */
+} waiter_t;
+
+static void on_waited(evs_redis_conn_t *c, int err, const char *msg, evs_redis_waiter_t *w) {
+  waiter_t *x = evs_container_of(w, waiter_t, w);
+  x->told++;
+  x->err = err;
+  snprintf(x->msg, sizeof x->msg, "%s", msg ? msg : "");
+  assert_true(err == 0 ? msg == NULL : msg != NULL);
+  if (err == 0 && x->rs != NULL)
+    assert_int_equal(evs_redis_command(c, on_reply, x->rs, "GET wq:k"), 0);
+}
+
+/* Waiters cost no request while the connection comes up; when it is up each is told once, in
+ * order, after what was queued before them (a SET queued first is seen by the GET a waiter
+ * sends); a cancelled waiter is never told; once up, wait answers 1 at once. */
+static void test_waiters_up(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  static replies_t rs;
+  memset(&rs, 0, sizeof rs);
+  evs_redis_options_t o = opts_for(&shared);
+  evs_redis_conn_t *c;
+  assert_int_equal(evs_redis_conn_new(&loop, &o, EVS_REDIS_COMMANDS, &c), 0);
+  static waiter_t a, b, x;
+  memset(&a, 0, sizeof a), memset(&b, 0, sizeof b), memset(&x, 0, sizeof x);
+  a.rs = &rs;
+  assert_int_equal(evs_redis_conn_wait(c, &a.w, on_waited), 0); /* connects */
+  assert_int_equal(evs_redis_command(c, on_reply, &rs, "SET wq:k v1"), 0);
+  assert_int_equal(evs_redis_conn_wait(c, &x.w, on_waited), 0);
+  assert_int_equal(evs_redis_conn_wait(c, &b.w, on_waited), 0);
+  evs_redis_conn_wait_cancel(c, &x.w);
+  evs_redis_conn_wait_cancel(c, &x.w); /* twice: nothing */
+  evs_redis_conn_stats_t st;
+  evs_redis_conn_stats(c, &st);
+  assert_int_equal(st.waiters, 2);
+  assert_int_equal(st.outstanding, 3); /* the SET and two waiters */
+  assert_int_equal(st.connects, 1);
+  assert_int_equal(a.told + b.told, 0); /* never from inside the call */
+  assert_true(wait_n(&loop, &rs, 2, 20000));
+  assert_int_equal(a.told, 1);
+  assert_int_equal(a.err, 0);
+  assert_int_equal(b.told, 1);
+  assert_int_equal(x.told, 0);
+  assert_int_equal(rs.err[0], 0); /* SET */
+  assert_int_equal(rs.err[1], 0);
+  assert_string_equal(rs.str[1], "v1"); /* the waiter's GET came after it */
+  evs_redis_conn_stats(c, &st);
+  assert_int_equal(st.waiters, 0);
+  assert_int_equal(evs_redis_conn_wait(c, &x.w, on_waited), 1); /* up: send now */
+  assert_int_equal(evs_redis_conn_ready(c), 1);
+  sleep_loop(&loop, 50);
+  assert_int_equal(x.told, 0);
+  close_conn(&loop, c);
+  assert_int_equal(evs_test_loop_close(&loop), 0);
+}
+
+/* A command connection that fails tells its waiters the error its requests get (message naming
+ * the server), then answers synchronously during backoff; closing tells them EVS_ECANCELED. A
+ * subscriber's waiters wait on across failures. */
+static void test_waiters_fail_and_close(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  rsrv_t none = {.port = free_port()};
+  evs_redis_options_t o = opts_for(&none);
+  o.backoff_initial_ms = 400;
+  o.backoff_max_ms = 400;
+  evs_redis_conn_t *c;
+  assert_int_equal(evs_redis_conn_new(&loop, &o, EVS_REDIS_COMMANDS, &c), 0);
+  static waiter_t a, b;
+  memset(&a, 0, sizeof a), memset(&b, 0, sizeof b);
+  assert_int_equal(evs_redis_conn_wait(c, &a.w, on_waited), 0);
+  assert_int_equal(evs_redis_conn_wait(c, &b.w, on_waited), 0);
+  assert_true(wait_ge(&loop, &b.told, 1, 10000));
+  assert_int_equal(a.told, 1);
+  assert_int_equal(a.err, UV_ECONNREFUSED);
+  assert_int_equal(b.err, UV_ECONNREFUSED);
+  char hp[64];
+  snprintf(hp, sizeof hp, "127.0.0.1:%d", none.port);
+  assert_non_null(strstr(a.msg, hp));
+  assert_int_equal(evs_redis_conn_wait(c, &a.w, on_waited), UV_ECONNREFUSED); /* backoff */
+  assert_int_equal(evs_redis_conn_ready(c), 0);
+  sleep_loop(&loop, 500);
+  assert_int_equal(evs_redis_conn_wait(c, &a.w, on_waited), 0); /* connecting again */
+  int closed = 0;
+  evs_redis_conn_close(c, on_closed_flag, &closed);
+  assert_int_equal(a.told, 2);
+  assert_int_equal(a.err, EVS_ECANCELED);
+  assert_true(evs_test_run_until(&loop, &closed, 5000));
+  assert_int_equal(evs_test_loop_close(&loop), 0);
+  /* A subscriber's waiter waits across failures (the connection retries for it, as for a
+   * channel) and is told only when it is up, or closed. */
+  uv_loop_init(&loop);
+  o.backoff_initial_ms = 50;
+  o.backoff_max_ms = 100;
+  assert_int_equal(evs_redis_conn_new(&loop, &o, EVS_REDIS_SUBSCRIBER, &c), 0);
+  assert_int_equal(evs_redis_conn_wait(c, &a.w, NULL), UV_EINVAL);
+  a.told = 0;
+  assert_int_equal(evs_redis_conn_wait(c, &a.w, on_waited), 0);
+  sleep_loop(&loop, 800);
+  evs_redis_conn_stats_t st;
+  evs_redis_conn_stats(c, &st);
+  assert_true(st.connects >= 3);
+  assert_int_equal(st.waiters, 1);
+  assert_int_equal(a.told, 0);
+  closed = 0;
+  evs_redis_conn_close(c, on_closed_flag, &closed);
+  assert_int_equal(a.told, 1);
+  assert_int_equal(a.err, EVS_ECANCELED);
+  assert_true(evs_test_run_until(&loop, &closed, 5000));
+  assert_int_equal(evs_test_loop_close(&loop), 0);
+  /* ... and on a live server it is told once it is up, then a subscription becomes active. */
+  uv_loop_init(&loop);
+  o = opts_for(&shared);
+  assert_int_equal(evs_redis_conn_new(&loop, &o, EVS_REDIS_SUBSCRIBER, &c), 0);
+  memset(&a, 0, sizeof a);
+  assert_int_equal(evs_redis_conn_wait(c, &a.w, on_waited), 0);
+  assert_true(wait_ge(&loop, &a.told, 1, 10000));
+  assert_int_equal(a.err, 0);
+  assert_int_equal(evs_redis_conn_ready(c), 1);
+  assert_int_equal(evs_redis_conn_wait(c, &b.w, on_waited), 1);
+  close_conn(&loop, c);
+  assert_int_equal(evs_test_loop_close(&loop), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_bad_args),
@@ -903,6 +1036,8 @@ int main(void) {
       cmocka_unit_test(test_tls),
       cmocka_unit_test(test_subscriber_ping_detects_frozen_server),
       cmocka_unit_test(test_idle_close_is_not_a_failure),
+      cmocka_unit_test(test_waiters_up),
+      cmocka_unit_test(test_waiters_fail_and_close),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

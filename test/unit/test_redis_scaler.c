@@ -25,6 +25,7 @@ typedef struct {
   uv_loop_t loop;
   evs_redis_registry_t *reg;
   evs_tls_cache_t *tls;
+  evs_timerq_t *tq; /* the shared timer queue of the environment */
   evs_scaler_env_t env;
   evs_scaler_t *s;
   int n;
@@ -62,8 +63,10 @@ static fx_t *fx_new(void) {
       .connect_timeout_ms = 5000, .backoff_initial_ms = 50, .backoff_max_ms = 300};
   assert_int_equal(evs_redis_registry_new(&fx->loop, &d, &fx->reg), 0);
   assert_int_equal(evs_tls_cache_new(&fx->loop, "", &fx->tls), 0);
+  assert_int_equal(evs_timerq_new(&fx->loop, &fx->tq), 0);
   fx->env = (evs_scaler_env_t){.redis = fx->reg,
                                .tls = fx->tls,
+                               .timerq = fx->tq,
                                .backoff_initial_ms = 50,
                                .backoff_max_ms = 300,
                                .request_timeout_ms = 5000,
@@ -116,6 +119,10 @@ static void fx_free(fx_t *fx) {
   int done = 0, tdone = 0;
   evs_redis_registry_close(fx->reg, on_flag, &done);
   evs_tls_cache_close(fx->tls, on_flag, &tdone);
+  /* The scaler finishes closing through the queue: it closes once the scaler is freed. */
+  if (fx->s)
+    evs_test_run_until(&fx->loop, &fx->closed, 10000);
+  evs_timerq_close(fx->tq, NULL, NULL);
   assert_int_equal(evs_test_loop_close(&fx->loop), 0);
   assert_int_equal(fx->closed, fx->s ? 1 : 0);
   assert_int_equal(done, 1);
@@ -908,6 +915,113 @@ static void test_keyspace_missing(void **state) {
   }
 }
 
+/* Issue 13: triggers waiting for their connection queue no request on it (their read is formatted
+ * when the connection is up) and hold no channel on the subscriber connection (they subscribe
+ * when it is up): 40 triggers on a server that does not listen are 40 waiters and nothing else
+ * on each shared connection, and each still gets its error reading naming the key and the
+ * server, as a queued read did. With a live server the waiting reads go out once
+ * it is up and read the key (the keyspace check that waited with them too: push becomes active). */
+#define WN 40
+static int wn_err[WN], wn_ok[WN], wn_closed;
+static char wn_msg[WN][256];
+static void on_wn_reading(evs_scaler_t *s, const evs_reading_t *r, void *data) {
+  (void)s;
+  int i = (int)((int *)data - wn_err);
+  if (r->error != 0) {
+    wn_err[i] = r->error;
+    snprintf(wn_msg[i], sizeof wn_msg[i], "%s", r->error_msg);
+  } else if (r->value == 2) {
+    wn_ok[i]++;
+  }
+}
+static void on_wn_closed(void *data) { (void)data, wn_closed++; }
+
+static void waiting_triggers(const char *addr, int port, int live) {
+  fx_t *fx = fx_new();
+  evs_scaler_t *s[WN];
+  static char keys[WN][32];
+  memset(wn_err, 0, sizeof wn_err);
+  memset(wn_ok, 0, sizeof wn_ok);
+  wn_closed = 0;
+  for (int i = 0; i < WN; i++) {
+    snprintf(keys[i], sizeof keys[i], "wn:%d", i);
+    evs_kv_t meta[] = {{"address", addr}, {"listName", keys[i]}};
+    evs_scaler_config_t cfg = {
+        .type = "redis", .object = "default/wn", .index = 0, .metadata = {meta, 2}};
+    assert_int_equal(evs_scaler_create(&fx->loop, &fx->env, &cfg, &s[i], NULL), 0);
+    assert_int_equal(evs_scaler_start(s[i], on_wn_reading, &wn_err[i]), 0);
+  }
+  /* The triggers' command connection, looked up by its identity (one more reference). */
+  evs_redis_options_t o = {.host = "127.0.0.1", .port = port, .request_timeout_ms = 5000};
+  evs_redis_conn_t *c;
+  assert_int_equal(evs_redis_registry_acquire(fx->reg, &o, EVS_REDIS_COMMANDS, &c), 0);
+  evs_redis_conn_stats_t st;
+  evs_redis_conn_stats(c, &st);
+  assert_int_equal(st.connects, 1);
+  assert_int_equal(st.waiters, WN);
+  assert_int_equal(st.outstanding, WN); /* no request besides the waiters */
+  /* Nor do they hold a channel on the subscriber connection before it is up. */
+  evs_redis_conn_t *sc;
+  assert_int_equal(evs_redis_registry_acquire(fx->reg, &o, EVS_REDIS_SUBSCRIBER, &sc), 0);
+  evs_redis_conn_stats(sc, &st);
+  assert_int_equal(st.channels, 0);
+  assert_int_equal(st.waiters, WN);
+  assert_int_equal(st.connects, 1);
+  evs_redis_registry_release(fx->reg, sc);
+  uint64_t t0 = uv_hrtime();
+  for (int i = 0; i < WN; i++)
+    while ((live ? wn_ok[i] == 0 : wn_err[i] == 0) && (uv_hrtime() - t0) / 1000000 < 15000)
+      fx_sleep(fx, 10);
+  for (int i = 0; i < WN; i++) {
+    if (live) {
+      assert_true(wn_ok[i] >= 1);
+      assert_int_equal(wn_err[i], 0);
+      evs_redis_scaler_stats_t rs;
+      do {
+        assert_int_equal(evs_redis_scaler_stats(s[i], &rs), 0);
+        fx_sleep(fx, 10);
+      } while (rs.push != EVS_REDIS_PUSH_ACTIVE && (uv_hrtime() - t0) / 1000000 < 15000);
+      assert_int_equal(rs.push, EVS_REDIS_PUSH_ACTIVE);
+    } else {
+      assert_int_equal(wn_err[i], UV_ECONNREFUSED);
+      assert_non_null(strstr(wn_msg[i], keys[i]));
+      assert_non_null(strstr(wn_msg[i], addr));
+    }
+  }
+  if (!live) { /* the subscriber keeps retrying for its waiters, as for channels */
+    fx_sleep(fx, 800);
+    assert_int_equal(evs_redis_registry_acquire(fx->reg, &o, EVS_REDIS_SUBSCRIBER, &sc), 0);
+    evs_redis_conn_stats(sc, &st);
+    assert_true(st.connects >= 2);
+    assert_int_equal(st.waiters, WN);
+    evs_redis_registry_release(fx->reg, sc);
+  }
+  evs_redis_registry_release(fx->reg, c);
+  for (int i = 0; i < WN; i++)
+    evs_scaler_close(s[i], on_wn_closed, NULL);
+  fx_free(fx);
+  assert_int_equal(wn_closed, WN);
+}
+
+static void test_waiting_triggers_queue_nothing(void **state) {
+  (void)state;
+  rsrv_t none = {.port = free_port()};
+  waiting_triggers(addr_of(&none), none.port, 0);
+  cli(&shared, "CONFIG SET notify-keyspace-events KA");
+  for (int i = 0; i < WN; i++) {
+    char c[64];
+    snprintf(c, sizeof c, "RPUSH wn:%d a b", i);
+    cli(&shared, c);
+  }
+  waiting_triggers(addr_of(&shared), shared.port, 1);
+  for (int i = 0; i < WN; i++) {
+    char c[64];
+    snprintf(c, sizeof c, "DEL wn:%d", i);
+    cli(&shared, c);
+  }
+  cli(&shared, "CONFIG SET notify-keyspace-events ''");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_keyspace_missing),
@@ -926,6 +1040,7 @@ int main(void) {
       cmocka_unit_test(test_flushall_seen_by_poll),
       cmocka_unit_test(test_closing_scaler),
       cmocka_unit_test(test_config_get_once_per_connection),
+      cmocka_unit_test(test_waiting_triggers_queue_nothing),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -94,6 +94,7 @@ static void test_env_from_config(void **state) {
   assert_non_null(e->redis);
   assert_non_null(e->tls);
   assert_non_null(e->prom_hub);
+  assert_non_null(e->timerq);
   assert_ptr_equal(e->metrics, metrics);
   assert_int_equal(e->request_timeout_ms, 7000);
   assert_int_equal(e->backoff_initial_ms, 250);
