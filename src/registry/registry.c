@@ -15,6 +15,7 @@
 #include "evscale/node.h"
 #include "evscale/so_status.h"
 #include "evscale/step.h"
+#include "evscale/timerq.h"
 
 /* ---------------------------------------------------------------------------------------------
  * Records and targets */
@@ -99,7 +100,9 @@ struct evs__rec_s {
   evs__trig_t **trig; /* each allocated alone: a kept scaler's callback data never moves */
   size_t n_trig;
   evs__target_t *target;
-  uv_timer_t timer;
+  /* Its evaluation (an entry of reg->tq: 32 B where a uv_timer_t was 152, issue 13); after
+   * removal, the tick that frees it from the loop. */
+  evs_timerq_entry_t timer;
   int64_t timer_due_ms; /* wall-clock ms of the armed evaluation; 0 = none */
   uint8_t writing, dirty, removed, running, timer_closed;
   int32_t w_current, w_replicas; /* the write in flight */
@@ -201,7 +204,8 @@ struct evs_registry_s {
   size_t live; /* records not yet freed (removed ones included) */
   void (*close_cb)(void *);
   void *close_arg;
-  uv_idle_t idle; /* for the deferred close callback */
+  uv_idle_t idle;   /* for the deferred close callback */
+  evs_timerq_t *tq; /* the records' timers; closed once the last record is freed */
   /* /scale reads of targets no watch cache reports: at most EVS__FETCH_MAX in flight, the rest
    * wait here in order. 10,000 such targets read at once on taking the lead queued behind the
    * Lease's renewal at the API client and timed out (the leader lost its Lease, the reads
@@ -485,8 +489,10 @@ static void evs__rec_maybe_free(evs__rec_t *r) {
     evs__rec_free(r);
 }
 
-static void evs__timer_closed(uv_handle_t *h) {
-  evs__rec_t *r = h->data;
+/* A removed record is freed from the loop, never inside the call that removed it (callers may
+ * still read it): its timer entry ticks once more. */
+static void evs__removed_tick(evs_timerq_entry_t *e) {
+  evs__rec_t *r = evs_container_of(e, evs__rec_t, timer);
   r->timer_closed = 1;
   evs__rec_maybe_free(r);
 }
@@ -561,8 +567,8 @@ static void evs__status(evs__rec_t *r, const evs_decision_t *d);
 
 static void evs__start_trigger(evs__rec_t *r, size_t i);
 
-static void evs__on_timer(uv_timer_t *t) {
-  evs__rec_t *r = t->data;
+static void evs__on_timer(evs_timerq_entry_t *e) {
+  evs__rec_t *r = evs_container_of(e, evs__rec_t, timer);
   /* Triggers failing with an authenticationRef restart here, outside their own callback: the
    * Secret may have been rotated (KEDA reads it again when it rebuilds the scaler). */
   for (size_t i = 0; i < r->n_trig; i++) {
@@ -585,9 +591,11 @@ static void evs__on_timer(uv_timer_t *t) {
 }
 
 static void evs__arm(evs__rec_t *r, int64_t due_ms, int64_t now_ms) {
+  if (r->removed)
+    return; /* its entry is the tick that frees it */
   if (due_ms == INT64_MAX || due_ms <= 0) {
     if (r->timer_due_ms) {
-      uv_timer_stop(&r->timer);
+      evs_timerq_stop(r->reg->tq, &r->timer);
       r->timer_due_ms = 0;
     }
     return;
@@ -601,7 +609,7 @@ static void evs__arm(evs__rec_t *r, int64_t due_ms, int64_t now_ms) {
   if (delay > 86400000)
     delay = 86400000;
   r->timer_due_ms = due_ms;
-  uv_timer_start(&r->timer, evs__on_timer, (uint64_t)delay, 0);
+  (void)evs_timerq_start(r->reg->tq, &r->timer, evs__on_timer, (uint64_t)delay);
 }
 
 static const char *evs__target_gvk(const evs__target_t *t, char *buf, size_t cap) {
@@ -1313,8 +1321,7 @@ static void evs__fetch_send(evs_registry_t *reg, evs__target_t *t);
  * process with thousands of targets read through /scale never starves the scale writes and the
  * Lease (HIGH). After failures it waits (2 s doubled per failure, at most a minute). */
 static void evs__fetch_target(evs_registry_t *reg, evs__target_t *t) {
-  if (t->fetching || t->fetch_queued || reg->o.kube == NULL || t->resource == NULL ||
-      reg->closing)
+  if (t->fetching || t->fetch_queued || reg->o.kube == NULL || t->resource == NULL || reg->closing)
     return;
   if (t->fetch_fails && evs__wall_ms() < t->fetch_retry_ms)
     return;
@@ -1486,7 +1493,7 @@ static void evs__on_reading(evs_scaler_t *s, const evs_reading_t *rd, void *data
   evs__evaluate(r);
   if (rearm && !r->removed) {
     r->timer_due_ms = rnow; /* the restart runs from the timer, at once */
-    uv_timer_start(&r->timer, evs__on_timer, 0, 0);
+    (void)evs_timerq_start(r->reg->tq, &r->timer, evs__on_timer, 0);
   }
 }
 
@@ -1911,17 +1918,12 @@ int evs_registry_apply(evs_registry_t *reg, const evs_registry_object_t *obj) {
     if (r->br.open)
       r->hpa_wanted = 1;
     evs_list_init(&r->tlink);
-    if (uv_timer_init(reg->o.loop, &r->timer) != 0) {
-      free(r);
-      evs_so_free(obj->so);
-      return UV_ENOMEM;
-    }
-    r->timer.data = r;
+    evs_timerq_entry_init(&r->timer);
     if (evs__table_put(&reg->recs, evs__rec_key, r) != 0) {
       r->removed = 1;
       r->timer_closed = 0;
       reg->live++;
-      uv_close((uv_handle_t *)&r->timer, evs__timer_closed);
+      (void)evs_timerq_start(reg->tq, &r->timer, evs__removed_tick, 0);
       evs_so_free(obj->so);
       return UV_ENOMEM;
     }
@@ -2058,7 +2060,8 @@ static void evs__remove(evs_registry_t *reg, evs__rec_t *r) {
   }
   if (reg->o.status && r->origin == EVS_REGISTRY_API)
     evs_status_patcher_forget(reg->o.status, r->ns, r->name);
-  uv_close((uv_handle_t *)&r->timer, evs__timer_closed);
+  r->timer_due_ms = 0;
+  (void)evs_timerq_start(reg->tq, &r->timer, evs__removed_tick, 0);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -2222,7 +2225,7 @@ void evs_registry_set_leader(evs_registry_t *reg, int leading) {
         evs__evaluate(r);
       } else {
         evs__stop_scalers(r);
-        uv_timer_stop(&r->timer);
+        evs_timerq_stop(reg->tq, &r->timer);
         r->timer_due_ms = 0;
       }
     }
@@ -2255,7 +2258,13 @@ int evs_registry_new(const evs_registry_options_t *o, evs_registry_t **out) {
   evs_list_init(&reg->fetch_wait);
   reg->default_ns =
       strdup(o->default_namespace && o->default_namespace[0] ? o->default_namespace : "default");
-  if (reg->default_ns == NULL || uv_idle_init(o->loop, &reg->idle) != 0) {
+  if (reg->default_ns == NULL || evs_timerq_new(o->loop, &reg->tq) != 0) {
+    free(reg->default_ns);
+    free(reg);
+    return UV_ENOMEM;
+  }
+  if (uv_idle_init(o->loop, &reg->idle) != 0) {
+    evs_timerq_close(reg->tq, NULL, NULL);
     free(reg->default_ns);
     free(reg);
     return UV_ENOMEM;
@@ -2287,12 +2296,19 @@ static void evs__idle_closed(uv_handle_t *h) {
     cb(arg);
 }
 
+static void evs__tq_closed(void *arg) {
+  evs_registry_t *reg = arg;
+  reg->tq = NULL;
+  uv_close((uv_handle_t *)&reg->idle, evs__idle_closed);
+}
+
 static void evs__on_idle(uv_idle_t *h) {
   evs_registry_t *reg = h->data;
   if (reg->live > 0)
     return;
   uv_idle_stop(h);
-  uv_close((uv_handle_t *)h, evs__idle_closed);
+  /* Every record is freed: no entry of the queue is left. */
+  evs_timerq_close(reg->tq, evs__tq_closed, reg);
 }
 
 void evs_registry_close(evs_registry_t *reg, void (*cb)(void *arg), void *arg) {
