@@ -73,7 +73,8 @@ evs_metric_t *evs_metric_family_lookup(evs_metric_family_t *fam, const char *con
 int evs_metric_family_remove(evs_metric_family_t *fam, const char *const *values);
 /* Removes (and frees) the child m, a handle from evs_metric_family_child: O(1), so an object
  * that keeps its series' handles drops them all in O(k) without naming labels. m is invalid
- * afterwards. 0, or EVS_ENOTFOUND for NULL or an already removed child. */
+ * afterwards: removing it again is a use after free (unless a stream still holds it, when it is
+ * kept dead and this returns EVS_ENOTFOUND). 0, or EVS_ENOTFOUND for NULL. */
 int evs_metric_remove(evs_metric_t *m);
 /* Removes every child whose label `label_index` equals value; returns how many went. Scans every
  * child of the family (milliseconds at 60000): prefer evs_metric_remove on kept handles. */

@@ -117,7 +117,7 @@ class Breaker(evstest.KubeCase):
         # 5 jobs per replica exactly: every step is outside the HPA's 10 % tolerance.
         self.redis.cmd("RPUSH", lst, *["s%d" % k for k in range(5)])
         self.apply(FLAPPY.format(name="ramp", ns=self.ns, target="ramp-target", list=lst,
-                                 port=self.redis.port).replace("keda-hpa-flappy", "x"))
+                                 port=self.redis.port))
         proc, logf, base = self.start(BREAKER_CFG.format(cooldown="10m"))
         self.wait_condition("ramp", "Ready", "True")
         # Up in many steps, then down in many steps: one scale event per direction.
