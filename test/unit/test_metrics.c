@@ -598,7 +598,7 @@ static void test_stream_survives_changes(void **state) {
   evs_metric_family_t *big = evs_metrics_find(reg, "m_big");
   evs_metrics_stream_t *st;
   assert_int_equal(evs_metrics_stream_new(reg, &st), 0);
-  char *body = malloc(1 << 20), *chunk;
+  char *body = calloc(1, 1 << 20), *chunk; /* zeroed: strstr reads it as a string */
   size_t total = 0, len;
   /* Into the big family: a_one comes first, then m_big's first lines. */
   assert_int_equal(evs_metrics_stream_next(st, 2000, &chunk, &len), 0);
@@ -878,7 +878,7 @@ static void test_rows_stream_survives_removal(void **state) {
   }
   evs_metrics_stream_t *st;
   assert_int_equal(evs_metrics_stream_new(r.reg, &st), 0);
-  char *body = malloc(4 << 20), *chunk;
+  char *body = calloc(1, 4 << 20), *chunk; /* zeroed: strstr reads it as a string */
   size_t total = 0, len;
   /* r_events_total comes first (r_loop, r_paused after): into its first rows. */
   assert_int_equal(evs_metrics_stream_next(st, 3000, &chunk, &len), 0);
