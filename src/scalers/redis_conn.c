@@ -1089,12 +1089,9 @@ int evs_redis_command_argv(evs_redis_conn_t *c, evs_redis_reply_cb cb, void *arg
   return queue_user(c, cmd, len, cb, arg);
 }
 
-/* A subscriber's waiter wants the connection as a channel does: it connects, and reconnects
- * after every failure's backoff, until the waiter is told (up) or cancelled. */
-static int sub_wait(evs_redis_conn_t *c, evs_redis_waiter_t *w, evs_redis_wait_cb cb) {
-  w->cb = cb;
-  evs_list_push_back(&c->waiters, &w->link);
-  c->nwaiters++;
+/* Someone wants the connection up (a subscriber's waiter, a listener): connect now when idle,
+ * or make sure the retry after the current backoff is scheduled. Nothing when connecting or up. */
+static void want_connection(evs_redis_conn_t *c) {
   if (c->state == S_IDLE) {
     if (ensure_connection(c) != 0)
       start_aux(c, c->retry_at - uv_now(c->loop));
@@ -1102,6 +1099,15 @@ static int sub_wait(evs_redis_conn_t *c, evs_redis_waiter_t *w, evs_redis_wait_c
     uint64_t now = uv_now(c->loop);
     start_aux(c, c->retry_at > now ? c->retry_at - now : 0);
   }
+}
+
+/* A subscriber's waiter wants the connection as a channel does: it connects, and reconnects
+ * after every failure's backoff, until the waiter is told (up) or cancelled. */
+static int sub_wait(evs_redis_conn_t *c, evs_redis_waiter_t *w, evs_redis_wait_cb cb) {
+  w->cb = cb;
+  evs_list_push_back(&c->waiters, &w->link);
+  c->nwaiters++;
+  want_connection(c);
   return 0;
 }
 
@@ -1165,12 +1171,8 @@ int evs_redis_subscribe(evs_redis_conn_t *c, const char *channel, size_t len,
   if (c->state == S_READY) {
     if (send_sub(c, ch, K_SUB) != 0)
       defer_fail(c, UV_ENOMEM);
-  } else if (c->state == S_IDLE) {
-    if (ensure_connection(c) != 0)
-      start_aux(c, c->retry_at - uv_now(c->loop));
-  } else if (c->state == S_BACKOFF) {
-    uint64_t now = uv_now(c->loop);
-    start_aux(c, c->retry_at > now ? c->retry_at - now : 0);
+  } else {
+    want_connection(c);
   }
   *out = l;
   return 0;
