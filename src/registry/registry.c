@@ -10,6 +10,7 @@
 
 #include "evscale/error.h"
 #include "evscale/fallbackhpa.h"
+#include "evscale/intern.h"
 #include "evscale/list.h"
 #include "evscale/log.h"
 #include "evscale/node.h"
@@ -32,21 +33,26 @@ typedef struct evs__rec_s evs__rec_t;
 #define EVS__BACKOFF_MAX_MS 300000
 #define EVS__AWAIT_MS 10000
 
-/* An owned copy of a map (one allocation; wiped on free: it may hold secrets). */
+/* An owned copy of a map: the header, the items and their strings in one allocation, wiped on
+ * free (it may hold secrets). A record or trigger holds a pointer, NULL when it has none: most
+ * never resolve an environment or an authenticationRef (issue 13). */
 typedef struct {
   evs_kvs_t kvs;
   size_t bytes;
 } evs__map_t;
 
-static int evs__map_copy(evs__map_t *m, const evs_kvs_t *src) {
-  size_t bytes = src->n * sizeof(evs_kv_t);
+static const evs_kvs_t evs__no_kvs;
+
+static int evs__map_copy(evs__map_t **out, const evs_kvs_t *src) {
+  size_t bytes = sizeof(evs__map_t) + src->n * sizeof(evs_kv_t);
   for (size_t i = 0; i < src->n; i++)
     bytes += strlen(src->items[i].key) + strlen(src->items[i].value) + 2;
-  char *mem = malloc(bytes ? bytes : 1);
+  char *mem = malloc(bytes);
   if (mem == NULL)
     return UV_ENOMEM;
-  evs_kv_t *items = (evs_kv_t *)mem;
-  char *p = mem + src->n * sizeof(evs_kv_t);
+  evs__map_t *m = (evs__map_t *)mem;
+  evs_kv_t *items = (evs_kv_t *)(m + 1);
+  char *p = (char *)(items + src->n);
   for (size_t i = 0; i < src->n; i++) {
     size_t kl = strlen(src->items[i].key) + 1, vl = strlen(src->items[i].value) + 1;
     memcpy(p, src->items[i].key, kl);
@@ -58,89 +64,115 @@ static int evs__map_copy(evs__map_t *m, const evs_kvs_t *src) {
   }
   m->kvs = (evs_kvs_t){items, src->n};
   m->bytes = bytes;
+  *out = m;
   return 0;
 }
 
-static void evs__map_free(evs__map_t *m) {
-  if (m->kvs.items) {
-    explicit_bzero((void *)m->kvs.items, m->bytes);
-    free((void *)m->kvs.items);
+static void evs__map_free(evs__map_t **m) {
+  if (*m) {
+    explicit_bzero(*m, (*m)->bytes);
+    free(*m);
   }
-  memset(m, 0, sizeof *m);
+  *m = NULL;
 }
+
+static const evs_kvs_t *evs__map_kvs(const evs__map_t *m) { return m ? &m->kvs : &evs__no_kvs; }
 
 typedef struct {
   evs__rec_t *rec;
-  size_t index;
+  evs_scaler_t *scaler;            /* NULL when not running */
   evs_triggerauth_req_t *auth_req; /* resolving its authenticationRef */
-  evs__map_t auth;                 /* the resolved parameters, until the scaler is created */
+  evs__map_t *auth;                /* the resolved parameters, until the scaler is created */
+  int64_t reresolved_ms;           /* when it was last restarted for that */
+  /* The last one; time_ms 0 = none yet. Its error_msg is a reference into the registry's
+   * intern table: thousands of triggers failing alike ("connection refused") share one copy. */
+  evs_reading_t reading;
+  uint32_t index;
   uint8_t auth_done;
-  uint8_t reresolve;     /* failing with an authenticationRef: restart (read it again) */
-  int64_t reresolved_ms; /* when it was last restarted for that */
-  evs_scaler_t *scaler;  /* NULL when not running */
-  evs_reading_t reading; /* the last one; time_ms 0 = none yet */
-  char *error_msg;       /* owned copy of reading.error_msg */
+  uint8_t reresolve; /* failing with an authenticationRef: restart (read it again) */
 } evs__trig_t;
+
+/* The parts of a record few ScaledObjects need, allocated on first use and freed once empty
+ * (issue 13: ~100 B a record that most never use). */
+typedef struct {
+  char *check_error; /* owned; the broken object's message */
+  char *refusal;     /* owned; why it does not drive its target (another drives it) */
+  char *uid;         /* owned; a uid not in the canonical form the record packs (rec->uid) */
+  /* The target's container environment (KEDA's ResolvedEnv), fetched once per start when a
+   * trigger asks for it (a *FromEnv parameter) or its TriggerAuthentication has spec.env. */
+  evs_triggerauth_req_t *env_req;
+  evs__map_t *env;
+  char *env_error;
+  /* The hand-over: the fallback HPA's create/delete and the annotations in flight. */
+  evs_fallbackhpa_op_t *hpa_op, *ann_op;
+  /* The restore-on-delete finalizer: the object's finalizers and resourceVersion as last seen
+   * (kept only while evscale's finalizer is on the object or wanted), the patch in flight. */
+  char **finalizers;
+  size_t n_finalizers;
+  char *rv;
+  evs_kube_req_t *fin_req;
+} evs__rare_t;
+
+/* The write in flight (NULL otherwise): allocated per write, as most objects have none in
+ * flight and the step is ~350 B (issue 13's memory goal). */
+typedef struct {
+  evs_step_t step;        /* the decision behind it: step.current -> step.replicas */
+  uint64_t decided_by_ns; /* uv_hrtime of the reading behind it */
+} evs__write_t;
+
+/* What `kubectl get hpa` showed KEDA users (each trigger's value against its target, desired
+ * against current replicas), in the Active condition's message: refreshed on a change of the
+ * replicas or the activity, otherwise at most once a minute, so values that move with every
+ * reading do not mean a status write per reading. One allocation with its text. */
+typedef struct {
+  int64_t ms;
+  int32_t current, desired;
+  uint8_t active;
+  char text[];
+} evs__detail_t;
 
 struct evs__rec_s {
   evs__rec_t *next; /* hash chain */
   evs_list_t tlink; /* in target->recs */
   evs_registry_t *reg;
-  char *key; /* "ns/name"; key, ns and name point into the record's own allocation */
-  char *ns, *name, *uid;
-  evs_registry_origin_t origin;
-  evs_so_t *so;      /* owned; NULL = broken */
-  char *check_error; /* owned; the broken object's message */
-  char *refusal;     /* owned; why it does not drive its target (another drives it) */
-  int64_t created_ms, last_active_ms;
-  int32_t original_replicas;
-  int was_paused; /* the status said it has been paused (see evs_registry_object_t) */
+  const char *ns;   /* a reference into reg->intern (50,000 objects, a few namespaces) */
+  const char *name; /* the tail of key */
+  evs_so_t *so;     /* owned; NULL = broken */
+  evs__rare_t *x;   /* NULL while it needs none of those parts */
   evs_engine_state_t *est;
-  evs_breaker_t br;
-  evs__trig_t **trig; /* each allocated alone: a kept scaler's callback data never moves */
-  size_t n_trig;
   evs__target_t *target;
+  evs_keda_metrics_object_t *km; /* its series; NULL without metrics or when broken */
+  evs__write_t *inflight;
+  evs__detail_t *detail;
+  /* Triggers: the first embedded, the others each allocated alone (a kept scaler's callback
+   * data never moves: the record outlives its scalers). */
+  evs__trig_t **more;
+  int64_t created_ms, last_active_ms;
   /* Its evaluation (an entry of reg->tq: 32 B where a uv_timer_t was 152, issue 13); after
    * removal, the tick that frees it from the loop. */
   evs_timerq_entry_t timer;
   int64_t timer_due_ms; /* wall-clock ms of the armed evaluation; 0 = none */
-  uint8_t writing, dirty, removed, running, timer_closed;
-  int32_t w_current, w_replicas; /* the write in flight */
-  /* The step behind the write in flight (owned; NULL otherwise): allocated per write, as most
-   * objects have none in flight and the step is ~350 B (issue 13's memory goal). */
-  evs_step_t *inflight;
-  int32_t dry_logged; /* the last count logged in dry-run; -1 none */
-  uint8_t dry_listed; /* --dry-run listed it (target, replicas, decision) once */
-  /* The target's container environment (KEDA's ResolvedEnv), fetched once per start when a
-   * trigger asks for it (a *FromEnv parameter) or its TriggerAuthentication has spec.env. */
-  evs_triggerauth_req_t *env_req;
-  evs__map_t env;
-  uint8_t env_state; /* 0 not fetched, 1 fetching, 2 done, 3 failed */
-  char *env_error;
   uint64_t cadence_ms;
-  evs_keda_metrics_object_t *km; /* its series; NULL without metrics or when broken */
-  uint64_t decided_by_ns;        /* uv_hrtime of the reading behind the write in flight */
-  uint64_t last_reading_ns;      /* uv_hrtime of the last reading */
-  /* The hand-over: the fallback HPA's create/delete and the annotations in flight; whether the
-   * object was last seen carrying the triggered annotation (an operator removing it resets). */
-  evs_fallbackhpa_op_t *hpa_op, *ann_op;
-  uint8_t seen_triggered, hpa_wanted;
-  /* The restore-on-delete finalizer: the object's finalizers and resourceVersion as last seen,
-   * whether it is being deleted, and the patch or restore write in flight. */
-  char **finalizers;
-  size_t n_finalizers;
-  char *rv;
-  /* What `kubectl get hpa` showed KEDA users (each trigger's value against its target, desired
-   * against current replicas), in the Active condition's message: refreshed on a change of the
-   * replicas or the activity, otherwise at most once a minute, so values that move with every
-   * reading do not mean a status write per reading. */
-  char *detail;
-  int64_t detail_ms;
-  int32_t detail_current, detail_desired;
-  uint8_t detail_active;
-  uint8_t deleting, restoring, restored;
-  evs_kube_req_t *fin_req;
-  unsigned pending; /* scaler closes, the write in flight: the record lives until 0 */
+  uint64_t last_reading_ns; /* uv_hrtime of the last reading */
+  evs_breaker_t br;
+  evs__trig_t trig0;
+  int32_t original_replicas;
+  int32_t dry_logged; /* the last count logged in dry-run; -1 none */
+  unsigned pending;   /* scaler closes, the write in flight: the record lives until 0 */
+  uint32_t n_trig;
+  uint8_t uid[16]; /* the canonical uid packed (has_uid); another form lives in x->uid */
+  uint8_t origin;  /* evs_registry_origin_t */
+  unsigned has_uid : 1;
+  unsigned writing : 1, dirty : 1, removed : 1, running : 1, timer_closed : 1;
+  unsigned was_paused : 1; /* the status said it has been paused (see evs_registry_object_t) */
+  unsigned dry_listed : 1; /* --dry-run listed it (target, replicas, decision) once */
+  unsigned env_state : 2;  /* 0 not fetched, 1 fetching, 2 done, 3 failed */
+  /* Whether the object was last seen carrying the triggered annotation (an operator removing it
+   * resets), and whether the fallback HPA is wanted. */
+  unsigned seen_triggered : 1, hpa_wanted : 1;
+  /* Being deleted, the restore write in flight, restored. */
+  unsigned deleting : 1, restoring : 1, restored : 1;
+  char key[]; /* "ns/name" */
 };
 
 struct evs__target_s {
@@ -198,6 +230,9 @@ struct evs_registry_s {
   evs_registry_options_t o;
   char *default_ns;
   evs__table_t recs, targets, hpas;
+  /* Strings thousands of records and targets share: namespaces, the targets' group, version,
+   * kind and resource, the triggers' error messages (issue 13). */
+  evs_intern_t *intern;
   int leading;
   int closing;
   evs_registry_stats_t st;
@@ -228,6 +263,96 @@ static int evs__streq(const char *a, const char *b) {
   if (a == NULL || b == NULL)
     return a == b;
   return strcmp(a, b) == 0;
+}
+
+static evs__trig_t *evs__trig(evs__rec_t *r, size_t i) {
+  return i == 0 ? &r->trig0 : r->more[i - 1];
+}
+
+/* The record's rare parts, allocated on first use (NULL: out of memory). */
+static evs__rare_t *evs__rare(evs__rec_t *r) {
+  if (r->x == NULL)
+    r->x = calloc(1, sizeof *r->x);
+  return r->x;
+}
+
+/* Frees the rare parts once none is in use. */
+static void evs__rare_trim(evs__rec_t *r) {
+  evs__rare_t *x = r->x;
+  if (x && !x->check_error && !x->refusal && !x->uid && !x->env_req && !x->env && !x->env_error &&
+      !x->hpa_op && !x->ann_op && !x->finalizers && !x->rv && !x->fin_req) {
+    free(x);
+    r->x = NULL;
+  }
+}
+
+static const char *evs__refusal(const evs__rec_t *r) { return r->x ? r->x->refusal : NULL; }
+static const char *evs__check_error(const evs__rec_t *r) { return r->x ? r->x->check_error : NULL; }
+
+/* Kubernetes uids are lowercase 8-4-4-4-12 hex UUIDs: packed into 16 bytes in the record, a
+ * strdup'ed copy saved (issue 13). Any other form is kept as it came, in the rare parts. */
+static int evs__uid_pack(const char *s, uint8_t out[16]) {
+  static const char dash[] = {8, 13, 18, 23};
+  if (strlen(s) != 36)
+    return -1;
+  size_t o = 0;
+  for (size_t i = 0; i < 36;) {
+    if (i == (size_t)dash[0] || i == (size_t)dash[1] || i == (size_t)dash[2] ||
+        i == (size_t)dash[3]) {
+      if (s[i++] != '-')
+        return -1;
+      continue;
+    }
+    int v = 0;
+    for (int k = 0; k < 2; k++, i++) {
+      char c = s[i];
+      int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+      if (d < 0)
+        return -1;
+      v = v * 16 + d;
+    }
+    out[o++] = (uint8_t)v;
+  }
+  return 0;
+}
+
+/* The uid as a string (in buf when packed), NULL when it has none. */
+static const char *evs__uid(const evs__rec_t *r, char buf[37]) {
+  if (!r->has_uid)
+    return r->x ? r->x->uid : NULL;
+  static const char hex[] = "0123456789abcdef";
+  char *p = buf;
+  for (int i = 0; i < 16; i++) {
+    if (i == 4 || i == 6 || i == 8 || i == 10)
+      *p++ = '-';
+    *p++ = hex[r->uid[i] >> 4];
+    *p++ = hex[r->uid[i] & 15];
+  }
+  *p = '\0';
+  return buf;
+}
+
+/* Sets the uid (NULL: none). 0 or UV_ENOMEM (the old one kept). */
+static int evs__set_uid(evs__rec_t *r, const char *uid) {
+  uint8_t packed[16];
+  if (uid && evs__uid_pack(uid, packed) == 0) {
+    memcpy(r->uid, packed, sizeof packed);
+    r->has_uid = 1;
+    if (r->x) {
+      free(r->x->uid);
+      r->x->uid = NULL;
+    }
+    return 0;
+  }
+  char *copy = NULL;
+  if (uid && (evs__rare(r) == NULL || (copy = strdup(uid)) == NULL))
+    return UV_ENOMEM;
+  r->has_uid = 0;
+  if (r->x) {
+    free(r->x->uid);
+    r->x->uid = copy;
+  }
+  return 0;
 }
 
 /* Chained hash tables keyed by a string: each entry begins with its `next` pointer and its
@@ -450,34 +575,44 @@ static char **evs__strv_dup(const char *const *v, size_t n) {
   return out;
 }
 
+/* Drops what a stopped trigger still holds (its last error message, its parameters). */
+static void evs__trig_clear(evs__rec_t *r, evs__trig_t *tr) {
+  evs_intern_release(r->reg->intern, tr->reading.error_msg);
+  evs__map_free(&tr->auth);
+  *tr = (evs__trig_t){.rec = r};
+}
+
 static void evs__free_trigs(evs__rec_t *r) {
   for (size_t i = 0; i < r->n_trig; i++) {
-    if (r->trig[i]) {
-      free(r->trig[i]->error_msg);
-      evs__map_free(&r->trig[i]->auth);
-      free(r->trig[i]);
-    }
+    evs__trig_t *tr = evs__trig(r, i);
+    evs__trig_clear(r, tr);
+    if (i > 0)
+      free(tr);
   }
-  free(r->trig);
-  r->trig = NULL;
+  free(r->more);
+  r->more = NULL;
   r->n_trig = 0;
 }
 
 static void evs__rec_free(evs__rec_t *r) {
   evs_registry_t *reg = r->reg;
   evs__free_trigs(r);
-  evs__map_free(&r->env);
-  free(r->env_error);
-  evs__strv_free(r->finalizers, r->n_finalizers);
-  free(r->rv);
+  if (r->x) {
+    evs__map_free(&r->x->env);
+    free(r->x->env_error);
+    evs__strv_free(r->x->finalizers, r->x->n_finalizers);
+    free(r->x->rv);
+    free(r->x->check_error);
+    free(r->x->refusal);
+    free(r->x->uid);
+    free(r->x);
+  }
   free(r->detail);
   free(r->inflight);
   evs_keda_metrics_object_free(r->km);
   evs_engine_state_free(r->est);
   evs_so_free(r->so);
-  free(r->check_error);
-  free(r->refusal);
-  free(r->uid); /* key, ns and name live in r's allocation */
+  evs_intern_release(reg->intern, r->ns); /* key and name live in r's allocation */
   free(r);
   reg->live--;
   if (reg->closing && reg->live == 0 && reg->close_cb)
@@ -520,16 +655,19 @@ static void evs__stop_trigger(evs__rec_t *r, evs__trig_t *tr) {
 }
 
 static void evs__stop_scalers(evs__rec_t *r) {
-  if (r->env_req) {
-    evs_triggerauth_cancel(r->env_req);
-    r->env_req = NULL;
+  if (r->x) {
+    if (r->x->env_req) {
+      evs_triggerauth_cancel(r->x->env_req);
+      r->x->env_req = NULL;
+    }
+    evs__map_free(&r->x->env);
+    free(r->x->env_error);
+    r->x->env_error = NULL;
+    evs__rare_trim(r);
   }
-  evs__map_free(&r->env);
-  free(r->env_error);
-  r->env_error = NULL;
   r->env_state = 0;
   for (size_t i = 0; i < r->n_trig; i++)
-    evs__stop_trigger(r, r->trig[i]);
+    evs__stop_trigger(r, evs__trig(r, i));
   r->running = 0;
   r->cadence_ms = 0;
 }
@@ -546,7 +684,9 @@ static void evs__event(evs__rec_t *r, evs_event_type_t type, const char *reason,
 static void evs__event(evs__rec_t *r, evs_event_type_t type, const char *reason, const char *fmt,
                        ...) {
   evs_registry_t *reg = r->reg;
-  if (reg->o.events == NULL || !reg->leading || r->uid == NULL || r->origin != EVS_REGISTRY_API ||
+  char uid[37];
+  const char *u = evs__uid(r, uid);
+  if (reg->o.events == NULL || !reg->leading || u == NULL || r->origin != EVS_REGISTRY_API ||
       reg->o.dry_run)
     return;
   char msg[1024];
@@ -555,7 +695,7 @@ static void evs__event(evs__rec_t *r, evs_event_type_t type, const char *reason,
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
   evs_event_t e = {
-      .ns = r->ns, .name = r->name, .uid = r->uid, .type = type, .reason = reason, .message = msg};
+      .ns = r->ns, .name = r->name, .uid = u, .type = type, .reason = reason, .message = msg};
   int rc = evs_events_emit(reg->o.events, &e);
   if (rc < 0)
     EVS_LOG_DEBUG("event not recorded", EVS_KV_STR("scaledobject", r->key),
@@ -572,7 +712,7 @@ static void evs__on_timer(evs_timerq_entry_t *e) {
   /* Triggers failing with an authenticationRef restart here, outside their own callback: the
    * Secret may have been rotated (KEDA reads it again when it rebuilds the scaler). */
   for (size_t i = 0; i < r->n_trig; i++) {
-    evs__trig_t *tr = r->trig[i];
+    evs__trig_t *tr = evs__trig(r, i);
     if (tr->reresolve && r->running) {
       tr->reresolve = 0;
       EVS_LOG_INFO("trigger failing: authentication read again", EVS_KV_STR("scaledobject", r->key),
@@ -618,10 +758,15 @@ static const char *evs__target_gvk(const evs__target_t *t, char *buf, size_t cap
 }
 
 static void evs__set_refusal(evs__rec_t *r, const char *msg) {
-  if (evs__streq(r->refusal, msg))
+  if (evs__streq(evs__refusal(r), msg))
     return;
-  free(r->refusal);
-  r->refusal = evs__strdup(msg);
+  if (msg && evs__rare(r) == NULL)
+    return;
+  if (r->x) {
+    free(r->x->refusal);
+    r->x->refusal = evs__strdup(msg);
+    evs__rare_trim(r);
+  }
 }
 
 /* The cadence the registry drives: pollingInterval, and no slower than active_read_interval
@@ -639,8 +784,8 @@ static void evs__cadence(evs__rec_t *r) {
     return;
   r->cadence_ms = every;
   for (size_t i = 0; i < r->n_trig; i++)
-    if (r->trig[i]->scaler)
-      (void)evs_scaler_set_cadence(r->trig[i]->scaler, every);
+    if (evs__trig(r, i)->scaler)
+      (void)evs_scaler_set_cadence(evs__trig(r, i)->scaler, every);
 }
 
 static void evs__fetch_target(evs_registry_t *reg, evs__target_t *t);
@@ -656,20 +801,23 @@ static int64_t evs__refresh_every(const evs__rec_t *r, const evs__target_t *t) {
   return t->status != t->spec ? 1000 : EVS__REFRESH_MS;
 }
 
-static void evs__written(evs__rec_t *r, const evs_scale_result_t *res, const evs_step_t *step);
+static void evs__written(evs__rec_t *r, const evs_scale_result_t *res, const evs__write_t *w);
 
-static void evs__on_written(evs_scalewriter_t *w, const evs_scale_result_t *res, void *arg) {
-  (void)w;
+static void evs__on_written(evs_scalewriter_t *sw, const evs_scale_result_t *res, void *arg) {
+  (void)sw;
   evs__rec_t *r = arg;
   /* Taken before the record may be freed below. */
-  evs_step_t *step = r->inflight;
+  evs__write_t *w = r->inflight;
   r->inflight = NULL;
-  evs__written(r, res, step);
-  free(step);
+  evs__written(r, res, w);
+  free(w);
 }
 
-static void evs__written(evs__rec_t *r, const evs_scale_result_t *res, const evs_step_t *step) {
+static void evs__written(evs__rec_t *r, const evs_scale_result_t *res, const evs__write_t *w) {
   evs_registry_t *reg = r->reg;
+  /* The write's step (NULL for a restore write, answered below before these are read). */
+  const evs_step_t *step = w ? &w->step : NULL;
+  int32_t w_current = step ? step->current : -1, w_replicas = step ? step->replicas : -1;
   r->writing = 0;
   r->pending--;
   if (r->removed || reg->closing) {
@@ -702,10 +850,9 @@ static void evs__written(evs__rec_t *r, const evs_scale_result_t *res, const evs
     reg->st.writes++;
     if (step != NULL)
       evs_step_written(r->so, r->est, step, now);
-    if (r->km && res->written != r->w_current)
-      evs_keda_metrics_scaled(r->km,
-                              res->written > r->w_current ? EVS_KEDA_DIR_UP : EVS_KEDA_DIR_DOWN,
-                              (double)(uv_hrtime() - r->decided_by_ns) / 1e9);
+    if (r->km && w && res->written != w_current)
+      evs_keda_metrics_scaled(r->km, res->written > w_current ? EVS_KEDA_DIR_UP : EVS_KEDA_DIR_DOWN,
+                              (double)(uv_hrtime() - w->decided_by_ns) / 1e9);
     if (t) {
       t->last_written = res->written;
       t->last_written_ms = now;
@@ -716,23 +863,23 @@ static void evs__written(evs__rec_t *r, const evs_scale_result_t *res, const evs
         t->status = res->status_replicas;
       t->known = 1;
     }
-    if (t && (r->w_current == 0 || res->written == 0) && r->w_current != res->written) {
+    if (t && (w_current == 0 || res->written == 0) && w_current != res->written) {
       char gvk[256];
       if (res->written > 0)
         evs__event(r, EVS_EVENT_NORMAL, EVS_REASON_SCALE_TARGET_ACTIVATED,
                    "Scaled %s %s/%s from %d to %d", evs__target_gvk(t, gvk, sizeof gvk), t->ns,
-                   t->name, (int)r->w_current, (int)res->written);
+                   t->name, (int)w_current, (int)res->written);
       else
         evs__event(r, EVS_EVENT_NORMAL, EVS_REASON_SCALE_TARGET_DEACTIVATED,
                    "Deactivated %s %s/%s from %d to %d", evs__target_gvk(t, gvk, sizeof gvk), t->ns,
-                   t->name, (int)r->w_current, (int)res->written);
+                   t->name, (int)w_current, (int)res->written);
     }
     if (t && !t->cached) {
       /* Its status follows once its controller has acted: read it again in a second. */
       t->fetched_ms = now - EVS__REFRESH_MS + 1000;
     }
     EVS_LOG_INFO("scaled", EVS_KV_STR("scaledobject", r->key),
-                 EVS_KV_STR("target", t ? t->key : ""), EVS_KV_INT("from", r->w_current),
+                 EVS_KV_STR("target", t ? t->key : ""), EVS_KV_INT("from", w_current),
                  EVS_KV_INT("to", res->written),
                  EVS_KV_STR("reason", step ? evs_engine_reason_name(step->decision.reason) : ""));
     evs__cadence(r);
@@ -742,14 +889,14 @@ static void evs__written(evs__rec_t *r, const evs_scale_result_t *res, const evs
                   EVS_KV_STR("path", res->path ? res->path : ""), EVS_KV_INT("status", res->status),
                   EVS_KV_STR("error", res->err ? evs_strerror(res->err) : res->message),
                   EVS_KV_INT("replicas", res->written));
-    if (t && (r->w_current == 0 || r->w_replicas == 0)) {
+    if (t && (w_current == 0 || w_replicas == 0)) {
       char gvk[256];
       evs__event(r, EVS_EVENT_WARNING,
-                 r->w_replicas > 0 ? EVS_REASON_SCALE_TARGET_ACTIVATION_FAILED
-                                   : EVS_REASON_SCALE_TARGET_DEACTIVATION_FAILED,
-                 "Failed to %s %s %s/%s from %d to %d", r->w_replicas > 0 ? "scale" : "deactivate",
-                 evs__target_gvk(t, gvk, sizeof gvk), t->ns, t->name, (int)r->w_current,
-                 (int)r->w_replicas);
+                 w_replicas > 0 ? EVS_REASON_SCALE_TARGET_ACTIVATION_FAILED
+                                : EVS_REASON_SCALE_TARGET_DEACTIVATION_FAILED,
+                 "Failed to %s %s %s/%s from %d to %d", w_replicas > 0 ? "scale" : "deactivate",
+                 evs__target_gvk(t, gvk, sizeof gvk), t->ns, t->name, (int)w_current,
+                 (int)w_replicas);
     }
     if (t && res->status == 404) {
       /* The target is gone (or not yet created): learn its state again before deciding. */
@@ -769,7 +916,8 @@ static void evs__written(evs__rec_t *r, const evs_scale_result_t *res, const evs
 
 static void evs__on_hpa(int err, int status, const char *msg, void *arg) {
   evs__rec_t *r = arg;
-  r->hpa_op = NULL;
+  r->x->hpa_op = NULL;
+  evs__rare_trim(r);
   if (err != 0)
     EVS_LOG_ERROR(r->hpa_wanted ? "cannot create the fallback HPA"
                                 : "cannot delete the fallback HPA",
@@ -783,7 +931,8 @@ static void evs__on_hpa(int err, int status, const char *msg, void *arg) {
 
 static void evs__on_annotated(int err, int status, const char *msg, void *arg) {
   evs__rec_t *r = arg;
-  r->ann_op = NULL;
+  r->x->ann_op = NULL;
+  evs__rare_trim(r);
   if (err != 0)
     EVS_LOG_ERROR("cannot annotate the ScaledObject with the breaker's state",
                   EVS_KV_STR("scaledobject", r->key), EVS_KV_INT("status", status),
@@ -804,19 +953,29 @@ static void evs__annotate(evs__rec_t *r, int open) {
    * what we write is not "seen" until the watch shows it: after a close there is nothing to
    * remove, and after a trip the annotation counts once its echo arrives. */
   r->seen_triggered = 0;
-  if (r->ann_op)
-    evs_fallbackhpa_cancel(r->ann_op);
-  r->ann_op = NULL;
+  evs__rare_t *x = evs__rare(r);
+  if (x == NULL) {
+    EVS_LOG_ERROR("cannot annotate the ScaledObject with the breaker's state",
+                  EVS_KV_STR("scaledobject", r->key), EVS_KV_ERR("err", UV_ENOMEM));
+    return;
+  }
+  if (x->ann_op)
+    evs_fallbackhpa_cancel(x->ann_op);
+  x->ann_op = NULL;
   if (evs_fallbackhpa_annotate(reg->o.kube, r->ns, r->name, open ? "true" : NULL, state,
-                               evs__on_annotated, r, &r->ann_op) != 0)
-    r->ann_op = NULL;
+                               evs__on_annotated, r, &x->ann_op) != 0) {
+    x->ann_op = NULL;
+    evs__rare_trim(r);
+  }
 }
 
 static void evs__hpa_apply(evs__rec_t *r, int want, int32_t fallback_min) {
   evs_registry_t *reg = r->reg;
   evs__target_t *t = r->target;
-  r->hpa_wanted = (uint8_t)want;
-  if (reg->o.kube == NULL || reg->o.dry_run || t == NULL || r->uid == NULL ||
+  r->hpa_wanted = !!want;
+  char uid_buf[37];
+  const char *uid = evs__uid(r, uid_buf);
+  if (reg->o.kube == NULL || reg->o.dry_run || t == NULL || uid == NULL ||
       r->origin != EVS_REGISTRY_API || reg->o.hpa_version == NULL ||
       (strcmp(reg->o.hpa_version, "v2") != 0 && strcmp(reg->o.hpa_version, "v2beta2") != 0)) {
     if (want)
@@ -825,9 +984,15 @@ static void evs__hpa_apply(evs__rec_t *r, int want, int32_t fallback_min) {
                    EVS_KV_STR("scaledobject", r->key));
     return;
   }
-  if (r->hpa_op)
-    evs_fallbackhpa_cancel(r->hpa_op);
-  r->hpa_op = NULL;
+  evs__rare_t *x = evs__rare(r);
+  if (x == NULL) {
+    EVS_LOG_ERROR("cannot send the fallback HPA request", EVS_KV_STR("scaledobject", r->key),
+                  EVS_KV_ERR("err", UV_ENOMEM));
+    return;
+  }
+  if (x->hpa_op)
+    evs_fallbackhpa_cancel(x->hpa_op);
+  x->hpa_op = NULL;
   int rc;
   if (want) {
     /* minReplicas = fallback_replicas within the object's range and the cap, never below 1. */
@@ -848,7 +1013,7 @@ static void evs__hpa_apply(evs__rec_t *r, int want, int32_t fallback_min) {
         .ns = r->ns,
         .name = r->so->hpa_name,
         .so_name = r->name,
-        .so_uid = r->uid,
+        .so_uid = uid,
         .target_api_version = r->so->target_api_version,
         .target_kind = r->so->target_kind,
         .target_name = r->so->target_name,
@@ -856,13 +1021,14 @@ static void evs__hpa_apply(evs__rec_t *r, int want, int32_t fallback_min) {
         .max_replicas = max,
         .resource = reg->o.fallback_resource ? reg->o.fallback_resource : "cpu",
         .utilization = reg->o.fallback_utilization > 0 ? reg->o.fallback_utilization : 50};
-    rc = evs_fallbackhpa_ensure(reg->o.kube, &spec, evs__on_hpa, r, &r->hpa_op);
+    rc = evs_fallbackhpa_ensure(reg->o.kube, &spec, evs__on_hpa, r, &x->hpa_op);
   } else {
-    rc = evs_fallbackhpa_delete(reg->o.kube, reg->o.hpa_version, r->ns, r->so->hpa_name, r->uid,
-                                evs__on_hpa, r, &r->hpa_op);
+    rc = evs_fallbackhpa_delete(reg->o.kube, reg->o.hpa_version, r->ns, r->so->hpa_name, uid,
+                                evs__on_hpa, r, &x->hpa_op);
   }
   if (rc != 0) {
-    r->hpa_op = NULL;
+    x->hpa_op = NULL;
+    evs__rare_trim(r);
     EVS_LOG_ERROR("cannot send the fallback HPA request", EVS_KV_STR("scaledobject", r->key),
                   EVS_KV_ERR("err", rc));
   }
@@ -892,18 +1058,23 @@ static void evs__hand_over(evs__rec_t *r, int open, int32_t fallback_min) {
 
 /* --- the restore-on-delete finalizer --- */
 
-static int evs__has_finalizer(const evs__rec_t *r) {
-  for (size_t i = 0; i < r->n_finalizers; i++)
-    if (strcmp(r->finalizers[i], EVS_REGISTRY_FINALIZER) == 0)
+static int evs__has_finalizer_in(const char *const *v, size_t n) {
+  for (size_t i = 0; v && i < n; i++)
+    if (strcmp(v[i], EVS_REGISTRY_FINALIZER) == 0)
       return 1;
   return 0;
+}
+
+static int evs__has_finalizer(const evs__rec_t *r) {
+  return r->x && evs__has_finalizer_in((const char *const *)r->x->finalizers, r->x->n_finalizers);
 }
 
 static void evs__on_finalizer(evs_kube_req_t *req, int err, const evs_http_response_t *resp,
                               const char *msg, void *arg) {
   (void)req;
   evs__rec_t *r = arg;
-  r->fin_req = NULL;
+  r->x->fin_req = NULL;
+  evs__rare_trim(r);
   r->pending--;
   if (err == EVS_ECANCELED || r->removed) {
     evs__rec_maybe_free(r);
@@ -932,7 +1103,7 @@ static void evs__on_finalizer(evs_kube_req_t *req, int err, const evs_http_respo
 static void evs__finalizer_sync(evs__rec_t *r) {
   evs_registry_t *reg = r->reg;
   if (!reg->leading || reg->o.dry_run || reg->o.kube == NULL || r->origin != EVS_REGISTRY_API ||
-      r->fin_req || r->restoring || r->removed || r->rv == NULL)
+      r->x == NULL || r->x->fin_req || r->restoring || r->removed || r->x->rv == NULL)
     return;
   int has = evs__has_finalizer(r);
   int want = r->so && r->so->restore_to_original && !r->deleting;
@@ -948,8 +1119,6 @@ static void evs__finalizer_sync(evs__rec_t *r) {
       if (evs_scalewriter_write(reg->o.writer, &target, count, evs__on_written, r) == 0) {
         r->restoring = 1;
         r->pending++;
-        r->w_current = t->spec;
-        r->w_replicas = count;
       }
       return;
     }
@@ -959,14 +1128,15 @@ static void evs__finalizer_sync(evs__rec_t *r) {
   }
   if (want == has)
     return;
+  evs__rare_t *x = r->x;
   json_t *list = json_array();
-  for (size_t i = 0; list && i < r->n_finalizers; i++)
-    if (strcmp(r->finalizers[i], EVS_REGISTRY_FINALIZER) != 0)
-      json_array_append_new(list, json_string(r->finalizers[i]));
+  for (size_t i = 0; list && i < x->n_finalizers; i++)
+    if (strcmp(x->finalizers[i], EVS_REGISTRY_FINALIZER) != 0)
+      json_array_append_new(list, json_string(x->finalizers[i]));
   if (list && want)
     json_array_append_new(list, json_string(EVS_REGISTRY_FINALIZER));
   json_t *body =
-      json_pack("{s:{s:o,s:s}}", "metadata", "finalizers", list, "resourceVersion", r->rv);
+      json_pack("{s:{s:o,s:s}}", "metadata", "finalizers", list, "resourceVersion", x->rv);
   char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
   json_decref(body);
   if (text == NULL)
@@ -982,12 +1152,12 @@ static void evs__finalizer_sync(evs__rec_t *r) {
                                .priority = EVS_PRIO_NORMAL,
                                .on_done = evs__on_finalizer,
                                .arg = r};
-  if (evs_kube_request(reg->o.kube, &o, &r->fin_req) == 0) {
+  if (evs_kube_request(reg->o.kube, &o, &x->fin_req) == 0) {
     r->pending++;
     EVS_LOG_INFO(want ? "finalizer added (restoreToOriginalReplicaCount)" : "finalizer removed",
                  EVS_KV_STR("scaledobject", r->key));
   } else {
-    r->fin_req = NULL;
+    x->fin_req = NULL;
   }
   free(text);
 }
@@ -1028,7 +1198,7 @@ static void evs__evaluate(evs__rec_t *r) {
   evs__target_t *t = r->target;
   if (t == NULL)
     return;
-  if (t->error || r->refusal) {
+  if (t->error || evs__refusal(r)) {
     evs__status(r, NULL);
     return;
   }
@@ -1050,7 +1220,7 @@ static void evs__evaluate(evs__rec_t *r) {
   if (readings == NULL)
     return;
   for (size_t i = 0; i < r->n_trig; i++)
-    readings[i] = r->trig[i]->reading;
+    readings[i] = evs__trig(r, i)->reading;
   evs_engine_input_t in = {.readings = readings,
                            .n_readings = r->n_trig,
                            .current_replicas = t->spec,
@@ -1115,11 +1285,10 @@ static void evs__evaluate(evs__rec_t *r) {
                                    .name = t->name};
       free(r->inflight);
       r->inflight = malloc(sizeof *r->inflight);
-      if (r->inflight != NULL)
-        *r->inflight = st;
-      r->decided_by_ns = r->last_reading_ns ? r->last_reading_ns : uv_hrtime();
-      r->w_current = st.current;
-      r->w_replicas = st.replicas;
+      if (r->inflight != NULL) {
+        r->inflight->step = st;
+        r->inflight->decided_by_ns = r->last_reading_ns ? r->last_reading_ns : uv_hrtime();
+      }
       int wrc = r->inflight != NULL
                     ? evs_scalewriter_write(reg->o.writer, &target, st.replicas, evs__on_written, r)
                     : UV_ENOMEM;
@@ -1160,12 +1329,12 @@ static void evs__status(evs__rec_t *r, const evs_decision_t *d) {
   if (trig == NULL)
     return;
   evs_status_input_t in;
-  const char *err = r->check_error;
+  const char *err = evs__check_error(r);
   char buf[1024];
   if (err == NULL && r->target && r->target->error)
     err = r->target->error;
-  if (err == NULL && r->refusal)
-    err = r->refusal;
+  if (err == NULL && evs__refusal(r))
+    err = evs__refusal(r);
   if (evs_so_status_input(err ? NULL : r->so, err ? NULL : d, trig, n, &in) != 0) {
     if (trig != tbuf)
       free(trig);
@@ -1184,8 +1353,9 @@ static void evs__status(evs__rec_t *r, const evs_decision_t *d) {
   char active_msg[640];
   if (!err && d != NULL && r->so) {
     int64_t now = evs__wall_ms();
-    if (r->detail == NULL || now - r->detail_ms >= 60000 || d->current != r->detail_current ||
-        d->desired != r->detail_desired || d->active != r->detail_active) {
+    evs__detail_t *dt = r->detail;
+    if (dt == NULL || now - dt->ms >= 60000 || d->current != dt->current ||
+        d->desired != dt->desired || d->active != dt->active) {
       char dbuf[512];
       size_t off = 0;
       for (size_t i = 0; i < r->so->n_triggers && i < d->n_health && off < sizeof dbuf; i++) {
@@ -1202,19 +1372,21 @@ static void evs__status(evs__rec_t *r, const evs_decision_t *d) {
       if (off < sizeof dbuf)
         snprintf(dbuf + off, sizeof dbuf - off, "%sreplicas %d, desired %d", off ? "; " : "",
                  (int)d->current, (int)d->desired);
-      char *nd = strdup(dbuf);
+      size_t len = strlen(dbuf) + 1;
+      evs__detail_t *nd = malloc(sizeof *nd + len);
       if (nd) {
+        memcpy(nd->text, dbuf, len);
+        nd->ms = now;
+        nd->current = d->current;
+        nd->desired = d->desired;
+        nd->active = (uint8_t)d->active;
         free(r->detail);
         r->detail = nd;
-        r->detail_ms = now;
-        r->detail_current = d->current;
-        r->detail_desired = d->desired;
-        r->detail_active = d->active;
       }
     }
     if (r->detail && in.conditions[EVS_STATUS_ACTIVE].message) {
       snprintf(active_msg, sizeof active_msg, "%s (%s)", in.conditions[EVS_STATUS_ACTIVE].message,
-               r->detail);
+               r->detail->text);
       in.conditions[EVS_STATUS_ACTIVE].message = active_msg;
     }
   }
@@ -1410,8 +1582,7 @@ static void evs__elect(evs_registry_t *reg, evs__target_t *t) {
     evs__rec_t *r = evs_container_of(it, evs__rec_t, tlink);
     if (r->so == NULL || r->removed)
       continue;
-    const char *was = r->refusal;
-    int had = was != NULL;
+    int had = evs__refusal(r) != NULL;
     if (t->foreign_hpa) {
       snprintf(msg, sizeof msg,
                "the workload '%s' of type '%s' is already managed by the hpa '%s': delete that "
@@ -1427,11 +1598,11 @@ static void evs__elect(evs_registry_t *reg, evs__target_t *t) {
     } else {
       evs__set_refusal(r, NULL);
     }
-    int has = r->refusal != NULL;
+    int has = evs__refusal(r) != NULL;
     if (has && !had) {
       EVS_LOG_ERROR("ScaledObject refused", EVS_KV_STR("scaledobject", r->key),
-                    EVS_KV_STR("reason", r->refusal));
-      evs__event(r, EVS_EVENT_WARNING, EVS_REASON_TARGET_REFUSED, "%s", r->refusal);
+                    EVS_KV_STR("reason", evs__refusal(r)));
+      evs__event(r, EVS_EVENT_WARNING, EVS_REASON_TARGET_REFUSED, "%s", evs__refusal(r));
       evs__stop_scalers(r);
       evs__evaluate(r);
     } else if (!has && had) {
@@ -1452,13 +1623,13 @@ static void evs__on_reading(evs_scaler_t *s, const evs_reading_t *rd, void *data
   (void)s;
   evs__trig_t *tr = data;
   evs__rec_t *r = tr->rec;
-  free(tr->error_msg);
-  tr->error_msg = NULL;
+  evs_intern_t *in = r->reg->intern;
+  /* The new message is interned before the old one is released: a trigger failing the same way
+   * again keeps the one copy. */
+  const char *msg = rd->error_msg ? evs_intern_str(in, rd->error_msg) : NULL;
+  evs_intern_release(in, tr->reading.error_msg);
   tr->reading = *rd;
-  if (rd->error_msg) {
-    tr->error_msg = strdup(rd->error_msg);
-    tr->reading.error_msg = tr->error_msg;
-  }
+  tr->reading.error_msg = msg;
   r->last_reading_ns = uv_hrtime();
   int64_t rnow = evs__wall_ms();
   int rearm = 0;
@@ -1489,7 +1660,7 @@ static void evs__on_reading(evs_scaler_t *s, const evs_reading_t *rd, void *data
   if (rd->error)
     EVS_LOG_DEBUG("trigger error", EVS_KV_STR("scaledobject", r->key),
                   EVS_KV_UINT("trigger", tr->index), EVS_KV_ERR("err", rd->error),
-                  EVS_KV_STR("error", tr->error_msg ? tr->error_msg : ""));
+                  EVS_KV_STR("error", tr->reading.error_msg ? tr->reading.error_msg : ""));
   evs__evaluate(r);
   if (rearm && !r->removed) {
     r->timer_due_ms = rnow; /* the restart runs from the timer, at once */
@@ -1503,18 +1674,19 @@ static void evs__trigger_failed(evs__rec_t *r, evs__trig_t *tr, int rc, const ch
   EVS_LOG_ERROR("cannot start trigger", EVS_KV_STR("scaledobject", r->key),
                 EVS_KV_UINT("trigger", tr->index), EVS_KV_STR("error", msg));
   evs__event(r, EVS_EVENT_WARNING, EVS_REASON_SCALER_FAILED, "%s", msg);
-  free(tr->error_msg);
-  tr->error_msg = strdup(msg);
-  tr->reading = (evs_reading_t){
-      .error = rc ? rc : UV_EINVAL, .time_ms = evs__wall_ms(), .error_msg = tr->error_msg};
+  evs_intern_t *in = r->reg->intern;
+  const char *m = evs_intern_str(in, msg);
+  evs_intern_release(in, tr->reading.error_msg);
+  tr->reading =
+      (evs_reading_t){.error = rc ? rc : UV_EINVAL, .time_ms = evs__wall_ms(), .error_msg = m};
 }
 
 static void evs__create_scaler(evs__rec_t *r, evs__trig_t *tr) {
   evs_registry_t *reg = r->reg;
   evs_scaler_config_t cfg;
   evs_so_scaler_config(r->so, tr->index, &cfg);
-  cfg.auth_params = tr->auth.kvs;
-  cfg.resolved_env = r->env.kvs;
+  cfg.auth_params = *evs__map_kvs(tr->auth);
+  cfg.resolved_env = *evs__map_kvs(r->x ? r->x->env : NULL);
   evs_diag_t diag;
   evs_diag_init(&diag);
   evs_scaler_t *s = NULL;
@@ -1528,7 +1700,7 @@ static void evs__create_scaler(evs__rec_t *r, evs__trig_t *tr) {
     if (diag.n)
       evs_diag_format(&diag, 0, msg, sizeof msg);
     else
-      snprintf(msg, sizeof msg, "triggers[%zu]: %s", tr->index, evs_strerror(rc));
+      snprintf(msg, sizeof msg, "triggers[%zu]: %s", (size_t)tr->index, evs_strerror(rc));
     if (s) {
       r->pending++;
       evs_scaler_close(s, evs__scaler_closed, r);
@@ -1604,16 +1776,17 @@ static void evs__on_env(evs_triggerauth_req_t *req, int err, const char *msg,
                         const evs_kvs_t *params, void *arg) {
   (void)req;
   evs__rec_t *r = arg;
-  r->env_req = NULL;
+  evs__rare_t *x = r->x; /* held while the request was in flight */
+  x->env_req = NULL;
   if (err == EVS_ECANCELED)
     return;
-  if (err != 0 || evs__map_copy(&r->env, params) != 0) {
+  if (err != 0 || evs__map_copy(&x->env, params) != 0) {
     r->env_state = 3;
-    free(r->env_error);
+    free(x->env_error);
     char buf[600];
     snprintf(buf, sizeof buf, "error resolving the scale target's environment: %s",
              msg ? msg : evs_strerror(err ? err : UV_ENOMEM));
-    r->env_error = strdup(buf);
+    x->env_error = strdup(buf);
   } else {
     r->env_state = 2;
   }
@@ -1624,7 +1797,7 @@ static void evs__on_env(evs_triggerauth_req_t *req, int err, const char *msg,
 
 static void evs__start_trigger(evs__rec_t *r, size_t i) {
   evs_registry_t *reg = r->reg;
-  evs__trig_t *tr = r->trig[i];
+  evs__trig_t *tr = evs__trig(r, i);
   if (tr->scaler || tr->auth_req)
     return;
   if (r->env_state == 0 && reg->o.kube && r->target && r->target->resource && evs__needs_env(r)) {
@@ -1634,17 +1807,21 @@ static void evs__start_trigger(evs__rec_t *r, size_t i) {
                                      .container = r->so->env_source_container,
                                      .cb = evs__on_env,
                                      .arg = r};
-    if (evs__target_path(r->target, path, sizeof path) == 0 &&
-        evs_triggerauth_env_resolve(reg->o.loop, reg->o.kube, &eo, &r->env_req) == 0) {
+    if (evs__target_path(r->target, path, sizeof path) == 0 && evs__rare(r) != NULL &&
+        evs_triggerauth_env_resolve(reg->o.loop, reg->o.kube, &eo, &r->x->env_req) == 0) {
       r->env_state = 1;
       return;
+    }
+    if (r->x) {
+      r->x->env_req = NULL;
+      evs__rare_trim(r);
     }
     r->env_state = 3;
   }
   if (r->env_state == 1)
     return; /* started when the environment is known */
-  if (r->env_state == 3 && r->env_error) {
-    evs__trigger_failed(r, tr, EVS_ENOTFOUND, r->env_error);
+  if (r->env_state == 3 && r->x && r->x->env_error) {
+    evs__trigger_failed(r, tr, EVS_ENOTFOUND, r->x->env_error);
     return;
   }
   const evs_trigger_t *t = &r->so->triggers[i];
@@ -1675,17 +1852,17 @@ static void evs__start_trigger(evs__rec_t *r, size_t i) {
   char path[1024];
   int have_path =
       r->target && r->target->resource && evs__target_path(r->target, path, sizeof path) == 0;
-  evs_triggerauth_opts_t ao = {.auth = ta,
-                               .kind = kind,
-                               .name = t->auth_name,
-                               .ns = r->ns,
-                               .cluster_namespace = reg->o.cluster_namespace,
-                               .target_path = have_path ? path : NULL,
-                               .env = r->env_state == 2 ? &r->env.kvs : NULL,
-                               .env_container =
-                                   r->so->env_source_container ? r->so->env_source_container : "",
-                               .cb = evs__on_auth,
-                               .arg = tr};
+  evs_triggerauth_opts_t ao = {
+      .auth = ta,
+      .kind = kind,
+      .name = t->auth_name,
+      .ns = r->ns,
+      .cluster_namespace = reg->o.cluster_namespace,
+      .target_path = have_path ? path : NULL,
+      .env = r->env_state == 2 ? evs__map_kvs(r->x ? r->x->env : NULL) : NULL,
+      .env_container = r->so->env_source_container ? r->so->env_source_container : "",
+      .cb = evs__on_auth,
+      .arg = tr};
   int rc = evs_triggerauth_resolve(reg->o.loop, reg->o.kube, &ao, &tr->auth_req);
   if (rc != 0) {
     tr->auth_req = NULL;
@@ -1709,7 +1886,7 @@ void evs_registry_auth_changed(evs_registry_t *reg, evs_triggerauth_kind_t kind,
             strcmp(t->auth_name, name) != 0 || (!cluster && strcmp(r->ns, ns ? ns : "") != 0))
           continue;
         hit = 1;
-        evs__stop_trigger(r, r->trig[i]);
+        evs__stop_trigger(r, evs__trig(r, i));
         if (r->running)
           evs__start_trigger(r, i);
       }
@@ -1724,7 +1901,7 @@ void evs_registry_auth_changed(evs_registry_t *reg, evs_triggerauth_kind_t kind,
 
 static void evs__start_scalers(evs__rec_t *r) {
   evs_registry_t *reg = r->reg;
-  if (!reg->leading || r->so == NULL || r->removed || r->refusal || r->deleting ||
+  if (!reg->leading || r->so == NULL || r->removed || evs__refusal(r) || r->deleting ||
       reg->o.env == NULL || (r->target && r->target->error))
     return;
   r->running = 1;
@@ -1798,51 +1975,61 @@ static void evs__metrics_object(evs__rec_t *r) {
 }
 
 static int evs__keeps(const evs__rec_t *r, const evs_so_t *old, const evs_so_t *so, size_t i) {
-  return i < r->n_trig && r->trig[i] != NULL && old != NULL && i < old->n_triggers &&
+  return i < r->n_trig && old != NULL && i < old->n_triggers &&
          evs__trigger_same(&old->triggers[i], &so->triggers[i]);
+}
+
+/* Stops a trigger that goes and drops what it holds. */
+static void evs__trig_drop(evs__rec_t *r, evs__trig_t *tr) {
+  evs__stop_trigger(r, tr);
+  evs__trig_clear(r, tr);
 }
 
 static void evs__so_changed(evs__rec_t *r, evs_so_t *so) {
   evs_so_t *old = r->so;
   size_t n = so->n_triggers;
-  /* Triggers by position: an unchanged one keeps its scaler and its last reading. New ones are
-   * allocated first, so running out of memory leaves the record as it was. */
-  evs__trig_t **nt = calloc(n ? n : 1, sizeof *nt);
-  int oom = nt == NULL;
-  for (size_t i = 0; !oom && i < n; i++) {
+  /* Triggers by position: an unchanged one keeps its scaler and its last reading (the first in
+   * place, in the record). New ones are allocated first, so running out of memory leaves the
+   * record as it was. */
+  int keep0 = n > 0 && evs__keeps(r, old, so, 0);
+  evs__trig_t **nm = n > 1 ? calloc(n - 1, sizeof *nm) : NULL;
+  int oom = n > 1 && nm == NULL;
+  for (size_t i = 1; !oom && i < n; i++) {
     if (evs__keeps(r, old, so, i))
       continue;
-    if ((nt[i] = calloc(1, sizeof *nt[i])) == NULL) {
+    if ((nm[i - 1] = calloc(1, sizeof *nm[i - 1])) == NULL) {
       oom = 1;
       break;
     }
-    nt[i]->rec = r;
-    nt[i]->index = i;
+    nm[i - 1]->rec = r;
+    nm[i - 1]->index = (uint32_t)i;
   }
   if (oom) {
-    for (size_t i = 0; nt && i < n; i++)
-      free(nt[i]);
-    free(nt);
+    for (size_t i = 1; nm && i < n; i++)
+      free(nm[i - 1]);
+    free(nm);
     evs_so_free(so);
     return;
   }
-  for (size_t i = 0; i < n; i++) {
-    if (nt[i] == NULL) {
-      nt[i] = r->trig[i];
-      r->trig[i] = NULL;
+  for (size_t i = 1; i < n; i++) {
+    if (nm[i - 1] == NULL) {
+      nm[i - 1] = r->more[i - 1];
+      r->more[i - 1] = NULL;
     }
   }
-  for (size_t i = 0; i < r->n_trig; i++) {
-    if (r->trig[i] == NULL)
+  for (size_t i = 1; i < r->n_trig; i++) {
+    if (r->more[i - 1] == NULL)
       continue;
-    evs__stop_trigger(r, r->trig[i]);
-    free(r->trig[i]->error_msg);
-    evs__map_free(&r->trig[i]->auth);
-    free(r->trig[i]);
+    evs__trig_drop(r, r->more[i - 1]);
+    free(r->more[i - 1]);
   }
-  free(r->trig);
-  r->trig = nt;
-  r->n_trig = n;
+  free(r->more);
+  r->more = nm;
+  if (r->n_trig > 0 && !keep0)
+    evs__trig_drop(r, &r->trig0);
+  if (!keep0)
+    r->trig0 = (evs__trig_t){.rec = r};
+  r->n_trig = (uint32_t)n;
   if (r->est == NULL) {
     if (evs_engine_state_new(so, r->created_ms, &r->est) == 0) {
       if (r->last_active_ms > 0)
@@ -1862,6 +2049,39 @@ static void evs__so_changed(evs__rec_t *r, evs_so_t *so) {
   evs_so_free(old);
   if (relabel)
     evs__metrics_object(r);
+}
+
+/* The object's finalizers and resourceVersion as last seen, kept only while they matter: evscale's
+ * finalizer is on the object, or its spec (the new or the current one) wants it. Any other object
+ * keeps neither (issue 13: two allocations per object); its next update brings both again. */
+static void evs__finalizers_seen(evs__rec_t *r, const evs_registry_object_t *obj) {
+  size_t n = obj->finalizers ? obj->n_finalizers : 0;
+  int kept = evs__has_finalizer_in(obj->finalizers, n) ||
+             (obj->so && obj->so->restore_to_original) || (r->so && r->so->restore_to_original);
+  if (!kept) {
+    if (r->x) {
+      evs__strv_free(r->x->finalizers, r->x->n_finalizers);
+      r->x->finalizers = NULL;
+      r->x->n_finalizers = 0;
+      free(r->x->rv);
+      r->x->rv = NULL;
+      evs__rare_trim(r);
+    }
+    return;
+  }
+  evs__rare_t *x = evs__rare(r);
+  if (x == NULL)
+    return;
+  if (obj->resource_version && !evs__streq(x->rv, obj->resource_version)) {
+    free(x->rv);
+    x->rv = strdup(obj->resource_version);
+  }
+  char **fin = evs__strv_dup(obj->finalizers, n);
+  if (fin) {
+    evs__strv_free(x->finalizers, x->n_finalizers);
+    x->finalizers = fin;
+    x->n_finalizers = n;
+  }
 }
 
 int evs_registry_apply(evs_registry_t *reg, const evs_registry_object_t *obj) {
@@ -1889,18 +2109,22 @@ int evs_registry_apply(evs_registry_t *reg, const evs_registry_object_t *obj) {
   }
   int created = 0;
   if (r == NULL) {
-    /* key, ns and name in the record's own allocation (one malloc, not four). */
-    size_t lk = strlen(key) + 1, ln = strlen(ns) + 1, lm = strlen(obj->name) + 1;
-    r = calloc(1, sizeof *r + lk + ln + lm);
-    if (r == NULL) {
+    /* The key in the record's own allocation, the name its tail, the namespace interned (one
+     * malloc, not four; a few namespaces for thousands of objects). */
+    size_t lk = strlen(key) + 1;
+    r = calloc(1, sizeof *r + lk);
+    const char *ins = r ? evs_intern_str(reg->intern, ns) : NULL;
+    if (ins == NULL) {
+      free(r);
       evs_so_free(obj->so);
       return UV_ENOMEM;
     }
     r->reg = reg;
-    r->key = memcpy((char *)(r + 1), key, lk);
-    r->ns = memcpy(r->key + lk, ns, ln);
-    r->name = memcpy(r->ns + ln, obj->name, lm);
-    r->origin = obj->origin;
+    memcpy(r->key, key, lk);
+    r->ns = ins;
+    r->name = r->key + strlen(ns) + 1;
+    r->trig0.rec = r;
+    r->origin = (uint8_t)obj->origin;
     r->dry_logged = -1;
     r->original_replicas = obj->original_replicas;
     r->created_ms = obj->created_ms > 0 ? obj->created_ms : evs__wall_ms();
@@ -1914,7 +2138,7 @@ int evs_registry_apply(evs_registry_t *reg, const evs_registry_object_t *obj) {
                    EVS_KV_STR("scaledobject", key));
     if (r->br.open && !obj->breaker_triggered)
       (void)evs_breaker_reset(&r->br, evs__wall_ms()); /* removed while evscale was down */
-    r->seen_triggered = (uint8_t)obj->breaker_triggered;
+    r->seen_triggered = !!obj->breaker_triggered;
     if (r->br.open)
       r->hpa_wanted = 1;
     evs_list_init(&r->tlink);
@@ -1943,35 +2167,30 @@ int evs_registry_apply(evs_registry_t *reg, const evs_registry_object_t *obj) {
     if (r->est != NULL && r->est->last_active_ms < obj->last_active_ms)
       r->est->last_active_ms = obj->last_active_ms;
   }
-  if (obj->resource_version && !evs__streq(r->rv, obj->resource_version)) {
-    free(r->rv);
-    r->rv = strdup(obj->resource_version);
-  }
-  char **fin = evs__strv_dup(obj->finalizers, obj->finalizers ? obj->n_finalizers : 0);
-  if (fin) {
-    evs__strv_free(r->finalizers, r->n_finalizers);
-    r->finalizers = fin;
-    r->n_finalizers = obj->finalizers ? obj->n_finalizers : 0;
-  }
+  evs__finalizers_seen(r, obj);
   if (obj->deleting && !r->deleting) {
     r->deleting = 1;
     evs__stop_scalers(r);
     EVS_LOG_INFO("ScaledObject being deleted", EVS_KV_STR("scaledobject", key),
                  EVS_KV_BOOL("restore", r->so && r->so->restore_to_original));
   }
-  if (obj->uid && !evs__streq(r->uid, obj->uid)) {
-    free(r->uid);
-    r->uid = strdup(obj->uid);
+  char uid_buf[37];
+  if (obj->uid && !evs__streq(evs__uid(r, uid_buf), obj->uid))
+    (void)evs__set_uid(r, obj->uid);
+  if (r->x || obj->check_error) {
+    if (evs__rare(r) != NULL) {
+      free(r->x->check_error);
+      r->x->check_error = evs__strdup(obj->check_error);
+    }
+    evs__rare_trim(r);
   }
-  free(r->check_error);
-  r->check_error = evs__strdup(obj->check_error);
   int operator_reset = 0;
   if (!created) {
     /* The operator's reset (the runbook: kubectl annotate scaledobject X
      * keda.sh/circuit-breaker-triggered-): the annotation we saw is gone while open. */
     if (r->br.open && r->seen_triggered && !obj->breaker_triggered)
       operator_reset = 1;
-    r->seen_triggered = (uint8_t)obj->breaker_triggered;
+    r->seen_triggered = !!obj->breaker_triggered;
   }
 
   /* The target: a changed scaleTargetRef moves the record to the new one. */
@@ -2019,7 +2238,7 @@ int evs_registry_apply(evs_registry_t *reg, const evs_registry_object_t *obj) {
   }
   /* Bounds, pollingInterval or triggers changed: cadence, new scalers, and a decision now. */
   r->cadence_ms = 0;
-  if (reg->leading && !r->refusal) {
+  if (reg->leading && !evs__refusal(r)) {
     evs__start_scalers(r);
   }
   evs__evaluate(r);
@@ -2046,17 +2265,17 @@ static void evs__remove(evs_registry_t *reg, evs__rec_t *r) {
   evs__detach(reg, r);
   /* A ScaledObject deleted while open: its HPA goes with it (owner reference, garbage collector).
    */
-  if (r->hpa_op) {
-    evs_fallbackhpa_cancel(r->hpa_op);
-    r->hpa_op = NULL;
+  if (r->x && r->x->hpa_op) {
+    evs_fallbackhpa_cancel(r->x->hpa_op);
+    r->x->hpa_op = NULL;
   }
-  if (r->ann_op) {
-    evs_fallbackhpa_cancel(r->ann_op);
-    r->ann_op = NULL;
+  if (r->x && r->x->ann_op) {
+    evs_fallbackhpa_cancel(r->x->ann_op);
+    r->x->ann_op = NULL;
   }
-  if (r->fin_req) {
-    evs_kube_cancel(r->fin_req); /* its callback runs now, with EVS_ECANCELED */
-    r->fin_req = NULL;
+  if (r->x && r->x->fin_req) {
+    /* Its callback runs now, with EVS_ECANCELED: it clears fin_req (and may free r->x). */
+    evs_kube_cancel(r->x->fin_req);
   }
   if (reg->o.status && r->origin == EVS_REGISTRY_API)
     evs_status_patcher_forget(reg->o.status, r->ns, r->name);
@@ -2217,10 +2436,10 @@ void evs_registry_set_leader(evs_registry_t *reg, int leading) {
     for (evs__rec_t *r = reg->recs.slots[i]; r; r = r->next) {
       if (leading) {
         /* What a follower saw but could not say: a new leader says it once. */
-        if (r->refusal)
-          evs__event(r, EVS_EVENT_WARNING, EVS_REASON_TARGET_REFUSED, "%s", r->refusal);
-        else if (r->so == NULL && r->check_error)
-          evs__event(r, EVS_EVENT_WARNING, EVS_REASON_SO_CHECK_FAILED, "%s", r->check_error);
+        if (evs__refusal(r))
+          evs__event(r, EVS_EVENT_WARNING, EVS_REASON_TARGET_REFUSED, "%s", evs__refusal(r));
+        else if (r->so == NULL && evs__check_error(r))
+          evs__event(r, EVS_EVENT_WARNING, EVS_REASON_SO_CHECK_FAILED, "%s", evs__check_error(r));
         evs__start_scalers(r);
         evs__evaluate(r);
       } else {
@@ -2240,10 +2459,10 @@ void evs_registry_stats(const evs_registry_t *reg, evs_registry_stats_t *out) {
   out->scalers = 0;
   for (size_t i = 0; reg->recs.slots && i <= reg->recs.mask; i++) {
     for (evs__rec_t *r = reg->recs.slots[i]; r; r = r->next) {
-      if (r->so == NULL || r->refusal)
+      if (r->so == NULL || evs__refusal(r))
         out->broken++;
       for (size_t j = 0; j < r->n_trig; j++)
-        out->scalers += r->trig[j]->scaler != NULL;
+        out->scalers += evs__trig(r, j)->scaler != NULL;
     }
   }
 }
@@ -2258,13 +2477,16 @@ int evs_registry_new(const evs_registry_options_t *o, evs_registry_t **out) {
   evs_list_init(&reg->fetch_wait);
   reg->default_ns =
       strdup(o->default_namespace && o->default_namespace[0] ? o->default_namespace : "default");
-  if (reg->default_ns == NULL || evs_timerq_new(o->loop, &reg->tq) != 0) {
+  if (reg->default_ns == NULL || evs_intern_new(&reg->intern) != 0 ||
+      evs_timerq_new(o->loop, &reg->tq) != 0) {
+    evs_intern_free(reg->intern);
     free(reg->default_ns);
     free(reg);
     return UV_ENOMEM;
   }
   if (uv_idle_init(o->loop, &reg->idle) != 0) {
     evs_timerq_close(reg->tq, NULL, NULL);
+    evs_intern_free(reg->intern);
     free(reg->default_ns);
     free(reg);
     return UV_ENOMEM;
@@ -2290,6 +2512,7 @@ static void evs__idle_closed(uv_handle_t *h) {
     }
   }
   free(reg->hpas.slots);
+  evs_intern_free(reg->intern);
   free(reg->default_ns);
   free(reg);
   if (cb)
