@@ -84,8 +84,7 @@ typedef struct {
   evs_triggerauth_req_t *auth_req; /* resolving its authenticationRef */
   evs__map_t *auth;                /* the resolved parameters, until the scaler is created */
   int64_t reresolved_ms;           /* when it was last restarted for that */
-  /* The last one; time_ms 0 = none yet. Its error_msg is a reference into the registry's
-   * intern table: thousands of triggers failing alike ("connection refused") share one copy. */
+  /* The last one; time_ms 0 = none yet. Its error_msg is the trigger's own copy. */
   evs_reading_t reading;
   uint32_t index;
   uint8_t auth_done;
@@ -175,43 +174,59 @@ struct evs__rec_s {
   char key[]; /* "ns/name" */
 };
 
-struct evs__target_s {
-  evs__target_t *next;
-  char *key; /* group/Kind/ns/name; key..api_version point into this allocation */
-  char *group, *version, *kind, *resource, *ns, *name, *api_version;
-  char *error; /* the kind cannot be scaled (no scale subresource on this server) */
-  int32_t spec, status, ready;
-  uint8_t known, fetching;
-  /* Waiting for a /scale read slot (in reg->fetch_wait, holding a reference), and the reads
-   * that failed in a row (the next waits 2 s doubled per failure, at most a minute). */
-  uint8_t fetch_queued, fetch_fails;
-  int64_t fetch_retry_ms;
-  evs_list_t flink;
-  /* cached: a watch cache reports it (Deployments, StatefulSets). Other kinds are read through
-   * /scale: once at start, then again at the record's cadence and a second after each write
-   * (their status follows the spec only once their controller has acted). */
-  uint8_t cached;
-  int64_t fetched_ms;
-  char *foreign_hpa; /* an HPA evscale did not create drives it */
-  /* Another writer (kubectl scale, a GitOps tool's self-heal) changing spec.replicas: the times
-   * of its last changes, and evscale's back-off while it fights (doubling up to 5 minutes). */
+/* Another writer (kubectl scale, a GitOps tool's self-heal) changing spec.replicas: the times of
+ * its last changes, and evscale's back-off while it fights (doubling up to 5 minutes). Allocated
+ * on the first such change (issue 13: most targets never see one), kept with the target. */
+typedef struct {
   int64_t ext_ms[EVS__EXT_KEEP];
   int n_ext;
   int64_t backoff_until_ms, backoff_ms, backoff_since_ms;
   char *other_manager;
+} evs__contest_t;
+
+struct evs__target_s {
+  evs__target_t *next;
+  char *key, *ns, *name; /* key is group/Kind/ns/name; the three live in this allocation */
+  /* References into reg->intern: thousands of targets share "apps", "v1", "Deployment". */
+  const char *group, *version, *kind, *api_version;
+  const char *resource; /* interned; NULL when the kind cannot be scaled (error says why) */
+  char *error;          /* the kind cannot be scaled (no scale subresource on this server) */
+  char *foreign_hpa;    /* an HPA evscale did not create drives it */
+  evs__contest_t *ext;  /* NULL until another writer changed it */
+  evs_list_t flink;
+  evs_list_t recs;
+  evs__rec_t *driver;
+  /* The reads that failed in a row wait: the next one 2 s doubled per failure, a minute at most. */
+  int64_t fetch_retry_ms;
+  int64_t fetched_ms;
+  int64_t last_written_ms;
+  int32_t spec, status, ready;
   int32_t last_written; /* the count evscale last wrote (-1 none): its own change seen back */
   /* A watch (or a /scale read sent before the write) may deliver the state from before
    * evscale's write after the write's answer: until the count written is seen back (or
-   * EVS__AWAIT_MS passed), an observation of another count is older than the write and is
-   * ignored, not taken for the target's count (that would write the same change again). */
+   * EVS__AWAIT_MS after the write passed), an observation of another count is older than the
+   * write and is ignored, not taken for the target's count (that would write the same change
+   * again). */
   int32_t await_own;
-  int64_t await_until_ms;
-  uint8_t ext_pending; /* another writer's change not yet answered by a decision */
-  int64_t last_written_ms;
-  evs_list_t recs;
-  evs__rec_t *driver;
   unsigned refs; /* records naming it + a fetch in flight */
+  unsigned known : 1, fetching : 1;
+  /* Waiting for a /scale read slot (in reg->fetch_wait, holding a reference); reads failed in a
+   * row (at most 5). */
+  unsigned fetch_queued : 1, fetch_fails : 3;
+  /* cached: a watch cache reports it (Deployments, StatefulSets). Other kinds are read through
+   * /scale: once at start, then again at the record's cadence and a second after each write
+   * (their status follows the spec only once their controller has acted). */
+  unsigned cached : 1;
+  unsigned ext_pending : 1; /* another writer's change not yet answered by a decision */
 };
+
+static int64_t evs__backoff_until(const evs__target_t *t) {
+  return t->ext ? t->ext->backoff_until_ms : 0;
+}
+
+static const char *evs__other_manager(const evs__target_t *t) {
+  return t->ext && t->ext->other_manager ? t->ext->other_manager : "unknown";
+}
 
 typedef struct {
   void **slots;
@@ -231,7 +246,8 @@ struct evs_registry_s {
   char *default_ns;
   evs__table_t recs, targets, hpas;
   /* Strings thousands of records and targets share: namespaces, the targets' group, version,
-   * kind and resource, the triggers' error messages (issue 13). */
+   * kind, apiVersion and resource (issue 13). Not the triggers' messages: they name the object's
+   * own key or query, and an interned string costs more than a copy when nothing shares it. */
   evs_intern_t *intern;
   int leading;
   int closing;
@@ -454,19 +470,25 @@ static void evs__target_key_of(const char *api_version, const char *kind, const 
 static int evs__stale(evs__target_t *t, int32_t spec) {
   if (t->await_own < 0)
     return 0;
-  if (spec == t->await_own || evs__wall_ms() >= t->await_until_ms) {
+  if (spec == t->await_own || evs__wall_ms() >= t->last_written_ms + EVS__AWAIT_MS) {
     t->await_own = -1;
     return 0;
   }
   return 1;
 }
 
-static void evs__target_free(evs__target_t *t) {
-  /* key, group, version, kind, ns, name and api_version live in t's own allocation. */
-  free(t->resource);
+static void evs__target_free(evs_registry_t *reg, evs__target_t *t) {
+  /* key, ns and name live in t's own allocation. */
+  evs_intern_release(reg->intern, t->group);
+  evs_intern_release(reg->intern, t->version);
+  evs_intern_release(reg->intern, t->kind);
+  evs_intern_release(reg->intern, t->api_version);
+  evs_intern_release(reg->intern, t->resource);
   free(t->error);
   free(t->foreign_hpa);
-  free(t->other_manager);
+  if (t->ext)
+    free(t->ext->other_manager);
+  free(t->ext);
   free(t);
 }
 
@@ -474,7 +496,7 @@ static void evs__target_unref(evs_registry_t *reg, evs__target_t *t) {
   if (--t->refs > 0)
     return;
   evs__table_del(&reg->targets, evs__target_key, t);
-  evs__target_free(t);
+  evs__target_free(reg, t);
 }
 
 /* Resolves kind -> resource through discovery (any kind with a scale subresource), or the
@@ -495,7 +517,7 @@ static void evs__target_resolve(evs_registry_t *reg, evs__target_t *t) {
   }
   free(t->error);
   t->error = NULL;
-  free(t->resource);
+  evs_intern_release(reg->intern, t->resource);
   t->resource = NULL;
   if (resource == NULL) {
     char buf[512];
@@ -505,7 +527,7 @@ static void evs__target_resolve(evs_registry_t *reg, evs__target_t *t) {
     t->error = strdup(buf);
     return;
   }
-  t->resource = strdup(resource);
+  t->resource = evs_intern_str(reg->intern, resource);
 }
 
 static evs__target_t *evs__target_get(evs_registry_t *reg, const evs_so_t *so, const char *ns) {
@@ -518,34 +540,33 @@ static evs__target_t *evs__target_get(evs_registry_t *reg, const evs_so_t *so, c
   }
   char g[128], v[64];
   evs__split_gv(so->target_api_version, g, sizeof g, v, sizeof v);
-  /* The target's names in its own allocation: one malloc instead of seven (issue 13: a target
-   * per ScaledObject, 50,000 of them). */
-  const char *parts[7] = {key, g, v, so->target_kind, ns, so->target_name, so->target_api_version};
-  size_t len[7], total = 0;
-  for (int i = 0; i < 7; i++)
-    total += (len[i] = strlen(parts[i]) + 1);
-  t = calloc(1, sizeof *t + total);
+  /* The key and the namespace in the target's own allocation, the name the key's tail (one
+   * malloc instead of seven: a target per ScaledObject, 50,000 of them, issue 13); group,
+   * version, kind and apiVersion interned. */
+  size_t lk = strlen(key) + 1, ln = strlen(ns) + 1, lm = strlen(so->target_name) + 1;
+  /* A key cut at its buffer's size does not end with the name: the name is copied then. */
+  int tail = lk >= lm && strcmp(key + (lk - lm), so->target_name) == 0;
+  t = calloc(1, sizeof *t + lk + ln + (tail ? 0 : lm));
   if (t == NULL)
     return NULL;
-  char *at = (char *)(t + 1), *dst[7];
-  for (int i = 0; i < 7; i++) {
-    dst[i] = memcpy(at, parts[i], len[i]);
-    at += len[i];
+  t->key = memcpy((char *)(t + 1), key, lk);
+  t->ns = memcpy(t->key + lk, ns, ln);
+  t->name = tail ? t->key + (lk - lm) : memcpy(t->ns + ln, so->target_name, lm);
+  t->group = evs_intern_str(reg->intern, g);
+  t->version = evs_intern_str(reg->intern, v);
+  t->kind = evs_intern_str(reg->intern, so->target_kind);
+  t->api_version = evs_intern_str(reg->intern, so->target_api_version);
+  if (!t->group || !t->version || !t->kind || !t->api_version) {
+    evs__target_free(reg, t);
+    return NULL;
   }
-  t->key = dst[0];
-  t->group = dst[1];
-  t->version = dst[2];
-  t->kind = dst[3];
-  t->ns = dst[4];
-  t->name = dst[5];
-  t->api_version = dst[6];
   t->spec = t->status = t->ready = -1;
   t->last_written = -1;
   t->await_own = -1;
   evs_list_init(&t->recs);
   t->refs = 1;
   if (evs__table_put(&reg->targets, evs__target_key, t) != 0) {
-    evs__target_free(t);
+    evs__target_free(reg, t);
     return NULL;
   }
   evs__target_resolve(reg, t);
@@ -577,7 +598,7 @@ static char **evs__strv_dup(const char *const *v, size_t n) {
 
 /* Drops what a stopped trigger still holds (its last error message, its parameters). */
 static void evs__trig_clear(evs__rec_t *r, evs__trig_t *tr) {
-  evs_intern_release(r->reg->intern, tr->reading.error_msg);
+  free((char *)tr->reading.error_msg);
   evs__map_free(&tr->auth);
   *tr = (evs__trig_t){.rec = r};
 }
@@ -857,7 +878,6 @@ static void evs__written(evs__rec_t *r, const evs_scale_result_t *res, const evs
       t->last_written = res->written;
       t->last_written_ms = now;
       t->await_own = res->written;
-      t->await_until_ms = now + EVS__AWAIT_MS;
       t->spec = res->replicas >= 0 ? res->replicas : res->written;
       if (res->status_replicas >= 0)
         t->status = res->status_replicas;
@@ -1165,23 +1185,24 @@ static void evs__finalizer_sync(evs__rec_t *r) {
 /* The back-off's end: if the other writer changed the target during it, it goes on (doubled);
  * otherwise evscale resumes. */
 static void evs__backoff_end(evs__rec_t *r, evs__target_t *t, int64_t now) {
-  int fought = t->n_ext > 0 && t->ext_ms[(t->n_ext - 1) % EVS__EXT_KEEP] > t->backoff_since_ms;
+  evs__contest_t *c = t->ext; /* a back-off was on */
+  int fought = c->n_ext > 0 && c->ext_ms[(c->n_ext - 1) % EVS__EXT_KEEP] > c->backoff_since_ms;
   if (fought) {
-    t->backoff_ms =
-        t->backoff_ms * 2 > EVS__BACKOFF_MAX_MS ? EVS__BACKOFF_MAX_MS : t->backoff_ms * 2;
-    t->backoff_since_ms = now;
-    t->backoff_until_ms = now + t->backoff_ms;
+    c->backoff_ms =
+        c->backoff_ms * 2 > EVS__BACKOFF_MAX_MS ? EVS__BACKOFF_MAX_MS : c->backoff_ms * 2;
+    c->backoff_since_ms = now;
+    c->backoff_until_ms = now + c->backoff_ms;
     EVS_LOG_WARN("another writer still changes the scale target: backing off longer",
                  EVS_KV_STR("scaledobject", r->key), EVS_KV_STR("target", t->key),
-                 EVS_KV_STR("manager", t->other_manager ? t->other_manager : "unknown"),
-                 EVS_KV_INT("backoff_ms", t->backoff_ms));
+                 EVS_KV_STR("manager", evs__other_manager(t)),
+                 EVS_KV_INT("backoff_ms", c->backoff_ms));
     return;
   }
   EVS_LOG_INFO("the other writer stopped: evscale scales the target again",
                EVS_KV_STR("scaledobject", r->key), EVS_KV_STR("target", t->key));
-  t->backoff_until_ms = 0;
-  t->backoff_ms = 0;
-  t->n_ext = 0;
+  c->backoff_until_ms = 0;
+  c->backoff_ms = 0;
+  c->n_ext = 0;
 }
 
 static void evs__evaluate(evs__rec_t *r) {
@@ -1231,7 +1252,8 @@ static void evs__evaluate(evs__rec_t *r) {
   /* While another writer fights over the target, its changes must not count as scale events:
    * the breaker (unless it already holds the target) decides with counting off. */
   evs_breaker_config_t quiet = reg->o.breaker;
-  int backing_off = t->backoff_until_ms > now;
+  int64_t backoff_until = evs__backoff_until(t);
+  int backing_off = backoff_until > now;
   /* The decision that answers another writer's change is no scale event of evscale's either:
    * counting it would trip the breaker on an operator's kubectl scale. */
   if ((backing_off || t->ext_pending) && !r->br.open)
@@ -1262,9 +1284,9 @@ static void evs__evaluate(evs__rec_t *r) {
     /* Another writer is fighting over the target: decide (the status says so), write nothing
      * until the back-off ends. */
     st.write = 0;
-    if (st.next_eval_ms > t->backoff_until_ms)
-      st.next_eval_ms = t->backoff_until_ms;
-  } else if (t->backoff_until_ms && t->backoff_until_ms <= now) {
+    if (st.next_eval_ms > backoff_until)
+      st.next_eval_ms = backoff_until;
+  } else if (backoff_until && backoff_until <= now) {
     evs__backoff_end(r, t, now);
   }
   if (st.write) {
@@ -1402,14 +1424,14 @@ static void evs__status(evs__rec_t *r, const evs_decision_t *d) {
              r->so && r->so->hpa_name ? r->so->hpa_name : "", until);
     in.conditions[EVS_STATUS_READY].reason = "CircuitBreakerOpen";
     in.conditions[EVS_STATUS_READY].message = conflict;
-  } else if (!err && r->target && r->target->backoff_until_ms && in.has_conditions) {
+  } else if (!err && r->target && evs__backoff_until(r->target) && in.has_conditions) {
     char until[32];
-    evs_status_format_time(r->target->backoff_until_ms, until, sizeof until);
+    evs_status_format_time(evs__backoff_until(r->target), until, sizeof until);
     snprintf(conflict, sizeof conflict,
              "another writer (field manager %s) keeps changing spec.replicas of the target: "
              "evscale does not fight it and writes nothing until %s; hold a count with the "
              "autoscaling.keda.sh/paused-replicas annotation instead",
-             r->target->other_manager ? r->target->other_manager : "unknown", until);
+             evs__other_manager(r->target), until);
     in.conditions[EVS_STATUS_READY].reason = "ScaleTargetConflict";
     in.conditions[EVS_STATUS_READY].message = conflict;
   }
@@ -1619,15 +1641,23 @@ static void evs__elect(evs_registry_t *reg, evs__target_t *t) {
 
 static evs_registry_t *evs__reg_of(evs__rec_t *r) { return r->reg; }
 
+/* The trigger's copy of a reading's message (NULL: none, or out of memory), the old one freed:
+ * kept as it is when the trigger fails the same way again, as a failing trigger does at every
+ * reading (no free and strdup of the same text each time). */
+static const char *evs__trig_message(evs__trig_t *tr, const char *msg) {
+  char *old = (char *)tr->reading.error_msg;
+  if (old && msg && strcmp(old, msg) == 0)
+    return old;
+  free(old);
+  tr->reading.error_msg = NULL;
+  return msg ? strdup(msg) : NULL;
+}
+
 static void evs__on_reading(evs_scaler_t *s, const evs_reading_t *rd, void *data) {
   (void)s;
   evs__trig_t *tr = data;
   evs__rec_t *r = tr->rec;
-  evs_intern_t *in = r->reg->intern;
-  /* The new message is interned before the old one is released: a trigger failing the same way
-   * again keeps the one copy. */
-  const char *msg = rd->error_msg ? evs_intern_str(in, rd->error_msg) : NULL;
-  evs_intern_release(in, tr->reading.error_msg);
+  const char *msg = evs__trig_message(tr, rd->error_msg);
   tr->reading = *rd;
   tr->reading.error_msg = msg;
   r->last_reading_ns = uv_hrtime();
@@ -1674,9 +1704,7 @@ static void evs__trigger_failed(evs__rec_t *r, evs__trig_t *tr, int rc, const ch
   EVS_LOG_ERROR("cannot start trigger", EVS_KV_STR("scaledobject", r->key),
                 EVS_KV_UINT("trigger", tr->index), EVS_KV_STR("error", msg));
   evs__event(r, EVS_EVENT_WARNING, EVS_REASON_SCALER_FAILED, "%s", msg);
-  evs_intern_t *in = r->reg->intern;
-  const char *m = evs_intern_str(in, msg);
-  evs_intern_release(in, tr->reading.error_msg);
+  const char *m = evs__trig_message(tr, msg);
   tr->reading =
       (evs_reading_t){.error = rc ? rc : UV_EINVAL, .time_ms = evs__wall_ms(), .error_msg = m};
 }
@@ -2111,8 +2139,10 @@ int evs_registry_apply(evs_registry_t *reg, const evs_registry_object_t *obj) {
   if (r == NULL) {
     /* The key in the record's own allocation, the name its tail, the namespace interned (one
      * malloc, not four; a few namespaces for thousands of objects). */
-    size_t lk = strlen(key) + 1;
-    r = calloc(1, sizeof *r + lk);
+    size_t lk = strlen(key) + 1, lm = strlen(obj->name) + 1;
+    /* A key cut at its buffer's size does not end with the name: the name is copied then. */
+    int tail = lk >= lm && strcmp(key + (lk - lm), obj->name) == 0;
+    r = calloc(1, sizeof *r + lk + (tail ? 0 : lm));
     const char *ins = r ? evs_intern_str(reg->intern, ns) : NULL;
     if (ins == NULL) {
       free(r);
@@ -2122,7 +2152,7 @@ int evs_registry_apply(evs_registry_t *reg, const evs_registry_object_t *obj) {
     r->reg = reg;
     memcpy(r->key, key, lk);
     r->ns = ins;
-    r->name = r->key + strlen(ns) + 1;
+    r->name = tail ? r->key + (lk - lm) : memcpy(r->key + lk, obj->name, lm);
     r->trig0.rec = r;
     r->origin = (uint8_t)obj->origin;
     r->dry_logged = -1;
@@ -2314,36 +2344,39 @@ static void evs__other_writer(evs_registry_t *reg, evs__target_t *t,
   if (evs__target_writing(t) || t->driver == NULL ||
       (o->spec_replicas == t->last_written && now - t->last_written_ms < EVS__EXT_WINDOW_MS))
     return;
-  t->ext_ms[t->n_ext % EVS__EXT_KEEP] = now;
-  t->n_ext++;
   t->ext_pending = 1;
-  if (o->manager && !evs__streq(o->manager, t->other_manager)) {
-    free(t->other_manager);
-    t->other_manager = strdup(o->manager);
+  if (t->ext == NULL && (t->ext = calloc(1, sizeof *t->ext)) == NULL)
+    return;
+  evs__contest_t *c = t->ext;
+  c->ext_ms[c->n_ext % EVS__EXT_KEEP] = now;
+  c->n_ext++;
+  if (o->manager && !evs__streq(o->manager, c->other_manager)) {
+    free(c->other_manager);
+    c->other_manager = strdup(o->manager);
   }
   EVS_LOG_INFO("another writer changed the scale target's replicas", EVS_KV_STR("target", t->key),
                EVS_KV_INT("from", t->spec), EVS_KV_INT("to", o->spec_replicas),
                EVS_KV_STR("manager", o->manager ? o->manager : "unknown"));
-  if (t->backoff_until_ms || t->n_ext < EVS__EXT_KEEP)
+  if (c->backoff_until_ms || c->n_ext < EVS__EXT_KEEP)
     return;
   /* The oldest of the last four changes is within the minute: more than 3 a minute. */
-  int64_t oldest = t->ext_ms[t->n_ext % EVS__EXT_KEEP];
+  int64_t oldest = c->ext_ms[c->n_ext % EVS__EXT_KEEP];
   if (now - oldest > EVS__EXT_WINDOW_MS)
     return;
-  t->backoff_ms = EVS__BACKOFF_FIRST_MS;
-  t->backoff_since_ms = now;
-  t->backoff_until_ms = now + t->backoff_ms;
+  c->backoff_ms = EVS__BACKOFF_FIRST_MS;
+  c->backoff_since_ms = now;
+  c->backoff_until_ms = now + c->backoff_ms;
   evs__rec_t *r = t->driver;
   EVS_LOG_WARN("another writer keeps changing the scale target: evscale backs off",
                EVS_KV_STR("scaledobject", r->key), EVS_KV_STR("target", t->key),
-               EVS_KV_STR("manager", t->other_manager ? t->other_manager : "unknown"),
-               EVS_KV_INT("backoff_ms", t->backoff_ms));
+               EVS_KV_STR("manager", evs__other_manager(t)),
+               EVS_KV_INT("backoff_ms", c->backoff_ms));
   char gvk[256];
   evs__event(r, EVS_EVENT_WARNING, EVS_REASON_TARGET_CONFLICT,
              "Another writer (field manager %s) changed spec.replicas of %s %s/%s more than %d "
              "times in a minute: evscale backs off for %lld s",
-             t->other_manager ? t->other_manager : "unknown", evs__target_gvk(t, gvk, sizeof gvk),
-             t->ns, t->name, EVS__EXT_MAX, (long long)(t->backoff_ms / 1000));
+             evs__other_manager(t), evs__target_gvk(t, gvk, sizeof gvk), t->ns, t->name,
+             EVS__EXT_MAX, (long long)(c->backoff_ms / 1000));
   (void)reg;
 }
 
