@@ -153,7 +153,9 @@ struct evs__rec_s {
   int64_t timer_due_ms; /* wall-clock ms of the armed evaluation; 0 = none */
   uint64_t cadence_ms;
   uint64_t last_reading_ns; /* uv_hrtime of the last reading */
-  evs_breaker_t br;
+  /* The breaker: NULL while in evs_breaker_init's state, as an object that never scaled keeps it
+   * (issue 13: 96 B each of 50,000 idle objects); allocated when a decision first changes it. */
+  evs_breaker_t *br;
   evs__trig_t trig0;
   int32_t original_replicas;
   int32_t dry_logged; /* the last count logged in dry-run; -1 none */
@@ -187,8 +189,9 @@ typedef struct {
 struct evs__target_s {
   evs__target_t *next;
   char *key, *ns, *name; /* key is group/Kind/ns/name; the three live in this allocation */
-  /* References into reg->intern: thousands of targets share "apps", "v1", "Deployment". */
-  const char *group, *version, *kind, *api_version;
+  /* Its kind: one string of reg->intern, "apiVersion\0group\0version\0kind", that thousands of
+   * targets of the kind share (read with evs__t_group and the others). */
+  const char *gvk;
   const char *resource; /* interned; NULL when the kind cannot be scaled (error says why) */
   char *error;          /* the kind cannot be scaled (no scale subresource on this server) */
   char *foreign_hpa;    /* an HPA evscale did not create drives it */
@@ -219,6 +222,17 @@ struct evs__target_s {
   unsigned cached : 1;
   unsigned ext_pending : 1; /* another writer's change not yet answered by a decision */
 };
+
+static const char *evs__t_api_version(const evs__target_t *t) { return t->gvk; }
+static const char *evs__t_group(const evs__target_t *t) { return t->gvk + strlen(t->gvk) + 1; }
+static const char *evs__t_version(const evs__target_t *t) {
+  const char *g = evs__t_group(t);
+  return g + strlen(g) + 1;
+}
+static const char *evs__t_kind(const evs__target_t *t) {
+  const char *v = evs__t_version(t);
+  return v + strlen(v) + 1;
+}
 
 static int64_t evs__backoff_until(const evs__target_t *t) {
   return t->ext ? t->ext->backoff_until_ms : 0;
@@ -300,6 +314,20 @@ static void evs__rare_trim(evs__rec_t *r) {
     free(x);
     r->x = NULL;
   }
+}
+
+static const evs_breaker_t evs__br_none; /* evs_breaker_init's state: all zero */
+
+static const evs_breaker_t *evs__br(const evs__rec_t *r) { return r->br ? r->br : &evs__br_none; }
+
+static int evs__br_is_none(const evs_breaker_t *b) {
+  if (b->opened_ms || b->closed_ms || b->last_write_ms || b->newest_ms || b->cooldown_ms ||
+      b->open || b->last_dir || b->n_events)
+    return 0;
+  for (size_t i = 0; i < sizeof b->age_ms / sizeof b->age_ms[0]; i++)
+    if (b->age_ms[i])
+      return 0;
+  return 1;
 }
 
 static const char *evs__refusal(const evs__rec_t *r) { return r->x ? r->x->refusal : NULL; }
@@ -479,10 +507,7 @@ static int evs__stale(evs__target_t *t, int32_t spec) {
 
 static void evs__target_free(evs_registry_t *reg, evs__target_t *t) {
   /* key, ns and name live in t's own allocation. */
-  evs_intern_release(reg->intern, t->group);
-  evs_intern_release(reg->intern, t->version);
-  evs_intern_release(reg->intern, t->kind);
-  evs_intern_release(reg->intern, t->api_version);
+  evs_intern_release(reg->intern, t->gvk);
   evs_intern_release(reg->intern, t->resource);
   free(t->error);
   free(t->foreign_hpa);
@@ -506,13 +531,14 @@ static void evs__target_resolve(evs_registry_t *reg, evs__target_t *t) {
   if (reg->o.discovery) {
     /* Discovery lists the group's preferred version; the resource name is the same in every
      * version, and the ScaledObject's own apiVersion is the one written to. */
-    const evs_kube_scalable_t *s = evs_kube_discovery_find(reg->o.discovery, t->group, t->kind);
+    const evs_kube_scalable_t *s =
+        evs_kube_discovery_find(reg->o.discovery, evs__t_group(t), evs__t_kind(t));
     if (s)
       resource = s->resource;
-  } else if (strcmp(t->group, "apps") == 0) {
-    if (strcmp(t->kind, "Deployment") == 0)
+  } else if (strcmp(evs__t_group(t), "apps") == 0) {
+    if (strcmp(evs__t_kind(t), "Deployment") == 0)
       resource = "deployments";
-    else if (strcmp(t->kind, "StatefulSet") == 0)
+    else if (strcmp(evs__t_kind(t), "StatefulSet") == 0)
       resource = "statefulsets";
   }
   free(t->error);
@@ -523,7 +549,7 @@ static void evs__target_resolve(evs_registry_t *reg, evs__target_t *t) {
     char buf[512];
     snprintf(buf, sizeof buf,
              "spec.scaleTargetRef: kind %s of %s has no scale subresource on this API server",
-             t->kind, t->api_version);
+             evs__t_kind(t), evs__t_api_version(t));
     t->error = strdup(buf);
     return;
   }
@@ -552,11 +578,18 @@ static evs__target_t *evs__target_get(evs_registry_t *reg, const evs_so_t *so, c
   t->key = memcpy((char *)(t + 1), key, lk);
   t->ns = memcpy(t->key + lk, ns, ln);
   t->name = tail ? t->key + (lk - lm) : memcpy(t->ns + ln, so->target_name, lm);
-  t->group = evs_intern_str(reg->intern, g);
-  t->version = evs_intern_str(reg->intern, v);
-  t->kind = evs_intern_str(reg->intern, so->target_kind);
-  t->api_version = evs_intern_str(reg->intern, so->target_api_version);
-  if (!t->group || !t->version || !t->kind || !t->api_version) {
+  const char *gvk[4] = {so->target_api_version, g, v, so->target_kind};
+  size_t gl[4], gtotal = 0;
+  for (int i = 0; i < 4; i++)
+    gtotal += (gl[i] = strlen(gvk[i]) + 1);
+  char *gbuf = malloc(gtotal);
+  if (gbuf) {
+    for (size_t i = 0, off = 0; i < 4; off += gl[i], i++)
+      memcpy(gbuf + off, gvk[i], gl[i]);
+    t->gvk = evs_intern(reg->intern, gbuf, gtotal - 1);
+    free(gbuf);
+  }
+  if (t->gvk == NULL) {
     evs__target_free(reg, t);
     return NULL;
   }
@@ -630,6 +663,7 @@ static void evs__rec_free(evs__rec_t *r) {
   }
   free(r->detail);
   free(r->inflight);
+  free(r->br);
   evs_keda_metrics_object_free(r->km);
   evs_engine_state_free(r->est);
   evs_so_free(r->so);
@@ -774,7 +808,7 @@ static void evs__arm(evs__rec_t *r, int64_t due_ms, int64_t now_ms) {
 }
 
 static const char *evs__target_gvk(const evs__target_t *t, char *buf, size_t cap) {
-  snprintf(buf, cap, "%s.%s", t->api_version, t->kind);
+  snprintf(buf, cap, "%s.%s", evs__t_api_version(t), evs__t_kind(t));
   return buf;
 }
 
@@ -966,7 +1000,7 @@ static void evs__annotate(evs__rec_t *r, int open) {
   if (reg->o.kube == NULL || reg->o.dry_run || r->origin != EVS_REGISTRY_API)
     return;
   char state[EVS_BREAKER_ENCODED_MAX];
-  evs_breaker_encode(&r->br, state, sizeof state);
+  evs_breaker_encode(evs__br(r), state, sizeof state);
   /* The operator's reset is "the triggered annotation we saw is gone while open". Our own
    * writes change it too, and the watch echoes them late: the echo of a close's removal may
    * arrive after the next trip (ci8: a trip 91 ms after a close was undone as a "reset"). So
@@ -1058,12 +1092,12 @@ static void evs__hand_over(evs__rec_t *r, int open, int32_t fallback_min) {
   EVS_LOG_WARN(open ? "circuit breaker open: target handed to the fallback HPA"
                     : "circuit breaker closed: evscale scales the target again",
                EVS_KV_STR("scaledobject", r->key), EVS_KV_INT("fallback_min", fallback_min),
-               EVS_KV_INT("cooldown_ms", r->br.cooldown_ms));
+               EVS_KV_INT("cooldown_ms", evs__br(r)->cooldown_ms));
   if (open)
     evs__event(r, EVS_EVENT_WARNING, EVS_REASON_BREAKER_OPEN,
                "Circuit breaker open: the target scaled too often; handed to the fallback HPA "
                "(minReplicas %d) for %lld s",
-               (int)fallback_min, (long long)(r->br.cooldown_ms / 1000));
+               (int)fallback_min, (long long)(evs__br(r)->cooldown_ms / 1000));
   else
     evs__event(r, EVS_EVENT_NORMAL, EVS_REASON_BREAKER_CLOSED,
                "Circuit breaker closed: evscale scales the target again");
@@ -1131,8 +1165,8 @@ static void evs__finalizer_sync(evs__rec_t *r) {
     int32_t count = r->so ? evs_so_deletion_replicas(r->so, r->original_replicas) : -1;
     evs__target_t *t = r->target;
     if (count >= 0 && t && t->resource && reg->o.writer && !r->writing) {
-      evs_scale_target_t target = {.group = t->group,
-                                   .version = t->version,
+      evs_scale_target_t target = {.group = evs__t_group(t),
+                                   .version = evs__t_version(t),
                                    .resource = t->resource,
                                    .ns = t->ns,
                                    .name = t->name};
@@ -1256,12 +1290,22 @@ static void evs__evaluate(evs__rec_t *r) {
   int backing_off = backoff_until > now;
   /* The decision that answers another writer's change is no scale event of evscale's either:
    * counting it would trip the breaker on an operator's kubectl scale. */
-  if ((backing_off || t->ext_pending) && !r->br.open)
+  if ((backing_off || t->ext_pending) && !evs__br(r)->open)
     quiet.enabled = 0;
   int quiet_step = !quiet.enabled;
   t->ext_pending = 0;
-  int rc = evs_step(r->so, &reg->o.engine, quiet_step ? &quiet : &reg->o.breaker, r->est, &r->br,
-                    &in, &st);
+  /* A breaker in its initial state is not kept: one is allocated for the step and kept only if
+   * the step changed it (allocated first, so the step's effect is never lost). */
+  evs_breaker_t *br = r->br ? r->br : calloc(1, sizeof *br);
+  int rc = br ? evs_step(r->so, &reg->o.engine, quiet_step ? &quiet : &reg->o.breaker, r->est, br,
+                         &in, &st)
+              : UV_ENOMEM;
+  if (br && r->br == NULL) {
+    if (evs__br_is_none(br))
+      free(br);
+    else
+      r->br = br;
+  }
   if (readings != rd)
     free(readings);
   if (rc != 0)
@@ -1300,8 +1344,8 @@ static void evs__evaluate(evs__rec_t *r) {
                      EVS_KV_STR("verdict", evs_breaker_verdict_name(st.verdict)));
       }
     } else {
-      evs_scale_target_t target = {.group = t->group,
-                                   .version = t->version,
+      evs_scale_target_t target = {.group = evs__t_group(t),
+                                   .version = evs__t_version(t),
                                    .resource = t->resource,
                                    .ns = t->ns,
                                    .name = t->name};
@@ -1368,8 +1412,8 @@ static void evs__status(evs__rec_t *r, const evs_decision_t *d) {
     in.has_fallback = r->so ? r->so->has_fallback : 0;
   }
   if (r->target && r->target->resource && !err) {
-    in.gvkr = (evs_status_gvkr_t){r->target->group, r->target->version, r->target->kind,
-                                  r->target->resource};
+    in.gvkr = (evs_status_gvkr_t){evs__t_group(r->target), evs__t_version(r->target),
+                                  evs__t_kind(r->target), r->target->resource};
   }
   in.original_replicas = r->original_replicas;
   char active_msg[640];
@@ -1413,11 +1457,11 @@ static void evs__status(evs__rec_t *r, const evs_decision_t *d) {
     }
   }
   char conflict[512];
-  if (!err && r->br.open && in.has_conditions) {
+  if (!err && evs__br(r)->open && in.has_conditions) {
     /* The breaker's state as a condition: Ready stays True (the object is sound), its reason
      * says who drives the target and until when. */
     char until[32];
-    evs_status_format_time(r->br.opened_ms + r->br.cooldown_ms, until, sizeof until);
+    evs_status_format_time(evs__br(r)->opened_ms + evs__br(r)->cooldown_ms, until, sizeof until);
     snprintf(conflict, sizeof conflict,
              "circuit breaker open: the target scaled too often; the fallback HPA %s drives it "
              "until %s (or until keda.sh/circuit-breaker-triggered is removed)",
@@ -1543,8 +1587,8 @@ static void evs__fetch_next(evs_registry_t *reg) {
 
 static void evs__fetch_send(evs_registry_t *reg, evs__target_t *t) {
   char path[1024];
-  evs_scale_target_t st = {.group = t->group,
-                           .version = t->version,
+  evs_scale_target_t st = {.group = evs__t_group(t),
+                           .version = evs__t_version(t),
                            .resource = t->resource,
                            .ns = t->ns,
                            .name = t->name};
@@ -1793,10 +1837,11 @@ static int evs__needs_env(evs__rec_t *r) {
 }
 
 static int evs__target_path(const evs__target_t *t, char *buf, size_t cap) {
-  int n = t->group[0] ? snprintf(buf, cap, "/apis/%s/%s/namespaces/%s/%s/%s", t->group, t->version,
-                                 t->ns, t->resource, t->name)
-                      : snprintf(buf, cap, "/api/%s/namespaces/%s/%s/%s", t->version, t->ns,
-                                 t->resource, t->name);
+  int n = evs__t_group(t)[0]
+              ? snprintf(buf, cap, "/apis/%s/%s/namespaces/%s/%s/%s", evs__t_group(t),
+                         evs__t_version(t), t->ns, t->resource, t->name)
+              : snprintf(buf, cap, "/api/%s/namespaces/%s/%s/%s", evs__t_version(t), t->ns,
+                         t->resource, t->name);
   return n > 0 && (size_t)n < cap ? 0 : UV_EINVAL;
 }
 
@@ -2159,17 +2204,26 @@ int evs_registry_apply(evs_registry_t *reg, const evs_registry_object_t *obj) {
     r->original_replicas = obj->original_replicas;
     r->created_ms = obj->created_ms > 0 ? obj->created_ms : evs__wall_ms();
     r->last_active_ms = obj->last_active_ms;
-    evs_breaker_init(&r->br);
+    evs_breaker_t br;
+    evs_breaker_init(&br);
     /* A restart resumes the breaker: its events, its doubling, and an open state (the fallback
      * HPA, owned by the object, stayed in charge meanwhile). */
     if (obj->breaker_state &&
-        evs_breaker_decode(obj->breaker_state, strlen(obj->breaker_state), &r->br) != 0)
+        evs_breaker_decode(obj->breaker_state, strlen(obj->breaker_state), &br) != 0)
       EVS_LOG_WARN("unreadable circuit breaker state annotation; starting closed",
                    EVS_KV_STR("scaledobject", key));
-    if (r->br.open && !obj->breaker_triggered)
-      (void)evs_breaker_reset(&r->br, evs__wall_ms()); /* removed while evscale was down */
+    if (br.open && !obj->breaker_triggered)
+      (void)evs_breaker_reset(&br, evs__wall_ms()); /* removed while evscale was down */
+    if (!evs__br_is_none(&br) && (r->br = malloc(sizeof *r->br)) == NULL) {
+      evs_intern_release(reg->intern, r->ns);
+      free(r);
+      evs_so_free(obj->so);
+      return UV_ENOMEM;
+    }
+    if (r->br)
+      *r->br = br;
     r->seen_triggered = !!obj->breaker_triggered;
-    if (r->br.open)
+    if (br.open)
       r->hpa_wanted = 1;
     evs_list_init(&r->tlink);
     evs_timerq_entry_init(&r->timer);
@@ -2218,7 +2272,7 @@ int evs_registry_apply(evs_registry_t *reg, const evs_registry_object_t *obj) {
   if (!created) {
     /* The operator's reset (the runbook: kubectl annotate scaledobject X
      * keda.sh/circuit-breaker-triggered-): the annotation we saw is gone while open. */
-    if (r->br.open && r->seen_triggered && !obj->breaker_triggered)
+    if (evs__br(r)->open && r->seen_triggered && !obj->breaker_triggered)
       operator_reset = 1;
     r->seen_triggered = !!obj->breaker_triggered;
   }
@@ -2261,7 +2315,8 @@ int evs_registry_apply(evs_registry_t *reg, const evs_registry_object_t *obj) {
     EVS_LOG_INFO("ScaledObject added", EVS_KV_STR("scaledobject", key),
                  EVS_KV_STR("target", r->target->key), EVS_KV_UINT("triggers", r->n_trig),
                  EVS_KV_STR("origin", obj->origin == EVS_REGISTRY_FILE ? "file" : "api"));
-  if (operator_reset && evs_breaker_reset(&r->br, evs__wall_ms())) {
+  /* An open breaker is allocated (evs__br_none is closed). */
+  if (operator_reset && evs_breaker_reset(r->br, evs__wall_ms())) {
     EVS_LOG_INFO("circuit breaker reset by the operator", EVS_KV_STR("scaledobject", key));
     if (reg->leading)
       evs__hand_over(r, 0, 0);
