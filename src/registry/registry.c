@@ -78,11 +78,11 @@ static void evs__map_free(evs__map_t **m) {
 
 static const evs_kvs_t *evs__map_kvs(const evs__map_t *m) { return m ? &m->kvs : &evs__no_kvs; }
 
+/* A trigger: the first is embedded in its record, the others are evs__trig_more_t (evs__trig_rec
+ * finds the record from either). */
 typedef struct {
-  evs__rec_t *rec;
   evs_scaler_t *scaler;            /* NULL when not running */
   evs_triggerauth_req_t *auth_req; /* resolving its authenticationRef */
-  evs__map_t *auth;                /* the resolved parameters, until the scaler is created */
   int64_t reresolved_ms;           /* when it was last restarted for that */
   /* The last one; time_ms 0 = none yet. Its error_msg is the trigger's own copy. */
   evs_reading_t reading;
@@ -90,6 +90,11 @@ typedef struct {
   uint8_t auth_done;
   uint8_t reresolve; /* failing with an authenticationRef: restart (read it again) */
 } evs__trig_t;
+
+typedef struct {
+  evs__rec_t *rec;
+  evs__trig_t tr;
+} evs__trig_more_t;
 
 /* The parts of a record few ScaledObjects need, allocated on first use and freed once empty
  * (issue 13: ~100 B a record that most never use). */
@@ -131,8 +136,8 @@ typedef struct {
 } evs__detail_t;
 
 struct evs__rec_s {
-  evs__rec_t *next; /* hash chain */
-  evs_list_t tlink; /* in target->recs */
+  evs__rec_t *next;  /* hash chain */
+  evs__rec_t *tnext; /* in target->recs (singly linked: a target has one record or a few) */
   evs_registry_t *reg;
   const char *ns;   /* a reference into reg->intern (50,000 objects, a few namespaces) */
   const char *name; /* the tail of key */
@@ -161,8 +166,8 @@ struct evs__rec_s {
   int32_t dry_logged; /* the last count logged in dry-run; -1 none */
   unsigned pending;   /* scaler closes, the write in flight: the record lives until 0 */
   uint32_t n_trig;
-  uint8_t uid[16]; /* the canonical uid packed (has_uid); another form lives in x->uid */
-  uint8_t origin;  /* evs_registry_origin_t */
+  uint8_t uid[16];     /* the canonical uid packed (has_uid); another form lives in x->uid */
+  unsigned origin : 1; /* evs_registry_origin_t */
   unsigned has_uid : 1;
   unsigned writing : 1, dirty : 1, removed : 1, running : 1, timer_closed : 1;
   unsigned was_paused : 1; /* the status said it has been paused (see evs_registry_object_t) */
@@ -176,28 +181,30 @@ struct evs__rec_s {
   char key[]; /* "ns/name" */
 };
 
-/* Another writer (kubectl scale, a GitOps tool's self-heal) changing spec.replicas: the times of
- * its last changes, and evscale's back-off while it fights (doubling up to 5 minutes). Allocated
- * on the first such change (issue 13: most targets never see one), kept with the target. */
+/* The parts of a target few have, allocated on first use (issue 13: most targets never need
+ * them) and kept with the target: another writer (kubectl scale, a GitOps tool's self-heal)
+ * changing spec.replicas, with the times of its last changes and evscale's back-off while it
+ * fights (doubling up to 5 minutes); an HPA evscale did not create driving it. */
 typedef struct {
   int64_t ext_ms[EVS__EXT_KEEP];
   int n_ext;
   int64_t backoff_until_ms, backoff_ms, backoff_since_ms;
   char *other_manager;
+  char *foreign_hpa;
 } evs__contest_t;
 
 struct evs__target_s {
   evs__target_t *next;
-  char *key, *ns, *name; /* key is group/Kind/ns/name; the three live in this allocation */
+  char *key, *name; /* key is group/Kind/ns/name, in this allocation; name is its tail */
+  const char *ns;   /* interned */
   /* Its kind: one string of reg->intern, "apiVersion\0group\0version\0kind", that thousands of
    * targets of the kind share (read with evs__t_group and the others). */
   const char *gvk;
   const char *resource; /* interned; NULL when the kind cannot be scaled (error says why) */
   char *error;          /* the kind cannot be scaled (no scale subresource on this server) */
-  char *foreign_hpa;    /* an HPA evscale did not create drives it */
-  evs__contest_t *ext;  /* NULL until another writer changed it */
+  evs__contest_t *ext;  /* NULL until another writer changed it or a foreign HPA named it */
   evs_list_t flink;
-  evs_list_t recs;
+  evs__rec_t *recs; /* the records naming it, in the order they came (through rec->tnext) */
   evs__rec_t *driver;
   /* The reads that failed in a row wait: the next one 2 s doubled per failure, a minute at most. */
   int64_t fetch_retry_ms;
@@ -232,6 +239,17 @@ static const char *evs__t_version(const evs__target_t *t) {
 static const char *evs__t_kind(const evs__target_t *t) {
   const char *v = evs__t_version(t);
   return v + strlen(v) + 1;
+}
+
+static const char *evs__foreign_hpa(const evs__target_t *t) {
+  return t->ext ? t->ext->foreign_hpa : NULL;
+}
+
+/* The target's rare parts (NULL: out of memory). */
+static evs__contest_t *evs__target_ext(evs__target_t *t) {
+  if (t->ext == NULL)
+    t->ext = calloc(1, sizeof *t->ext);
+  return t->ext;
 }
 
 static int64_t evs__backoff_until(const evs__target_t *t) {
@@ -297,6 +315,26 @@ static int evs__streq(const char *a, const char *b) {
 
 static evs__trig_t *evs__trig(evs__rec_t *r, size_t i) {
   return i == 0 ? &r->trig0 : r->more[i - 1];
+}
+
+static evs__rec_t *evs__trig_rec(evs__trig_t *tr) {
+  return tr->index == 0 ? evs_container_of(tr, evs__rec_t, trig0)
+                        : evs_container_of(tr, evs__trig_more_t, tr)->rec;
+}
+
+/* Trigger i > 0 of r, each allocated alone: a kept scaler's callback data never moves. */
+static evs__trig_t *evs__trig_new(evs__rec_t *r, size_t i) {
+  evs__trig_more_t *m = calloc(1, sizeof *m);
+  if (m == NULL)
+    return NULL;
+  m->rec = r;
+  m->tr.index = (uint32_t)i;
+  return &m->tr;
+}
+
+static void evs__trig_free(evs__trig_t *tr) {
+  if (tr)
+    free(evs_container_of(tr, evs__trig_more_t, tr));
 }
 
 /* The record's rare parts, allocated on first use (NULL: out of memory). */
@@ -506,13 +544,15 @@ static int evs__stale(evs__target_t *t, int32_t spec) {
 }
 
 static void evs__target_free(evs_registry_t *reg, evs__target_t *t) {
-  /* key, ns and name live in t's own allocation. */
+  /* key and name live in t's own allocation. */
+  evs_intern_release(reg->intern, t->ns);
   evs_intern_release(reg->intern, t->gvk);
   evs_intern_release(reg->intern, t->resource);
   free(t->error);
-  free(t->foreign_hpa);
-  if (t->ext)
+  if (t->ext) {
     free(t->ext->other_manager);
+    free(t->ext->foreign_hpa);
+  }
   free(t->ext);
   free(t);
 }
@@ -566,18 +606,18 @@ static evs__target_t *evs__target_get(evs_registry_t *reg, const evs_so_t *so, c
   }
   char g[128], v[64];
   evs__split_gv(so->target_api_version, g, sizeof g, v, sizeof v);
-  /* The key and the namespace in the target's own allocation, the name the key's tail (one
-   * malloc instead of seven: a target per ScaledObject, 50,000 of them, issue 13); group,
-   * version, kind and apiVersion interned. */
-  size_t lk = strlen(key) + 1, ln = strlen(ns) + 1, lm = strlen(so->target_name) + 1;
+  /* The key in the target's own allocation, the name the key's tail (one malloc instead of
+   * seven: a target per ScaledObject, 50,000 of them, issue 13); the namespace and the kind
+   * (apiVersion, group, version, kind) interned. */
+  size_t lk = strlen(key) + 1, lm = strlen(so->target_name) + 1;
   /* A key cut at its buffer's size does not end with the name: the name is copied then. */
   int tail = lk >= lm && strcmp(key + (lk - lm), so->target_name) == 0;
-  t = calloc(1, sizeof *t + lk + ln + (tail ? 0 : lm));
+  t = calloc(1, sizeof *t + lk + (tail ? 0 : lm));
   if (t == NULL)
     return NULL;
   t->key = memcpy((char *)(t + 1), key, lk);
-  t->ns = memcpy(t->key + lk, ns, ln);
-  t->name = tail ? t->key + (lk - lm) : memcpy(t->ns + ln, so->target_name, lm);
+  t->name = tail ? t->key + (lk - lm) : memcpy(t->key + lk, so->target_name, lm);
+  t->ns = evs_intern_str(reg->intern, ns);
   const char *gvk[4] = {so->target_api_version, g, v, so->target_kind};
   size_t gl[4], gtotal = 0;
   for (int i = 0; i < 4; i++)
@@ -589,14 +629,13 @@ static evs__target_t *evs__target_get(evs_registry_t *reg, const evs_so_t *so, c
     t->gvk = evs_intern(reg->intern, gbuf, gtotal - 1);
     free(gbuf);
   }
-  if (t->gvk == NULL) {
+  if (t->gvk == NULL || t->ns == NULL) {
     evs__target_free(reg, t);
     return NULL;
   }
   t->spec = t->status = t->ready = -1;
   t->last_written = -1;
   t->await_own = -1;
-  evs_list_init(&t->recs);
   t->refs = 1;
   if (evs__table_put(&reg->targets, evs__target_key, t) != 0) {
     evs__target_free(reg, t);
@@ -605,7 +644,8 @@ static evs__target_t *evs__target_get(evs_registry_t *reg, const evs_so_t *so, c
   evs__target_resolve(reg, t);
   evs__hpa_t *h = evs__table_get(&reg->hpas, evs__hpa_key, key);
   if (h)
-    t->foreign_hpa = strdup(h->name);
+    if (evs__target_ext(t))
+      t->ext->foreign_hpa = strdup(h->name);
   return t;
 }
 
@@ -632,8 +672,8 @@ static char **evs__strv_dup(const char *const *v, size_t n) {
 /* Drops what a stopped trigger still holds (its last error message, its parameters). */
 static void evs__trig_clear(evs__rec_t *r, evs__trig_t *tr) {
   free((char *)tr->reading.error_msg);
-  evs__map_free(&tr->auth);
-  *tr = (evs__trig_t){.rec = r};
+  (void)r;
+  *tr = (evs__trig_t){.index = tr->index};
 }
 
 static void evs__free_trigs(evs__rec_t *r) {
@@ -641,7 +681,7 @@ static void evs__free_trigs(evs__rec_t *r) {
     evs__trig_t *tr = evs__trig(r, i);
     evs__trig_clear(r, tr);
     if (i > 0)
-      free(tr);
+      evs__trig_free(tr);
   }
   free(r->more);
   r->more = NULL;
@@ -699,7 +739,6 @@ static void evs__stop_trigger(evs__rec_t *r, evs__trig_t *tr) {
     tr->auth_req = NULL;
   }
   /* Resolved again at the next start: a rotated Secret is read then. */
-  evs__map_free(&tr->auth);
   tr->auth_done = 0;
   if (tr->scaler == NULL)
     return;
@@ -1536,10 +1575,8 @@ static void evs__on_fetched(evs_kube_req_t *req, int err, const evs_http_respons
       t->fetch_fails++;
     int64_t now = evs__wall_ms(), wait = 2000LL << (t->fetch_fails - 1);
     t->fetch_retry_ms = now + wait;
-    evs_list_foreach(it, &t->recs) {
-      evs__rec_t *r = evs_container_of(it, evs__rec_t, tlink);
+    for (evs__rec_t *r = t->recs; r; r = r->tnext)
       evs__arm(r, now + wait, now);
-    }
   }
   int changed = t->known && !reg->closing && !unchanged;
   if (changed)
@@ -1633,27 +1670,26 @@ static void evs__start_scalers(evs__rec_t *r);
 static void evs__elect(evs_registry_t *reg, evs__target_t *t) {
   (void)reg;
   evs__rec_t *best = NULL;
-  evs_list_foreach(it, &t->recs) {
-    evs__rec_t *r = evs_container_of(it, evs__rec_t, tlink);
+  for (evs__rec_t *r = t->recs; r; r = r->tnext) {
     if (r->so == NULL || r->removed)
       continue;
     if (best == NULL || evs__before(r, best))
       best = r;
   }
-  if (t->foreign_hpa)
+  const char *foreign = evs__foreign_hpa(t);
+  if (foreign)
     best = NULL;
   t->driver = best;
   char gvk[256], msg[1024];
-  evs_list_foreach(it, &t->recs) {
-    evs__rec_t *r = evs_container_of(it, evs__rec_t, tlink);
+  for (evs__rec_t *r = t->recs; r; r = r->tnext) {
     if (r->so == NULL || r->removed)
       continue;
     int had = evs__refusal(r) != NULL;
-    if (t->foreign_hpa) {
+    if (foreign) {
       snprintf(msg, sizeof msg,
                "the workload '%s' of type '%s' is already managed by the hpa '%s': delete that "
                "HPA (or this ScaledObject) so that one autoscaler drives it",
-               t->name, evs__target_gvk(t, gvk, sizeof gvk), t->foreign_hpa);
+               t->name, evs__target_gvk(t, gvk, sizeof gvk), foreign);
       evs__set_refusal(r, msg);
     } else if (r != best) {
       snprintf(msg, sizeof msg,
@@ -1700,7 +1736,7 @@ static const char *evs__trig_message(evs__trig_t *tr, const char *msg) {
 static void evs__on_reading(evs_scaler_t *s, const evs_reading_t *rd, void *data) {
   (void)s;
   evs__trig_t *tr = data;
-  evs__rec_t *r = tr->rec;
+  evs__rec_t *r = evs__trig_rec(tr);
   const char *msg = evs__trig_message(tr, rd->error_msg);
   tr->reading = *rd;
   tr->reading.error_msg = msg;
@@ -1753,11 +1789,13 @@ static void evs__trigger_failed(evs__rec_t *r, evs__trig_t *tr, int rc, const ch
       (evs_reading_t){.error = rc ? rc : UV_EINVAL, .time_ms = evs__wall_ms(), .error_msg = m};
 }
 
-static void evs__create_scaler(evs__rec_t *r, evs__trig_t *tr) {
+/* auth: the authenticationRef's resolved parameters (borrowed, NULL: none). The scaler copies
+ * what it keeps: the registry keeps no copy of the secrets, they are resolved again on restart. */
+static void evs__create_scaler(evs__rec_t *r, evs__trig_t *tr, const evs_kvs_t *auth) {
   evs_registry_t *reg = r->reg;
   evs_scaler_config_t cfg;
   evs_so_scaler_config(r->so, tr->index, &cfg);
-  cfg.auth_params = *evs__map_kvs(tr->auth);
+  cfg.auth_params = auth ? *auth : evs__no_kvs;
   cfg.resolved_env = *evs__map_kvs(r->x ? r->x->env : NULL);
   evs_diag_t diag;
   evs_diag_init(&diag);
@@ -1765,8 +1803,6 @@ static void evs__create_scaler(evs__rec_t *r, evs__trig_t *tr) {
   int rc = evs_scaler_create(reg->o.loop, reg->o.env, &cfg, &s, &diag);
   if (rc == 0)
     rc = evs_scaler_start(s, evs__on_reading, tr);
-  /* The scaler copied what it keeps: the secrets are dropped here, resolved again on restart. */
-  evs__map_free(&tr->auth);
   if (rc != 0) {
     char msg[512] = "";
     if (diag.n)
@@ -1799,17 +1835,18 @@ static void evs__on_auth(evs_triggerauth_req_t *req, int err, const char *msg,
                          const evs_kvs_t *params, void *arg) {
   (void)req;
   evs__trig_t *tr = arg;
-  evs__rec_t *r = tr->rec;
+  evs__rec_t *r = evs__trig_rec(tr);
   tr->auth_req = NULL;
   if (err == EVS_ECANCELED)
     return;
-  if (err != 0 || evs__map_copy(&tr->auth, params) != 0) {
-    evs__trigger_failed(r, tr, err ? err : UV_ENOMEM, msg ? msg : evs_strerror(err));
+  if (err != 0) {
+    evs__trigger_failed(r, tr, err, msg ? msg : evs_strerror(err));
     evs__evaluate(r);
     return;
   }
   tr->auth_done = 1;
-  evs__create_scaler(r, tr);
+  /* params is borrowed for this call (wiped after it): the scaler is created from it now. */
+  evs__create_scaler(r, tr, params);
   evs__evaluate(r);
 }
 
@@ -1899,7 +1936,7 @@ static void evs__start_trigger(evs__rec_t *r, size_t i) {
   }
   const evs_trigger_t *t = &r->so->triggers[i];
   if (t->auth_name == NULL || tr->auth_done) {
-    evs__create_scaler(r, tr);
+    evs__create_scaler(r, tr, NULL);
     return;
   }
   evs_triggerauth_kind_t kind =
@@ -2005,7 +2042,13 @@ static void evs__detach(evs_registry_t *reg, evs__rec_t *r) {
   evs__target_t *t = r->target;
   if (t == NULL)
     return;
-  evs_list_remove(&r->tlink);
+  for (evs__rec_t **pp = &t->recs; *pp; pp = &(*pp)->tnext) {
+    if (*pp == r) {
+      *pp = r->tnext;
+      break;
+    }
+  }
+  r->tnext = NULL;
   r->target = NULL;
   if (t->driver == r)
     t->driver = NULL;
@@ -2018,7 +2061,11 @@ static int evs__attach(evs_registry_t *reg, evs__rec_t *r) {
   if (t == NULL)
     return UV_ENOMEM;
   r->target = t;
-  evs_list_push_back(&t->recs, &r->tlink);
+  evs__rec_t **pp = &t->recs;
+  while (*pp)
+    pp = &(*pp)->tnext;
+  *pp = r;
+  r->tnext = NULL;
   return 0;
 }
 
@@ -2070,16 +2117,14 @@ static void evs__so_changed(evs__rec_t *r, evs_so_t *so) {
   for (size_t i = 1; !oom && i < n; i++) {
     if (evs__keeps(r, old, so, i))
       continue;
-    if ((nm[i - 1] = calloc(1, sizeof *nm[i - 1])) == NULL) {
+    if ((nm[i - 1] = evs__trig_new(r, i)) == NULL) {
       oom = 1;
       break;
     }
-    nm[i - 1]->rec = r;
-    nm[i - 1]->index = (uint32_t)i;
   }
   if (oom) {
     for (size_t i = 1; nm && i < n; i++)
-      free(nm[i - 1]);
+      evs__trig_free(nm[i - 1]);
     free(nm);
     evs_so_free(so);
     return;
@@ -2094,14 +2139,14 @@ static void evs__so_changed(evs__rec_t *r, evs_so_t *so) {
     if (r->more[i - 1] == NULL)
       continue;
     evs__trig_drop(r, r->more[i - 1]);
-    free(r->more[i - 1]);
+    evs__trig_free(r->more[i - 1]);
   }
   free(r->more);
   r->more = nm;
   if (r->n_trig > 0 && !keep0)
     evs__trig_drop(r, &r->trig0);
   if (!keep0)
-    r->trig0 = (evs__trig_t){.rec = r};
+    r->trig0 = (evs__trig_t){.index = 0};
   r->n_trig = (uint32_t)n;
   if (r->est == NULL) {
     if (evs_engine_state_new(so, r->created_ms, &r->est) == 0) {
@@ -2198,8 +2243,7 @@ int evs_registry_apply(evs_registry_t *reg, const evs_registry_object_t *obj) {
     memcpy(r->key, key, lk);
     r->ns = ins;
     r->name = tail ? r->key + (lk - lm) : memcpy(r->key + lk, obj->name, lm);
-    r->trig0.rec = r;
-    r->origin = (uint8_t)obj->origin;
+    r->origin = obj->origin == EVS_REGISTRY_FILE;
     r->dry_logged = -1;
     r->original_replicas = obj->original_replicas;
     r->created_ms = obj->created_ms > 0 ? obj->created_ms : evs__wall_ms();
@@ -2225,7 +2269,6 @@ int evs_registry_apply(evs_registry_t *reg, const evs_registry_object_t *obj) {
     r->seen_triggered = !!obj->breaker_triggered;
     if (br.open)
       r->hpa_wanted = 1;
-    evs_list_init(&r->tlink);
     evs_timerq_entry_init(&r->timer);
     if (evs__table_put(&reg->recs, evs__rec_key, r) != 0) {
       r->removed = 1;
@@ -2373,18 +2416,17 @@ static void evs__remove(evs_registry_t *reg, evs__rec_t *r) {
 
 static void evs__target_changed(evs_registry_t *reg, evs__target_t *t) {
   (void)reg;
-  evs_list_foreach_safe(it, &t->recs) {
-    evs__rec_t *r = evs_container_of(it, evs__rec_t, tlink);
+  for (evs__rec_t *r = t->recs, *nx; r; r = nx) {
+    nx = r->tnext; /* r may leave the list */
     evs__cadence(r);
     evs__evaluate(r);
   }
 }
 
 static int evs__target_writing(const evs__target_t *t) {
-  evs_list_foreach(it, &t->recs) {
-    if (evs_container_of(it, evs__rec_t, tlink)->writing)
+  for (const evs__rec_t *r = t->recs; r; r = r->tnext)
+    if (r->writing)
       return 1;
-  }
   return 0;
 }
 
@@ -2400,7 +2442,7 @@ static void evs__other_writer(evs_registry_t *reg, evs__target_t *t,
       (o->spec_replicas == t->last_written && now - t->last_written_ms < EVS__EXT_WINDOW_MS))
     return;
   t->ext_pending = 1;
-  if (t->ext == NULL && (t->ext = calloc(1, sizeof *t->ext)) == NULL)
+  if (evs__target_ext(t) == NULL)
     return;
   evs__contest_t *c = t->ext;
   c->ext_ms[c->n_ext % EVS__EXT_KEEP] = now;
@@ -2504,9 +2546,9 @@ void evs_registry_hpa_seen(evs_registry_t *reg, const evs_registry_hpa_obs_t *o)
   if (t == NULL)
     return;
   const char *want = h ? h->name : NULL;
-  if (!evs__streq(t->foreign_hpa, want)) {
-    free(t->foreign_hpa);
-    t->foreign_hpa = want ? strdup(want) : NULL;
+  if (!evs__streq(evs__foreign_hpa(t), want) && (want == NULL || evs__target_ext(t))) {
+    free(t->ext->foreign_hpa);
+    t->ext->foreign_hpa = want ? strdup(want) : NULL;
     evs__elect(reg, t);
   }
 }
