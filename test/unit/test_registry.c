@@ -10,8 +10,10 @@
 
 #include <string.h>
 
+#include "evscale/config.h"
 #include "evscale/error.h"
 #include "evscale/registry.h"
+#include "evscale/scaler_services.h"
 
 static json_t *so_json(const char *name, const char *created, const char *api_version,
                        const char *list_length) {
@@ -184,11 +186,132 @@ static void drivers(void **state) {
   assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* A ScaledObject of n redis triggers (on an address nothing listens on), list names q<tag>0..,
+ * with restoreToOriginalReplicaCount when restore; NULL so (check_error set) when broken. */
+static void apply_triggers(evs_registry_t *reg, const char *uid, size_t n, const char *tag,
+                           int restore, int broken, const char *const *fins, size_t n_fins) {
+  char trig[2048] = "", one[256];
+  for (size_t i = 0; i < n; i++) {
+    snprintf(one, sizeof one,
+             "%s{\"type\":\"redis\",\"metadata\":{\"address\":\"127.0.0.1:1\","
+             "\"listName\":\"q%s%zu\",\"listLength\":\"%s\"}}",
+             i ? "," : "", tag, i, broken ? "five" : "5");
+    strcat(trig, one);
+  }
+  char buf[4096];
+  snprintf(buf, sizeof buf,
+           "{\"apiVersion\":\"keda.sh/v1alpha1\",\"kind\":\"ScaledObject\","
+           "\"metadata\":{\"name\":\"m\",\"namespace\":\"prod\",\"uid\":\"%s\","
+           "\"creationTimestamp\":\"2026-11-30T09:00:00Z\"},"
+           "\"spec\":{\"scaleTargetRef\":{\"name\":\"web\"},%s\"triggers\":[%s]}}",
+           uid, restore ? "\"advanced\":{\"restoreToOriginalReplicaCount\":true}," : "", trig);
+  json_error_t e;
+  json_t *j = json_loads(buf, 0, &e);
+  assert_non_null(j);
+  void *out = NULL;
+  assert_int_equal(evs_registry_decode(j, &out, NULL), 0);
+  evs_registry_decoded_t *d = out;
+  assert_true(broken ? d->so == NULL : d->so != NULL);
+  evs_registry_object_t o = {.origin = EVS_REGISTRY_API,
+                             .ns = "prod",
+                             .name = "m",
+                             .uid = uid,
+                             .so = d->so,
+                             .check_error = d->check_error,
+                             .created_ms = d->created_ms,
+                             .original_replicas = -1,
+                             .finalizers = fins,
+                             .n_finalizers = n_fins,
+                             .resource_version = "7"};
+  d->so = NULL;
+  assert_int_equal(evs_registry_apply(reg, &o), 0);
+  evs_registry_decoded_free(d, NULL);
+  json_decref(j);
+}
+
+static void run_a_while(uv_loop_t *loop) {
+  for (int i = 0; i < 20; i++)
+    uv_run(loop, UV_RUN_NOWAIT);
+}
+
+/* The record's parts allocated on use (issue 13: the first trigger embedded, the others alone,
+ * the rare parts, the finalizer state only while it matters) through the changes that move them:
+ * triggers added, changed, dropped and failing, a broken spec and back, finalizers, leadership
+ * lost and taken, a uid in and out of the canonical form. ASan (the unit build) fails it on a
+ * leak, a double free or a read of a freed part. */
+static void record_parts(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  evs_config_t *cfg = NULL;
+  assert_int_equal(evs_config_load_buffer("", 0, "t.yaml", NULL, &cfg, NULL), 0);
+  evs_scaler_services_t *svc = NULL;
+  assert_int_equal(evs_scaler_services_new(&loop, cfg, NULL, &svc), 0);
+  evs_registry_options_t o = {.loop = &loop, .env = evs_scaler_services_env(svc)};
+  evs_engine_config_default(&o.engine);
+  evs_breaker_config_default(&o.breaker);
+  evs_registry_t *reg = NULL;
+  assert_int_equal(evs_registry_new(&o, &reg), 0);
+  evs_registry_stats_t st;
+  const char *uid = "6f1c2a8e-0000-4000-8000-0000000000ab";
+  const char *ours[] = {"other.io/keep", EVS_REGISTRY_FINALIZER};
+
+  apply_triggers(reg, uid, 1, "a", 0, 0, NULL, 0);
+  evs_registry_set_leader(reg, 1);
+  run_a_while(&loop);
+  evs_registry_stats(reg, &st);
+  assert_int_equal(st.scalers, 1);
+  /* Three triggers: the first kept (unchanged), two new ones; their readings fail. */
+  apply_triggers(reg, uid, 3, "a", 1, 0, ours, 2);
+  run_a_while(&loop);
+  evs_registry_stats(reg, &st);
+  assert_int_equal(st.scalers, 3);
+  /* Every trigger changed, one fewer, a uid in another form, the finalizer no longer wanted. */
+  apply_triggers(reg, "UID-Not-Canonical", 2, "b", 0, 0, ours, 1);
+  run_a_while(&loop);
+  evs_registry_stats(reg, &st);
+  assert_int_equal(st.scalers, 2);
+  assert_int_equal(st.broken, 0);
+  /* Broken, then sound again with one trigger. */
+  apply_triggers(reg, uid, 2, "b", 0, 1, NULL, 0);
+  evs_registry_stats(reg, &st);
+  assert_int_equal(st.broken, 1);
+  assert_int_equal(st.scalers, 0);
+  apply_triggers(reg, uid, 1, "c", 1, 0, ours, 2);
+  run_a_while(&loop);
+  evs_registry_stats(reg, &st);
+  assert_int_equal(st.broken, 0);
+  assert_int_equal(st.scalers, 1);
+  /* Leadership lost and taken again: the scalers stop and start. */
+  evs_registry_set_leader(reg, 0);
+  evs_registry_stats(reg, &st);
+  assert_int_equal(st.scalers, 0);
+  evs_registry_set_leader(reg, 1);
+  run_a_while(&loop);
+  evs_registry_stats(reg, &st);
+  assert_int_equal(st.scalers, 1);
+  assert_int_equal(st.objects, 1);
+  assert_int_equal(st.targets, 1);
+
+  closed = 0;
+  evs_registry_close(reg, on_closed, NULL);
+  while (!closed)
+    uv_run(&loop, UV_RUN_ONCE);
+  closed = 0;
+  evs_scaler_services_close(svc, on_closed, NULL);
+  while (!closed)
+    uv_run(&loop, UV_RUN_ONCE);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  evs_config_free(cfg);
+  assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(times),
       cmocka_unit_test(decode),
       cmocka_unit_test(drivers),
+      cmocka_unit_test(record_parts),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
