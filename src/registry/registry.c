@@ -2,6 +2,7 @@
 #include "evscale/registry.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -195,8 +196,8 @@ typedef struct {
 
 struct evs__target_s {
   evs__target_t *next;
-  char *key, *name; /* key is group/Kind/ns/name, in this allocation; name is its tail */
-  const char *ns;   /* interned */
+  char *name;     /* the tail of key (or after it, for a key cut short) */
+  const char *ns; /* interned */
   /* Its kind: one string of reg->intern, "apiVersion\0group\0version\0kind", that thousands of
    * targets of the kind share (read with evs__t_group and the others). */
   const char *gvk;
@@ -228,6 +229,7 @@ struct evs__target_s {
    * (their status follows the spec only once their controller has acted). */
   unsigned cached : 1;
   unsigned ext_pending : 1; /* another writer's change not yet answered by a decision */
+  char key[];               /* group/Kind/ns/name */
 };
 
 static const char *evs__t_api_version(const evs__target_t *t) { return t->gvk; }
@@ -612,10 +614,10 @@ static evs__target_t *evs__target_get(evs_registry_t *reg, const evs_so_t *so, c
   size_t lk = strlen(key) + 1, lm = strlen(so->target_name) + 1;
   /* A key cut at its buffer's size does not end with the name: the name is copied then. */
   int tail = lk >= lm && strcmp(key + (lk - lm), so->target_name) == 0;
-  t = calloc(1, sizeof *t + lk + (tail ? 0 : lm));
+  t = calloc(1, offsetof(evs__target_t, key) + lk + (tail ? 0 : lm));
   if (t == NULL)
     return NULL;
-  t->key = memcpy((char *)(t + 1), key, lk);
+  memcpy(t->key, key, lk);
   t->name = tail ? t->key + (lk - lm) : memcpy(t->key + lk, so->target_name, lm);
   t->ns = evs_intern_str(reg->intern, ns);
   const char *gvk[4] = {so->target_api_version, g, v, so->target_kind};
@@ -2232,7 +2234,7 @@ int evs_registry_apply(evs_registry_t *reg, const evs_registry_object_t *obj) {
     size_t lk = strlen(key) + 1, lm = strlen(obj->name) + 1;
     /* A key cut at its buffer's size does not end with the name: the name is copied then. */
     int tail = lk >= lm && strcmp(key + (lk - lm), obj->name) == 0;
-    r = calloc(1, sizeof *r + lk + (tail ? 0 : lm));
+    r = calloc(1, offsetof(evs__rec_t, key) + lk + (tail ? 0 : lm));
     const char *ins = r ? evs_intern_str(reg->intern, ns) : NULL;
     if (ins == NULL) {
       free(r);
