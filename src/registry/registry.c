@@ -1301,8 +1301,8 @@ static void evs__status_pull(evs_status_patcher_t *p, const char *ns, const char
   char key[600];
   snprintf(key, sizeof key, "%s/%s", ns, name);
   evs__rec_t *r = evs__table_get(&reg->recs, evs__rec_key, key);
-  if (r == NULL || r->removed || r->origin != EVS_REGISTRY_API)
-    return;
+  if (r == NULL || r->removed || r->deleting || r->origin != EVS_REGISTRY_API)
+    return; /* no status for an object on its way out, as no decision (evs__evaluate) */
   if (evs__status_error(r) != NULL) {
     evs__status(r, NULL); /* a broken object's status takes nothing from a decision */
     return;
