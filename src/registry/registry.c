@@ -140,7 +140,7 @@ struct evs__rec_s {
   int32_t detail_current, detail_desired;
   uint8_t detail_active;
   uint8_t deleting, restoring, restored;
-  uint16_t st_decision; /* its last decision's part of the status (evs__stdec_at); 0 = none */
+  uint16_t st_decision; /* its last decision's part of the status (evs__stdec_index); 0 = none */
   evs_kube_req_t *fin_req;
   unsigned pending; /* scaler closes, the write in flight: the record lives until 0 */
 };
