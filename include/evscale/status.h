@@ -5,7 +5,7 @@
  *   evs_so_status_input(so, &step.decision, trig, ntrig, &in);
  *   in.gvkr = (evs_status_gvkr_t){"apps", "v1", "Deployment", "deployments"};
  *   json_t *st = evs_status_build(&in);                  // pure: the status object
- *   evs_status_patcher_update(p, ns, name, &in, now_ms, NULL, NULL);   // 1: patch sent
+ *   evs_status_patcher_update(p, ns, name, &in, now_ms, NULL, NULL);   // 1: sent or waiting
  *
  * Field names and texts follow kedacore/keda v2.20.2 (commit
  * 68a5b5028f35b22d50597c69819ab32c4e92f21a): apis/keda/v1alpha1/scaledobject_types.go
@@ -95,38 +95,68 @@ void evs_status_format_time(int64_t ms, char *buf, size_t cap);
 int64_t evs_status_last_active(int64_t written_ms, int was_active, int is_active,
                                int64_t decision_ms);
 
-/* --- the patcher --- */
+/* --- the patcher ---
+ *
+ * At most max_in_flight patches are out at once, all objects together: the initial sync of
+ * 10,000 objects needs 10,000 writes at once, and each queued with its body behind the client's
+ * rate limiter was most of the process's peak (issue 13). An object that needs a write while the
+ * slots are taken waits in a FIFO as the patcher's small per-object entry, without a body; when
+ * its turn comes the patcher asks the provider (evs_status_patcher_set_provider) for the object's
+ * status as it is then, so an object updated several times while it waits is written once, with
+ * its latest status, and a forgotten one is not written. Only status writes are bounded: the
+ * lease and scale writes (higher priorities) never wait behind them. */
 
 typedef struct evs_status_patcher_s evs_status_patcher_t;
 
+#define EVS_STATUS_MAX_IN_FLIGHT 8 /* the default bound */
+
 typedef struct {
-  int dry_run; /* build and compare, send nothing */
+  int dry_run;            /* build and compare, send nothing */
+  unsigned max_in_flight; /* patches out at once; 0 = EVS_STATUS_MAX_IN_FLIGHT */
 } evs_status_patcher_options_t;
 
 /* err: transport error or 0; status: the HTTP status (0 with err). */
 typedef void (*evs_status_cb)(evs_status_patcher_t *p, int err, int status, void *arg);
 
+/* The turn of ns/name (which waits) has come: call evs_status_patcher_update for it now, from
+ * inside this callback, with its current status; that call sends at once. Calling nothing (the
+ * object is gone, or has no status to write now) takes it out of the queue: its waiting callback
+ * runs with EVS_ECANCELED and its next update writes. ns and name are valid during the call. */
+typedef void (*evs_status_provide_cb)(evs_status_patcher_t *p, const char *ns, const char *name,
+                                      void *arg);
+
 /* kube is borrowed and must outlive the patcher; its patches go through evs_kube_request at
  * EVS_PRIO_LOW. opts may be NULL. */
 int evs_status_patcher_new(evs_kube_t *kube, const evs_status_patcher_options_t *opts,
                            evs_status_patcher_t **out);
-/* Builds the status of ns/name and, when it differs from the last one this patcher wrote (a
- * 64-bit hash of it per object), sends a merge patch {"status": ...} to
+/* Who answers for the waiting objects (NULL: nobody; a waiting object is then dropped when its
+ * turn comes, and written by its next update). arg is borrowed: set NULL before it goes. */
+void evs_status_patcher_set_provider(evs_status_patcher_t *p, evs_status_provide_cb provide,
+                                     void *arg);
+/* Builds the status of ns/name and, when it differs from the last one this patcher sent (a
+ * 64-bit hash of it per object), writes a merge patch {"status": ...} to
  * /apis/keda.sh/v1alpha1/namespaces/<ns>/scaledobjects/<name>/status at EVS_PRIO_LOW (fields
- * it wrote before and no longer has are set to null). One patch in flight per object; an update
- * during one replaces the waiting one. Returns 1 (a patch was sent or queued; cb runs once it
- * ends; a replaced waiting one's cb runs with EVS_ECANCELED), 0 (unchanged or dry run: nothing
- * sent, cb never runs), or a negative code. in->last_active_ms (the decision's) is limited by
- * evs_status_last_active before it is written. Do not close the patcher from inside cb. A failed
- * patch is retried by the next update. */
+ * it wrote before and no longer has are set to null): at once when a slot is free and nobody
+ * waits, otherwise the object waits its turn (see above; the body is built then). One patch in
+ * flight per object: an update during it waits too. Returns 1 (sent or waiting: cb runs once,
+ * when the patch that writes it ends; with EVS_ECANCELED if a later update replaces it while it
+ * waits, if the status sent turns out current again, if its turn finds nothing to write, if the
+ * object is forgotten or the patcher closed), 0 (unchanged, or dry run: nothing sent, cb never
+ * runs; an update waiting for this object is dropped with EVS_ECANCELED), or a negative code.
+ * Inside the provider, a NULL cb keeps the waiting update's callback on the patch sent.
+ * in->last_active_ms (the decision's) is limited by evs_status_last_active against the last one
+ * sent. Do not close the patcher from inside cb. A failed patch is retried by the next update. */
 int evs_status_patcher_update(evs_status_patcher_t *p, const char *ns, const char *name,
                               const evs_status_input_t *in, int64_t now_ms, evs_status_cb cb,
                               void *arg);
-/* Forgets an object (deleted): its next update writes in full. */
+/* Forgets an object (deleted): its next update writes in full; a waiting write is dropped
+ * (callback with EVS_ECANCELED). */
 void evs_status_patcher_forget(evs_status_patcher_t *p, const char *ns, const char *name);
 /* Patches sent since creation. */
 uint64_t evs_status_patcher_sent(const evs_status_patcher_t *p);
-/* Cancels what is in flight (callbacks with EVS_ECANCELED) and frees. */
+/* Patches out now (at most max_in_flight). */
+unsigned evs_status_patcher_in_flight(const evs_status_patcher_t *p);
+/* Cancels what is in flight or waits (callbacks with EVS_ECANCELED) and frees. */
 void evs_status_patcher_close(evs_status_patcher_t *p);
 
 #endif

@@ -196,26 +196,40 @@ int64_t evs_status_last_active(int64_t written_ms, int was_active, int is_active
 /* What the patcher keeps per ScaledObject. The status last sent is kept only as its skeleton
  * (its keys, nested; see skeleton_of), not as a JSON tree: a merge patch needs the keys the old
  * status had to null those the new one lacks, never their values. The tree was ~7.8 KB per
- * object in jansson (issue 13's memory goal: ~2 KB per object for everything). */
+ * object in jansson (issue 13's memory goal: ~2 KB per object for everything).
+ *
+ * An object whose status must be written while max_in_flight patches are out waits in the
+ * patcher's FIFO as this entry alone, without a body (issue 13: at the initial sync every object
+ * needs a write at once, and 10,000 queued requests with their bodies were most of the peak);
+ * its body is built when its turn comes, from what the provider says is its status then. */
 typedef struct entry_s {
-  struct entry_s *next; /* hash chain */
+  struct entry_s *next;  /* hash chain */
+  struct entry_s *qnext; /* the FIFO of the entries waiting for a slot */
   evs_status_patcher_t *p;
-  uint64_t hash;  /* of the last status sent (or queued); 0 = none */
+  uint64_t hash;  /* of the last status sent (in flight or written); 0 = none */
   uint64_t phash; /* of path: the bucket, kept for growing the table */
   char *skeleton; /* that status's keys (NULL = none) */
   int64_t last_active_written;
   uint8_t was_active;
+  uint8_t wants;     /* a write waits: in the FIFO, or for this object's own patch to end */
+  uint8_t linked;    /* in the FIFO */
+  uint8_t dead;      /* forgotten while in the FIFO: out of the table, freed when popped */
+  uint8_t forgotten; /* forgotten while its patch is in flight: freed when it ends */
   evs_kube_req_t *req;
-  char *pending_body; /* the next patch, waiting for the one in flight */
-  evs_status_cb cb, pending_cb;
-  void *arg, *pending_arg;
+  evs_status_cb cb, qcb; /* the patch in flight's, the waiting update's */
+  void *arg, *qarg;
   char path[]; /* /apis/keda.sh/v1alpha1/namespaces/<ns>/scaledobjects/<name>/status */
 } entry_t;
 
 struct evs_status_patcher_s {
   evs_kube_t *kube;
-  int dry_run, closing;
+  int dry_run, closing, pumping;
   uint64_t sent;
+  unsigned max_in_flight, in_flight;
+  entry_t *qhead, *qtail; /* the FIFO */
+  entry_t *granted;       /* the entry whose turn it is, while the provider runs */
+  evs_status_provide_cb provide;
+  void *provide_arg;
   entry_t **buckets; /* power of two; grows with the objects (50,000 in one process) */
   size_t nbuckets, n;
 };
@@ -229,6 +243,8 @@ int evs_status_patcher_new(evs_kube_t *kube, const evs_status_patcher_options_t 
     return UV_ENOMEM;
   p->kube = kube;
   p->dry_run = opts != NULL && opts->dry_run;
+  p->max_in_flight =
+      opts != NULL && opts->max_in_flight > 0 ? opts->max_in_flight : EVS_STATUS_MAX_IN_FLIGHT;
   p->nbuckets = 256;
   p->buckets = calloc(p->nbuckets, sizeof *p->buckets);
   if (p->buckets == NULL) {
@@ -443,6 +459,53 @@ static json_t *merge_diff(const char *old, json_t *new) {
   return d;
 }
 
+/* A 64-bit hash of a status tree, walked in its insertion order (jansson keeps it; the builder
+ * inserts in one order), instead of dumping it to text just to hash that: every update of every
+ * object builds its status to see whether it changed. */
+static uint64_t fnv_add(uint64_t h, const void *s, size_t n) {
+  const unsigned char *c = s;
+  for (size_t i = 0; i < n; i++)
+    h = (h ^ c[i]) * 1099511628211ull;
+  return h;
+}
+
+static uint64_t tree_hash(uint64_t h, json_t *v) {
+  unsigned char tag = (unsigned char)json_typeof(v);
+  h = fnv_add(h, &tag, 1);
+  switch (json_typeof(v)) {
+  case JSON_OBJECT: {
+    const char *k;
+    json_t *m;
+    json_object_foreach(v, k, m) {
+      h = fnv_add(h, k, strlen(k) + 1);
+      h = tree_hash(h, m);
+    }
+    return fnv_add(h, "}", 1);
+  }
+  case JSON_ARRAY:
+    for (size_t i = 0; i < json_array_size(v); i++)
+      h = tree_hash(h, json_array_get(v, i));
+    return fnv_add(h, "]", 1);
+  case JSON_STRING:
+    return fnv_add(h, json_string_value(v), json_string_length(v) + 1);
+  case JSON_INTEGER: {
+    json_int_t i = json_integer_value(v);
+    return fnv_add(h, &i, sizeof i);
+  }
+  case JSON_REAL: {
+    double d = json_real_value(v);
+    return fnv_add(h, &d, sizeof d);
+  }
+  default: /* true, false, null: the tag says it */
+    return h;
+  }
+}
+
+static uint64_t status_hash(json_t *st) {
+  uint64_t h = tree_hash(14695981039346656037ull, st);
+  return h ? h : 1; /* 0 means "nothing sent" */
+}
+
 static void on_patch(evs_kube_req_t *req, int err, const evs_http_response_t *resp, const char *msg,
                      void *arg);
 
@@ -456,17 +519,99 @@ static int send_patch(entry_t *e, const char *body) {
                                .on_done = on_patch,
                                .arg = e};
   int rc = evs_kube_request(e->p->kube, &o, &e->req);
-  if (rc != 0)
+  if (rc != 0) {
     e->req = NULL;
-  else
+  } else {
     e->p->sent++;
+    e->p->in_flight++;
+  }
   return rc;
 }
 
 static void entry_free(entry_t *e) {
   free(e->skeleton);
-  free(e->pending_body);
   free(e);
+}
+
+static void unhash(entry_t *e) {
+  entry_t **s = slot(e->p, e->path, e->phash);
+  if (*s == e) {
+    *s = e->next;
+    e->p->n--;
+  }
+}
+
+static void fifo_push(entry_t *e) {
+  evs_status_patcher_t *p = e->p;
+  e->qnext = NULL;
+  e->linked = 1;
+  if (p->qtail != NULL)
+    p->qtail->qnext = e;
+  else
+    p->qhead = e;
+  p->qtail = e;
+}
+
+static entry_t *fifo_pop(evs_status_patcher_t *p) {
+  entry_t *e = p->qhead;
+  if (e == NULL)
+    return NULL;
+  p->qhead = e->qnext;
+  if (p->qhead == NULL)
+    p->qtail = NULL;
+  e->qnext = NULL;
+  e->linked = 0;
+  return e;
+}
+
+/* The waiting update is no longer needed (the status sent is current, the object is forgotten,
+ * its turn came and nothing was written): its callback runs with EVS_ECANCELED. */
+static void drop_wait(entry_t *e) {
+  evs_status_cb cb = e->qcb;
+  void *arg = e->qarg;
+  e->wants = 0;
+  e->qcb = NULL;
+  e->qarg = NULL;
+  if (cb != NULL)
+    cb(e->p, EVS_ECANCELED, 0, arg);
+}
+
+/* The FIFO's next entries get the slots that are free: the provider is asked for each one's
+ * status now, and writes it through evs_status_patcher_update (see `granted` there). */
+static void pump(evs_status_patcher_t *p) {
+  static const char NS_AT[] = "/apis/keda.sh/v1alpha1/namespaces/";
+  static const char SO_AT[] = "/scaledobjects/";
+  if (p->pumping || p->closing)
+    return;
+  p->pumping = 1;
+  entry_t *e;
+  while (!p->closing && p->in_flight < p->max_in_flight && (e = fifo_pop(p)) != NULL) {
+    if (e->dead) {
+      entry_free(e);
+      continue;
+    }
+    if (!e->wants || e->req != NULL)
+      continue; /* not waiting any more, or for its own patch (which queues it again) */
+    if (p->provide != NULL) {
+      char ns[400], name[400];
+      const char *a = e->path + sizeof NS_AT - 1, *b = strchr(a, '/');
+      const char *c = b + sizeof SO_AT - 1, *d = strchr(c, '/');
+      memcpy(ns, a, (size_t)(b - a));
+      ns[b - a] = '\0';
+      memcpy(name, c, (size_t)(d - c));
+      name[d - c] = '\0';
+      p->granted = e;
+      p->provide(p, ns, name, p->provide_arg);
+      p->granted = NULL;
+    }
+    if (e->dead) {
+      entry_free(e); /* forgotten by the provider; dead entries have no patch in flight */
+      continue;
+    }
+    if (e->wants && e->req == NULL)
+      drop_wait(e); /* its owner wrote nothing: the next update writes */
+  }
+  p->pumping = 0;
 }
 
 static void on_patch(evs_kube_req_t *req, int err, const evs_http_response_t *resp, const char *msg,
@@ -476,28 +621,24 @@ static void on_patch(evs_kube_req_t *req, int err, const evs_http_response_t *re
   entry_t *e = arg;
   evs_status_patcher_t *p = e->p;
   e->req = NULL;
+  p->in_flight--;
   int status = resp ? resp->status : 0;
   if (err != 0 || status < 200 || status > 299)
     e->hash = 0; /* not written: the next update writes again (in full: no diff base) */
   evs_status_cb cb = e->cb;
   void *cbarg = e->arg;
   e->cb = NULL;
-  if (e->pending_body != NULL) {
-    char *body = e->pending_body;
-    e->pending_body = NULL;
-    e->cb = e->pending_cb;
-    e->arg = e->pending_arg;
-    int rc = p->closing ? EVS_ECANCELED : send_patch(e, body);
-    free(body);
-    if (rc != 0) {
-      e->hash = 0;
-      if (e->cb != NULL)
-        e->cb(p, rc, 0, e->arg);
-      e->cb = NULL;
+  if (!p->closing) {
+    if (e->forgotten && !e->wants) {
+      unhash(e);
+      entry_free(e);
+    } else if (e->wants && !e->linked) {
+      fifo_push(e); /* an update came during its patch: it waits its turn like the others */
     }
   }
   if (cb != NULL)
     cb(p, err, status, cbarg);
+  pump(p);
 }
 
 static entry_t *entry_get(evs_status_patcher_t *p, const char *path) {
@@ -518,6 +659,67 @@ static entry_t *entry_get(evs_status_patcher_t *p, const char *path) {
   return e;
 }
 
+/* Builds the merge patch of st (consumed) against what e sent before and sends it. */
+static int write_now(entry_t *e, json_t *st, uint64_t h, const evs_status_input_t *x,
+                     evs_status_cb cb, void *arg) {
+  evs_status_patcher_t *p = e->p;
+  char *skeleton = skeleton_of(st);
+  if (skeleton == NULL) {
+    json_decref(st);
+    return UV_ENOMEM;
+  }
+  json_t *patch = json_pack("{s:o}", "status", merge_diff(e->hash ? e->skeleton : NULL, st));
+  json_decref(st);
+  char *body = patch ? json_dumps(patch, JSON_COMPACT) : NULL;
+  json_decref(patch);
+  int rc = body != NULL ? send_patch(e, body) : UV_ENOMEM;
+  free(body);
+  if (rc != 0) {
+    free(skeleton);
+    return rc;
+  }
+  e->hash = h;
+  free(e->skeleton);
+  e->skeleton = skeleton;
+  e->last_active_written = x->last_active_ms;
+  e->was_active = x->active != 0;
+  /* The waiting update this write answers (the provider's call on its turn): its callback
+   * travels with this patch unless the caller brings one of its own. */
+  evs_status_cb replaced = NULL;
+  void *rarg = NULL;
+  if (e->wants) {
+    if (cb == NULL) {
+      cb = e->qcb;
+      arg = e->qarg;
+    } else {
+      replaced = e->qcb;
+      rarg = e->qarg;
+    }
+    e->wants = 0;
+    e->qcb = NULL;
+    e->qarg = NULL;
+  }
+  e->cb = cb;
+  e->arg = arg;
+  if (replaced != NULL)
+    replaced(p, EVS_ECANCELED, 0, rarg);
+  return 1;
+}
+
+/* A write must wait (the slots are taken, or this object's own patch is out): the entry waits
+ * in the FIFO without a body, replacing a waiting update of the same object. */
+static void wait_turn(entry_t *e, evs_status_cb cb, void *arg) {
+  evs_status_cb replaced = e->wants ? e->qcb : NULL;
+  void *rarg = e->qarg;
+  e->wants = 1;
+  e->qcb = cb;
+  e->qarg = arg;
+  if (e->req == NULL && !e->linked)
+    fifo_push(e);
+  if (replaced != NULL)
+    replaced(e->p, EVS_ECANCELED, 0, rarg);
+}
+
 int evs_status_patcher_update(evs_status_patcher_t *p, const char *ns, const char *name,
                               const evs_status_input_t *in, int64_t now_ms, evs_status_cb cb,
                               void *arg) {
@@ -533,61 +735,39 @@ int evs_status_patcher_update(evs_status_patcher_t *p, const char *ns, const cha
   entry_t *e = entry_get(p, path);
   if (e == NULL)
     return UV_ENOMEM;
+  e->forgotten = 0;
   evs_status_input_t x = *in;
   int active = in->active != 0;
+  x.active = (uint8_t)active;
   x.last_active_ms = in->last_active_ms <= 0
                          ? 0
                          : evs_status_last_active(e->last_active_written, e->was_active, active,
                                                   in->last_active_ms);
   json_t *st = evs_status_build(&x);
-  char *dump = st ? json_dumps(st, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-  if (dump == NULL) {
-    json_decref(st);
+  if (st == NULL)
     return UV_ENOMEM;
-  }
-  uint64_t h = fnv1a(dump, strlen(dump));
-  free(dump);
-  if (h == e->hash || p->dry_run) {
+  uint64_t h = status_hash(st);
+  if (p->dry_run) {
     json_decref(st);
     return 0;
   }
-  char *skeleton = skeleton_of(st);
-  if (skeleton == NULL) {
+  if (h == e->hash) {
+    /* What is sent (or in flight) is current: a waiting write is not needed any more. */
     json_decref(st);
-    return UV_ENOMEM;
+    if (e->wants)
+      drop_wait(e);
+    return 0;
   }
-  json_t *patch = json_pack("{s:o}", "status", merge_diff(e->hash ? e->skeleton : NULL, st));
-  json_decref(st);
-  char *body = patch ? json_dumps(patch, JSON_COMPACT) : NULL;
-  json_decref(patch);
-  if (body == NULL) {
-    free(skeleton);
-    return UV_ENOMEM;
+  int turn = p->granted == e ||
+             (!e->linked && !p->pumping && p->in_flight < p->max_in_flight && p->qhead == NULL);
+  if (e->req != NULL || !turn) {
+    json_decref(st);
+    wait_turn(e, cb, arg);
+    if (p->in_flight < p->max_in_flight)
+      pump(p); /* a free slot with a waiting entry only if a pump was cut short: resume it */
+    return 1;
   }
-  if (e->req != NULL) {
-    /* One in flight: this one waits, replacing an older waiting one. */
-    if (e->pending_cb != NULL)
-      e->pending_cb(p, EVS_ECANCELED, 0, e->pending_arg);
-    free(e->pending_body);
-    e->pending_body = body;
-    e->pending_cb = cb;
-    e->pending_arg = arg;
-  } else {
-    rc = send_patch(e, body);
-    free(body);
-    if (rc != 0) {
-      free(skeleton);
-      return rc;
-    }
-    e->cb = cb;
-    e->arg = arg;
-  }
-  e->hash = h;
-  free(e->skeleton);
-  e->skeleton = skeleton;
-  e->last_active_written = x.last_active_ms;
-  e->was_active = (uint8_t)active;
-  return 1;
+  return write_now(e, st, h, &x, cb, arg);
 }
 
 void evs_status_patcher_forget(evs_status_patcher_t *p, const char *ns, const char *name) {
@@ -598,28 +778,58 @@ void evs_status_patcher_forget(evs_status_patcher_t *p, const char *ns, const ch
   if (*s == NULL)
     return;
   entry_t *e = *s;
+  evs_status_cb qcb = e->wants ? e->qcb : NULL;
+  void *qarg = e->qarg;
+  e->wants = 0;
+  e->qcb = NULL;
   if (e->req != NULL) {
-    /* Keep the record until its patch ends; just forget what was written. */
+    /* Keep the record until its patch ends (an update meanwhile waits for it); just forget
+     * what was written. */
     e->hash = 0;
-    return;
+    e->forgotten = 1;
+  } else {
+    *s = e->next;
+    p->n--;
+    if (e->linked || p->granted == e)
+      e->dead = 1; /* the FIFO (or the pump) still holds it: freed there, never written */
+    else
+      entry_free(e);
   }
-  *s = e->next;
-  p->n--;
-  entry_free(e);
+  if (qcb != NULL)
+    qcb(p, EVS_ECANCELED, 0, qarg);
+}
+
+void evs_status_patcher_set_provider(evs_status_patcher_t *p, evs_status_provide_cb provide,
+                                     void *arg) {
+  if (p == NULL)
+    return;
+  p->provide = provide;
+  p->provide_arg = arg;
 }
 
 uint64_t evs_status_patcher_sent(const evs_status_patcher_t *p) { return p->sent; }
+
+unsigned evs_status_patcher_in_flight(const evs_status_patcher_t *p) { return p->in_flight; }
 
 void evs_status_patcher_close(evs_status_patcher_t *p) {
   if (p == NULL)
     return;
   p->closing = 1;
+  /* Forgotten entries still in the FIFO are in no bucket. */
+  for (entry_t *e = p->qhead, *next; e != NULL; e = next) {
+    next = e->qnext;
+    if (e->dead)
+      entry_free(e);
+  }
+  p->qhead = p->qtail = NULL;
   for (size_t i = 0; i < p->nbuckets; i++) {
     while (p->buckets[i] != NULL) {
       entry_t *e = p->buckets[i];
-      if (e->req != NULL)
-        evs_kube_cancel(e->req); /* on_patch runs now: callbacks get ECANCELED */
       p->buckets[i] = e->next;
+      if (e->req != NULL)
+        evs_kube_cancel(e->req); /* on_patch runs now: its callback gets ECANCELED */
+      if (e->wants)
+        drop_wait(e);
       entry_free(e);
     }
   }

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "evscale/buf.h"
 #include "evscale/error.h"
 #include "evscale/fallbackhpa.h"
 #include "evscale/intern.h"
@@ -179,6 +180,7 @@ struct evs__rec_s {
   unsigned seen_triggered : 1, hpa_wanted : 1;
   /* Being deleted, the restore write in flight, restored. */
   unsigned deleting : 1, restoring : 1, restored : 1;
+  uint16_t st_decision; /* its last decision's part of the status (evs__stdec_index); 0 = none */
   char key[]; /* "ns/name" */
 };
 
@@ -275,7 +277,18 @@ typedef struct evs__hpa_s {
   char *name; /* the HPA's */
 } evs__hpa_t;
 
+/* A decision's part of a status: its conditions (the engine's static strings), its activity and
+ * whether health is reported (see evs__status_pull). */
+typedef struct {
+  evs_condition_t c[EVS_COND__COUNT];
+  uint8_t active, health_reported;
+} evs__stdec_t;
+
 struct evs_registry_s {
+  /* The distinct decision parts of the statuses (few: the engine's texts); a record holds the
+   * index + 1 of its own (st_decision), so a status can be built on the patcher's turn. */
+  evs__stdec_t *stdecs;
+  size_t n_stdecs, cap_stdecs;
   evs_registry_options_t o;
   char *default_ns;
   evs__table_t recs, targets, hpas;
@@ -1426,22 +1439,61 @@ static void evs__evaluate(evs__rec_t *r) {
 /* ---------------------------------------------------------------------------------------------
  * Status */
 
+/* The status patcher writes a few objects at a time and asks for a waiting object's status when
+ * its turn comes (evs__status_pull), so the record must say its status at any time without
+ * keeping its last decision (~350 B): what the status takes from a decision beyond the record
+ * and the engine state (health, last active time) is its conditions (static strings), its
+ * activity and whether health is reported. Those combinations are few (the engine's texts), so
+ * each is kept once for the process (the loop thread's) and a record holds its index. */
+
+
+/* The index + 1 of d's status part, 0 when it cannot be kept (then no pull: the next decision
+ * writes). */
+static uint16_t evs__stdec_index(evs_registry_t *reg, const evs_decision_t *d) {
+  for (size_t i = 0; i < reg->n_stdecs; i++) {
+    const evs__stdec_t *s = &reg->stdecs[i];
+    int same = s->active == d->active && s->health_reported == d->health_reported;
+    for (int c = 0; same && c < EVS_COND__COUNT; c++)
+      same = s->c[c].status == d->conditions[c].status &&
+             s->c[c].reason == d->conditions[c].reason &&
+             s->c[c].message == d->conditions[c].message;
+    if (same)
+      return (uint16_t)(i + 1);
+  }
+  if (reg->n_stdecs >= UINT16_MAX ||
+      evs_buf_reserve((void **)&reg->stdecs, &reg->cap_stdecs, reg->n_stdecs + 1,
+                      sizeof *reg->stdecs, 16) != 0)
+    return 0;
+  evs__stdec_t *s = &reg->stdecs[reg->n_stdecs++];
+  memcpy(s->c, d->conditions, sizeof s->c);
+  s->active = d->active;
+  s->health_reported = d->health_reported;
+  return (uint16_t)reg->n_stdecs;
+}
+
+static const char *evs__status_error(const evs__rec_t *r) {
+  const char *err = evs__check_error(r);
+  if (err == NULL && r->target && r->target->error)
+    err = r->target->error;
+  if (err == NULL)
+    err = evs__refusal(r);
+  return err;
+}
+
 static void evs__status(evs__rec_t *r, const evs_decision_t *d) {
   evs_registry_t *reg = r->reg;
   if (reg->o.status == NULL || r->origin != EVS_REGISTRY_API || !reg->leading)
     return;
+  if (d != NULL)
+    r->st_decision = evs__stdec_index(reg, d);
   evs_status_trigger_t tbuf[64];
   size_t n = r->so ? r->so->n_triggers : 0;
   evs_status_trigger_t *trig = n <= 64 ? tbuf : calloc(n, sizeof *trig);
   if (trig == NULL)
     return;
   evs_status_input_t in;
-  const char *err = evs__check_error(r);
+  const char *err = evs__status_error(r);
   char buf[1024];
-  if (err == NULL && r->target && r->target->error)
-    err = r->target->error;
-  if (err == NULL && evs__refusal(r))
-    err = evs__refusal(r);
   if (evs_so_status_input(err ? NULL : r->so, err ? NULL : d, trig, n, &in) != 0) {
     if (trig != tbuf)
       free(trig);
@@ -1523,6 +1575,37 @@ static void evs__status(evs__rec_t *r, const evs_decision_t *d) {
   (void)evs_status_patcher_update(reg->o.status, r->ns, r->name, &in, evs__wall_ms(), NULL, NULL);
   if (trig != tbuf)
     free(trig);
+}
+
+/* The patcher's turn for ns/name: its status now, from the record, the engine state and its last
+ * decision's part (evs__stdec_index). Nothing when the object is gone or has no status yet. */
+static void evs__status_pull(evs_status_patcher_t *p, const char *ns, const char *name, void *arg) {
+  (void)p;
+  evs_registry_t *reg = arg;
+  char key[600];
+  snprintf(key, sizeof key, "%s/%s", ns, name);
+  evs__rec_t *r = evs__table_get(&reg->recs, evs__rec_key, key);
+  if (r == NULL || r->removed || r->deleting || r->origin != EVS_REGISTRY_API)
+    return; /* no status for an object on its way out, as no decision (evs__evaluate) */
+  if (evs__status_error(r) != NULL) {
+    evs__status(r, NULL); /* a broken object's status takes nothing from a decision */
+    return;
+  }
+  if (r->st_decision == 0 || r->st_decision > reg->n_stdecs || r->est == NULL || r->so == NULL)
+    return;
+  const evs__stdec_t *s = &reg->stdecs[r->st_decision - 1];
+  evs_decision_t d;
+  memset(&d, 0, sizeof d);
+  memcpy(d.conditions, s->c, sizeof d.conditions);
+  d.active = s->active;
+  d.health_reported = s->health_reported;
+  d.last_active_ms = r->est->last_active_ms;
+  d.health = r->est->health;
+  d.n_health = r->est->n_triggers;
+  /* The Active condition's detail is refreshed as after the last decision: these mirror it. */
+  d.current = r->detail ? r->detail->current : 0;
+  d.desired = r->detail ? r->detail->desired : 0;
+  evs__status(r, &d);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -2625,6 +2708,8 @@ int evs_registry_new(const evs_registry_options_t *o, evs_registry_t **out) {
   }
   reg->idle.data = reg;
   reg->o.default_namespace = reg->default_ns;
+  if (o->status != NULL)
+    evs_status_patcher_set_provider(o->status, evs__status_pull, reg);
   *out = reg;
   return 0;
 }
@@ -2645,6 +2730,7 @@ static void evs__idle_closed(uv_handle_t *h) {
   }
   free(reg->hpas.slots);
   evs_intern_free(reg->intern);
+  free(reg->stdecs);
   free(reg->default_ns);
   free(reg);
   if (cb)
@@ -2673,6 +2759,8 @@ void evs_registry_close(evs_registry_t *reg, void (*cb)(void *arg), void *arg) {
   reg->close_arg = arg;
   reg->leading = 0;
   reg->closing = 1;
+  if (reg->o.status != NULL)
+    evs_status_patcher_set_provider(reg->o.status, NULL, NULL);
   while (!evs_list_empty(&reg->fetch_wait)) {
     evs__target_t *t = evs_container_of(reg->fetch_wait.next, evs__target_t, flink);
     evs_list_remove(&t->flink);

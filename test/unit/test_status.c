@@ -574,6 +574,238 @@ static void test_dry_run(void **state) {
   env_close(&e);
 }
 
+/* ---- the bound: at most K patches out, the others wait without a body, pulled on their turn ----
+ */
+
+#define BQ_MAX 256
+
+typedef struct {
+  evs_status_patcher_t *p;
+  unsigned k, max_seen;
+  int n;
+  char names[BQ_MAX][32];
+  evs_status_input_t in[BQ_MAX]; /* each object's current status: what the provider answers */
+  int pulls, ended, canceled, expect, done;
+  char pulled[BQ_MAX]; /* per object: times its turn came */
+} bq_t;
+
+static bq_t BQ;
+
+/* Patches out as the test sees them: sent (the patcher's count) minus those whose callback ran
+ * with the server's answer. */
+static void bq_sample(void) {
+  unsigned out = (unsigned)(evs_status_patcher_sent(BQ.p) - (uint64_t)BQ.ended);
+  if (out > BQ.max_seen)
+    BQ.max_seen = out;
+  assert_true(evs_status_patcher_in_flight(BQ.p) <= BQ.k);
+}
+
+static int bq_find(const char *name) {
+  for (int i = 0; i < BQ.n; i++)
+    if (strcmp(BQ.names[i], name) == 0)
+      return i;
+  return -1;
+}
+
+static int bq_add(const char *name, int32_t original) {
+  assert_true(BQ.n < BQ_MAX);
+  snprintf(BQ.names[BQ.n], sizeof BQ.names[0], "%s", name);
+  BQ.in[BQ.n] = BQ.in[0];
+  BQ.in[BQ.n].original_replicas = original;
+  return BQ.n++;
+}
+
+static void bq_provide(evs_status_patcher_t *p, const char *ns, const char *name, void *arg) {
+  assert_ptr_equal(arg, &BQ);
+  assert_string_equal(ns, NS);
+  int i = bq_find(name);
+  assert_true(i >= 0);
+  BQ.pulls++;
+  BQ.pulled[i]++;
+  assert_int_equal(evs_status_patcher_update(p, ns, name, &BQ.in[i], T0 + 1000, NULL, NULL), 1);
+  bq_sample();
+}
+
+static void bq_done(evs_status_patcher_t *p, int err, int status, void *arg) {
+  (void)p;
+  (void)arg;
+  if (err == EVS_ECANCELED) {
+    BQ.canceled++;
+  } else {
+    assert_int_equal(err, 0);
+    assert_int_equal(status, 200);
+    BQ.ended++;
+  }
+  bq_sample();
+  if (BQ.ended + BQ.canceled == BQ.expect)
+    BQ.done = 1;
+}
+
+/* A patcher bounded to k with the test as its provider; BQ.in[0] is the template input. */
+static void bq_init(env_t *e, fx_t *f, unsigned k) {
+  memset(&BQ, 0, sizeof BQ);
+  BQ.k = k;
+  evs_status_patcher_options_t o = {.max_in_flight = k};
+  assert_int_equal(evs_status_patcher_new(e->kube, &o, &BQ.p), 0);
+  evs_status_patcher_set_provider(BQ.p, bq_provide, &BQ);
+  fx_init(f, NULL, REDIS);
+  BQ.in[0] = mkin(f->so, decide(f, T0 + 1000, 50, 0), NULL);
+}
+
+static int bq_update(int i) {
+  int rc = evs_status_patcher_update(BQ.p, NS, BQ.names[i], &BQ.in[i], T0 + 1000, bq_done, NULL);
+  bq_sample();
+  return rc;
+}
+
+static char *so_status_path(char *buf, size_t cap, const char *name) {
+  snprintf(buf, cap, "/apis/keda.sh/v1alpha1/namespaces/%s/scaledobjects/%s/status", NS, name);
+  return buf;
+}
+
+/* 200 objects updated at once with a bound of 4: never more than 4 patches out (and 4 out while
+ * others wait), each object written once, every status on the server. */
+static void test_bounded_in_flight(void **state) {
+  (void)state;
+  SKIP_IF_NONE();
+  enum { N = 200, K = 4 };
+  env_t e;
+  env_init(&e);
+  fx_t f;
+  bq_init(&e, &f, K);
+  char name[32];
+  for (int i = 0; i < N; i++) {
+    snprintf(name, sizeof name, "q-%d", i);
+    create_so(&e, name);
+    bq_add(name, 100 + i);
+  }
+  BQ.expect = N;
+  for (int i = 0; i < N; i++)
+    assert_int_equal(bq_update(i), 1);
+  assert_int_equal(evs_status_patcher_sent(BQ.p), K);
+  assert_true(evs_test_run_until(&e.loop, &BQ.done, 120000));
+  assert_int_equal(BQ.ended, N);
+  assert_int_equal(BQ.canceled, 0);
+  assert_int_equal(BQ.max_seen, K);
+  assert_int_equal(BQ.pulls, N - K);
+  assert_int_equal(evs_status_patcher_sent(BQ.p), N);
+  assert_int_equal(evs_status_patcher_in_flight(BQ.p), 0);
+  char args[128];
+  snprintf(args, sizeof args, "-n %s get scaledobjects -o json", NS);
+  char *out = kw_kubectl(args);
+  assert_non_null(out);
+  json_t *list = json_loads(out, 0, NULL);
+  free(out);
+  assert_non_null(list);
+  int seen = 0;
+  size_t j;
+  json_t *item;
+  json_array_foreach(json_object_get(list, "items"), j, item) {
+    const char *n = json_string_value(json_object_get(json_object_get(item, "metadata"), "name"));
+    int i = bq_find(n);
+    if (i < 0)
+      continue;
+    json_t *st = json_object_get(item, "status");
+    assert_int_equal(json_integer_value(json_object_get(st, "originalReplicaCount")), 100 + i);
+    assert_string_equal(cond_field(st, 0, "reason"), "ScaledObjectReady");
+    seen++;
+  }
+  json_decref(list);
+  assert_int_equal(seen, N);
+  evs_status_patcher_close(BQ.p);
+  fx_free(&f);
+  env_close(&e);
+}
+
+/* An object updated three times while it waits is written once, with its last status: the
+ * first two updates are replaced (EVS_ECANCELED), the body is built on its turn. */
+static void test_waiting_written_once_latest(void **state) {
+  (void)state;
+  SKIP_IF_NONE();
+  env_t e;
+  env_init(&e);
+  fx_t f;
+  bq_init(&e, &f, 1);
+  create_so(&e, "hold");
+  create_so(&e, "three");
+  int hold = bq_add("hold", 1), three = bq_add("three", 11);
+  char path[256];
+  long mark = kw_audit_mark();
+  BQ.expect = 4;
+  assert_int_equal(bq_update(hold), 1); /* takes the only slot */
+  for (int v = 11; v <= 13; v++) {
+    BQ.in[three].original_replicas = v;
+    assert_int_equal(bq_update(three), 1);
+  }
+  assert_int_equal(BQ.canceled, 2);
+  assert_int_equal(evs_status_patcher_sent(BQ.p), 1);
+  assert_true(evs_test_run_until(&e.loop, &BQ.done, 60000));
+  assert_int_equal(BQ.ended, 2);
+  assert_int_equal(BQ.pulled[three], 1);
+  kw_audit_settle();
+  assert_int_equal(kw_audit_count(mark, "patch", so_status_path(path, sizeof path, "three")), 1);
+  json_t *st = kubectl_status("three");
+  assert_int_equal(json_integer_value(json_object_get(st, "originalReplicaCount")), 13);
+  json_decref(st);
+  /* Its own patch out, an update waits for it (no second patch of one object at once), then
+   * goes out with the status of its turn. */
+  BQ.done = 0;
+  BQ.expect = BQ.ended + BQ.canceled + 2;
+  BQ.in[three].original_replicas = 14;
+  assert_int_equal(bq_update(three), 1);
+  BQ.in[three].original_replicas = 15;
+  assert_int_equal(bq_update(three), 1);
+  assert_int_equal(evs_status_patcher_in_flight(BQ.p), 1);
+  BQ.in[three].original_replicas = 16; /* changed again before its turn: the turn takes 16 */
+  assert_true(evs_test_run_until(&e.loop, &BQ.done, 60000));
+  assert_int_equal(BQ.pulled[three], 2);
+  kw_audit_settle();
+  assert_int_equal(kw_audit_count(mark, "patch", path), 3);
+  st = kubectl_status("three");
+  assert_int_equal(json_integer_value(json_object_get(st, "originalReplicaCount")), 16);
+  json_decref(st);
+  evs_status_patcher_close(BQ.p);
+  fx_free(&f);
+  env_close(&e);
+}
+
+/* A forgotten object waiting in the queue is not written, and its turn is not asked for. */
+static void test_forgotten_waiting_not_written(void **state) {
+  (void)state;
+  SKIP_IF_NONE();
+  env_t e;
+  env_init(&e);
+  fx_t f;
+  bq_init(&e, &f, 1);
+  create_so(&e, "hold2");
+  create_so(&e, "gone");
+  int hold = bq_add("hold2", 1), gone = bq_add("gone", 2), after = bq_add("after", 3);
+  create_so(&e, "after");
+  char path[256];
+  long mark = kw_audit_mark();
+  BQ.expect = 3;
+  assert_int_equal(bq_update(hold), 1);
+  assert_int_equal(bq_update(gone), 1);
+  assert_int_equal(bq_update(after), 1);
+  evs_status_patcher_forget(BQ.p, NS, "gone");
+  assert_int_equal(BQ.canceled, 1); /* gone's callback, at once */
+  assert_true(evs_test_run_until(&e.loop, &BQ.done, 60000));
+  assert_int_equal(BQ.ended, 2);
+  assert_int_equal(BQ.pulled[gone], 0);
+  assert_int_equal(BQ.pulled[after], 1);
+  assert_int_equal(evs_status_patcher_sent(BQ.p), 2);
+  kw_audit_settle();
+  assert_int_equal(kw_audit_count(mark, "patch", so_status_path(path, sizeof path, "gone")), 0);
+  json_t *st = kubectl_status("gone");
+  assert_null(st);
+  st = kubectl_status("after");
+  assert_int_equal(json_integer_value(json_object_get(st, "originalReplicaCount")), 3);
+  json_decref(st);
+  evs_status_patcher_close(BQ.p);
+  fx_free(&f);
+  env_close(&e);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_conditions_are_kedas),
@@ -585,6 +817,9 @@ int main(void) {
       cmocka_unit_test(test_nested_key_removed),
       cmocka_unit_test(test_many_entries),
       cmocka_unit_test(test_dry_run),
+      cmocka_unit_test(test_bounded_in_flight),
+      cmocka_unit_test(test_waiting_written_once_latest),
+      cmocka_unit_test(test_forgotten_waiting_not_written),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
