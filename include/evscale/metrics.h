@@ -81,6 +81,9 @@ int evs_metric_remove(evs_metric_t *m);
 size_t evs_metric_family_remove_matching(evs_metric_family_t *fam, size_t label_index,
                                          const char *value);
 size_t evs_metric_family_size(const evs_metric_family_t *fam);
+/* The value of label i of child m (borrowed: lives as long as m), NULL when i is out of range or
+ * m is NULL: an owner that keeps the handle need not keep the labels too. */
+const char *evs_metric_label(const evs_metric_t *m, size_t i);
 
 /* Row sets: the series of several counter and gauge families that share their label values,
  * as a ScaledObject's do (namespace and name in each of its series), kept as one row per key
@@ -118,6 +121,8 @@ int evs_metrics_rows_add(evs_metrics_rows_t *rs, const char *const *key, evs_met
  * afterwards (freed at once, or when the last stream that may reach it ends). 0, or
  * EVS_ENOTFOUND for NULL. */
 int evs_metric_row_remove(evs_metric_row_t *r);
+/* Key value i of row r (borrowed: lives as long as r), NULL when out of range or r is NULL. */
+const char *evs_metric_row_key(const evs_metric_row_t *r, size_t i);
 /* Rows of the set. */
 size_t evs_metrics_rows_size(const evs_metrics_rows_t *rs);
 /* A column's value: as evs_metric_add / evs_metric_set / evs_metric_value on the child the

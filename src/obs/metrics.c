@@ -467,6 +467,10 @@ size_t evs_metric_family_remove_matching(evs_metric_family_t *fam, size_t label_
   return removed;
 }
 
+const char *evs_metric_label(const evs_metric_t *m, size_t i) {
+  return m != NULL && i < m->fam->n_labels ? label_at(m, i) : NULL;
+}
+
 size_t evs_metric_family_size(const evs_metric_family_t *fam) {
   if (fam && fam->rows)
     return fam->rows->size * fam->ncol;
@@ -637,6 +641,10 @@ int evs_metrics_rows_add(evs_metrics_rows_t *rs, const char *const *key, evs_met
 }
 
 int evs_metric_row_remove(evs_metric_row_t *r) { return evs_metric_remove((evs_metric_t *)r); }
+
+const char *evs_metric_row_key(const evs_metric_row_t *r, size_t i) {
+  return evs_metric_label((const evs_metric_t *)r, i);
+}
 
 size_t evs_metrics_rows_size(const evs_metrics_rows_t *rs) { return rs ? rs->idx.size : 0; }
 

@@ -235,6 +235,12 @@ static void test_labels_escaping_order_remove(void **state) {
   evs_metric_set(evs_metric_family_child(f, v4), 4);
   assert_ptr_equal(evs_metric_family_child(f, v2), evs_metric_family_lookup(f, v2));
   assert_int_equal(evs_metric_family_size(f), 4);
+  /* A child's labels as given (the empty one too), unescaped. */
+  assert_string_equal(evs_metric_label(evs_metric_family_lookup(f, v1), 0), "ns-b");
+  assert_string_equal(evs_metric_label(evs_metric_family_lookup(f, v1), 1), v1[1]);
+  assert_string_equal(evs_metric_label(evs_metric_family_lookup(f, v4), 1), "");
+  assert_null(evs_metric_label(evs_metric_family_lookup(f, v4), 2));
+  assert_null(evs_metric_label(NULL, 0));
   out = expose(reg);
   assert_string_equal(out, "# TYPE x_items gauge\n"
                            "x_items{namespace=\"ns-a\",name=\"\"} 4\n"
@@ -838,6 +844,11 @@ static void test_rows_rules(void **state) {
   assert_int_equal(evs_metrics_rows_add(rs, key, &dup), UV_EEXIST);
   assert_int_equal(evs_metrics_rows_size(rs), 1);
   assert_int_equal(evs_metric_family_size(r.f[RF_EVENTS]), 2);
+  /* The key as given, value by value (what an owner finds its counted series by). */
+  assert_string_equal(evs_metric_row_key(row, 0), "n");
+  assert_string_equal(evs_metric_row_key(row, 1), "so-1");
+  assert_null(evs_metric_row_key(row, 2));
+  assert_null(evs_metric_row_key(NULL, 0));
   /* Counters only go up; a column out of range is nothing. */
   evs_metric_row_add(row, 3, 2);
   evs_metric_row_add(row, 3, -1);
