@@ -587,7 +587,8 @@ static void on_deliver(evs_timerq_entry_t *e);
 static void read_failed_sync(redis_t *r, int rc) {
   r->pending_err = rc;
   evs_timerq_t *q = evs_scaler__timerq(&r->base);
-  evs_timerq_entry_init(&r->deliver); /* the union's waiter is not waiting (see redis_s) */
+  if (!evs_timerq_active(&r->deliver)) /* the waiter's leftovers (see redis_s); slot is 0 */
+    evs_timerq_entry_init(&r->deliver);
   if (q == NULL || evs_timerq_start(q, &r->deliver, on_deliver, 0) != 0)
     r->pending_err = 0; /* out of memory: no reading, but the next poll reads again */
 }
