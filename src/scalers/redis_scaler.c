@@ -8,9 +8,11 @@
  * request; its close completes through evs_scaler__close_later.
  *
  * Memory (issue 13: 50,000 triggers waiting for a server that is down): the parameters' strings
- * live in one allocation addressed by 32-bit offsets, the keyspace channel is formatted when it
- * is needed, counters are 32-bit, flags are bits, the key's type is a small code, the reading
- * counters are the generic header's, and the environment is borrowed, not copied. */
+ * live at the end of the scaler's own allocation, found by their lengths; the keyspace channel is
+ * formatted when it is needed; counters are 32-bit, flags are bits, the key's type is a small
+ * code; what is never needed at once shares room (the waiting read and a failure's delivery,
+ * the TLS request and the command connection); the reading counters and the notice are the
+ * generic header's, and the environment is borrowed, not copied. */
 #include "evscale/redis_scaler.h"
 #include "evscale/error.h"
 #include "evscale/list.h"
