@@ -22,6 +22,7 @@
 
 #include <limits.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <mbedtls/sha1.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1025,7 +1026,9 @@ static int redis_create(uv_loop_t *loop, const evs_scaler_env_t *env,
   params_t p = {0};
   const char *object = cfg->object ? cfg->object : "";
   int rc = parse(&p, env, cfg, diag);
-  redis_t *r = rc == 0 ? calloc(1, sizeof *r + pack(NULL, &p, object)) : NULL;
+  /* The strings begin in the struct's tail padding (offsetof, not sizeof). */
+  size_t size = offsetof(redis_t, strs) + pack(NULL, &p, object);
+  redis_t *r = rc == 0 ? calloc(1, size > sizeof *r ? size : sizeof *r) : NULL;
   if (rc == 0 && r == NULL)
     rc = UV_ENOMEM;
   if (rc != 0) {
