@@ -86,7 +86,9 @@ const evs_metric_desc_t EVS_EVSCALE_FAMILIES[EVS_EVSCALE_FAMILIES_N] = {
  * (namespace, name) with its seven series (nine with 2.13's names), one row per trigger keyed
  * (namespace, metric, name, scaler, triggerIndex) with its four (six). A row holds the object's
  * or trigger's label values once for all its series, and is indexed once: about 2 allocations
- * per object and trigger instead of one per series (issue 13). */
+ * per object and trigger instead of one per series (issue 13). The trigger rows are under the
+ * object's (evs_metrics_rows_new_under): a trigger row keeps its metric, scaler and index and
+ * reads the namespace and name from its object's row. */
 
 /* Per trigger, the columns of the trigger row set, in this order. */
 enum { T_VALUE, T_LATENCY, T_ACTIVE, T_ERRORS, T_LATENCY_MS, T_ERRORS_213, T_N };
@@ -154,6 +156,9 @@ static int register_all(evs_metrics_t *reg, const evs_metric_desc_t *d, size_t n
 static const int k_metric[] = {0, 1, 2, 3, 4, -1};
 static const char *const c_metric[] = {NULL, NULL, NULL, NULL, NULL, "scaledobject"};
 static const int k_object[] = {0, 1};
+/* A trigger row is under its object's row: its namespace and name are the object row's (kept
+ * once for the object and its triggers, issue 13), its metric, scaler and index its own. */
+static const int k_trigger_from_object[] = {0, -1, 1, -1, -1};
 static const int k_loop[] = {0, -1, 1};
 static const char *const c_loop[] = {NULL, "scaledobject", NULL};
 static const int k_event[] = {0, 1, -1};
@@ -183,8 +188,10 @@ static int make_rows(evs_keda_metrics_t *km) {
   };
   km->t_cols = compat ? T_N : T_LATENCY_MS;
   km->o_cols = compat ? O_N : O_ERRORS_213;
-  int rc = evs_metrics_rows_new(km->reg, 5, t, km->t_cols, &km->triggers);
-  return rc ? rc : evs_metrics_rows_new(km->reg, 2, o, km->o_cols, &km->objects);
+  int rc = evs_metrics_rows_new(km->reg, 2, o, km->o_cols, &km->objects);
+  return rc ? rc
+            : evs_metrics_rows_new_under(km->reg, km->objects, k_trigger_from_object, 5, t,
+                                         km->t_cols, &km->triggers);
 }
 
 int evs_keda_metrics_new(evs_metrics_t *reg, evs_keda_compat_t compat,
@@ -295,7 +302,7 @@ static int trigger_series(evs_keda_metrics_object_t *o, const char *ns, const ch
   const char *key[] = {ns, tr->metric, name, tr->scaler, idx};
   const char *tv[] = {tr->type};
   trigger_t *t = &o->t[i];
-  int rc = evs_metrics_rows_add(km->triggers, key, &t->row);
+  int rc = evs_metrics_rows_add_under(km->triggers, o->row, key, &t->row);
   if (rc != 0 || tr->type[0] == '\0') /* KEDA counts only triggers with a type */
     return rc;
   evs_metric_t *m = NULL, *m213 = NULL;
