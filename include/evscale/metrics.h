@@ -81,6 +81,9 @@ int evs_metric_remove(evs_metric_t *m);
 size_t evs_metric_family_remove_matching(evs_metric_family_t *fam, size_t label_index,
                                          const char *value);
 size_t evs_metric_family_size(const evs_metric_family_t *fam);
+/* The value of label i of child m (borrowed: lives as long as m), NULL when i is out of range or
+ * m is NULL: an owner that keeps the handle need not keep the labels too. */
+const char *evs_metric_label(const evs_metric_t *m, size_t i);
 
 /* Row sets: the series of several counter and gauge families that share their label values,
  * as a ScaledObject's do (namespace and name in each of its series), kept as one row per key
@@ -110,14 +113,31 @@ typedef struct {
  * rules above, or its family has series or feeds a row set already), UV_ENOMEM. */
 int evs_metrics_rows_new(evs_metrics_t *reg, size_t n_keys, const evs_metric_column_t *cols,
                          size_t n_cols, evs_metrics_rows_t **out);
+/* A row set whose rows each belong to a row of parent, as a ScaledObject's trigger rows belong
+ * to its object row: key i with from_parent[i] >= 0 is the parent row's key value
+ * from_parent[i], kept once in the parent row instead of in each row (issue 13); -1: the row's
+ * own value. At least one key comes from the parent; parent is not itself under another. Rows
+ * are added with evs_metrics_rows_add_under; a parent row must outlive its rows. Otherwise as
+ * evs_metrics_rows_new (from_parent is copied). */
+int evs_metrics_rows_new_under(evs_metrics_t *reg, evs_metrics_rows_t *parent,
+                               const int *from_parent, size_t n_keys,
+                               const evs_metric_column_t *cols, size_t n_cols,
+                               evs_metrics_rows_t **out);
 /* Adds the row of key (n_keys strings, copied), its values 0. *out is borrowed: valid until
  * evs_metric_row_remove or the registry is freed. 0, UV_EINVAL (a NULL value), UV_EEXIST (a row
  * with that key exists: its series would print twice), UV_ENOMEM. */
 int evs_metrics_rows_add(evs_metrics_rows_t *rs, const char *const *key, evs_metric_row_t **out);
+/* The same for a row set made with evs_metrics_rows_new_under: key holds every value, the
+ * parent's too, which must be parent's (a row of the parent row set); UV_EINVAL otherwise (and
+ * from evs_metrics_rows_add on such a set, and from this on another). */
+int evs_metrics_rows_add_under(evs_metrics_rows_t *rs, evs_metric_row_t *parent,
+                               const char *const *key, evs_metric_row_t **out);
 /* Removes the row and with it its series in every column's family: O(1); r is invalid
  * afterwards (freed at once, or when the last stream that may reach it ends). 0, or
  * EVS_ENOTFOUND for NULL. */
 int evs_metric_row_remove(evs_metric_row_t *r);
+/* Key value i of row r (borrowed: lives as long as r), NULL when out of range or r is NULL. */
+const char *evs_metric_row_key(const evs_metric_row_t *r, size_t i);
 /* Rows of the set. */
 size_t evs_metrics_rows_size(const evs_metrics_rows_t *rs);
 /* A column's value: as evs_metric_add / evs_metric_set / evs_metric_value on the child the

@@ -172,21 +172,31 @@ typedef struct {
   int64_t last_time_ms;     /* the last reading's time_ms, 0 before the first */
 } evs_scaler_stats_t;
 
-/* Every scaler struct begins with this header; only scaler.c writes it. */
+/* Every scaler struct begins with this header; only scaler.c writes it (but `notice`). It is in
+ * every trigger of every ScaledObject (issue 13): 128 bytes, no holes but the tail's. */
 struct evs_scaler_s {
   const evs_scaler_type_t *type; /* never cleared: the state says whether it may be used */
   uv_loop_t *loop;
-  evs_scaler_reading_cb on_reading;
-  evs_scaler_close_cb on_close;
+  /* Readings go to on_reading until close; from then on_close holds the close callback. */
+  union {
+    evs_scaler_reading_cb on_reading;
+    evs_scaler_close_cb on_close;
+  };
   void *data;
   /* The environment's timer queue, or one of the scaler's own (owns_tq) made at first need and
    * closed with the scaler; NULL until then. Types reach it with evs_scaler__timerq. */
   evs_timerq_t *tq;
   evs_timerq_entry_t cadence; /* the generic poll (see evs_scaler_set_cadence) */
   uint64_t every_ms;          /* the cadence's period, 0 if none */
-  const char *notice;         /* see evs_scaler_notice; owned by the type */
-  evs_scaler_stats_t stats;
-  evs_scaler_state_t state;
+  const char *notice;         /* see evs_scaler_notice; owned (written, freed) by the type */
+  /* evs_scaler_stats_t's counters. The latency is bounded by the request timeouts (seconds), so
+   * 32 bits of microseconds (71 minutes) hold it; longer saturates. The counts stay 64-bit: a
+   * pushed trigger on a busy key reads back to back, 2^32 readings in days. */
+  uint64_t readings, errors;
+  int64_t last_time_ms;
+  uint32_t last_latency_us;
+  int32_t last_error;
+  uint8_t state; /* evs_scaler_state_t */
   uint8_t owns_tq;
 };
 

@@ -4,6 +4,7 @@
 #include "evscale/keda_metrics.h"
 #include "evscale/error.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,7 +86,9 @@ const evs_metric_desc_t EVS_EVSCALE_FAMILIES[EVS_EVSCALE_FAMILIES_N] = {
  * (namespace, name) with its seven series (nine with 2.13's names), one row per trigger keyed
  * (namespace, metric, name, scaler, triggerIndex) with its four (six). A row holds the object's
  * or trigger's label values once for all its series, and is indexed once: about 2 allocations
- * per object and trigger instead of one per series (issue 13). */
+ * per object and trigger instead of one per series (issue 13). The trigger rows are under the
+ * object's (evs_metrics_rows_new_under): a trigger row keeps its metric, scaler and index and
+ * reads the namespace and name from its object's row. */
 
 /* Per trigger, the columns of the trigger row set, in this order. */
 enum { T_VALUE, T_LATENCY, T_ACTIVE, T_ERRORS, T_LATENCY_MS, T_ERRORS_213, T_N };
@@ -118,16 +121,22 @@ struct evs_keda_metrics_s {
   size_t o_cols, t_cols;        /* columns of each: O_N or T_N without the 2.13 names */
 };
 
+/* The counted gauges' children are found again when the object goes, by the labels the rows and
+ * the 2.20 child keep (issue 13: an object with one trigger is 40 bytes instead of 64). */
 typedef struct {
   evs_metric_row_t *row;
-  evs_metric_t *type_count[2]; /* keda_trigger_registered_total, keda_trigger_totals */
+  /* keda_trigger_registered_total{type} this trigger counts in, NULL when it counts in none;
+   * with 2.13's names it counts in keda_trigger_totals{type} too, the same label. */
+  evs_metric_t *type_count;
 } trigger_t;
 
 struct evs_keda_metrics_object_s {
   evs_keda_metrics_t *km;
-  evs_metric_row_t *row;
-  evs_metric_t *resource_count[2]; /* keda_resource_registered_total, keda_resource_totals */
-  size_t n;
+  evs_metric_row_t *row; /* key (namespace, name) */
+  uint32_t n;
+  /* Counted in keda_resource_registered_total{type="scaled_object",namespace} (and with 2.13's
+   * names keda_resource_totals, the same labels). */
+  uint32_t counted;
   trigger_t t[];
 };
 
@@ -147,6 +156,9 @@ static int register_all(evs_metrics_t *reg, const evs_metric_desc_t *d, size_t n
 static const int k_metric[] = {0, 1, 2, 3, 4, -1};
 static const char *const c_metric[] = {NULL, NULL, NULL, NULL, NULL, "scaledobject"};
 static const int k_object[] = {0, 1};
+/* A trigger row is under its object's row: its namespace and name are the object row's (kept
+ * once for the object and its triggers, issue 13), its metric, scaler and index its own. */
+static const int k_trigger_from_object[] = {0, -1, 1, -1, -1};
 static const int k_loop[] = {0, -1, 1};
 static const char *const c_loop[] = {NULL, "scaledobject", NULL};
 static const int k_event[] = {0, 1, -1};
@@ -176,8 +188,10 @@ static int make_rows(evs_keda_metrics_t *km) {
   };
   km->t_cols = compat ? T_N : T_LATENCY_MS;
   km->o_cols = compat ? O_N : O_ERRORS_213;
-  int rc = evs_metrics_rows_new(km->reg, 5, t, km->t_cols, &km->triggers);
-  return rc ? rc : evs_metrics_rows_new(km->reg, 2, o, km->o_cols, &km->objects);
+  int rc = evs_metrics_rows_new(km->reg, 2, o, km->o_cols, &km->objects);
+  return rc ? rc
+            : evs_metrics_rows_new_under(km->reg, km->objects, k_trigger_from_object, 5, t,
+                                         km->t_cols, &km->triggers);
 }
 
 int evs_keda_metrics_new(evs_metrics_t *reg, evs_keda_compat_t compat,
@@ -236,17 +250,38 @@ static void uncount(evs_metric_t *m) {
     evs_metric_remove(m);
 }
 
+/* The 2.13 twin first: its label is read from the 2.20 child, which uncount may free. */
+static void uncount_type(evs_keda_metrics_t *km, evs_metric_t *m) {
+  if (m == NULL)
+    return;
+  if (km->compat == EVS_KEDA_COMPAT_2_13) {
+    const char *tv[] = {evs_metric_label(m, 0)};
+    uncount(evs_metric_family_lookup(km->k213[EVS_KEDA213_TRIGGER_TOTALS], tv));
+  }
+  uncount(m);
+}
+
+/* Before the row goes: the namespace is the row's. */
+static void uncount_resource(evs_keda_metrics_object_t *o) {
+  evs_keda_metrics_t *km = o->km;
+  if (!o->counted)
+    return;
+  const char *rv[] = {"scaled_object", evs_metric_row_key(o->row, 0)};
+  uncount(evs_metric_family_lookup(km->keda[EVS_KEDA_RESOURCE_REGISTERED_TOTAL], rv));
+  if (km->compat == EVS_KEDA_COMPAT_2_13)
+    uncount(evs_metric_family_lookup(km->k213[EVS_KEDA213_RESOURCE_TOTALS], rv));
+  o->counted = 0;
+}
+
 void evs_keda_metrics_object_free(evs_keda_metrics_object_t *o) {
   if (o == NULL)
     return;
   for (size_t i = 0; i < o->n; i++) {
     evs_metric_row_remove(o->t[i].row);
-    uncount(o->t[i].type_count[0]);
-    uncount(o->t[i].type_count[1]);
+    uncount_type(o->km, o->t[i].type_count);
   }
+  uncount_resource(o);
   evs_metric_row_remove(o->row);
-  uncount(o->resource_count[0]);
-  uncount(o->resource_count[1]);
   free(o);
 }
 
@@ -267,11 +302,16 @@ static int trigger_series(evs_keda_metrics_object_t *o, const char *ns, const ch
   const char *key[] = {ns, tr->metric, name, tr->scaler, idx};
   const char *tv[] = {tr->type};
   trigger_t *t = &o->t[i];
-  int rc = evs_metrics_rows_add(km->triggers, key, &t->row);
-  if (tr->type[0] != '\0') /* KEDA counts only triggers with a type */
-    rc = rc ? rc : count(km->keda[EVS_KEDA_TRIGGER_REGISTERED_TOTAL], tv, &t->type_count[0]);
-  if (tr->type[0] != '\0' && km->compat == EVS_KEDA_COMPAT_2_13)
-    rc = rc ? rc : count(km->k213[EVS_KEDA213_TRIGGER_TOTALS], tv, &t->type_count[1]);
+  int rc = evs_metrics_rows_add_under(km->triggers, o->row, key, &t->row);
+  if (rc != 0 || tr->type[0] == '\0') /* KEDA counts only triggers with a type */
+    return rc;
+  evs_metric_t *m = NULL, *m213 = NULL;
+  rc = count(km->keda[EVS_KEDA_TRIGGER_REGISTERED_TOTAL], tv, &m);
+  if (rc == 0 && km->compat == EVS_KEDA_COMPAT_2_13 &&
+      (rc = count(km->k213[EVS_KEDA213_TRIGGER_TOTALS], tv, &m213)) != 0)
+    uncount(m); /* counted in both or in neither: type_count says which */
+  if (rc == 0)
+    t->type_count = m;
   return rc;
 }
 
@@ -282,16 +322,22 @@ static int object_series(evs_keda_metrics_object_t *o, const char *ns, const cha
   /* The events series are made up front too, as every column is: rate() then sees the first
    * scale as an increase. */
   int rc = evs_metrics_rows_add(km->objects, key, &o->row);
-  rc = rc ? rc : count(km->keda[EVS_KEDA_RESOURCE_REGISTERED_TOTAL], rv, &o->resource_count[0]);
-  if (km->compat == EVS_KEDA_COMPAT_2_13)
-    rc = rc ? rc : count(km->k213[EVS_KEDA213_RESOURCE_TOTALS], rv, &o->resource_count[1]);
+  if (rc != 0)
+    return rc;
+  evs_metric_t *m = NULL, *m213 = NULL;
+  rc = count(km->keda[EVS_KEDA_RESOURCE_REGISTERED_TOTAL], rv, &m);
+  if (rc == 0 && km->compat == EVS_KEDA_COMPAT_2_13 &&
+      (rc = count(km->k213[EVS_KEDA213_RESOURCE_TOTALS], rv, &m213)) != 0)
+    uncount(m); /* counted in both or in neither: `counted` says which */
+  o->counted = rc == 0;
   return rc;
 }
 
 int evs_keda_metrics_object_new(evs_keda_metrics_t *km, const char *ns, const char *name,
                                 const evs_keda_trigger_t *triggers, size_t n,
                                 evs_keda_metrics_object_t **out) {
-  if (km == NULL || ns == NULL || name == NULL || out == NULL || (n > 0 && triggers == NULL))
+  if (km == NULL || ns == NULL || name == NULL || out == NULL || (n > 0 && triggers == NULL) ||
+      n > UINT32_MAX)
     return UV_EINVAL;
   for (size_t i = 0; i < n; i++)
     if (triggers[i].scaler == NULL || triggers[i].metric == NULL || triggers[i].type == NULL)
@@ -300,7 +346,7 @@ int evs_keda_metrics_object_new(evs_keda_metrics_t *km, const char *ns, const ch
   if (o == NULL)
     return UV_ENOMEM;
   o->km = km;
-  o->n = n;
+  o->n = (uint32_t)n;
   int rc = object_series(o, ns, name);
   for (size_t i = 0; i < n && rc == 0; i++)
     rc = trigger_series(o, ns, name, i, &triggers[i]);

@@ -21,6 +21,7 @@ const double EVS_METRICS_DEFAULT_BUCKETS[EVS_METRICS_DEFAULT_BUCKETS_N] = {
 typedef union {
   double d;
   unsigned long long u;
+  struct evs_metric_s *parent; /* a row under a parent row: the slot after its columns */
 } evs_mval_t;
 
 /* One series. A counter or gauge keeps v[0]; a histogram keeps v[0] = sum, v[1] = count and
@@ -77,6 +78,10 @@ struct evs_metric_family_s {
   size_t col0, ncol;
   col_t *cols;
   size_t n_cols;
+  /* A row set under another (evs_metrics_rows_new_under): per key, the parent row's key it is,
+   * or -1 for the row's own (packed); NULL otherwise. parent: the parent row set's index. */
+  int *from_parent;
+  evs_metric_family_t *parent;
 };
 
 /* The index family is the first member, so the row set is freed as a family. */
@@ -102,12 +107,30 @@ static void kids_release(kids_t *k) {
 
 static size_t nvals(const evs_metric_family_t *fam) {
   if (fam->cols)
-    return fam->n_cols;
+    return fam->n_cols + (fam->from_parent != NULL);
   return fam->type == EVS_METRIC_HISTOGRAM ? 2 + fam->n_buckets : 1;
 }
 
 static const char *child_labels(const evs_metric_t *m) {
   return (const char *)(m->v + nvals(m->fam));
+}
+
+/* The value of label `index` of m: in its packed block, or for a row under a parent row the
+ * parent's key value when the key is the parent's (the packed block holds the row's own). */
+static const char *label_at(const evs_metric_t *m, size_t index) {
+  const int *fp = m->fam->from_parent;
+  if (fp != NULL) {
+    if (fp[index] >= 0)
+      return label_at(m->v[m->fam->n_cols].parent, (size_t)fp[index]);
+    size_t own = 0;
+    for (size_t i = 0; i < index; i++)
+      own += fp[i] < 0;
+    index = own;
+  }
+  const char *p = child_labels(m);
+  for (size_t i = 0; i < index; i++)
+    p += strlen(p) + 1;
+  return p;
 }
 
 static int valid_name(const char *s, int allow_colon) {
@@ -166,6 +189,7 @@ static void family_free(evs_metric_family_t *fam) {
     free(fam->cols[c].key);
   }
   free(fam->cols);
+  free(fam->from_parent);
   for (size_t i = 0; fam->label_names && i < fam->n_labels; i++)
     free(fam->label_names[i]);
   free(fam->label_names);
@@ -293,7 +317,8 @@ void evs_metric_family_set_collect(evs_metric_family_t *fam, evs_metric_collect_
   fam->collect_data = data;
 }
 
-/* Packs the values NUL-separated into buf (or just measures when buf is NULL). FNV-1a hash. */
+/* Packs the values NUL-separated into buf (or just measures when buf is NULL); a row under a
+ * parent row packs its own only. FNV-1a hash of them all. */
 static size_t pack_labels(const evs_metric_family_t *fam, const char *const *values, char *buf,
                           uint32_t *hash) {
   size_t len = 0;
@@ -302,6 +327,8 @@ static size_t pack_labels(const evs_metric_family_t *fam, const char *const *val
     size_t l = strlen(values[i]) + 1;
     for (size_t k = 0; k < l; k++)
       h = (h ^ (unsigned char)values[i][k]) * 16777619u;
+    if (fam->from_parent && fam->from_parent[i] >= 0)
+      continue;
     if (buf)
       memcpy(buf + len, values[i], l);
     len += l;
@@ -313,6 +340,12 @@ static size_t pack_labels(const evs_metric_family_t *fam, const char *const *val
 
 static int labels_equal(const evs_metric_t *m, const evs_metric_family_t *fam,
                         const char *const *values) {
+  if (fam->from_parent) {
+    for (size_t i = 0; i < fam->n_labels; i++)
+      if (strcmp(label_at(m, i), values[i]) != 0)
+        return 0;
+    return 1;
+  }
   const char *p = child_labels(m);
   for (size_t i = 0; i < fam->n_labels; i++) {
     if (strcmp(p, values[i]) != 0)
@@ -439,14 +472,6 @@ int evs_metric_remove(evs_metric_t *m) {
   return 0;
 }
 
-/* The value of label `index` inside a packed label block. */
-static const char *label_at(const evs_metric_t *m, size_t index) {
-  const char *p = child_labels(m);
-  for (size_t i = 0; i < index; i++)
-    p += strlen(p) + 1;
-  return p;
-}
-
 size_t evs_metric_family_remove_matching(evs_metric_family_t *fam, size_t label_index,
                                          const char *value) {
   size_t removed = 0;
@@ -465,6 +490,10 @@ size_t evs_metric_family_remove_matching(evs_metric_family_t *fam, size_t label_
     }
   }
   return removed;
+}
+
+const char *evs_metric_label(const evs_metric_t *m, size_t i) {
+  return m != NULL && i < m->fam->n_labels ? label_at(m, i) : NULL;
 }
 
 size_t evs_metric_family_size(const evs_metric_family_t *fam) {
@@ -588,8 +617,10 @@ static int column_copy(col_t *dst, const evs_metric_column_t *c) {
   return 0;
 }
 
-int evs_metrics_rows_new(evs_metrics_t *reg, size_t n_keys, const evs_metric_column_t *cols,
-                         size_t n_cols, evs_metrics_rows_t **out) {
+/* from_parent: NULL, or per key the parent's key index or -1 (see evs_metrics_rows_new_under). */
+static int rows_new(evs_metrics_t *reg, evs_metrics_rows_t *parent, const int *from_parent,
+                    size_t n_keys, const evs_metric_column_t *cols, size_t n_cols,
+                    evs_metrics_rows_t **out) {
   if (reg == NULL || out == NULL || n_keys == 0 || cols == NULL || n_cols == 0 ||
       n_cols > ROWS_MAX_COLS || !columns_ok(reg, n_keys, cols, n_cols))
     return UV_EINVAL;
@@ -602,6 +633,14 @@ int evs_metrics_rows_new(evs_metrics_t *reg, size_t n_keys, const evs_metric_col
   idx->n_labels = n_keys;
   idx->cols = calloc(n_cols, sizeof *idx->cols);
   int rc = idx->cols ? 0 : UV_ENOMEM;
+  if (rc == 0 && from_parent != NULL) {
+    idx->parent = idx_of(parent);
+    idx->from_parent = malloc(n_keys * sizeof *idx->from_parent);
+    if (idx->from_parent == NULL)
+      rc = UV_ENOMEM;
+    else
+      memcpy(idx->from_parent, from_parent, n_keys * sizeof *idx->from_parent);
+  }
   for (; rc == 0 && idx->n_cols < n_cols; idx->n_cols++)
     rc = column_copy(&idx->cols[idx->n_cols], &cols[idx->n_cols]);
   if (rc == 0 && evs_buf_reserve((void **)&reg->indexes, &reg->cap_indexes, reg->n_indexes + 1,
@@ -624,19 +663,64 @@ int evs_metrics_rows_new(evs_metrics_t *reg, size_t n_keys, const evs_metric_col
   return 0;
 }
 
-int evs_metrics_rows_add(evs_metrics_rows_t *rs, const char *const *key, evs_metric_row_t **out) {
-  if (rs == NULL || out == NULL || !values_ok(idx_of(rs), key))
+int evs_metrics_rows_new(evs_metrics_t *reg, size_t n_keys, const evs_metric_column_t *cols,
+                         size_t n_cols, evs_metrics_rows_t **out) {
+  return rows_new(reg, NULL, NULL, n_keys, cols, n_cols, out);
+}
+
+int evs_metrics_rows_new_under(evs_metrics_t *reg, evs_metrics_rows_t *parent,
+                               const int *from_parent, size_t n_keys,
+                               const evs_metric_column_t *cols, size_t n_cols,
+                               evs_metrics_rows_t **out) {
+  if (parent == NULL || from_parent == NULL || idx_of(parent)->reg != reg ||
+      idx_of(parent)->from_parent != NULL)
     return UV_EINVAL;
-  if (evs_metric_family_lookup(idx_of(rs), key) != NULL)
+  int any = 0;
+  for (size_t i = 0; i < n_keys; i++) {
+    if (from_parent[i] < -1 ||
+        (from_parent[i] >= 0 && (size_t)from_parent[i] >= idx_of(parent)->n_labels))
+      return UV_EINVAL;
+    any |= from_parent[i] >= 0;
+  }
+  return any ? rows_new(reg, parent, from_parent, n_keys, cols, n_cols, out) : UV_EINVAL;
+}
+
+/* parent: the row's parent row (a row set under another), else NULL. */
+static int rows_add(evs_metrics_rows_t *rs, evs_metric_t *parent, const char *const *key,
+                    evs_metric_row_t **out) {
+  evs_metric_family_t *idx = rs ? idx_of(rs) : NULL;
+  if (idx == NULL || out == NULL || !values_ok(idx, key) ||
+      (parent == NULL) != (idx->from_parent == NULL) || (parent && parent->fam != idx->parent))
+    return UV_EINVAL;
+  for (size_t i = 0; parent && i < idx->n_labels; i++) /* the parent's keys are the parent's */
+    if (idx->from_parent[i] >= 0 &&
+        strcmp(key[i], label_at(parent, (size_t)idx->from_parent[i])) != 0)
+      return UV_EINVAL;
+  if (evs_metric_family_lookup(idx, key) != NULL)
     return UV_EEXIST;
-  evs_metric_t *m = evs_metric_family_child(idx_of(rs), key);
+  evs_metric_t *m = evs_metric_family_child(idx, key);
   if (m == NULL)
     return UV_ENOMEM;
+  if (parent)
+    m->v[idx->n_cols].parent = parent;
   *out = (evs_metric_row_t *)m;
   return 0;
 }
 
+int evs_metrics_rows_add(evs_metrics_rows_t *rs, const char *const *key, evs_metric_row_t **out) {
+  return rows_add(rs, NULL, key, out);
+}
+
+int evs_metrics_rows_add_under(evs_metrics_rows_t *rs, evs_metric_row_t *parent,
+                               const char *const *key, evs_metric_row_t **out) {
+  return parent ? rows_add(rs, (evs_metric_t *)parent, key, out) : UV_EINVAL;
+}
+
 int evs_metric_row_remove(evs_metric_row_t *r) { return evs_metric_remove((evs_metric_t *)r); }
+
+const char *evs_metric_row_key(const evs_metric_row_t *r, size_t i) {
+  return evs_metric_label((const evs_metric_t *)r, i);
+}
 
 size_t evs_metrics_rows_size(const evs_metrics_rows_t *rs) { return rs ? rs->idx.size : 0; }
 
@@ -924,12 +1008,15 @@ static void sb_escaped(sbuf_t *b, const char *s, int quote) {
  * a row set's column, key values from the row's block (in key order) and the column's
  * constants. */
 static void sb_sample(sbuf_t *b, const evs_metric_family_t *fam, const char *p, const col_t *col,
-                      const char *suffix, const double *le, double value) {
+                      const evs_metric_t *row, const char *suffix, const double *le, double value) {
   sb_str(b, fam->name);
   sb_str(b, suffix);
   char sep = '{';
+  int under = row != NULL && row->fam->from_parent != NULL;
   for (size_t i = 0; i < fam->n_labels; i++) {
-    const char *v = col && col->key[i] < 0 ? col->consts[i] : p;
+    const char *v = col && col->key[i] < 0 ? col->consts[i]
+                    : under                ? label_at(row, (size_t)col->key[i])
+                                           : p;
     sb_put(b, &sep, 1);
     sb_str(b, fam->label_names[i]);
     sb_put(b, "=\"", 2);
@@ -957,30 +1044,38 @@ static void sb_child(sbuf_t *b, const evs_metric_t *m) {
   const evs_metric_family_t *fam = m->fam;
   const char *p = child_labels(m);
   if (fam->type != EVS_METRIC_HISTOGRAM) {
-    sb_sample(b, fam, p, NULL, "", NULL, m->v[0].d);
+    sb_sample(b, fam, p, NULL, NULL, "", NULL, m->v[0].d);
     return;
   }
   unsigned long long cum = 0;
   for (size_t i = 0; i < fam->n_buckets; i++) {
     cum += m->v[2 + i].u;
-    sb_sample(b, fam, p, NULL, "_bucket", &fam->buckets[i], (double)cum);
+    sb_sample(b, fam, p, NULL, NULL, "_bucket", &fam->buckets[i], (double)cum);
   }
   const double inf = INFINITY;
-  sb_sample(b, fam, p, NULL, "_bucket", &inf, (double)m->v[1].u);
-  sb_sample(b, fam, p, NULL, "_sum", NULL, m->v[0].d);
-  sb_sample(b, fam, p, NULL, "_count", NULL, (double)m->v[1].u);
+  sb_sample(b, fam, p, NULL, NULL, "_bucket", &inf, (double)m->v[1].u);
+  sb_sample(b, fam, p, NULL, NULL, "_sum", NULL, m->v[0].d);
+  sb_sample(b, fam, p, NULL, NULL, "_count", NULL, (double)m->v[1].u);
 }
 
 /* A row's series in the view family fam: one per column of fam, in the columns' order. */
 static void sb_row(sbuf_t *b, const evs_metric_family_t *fam, const evs_metric_t *row) {
   const evs_metric_family_t *idx = fam->rows;
   for (size_t c = fam->col0; c < fam->col0 + fam->ncol; c++)
-    sb_sample(b, fam, child_labels(row), &idx->cols[c], "", NULL, row->v[c].d);
+    sb_sample(b, fam, child_labels(row), &idx->cols[c], row, "", NULL, row->v[c].d);
 }
 
 /* Packed label blocks compare like their values one by one: NUL sorts before any byte. */
 static int child_cmp(const void *a, const void *b) {
   const evs_metric_t *x = *(evs_metric_t *const *)a, *y = *(evs_metric_t *const *)b;
+  if (x->fam->from_parent) { /* strcmp compares as unsigned char, as memcmp does */
+    for (size_t i = 0; i < x->fam->n_labels; i++) {
+      int c = strcmp(label_at(x, i), label_at(y, i));
+      if (c != 0)
+        return c;
+    }
+    return 0;
+  }
   size_t n = x->labels_len < y->labels_len ? x->labels_len : y->labels_len;
   int c = memcmp(child_labels(x), child_labels(y), n);
   if (c != 0)

@@ -8,9 +8,11 @@
  * request; its close completes through evs_scaler__close_later.
  *
  * Memory (issue 13: 50,000 triggers waiting for a server that is down): the parameters' strings
- * live in one allocation addressed by 32-bit offsets, the keyspace channel is formatted when it
- * is needed, counters are 32-bit, flags are bits, the key's type is a small code, the reading
- * counters are the generic header's, and the environment is borrowed, not copied. */
+ * live at the end of the scaler's own allocation, found by their lengths; the keyspace channel is
+ * formatted when it is needed; counters are 32-bit, flags are bits, the key's type is a small
+ * code; what is never needed at once shares room (the waiting read and a failure's delivery,
+ * the TLS request and the command connection); the reading counters and the notice are the
+ * generic header's, and the environment is borrowed, not copied. */
 #include "evscale/redis_scaler.h"
 #include "evscale/error.h"
 #include "evscale/list.h"
@@ -20,6 +22,7 @@
 
 #include <limits.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <mbedtls/sha1.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,35 +47,61 @@ static const char *const TYPE_NAMES[] = {"",     "none",   "list",   "set",  "zs
 
 typedef enum { R_READ, R_EVAL, R_CONFIG_SET } req_kind_t;
 
-typedef struct {
-  evs_list_t link; /* in r->reqs while attached */
-  redis_t *r;      /* NULL once the scaler closed */
+typedef struct req_s req_t;
+struct req_s {
+  req_t *next; /* in r->reqs while attached: at most a read and a CONFIG SET at once */
+  redis_t *r;  /* NULL once the scaler closed */
   req_kind_t kind;
-} req_t;
+};
 
-/* What parsing gives: every string a malloc'd copy, packed into one allocation afterwards. */
+/* What parsing gives: every string a malloc'd copy, packed into the scaler afterwards. */
 typedef struct {
   char *host, *username, *password, *list, *ca, *cert, *key;
   int port, db, tls, unsafe_ssl;
   int64_t list_length, activation;
 } params_t;
 
+/* Issue 13 (50,000 triggers): pointers first, then 32-bit fields, then bytes, then the strings,
+ * so the struct has no holes and the strings no allocation of their own. */
 struct redis_s {
-  evs_scaler_t base;           /* first */
+  evs_scaler_t base;           /* first; base.notice is ours (see push_notice) */
   const evs_scaler_env_t *env; /* borrowed: the environment outlives its scalers */
-  /* The parameters' strings in one allocation: the object ("namespace/name") at offset 0, then
-   * the list and the host, then those of username, password, ca, cert, key that are set. */
-  char *strs;
-  uint32_t o_list, o_host;
-  uint32_t index; /* the trigger's position, for logs */
-  int32_t db;
   int64_t activation;
+  /* Before `ready` the pending TLS cache request (NULL when none), from then on the command
+   * connection, a reference of ours: the request ends before the connection is acquired. */
+  union {
+    evs_tls_cache_req_t *tls_req;
+    evs_redis_conn_t *cmd;
+  };
+  union {
+    evs_redis_sub_t *sub;   /* its connection (evs_redis_sub_conn) is a reference of ours */
+    evs_redis_conn_t *subc; /* while sub_waiting: the subscriber connection, our reference */
+  };
+  req_t *reqs; /* requests in flight: late replies find r NULL once closed */
+  /* `wait` holds the read while the command connection is not up (`waiting`: no command
+   * queued); `deliver` an error found synchronously (pending_err), delivered from the loop.
+   * Never both: a read that waits is in flight, and one in flight never fails synchronously
+   * until it is sent (after the wait). */
+  union {
+    evs_redis_waiter_t wait;
+    evs_timerq_entry_t deliver;
+  };
+  evs_redis_waiter_t subw;          /* while the subscriber connection is not up: no channel */
+  evs_redis_flags_req_t *flags_req; /* waiting for the connection's flags */
+  char *flags;                      /* the server's notify-keyspace-events, NULL when unknown */
+  uint32_t index;                   /* the trigger's position, for logs */
+  int32_t db;
+  int pending_err; /* an error found synchronously, delivered by `deliver` */
+  int last_logged_err;
+  uint32_t read_start; /* uv_hrtime in microseconds, modulo 2^32, when the read was sent */
+  /* evs_redis_scaler_stats_t's own counters (readings and errors are the header's). */
+  uint32_t reads, events, event_reads, coalesced;
   uint16_t port;
   uint8_t opt;               /* O_* bits: which optional strings follow the host, in that order */
   uint8_t type;              /* T_*: the key's type as last read */
   int8_t notice_logged_kind; /* the push state last logged, -1 none */
   unsigned tls : 1, unsafe_ssl : 1;
-  unsigned ready : 1;       /* connections acquired */
+  unsigned ready : 1;       /* connections acquired: `cmd` is set */
   unsigned read_busy : 1;   /* a read in flight */
   unsigned read_again : 1;  /* a read is due when it returns */
   unsigned config_busy : 1; /* a CONFIG SET in flight */
@@ -80,33 +109,17 @@ struct redis_s {
   unsigned sub_active : 1, sub_refused : 1;
   unsigned waiting : 1;     /* the read waits in `wait` for the connection */
   unsigned sub_waiting : 1; /* `subw` waits for the subscriber connection: `subc` set */
-  int pending_err;          /* an error found synchronously, delivered by `deliver` */
-  int last_logged_err;
-  uint32_t latency_us; /* of the answer being emitted (0: no round trip behind it) */
-  uint32_t read_start; /* uv_hrtime in microseconds, modulo 2^32, when the read was sent */
-  /* evs_redis_scaler_stats_t's own counters (readings and errors are the header's). */
-  uint32_t reads, events, event_reads, coalesced;
-  /* runtime */
-  evs_tls_cache_req_t *tls_req;
-  evs_redis_conn_t *cmd;
-  union {
-    evs_redis_sub_t *sub;   /* its connection (evs_redis_sub_conn) is a reference of ours */
-    evs_redis_conn_t *subc; /* while sub_waiting: the subscriber connection, our reference */
-  };
-  evs_list_t reqs;
-  evs_redis_waiter_t wait; /* while the command connection is not up: no command queued */
-  evs_redis_waiter_t subw; /* while the subscriber connection is not up: no channel held */
-  evs_timerq_entry_t deliver;
-  evs_redis_flags_req_t *flags_req; /* waiting for the connection's flags */
-  char *flags;                      /* the server's notify-keyspace-events, NULL when unknown */
-  /* The push state's notice, NULL while there is none: allocated only when push is off for a
-   * reason the user should read (a buffer in every scaler was ~400 B of 50,000 objects'). */
-  char *notice;
+  /* The parameters' strings: the object ("namespace/name"), the list and the host, then those
+   * of username, password, ca, cert, key that are set; each found by the lengths before it. */
+  char strs[];
 };
 
 static const char *r_object(const redis_t *r) { return r->strs; }
-static const char *r_list(const redis_t *r) { return r->strs + r->o_list; }
-static const char *r_host(const redis_t *r) { return r->strs + r->o_host; }
+static const char *r_list(const redis_t *r) { return r->strs + strlen(r->strs) + 1; }
+static const char *r_host(const redis_t *r) {
+  const char *l = r_list(r);
+  return l + strlen(l) + 1;
+}
 enum { O_USER = 1, O_PASS = 2, O_CA = 4, O_CERT = 8, O_KEY = 16 };
 /* An optional string (O_*), or NULL: the set ones follow the host in the order of the bits. */
 static const char *r_opt(const redis_t *r, uint8_t bit) {
@@ -468,26 +481,30 @@ static const char *push_notice(redis_t *r, int *err) {
              class_of(r->type ? r_type(r) : "none"));
     *err = EVS_EUNSUPPORTED;
   }
+  /* The header's notice is the type's to own (scaler.h): the copy lives there, allocated only
+   * when push is off for a reason the user should read. */
+  char *notice = (char *)r->base.notice;
   if (text[0] == '\0') {
-    free(r->notice);
-    r->notice = NULL;
-  } else if (r->notice == NULL || strcmp(r->notice, text) != 0) {
+    free(notice);
+    notice = NULL;
+  } else if (notice == NULL || strcmp(notice, text) != 0) {
     char *copy = strdup(text);
     if (copy != NULL) { /* out of memory: the previous notice (or none) stays */
-      free(r->notice);
-      r->notice = copy;
+      free(notice);
+      notice = copy;
     }
   }
+  r->base.notice = notice;
   if ((int)ps != r->notice_logged_kind) {
     r->notice_logged_kind = (int)ps;
-    if (r->notice != NULL)
+    if (notice != NULL)
       EVS_LOG_WARN("redis trigger push mode off", EVS_KV_STR("scaled_object", r_object(r)),
-                   EVS_KV_UINT("trigger", r->index), EVS_KV_STR("reason", r->notice));
+                   EVS_KV_UINT("trigger", r->index), EVS_KV_STR("reason", notice));
     else if (ps == EVS_REDIS_PUSH_ACTIVE)
       EVS_LOG_DEBUG("redis trigger push mode on", EVS_KV_STR("scaled_object", r_object(r)),
                     EVS_KV_UINT("trigger", r->index), EVS_KV_STR("key", r_list(r)));
   }
-  return r->notice;
+  return notice;
 }
 
 static void log_error_change(redis_t *r, int err, const char *msg) {
@@ -503,7 +520,9 @@ static void log_error_change(redis_t *r, int err, const char *msg) {
   r->last_logged_err = err;
 }
 
-static void emit(redis_t *r, int err, const char *msg, double value, int active) {
+/* latency_us: the round trip behind the reading (0: none, as for an error found before any). */
+static void emit(redis_t *r, int err, const char *msg, double value, int active,
+                 uint32_t latency_us) {
   int perr_ = 0;
   const char *notice = push_notice(r, &perr_);
   if (err == 0 && perr_ != 0 && r->env->redis_keyspace_events == EVS_KEYSPACE_ON) {
@@ -515,22 +534,19 @@ static void emit(redis_t *r, int err, const char *msg, double value, int active)
                       .error = err,
                       .time_ms = wall_ms(),
                       .error_msg = err ? msg : NULL};
-  r->base.notice = notice;
   log_error_change(r, err, msg);
-  uint64_t latency_us = r->latency_us;
-  r->latency_us = 0;
   evs_scaler__emit_timed(&r->base, &rd, latency_us);
 }
 
-static void emit_error(redis_t *r, int err, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void emit_error(redis_t *r, int err, const char *fmt, ...) {
+static void emit_error(redis_t *r, int err, uint32_t latency_us, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void emit_error(redis_t *r, int err, uint32_t latency_us, const char *fmt, ...) {
   char msg[512]; /* the reading's consumer copies what it keeps */
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  emit(r, err, msg, 0, 0);
+  emit(r, err, msg, 0, 0, latency_us);
 }
 
 /* ---- requests ---- */
@@ -543,9 +559,17 @@ static req_t *req_new(redis_t *r, req_kind_t kind) {
   if (q) {
     q->r = r;
     q->kind = kind;
-    evs_list_push_back(&r->reqs, &q->link);
+    q->next = r->reqs;
+    r->reqs = q;
   }
   return q;
+}
+
+static void req_detach(redis_t *r, req_t *q) {
+  req_t **p = &r->reqs;
+  while (*p != q)
+    p = &(*p)->next;
+  *p = q->next;
 }
 
 static int send_req(redis_t *r, req_kind_t kind, int argc, const char **argv) {
@@ -554,7 +578,7 @@ static int send_req(redis_t *r, req_kind_t kind, int argc, const char **argv) {
     return UV_ENOMEM;
   int rc = evs_redis_command_argv(r->cmd, on_reply, q, argc, argv, NULL);
   if (rc != 0) {
-    evs_list_remove(&q->link);
+    req_detach(r, q);
     free(q);
   }
   return rc;
@@ -566,6 +590,8 @@ static void on_deliver(evs_timerq_entry_t *e);
 static void read_failed_sync(redis_t *r, int rc) {
   r->pending_err = rc;
   evs_timerq_t *q = evs_scaler__timerq(&r->base);
+  if (!evs_timerq_active(&r->deliver)) /* the waiter's leftovers (see redis_s); slot is 0 */
+    evs_timerq_entry_init(&r->deliver);
   if (q == NULL || evs_timerq_start(q, &r->deliver, on_deliver, 0) != 0)
     r->pending_err = 0; /* out of memory: no reading, but the next poll reads again */
 }
@@ -591,6 +617,7 @@ static void start_read(redis_t *r, int eval) {
   r->read_start = (uint32_t)(uv_hrtime() / 1000);
   r->reads++;
   if (!eval) {
+    memset(&r->wait, 0, sizeof r->wait); /* the union's timer entry is not queued */
     int rc = evs_redis_conn_wait(r->cmd, &r->wait, on_conn_wait);
     if (rc == 0) {
       r->waiting = 1;
@@ -622,9 +649,9 @@ static void on_deliver(evs_timerq_entry_t *e) {
   r->pending_err = 0;
   if (err) {
     const char *m = NULL;
-    if (r->cmd == NULL || evs_redis_conn_last_error(r->cmd, &m) != err || m == NULL)
+    if (!r->ready || evs_redis_conn_last_error(r->cmd, &m) != err || m == NULL)
       m = evs_strerror(err);
-    emit_error(r, err, "reading key \"%s\": %s", r_list(r), m);
+    emit_error(r, err, 0, "reading key \"%s\": %s", r_list(r), m);
   }
   if (r->base.state != EVS_SCALER_CLOSING && r->read_again) {
     r->read_again = 0;
@@ -636,15 +663,16 @@ static void on_deliver(evs_timerq_entry_t *e) {
 static void read_done(redis_t *r, int err, const char *msg, const redisReply *rep) {
   r->read_busy = 0;
   /* KEDA's keda_scaler_metrics_latency_seconds: the time GetMetricsAndActivity took. */
-  r->latency_us = (uint32_t)(uv_hrtime() / 1000) - r->read_start; /* modulo 2^32: < 71 min */
+  uint32_t lat = (uint32_t)(uv_hrtime() / 1000) - r->read_start; /* modulo 2^32: < 71 min */
   if (err != 0) {
-    emit_error(r, err, "reading key \"%s\": %s", r_list(r), msg ? msg : evs_strerror(err));
+    emit_error(r, err, lat, "reading key \"%s\": %s", r_list(r), msg ? msg : evs_strerror(err));
   } else if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
              (rep->element[0]->type != REDIS_REPLY_STRING &&
               rep->element[0]->type != REDIS_REPLY_STATUS) ||
              rep->element[1]->type != REDIS_REPLY_INTEGER) {
-    emit_error(r, EVS_EPARSE, "reading key \"%s\" on %s: unexpected reply to the length script",
-               r_list(r), evs_redis_conn_describe(r->cmd));
+    emit_error(r, EVS_EPARSE, lat,
+               "reading key \"%s\" on %s: unexpected reply to the length script", r_list(r),
+               evs_redis_conn_describe(r->cmd));
   } else {
     const char *type = rep->element[0]->str;
     long long n = rep->element[1]->integer;
@@ -654,15 +682,15 @@ static void read_done(redis_t *r, int err, const char *msg, const redisReply *re
     evs_conv_t v;
     if (n < 0) {
       /* KEDA: redis.error_reply('ERR unsupported key type: ' .. listType) */
-      emit_error(r, EVS_EREDIS,
+      emit_error(r, EVS_EREDIS, lat,
                  "key \"%s\" on %s is a %s: unsupported key type (KEDA reads list, set, zset "
                  "and hash lengths)",
                  r_list(r), evs_redis_conn_describe(r->cmd), type);
     } else if (evs_reading_redis(n, r->activation, &v) != 0 || v.error) {
-      emit_error(r, v.error ? v.error : EVS_EPARSE, "key \"%s\": %s", r_list(r),
+      emit_error(r, v.error ? v.error : EVS_EPARSE, lat, "key \"%s\": %s", r_list(r),
                  v.error_msg ? v.error_msg : "bad length");
     } else {
-      emit(r, 0, NULL, v.value, v.active);
+      emit(r, 0, NULL, v.value, v.active, lat);
     }
     if (changed && r->base.state != EVS_SCALER_CLOSING)
       config_check(r); /* the flags needed depend on the key's type */
@@ -742,7 +770,7 @@ static void on_reply(evs_redis_conn_t *c, int err, const char *msg, const redisR
   redis_t *r = q->r;
   req_kind_t kind = q->kind;
   if (r)
-    evs_list_remove(&q->link);
+    req_detach(r, q);
   free(q);
   if (r == NULL || r->base.state == EVS_SCALER_CLOSING)
     return;
@@ -855,11 +883,13 @@ static void redis_connect(redis_t *r, evs_tls_config_t *tls) {
                                env->request_timeout_ms ? env->request_timeout_ms : 10000,
                            .backoff_initial_ms = env->backoff_initial_ms,
                            .backoff_max_ms = env->backoff_max_ms};
-  int rc = evs_redis_registry_acquire(env->redis, &o, EVS_REDIS_COMMANDS, &r->cmd);
+  evs_redis_conn_t *cmd = NULL;
+  int rc = evs_redis_registry_acquire(env->redis, &o, EVS_REDIS_COMMANDS, &cmd);
   if (rc != 0) {
     read_failed_sync(r, rc); /* never a reading from inside start */
     return;
   }
+  r->cmd = cmd; /* the TLS request, if any, is over: the union is the connection's from now */
   r->ready = 1;
   evs_redis_conn_t *subc = NULL;
   if (env->redis_keyspace_events != EVS_KEYSPACE_OFF &&
@@ -882,7 +912,7 @@ static void on_tls(int err, const char *why, evs_tls_config_t *cfg, void *arg) {
   redis_t *r = arg;
   r->tls_req = NULL;
   if (err != 0) {
-    emit_error(r, err, "TLS configuration for %s:%d: %s", r_host(r), (int)r->port, why);
+    emit_error(r, err, 0, "TLS configuration for %s:%d: %s", r_host(r), (int)r->port, why);
     return;
   }
   redis_connect(r, cfg);
@@ -929,60 +959,50 @@ static void params_free(params_t *p) {
   free(p->key);
 }
 
-/* Copies the strings of p (and the object's name) into r->strs. 0 or UV_ENOMEM (UV_E2BIG past
- * the 32-bit offsets). */
-static int pack(redis_t *r, const params_t *p, const char *object) {
+/* The strings of p (and the object's name) in the order of redis_s.strs: their total size, and
+ * copied into r->strs (sized for it) when r is not NULL. */
+static size_t pack(redis_t *r, const params_t *p, const char *object) {
   const char *src[] = {object, p->list, p->host, p->username, p->password, p->ca, p->cert, p->key};
-  uint32_t *off[] = {NULL, &r->o_list, &r->o_host};
-  size_t total = 0;
-  for (size_t i = 0; i < 8; i++)
-    total += src[i] ? strlen(src[i]) + 1 : 0;
-  if (total > UINT32_MAX)
-    return UV_E2BIG;
-  char *strs = malloc(total);
-  if (strs == NULL)
-    return UV_ENOMEM;
   size_t at = 0;
   for (size_t i = 0; i < 8; i++) {
     if (src[i] == NULL)
       continue;
     size_t n = strlen(src[i]) + 1;
-    memcpy(strs + at, src[i], n);
-    if (i == 1 || i == 2)
-      *off[i] = (uint32_t)at;
-    else if (i > 2)
-      r->opt |= (uint8_t)(1u << (i - 3));
+    if (r != NULL) {
+      memcpy(r->strs + at, src[i], n);
+      if (i > 2)
+        r->opt |= (uint8_t)(1u << (i - 3));
+    }
     at += n;
   }
-  r->strs = strs;
-  return 0;
+  return at;
 }
 
 static void redis_free(evs_scaler_t *s) {
   redis_t *r = (redis_t *)s;
-  if (r->strs) {
-    char *pass = (char *)r_opt(r, O_PASS), *key = (char *)r_opt(r, O_KEY);
-    wipe(key); /* both found first: a wiped string no longer leads to the next */
-    wipe(pass);
-  }
-  free(r->strs);
+  char *pass = (char *)r_opt(r, O_PASS), *key = (char *)r_opt(r, O_KEY);
+  wipe(key); /* both found first: a wiped string no longer leads to the next */
+  wipe(pass);
   free(r->flags);
-  free(r->notice);
+  free((char *)r->base.notice);
   free(r);
 }
 
 static void redis_close(evs_scaler_t *s) {
   redis_t *r = (redis_t *)s;
-  while (!evs_list_empty(&r->reqs)) { /* late replies find no scaler */
-    req_t *q = evs_container_of(r->reqs.next, req_t, link);
-    evs_list_remove(&q->link);
+  for (req_t *q = r->reqs; q != NULL; q = q->next) /* late replies find no scaler */
     q->r = NULL;
+  r->reqs = NULL;
+  if (!r->ready) {
+    evs_tls_cache_cancel(r->tls_req);
+    r->tls_req = NULL;
   }
-  evs_tls_cache_cancel(r->tls_req);
-  r->tls_req = NULL;
   evs_redis_keyspace_flags_cancel(r->flags_req);
   r->flags_req = NULL;
-  evs_redis_conn_wait_cancel(r->cmd, &r->wait);
+  if (r->waiting) /* else the union is the delivery's entry (if anything) */
+    evs_redis_conn_wait_cancel(r->cmd, &r->wait);
+  else
+    evs_timerq_stop(r->base.tq, &r->deliver);
   r->waiting = 0;
   if (r->sub_waiting) {
     evs_redis_conn_wait_cancel(r->subc, &r->subw);
@@ -993,28 +1013,29 @@ static void redis_close(evs_scaler_t *s) {
     evs_redis_unsubscribe(r->sub);
     evs_redis_registry_release(r->env->redis, subc);
   }
-  if (r->cmd)
+  if (r->ready)
     evs_redis_registry_release(r->env->redis, r->cmd);
   r->sub = NULL;
   r->cmd = NULL;
-  evs_timerq_stop(r->base.tq, &r->deliver);
+  r->ready = 0;
   evs_scaler__close_later(&r->base, redis_free);
 }
 
 static int redis_create(uv_loop_t *loop, const evs_scaler_env_t *env,
                         const evs_scaler_config_t *cfg, evs_scaler_t **out, evs_diag_t *diag) {
   params_t p = {0};
+  const char *object = cfg->object ? cfg->object : "";
   int rc = parse(&p, env, cfg, diag);
-  redis_t *r = rc == 0 ? calloc(1, sizeof *r) : NULL;
+  /* The strings begin in the struct's tail padding (offsetof, not sizeof). */
+  size_t size = offsetof(redis_t, strs) + pack(NULL, &p, object);
+  redis_t *r = rc == 0 ? calloc(1, size > sizeof *r ? size : sizeof *r) : NULL;
   if (rc == 0 && r == NULL)
     rc = UV_ENOMEM;
-  if (rc == 0)
-    rc = pack(r, &p, cfg->object ? cfg->object : "");
   if (rc != 0) {
     params_free(&p);
-    free(r);
     return rc;
   }
+  pack(r, &p, object);
   r->env = env;
   r->index = cfg->index > UINT32_MAX ? UINT32_MAX : (uint32_t)cfg->index;
   r->activation = p.activation;
@@ -1025,7 +1046,6 @@ static int redis_create(uv_loop_t *loop, const evs_scaler_env_t *env,
   params_free(&p);
   r->base.loop = loop;
   r->notice_logged_kind = -1;
-  evs_list_init(&r->reqs);
   if (evs__lua_sha[0] == '\0') { /* loop thread only: no race */
     unsigned char h[20];
     mbedtls_sha1_ret((const unsigned char *)LUA, sizeof LUA - 1, h);
@@ -1041,13 +1061,13 @@ int evs_redis_scaler_stats(const evs_scaler_t *s, evs_redis_scaler_stats_t *out)
     return UV_EINVAL;
   const redis_t *r = (const redis_t *)s;
   *out = (evs_redis_scaler_stats_t){.reads = r->reads,
-                                    .readings = s->stats.readings,
-                                    .errors = s->stats.errors,
+                                    .readings = s->readings,
+                                    .errors = s->errors,
                                     .events = r->events,
                                     .event_reads = r->event_reads,
                                     .coalesced = r->coalesced,
                                     .push = push_state(r),
-                                    .last_error = s->stats.last_error};
+                                    .last_error = s->last_error};
   if (r->sub && !r->sub_waiting) {
     evs_redis_conn_stats_t cs;
     evs_redis_conn_stats(evs_redis_sub_conn(r->sub), &cs);

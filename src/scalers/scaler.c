@@ -117,7 +117,7 @@ int evs_scaler_create(uv_loop_t *loop, const evs_scaler_env_t *env, const evs_sc
   if (rc == 0) {
     (*out)->type = t;
     (*out)->loop = loop;
-    (*out)->state = EVS_SCALER_CREATED;
+    (*out)->state = (uint8_t)EVS_SCALER_CREATED;
     (*out)->tq = env ? env->timerq : NULL;
     (*out)->owns_tq = 0;
     evs_timerq_entry_init(&(*out)->cadence);
@@ -133,7 +133,7 @@ int evs_scaler_start(evs_scaler_t *s, evs_scaler_reading_cb cb, void *data) {
   int rc = s->type->start(s);
   if (rc != 0)
     return rc;
-  s->state = EVS_SCALER_STARTED;
+  s->state = (uint8_t)EVS_SCALER_STARTED;
   if (s->every_ms != 0 && (rc = cadence_arm(s, 1)) != 0)
     return rc;
   if (s->type->cadence)
@@ -150,11 +150,11 @@ int evs_scaler_poll(evs_scaler_t *s) {
 void evs_scaler__emit_timed(evs_scaler_t *s, const evs_reading_t *r, uint64_t latency_us) {
   if (s->state == EVS_SCALER_CLOSING || s->on_reading == NULL)
     return;
-  s->stats.readings++;
-  s->stats.errors += r->error != 0;
-  s->stats.last_error = r->error;
-  s->stats.last_latency_us = latency_us;
-  s->stats.last_time_ms = r->time_ms;
+  s->readings++;
+  s->errors += r->error != 0;
+  s->last_error = r->error;
+  s->last_latency_us = latency_us > UINT32_MAX ? UINT32_MAX : (uint32_t)latency_us;
+  s->last_time_ms = r->time_ms;
   s->on_reading(s, r, s->data);
 }
 
@@ -163,16 +163,19 @@ void evs_scaler__emit(evs_scaler_t *s, const evs_reading_t *r) { evs_scaler__emi
 int evs_scaler_stats(const evs_scaler_t *s, evs_scaler_stats_t *out) {
   if (s == NULL || s->state == EVS_SCALER_CLOSING)
     return EVS_ESTATE;
-  *out = s->stats;
+  *out = (evs_scaler_stats_t){.readings = s->readings,
+                              .errors = s->errors,
+                              .last_latency_us = s->last_latency_us,
+                              .last_error = s->last_error,
+                              .last_time_ms = s->last_time_ms};
   return 0;
 }
 
 void evs_scaler_close(evs_scaler_t *s, evs_scaler_close_cb on_close, void *data) {
   if (s == NULL || s->state == EVS_SCALER_CLOSING)
     return; /* already closing */
-  s->state = EVS_SCALER_CLOSING;
-  s->on_reading = NULL;
-  s->on_close = on_close;
+  s->state = (uint8_t)EVS_SCALER_CLOSING;
+  s->on_close = on_close; /* in on_reading's place: no reading from now on */
   s->data = data;
   evs_timerq_stop(s->tq, &s->cadence);
   s->type->close(s);

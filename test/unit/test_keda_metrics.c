@@ -473,10 +473,43 @@ static void test_compat_213(void **state) {
     assert_non_null(strstr(out, want[i]));
   }
   free(out);
+  /* A second object in another namespace: the counts are found again by their labels when an
+   * object goes (the object keeps no handle to them), each name's count on its own. */
+  evs_keda_trigger_t tr2[] = {{"redisScaler", "s0-redis-jobs", "redis"},
+                              {"cronScaler", "s1-cron-UTC-0800xx-1800xx", "cron"}};
+  evs_keda_metrics_object_t *b;
+  assert_int_equal(evs_keda_metrics_object_new(km, "dev", "worker-b", tr2, 2, &b), 0);
+  out = expose(reg);
+  static const char *both[] = {
+      "keda_trigger_totals{type=\"redis\"} 2\n",
+      "keda_trigger_totals{type=\"cron\"} 1\n",
+      "keda_trigger_registered_total{type=\"redis\"} 2\n",
+      "keda_resource_totals{type=\"scaled_object\",namespace=\"prod\"} 1\n",
+      "keda_resource_totals{type=\"scaled_object\",namespace=\"dev\"} 1\n",
+      "keda_resource_registered_total{type=\"scaled_object\",namespace=\"dev\"} 1\n",
+  };
+  for (size_t i = 0; i < sizeof both / sizeof *both; i++) {
+    if (strstr(out, both[i]) == NULL)
+      print_message("missing: %s\n--- exposition ---\n%s", both[i], out);
+    assert_non_null(strstr(out, both[i]));
+  }
+  free(out);
   evs_keda_metrics_object_free(a);
   out = expose(reg);
   assert_null(strstr(out, "worker-a"));
+  assert_null(strstr(out, "namespace=\"prod\""));
+  assert_non_null(strstr(out, "keda_trigger_totals{type=\"redis\"} 1\n"));
+  assert_non_null(strstr(out, "keda_trigger_registered_total{type=\"redis\"} 1\n"));
+  assert_non_null(strstr(out, "keda_trigger_totals{type=\"cron\"} 1\n"));
+  assert_non_null(
+      strstr(out, "keda_resource_totals{type=\"scaled_object\",namespace=\"dev\"} 1\n"));
+  free(out);
+  evs_keda_metrics_object_free(b);
+  out = expose(reg);
   assert_null(strstr(out, "keda_trigger_totals{"));
+  assert_null(strstr(out, "keda_resource_totals{"));
+  assert_null(strstr(out, "keda_trigger_registered_total{"));
+  assert_null(strstr(out, "keda_resource_registered_total{"));
   free(out);
   evs_keda_metrics_free(km);
   evs_metrics_free(reg);

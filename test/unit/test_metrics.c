@@ -235,6 +235,12 @@ static void test_labels_escaping_order_remove(void **state) {
   evs_metric_set(evs_metric_family_child(f, v4), 4);
   assert_ptr_equal(evs_metric_family_child(f, v2), evs_metric_family_lookup(f, v2));
   assert_int_equal(evs_metric_family_size(f), 4);
+  /* A child's labels as given (the empty one too), unescaped. */
+  assert_string_equal(evs_metric_label(evs_metric_family_lookup(f, v1), 0), "ns-b");
+  assert_string_equal(evs_metric_label(evs_metric_family_lookup(f, v1), 1), v1[1]);
+  assert_string_equal(evs_metric_label(evs_metric_family_lookup(f, v4), 1), "");
+  assert_null(evs_metric_label(evs_metric_family_lookup(f, v4), 2));
+  assert_null(evs_metric_label(NULL, 0));
   out = expose(reg);
   assert_string_equal(out, "# TYPE x_items gauge\n"
                            "x_items{namespace=\"ns-a\",name=\"\"} 4\n"
@@ -679,6 +685,10 @@ typedef struct {
 /* Columns of the object rows: paused, loop, events down, events up. */
 enum { RC_PAUSED, RC_LOOP, RC_DOWN, RC_UP, RC_N };
 
+/* A trigger row under its object's row: namespace and name are the object row's. */
+static const int rk_from_obj[] = {0, -1, 1, -1};
+
+/* with_rows: 0 none, 1 two row sets, 2 the trigger rows under the object rows. */
 static void rows_reg(rows_reg_t *r, int with_rows) {
   r->reg = evs_metrics_new();
   for (int i = 0; i < RF_N; i++)
@@ -691,8 +701,11 @@ static void rows_reg(rows_reg_t *r, int with_rows) {
                                  {r->f[RF_LOOP], rk_loop, rc_loop},
                                  {r->f[RF_EVENTS], rk_ev, rc_down},
                                  {r->f[RF_EVENTS], rk_ev, rc_up}};
-  assert_int_equal(evs_metrics_rows_new(r->reg, 4, t, 2, &r->trig), 0);
   assert_int_equal(evs_metrics_rows_new(r->reg, 2, o, RC_N, &r->obj), 0);
+  if (with_rows == 2)
+    assert_int_equal(evs_metrics_rows_new_under(r->reg, r->obj, rk_from_obj, 4, t, 2, &r->trig), 0);
+  else
+    assert_int_equal(evs_metrics_rows_new(r->reg, 4, t, 2, &r->trig), 0);
 }
 
 /* Object i of the row tests: namespaces shared by several objects, names that are prefixes of
@@ -706,12 +719,12 @@ static void row_names(int i, char *ns, char *name, char *metric) {
 }
 
 /* What rows print is what children with the same labels and values print, byte for byte:
- * the same registry built both ways, before and after some objects went. */
-static void test_rows_print_as_children(void **state) {
-  (void)state;
+ * the same registry built both ways, before and after some objects went; with the trigger rows
+ * under the object rows (under = 1) too. */
+static void rows_print_as_children(int under) {
   enum { N = 300 };
   rows_reg_t a, b;
-  rows_reg(&a, 1);
+  rows_reg(&a, under ? 2 : 1);
   rows_reg(&b, 0);
   evs_metric_row_t *tr[N], *orow[N];
   evs_metric_t *kid[N][6];
@@ -723,8 +736,12 @@ static void test_rows_print_as_children(void **state) {
     const char *tk[] = {ns, metric, name, idx}, *tv[] = {ns, metric, name, idx, "so"};
     const char *ok[] = {ns, name}, *lv[] = {ns, "so", name};
     const char *dv[] = {ns, name, "down"}, *uv[] = {ns, name, "up"};
-    assert_int_equal(evs_metrics_rows_add(a.trig, tk, &tr[i]), 0);
     assert_int_equal(evs_metrics_rows_add(a.obj, ok, &orow[i]), 0);
+    if (under)
+      assert_int_equal(evs_metrics_rows_add_under(a.trig, orow[i], tk, &tr[i]), 0);
+    else
+      assert_int_equal(evs_metrics_rows_add(a.trig, tk, &tr[i]), 0);
+    assert_string_equal(evs_metric_row_key(tr[i], 2), name);
     kid[i][0] = evs_metric_family_child(b.f[RF_VALUE], tv);
     kid[i][1] = evs_metric_family_child(b.f[RF_ERRORS], tv);
     kid[i][2] = evs_metric_family_child(b.f[RF_PAUSED], ok);
@@ -777,6 +794,64 @@ static void test_rows_print_as_children(void **state) {
   free(x);
   evs_metrics_free(a.reg);
   evs_metrics_free(b.reg);
+}
+
+static void test_rows_print_as_children(void **state) {
+  (void)state;
+  rows_print_as_children(0);
+}
+
+static void test_rows_under_print_as_children(void **state) {
+  (void)state;
+  rows_print_as_children(1);
+}
+
+/* What a row set under another refuses: rows without their parent row or with one whose keys
+ * differ, a parent of another set, keys none of which is the parent's or out of its range. */
+static void test_rows_under_rules(void **state) {
+  (void)state;
+  rows_reg_t r;
+  rows_reg(&r, 2);
+  evs_metric_row_t *o1, *o2, *t, *dup;
+  const char *ok1[] = {"n", "so-1"}, *ok2[] = {"n", "so-2"};
+  assert_int_equal(evs_metrics_rows_add(r.obj, ok1, &o1), 0);
+  assert_int_equal(evs_metrics_rows_add(r.obj, ok2, &o2), 0);
+  const char *tk[] = {"n", "s0-x", "so-1", "0"};
+  assert_int_equal(evs_metrics_rows_add(r.trig, tk, &t), UV_EINVAL);           /* no parent */
+  assert_int_equal(evs_metrics_rows_add_under(r.trig, o2, tk, &t), UV_EINVAL); /* not its */
+  assert_int_equal(evs_metrics_rows_add_under(r.obj, o1, ok2, &t), UV_EINVAL); /* not under */
+  assert_int_equal(evs_metrics_rows_add_under(r.trig, NULL, tk, &t), UV_EINVAL);
+  assert_int_equal(evs_metrics_rows_add_under(r.trig, o1, tk, &t), 0);
+  assert_int_equal(evs_metrics_rows_add_under(r.trig, o1, tk, &dup), UV_EEXIST);
+  assert_string_equal(evs_metric_row_key(t, 0), "n");
+  assert_string_equal(evs_metric_row_key(t, 1), "s0-x");
+  assert_string_equal(evs_metric_row_key(t, 2), "so-1");
+  assert_string_equal(evs_metric_row_key(t, 3), "0");
+  assert_null(evs_metric_row_key(t, 4));
+  evs_metric_row_set(t, 0, 7);
+  char *out = expose(r.reg);
+  assert_non_null(strstr(out, "r_value{namespace=\"n\",metric=\"s0-x\",scaledObject=\"so-1\","
+                              "triggerIndex=\"0\",type=\"so\"} 7\n"));
+  free(out);
+  assert_int_equal(evs_metric_row_remove(t), 0);
+  /* Row sets: under a set under another, no key from the parent, a key beyond the parent's. */
+  static const char *const l1[] = {"a"};
+  evs_metric_desc_t d1 = {"u_one", NULL, EVS_METRIC_GAUGE, l1, 1, NULL, 0};
+  static const char *const l2[] = {"a", "b"};
+  evs_metric_desc_t d2 = {"u_two", NULL, EVS_METRIC_GAUGE, l2, 2, NULL, 0};
+  evs_metric_family_t *f1, *f2;
+  assert_int_equal(evs_metrics_register(r.reg, &d1, &f1), 0);
+  assert_int_equal(evs_metrics_register(r.reg, &d2, &f2), 0);
+  static const int k1[] = {0}, k2[] = {0, 1}, own1[] = {-1}, far[] = {0, 2}, bad[] = {-2, 0};
+  evs_metric_column_t c1 = {f1, k1, NULL}, c2 = {f2, k2, NULL};
+  evs_metrics_rows_t *rs;
+  assert_int_equal(evs_metrics_rows_new_under(r.reg, r.trig, k1, 1, &c1, 1, &rs), UV_EINVAL);
+  assert_int_equal(evs_metrics_rows_new_under(r.reg, r.obj, own1, 1, &c1, 1, &rs), UV_EINVAL);
+  assert_int_equal(evs_metrics_rows_new_under(r.reg, r.obj, far, 2, &c2, 1, &rs), UV_EINVAL);
+  assert_int_equal(evs_metrics_rows_new_under(r.reg, r.obj, bad, 2, &c2, 1, &rs), UV_EINVAL);
+  assert_int_equal(evs_metrics_rows_new_under(r.reg, NULL, k1, 1, &c1, 1, &rs), UV_EINVAL);
+  assert_int_equal(evs_metrics_rows_new_under(r.reg, r.obj, k1, 1, &c1, 1, &rs), 0);
+  evs_metrics_free(r.reg);
 }
 
 /* What a row set refuses, and what its families and rows do. */
@@ -838,6 +913,11 @@ static void test_rows_rules(void **state) {
   assert_int_equal(evs_metrics_rows_add(rs, key, &dup), UV_EEXIST);
   assert_int_equal(evs_metrics_rows_size(rs), 1);
   assert_int_equal(evs_metric_family_size(r.f[RF_EVENTS]), 2);
+  /* The key as given, value by value (what an owner finds its counted series by). */
+  assert_string_equal(evs_metric_row_key(row, 0), "n");
+  assert_string_equal(evs_metric_row_key(row, 1), "so-1");
+  assert_null(evs_metric_row_key(row, 2));
+  assert_null(evs_metric_row_key(NULL, 0));
   /* Counters only go up; a column out of range is nothing. */
   evs_metric_row_add(row, 3, 2);
   evs_metric_row_add(row, 3, -1);
@@ -1210,6 +1290,8 @@ int main(void) {
       cmocka_unit_test(test_stream_equals_expose),
       cmocka_unit_test(test_stream_survives_changes),
       cmocka_unit_test(test_rows_print_as_children),
+      cmocka_unit_test(test_rows_under_print_as_children),
+      cmocka_unit_test(test_rows_under_rules),
       cmocka_unit_test(test_rows_rules),
       cmocka_unit_test(test_rows_stream_survives_removal),
       cmocka_unit_test(test_scrape_streamed),

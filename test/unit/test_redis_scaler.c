@@ -898,6 +898,75 @@ static void test_closing_scaler(void **state) {
   cli(&shared, "DEL cl:q");
 }
 
+/* Issue 13: a read waiting for its connection and a failure waiting to be delivered from the
+ * loop share their room in the scaler (never both at once). A scaler closed in either state
+ * leaves nothing behind: no waiter on the connection, no reading, no timer entry (the loop
+ * closes; ASan sees no use after free); one not closed gets its failure delivered. */
+static void test_close_waiting_or_delivering(void **state) {
+  (void)state;
+  rsrv_t none = {.port = free_port()};
+  evs_kv_t meta[] = {{"address", addr_of(&none)}, {"listName", "q"}};
+  evs_redis_options_t o = {.host = "127.0.0.1", .port = none.port, .request_timeout_ms = 5000};
+  evs_redis_conn_t *c;
+  evs_redis_conn_stats_t st;
+  /* Closed while its read waits for the connection being made. */
+  fx_t *fx = fx_new();
+  assert_int_equal(fx_make(fx, (maps_t){.meta = meta, .n_meta = 2}, NULL), 0);
+  fx_start(fx, 0);
+  assert_int_equal(evs_redis_registry_acquire(fx->reg, &o, EVS_REDIS_COMMANDS, &c), 0);
+  evs_redis_conn_stats(c, &st);
+  assert_int_equal(st.waiters, 1);
+  evs_scaler_close(fx->s, on_closed, fx);
+  evs_redis_conn_stats(c, &st);
+  assert_int_equal(st.waiters, 0);
+  evs_redis_registry_release(fx->reg, c);
+  fx_sleep(fx, 200);
+  assert_int_equal(fx->n, 0);
+  assert_int_equal(fx->closed, 1);
+  fx_free(fx);
+  /* Closed while a read that failed at once (the connection in backoff) waits for the loop. */
+  fx = fx_new();
+  assert_int_equal(fx_make(fx, (maps_t){.meta = meta, .n_meta = 2}, NULL), 0);
+  fx_start(fx, 0);
+  assert_true(fx_wait(fx, 1, 10000)); /* refused: the connection is in backoff now */
+  assert_int_equal(fx->error[0], UV_ECONNREFUSED);
+  assert_int_equal(evs_redis_registry_acquire(fx->reg, &o, EVS_REDIS_COMMANDS, &c), 0);
+  int delivering = 0;
+  for (int i = 0; i < 50 && !delivering; i++) {
+    int n = fx->n;
+    assert_int_equal(evs_scaler_poll(fx->s), 0);
+    evs_redis_conn_stats(c, &st);
+    assert_int_equal(fx->n, n); /* never from inside poll */
+    if (st.waiters == 0 && st.backoff_left_ms > 0) {
+      delivering = 1; /* failed synchronously: its reading comes from the loop */
+    } else {
+      assert_true(fx_wait(fx, n + 1, 10000)); /* the backoff was over: it waited, failed */
+      fx_sleep(fx, 1);
+    }
+  }
+  assert_true(delivering);
+  int n = fx->n;
+  evs_scaler_close(fx->s, on_closed, fx);
+  evs_redis_registry_release(fx->reg, c);
+  fx_sleep(fx, 200);
+  assert_int_equal(fx->n, n);
+  assert_int_equal(fx->closed, 1);
+  fx_free(fx);
+  /* Not closed: the failure found synchronously is delivered, then the next read can wait. */
+  fx = fx_new();
+  assert_int_equal(fx_make(fx, (maps_t){.meta = meta, .n_meta = 2}, NULL), 0);
+  fx_start(fx, 0);
+  assert_true(fx_wait(fx, 1, 10000));
+  for (int i = 2; i < 8; i++) {
+    assert_int_equal(evs_scaler_poll(fx->s), 0);
+    assert_true(fx_wait(fx, i, 10000));
+    assert_int_equal(fx->error[i - 1], UV_ECONNREFUSED);
+    assert_non_null(strstr(fx->msg[i - 1], "reading key \"q\""));
+    fx_sleep(fx, 60); /* one in backoff, the next one past it, and so on */
+  }
+  fx_free(fx);
+}
+
 static void test_keyspace_missing(void **state) {
   (void)state;
   static const struct {
@@ -1039,6 +1108,7 @@ int main(void) {
       cmocka_unit_test(test_slow_server),
       cmocka_unit_test(test_flushall_seen_by_poll),
       cmocka_unit_test(test_closing_scaler),
+      cmocka_unit_test(test_close_waiting_or_delivering),
       cmocka_unit_test(test_config_get_once_per_connection),
       cmocka_unit_test(test_waiting_triggers_queue_nothing),
   };
