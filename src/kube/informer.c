@@ -411,21 +411,25 @@ static int list_metadata(json_t *md, evs_informer_list_meta_t *meta) {
   return 0;
 }
 
-/* One member of the List at body[*i]: "key": value. seen counts items (1) and metadata (2). */
+/* The members read apart: items (1) and metadata (2); others (kind, apiVersion) are skipped. */
+static int member_bit(const char *k) {
+  if (k == NULL)
+    return 0;
+  return strcmp(k, "items") == 0 ? 1 : strcmp(k, "metadata") == 0 ? 2 : 0;
+}
+
+/* One member of the List at body[*i]: "key": value. *seen: the member_bits met so far. */
 static int list_member(const char *body, size_t len, size_t *i,
                        int (*item)(void *ctx, const json_t *obj), void *ctx,
                        evs_informer_list_meta_t *meta, int *seen) {
   *i = skip_ws(body, len, *i);
   json_t *key = *i < len && body[*i] == '"' ? value_at(body, len, i) : NULL;
   const char *k = json_string_value(key);
-  int rc = EVS_EJSON, which = k == NULL                    ? 0
-                              : strcmp(k, "items") == 0    ? 1
-                              : strcmp(k, "metadata") == 0 ? 2
-                                                           : 0;
-  if (k != NULL)
-    *i = skip_ws(body, len, *i);
+  int rc = EVS_EJSON, which = member_bit(k), is_key = k != NULL;
   json_decref(key);
-  if (k == NULL || *i >= len || body[*i] != ':' || (*seen & which) != 0)
+  if (is_key)
+    *i = skip_ws(body, len, *i);
+  if (!is_key || *i >= len || body[*i] != ':' || (*seen & which) != 0)
     return EVS_EJSON; /* not a member, or a second items/metadata: not one List */
   (*i)++;
   *seen |= which;
