@@ -65,7 +65,8 @@ typedef struct evs_informer_obj_s {
   const char *name;
   const char *uid;
   const char *resource_version;
-  void *data; /* what decode returned (owned by the cache; freed with free_data) */
+  void *data; /* what decode returned (owned by the cache; freed with free_data); with
+                 options.drop_data, only while on_add/on_update runs, NULL in the cache */
 } evs_informer_obj_t;
 
 /* Before every request: add headers (Authorization ...) into hdrs[*n .. cap) and advance *n;
