@@ -38,7 +38,8 @@
  *
  * The cache keeps, per object, what the decode callback extracts (a compact struct of the
  * caller's) plus namespace (interned), name, uid and resourceVersion, in a hash table keyed by
- * namespace/name. The JSON tree is freed right after decode.
+ * namespace/name. A list page is parsed one item at a time (evs_informer_list_parse) and each
+ * item's JSON tree is freed right after decode.
  *
  * Callbacks run on the loop. Objects passed to handlers are borrowed: `old` is freed right after
  * on_update/on_delete returns, `obj` of on_add stays valid while it is in the cache. Handlers may
@@ -64,7 +65,8 @@ typedef struct evs_informer_obj_s {
   const char *name;
   const char *uid;
   const char *resource_version;
-  void *data; /* what decode returned (owned by the cache; freed with free_data) */
+  void *data; /* what decode returned (owned by the cache; freed with free_data); with
+                 options.drop_data, only while on_add/on_update runs, NULL in the cache */
 } evs_informer_obj_t;
 
 /* Before every request: add headers (Authorization ...) into hdrs[*n .. cap) and advance *n;
@@ -103,6 +105,12 @@ typedef struct {
   void *decorate_arg;
   evs_informer_decode_cb decode; /* optional: NULL keeps metadata only */
   void (*free_data)(void *data, void *arg);
+  /* 1: data is for on_add/on_update only, freed (free_data) once the handler returns; cached
+   * objects then carry data NULL (evs_informer_get, foreach, the `old` of on_update and
+   * on_delete). For an owner that moves what it needs elsewhere, as the ScaledObject
+   * informer's handler hands the parsed object to the registry: the cache then keeps only the
+   * metadata that relists are compared on. */
+  int drop_data;
 
   void (*on_add)(evs_informer_t *inf, const evs_informer_obj_t *obj, void *arg);
   void (*on_update)(evs_informer_t *inf, const evs_informer_obj_t *old,
@@ -174,6 +182,20 @@ void evs_informer_lines_free(evs_informer_lines_t *l);
 /* One line → event. 0, EVS_EJSON (not JSON), EVS_EPARSE (not a WatchEvent: unknown type, object
  * missing or not an object). */
 int evs_informer_event_parse(const char *line, size_t len, evs_informer_event_t *ev);
+
+/* One LIST response body, a Kubernetes List ({"items": [...], "metadata": {"continue",
+ * "resourceVersion"}, ...}, members in any order), parsed item by item: item(ctx, obj) runs for
+ * every element of items in order, obj borrowed and freed when it returns, so one item's tree is
+ * alive at a time, never the page's. Returns 0 (meta->cont and meta->rv: new strings, or NULL
+ * when absent; free them), item's first nonzero return (parsing stops there), EVS_EJSON
+ * (malformed, items missing or not an array, a second items or metadata, bytes after the List)
+ * or UV_ENOMEM; on any nonzero return meta holds NULLs, and the items before the fault have been
+ * delivered. */
+typedef struct {
+  char *cont, *rv;
+} evs_informer_list_meta_t;
+int evs_informer_list_parse(const char *body, size_t len, int (*item)(void *ctx, const json_t *obj),
+                            void *ctx, evs_informer_list_meta_t *meta);
 
 /* metadata of an object, borrowed from it. 0 or EVS_EPARSE when name or resourceVersion is
  * missing (namespace and uid may be absent: cluster-scoped, bookmarks). */

@@ -282,6 +282,9 @@ static int evs__start_informer(evs_control_t *c, evs__inf_kind_t kind, const cha
   case EVS__INF_SO:
     o.decode = evs_registry_decode;
     o.free_data = evs_registry_decoded_free;
+    /* evs__so_apply hands everything to the registry, which keeps it: the cache keeps only
+     * the metadata relists compare (issue 13: the decoded struct was ~150 B per object). */
+    o.drop_data = 1;
     break;
   case EVS__INF_DEPLOY:
   case EVS__INF_STS:

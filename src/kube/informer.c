@@ -151,6 +151,15 @@ static void deliver_delete(evs_informer_t *inf, evs_informer_obj_t **at) {
   obj_free(inf, old);
 }
 
+/* After on_add/on_update: with drop_data, what the handler had to take is gone. */
+static void delivered(evs_informer_t *inf, evs_informer_obj_t *o) {
+  if (inf->o.drop_data && o->data != NULL) {
+    if (inf->o.free_data != NULL)
+      inf->o.free_data(o->data, inf->o.arg);
+    o->data = NULL;
+  }
+}
+
 /* Applies the object's current state (list item, ADDED or MODIFIED): a new object is an add, a
  * changed resourceVersion an update, the same one nothing (already delivered). */
 static void upsert(evs_informer_t *inf, const json_t *item, const evs_informer_meta_t *m) {
@@ -197,6 +206,7 @@ static void upsert(evs_informer_t *inf, const json_t *item, const evs_informer_m
     if (inf->o.on_update != NULL && !inf->closing)
       inf->o.on_update(inf, old, o, inf->o.arg);
     obj_free(inf, old);
+    delivered(inf, o);
     return;
   }
   if (inf->count >= inf->nbuckets) {
@@ -207,6 +217,7 @@ static void upsert(evs_informer_t *inf, const json_t *item, const evs_informer_m
   inf->count++;
   if (inf->o.on_add != NULL && !inf->closing)
     inf->o.on_add(inf, o, inf->o.arg);
+  delivered(inf, o);
 }
 
 static void remove_obj(evs_informer_t *inf, const evs_informer_meta_t *m) {
@@ -331,6 +342,133 @@ void evs_informer_lines_free(evs_informer_lines_t *l) {
   l->len = l->cap = 0;
 }
 
+/* --- the list page, item by item --- */
+
+/* A page of 500 ScaledObjects is a few megabytes of jansson nodes when parsed whole, allocated
+ * before and freed after the records its items become: glibc then holds that much free between
+ * long-lived chunks. The top level is therefore walked by hand and each value parsed alone
+ * (json_loadb with JSON_DISABLE_EOF_CHECK reports in position how many bytes the value took),
+ * so one item's tree lives at a time. */
+
+static size_t skip_ws(const char *s, size_t len, size_t i) {
+  while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
+    i++;
+  return i;
+}
+
+/* One JSON value at s[*i]; *i moves past it. NULL when malformed. */
+static json_t *value_at(const char *s, size_t len, size_t *i) {
+  json_error_t jerr;
+  json_t *v = json_loadb(s + *i, len - *i, JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK, &jerr);
+  if (v != NULL && (jerr.position <= 0 || (size_t)jerr.position > len - *i)) {
+    json_decref(v);
+    return NULL;
+  }
+  if (v != NULL)
+    *i += (size_t)jerr.position;
+  return v;
+}
+
+/* Past the separator after a member or element: 1 after ',', 0 after `close`, -1 otherwise. */
+static int next_member(const char *s, size_t len, size_t *i, char close) {
+  *i = skip_ws(s, len, *i);
+  if (*i < len && (s[*i] == ',' || s[*i] == close))
+    return s[(*i)++] == ',';
+  return -1;
+}
+
+static int list_items(const char *s, size_t len, size_t *i,
+                      int (*item)(void *ctx, const json_t *obj), void *ctx) {
+  *i = skip_ws(s, len, *i);
+  if (*i >= len || s[*i] != '[')
+    return EVS_EJSON;
+  *i = skip_ws(s, len, *i + 1);
+  if (*i < len && s[*i] == ']') {
+    (*i)++;
+    return 0;
+  }
+  for (int more = 1; more == 1;) {
+    json_t *v = value_at(s, len, i);
+    if (v == NULL)
+      return EVS_EJSON;
+    int stop = item(ctx, v);
+    json_decref(v);
+    if (stop != 0)
+      return stop;
+    more = next_member(s, len, i, ']');
+    if (more < 0)
+      return EVS_EJSON;
+  }
+  return 0;
+}
+
+static int list_metadata(json_t *md, evs_informer_list_meta_t *meta) {
+  const char *cont = json_string_value(json_object_get(md, "continue"));
+  const char *rv = json_string_value(json_object_get(md, "resourceVersion"));
+  if ((cont != NULL && (meta->cont = strdup(cont)) == NULL) ||
+      (rv != NULL && (meta->rv = strdup(rv)) == NULL))
+    return UV_ENOMEM;
+  return 0;
+}
+
+/* The members read apart: items (1) and metadata (2); others (kind, apiVersion) are skipped. */
+static int member_bit(const char *k) {
+  if (k == NULL)
+    return 0;
+  return strcmp(k, "items") == 0 ? 1 : strcmp(k, "metadata") == 0 ? 2 : 0;
+}
+
+/* One member of the List at body[*i]: "key": value. *seen: the member_bits met so far. */
+static int list_member(const char *body, size_t len, size_t *i,
+                       int (*item)(void *ctx, const json_t *obj), void *ctx,
+                       evs_informer_list_meta_t *meta, int *seen) {
+  *i = skip_ws(body, len, *i);
+  json_t *key = *i < len && body[*i] == '"' ? value_at(body, len, i) : NULL;
+  const char *k = json_string_value(key);
+  int rc = EVS_EJSON, which = member_bit(k), is_key = k != NULL;
+  json_decref(key);
+  if (is_key)
+    *i = skip_ws(body, len, *i);
+  if (!is_key || *i >= len || body[*i] != ':' || (*seen & which) != 0)
+    return EVS_EJSON; /* not a member, or a second items/metadata: not one List */
+  (*i)++;
+  *seen |= which;
+  if (which == 1)
+    return list_items(body, len, i, item, ctx);
+  json_t *v = value_at(body, len, i);
+  if (v != NULL)
+    rc = which == 2 ? list_metadata(v, meta) : 0;
+  json_decref(v);
+  return rc;
+}
+
+int evs_informer_list_parse(const char *body, size_t len, int (*item)(void *ctx, const json_t *obj),
+                            void *ctx, evs_informer_list_meta_t *meta) {
+  memset(meta, 0, sizeof *meta);
+  size_t i = skip_ws(body, len, 0);
+  int rc = 0, seen = 0, more = 1;
+  if (i >= len || body[i] != '{')
+    return EVS_EJSON;
+  i = skip_ws(body, len, i + 1);
+  if (i < len && body[i] == '}') {
+    more = 0;
+    i++;
+  }
+  while (rc == 0 && more == 1) {
+    rc = list_member(body, len, &i, item, ctx, meta, &seen);
+    if (rc == 0 && (more = next_member(body, len, &i, '}')) < 0)
+      rc = EVS_EJSON;
+  }
+  if (rc == 0 && ((seen & 1) == 0 || skip_ws(body, len, i) != len))
+    rc = EVS_EJSON; /* no items, or bytes after the List */
+  if (rc != 0) {
+    free(meta->cont);
+    free(meta->rv);
+    memset(meta, 0, sizeof *meta);
+  }
+  return rc;
+}
+
 /* --- requests --- */
 
 typedef struct {
@@ -407,32 +545,38 @@ static void fail(evs_informer_t *inf, int err, int status, int64_t retry_after_s
 
 static int send_req(evs_informer_t *inf, const char *pathq, int streaming);
 
+static int list_item(void *ctx, const json_t *item) {
+  evs_informer_t *inf = ctx;
+  evs_informer_meta_t m;
+  if (evs_informer_meta_get(item, &m) == 0)
+    upsert(inf, item, &m);
+  else
+    inf->st.failures++;
+  return inf->closing;
+}
+
 static void list_page(evs_informer_t *inf, const evs_http_response_t *resp) {
-  json_error_t jerr;
-  json_t *root = json_loadb(resp->body, resp->body_len, 0, &jerr);
-  const json_t *items = json_object_get(root, "items");
-  const json_t *md = json_object_get(root, "metadata");
-  if (!json_is_array(items)) {
-    json_decref(root);
-    fail(inf, EVS_EJSON, resp->status, -1, 1);
+  evs_informer_list_meta_t meta;
+  int rc = evs_informer_list_parse(resp->body, resp->body_len, list_item, inf, &meta);
+  if (inf->closing) {
+    free(meta.cont);
+    free(meta.rv);
+    return;
+  }
+  if (rc != 0) {
+    /* The items before the fault were delivered: true of a snapshot at least as new as the
+     * cache, so the relist this starts (a new generation) delivers nothing twice. */
+    fail(inf, rc, resp->status, -1, 1);
     return;
   }
   inf->st.list_pages++;
-  for (size_t i = 0; i < json_array_size(items) && !inf->closing; i++) {
-    evs_informer_meta_t m;
-    const json_t *item = json_array_get(items, i);
-    if (evs_informer_meta_get(item, &m) == 0)
-      upsert(inf, item, &m);
-    else
-      inf->st.failures++;
-  }
-  const char *cont = json_string_value(json_object_get(md, "continue"));
-  const char *rv = json_string_value(json_object_get(md, "resourceVersion"));
   free(inf->cont);
-  inf->cont = cont != NULL && cont[0] != '\0' ? strdup(cont) : NULL;
-  if (inf->cont == NULL)
-    set_rv(inf, rv);
-  json_decref(root);
+  inf->cont = meta.cont != NULL && meta.cont[0] != '\0' ? meta.cont : NULL;
+  if (inf->cont == NULL) {
+    free(meta.cont);
+    set_rv(inf, meta.rv);
+  }
+  free(meta.rv);
   if (inf->closing)
     return;
   if (inf->cont != NULL) {
