@@ -1512,7 +1512,8 @@ static void evs__trigger_failed(evs__rec_t *r, evs__trig_t *tr, int rc, const ch
 static void evs__create_scaler(evs__rec_t *r, evs__trig_t *tr) {
   evs_registry_t *reg = r->reg;
   evs_scaler_config_t cfg;
-  evs_so_scaler_config(r->so, tr->index, &cfg);
+  char source[EVS_SO_SOURCE_MAX];
+  evs_so_scaler_config(r->so, tr->index, &cfg, source);
   cfg.auth_params = tr->auth.kvs;
   cfg.resolved_env = r->env.kvs;
   evs_diag_t diag;

@@ -90,7 +90,8 @@ static void defaults_minimal_redis(void **state) {
                                "    metadata:\n"
                                "      address: redis:6379\n"
                                "      listName: jobs\n");
-  assert_string_equal(so->source, "jobs/worker");
+  char source[EVS_SO_SOURCE_MAX];
+  assert_string_equal(evs_so_source(so, source, sizeof source), "jobs/worker");
   assert_string_equal(so->target_kind, "Deployment");
   assert_string_equal(so->target_api_version, "apps/v1");
   assert_string_equal(so->hpa_name, "keda-hpa-worker");
@@ -211,7 +212,8 @@ static void full_object(void **state) {
   assert_int_equal(evs_so_deletion_replicas(so, 7), 7);
   assert_int_equal(evs_so_deletion_replicas(so, -1), -1);
   evs_scaler_config_t cfg;
-  evs_so_scaler_config(so, 1, &cfg);
+  char source[EVS_SO_SOURCE_MAX];
+  evs_so_scaler_config(so, 1, &cfg, source);
   assert_string_equal(cfg.type, "prometheus");
   assert_int_equal(cfg.index, 1);
   assert_int_equal(cfg.metric_type_value, 1);
@@ -504,7 +506,8 @@ static void json_input(void **state) {
   assert_int_equal(evs_doc_from_jansson(j, NULL, &doc), 0);
   evs_diag_init(&d);
   assert_int_equal(evs_so_parse(evs_doc_root(doc), NULL, &so, &d), 0);
-  assert_string_equal(so->source, "prod/w");
+  char source[EVS_SO_SOURCE_MAX];
+  assert_string_equal(evs_so_source(so, source, sizeof source), "prod/w");
   assert_string_equal(so->triggers[0].metric_name, "s0-cron-Etc-UTC-00xxThu-5923xxThu");
   evs_so_free(so);
   evs_diag_free(&d);
@@ -1101,10 +1104,10 @@ static void compacted_object_keeps_every_field(void **state) {
   if (evs_so_parse_yaml(buf, at, "so.yaml", &so, &d) != 0)
     dump(&d);
   assert_non_null(so);
-  assert_null(so->arena);
+  char source[EVS_SO_SOURCE_MAX];
   assert_string_equal(so->name, "worker");
   assert_string_equal(so->namespace_, "jobs");
-  assert_string_equal(so->source, "jobs/worker");
+  assert_string_equal(evs_so_source(so, source, sizeof source), "jobs/worker");
   assert_string_equal(so->target_name, "api");
   assert_string_equal(so->target_kind, "StatefulSet");
   assert_string_equal(so->target_api_version, "apps/v1");
