@@ -75,7 +75,6 @@ typedef struct {
 } evs_behavior_t;
 
 typedef struct {
-  const char *type;           /* "redis", "prometheus", "cron" (static) */
   const char *name;           /* triggers[].name, or NULL */
   const char *auth_name;      /* authenticationRef.name, or NULL */
   const char *metric_name;    /* KEDA's external metric name, "s0-redis-jobs" (metricname.h) */
@@ -88,9 +87,23 @@ typedef struct {
   uint8_t auth_cluster;       /* authenticationRef.kind == ClusterTriggerAuthentication */
 } evs_trigger_t;
 
+/* "redis", "prometheus" or "cron" (static): the trigger's type (not stored, 8 B an object). */
+const char *evs_trigger_type(const evs_trigger_t *t);
+
 /* What an object without advanced.horizontalPodAutoscalerConfig.behavior points to: present 0,
  * both windows unset (-1). */
 extern const evs_behavior_t EVS_SO_NO_BEHAVIOR;
+
+/* advanced.scalingModifiers, out of line as few objects have them (issue 13). */
+typedef struct {
+  const char *formula;    /* as written */
+  void *formula_compiled; /* evs_formula_t *, owned by the object; NULL when no formula */
+  double target;
+  double activation_target;
+} evs_so_modifiers_t;
+
+/* What an object without scalingModifiers points to: no formula, targets 0. */
+extern const evs_so_modifiers_t EVS_SO_NO_MODIFIERS;
 
 /* One parsed object is one allocation (issue 13: ~2 KB per ScaledObject at 50,000): the struct,
  * its behavior, triggers, metadata arrays and strings, packed. Strings are shared where they can
@@ -113,11 +126,8 @@ typedef struct {
    * most have; kept out of line since it is ~130 B (issue 13: ~2 KB per ScaledObject). */
   const evs_behavior_t *behavior;
 
-  /* advanced.scalingModifiers (has_modifiers below) */
-  const char *formula;    /* as written */
-  void *formula_compiled; /* evs_formula_t *, owned; NULL when no formula */
-  double modifiers_target;
-  double modifiers_activation_target;
+  /* Never NULL: advanced.scalingModifiers, or EVS_SO_NO_MODIFIERS (has_modifiers below). */
+  const evs_so_modifiers_t *modifiers;
 
   evs_trigger_t *triggers;
   size_t n_triggers;

@@ -1542,7 +1542,7 @@ static void evs__create_scaler(evs__rec_t *r, evs__trig_t *tr) {
   tr->scaler = s;
   EVS_LOG_INFO("trigger started", EVS_KV_STR("scaledobject", r->key),
                EVS_KV_UINT("trigger", tr->index),
-               EVS_KV_STR("type", r->so->triggers[tr->index].type),
+               EVS_KV_STR("type", evs_trigger_type(&r->so->triggers[tr->index])),
                EVS_KV_STR("metric", r->so->triggers[tr->index].metric_name));
   if (r->cadence_ms)
     (void)evs_scaler_set_cadence(s, r->cadence_ms);
@@ -1791,7 +1791,7 @@ static void evs__metrics_object(evs__rec_t *r) {
     const char *scaler = t->kind == EVS_TRIG_REDIS        ? "redisScaler"
                          : t->kind == EVS_TRIG_PROMETHEUS ? "prometheusScaler"
                                                           : "cronScaler";
-    tr[i] = (evs_keda_trigger_t){scaler, t->metric_name, t->type};
+    tr[i] = (evs_keda_trigger_t){scaler, t->metric_name, evs_trigger_type(t)};
   }
   (void)evs_keda_metrics_object_new(reg->o.keda_metrics, r->ns, r->name, tr, n, &r->km);
   if (tr != tb)

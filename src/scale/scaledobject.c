@@ -17,6 +17,7 @@
 
 const evs_behavior_t EVS_SO_NO_BEHAVIOR = {
     .present = 0, .up = {.window_s = -1}, .down = {.window_s = -1}};
+const evs_so_modifiers_t EVS_SO_NO_MODIFIERS = {0};
 
 /* ---- scratch arena: the parse's allocations, packed into the object at the end ---- */
 
@@ -357,6 +358,9 @@ static void parse_modifiers(evs_so__ctx_t *c, const evs_node_t *adv) {
   const evs_node_t *m = get_map(c, adv, "scalingModifiers", 0);
   if (m == NULL)
     return;
+  evs_so_modifiers_t *mod = evs_so__alloc(c, sizeof *mod);
+  if (mod == NULL)
+    return;
   size_t saved = evs_path_push_key(&c->path, "scalingModifiers");
   const char *formula = get_str(c, m, "formula", 0);
   const char *target = get_str(c, m, "target", 0);
@@ -377,24 +381,26 @@ static void parse_modifiers(evs_so__ctx_t *c, const evs_node_t *adv) {
     evs_so__err(c, m, "formula", "error ScalingModifiers.Formula is mandatory");
   if (formula && *formula && !(target && *target))
     evs_so__err(c, m, "target", "formula is given but target is empty");
-  int trc = target && *target ? evs_param_go_float(target, &so->modifiers_target) : 0;
+  int trc = target && *target ? evs_param_go_float(target, &mod->target) : 0;
   if (trc == EVS_ERANGE)
     evs_so__err(c, evs_node_get(m, "target"), "target",
                 "error converting target for scalingModifiers (string->float) to valid target: "
                 "\"%s\" is out of range for a float64",
                 target);
-  else if (target && *target && (trc != 0 || !(so->modifiers_target > 0)))
+  else if (target && *target && (trc != 0 || !(mod->target > 0)))
     evs_so__err(c, evs_node_get(m, "target"), "target",
                 "error converting target for scalingModifiers (string->float) to valid target: "
                 "\"%s\" is not a number greater than 0",
                 target);
-  int arc = act && *act ? evs_param_go_float(act, &so->modifiers_activation_target) : 0;
+  int arc = act && *act ? evs_param_go_float(act, &mod->activation_target) : 0;
   if (arc != 0)
     evs_so__err(c, evs_node_get(m, "activationTarget"), "activationTarget",
                 "scalingModifiers.ActivationTarget parsing error: \"%s\" %s", act,
                 arc == EVS_ERANGE ? "is out of range for a float64" : "is not a number");
   if (formula && *formula)
-    so->formula = evs_so__strdup(c, formula);
+    mod->formula = evs_so__strdup(c, formula);
+  if (so->has_modifiers) /* else every field is empty: the same as EVS_SO_NO_MODIFIERS */
+    so->modifiers = mod;
   evs_path_pop(&c->path, saved);
 }
 
@@ -501,7 +507,7 @@ static void compile_formula(evs_so__ctx_t *c, const evs_node_t *spec) {
       evs_node_get(evs_node_get(evs_node_get(spec, "advanced"), "scalingModifiers"), "formula");
   size_t saved = evs_path_push_key(&c->path, "advanced");
   evs_path_push_key(&c->path, "scalingModifiers");
-  int rc = evs_formula_parse(so->formula, &f, &col, err, sizeof err);
+  int rc = evs_formula_parse(so->modifiers->formula, &f, &col, err, sizeof err);
   if (rc != 0) {
     evs_so__err(c, fn, "formula", "error validating formula in ScalingModifiers: column %zu: %s",
                 col, rc == EVS_EFORMULA ? err : evs_strerror(rc));
@@ -513,7 +519,8 @@ static void compile_formula(evs_so__ctx_t *c, const evs_node_t *spec) {
                     "error validating formula in ScalingModifiers: unknown name %s (formulas "
                     "refer to triggers by their `name`)",
                     evs_formula_var_name(f, i));
-    so->formula_compiled = f;
+    /* The scratch copy, allocated by parse_modifiers. */
+    ((evs_so_modifiers_t *)so->modifiers)->formula_compiled = f;
   }
   evs_path_pop(&c->path, saved);
 }
@@ -535,10 +542,10 @@ static void parse_spec(evs_so__ctx_t *c, const evs_node_t *root) {
   parse_advanced(c, spec);
   parse_fallback(c, spec);
   evs_so__parse_triggers(c, spec);
-  if (so->formula)
+  if (so->modifiers->formula)
     compile_formula(c, spec);
   if (so->has_fallback && so->fallback_behavior == EVS_FALLBACK_SCALING_MODIFIERS &&
-      so->formula == NULL)
+      so->modifiers->formula == NULL)
     evs_so__err(c, evs_node_get(evs_node_get(spec, "fallback"), "behavior"), "fallback.behavior",
                 "scalingModifiers fallback behavior requires scalingModifiers.formula to be "
                 "defined");
@@ -553,6 +560,7 @@ static void init_so(evs_so_t *so) {
   so->idle_replicas = so->min_replicas = so->max_replicas = -1;
   so->paused_replicas = -1;
   so->behavior = &EVS_SO_NO_BEHAVIOR;
+  so->modifiers = &EVS_SO_NO_MODIFIERS;
 }
 
 static void finish_names(evs_so__ctx_t *c, const evs_node_t *root) {
@@ -681,6 +689,13 @@ static size_t so_pack(pack_t *p, const evs_so_t *src, const uint32_t *index) {
       *b = *src->behavior;
     so->behavior = b;
   }
+  evs_so_modifiers_t *mod = NULL;
+  if (src->modifiers != &EVS_SO_NO_MODIFIERS) {
+    mod = pack_at(p, pack_take(p, sizeof *mod, 8));
+    if (mod)
+      *mod = *src->modifiers;
+    so->modifiers = mod;
+  }
   size_t n = src->n_triggers;
   so->triggers = pack_at(p, pack_take(p, n * sizeof *so->triggers, 8));
   so->name_indexed = n > INDEX_MIN && index != NULL;
@@ -702,12 +717,13 @@ static size_t so_pack(pack_t *p, const evs_so_t *src, const uint32_t *index) {
   so->target_api_version = pack_word(p, src->target_api_version);
   so->target_kind = pack_word(p, src->target_kind);
   so->env_source_container = pack_str(p, src->env_source_container);
-  so->formula = pack_str(p, src->formula);
+  const char *formula = pack_str(p, src->modifiers->formula);
+  if (mod)
+    mod->formula = formula;
   for (size_t i = 0; i < n; i++) {
     const evs_trigger_t *st = &src->triggers[i];
     evs_trigger_t tt, *t = so->triggers ? &so->triggers[i] : &tt;
     *t = *st;
-    t->type = pack_word(p, st->type);
     t->metric_name = pack_str(p, st->metric_name);
     for (size_t k = 0; k < st->metadata.n; k++) {
       const char *key = pack_word(p, st->metadata.items[k].key);
@@ -776,11 +792,12 @@ int evs_so_parse_mode(const evs_node_t *root, const char *source, evs_so_mode_t 
     } else {
       so_pack(&p, &so, c.name_index);
       *out = (evs_so_t *)p.base;
-      so.formula_compiled = NULL; /* moved to *out */
+      if (so.modifiers != &EVS_SO_NO_MODIFIERS) /* moved to *out */
+        ((evs_so_modifiers_t *)so.modifiers)->formula_compiled = NULL;
     }
   }
-  if (so.formula_compiled)
-    evs_formula_free(so.formula_compiled);
+  if (so.modifiers->formula_compiled)
+    evs_formula_free(so.modifiers->formula_compiled);
   scratch_free(&c);
   return rc;
 }
@@ -809,8 +826,8 @@ int evs_so_parse_yaml(const char *buf, size_t len, const char *file, evs_so_t **
 void evs_so_free(evs_so_t *so) {
   if (so == NULL)
     return;
-  if (so->formula_compiled)
-    evs_formula_free(so->formula_compiled);
+  if (so->modifiers->formula_compiled)
+    evs_formula_free(so->modifiers->formula_compiled);
   free(so); /* everything else is in the same block */
 }
 
@@ -873,6 +890,18 @@ int evs_so_trigger_index(const evs_so_t *so, const char *name) {
   return -1;
 }
 
+const char *evs_trigger_type(const evs_trigger_t *t) {
+  switch (t->kind) {
+  case EVS_TRIG_REDIS:
+    return "redis";
+  case EVS_TRIG_PROMETHEUS:
+    return "prometheus";
+  case EVS_TRIG_CRON:
+    return "cron";
+  }
+  return "";
+}
+
 const char *evs_so_source(const evs_so_t *so, char *buf, size_t cap) {
   snprintf(buf, cap, "%s/%s", so->namespace_, so->name);
   return buf;
@@ -882,7 +911,7 @@ void evs_so_scaler_config(const evs_so_t *so, size_t i, evs_scaler_config_t *cfg
                           char source_buf[EVS_SO_SOURCE_MAX]) {
   const evs_trigger_t *t = &so->triggers[i];
   memset(cfg, 0, sizeof *cfg);
-  cfg->type = t->type;
+  cfg->type = evs_trigger_type(t);
   cfg->name = t->name;
   cfg->index = i;
   cfg->object = evs_so_source(so, source_buf, EVS_SO_SOURCE_MAX);

@@ -268,7 +268,6 @@ static int parse_type(evs_so__ctx_t *c, const evs_node_t *tn, evs_trigger_t *t) 
   for (int i = 0; i < 3; i++)
     if (tv->kind == EVS_NODE_STR && strcmp(tv->u.text, names[i]) == 0) {
       t->kind = (uint8_t)(EVS_TRIG_REDIS + i);
-      t->type = names[i];
       return 0;
     }
   evs_so__err(c, tv, "type",
@@ -330,7 +329,7 @@ static void parse_trigger(evs_so__ctx_t *c, const evs_node_t *tn, size_t idx) {
   else
     check_cron(c, tn, t);
   evs_path_pop(&c->path, saved);
-  int n = evs_metricname_build(t->type, idx, &t->metadata, mn, sizeof mn);
+  int n = evs_metricname_build(evs_trigger_type(t), idx, &t->metadata, mn, sizeof mn);
   if (n < 0)
     evs_so__err(c, tn, NULL, "metric name too long");
   else

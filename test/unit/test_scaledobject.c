@@ -185,9 +185,9 @@ static void full_object(void **state) {
   assert_int_equal(so->behavior->up.window_s, -1);
   assert_int_equal(so->behavior->up.n_policies, 0);
   assert_int_equal(so->has_modifiers, 1);
-  assert_non_null(so->formula_compiled);
-  assert_true(so->modifiers_target == 4);
-  assert_true(so->modifiers_activation_target == 1.5);
+  assert_non_null(so->modifiers->formula_compiled);
+  assert_true(so->modifiers->target == 4);
+  assert_true(so->modifiers->activation_target == 1.5);
   assert_int_equal(so->modifiers_metric_type, EVS_METRIC_VALUE);
   /* Annotations: paused-replicas ParseInt; an unparsable bool annotation counts as true. */
   assert_int_equal(so->paused_replicas, 3);
@@ -1113,8 +1113,8 @@ static void compacted_object_keeps_every_field(void **state) {
   assert_string_equal(so->target_api_version, "apps/v1");
   assert_string_equal(so->env_source_container, "main");
   assert_string_equal(so->hpa_name, "my-hpa");
-  assert_string_equal(so->formula, "t0 + t39");
-  assert_non_null(so->formula_compiled);
+  assert_string_equal(so->modifiers->formula, "t0 + t39");
+  assert_non_null(so->modifiers->formula_compiled);
   assert_int_equal(so->n_triggers, 40);
   char want[64];
   for (int i = 0; i < 40; i++) {
@@ -1122,7 +1122,7 @@ static void compacted_object_keeps_every_field(void **state) {
     snprintf(want, sizeof want, "t%d", i);
     assert_string_equal(t->name, want);
     assert_int_equal(evs_so_trigger_index(so, want), i);
-    assert_string_equal(t->type, "redis");
+    assert_string_equal(evs_trigger_type(t), "redis");
     snprintf(want, sizeof want, "auth-%d", i);
     assert_string_equal(t->auth_name, want);
     snprintf(want, sizeof want, "s%d-redis-list-%d", i, i);
