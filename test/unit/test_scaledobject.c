@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include <jansson.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1140,6 +1141,79 @@ static void compacted_object_keeps_every_field(void **state) {
   free(buf);
 }
 
+/* Issue 13: an object with one redis trigger, shaped as perf/bench_registry's, is one block of
+ * ~310 B (544 B before the packing: 8-byte aligned copies of every string, the struct's padding,
+ * the source string, a name index for one trigger). Strings that end others point into them,
+ * the keys the scalers read and the defaults are shared static strings, and an object without
+ * scalingModifiers or behavior points to the shared empty ones. */
+static void packed_object_is_one_small_block(void **state) {
+  (void)state;
+  const char *src = "apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\n"
+                    "metadata: {name: worker-1234, namespace: team-12}\n"
+                    "spec:\n  scaleTargetRef: {name: worker-1234}\n"
+                    "  minReplicaCount: 0\n  maxReplicaCount: 20\n  pollingInterval: 30\n"
+                    "  triggers:\n  - type: redis\n"
+                    "    metadata: {address: \"127.0.0.1:1\", listName: jobs-1234, "
+                    "listLength: \"5\"}\n";
+  evs_so_t *a = parse_ok(src), *b = parse_ok(src);
+  size_t size = malloc_usable_size(a);
+  assert_true(size <= 320);
+  const char *lo = (const char *)a, *hi = lo + size;
+  const evs_trigger_t *t = &a->triggers[0];
+#define IN_BLOCK(p) ((const char *)(p) >= lo && (const char *)(p) < hi)
+  assert_true(IN_BLOCK(a->triggers) && IN_BLOCK(t->metadata.items));
+  assert_true(IN_BLOCK(a->name) && IN_BLOCK(a->namespace_) && IN_BLOCK(a->hpa_name));
+  assert_true(IN_BLOCK(t->metric_name) && IN_BLOCK(t->metadata.items[0].value));
+#undef IN_BLOCK
+  assert_string_equal(a->hpa_name, "keda-hpa-worker-1234");
+  assert_ptr_equal(a->name, a->hpa_name + 9);
+  assert_ptr_equal(a->target_name, a->name);
+  assert_string_equal(t->metric_name, "s0-redis-jobs-1234");
+  assert_string_equal(t->metadata.items[1].value, "jobs-1234");
+  assert_ptr_equal(t->metadata.items[1].value, t->metric_name + 9);
+  /* Known keys and the default target are the same static strings in every object. */
+  for (size_t k = 0; k < 3; k++)
+    assert_ptr_equal(t->metadata.items[k].key, b->triggers[0].metadata.items[k].key);
+  assert_string_equal(t->metadata.items[0].key, "address");
+  assert_string_equal(t->metadata.items[2].key, "listLength");
+  assert_string_equal(t->metadata.items[2].value, "5");
+  assert_ptr_equal(a->target_api_version, b->target_api_version);
+  assert_ptr_equal(a->target_kind, b->target_kind);
+  assert_ptr_equal(a->behavior, &EVS_SO_NO_BEHAVIOR);
+  assert_ptr_equal(a->modifiers, &EVS_SO_NO_MODIFIERS);
+  assert_string_equal(evs_trigger_type(t), "redis");
+  assert_int_equal(evs_so_max(a), 20);
+  evs_so_free(a);
+  evs_so_free(b);
+}
+
+/* Up to 8 triggers are looked up by a scan (no index stored), more through the index; both find
+ * every named trigger and skip the unnamed ones. */
+static void trigger_index_scan_and_hash(void **state) {
+  (void)state;
+  for (int n = 3; n <= 12; n += 9) {
+    char buf[4096];
+    size_t at = (size_t)snprintf(buf, sizeof buf,
+                                 HEAD "spec:\n  scaleTargetRef: {name: w}\n"
+                                      "  triggers:\n");
+    for (int i = 0; i < n; i++)
+      at += (size_t)snprintf(buf + at, sizeof buf - at,
+                             i % 3 == 1 ? "  - {type: redis, metadata: {listName: l%d}}\n"
+                                        : "  - {type: redis, name: n%d, metadata: {listName: "
+                                          "l}}\n",
+                             i);
+    evs_so_t *so = parse_ok(buf);
+    assert_int_equal(so->name_indexed, n > 8);
+    char name[16];
+    for (int i = 0; i < n; i++) {
+      snprintf(name, sizeof name, "n%d", i);
+      assert_int_equal(evs_so_trigger_index(so, name), i % 3 == 1 ? -1 : i);
+    }
+    assert_int_equal(evs_so_trigger_index(so, "l"), -1);
+    evs_so_free(so);
+  }
+}
+
 /* Every file in test/data/so/ that starts with "valid-" parses; "invalid-" ones do not. */
 static void data_files(void **state) {
   (void)state;
@@ -1195,6 +1269,8 @@ int main(void) {
       cmocka_unit_test(many_objects_linear),
       cmocka_unit_test(trigger_index_lookup),
       cmocka_unit_test(compacted_object_keeps_every_field),
+      cmocka_unit_test(packed_object_is_one_small_block),
+      cmocka_unit_test(trigger_index_scan_and_hash),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
