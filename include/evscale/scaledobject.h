@@ -204,7 +204,7 @@ int32_t evs_so_max(const evs_so_t *so); /* maxReplicaCount, default 100 */
 /* Paused as KEDA's NeedToBePausedByAnnotation: paused-replicas present, or paused true. */
 int evs_so_is_paused(const evs_so_t *so);
 
-/* Index of the trigger named `name`, or -1. Constant time (a hash lookup). */
+/* Index of the trigger named `name`, or -1. A scan up to 8 triggers, a hash lookup above. */
 int evs_so_trigger_index(const evs_so_t *so, const char *name);
 
 /* "namespace/name" (for diagnostics and logs) into buf, cut to cap - 1 bytes; returns buf. Not

@@ -589,11 +589,11 @@ static void source_name(const evs_node_t *root, char *buf, size_t cap) {
 
 /* ---- the packed object: one allocation of the size it uses ---- */
 
-/* Strings the model knows, kept once for every object: the empty string, the default target,
- * trigger types and the metadata keys evscale's scalers read (src/scalers/redis_scaler.c,
- * prometheus_config.c, cron.c). A 2-D array, so that "is this one of them" is a range check. */
+/* Strings the model knows, kept once for every object: the empty string, the usual targets and
+ * the metadata keys evscale's scalers read (src/scalers/redis_scaler.c, prometheus_config.c,
+ * cron.c). A 2-D array, so that "is this one of them" is a range check. */
 static const char words[][24] = {
-    "", "apps/v1", "Deployment", "StatefulSet", "redis", "prometheus", "cron",
+    "", "apps/v1", "Deployment", "StatefulSet",
     /* redis */
     "address", "addresses", "host", "hosts", "port", "ports", "username", "password", "listName",
     "listLength", "activationListLength", "databaseIndex", "enableTLS", "unsafeSsl",

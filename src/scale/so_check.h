@@ -52,8 +52,8 @@ size_t evs_so__name_hash(const char *name);
 /* Slots of the name index for n triggers: a power of two >= 8 and >= 2n. */
 size_t evs_so__index_slots(size_t n);
 
-/* The static copy of s when it is one of the strings the model knows (trigger types, default
- * target, the metadata keys the scalers read, ""), else NULL: the packed object points there
+/* The static copy of s when it is one of the strings the model knows (the default target, the
+ * metadata keys the scalers read, ""), else NULL: the packed object points there
  * rather than keep a copy per object. */
 const char *evs_so__word(const char *s);
 
