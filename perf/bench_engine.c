@@ -352,10 +352,12 @@ static int write_ok(const evs_so_t *so, int32_t to, evs_breaker_verdict_t v) {
 static void count_write(stats_t *s, const obj_t *o, int32_t to, evs_breaker_verdict_t v) {
   s->writes++;
   if (!write_ok(o->so, to, v)) {
+    char source[EVS_SO_SOURCE_MAX];
     if (s->violations < 10)
       fprintf(stderr, "VIOLATION %s: wrote %d (min %d max %d idle %d paused %d) verdict %s\n",
-              o->so->source, (int)to, (int)evs_so_min(o->so), (int)evs_so_max(o->so),
-              (int)o->so->idle_replicas, (int)o->so->paused_replicas, evs_breaker_verdict_name(v));
+              evs_so_source(o->so, source, sizeof source), (int)to, (int)evs_so_min(o->so),
+              (int)evs_so_max(o->so), (int)o->so->idle_replicas, (int)o->so->paused_replicas,
+              evs_breaker_verdict_name(v));
     s->violations++;
   }
 }

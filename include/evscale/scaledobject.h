@@ -14,8 +14,8 @@
  * pkg/scalers/{redis,prometheus,cron}_scaler.go parsed as pkg/scalers/scalersconfig/typed_config.go
  * does (trimmed; empty counts as absent; numbers decoded as JSON numbers into int64/float64).
  *
- * Memory: every string of one object lives in one arena owned by the evs_so_t; the struct itself
- * is a few hundred bytes plus its triggers. Nothing here does I/O. */
+ * Memory: an object is one allocation (the struct, its triggers and strings: ~350 B with one
+ * redis trigger); see evs_so_t. Nothing here does I/O. */
 #ifndef EVSCALE_SCALEDOBJECT_H
 #define EVSCALE_SCALEDOBJECT_H
 
@@ -75,35 +75,62 @@ typedef struct {
 } evs_behavior_t;
 
 typedef struct {
-  uint8_t kind;               /* evs_trigger_kind_t */
-  uint8_t metric_type;        /* evs_so_metric_type_t (default AverageValue) */
-  uint8_t use_cached_metrics; /* accepted for redis/prometheus; rejected for cron (as KEDA) */
-  uint8_t auth_cluster;       /* authenticationRef.kind == ClusterTriggerAuthentication */
-  const char *type;           /* "redis", "prometheus", "cron" (static) */
   const char *name;           /* triggers[].name, or NULL */
   const char *auth_name;      /* authenticationRef.name, or NULL */
   const char *metric_name;    /* KEDA's external metric name, "s0-redis-jobs" (metricname.h) */
   evs_kvs_t metadata;         /* triggers[].metadata as written (values untrimmed) */
   double target;              /* listLength / threshold / 1 (cron) */
   double activation_target;   /* activationListLength / activationThreshold / 0 */
+  uint8_t kind;               /* evs_trigger_kind_t */
+  uint8_t metric_type;        /* evs_so_metric_type_t (default AverageValue) */
+  uint8_t use_cached_metrics; /* accepted for redis/prometheus; rejected for cron (as KEDA) */
+  uint8_t auth_cluster;       /* authenticationRef.kind == ClusterTriggerAuthentication */
 } evs_trigger_t;
+
+/* "redis", "prometheus" or "cron" (static): the trigger's type (not stored, 8 B an object). */
+const char *evs_trigger_type(const evs_trigger_t *t);
 
 /* What an object without advanced.horizontalPodAutoscalerConfig.behavior points to: present 0,
  * both windows unset (-1). */
 extern const evs_behavior_t EVS_SO_NO_BEHAVIOR;
 
-typedef struct evs_so_arena_s evs_so_arena_t;
+/* advanced.scalingModifiers, out of line as few objects have them (issue 13). */
+typedef struct {
+  const char *formula;    /* as written */
+  void *formula_compiled; /* evs_formula_t *, owned by the object; NULL when no formula */
+  double target;
+  double activation_target;
+} evs_so_modifiers_t;
 
+/* What an object without scalingModifiers points to: no formula, targets 0. */
+extern const evs_so_modifiers_t EVS_SO_NO_MODIFIERS;
+
+/* One parsed object is one allocation (issue 13: ~2 KB per ScaledObject at 50,000): the struct,
+ * its behavior, triggers, metadata arrays and strings, packed. Strings are shared where they can
+ * be: a string that ends another one points into it (the name into "keda-hpa-<name>", a
+ * listName into "s0-redis-<listName>"), and the defaults, trigger types and the metadata keys
+ * the scalers read point to static strings. Readers compare strings with strcmp, never by
+ * address. Fields are ordered by size so that the struct has no padding to speak of. */
 typedef struct {
   const char *namespace_; /* "" when the input had none */
   const char *name;
-  const char *source; /* "namespace/name" (for diagnostics and logs) */
 
   /* scaleTargetRef */
   const char *target_api_version; /* default "apps/v1" */
   const char *target_kind;        /* default "Deployment" */
   const char *target_name;
   const char *env_source_container; /* NULL = containers[0] */
+
+  const char *hpa_name; /* advanced.horizontalPodAutoscalerConfig.name or "keda-hpa-<name>" */
+  /* Never NULL: the object's behavior, or EVS_SO_NO_BEHAVIOR (present 0) when it has none, as
+   * most have; kept out of line since it is ~130 B (issue 13: ~2 KB per ScaledObject). */
+  const evs_behavior_t *behavior;
+
+  /* Never NULL: advanced.scalingModifiers, or EVS_SO_NO_MODIFIERS (has_modifiers below). */
+  const evs_so_modifiers_t *modifiers;
+
+  evs_trigger_t *triggers;
+  size_t n_triggers;
 
   /* -1 means "not set in the object": use the accessors below, which apply the defaults. */
   int32_t polling_interval_s;
@@ -113,43 +140,28 @@ typedef struct {
   int32_t min_replicas;
   int32_t max_replicas;
 
-  uint8_t has_fallback;
-  uint8_t fallback_behavior; /* evs_fallback_behavior_t */
   int32_t fallback_failure_threshold;
   int32_t fallback_replicas;
-
-  uint8_t restore_to_original;
-  const char *hpa_name; /* advanced.horizontalPodAutoscalerConfig.name or "keda-hpa-<name>" */
-  /* Never NULL: the object's behavior, or EVS_SO_NO_BEHAVIOR (present 0) when it has none, as
-   * most have; kept out of line since it is ~130 B (issue 13: ~2 KB per ScaledObject). */
-  const evs_behavior_t *behavior;
-
-  /* advanced.scalingModifiers; has_modifiers when any of its fields is set (KEDA's
-   * IsUsingModifiers). */
-  uint8_t has_modifiers;
-  uint8_t modifiers_metric_type; /* evs_so_metric_type_t */
-  const char *formula;           /* as written */
-  double modifiers_target;
-  double modifiers_activation_target;
-  void *formula_compiled; /* evs_formula_t *, owned; NULL when no formula */
-
   /* Annotations, decoded as KEDA's helpers do (scaledobject_types.go getBoolAnnotation: absent =
    * false, unparsable = true). paused_replicas is -1 when the annotation is absent. */
+  int32_t paused_replicas;
   uint8_t paused;
   uint8_t paused_scale_in;
   uint8_t paused_scale_out;
   uint8_t force_activation;
-  int32_t paused_replicas;
 
-  size_t n_triggers;
-  evs_trigger_t *triggers;
-  /* Private to the model: an open-addressing index of the triggers' names (trigger index + 1,
-   * 0 = empty; name_mask + 1 slots), so that the duplicate-name check and
-   * evs_so_trigger_index stay constant-time however many triggers an object has. */
-  uint32_t *name_index;
-  size_t name_mask;
-
-  evs_so_arena_t *arena; /* owns every string above */
+  uint8_t has_fallback;
+  uint8_t fallback_behavior; /* evs_fallback_behavior_t */
+  uint8_t restore_to_original;
+  /* advanced.scalingModifiers; has_modifiers when any of its fields is set (KEDA's
+   * IsUsingModifiers). */
+  uint8_t has_modifiers;
+  uint8_t modifiers_metric_type; /* evs_so_metric_type_t */
+  /* Private to the model: 1 when an open-addressing index of the triggers' names follows the
+   * triggers array (objects with more than a few triggers; below that a scan is as fast), so
+   * that the duplicate-name check and evs_so_trigger_index stay constant-time however many
+   * triggers an object has. */
+  uint8_t name_indexed;
 } evs_so_t;
 
 /* Where an object comes from decides what an unknown field is (src/scale/so_fields.c has the
@@ -192,12 +204,19 @@ int32_t evs_so_max(const evs_so_t *so); /* maxReplicaCount, default 100 */
 /* Paused as KEDA's NeedToBePausedByAnnotation: paused-replicas present, or paused true. */
 int evs_so_is_paused(const evs_so_t *so);
 
-/* Index of the trigger named `name`, or -1. Constant time (a hash lookup). */
+/* Index of the trigger named `name`, or -1. A scan up to 8 triggers, a hash lookup above. */
 int evs_so_trigger_index(const evs_so_t *so, const char *name);
 
-/* The scaler configuration for trigger i (everything borrowed from so); auth_params and
+/* "namespace/name" (for diagnostics and logs) into buf, cut to cap - 1 bytes; returns buf. Not
+ * stored: the object is kept for its lifetime, the name is wanted when a scaler starts. */
+#define EVS_SO_SOURCE_MAX 300
+const char *evs_so_source(const evs_so_t *so, char *buf, size_t cap);
+
+/* The scaler configuration for trigger i (everything borrowed from so, `object` from
+ * source_buf, which the caller keeps as long as cfg: EVS_SO_SOURCE_MAX bytes); auth_params and
  * resolved_env are left empty for the caller to fill. */
-void evs_so_scaler_config(const evs_so_t *so, size_t i, evs_scaler_config_t *cfg);
+void evs_so_scaler_config(const evs_so_t *so, size_t i, evs_scaler_config_t *cfg,
+                          char source_buf[EVS_SO_SOURCE_MAX]);
 
 /* Replica count to write when the ScaledObject is deleted (KEDA's finalizer,
  * controllers/keda/scaledobject_finalizer.go): with advanced.restoreToOriginalReplicaCount and a

@@ -181,7 +181,7 @@ struct evs__rec_s {
   /* Being deleted, the restore write in flight, restored. */
   unsigned deleting : 1, restoring : 1, restored : 1;
   uint16_t st_decision; /* its last decision's part of the status (evs__stdec_index); 0 = none */
-  char key[]; /* "ns/name" */
+  char key[];           /* "ns/name" */
 };
 
 /* The parts of a target few have, allocated on first use (issue 13: most targets never need
@@ -1446,7 +1446,6 @@ static void evs__evaluate(evs__rec_t *r) {
  * activity and whether health is reported. Those combinations are few (the engine's texts), so
  * each is kept once for the process (the loop thread's) and a record holds its index. */
 
-
 /* The index + 1 of d's status part, 0 when it cannot be kept (then no pull: the next decision
  * writes). */
 static uint16_t evs__stdec_index(evs_registry_t *reg, const evs_decision_t *d) {
@@ -1879,7 +1878,8 @@ static void evs__trigger_failed(evs__rec_t *r, evs__trig_t *tr, int rc, const ch
 static void evs__create_scaler(evs__rec_t *r, evs__trig_t *tr, const evs_kvs_t *auth) {
   evs_registry_t *reg = r->reg;
   evs_scaler_config_t cfg;
-  evs_so_scaler_config(r->so, tr->index, &cfg);
+  char source[EVS_SO_SOURCE_MAX];
+  evs_so_scaler_config(r->so, tr->index, &cfg, source);
   cfg.auth_params = auth ? *auth : evs__no_kvs;
   cfg.resolved_env = *evs__map_kvs(r->x ? r->x->env : NULL);
   evs_diag_t diag;
@@ -1906,7 +1906,7 @@ static void evs__create_scaler(evs__rec_t *r, evs__trig_t *tr, const evs_kvs_t *
   tr->scaler = s;
   EVS_LOG_INFO("trigger started", EVS_KV_STR("scaledobject", r->key),
                EVS_KV_UINT("trigger", tr->index),
-               EVS_KV_STR("type", r->so->triggers[tr->index].type),
+               EVS_KV_STR("type", evs_trigger_type(&r->so->triggers[tr->index])),
                EVS_KV_STR("metric", r->so->triggers[tr->index].metric_name));
   if (r->cadence_ms)
     (void)evs_scaler_set_cadence(s, r->cadence_ms);
@@ -2172,7 +2172,7 @@ static void evs__metrics_object(evs__rec_t *r) {
     const char *scaler = t->kind == EVS_TRIG_REDIS        ? "redisScaler"
                          : t->kind == EVS_TRIG_PROMETHEUS ? "prometheusScaler"
                                                           : "cronScaler";
-    tr[i] = (evs_keda_trigger_t){scaler, t->metric_name, t->type};
+    tr[i] = (evs_keda_trigger_t){scaler, t->metric_name, evs_trigger_type(t)};
   }
   (void)evs_keda_metrics_object_new(reg->o.keda_metrics, r->ns, r->name, tr, n, &r->km);
   if (tr != tb)

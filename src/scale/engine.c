@@ -211,7 +211,7 @@ static activity_t activity(const evs_so_t *so, const evs_engine_state_t *st,
   /* With scalingModifiers the composite value alone decides, and only without errors
    * (scale_handler.go getScaledObjectState). */
   if (so->has_modifiers)
-    a.active = !a.is_error && composite_ok && composite > so->modifiers_activation_target;
+    a.active = !a.is_error && composite_ok && composite > so->modifiers->activation_target;
   return a;
 }
 

@@ -83,7 +83,7 @@ int evs_engine__fallback_valid(const evs_so_t *so) {
     return 0;
   /* HasValidFallback parses scalingModifiers.target with ParseInt: it must be a whole number. */
   if (so->has_modifiers &&
-      !(so->modifiers_target > 0 && so->modifiers_target == floor(so->modifiers_target)))
+      !(so->modifiers->target > 0 && so->modifiers->target == floor(so->modifiers->target)))
     return 0;
   return 1;
 }
@@ -133,14 +133,14 @@ int evs_engine__composite(const evs_so_t *so, const evs_engine_state_t *st,
                           const evs_engine_input_t *in, double *out) {
   double vars[EVS__MAX_FORMULA_VARS], v;
   int ok[EVS__MAX_FORMULA_VARS], is_nil = 0;
-  const evs_formula_t *f = so->formula_compiled;
+  const evs_formula_t *f = so->modifiers->formula_compiled;
   if (f == NULL)
     return -1;
   /* A trigger in fallback (other than behavior scalingModifiers) replaces the composite value
    * with the fallback metric (modifiers.go HandleScalingModifiers). */
   for (size_t i = 0; i < so->n_triggers; i++)
     if (st->health[i].in_fallback && so->fallback_behavior != EVS_FALLBACK_SCALING_MODIFIERS)
-      return fallback_metric(so, so->modifiers_target, so->modifiers_metric_type,
+      return fallback_metric(so, so->modifiers->target, so->modifiers_metric_type,
                              in->current_replicas, ready_of(in), out);
   size_t n = evs_formula_var_count(f);
   if (n > EVS__MAX_FORMULA_VARS)
@@ -156,7 +156,7 @@ int evs_engine__composite(const evs_so_t *so, const evs_engine_state_t *st,
   if (is_nil) {
     if (!so->has_fallback)
       return -1;
-    v = (double)so->fallback_replicas * so->modifiers_target;
+    v = (double)so->fallback_replicas * so->modifiers->target;
   }
   if (!(fabs(v * 1000) < 9.2e18))
     return -1;
@@ -216,7 +216,7 @@ static int32_t modifiers_replicas(const evs_so_t *so, const evs_engine_config_t 
   for (size_t i = 0; i < so->n_triggers; i++)
     *any_fallback |= st->health[i].in_fallback;
   int32_t p =
-      evs_engine__proposal(so->modifiers_metric_type, composite, so->modifiers_target,
+      evs_engine__proposal(so->modifiers_metric_type, composite, so->modifiers->target,
                            in->current_replicas, status_of(in), ready_of(in), tol_down, tol_up);
   return p < 0 ? -1 : p;
 }

@@ -17,41 +17,43 @@
 
 const evs_behavior_t EVS_SO_NO_BEHAVIOR = {
     .present = 0, .up = {.window_s = -1}, .down = {.window_s = -1}};
+const evs_so_modifiers_t EVS_SO_NO_MODIFIERS = {0};
 
-/* ---- arena: every string of one object in a few blocks freed together ---- */
+/* ---- scratch arena: the parse's allocations, packed into the object at the end ---- */
 
-struct evs_so_arena_s {
-  struct evs_so_arena_s *next;
-  size_t used, cap;
-  _Alignas(8) char data[];
-};
+/* A first block on the parser's stack holds an ordinary object (one trigger uses ~600 B), so
+ * only large ones touch the heap before the object's own allocation. */
+#define SCRATCH_FIRST 2048
+#define SCRATCH_SPILL 4096
 
-static void *arena_alloc(evs_so_t *so, size_t n) {
-  evs_so_arena_t *a = so->arena;
+void *evs_so__alloc(evs_so__ctx_t *c, size_t n) {
   n = (n + 7) & ~(size_t)7;
-  if (a == NULL || a->cap - a->used < n) {
-    size_t cap = n > 512 ? n : 512;
-    evs_so_arena_t *b = malloc(sizeof *b + cap);
-    if (b == NULL)
+  if (c->left < n) {
+    size_t cap = n > SCRATCH_SPILL ? n : SCRATCH_SPILL;
+    evs_so__block_t *b = malloc(sizeof *b + cap);
+    if (b == NULL) {
+      c->errors++;
+      evs_diag_add(c->diag, c->source, 0, 0, NULL, "out of memory");
       return NULL;
-    b->next = a;
-    b->used = 0;
-    b->cap = cap;
-    so->arena = a = b;
+    }
+    b->next = c->spill;
+    c->spill = b;
+    c->cur = b->data;
+    c->left = cap;
   }
-  void *p = a->data + a->used;
-  a->used += n;
+  void *p = c->cur;
+  c->cur += n;
+  c->left -= n;
   memset(p, 0, n);
   return p;
 }
 
-void *evs_so__alloc(evs_so__ctx_t *c, size_t n) {
-  void *p = arena_alloc(c->so, n);
-  if (p == NULL) {
-    c->errors++;
-    evs_diag_add(c->diag, c->source, 0, 0, NULL, "out of memory");
+static void scratch_free(evs_so__ctx_t *c) {
+  for (evs_so__block_t *b = c->spill, *next; b; b = next) {
+    next = b->next;
+    free(b);
   }
-  return p;
+  c->spill = NULL;
 }
 
 const char *evs_so__strdup(evs_so__ctx_t *c, const char *s) {
@@ -356,6 +358,9 @@ static void parse_modifiers(evs_so__ctx_t *c, const evs_node_t *adv) {
   const evs_node_t *m = get_map(c, adv, "scalingModifiers", 0);
   if (m == NULL)
     return;
+  evs_so_modifiers_t *mod = evs_so__alloc(c, sizeof *mod);
+  if (mod == NULL)
+    return;
   size_t saved = evs_path_push_key(&c->path, "scalingModifiers");
   const char *formula = get_str(c, m, "formula", 0);
   const char *target = get_str(c, m, "target", 0);
@@ -376,24 +381,26 @@ static void parse_modifiers(evs_so__ctx_t *c, const evs_node_t *adv) {
     evs_so__err(c, m, "formula", "error ScalingModifiers.Formula is mandatory");
   if (formula && *formula && !(target && *target))
     evs_so__err(c, m, "target", "formula is given but target is empty");
-  int trc = target && *target ? evs_param_go_float(target, &so->modifiers_target) : 0;
+  int trc = target && *target ? evs_param_go_float(target, &mod->target) : 0;
   if (trc == EVS_ERANGE)
     evs_so__err(c, evs_node_get(m, "target"), "target",
                 "error converting target for scalingModifiers (string->float) to valid target: "
                 "\"%s\" is out of range for a float64",
                 target);
-  else if (target && *target && (trc != 0 || !(so->modifiers_target > 0)))
+  else if (target && *target && (trc != 0 || !(mod->target > 0)))
     evs_so__err(c, evs_node_get(m, "target"), "target",
                 "error converting target for scalingModifiers (string->float) to valid target: "
                 "\"%s\" is not a number greater than 0",
                 target);
-  int arc = act && *act ? evs_param_go_float(act, &so->modifiers_activation_target) : 0;
+  int arc = act && *act ? evs_param_go_float(act, &mod->activation_target) : 0;
   if (arc != 0)
     evs_so__err(c, evs_node_get(m, "activationTarget"), "activationTarget",
                 "scalingModifiers.ActivationTarget parsing error: \"%s\" %s", act,
                 arc == EVS_ERANGE ? "is out of range for a float64" : "is not a number");
   if (formula && *formula)
-    so->formula = evs_so__strdup(c, formula);
+    mod->formula = evs_so__strdup(c, formula);
+  if (so->has_modifiers) /* else every field is empty: the same as EVS_SO_NO_MODIFIERS */
+    so->modifiers = mod;
   evs_path_pop(&c->path, saved);
 }
 
@@ -487,6 +494,8 @@ static void check_replica_bounds(evs_so__ctx_t *c, const evs_node_t *spec) {
                 (int)min);
 }
 
+static int index_lookup(const evs_so_t *so, const uint32_t *index, size_t mask, const char *name);
+
 /* The formula compiles and names only triggers that exist (KEDA test-runs it with -1 for every
  * named trigger: validateScalingModifiersFormula). */
 static void compile_formula(evs_so__ctx_t *c, const evs_node_t *spec) {
@@ -498,18 +507,20 @@ static void compile_formula(evs_so__ctx_t *c, const evs_node_t *spec) {
       evs_node_get(evs_node_get(evs_node_get(spec, "advanced"), "scalingModifiers"), "formula");
   size_t saved = evs_path_push_key(&c->path, "advanced");
   evs_path_push_key(&c->path, "scalingModifiers");
-  int rc = evs_formula_parse(so->formula, &f, &col, err, sizeof err);
+  int rc = evs_formula_parse(so->modifiers->formula, &f, &col, err, sizeof err);
   if (rc != 0) {
     evs_so__err(c, fn, "formula", "error validating formula in ScalingModifiers: column %zu: %s",
                 col, rc == EVS_EFORMULA ? err : evs_strerror(rc));
   } else {
     for (size_t i = 0; i < evs_formula_var_count(f); i++)
-      if (evs_so_trigger_index(so, evs_formula_var_name(f, i)) < 0)
+      if (c->name_index == NULL ||
+          index_lookup(so, c->name_index, c->name_mask, evs_formula_var_name(f, i)) < 0)
         evs_so__err(c, fn, "formula",
                     "error validating formula in ScalingModifiers: unknown name %s (formulas "
                     "refer to triggers by their `name`)",
                     evs_formula_var_name(f, i));
-    so->formula_compiled = f;
+    /* The scratch copy, allocated by parse_modifiers. */
+    ((evs_so_modifiers_t *)so->modifiers)->formula_compiled = f;
   }
   evs_path_pop(&c->path, saved);
 }
@@ -531,10 +542,10 @@ static void parse_spec(evs_so__ctx_t *c, const evs_node_t *root) {
   parse_advanced(c, spec);
   parse_fallback(c, spec);
   evs_so__parse_triggers(c, spec);
-  if (so->formula)
+  if (so->modifiers->formula)
     compile_formula(c, spec);
   if (so->has_fallback && so->fallback_behavior == EVS_FALLBACK_SCALING_MODIFIERS &&
-      so->formula == NULL)
+      so->modifiers->formula == NULL)
     evs_so__err(c, evs_node_get(evs_node_get(spec, "fallback"), "behavior"), "fallback.behavior",
                 "scalingModifiers fallback behavior requires scalingModifiers.formula to be "
                 "defined");
@@ -545,18 +556,16 @@ static void init_so(evs_so_t *so) {
   memset(so, 0, sizeof *so);
   so->namespace_ = "";
   so->name = "";
-  so->source = "";
   so->polling_interval_s = so->cooldown_period_s = so->initial_cooldown_period_s = -1;
   so->idle_replicas = so->min_replicas = so->max_replicas = -1;
   so->paused_replicas = -1;
   so->behavior = &EVS_SO_NO_BEHAVIOR;
+  so->modifiers = &EVS_SO_NO_MODIFIERS;
 }
 
 static void finish_names(evs_so__ctx_t *c, const evs_node_t *root) {
   evs_so_t *so = c->so;
   char buf[300];
-  snprintf(buf, sizeof buf, "%s/%s", so->namespace_, so->name);
-  so->source = evs_so__strdup(c, buf);
   if (so->hpa_name == NULL) {
     snprintf(buf, sizeof buf, "keda-hpa-%s", so->name);
     so->hpa_name = evs_so__strdup(c, buf);
@@ -578,129 +587,174 @@ static void source_name(const evs_node_t *root, char *buf, size_t cap) {
   snprintf(buf, cap, "%s/%s", ns ? ns : "", name ? name : "");
 }
 
-/* ---- compaction: the object and its arena in one allocation of the size they use ---- */
+/* ---- the packed object: one allocation of the size it uses ---- */
 
-/* The parse grows its arena by 512-byte blocks and the object is a malloc of its own: a
- * ScaledObject with one trigger used ~250 B of a 512 B block. At 50,000 objects that slack was
- * ~300 B each (issue 13's memory goal), so a parsed object moves into one block of exactly
- * its size, and every pointer into the old blocks is translated. A field added to evs_so_t or
- * evs_trigger_t that points into the arena must be added to so_relocate: the unit tests run
- * under ASan, where a missed one is a use after free. */
+/* Strings the model knows, kept once for every object: the empty string, the usual targets and
+ * the metadata keys evscale's scalers read (src/scalers/redis_scaler.c, prometheus_config.c,
+ * cron.c). A 2-D array, so that "is this one of them" is a range check. */
+static const char words[][24] = {
+    "", "apps/v1", "Deployment", "StatefulSet",
+    /* redis */
+    "address", "addresses", "host", "hosts", "port", "ports", "username", "password", "listName",
+    "listLength", "activationListLength", "databaseIndex", "enableTLS", "unsafeSsl",
+    "addressFromEnv", "hostFromEnv", "portFromEnv", "usernameFromEnv", "passwordFromEnv",
+    /* prometheus */
+    "serverAddress", "query", "threshold", "activationThreshold", "ignoreNullValues", "namespace",
+    "customHeaders", "queryParameters", "authModes", "timeout",
+    /* cron */
+    "timezone", "start", "end", "desiredReplicas"};
+#define N_WORDS (sizeof words / sizeof words[0])
+
+const char *evs_so__word(const char *s) {
+  for (size_t i = 0; i < N_WORDS; i++)
+    if (s[0] == words[i][0] && strcmp(s, words[i]) == 0)
+      return words[i];
+  return NULL;
+}
+
+static int is_word(const char *s) {
+  uintptr_t u = (uintptr_t)s;
+  return u >= (uintptr_t)words[0] && u < (uintptr_t)words[N_WORDS];
+}
+
+/* so_pack's writer. It runs twice over the same parsed object: to measure (base NULL), then to
+ * write into the block of the measured size; both runs make the same choices, so the offsets
+ * agree. A string that ends one of the last few written (its NUL included) points into it:
+ * "keda-hpa-worker" holds "worker", "s0-redis-jobs" holds "jobs"; a fixed window keeps this
+ * linear for objects with thousands of triggers. */
+#define PACK_SEEN 16
+
 typedef struct {
-  uintptr_t from, to;
-  char *dst;
-} evs__reloc_t;
+  char *base; /* NULL while measuring */
+  size_t at;  /* offset of the next free byte */
+  struct {
+    const char *s; /* the parsed string (same bytes as its copy) */
+    size_t len, off;
+  } seen[PACK_SEEN];
+  size_t n_seen;
+} pack_t;
 
-typedef struct {
-  evs__reloc_t *m;
-  size_t n;
-} evs__relocs_t;
+static size_t pack_take(pack_t *p, size_t n, size_t align) {
+  p->at = (p->at + align - 1) & ~(align - 1);
+  size_t off = p->at;
+  p->at += n;
+  return off;
+}
 
-/* r->m is sorted by `from`: an object with thousands of triggers has hundreds of blocks, and a
- * linear scan per pointer made its parse quadratic (test many_objects_linear). */
-static const void *reloc(const evs__relocs_t *r, const void *p) {
-  uintptr_t u = (uintptr_t)p;
-  size_t lo = 0, hi = r->n;
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    if (u < r->m[mid].from)
-      hi = mid;
-    else if (u >= r->m[mid].to)
-      lo = mid + 1;
-    else
-      return r->m[mid].dst + (u - r->m[mid].from);
+static void *pack_at(const pack_t *p, size_t off) { return p->base ? p->base + off : NULL; }
+
+static const char *pack_str(pack_t *p, const char *s) {
+  if (s == NULL || is_word(s))
+    return s;
+  if (s[0] == '\0')
+    return words[0];
+  size_t len = strlen(s);
+  for (size_t i = 0; i < PACK_SEEN && i < p->n_seen; i++) {
+    size_t l = p->seen[i].len;
+    if (len <= l && memcmp(p->seen[i].s + l - len, s, len) == 0)
+      return pack_at(p, p->seen[i].off + l - len);
   }
-  return p; /* NULL, or a static string ("redis", a default) */
+  size_t off = pack_take(p, len + 1, 1);
+  if (p->base)
+    memcpy(p->base + off, s, len + 1);
+  p->seen[p->n_seen % PACK_SEEN].s = s;
+  p->seen[p->n_seen % PACK_SEEN].len = len;
+  p->seen[p->n_seen % PACK_SEEN].off = off;
+  p->n_seen++;
+  return pack_at(p, off);
 }
 
-static int reloc_cmp(const void *a, const void *b) {
-  uintptr_t x = ((const evs__reloc_t *)a)->from, y = ((const evs__reloc_t *)b)->from;
-  return x < y ? -1 : x > y;
+/* A string that is one of the words points to it, else as pack_str. */
+static const char *pack_word(pack_t *p, const char *s) {
+  const char *w = s ? evs_so__word(s) : NULL;
+  return w ? w : pack_str(p, s);
 }
 
-#define EVS__RELOC(r, field) ((field) = (void *)reloc((r), (field)))
+/* Lays src out as one block: the struct, its behavior, triggers, name index (more than
+ * INDEX_MIN triggers), metadata arrays, then the strings unaligned. Returns the size; when
+ * p->base is set, writes the object there. A pointer field added to evs_so_t or evs_trigger_t
+ * must be added here: the unit tests run under ASan, where a missed one is a use after the
+ * scratch arena is gone. */
+#define INDEX_MIN 8
 
-static void so_relocate(const evs__relocs_t *r, evs_so_t *so) {
-  EVS__RELOC(r, so->namespace_);
-  EVS__RELOC(r, so->name);
-  EVS__RELOC(r, so->source);
-  EVS__RELOC(r, so->target_api_version);
-  EVS__RELOC(r, so->target_kind);
-  EVS__RELOC(r, so->target_name);
-  EVS__RELOC(r, so->env_source_container);
-  EVS__RELOC(r, so->hpa_name);
-  EVS__RELOC(r, so->formula);
-  EVS__RELOC(r, so->triggers);
-  EVS__RELOC(r, so->name_index);
-  EVS__RELOC(r, so->behavior);
-  for (size_t i = 0; i < so->n_triggers; i++) {
-    evs_trigger_t *t = &so->triggers[i];
-    EVS__RELOC(r, t->type);
-    EVS__RELOC(r, t->name);
-    EVS__RELOC(r, t->auth_name);
-    EVS__RELOC(r, t->metric_name);
-    EVS__RELOC(r, t->metadata.items);
-    evs_kv_t *kv = (evs_kv_t *)t->metadata.items;
-    for (size_t k = 0; k < t->metadata.n; k++) {
-      EVS__RELOC(r, kv[k].key);
-      EVS__RELOC(r, kv[k].value);
+static size_t so_pack(pack_t *p, const evs_so_t *src, const uint32_t *index) {
+  evs_so_t *so = pack_at(p, pack_take(p, sizeof *so, 8));
+  evs_so_t tmp;
+  if (so == NULL)
+    so = &tmp; /* measuring: the choices are made the same way, the results dropped */
+  *so = *src;
+  if (src->behavior != &EVS_SO_NO_BEHAVIOR) {
+    evs_behavior_t *b = pack_at(p, pack_take(p, sizeof *b, 8));
+    if (b)
+      *b = *src->behavior;
+    so->behavior = b;
+  }
+  evs_so_modifiers_t *mod = NULL;
+  if (src->modifiers != &EVS_SO_NO_MODIFIERS) {
+    mod = pack_at(p, pack_take(p, sizeof *mod, 8));
+    if (mod)
+      *mod = *src->modifiers;
+    so->modifiers = mod;
+  }
+  size_t n = src->n_triggers;
+  so->triggers = pack_at(p, pack_take(p, n * sizeof *so->triggers, 8));
+  so->name_indexed = n > INDEX_MIN && index != NULL;
+  if (so->name_indexed) {
+    size_t bytes = evs_so__index_slots(n) * sizeof *index;
+    void *dst = pack_at(p, pack_take(p, bytes, 8));
+    if (dst)
+      memcpy(dst, index, bytes);
+  }
+  size_t n_kv = 0, used = 0;
+  for (size_t i = 0; i < n; i++)
+    n_kv += src->triggers[i].metadata.n;
+  evs_kv_t *kv = pack_at(p, pack_take(p, n_kv * sizeof *kv, 8));
+  /* Strings, the longer ones that may hold others first. */
+  so->hpa_name = pack_str(p, src->hpa_name);
+  so->name = pack_str(p, src->name);
+  so->namespace_ = pack_str(p, src->namespace_);
+  so->target_name = pack_str(p, src->target_name);
+  so->target_api_version = pack_word(p, src->target_api_version);
+  so->target_kind = pack_word(p, src->target_kind);
+  so->env_source_container = pack_str(p, src->env_source_container);
+  const char *formula = pack_str(p, src->modifiers->formula);
+  if (mod)
+    mod->formula = formula;
+  for (size_t i = 0; i < n; i++) {
+    const evs_trigger_t *st = &src->triggers[i];
+    evs_trigger_t tt, *t = so->triggers ? &so->triggers[i] : &tt;
+    *t = *st;
+    t->metric_name = pack_str(p, st->metric_name);
+    for (size_t k = 0; k < st->metadata.n; k++) {
+      const char *key = pack_word(p, st->metadata.items[k].key);
+      const char *value = pack_str(p, st->metadata.items[k].value);
+      if (kv)
+        kv[used + k] = (evs_kv_t){key, value};
     }
+    t->metadata.items = kv ? kv + used : NULL;
+    used += st->metadata.n;
+    t->name = pack_str(p, st->name);
+    t->auth_name = pack_str(p, st->auth_name);
   }
-}
-
-/* The compacted object, or so itself when out of memory. */
-static evs_so_t *so_compact(evs_so_t *so) {
-  size_t total = 0, nblocks = 0;
-  for (evs_so_arena_t *a = so->arena; a; a = a->next, nblocks++)
-    total += a->used;
-  size_t head = (sizeof *so + 7) & ~(size_t)7;
-  evs__relocs_t r = {.m = malloc((nblocks ? nblocks : 1) * sizeof *r.m), .n = nblocks};
-  char *block = r.m ? malloc(head + total) : NULL;
-  if (block == NULL) {
-    free(r.m);
-    return so;
-  }
-  evs_so_t *out = (evs_so_t *)block;
-  *out = *so;
-  /* The list is newest first; the copy keeps allocation order. Each block's `used` is a
-   * multiple of 8, so alignment is kept. */
-  size_t k = nblocks;
-  for (evs_so_arena_t *a = so->arena; a; a = a->next) {
-    k--;
-    r.m[k].from = (uintptr_t)a->data;
-    r.m[k].to = (uintptr_t)a->data + a->used;
-  }
-  char *dst = block + head;
-  for (k = 0; k < nblocks; k++) {
-    size_t used = r.m[k].to - r.m[k].from;
-    memcpy(dst, (const void *)r.m[k].from, used);
-    r.m[k].dst = dst;
-    dst += used;
-  }
-  qsort(r.m, r.n, sizeof *r.m, reloc_cmp);
-  so_relocate(&r, out);
-  free(r.m);
-  out->arena = NULL;           /* the strings live in out's own allocation */
-  so->formula_compiled = NULL; /* moved to out */
-  evs_so_free(so);
-  return out;
+  return p->at;
 }
 
 int evs_so_parse_mode(const evs_node_t *root, const char *source, evs_so_mode_t mode,
                       evs_so_t **out, evs_diag_t *diag, evs_diag_t *warnings) {
   char srcbuf[300];
+  _Alignas(8) char first[SCRATCH_FIRST];
   evs_so__ctx_t c;
-  size_t first = diag ? diag->n : 0;
+  evs_so_t so;
+  size_t start = diag ? diag->n : 0;
   *out = NULL;
-  evs_so_t *so = malloc(sizeof *so);
-  if (so == NULL)
-    return UV_ENOMEM;
-  init_so(so);
+  init_so(&so);
   memset(&c, 0, sizeof c);
   c.diag = diag;
-  c.so = so;
+  c.so = &so;
   c.mode = mode;
   c.warn = warnings;
+  c.cur = first;
+  c.left = sizeof first;
   evs_path_init(&c.path);
   if (source == NULL) {
     source_name(root, srcbuf, sizeof srcbuf);
@@ -725,13 +779,27 @@ int evs_so_parse_mode(const evs_node_t *root, const char *source, evs_so_mode_t 
   }
   /* The checks run field by field in schema order; the user reads the file top to bottom. */
   if (diag)
-    evs_diag_sort(diag, first);
-  if (c.errors) {
-    evs_so_free(so);
-    return EVS_EINVALCFG;
+    evs_diag_sort(diag, start);
+  int rc = c.errors ? EVS_EINVALCFG : 0;
+  if (rc == 0) {
+    /* Measure, then write the object into one block of exactly its size. */
+    pack_t p = {0};
+    size_t size = so_pack(&p, &so, c.name_index);
+    memset(&p, 0, sizeof p);
+    p.base = malloc(size);
+    if (p.base == NULL) {
+      rc = UV_ENOMEM;
+    } else {
+      so_pack(&p, &so, c.name_index);
+      *out = (evs_so_t *)p.base;
+      if (so.modifiers != &EVS_SO_NO_MODIFIERS) /* moved to *out */
+        ((evs_so_modifiers_t *)so.modifiers)->formula_compiled = NULL;
+    }
   }
-  *out = so_compact(so);
-  return 0;
+  if (so.modifiers->formula_compiled)
+    evs_formula_free(so.modifiers->formula_compiled);
+  scratch_free(&c);
+  return rc;
 }
 
 int evs_so_parse(const evs_node_t *root, const char *source, evs_so_t **out, evs_diag_t *diag) {
@@ -758,13 +826,9 @@ int evs_so_parse_yaml(const char *buf, size_t len, const char *file, evs_so_t **
 void evs_so_free(evs_so_t *so) {
   if (so == NULL)
     return;
-  if (so->formula_compiled)
-    evs_formula_free(so->formula_compiled);
-  for (evs_so_arena_t *a = so->arena, *next; a; a = next) {
-    next = a->next;
-    free(a);
-  }
-  free(so);
+  if (so->modifiers->formula_compiled)
+    evs_formula_free(so->modifiers->formula_compiled);
+  free(so); /* everything else is in the same block */
 }
 
 /* ---- accessors ---- */
@@ -800,25 +864,57 @@ size_t evs_so__name_hash(const char *name) {
   return (size_t)h;
 }
 
-int evs_so_trigger_index(const evs_so_t *so, const char *name) {
-  if (so->name_index == NULL)
-    return -1; /* no trigger has a name */
-  for (size_t slot = evs_so__name_hash(name) & so->name_mask; so->name_index[slot];
-       slot = (slot + 1) & so->name_mask) {
-    uint32_t i = so->name_index[slot] - 1;
+size_t evs_so__index_slots(size_t n) {
+  size_t slots = 8;
+  while (slots < 2 * n)
+    slots *= 2;
+  return slots;
+}
+
+static int index_lookup(const evs_so_t *so, const uint32_t *index, size_t mask, const char *name) {
+  for (size_t slot = evs_so__name_hash(name) & mask; index[slot]; slot = (slot + 1) & mask) {
+    uint32_t i = index[slot] - 1;
     if (strcmp(so->triggers[i].name, name) == 0)
       return (int)i;
   }
   return -1;
 }
 
-void evs_so_scaler_config(const evs_so_t *so, size_t i, evs_scaler_config_t *cfg) {
+int evs_so_trigger_index(const evs_so_t *so, const char *name) {
+  if (so->name_indexed)
+    return index_lookup(so, (const uint32_t *)(so->triggers + so->n_triggers),
+                        evs_so__index_slots(so->n_triggers) - 1, name);
+  for (size_t i = 0; i < so->n_triggers; i++)
+    if (so->triggers[i].name && strcmp(so->triggers[i].name, name) == 0)
+      return (int)i;
+  return -1;
+}
+
+const char *evs_trigger_type(const evs_trigger_t *t) {
+  switch (t->kind) {
+  case EVS_TRIG_REDIS:
+    return "redis";
+  case EVS_TRIG_PROMETHEUS:
+    return "prometheus";
+  case EVS_TRIG_CRON:
+    return "cron";
+  }
+  return "";
+}
+
+const char *evs_so_source(const evs_so_t *so, char *buf, size_t cap) {
+  snprintf(buf, cap, "%s/%s", so->namespace_, so->name);
+  return buf;
+}
+
+void evs_so_scaler_config(const evs_so_t *so, size_t i, evs_scaler_config_t *cfg,
+                          char source_buf[EVS_SO_SOURCE_MAX]) {
   const evs_trigger_t *t = &so->triggers[i];
   memset(cfg, 0, sizeof *cfg);
-  cfg->type = t->type;
+  cfg->type = evs_trigger_type(t);
   cfg->name = t->name;
   cfg->index = i;
-  cfg->object = so->source;
+  cfg->object = evs_so_source(so, source_buf, EVS_SO_SOURCE_MAX);
   cfg->metric_type_value = t->metric_type == EVS_METRIC_VALUE;
   cfg->metadata = t->metadata;
 }

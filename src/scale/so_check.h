@@ -9,6 +9,14 @@
 #include "evscale/node.h"
 #include "evscale/scaledobject.h"
 
+/* The parse's scratch arena: a first block on the parser's stack, then blocks of the heap for
+ * large objects; everything is packed into the object's own allocation at the end
+ * (scaledobject.c so_pack), so an ordinary decode allocates once. */
+typedef struct evs_so__block_s {
+  struct evs_so__block_s *next;
+  _Alignas(8) char data[];
+} evs_so__block_t;
+
 typedef struct {
   evs_diag_t *diag;
   const char *source; /* file, or "namespace/name" */
@@ -17,6 +25,13 @@ typedef struct {
   evs_so_t *so;
   evs_so_mode_t mode;
   evs_diag_t *warn; /* EVS_SO_API: where unknown fields are reported; may be NULL */
+  char *cur;        /* the scratch arena: next free byte, bytes left, heap blocks */
+  size_t left;
+  evs_so__block_t *spill;
+  /* An open-addressing index of the triggers' names (trigger index + 1, 0 = empty;
+   * name_mask + 1 slots) in the scratch arena, so that the duplicate-name check stays linear. */
+  uint32_t *name_index;
+  size_t name_mask;
 } evs_so__ctx_t;
 
 /* Adds one error at node n (its position when known) under the current path, extended by
@@ -24,7 +39,7 @@ typedef struct {
 void evs_so__err(evs_so__ctx_t *c, const evs_node_t *n, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* Copies a string into the object's arena; NULL on allocation failure (counted as an error). */
+/* Copies a string into the scratch arena; NULL on allocation failure (counted as an error). */
 const char *evs_so__strdup(evs_so__ctx_t *c, const char *s);
 void *evs_so__alloc(evs_so__ctx_t *c, size_t n);
 
@@ -32,8 +47,15 @@ void *evs_so__alloc(evs_so__ctx_t *c, size_t n);
  * EVS_SO_FILE mode, a warning into c->warn in EVS_SO_API mode. */
 void evs_so__check_fields(evs_so__ctx_t *c, const evs_node_t *root);
 
-/* FNV-1a of a trigger name: the slot in so->name_index is evs_so__name_hash(name) & name_mask. */
+/* FNV-1a of a trigger name: the slot in the name index is evs_so__name_hash(name) & mask. */
 size_t evs_so__name_hash(const char *name);
+/* Slots of the name index for n triggers: a power of two >= 8 and >= 2n. */
+size_t evs_so__index_slots(size_t n);
+
+/* The static copy of s when it is one of the strings the model knows (the default target, the
+ * metadata keys the scalers read, ""), else NULL: the packed object points there
+ * rather than keep a copy per object. */
+const char *evs_so__word(const char *s);
 
 /* Validates spec.triggers (the node may be NULL) into c->so. */
 void evs_so__parse_triggers(evs_so__ctx_t *c, const evs_node_t *spec);

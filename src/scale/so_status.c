@@ -30,7 +30,7 @@ int evs_so_status_input(const evs_so_t *so, const evs_decision_t *d, evs_status_
   for (size_t i = 0; i < so->n_triggers; i++) {
     const evs_trigger_health_t *h = d != NULL && i < d->n_health ? &d->health[i] : NULL;
     trig[i] = (evs_status_trigger_t){.metric_name = so->triggers[i].metric_name,
-                                     .type = so->triggers[i].type,
+                                     .type = evs_trigger_type(&so->triggers[i]),
                                      .auth_name = so->triggers[i].auth_name,
                                      .active = h ? h->active : 0,
                                      .failing = h ? h->status == EVS_HEALTH_FAILING : 0,

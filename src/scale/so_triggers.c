@@ -172,7 +172,7 @@ static void check_cron(evs_so__ctx_t *c, const evs_node_t *tn, evs_trigger_t *t)
     evs_so__err(c, meta_node(tn, "timezone"), "timezone", "%s", err);
 }
 
-/* metadata: a map of strings, copied into the arena. */
+/* metadata: a map of strings, copied into the scratch arena. */
 static void parse_meta(evs_so__ctx_t *c, const evs_node_t *tn, evs_trigger_t *t) {
   const evs_node_t *m = evs_node_get(tn, "metadata");
   if (m == NULL || m->kind == EVS_NODE_NULL) {
@@ -268,7 +268,6 @@ static int parse_type(evs_so__ctx_t *c, const evs_node_t *tn, evs_trigger_t *t) 
   for (int i = 0; i < 3; i++)
     if (tv->kind == EVS_NODE_STR && strcmp(tv->u.text, names[i]) == 0) {
       t->kind = (uint8_t)(EVS_TRIG_REDIS + i);
-      t->type = names[i];
       return 0;
     }
   evs_so__err(c, tv, "type",
@@ -289,13 +288,13 @@ static void parse_name(evs_so__ctx_t *c, const evs_node_t *tn, evs_trigger_t *t,
   if (nv->u.text[0] == '\0')
     return;
   evs_so_t *so = c->so;
-  if (so->name_index == NULL)
+  if (c->name_index == NULL)
     return; /* out of memory, reported */
   /* One hash probe per name rather than a scan of the earlier triggers: an object may list
    * thousands of triggers (a hostile or generated file), and this must stay linear. */
-  size_t slot = evs_so__name_hash(nv->u.text) & so->name_mask;
-  for (; so->name_index[slot]; slot = (slot + 1) & so->name_mask)
-    if (strcmp(so->triggers[so->name_index[slot] - 1].name, nv->u.text) == 0) {
+  size_t slot = evs_so__name_hash(nv->u.text) & c->name_mask;
+  for (; c->name_index[slot]; slot = (slot + 1) & c->name_mask)
+    if (strcmp(so->triggers[c->name_index[slot] - 1].name, nv->u.text) == 0) {
       evs_so__err(c, nv, "name",
                   "triggerName \"%s\" is defined multiple times in the ScaledObject/ScaledJob, "
                   "but it must be unique",
@@ -304,7 +303,7 @@ static void parse_name(evs_so__ctx_t *c, const evs_node_t *tn, evs_trigger_t *t,
     }
   t->name = evs_so__strdup(c, nv->u.text);
   if (t->name)
-    so->name_index[slot] = (uint32_t)idx + 1;
+    c->name_index[slot] = (uint32_t)idx + 1;
 }
 
 static void parse_trigger(evs_so__ctx_t *c, const evs_node_t *tn, size_t idx) {
@@ -330,7 +329,7 @@ static void parse_trigger(evs_so__ctx_t *c, const evs_node_t *tn, size_t idx) {
   else
     check_cron(c, tn, t);
   evs_path_pop(&c->path, saved);
-  int n = evs_metricname_build(t->type, idx, &t->metadata, mn, sizeof mn);
+  int n = evs_metricname_build(evs_trigger_type(t), idx, &t->metadata, mn, sizeof mn);
   if (n < 0)
     evs_so__err(c, tn, NULL, "metric name too long");
   else
@@ -352,11 +351,9 @@ void evs_so__parse_triggers(evs_so__ctx_t *c, const evs_node_t *spec) {
   if (c->so->triggers == NULL)
     return;
   c->so->n_triggers = seq->len;
-  size_t slots = 8;
-  while (slots < 2 * (size_t)seq->len)
-    slots *= 2;
-  c->so->name_index = evs_so__alloc(c, slots * sizeof *c->so->name_index);
-  c->so->name_mask = slots - 1;
+  size_t slots = evs_so__index_slots(seq->len);
+  c->name_index = evs_so__alloc(c, slots * sizeof *c->name_index);
+  c->name_mask = slots - 1;
   size_t saved = evs_path_push_key(&c->path, "triggers");
   for (size_t i = 0; i < seq->len; i++) {
     size_t s2 = evs_path_push_index(&c->path, i);

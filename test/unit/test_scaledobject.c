@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include <jansson.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,7 +91,8 @@ static void defaults_minimal_redis(void **state) {
                                "    metadata:\n"
                                "      address: redis:6379\n"
                                "      listName: jobs\n");
-  assert_string_equal(so->source, "jobs/worker");
+  char source[EVS_SO_SOURCE_MAX];
+  assert_string_equal(evs_so_source(so, source, sizeof source), "jobs/worker");
   assert_string_equal(so->target_kind, "Deployment");
   assert_string_equal(so->target_api_version, "apps/v1");
   assert_string_equal(so->hpa_name, "keda-hpa-worker");
@@ -184,9 +186,9 @@ static void full_object(void **state) {
   assert_int_equal(so->behavior->up.window_s, -1);
   assert_int_equal(so->behavior->up.n_policies, 0);
   assert_int_equal(so->has_modifiers, 1);
-  assert_non_null(so->formula_compiled);
-  assert_true(so->modifiers_target == 4);
-  assert_true(so->modifiers_activation_target == 1.5);
+  assert_non_null(so->modifiers->formula_compiled);
+  assert_true(so->modifiers->target == 4);
+  assert_true(so->modifiers->activation_target == 1.5);
   assert_int_equal(so->modifiers_metric_type, EVS_METRIC_VALUE);
   /* Annotations: paused-replicas ParseInt; an unparsable bool annotation counts as true. */
   assert_int_equal(so->paused_replicas, 3);
@@ -211,7 +213,8 @@ static void full_object(void **state) {
   assert_int_equal(evs_so_deletion_replicas(so, 7), 7);
   assert_int_equal(evs_so_deletion_replicas(so, -1), -1);
   evs_scaler_config_t cfg;
-  evs_so_scaler_config(so, 1, &cfg);
+  char source[EVS_SO_SOURCE_MAX];
+  evs_so_scaler_config(so, 1, &cfg, source);
   assert_string_equal(cfg.type, "prometheus");
   assert_int_equal(cfg.index, 1);
   assert_int_equal(cfg.metric_type_value, 1);
@@ -504,7 +507,8 @@ static void json_input(void **state) {
   assert_int_equal(evs_doc_from_jansson(j, NULL, &doc), 0);
   evs_diag_init(&d);
   assert_int_equal(evs_so_parse(evs_doc_root(doc), NULL, &so, &d), 0);
-  assert_string_equal(so->source, "prod/w");
+  char source[EVS_SO_SOURCE_MAX];
+  assert_string_equal(evs_so_source(so, source, sizeof source), "prod/w");
   assert_string_equal(so->triggers[0].metric_name, "s0-cron-Etc-UTC-00xxThu-5923xxThu");
   evs_so_free(so);
   evs_diag_free(&d);
@@ -1101,17 +1105,17 @@ static void compacted_object_keeps_every_field(void **state) {
   if (evs_so_parse_yaml(buf, at, "so.yaml", &so, &d) != 0)
     dump(&d);
   assert_non_null(so);
-  assert_null(so->arena);
+  char source[EVS_SO_SOURCE_MAX];
   assert_string_equal(so->name, "worker");
   assert_string_equal(so->namespace_, "jobs");
-  assert_string_equal(so->source, "jobs/worker");
+  assert_string_equal(evs_so_source(so, source, sizeof source), "jobs/worker");
   assert_string_equal(so->target_name, "api");
   assert_string_equal(so->target_kind, "StatefulSet");
   assert_string_equal(so->target_api_version, "apps/v1");
   assert_string_equal(so->env_source_container, "main");
   assert_string_equal(so->hpa_name, "my-hpa");
-  assert_string_equal(so->formula, "t0 + t39");
-  assert_non_null(so->formula_compiled);
+  assert_string_equal(so->modifiers->formula, "t0 + t39");
+  assert_non_null(so->modifiers->formula_compiled);
   assert_int_equal(so->n_triggers, 40);
   char want[64];
   for (int i = 0; i < 40; i++) {
@@ -1119,7 +1123,7 @@ static void compacted_object_keeps_every_field(void **state) {
     snprintf(want, sizeof want, "t%d", i);
     assert_string_equal(t->name, want);
     assert_int_equal(evs_so_trigger_index(so, want), i);
-    assert_string_equal(t->type, "redis");
+    assert_string_equal(evs_trigger_type(t), "redis");
     snprintf(want, sizeof want, "auth-%d", i);
     assert_string_equal(t->auth_name, want);
     snprintf(want, sizeof want, "s%d-redis-list-%d", i, i);
@@ -1135,6 +1139,79 @@ static void compacted_object_keeps_every_field(void **state) {
   evs_so_free(so);
   evs_diag_free(&d);
   free(buf);
+}
+
+/* Issue 13: an object with one redis trigger, shaped as perf/bench_registry's, is one block of
+ * ~310 B (544 B before the packing: 8-byte aligned copies of every string, the struct's padding,
+ * the source string, a name index for one trigger). Strings that end others point into them,
+ * the keys the scalers read and the defaults are shared static strings, and an object without
+ * scalingModifiers or behavior points to the shared empty ones. */
+static void packed_object_is_one_small_block(void **state) {
+  (void)state;
+  const char *src = "apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\n"
+                    "metadata: {name: worker-1234, namespace: team-12}\n"
+                    "spec:\n  scaleTargetRef: {name: worker-1234}\n"
+                    "  minReplicaCount: 0\n  maxReplicaCount: 20\n  pollingInterval: 30\n"
+                    "  triggers:\n  - type: redis\n"
+                    "    metadata: {address: \"127.0.0.1:1\", listName: jobs-1234, "
+                    "listLength: \"5\"}\n";
+  evs_so_t *a = parse_ok(src), *b = parse_ok(src);
+  size_t size = malloc_usable_size(a);
+  assert_true(size <= 320);
+  const char *lo = (const char *)a, *hi = lo + size;
+  const evs_trigger_t *t = &a->triggers[0];
+#define IN_BLOCK(p) ((const char *)(p) >= lo && (const char *)(p) < hi)
+  assert_true(IN_BLOCK(a->triggers) && IN_BLOCK(t->metadata.items));
+  assert_true(IN_BLOCK(a->name) && IN_BLOCK(a->namespace_) && IN_BLOCK(a->hpa_name));
+  assert_true(IN_BLOCK(t->metric_name) && IN_BLOCK(t->metadata.items[0].value));
+#undef IN_BLOCK
+  assert_string_equal(a->hpa_name, "keda-hpa-worker-1234");
+  assert_ptr_equal(a->name, a->hpa_name + 9);
+  assert_ptr_equal(a->target_name, a->name);
+  assert_string_equal(t->metric_name, "s0-redis-jobs-1234");
+  assert_string_equal(t->metadata.items[1].value, "jobs-1234");
+  assert_ptr_equal(t->metadata.items[1].value, t->metric_name + 9);
+  /* Known keys and the default target are the same static strings in every object. */
+  for (size_t k = 0; k < 3; k++)
+    assert_ptr_equal(t->metadata.items[k].key, b->triggers[0].metadata.items[k].key);
+  assert_string_equal(t->metadata.items[0].key, "address");
+  assert_string_equal(t->metadata.items[2].key, "listLength");
+  assert_string_equal(t->metadata.items[2].value, "5");
+  assert_ptr_equal(a->target_api_version, b->target_api_version);
+  assert_ptr_equal(a->target_kind, b->target_kind);
+  assert_ptr_equal(a->behavior, &EVS_SO_NO_BEHAVIOR);
+  assert_ptr_equal(a->modifiers, &EVS_SO_NO_MODIFIERS);
+  assert_string_equal(evs_trigger_type(t), "redis");
+  assert_int_equal(evs_so_max(a), 20);
+  evs_so_free(a);
+  evs_so_free(b);
+}
+
+/* Up to 8 triggers are looked up by a scan (no index stored), more through the index; both find
+ * every named trigger and skip the unnamed ones. */
+static void trigger_index_scan_and_hash(void **state) {
+  (void)state;
+  for (int n = 3; n <= 12; n += 9) {
+    char buf[4096];
+    size_t at = (size_t)snprintf(buf, sizeof buf,
+                                 HEAD "spec:\n  scaleTargetRef: {name: w}\n"
+                                      "  triggers:\n");
+    for (int i = 0; i < n; i++)
+      at += (size_t)snprintf(buf + at, sizeof buf - at,
+                             i % 3 == 1 ? "  - {type: redis, metadata: {listName: l%d}}\n"
+                                        : "  - {type: redis, name: n%d, metadata: {listName: "
+                                          "l}}\n",
+                             i);
+    evs_so_t *so = parse_ok(buf);
+    assert_int_equal(so->name_indexed, n > 8);
+    char name[16];
+    for (int i = 0; i < n; i++) {
+      snprintf(name, sizeof name, "n%d", i);
+      assert_int_equal(evs_so_trigger_index(so, name), i % 3 == 1 ? -1 : i);
+    }
+    assert_int_equal(evs_so_trigger_index(so, "l"), -1);
+    evs_so_free(so);
+  }
 }
 
 /* Every file in test/data/so/ that starts with "valid-" parses; "invalid-" ones do not. */
@@ -1192,6 +1269,8 @@ int main(void) {
       cmocka_unit_test(many_objects_linear),
       cmocka_unit_test(trigger_index_lookup),
       cmocka_unit_test(compacted_object_keeps_every_field),
+      cmocka_unit_test(packed_object_is_one_small_block),
+      cmocka_unit_test(trigger_index_scan_and_hash),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
