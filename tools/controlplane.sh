@@ -283,6 +283,9 @@ start_apiserver() {
   local dir="$1" port="$2" eport="$3" pki="$1/pki"
   # --endpoint-reconciler-type=none: the "kubernetes" Service's Endpoints would otherwise be
   # reconciled to the loopback advertise address, which Endpoints validation rejects (log noise).
+  # --audit-log-maxsize: the tests read the audit log by byte offset, and a rotation moves it
+  # (0 does not mean "never": lumberjack's default applies, 100 MiB, which a benchmark or a long
+  # test run reaches); 1 TiB never rotates here.
   spawn "$dir" kube-apiserver "$APISERVER" \
     --etcd-servers "http://127.0.0.1:$eport" \
     --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$port" --insecure-port 0 \
@@ -293,7 +296,7 @@ start_apiserver() {
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
     --service-cluster-ip-range 10.0.0.0/24 --endpoint-reconciler-type none \
     --audit-policy-file "$dir/audit-policy.yaml" --audit-log-path "$dir/audit.log" \
-    --audit-log-maxsize 0 --cert-dir "$pki" --v 1
+    --audit-log-maxsize 1048576 --cert-dir "$pki" --v 1
 }
 
 start_controller_manager() {

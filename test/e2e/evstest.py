@@ -37,6 +37,7 @@ Which control plane controlplane() returns:
 import atexit
 import contextlib
 import fcntl
+import glob
 import http.client
 import json
 import os
@@ -280,11 +281,25 @@ def testcerts(directory=None):
 def audit_events(env, since_offset=0):
     """Parsed audit events from KUBE_AUDIT_LOG starting at byte since_offset; returns
     (events, new offset). The log is written as requests complete, so poll with wait_until."""
-    with open(env["KUBE_AUDIT_LOG"], "rb") as f:
+    path = env["KUBE_AUDIT_LOG"]
+    events = []
+    if os.path.getsize(path) < since_offset:
+        # The log was rotated since since_offset (tools/controlplane.sh now asks for no rotation;
+        # a control plane started before rotates at 100 MiB, lumberjack's default for
+        # --audit-log-maxsize 0): the rest of the old file is the newest audit-*.log.
+        rotated = glob.glob(os.path.join(os.path.dirname(path), "audit-*.log"))
+        if rotated:
+            with open(max(rotated, key=os.path.getmtime), "rb") as f:
+                f.seek(since_offset)
+                old = f.read()
+            old = old[:old.rfind(b"\n") + 1]
+            events = [json.loads(line) for line in old.splitlines() if line.strip()]
+        since_offset = 0
+    with open(path, "rb") as f:
         f.seek(since_offset)
         data = f.read()
     end = data.rfind(b"\n") + 1
-    events = [json.loads(line) for line in data[:end].splitlines() if line.strip()]
+    events += [json.loads(line) for line in data[:end].splitlines() if line.strip()]
     return events, since_offset + end
 
 
