@@ -445,9 +445,11 @@ static void test_identical_queries_asked_once(void **state) {
   assert_int_equal(evs_prom_subscribe(e.hub, &ca, cadence, on_reading, &late, NULL), 0);
   int one = 0;
   evs_test_run_until(&e.loop, &one, 30);
-  assert_int_equal(late.n, 1);
   evs_prom_hub_stats(e.hub, &st);
   assert_true(st.requests <= before + 1); /* at most the group's own tick */
+  /* The answer at once, plus one more only if the group's own tick fell in those 30 ms (it is
+   * due every 500 ms; a loaded CI machine found it there once). */
+  assert_in_range(late.n, 1, 1 + (st.requests - before));
   for (int i = 0; i < 40; i += 2)
     evs_prom_unsubscribe(recs[i].sub);
   evs_prom_hub_stats(e.hub, &st);
