@@ -998,10 +998,10 @@ static double check_ok_cpu(const char *buf, size_t len) {
   return t;
 }
 
-/* The best of three: the least disturbed run. */
-static double best_of_3(double (*run)(const char *, size_t), const char *buf, size_t len) {
+/* The best of five: the least disturbed run. */
+static double best_of_5(double (*run)(const char *, size_t), const char *buf, size_t len) {
   double best = 1e9;
-  for (int r = 0; r < 3; r++) {
+  for (int r = 0; r < 5; r++) {
     double t = run(buf, len);
     if (t < best)
       best = t;
@@ -1032,25 +1032,45 @@ static void many_objects_duplicate(void **state) {
   free(buf);
 }
 
+/* The ratio of the best-of-5 CPU times of a run four times as large to a base run. */
+static double ratio_4x(double (*run)(const char *, size_t), const char *b1, size_t l1,
+                       const char *b4, size_t l4, double *t1, double *t4) {
+  *t1 = best_of_5(run, b1, l1);
+  *t4 = best_of_5(run, b4, l4);
+  return *t4 / *t1;
+}
+
 /* Structure, not speed: four times the objects (or triggers) must cost about four times the
  * CPU, not sixteen. A duplicate check scanning every earlier object (or trigger) is quadratic
- * and fails this by far at these sizes; a bound of 8 leaves room for cache effects. */
+ * and fails this by far at these sizes (x16 measured with every name in one hash slot); a bound
+ * of 8 leaves room for cache effects. CI once measured a linear x9.0: the larger runs paid page
+ * faults for memory glibc had given back, which the smaller ones found warm (x6 to x7.5 every
+ * time). With freed memory kept, linear code measures x3.4 to x5.4; on a shared virtual machine a
+ * pair over the bound is measured again, up to three times: quadratic code fails every time, a
+ * disturbance does not repeat. */
 static void many_objects_linear(void **state) {
   (void)state;
   size_t l1, l4;
+  double t1 = 0, t4 = 0, r = 0;
+  /* Freed memory stays in the heap, so the repeated runs reuse pages already touched: the larger
+   * run would otherwise pay page faults the smaller one does not (a linear x7.5 measured). */
+  mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  mallopt(M_TRIM_THRESHOLD, 512 << 20);
   char *b1 = many_objects(2000, -1, &l1), *b4 = many_objects(8000, -1, &l4);
-  double t1 = best_of_3(check_ok_cpu, b1, l1);
-  double t4 = best_of_3(check_ok_cpu, b4, l4);
-  print_message("  objects: 2000 in %.3f s CPU, 8000 in %.3f s (x%.1f)\n", t1, t4, t4 / t1);
-  assert_true(t4 < 8 * t1);
+  for (int attempt = 0; attempt < 3 && (r = ratio_4x(check_ok_cpu, b1, l1, b4, l4, &t1, &t4)) >= 8;
+       attempt++)
+    print_message("  objects: x%.1f, measuring again\n", r);
+  print_message("  objects: 2000 in %.3f s CPU, 8000 in %.3f s (x%.1f)\n", t1, t4, r);
+  assert_true(r < 8);
   free(b1);
   free(b4);
   b1 = many_triggers(4000, &l1);
   b4 = many_triggers(16000, &l4);
-  t1 = best_of_3(parse_so_cpu, b1, l1);
-  t4 = best_of_3(parse_so_cpu, b4, l4);
-  print_message("  triggers: 4000 in %.3f s CPU, 16000 in %.3f s (x%.1f)\n", t1, t4, t4 / t1);
-  assert_true(t4 < 8 * t1);
+  for (int attempt = 0; attempt < 3 && (r = ratio_4x(parse_so_cpu, b1, l1, b4, l4, &t1, &t4)) >= 8;
+       attempt++)
+    print_message("  triggers: x%.1f, measuring again\n", r);
+  print_message("  triggers: 4000 in %.3f s CPU, 16000 in %.3f s (x%.1f)\n", t1, t4, r);
+  assert_true(r < 8);
   free(b1);
   free(b4);
 }
