@@ -673,8 +673,11 @@ def main():
             parts += massif_report(s, args.objects, args.massif_min)
         text += "\n\n```\n" + "\n".join(parts) + "\n```"
     cmd = "python3 perf/bench_process.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    commit = subprocess.run(["git", "-C", bs.ROOT, "rev-parse", "--short", "HEAD"],
-                            stdout=subprocess.PIPE, text=True).stdout.strip()
+    # The revision the measured binary was built from (--binary may be another tree's build).
+    ver = subprocess.run([args.binary, "--version"], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, text=True).stdout
+    m = re.search(r"\(revision ([^,]+),", ver)
+    commit = m.group(1) if m else "unknown (%s --version said %r)" % (args.binary, ver.strip())
     machine = ("%s, %d CPUs, load average %.2f at the start and %.2f at the end (shared "
                "machine); control plane %s; commit %s" % (
                    platform.node(), os.cpu_count(), load0[0], os.getloadavg()[0],

@@ -12,6 +12,7 @@
 #include "evscale/metrics.h"
 #include "evscale/reload.h"
 #include "evscale/scaledobject.h"
+#include "evscale/version.h"
 
 #include <signal.h>
 #include <stdlib.h>
@@ -437,7 +438,7 @@ int evs_app_run(uv_loop_t *loop, evs_config_t *cfg, const evs_app_options_t *opt
   int rc = evs__start(&app);
   if (rc == 0) {
     EVS_LOG_INFO("evscale started", EVS_KV_STR("version", EVS_VERSION),
-                 EVS_KV_STR("revision", EVS_GIT_REVISION),
+                 EVS_KV_STR("revision", evs_git_revision),
                  EVS_KV_STR("address", cfg->server.address),
                  EVS_KV_INT("port", evs_http_server_port(app.server)),
                  EVS_KV_STR("config", opts->config_path ? opts->config_path : "(none)"),

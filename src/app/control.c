@@ -17,6 +17,7 @@
 #include "evscale/scalewriter.h"
 #include "evscale/status.h"
 #include "evscale/triggerauth.h"
+#include "evscale/version.h"
 #include "evscale/workload.h"
 
 /* What each informer feeds. */
@@ -479,7 +480,7 @@ int evs_control_start(const evs_control_options_t *o, evs_control_t **out) {
   if (rc == 0)
     rc = evs_scaler_services_new(o->loop, cfg, o->metrics, &c->services);
   if (rc == 0 && o->metrics) {
-    evs_keda_build_t build = {EVS_VERSION, EVS_GIT_REVISION};
+    evs_keda_build_t build = {EVS_VERSION, evs_git_revision};
     rc = evs_keda_metrics_new(o->metrics, (evs_keda_compat_t)cfg->metrics.keda_compat, &build,
                               &c->keda_metrics);
   }

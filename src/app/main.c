@@ -7,6 +7,7 @@
 #include "evscale/log.h"
 #include "evscale/simulate.h"
 #include "evscale/tz.h"
+#include "evscale/version.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,7 +52,7 @@ static int load_config(const evs_cli_t *cli, const evs_app_options_t *opts, evs_
 }
 
 static int cmd_version(void) {
-  printf("evscale %s (revision %s, libuv %s, %s)\n", EVS_VERSION, EVS_GIT_REVISION,
+  printf("evscale %s (revision %s, libuv %s, %s)\n", EVS_VERSION, evs_git_revision,
          uv_version_string(), MBEDTLS_VERSION_STRING_FULL);
   return EVS_EXIT_OK;
 }

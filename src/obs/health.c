@@ -3,6 +3,7 @@
 #include "evscale/health.h"
 #include "evscale/error.h"
 #include "evscale/procstat.h"
+#include "evscale/version.h"
 
 #include <mbedtls/version.h>
 #include <stdio.h>
@@ -11,9 +12,6 @@
 
 #ifndef EVS_VERSION
 #define EVS_VERSION "unknown"
-#endif
-#ifndef EVS_GIT_REVISION
-#define EVS_GIT_REVISION "unknown"
 #endif
 
 typedef struct {
@@ -42,7 +40,7 @@ void evs_health_options_init(evs_health_options_t *o) {
   o->lag_interval_ms = 500;
   o->lag_unhealthy_seconds = 0;
   o->version = EVS_VERSION;
-  o->revision = EVS_GIT_REVISION;
+  o->revision = evs_git_revision;
 }
 
 /* ---- loop lag ---------------------------------------------------------------------------- */

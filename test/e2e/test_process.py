@@ -34,6 +34,24 @@ class OneShotCommands(unittest.TestCase):
         self.assertEqual(r.returncode, 0)
         self.assertIn("READINGS.csv", r.stdout)
 
+    def test_version_names_the_commit_built(self):
+        # The revision is written at build time (tools/revision.cmake), not when the build
+        # directory was configured: a rebuild after a commit reports that commit. Checked only
+        # for a binary built from this source tree (EVS_BINARY may name another tree's build).
+        import re
+        import subprocess
+        binary = os.path.realpath(evstest.BIN)
+        if not binary.startswith(os.path.realpath(SRC) + os.sep):
+            self.skipTest("binary from another tree: " + binary)
+        head = subprocess.run(["git", "-C", SRC, "rev-parse", "--short=12", "HEAD"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        if head.returncode != 0:
+            self.skipTest("source tree without git")
+        r = run("--version")
+        m = re.search(r"\(revision ([0-9a-f]+)(-dirty)?,", r.stdout)
+        self.assertIsNotNone(m, r.stdout)
+        self.assertEqual(m.group(1), head.stdout.strip(), r.stdout)
+
     def test_usage_errors_exit_2(self):
         for args in (["frobnicate"], ["run", "--bogus"], ["run", "--config"]):
             r = run(*args)
