@@ -15,7 +15,8 @@
  * Memory: a child is one allocation (hash link, value(s), label values packed NUL-separated),
  * about 40 bytes plus its label values for a counter or gauge, and a hash slot and a sorted-view
  * slot (about 24 bytes). Series that share their labels across families can be kept as row sets
- * (below): one row per key for all of them.
+ * (below): one row per key for all of them; or printed from the owner's own records (sources,
+ * below), which costs the registry one sorted-view pointer per record.
  *
  * Not thread-safe: the loop thread is the only user. */
 #ifndef EVSCALE_METRICS_H
@@ -162,9 +163,9 @@ typedef struct evs_metrics_source_s evs_metrics_source_t;
 typedef struct evs_metrics_out_s evs_metrics_out_t;
 
 typedef struct {
-  /* Fills items[0 .. n) with the source's live records (n: as last given to
-   * evs_metrics_source_changed), in any order. */
-  void (*list)(void *data, const void **items, size_t n);
+  /* Fills items with the source's live records, at most n (as last given to
+   * evs_metrics_source_changed), in any order; returns how many. */
+  size_t (*list)(void *data, const void **items, size_t n);
   /* Orders two records as their series' label values do: a and b point at two items (as
    * qsort's comparison, of an array of const void *). */
   int (*cmp)(const void *a, const void *b);

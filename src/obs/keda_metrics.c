@@ -179,21 +179,23 @@ static int register_all(evs_metrics_t *reg, const evs_metric_desc_t *d, size_t n
 
 /* ---- the sources' callbacks ---- */
 
-static void objects_list(void *data, const void **items, size_t n) {
+static size_t objects_list(void *data, const void **items, size_t n) {
   evs_keda_metrics_t *km = data;
   size_t k = 0;
   for (size_t i = 0; i < km->cap; i++)
     for (evs_keda_metrics_object_t *o = km->table[i]; o && k < n; o = o->hnext)
       items[k++] = o;
+  return k;
 }
 
-static void triggers_list(void *data, const void **items, size_t n) {
+static size_t triggers_list(void *data, const void **items, size_t n) {
   evs_keda_metrics_t *km = data;
   size_t k = 0;
   for (size_t i = 0; i < km->cap; i++)
     for (evs_keda_metrics_object_t *o = km->table[i]; o; o = o->hnext)
       for (uint32_t j = 0; j < o->n && k < n; j++)
         items[k++] = &o->t[j];
+  return k;
 }
 
 /* As the series' labels (namespace, scaledObject) sort: every object family's constants come

@@ -1210,8 +1210,7 @@ static int source_sort(evs_metrics_source_t *src) {
     k->refs = 1;
   }
   src->sorted = k;
-  k->n = src->n;
-  src->ops.list(src->data, k->v, k->n);
+  k->n = src->ops.list(src->data, k->v, src->n);
   qsort(k->v, k->n, sizeof(k->v[0]), src->ops.cmp);
   src->sorted_valid = 1;
   return 0;

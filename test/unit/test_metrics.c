@@ -1289,12 +1289,13 @@ typedef struct {
   size_t lists; /* list callbacks: sorts */
 } recs_t;
 
-static void recs_list(void *data, const void **items, size_t n) {
+static size_t recs_list(void *data, const void **items, size_t n) {
   recs_t *r = data;
   size_t k = 0;
   r->lists++;
   for (rec_t *x = r->list; x && k < n; x = x->next)
     items[k++] = x;
+  return k;
 }
 
 static int recs_cmp(const void *a, const void *b) {
