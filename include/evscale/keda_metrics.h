@@ -20,7 +20,8 @@
  * strings (two sources of the registry, evs_metrics_source_new, one for the object families and
  * one for the trigger families), so a ScaledObject with one trigger costs about 170 bytes of
  * metrics rather than 1.4 KB as children or 330 B as row sets (issue 13).
- * evs_keda_metrics_object_free removes it in O(triggers), without scanning the registry. keda_trigger_registered_total{type} and
+ * evs_keda_metrics_object_free removes it in O(triggers), without scanning the registry.
+ * keda_trigger_registered_total{type} and
  * keda_resource_registered_total{type="scaled_object",namespace} count the objects alive.
  *
  * Not thread-safe: the loop thread only. */
