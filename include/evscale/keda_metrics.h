@@ -16,11 +16,12 @@
  * Series of one ScaledObject: per trigger keda_scaler_metrics_value, _metrics_latency_seconds,
  * _active and _detail_errors_total (created at 0, as KEDA's RecordScalerError does); per object
  * keda_scaled_object_errors_total, _paused and keda_internal_scale_loop_latency_seconds; plus
- * the 2.13 names. They are kept as two row sets of the registry (evs_metrics_rows_new): one row
- * per object and one per trigger, each holding its label values once for all its series, so a
- * ScaledObject with one trigger costs under 400 bytes of metrics rather than 1.4 KB (issue 13).
- * evs_keda_metrics_object_free removes its rows by their handles, O(triggers), without scanning
- * the registry. keda_trigger_registered_total{type} and
+ * the 2.13 names. They are printed from one record per object holding its values and label
+ * strings (two sources of the registry, evs_metrics_source_new, one for the object families and
+ * one for the trigger families), so a ScaledObject with one trigger costs about 170 bytes of
+ * metrics rather than 1.4 KB as children or 330 B as row sets (issue 13).
+ * evs_keda_metrics_object_free removes it in O(triggers), without scanning the registry.
+ * keda_trigger_registered_total{type} and
  * keda_resource_registered_total{type="scaled_object",namespace} count the objects alive.
  *
  * Not thread-safe: the loop thread only. */
@@ -141,5 +142,9 @@ void evs_keda_metrics_empty_upstream(evs_keda_metrics_t *km, const char *ns, con
                                      const char *trigger_name, const char *metric, int ignore_null);
 /* Series currently held by the object (for tests and accounting). */
 size_t evs_keda_metrics_object_series(const evs_keda_metrics_object_t *o);
+/* Bytes of the object's one allocation: a 48-byte record, 32 per trigger and the label strings
+ * (namespace, name, each trigger's metric and scaler, with their NULs): what it costs besides a
+ * pointer in a hash chain slot and in the sorted views of /metrics (issue 13). */
+size_t evs_keda_metrics_object_bytes(const evs_keda_metrics_object_t *o);
 
 #endif

@@ -15,7 +15,8 @@
  * Memory: a child is one allocation (hash link, value(s), label values packed NUL-separated),
  * about 40 bytes plus its label values for a counter or gauge, and a hash slot and a sorted-view
  * slot (about 24 bytes). Series that share their labels across families can be kept as row sets
- * (below): one row per key for all of them.
+ * (below): one row per key for all of them; or printed from the owner's own records (sources,
+ * below), which costs the registry one sorted-view pointer per record.
  *
  * Not thread-safe: the loop thread is the only user. */
 #ifndef EVSCALE_METRICS_H
@@ -146,6 +147,55 @@ size_t evs_metrics_rows_size(const evs_metrics_rows_t *rs);
 void evs_metric_row_add(evs_metric_row_t *r, size_t col, double delta);
 void evs_metric_row_set(evs_metric_row_t *r, size_t col, double value);
 double evs_metric_row_value(const evs_metric_row_t *r, size_t col);
+
+/* Sources: the series of several counter and gauge families printed from the caller's own
+ * records, as client_golang's Collector does. A KEDA ScaledObject keeps its values and label
+ * strings in one record of its own, and /metrics reads them from it (issue 13: a row set costs
+ * a row allocation, a hash link and a value slot per column for each object and trigger; a
+ * record of the owner's costs what the owner needs). The registry keeps a source's sorted view
+ * (a pointer per record, rebuilt only after evs_metrics_source_changed) and shares it with the
+ * streams rendering it, so a scrape stays sliced as for children.
+ *
+ * A family attached to a source has only the source's series: evs_metric_family_child on it
+ * returns NULL, and evs_metric_family_size counts records times its series per record. */
+typedef struct evs_metrics_source_s evs_metrics_source_t;
+/* Where a source's print callback writes its samples (valid during the callback only). */
+typedef struct evs_metrics_out_s evs_metrics_out_t;
+
+typedef struct {
+  /* Fills items with the source's live records, at most n (as last given to
+   * evs_metrics_source_changed), in any order; returns how many. */
+  size_t (*list)(void *data, const void **items, size_t n);
+  /* Orders two records as their series' label values do: a and b point at two items (as
+   * qsort's comparison, of an array of const void *). */
+  int (*cmp)(const void *a, const void *b);
+  /* Prints the series of the source's family number fam_index (its position in the array given
+   * to evs_metrics_source_new) of one record, with evs_metrics_out_sample, in label order. A
+   * record retired (evs_metrics_retire) after the view was sorted is still passed: print nothing
+   * for it. */
+  void (*print)(evs_metrics_out_t *out, const void *item, size_t fam_index);
+} evs_metrics_source_ops_t;
+
+typedef struct {
+  evs_metric_family_t *fam; /* counter or gauge of the same registry, without series */
+  size_t series_per_record; /* what print prints per record: for evs_metric_family_size */
+} evs_metrics_source_family_t;
+
+/* A source printing n_fams families (copied; each in at most one source or row set) through
+ * ops with data (borrowed). *out is borrowed: the registry owns it and frees it with itself.
+ * 0, UV_EINVAL, UV_ENOMEM. */
+int evs_metrics_source_new(evs_metrics_t *reg, const evs_metrics_source_family_t *fams,
+                           size_t n_fams, const evs_metrics_source_ops_t *ops, void *data,
+                           evs_metrics_source_t **out);
+/* The source's records were added or removed: it now has n (the next scrape sorts again). */
+void evs_metrics_source_changed(evs_metrics_source_t *src, size_t n);
+/* One sample of the family being printed: its name, labels[i] as the value of its label i
+ * (fam's n_labels strings), and value, as a child with these labels would print. */
+void evs_metrics_out_sample(evs_metrics_out_t *out, const char *const *labels, double value);
+/* Frees block (malloc'd; its first sizeof(void *) bytes are overwritten) now, or when the last
+ * stream that may still reach it ends: a source's record removed while a scrape is in
+ * progress (its print must then print nothing for it). NULL is allowed. */
+void evs_metrics_retire(evs_metrics_t *reg, void *block);
 
 /* Value updates. NULL child is a no-op, so a failed child() costs only that sample.
  * inc/add: counters and gauges (a counter ignores negative deltas and NaN);

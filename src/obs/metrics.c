@@ -49,7 +49,7 @@ typedef struct {
 typedef struct {
   size_t refs;
   size_t n;
-  evs_metric_t *v[];
+  const void *v[]; /* children or rows (evs_metric_t), or a source's records */
 } kids_t;
 
 struct evs_metric_family_s {
@@ -82,6 +82,20 @@ struct evs_metric_family_s {
    * or -1 for the row's own (packed); NULL otherwise. parent: the parent row set's index. */
   int *from_parent;
   evs_metric_family_t *parent;
+  /* A family printed from a source's records (evs_metrics_source_new): its position there. */
+  evs_metrics_source_t *src;
+  size_t src_index;
+};
+
+struct evs_metrics_source_s {
+  evs_metrics_t *reg;
+  evs_metrics_source_ops_t ops;
+  void *data;
+  size_t n;         /* live records, as the owner last said */
+  kids_t *sorted;   /* the records in output order, shared with streams as a family's */
+  int sorted_valid; /* 0 after evs_metrics_source_changed */
+  evs_metrics_source_family_t *fams;
+  size_t n_fams;
 };
 
 /* The index family is the first member, so the row set is freed as a family. */
@@ -98,6 +112,9 @@ struct evs_metrics_s {
   evs_metric_t *graveyard; /* children removed while streams > 0, freed when the last ends */
   evs_metric_family_t **indexes; /* the row sets' index families */
   size_t n_indexes, cap_indexes;
+  evs_metrics_source_t **sources;
+  size_t n_sources, cap_sources;
+  void *retired; /* sources' records retired while streams > 0 (linked by their first word) */
 };
 
 static void kids_release(kids_t *k) {
@@ -199,9 +216,27 @@ static void family_free(evs_metric_family_t *fam) {
   free(fam);
 }
 
+static void retired_free(evs_metrics_t *reg) {
+  while (reg->retired) {
+    void *next = *(void **)reg->retired;
+    free(reg->retired);
+    reg->retired = next;
+  }
+}
+
+static void source_free(evs_metrics_source_t *src) {
+  kids_release(src->sorted);
+  free(src->fams);
+  free(src);
+}
+
 void evs_metrics_free(evs_metrics_t *reg) {
   if (reg == NULL)
     return;
+  for (size_t i = 0; i < reg->n_sources; i++)
+    source_free(reg->sources[i]);
+  free(reg->sources);
+  retired_free(reg);
   for (size_t i = 0; i < reg->n; i++)
     family_free(reg->fams[i]);
   for (size_t i = 0; i < reg->n_indexes; i++)
@@ -408,7 +443,7 @@ static int table_grow(evs_metric_family_t *fam) {
 
 evs_metric_t *evs_metric_family_child(evs_metric_family_t *fam, const char *const *values) {
   evs_metric_t *m = evs_metric_family_lookup(fam, values);
-  if (m || fam == NULL || !values_ok(fam, values) || fam->rows)
+  if (m || fam == NULL || !values_ok(fam, values) || fam->rows || fam->src)
     return m;
   if (fam->size + 1 > fam->cap - fam->cap / 4 && table_grow(fam) != 0)
     return NULL;
@@ -499,6 +534,8 @@ const char *evs_metric_label(const evs_metric_t *m, size_t i) {
 size_t evs_metric_family_size(const evs_metric_family_t *fam) {
   if (fam && fam->rows)
     return fam->rows->size * fam->ncol;
+  if (fam && fam->src)
+    return fam->src->n * fam->src->fams[fam->src_index].series_per_record;
   return fam ? fam->size : 0;
 }
 
@@ -548,7 +585,7 @@ static evs_metric_family_t *idx_of(evs_metrics_rows_t *rs) { return &rs->idx; }
  * label tuples sort as the keys do; constants elsewhere. */
 static int column_ok(const evs_metrics_t *reg, size_t n_keys, const evs_metric_column_t *c) {
   const evs_metric_family_t *f = c->fam;
-  if (f == NULL || f->reg != reg || f->rows || f->size != 0 || c->key == NULL ||
+  if (f == NULL || f->reg != reg || f->rows || f->src || f->size != 0 || c->key == NULL ||
       f->type == EVS_METRIC_HISTOGRAM || f->n_labels < n_keys)
     return 0;
   size_t next = 0;
@@ -1130,6 +1167,114 @@ static void sb_family_head(sbuf_t *b, const evs_metric_family_t *fam) {
   sb_put(b, "\n", 1);
 }
 
+/* ---- sources ----------------------------------------------------------------------------- */
+
+struct evs_metrics_out_s {
+  sbuf_t *b;
+  const evs_metric_family_t *fam;
+};
+
+void evs_metrics_out_sample(evs_metrics_out_t *out, const char *const *labels, double value) {
+  sbuf_t *b = out->b;
+  const evs_metric_family_t *fam = out->fam;
+  sb_str(b, fam->name);
+  for (size_t i = 0; i < fam->n_labels; i++) {
+    sb_put(b, i ? "," : "{", 1);
+    sb_str(b, fam->label_names[i]);
+    sb_put(b, "=\"", 2);
+    sb_escaped(b, labels[i], 1);
+    sb_put(b, "\"", 1);
+  }
+  if (fam->n_labels > 0)
+    sb_put(b, "}", 1);
+  sb_put(b, " ", 1);
+  sb_float(b, value);
+  sb_put(b, "\n", 1);
+}
+
+/* Brings src->sorted up to date, as family_sort does for a family's children. */
+static int source_sort(evs_metrics_source_t *src) {
+  if (src->sorted_valid)
+    return 0;
+  kids_t *k = src->sorted;
+  size_t bytes = sizeof(kids_t) + (src->n ? src->n : 1) * sizeof(k->v[0]);
+  if (k && k->refs == 1) {
+    k = realloc(k, bytes);
+    if (k == NULL)
+      return UV_ENOMEM;
+  } else {
+    k = malloc(bytes);
+    if (k == NULL)
+      return UV_ENOMEM;
+    kids_release(src->sorted);
+    k->refs = 1;
+  }
+  src->sorted = k;
+  k->n = src->ops.list(src->data, k->v, src->n);
+  qsort(k->v, k->n, sizeof(k->v[0]), src->ops.cmp);
+  src->sorted_valid = 1;
+  return 0;
+}
+
+static int source_fams_ok(const evs_metrics_t *reg, const evs_metrics_source_family_t *f,
+                          size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    const evs_metric_family_t *x = f[i].fam;
+    if (x == NULL || x->reg != reg || x->rows || x->src || x->size != 0 ||
+        x->type == EVS_METRIC_HISTOGRAM || f[i].series_per_record == 0)
+      return 0;
+    for (size_t j = 0; j < i; j++)
+      if (f[j].fam == x)
+        return 0;
+  }
+  return 1;
+}
+
+int evs_metrics_source_new(evs_metrics_t *reg, const evs_metrics_source_family_t *fams,
+                           size_t n_fams, const evs_metrics_source_ops_t *ops, void *data,
+                           evs_metrics_source_t **out) {
+  if (reg == NULL || fams == NULL || n_fams == 0 || ops == NULL || ops->list == NULL ||
+      ops->cmp == NULL || ops->print == NULL || out == NULL || !source_fams_ok(reg, fams, n_fams))
+    return UV_EINVAL;
+  evs_metrics_source_t *src = calloc(1, sizeof(*src));
+  if (src == NULL)
+    return UV_ENOMEM;
+  src->fams = malloc(n_fams * sizeof(*fams));
+  if (src->fams == NULL || evs_buf_reserve((void **)&reg->sources, &reg->cap_sources,
+                                           reg->n_sources + 1, sizeof *reg->sources, 4) != 0) {
+    source_free(src);
+    return UV_ENOMEM;
+  }
+  memcpy(src->fams, fams, n_fams * sizeof(*fams));
+  src->n_fams = n_fams;
+  src->reg = reg;
+  src->ops = *ops;
+  src->data = data;
+  reg->sources[reg->n_sources++] = src;
+  for (size_t i = 0; i < n_fams; i++) {
+    fams[i].fam->src = src;
+    fams[i].fam->src_index = i;
+  }
+  *out = src;
+  return 0;
+}
+
+void evs_metrics_source_changed(evs_metrics_source_t *src, size_t n) {
+  src->n = n;
+  src->sorted_valid = 0;
+}
+
+void evs_metrics_retire(evs_metrics_t *reg, void *block) {
+  if (block == NULL)
+    return;
+  if (reg->streams == 0) {
+    free(block);
+    return;
+  }
+  *(void **)block = reg->retired;
+  reg->retired = block;
+}
+
 /* ---- streams ----------------------------------------------------------------------------- */
 
 struct evs_metrics_stream_s {
@@ -1170,15 +1315,26 @@ static int stream_next_family(evs_metrics_stream_t *st) {
   st->next = 0;
   for (; at < reg->n; at++) {
     evs_metric_family_t *fam = reg->fams[at];
-    /* A view prints its row set's rows, in the index's order (see evs_metrics_rows_new). */
-    evs_metric_family_t *src = fam->rows ? fam->rows : fam;
-    if (src->size == 0)
-      continue;
-    int rc = family_sort(src);
-    if (rc != 0)
-      return rc;
+    kids_t *kids;
+    if (fam->src) { /* the source's records, in their order */
+      if (fam->src->n == 0)
+        continue;
+      int rc = source_sort(fam->src);
+      if (rc != 0)
+        return rc;
+      kids = fam->src->sorted;
+    } else {
+      /* A view prints its row set's rows, in the index's order (see evs_metrics_rows_new). */
+      evs_metric_family_t *src = fam->rows ? fam->rows : fam;
+      if (src->size == 0)
+        continue;
+      int rc = family_sort(src);
+      if (rc != 0)
+        return rc;
+      kids = src->sorted;
+    }
     st->fam = fam;
-    st->kids = src->sorted;
+    st->kids = kids;
     st->kids->refs++;
     return 0;
   }
@@ -1198,6 +1354,11 @@ static int stream_fill(evs_metrics_stream_t *st, sbuf_t *b, size_t min_bytes) {
       sb_family_head(b, st->fam);
     }
     while (st->next < st->kids->n && b->len < min_bytes) {
+      if (st->fam->src) {
+        evs_metrics_out_t out = {b, st->fam};
+        st->fam->src->ops.print(&out, st->kids->v[st->next++], st->fam->src_index);
+        continue;
+      }
       const evs_metric_t *m = st->kids->v[st->next++];
       if (m->dead)
         continue;
@@ -1245,6 +1406,7 @@ void evs_metrics_stream_free(evs_metrics_stream_t *st) {
     free(reg->graveyard);
     reg->graveyard = next;
   }
+  retired_free(reg);
 }
 
 int evs_metrics_expose(evs_metrics_t *reg, char **out, size_t *len) {
