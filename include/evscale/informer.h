@@ -37,9 +37,10 @@
  *   delivered as a delete then an add.
  *
  * The cache keeps, per object, what the decode callback extracts (a compact struct of the
- * caller's) plus namespace (interned), name, uid and resourceVersion, in a hash table keyed by
- * namespace/name. A list page is parsed one item at a time (evs_informer_list_parse) and each
- * item's JSON tree is freed right after decode.
+ * caller's) plus namespace (interned), name, uid and resourceVersion (packed when they have the
+ * usual form), in an open-addressing hash table keyed by namespace/name. A list page is parsed
+ * one item at a time (evs_informer_list_parse) and each item's JSON tree is freed right after
+ * decode.
  *
  * Callbacks run on the loop. Objects passed to handlers are borrowed: `old` is freed right after
  * on_update/on_delete returns, `obj` of on_add stays valid while it is in the cache. Handlers may
@@ -58,16 +59,31 @@
 
 typedef struct evs_informer_s evs_informer_t;
 
+/* One cached object: a single allocation, the fixed part then the name and the uid and
+ * resourceVersion that are not packed. At 50,000 ScaledObjects (issue 13) every byte here is
+ * 50 KB: a canonical uid (36 lowercase hex-and-dash characters, what the API server generates)
+ * is kept as its 16 bytes and a resourceVersion that is a decimal without leading zeros fitting
+ * in 64 bits as the number; any other form (the API says both are opaque strings) is kept as
+ * the string. Both read back byte-exactly through evs_informer_obj_uid / _rv. The cache never
+ * compares two resourceVersions for order, only for equality. */
 typedef struct evs_informer_obj_s {
-  struct evs_informer_obj_s *next_; /* internal: hash chain */
-  uint32_t hash_, gen_;             /* internal */
-  const char *ns;                   /* interned; "" for cluster-scoped objects */
-  const char *name;
-  const char *uid;
-  const char *resource_version;
-  void *data; /* what decode returned (owned by the cache; freed with free_data); with
-                 options.drop_data, only while on_add/on_update runs, NULL in the cache */
+  const char *ns;   /* interned; "" for cluster-scoped objects */
+  void *data;       /* what decode returned (owned by the cache; freed with free_data); with
+                       options.drop_data, only while on_add/on_update runs, NULL in the cache */
+  uint64_t rv_;     /* internal: the resourceVersion when numeric */
+  uint8_t uid_[16]; /* internal: the uid when canonical */
+  uint32_t hash_;   /* internal */
+  uint8_t flags_;   /* internal */
+  char name[];      /* NUL-terminated */
 } evs_informer_obj_t;
+
+/* Room for a uid or resourceVersion the object packs, with its NUL. */
+#define EVS_INFORMER_UID_BUF 37
+#define EVS_INFORMER_RV_BUF 21
+/* metadata.uid ("" when the object had none) and metadata.resourceVersion, byte-exactly as
+ * received: either written into buf or a pointer into the object; valid while both live. */
+const char *evs_informer_obj_uid(const evs_informer_obj_t *o, char buf[EVS_INFORMER_UID_BUF]);
+const char *evs_informer_obj_rv(const evs_informer_obj_t *o, char buf[EVS_INFORMER_RV_BUF]);
 
 /* Before every request: add headers (Authorization ...) into hdrs[*n .. cap) and advance *n;
  * may also replace req->tls. The strings must stay valid until the callback's caller has started
@@ -204,5 +220,11 @@ typedef struct {
   size_t ns_len;
 } evs_informer_meta_t;
 int evs_informer_meta_get(const json_t *obj, evs_informer_meta_t *m);
+
+/* The cache entry for m as the informer builds it, with data NULL and ns (NUL-terminated, not
+ * copied: it must outlive the entry) as its namespace. One allocation of *size bytes (may be
+ * NULL): free() it. NULL when out of memory. */
+evs_informer_obj_t *evs_informer__entry_new(const evs_informer_meta_t *m, const char *ns,
+                                            size_t *size);
 
 #endif

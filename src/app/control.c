@@ -114,6 +114,7 @@ static void evs__so_apply(evs_control_t *c, const evs_informer_obj_t *obj) {
   if (d == NULL)
     return;
   evs__cached_target_t target;
+  char uid[EVS_INFORMER_UID_BUF], rv[EVS_INFORMER_RV_BUF];
   evs__cached_target_of(d->so, obj->ns, &target);
   /* Every update reaches the registry, status-only ones included: a follower learns the
    * leader's status.lastActiveTime from them and counts the cooldown from it once it leads
@@ -126,10 +127,10 @@ static void evs__so_apply(evs_control_t *c, const evs_informer_obj_t *obj) {
                              .deleting = d->deleting,
                              .finalizers = (const char *const *)d->finalizers,
                              .n_finalizers = d->n_finalizers,
-                             .resource_version = obj->resource_version,
+                             .resource_version = evs_informer_obj_rv(obj, rv),
                              .ns = obj->ns,
                              .name = obj->name,
-                             .uid = obj->uid,
+                             .uid = evs_informer_obj_uid(obj, uid),
                              .so = d->so,
                              .check_error = d->check_error,
                              .created_ms = d->created_ms,

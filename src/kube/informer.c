@@ -1,12 +1,13 @@
-/* Informer: list (paginated) then watch, one state machine per collection, a chained hash table
- * of compact objects keyed by namespace/name. See include/evscale/informer.h for the protocol.
+/* Informer: list (paginated) then watch, one state machine per collection, an open-addressing
+ * hash table of compact objects keyed by namespace/name. See include/evscale/informer.h for the
+ * protocol.
  *
- * Relists use mark and sweep instead of a second table: every object seen in the new list gets
- * the list's generation; after the last page, objects of an older generation were deleted while
- * we were not watching and are delivered as deletes. Changes are delivered as pages arrive, so a
- * relist of 50,000 objects never holds two caches at once. A relist that fails midway is
- * restarted from the first page with a new generation: what it already delivered stays true of
- * a newer snapshot, so nothing is delivered twice. */
+ * Relists use mark and sweep instead of a second table: a full list starts by unmarking every
+ * object and marks each it mentions; after the last page, the unmarked objects were deleted
+ * while we were not watching and are delivered as deletes. Changes are delivered as pages
+ * arrive, so a relist of 50,000 objects never holds two caches at once. A relist that fails
+ * midway is restarted from the first page, unmarking again: what it already delivered stays
+ * true of a newer snapshot, so nothing is delivered twice. */
 #include "evscale/informer.h"
 
 #include <inttypes.h>
@@ -30,9 +31,8 @@ struct evs_informer_s {
   evs_informer_options_t o;
   evs_intern_t *own_intern;
   /* cache */
-  evs_informer_obj_t **buckets;
-  size_t nbuckets, count;
-  uint32_t gen;
+  evs_informer_obj_t **slots; /* cap (a power of two) slots, count used */
+  size_t cap, count;
   /* protocol */
   state_t state;
   int synced, closing, wait_list;
@@ -55,6 +55,121 @@ static void start_watch(evs_informer_t *inf);
 
 /* --- the cache --- */
 
+/* Entry flags. */
+enum {
+  F_UID_PACKED = 1, /* uid_ holds the uid; else it is a string after the name */
+  F_RV_NUM = 2,     /* rv_ holds the resourceVersion; else a string after the name (and uid) */
+  F_SEEN = 4        /* seen in the full list in progress (cleared when one starts) */
+};
+
+static int hexval(char c) {
+  return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* 1 and out filled when uid is 8-4-4-4-12 lowercase hex (the form the API server's uuid
+ * generator writes, so the one that round-trips); 0 otherwise. */
+static int uid_pack(const char *uid, uint8_t out[16]) {
+  size_t k = 0;
+  for (size_t i = 0; i < 36; i++) {
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (uid[i] != '-')
+        return 0;
+      continue;
+    }
+    int hi = hexval(uid[i]), lo = hi >= 0 ? hexval(uid[++i]) : -1;
+    if (lo < 0)
+      return 0;
+    out[k++] = (uint8_t)(hi << 4 | lo);
+  }
+  return uid[36] == '\0';
+}
+
+/* 1 and *out set when rv is a decimal without leading zeros ("0" itself included) that fits
+ * in 64 bits: printing *out gives rv back. 0 otherwise (kept as the string). */
+static int rv_pack(const char *rv, uint64_t *out) {
+  uint64_t n = 0;
+  if (rv[0] < '0' || rv[0] > '9' || (rv[0] == '0' && rv[1] != '\0'))
+    return 0;
+  for (const char *p = rv; *p; p++) {
+    if (*p < '0' || *p > '9' || n > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+      return 0;
+    n = n * 10 + (uint64_t)(*p - '0');
+  }
+  *out = n;
+  return 1;
+}
+
+static const char *tail_uid(const evs_informer_obj_t *o) { return o->name + strlen(o->name) + 1; }
+
+static const char *tail_rv(const evs_informer_obj_t *o) {
+  const char *u = tail_uid(o);
+  return (o->flags_ & F_UID_PACKED) ? u : u + strlen(u) + 1;
+}
+
+const char *evs_informer_obj_uid(const evs_informer_obj_t *o, char buf[EVS_INFORMER_UID_BUF]) {
+  static const char hex[] = "0123456789abcdef";
+  if (!(o->flags_ & F_UID_PACKED))
+    return tail_uid(o);
+  char *p = buf;
+  for (size_t i = 0; i < 16; i++) {
+    if (i == 4 || i == 6 || i == 8 || i == 10)
+      *p++ = '-';
+    *p++ = hex[o->uid_[i] >> 4];
+    *p++ = hex[o->uid_[i] & 15];
+  }
+  *p = '\0';
+  return buf;
+}
+
+const char *evs_informer_obj_rv(const evs_informer_obj_t *o, char buf[EVS_INFORMER_RV_BUF]) {
+  if (!(o->flags_ & F_RV_NUM))
+    return tail_rv(o);
+  snprintf(buf, EVS_INFORMER_RV_BUF, "%" PRIu64, o->rv_);
+  return buf;
+}
+
+/* Whether o's resourceVersion is rv. A form is packed exactly when it can be, so a packed and
+ * an unpacked one always differ. */
+static int rv_is(const evs_informer_obj_t *o, const char *rv) {
+  uint64_t n;
+  if (rv_pack(rv, &n))
+    return (o->flags_ & F_RV_NUM) && o->rv_ == n;
+  return !(o->flags_ & F_RV_NUM) && strcmp(tail_rv(o), rv) == 0;
+}
+
+static int same_uid(const evs_informer_obj_t *a, const evs_informer_obj_t *b) {
+  if ((a->flags_ ^ b->flags_) & F_UID_PACKED)
+    return 0;
+  return (a->flags_ & F_UID_PACKED) ? memcmp(a->uid_, b->uid_, sizeof a->uid_) == 0
+                                    : strcmp(tail_uid(a), tail_uid(b)) == 0;
+}
+
+evs_informer_obj_t *evs_informer__entry_new(const evs_informer_meta_t *m, const char *ns,
+                                            size_t *size) {
+  uint8_t uid[16];
+  uint64_t rv = 0;
+  const char *u = m->uid ? m->uid : "";
+  int packed = uid_pack(u, uid), num = rv_pack(m->rv, &rv);
+  size_t ln = strlen(m->name) + 1, lu = packed ? 0 : strlen(u) + 1,
+         lr = num ? 0 : strlen(m->rv) + 1;
+  size_t n = offsetof(evs_informer_obj_t, name) + ln + lu + lr;
+  evs_informer_obj_t *o = malloc(n);
+  if (o == NULL)
+    return NULL;
+  memset(o, 0, offsetof(evs_informer_obj_t, name));
+  o->ns = ns;
+  o->flags_ = (uint8_t)((packed ? F_UID_PACKED : 0) | (num ? F_RV_NUM : 0));
+  if (packed)
+    memcpy(o->uid_, uid, sizeof uid);
+  o->rv_ = rv;
+  memcpy(o->name, m->name, ln);
+  memcpy(o->name + ln, u, lu);
+  memcpy(o->name + ln + lu, m->rv, lr);
+  if (size != NULL)
+    *size = n;
+  return o;
+}
+
 static uint32_t hash_key(const char *ns, const char *name) {
   uint32_t h = 2166136261u;
   for (const char *p = ns; *p; p++)
@@ -65,87 +180,110 @@ static uint32_t hash_key(const char *ns, const char *name) {
   return h;
 }
 
-static evs_informer_obj_t **slot(const evs_informer_t *inf, const char *ns, const char *name,
-                                 uint32_t h) {
-  evs_informer_obj_t **p = &inf->buckets[h & (inf->nbuckets - 1)];
-  for (; *p != NULL; p = &(*p)->next_)
-    if ((*p)->hash_ == h && strcmp((*p)->name, name) == 0 && strcmp((*p)->ns, ns) == 0)
-      return p;
-  return p;
+/* Open addressing with linear probing: the table holds only pointers (a chained table's link
+ * would be 8 more bytes in every entry), at most 80% full, and deletion shifts the entries after
+ * the hole back (no tombstones), so a probe ends at the first empty slot. Returns the slot
+ * holding ns/name, or the empty slot where it would go. */
+static size_t find(const evs_informer_t *inf, const char *ns, const char *name, uint32_t h) {
+  size_t mask = inf->cap - 1, i = h & mask;
+  for (const evs_informer_obj_t *o; (o = inf->slots[i]) != NULL; i = (i + 1) & mask)
+    if (o->hash_ == h && strcmp(o->name, name) == 0 && strcmp(o->ns, ns) == 0)
+      return i;
+  return i;
 }
 
-static void grow(evs_informer_t *inf) {
-  size_t n = inf->nbuckets * 2;
-  evs_informer_obj_t **b = calloc(n, sizeof *b);
-  if (b == NULL)
-    return; /* denser chains, still correct */
-  for (size_t i = 0; i < inf->nbuckets; i++)
-    for (evs_informer_obj_t *o = inf->buckets[i], *next; o != NULL; o = next) {
-      next = o->next_;
-      o->next_ = b[o->hash_ & (n - 1)];
-      b[o->hash_ & (n - 1)] = o;
+/* Empties slot i and moves back the entries of its probe run that may take the hole. */
+static void unlink_at(evs_informer_t *inf, size_t i) {
+  size_t mask = inf->cap - 1;
+  inf->slots[i] = NULL;
+  inf->count--;
+  for (size_t j = (i + 1) & mask; inf->slots[j] != NULL; j = (j + 1) & mask) {
+    size_t home = inf->slots[j]->hash_ & mask;
+    /* The entry at j may fill the hole when its home is not in (hole, j] (cyclically). */
+    if (((j - home) & mask) >= ((j - i) & mask)) {
+      inf->slots[i] = inf->slots[j];
+      inf->slots[j] = NULL;
+      i = j;
     }
-  free(inf->buckets);
-  inf->buckets = b;
-  inf->nbuckets = n;
+  }
+}
+
+static int over_load(size_t count, size_t cap) { return count * 5 > cap * 4; }
+
+static void grow(evs_informer_t *inf) {
+  size_t n = inf->cap * 2, mask = n - 1;
+  evs_informer_obj_t **t = calloc(n, sizeof *t);
+  if (t == NULL)
+    return; /* longer probes, still correct until the table is full (upsert checks) */
+  for (size_t i = 0; i < inf->cap; i++) {
+    evs_informer_obj_t *o = inf->slots[i];
+    if (o == NULL)
+      continue;
+    size_t j = o->hash_ & mask;
+    while (t[j] != NULL)
+      j = (j + 1) & mask;
+    t[j] = o;
+  }
+  free(inf->slots);
+  inf->slots = t;
+  inf->cap = n;
 }
 
 static evs_intern_t *intern_of(const evs_informer_t *inf) {
   return inf->o.intern != NULL ? inf->o.intern : inf->own_intern;
 }
 
+static void free_data(evs_informer_t *inf, void *data) {
+  if (data != NULL && inf->o.free_data != NULL)
+    inf->o.free_data(data, inf->o.arg);
+}
+
 static void obj_free(evs_informer_t *inf, evs_informer_obj_t *o) {
   if (o == NULL)
     return;
-  if (o->data != NULL && inf->o.free_data != NULL)
-    inf->o.free_data(o->data, inf->o.arg);
+  free_data(inf, o->data);
   evs_intern_release(intern_of(inf), o->ns);
   free(o);
 }
 
-/* One allocation: the header then name, uid and resourceVersion (immutable: an update makes a
- * new object, so old and new can both be handed to on_update). */
+/* One allocation (evs_informer__entry_new), immutable but for data and the mark: an update
+ * makes a new object, so old and new can both be handed to on_update. */
 static evs_informer_obj_t *obj_new(evs_informer_t *inf, const evs_informer_meta_t *m, void *data) {
-  size_t ln = strlen(m->name) + 1, lu = strlen(m->uid ? m->uid : "") + 1, lr = strlen(m->rv) + 1;
-  evs_informer_obj_t *o = malloc(sizeof *o + ln + lu + lr);
-  if (o == NULL)
+  const char *ns = evs_intern(intern_of(inf), m->ns ? m->ns : "", m->ns ? m->ns_len : 0);
+  if (ns == NULL)
     return NULL;
-  o->ns = evs_intern(intern_of(inf), m->ns ? m->ns : "", m->ns ? m->ns_len : 0);
-  if (o->ns == NULL) {
-    free(o);
+  evs_informer_obj_t *o = evs_informer__entry_new(m, ns, NULL);
+  if (o == NULL) {
+    evs_intern_release(intern_of(inf), ns);
     return NULL;
   }
-  char *p = (char *)(o + 1);
-  memcpy(p, m->name, ln);
-  o->name = p;
-  memcpy(p + ln, m->uid ? m->uid : "", lu);
-  o->uid = p + ln;
-  memcpy(p + ln + lu, m->rv, lr);
-  o->resource_version = p + ln + lu;
   o->data = data;
-  o->next_ = NULL;
   o->hash_ = hash_key(o->ns, o->name);
-  o->gen_ = inf->gen;
+  o->flags_ |= F_SEEN;
   return o;
 }
 
 static void cache_free_all(evs_informer_t *inf) {
-  for (size_t i = 0; i < inf->nbuckets; i++)
-    for (evs_informer_obj_t *o = inf->buckets[i], *next; o != NULL; o = next) {
-      next = o->next_;
-      obj_free(inf, o);
-    }
-  free(inf->buckets);
-  inf->buckets = NULL;
+  for (size_t i = 0; i < inf->cap; i++)
+    obj_free(inf, inf->slots[i]);
+  free(inf->slots);
+  inf->slots = NULL;
   inf->count = 0;
+}
+
+/* A new full list starts: no object has been seen in it yet. (A mark bit reset here rather than
+ * a generation number in every entry: a walk per list is nothing next to the list itself.) */
+static void unmark_all(evs_informer_t *inf) {
+  for (size_t i = 0; i < inf->cap; i++)
+    if (inf->slots[i] != NULL)
+      inf->slots[i]->flags_ &= (uint8_t)~F_SEEN;
 }
 
 /* --- delivering changes --- */
 
-static void deliver_delete(evs_informer_t *inf, evs_informer_obj_t **at) {
-  evs_informer_obj_t *old = *at;
-  *at = old->next_;
-  inf->count--;
+static void deliver_delete(evs_informer_t *inf, size_t at) {
+  evs_informer_obj_t *old = inf->slots[at];
+  unlink_at(inf, at);
   if (inf->o.on_delete != NULL && !inf->closing)
     inf->o.on_delete(inf, old, inf->o.arg);
   obj_free(inf, old);
@@ -154,10 +292,28 @@ static void deliver_delete(evs_informer_t *inf, evs_informer_obj_t **at) {
 /* After on_add/on_update: with drop_data, what the handler had to take is gone. */
 static void delivered(evs_informer_t *inf, evs_informer_obj_t *o) {
   if (inf->o.drop_data && o->data != NULL) {
-    if (inf->o.free_data != NULL)
-      inf->o.free_data(o->data, inf->o.arg);
+    free_data(inf, o->data);
     o->data = NULL;
   }
+}
+
+/* A new object into the empty slot `at` (found for it), growing the table first if needed. */
+static void insert(evs_informer_t *inf, size_t at, evs_informer_obj_t *o) {
+  if (over_load(inf->count + 1, inf->cap)) {
+    grow(inf);
+    at = find(inf, o->ns, o->name, o->hash_);
+  }
+  if (inf->count + 2 > inf->cap) {
+    /* Could not grow and one slot must stay empty to end every probe. */
+    EVS_LOG_ERROR("informer: out of memory, object dropped", EVS_KV_STR("name", o->name));
+    obj_free(inf, o);
+    return;
+  }
+  inf->slots[at] = o;
+  inf->count++;
+  if (inf->o.on_add != NULL && !inf->closing)
+    inf->o.on_add(inf, o, inf->o.arg);
+  delivered(inf, o);
 }
 
 /* Applies the object's current state (list item, ADDED or MODIFIED): a new object is an add, a
@@ -165,10 +321,11 @@ static void delivered(evs_informer_t *inf, evs_informer_obj_t *o) {
 static void upsert(evs_informer_t *inf, const json_t *item, const evs_informer_meta_t *m) {
   const char *ns = m->ns ? m->ns : ""; /* NUL-terminated, no NUL inside: evs_informer_meta_get */
   uint32_t h = hash_key(ns, m->name);
-  evs_informer_obj_t **at = slot(inf, ns, m->name, h), *old = *at;
+  size_t at = find(inf, ns, m->name, h);
+  evs_informer_obj_t *old = inf->slots[at];
   if (old != NULL) {
-    old->gen_ = inf->gen;
-    if (strcmp(old->resource_version, m->rv) == 0) {
+    old->flags_ |= F_SEEN;
+    if (rv_is(old, m->rv)) {
       inf->st.duplicates++;
       return;
     }
@@ -177,65 +334,56 @@ static void upsert(evs_informer_t *inf, const json_t *item, const evs_informer_m
   if (inf->o.decode != NULL && inf->o.decode(item, &data, inf->o.arg) < 0) {
     EVS_LOG_WARN("informer: object not decoded, ignored", EVS_KV_STR("path", inf->o.path),
                  EVS_KV_STR("namespace", ns), EVS_KV_STR("name", m->name));
-    if (data != NULL && inf->o.free_data != NULL)
-      inf->o.free_data(data, inf->o.arg);
+    free_data(inf, data);
     if (old != NULL)
       deliver_delete(inf, at);
     return;
   }
   evs_informer_obj_t *o = obj_new(inf, m, data);
   if (o == NULL) {
-    if (data != NULL && inf->o.free_data != NULL)
-      inf->o.free_data(data, inf->o.arg);
+    free_data(inf, data);
     EVS_LOG_ERROR("informer: out of memory, object dropped", EVS_KV_STR("name", m->name));
     return;
   }
-  if (old != NULL && strcmp(old->uid, o->uid) != 0) {
+  if (old != NULL && !same_uid(old, o)) {
     /* Deleted and recreated under the same name while we were not watching. */
     deliver_delete(inf, at);
     if (inf->closing) {
       obj_free(inf, o);
       return;
     }
-    at = slot(inf, ns, m->name, h);
+    at = find(inf, ns, m->name, h);
     old = NULL;
   }
-  if (old != NULL) {
-    o->next_ = old->next_;
-    *at = o;
-    if (inf->o.on_update != NULL && !inf->closing)
-      inf->o.on_update(inf, old, o, inf->o.arg);
-    obj_free(inf, old);
-    delivered(inf, o);
+  if (old == NULL) {
+    insert(inf, at, o);
     return;
   }
-  if (inf->count >= inf->nbuckets) {
-    grow(inf);
-    at = slot(inf, ns, m->name, h);
-  }
-  *at = o;
-  inf->count++;
-  if (inf->o.on_add != NULL && !inf->closing)
-    inf->o.on_add(inf, o, inf->o.arg);
+  inf->slots[at] = o;
+  if (inf->o.on_update != NULL && !inf->closing)
+    inf->o.on_update(inf, old, o, inf->o.arg);
+  obj_free(inf, old);
   delivered(inf, o);
 }
 
 static void remove_obj(evs_informer_t *inf, const evs_informer_meta_t *m) {
   const char *ns = m->ns ? m->ns : "";
-  evs_informer_obj_t **at = slot(inf, ns, m->name, hash_key(ns, m->name));
-  if (*at != NULL)
+  size_t at = find(inf, ns, m->name, hash_key(ns, m->name));
+  if (inf->slots[at] != NULL)
     deliver_delete(inf, at);
 }
 
-/* After a full list: what the list did not mention is gone. */
+/* After a full list: what the list did not mention is gone. A delete shifts later entries back
+ * into the slot, so the slot is looked at again; an entry can only move to a slot not yet
+ * passed, or (wrapping around the end) to one whose entries were all kept: none is missed. */
 static void sweep(evs_informer_t *inf) {
-  for (size_t i = 0; i < inf->nbuckets && !inf->closing; i++)
-    for (evs_informer_obj_t **at = &inf->buckets[i]; *at != NULL && !inf->closing;) {
-      if ((*at)->gen_ != inf->gen)
-        deliver_delete(inf, at);
-      else
-        at = &(*at)->next_;
-    }
+  for (size_t i = 0; i < inf->cap && !inf->closing;) {
+    const evs_informer_obj_t *o = inf->slots[i];
+    if (o != NULL && !(o->flags_ & F_SEEN))
+      deliver_delete(inf, i);
+    else
+      i++;
+  }
 }
 
 static void set_rv(evs_informer_t *inf, const char *rv) {
@@ -621,7 +769,7 @@ static void start_list(evs_informer_t *inf) {
   sbuf_t u = {0};
   char num[32];
   if (inf->cont == NULL)
-    inf->gen++; /* a new full list: its objects get a new mark */
+    unmark_all(inf); /* a new full list: marks what it mentions */
   sb_str(&u, inf->o.path);
   snprintf(num, sizeof num, "?limit=%u", inf->o.page_size);
   sb_str(&u, num);
@@ -863,15 +1011,15 @@ int evs_informer_start(uv_loop_t *loop, const evs_informer_options_t *opts, evs_
                                                  : (uint64_t)inf->o.watch_timeout_s * 1000 + 30000;
   inf->o.max_line_bytes = opts->max_line_bytes ? opts->max_line_bytes : 16u << 20;
   inf->lines.max = inf->o.max_line_bytes;
-  inf->nbuckets = 64;
-  inf->buckets = calloc(inf->nbuckets, sizeof *inf->buckets);
-  int bad = inf->o.base_url == NULL || inf->o.path == NULL || inf->buckets == NULL ||
+  inf->cap = 64;
+  inf->slots = calloc(inf->cap, sizeof *inf->slots);
+  int bad = inf->o.base_url == NULL || inf->o.path == NULL || inf->slots == NULL ||
             (opts->label_selector != NULL && inf->o.label_selector == NULL);
   if (!bad && opts->intern == NULL)
     bad = evs_intern_new(&inf->own_intern) != 0;
   if (bad) {
     free_strings(inf);
-    free(inf->buckets);
+    free(inf->slots);
     evs_intern_free(inf->own_intern);
     free(inf);
     return UV_ENOMEM;
@@ -917,7 +1065,7 @@ void evs_informer_close(evs_informer_t *inf, void (*cb)(void *arg), void *arg) {
 const evs_informer_obj_t *evs_informer_get(const evs_informer_t *inf, const char *ns,
                                            const char *name) {
   ns = ns != NULL ? ns : "";
-  return *slot(inf, ns, name, hash_key(ns, name));
+  return inf->slots[find(inf, ns, name, hash_key(ns, name))];
 }
 
 size_t evs_informer_count(const evs_informer_t *inf) { return inf->count; }
@@ -928,9 +1076,9 @@ const char *evs_informer_resource_version(const evs_informer_t *inf) { return in
 
 void evs_informer_foreach(const evs_informer_t *inf,
                           void (*fn)(const evs_informer_obj_t *obj, void *arg), void *arg) {
-  for (size_t i = 0; i < inf->nbuckets; i++)
-    for (const evs_informer_obj_t *o = inf->buckets[i]; o != NULL; o = o->next_)
-      fn(o, arg);
+  for (size_t i = 0; i < inf->cap; i++)
+    if (inf->slots[i] != NULL)
+      fn(inf->slots[i], arg);
 }
 
 void evs_informer_get_stats(const evs_informer_t *inf, evs_informer_stats_t *out) {

@@ -270,7 +270,8 @@ static void record(env_t *e, char kind, const evs_informer_obj_t *old,
   snprintf(v->name, sizeof v->name, "%s", (o ? o : old)->name);
   snprintf(v->old_val, sizeof v->old_val, "%s", old ? val_of(old) : "");
   snprintf(v->val, sizeof v->val, "%s", o ? val_of(o) : "");
-  snprintf(v->rv, sizeof v->rv, "%s", (o ? o : old)->resource_version);
+  char rv[EVS_INFORMER_RV_BUF];
+  snprintf(v->rv, sizeof v->rv, "%s", evs_informer_obj_rv(o ? o : old, rv));
 }
 
 static void on_add(evs_informer_t *inf, const evs_informer_obj_t *o, void *arg) {
@@ -285,7 +286,8 @@ static void on_add(evs_informer_t *inf, const evs_informer_obj_t *o, void *arg) 
 static void on_update(evs_informer_t *inf, const evs_informer_obj_t *old,
                       const evs_informer_obj_t *o, void *arg) {
   (void)inf;
-  assert_string_not_equal(old->resource_version, o->resource_version);
+  char rv1[EVS_INFORMER_RV_BUF], rv2[EVS_INFORMER_RV_BUF];
+  assert_string_not_equal(evs_informer_obj_rv(old, rv1), evs_informer_obj_rv(o, rv2));
   record(arg, 'U', old, o);
 }
 
@@ -685,7 +687,8 @@ static void test_initial_sync_paginated(void **state) {
   assert_non_null(o);
   assert_string_equal(val_of(o), "v1");
   assert_string_equal(o->ns, ns);
-  assert_int_equal(strlen(o->uid), 36);
+  char uid[EVS_INFORMER_UID_BUF];
+  assert_int_equal(strlen(evs_informer_obj_uid(o, uid)), 36);
   assert_null(evs_informer_get(e->inf, ns, "cm-2000"));
   assert_null(evs_informer_get(e->inf, "other", "cm-1"));
   run_for(e, 500);
@@ -713,7 +716,8 @@ static void test_drop_data(void **state) {
   const evs_informer_obj_t *a = evs_informer_get(e->inf, ns, "a");
   assert_non_null(a);
   assert_null(a->data);
-  assert_int_equal(strlen(a->uid), 36);
+  char uid[EVS_INFORMER_UID_BUF];
+  assert_int_equal(strlen(evs_informer_obj_uid(a, uid)), 36);
   assert_int_equal(e->frees, e->decodes);
   size_t base = e->nev;
   int decodes = e->decodes;
@@ -760,8 +764,9 @@ static void test_watch_order(void **state) {
   assert_string_equal(e->ev[e->nev - 1].name, "b");
   assert_null(evs_informer_get(e->inf, ns, "a"));
   /* The cache's resourceVersion is b's (the last event). */
+  char rv[EVS_INFORMER_RV_BUF];
   assert_string_equal(evs_informer_resource_version(e->inf),
-                      evs_informer_get(e->inf, ns, "b")->resource_version);
+                      evs_informer_obj_rv(evs_informer_get(e->inf, ns, "b"), rv));
   env_close(e);
   free(e);
 }
@@ -1180,6 +1185,354 @@ static void test_through_kube(void **state) {
   free(e);
 }
 
+/* --- the cache entry: uid and resourceVersion packed, or kept as strings --- */
+
+/* Every form round-trips byte-exactly; only the canonical ones are packed (the entry then
+ * holds no string for them). */
+static void test_entry_round_trip(void **state) {
+  (void)state;
+  static const struct {
+    const char *uid;
+    int packed;
+  } uids[] = {
+      {"0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", 1},
+      {"00000000-0000-0000-0000-000000000000", 1},
+      {"ffffffff-ffff-ffff-ffff-ffffffffffff", 1},
+      {"0F1E2D3C-4B5A-6978-8796-A5B4C3D2E1F0", 0},  /* upper case would come back lower */
+      {"0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f", 0},   /* 35 characters */
+      {"0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0x", 0}, /* 37 */
+      {"0f1e2d3c4-b5a-6978-8796-a5b4c3d2e1f0", 0},  /* a dash moved */
+      {"0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1g0", 0},  /* not hex */
+      {"0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1-0", 0},
+      {"uid-1", 0},
+      {"", 0},
+  };
+  static const struct {
+    const char *rv;
+    int packed;
+  } rvs[] = {
+      {"0", 1},
+      {"1", 1},
+      {"123456", 1},
+      {"18446744073709551615", 1}, /* 2^64 - 1 */
+      {"18446744073709551616", 0}, /* 2^64 */
+      {"99999999999999999999", 0},
+      {"123456789012345678901234567890", 0},
+      {"00", 0},
+      {"007", 0}, /* leading zeros would be lost */
+      {"12a", 0},
+      {"-1", 0},
+      {"+1", 0},
+      {" 1", 0},
+      {"1 ", 0},
+      {"1.5", 0},
+      {"abc", 0},
+      {"", 0},
+  };
+  for (size_t i = 0; i < sizeof uids / sizeof uids[0]; i++)
+    for (size_t j = 0; j < sizeof rvs / sizeof rvs[0]; j++) {
+      evs_informer_meta_t m = {.name = "so-1", .uid = uids[i].uid, .rv = rvs[j].rv};
+      size_t size = 0;
+      evs_informer_obj_t *o = evs_informer__entry_new(&m, "ns", &size);
+      assert_non_null(o);
+      char ub[EVS_INFORMER_UID_BUF], rb[EVS_INFORMER_RV_BUF];
+      assert_string_equal(evs_informer_obj_uid(o, ub), uids[i].uid);
+      assert_string_equal(evs_informer_obj_rv(o, rb), rvs[j].rv);
+      assert_string_equal(o->name, "so-1");
+      assert_string_equal(o->ns, "ns");
+      assert_null(o->data);
+      size_t want = offsetof(evs_informer_obj_t, name) + sizeof "so-1" +
+                    (uids[i].packed ? 0 : strlen(uids[i].uid) + 1) +
+                    (rvs[j].packed ? 0 : strlen(rvs[j].rv) + 1);
+      if (size != want)
+        fail_msg("uid \"%s\" rv \"%s\": %zu bytes, want %zu", uids[i].uid, rvs[j].rv, size, want);
+      free(o);
+    }
+  /* An absent uid (cluster-scoped kinds have one, bookmarks not) reads back as "". */
+  evs_informer_meta_t m = {.name = "x", .rv = "5"};
+  evs_informer_obj_t *o = evs_informer__entry_new(&m, "", NULL);
+  char ub[EVS_INFORMER_UID_BUF];
+  assert_string_equal(evs_informer_obj_uid(o, ub), "");
+  free(o);
+}
+
+/* Issue 13: a ScaledObject's entry (name "so-49999", a canonical uid, a numeric
+ * resourceVersion) fits a 64-byte malloc chunk (glibc: requests up to 56 bytes). It took 110
+ * bytes (a 128-byte chunk) when uid and resourceVersion were strings behind three pointers and
+ * a chain link. */
+static void test_entry_size(void **state) {
+  (void)state;
+  assert_int_equal(offsetof(evs_informer_obj_t, name), 45);
+  evs_informer_meta_t m = {
+      .name = "so-49999", .uid = "5b0f6e4c-2c4a-4d4e-9a43-3f3c3c1b2a19", .rv = "1234567"};
+  size_t size = 0;
+  evs_informer_obj_t *o = evs_informer__entry_new(&m, "ns", &size);
+  assert_non_null(o);
+  assert_int_equal(size, 45 + sizeof "so-49999");
+  assert_true(size <= 56);
+  free(o);
+}
+
+/* A scripted API server on the test's loop: list and watch bodies of the test's choosing, for
+ * what a real server never sends (uids and resourceVersions of every form, one name's uid
+ * changing only in case). Requests are answered in arrival order: lists with bodies[list n],
+ * watches with watches[watch n] as a chunked stream left open (NULL: a head and nothing). */
+typedef struct {
+  uv_tcp_t server;
+  int port, lists, watches, conns_open;
+  char *list_bodies[4];
+  const char *watch_bodies[4];
+} fake_api_t;
+
+typedef struct {
+  uv_tcp_t tcp;
+  fake_api_t *api;
+  char buf[8192];
+  size_t len;
+} fake_conn_t;
+
+static void fake_write_done(uv_write_t *w, int status) {
+  (void)status;
+  free(w->data);
+  free(w);
+}
+
+static void fake_send(fake_conn_t *c, const char *s, size_t n) {
+  uv_write_t *w = malloc(sizeof *w);
+  char *copy = malloc(n);
+  assert_non_null(w);
+  assert_non_null(copy);
+  memcpy(copy, s, n);
+  w->data = copy;
+  uv_buf_t b = uv_buf_init(copy, (unsigned)n);
+  assert_int_equal(uv_write(w, (uv_stream_t *)&c->tcp, &b, 1, fake_write_done), 0);
+}
+
+static void fake_answer(fake_conn_t *c, const char *path) {
+  char head[256];
+  if (strstr(path, "watch=1") != NULL) {
+    int k = c->api->watches++;
+    const char *ev = k < 4 ? c->api->watch_bodies[k] : NULL;
+    snprintf(head, sizeof head,
+             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+             "Transfer-Encoding: chunked\r\n\r\n");
+    fake_send(c, head, strlen(head));
+    if (ev != NULL) {
+      snprintf(head, sizeof head, "%zx\r\n", strlen(ev));
+      fake_send(c, head, strlen(head));
+      fake_send(c, ev, strlen(ev));
+      fake_send(c, "\r\n", 2);
+    }
+    return;
+  }
+  int k = c->api->lists++;
+  const char *body = k < 4 && c->api->list_bodies[k] ? c->api->list_bodies[k] : "{\"items\":[]}";
+  snprintf(head, sizeof head,
+           "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+           strlen(body));
+  fake_send(c, head, strlen(head));
+  fake_send(c, body, strlen(body));
+}
+
+static void fake_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
+  (void)hint;
+  fake_conn_t *c = h->data;
+  *b = uv_buf_init(c->buf + c->len, (unsigned)(sizeof c->buf - c->len - 1));
+}
+
+static void fake_conn_closed(uv_handle_t *h) {
+  fake_conn_t *c = h->data;
+  c->api->conns_open--;
+  free(c);
+}
+
+static void fake_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
+  (void)b;
+  fake_conn_t *c = s->data;
+  if (n < 0) {
+    uv_close((uv_handle_t *)s, fake_conn_closed);
+    return;
+  }
+  c->len += (size_t)n;
+  c->buf[c->len] = '\0';
+  for (char *end; (end = strstr(c->buf, "\r\n\r\n")) != NULL;) {
+    char path[2048] = "";
+    (void)sscanf(c->buf, "GET %2047s", path);
+    fake_answer(c, path);
+    size_t used = (size_t)(end + 4 - c->buf);
+    memmove(c->buf, c->buf + used, c->len - used + 1);
+    c->len -= used;
+  }
+}
+
+static void fake_accept(uv_stream_t *server, int status) {
+  assert_int_equal(status, 0);
+  fake_api_t *api = server->data;
+  fake_conn_t *c = calloc(1, sizeof *c);
+  assert_non_null(c);
+  c->api = api;
+  uv_tcp_init(server->loop, &c->tcp);
+  c->tcp.data = c;
+  api->conns_open++;
+  assert_int_equal(uv_accept(server, (uv_stream_t *)&c->tcp), 0);
+  assert_int_equal(uv_read_start((uv_stream_t *)&c->tcp, fake_alloc, fake_read), 0);
+}
+
+static void fake_start(uv_loop_t *loop, fake_api_t *api) {
+  struct sockaddr_in a;
+  struct sockaddr_storage got;
+  int len = sizeof got;
+  uv_ip4_addr("127.0.0.1", 0, &a);
+  uv_tcp_init(loop, &api->server);
+  api->server.data = api;
+  assert_int_equal(uv_tcp_bind(&api->server, (const struct sockaddr *)&a, 0), 0);
+  assert_int_equal(uv_listen((uv_stream_t *)&api->server, 16, fake_accept), 0);
+  uv_tcp_getsockname(&api->server, (struct sockaddr *)&got, &len);
+  api->port = ntohs(((struct sockaddr_in *)&got)->sin_port);
+}
+
+static void fake_close_conn(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (h->type == UV_TCP && ((uv_stream_t *)h)->read_cb == fake_read && !uv_is_closing(h))
+    uv_close(h, fake_conn_closed);
+}
+
+/* Closes the server and every connection it accepted (the loop's walk finds them). */
+static void fake_stop(env_t *e, fake_api_t *api) {
+  uv_walk(&e->loop, fake_close_conn, api);
+  uv_close((uv_handle_t *)&api->server, NULL);
+  RUN_UNTIL(e, api->conns_open == 0, 10000);
+  assert_int_equal(api->conns_open, 0);
+  for (size_t i = 0; i < 4; i++)
+    free(api->list_bodies[i]);
+}
+
+/* The uid and resourceVersion of object i, in a different form for each i: canonical or not. */
+static void odd_uid(int i, char *out, size_t cap) {
+  const char *forms[] = {
+      "%08x-4b5a-6978-8796-a5b4c3d2e1f0",  "%08X-4B5A-6978-8796-A5B4C3D2E1F0", "", "uid-%d",
+      "%08x-4b5a-6978-8796-a5b4c3d2e1f0x", "%08x-4b5a-6978-8796-a5b4c3d2e1g0"};
+  snprintf(out, cap, forms[i % 6], i);
+}
+
+static void odd_rv(int i, char *out, size_t cap) {
+  const char *forms[] = {"%d",     "0", "00%d", "18446744073709551615", "18446744073709551616",
+                         "abc-%d", ""};
+  snprintf(out, cap, forms[i % 7], i + 1000);
+}
+
+/* A List of objects obj-<i> for i in [0, n) with i % step == 0, each with its odd uid and rv
+ * (or the overrides for obj-2's rv). */
+static char *odd_list(int n, int step, const char *rv2) {
+  size_t cap = (size_t)n * 200 + 100, len = 0;
+  char *s = malloc(cap), uid[64], rv[64];
+  assert_non_null(s);
+  len += (size_t)snprintf(s + len, cap - len, "{\"kind\":\"ConfigMapList\",\"items\":[");
+  for (int i = 0; i < n; i += step) {
+    odd_uid(i, uid, sizeof uid);
+    odd_rv(i, rv, sizeof rv);
+    if (i == 2 && rv2 != NULL)
+      snprintf(rv, sizeof rv, "%s", rv2);
+    len += (size_t)snprintf(s + len, cap - len,
+                            "%s{\"metadata\":{\"name\":\"obj-%d\",\"namespace\":\"odd\","
+                            "\"uid\":\"%s\",\"resourceVersion\":\"%s\"}}",
+                            i ? "," : "", i, uid, rv);
+  }
+  snprintf(s + len, cap - len, "],\"metadata\":{\"resourceVersion\":\"77\"}}");
+  return s;
+}
+
+/* Equality of packed and unpacked forms decides what is delivered: the same resourceVersion in
+ * any form is a duplicate, "001002" -> "1002" an update (equal as numbers, not as strings), a uid
+ * that changes only in case a delete and an add. A relist then drops half of 300 objects (the
+ * sweep, deleting from the open-addressing table while walking it), and every object left
+ * reads back its uid and resourceVersion byte-exactly. */
+static void test_odd_uids_and_resource_versions(void **state) {
+  (void)state;
+  env_t *e = calloc(1, sizeof *e);
+  env_init(e);
+  fake_api_t api = {0};
+  fake_start(&e->loop, &api);
+  enum { N = 300 };
+  api.list_bodies[0] = odd_list(N, 1, NULL);
+  api.list_bodies[1] = odd_list(N, 2, "1002");
+  /* obj-0 "1000", obj-4 "18446744073709551616", obj-5 "abc-1005", obj-6 "": duplicates;
+   * obj-2 "001002" -> "1002"; obj-1's uid in lower case (and "0" -> "5"); obj-3 deleted;
+   * then 410: relist. */
+  api.watch_bodies[0] =
+      "{\"type\":\"MODIFIED\",\"object\":{\"metadata\":{\"name\":\"obj-0\",\"namespace\":\"odd\","
+      "\"uid\":\"00000000-4b5a-6978-8796-a5b4c3d2e1f0\",\"resourceVersion\":\"1000\"}}}\n"
+      "{\"type\":\"MODIFIED\",\"object\":{\"metadata\":{\"name\":\"obj-4\",\"namespace\":\"odd\","
+      "\"uid\":\"00000004-4b5a-6978-8796-a5b4c3d2e1f0x\","
+      "\"resourceVersion\":\"18446744073709551616\"}}}\n"
+      "{\"type\":\"MODIFIED\",\"object\":{\"metadata\":{\"name\":\"obj-5\",\"namespace\":\"odd\","
+      "\"uid\":\"00000005-4b5a-6978-8796-a5b4c3d2e1g0\",\"resourceVersion\":\"abc-1005\"}}}\n"
+      "{\"type\":\"MODIFIED\",\"object\":{\"metadata\":{\"name\":\"obj-6\",\"namespace\":\"odd\","
+      "\"uid\":\"00000006-4b5a-6978-8796-a5b4c3d2e1f0\",\"resourceVersion\":\"\"}}}\n"
+      "{\"type\":\"MODIFIED\",\"object\":{\"metadata\":{\"name\":\"obj-2\",\"namespace\":\"odd\","
+      "\"resourceVersion\":\"1002\"}}}\n"
+      "{\"type\":\"MODIFIED\",\"object\":{\"metadata\":{\"name\":\"obj-1\",\"namespace\":\"odd\","
+      "\"uid\":\"00000001-4b5a-6978-8796-a5b4c3d2e1f0\",\"resourceVersion\":\"5\"}}}\n"
+      "{\"type\":\"DELETED\",\"object\":{\"metadata\":{\"name\":\"obj-3\",\"namespace\":\"odd\","
+      "\"resourceVersion\":\"90\"}}}\n"
+      "{\"type\":\"ERROR\",\"object\":{\"kind\":\"Status\",\"code\":410}}\n";
+  char base[64];
+  snprintf(base, sizeof base, "http://127.0.0.1:%d", api.port);
+  evs_informer_options_t o = {.http = e->ic,
+                              .base_url = base,
+                              .path = "/api/v1/namespaces/odd/configmaps",
+                              .on_add = on_add,
+                              .on_update = on_update,
+                              .on_delete = on_delete,
+                              .on_synced = on_synced,
+                              .arg = e};
+  assert_int_equal(evs_informer_start(&e->loop, &o, &e->inf), 0);
+  RUN_UNTIL(e, api.watches >= 2, 30000);
+  run_for(e, 200);
+  evs_informer_stats_t s = stats(e);
+  assert_int_equal(api.lists, 2);
+  assert_int_equal(s.relists, 1);
+  assert_int_equal(s.gone, 1);
+  char h[256];
+  history(e, 0, "obj-0", h, sizeof h);
+  assert_string_equal(h, "A:");
+  history(e, 0, "obj-1", h, sizeof h);
+  assert_string_equal(h, "A: D A: D"); /* recreated (uid case), then not in the relist */
+  history(e, 0, "obj-2", h, sizeof h);
+  assert_string_equal(h, "A: U:>");
+  history(e, 0, "obj-3", h, sizeof h);
+  assert_string_equal(h, "A: D");
+  for (const char *const *n = (const char *const[]){"obj-4", "obj-6", NULL}; *n; n++) {
+    history(e, 0, *n, h, sizeof h);
+    assert_string_equal(h, "A:");
+  }
+  history(e, 0, "obj-5", h, sizeof h);
+  assert_string_equal(h, "A: D");
+  /* 4 in the watch, 150 in the relist (obj-2 as "1002" now). */
+  assert_int_equal(s.duplicates, 4 + N / 2);
+  assert_int_equal(evs_informer_count(e->inf), N / 2);
+  for (int i = 0; i < N; i++) {
+    char name[32], uid[64], rv[64], ub[EVS_INFORMER_UID_BUF], rb[EVS_INFORMER_RV_BUF];
+    snprintf(name, sizeof name, "obj-%d", i);
+    const evs_informer_obj_t *x = evs_informer_get(e->inf, "odd", name);
+    if (i % 2 != 0) {
+      assert_null(x);
+      continue;
+    }
+    assert_non_null(x);
+    odd_uid(i, uid, sizeof uid);
+    odd_rv(i, rv, sizeof rv);
+    assert_string_equal(evs_informer_obj_uid(x, ub), uid);
+    assert_string_equal(evs_informer_obj_rv(x, rb), i == 2 ? "1002" : rv);
+  }
+  evs_informer_close(e->inf, set_flag, &e->closed);
+  assert_true(evs_test_run_until(&e->loop, &e->closed, 10000));
+  e->inf = NULL;
+  fake_stop(e, &api);
+  env_close(e);
+  free(e);
+}
+
 /* --- setup --- */
 
 static int start_proxy(void) {
@@ -1265,6 +1618,9 @@ static int teardown(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_entry_round_trip),
+      cmocka_unit_test(test_entry_size),
+      cmocka_unit_test(test_odd_uids_and_resource_versions),
       cmocka_unit_test(test_lines_split),
       cmocka_unit_test(test_event_parse),
       cmocka_unit_test(test_list_parse),
