@@ -105,7 +105,6 @@ struct redis_s {
       uint32_t events, event_reads, coalesced;
     } ev;
   };
-  uint32_t index; /* the trigger's position, for logs */
   int32_t db;
   int pending_err; /* an error found synchronously, delivered by `deliver` */
   int last_logged_err;
@@ -114,9 +113,12 @@ struct redis_s {
    * counters in `ev`). */
   uint32_t reads;
   uint16_t port;
-  uint8_t opt;               /* O_* bits: which optional strings follow the host, in that order */
-  uint8_t type;              /* T_*: the key's type as last read */
-  int8_t notice_logged_kind; /* the push state last logged, -1 none */
+  /* The trigger's position, for logs only (issue 13: 2 B): positions above 65,535 log as
+   * 65,535. */
+  uint16_t index;
+  unsigned opt : 5;           /* O_* bits: which optional strings follow the host, in order */
+  unsigned type : 4;          /* T_*: the key's type as last read */
+  unsigned notice_logged : 3; /* the push state last logged + 1, 0 none */
   unsigned tls : 1, unsafe_ssl : 1;
   unsigned ready : 1;       /* connections acquired: `cmd` is set */
   unsigned read_busy : 1;   /* a read in flight */
@@ -523,8 +525,8 @@ static const char *push_notice(redis_t *r, int *err) {
     }
   }
   r->base.notice = notice;
-  if ((int)ps != r->notice_logged_kind) {
-    r->notice_logged_kind = (int)ps;
+  if ((unsigned)ps + 1 != r->notice_logged) {
+    r->notice_logged = (unsigned)ps + 1;
     if (notice != NULL)
       EVS_LOG_WARN("redis trigger push mode off", EVS_KV_STR("scaled_object", r_object(r)),
                    EVS_KV_UINT("trigger", r->index), EVS_KV_STR("reason", notice));
@@ -1007,7 +1009,7 @@ static size_t pack(redis_t *r, const params_t *p, const char *object) {
     if (r != NULL) {
       memcpy(r->strs + at, src[i], n);
       if (i > 2)
-        r->opt |= (uint8_t)(1u << (i - 3));
+        r->opt |= 1u << (i - 3);
     }
     at += n;
   }
@@ -1078,7 +1080,7 @@ static int redis_create(uv_loop_t *loop, const evs_scaler_env_t *env,
   }
   pack(r, &p, object);
   r->env = env;
-  r->index = cfg->index > UINT32_MAX ? UINT32_MAX : (uint32_t)cfg->index;
+  r->index = cfg->index > UINT16_MAX ? UINT16_MAX : (uint16_t)cfg->index;
   r->activation = p.activation;
   r->db = p.db;
   r->port = (uint16_t)p.port;
@@ -1086,7 +1088,6 @@ static int redis_create(uv_loop_t *loop, const evs_scaler_env_t *env,
   r->unsafe_ssl = p.unsafe_ssl != 0;
   params_free(&p);
   r->base.loop = loop;
-  r->notice_logged_kind = -1;
   if (evs__lua_sha[0] == '\0') { /* loop thread only: no race */
     unsigned char h[20];
     mbedtls_sha1_ret((const unsigned char *)LUA, sizeof LUA - 1, h);
