@@ -14,8 +14,9 @@
  * pkg/scalers/{redis,prometheus,cron}_scaler.go parsed as pkg/scalers/scalersconfig/typed_config.go
  * does (trimmed; empty counts as absent; numbers decoded as JSON numbers into int64/float64).
  *
- * Memory: an object is one allocation (the struct, its triggers and strings: ~350 B with one
- * redis trigger); see evs_so_t. Nothing here does I/O. */
+ * Memory: an object is one allocation (the struct, its triggers and strings: ~290 B with one
+ * redis trigger) and references to the strings it shares with other objects; see evs_so_t.
+ * Nothing here does I/O. */
 #ifndef EVSCALE_SCALEDOBJECT_H
 #define EVSCALE_SCALEDOBJECT_H
 
