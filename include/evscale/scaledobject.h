@@ -14,8 +14,9 @@
  * pkg/scalers/{redis,prometheus,cron}_scaler.go parsed as pkg/scalers/scalersconfig/typed_config.go
  * does (trimmed; empty counts as absent; numbers decoded as JSON numbers into int64/float64).
  *
- * Memory: an object is one allocation (the struct, its triggers and strings: ~350 B with one
- * redis trigger); see evs_so_t. Nothing here does I/O. */
+ * Memory: an object is one allocation (the struct, its triggers and strings: ~290 B with one
+ * redis trigger) and references to the strings it shares with other objects; see evs_so_t.
+ * Nothing here does I/O. */
 #ifndef EVSCALE_SCALEDOBJECT_H
 #define EVSCALE_SCALEDOBJECT_H
 
@@ -85,6 +86,10 @@ typedef struct {
   uint8_t metric_type;        /* evs_so_metric_type_t (default AverageValue) */
   uint8_t use_cached_metrics; /* accepted for redis/prometheus; rejected for cron (as KEDA) */
   uint8_t auth_cluster;       /* authenticationRef.kind == ClusterTriggerAuthentication */
+  /* Private to the model: bit k set when metadata value k (k < 16) is a reference to the
+   * process's shared copy (an address, the same in thousands of objects) rather than in the
+   * object's block. In the struct's tail padding. */
+  uint16_t shared_kv;
 } evs_trigger_t;
 
 /* "redis", "prometheus" or "cron" (static): the trigger's type (not stored, 8 B an object). */
@@ -109,8 +114,12 @@ extern const evs_so_modifiers_t EVS_SO_NO_MODIFIERS;
  * its behavior, triggers, metadata arrays and strings, packed. Strings are shared where they can
  * be: a string that ends another one points into it (the name into "keda-hpa-<name>", a
  * listName into "s0-redis-<listName>"), and the defaults, trigger types and the metadata keys
- * the scalers read point to static strings. Readers compare strings with strcmp, never by
- * address. Fields are ordered by size so that the struct has no padding to speak of. */
+ * the scalers read point to static strings. The strings that are the same in thousands of
+ * objects (the namespace, a target's apiVersion and kind other than the usual ones, a
+ * trigger's address, addresses, host, hosts and serverAddress) are one refcounted copy for the
+ * process, held by every object that has them and released by evs_so_free. Readers compare strings
+ * with strcmp, never by address. Fields are ordered by size so that the struct has no padding to
+ * speak of. */
 typedef struct {
   const char *namespace_; /* "" when the input had none */
   const char *name;
@@ -162,6 +171,9 @@ typedef struct {
    * that the duplicate-name check and evs_so_trigger_index stay constant-time however many
    * triggers an object has. */
   uint8_t name_indexed;
+  /* Private to the model: which of namespace_, target_api_version and target_kind are
+   * references to the process's shared copies (bits 1, 2, 4; see the memory note above). */
+  uint8_t shared;
 } evs_so_t;
 
 /* Where an object comes from decides what an unknown field is (src/scale/so_fields.c has the

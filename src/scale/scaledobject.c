@@ -12,8 +12,11 @@
 
 #include "evscale/error.h"
 #include "evscale/formula.h"
+#include "evscale/intern.h"
 #include "evscale/param.h"
 #include "so_check.h"
+
+#include <uv.h>
 
 const evs_behavior_t EVS_SO_NO_BEHAVIOR = {
     .present = 0, .up = {.window_s = -1}, .down = {.window_s = -1}};
@@ -617,6 +620,77 @@ static int is_word(const char *s) {
   return u >= (uintptr_t)words[0] && u < (uintptr_t)words[N_WORDS];
 }
 
+/* ---- strings shared by the process's objects ---- */
+
+/* Issue 13 (50,000 objects in a few namespaces, every trigger on the same server): the
+ * namespace, a target's apiVersion and kind, and an address are the same in thousands of
+ * objects, so each object holds a reference to one copy rather than a copy (~55 B an object in
+ * the whole process). The table is the process's, not a parameter: objects are parsed by the
+ * registry's decode, the configuration and `simulate` alike, and freed by evs_so_free with no
+ * context. Parsing and freeing happen on the loop thread, but the mutex keeps the table right
+ * should a caller ever parse elsewhere (uncontended, it costs nanoseconds a parse). */
+enum { SHARED_NS = 1, SHARED_API_VERSION = 2, SHARED_KIND = 4 };
+
+static uv_once_t shared_once = UV_ONCE_INIT;
+static uv_mutex_t shared_mu;
+static int shared_ok;         /* the mutex exists */
+static evs_intern_t *shared_; /* made at the first parse that shares; never freed */
+
+static void shared_init(void) { shared_ok = uv_mutex_init(&shared_mu) == 0; }
+
+/* The metadata keys whose values are shared: the scalers' server addresses. */
+static int shares_value(const char *key) {
+  static const char *const keys[] = {"address", "addresses", "host", "hosts", "serverAddress"};
+  for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+    if (strcmp(key, keys[i]) == 0)
+      return 1;
+  return 0;
+}
+
+/* Locks the table (made at first need): 1, or 0 when there is none (the object then copies). */
+static int shared_lock(void) {
+  uv_once(&shared_once, shared_init);
+  if (!shared_ok)
+    return 0;
+  uv_mutex_lock(&shared_mu);
+  if (shared_ == NULL && evs_intern_new(&shared_) != 0) {
+    uv_mutex_unlock(&shared_mu);
+    return 0;
+  }
+  return 1;
+}
+
+size_t evs_so__shared_count(void) {
+  if (!shared_lock())
+    return 0;
+  size_t n = evs_intern_count(shared_);
+  uv_mutex_unlock(&shared_mu);
+  return n;
+}
+
+/* Drops so's references to the shared strings. */
+static void shared_release(const evs_so_t *so) {
+  int any = so->shared != 0;
+  for (size_t i = 0; i < so->n_triggers && !any; i++)
+    any = so->triggers[i].shared_kv != 0;
+  if (!any)
+    return;
+  uv_mutex_lock(&shared_mu); /* set bits mean the table exists */
+  if (so->shared & SHARED_NS)
+    evs_intern_release(shared_, so->namespace_);
+  if (so->shared & SHARED_API_VERSION)
+    evs_intern_release(shared_, so->target_api_version);
+  if (so->shared & SHARED_KIND)
+    evs_intern_release(shared_, so->target_kind);
+  for (size_t i = 0; i < so->n_triggers; i++) {
+    const evs_trigger_t *t = &so->triggers[i];
+    for (size_t k = 0; k < t->metadata.n && k < 16; k++)
+      if (t->shared_kv & (1u << k))
+        evs_intern_release(shared_, t->metadata.items[k].value);
+  }
+  uv_mutex_unlock(&shared_mu);
+}
+
 /* so_pack's writer. It runs twice over the same parsed object: to measure (base NULL), then to
  * write into the block of the measured size; both runs make the same choices, so the offsets
  * agree. A string that ends one of the last few written (its NUL included) points into it:
@@ -632,6 +706,8 @@ typedef struct {
     size_t len, off;
   } seen[PACK_SEEN];
   size_t n_seen;
+  int share; /* the shared table is locked: shared strings are references, not copies */
+  int oom;   /* a shared string could not be made: the object is not usable */
 } pack_t;
 
 static size_t pack_take(pack_t *p, size_t n, size_t align) {
@@ -670,6 +746,23 @@ static const char *pack_word(pack_t *p, const char *s) {
   return w ? w : pack_str(p, s);
 }
 
+/* A string the same in many objects: a word if it is one, else (sharing) a reference to the
+ * process's copy that takes no room in the block, setting `bit` in *bits; else as pack_str. */
+static const char *pack_shared(pack_t *p, const char *s, uint16_t *bits, unsigned bit) {
+  const char *w = s ? evs_so__word(s) : NULL;
+  if (w != NULL || s == NULL || !p->share)
+    return w ? w : pack_str(p, s);
+  if (p->base == NULL)
+    return s; /* measuring: nothing in the block */
+  const char *r = evs_intern_str(shared_, s);
+  if (r == NULL) {
+    p->oom = 1;
+    return words[0];
+  }
+  *bits |= (uint16_t)bit;
+  return r;
+}
+
 /* Lays src out as one block: the struct, its behavior, triggers, name index (more than
  * INDEX_MIN triggers), metadata arrays, then the strings unaligned. Returns the size; when
  * p->base is set, writes the object there. A pointer field added to evs_so_t or evs_trigger_t
@@ -683,6 +776,7 @@ static size_t so_pack(pack_t *p, const evs_so_t *src, const uint32_t *index) {
   if (so == NULL)
     so = &tmp; /* measuring: the choices are made the same way, the results dropped */
   *so = *src;
+  so->shared = 0;
   if (src->behavior != &EVS_SO_NO_BEHAVIOR) {
     evs_behavior_t *b = pack_at(p, pack_take(p, sizeof *b, 8));
     if (b)
@@ -712,10 +806,12 @@ static size_t so_pack(pack_t *p, const evs_so_t *src, const uint32_t *index) {
   /* Strings, the longer ones that may hold others first. */
   so->hpa_name = pack_str(p, src->hpa_name);
   so->name = pack_str(p, src->name);
-  so->namespace_ = pack_str(p, src->namespace_);
+  uint16_t shared = 0;
+  so->namespace_ = pack_shared(p, src->namespace_, &shared, SHARED_NS);
   so->target_name = pack_str(p, src->target_name);
-  so->target_api_version = pack_word(p, src->target_api_version);
-  so->target_kind = pack_word(p, src->target_kind);
+  so->target_api_version = pack_shared(p, src->target_api_version, &shared, SHARED_API_VERSION);
+  so->target_kind = pack_shared(p, src->target_kind, &shared, SHARED_KIND);
+  so->shared = (uint8_t)shared;
   so->env_source_container = pack_str(p, src->env_source_container);
   const char *formula = pack_str(p, src->modifiers->formula);
   if (mod)
@@ -724,10 +820,14 @@ static size_t so_pack(pack_t *p, const evs_so_t *src, const uint32_t *index) {
     const evs_trigger_t *st = &src->triggers[i];
     evs_trigger_t tt, *t = so->triggers ? &so->triggers[i] : &tt;
     *t = *st;
+    t->shared_kv = 0;
     t->metric_name = pack_str(p, st->metric_name);
     for (size_t k = 0; k < st->metadata.n; k++) {
       const char *key = pack_word(p, st->metadata.items[k].key);
-      const char *value = pack_str(p, st->metadata.items[k].value);
+      const char *v = st->metadata.items[k].value;
+      const char *value = k < 16 && key != NULL && shares_value(key)
+                              ? pack_shared(p, v, &t->shared_kv, 1u << k)
+                              : pack_str(p, v);
       if (kv)
         kv[used + k] = (evs_kv_t){key, value};
     }
@@ -782,15 +882,25 @@ int evs_so_parse_mode(const evs_node_t *root, const char *source, evs_so_mode_t 
     evs_diag_sort(diag, start);
   int rc = c.errors ? EVS_EINVALCFG : 0;
   if (rc == 0) {
-    /* Measure, then write the object into one block of exactly its size. */
+    /* Measure, then write the object into one block of exactly its size; both passes under
+     * the shared table's lock, so that they make the same choices. */
     pack_t p = {0};
+    int share = shared_lock();
+    p.share = share;
     size_t size = so_pack(&p, &so, c.name_index);
     memset(&p, 0, sizeof p);
+    p.share = share;
     p.base = malloc(size);
-    if (p.base == NULL) {
+    if (p.base != NULL)
+      so_pack(&p, &so, c.name_index);
+    if (share)
+      uv_mutex_unlock(&shared_mu);
+    if (p.base == NULL || p.oom) {
+      if (p.base != NULL)
+        shared_release((evs_so_t *)p.base);
+      free(p.base);
       rc = UV_ENOMEM;
     } else {
-      so_pack(&p, &so, c.name_index);
       *out = (evs_so_t *)p.base;
       if (so.modifiers != &EVS_SO_NO_MODIFIERS) /* moved to *out */
         ((evs_so_modifiers_t *)so.modifiers)->formula_compiled = NULL;
@@ -828,6 +938,7 @@ void evs_so_free(evs_so_t *so) {
     return;
   if (so->modifiers->formula_compiled)
     evs_formula_free(so->modifiers->formula_compiled);
+  shared_release(so);
   free(so); /* everything else is in the same block */
 }
 

@@ -57,6 +57,9 @@ size_t evs_so__index_slots(size_t n);
  * rather than keep a copy per object. */
 const char *evs_so__word(const char *s);
 
+/* How many distinct strings the process's objects share now (scaledobject.c), for tests. */
+size_t evs_so__shared_count(void);
+
 /* Validates spec.triggers (the node may be NULL) into c->so. */
 void evs_so__parse_triggers(evs_so__ctx_t *c, const evs_node_t *spec);
 

@@ -11,7 +11,9 @@
  * live at the end of the scaler's own allocation, found by their lengths; the keyspace channel is
  * formatted when it is needed; counters are 32-bit, flags are bits, the key's type is a small
  * code; what is never needed at once shares room (the waiting read and a failure's delivery,
- * the TLS request and the command connection); the reading counters and the notice are the
+ * the TLS request and the command connection, the subscriber's waiter and the push counters);
+ * what only a trigger whose server answered needs (requests in flight, the server's flags) is
+ * behind a pointer made at the first request; the reading counters and the notice are the
  * generic header's, and the environment is borrowed, not copied. */
 #include "evscale/redis_scaler.h"
 #include "evscale/error.h"
@@ -49,10 +51,18 @@ typedef enum { R_READ, R_EVAL, R_CONFIG_SET } req_kind_t;
 
 typedef struct req_s req_t;
 struct req_s {
-  req_t *next; /* in r->reqs while attached: at most a read and a CONFIG SET at once */
+  req_t *next; /* in r->live->reqs while attached: at most a read and a CONFIG SET at once */
   redis_t *r;  /* NULL once the scaler closed */
   req_kind_t kind;
 };
+
+/* What only a trigger whose command connection came up needs: made at its first request
+ * (issue 13: a trigger waiting for a server that is down holds none of it, 16 B less). */
+typedef struct {
+  req_t *reqs;                      /* requests in flight: late replies find r NULL once closed */
+  evs_redis_flags_req_t *flags_req; /* waiting for the connection's flags */
+  char *flags;                      /* the server's notify-keyspace-events, NULL when unknown */
+} live_t;
 
 /* What parsing gives: every string a malloc'd copy, packed into the scaler afterwards. */
 typedef struct {
@@ -77,7 +87,7 @@ struct redis_s {
     evs_redis_sub_t *sub;   /* its connection (evs_redis_sub_conn) is a reference of ours */
     evs_redis_conn_t *subc; /* while sub_waiting: the subscriber connection, our reference */
   };
-  req_t *reqs; /* requests in flight: late replies find r NULL once closed */
+  live_t *live; /* NULL until the first request (see live_t) */
   /* `wait` holds the read while the command connection is not up (`waiting`: no command
    * queued); `deliver` an error found synchronously (pending_err), delivered from the loop.
    * Never both: a read that waits is in flight, and one in flight never fails synchronously
@@ -86,20 +96,29 @@ struct redis_s {
     evs_redis_waiter_t wait;
     evs_timerq_entry_t deliver;
   };
-  evs_redis_waiter_t subw;          /* while the subscriber connection is not up: no channel */
-  evs_redis_flags_req_t *flags_req; /* waiting for the connection's flags */
-  char *flags;                      /* the server's notify-keyspace-events, NULL when unknown */
-  uint32_t index;                   /* the trigger's position, for logs */
+  /* `subw` while the subscriber connection is not up (sub_waiting: no channel held), then,
+   * once subscribed (the waiter never used again), the push counters of
+   * evs_redis_scaler_stats_t: no message arrives before a subscription. */
+  union {
+    evs_redis_waiter_t subw;
+    struct {
+      uint32_t events, event_reads, coalesced;
+    } ev;
+  };
   int32_t db;
   int pending_err; /* an error found synchronously, delivered by `deliver` */
   int last_logged_err;
   uint32_t read_start; /* uv_hrtime in microseconds, modulo 2^32, when the read was sent */
-  /* evs_redis_scaler_stats_t's own counters (readings and errors are the header's). */
-  uint32_t reads, events, event_reads, coalesced;
+  /* evs_redis_scaler_stats_t's own counter (readings and errors are the header's, the push
+   * counters in `ev`). */
+  uint32_t reads;
   uint16_t port;
-  uint8_t opt;               /* O_* bits: which optional strings follow the host, in that order */
-  uint8_t type;              /* T_*: the key's type as last read */
-  int8_t notice_logged_kind; /* the push state last logged, -1 none */
+  /* The trigger's position, for logs only (issue 13: 2 B): positions above 65,535 log as
+   * 65,535. */
+  uint16_t index;
+  unsigned opt : 5;           /* O_* bits: which optional strings follow the host, in order */
+  unsigned type : 4;          /* T_*: the key's type as last read */
+  unsigned notice_logged : 3; /* the push state last logged + 1, 0 none */
   unsigned tls : 1, unsafe_ssl : 1;
   unsigned ready : 1;       /* connections acquired: `cmd` is set */
   unsigned read_busy : 1;   /* a read in flight */
@@ -444,6 +463,16 @@ static int64_t wall_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* The server's flags as last known, or NULL. */
+static const char *r_flags(const redis_t *r) { return r->live ? r->live->flags : NULL; }
+
+/* r->live, made now if need be; NULL when out of memory. */
+static live_t *r_live(redis_t *r) {
+  if (r->live == NULL)
+    r->live = calloc(1, sizeof *r->live);
+  return r->live;
+}
+
 static evs_redis_push_t push_state(const redis_t *r) {
   if (r->env->redis_keyspace_events == EVS_KEYSPACE_OFF)
     return EVS_REDIS_PUSH_OFF;
@@ -451,10 +480,11 @@ static evs_redis_push_t push_state(const redis_t *r) {
     return EVS_REDIS_PUSH_REFUSED;
   if (!r->sub_active)
     return EVS_REDIS_PUSH_OFF;
-  if (r->flags == NULL)
+  const char *flags = r_flags(r);
+  if (flags == NULL)
     return EVS_REDIS_PUSH_UNKNOWN;
   char missing[8];
-  evs_redis_keyspace_missing(r->flags, r->type ? r_type(r) : "none", missing, sizeof missing);
+  evs_redis_keyspace_missing(flags, r->type ? r_type(r) : "none", missing, sizeof missing);
   return missing[0] ? EVS_REDIS_PUSH_EVENTS_OFF : EVS_REDIS_PUSH_ACTIVE;
 }
 
@@ -473,11 +503,11 @@ static const char *push_notice(redis_t *r, int *err) {
     *err = UV_EPERM;
   } else if (ps == EVS_REDIS_PUSH_EVENTS_OFF) {
     char missing[8];
-    evs_redis_keyspace_missing(r->flags, r->type ? r_type(r) : "none", missing, sizeof missing);
+    evs_redis_keyspace_missing(r_flags(r), r->type ? r_type(r) : "none", missing, sizeof missing);
     snprintf(text, sizeof text,
              "keyspace events are off on %s for this %s key (notify-keyspace-events \"%s\" lacks "
              "\"%s\"; KA or K%cgxe needed): polling only",
-             evs_redis_conn_describe(r->cmd), r->type ? r_type(r) : "missing", r->flags, missing,
+             evs_redis_conn_describe(r->cmd), r->type ? r_type(r) : "missing", r_flags(r), missing,
              class_of(r->type ? r_type(r) : "none"));
     *err = EVS_EUNSUPPORTED;
   }
@@ -495,8 +525,8 @@ static const char *push_notice(redis_t *r, int *err) {
     }
   }
   r->base.notice = notice;
-  if ((int)ps != r->notice_logged_kind) {
-    r->notice_logged_kind = (int)ps;
+  if ((unsigned)ps + 1 != r->notice_logged) {
+    r->notice_logged = (unsigned)ps + 1;
     if (notice != NULL)
       EVS_LOG_WARN("redis trigger push mode off", EVS_KV_STR("scaled_object", r_object(r)),
                    EVS_KV_UINT("trigger", r->index), EVS_KV_STR("reason", notice));
@@ -555,18 +585,19 @@ static void on_reply(evs_redis_conn_t *c, int err, const char *msg, const redisR
                      void *arg);
 
 static req_t *req_new(redis_t *r, req_kind_t kind) {
-  req_t *q = calloc(1, sizeof *q);
+  live_t *l = r_live(r);
+  req_t *q = l ? calloc(1, sizeof *q) : NULL;
   if (q) {
     q->r = r;
     q->kind = kind;
-    q->next = r->reqs;
-    r->reqs = q;
+    q->next = l->reqs;
+    l->reqs = q;
   }
   return q;
 }
 
 static void req_detach(redis_t *r, req_t *q) {
-  req_t **p = &r->reqs;
+  req_t **p = &r->live->reqs; /* made with q */
   while (*p != q)
     p = &(*p)->next;
   *p = q->next;
@@ -717,16 +748,17 @@ static void on_conn_wait(evs_redis_conn_t *c, int err, const char *msg, evs_redi
 
 /* The server's flags (or why there are none), as the connection knows them. */
 static void config_done(redis_t *r, int err, const char *flags) {
+  live_t *l = r->live; /* made by config_check */
   if (err != 0 || flags == NULL) {
-    free(r->flags); /* not allowed (ACL) or not answerable: push state unknown */
-    r->flags = NULL;
+    free(l->flags); /* not allowed (ACL) or not answerable: push state unknown */
+    l->flags = NULL;
     return;
   }
   char *f = strdup(flags);
   if (f == NULL)
     return;
-  free(r->flags);
-  r->flags = f;
+  free(l->flags);
+  l->flags = f;
   char missing[8];
   evs_redis_keyspace_missing(f, r->type ? r_type(r) : "none", missing, sizeof missing);
   if (missing[0] && r->env->redis_configure_keyspace && !r->configured) {
@@ -746,7 +778,7 @@ static void config_done(redis_t *r, int err, const char *flags) {
 static void on_flags(evs_redis_conn_t *c, int err, const char *flags, void *arg) {
   (void)c;
   redis_t *r = arg;
-  r->flags_req = NULL;
+  r->live->flags_req = NULL;
   config_done(r, err, flags);
 }
 
@@ -754,12 +786,15 @@ static void on_flags(evs_redis_conn_t *c, int err, const char *flags, void *arg)
  * once per server connection, not once per trigger), and answers from what it knows. */
 static void config_check(redis_t *r) {
   /* Not connected: asked when the waiting read finds the connection up (on_conn_wait). */
-  if (r->env->redis_keyspace_events == EVS_KEYSPACE_OFF || r->config_busy || r->flags_req ||
-      !r->ready || !evs_redis_conn_ready(r->cmd))
+  if (r->env->redis_keyspace_events == EVS_KEYSPACE_OFF || r->config_busy ||
+      (r->live && r->live->flags_req) || !r->ready || !evs_redis_conn_ready(r->cmd))
     return;
+  live_t *l = r_live(r);
+  if (l == NULL)
+    return; /* out of memory: the flags stay unknown until the next check */
   const char *flags = NULL;
   int err = 0;
-  if (evs_redis_keyspace_flags(r->cmd, on_flags, r, &r->flags_req, &flags, &err) == 1)
+  if (evs_redis_keyspace_flags(r->cmd, on_flags, r, &l->flags_req, &flags, &err) == 1)
     config_done(r, err, flags);
 }
 
@@ -804,13 +839,13 @@ static void on_message(evs_redis_sub_t *s, const char *payload, size_t len, void
   (void)payload;
   (void)len;
   redis_t *r = arg;
-  r->events++;
+  r->ev.events++;
   if (r->read_busy || r->pending_err) {
-    r->coalesced++;
+    r->ev.coalesced++;
     r->read_again = 1;
     return;
   }
-  r->event_reads++;
+  r->ev.event_reads++;
   start_read(r, 0);
 }
 
@@ -866,6 +901,7 @@ static void on_sub_wait(evs_redis_conn_t *c, int err, const char *msg, evs_redis
   redis_t *r = evs_container_of(w, redis_t, subw);
   r->sub_waiting = 0;
   r->subc = NULL;
+  memset(&r->ev, 0, sizeof r->ev); /* the waiter's room holds the push counters from now */
   if (err == 0)
     subscribe(r, c);
 }
@@ -896,11 +932,13 @@ static void redis_connect(redis_t *r, evs_tls_config_t *tls) {
       evs_redis_registry_acquire(env->redis, &o, EVS_REDIS_SUBSCRIBER, &subc) == 0) {
     int w = evs_redis_conn_wait(subc, &r->subw, on_sub_wait);
     if (w == 1) {
+      memset(&r->ev, 0, sizeof r->ev); /* the waiter is not used: the push counters */
       subscribe(r, subc);
     } else if (w == 0) {
       r->sub_waiting = 1; /* subscribed when the connection is up: nothing held meanwhile */
       r->subc = subc;
     } else {
+      memset(&r->ev, 0, sizeof r->ev);
       evs_redis_registry_release(env->redis, subc);
     }
   }
@@ -971,7 +1009,7 @@ static size_t pack(redis_t *r, const params_t *p, const char *object) {
     if (r != NULL) {
       memcpy(r->strs + at, src[i], n);
       if (i > 2)
-        r->opt |= (uint8_t)(1u << (i - 3));
+        r->opt |= 1u << (i - 3);
     }
     at += n;
   }
@@ -983,22 +1021,27 @@ static void redis_free(evs_scaler_t *s) {
   char *pass = (char *)r_opt(r, O_PASS), *key = (char *)r_opt(r, O_KEY);
   wipe(key); /* both found first: a wiped string no longer leads to the next */
   wipe(pass);
-  free(r->flags);
+  if (r->live != NULL)
+    free(r->live->flags);
+  free(r->live);
   free((char *)r->base.notice);
   free(r);
 }
 
 static void redis_close(evs_scaler_t *s) {
   redis_t *r = (redis_t *)s;
-  for (req_t *q = r->reqs; q != NULL; q = q->next) /* late replies find no scaler */
+  live_t *l = r->live;
+  for (req_t *q = l ? l->reqs : NULL; q != NULL; q = q->next) /* late replies: no scaler */
     q->r = NULL;
-  r->reqs = NULL;
   if (!r->ready) {
     evs_tls_cache_cancel(r->tls_req);
     r->tls_req = NULL;
   }
-  evs_redis_keyspace_flags_cancel(r->flags_req);
-  r->flags_req = NULL;
+  if (l != NULL) {
+    l->reqs = NULL;
+    evs_redis_keyspace_flags_cancel(l->flags_req);
+    l->flags_req = NULL;
+  }
   if (r->waiting) /* else the union is the delivery's entry (if anything) */
     evs_redis_conn_wait_cancel(r->cmd, &r->wait);
   else
@@ -1037,7 +1080,7 @@ static int redis_create(uv_loop_t *loop, const evs_scaler_env_t *env,
   }
   pack(r, &p, object);
   r->env = env;
-  r->index = cfg->index > UINT32_MAX ? UINT32_MAX : (uint32_t)cfg->index;
+  r->index = cfg->index > UINT16_MAX ? UINT16_MAX : (uint16_t)cfg->index;
   r->activation = p.activation;
   r->db = p.db;
   r->port = (uint16_t)p.port;
@@ -1045,7 +1088,6 @@ static int redis_create(uv_loop_t *loop, const evs_scaler_env_t *env,
   r->unsafe_ssl = p.unsafe_ssl != 0;
   params_free(&p);
   r->base.loop = loop;
-  r->notice_logged_kind = -1;
   if (evs__lua_sha[0] == '\0') { /* loop thread only: no race */
     unsigned char h[20];
     mbedtls_sha1_ret((const unsigned char *)LUA, sizeof LUA - 1, h);
@@ -1063,9 +1105,10 @@ int evs_redis_scaler_stats(const evs_scaler_t *s, evs_redis_scaler_stats_t *out)
   *out = (evs_redis_scaler_stats_t){.reads = r->reads,
                                     .readings = s->readings,
                                     .errors = s->errors,
-                                    .events = r->events,
-                                    .event_reads = r->event_reads,
-                                    .coalesced = r->coalesced,
+                                    /* `ev` is the waiter's room until subscribed */
+                                    .events = r->sub_waiting ? 0 : r->ev.events,
+                                    .event_reads = r->sub_waiting ? 0 : r->ev.event_reads,
+                                    .coalesced = r->sub_waiting ? 0 : r->ev.coalesced,
                                     .push = push_state(r),
                                     .last_error = s->last_error};
   if (r->sub && !r->sub_waiting) {

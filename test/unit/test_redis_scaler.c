@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <malloc.h>
+
 #include "evscale/error.h"
 #include "evscale/redis_conn.h"
 #include "evscale/redis_scaler.h"
@@ -488,6 +490,11 @@ static void test_push_auto(void **state) {
   assert_true(fx_wait(fx, 1, 10000));
   assert_true(wait_push(fx, EVS_REDIS_PUSH_ACTIVE, 10000));
   assert_null(evs_scaler_notice(fx->s));
+  /* The push counters share room with the subscriber's waiter: zero once subscribed. */
+  evs_redis_scaler_stats_t st0 = stats(fx);
+  assert_int_equal(st0.events, 0);
+  assert_int_equal(st0.event_reads, 0);
+  assert_int_equal(st0.coalesced, 0);
   fx_sleep(fx, 100);
   uint64_t t0 = uv_hrtime();
   cli(&shared, "LPUSH pa:q a b c");
@@ -496,7 +503,8 @@ static void test_push_auto(void **state) {
           (double)(fx->at[fx->n - 1] - t0) / 1e6);
   assert_true(fx->active[fx->n - 1]);
   evs_redis_scaler_stats_t st = stats(fx);
-  assert_true(st.events >= 1);
+  assert_true(st.events >= 1 && st.events < 100);
+  assert_true(st.event_reads >= 1 && st.event_reads <= st.events);
   assert_true(st.server_events >= 1);
   cli(&shared, "DEL pa:q");
   assert_true(wait_value(fx, 0, 5000));
@@ -1055,6 +1063,13 @@ static void waiting_triggers(const char *addr, int port, int live) {
       assert_int_equal(wn_err[i], UV_ECONNREFUSED);
       assert_non_null(strstr(wn_msg[i], keys[i]));
       assert_non_null(strstr(wn_msg[i], addr));
+      /* Issue 13: a trigger waiting for a server that is down is one block, with no room for
+       * what only a connected or subscribed one needs: 277 bytes asked (309 before). */
+      assert_true(malloc_usable_size(s[i]) <= 280);
+      evs_redis_scaler_stats_t rs;
+      assert_int_equal(evs_redis_scaler_stats(s[i], &rs), 0);
+      assert_int_equal(rs.events + rs.event_reads + rs.coalesced, 0);
+      assert_int_equal(rs.push, EVS_REDIS_PUSH_OFF);
     }
   }
   if (!live) { /* the subscriber keeps retrying for its waiters, as for channels */

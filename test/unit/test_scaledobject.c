@@ -1177,14 +1177,19 @@ static void packed_object_is_one_small_block(void **state) {
                     "listLength: \"5\"}\n";
   evs_so_t *a = parse_ok(src), *b = parse_ok(src);
   size_t size = malloc_usable_size(a);
-  assert_true(size <= 320);
+  assert_true(size <= 296); /* 312 with the namespace and the address copied */
   const char *lo = (const char *)a, *hi = lo + size;
   const evs_trigger_t *t = &a->triggers[0];
 #define IN_BLOCK(p) ((const char *)(p) >= lo && (const char *)(p) < hi)
   assert_true(IN_BLOCK(a->triggers) && IN_BLOCK(t->metadata.items));
-  assert_true(IN_BLOCK(a->name) && IN_BLOCK(a->namespace_) && IN_BLOCK(a->hpa_name));
-  assert_true(IN_BLOCK(t->metric_name) && IN_BLOCK(t->metadata.items[0].value));
+  assert_true(IN_BLOCK(a->name) && IN_BLOCK(a->hpa_name));
+  assert_true(IN_BLOCK(t->metric_name) && IN_BLOCK(t->metadata.items[1].value));
+  /* The namespace and the address are the process's shared copies. */
+  assert_false(IN_BLOCK(a->namespace_) || IN_BLOCK(t->metadata.items[0].value));
 #undef IN_BLOCK
+  assert_ptr_equal(a->namespace_, b->namespace_);
+  assert_ptr_equal(t->metadata.items[0].value, b->triggers[0].metadata.items[0].value);
+  assert_string_equal(t->metadata.items[0].value, "127.0.0.1:1");
   assert_string_equal(a->hpa_name, "keda-hpa-worker-1234");
   assert_ptr_equal(a->name, a->hpa_name + 9);
   assert_ptr_equal(a->target_name, a->name);
@@ -1205,6 +1210,54 @@ static void packed_object_is_one_small_block(void **state) {
   assert_int_equal(evs_so_max(a), 20);
   evs_so_free(a);
   evs_so_free(b);
+}
+
+/* Strings the same in many objects (namespace, a target's apiVersion and kind, addresses) are
+ * one copy for the process, held while any object holds it: freeing one object leaves the
+ * others' strings whole (ASan), and the last one frees it. */
+static void shared_strings_refcounted(void **state) {
+  (void)state;
+  static const char fmt[] =
+      "apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\n"
+      "metadata: {name: w%d, namespace: %s}\n"
+      "spec:\n  scaleTargetRef: {apiVersion: perf.evscale.io/v1, kind: BenchTarget, name: t}\n"
+      "  triggers:\n  - type: redis\n"
+      "    metadata: {address: \"%s\", listName: jobs, host: \"\"}\n"
+      "  - type: prometheus\n"
+      "    metadata: {serverAddress: \"http://prom:9090\", query: up, threshold: \"1\"}\n";
+  size_t before = evs_so__shared_count();
+  char src[1024];
+  evs_so_t *so[4];
+  for (int i = 0; i < 4; i++) {
+    snprintf(src, sizeof src, fmt, i, i < 3 ? "shared-ns-a" : "shared-ns-b",
+             i < 2 ? "10.9.8.7:6379" : "10.9.8.6:6379");
+    so[i] = parse_ok(src);
+  }
+  /* 2 namespaces, apiVersion, kind, 2 redis addresses, 1 Prometheus address */
+  assert_int_equal(evs_so__shared_count(), before + 7);
+  assert_ptr_equal(so[0]->namespace_, so[2]->namespace_);
+  assert_ptr_not_equal(so[0]->namespace_, so[3]->namespace_);
+  assert_ptr_equal(so[0]->target_api_version, so[3]->target_api_version);
+  assert_ptr_equal(so[0]->target_kind, so[3]->target_kind);
+  assert_ptr_equal(so[0]->triggers[0].metadata.items[0].value,
+                   so[1]->triggers[0].metadata.items[0].value);
+  assert_ptr_equal(so[0]->triggers[1].metadata.items[0].value,
+                   so[3]->triggers[1].metadata.items[0].value);
+  evs_so_free(so[0]);
+  evs_so_free(so[2]);
+  /* Still held by so[1] and so[3]: read them whole. */
+  assert_string_equal(so[1]->namespace_, "shared-ns-a");
+  assert_string_equal(so[1]->triggers[0].metadata.items[0].value, "10.9.8.7:6379");
+  assert_string_equal(so[1]->triggers[0].metadata.items[2].value, "");
+  assert_string_equal(so[3]->target_api_version, "perf.evscale.io/v1");
+  assert_string_equal(so[3]->target_kind, "BenchTarget");
+  assert_string_equal(so[3]->triggers[1].metadata.items[0].value, "http://prom:9090");
+  assert_string_equal(so[3]->triggers[0].metadata.items[0].value, "10.9.8.6:6379");
+  assert_int_equal(evs_so__shared_count(), before + 7);
+  evs_so_free(so[1]);
+  assert_int_equal(evs_so__shared_count(), before + 5); /* shared-ns-a, 10.9.8.7:6379 */
+  evs_so_free(so[3]);
+  assert_int_equal(evs_so__shared_count(), before);
 }
 
 /* Up to 8 triggers are looked up by a scan (no index stored), more through the index; both find
@@ -1290,6 +1343,7 @@ int main(void) {
       cmocka_unit_test(trigger_index_lookup),
       cmocka_unit_test(compacted_object_keeps_every_field),
       cmocka_unit_test(packed_object_is_one_small_block),
+      cmocka_unit_test(shared_strings_refcounted),
       cmocka_unit_test(trigger_index_scan_and_hash),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
