@@ -44,12 +44,16 @@ static void logf_(const char *fmt, ...) {
   LOGN += (size_t)n;
 }
 
+/* Quiet: requests are not logged and their slots are reused (many objects). */
+static int QUIET;
+
 static int rec_request(evs_kube_t *k, const evs_kube_request_opts_t *o, evs_kube_req_t **out) {
   (void)k;
   assert_true(NREQ < REC_MAX);
   assert_string_equal(o->verb, "PATCH");
   assert_int_equal(o->priority, EVS_PRIO_LOW);
-  logf_("%d %s %.*s\n", NREQ, o->path, (int)o->body_len, (const char *)o->body);
+  if (!QUIET)
+    logf_("%d %s %.*s\n", NREQ, o->path, (int)o->body_len, (const char *)o->body);
   REQS[NREQ] = (rec_req_t){o->on_done, o->arg, 1};
   if (out != NULL)
     *out = (evs_kube_req_t *)&REQS[NREQ];
@@ -71,9 +75,89 @@ static void rec_cancel(evs_kube_req_t *req) {
   rec_end((int)((rec_req_t *)req - REQS), EVS_ECANCELED, 0);
 }
 
+/* What status.c itself holds from the heap: its allocations counted as they come and go (bytes
+ * as malloc_usable_size says: what was asked under ASan, the chunk's usable part with glibc). */
+static long LIVE_N;
+static long long LIVE_B;
+
+/* The pointers counted: status.c also frees what jansson and evs_buf_reserve allocated. Linear
+ * probing with backward-shift deletion. */
+#define SET_BITS 18
+static void *SET[1 << SET_BITS];
+
+static size_t set_at(void *q) {
+  uintptr_t h = (uintptr_t)q * 0x9E3779B97F4A7C15ull;
+  return (size_t)(h >> (64 - SET_BITS));
+}
+
+static void set_add(void *q) {
+  size_t i = set_at(q);
+  while (SET[i] != NULL)
+    i = (i + 1) & ((1 << SET_BITS) - 1);
+  SET[i] = q;
+}
+
+static int set_del(void *q) {
+  size_t mask = (1 << SET_BITS) - 1, i = set_at(q);
+  while (SET[i] != q) {
+    if (SET[i] == NULL)
+      return 0;
+    i = (i + 1) & mask;
+  }
+  for (size_t j = (i + 1) & mask; SET[j] != NULL; j = (j + 1) & mask) {
+    size_t k = set_at(SET[j]); /* SET[j] may fill the hole at i if its home is not in (i, j] */
+    if ((j > i && (k <= i || k > j)) || (j < i && (k <= i && k > j))) {
+      SET[i] = SET[j];
+      i = j;
+    }
+  }
+  SET[i] = NULL;
+  return 1;
+}
+
+static void *count_in(void *q) {
+  if (q != NULL) {
+    set_add(q);
+    LIVE_N++;
+    LIVE_B += (long long)malloc_usable_size(q);
+  }
+  return q;
+}
+
+static void count_out(void *q) {
+  if (q != NULL && set_del(q)) {
+    LIVE_N--;
+    LIVE_B -= (long long)malloc_usable_size(q);
+  }
+}
+
+static void *c_malloc(size_t n) { return count_in(malloc(n)); }
+static void *c_calloc(size_t n, size_t m) { return count_in(calloc(n, m)); }
+static inline void *c_realloc(void *q, size_t n) {
+  count_out(q);
+  void *r = realloc(q, n);
+  count_in(r != NULL ? r : (n ? q : NULL));
+  return r;
+}
+static void c_free(void *q) {
+  count_out(q);
+  free(q);
+}
+static inline char *c_strndup(const char *s, size_t n) { return count_in(strndup(s, n)); }
+
 #define evs_kube_request rec_request
 #define evs_kube_cancel rec_cancel
+#define malloc c_malloc
+#define calloc c_calloc
+#define realloc c_realloc
+#define free c_free
+#define strndup c_strndup
 #include "../../src/kube/status.c"
+#undef malloc
+#undef calloc
+#undef realloc
+#undef free
+#undef strndup
 #undef evs_kube_request
 #undef evs_kube_cancel
 
@@ -247,10 +331,50 @@ static void test_waiting_unchanged(void **state) {
   );
 }
 
+/* Issue 13: at 50,000 objects the patcher holds under 100 B per object (entry, key shape and
+ * names, its share of the table), in one allocation per object; it was 178 B of entry plus a
+ * 50 B skeleton of its own (two allocations) plus the table. Names as bench_registry's: 50
+ * namespaces, one redis trigger each with its own list. */
+static void test_bytes_per_object(void **state) {
+  (void)state;
+  enum { N = 50000 };
+  evs_status_patcher_t *p = patcher(8);
+  long n0 = LIVE_N;
+  long long b0 = LIVE_B;
+  QUIET = 1;
+  char ns[32], name[32], metric[32];
+  for (int i = 0; i < N; i++) {
+    snprintf(ns, sizeof ns, "team-%d", i % 50);
+    snprintf(name, sizeof name, "worker-%d", i);
+    snprintf(metric, sizeof metric, "s0-redis-jobs-%d", i);
+    const char *m[] = {metric};
+    evs_status_input_t in = input(1, m, 0);
+    assert_int_equal(evs_status_patcher_update(p, ns, name, &in, T0, NULL, NULL), 1);
+    NREQ = 0;
+    rec_end(0, 0, 200);
+  }
+  QUIET = 0;
+  double per = (double)(LIVE_B - b0) / N, allocs = (double)(LIVE_N - n0) / N;
+  fprintf(stderr,
+          "status patcher at %d objects: %.1f B per object (status.c's own heap), %.3f "
+          "allocations per object\n",
+          N, per, allocs);
+  assert_true(per < 100);
+  assert_true(allocs < 1.01);
+  /* every object still known: the same status again sends nothing */
+  const char *m[] = {"s0-redis-jobs-7"};
+  evs_status_input_t in = input(1, m, 0);
+  assert_int_equal(evs_status_patcher_update(p, "team-7", "worker-7", &in, T0, NULL, NULL), 0);
+  evs_status_patcher_close(p);
+  assert_int_equal(LIVE_N, 0); /* everything, the patcher's own too */
+  assert_int_equal(LIVE_B, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_bodies_unchanged),
       cmocka_unit_test(test_waiting_unchanged),
+      cmocka_unit_test(test_bytes_per_object),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
