@@ -210,7 +210,7 @@ static evs_status_patcher_t *patcher(unsigned k) {
   NREQ = 0;
   LOGN = 0;
   LOG[0] = '\0';
-  evs_status_patcher_t *p;
+  evs_status_patcher_t *p = NULL;
   evs_status_patcher_options_t o = {.max_in_flight = k};
   assert_int_equal(evs_status_patcher_new((evs_kube_t *)&REQS, &o, &p), 0);
   return p;
