@@ -131,8 +131,12 @@ static void count_out(void *q) {
   }
 }
 
-static void *c_malloc(size_t n) { return count_in(malloc(n)); }
-static void *c_calloc(size_t n, size_t m) { return count_in(calloc(n, m)); }
+/* Out of memory on status.c's FAIL_AT-th allocation (0: never). */
+static int FAIL_AT, ALLOCS;
+
+static int failing(void) { return FAIL_AT != 0 && ++ALLOCS == FAIL_AT; }
+static void *c_malloc(size_t n) { return failing() ? NULL : count_in(malloc(n)); }
+static void *c_calloc(size_t n, size_t m) { return failing() ? NULL : count_in(calloc(n, m)); }
 static inline void *c_realloc(void *q, size_t n) {
   count_out(q);
   void *r = realloc(q, n);
@@ -370,11 +374,66 @@ static void test_bytes_per_object(void **state) {
   assert_int_equal(LIVE_B, 0);
 }
 
+/* Out of memory anywhere in status.c's own allocations (entry, side part, shape, FIFO array,
+ * renamed entry): every update that returned 1 still gets its callback exactly once, and
+ * nothing is left behind when the patcher closes. */
+static int ACCEPTED, CALLED;
+
+static void oom_done(evs_status_patcher_t *p, int err, int status, void *arg) {
+  (void)p;
+  (void)err;
+  (void)status;
+  (void)arg;
+  CALLED++;
+}
+
+static evs_status_input_t OIN[2];
+
+static void oom_provide(evs_status_patcher_t *p, const char *ns, const char *name, void *arg) {
+  (void)arg;
+  int rc = evs_status_patcher_update(p, ns, name, &OIN[name[0] == 'b'], T0, NULL, NULL);
+  assert_true(rc == 1 || rc == UV_ENOMEM);
+}
+
+static void oom_update(evs_status_patcher_t *p, const char *name, const evs_status_input_t *in) {
+  int rc = evs_status_patcher_update(p, "ns", name, in, T0, oom_done, NULL);
+  assert_true(rc == 1 || rc == 0 || rc == UV_ENOMEM);
+  ACCEPTED += rc == 1;
+}
+
+static void test_out_of_memory(void **state) {
+  (void)state;
+  static const char *const m1[] = {"s0-redis-q-1"}, *const m2[] = {"s0-redis-q-2", "s1-x"};
+  for (int at = 1; at <= 40; at++) { /* the sequence makes 21 allocations */
+    evs_status_patcher_t *p = patcher(1);
+    evs_status_patcher_set_provider(p, oom_provide, NULL);
+    QUIET = 1;
+    ACCEPTED = CALLED = 0;
+    ALLOCS = 0;
+    FAIL_AT = at;
+    OIN[0] = input(1, m2, 1);
+    OIN[1] = input(2, m2, 0);
+    evs_status_input_t a = input(1, m1, 0), b = input(1, m1, 1);
+    oom_update(p, "a", &a);
+    oom_update(p, "b", &b); /* waits for the slot */
+    oom_update(p, "a", &b); /* waits for its own patch */
+    for (int i = 0; i < NREQ; i++)
+      if (REQS[i].live)
+        rec_end(i, 0, 200); /* a's turn again, b's: the provider renames their metrics */
+    FAIL_AT = 0;
+    evs_status_patcher_close(p);
+    QUIET = 0;
+    assert_int_equal(CALLED, ACCEPTED);
+    assert_int_equal(LIVE_N, 0);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_bodies_unchanged),
       cmocka_unit_test(test_waiting_unchanged),
       cmocka_unit_test(test_bytes_per_object),
+      cmocka_unit_test(test_out_of_memory),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
