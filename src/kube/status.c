@@ -191,47 +191,107 @@ int64_t evs_status_last_active(int64_t written_ms, int was_active, int is_active
   return written_ms;
 }
 
-/* ---- the patcher ---- */
-
-/* What the patcher keeps per ScaledObject. The status last sent is kept only as its skeleton
- * (its keys, nested; see skeleton_of), not as a JSON tree: a merge patch needs the keys the old
- * status had to null those the new one lacks, never their values. The tree was ~7.8 KB per
- * object in jansson (issue 13's memory goal: ~2 KB per object for everything).
+/* ---- the patcher ----
  *
- * An object whose status must be written while max_in_flight patches are out waits in the
- * patcher's FIFO as this entry alone, without a body (issue 13: at the initial sync every object
- * needs a write at once, and 10,000 queued requests with their bodies were most of the peak);
- * its body is built when its turn comes, from what the provider says is its status then. */
+ * What it keeps per ScaledObject is one allocation, an entry_t: the hash of the status last
+ * sent, its lastActiveTime, a few flags, then "ns/name" and the names in that status's skeleton
+ * (see below). Issue 13 (50,000 objects within 100 MB): the entry was 178 B (the whole
+ * /apis/.../status path, the patcher pointer, the key's hash, four callback words that are NULL
+ * for every registry object) plus a 50 B skeleton of its own; now ~70 B, the rest moved to where
+ * it is needed:
+ * - the path is built when a patch is sent (the key "ns/name" is what a lookup needs);
+ * - the request and the callbacks live in a side part (side_t) that exists only while a patch is
+ *   in flight or a caller's callback waits: at most max_in_flight plus the callers that pass one
+ *   (the registry passes none);
+ * - the skeleton's shape (its keys of ours, nested) is shared between objects in a refcounted
+ *   table (50,000 one-trigger objects have a handful of shapes); only the keys that are not
+ *   ours (metric names: triggersActivity and health are keyed by them) are the entry's own;
+ * - the FIFO of waiting entries is an array that exists while some wait (all of them at the
+ *   initial sync, none at steady), not a link in every entry. */
+
+/* The skeleton of a status: its object keys, nested, so that the next merge patch can set to
+ * null the keys the new status lacks (it never needs the old values; the status tree was ~7.8 KB
+ * per object in jansson). Each key is a tag then an index: 'l' or 'o' and one byte, a key of
+ * ours in SKEL_KEYS; 'n' or 'm' and two bytes (little-endian), a name of the entry's own (the
+ * first name is 0, in the order they first appear, each once). 'l'/'n': a member whose value is
+ * not an object; 'o'/'m': an object member, followed by its own members and an 'E'. The whole
+ * status ends with 'E'. The shape is these bytes; the names are NUL-terminated strings (a
+ * jansson key has no NUL). A one-trigger object's shape is ~35 B, shared; its names ~20 B. */
+static const char *const SKEL_KEYS[] = {"authenticationsTypes",
+                                        "conditions",
+                                        "externalMetricNames",
+                                        "group",
+                                        "health",
+                                        "hpaName",
+                                        "isActive",
+                                        "kind",
+                                        "lastActiveTime",
+                                        "message",
+                                        "numberOfFailures",
+                                        "originalReplicaCount",
+                                        "pausedReplicaCount",
+                                        "reason",
+                                        "resource",
+                                        "scaleTargetGVKR",
+                                        "scaleTargetKind",
+                                        "status",
+                                        "triggersActivity",
+                                        "triggersTypes",
+                                        "type",
+                                        "version"};
+#define SKEL_NKEYS (sizeof SKEL_KEYS / sizeof SKEL_KEYS[0])
+
+#define SHAPE_NONE UINT32_MAX
+#define LAST_ACTIVE_MAX ((int64_t)1 << 48) /* ms: the year 10889 */
+
+/* A shared shape: refs entries hold it (by index in the patcher's table). */
+typedef struct {
+  uint32_t refs, len, nnames;
+  uint64_t h;
+  char b[];
+} shape_t;
+
 typedef struct entry_s {
-  struct entry_s *next;  /* hash chain */
-  struct entry_s *qnext; /* the FIFO of the entries waiting for a slot */
+  struct entry_s *next; /* hash chain */
+  uint64_t hash;        /* of the last status sent (in flight or written); 0 = none */
+  uint32_t shape;       /* that status's shape (p->shapes index) or SHAPE_NONE */
+  uint32_t la_lo;       /* the lastActiveTime written, ms, 48 bits (lo, hi) */
+  uint16_t la_hi;
+  unsigned char was_active : 1;
+  unsigned char wants : 1;  /* a write waits: in the FIFO, or for this object's own patch */
+  unsigned char linked : 1; /* in the FIFO */
+  unsigned char dead : 1;   /* forgotten while in the FIFO: out of the table, freed when popped */
+  unsigned char forgotten : 1; /* forgotten while its patch is in flight: freed when it ends */
+  unsigned char flying : 1;    /* its patch is in flight (its side part holds the request) */
+  unsigned char side : 1;      /* it has a side part */
+  char data[];                 /* "ns/name\0", then the shape's names */
+} entry_t;
+
+/* The part of an entry that only a patch in flight or a caller's callback needs. */
+typedef struct side_s {
+  struct side_s *next;
   evs_status_patcher_t *p;
-  uint64_t hash;  /* of the last status sent (in flight or written); 0 = none */
-  uint64_t phash; /* of path: the bucket, kept for growing the table */
-  char *skeleton; /* that status's keys (NULL = none) */
-  int64_t last_active_written;
-  uint8_t was_active;
-  uint8_t wants;     /* a write waits: in the FIFO, or for this object's own patch to end */
-  uint8_t linked;    /* in the FIFO */
-  uint8_t dead;      /* forgotten while in the FIFO: out of the table, freed when popped */
-  uint8_t forgotten; /* forgotten while its patch is in flight: freed when it ends */
-  evs_kube_req_t *req;
+  entry_t *e;
+  evs_kube_req_t *req;   /* the patch in flight */
   evs_status_cb cb, qcb; /* the patch in flight's, the waiting update's */
   void *arg, *qarg;
-  char path[]; /* /apis/keda.sh/v1alpha1/namespaces/<ns>/scaledobjects/<name>/status */
-} entry_t;
+} side_t;
 
 struct evs_status_patcher_s {
   evs_kube_t *kube;
   int dry_run, closing, pumping;
   uint64_t sent;
   unsigned max_in_flight, in_flight;
-  entry_t *qhead, *qtail; /* the FIFO */
-  entry_t *granted;       /* the entry whose turn it is, while the provider runs */
+  entry_t **fifo; /* a ring: fifo_n entries from fifo_head (capacity fifo_cap, a power of two) */
+  size_t fifo_cap, fifo_head, fifo_n;
+  entry_t *granted; /* the entry whose turn it is, while the provider runs */
   evs_status_provide_cb provide;
   void *provide_arg;
   entry_t **buckets; /* power of two; grows with the objects (50,000 in one process) */
   size_t nbuckets, n;
+  side_t *sides;
+  shape_t **shapes; /* NULL: a free slot */
+  size_t nshapes, shapes_cap;
 };
 
 int evs_status_patcher_new(evs_kube_t *kube, const evs_status_patcher_options_t *opts,
@@ -263,24 +323,28 @@ static uint64_t fnv1a(const char *s, size_t n) {
   return h ? h : 1;
 }
 
-static int make_path(char *buf, size_t cap, const char *ns, const char *name) {
-  if (ns == NULL || name == NULL || !ns[0] || !name[0] || strpbrk(ns, "/?#% ") ||
-      strpbrk(name, "/?#% "))
+#define KEY_MAX 400
+
+static int valid_name(const char *s) { return s != NULL && s[0] && !strpbrk(s, "/?#% "); }
+
+/* "ns/name" (the entry's key; neither part holds a '/'). */
+static int make_key(char *buf, const char *ns, const char *name) {
+  if (!valid_name(ns) || !valid_name(name))
     return UV_EINVAL;
-  int n =
-      snprintf(buf, cap, "/apis/keda.sh/v1alpha1/namespaces/%s/scaledobjects/%s/status", ns, name);
-  return n < 0 || (size_t)n >= cap ? UV_EINVAL : 0;
+  int n = snprintf(buf, KEY_MAX, "%s/%s", ns, name);
+  return n < 0 || n >= KEY_MAX ? UV_EINVAL : 0;
 }
 
-static entry_t **slot(evs_status_patcher_t *p, const char *path, uint64_t h) {
+static entry_t **slot(evs_status_patcher_t *p, const char *key, uint64_t h) {
   entry_t **e = &p->buckets[h & (p->nbuckets - 1)];
-  while (*e != NULL && strcmp((*e)->path, path) != 0)
+  while (*e != NULL && strcmp((*e)->data, key) != 0)
     e = &(*e)->next;
   return e;
 }
 
 /* Doubles the table when it holds more entries than buckets (a failed allocation keeps the
- * longer chains: slower, still correct). */
+ * longer chains: slower, still correct). The keys are hashed again: keeping each one's hash
+ * would cost 8 B per object for what happens ~16 times in the process's life. */
 static void grow(evs_status_patcher_t *p) {
   if (p->n <= p->nbuckets)
     return;
@@ -291,8 +355,9 @@ static void grow(evs_status_patcher_t *p) {
   for (size_t i = 0; i < p->nbuckets; i++) {
     for (entry_t *e = p->buckets[i], *next; e != NULL; e = next) {
       next = e->next;
-      e->next = b[e->phash & (nb - 1)];
-      b[e->phash & (nb - 1)] = e;
+      entry_t **to = &b[fnv1a(e->data, strlen(e->data)) & (nb - 1)];
+      e->next = *to;
+      *to = e;
     }
   }
   free(p->buckets);
@@ -300,54 +365,112 @@ static void grow(evs_status_patcher_t *p) {
   p->nbuckets = nb;
 }
 
-/* ---- the skeleton of a status: its object keys, nested ----
- * Each key is a tag and the key: tag 'L' or 'O' then its length (2 bytes, little-endian) and its
- * bytes; tag 'l' or 'o' then one byte, the index of a key of ours in SKEL_KEYS (most keys are
- * ours; the others are metric names, copied as bytes so any is kept exactly). 'L'/'l': a member
- * whose value is not an object; 'O'/'o': an object member, followed by its own members and an
- * 'E'. The whole status ends with 'E'. A key longer than 65535 bytes cannot occur (the status
- * is ours). A one-trigger object's skeleton is ~40 B instead of ~270 with every key spelt. */
+static int64_t last_active(const entry_t *e) { return (int64_t)e->la_hi << 32 | e->la_lo; }
 
-static const char *const SKEL_KEYS[] = {"authenticationsTypes",
-                                        "conditions",
-                                        "externalMetricNames",
-                                        "group",
-                                        "health",
-                                        "hpaName",
-                                        "isActive",
-                                        "kind",
-                                        "lastActiveTime",
-                                        "message",
-                                        "numberOfFailures",
-                                        "originalReplicaCount",
-                                        "pausedReplicaCount",
-                                        "reason",
-                                        "resource",
-                                        "scaleTargetGVKR",
-                                        "scaleTargetKind",
-                                        "status",
-                                        "triggersActivity",
-                                        "triggersTypes",
-                                        "type",
-                                        "version"};
-#define SKEL_NKEYS (sizeof SKEL_KEYS / sizeof SKEL_KEYS[0])
+static void set_last_active(entry_t *e, int64_t ms) {
+  if (ms < 0)
+    ms = 0;
+  if (ms >= LAST_ACTIVE_MAX)
+    ms = LAST_ACTIVE_MAX - 1;
+  e->la_lo = (uint32_t)ms;
+  e->la_hi = (uint16_t)(ms >> 32);
+}
+
+/* ---- shapes and names ---- */
+
+static const shape_t *shape_at(const evs_status_patcher_t *p, uint32_t id) {
+  return id == SHAPE_NONE ? NULL : p->shapes[id];
+}
+
+/* The entry's names: after its key. */
+static const char *names_of(const entry_t *e) { return e->data + strlen(e->data) + 1; }
+
+/* The bytes of n NUL-terminated names from s. */
+static size_t names_len(const char *s, uint32_t n) {
+  const char *c = s;
+  for (uint32_t i = 0; i < n; i++)
+    c += strlen(c) + 1;
+  return (size_t)(c - s);
+}
+
+static const char *name_at(const char *names, unsigned i) {
+  while (i-- > 0)
+    names += strlen(names) + 1;
+  return names;
+}
+
+/* A reference to the shared shape with these bytes (a new one if none), or SHAPE_NONE when out
+ * of memory. A linear scan: there are a handful of shapes, and it runs once per patch sent. */
+static uint32_t shape_ref(evs_status_patcher_t *p, const char *b, size_t len, uint32_t nnames) {
+  uint64_t h = fnv1a(b, len);
+  size_t free_slot = p->nshapes;
+  for (size_t i = 0; i < p->nshapes; i++) {
+    shape_t *s = p->shapes[i];
+    if (s == NULL) {
+      free_slot = i < free_slot ? i : free_slot;
+    } else if (s->h == h && s->len == len && memcmp(s->b, b, len) == 0) {
+      s->refs++;
+      return (uint32_t)i;
+    }
+  }
+  if (free_slot >= SHAPE_NONE || len > UINT32_MAX)
+    return SHAPE_NONE;
+  if (free_slot == p->nshapes && evs_buf_reserve((void **)&p->shapes, &p->shapes_cap,
+                                                 p->nshapes + 1, sizeof *p->shapes, 8) != 0)
+    return SHAPE_NONE;
+  shape_t *s = malloc(sizeof *s + len);
+  if (s == NULL)
+    return SHAPE_NONE;
+  *s = (shape_t){1, (uint32_t)len, nnames, h};
+  memcpy(s->b, b, len);
+  p->shapes[free_slot] = s;
+  if (free_slot == p->nshapes)
+    p->nshapes++;
+  return (uint32_t)free_slot;
+}
+
+static void shape_unref(evs_status_patcher_t *p, uint32_t id) {
+  if (id == SHAPE_NONE || --p->shapes[id]->refs > 0)
+    return;
+  free(p->shapes[id]);
+  p->shapes[id] = NULL;
+  while (p->nshapes > 0 && p->shapes[p->nshapes - 1] == NULL)
+    p->nshapes--;
+}
 
 typedef struct {
   char *b;
   size_t n, cap;
-  int failed;
-} skel_buf_t;
+} bytes_t;
 
-static void skel_put(skel_buf_t *s, const void *p, size_t n) {
-  if (s->failed || evs_buf_reserve((void **)&s->b, &s->cap, s->n + n, 1, 64) != 0) {
+typedef struct {
+  bytes_t shape, names;
+  uint32_t nnames;
+  int failed;
+} skel_t;
+
+static void put(skel_t *s, bytes_t *to, const void *b, size_t n) {
+  if (s->failed || evs_buf_reserve((void **)&to->b, &to->cap, to->n + n, 1, 64) != 0) {
     s->failed = 1;
     return;
   }
-  memcpy(s->b + s->n, p, n);
-  s->n += n;
+  memcpy(to->b + to->n, b, n);
+  to->n += n;
 }
 
-static void skel_of(skel_buf_t *s, json_t *obj) {
+/* The index of name k among the names so far, added if new. */
+static uint32_t name_index(skel_t *s, const char *k) {
+  if (s->failed)
+    return 0;
+  const char *c = s->names.b;
+  for (uint32_t i = 0; i < s->nnames; i++, c += strlen(c) + 1)
+    if (strcmp(c, k) == 0)
+      return i;
+  put(s, &s->names, k, strlen(k) + 1);
+  return s->failed ? 0 : s->nnames++;
+}
+
+static void skel_of(skel_t *s, json_t *obj) {
   const char *k;
   json_t *v;
   json_object_foreach(obj, k, v) {
@@ -357,57 +480,42 @@ static void skel_of(skel_buf_t *s, json_t *obj) {
       i++;
     if (i < SKEL_NKEYS) {
       unsigned char h[2] = {is_obj ? 'o' : 'l', (unsigned char)i};
-      skel_put(s, h, 2);
+      put(s, &s->shape, h, 2);
     } else {
-      size_t len = strlen(k);
-      if (len > 0xffff) {
+      uint32_t n = name_index(s, k);
+      if (n > 0xffff) {
         s->failed = 1;
         return;
       }
-      unsigned char h[3] = {is_obj ? 'O' : 'L', (unsigned char)(len & 0xff),
-                            (unsigned char)(len >> 8)};
-      skel_put(s, h, 3);
-      skel_put(s, k, len);
+      unsigned char h[3] = {is_obj ? 'm' : 'n', (unsigned char)(n & 0xff), (unsigned char)(n >> 8)};
+      put(s, &s->shape, h, 3);
     }
     if (is_obj)
       skel_of(s, v);
   }
-  skel_put(s, "E", 1);
+  put(s, &s->shape, "E", 1);
 }
 
-/* The skeleton of a status object (a new string), or NULL when out of memory. */
-static char *skeleton_of(json_t *st) {
-  skel_buf_t s = {0};
-  skel_of(&s, st);
-  if (s.failed) {
-    free(s.b);
-    return NULL;
-  }
-  char *out = realloc(s.b, s.n); /* exactly its size: one per object */
-  return out ? out : s.b;
-}
-
-/* The key at c: its bytes and length, whether it holds an object; returns what follows. */
-static const char *skel_key(const char *c, const char **k, size_t *len, int *is_obj) {
+/* The key at c (its text unless names is NULL, whether it holds an object); returns what
+ * follows. */
+static const char *skel_key(const char *c, const char *names, const char **k, int *is_obj) {
   char tag = *c;
-  *is_obj = tag == 'O' || tag == 'o';
+  *is_obj = tag == 'o' || tag == 'm';
   if (tag == 'l' || tag == 'o') {
     *k = SKEL_KEYS[(unsigned char)c[1]];
-    *len = strlen(*k);
     return c + 2;
   }
-  *len = (unsigned char)c[1] | (size_t)(unsigned char)c[2] << 8;
-  *k = c + 3;
-  return c + 3 + *len;
+  if (names != NULL)
+    *k = name_at(names, (unsigned)(unsigned char)c[1] | (unsigned)(unsigned char)c[2] << 8);
+  return c + 3;
 }
 
 /* Past the members of one object in a skeleton (at its first member) and its 'E'. */
 static const char *skel_skip(const char *c) {
   while (*c != 'E') {
     const char *k;
-    size_t len;
     int is_obj;
-    c = skel_key(c, &k, &len, &is_obj);
+    c = skel_key(c, NULL, &k, &is_obj);
     if (is_obj)
       c = skel_skip(c);
   }
@@ -416,46 +524,30 @@ static const char *skel_skip(const char *c) {
 
 /* Into patch (a copy of new), null for every key the old status had that new lacks, in every
  * object both have (RFC 7386: a merge patch merges objects and replaces everything else).
- * Returns the skeleton past this object's 'E'. */
-static const char *skel_diff(const char *c, json_t *new, json_t *patch) {
-  char key[256];
+ * Returns the shape past this object's 'E'. */
+static const char *skel_diff(const char *c, const char *names, json_t *new, json_t *patch) {
   while (*c != 'E') {
     const char *k;
-    size_t len;
     int is_obj;
-    c = skel_key(c, &k, &len, &is_obj);
-    json_t *nv = NULL;
-    char *heap = NULL;
-    const char *kz = key;
-    if (len < sizeof key) {
-      memcpy(key, k, len);
-      key[len] = 0;
-    } else if ((heap = strndup(k, len)) != NULL) {
-      kz = heap;
-    } else {
-      kz = NULL;
-    }
-    if (kz != NULL) {
-      nv = json_object_get(new, kz);
-      if (nv == NULL)
-        json_object_set_new(patch, kz, json_null());
-    }
+    c = skel_key(c, names, &k, &is_obj);
+    json_t *nv = json_object_get(new, k);
+    if (nv == NULL)
+      json_object_set_new(patch, k, json_null());
     if (is_obj) {
       if (nv != NULL && json_is_object(nv))
-        c = skel_diff(c, nv, json_object_get(patch, kz));
+        c = skel_diff(c, names, nv, json_object_get(patch, k));
       else
         c = skel_skip(c);
     }
-    free(heap);
   }
   return c + 1;
 }
 
-/* The merge patch from the status whose skeleton is `old` (NULL: none) to `new`. */
-static json_t *merge_diff(const char *old, json_t *new) {
+/* The merge patch from the status with this shape and names (shape NULL: none) to `new`. */
+static json_t *merge_diff(const shape_t *shape, const char *names, json_t *new) {
   json_t *d = json_deep_copy(new);
-  if (d != NULL && old != NULL)
-    (void)skel_diff(old, new, d);
+  if (d != NULL && shape != NULL)
+    (void)skel_diff(shape->b, names, new, d);
   return d;
 }
 
@@ -506,110 +598,182 @@ static uint64_t status_hash(json_t *st) {
   return h ? h : 1; /* 0 means "nothing sent" */
 }
 
-static void on_patch(evs_kube_req_t *req, int err, const evs_http_response_t *resp, const char *msg,
-                     void *arg);
+/* ---- side parts ---- */
 
-static int send_patch(entry_t *e, const char *body) {
-  evs_kube_request_opts_t o = {.verb = "PATCH",
-                               .path = e->path,
-                               .content_type = EVS_KUBE_MERGE_PATCH,
-                               .body = body,
-                               .body_len = strlen(body),
-                               .priority = EVS_PRIO_LOW,
-                               .on_done = on_patch,
-                               .arg = e};
-  int rc = evs_kube_request(e->p->kube, &o, &e->req);
-  if (rc != 0) {
-    e->req = NULL;
-  } else {
-    e->p->sent++;
-    e->p->in_flight++;
-  }
-  return rc;
+static side_t *side_of(evs_status_patcher_t *p, const entry_t *e) {
+  if (!e->side)
+    return NULL;
+  for (side_t *s = p->sides; s != NULL; s = s->next)
+    if (s->e == e)
+      return s;
+  return NULL;
 }
 
-static void entry_free(entry_t *e) {
-  free(e->skeleton);
+/* e's side part, made if it has none (NULL when out of memory). */
+static side_t *side_get(evs_status_patcher_t *p, entry_t *e) {
+  side_t *s = side_of(p, e);
+  if (s != NULL)
+    return s;
+  if ((s = calloc(1, sizeof *s)) == NULL)
+    return NULL;
+  s->p = p;
+  s->e = e;
+  s->next = p->sides;
+  p->sides = s;
+  e->side = 1;
+  return s;
+}
+
+static void side_free(evs_status_patcher_t *p, side_t *s) {
+  for (side_t **at = &p->sides; *at != NULL; at = &(*at)->next) {
+    if (*at == s) {
+      *at = s->next;
+      break;
+    }
+  }
+  s->e->side = 0;
+  free(s);
+}
+
+/* Frees s when nothing needs it any more. */
+static void side_put(evs_status_patcher_t *p, side_t *s) {
+  if (s != NULL && s->req == NULL && s->cb == NULL && s->qcb == NULL)
+    side_free(p, s);
+}
+
+/* ---- entries and the FIFO ---- */
+
+static void entry_free(evs_status_patcher_t *p, entry_t *e) {
+  side_t *s = side_of(p, e);
+  if (s != NULL)
+    side_free(p, s);
+  shape_unref(p, e->shape);
   free(e);
 }
 
-static void unhash(entry_t *e) {
-  entry_t **s = slot(e->p, e->path, e->phash);
+static void unhash(evs_status_patcher_t *p, entry_t *e) {
+  entry_t **s = slot(p, e->data, fnv1a(e->data, strlen(e->data)));
   if (*s == e) {
     *s = e->next;
-    e->p->n--;
+    p->n--;
   }
 }
 
-static void fifo_push(entry_t *e) {
-  evs_status_patcher_t *p = e->p;
-  e->qnext = NULL;
-  e->linked = 1;
-  if (p->qtail != NULL)
-    p->qtail->qnext = e;
-  else
-    p->qhead = e;
-  p->qtail = e;
+/* Room for one more waiting entry; 0 or UV_ENOMEM. */
+static int fifo_reserve(evs_status_patcher_t *p) {
+  if (p->fifo_n < p->fifo_cap)
+    return 0;
+  size_t cap = p->fifo_cap ? p->fifo_cap * 2 : 64;
+  entry_t **f = malloc(cap * sizeof *f);
+  if (f == NULL)
+    return UV_ENOMEM;
+  for (size_t i = 0; i < p->fifo_n; i++)
+    f[i] = p->fifo[(p->fifo_head + i) & (p->fifo_cap - 1)];
+  free(p->fifo);
+  p->fifo = f;
+  p->fifo_cap = cap;
+  p->fifo_head = 0;
+  return 0;
 }
 
+static int fifo_push(evs_status_patcher_t *p, entry_t *e) {
+  if (fifo_reserve(p) != 0)
+    return UV_ENOMEM;
+  p->fifo[(p->fifo_head + p->fifo_n++) & (p->fifo_cap - 1)] = e;
+  e->linked = 1;
+  return 0;
+}
+
+/* The FIFO's array goes when it empties: 50,000 waiting at the initial sync are 512 KB that
+ * steady state does not need. */
 static entry_t *fifo_pop(evs_status_patcher_t *p) {
-  entry_t *e = p->qhead;
-  if (e == NULL)
+  if (p->fifo_n == 0)
     return NULL;
-  p->qhead = e->qnext;
-  if (p->qhead == NULL)
-    p->qtail = NULL;
-  e->qnext = NULL;
+  entry_t *e = p->fifo[p->fifo_head];
+  p->fifo_head = (p->fifo_head + 1) & (p->fifo_cap - 1);
+  if (--p->fifo_n == 0) {
+    free(p->fifo);
+    p->fifo = NULL;
+    p->fifo_cap = p->fifo_head = 0;
+  }
   e->linked = 0;
   return e;
 }
 
 /* The waiting update is no longer needed (the status sent is current, the object is forgotten,
  * its turn came and nothing was written): its callback runs with EVS_ECANCELED. */
-static void drop_wait(entry_t *e) {
-  evs_status_cb cb = e->qcb;
-  void *arg = e->qarg;
+static void drop_wait(evs_status_patcher_t *p, entry_t *e) {
+  side_t *s = side_of(p, e);
+  evs_status_cb cb = s ? s->qcb : NULL;
+  void *arg = s ? s->qarg : NULL;
   e->wants = 0;
-  e->qcb = NULL;
-  e->qarg = NULL;
+  if (s != NULL) {
+    s->qcb = NULL;
+    s->qarg = NULL;
+    side_put(p, s);
+  }
   if (cb != NULL)
-    cb(e->p, EVS_ECANCELED, 0, arg);
+    cb(p, EVS_ECANCELED, 0, arg);
+}
+
+static void on_patch(evs_kube_req_t *req, int err, const evs_http_response_t *resp, const char *msg,
+                     void *arg);
+
+static int send_patch(evs_status_patcher_t *p, side_t *s, const char *body) {
+  static const char NS_AT[] = "/apis/keda.sh/v1alpha1/namespaces/";
+  const char *key = s->e->data, *name = strchr(key, '/') + 1;
+  char path[KEY_MAX + 64];
+  snprintf(path, sizeof path, "%s%.*s/scaledobjects/%s/status", NS_AT, (int)(name - 1 - key), key,
+           name);
+  evs_kube_request_opts_t o = {.verb = "PATCH",
+                               .path = path,
+                               .content_type = EVS_KUBE_MERGE_PATCH,
+                               .body = body,
+                               .body_len = strlen(body),
+                               .priority = EVS_PRIO_LOW,
+                               .on_done = on_patch,
+                               .arg = s};
+  int rc = evs_kube_request(p->kube, &o, &s->req);
+  if (rc != 0) {
+    s->req = NULL;
+    return rc;
+  }
+  s->e->flying = 1;
+  p->sent++;
+  p->in_flight++;
+  return 0;
 }
 
 /* The FIFO's next entries get the slots that are free: the provider is asked for each one's
  * status now, and writes it through evs_status_patcher_update (see `granted` there). */
 static void pump(evs_status_patcher_t *p) {
-  static const char NS_AT[] = "/apis/keda.sh/v1alpha1/namespaces/";
-  static const char SO_AT[] = "/scaledobjects/";
   if (p->pumping || p->closing)
     return;
   p->pumping = 1;
   entry_t *e;
   while (!p->closing && p->in_flight < p->max_in_flight && (e = fifo_pop(p)) != NULL) {
     if (e->dead) {
-      entry_free(e);
+      entry_free(p, e);
       continue;
     }
-    if (!e->wants || e->req != NULL)
+    if (!e->wants || e->flying)
       continue; /* not waiting any more, or for its own patch (which queues it again) */
     if (p->provide != NULL) {
-      char ns[400], name[400];
-      const char *a = e->path + sizeof NS_AT - 1, *b = strchr(a, '/');
-      const char *c = b + sizeof SO_AT - 1, *d = strchr(c, '/');
-      memcpy(ns, a, (size_t)(b - a));
-      ns[b - a] = '\0';
-      memcpy(name, c, (size_t)(d - c));
-      name[d - c] = '\0';
+      char key[KEY_MAX];
+      memcpy(key, e->data, strlen(e->data) + 1);
+      char *name = strchr(key, '/');
+      *name++ = '\0';
       p->granted = e;
-      p->provide(p, ns, name, p->provide_arg);
+      p->provide(p, key, name, p->provide_arg);
+      e = p->granted; /* the write may have moved it (write_now: its names changed) */
       p->granted = NULL;
     }
     if (e->dead) {
-      entry_free(e); /* forgotten by the provider; dead entries have no patch in flight */
+      entry_free(p, e); /* forgotten by the provider; dead entries have no patch in flight */
       continue;
     }
-    if (e->wants && e->req == NULL)
-      drop_wait(e); /* its owner wrote nothing: the next update writes */
+    if (e->wants && !e->flying)
+      drop_wait(p, e); /* its owner wrote nothing: the next update writes */
   }
   p->pumping = 0;
 }
@@ -618,22 +782,26 @@ static void on_patch(evs_kube_req_t *req, int err, const evs_http_response_t *re
                      void *arg) {
   (void)req;
   (void)msg;
-  entry_t *e = arg;
-  evs_status_patcher_t *p = e->p;
-  e->req = NULL;
+  side_t *s = arg;
+  entry_t *e = s->e;
+  evs_status_patcher_t *p = s->p;
+  s->req = NULL;
+  e->flying = 0;
   p->in_flight--;
   int status = resp ? resp->status : 0;
   if (err != 0 || status < 200 || status > 299)
     e->hash = 0; /* not written: the next update writes again (in full: no diff base) */
-  evs_status_cb cb = e->cb;
-  void *cbarg = e->arg;
-  e->cb = NULL;
+  evs_status_cb cb = s->cb;
+  void *cbarg = s->arg;
+  s->cb = NULL;
+  s->arg = NULL;
+  side_put(p, s);
   if (!p->closing) {
     if (e->forgotten && !e->wants) {
-      unhash(e);
-      entry_free(e);
-    } else if (e->wants && !e->linked) {
-      fifo_push(e); /* an update came during its patch: it waits its turn like the others */
+      unhash(p, e);
+      entry_free(p, e);
+    } else if (e->wants && !e->linked && fifo_push(p, e) != 0) {
+      drop_wait(p, e); /* out of memory: the next update writes */
     }
   }
   if (cb != NULL)
@@ -641,47 +809,101 @@ static void on_patch(evs_kube_req_t *req, int err, const evs_http_response_t *re
   pump(p);
 }
 
-static entry_t *entry_get(evs_status_patcher_t *p, const char *path) {
-  uint64_t h = fnv1a(path, strlen(path));
-  entry_t **s = slot(p, path, h);
+static entry_t *entry_get(evs_status_patcher_t *p, const char *key) {
+  size_t len = strlen(key);
+  uint64_t h = fnv1a(key, len);
+  entry_t **s = slot(p, key, h);
   if (*s != NULL)
     return *s;
-  size_t len = strlen(path) + 1;
-  entry_t *e = calloc(1, sizeof *e + len);
+  entry_t *e = calloc(1, offsetof(entry_t, data) + len + 1);
   if (e == NULL)
     return NULL;
-  e->p = p;
-  e->phash = h;
-  memcpy(e->path, path, len);
+  e->shape = SHAPE_NONE;
+  memcpy(e->data, key, len + 1);
   *s = e;
   p->n++;
   grow(p);
   return e;
 }
 
-/* Builds the merge patch of st (consumed) against what e sent before and sends it. */
-static int write_now(entry_t *e, json_t *st, uint64_t h, const evs_status_input_t *x,
-                     evs_status_cb cb, void *arg) {
-  evs_status_patcher_t *p = e->p;
-  char *skeleton = skeleton_of(st);
-  if (skeleton == NULL) {
-    json_decref(st);
-    return UV_ENOMEM;
+/* e's names are to become `names` (n bytes): a new entry when they differ (NULL: unchanged, or
+ * *failed when out of memory); entry_move puts it in e's place. */
+static entry_t *entry_renamed(const evs_status_patcher_t *p, const entry_t *e, const char *names,
+                              size_t n, int *failed) {
+  const shape_t *old = shape_at(p, e->shape);
+  const char *on = names_of(e);
+  size_t olen = old ? names_len(on, old->nnames) : 0;
+  *failed = 0;
+  if (olen == n && (n == 0 || memcmp(on, names, n) == 0))
+    return NULL;
+  size_t klen = strlen(e->data) + 1;
+  entry_t *ne = malloc(offsetof(entry_t, data) + klen + n);
+  if (ne == NULL) {
+    *failed = 1;
+    return NULL;
   }
-  json_t *patch = json_pack("{s:o}", "status", merge_diff(e->hash ? e->skeleton : NULL, st));
+  memcpy(ne->data, e->data, klen); /* the header is copied when it moves (entry_move) */
+  if (n > 0)
+    memcpy(ne->data + klen, names, n);
+  return ne;
+}
+
+/* ne takes e's place everywhere e is held (its bucket, its side part, the pump's turn), and e
+ * goes. A written entry is never in the FIFO (its turn took it out, or it never waited). */
+static void entry_move(evs_status_patcher_t *p, entry_t *e, entry_t *ne) {
+  memcpy(ne, e, offsetof(entry_t, data));
+  entry_t **at = &p->buckets[fnv1a(e->data, strlen(e->data)) & (p->nbuckets - 1)];
+  while (*at != NULL && *at != e)
+    at = &(*at)->next;
+  if (*at == e)
+    *at = ne;
+  for (size_t i = 0; e->linked && i < p->fifo_n; i++) {
+    entry_t **f = &p->fifo[(p->fifo_head + i) & (p->fifo_cap - 1)];
+    if (*f == e)
+      *f = ne;
+  }
+  for (side_t *s = p->sides; s != NULL; s = s->next)
+    if (s->e == e)
+      s->e = ne;
+  if (p->granted == e)
+    p->granted = ne;
+  free(e);
+}
+
+/* Builds the merge patch of st (consumed) against what e sent before and sends it. */
+static int write_now(evs_status_patcher_t *p, entry_t *e, json_t *st, uint64_t h,
+                     const evs_status_input_t *x, evs_status_cb cb, void *arg) {
+  skel_t sk = {0};
+  skel_of(&sk, st);
+  json_t *patch =
+      sk.failed ? NULL
+                : json_pack("{s:o}", "status",
+                            merge_diff(e->hash ? shape_at(p, e->shape) : NULL, names_of(e), st));
   json_decref(st);
   char *body = patch ? json_dumps(patch, JSON_COMPACT) : NULL;
   json_decref(patch);
-  int rc = body != NULL ? send_patch(e, body) : UV_ENOMEM;
+  uint32_t shape = body ? shape_ref(p, sk.shape.b, sk.shape.n, sk.nnames) : SHAPE_NONE;
+  int failed = 1;
+  entry_t *ne = shape != SHAPE_NONE ? entry_renamed(p, e, sk.names.b, sk.names.n, &failed) : NULL;
+  side_t *s = failed ? NULL : side_get(p, e);
+  int rc = s != NULL ? send_patch(p, s, body) : UV_ENOMEM;
   free(body);
+  free(sk.shape.b);
+  free(sk.names.b);
   if (rc != 0) {
-    free(skeleton);
+    side_put(p, s);
+    free(ne);
+    shape_unref(p, shape);
     return rc;
   }
+  if (ne != NULL) {
+    entry_move(p, e, ne);
+    e = ne;
+  }
+  shape_unref(p, e->shape);
+  e->shape = shape;
   e->hash = h;
-  free(e->skeleton);
-  e->skeleton = skeleton;
-  e->last_active_written = x->last_active_ms;
+  set_last_active(e, x->last_active_ms);
   e->was_active = x->active != 0;
   /* The waiting update this write answers (the provider's call on its turn): its callback
    * travels with this patch unless the caller brings one of its own. */
@@ -689,18 +911,18 @@ static int write_now(entry_t *e, json_t *st, uint64_t h, const evs_status_input_
   void *rarg = NULL;
   if (e->wants) {
     if (cb == NULL) {
-      cb = e->qcb;
-      arg = e->qarg;
+      cb = s->qcb;
+      arg = s->qarg;
     } else {
-      replaced = e->qcb;
-      rarg = e->qarg;
+      replaced = s->qcb;
+      rarg = s->qarg;
     }
     e->wants = 0;
-    e->qcb = NULL;
-    e->qarg = NULL;
+    s->qcb = NULL;
+    s->qarg = NULL;
   }
-  e->cb = cb;
-  e->arg = arg;
+  s->cb = cb;
+  s->arg = arg;
   if (replaced != NULL)
     replaced(p, EVS_ECANCELED, 0, rarg);
   return 1;
@@ -708,16 +930,25 @@ static int write_now(entry_t *e, json_t *st, uint64_t h, const evs_status_input_
 
 /* A write must wait (the slots are taken, or this object's own patch is out): the entry waits
  * in the FIFO without a body, replacing a waiting update of the same object. */
-static void wait_turn(entry_t *e, evs_status_cb cb, void *arg) {
-  evs_status_cb replaced = e->wants ? e->qcb : NULL;
-  void *rarg = e->qarg;
+static int wait_turn(evs_status_patcher_t *p, entry_t *e, evs_status_cb cb, void *arg) {
+  side_t *s = cb != NULL ? side_get(p, e) : side_of(p, e);
+  if (cb != NULL && s == NULL)
+    return UV_ENOMEM;
+  if (!e->flying && !e->linked && fifo_push(p, e) != 0) {
+    side_put(p, s);
+    return UV_ENOMEM;
+  }
+  evs_status_cb replaced = e->wants && s ? s->qcb : NULL;
+  void *rarg = s ? s->qarg : NULL;
   e->wants = 1;
-  e->qcb = cb;
-  e->qarg = arg;
-  if (e->req == NULL && !e->linked)
-    fifo_push(e);
+  if (s != NULL) {
+    s->qcb = cb;
+    s->qarg = arg;
+    side_put(p, s);
+  }
   if (replaced != NULL)
-    replaced(e->p, EVS_ECANCELED, 0, rarg);
+    replaced(p, EVS_ECANCELED, 0, rarg);
+  return 1;
 }
 
 int evs_status_patcher_update(evs_status_patcher_t *p, const char *ns, const char *name,
@@ -728,21 +959,20 @@ int evs_status_patcher_update(evs_status_patcher_t *p, const char *ns, const cha
     return UV_EINVAL;
   if (p->closing)
     return EVS_ESTATE;
-  char path[400];
-  int rc = make_path(path, sizeof path, ns, name);
+  char key[KEY_MAX];
+  int rc = make_key(key, ns, name);
   if (rc != 0)
     return rc;
-  entry_t *e = entry_get(p, path);
+  entry_t *e = entry_get(p, key);
   if (e == NULL)
     return UV_ENOMEM;
   e->forgotten = 0;
   evs_status_input_t x = *in;
   int active = in->active != 0;
   x.active = (uint8_t)active;
-  x.last_active_ms = in->last_active_ms <= 0
-                         ? 0
-                         : evs_status_last_active(e->last_active_written, e->was_active, active,
-                                                  in->last_active_ms);
+  x.last_active_ms = in->last_active_ms <= 0 ? 0
+                                             : evs_status_last_active(last_active(e), e->was_active,
+                                                                      active, in->last_active_ms);
   json_t *st = evs_status_build(&x);
   if (st == NULL)
     return UV_ENOMEM;
@@ -755,45 +985,50 @@ int evs_status_patcher_update(evs_status_patcher_t *p, const char *ns, const cha
     /* What is sent (or in flight) is current: a waiting write is not needed any more. */
     json_decref(st);
     if (e->wants)
-      drop_wait(e);
+      drop_wait(p, e);
     return 0;
   }
   int turn = p->granted == e ||
-             (!e->linked && !p->pumping && p->in_flight < p->max_in_flight && p->qhead == NULL);
-  if (e->req != NULL || !turn) {
+             (!e->linked && !p->pumping && p->in_flight < p->max_in_flight && p->fifo_n == 0);
+  if (e->flying || !turn) {
     json_decref(st);
-    wait_turn(e, cb, arg);
-    if (p->in_flight < p->max_in_flight)
+    rc = wait_turn(p, e, cb, arg);
+    if (rc == 1 && p->in_flight < p->max_in_flight)
       pump(p); /* a free slot with a waiting entry only if a pump was cut short: resume it */
-    return 1;
+    return rc;
   }
-  return write_now(e, st, h, &x, cb, arg);
+  return write_now(p, e, st, h, &x, cb, arg);
 }
 
 void evs_status_patcher_forget(evs_status_patcher_t *p, const char *ns, const char *name) {
-  char path[400];
-  if (p == NULL || make_path(path, sizeof path, ns, name) != 0)
+  char key[KEY_MAX];
+  if (p == NULL || make_key(key, ns, name) != 0)
     return;
-  entry_t **s = slot(p, path, fnv1a(path, strlen(path)));
-  if (*s == NULL)
+  entry_t **at = slot(p, key, fnv1a(key, strlen(key)));
+  if (*at == NULL)
     return;
-  entry_t *e = *s;
-  evs_status_cb qcb = e->wants ? e->qcb : NULL;
-  void *qarg = e->qarg;
+  entry_t *e = *at;
+  side_t *s = side_of(p, e);
+  evs_status_cb qcb = e->wants && s ? s->qcb : NULL;
+  void *qarg = s ? s->qarg : NULL;
   e->wants = 0;
-  e->qcb = NULL;
-  if (e->req != NULL) {
+  if (s != NULL) {
+    s->qcb = NULL;
+    s->qarg = NULL;
+    side_put(p, s);
+  }
+  if (e->flying) {
     /* Keep the record until its patch ends (an update meanwhile waits for it); just forget
      * what was written. */
     e->hash = 0;
     e->forgotten = 1;
   } else {
-    *s = e->next;
+    *at = e->next;
     p->n--;
     if (e->linked || p->granted == e)
       e->dead = 1; /* the FIFO (or the pump) still holds it: freed there, never written */
     else
-      entry_free(e);
+      entry_free(p, e);
   }
   if (qcb != NULL)
     qcb(p, EVS_ECANCELED, 0, qarg);
@@ -816,23 +1051,31 @@ void evs_status_patcher_close(evs_status_patcher_t *p) {
     return;
   p->closing = 1;
   /* Forgotten entries still in the FIFO are in no bucket. */
-  for (entry_t *e = p->qhead, *next; e != NULL; e = next) {
-    next = e->qnext;
+  for (size_t i = 0; i < p->fifo_n; i++) {
+    entry_t *e = p->fifo[(p->fifo_head + i) & (p->fifo_cap - 1)];
     if (e->dead)
-      entry_free(e);
+      entry_free(p, e);
+    else
+      e->linked = 0;
   }
-  p->qhead = p->qtail = NULL;
+  free(p->fifo);
+  p->fifo = NULL;
+  p->fifo_n = p->fifo_cap = 0;
   for (size_t i = 0; i < p->nbuckets; i++) {
     while (p->buckets[i] != NULL) {
       entry_t *e = p->buckets[i];
       p->buckets[i] = e->next;
-      if (e->req != NULL)
-        evs_kube_cancel(e->req); /* on_patch runs now: its callback gets ECANCELED */
+      side_t *s = side_of(p, e);
+      if (s != NULL && s->req != NULL)
+        evs_kube_cancel(s->req); /* on_patch runs now: its callback gets ECANCELED */
       if (e->wants)
-        drop_wait(e);
-      entry_free(e);
+        drop_wait(p, e);
+      entry_free(p, e);
     }
   }
+  for (size_t i = 0; i < p->nshapes; i++)
+    free(p->shapes[i]); /* none left: every entry dropped its reference */
+  free(p->shapes);
   free(p->buckets);
   free(p);
 }

@@ -518,6 +518,62 @@ static void test_nested_key_removed(void **state) {
   env_close(&e);
 }
 
+/* Two objects with the same key shape (shared by the patcher, status.c: shape_ref), each with
+ * its own metric names: one's trigger is renamed and its fallback goes, so its old
+ * triggersActivity entry and its health must leave the server, while the other keeps both. */
+static const char REDIS_Q3[] =
+    "  minReplicaCount: 0\n  maxReplicaCount: 10\n"
+    "  triggers:\n  - type: redis\n    metadata: {address: 'r:6379', listName: q3, "
+    "listLength: '5'}\n";
+
+static void test_renamed_metric_removed(void **state) {
+  (void)state;
+  SKIP_IF_NONE();
+  env_t e;
+  env_init(&e);
+  create_so(&e, "ren1");
+  create_so(&e, "ren2");
+  evs_status_patcher_t *p;
+  assert_int_equal(evs_status_patcher_new(e.kube, NULL, &p), 0);
+  fx_t fa, fb;
+  fx_init(&fa, NULL, REDIS_FALLBACK);
+  fa.replicas = 2;
+  decide(&fa, T0 + 1000, 0, 1);
+  evs_status_input_t in = mkin(fa.so, decide(&fa, T0 + 2000, 0, 1), NULL);
+  assert_true(in.health_reported);
+  assert_int_equal(update(&e, p, "ren1", &in, T0 + 2000), 1);
+  assert_int_equal(update(&e, p, "ren2", &in, T0 + 2000), 1);
+  fx_init(&fb, NULL, REDIS_Q3);
+  in = mkin(fb.so, decide(&fb, T0 + 3000, 50, 0), NULL);
+  assert_int_equal(update(&e, p, "ren1", &in, T0 + 3000), 1);
+  json_t *st = kubectl_status("ren1");
+  json_t *act = json_object_get(st, "triggersActivity");
+  assert_int_equal(json_object_size(act), 1);
+  assert_non_null(json_object_get(act, "s0-redis-q3"));
+  assert_null(json_object_get(st, "health"));
+  assert_string_equal(
+      json_string_value(json_array_get(json_object_get(st, "externalMetricNames"), 0)),
+      "s0-redis-q3");
+  json_decref(st);
+  st = kubectl_status("ren2");
+  assert_non_null(json_object_get(json_object_get(st, "triggersActivity"), "s0-redis-q"));
+  assert_non_null(json_object_get(json_object_get(st, "health"), "s0-redis-q"));
+  json_decref(st);
+  /* and back: q3's entry goes in turn */
+  in = mkin(fa.so, decide(&fa, T0 + 4000, 0, 1), NULL);
+  assert_int_equal(update(&e, p, "ren1", &in, T0 + 4000), 1);
+  st = kubectl_status("ren1");
+  act = json_object_get(st, "triggersActivity");
+  assert_int_equal(json_object_size(act), 1);
+  assert_non_null(json_object_get(act, "s0-redis-q"));
+  assert_non_null(json_object_get(json_object_get(st, "health"), "s0-redis-q"));
+  json_decref(st);
+  evs_status_patcher_close(p);
+  fx_free(&fa);
+  fx_free(&fb);
+  env_close(&e);
+}
+
 /* Thousands of objects in one patcher: its table grows; entries stay reachable and forgettable
  * (dry run: nothing is sent). */
 static void test_many_entries(void **state) {
@@ -815,6 +871,7 @@ int main(void) {
       cmocka_unit_test(test_patch_and_read_back),
       cmocka_unit_test(test_broken_isolated),
       cmocka_unit_test(test_nested_key_removed),
+      cmocka_unit_test(test_renamed_metric_removed),
       cmocka_unit_test(test_many_entries),
       cmocka_unit_test(test_dry_run),
       cmocka_unit_test(test_bounded_in_flight),
