@@ -2,6 +2,7 @@
 #include "evscale/registry.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -81,17 +82,40 @@ static void evs__map_free(evs__map_t **m) {
 static const evs_kvs_t *evs__map_kvs(const evs__map_t *m) { return m ? &m->kvs : &evs__no_kvs; }
 
 /* A trigger: the first is embedded in its record, the others are evs__trig_more_t (evs__trig_rec
- * finds the record from either). */
+ * finds the record from either). Its last reading is kept as the engine reads it (value, activity,
+ * error code, times; evs__trig_reading): not its message, which nothing reads after the reading's
+ * callback, nor the empty-upstream mark, counted in that callback (issue 13: 80 B of a record
+ * with an evs_reading_t, 64 without). */
 typedef struct {
   evs_scaler_t *scaler;            /* NULL when not running */
   evs_triggerauth_req_t *auth_req; /* resolving its authenticationRef */
   int64_t reresolved_ms;           /* when it was last restarted for that */
-  /* The last one; time_ms 0 = none yet. Its error_msg is the trigger's own copy. */
-  evs_reading_t reading;
+  double value;                    /* the last reading's; time_ms 0 = none yet */
+  int64_t time_ms, next_change_ms;
+  int32_t error;
   uint32_t index;
+  uint8_t active;
   uint8_t auth_done;
   uint8_t reresolve; /* failing with an authenticationRef: restart (read it again) */
 } evs__trig_t;
+
+/* Keeps what the engine reads of a reading. */
+static void evs__trig_keep(evs__trig_t *tr, const evs_reading_t *rd) {
+  tr->value = rd->value;
+  tr->time_ms = rd->time_ms;
+  tr->next_change_ms = rd->next_change_ms;
+  tr->error = rd->error;
+  tr->active = (uint8_t)(rd->active != 0);
+}
+
+/* The last reading as the engine takes it (error_msg NULL, empty_upstream 0). */
+static evs_reading_t evs__trig_reading(const evs__trig_t *tr) {
+  return (evs_reading_t){.value = tr->value,
+                         .active = tr->active,
+                         .error = tr->error,
+                         .time_ms = tr->time_ms,
+                         .next_change_ms = tr->next_change_ms};
+}
 
 typedef struct {
   evs__rec_t *rec;
@@ -129,13 +153,15 @@ typedef struct {
 /* What `kubectl get hpa` showed KEDA users (each trigger's value against its target, desired
  * against current replicas), in the Active condition's message: refreshed on a change of the
  * replicas or the activity, otherwise at most once a minute, so values that move with every
- * reading do not mean a status write per reading. One allocation with its text. */
+ * reading do not mean a status write per reading. The record keeps the figures of the last
+ * refresh (its time, the replicas, the activity in the record; the triggers' values here) and the
+ * text is written again from them and the spec whenever a status is built (evs__detail_text): the
+ * text itself was 71 B of each of 50,000 objects (issue 13). Only objects with a trigger that had
+ * a value keep these; one whose triggers all failed keeps none. */
 typedef struct {
-  int64_t ms;
-  int32_t current, desired;
-  uint8_t active;
-  char text[];
-} evs__detail_t;
+  uint32_t n; /* the triggers the text lists */
+  double v[]; /* their values, NAN when a trigger had none (a reading's value never is NAN) */
+} evs__figures_t;
 
 struct evs__rec_s {
   evs__rec_t *next;  /* hash chain */
@@ -149,11 +175,15 @@ struct evs__rec_s {
   evs__target_t *target;
   evs_keda_metrics_object_t *km; /* its series; NULL without metrics or when broken */
   evs__write_t *inflight;
-  evs__detail_t *detail;
+  evs__figures_t *figures; /* the Active detail's values (see evs__figures_t); NULL: none */
   /* Triggers: the first embedded, the others each allocated alone (a kept scaler's callback
    * data never moves: the record outlives its scalers). */
   evs__trig_t **more;
   int64_t created_ms, last_active_ms;
+  /* The Active detail's last refresh (wall-clock ms; 0 = none yet), with the replicas and the
+   * activity it showed (detail_active). */
+  int64_t detail_ms;
+  int32_t detail_current, detail_desired;
   /* Its evaluation (an entry of reg->tq: 32 B where a uv_timer_t was 152, issue 13); after
    * removal, the tick that frees it from the loop. */
   evs_timerq_entry_t timer;
@@ -180,6 +210,7 @@ struct evs__rec_s {
   unsigned seen_triggered : 1, hpa_wanted : 1;
   /* Being deleted, the restore write in flight, restored. */
   unsigned deleting : 1, restoring : 1, restored : 1;
+  unsigned detail_active : 1;
   uint16_t st_decision; /* its last decision's part of the status (evs__stdec_index); 0 = none */
   char key[];           /* "ns/name" */
 };
@@ -684,9 +715,8 @@ static char **evs__strv_dup(const char *const *v, size_t n) {
   return out;
 }
 
-/* Drops what a stopped trigger still holds (its last error message, its parameters). */
+/* Forgets a stopped trigger's state (its last reading). */
 static void evs__trig_clear(evs__rec_t *r, evs__trig_t *tr) {
-  free((char *)tr->reading.error_msg);
   (void)r;
   *tr = (evs__trig_t){.index = tr->index};
 }
@@ -716,7 +746,7 @@ static void evs__rec_free(evs__rec_t *r) {
     free(r->x->uid);
     free(r->x);
   }
-  free(r->detail);
+  free(r->figures);
   free(r->inflight);
   free(r->br);
   evs_keda_metrics_object_free(r->km);
@@ -1329,7 +1359,7 @@ static void evs__evaluate(evs__rec_t *r) {
   if (readings == NULL)
     return;
   for (size_t i = 0; i < r->n_trig; i++)
-    readings[i] = evs__trig(r, i)->reading;
+    readings[i] = evs__trig_reading(evs__trig(r, i));
   evs_engine_input_t in = {.readings = readings,
                            .n_readings = r->n_trig,
                            .current_replicas = t->spec,
@@ -1479,6 +1509,69 @@ static const char *evs__status_error(const evs__rec_t *r) {
   return err;
 }
 
+/* Takes the Active detail's figures from d when they are due (see evs__figures_t). Out of memory
+ * keeps the last ones. */
+static void evs__detail_refresh(evs__rec_t *r, const evs_decision_t *d) {
+  int64_t now = evs__wall_ms();
+  if (r->detail_ms != 0 && now - r->detail_ms < 60000 && d->current == r->detail_current &&
+      d->desired == r->detail_desired && (unsigned)d->active == r->detail_active)
+    return;
+  size_t n = r->so->n_triggers < d->n_health ? r->so->n_triggers : d->n_health;
+  int any = 0;
+  for (size_t i = 0; i < n; i++)
+    any |= d->health[i].has_value;
+  evs__figures_t *f = NULL;
+  if (any || n > 1) {
+    /* One trigger without a value needs no figures; the count of several is kept with them. */
+    f = malloc(sizeof *f + n * sizeof f->v[0]);
+    if (f == NULL)
+      return;
+    f->n = (uint32_t)n;
+    for (size_t i = 0; i < n; i++)
+      f->v[i] = d->health[i].has_value ? d->health[i].value : NAN;
+  }
+  free(r->figures);
+  r->figures = f;
+  r->detail_ms = now;
+  r->detail_current = d->current;
+  r->detail_desired = d->desired;
+  r->detail_active = d->active != 0;
+}
+
+/* The Active detail as of its last refresh: "metric: value/target, ...; replicas C, desired D". */
+static void evs__detail_text(const evs__rec_t *r, char *buf, size_t cap) {
+  size_t n = r->figures ? r->figures->n : 1;
+  size_t off = 0;
+  for (size_t i = 0; i < r->so->n_triggers && i < n && off < cap; i++) {
+    const evs_trigger_t *tg = &r->so->triggers[i];
+    double v = r->figures ? r->figures->v[i] : NAN;
+    int len = !isnan(v) ? snprintf(buf + off, cap - off, "%s%s: %g/%g", off ? ", " : "",
+                                   tg->metric_name, v, tg->target)
+                        : snprintf(buf + off, cap - off, "%s%s: -/%g", off ? ", " : "",
+                                   tg->metric_name, tg->target);
+    if (len < 0)
+      break;
+    off += (size_t)len;
+  }
+  if (off < cap)
+    snprintf(buf + off, cap - off, "%sreplicas %d, desired %d", off ? "; " : "",
+             (int)r->detail_current, (int)r->detail_desired);
+}
+
+/* Forgets the Active detail when the triggers it lists changed (their count, a metric name or a
+ * target): its figures are of the old spec, and the text is written from the new one. */
+static void evs__detail_respec(evs__rec_t *r, const evs_so_t *old, const evs_so_t *so) {
+  int same = old != NULL && old->n_triggers == so->n_triggers;
+  for (size_t i = 0; same && i < so->n_triggers; i++)
+    same = evs__streq(old->triggers[i].metric_name, so->triggers[i].metric_name) &&
+           old->triggers[i].target == so->triggers[i].target;
+  if (same)
+    return;
+  free(r->figures);
+  r->figures = NULL;
+  r->detail_ms = 0;
+}
+
 static void evs__status(evs__rec_t *r, const evs_decision_t *d) {
   evs_registry_t *reg = r->reg;
   if (reg->o.status == NULL || r->origin != EVS_REGISTRY_API || !reg->leading)
@@ -1510,41 +1603,12 @@ static void evs__status(evs__rec_t *r, const evs_decision_t *d) {
   in.original_replicas = r->original_replicas;
   char active_msg[640];
   if (!err && d != NULL && r->so) {
-    int64_t now = evs__wall_ms();
-    evs__detail_t *dt = r->detail;
-    if (dt == NULL || now - dt->ms >= 60000 || d->current != dt->current ||
-        d->desired != dt->desired || d->active != dt->active) {
-      char dbuf[512];
-      size_t off = 0;
-      for (size_t i = 0; i < r->so->n_triggers && i < d->n_health && off < sizeof dbuf; i++) {
-        const evs_trigger_t *tg = &r->so->triggers[i];
-        const evs_trigger_health_t *h = &d->health[i];
-        int len = h->has_value ? snprintf(dbuf + off, sizeof dbuf - off, "%s%s: %g/%g",
-                                          off ? ", " : "", tg->metric_name, h->value, tg->target)
-                               : snprintf(dbuf + off, sizeof dbuf - off, "%s%s: -/%g",
-                                          off ? ", " : "", tg->metric_name, tg->target);
-        if (len < 0)
-          break;
-        off += (size_t)len;
-      }
-      if (off < sizeof dbuf)
-        snprintf(dbuf + off, sizeof dbuf - off, "%sreplicas %d, desired %d", off ? "; " : "",
-                 (int)d->current, (int)d->desired);
-      size_t len = strlen(dbuf) + 1;
-      evs__detail_t *nd = malloc(sizeof *nd + len);
-      if (nd) {
-        memcpy(nd->text, dbuf, len);
-        nd->ms = now;
-        nd->current = d->current;
-        nd->desired = d->desired;
-        nd->active = (uint8_t)d->active;
-        free(r->detail);
-        r->detail = nd;
-      }
-    }
-    if (r->detail && in.conditions[EVS_STATUS_ACTIVE].message) {
+    evs__detail_refresh(r, d);
+    char dbuf[512];
+    if (r->detail_ms != 0 && in.conditions[EVS_STATUS_ACTIVE].message) {
+      evs__detail_text(r, dbuf, sizeof dbuf);
       snprintf(active_msg, sizeof active_msg, "%s (%s)", in.conditions[EVS_STATUS_ACTIVE].message,
-               r->detail->text);
+               dbuf);
       in.conditions[EVS_STATUS_ACTIVE].message = active_msg;
     }
   }
@@ -1602,8 +1666,8 @@ static void evs__status_pull(evs_status_patcher_t *p, const char *ns, const char
   d.health = r->est->health;
   d.n_health = r->est->n_triggers;
   /* The Active condition's detail is refreshed as after the last decision: these mirror it. */
-  d.current = r->detail ? r->detail->current : 0;
-  d.desired = r->detail ? r->detail->desired : 0;
+  d.current = r->detail_ms ? r->detail_current : 0;
+  d.desired = r->detail_ms ? r->detail_desired : 0;
   evs__status(r, &d);
 }
 
@@ -1805,25 +1869,15 @@ static void evs__elect(evs_registry_t *reg, evs__target_t *t) {
 
 static evs_registry_t *evs__reg_of(evs__rec_t *r) { return r->reg; }
 
-/* The trigger's copy of a reading's message (NULL: none, or out of memory), the old one freed:
- * kept as it is when the trigger fails the same way again, as a failing trigger does at every
- * reading (no free and strdup of the same text each time). */
-static const char *evs__trig_message(evs__trig_t *tr, const char *msg) {
-  char *old = (char *)tr->reading.error_msg;
-  if (old && msg && strcmp(old, msg) == 0)
-    return old;
-  free(old);
-  tr->reading.error_msg = NULL;
-  return msg ? strdup(msg) : NULL;
-}
-
 static void evs__on_reading(evs_scaler_t *s, const evs_reading_t *rd, void *data) {
   (void)s;
   evs__trig_t *tr = data;
   evs__rec_t *r = evs__trig_rec(tr);
-  const char *msg = evs__trig_message(tr, rd->error_msg);
-  tr->reading = *rd;
-  tr->reading.error_msg = msg;
+  /* The message is not kept: nothing reads it after this callback (the engine decides from the
+   * error code, the status and Events carry their own texts), and a redis trigger that cannot
+   * connect names its own list key, so each failing trigger held a copy of its own (80 B of
+   * 50,000 objects, issue 13). */
+  evs__trig_keep(tr, rd);
   r->last_reading_ns = uv_hrtime();
   int64_t rnow = evs__wall_ms();
   int rearm = 0;
@@ -1854,7 +1908,7 @@ static void evs__on_reading(evs_scaler_t *s, const evs_reading_t *rd, void *data
   if (rd->error)
     EVS_LOG_DEBUG("trigger error", EVS_KV_STR("scaledobject", r->key),
                   EVS_KV_UINT("trigger", tr->index), EVS_KV_ERR("err", rd->error),
-                  EVS_KV_STR("error", tr->reading.error_msg ? tr->reading.error_msg : ""));
+                  EVS_KV_STR("error", rd->error_msg ? rd->error_msg : ""));
   evs__evaluate(r);
   if (rearm && !r->removed) {
     r->timer_due_ms = rnow; /* the restart runs from the timer, at once */
@@ -1868,9 +1922,7 @@ static void evs__trigger_failed(evs__rec_t *r, evs__trig_t *tr, int rc, const ch
   EVS_LOG_ERROR("cannot start trigger", EVS_KV_STR("scaledobject", r->key),
                 EVS_KV_UINT("trigger", tr->index), EVS_KV_STR("error", msg));
   evs__event(r, EVS_EVENT_WARNING, EVS_REASON_SCALER_FAILED, "%s", msg);
-  const char *m = evs__trig_message(tr, msg);
-  tr->reading =
-      (evs_reading_t){.error = rc ? rc : UV_EINVAL, .time_ms = evs__wall_ms(), .error_msg = m};
+  evs__trig_keep(tr, &(evs_reading_t){.error = rc ? rc : UV_EINVAL, .time_ms = evs__wall_ms()});
 }
 
 /* auth: the authenticationRef's resolved parameters (borrowed, NULL: none). The scaler copies
@@ -2248,6 +2300,7 @@ static void evs__so_changed(evs__rec_t *r, evs_so_t *so) {
   for (size_t i = 0; !relabel && i < so->n_triggers; i++)
     relabel = !evs__streq(old->triggers[i].metric_name, so->triggers[i].metric_name) ||
               old->triggers[i].kind != so->triggers[i].kind;
+  evs__detail_respec(r, old, so);
   r->so = so;
   evs_so_free(old);
   if (relabel)
