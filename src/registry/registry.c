@@ -141,6 +141,9 @@ typedef struct {
   size_t n_finalizers;
   char *rv;
   evs_kube_req_t *fin_req;
+  /* creationTimestamp and the status' lastActiveTime while the record has no engine state (an
+   * object broken from the start, or out of memory): the state holds them otherwise. */
+  int64_t created_ms, last_active_ms;
 } evs__rare_t;
 
 /* The write in flight (NULL otherwise): allocated per write, as most objects have none in
@@ -167,10 +170,9 @@ struct evs__rec_s {
   evs__rec_t *next;  /* hash chain */
   evs__rec_t *tnext; /* in target->recs (singly linked: a target has one record or a few) */
   evs_registry_t *reg;
-  const char *ns;   /* a reference into reg->intern (50,000 objects, a few namespaces) */
-  const char *name; /* the tail of key */
-  evs_so_t *so;     /* owned; NULL = broken */
-  evs__rare_t *x;   /* NULL while it needs none of those parts */
+  const char *ns; /* a reference into reg->intern (50,000 objects, a few namespaces) */
+  evs_so_t *so;   /* owned; NULL = broken */
+  evs__rare_t *x; /* NULL while it needs none of those parts */
   evs_engine_state_t *est;
   evs__target_t *target;
   evs_keda_metrics_object_t *km; /* its series; NULL without metrics or when broken */
@@ -179,7 +181,6 @@ struct evs__rec_s {
   /* Triggers: the first embedded, the others each allocated alone (a kept scaler's callback
    * data never moves: the record outlives its scalers). */
   evs__trig_t **more;
-  int64_t created_ms, last_active_ms;
   /* The Active detail's last refresh (wall-clock ms; 0 = none yet), with the replicas and the
    * activity it showed (detail_active). */
   int64_t detail_ms;
@@ -211,8 +212,12 @@ struct evs__rec_s {
   /* Being deleted, the restore write in flight, restored. */
   unsigned deleting : 1, restoring : 1, restored : 1;
   unsigned detail_active : 1;
-  uint16_t st_decision; /* its last decision's part of the status (evs__stdec_index); 0 = none */
-  char key[];           /* "ns/name" */
+  unsigned est_inline : 1; /* est lives in this allocation, after the key */
+  uint16_t st_decision;    /* its last decision's part of the status (evs__stdec_index); 0 = none */
+  /* Where its name starts in key: the tail, or after it for a key cut short (an offset, not a
+   * pointer: 8 B of 50,000 records, issue 13). */
+  uint16_t name_off;
+  char key[]; /* "ns/name" */
 };
 
 /* The parts of a target few have, allocated on first use (issue 13: most targets never need
@@ -229,7 +234,6 @@ typedef struct {
 
 struct evs__target_s {
   evs__target_t *next;
-  char *name;     /* the tail of key (or after it, for a key cut short) */
   const char *ns; /* interned */
   /* Its kind: one string of reg->intern, "apiVersion\0group\0version\0kind", that thousands of
    * targets of the kind share (read with evs__t_group and the others). */
@@ -262,8 +266,13 @@ struct evs__target_s {
    * (their status follows the spec only once their controller has acted). */
   unsigned cached : 1;
   unsigned ext_pending : 1; /* another writer's change not yet answered by a decision */
-  char key[];               /* group/Kind/ns/name */
+  /* Where its name starts in key: the tail, or after it for a key cut short (see the record's). */
+  uint16_t name_off;
+  char key[]; /* group/Kind/ns/name */
 };
+
+static const char *evs__rec_name(const evs__rec_t *r) { return r->key + r->name_off; }
+static const char *evs__t_name(const evs__target_t *t) { return t->key + t->name_off; }
 
 static const char *evs__t_api_version(const evs__target_t *t) { return t->gvk; }
 static const char *evs__t_group(const evs__target_t *t) { return t->gvk + strlen(t->gvk) + 1; }
@@ -394,7 +403,8 @@ static evs__rare_t *evs__rare(evs__rec_t *r) {
 static void evs__rare_trim(evs__rec_t *r) {
   evs__rare_t *x = r->x;
   if (x && !x->check_error && !x->refusal && !x->uid && !x->env_req && !x->env && !x->env_error &&
-      !x->hpa_op && !x->ann_op && !x->finalizers && !x->rv && !x->fin_req) {
+      !x->hpa_op && !x->ann_op && !x->finalizers && !x->rv && !x->fin_req &&
+      (r->est != NULL || (!x->created_ms && !x->last_active_ms))) {
     free(x);
     r->x = NULL;
   }
@@ -412,6 +422,15 @@ static int evs__br_is_none(const evs_breaker_t *b) {
     if (b->age_ms[i])
       return 0;
   return 1;
+}
+
+/* creationTimestamp and lastActiveTime: the engine state's (it moves the latter), else the
+ * rare part's (not one copy in the record and one in the state: 16 B of 50,000, issue 13). */
+static int64_t evs__created(const evs__rec_t *r) {
+  return r->est ? r->est->created_ms : r->x ? r->x->created_ms : 0;
+}
+static int64_t evs__last_active(const evs__rec_t *r) {
+  return r->est ? r->est->last_active_ms : r->x ? r->x->last_active_ms : 0;
 }
 
 static const char *evs__refusal(const evs__rec_t *r) { return r->x ? r->x->refusal : NULL; }
@@ -662,7 +681,9 @@ static evs__target_t *evs__target_get(evs_registry_t *reg, const evs_so_t *so, c
   if (t == NULL)
     return NULL;
   memcpy(t->key, key, lk);
-  t->name = tail ? t->key + (lk - lm) : memcpy(t->key + lk, so->target_name, lm);
+  if (!tail)
+    memcpy(t->key + lk, so->target_name, lm);
+  t->name_off = (uint16_t)(tail ? lk - lm : lk);
   t->ns = evs_intern_str(reg->intern, ns);
   const char *gvk[4] = {so->target_api_version, g, v, so->target_kind};
   size_t gl[4], gtotal = 0;
@@ -750,7 +771,10 @@ static void evs__rec_free(evs__rec_t *r) {
   free(r->inflight);
   free(r->br);
   evs_keda_metrics_object_free(r->km);
-  evs_engine_state_free(r->est);
+  if (r->est_inline)
+    evs_engine_state_fini(r->est); /* in r's allocation */
+  else
+    evs_engine_state_free(r->est);
   evs_so_free(r->so);
   evs_intern_release(reg->intern, r->ns); /* key and name live in r's allocation */
   free(r);
@@ -833,8 +857,12 @@ static void evs__event(evs__rec_t *r, evs_event_type_t type, const char *reason,
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  evs_event_t e = {
-      .ns = r->ns, .name = r->name, .uid = u, .type = type, .reason = reason, .message = msg};
+  evs_event_t e = {.ns = r->ns,
+                   .name = evs__rec_name(r),
+                   .uid = u,
+                   .type = type,
+                   .reason = reason,
+                   .message = msg};
   int rc = evs_events_emit(reg->o.events, &e);
   if (rc < 0)
     EVS_LOG_DEBUG("event not recorded", EVS_KV_STR("scaledobject", r->key),
@@ -1006,11 +1034,11 @@ static void evs__written(evs__rec_t *r, const evs_scale_result_t *res, const evs
       if (res->written > 0)
         evs__event(r, EVS_EVENT_NORMAL, EVS_REASON_SCALE_TARGET_ACTIVATED,
                    "Scaled %s %s/%s from %d to %d", evs__target_gvk(t, gvk, sizeof gvk), t->ns,
-                   t->name, (int)w_current, (int)res->written);
+                   evs__t_name(t), (int)w_current, (int)res->written);
       else
         evs__event(r, EVS_EVENT_NORMAL, EVS_REASON_SCALE_TARGET_DEACTIVATED,
                    "Deactivated %s %s/%s from %d to %d", evs__target_gvk(t, gvk, sizeof gvk), t->ns,
-                   t->name, (int)w_current, (int)res->written);
+                   evs__t_name(t), (int)w_current, (int)res->written);
     }
     if (t && !t->cached) {
       /* Its status follows once its controller has acted: read it again in a second. */
@@ -1033,7 +1061,7 @@ static void evs__written(evs__rec_t *r, const evs_scale_result_t *res, const evs
                  w_replicas > 0 ? EVS_REASON_SCALE_TARGET_ACTIVATION_FAILED
                                 : EVS_REASON_SCALE_TARGET_DEACTIVATION_FAILED,
                  "Failed to %s %s %s/%s from %d to %d", w_replicas > 0 ? "scale" : "deactivate",
-                 evs__target_gvk(t, gvk, sizeof gvk), t->ns, t->name, (int)w_current,
+                 evs__target_gvk(t, gvk, sizeof gvk), t->ns, evs__t_name(t), (int)w_current,
                  (int)w_replicas);
     }
     if (t && res->status == 404) {
@@ -1100,7 +1128,7 @@ static void evs__annotate(evs__rec_t *r, int open) {
   if (x->ann_op)
     evs_fallbackhpa_cancel(x->ann_op);
   x->ann_op = NULL;
-  if (evs_fallbackhpa_annotate(reg->o.kube, r->ns, r->name, open ? "true" : NULL, state,
+  if (evs_fallbackhpa_annotate(reg->o.kube, r->ns, evs__rec_name(r), open ? "true" : NULL, state,
                                evs__on_annotated, r, &x->ann_op) != 0) {
     x->ann_op = NULL;
     evs__rare_trim(r);
@@ -1150,7 +1178,7 @@ static void evs__hpa_apply(evs__rec_t *r, int want, int32_t fallback_min) {
         .version = reg->o.hpa_version,
         .ns = r->ns,
         .name = r->so->hpa_name,
-        .so_name = r->name,
+        .so_name = evs__rec_name(r),
         .so_uid = uid,
         .target_api_version = r->so->target_api_version,
         .target_kind = r->so->target_kind,
@@ -1253,7 +1281,7 @@ static void evs__finalizer_sync(evs__rec_t *r) {
                                    .version = evs__t_version(t),
                                    .resource = t->resource,
                                    .ns = t->ns,
-                                   .name = t->name};
+                                   .name = evs__t_name(t)};
       if (evs_scalewriter_write(reg->o.writer, &target, count, evs__on_written, r) == 0) {
         r->restoring = 1;
         r->pending++;
@@ -1281,7 +1309,7 @@ static void evs__finalizer_sync(evs__rec_t *r) {
     return;
   char path[1024];
   snprintf(path, sizeof path, "/apis/keda.sh/v1alpha1/namespaces/%s/scaledobjects/%s", r->ns,
-           r->name);
+           evs__rec_name(r));
   evs_kube_request_opts_t o = {.verb = "PATCH",
                                .path = path,
                                .content_type = EVS_KUBE_MERGE_PATCH,
@@ -1401,7 +1429,7 @@ static void evs__evaluate(evs__rec_t *r) {
     char gvk[256];
     EVS_LOG_INFO("dry run: ScaledObject", EVS_KV_STR("scaledobject", r->key),
                  EVS_KV_STR("target", evs__target_gvk(t, gvk, sizeof gvk)),
-                 EVS_KV_STR("target_name", t->name), EVS_KV_INT("replicas", st.current),
+                 EVS_KV_STR("target_name", evs__t_name(t)), EVS_KV_INT("replicas", st.current),
                  EVS_KV_INT("desired", st.write ? st.replicas : st.current),
                  EVS_KV_STR("reason", evs_engine_reason_name(st.decision.reason)),
                  EVS_KV_UINT("triggers", r->n_trig));
@@ -1432,7 +1460,7 @@ static void evs__evaluate(evs__rec_t *r) {
                                    .version = evs__t_version(t),
                                    .resource = t->resource,
                                    .ns = t->ns,
-                                   .name = t->name};
+                                   .name = evs__t_name(t)};
       free(r->inflight);
       r->inflight = malloc(sizeof *r->inflight);
       if (r->inflight != NULL) {
@@ -1635,7 +1663,8 @@ static void evs__status(evs__rec_t *r, const evs_decision_t *d) {
     in.conditions[EVS_STATUS_READY].reason = "ScaleTargetConflict";
     in.conditions[EVS_STATUS_READY].message = conflict;
   }
-  (void)evs_status_patcher_update(reg->o.status, r->ns, r->name, &in, evs__wall_ms(), NULL, NULL);
+  (void)evs_status_patcher_update(reg->o.status, r->ns, evs__rec_name(r), &in, evs__wall_ms(), NULL,
+                                  NULL);
   if (trig != tbuf)
     free(trig);
 }
@@ -1776,7 +1805,7 @@ static void evs__fetch_send(evs_registry_t *reg, evs__target_t *t) {
                            .version = evs__t_version(t),
                            .resource = t->resource,
                            .ns = t->ns,
-                           .name = t->name};
+                           .name = evs__t_name(t)};
   if (evs_scalewriter_path(&st, path, sizeof path) != 0)
     return;
   evs__fetch_t *f = malloc(sizeof *f);
@@ -1803,12 +1832,13 @@ static void evs__fetch_send(evs_registry_t *reg, evs__target_t *t) {
  * Who drives a target */
 
 static int evs__before(const evs__rec_t *a, const evs__rec_t *b) {
-  if (a->created_ms != b->created_ms)
-    return a->created_ms < b->created_ms;
+  int64_t ca = evs__created(a), cb = evs__created(b);
+  if (ca != cb)
+    return ca < cb;
   int c = strcmp(a->ns, b->ns);
   if (c != 0)
     return c < 0;
-  return strcmp(a->name, b->name) < 0;
+  return strcmp(evs__rec_name(a), evs__rec_name(b)) < 0;
 }
 
 static void evs__start_scalers(evs__rec_t *r);
@@ -1837,13 +1867,13 @@ static void evs__elect(evs_registry_t *reg, evs__target_t *t) {
       snprintf(msg, sizeof msg,
                "the workload '%s' of type '%s' is already managed by the hpa '%s': delete that "
                "HPA (or this ScaledObject) so that one autoscaler drives it",
-               t->name, evs__target_gvk(t, gvk, sizeof gvk), foreign);
+               evs__t_name(t), evs__target_gvk(t, gvk, sizeof gvk), foreign);
       evs__set_refusal(r, msg);
     } else if (r != best) {
       snprintf(msg, sizeof msg,
                "the workload '%s' of type '%s' is already managed by the ScaledObject '%s': "
                "delete one of them or point it at another target",
-               t->name, evs__target_gvk(t, gvk, sizeof gvk), best->name);
+               evs__t_name(t), evs__target_gvk(t, gvk, sizeof gvk), evs__rec_name(best));
       evs__set_refusal(r, msg);
     } else {
       evs__set_refusal(r, NULL);
@@ -1894,8 +1924,8 @@ static void evs__on_reading(evs_scaler_t *s, const evs_reading_t *rd, void *data
     int ignore =
         !(inv && (!strcmp(inv, "0") || !strcmp(inv, "f") || !strcmp(inv, "F") ||
                   !strcmp(inv, "false") || !strcmp(inv, "FALSE") || !strcmp(inv, "False")));
-    evs_keda_metrics_empty_upstream(evs__reg_of(r)->o.keda_metrics, r->ns, r->name, tg->name,
-                                    tg->metric_name, ignore);
+    evs_keda_metrics_empty_upstream(evs__reg_of(r)->o.keda_metrics, r->ns, evs__rec_name(r),
+                                    tg->name, tg->metric_name, ignore);
   }
   if (r->km) {
     if (rd->error) {
@@ -2013,9 +2043,9 @@ static int evs__needs_env(evs__rec_t *r) {
 static int evs__target_path(const evs__target_t *t, char *buf, size_t cap) {
   int n = evs__t_group(t)[0]
               ? snprintf(buf, cap, "/apis/%s/%s/namespaces/%s/%s/%s", evs__t_group(t),
-                         evs__t_version(t), t->ns, t->resource, t->name)
+                         evs__t_version(t), t->ns, t->resource, evs__t_name(t))
               : snprintf(buf, cap, "/api/%s/namespaces/%s/%s/%s", evs__t_version(t), t->ns,
-                         t->resource, t->name);
+                         t->resource, evs__t_name(t));
   return n > 0 && (size_t)n < cap ? 0 : UV_EINVAL;
 }
 
@@ -2226,7 +2256,7 @@ static void evs__metrics_object(evs__rec_t *r) {
                                                           : "cronScaler";
     tr[i] = (evs_keda_trigger_t){scaler, t->metric_name, evs_trigger_type(t)};
   }
-  (void)evs_keda_metrics_object_new(reg->o.keda_metrics, r->ns, r->name, tr, n, &r->km);
+  (void)evs_keda_metrics_object_new(reg->o.keda_metrics, r->ns, evs__rec_name(r), tr, n, &r->km);
   if (tr != tb)
     free(tr);
 }
@@ -2286,10 +2316,15 @@ static void evs__so_changed(evs__rec_t *r, evs_so_t *so) {
     r->trig0 = (evs__trig_t){.index = 0};
   r->n_trig = (uint32_t)n;
   if (r->est == NULL) {
-    if (evs_engine_state_new(so, r->created_ms, &r->est) == 0) {
-      if (r->last_active_ms > 0)
-        r->est->last_active_ms = r->last_active_ms;
+    int64_t created = evs__created(r), last_active = evs__last_active(r);
+    if (evs_engine_state_new(so, created, &r->est) == 0) {
+      if (last_active > 0)
+        r->est->last_active_ms = last_active;
       r->est->was_paused = (uint8_t)r->was_paused;
+      if (r->x) {
+        r->x->created_ms = r->x->last_active_ms = 0;
+        evs__rare_trim(r);
+      }
     }
   } else {
     (void)evs_engine_state_respec(r->est, so);
@@ -2370,7 +2405,14 @@ int evs_registry_apply(evs_registry_t *reg, const evs_registry_object_t *obj) {
     size_t lk = strlen(key) + 1, lm = strlen(obj->name) + 1;
     /* A key cut at its buffer's size does not end with the name: the name is copied then. */
     int tail = lk >= lm && strcmp(key + (lk - lm), obj->name) == 0;
-    r = calloc(1, offsetof(evs__rec_t, key) + lk + (tail ? 0 : lm));
+    /* The engine state (with its first triggers' health) after the key, in the same allocation
+     * (issue 13: a malloc and its header fewer per object); an object broken from the start gets
+     * one of its own once its spec is sound (evs__so_changed). */
+    size_t at = offsetof(evs__rec_t, key) + lk + (tail ? 0 : lm);
+    at = (at + _Alignof(evs_engine_state_t) - 1) / _Alignof(evs_engine_state_t) *
+         _Alignof(evs_engine_state_t);
+    size_t est_size = obj->so ? evs_engine_state_size(obj->so) : 0;
+    r = obj->so == NULL || est_size ? calloc(1, at + est_size) : NULL;
     const char *ins = r ? evs_intern_str(reg->intern, ns) : NULL;
     if (ins == NULL) {
       free(r);
@@ -2380,12 +2422,29 @@ int evs_registry_apply(evs_registry_t *reg, const evs_registry_object_t *obj) {
     r->reg = reg;
     memcpy(r->key, key, lk);
     r->ns = ins;
-    r->name = tail ? r->key + (lk - lm) : memcpy(r->key + lk, obj->name, lm);
+    if (!tail)
+      memcpy(r->key + lk, obj->name, lm);
+    r->name_off = (uint16_t)(tail ? lk - lm : lk);
     r->origin = obj->origin == EVS_REGISTRY_FILE;
     r->dry_logged = -1;
     r->original_replicas = obj->original_replicas;
-    r->created_ms = obj->created_ms > 0 ? obj->created_ms : evs__wall_ms();
-    r->last_active_ms = obj->last_active_ms;
+    int64_t created_ms = obj->created_ms > 0 ? obj->created_ms : evs__wall_ms();
+    if (obj->so) {
+      r->est = (evs_engine_state_t *)((char *)r + at);
+      r->est_inline = 1;
+      evs_engine_state_init(r->est, obj->so, created_ms);
+      if (obj->last_active_ms > 0)
+        r->est->last_active_ms = obj->last_active_ms;
+    } else if (evs__rare(r) != NULL) {
+      /* Kept in the rare part until the engine state takes them (evs__so_changed). */
+      r->x->created_ms = created_ms;
+      r->x->last_active_ms = obj->last_active_ms;
+    } else {
+      evs_intern_release(reg->intern, r->ns);
+      free(r);
+      evs_so_free(obj->so);
+      return UV_ENOMEM;
+    }
     evs_breaker_t br;
     evs_breaker_init(&br);
     /* A restart resumes the breaker: its events, its doubling, and an open state (the fallback
@@ -2398,6 +2457,9 @@ int evs_registry_apply(evs_registry_t *reg, const evs_registry_object_t *obj) {
       (void)evs_breaker_reset(&br, evs__wall_ms()); /* removed while evscale was down */
     if (!evs__br_is_none(&br) && (r->br = malloc(sizeof *r->br)) == NULL) {
       evs_intern_release(reg->intern, r->ns);
+      if (r->est_inline)
+        evs_engine_state_fini(r->est);
+      free(r->x);
       free(r);
       evs_so_free(obj->so);
       return UV_ENOMEM;
@@ -2425,12 +2487,13 @@ int evs_registry_apply(evs_registry_t *reg, const evs_registry_object_t *obj) {
     if (r->est != NULL)
       r->est->was_paused = 1;
   }
-  if (!created && obj->last_active_ms > r->last_active_ms) {
+  if (!created && obj->last_active_ms > evs__last_active(r)) {
     /* A follower learns lastActiveTime from the leader's status writes: the engine state it
      * will decide from once it leads keeps the later of its own and the status' time. */
-    r->last_active_ms = obj->last_active_ms;
-    if (r->est != NULL && r->est->last_active_ms < obj->last_active_ms)
+    if (r->est != NULL)
       r->est->last_active_ms = obj->last_active_ms;
+    else if (r->x != NULL)
+      r->x->last_active_ms = obj->last_active_ms;
   }
   evs__finalizers_seen(r, obj);
   if (obj->deleting && !r->deleting) {
@@ -2544,7 +2607,7 @@ static void evs__remove(evs_registry_t *reg, evs__rec_t *r) {
     evs_kube_cancel(r->x->fin_req);
   }
   if (reg->o.status && r->origin == EVS_REGISTRY_API)
-    evs_status_patcher_forget(reg->o.status, r->ns, r->name);
+    evs_status_patcher_forget(reg->o.status, r->ns, evs__rec_name(r));
   r->timer_due_ms = 0;
   (void)evs_timerq_start(reg->tq, &r->timer, evs__removed_tick, 0);
 }
@@ -2610,7 +2673,7 @@ static void evs__other_writer(evs_registry_t *reg, evs__target_t *t,
   evs__event(r, EVS_EVENT_WARNING, EVS_REASON_TARGET_CONFLICT,
              "Another writer (field manager %s) changed spec.replicas of %s %s/%s more than %d "
              "times in a minute: evscale backs off for %lld s",
-             evs__other_manager(t), evs__target_gvk(t, gvk, sizeof gvk), t->ns, t->name,
+             evs__other_manager(t), evs__target_gvk(t, gvk, sizeof gvk), t->ns, evs__t_name(t),
              EVS__EXT_MAX, (long long)(c->backoff_ms / 1000));
   (void)reg;
 }
