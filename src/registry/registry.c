@@ -349,6 +349,7 @@ struct evs_registry_s {
    * Lease's renewal at the API client and timed out (the leader lost its Lease, the reads
    * retried every 2 s, the status writes starved: perf/bench_process.py). */
   evs_list_t fetch_wait;
+  evs_list_t fetching; /* the reads in flight (evs__fetch_t) */
   unsigned fetch_inflight;
 };
 
@@ -1703,9 +1704,14 @@ static void evs__status_pull(evs_status_patcher_t *p, const char *ns, const char
 /* ---------------------------------------------------------------------------------------------
  * The target's replicas, read once through /scale when no cache has told them */
 
+/* A /scale read in flight, in reg->fetching until its answer: closing the registry cancels it,
+ * as the answer (or the API client's cancel when it closes later) must not reach a freed
+ * registry. */
 typedef struct {
+  evs_list_t link;
   evs_registry_t *reg;
   evs__target_t *t;
+  evs_kube_req_t *req;
 } evs__fetch_t;
 
 static void evs__target_changed(evs_registry_t *reg, evs__target_t *t);
@@ -1716,6 +1722,7 @@ static void evs__on_fetched(evs_kube_req_t *req, int err, const evs_http_respons
   evs__fetch_t *f = arg;
   evs_registry_t *reg = f->reg;
   evs__target_t *t = f->t;
+  evs_list_remove(&f->link);
   free(f);
   t->fetching = 0;
   reg->fetch_inflight--;
@@ -1811,7 +1818,7 @@ static void evs__fetch_send(evs_registry_t *reg, evs__target_t *t) {
   evs__fetch_t *f = malloc(sizeof *f);
   if (f == NULL)
     return;
-  *f = (evs__fetch_t){reg, t};
+  *f = (evs__fetch_t){.reg = reg, .t = t};
   evs_kube_request_opts_t o = {.verb = "GET",
                                .path = path,
                                .priority = t->known ? EVS_PRIO_LOW : EVS_PRIO_NORMAL,
@@ -1820,12 +1827,14 @@ static void evs__fetch_send(evs_registry_t *reg, evs__target_t *t) {
   t->refs++;
   t->fetching = 1;
   reg->fetch_inflight++;
-  if (evs_kube_request(reg->o.kube, &o, NULL) != 0) {
+  if (evs_kube_request(reg->o.kube, &o, &f->req) != 0) {
     t->fetching = 0;
     t->refs--;
     reg->fetch_inflight--;
     free(f);
+    return;
   }
+  evs_list_push_back(&reg->fetching, &f->link);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -2806,6 +2815,7 @@ int evs_registry_new(const evs_registry_options_t *o, evs_registry_t **out) {
     return UV_ENOMEM;
   reg->o = *o;
   evs_list_init(&reg->fetch_wait);
+  evs_list_init(&reg->fetching);
   reg->default_ns =
       strdup(o->default_namespace && o->default_namespace[0] ? o->default_namespace : "default");
   if (reg->default_ns == NULL || evs_intern_new(&reg->intern) != 0 ||
@@ -2883,6 +2893,9 @@ void evs_registry_close(evs_registry_t *reg, void (*cb)(void *arg), void *arg) {
     t->fetch_queued = 0;
     evs__target_unref(reg, t);
   }
+  /* The reads in flight: their callback runs now (EVS_ECANCELED), with the registry alive. */
+  while (!evs_list_empty(&reg->fetching))
+    evs_kube_cancel(evs_container_of(evs_list_first(&reg->fetching), evs__fetch_t, link)->req);
   /* Remove every record (scalers close, timers close), then free once they all have. */
   for (size_t i = 0; reg->recs.slots && i <= reg->recs.mask; i++) {
     while (reg->recs.slots[i]) {
