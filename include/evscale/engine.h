@@ -156,6 +156,14 @@ typedef struct {
 /* New state for `so`, created at created_ms (0 = now_ms). Free with evs_engine_state_free. */
 int evs_engine_state_new(const evs_so_t *so, int64_t created_ms, evs_engine_state_t **out);
 void evs_engine_state_free(evs_engine_state_t *st);
+/* A state in memory its owner provides (the registry places it in its record's allocation: one
+ * malloc per ScaledObject fewer, issue 13): evs_engine_state_size(so) bytes (0: too many
+ * triggers), aligned as the struct, made as evs_engine_state_new makes one. Release with
+ * evs_engine_state_fini, which frees what the state allocated (a respec's health block), not the
+ * memory itself. */
+size_t evs_engine_state_size(const evs_so_t *so);
+void evs_engine_state_init(evs_engine_state_t *st, const evs_so_t *so, int64_t created_ms);
+void evs_engine_state_fini(evs_engine_state_t *st);
 /* Adapts the state to a changed spec (trigger count); keeps history and health by index. */
 int evs_engine_state_respec(evs_engine_state_t *st, const evs_so_t *so);
 

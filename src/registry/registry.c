@@ -2,6 +2,7 @@
 #include "evscale/registry.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -81,17 +82,40 @@ static void evs__map_free(evs__map_t **m) {
 static const evs_kvs_t *evs__map_kvs(const evs__map_t *m) { return m ? &m->kvs : &evs__no_kvs; }
 
 /* A trigger: the first is embedded in its record, the others are evs__trig_more_t (evs__trig_rec
- * finds the record from either). */
+ * finds the record from either). Its last reading is kept as the engine reads it (value, activity,
+ * error code, times; evs__trig_reading): not its message, which nothing reads after the reading's
+ * callback, nor the empty-upstream mark, counted in that callback (issue 13: 80 B of a record
+ * with an evs_reading_t, 64 without). */
 typedef struct {
   evs_scaler_t *scaler;            /* NULL when not running */
   evs_triggerauth_req_t *auth_req; /* resolving its authenticationRef */
   int64_t reresolved_ms;           /* when it was last restarted for that */
-  /* The last one; time_ms 0 = none yet. Its error_msg is the trigger's own copy. */
-  evs_reading_t reading;
+  double value;                    /* the last reading's; time_ms 0 = none yet */
+  int64_t time_ms, next_change_ms;
+  int32_t error;
   uint32_t index;
+  uint8_t active;
   uint8_t auth_done;
   uint8_t reresolve; /* failing with an authenticationRef: restart (read it again) */
 } evs__trig_t;
+
+/* Keeps what the engine reads of a reading. */
+static void evs__trig_keep(evs__trig_t *tr, const evs_reading_t *rd) {
+  tr->value = rd->value;
+  tr->time_ms = rd->time_ms;
+  tr->next_change_ms = rd->next_change_ms;
+  tr->error = rd->error;
+  tr->active = (uint8_t)(rd->active != 0);
+}
+
+/* The last reading as the engine takes it (error_msg NULL, empty_upstream 0). */
+static evs_reading_t evs__trig_reading(const evs__trig_t *tr) {
+  return (evs_reading_t){.value = tr->value,
+                         .active = tr->active,
+                         .error = tr->error,
+                         .time_ms = tr->time_ms,
+                         .next_change_ms = tr->next_change_ms};
+}
 
 typedef struct {
   evs__rec_t *rec;
@@ -117,6 +141,9 @@ typedef struct {
   size_t n_finalizers;
   char *rv;
   evs_kube_req_t *fin_req;
+  /* creationTimestamp and the status' lastActiveTime while the record has no engine state (an
+   * object broken from the start, or out of memory): the state holds them otherwise. */
+  int64_t created_ms, last_active_ms;
 } evs__rare_t;
 
 /* The write in flight (NULL otherwise): allocated per write, as most objects have none in
@@ -129,31 +156,35 @@ typedef struct {
 /* What `kubectl get hpa` showed KEDA users (each trigger's value against its target, desired
  * against current replicas), in the Active condition's message: refreshed on a change of the
  * replicas or the activity, otherwise at most once a minute, so values that move with every
- * reading do not mean a status write per reading. One allocation with its text. */
+ * reading do not mean a status write per reading. The record keeps the figures of the last
+ * refresh (its time, the replicas, the activity in the record; the triggers' values here) and the
+ * text is written again from them and the spec whenever a status is built (evs__detail_text): the
+ * text itself was 71 B of each of 50,000 objects (issue 13). Only objects with a trigger that had
+ * a value keep these; one whose triggers all failed keeps none. */
 typedef struct {
-  int64_t ms;
-  int32_t current, desired;
-  uint8_t active;
-  char text[];
-} evs__detail_t;
+  uint32_t n; /* the triggers the text lists */
+  double v[]; /* their values, NAN when a trigger had none (a reading's value never is NAN) */
+} evs__figures_t;
 
 struct evs__rec_s {
   evs__rec_t *next;  /* hash chain */
   evs__rec_t *tnext; /* in target->recs (singly linked: a target has one record or a few) */
   evs_registry_t *reg;
-  const char *ns;   /* a reference into reg->intern (50,000 objects, a few namespaces) */
-  const char *name; /* the tail of key */
-  evs_so_t *so;     /* owned; NULL = broken */
-  evs__rare_t *x;   /* NULL while it needs none of those parts */
+  const char *ns; /* a reference into reg->intern (50,000 objects, a few namespaces) */
+  evs_so_t *so;   /* owned; NULL = broken */
+  evs__rare_t *x; /* NULL while it needs none of those parts */
   evs_engine_state_t *est;
   evs__target_t *target;
   evs_keda_metrics_object_t *km; /* its series; NULL without metrics or when broken */
   evs__write_t *inflight;
-  evs__detail_t *detail;
+  evs__figures_t *figures; /* the Active detail's values (see evs__figures_t); NULL: none */
   /* Triggers: the first embedded, the others each allocated alone (a kept scaler's callback
    * data never moves: the record outlives its scalers). */
   evs__trig_t **more;
-  int64_t created_ms, last_active_ms;
+  /* The Active detail's last refresh (wall-clock ms; 0 = none yet), with the replicas and the
+   * activity it showed (detail_active). */
+  int64_t detail_ms;
+  int32_t detail_current, detail_desired;
   /* Its evaluation (an entry of reg->tq: 32 B where a uv_timer_t was 152, issue 13); after
    * removal, the tick that frees it from the loop. */
   evs_timerq_entry_t timer;
@@ -180,8 +211,13 @@ struct evs__rec_s {
   unsigned seen_triggered : 1, hpa_wanted : 1;
   /* Being deleted, the restore write in flight, restored. */
   unsigned deleting : 1, restoring : 1, restored : 1;
-  uint16_t st_decision; /* its last decision's part of the status (evs__stdec_index); 0 = none */
-  char key[];           /* "ns/name" */
+  unsigned detail_active : 1;
+  unsigned est_inline : 1; /* est lives in this allocation, after the key */
+  uint16_t st_decision;    /* its last decision's part of the status (evs__stdec_index); 0 = none */
+  /* Where its name starts in key: the tail, or after it for a key cut short (an offset, not a
+   * pointer: 8 B of 50,000 records, issue 13). */
+  uint16_t name_off;
+  char key[]; /* "ns/name" */
 };
 
 /* The parts of a target few have, allocated on first use (issue 13: most targets never need
@@ -198,7 +234,6 @@ typedef struct {
 
 struct evs__target_s {
   evs__target_t *next;
-  char *name;     /* the tail of key (or after it, for a key cut short) */
   const char *ns; /* interned */
   /* Its kind: one string of reg->intern, "apiVersion\0group\0version\0kind", that thousands of
    * targets of the kind share (read with evs__t_group and the others). */
@@ -231,8 +266,13 @@ struct evs__target_s {
    * (their status follows the spec only once their controller has acted). */
   unsigned cached : 1;
   unsigned ext_pending : 1; /* another writer's change not yet answered by a decision */
-  char key[];               /* group/Kind/ns/name */
+  /* Where its name starts in key: the tail, or after it for a key cut short (see the record's). */
+  uint16_t name_off;
+  char key[]; /* group/Kind/ns/name */
 };
+
+static const char *evs__rec_name(const evs__rec_t *r) { return r->key + r->name_off; }
+static const char *evs__t_name(const evs__target_t *t) { return t->key + t->name_off; }
 
 static const char *evs__t_api_version(const evs__target_t *t) { return t->gvk; }
 static const char *evs__t_group(const evs__target_t *t) { return t->gvk + strlen(t->gvk) + 1; }
@@ -309,6 +349,7 @@ struct evs_registry_s {
    * Lease's renewal at the API client and timed out (the leader lost its Lease, the reads
    * retried every 2 s, the status writes starved: perf/bench_process.py). */
   evs_list_t fetch_wait;
+  evs_list_t fetching; /* the reads in flight (evs__fetch_t) */
   unsigned fetch_inflight;
 };
 
@@ -363,7 +404,8 @@ static evs__rare_t *evs__rare(evs__rec_t *r) {
 static void evs__rare_trim(evs__rec_t *r) {
   evs__rare_t *x = r->x;
   if (x && !x->check_error && !x->refusal && !x->uid && !x->env_req && !x->env && !x->env_error &&
-      !x->hpa_op && !x->ann_op && !x->finalizers && !x->rv && !x->fin_req) {
+      !x->hpa_op && !x->ann_op && !x->finalizers && !x->rv && !x->fin_req &&
+      (r->est != NULL || (!x->created_ms && !x->last_active_ms))) {
     free(x);
     r->x = NULL;
   }
@@ -381,6 +423,15 @@ static int evs__br_is_none(const evs_breaker_t *b) {
     if (b->age_ms[i])
       return 0;
   return 1;
+}
+
+/* creationTimestamp and lastActiveTime: the engine state's (it moves the latter), else the
+ * rare part's (not one copy in the record and one in the state: 16 B of 50,000, issue 13). */
+static int64_t evs__created(const evs__rec_t *r) {
+  return r->est ? r->est->created_ms : r->x ? r->x->created_ms : 0;
+}
+static int64_t evs__last_active(const evs__rec_t *r) {
+  return r->est ? r->est->last_active_ms : r->x ? r->x->last_active_ms : 0;
 }
 
 static const char *evs__refusal(const evs__rec_t *r) { return r->x ? r->x->refusal : NULL; }
@@ -631,7 +682,9 @@ static evs__target_t *evs__target_get(evs_registry_t *reg, const evs_so_t *so, c
   if (t == NULL)
     return NULL;
   memcpy(t->key, key, lk);
-  t->name = tail ? t->key + (lk - lm) : memcpy(t->key + lk, so->target_name, lm);
+  if (!tail)
+    memcpy(t->key + lk, so->target_name, lm);
+  t->name_off = (uint16_t)(tail ? lk - lm : lk);
   t->ns = evs_intern_str(reg->intern, ns);
   const char *gvk[4] = {so->target_api_version, g, v, so->target_kind};
   size_t gl[4], gtotal = 0;
@@ -684,9 +737,8 @@ static char **evs__strv_dup(const char *const *v, size_t n) {
   return out;
 }
 
-/* Drops what a stopped trigger still holds (its last error message, its parameters). */
+/* Forgets a stopped trigger's state (its last reading). */
 static void evs__trig_clear(evs__rec_t *r, evs__trig_t *tr) {
-  free((char *)tr->reading.error_msg);
   (void)r;
   *tr = (evs__trig_t){.index = tr->index};
 }
@@ -716,11 +768,14 @@ static void evs__rec_free(evs__rec_t *r) {
     free(r->x->uid);
     free(r->x);
   }
-  free(r->detail);
+  free(r->figures);
   free(r->inflight);
   free(r->br);
   evs_keda_metrics_object_free(r->km);
-  evs_engine_state_free(r->est);
+  if (r->est_inline)
+    evs_engine_state_fini(r->est); /* in r's allocation */
+  else
+    evs_engine_state_free(r->est);
   evs_so_free(r->so);
   evs_intern_release(reg->intern, r->ns); /* key and name live in r's allocation */
   free(r);
@@ -803,8 +858,12 @@ static void evs__event(evs__rec_t *r, evs_event_type_t type, const char *reason,
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  evs_event_t e = {
-      .ns = r->ns, .name = r->name, .uid = u, .type = type, .reason = reason, .message = msg};
+  evs_event_t e = {.ns = r->ns,
+                   .name = evs__rec_name(r),
+                   .uid = u,
+                   .type = type,
+                   .reason = reason,
+                   .message = msg};
   int rc = evs_events_emit(reg->o.events, &e);
   if (rc < 0)
     EVS_LOG_DEBUG("event not recorded", EVS_KV_STR("scaledobject", r->key),
@@ -976,11 +1035,11 @@ static void evs__written(evs__rec_t *r, const evs_scale_result_t *res, const evs
       if (res->written > 0)
         evs__event(r, EVS_EVENT_NORMAL, EVS_REASON_SCALE_TARGET_ACTIVATED,
                    "Scaled %s %s/%s from %d to %d", evs__target_gvk(t, gvk, sizeof gvk), t->ns,
-                   t->name, (int)w_current, (int)res->written);
+                   evs__t_name(t), (int)w_current, (int)res->written);
       else
         evs__event(r, EVS_EVENT_NORMAL, EVS_REASON_SCALE_TARGET_DEACTIVATED,
                    "Deactivated %s %s/%s from %d to %d", evs__target_gvk(t, gvk, sizeof gvk), t->ns,
-                   t->name, (int)w_current, (int)res->written);
+                   evs__t_name(t), (int)w_current, (int)res->written);
     }
     if (t && !t->cached) {
       /* Its status follows once its controller has acted: read it again in a second. */
@@ -1003,7 +1062,7 @@ static void evs__written(evs__rec_t *r, const evs_scale_result_t *res, const evs
                  w_replicas > 0 ? EVS_REASON_SCALE_TARGET_ACTIVATION_FAILED
                                 : EVS_REASON_SCALE_TARGET_DEACTIVATION_FAILED,
                  "Failed to %s %s %s/%s from %d to %d", w_replicas > 0 ? "scale" : "deactivate",
-                 evs__target_gvk(t, gvk, sizeof gvk), t->ns, t->name, (int)w_current,
+                 evs__target_gvk(t, gvk, sizeof gvk), t->ns, evs__t_name(t), (int)w_current,
                  (int)w_replicas);
     }
     if (t && res->status == 404) {
@@ -1070,7 +1129,7 @@ static void evs__annotate(evs__rec_t *r, int open) {
   if (x->ann_op)
     evs_fallbackhpa_cancel(x->ann_op);
   x->ann_op = NULL;
-  if (evs_fallbackhpa_annotate(reg->o.kube, r->ns, r->name, open ? "true" : NULL, state,
+  if (evs_fallbackhpa_annotate(reg->o.kube, r->ns, evs__rec_name(r), open ? "true" : NULL, state,
                                evs__on_annotated, r, &x->ann_op) != 0) {
     x->ann_op = NULL;
     evs__rare_trim(r);
@@ -1120,7 +1179,7 @@ static void evs__hpa_apply(evs__rec_t *r, int want, int32_t fallback_min) {
         .version = reg->o.hpa_version,
         .ns = r->ns,
         .name = r->so->hpa_name,
-        .so_name = r->name,
+        .so_name = evs__rec_name(r),
         .so_uid = uid,
         .target_api_version = r->so->target_api_version,
         .target_kind = r->so->target_kind,
@@ -1223,7 +1282,7 @@ static void evs__finalizer_sync(evs__rec_t *r) {
                                    .version = evs__t_version(t),
                                    .resource = t->resource,
                                    .ns = t->ns,
-                                   .name = t->name};
+                                   .name = evs__t_name(t)};
       if (evs_scalewriter_write(reg->o.writer, &target, count, evs__on_written, r) == 0) {
         r->restoring = 1;
         r->pending++;
@@ -1251,7 +1310,7 @@ static void evs__finalizer_sync(evs__rec_t *r) {
     return;
   char path[1024];
   snprintf(path, sizeof path, "/apis/keda.sh/v1alpha1/namespaces/%s/scaledobjects/%s", r->ns,
-           r->name);
+           evs__rec_name(r));
   evs_kube_request_opts_t o = {.verb = "PATCH",
                                .path = path,
                                .content_type = EVS_KUBE_MERGE_PATCH,
@@ -1329,7 +1388,7 @@ static void evs__evaluate(evs__rec_t *r) {
   if (readings == NULL)
     return;
   for (size_t i = 0; i < r->n_trig; i++)
-    readings[i] = evs__trig(r, i)->reading;
+    readings[i] = evs__trig_reading(evs__trig(r, i));
   evs_engine_input_t in = {.readings = readings,
                            .n_readings = r->n_trig,
                            .current_replicas = t->spec,
@@ -1371,7 +1430,7 @@ static void evs__evaluate(evs__rec_t *r) {
     char gvk[256];
     EVS_LOG_INFO("dry run: ScaledObject", EVS_KV_STR("scaledobject", r->key),
                  EVS_KV_STR("target", evs__target_gvk(t, gvk, sizeof gvk)),
-                 EVS_KV_STR("target_name", t->name), EVS_KV_INT("replicas", st.current),
+                 EVS_KV_STR("target_name", evs__t_name(t)), EVS_KV_INT("replicas", st.current),
                  EVS_KV_INT("desired", st.write ? st.replicas : st.current),
                  EVS_KV_STR("reason", evs_engine_reason_name(st.decision.reason)),
                  EVS_KV_UINT("triggers", r->n_trig));
@@ -1402,7 +1461,7 @@ static void evs__evaluate(evs__rec_t *r) {
                                    .version = evs__t_version(t),
                                    .resource = t->resource,
                                    .ns = t->ns,
-                                   .name = t->name};
+                                   .name = evs__t_name(t)};
       free(r->inflight);
       r->inflight = malloc(sizeof *r->inflight);
       if (r->inflight != NULL) {
@@ -1479,6 +1538,69 @@ static const char *evs__status_error(const evs__rec_t *r) {
   return err;
 }
 
+/* Takes the Active detail's figures from d when they are due (see evs__figures_t). Out of memory
+ * keeps the last ones. */
+static void evs__detail_refresh(evs__rec_t *r, const evs_decision_t *d) {
+  int64_t now = evs__wall_ms();
+  if (r->detail_ms != 0 && now - r->detail_ms < 60000 && d->current == r->detail_current &&
+      d->desired == r->detail_desired && (unsigned)d->active == r->detail_active)
+    return;
+  size_t n = r->so->n_triggers < d->n_health ? r->so->n_triggers : d->n_health;
+  int any = 0;
+  for (size_t i = 0; i < n; i++)
+    any |= d->health[i].has_value;
+  evs__figures_t *f = NULL;
+  if (any || n > 1) {
+    /* One trigger without a value needs no figures; the count of several is kept with them. */
+    f = malloc(sizeof *f + n * sizeof f->v[0]);
+    if (f == NULL)
+      return;
+    f->n = (uint32_t)n;
+    for (size_t i = 0; i < n; i++)
+      f->v[i] = d->health[i].has_value ? d->health[i].value : NAN;
+  }
+  free(r->figures);
+  r->figures = f;
+  r->detail_ms = now;
+  r->detail_current = d->current;
+  r->detail_desired = d->desired;
+  r->detail_active = d->active != 0;
+}
+
+/* The Active detail as of its last refresh: "metric: value/target, ...; replicas C, desired D". */
+static void evs__detail_text(const evs__rec_t *r, char *buf, size_t cap) {
+  size_t n = r->figures ? r->figures->n : 1;
+  size_t off = 0;
+  for (size_t i = 0; i < r->so->n_triggers && i < n && off < cap; i++) {
+    const evs_trigger_t *tg = &r->so->triggers[i];
+    double v = r->figures ? r->figures->v[i] : NAN;
+    int len = !isnan(v) ? snprintf(buf + off, cap - off, "%s%s: %g/%g", off ? ", " : "",
+                                   tg->metric_name, v, tg->target)
+                        : snprintf(buf + off, cap - off, "%s%s: -/%g", off ? ", " : "",
+                                   tg->metric_name, tg->target);
+    if (len < 0)
+      break;
+    off += (size_t)len;
+  }
+  if (off < cap)
+    snprintf(buf + off, cap - off, "%sreplicas %d, desired %d", off ? "; " : "",
+             (int)r->detail_current, (int)r->detail_desired);
+}
+
+/* Forgets the Active detail when the triggers it lists changed (their count, a metric name or a
+ * target): its figures are of the old spec, and the text is written from the new one. */
+static void evs__detail_respec(evs__rec_t *r, const evs_so_t *old, const evs_so_t *so) {
+  int same = old != NULL && old->n_triggers == so->n_triggers;
+  for (size_t i = 0; same && i < so->n_triggers; i++)
+    same = evs__streq(old->triggers[i].metric_name, so->triggers[i].metric_name) &&
+           old->triggers[i].target == so->triggers[i].target;
+  if (same)
+    return;
+  free(r->figures);
+  r->figures = NULL;
+  r->detail_ms = 0;
+}
+
 static void evs__status(evs__rec_t *r, const evs_decision_t *d) {
   evs_registry_t *reg = r->reg;
   if (reg->o.status == NULL || r->origin != EVS_REGISTRY_API || !reg->leading)
@@ -1510,41 +1632,12 @@ static void evs__status(evs__rec_t *r, const evs_decision_t *d) {
   in.original_replicas = r->original_replicas;
   char active_msg[640];
   if (!err && d != NULL && r->so) {
-    int64_t now = evs__wall_ms();
-    evs__detail_t *dt = r->detail;
-    if (dt == NULL || now - dt->ms >= 60000 || d->current != dt->current ||
-        d->desired != dt->desired || d->active != dt->active) {
-      char dbuf[512];
-      size_t off = 0;
-      for (size_t i = 0; i < r->so->n_triggers && i < d->n_health && off < sizeof dbuf; i++) {
-        const evs_trigger_t *tg = &r->so->triggers[i];
-        const evs_trigger_health_t *h = &d->health[i];
-        int len = h->has_value ? snprintf(dbuf + off, sizeof dbuf - off, "%s%s: %g/%g",
-                                          off ? ", " : "", tg->metric_name, h->value, tg->target)
-                               : snprintf(dbuf + off, sizeof dbuf - off, "%s%s: -/%g",
-                                          off ? ", " : "", tg->metric_name, tg->target);
-        if (len < 0)
-          break;
-        off += (size_t)len;
-      }
-      if (off < sizeof dbuf)
-        snprintf(dbuf + off, sizeof dbuf - off, "%sreplicas %d, desired %d", off ? "; " : "",
-                 (int)d->current, (int)d->desired);
-      size_t len = strlen(dbuf) + 1;
-      evs__detail_t *nd = malloc(sizeof *nd + len);
-      if (nd) {
-        memcpy(nd->text, dbuf, len);
-        nd->ms = now;
-        nd->current = d->current;
-        nd->desired = d->desired;
-        nd->active = (uint8_t)d->active;
-        free(r->detail);
-        r->detail = nd;
-      }
-    }
-    if (r->detail && in.conditions[EVS_STATUS_ACTIVE].message) {
+    evs__detail_refresh(r, d);
+    char dbuf[512];
+    if (r->detail_ms != 0 && in.conditions[EVS_STATUS_ACTIVE].message) {
+      evs__detail_text(r, dbuf, sizeof dbuf);
       snprintf(active_msg, sizeof active_msg, "%s (%s)", in.conditions[EVS_STATUS_ACTIVE].message,
-               r->detail->text);
+               dbuf);
       in.conditions[EVS_STATUS_ACTIVE].message = active_msg;
     }
   }
@@ -1571,7 +1664,8 @@ static void evs__status(evs__rec_t *r, const evs_decision_t *d) {
     in.conditions[EVS_STATUS_READY].reason = "ScaleTargetConflict";
     in.conditions[EVS_STATUS_READY].message = conflict;
   }
-  (void)evs_status_patcher_update(reg->o.status, r->ns, r->name, &in, evs__wall_ms(), NULL, NULL);
+  (void)evs_status_patcher_update(reg->o.status, r->ns, evs__rec_name(r), &in, evs__wall_ms(), NULL,
+                                  NULL);
   if (trig != tbuf)
     free(trig);
 }
@@ -1602,17 +1696,22 @@ static void evs__status_pull(evs_status_patcher_t *p, const char *ns, const char
   d.health = r->est->health;
   d.n_health = r->est->n_triggers;
   /* The Active condition's detail is refreshed as after the last decision: these mirror it. */
-  d.current = r->detail ? r->detail->current : 0;
-  d.desired = r->detail ? r->detail->desired : 0;
+  d.current = r->detail_ms ? r->detail_current : 0;
+  d.desired = r->detail_ms ? r->detail_desired : 0;
   evs__status(r, &d);
 }
 
 /* ---------------------------------------------------------------------------------------------
  * The target's replicas, read once through /scale when no cache has told them */
 
+/* A /scale read in flight, in reg->fetching until its answer: closing the registry cancels it,
+ * as the answer (or the API client's cancel when it closes later) must not reach a freed
+ * registry. */
 typedef struct {
+  evs_list_t link;
   evs_registry_t *reg;
   evs__target_t *t;
+  evs_kube_req_t *req;
 } evs__fetch_t;
 
 static void evs__target_changed(evs_registry_t *reg, evs__target_t *t);
@@ -1623,6 +1722,7 @@ static void evs__on_fetched(evs_kube_req_t *req, int err, const evs_http_respons
   evs__fetch_t *f = arg;
   evs_registry_t *reg = f->reg;
   evs__target_t *t = f->t;
+  evs_list_remove(&f->link);
   free(f);
   t->fetching = 0;
   reg->fetch_inflight--;
@@ -1712,13 +1812,13 @@ static void evs__fetch_send(evs_registry_t *reg, evs__target_t *t) {
                            .version = evs__t_version(t),
                            .resource = t->resource,
                            .ns = t->ns,
-                           .name = t->name};
+                           .name = evs__t_name(t)};
   if (evs_scalewriter_path(&st, path, sizeof path) != 0)
     return;
   evs__fetch_t *f = malloc(sizeof *f);
   if (f == NULL)
     return;
-  *f = (evs__fetch_t){reg, t};
+  *f = (evs__fetch_t){.reg = reg, .t = t};
   evs_kube_request_opts_t o = {.verb = "GET",
                                .path = path,
                                .priority = t->known ? EVS_PRIO_LOW : EVS_PRIO_NORMAL,
@@ -1727,24 +1827,27 @@ static void evs__fetch_send(evs_registry_t *reg, evs__target_t *t) {
   t->refs++;
   t->fetching = 1;
   reg->fetch_inflight++;
-  if (evs_kube_request(reg->o.kube, &o, NULL) != 0) {
+  if (evs_kube_request(reg->o.kube, &o, &f->req) != 0) {
     t->fetching = 0;
     t->refs--;
     reg->fetch_inflight--;
     free(f);
+    return;
   }
+  evs_list_push_back(&reg->fetching, &f->link);
 }
 
 /* ---------------------------------------------------------------------------------------------
  * Who drives a target */
 
 static int evs__before(const evs__rec_t *a, const evs__rec_t *b) {
-  if (a->created_ms != b->created_ms)
-    return a->created_ms < b->created_ms;
+  int64_t ca = evs__created(a), cb = evs__created(b);
+  if (ca != cb)
+    return ca < cb;
   int c = strcmp(a->ns, b->ns);
   if (c != 0)
     return c < 0;
-  return strcmp(a->name, b->name) < 0;
+  return strcmp(evs__rec_name(a), evs__rec_name(b)) < 0;
 }
 
 static void evs__start_scalers(evs__rec_t *r);
@@ -1773,13 +1876,13 @@ static void evs__elect(evs_registry_t *reg, evs__target_t *t) {
       snprintf(msg, sizeof msg,
                "the workload '%s' of type '%s' is already managed by the hpa '%s': delete that "
                "HPA (or this ScaledObject) so that one autoscaler drives it",
-               t->name, evs__target_gvk(t, gvk, sizeof gvk), foreign);
+               evs__t_name(t), evs__target_gvk(t, gvk, sizeof gvk), foreign);
       evs__set_refusal(r, msg);
     } else if (r != best) {
       snprintf(msg, sizeof msg,
                "the workload '%s' of type '%s' is already managed by the ScaledObject '%s': "
                "delete one of them or point it at another target",
-               t->name, evs__target_gvk(t, gvk, sizeof gvk), best->name);
+               evs__t_name(t), evs__target_gvk(t, gvk, sizeof gvk), evs__rec_name(best));
       evs__set_refusal(r, msg);
     } else {
       evs__set_refusal(r, NULL);
@@ -1805,25 +1908,15 @@ static void evs__elect(evs_registry_t *reg, evs__target_t *t) {
 
 static evs_registry_t *evs__reg_of(evs__rec_t *r) { return r->reg; }
 
-/* The trigger's copy of a reading's message (NULL: none, or out of memory), the old one freed:
- * kept as it is when the trigger fails the same way again, as a failing trigger does at every
- * reading (no free and strdup of the same text each time). */
-static const char *evs__trig_message(evs__trig_t *tr, const char *msg) {
-  char *old = (char *)tr->reading.error_msg;
-  if (old && msg && strcmp(old, msg) == 0)
-    return old;
-  free(old);
-  tr->reading.error_msg = NULL;
-  return msg ? strdup(msg) : NULL;
-}
-
 static void evs__on_reading(evs_scaler_t *s, const evs_reading_t *rd, void *data) {
   (void)s;
   evs__trig_t *tr = data;
   evs__rec_t *r = evs__trig_rec(tr);
-  const char *msg = evs__trig_message(tr, rd->error_msg);
-  tr->reading = *rd;
-  tr->reading.error_msg = msg;
+  /* The message is not kept: nothing reads it after this callback (the engine decides from the
+   * error code, the status and Events carry their own texts), and a redis trigger that cannot
+   * connect names its own list key, so each failing trigger held a copy of its own (80 B of
+   * 50,000 objects, issue 13). */
+  evs__trig_keep(tr, rd);
   r->last_reading_ns = uv_hrtime();
   int64_t rnow = evs__wall_ms();
   int rearm = 0;
@@ -1840,8 +1933,8 @@ static void evs__on_reading(evs_scaler_t *s, const evs_reading_t *rd, void *data
     int ignore =
         !(inv && (!strcmp(inv, "0") || !strcmp(inv, "f") || !strcmp(inv, "F") ||
                   !strcmp(inv, "false") || !strcmp(inv, "FALSE") || !strcmp(inv, "False")));
-    evs_keda_metrics_empty_upstream(evs__reg_of(r)->o.keda_metrics, r->ns, r->name, tg->name,
-                                    tg->metric_name, ignore);
+    evs_keda_metrics_empty_upstream(evs__reg_of(r)->o.keda_metrics, r->ns, evs__rec_name(r),
+                                    tg->name, tg->metric_name, ignore);
   }
   if (r->km) {
     if (rd->error) {
@@ -1854,7 +1947,7 @@ static void evs__on_reading(evs_scaler_t *s, const evs_reading_t *rd, void *data
   if (rd->error)
     EVS_LOG_DEBUG("trigger error", EVS_KV_STR("scaledobject", r->key),
                   EVS_KV_UINT("trigger", tr->index), EVS_KV_ERR("err", rd->error),
-                  EVS_KV_STR("error", tr->reading.error_msg ? tr->reading.error_msg : ""));
+                  EVS_KV_STR("error", rd->error_msg ? rd->error_msg : ""));
   evs__evaluate(r);
   if (rearm && !r->removed) {
     r->timer_due_ms = rnow; /* the restart runs from the timer, at once */
@@ -1868,9 +1961,7 @@ static void evs__trigger_failed(evs__rec_t *r, evs__trig_t *tr, int rc, const ch
   EVS_LOG_ERROR("cannot start trigger", EVS_KV_STR("scaledobject", r->key),
                 EVS_KV_UINT("trigger", tr->index), EVS_KV_STR("error", msg));
   evs__event(r, EVS_EVENT_WARNING, EVS_REASON_SCALER_FAILED, "%s", msg);
-  const char *m = evs__trig_message(tr, msg);
-  tr->reading =
-      (evs_reading_t){.error = rc ? rc : UV_EINVAL, .time_ms = evs__wall_ms(), .error_msg = m};
+  evs__trig_keep(tr, &(evs_reading_t){.error = rc ? rc : UV_EINVAL, .time_ms = evs__wall_ms()});
 }
 
 /* auth: the authenticationRef's resolved parameters (borrowed, NULL: none). The scaler copies
@@ -1961,9 +2052,9 @@ static int evs__needs_env(evs__rec_t *r) {
 static int evs__target_path(const evs__target_t *t, char *buf, size_t cap) {
   int n = evs__t_group(t)[0]
               ? snprintf(buf, cap, "/apis/%s/%s/namespaces/%s/%s/%s", evs__t_group(t),
-                         evs__t_version(t), t->ns, t->resource, t->name)
+                         evs__t_version(t), t->ns, t->resource, evs__t_name(t))
               : snprintf(buf, cap, "/api/%s/namespaces/%s/%s/%s", evs__t_version(t), t->ns,
-                         t->resource, t->name);
+                         t->resource, evs__t_name(t));
   return n > 0 && (size_t)n < cap ? 0 : UV_EINVAL;
 }
 
@@ -2174,7 +2265,7 @@ static void evs__metrics_object(evs__rec_t *r) {
                                                           : "cronScaler";
     tr[i] = (evs_keda_trigger_t){scaler, t->metric_name, evs_trigger_type(t)};
   }
-  (void)evs_keda_metrics_object_new(reg->o.keda_metrics, r->ns, r->name, tr, n, &r->km);
+  (void)evs_keda_metrics_object_new(reg->o.keda_metrics, r->ns, evs__rec_name(r), tr, n, &r->km);
   if (tr != tb)
     free(tr);
 }
@@ -2234,10 +2325,15 @@ static void evs__so_changed(evs__rec_t *r, evs_so_t *so) {
     r->trig0 = (evs__trig_t){.index = 0};
   r->n_trig = (uint32_t)n;
   if (r->est == NULL) {
-    if (evs_engine_state_new(so, r->created_ms, &r->est) == 0) {
-      if (r->last_active_ms > 0)
-        r->est->last_active_ms = r->last_active_ms;
+    int64_t created = evs__created(r), last_active = evs__last_active(r);
+    if (evs_engine_state_new(so, created, &r->est) == 0) {
+      if (last_active > 0)
+        r->est->last_active_ms = last_active;
       r->est->was_paused = (uint8_t)r->was_paused;
+      if (r->x) {
+        r->x->created_ms = r->x->last_active_ms = 0;
+        evs__rare_trim(r);
+      }
     }
   } else {
     (void)evs_engine_state_respec(r->est, so);
@@ -2248,6 +2344,7 @@ static void evs__so_changed(evs__rec_t *r, evs_so_t *so) {
   for (size_t i = 0; !relabel && i < so->n_triggers; i++)
     relabel = !evs__streq(old->triggers[i].metric_name, so->triggers[i].metric_name) ||
               old->triggers[i].kind != so->triggers[i].kind;
+  evs__detail_respec(r, old, so);
   r->so = so;
   evs_so_free(old);
   if (relabel)
@@ -2317,7 +2414,14 @@ int evs_registry_apply(evs_registry_t *reg, const evs_registry_object_t *obj) {
     size_t lk = strlen(key) + 1, lm = strlen(obj->name) + 1;
     /* A key cut at its buffer's size does not end with the name: the name is copied then. */
     int tail = lk >= lm && strcmp(key + (lk - lm), obj->name) == 0;
-    r = calloc(1, offsetof(evs__rec_t, key) + lk + (tail ? 0 : lm));
+    /* The engine state (with its first triggers' health) after the key, in the same allocation
+     * (issue 13: a malloc and its header fewer per object); an object broken from the start gets
+     * one of its own once its spec is sound (evs__so_changed). */
+    size_t at = offsetof(evs__rec_t, key) + lk + (tail ? 0 : lm);
+    at = (at + _Alignof(evs_engine_state_t) - 1) / _Alignof(evs_engine_state_t) *
+         _Alignof(evs_engine_state_t);
+    size_t est_size = obj->so ? evs_engine_state_size(obj->so) : 0;
+    r = obj->so == NULL || est_size ? calloc(1, at + est_size) : NULL;
     const char *ins = r ? evs_intern_str(reg->intern, ns) : NULL;
     if (ins == NULL) {
       free(r);
@@ -2327,12 +2431,29 @@ int evs_registry_apply(evs_registry_t *reg, const evs_registry_object_t *obj) {
     r->reg = reg;
     memcpy(r->key, key, lk);
     r->ns = ins;
-    r->name = tail ? r->key + (lk - lm) : memcpy(r->key + lk, obj->name, lm);
+    if (!tail)
+      memcpy(r->key + lk, obj->name, lm);
+    r->name_off = (uint16_t)(tail ? lk - lm : lk);
     r->origin = obj->origin == EVS_REGISTRY_FILE;
     r->dry_logged = -1;
     r->original_replicas = obj->original_replicas;
-    r->created_ms = obj->created_ms > 0 ? obj->created_ms : evs__wall_ms();
-    r->last_active_ms = obj->last_active_ms;
+    int64_t created_ms = obj->created_ms > 0 ? obj->created_ms : evs__wall_ms();
+    if (obj->so) {
+      r->est = (evs_engine_state_t *)((char *)r + at);
+      r->est_inline = 1;
+      evs_engine_state_init(r->est, obj->so, created_ms);
+      if (obj->last_active_ms > 0)
+        r->est->last_active_ms = obj->last_active_ms;
+    } else if (evs__rare(r) != NULL) {
+      /* Kept in the rare part until the engine state takes them (evs__so_changed). */
+      r->x->created_ms = created_ms;
+      r->x->last_active_ms = obj->last_active_ms;
+    } else {
+      evs_intern_release(reg->intern, r->ns);
+      free(r);
+      evs_so_free(obj->so);
+      return UV_ENOMEM;
+    }
     evs_breaker_t br;
     evs_breaker_init(&br);
     /* A restart resumes the breaker: its events, its doubling, and an open state (the fallback
@@ -2345,6 +2466,9 @@ int evs_registry_apply(evs_registry_t *reg, const evs_registry_object_t *obj) {
       (void)evs_breaker_reset(&br, evs__wall_ms()); /* removed while evscale was down */
     if (!evs__br_is_none(&br) && (r->br = malloc(sizeof *r->br)) == NULL) {
       evs_intern_release(reg->intern, r->ns);
+      if (r->est_inline)
+        evs_engine_state_fini(r->est);
+      free(r->x);
       free(r);
       evs_so_free(obj->so);
       return UV_ENOMEM;
@@ -2372,12 +2496,13 @@ int evs_registry_apply(evs_registry_t *reg, const evs_registry_object_t *obj) {
     if (r->est != NULL)
       r->est->was_paused = 1;
   }
-  if (!created && obj->last_active_ms > r->last_active_ms) {
+  if (!created && obj->last_active_ms > evs__last_active(r)) {
     /* A follower learns lastActiveTime from the leader's status writes: the engine state it
      * will decide from once it leads keeps the later of its own and the status' time. */
-    r->last_active_ms = obj->last_active_ms;
-    if (r->est != NULL && r->est->last_active_ms < obj->last_active_ms)
+    if (r->est != NULL)
       r->est->last_active_ms = obj->last_active_ms;
+    else if (r->x != NULL)
+      r->x->last_active_ms = obj->last_active_ms;
   }
   evs__finalizers_seen(r, obj);
   if (obj->deleting && !r->deleting) {
@@ -2491,7 +2616,7 @@ static void evs__remove(evs_registry_t *reg, evs__rec_t *r) {
     evs_kube_cancel(r->x->fin_req);
   }
   if (reg->o.status && r->origin == EVS_REGISTRY_API)
-    evs_status_patcher_forget(reg->o.status, r->ns, r->name);
+    evs_status_patcher_forget(reg->o.status, r->ns, evs__rec_name(r));
   r->timer_due_ms = 0;
   (void)evs_timerq_start(reg->tq, &r->timer, evs__removed_tick, 0);
 }
@@ -2557,7 +2682,7 @@ static void evs__other_writer(evs_registry_t *reg, evs__target_t *t,
   evs__event(r, EVS_EVENT_WARNING, EVS_REASON_TARGET_CONFLICT,
              "Another writer (field manager %s) changed spec.replicas of %s %s/%s more than %d "
              "times in a minute: evscale backs off for %lld s",
-             evs__other_manager(t), evs__target_gvk(t, gvk, sizeof gvk), t->ns, t->name,
+             evs__other_manager(t), evs__target_gvk(t, gvk, sizeof gvk), t->ns, evs__t_name(t),
              EVS__EXT_MAX, (long long)(c->backoff_ms / 1000));
   (void)reg;
 }
@@ -2690,6 +2815,7 @@ int evs_registry_new(const evs_registry_options_t *o, evs_registry_t **out) {
     return UV_ENOMEM;
   reg->o = *o;
   evs_list_init(&reg->fetch_wait);
+  evs_list_init(&reg->fetching);
   reg->default_ns =
       strdup(o->default_namespace && o->default_namespace[0] ? o->default_namespace : "default");
   if (reg->default_ns == NULL || evs_intern_new(&reg->intern) != 0 ||
@@ -2767,6 +2893,9 @@ void evs_registry_close(evs_registry_t *reg, void (*cb)(void *arg), void *arg) {
     t->fetch_queued = 0;
     evs__target_unref(reg, t);
   }
+  /* The reads in flight: their callback runs now (EVS_ECANCELED), with the registry alive. */
+  while (!evs_list_empty(&reg->fetching))
+    evs_kube_cancel(evs_container_of(evs_list_first(&reg->fetching), evs__fetch_t, link)->req);
   /* Remove every record (scalers close, timers close), then free once they all have. */
   for (size_t i = 0; reg->recs.slots && i <= reg->recs.mask; i++) {
     while (reg->recs.slots[i]) {

@@ -57,32 +57,49 @@ static void health_init(evs_trigger_health_t *h, size_t from, size_t to) {
   }
 }
 
-int evs_engine_state_new(const evs_so_t *so, int64_t created_ms, evs_engine_state_t **out) {
+size_t evs_engine_state_size(const evs_so_t *so) {
   _Static_assert(sizeof(evs_engine_state_t) % _Alignof(evs_trigger_health_t) == 0,
                  "the inline health follows the struct aligned");
   size_t n = so->n_triggers ? so->n_triggers : 1; /* health is never NULL */
-  evs_engine_state_t *st = NULL;
-  *out = NULL;
-  if (n <= UINT32_MAX && n <= (SIZE_MAX - sizeof *st) / sizeof(evs_trigger_health_t))
-    st = calloc(1, sizeof *st + n * sizeof(evs_trigger_health_t));
-  if (st == NULL)
-    return UV_ENOMEM;
+  if (n > UINT32_MAX || n > (SIZE_MAX - sizeof(evs_engine_state_t)) / sizeof(evs_trigger_health_t))
+    return 0;
+  return sizeof(evs_engine_state_t) + n * sizeof(evs_trigger_health_t);
+}
+
+void evs_engine_state_init(evs_engine_state_t *st, const evs_so_t *so, int64_t created_ms) {
+  size_t n = so->n_triggers ? so->n_triggers : 1;
+  memset(st, 0, sizeof *st + n * sizeof(evs_trigger_health_t));
   st->created_ms = created_ms;
   evs_behavior_init(&st->behavior);
   st->n_inline = (uint32_t)n;
   st->health = inline_health(st);
   st->n_triggers = so->n_triggers;
   health_init(st->health, 0, st->n_triggers);
+}
+
+int evs_engine_state_new(const evs_so_t *so, int64_t created_ms, evs_engine_state_t **out) {
+  size_t size = evs_engine_state_size(so);
+  evs_engine_state_t *st = size ? malloc(size) : NULL;
+  *out = NULL;
+  if (st == NULL)
+    return UV_ENOMEM;
+  evs_engine_state_init(st, so, created_ms);
   *out = st;
   return 0;
 }
 
-void evs_engine_state_free(evs_engine_state_t *st) {
+void evs_engine_state_fini(evs_engine_state_t *st) {
   if (st == NULL)
     return;
   evs_behavior_free(&st->behavior);
   if (st->health != inline_health(st))
     free(st->health);
+  st->health = NULL;
+  st->n_triggers = 0;
+}
+
+void evs_engine_state_free(evs_engine_state_t *st) {
+  evs_engine_state_fini(st);
   free(st);
 }
 

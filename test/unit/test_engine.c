@@ -925,6 +925,64 @@ static void respec_keeps_health_by_index(void **state) {
   fx_free(&f);
 }
 
+/* A state in its owner's memory (the registry's record) is the one evs_engine_state_new makes,
+ * decides the same, and its fini frees only what it allocated itself: a respec's health block
+ * (ASan fails the test on a leak, a free of the owner's memory or an overrun of the inline
+ * health). */
+static void state_in_owner_memory(void **state) {
+  (void)state;
+  fx_t f, three;
+  fx_init(&f, REDIS(""), NULL);
+  fx_init(&three,
+          REDIS("") "  - {type: redis, metadata: {listName: b, listLength: \"10\"}}\n"
+                    "  - {type: redis, metadata: {listName: c, listLength: \"10\"}}\n",
+          NULL);
+  size_t size = evs_engine_state_size(f.so);
+  assert_int_equal(size, sizeof(evs_engine_state_t) + sizeof(evs_trigger_health_t));
+  assert_int_equal(evs_engine_state_size(three.so),
+                   sizeof(evs_engine_state_t) + 3 * sizeof(evs_trigger_health_t));
+  /* Dirty memory: init must not rely on a zeroed block. */
+  _Alignas(evs_engine_state_t) unsigned char
+      mem[sizeof(evs_engine_state_t) + sizeof(evs_trigger_health_t)];
+  memset(mem, 0xa5, sizeof mem);
+  evs_engine_state_t *st = (evs_engine_state_t *)mem;
+  evs_engine_state_init(st, f.so, T0);
+  assert_int_equal(st->created_ms, f.st->created_ms);
+  assert_int_equal(st->n_triggers, 1);
+  assert_ptr_equal(st->health, (evs_trigger_health_t *)(st + 1));
+  assert_int_equal(st->health[0].proposal, -1);
+  /* The same decisions as the fixture's own state, reading by reading. */
+  evs_engine_state_t *own = f.st;
+  for (int i = 1; i <= 4; i++) {
+    if (i % 2)
+      set_err(&f, 0, T0 + S(i));
+    else
+      set(&f, 0, 12, T0 + S(i));
+    int32_t replicas = f.replicas;
+    f.st = own;
+    evs_decision_t a = *step(&f, T0 + S(i));
+    int32_t after = f.replicas;
+    f.replicas = replicas;
+    f.st = st;
+    evs_decision_t b = *step(&f, T0 + S(i));
+    assert_int_equal(f.replicas, after);
+    assert_int_equal(a.desired, b.desired);
+    assert_int_equal(a.reason, b.reason);
+    assert_int_equal(a.write, b.write);
+    assert_int_equal(own->health[0].failures, st->health[0].failures);
+    assert_int_equal(own->last_active_ms, st->last_active_ms);
+  }
+  f.st = own;
+  /* More triggers: the health moves to a block the state owns; fini frees it, not mem. */
+  assert_int_equal(evs_engine_state_respec(st, three.so), 0);
+  assert_ptr_not_equal(st->health, (evs_trigger_health_t *)(st + 1));
+  evs_engine_state_fini(st);
+  assert_null(st->health);
+  evs_engine_state_fini(NULL);
+  fx_free(&three);
+  fx_free(&f);
+}
+
 static void state_size(void **state) {
   (void)state;
   print_message("sizeof evs_engine_state_t %zu, evs_behavior_state_t %zu, "
@@ -986,6 +1044,7 @@ int main(void) {
       cmocka_unit_test(default_scale_down_window),
       cmocka_unit_test(record_scale_returns_policy_period_end),
       cmocka_unit_test(state_size),
+      cmocka_unit_test(state_in_owner_memory),
       cmocka_unit_test(respec_keeps_health_by_index),
       cmocka_unit_test(bad_arguments),
   };
