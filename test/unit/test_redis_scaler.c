@@ -1064,8 +1064,10 @@ static void waiting_triggers(const char *addr, int port, int live) {
       assert_non_null(strstr(wn_msg[i], keys[i]));
       assert_non_null(strstr(wn_msg[i], addr));
       /* Issue 13: a trigger waiting for a server that is down is one block, with no room for
-       * what only a connected or subscribed one needs: 277 bytes asked (309 before). */
-      assert_true(malloc_usable_size(s[i]) <= 280);
+       * what only a connected or subscribed one needs: 277 to 281 bytes asked with these keys
+       * and a 4- or 5-digit port (309 to 313 before), a glibc chunk of at most 296 usable
+       * bytes (312 or 328 before; ASan reports the bytes asked). */
+      assert_true(malloc_usable_size(s[i]) <= 296);
       evs_redis_scaler_stats_t rs;
       assert_int_equal(evs_redis_scaler_stats(s[i], &rs), 0);
       assert_int_equal(rs.events + rs.event_reads + rs.coalesced, 0);
