@@ -1124,12 +1124,11 @@ static const char *type_name(evs_metric_type_t t) {
   return t == EVS_METRIC_COUNTER ? "counter" : t == EVS_METRIC_GAUGE ? "gauge" : "histogram";
 }
 
-/* Brings fam->sorted up to date. A view a stream still holds is left to it and replaced. */
-static int family_sort(evs_metric_family_t *fam) {
-  if (fam->sorted_valid)
-    return 0;
-  kids_t *k = fam->sorted;
-  size_t bytes = sizeof(kids_t) + (fam->size ? fam->size : 1) * sizeof(evs_metric_t *);
+/* Makes *view room for n entries that only its owner holds: resized in place when no stream
+ * holds it, otherwise left to the streams and replaced by a new one. */
+static int kids_writable(kids_t **view, size_t n) {
+  kids_t *k = *view;
+  size_t bytes = sizeof(kids_t) + (n ? n : 1) * sizeof(k->v[0]);
   if (k && k->refs == 1) {
     k = realloc(k, bytes);
     if (k == NULL)
@@ -1138,10 +1137,20 @@ static int family_sort(evs_metric_family_t *fam) {
     k = malloc(bytes);
     if (k == NULL)
       return UV_ENOMEM;
-    kids_release(fam->sorted);
+    kids_release(*view);
     k->refs = 1;
   }
-  fam->sorted = k;
+  *view = k;
+  return 0;
+}
+
+/* Brings fam->sorted up to date. A view a stream still holds is left to it and replaced. */
+static int family_sort(evs_metric_family_t *fam) {
+  if (fam->sorted_valid)
+    return 0;
+  if (kids_writable(&fam->sorted, fam->size) != 0)
+    return UV_ENOMEM;
+  kids_t *k = fam->sorted;
   size_t n = 0;
   for (size_t i = 0; i < fam->cap; i++)
     for (evs_metric_t *m = fam->table[i]; m; m = m->hnext)
@@ -1196,20 +1205,9 @@ void evs_metrics_out_sample(evs_metrics_out_t *out, const char *const *labels, d
 static int source_sort(evs_metrics_source_t *src) {
   if (src->sorted_valid)
     return 0;
+  if (kids_writable(&src->sorted, src->n) != 0)
+    return UV_ENOMEM;
   kids_t *k = src->sorted;
-  size_t bytes = sizeof(kids_t) + (src->n ? src->n : 1) * sizeof(k->v[0]);
-  if (k && k->refs == 1) {
-    k = realloc(k, bytes);
-    if (k == NULL)
-      return UV_ENOMEM;
-  } else {
-    k = malloc(bytes);
-    if (k == NULL)
-      return UV_ENOMEM;
-    kids_release(src->sorted);
-    k->refs = 1;
-  }
-  src->sorted = k;
   k->n = src->ops.list(src->data, k->v, src->n);
   qsort(k->v, k->n, sizeof(k->v[0]), src->ops.cmp);
   src->sorted_valid = 1;

@@ -17,6 +17,7 @@
 #include "evscale/config.h"
 #include "evscale/duration.h"
 #include "evscale/error.h"
+#include "test_data.h"
 
 /* ---- helpers ---- */
 
@@ -1101,9 +1102,9 @@ static void reload_diff(void **state) {
 /* A real file on disk (test/data/config/broken.yaml): every error, in order, with its place. */
 static void data_file_errors(void **state) {
   (void)state;
-  const char *dir = getenv("EVS_TEST_DATA");
+  const char *dir = evs_test_data();
   char path[1024];
-  snprintf(path, sizeof path, "%s/config/broken.yaml", dir ? dir : EVS_SOURCE_DIR "/test/data");
+  snprintf(path, sizeof path, "%s/config/broken.yaml", dir);
   evs_config_t *c = NULL;
   evs_diag_t d;
   evs_diag_init(&d);

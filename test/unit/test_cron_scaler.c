@@ -19,6 +19,7 @@
 #include "evscale/diag.h"
 #include "evscale/error.h"
 #include "evscale/scaler.h"
+#include "test_data.h"
 
 static int64_t real_ms(void) {
   struct timespec ts;
@@ -559,8 +560,8 @@ static void test_unknown_zone_with_index(void **state) {
 int main(void) {
   /* Zones come from the test copies of tzdata. */
   char dir[1024];
-  const char *data = getenv("EVS_TEST_DATA");
-  snprintf(dir, sizeof dir, "%s/zoneinfo", data ? data : "test/data");
+  const char *data = evs_test_data();
+  snprintf(dir, sizeof dir, "%s/zoneinfo", data);
   setenv("TZDIR", dir, 1);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_creation_errors),

@@ -22,11 +22,12 @@
 #include "evscale/cronexpr.h"
 #include "evscale/error.h"
 #include "evscale/tz.h"
+#include "test_data.h"
 
 static const evs_tz_t *zone(const char *rel) {
   char path[1024];
-  const char *dir = getenv("EVS_TEST_DATA");
-  snprintf(path, sizeof path, "%s/zoneinfo/%s", dir ? dir : "test/data", rel);
+  const char *dir = evs_test_data();
+  snprintf(path, sizeof path, "%s/zoneinfo/%s", dir, rel);
   FILE *f = fopen(path, "rb");
   if (f == NULL)
     fail_msg("cannot open %s", path);

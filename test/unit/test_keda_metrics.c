@@ -19,6 +19,7 @@
 #include "evscale/error.h"
 #include "evscale/keda_metrics.h"
 #include "evscale/metrics.h"
+#include "test_data.h"
 
 typedef struct {
   char name[128], type[16], labels[256], help[512];
@@ -26,9 +27,9 @@ typedef struct {
 
 /* Reads a fixture: name TAB type TAB labels (comma-separated, "-" for none) TAB help. */
 static size_t read_fixture(const char *file, fixture_t *out, size_t cap) {
-  const char *dir = getenv("EVS_TEST_DATA");
+  const char *dir = evs_test_data();
   char path[512], line[1024];
-  snprintf(path, sizeof path, "%s/keda_metrics/%s", dir ? dir : "test/data", file);
+  snprintf(path, sizeof path, "%s/keda_metrics/%s", dir, file);
   FILE *f = fopen(path, "r");
   assert_non_null(f);
   size_t n = 0;

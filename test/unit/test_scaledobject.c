@@ -27,6 +27,7 @@
 #include "evscale/tz.h"
 #include "evscale/param.h"
 #include "scale/so_check.h"
+#include "test_data.h"
 
 static void dump(const evs_diag_t *d) {
   char buf[512];
@@ -273,7 +274,7 @@ static void error_positions(void **state) {
 static void error_cron_schedules_and_zones(void **state) {
   (void)state;
   char dir[1024];
-  snprintf(dir, sizeof dir, "%s/zoneinfo", getenv("EVS_TEST_DATA"));
+  snprintf(dir, sizeof dir, "%s/zoneinfo", evs_test_data());
   assert_int_equal(evs_tz_index_load(dir), 0);
   evs_diag_t d;
   parse_bad(HEAD "spec:\n"                                         /* 6 */
@@ -1292,7 +1293,7 @@ static void data_files(void **state) {
   (void)state;
   static const char *const valid[] = {"valid-redis.yaml", "valid-prometheus.yaml",
                                       "valid-cron.yaml", "valid-full.yaml", "valid-modifiers.yaml"};
-  const char *dir = getenv("EVS_TEST_DATA");
+  const char *dir = evs_test_data();
   assert_non_null(dir);
   for (size_t i = 0; i < sizeof valid / sizeof valid[0]; i++) {
     char path[1024], buf[16384];

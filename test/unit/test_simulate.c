@@ -63,6 +63,7 @@
 #include "evscale/csv.h"
 #include "evscale/error.h"
 #include "evscale/simulate.h"
+#include "test_data.h"
 
 typedef struct {
   double time;
@@ -77,10 +78,7 @@ typedef struct {
   size_t n;
 } result_t;
 
-static const char *data_dir(void) {
-  const char *d = getenv("EVS_TEST_DATA");
-  return d ? d : "test/data";
-}
+static const char *data_dir(void) { return evs_test_data(); }
 
 static char *path_of(const char *name) {
   char *p;

@@ -11,6 +11,7 @@
 #include "evscale/so_status.h"
 #include "evscale/status.h"
 #include "kube_writes_helpers.h"
+#include "test_data.h"
 
 #define T0 1700000000000LL
 
@@ -20,8 +21,8 @@ static char NS[64];
 
 static json_t *fixture(void) {
   char path[512];
-  const char *d = getenv("EVS_TEST_DATA");
-  snprintf(path, sizeof path, "%s/keda_status/conditions.json", d ? d : "test/data");
+  const char *d = evs_test_data();
+  snprintf(path, sizeof path, "%s/keda_status/conditions.json", d);
   json_error_t err;
   json_t *j = json_load_file(path, 0, &err);
   if (j == NULL)

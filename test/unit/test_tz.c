@@ -17,11 +17,12 @@
 #include <unistd.h>
 #include "evscale/error.h"
 #include "evscale/tz.h"
+#include "test_data.h"
 
 static uint8_t *read_data(const char *rel, size_t *len) {
   char path[1024];
-  const char *dir = getenv("EVS_TEST_DATA");
-  snprintf(path, sizeof path, "%s/zoneinfo/%s", dir ? dir : "test/data", rel);
+  const char *dir = evs_test_data();
+  snprintf(path, sizeof path, "%s/zoneinfo/%s", dir, rel);
   FILE *f = fopen(path, "rb");
   assert_non_null(f);
   uint8_t *buf = malloc(1 << 16);
@@ -406,7 +407,7 @@ static void test_zone_index(void **state) {
   assert_int_equal(evs_tz_index_has("Europe/Berlin"), EVS_ESTATE); /* nothing loaded yet */
   assert_int_equal(evs_tz_index_has("UTC"), 1);                    /* built in */
   char dir[1024];
-  snprintf(dir, sizeof dir, "%s/zoneinfo/", getenv("EVS_TEST_DATA"));
+  snprintf(dir, sizeof dir, "%s/zoneinfo/", evs_test_data());
   assert_int_equal(evs_tz_index_load(dir), 0);
   assert_int_equal(evs_tz_index_has("Europe/Berlin"), 1);
   assert_int_equal(evs_tz_index_has("America/New_York"), 1);
@@ -428,8 +429,8 @@ static void test_zone_index(void **state) {
 int main(void) {
   /* The cache reads $TZDIR/<name>: point it at the test copies. */
   char dir[1024];
-  const char *data = getenv("EVS_TEST_DATA");
-  snprintf(dir, sizeof dir, "%s/zoneinfo", data ? data : "test/data");
+  const char *data = evs_test_data();
+  snprintf(dir, sizeof dir, "%s/zoneinfo", data);
   setenv("TZDIR", dir, 1);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_new_york),
