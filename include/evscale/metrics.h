@@ -14,9 +14,9 @@
  *
  * Memory: a child is one allocation (hash link, value(s), label values packed NUL-separated),
  * about 40 bytes plus its label values for a counter or gauge, and a hash slot and a sorted-view
- * slot (about 24 bytes). Series that share their labels across families can be kept as row sets
- * (below): one row per key for all of them; or printed from the owner's own records (sources,
- * below), which costs the registry one sorted-view pointer per record.
+ * slot (about 24 bytes). Series that share their labels across families can instead be printed
+ * from the owner's own records (sources, below), which costs the registry one sorted-view
+ * pointer per record.
  *
  * Not thread-safe: the loop thread is the only user. */
 #ifndef EVSCALE_METRICS_H
@@ -86,75 +86,13 @@ size_t evs_metric_family_size(const evs_metric_family_t *fam);
  * m is NULL: an owner that keeps the handle need not keep the labels too. */
 const char *evs_metric_label(const evs_metric_t *m, size_t i);
 
-/* Row sets: the series of several counter and gauge families that share their label values,
- * as a ScaledObject's do (namespace and name in each of its series), kept as one row per key
- * instead of one child per series: a row is one allocation holding the key's values once and
- * one value per column, indexed once (one hash slot and one sorted-view slot per row, not per
- * series). /metrics prints exactly what children with the same labels and values would print.
- *
- * A column is a family and where each of its labels comes from: key[i] >= 0 shows the row's key
- * value key[i], key[i] == -1 the constant value[i]. Every key value appears once per column and
- * in key order (so the family's series sort as the keys do); a family may have several adjacent
- * columns (evscale_scale_events_total's direction="down" and "up") when their constants differ
- * only after the last key label and increase from one column to the next. A family fed by a row
- * set has only the row set's series: evs_metric_family_child on it returns NULL, and
- * evs_metric_family_size counts rows times its columns. Rows are removed by handle in O(1) and
- * outlive a stream that may still reach them, as children do. */
-typedef struct evs_metrics_rows_s evs_metrics_rows_t;
-typedef struct evs_metric_row_s evs_metric_row_t;
-
-typedef struct {
-  evs_metric_family_t *fam; /* counter or gauge, of the same registry, with no series yet */
-  const int *key;           /* fam's n_labels entries: a key index or -1 */
-  const char *const *value; /* fam's n_labels entries: the constant where key[i] is -1 (copied) */
-} evs_metric_column_t;
-
-/* A row set with keys of n_keys values and one value per column (at most 64 columns). *out is
- * borrowed: the registry owns it, and frees it with itself. 0, UV_EINVAL (a column breaks the
- * rules above, or its family has series or feeds a row set already), UV_ENOMEM. */
-int evs_metrics_rows_new(evs_metrics_t *reg, size_t n_keys, const evs_metric_column_t *cols,
-                         size_t n_cols, evs_metrics_rows_t **out);
-/* A row set whose rows each belong to a row of parent, as a ScaledObject's trigger rows belong
- * to its object row: key i with from_parent[i] >= 0 is the parent row's key value
- * from_parent[i], kept once in the parent row instead of in each row (issue 13); -1: the row's
- * own value. At least one key comes from the parent; parent is not itself under another. Rows
- * are added with evs_metrics_rows_add_under; a parent row must outlive its rows. Otherwise as
- * evs_metrics_rows_new (from_parent is copied). */
-int evs_metrics_rows_new_under(evs_metrics_t *reg, evs_metrics_rows_t *parent,
-                               const int *from_parent, size_t n_keys,
-                               const evs_metric_column_t *cols, size_t n_cols,
-                               evs_metrics_rows_t **out);
-/* Adds the row of key (n_keys strings, copied), its values 0. *out is borrowed: valid until
- * evs_metric_row_remove or the registry is freed. 0, UV_EINVAL (a NULL value), UV_EEXIST (a row
- * with that key exists: its series would print twice), UV_ENOMEM. */
-int evs_metrics_rows_add(evs_metrics_rows_t *rs, const char *const *key, evs_metric_row_t **out);
-/* The same for a row set made with evs_metrics_rows_new_under: key holds every value, the
- * parent's too, which must be parent's (a row of the parent row set); UV_EINVAL otherwise (and
- * from evs_metrics_rows_add on such a set, and from this on another). */
-int evs_metrics_rows_add_under(evs_metrics_rows_t *rs, evs_metric_row_t *parent,
-                               const char *const *key, evs_metric_row_t **out);
-/* Removes the row and with it its series in every column's family: O(1); r is invalid
- * afterwards (freed at once, or when the last stream that may reach it ends). 0, or
- * EVS_ENOTFOUND for NULL. */
-int evs_metric_row_remove(evs_metric_row_t *r);
-/* Key value i of row r (borrowed: lives as long as r), NULL when out of range or r is NULL. */
-const char *evs_metric_row_key(const evs_metric_row_t *r, size_t i);
-/* Rows of the set. */
-size_t evs_metrics_rows_size(const evs_metrics_rows_t *rs);
-/* A column's value: as evs_metric_add / evs_metric_set / evs_metric_value on the child the
- * column's family would have (a counter ignores negative deltas and NaN). A NULL row or a
- * column out of range is a no-op (NaN for the value). */
-void evs_metric_row_add(evs_metric_row_t *r, size_t col, double delta);
-void evs_metric_row_set(evs_metric_row_t *r, size_t col, double value);
-double evs_metric_row_value(const evs_metric_row_t *r, size_t col);
-
 /* Sources: the series of several counter and gauge families printed from the caller's own
  * records, as client_golang's Collector does. A KEDA ScaledObject keeps its values and label
- * strings in one record of its own, and /metrics reads them from it (issue 13: a row set costs
- * a row allocation, a hash link and a value slot per column for each object and trigger; a
- * record of the owner's costs what the owner needs). The registry keeps a source's sorted view
- * (a pointer per record, rebuilt only after evs_metrics_source_changed) and shares it with the
- * streams rendering it, so a scrape stays sliced as for children.
+ * strings in one record of its own, and /metrics reads them from it (issue 13: the row sets
+ * this replaced cost a row allocation, a hash link and a value slot per column for each object
+ * and trigger; a record of the owner's costs what the owner needs). The registry keeps a source's
+ * sorted view (a pointer per record, rebuilt only after evs_metrics_source_changed) and shares it
+ * with the streams rendering it, so a scrape stays sliced as for children.
  *
  * A family attached to a source has only the source's series: evs_metric_family_child on it
  * returns NULL, and evs_metric_family_size counts records times its series per record. */
@@ -181,7 +119,7 @@ typedef struct {
   size_t series_per_record; /* what print prints per record: for evs_metric_family_size */
 } evs_metrics_source_family_t;
 
-/* A source printing n_fams families (copied; each in at most one source or row set) through
+/* A source printing n_fams families (copied; each in at most one source) through
  * ops with data (borrowed). *out is borrowed: the registry owns it and frees it with itself.
  * 0, UV_EINVAL, UV_ENOMEM. */
 int evs_metrics_source_new(evs_metrics_t *reg, const evs_metrics_source_family_t *fams,

@@ -21,7 +21,6 @@ const double EVS_METRICS_DEFAULT_BUCKETS[EVS_METRICS_DEFAULT_BUCKETS_N] = {
 typedef union {
   double d;
   unsigned long long u;
-  struct evs_metric_s *parent; /* a row under a parent row: the slot after its columns */
 } evs_mval_t;
 
 /* One series. A counter or gauge keeps v[0]; a histogram keeps v[0] = sum, v[1] = count and
@@ -36,20 +35,12 @@ struct evs_metric_s {
   evs_mval_t v[];
 };
 
-/* One column of a row set: the family it feeds and where each of its labels comes from. */
-typedef struct {
-  evs_metric_family_t *fam;
-  size_t n;      /* fam's labels */
-  int *key;      /* per label of fam: the key value it shows, or -1 for consts[i] */
-  char **consts; /* per label: a copy of the constant, NULL where key[i] >= 0 */
-} col_t;
-
 /* A family's children in output order. Shared between the family and the streams rendering it:
  * a stream keeps its view while series come and go, so what it walks is never reallocated. */
 typedef struct {
   size_t refs;
   size_t n;
-  const void *v[]; /* children or rows (evs_metric_t), or a source's records */
+  const void *v[]; /* children (evs_metric_t), or a source's records */
 } kids_t;
 
 struct evs_metric_family_s {
@@ -70,18 +61,6 @@ struct evs_metric_family_s {
    * rarely compared with scrapes, and sorting tens of thousands per scrape is the main cost. */
   kids_t *sorted;
   int sorted_valid;
-  /* Row sets (evs_metrics_rows_new). A row set is an index family outside reg->fams whose
-   * children are the rows (its labels the key, one value per column); it owns cols. A family
-   * fed by a row set (a view) has no children of its own: rows is the index, and its columns
-   * are cols[col0 .. col0 + ncol) of it. */
-  evs_metric_family_t *rows;
-  size_t col0, ncol;
-  col_t *cols;
-  size_t n_cols;
-  /* A row set under another (evs_metrics_rows_new_under): per key, the parent row's key it is,
-   * or -1 for the row's own (packed); NULL otherwise. parent: the parent row set's index. */
-  int *from_parent;
-  evs_metric_family_t *parent;
   /* A family printed from a source's records (evs_metrics_source_new): its position there. */
   evs_metrics_source_t *src;
   size_t src_index;
@@ -98,11 +77,6 @@ struct evs_metrics_source_s {
   size_t n_fams;
 };
 
-/* The index family is the first member, so the row set is freed as a family. */
-struct evs_metrics_rows_s {
-  evs_metric_family_t idx;
-};
-
 struct evs_metrics_s {
   evs_metric_family_t **fams; /* sorted by name */
   size_t n;
@@ -110,8 +84,6 @@ struct evs_metrics_s {
   size_t last_len;         /* size of the previous exposition: the next buffer starts that big */
   size_t streams;          /* expositions in progress */
   evs_metric_t *graveyard; /* children removed while streams > 0, freed when the last ends */
-  evs_metric_family_t **indexes; /* the row sets' index families */
-  size_t n_indexes, cap_indexes;
   evs_metrics_source_t **sources;
   size_t n_sources, cap_sources;
   void *retired; /* sources' records retired while streams > 0 (linked by their first word) */
@@ -123,8 +95,6 @@ static void kids_release(kids_t *k) {
 }
 
 static size_t nvals(const evs_metric_family_t *fam) {
-  if (fam->cols)
-    return fam->n_cols + (fam->from_parent != NULL);
   return fam->type == EVS_METRIC_HISTOGRAM ? 2 + fam->n_buckets : 1;
 }
 
@@ -132,18 +102,8 @@ static const char *child_labels(const evs_metric_t *m) {
   return (const char *)(m->v + nvals(m->fam));
 }
 
-/* The value of label `index` of m: in its packed block, or for a row under a parent row the
- * parent's key value when the key is the parent's (the packed block holds the row's own). */
+/* The value of label `index` of m, in its packed block. */
 static const char *label_at(const evs_metric_t *m, size_t index) {
-  const int *fp = m->fam->from_parent;
-  if (fp != NULL) {
-    if (fp[index] >= 0)
-      return label_at(m->v[m->fam->n_cols].parent, (size_t)fp[index]);
-    size_t own = 0;
-    for (size_t i = 0; i < index; i++)
-      own += fp[i] < 0;
-    index = own;
-  }
   const char *p = child_labels(m);
   for (size_t i = 0; i < index; i++)
     p += strlen(p) + 1;
@@ -199,14 +159,6 @@ static void family_free(evs_metric_family_t *fam) {
   }
   free(fam->table);
   kids_release(fam->sorted);
-  for (size_t c = 0; fam->cols && c < fam->n_cols; c++) {
-    for (size_t i = 0; fam->cols[c].consts && i < fam->cols[c].n; i++)
-      free(fam->cols[c].consts[i]);
-    free(fam->cols[c].consts);
-    free(fam->cols[c].key);
-  }
-  free(fam->cols);
-  free(fam->from_parent);
   for (size_t i = 0; fam->label_names && i < fam->n_labels; i++)
     free(fam->label_names[i]);
   free(fam->label_names);
@@ -239,9 +191,6 @@ void evs_metrics_free(evs_metrics_t *reg) {
   retired_free(reg);
   for (size_t i = 0; i < reg->n; i++)
     family_free(reg->fams[i]);
-  for (size_t i = 0; i < reg->n_indexes; i++)
-    family_free(reg->indexes[i]);
-  free(reg->indexes);
   while (reg->graveyard) {
     evs_metric_t *next = reg->graveyard->hnext;
     free(reg->graveyard);
@@ -352,8 +301,8 @@ void evs_metric_family_set_collect(evs_metric_family_t *fam, evs_metric_collect_
   fam->collect_data = data;
 }
 
-/* Packs the values NUL-separated into buf (or just measures when buf is NULL); a row under a
- * parent row packs its own only. FNV-1a hash of them all. */
+/* Packs the values NUL-separated into buf (or just measures when buf is NULL). FNV-1a hash of
+ * them. */
 static size_t pack_labels(const evs_metric_family_t *fam, const char *const *values, char *buf,
                           uint32_t *hash) {
   size_t len = 0;
@@ -362,8 +311,6 @@ static size_t pack_labels(const evs_metric_family_t *fam, const char *const *val
     size_t l = strlen(values[i]) + 1;
     for (size_t k = 0; k < l; k++)
       h = (h ^ (unsigned char)values[i][k]) * 16777619u;
-    if (fam->from_parent && fam->from_parent[i] >= 0)
-      continue;
     if (buf)
       memcpy(buf + len, values[i], l);
     len += l;
@@ -375,12 +322,6 @@ static size_t pack_labels(const evs_metric_family_t *fam, const char *const *val
 
 static int labels_equal(const evs_metric_t *m, const evs_metric_family_t *fam,
                         const char *const *values) {
-  if (fam->from_parent) {
-    for (size_t i = 0; i < fam->n_labels; i++)
-      if (strcmp(label_at(m, i), values[i]) != 0)
-        return 0;
-    return 1;
-  }
   const char *p = child_labels(m);
   for (size_t i = 0; i < fam->n_labels; i++) {
     if (strcmp(p, values[i]) != 0)
@@ -443,7 +384,7 @@ static int table_grow(evs_metric_family_t *fam) {
 
 evs_metric_t *evs_metric_family_child(evs_metric_family_t *fam, const char *const *values) {
   evs_metric_t *m = evs_metric_family_lookup(fam, values);
-  if (m || fam == NULL || !values_ok(fam, values) || fam->rows || fam->src)
+  if (m || fam == NULL || !values_ok(fam, values) || fam->src)
     return m;
   if (fam->size + 1 > fam->cap - fam->cap / 4 && table_grow(fam) != 0)
     return NULL;
@@ -532,8 +473,6 @@ const char *evs_metric_label(const evs_metric_t *m, size_t i) {
 }
 
 size_t evs_metric_family_size(const evs_metric_family_t *fam) {
-  if (fam && fam->rows)
-    return fam->rows->size * fam->ncol;
   if (fam && fam->src)
     return fam->src->n * fam->src->fams[fam->src_index].series_per_record;
   return fam ? fam->size : 0;
@@ -573,213 +512,6 @@ double evs_metric_value(const evs_metric_t *m) { return m ? m->v[0].d : NAN; }
 
 unsigned long long evs_metric_count(const evs_metric_t *m) {
   return (m && m->fam->type == EVS_METRIC_HISTOGRAM) ? m->v[1].u : 0;
-}
-
-/* ---- row sets ----------------------------------------------------------------------------- */
-
-#define ROWS_MAX_COLS 64
-
-static evs_metric_family_t *idx_of(evs_metrics_rows_t *rs) { return &rs->idx; }
-
-/* Labels of one column: the keys 0..n_keys-1 each once and in key order, so that the family's
- * label tuples sort as the keys do; constants elsewhere. */
-static int column_ok(const evs_metrics_t *reg, size_t n_keys, const evs_metric_column_t *c) {
-  const evs_metric_family_t *f = c->fam;
-  if (f == NULL || f->reg != reg || f->rows || f->src || f->size != 0 || c->key == NULL ||
-      f->type == EVS_METRIC_HISTOGRAM || f->n_labels < n_keys)
-    return 0;
-  size_t next = 0;
-  for (size_t i = 0; i < f->n_labels; i++) {
-    if (c->key[i] < 0) {
-      if (c->key[i] != -1 || c->value == NULL || c->value[i] == NULL)
-        return 0;
-    } else if ((size_t)c->key[i] != next++) {
-      return 0;
-    }
-  }
-  return next == n_keys;
-}
-
-/* c follows p, a column of the same family: the same keys, constants differing only after the
- * last key label and greater as a tuple, so a row's series of one family are adjacent in the
- * output and in label order. */
-static int column_follows(const evs_metric_column_t *p, const evs_metric_column_t *c) {
-  size_t n = c->fam->n_labels, last = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (p->key[i] != c->key[i])
-      return 0;
-    if (c->key[i] >= 0)
-      last = i;
-  }
-  for (size_t i = 0; i < n; i++) {
-    if (c->key[i] >= 0)
-      continue;
-    int d = strcmp(p->value[i], c->value[i]);
-    if (d != 0)
-      return i > last && d < 0;
-  }
-  return 0; /* the same series twice */
-}
-
-static int columns_ok(const evs_metrics_t *reg, size_t n_keys, const evs_metric_column_t *cols,
-                      size_t n) {
-  for (size_t c = 0; c < n; c++) {
-    if (!column_ok(reg, n_keys, &cols[c]))
-      return 0;
-    if (c > 0 && cols[c].fam == cols[c - 1].fam) {
-      if (!column_follows(&cols[c - 1], &cols[c]))
-        return 0;
-      continue;
-    }
-    for (size_t k = 0; k < c; k++) /* a family's columns are adjacent */
-      if (cols[k].fam == cols[c].fam)
-        return 0;
-  }
-  return 1;
-}
-
-static int column_copy(col_t *dst, const evs_metric_column_t *c) {
-  size_t n = c->fam->n_labels;
-  dst->fam = c->fam;
-  dst->n = n;
-  dst->key = malloc(n * sizeof *dst->key);
-  dst->consts = calloc(n, sizeof *dst->consts);
-  if (dst->key == NULL || dst->consts == NULL)
-    return UV_ENOMEM;
-  for (size_t i = 0; i < n; i++) {
-    dst->key[i] = c->key[i];
-    if (c->key[i] < 0 && (dst->consts[i] = strdup(c->value[i])) == NULL)
-      return UV_ENOMEM;
-  }
-  return 0;
-}
-
-/* from_parent: NULL, or per key the parent's key index or -1 (see evs_metrics_rows_new_under). */
-static int rows_new(evs_metrics_t *reg, evs_metrics_rows_t *parent, const int *from_parent,
-                    size_t n_keys, const evs_metric_column_t *cols, size_t n_cols,
-                    evs_metrics_rows_t **out) {
-  if (reg == NULL || out == NULL || n_keys == 0 || cols == NULL || n_cols == 0 ||
-      n_cols > ROWS_MAX_COLS || !columns_ok(reg, n_keys, cols, n_cols))
-    return UV_EINVAL;
-  evs_metrics_rows_t *rs = calloc(1, sizeof(*rs));
-  if (rs == NULL)
-    return UV_ENOMEM;
-  evs_metric_family_t *idx = idx_of(rs);
-  idx->reg = reg;
-  idx->type = EVS_METRIC_GAUGE;
-  idx->n_labels = n_keys;
-  idx->cols = calloc(n_cols, sizeof *idx->cols);
-  int rc = idx->cols ? 0 : UV_ENOMEM;
-  if (rc == 0 && from_parent != NULL) {
-    idx->parent = idx_of(parent);
-    idx->from_parent = malloc(n_keys * sizeof *idx->from_parent);
-    if (idx->from_parent == NULL)
-      rc = UV_ENOMEM;
-    else
-      memcpy(idx->from_parent, from_parent, n_keys * sizeof *idx->from_parent);
-  }
-  for (; rc == 0 && idx->n_cols < n_cols; idx->n_cols++)
-    rc = column_copy(&idx->cols[idx->n_cols], &cols[idx->n_cols]);
-  if (rc == 0 && evs_buf_reserve((void **)&reg->indexes, &reg->cap_indexes, reg->n_indexes + 1,
-                                 sizeof *reg->indexes, 4) != 0)
-    rc = UV_ENOMEM;
-  if (rc != 0) {
-    family_free(idx); /* n_cols counts the column that failed half-copied too */
-    return rc;
-  }
-  reg->indexes[reg->n_indexes++] = idx;
-  for (size_t c = 0; c < n_cols; c++) {
-    evs_metric_family_t *f = cols[c].fam;
-    if (f->rows == NULL) {
-      f->rows = idx;
-      f->col0 = c;
-    }
-    f->ncol++;
-  }
-  *out = rs;
-  return 0;
-}
-
-int evs_metrics_rows_new(evs_metrics_t *reg, size_t n_keys, const evs_metric_column_t *cols,
-                         size_t n_cols, evs_metrics_rows_t **out) {
-  return rows_new(reg, NULL, NULL, n_keys, cols, n_cols, out);
-}
-
-int evs_metrics_rows_new_under(evs_metrics_t *reg, evs_metrics_rows_t *parent,
-                               const int *from_parent, size_t n_keys,
-                               const evs_metric_column_t *cols, size_t n_cols,
-                               evs_metrics_rows_t **out) {
-  if (parent == NULL || from_parent == NULL || idx_of(parent)->reg != reg ||
-      idx_of(parent)->from_parent != NULL)
-    return UV_EINVAL;
-  int any = 0;
-  for (size_t i = 0; i < n_keys; i++) {
-    if (from_parent[i] < -1 ||
-        (from_parent[i] >= 0 && (size_t)from_parent[i] >= idx_of(parent)->n_labels))
-      return UV_EINVAL;
-    any |= from_parent[i] >= 0;
-  }
-  return any ? rows_new(reg, parent, from_parent, n_keys, cols, n_cols, out) : UV_EINVAL;
-}
-
-/* parent: the row's parent row (a row set under another), else NULL. */
-static int rows_add(evs_metrics_rows_t *rs, evs_metric_t *parent, const char *const *key,
-                    evs_metric_row_t **out) {
-  evs_metric_family_t *idx = rs ? idx_of(rs) : NULL;
-  if (idx == NULL || out == NULL || !values_ok(idx, key) ||
-      (parent == NULL) != (idx->from_parent == NULL) || (parent && parent->fam != idx->parent))
-    return UV_EINVAL;
-  for (size_t i = 0; parent && i < idx->n_labels; i++) /* the parent's keys are the parent's */
-    if (idx->from_parent[i] >= 0 &&
-        strcmp(key[i], label_at(parent, (size_t)idx->from_parent[i])) != 0)
-      return UV_EINVAL;
-  if (evs_metric_family_lookup(idx, key) != NULL)
-    return UV_EEXIST;
-  evs_metric_t *m = evs_metric_family_child(idx, key);
-  if (m == NULL)
-    return UV_ENOMEM;
-  if (parent)
-    m->v[idx->n_cols].parent = parent;
-  *out = (evs_metric_row_t *)m;
-  return 0;
-}
-
-int evs_metrics_rows_add(evs_metrics_rows_t *rs, const char *const *key, evs_metric_row_t **out) {
-  return rows_add(rs, NULL, key, out);
-}
-
-int evs_metrics_rows_add_under(evs_metrics_rows_t *rs, evs_metric_row_t *parent,
-                               const char *const *key, evs_metric_row_t **out) {
-  return parent ? rows_add(rs, (evs_metric_t *)parent, key, out) : UV_EINVAL;
-}
-
-int evs_metric_row_remove(evs_metric_row_t *r) { return evs_metric_remove((evs_metric_t *)r); }
-
-const char *evs_metric_row_key(const evs_metric_row_t *r, size_t i) {
-  return evs_metric_label((const evs_metric_t *)r, i);
-}
-
-size_t evs_metrics_rows_size(const evs_metrics_rows_t *rs) { return rs ? rs->idx.size : 0; }
-
-void evs_metric_row_add(evs_metric_row_t *r, size_t col, double delta) {
-  evs_metric_t *m = (evs_metric_t *)r;
-  if (m == NULL || col >= m->fam->n_cols)
-    return;
-  /* As evs_metric_add: a counter only goes up. */
-  if (m->fam->cols[col].fam->type == EVS_METRIC_COUNTER && !(delta >= 0))
-    return;
-  m->v[col].d += delta;
-}
-
-void evs_metric_row_set(evs_metric_row_t *r, size_t col, double value) {
-  evs_metric_t *m = (evs_metric_t *)r;
-  if (m != NULL && col < m->fam->n_cols)
-    m->v[col].d = value;
-}
-
-double evs_metric_row_value(const evs_metric_row_t *r, size_t col) {
-  const evs_metric_t *m = (const evs_metric_t *)r;
-  return m != NULL && col < m->fam->n_cols ? m->v[col].d : NAN;
 }
 
 /* Go's strconv.FormatFloat(v, 'g', -1, 64): the shortest digits that read back as v; %e form
@@ -1041,26 +773,19 @@ static void sb_escaped(sbuf_t *b, const char *s, int quote) {
   }
 }
 
-/* name{l1="v1",...[,le="bound"]} value\n: label values from the packed block p in order, or for
- * a row set's column, key values from the row's block (in key order) and the column's
- * constants. */
-static void sb_sample(sbuf_t *b, const evs_metric_family_t *fam, const char *p, const col_t *col,
-                      const evs_metric_t *row, const char *suffix, const double *le, double value) {
+/* name{l1="v1",...[,le="bound"]} value\n: label values from the packed block p in order. */
+static void sb_sample(sbuf_t *b, const evs_metric_family_t *fam, const char *p, const char *suffix,
+                      const double *le, double value) {
   sb_str(b, fam->name);
   sb_str(b, suffix);
   char sep = '{';
-  int under = row != NULL && row->fam->from_parent != NULL;
   for (size_t i = 0; i < fam->n_labels; i++) {
-    const char *v = col && col->key[i] < 0 ? col->consts[i]
-                    : under                ? label_at(row, (size_t)col->key[i])
-                                           : p;
     sb_put(b, &sep, 1);
     sb_str(b, fam->label_names[i]);
     sb_put(b, "=\"", 2);
-    sb_escaped(b, v, 1);
+    sb_escaped(b, p, 1);
     sb_put(b, "\"", 1);
-    if (v == p)
-      p += strlen(p) + 1;
+    p += strlen(p) + 1;
     sep = ',';
   }
   if (le) {
@@ -1081,38 +806,23 @@ static void sb_child(sbuf_t *b, const evs_metric_t *m) {
   const evs_metric_family_t *fam = m->fam;
   const char *p = child_labels(m);
   if (fam->type != EVS_METRIC_HISTOGRAM) {
-    sb_sample(b, fam, p, NULL, NULL, "", NULL, m->v[0].d);
+    sb_sample(b, fam, p, "", NULL, m->v[0].d);
     return;
   }
   unsigned long long cum = 0;
   for (size_t i = 0; i < fam->n_buckets; i++) {
     cum += m->v[2 + i].u;
-    sb_sample(b, fam, p, NULL, NULL, "_bucket", &fam->buckets[i], (double)cum);
+    sb_sample(b, fam, p, "_bucket", &fam->buckets[i], (double)cum);
   }
   const double inf = INFINITY;
-  sb_sample(b, fam, p, NULL, NULL, "_bucket", &inf, (double)m->v[1].u);
-  sb_sample(b, fam, p, NULL, NULL, "_sum", NULL, m->v[0].d);
-  sb_sample(b, fam, p, NULL, NULL, "_count", NULL, (double)m->v[1].u);
-}
-
-/* A row's series in the view family fam: one per column of fam, in the columns' order. */
-static void sb_row(sbuf_t *b, const evs_metric_family_t *fam, const evs_metric_t *row) {
-  const evs_metric_family_t *idx = fam->rows;
-  for (size_t c = fam->col0; c < fam->col0 + fam->ncol; c++)
-    sb_sample(b, fam, child_labels(row), &idx->cols[c], row, "", NULL, row->v[c].d);
+  sb_sample(b, fam, p, "_bucket", &inf, (double)m->v[1].u);
+  sb_sample(b, fam, p, "_sum", NULL, m->v[0].d);
+  sb_sample(b, fam, p, "_count", NULL, (double)m->v[1].u);
 }
 
 /* Packed label blocks compare like their values one by one: NUL sorts before any byte. */
 static int child_cmp(const void *a, const void *b) {
   const evs_metric_t *x = *(evs_metric_t *const *)a, *y = *(evs_metric_t *const *)b;
-  if (x->fam->from_parent) { /* strcmp compares as unsigned char, as memcmp does */
-    for (size_t i = 0; i < x->fam->n_labels; i++) {
-      int c = strcmp(label_at(x, i), label_at(y, i));
-      if (c != 0)
-        return c;
-    }
-    return 0;
-  }
   size_t n = x->labels_len < y->labels_len ? x->labels_len : y->labels_len;
   int c = memcmp(child_labels(x), child_labels(y), n);
   if (c != 0)
@@ -1218,8 +928,8 @@ static int source_fams_ok(const evs_metrics_t *reg, const evs_metrics_source_fam
                           size_t n) {
   for (size_t i = 0; i < n; i++) {
     const evs_metric_family_t *x = f[i].fam;
-    if (x == NULL || x->reg != reg || x->rows || x->src || x->size != 0 ||
-        x->type == EVS_METRIC_HISTOGRAM || f[i].series_per_record == 0)
+    if (x == NULL || x->reg != reg || x->src || x->size != 0 || x->type == EVS_METRIC_HISTOGRAM ||
+        f[i].series_per_record == 0)
       return 0;
     for (size_t j = 0; j < i; j++)
       if (f[j].fam == x)
@@ -1322,14 +1032,12 @@ static int stream_next_family(evs_metrics_stream_t *st) {
         return rc;
       kids = fam->src->sorted;
     } else {
-      /* A view prints its row set's rows, in the index's order (see evs_metrics_rows_new). */
-      evs_metric_family_t *src = fam->rows ? fam->rows : fam;
-      if (src->size == 0)
+      if (fam->size == 0)
         continue;
-      int rc = family_sort(src);
+      int rc = family_sort(fam);
       if (rc != 0)
         return rc;
-      kids = src->sorted;
+      kids = fam->sorted;
     }
     st->fam = fam;
     st->kids = kids;
@@ -1360,10 +1068,7 @@ static int stream_fill(evs_metrics_stream_t *st, sbuf_t *b, size_t min_bytes) {
       const evs_metric_t *m = st->kids->v[st->next++];
       if (m->dead)
         continue;
-      if (st->fam->rows)
-        sb_row(b, st->fam, m);
-      else
-        sb_child(b, m);
+      sb_child(b, m);
     }
   }
   return b->oom ? UV_ENOMEM : 0;

@@ -839,6 +839,18 @@ static size_t so_pack(pack_t *p, const evs_so_t *src, const uint32_t *index) {
   return p->at;
 }
 
+/* Measures so's own layout again: the choices are the same as when it was packed (the same
+ * strings in the same order; shared ones take no room either way), and measuring reads neither
+ * the name index nor the shared table. */
+size_t evs_so__packed_size(const evs_so_t *so) {
+  static const uint32_t any_index[1];
+  pack_t p = {0};
+  p.share = so->shared != 0;
+  for (size_t i = 0; i < so->n_triggers && !p.share; i++)
+    p.share = so->triggers[i].shared_kv != 0;
+  return so_pack(&p, so, so->name_indexed ? any_index : NULL);
+}
+
 int evs_so_parse_mode(const evs_node_t *root, const char *source, evs_so_mode_t mode,
                       evs_so_t **out, evs_diag_t *diag, evs_diag_t *warnings) {
   char srcbuf[300];

@@ -60,6 +60,11 @@ const char *evs_so__word(const char *s);
 /* How many distinct strings the process's objects share now (scaledobject.c), for tests. */
 size_t evs_so__shared_count(void);
 
+/* The size of so's block as allocated (what the object asked of malloc), for tests:
+ * malloc_usable_size says what a chunk holds, which depends on the heap's history (a reused
+ * chunk may carry up to 31 B more), and failed a size test once under load. */
+size_t evs_so__packed_size(const evs_so_t *so);
+
 /* Validates spec.triggers (the node may be NULL) into c->so. */
 void evs_so__parse_triggers(evs_so__ctx_t *c, const evs_node_t *spec);
 

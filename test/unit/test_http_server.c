@@ -610,7 +610,12 @@ static void sc_limit_busy(ctx_t *c) {
     fds[i] = cli_connect(c->port);
     cli_sends(fds[i], "GET /big HTTP/1.1\r\n\r\nGET /big HTTP/1.1\r\n\r\n");
   }
-  usleep(300 * 1000);
+  /* Both owe answers before the newcomer comes: the first bytes of each answer are there (a
+   * peek takes nothing). A 300 ms sleep here failed under load: the server had not yet read the
+   * second connection's requests, so it was idle and rightly the one closed for the newcomer. */
+  char peek;
+  for (int i = 0; i < 2; i++)
+    c->flags[1 + i] = recv(fds[i], &peek, 1, MSG_PEEK) == 1;
   fds[2] = cli_connect(c->port);
   c->flags[0] = cli_eof(fds[2]);
   char r[256];
@@ -628,6 +633,7 @@ static void test_max_connections_busy(void **state) {
   o.max_connections = 2;
   ctx_t c = {0};
   run(&c, &o, sc_limit_busy);
+  assert_true(c.flags[1] && c.flags[2]);
   assert_true(c.flags[0]);
   assert_int_equal(c.count, 4);
 }

@@ -1177,8 +1177,9 @@ static void packed_object_is_one_small_block(void **state) {
                     "    metadata: {address: \"127.0.0.1:1\", listName: jobs-1234, "
                     "listLength: \"5\"}\n";
   evs_so_t *a = parse_ok(src), *b = parse_ok(src);
-  size_t size = malloc_usable_size(a);
+  size_t size = evs_so__packed_size(a);
   assert_true(size <= 296); /* 312 with the namespace and the address copied */
+  assert_true(malloc_usable_size(a) >= size);
   const char *lo = (const char *)a, *hi = lo + size;
   const evs_trigger_t *t = &a->triggers[0];
 #define IN_BLOCK(p) ((const char *)(p) >= lo && (const char *)(p) < hi)
