@@ -236,7 +236,12 @@ static int triggers_cmp(const void *a, const void *b) {
 }
 
 /* KEDA 2.13 recorded time.Since(start).Milliseconds(): whole milliseconds. */
-static double ms(double seconds) { return (double)(long long)(seconds * 1000); }
+/* Whole milliseconds, as Go's Duration.Milliseconds; a value no int64 holds (NaN, infinite,
+ * beyond 2^63) is printed as it is: converting it to an integer would be undefined. */
+static double ms(double seconds) {
+  double v = seconds * 1000;
+  return v > -9.2e18 && v < 9.2e18 ? (double)(long long)v : v;
+}
 
 static void objects_print(evs_metrics_out_t *out, const void *item, size_t f) {
   const evs_keda_metrics_object_t *o = item;

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -474,6 +475,18 @@ static void test_compat_213(void **state) {
     assert_non_null(strstr(out, want[i]));
   }
   free(out);
+  /* A latency no integer holds prints as it is (the conversion to whole milliseconds would be
+   * undefined: x86 made NaN -9223372036854775808). */
+  evs_keda_metrics_set_latency(a, 0, NAN);
+  evs_keda_metrics_set_loop_latency(a, INFINITY);
+  out = expose(reg);
+  assert_non_null(strstr(out, "triggerIndex=\"0\",type=\"scaledobject\"} NaN\n"));
+  assert_non_null(strstr(out, "resource=\"worker-a\"} +Inf\n"));
+  assert_null(strstr(out, "-9223372036854775808"));
+  assert_null(strstr(out, "-9.223372036854776e+18"));
+  free(out);
+  evs_keda_metrics_set_latency(a, 0, 0.0127);
+  evs_keda_metrics_set_loop_latency(a, 1.5);
   /* A second object in another namespace: the counts are found again by their labels when an
    * object goes (the object keeps no handle to them), each name's count on its own. */
   evs_keda_trigger_t tr2[] = {{"redisScaler", "s0-redis-jobs", "redis"},
