@@ -512,13 +512,16 @@ static void test_slow_server(void **state) {
   assert_non_null(strstr(rs.msg[0], "timed out after 300 ms"));
   assert_true(wait_n(&loop, &slow, 1, 10000));
   assert_int_equal(slow.err[0], 0);
-  /* Recovered: a new connection after the backoff delay. */
-  int ok = 0;
+  /* Recovered: a new connection after the backoff delay. A PING that times out (300 ms is short
+   * for a loaded machine under ASan: it happened once) fails its connection, and the next try
+   * connects again: one connection more per PING that failed, no other. */
+  int ok = 0, failed = 0;
   for (int tries = 0; tries < 50 && !ok; tries++) {
     int n0 = rs.n;
     if (evs_redis_command(c, on_reply, &rs, "PING") == 0) {
       assert_true(wait_n(&loop, &rs, n0 + 1, 10000));
       ok = rs.err[n0] == 0;
+      failed += !ok;
     } else {
       sleep_loop(&loop, 50);
     }
@@ -526,7 +529,7 @@ static void test_slow_server(void **state) {
   assert_true(ok);
   evs_redis_conn_stats_t st;
   evs_redis_conn_stats(c, &st);
-  assert_int_equal(st.connects, 2);
+  assert_true(st.connects >= 2 && st.connects <= 2 + (uint64_t)failed);
   close_conn(&loop, sleeper);
   close_conn(&loop, c);
   assert_int_equal(evs_test_loop_close(&loop), 0);
