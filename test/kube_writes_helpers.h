@@ -192,4 +192,88 @@ static inline int kw_namespace(const char *ns, int create) {
   return st;
 }
 
+/* test/faultproxy.py between a client and the control plane, for the faults the real server will
+ * not produce on demand (see the script's docstring). p->kubeconfig points a client at it with
+ * the control plane's token. 0, or -1 when it did not start. */
+typedef struct {
+  evs_test_server_t srv;
+  int cport; /* its control port */
+  char kubeconfig[400];
+} kw_proxy_t;
+
+static inline int kw_proxy_start(kw_proxy_t *p) {
+  memset(p, 0, sizeof *p);
+  if (evs_test_server_dir(&p->srv) != 0)
+    return -1;
+  char cpf[200];
+  snprintf(cpf, sizeof cpf, "%s/control-port", p->srv.dir);
+  const char *args[] = {"--listen",
+                        "127.0.0.1:0",
+                        "--upstream",
+                        KW.url,
+                        "--ca",
+                        KW.ca,
+                        "--cert",
+                        evs_test_cert("ip-only.crt"),
+                        "--key",
+                        evs_test_cert("ip-only.key"),
+                        "--control-port-file",
+                        cpf,
+                        NULL};
+  if (evs_test_script_start(&p->srv, "test/faultproxy.py", args) != 0)
+    return -1;
+  for (int i = 0; i < 200 && p->cport == 0; i++) {
+    FILE *f = fopen(cpf, "r");
+    if (f == NULL || fscanf(f, "%d", &p->cport) != 1)
+      usleep(50000);
+    if (f)
+      fclose(f);
+  }
+  snprintf(p->kubeconfig, sizeof p->kubeconfig, "%s/kubeconfig", p->srv.dir);
+  FILE *f = p->cport > 0 ? fopen(p->kubeconfig, "w") : NULL;
+  if (f == NULL)
+    return -1;
+  fprintf(f,
+          "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n"
+          "    server: https://127.0.0.1:%d\n    certificate-authority: %s\n"
+          "users:\n- name: u\n  user:\n    token: %s\n"
+          "contexts:\n- name: x\n  context: {cluster: c, user: u}\ncurrent-context: x\n",
+          p->srv.port, evs_test_cert("ca.crt"), KW.token);
+  fclose(f);
+  return 0;
+}
+
+/* Sets the proxy's fault (json as its POST /fault takes), or clears it and its statistics
+ * (json NULL). 0 on success. */
+static inline int kw_proxy_fault(const kw_proxy_t *p, const char *json) {
+  char cmd[1200];
+  snprintf(cmd, sizeof cmd,
+           "curl -sf -X POST -H 'Content-Type: application/json' -d '%s' "
+           "http://127.0.0.1:%d/%s >/dev/null",
+           json ? json : "{}", p->cport, json ? "fault" : "reset");
+  return system(cmd) == 0 ? 0 : -1;
+}
+
+/* Requests the proxy has received for path (any verb, query left out; NULL: all requests) since
+ * its last reset, or -1. */
+static inline int kw_proxy_count(const kw_proxy_t *p, const char *path) {
+  char cmd[200];
+  snprintf(cmd, sizeof cmd, "curl -sf http://127.0.0.1:%d/stats", p->cport);
+  FILE *f = popen(cmd, "r");
+  if (f == NULL)
+    return -1;
+  json_t *j = json_loadf(f, 0, NULL);
+  pclose(f);
+  json_t *n =
+      path ? json_object_get(json_object_get(j, "by_path"), path) : json_object_get(j, "requests");
+  int r = j == NULL ? -1 : (int)json_integer_value(n);
+  json_decref(j);
+  return r;
+}
+
+static inline void kw_proxy_stop(kw_proxy_t *p) {
+  if (p->srv.pid > 0)
+    evs_test_server_stop(&p->srv);
+}
+
 #endif

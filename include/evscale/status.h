@@ -113,6 +113,14 @@ typedef struct evs_status_patcher_s evs_status_patcher_t;
 typedef struct {
   int dry_run;            /* build and compare, send nothing */
   unsigned max_in_flight; /* patches out at once; 0 = EVS_STATUS_MAX_IN_FLIGHT */
+  /* A patch that failed for a reason that passes (a transport error, 429, 5xx) is written again
+   * after a delay, through the provider (the status as it is then), when loop is set: an object
+   * whose status changes no more (a broken one) would otherwise keep the old status until its
+   * next change. The delay is the patcher's, not an object's: retry_initial_ms (0: 1 s),
+   * doubling for each round that still fails, up to retry_max_ms (0: 60 s); a patch that
+   * succeeds resets it. NULL loop: the next update retries, nothing else. */
+  uv_loop_t *loop;
+  uint64_t retry_initial_ms, retry_max_ms;
 } evs_status_patcher_options_t;
 
 /* err: transport error or 0; status: the HTTP status (0 with err). */
@@ -145,7 +153,8 @@ void evs_status_patcher_set_provider(evs_status_patcher_t *p, evs_status_provide
  * runs; an update waiting for this object is dropped with EVS_ECANCELED), or a negative code.
  * Inside the provider, a NULL cb keeps the waiting update's callback on the patch sent.
  * in->last_active_ms (the decision's) is limited by evs_status_last_active against the last one
- * sent. Do not close the patcher from inside cb. A failed patch is retried by the next update. */
+ * sent. Do not close the patcher from inside cb. A failed patch is retried by the next update, and
+ * by the retry timer (see the options). */
 int evs_status_patcher_update(evs_status_patcher_t *p, const char *ns, const char *name,
                               const evs_status_input_t *in, int64_t now_ms, evs_status_cb cb,
                               void *arg);
@@ -154,6 +163,8 @@ int evs_status_patcher_update(evs_status_patcher_t *p, const char *ns, const cha
 void evs_status_patcher_forget(evs_status_patcher_t *p, const char *ns, const char *name);
 /* Patches sent since creation. */
 uint64_t evs_status_patcher_sent(const evs_status_patcher_t *p);
+/* Failed patches queued again by the retry timer since creation (see the options). */
+uint64_t evs_status_patcher_retries(const evs_status_patcher_t *p);
 /* Patches out now (at most max_in_flight). */
 unsigned evs_status_patcher_in_flight(const evs_status_patcher_t *p);
 /* Cancels what is in flight or waits (callbacks with EVS_ECANCELED) and frees. */

@@ -486,7 +486,7 @@ int evs_control_start(const evs_control_options_t *o, evs_control_t **out) {
                               &c->keda_metrics);
   }
   evs_scalewriter_options_t wo = {.dry_run = o->dry_run};
-  evs_status_patcher_options_t so = {.dry_run = o->dry_run};
+  evs_status_patcher_options_t so = {.dry_run = o->dry_run, .loop = o->loop};
   if (rc == 0)
     rc = evs_scalewriter_new(o->kube, &wo, &c->writer);
   if (rc == 0)

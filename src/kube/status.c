@@ -264,6 +264,7 @@ typedef struct entry_s {
   unsigned char forgotten : 1; /* forgotten while its patch is in flight: freed when it ends */
   unsigned char flying : 1;    /* its patch is in flight (its side part holds the request) */
   unsigned char side : 1;      /* it has a side part */
+  unsigned char retrying : 1;  /* in p->retry: its failed patch is written again on the timer */
   char data[];                 /* "ns/name\0", then the shape's names */
 } entry_t;
 
@@ -292,6 +293,13 @@ struct evs_status_patcher_s {
   side_t *sides;
   shape_t **shapes; /* NULL: a free slot */
   size_t nshapes, shapes_cap;
+  /* Failed patches waiting for the retry timer (see the options). The timer is an allocation of
+   * its own, freed from its close callback, so that closing the patcher stays synchronous. */
+  uv_loop_t *loop;
+  uv_timer_t *retry_timer;
+  entry_t **retry;
+  size_t retry_n, retry_cap;
+  uint64_t retry_initial_ms, retry_max_ms, retry_delay_ms, retries;
 };
 
 int evs_status_patcher_new(evs_kube_t *kube, const evs_status_patcher_options_t *opts,
@@ -305,6 +313,11 @@ int evs_status_patcher_new(evs_kube_t *kube, const evs_status_patcher_options_t 
   p->dry_run = opts != NULL && opts->dry_run;
   p->max_in_flight =
       opts != NULL && opts->max_in_flight > 0 ? opts->max_in_flight : EVS_STATUS_MAX_IN_FLIGHT;
+  p->loop = opts != NULL ? opts->loop : NULL;
+  p->retry_initial_ms = opts != NULL && opts->retry_initial_ms ? opts->retry_initial_ms : 1000;
+  p->retry_max_ms = opts != NULL && opts->retry_max_ms ? opts->retry_max_ms : 60000;
+  if (p->retry_max_ms < p->retry_initial_ms)
+    p->retry_max_ms = p->retry_initial_ms;
   p->nbuckets = 256;
   p->buckets = calloc(p->nbuckets, sizeof *p->buckets);
   if (p->buckets == NULL) {
@@ -659,6 +672,13 @@ static void unhash(evs_status_patcher_t *p, entry_t *e) {
   }
 }
 
+/* A forgotten entry (out of the table) is freed by the last list that holds it: the FIFO, the
+ * retry list or the pump. */
+static void dead_release(evs_status_patcher_t *p, entry_t *e) {
+  if (!e->linked && !e->retrying && p->granted != e)
+    entry_free(p, e);
+}
+
 /* Room for one more waiting entry; 0 or UV_ENOMEM. */
 static int fifo_reserve(evs_status_patcher_t *p) {
   if (p->fifo_n < p->fifo_cap)
@@ -753,7 +773,7 @@ static void pump(evs_status_patcher_t *p) {
   entry_t *e;
   while (!p->closing && p->in_flight < p->max_in_flight && (e = fifo_pop(p)) != NULL) {
     if (e->dead) {
-      entry_free(p, e);
+      dead_release(p, e);
       continue;
     }
     if (!e->wants || e->flying)
@@ -769,13 +789,70 @@ static void pump(evs_status_patcher_t *p) {
       p->granted = NULL;
     }
     if (e->dead) {
-      entry_free(p, e); /* forgotten by the provider; dead entries have no patch in flight */
+      dead_release(p, e); /* forgotten by the provider; dead entries have no patch in flight */
       continue;
     }
     if (e->wants && !e->flying)
       drop_wait(p, e); /* its owner wrote nothing: the next update writes */
   }
   p->pumping = 0;
+}
+
+/* ---- retries ---- */
+
+static void on_retry_timer_closed(uv_handle_t *h) { free(h); }
+
+/* The retry timer: every entry whose patch failed since the last round waits its turn again in
+ * the FIFO (the provider gives its status as it is now), unless something else writes it. */
+static void on_retry(uv_timer_t *t) {
+  evs_status_patcher_t *p = t->data;
+  entry_t **list = p->retry;
+  size_t n = p->retry_n;
+  p->retry = NULL;
+  p->retry_n = p->retry_cap = 0;
+  uint64_t next = p->retry_delay_ms * 2;
+  p->retry_delay_ms = next > p->retry_max_ms ? p->retry_max_ms : next;
+  for (size_t i = 0; i < n; i++) {
+    entry_t *e = list[i];
+    e->retrying = 0;
+    if (e->dead) {
+      dead_release(p, e);
+      continue;
+    }
+    if (e->wants || e->flying || e->hash != 0)
+      continue; /* a write is on its way, or one succeeded since */
+    e->wants = 1;
+    if (!e->linked && fifo_push(p, e) != 0)
+      e->wants = 0; /* out of memory: the next update writes */
+    else
+      p->retries++;
+  }
+  free(list);
+  pump(p);
+}
+
+static void retry_add(evs_status_patcher_t *p, entry_t *e) {
+  if (p->loop == NULL || e->retrying || p->closing)
+    return;
+  if (p->retry_timer == NULL) {
+    p->retry_timer = malloc(sizeof *p->retry_timer);
+    if (p->retry_timer == NULL || uv_timer_init(p->loop, p->retry_timer) != 0) {
+      free(p->retry_timer);
+      p->retry_timer = NULL;
+      return;
+    }
+    p->retry_timer->data = p;
+    uv_unref((uv_handle_t *)p->retry_timer); /* retries alone never keep the process running */
+  }
+  if (evs_buf_reserve((void **)&p->retry, &p->retry_cap, p->retry_n + 1, sizeof *p->retry, 8) != 0)
+    return; /* out of memory: the next update writes */
+  p->retry[p->retry_n++] = e;
+  e->retrying = 1;
+  if (!uv_is_active((uv_handle_t *)p->retry_timer)) {
+    if (p->retry_delay_ms < p->retry_initial_ms)
+      p->retry_delay_ms = p->retry_initial_ms;
+    uv_timer_start(p->retry_timer, on_retry, p->retry_delay_ms, 0);
+  }
 }
 
 static void on_patch(evs_kube_req_t *req, int err, const evs_http_response_t *resp, const char *msg,
@@ -789,8 +866,14 @@ static void on_patch(evs_kube_req_t *req, int err, const evs_http_response_t *re
   e->flying = 0;
   p->in_flight--;
   int status = resp ? resp->status : 0;
-  if (err != 0 || status < 200 || status > 299)
+  int failed = err != 0 || status < 200 || status > 299;
+  if (failed)
     e->hash = 0; /* not written: the next update writes again (in full: no diff base) */
+  else
+    p->retry_delay_ms = 0; /* the server takes writes again */
+  /* What passes: the server busy, restarting or unreachable. Not 4xx: the same body would be
+   * refused again (404: the object is gone, and its removal forgets it). */
+  int passing = failed && err != EVS_ECANCELED && (err != 0 || status == 429 || status >= 500);
   evs_status_cb cb = s->cb;
   void *cbarg = s->arg;
   s->cb = NULL;
@@ -799,9 +882,13 @@ static void on_patch(evs_kube_req_t *req, int err, const evs_http_response_t *re
   if (!p->closing) {
     if (e->forgotten && !e->wants) {
       unhash(p, e);
-      entry_free(p, e);
-    } else if (e->wants && !e->linked && fifo_push(p, e) != 0) {
-      drop_wait(p, e); /* out of memory: the next update writes */
+      e->dead = 1;
+      dead_release(p, e);
+    } else if (e->wants) {
+      if (!e->linked && fifo_push(p, e) != 0)
+        drop_wait(p, e); /* out of memory: the next update writes */
+    } else if (passing) {
+      retry_add(p, e); /* a waiting update writes anyway; otherwise the timer does */
     }
   }
   if (cb != NULL)
@@ -867,6 +954,9 @@ static void entry_move(evs_status_patcher_t *p, entry_t *e, entry_t *ne) {
       s->e = ne;
   if (p->granted == e)
     p->granted = ne;
+  for (size_t i = 0; e->retrying && i < p->retry_n; i++)
+    if (p->retry[i] == e)
+      p->retry[i] = ne;
   free(e);
 }
 
@@ -1025,10 +1115,8 @@ void evs_status_patcher_forget(evs_status_patcher_t *p, const char *ns, const ch
   } else {
     *at = e->next;
     p->n--;
-    if (e->linked || p->granted == e)
-      e->dead = 1; /* the FIFO (or the pump) still holds it: freed there, never written */
-    else
-      entry_free(p, e);
+    e->dead = 1; /* the FIFO, the retry list or the pump may still hold it: freed there */
+    dead_release(p, e);
   }
   if (qcb != NULL)
     qcb(p, EVS_ECANCELED, 0, qarg);
@@ -1046,11 +1134,24 @@ uint64_t evs_status_patcher_sent(const evs_status_patcher_t *p) { return p->sent
 
 unsigned evs_status_patcher_in_flight(const evs_status_patcher_t *p) { return p->in_flight; }
 
+uint64_t evs_status_patcher_retries(const evs_status_patcher_t *p) { return p->retries; }
+
 void evs_status_patcher_close(evs_status_patcher_t *p) {
   if (p == NULL)
     return;
   p->closing = 1;
-  /* Forgotten entries still in the FIFO are in no bucket. */
+  if (p->retry_timer != NULL)
+    uv_close((uv_handle_t *)p->retry_timer, on_retry_timer_closed);
+  /* Forgotten entries still in the FIFO or the retry list are in no bucket. */
+  for (size_t i = 0; i < p->retry_n; i++) {
+    entry_t *e = p->retry[i];
+    e->retrying = 0;
+    if (e->dead && !e->linked)
+      entry_free(p, e);
+  }
+  free(p->retry);
+  p->retry = NULL;
+  p->retry_n = p->retry_cap = 0;
   for (size_t i = 0; i < p->fifo_n; i++) {
     entry_t *e = p->fifo[(p->fifo_head + i) & (p->fifo_cap - 1)];
     if (e->dead)

@@ -735,70 +735,19 @@ static void test_live_read_only_client(void **state) {
 /* The proxy holds the GET and the write that follows it (a "delay" fault on the object's path);
  * while the write is held the test changes the object behind evscale's back, so the write meets
  * the answer a real race gives (409 Conflict) and the operation must read again and succeed. */
-typedef struct {
-  evs_test_server_t srv;
-  int cport;
-  char kubeconfig[400];
-} proxy_t;
+typedef kw_proxy_t proxy_t;
 
-static void proxy_start(proxy_t *p) {
-  memset(p, 0, sizeof *p);
-  assert_int_equal(evs_test_server_dir(&p->srv), 0);
-  char cpf[200];
-  snprintf(cpf, sizeof cpf, "%s/control-port", p->srv.dir);
-  const char *args[] = {"--listen",
-                        "127.0.0.1:0",
-                        "--upstream",
-                        KW.url,
-                        "--ca",
-                        KW.ca,
-                        "--cert",
-                        evs_test_cert("ip-only.crt"),
-                        "--key",
-                        evs_test_cert("ip-only.key"),
-                        "--control-port-file",
-                        cpf,
-                        NULL};
-  assert_int_equal(evs_test_script_start(&p->srv, "test/faultproxy.py", args), 0);
-  for (int i = 0; i < 200 && p->cport == 0; i++) {
-    FILE *f = fopen(cpf, "r");
-    if (f == NULL || fscanf(f, "%d", &p->cport) != 1)
-      usleep(50000);
-    if (f)
-      fclose(f);
-  }
-  assert_true(p->cport > 0);
-  snprintf(p->kubeconfig, sizeof p->kubeconfig, "%s/kubeconfig", p->srv.dir);
-  FILE *f = fopen(p->kubeconfig, "w");
-  assert_non_null(f);
-  fprintf(f,
-          "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n"
-          "    server: https://127.0.0.1:%d\n    certificate-authority: %s\n"
-          "users:\n- name: u\n  user:\n    token: %s\n"
-          "contexts:\n- name: x\n  context: {cluster: c, user: u}\ncurrent-context: x\n",
-          p->srv.port, evs_test_cert("ca.crt"), KW.token);
-  fclose(f);
-}
+static void proxy_start(proxy_t *p) { assert_int_equal(kw_proxy_start(p), 0); }
 
 static void proxy_fault(proxy_t *p, const char *json) {
-  char cmd[1200];
-  snprintf(cmd, sizeof cmd,
-           "curl -sf -X POST -H 'Content-Type: application/json' -d '%s' "
-           "http://127.0.0.1:%d/fault >/dev/null",
-           json, p->cport);
-  assert_int_equal(system(cmd), 0);
+  assert_non_null(json);
+  assert_int_equal(kw_proxy_fault(p, json), 0);
 }
 
 /* Requests the proxy has received for this path (any verb, query left out). */
 static int proxy_count(proxy_t *p, const char *path) {
-  char cmd[200];
-  snprintf(cmd, sizeof cmd, "curl -sf http://127.0.0.1:%d/stats", p->cport);
-  FILE *f = popen(cmd, "r");
-  assert_non_null(f);
-  json_t *j = json_loadf(f, 0, NULL);
-  pclose(f);
-  int n = (int)json_integer_value(json_object_get(json_object_get(j, "by_path"), path));
-  json_decref(j);
+  int n = kw_proxy_count(p, path);
+  assert_true(n >= 0);
   return n;
 }
 
@@ -892,7 +841,7 @@ static void test_live_races(void **state) {
   env_open(&e);
   assert_int_equal(req(&e, "GET", obj, NULL, NULL, NULL), 404);
   env_close(&e);
-  evs_test_server_stop(&PROXY.srv);
+  kw_proxy_stop(&PROXY);
 }
 
 /* ---- setup ---- */
@@ -929,8 +878,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   (void)state;
-  if (PROXY.srv.pid > 0)
-    evs_test_server_stop(&PROXY.srv);
+  kw_proxy_stop(&PROXY);
   if (KW.found)
     kw_namespace(NS, 0);
   return 0;

@@ -318,10 +318,14 @@ static int setup(void **state) {
   return 0;
 }
 
+/* test_failed_patch_retried's; global: the group teardown stops it when a test fails midway. */
+static kw_proxy_t RPROXY;
+
 static int teardown(void **state) {
   (void)state;
   if (!KW.found)
     return 0;
+  kw_proxy_stop(&RPROXY);
   kw_namespace(NS, 0);
   return 0;
 }
@@ -863,6 +867,107 @@ static void test_forgotten_waiting_not_written(void **state) {
   env_close(&e);
 }
 
+/* ---- a failed patch is written again (test/faultproxy.py answers 500) ---- */
+
+typedef struct {
+  const evs_status_input_t *in;
+  int pulls;
+} rprov_t;
+
+static void rprov(evs_status_patcher_t *p, const char *ns, const char *name, void *arg) {
+  rprov_t *r = arg;
+  r->pulls++;
+  (void)evs_status_patcher_update(p, ns, name, r->in, T0 + 1000, NULL, NULL);
+}
+
+/* A broken object's status is written once and changes no more, so nothing would write it again
+ * after a 500: the patcher's retry timer does, through the provider, with a delay that doubles
+ * (100, 200 ms here) while it fails, and nothing more once it is written. A 4xx is not retried
+ * (the same body would be refused again). */
+static void test_failed_patch_retried(void **state) {
+  (void)state;
+  SKIP_IF_NONE();
+  env_t e;
+  env_init(&e);
+  create_so(&e, "retried");
+  create_so(&e, "gone-later");
+  assert_int_equal(kw_proxy_start(&RPROXY), 0);
+  uv_loop_t *loop = &e.loop;
+  evs_kube_options_t ko = {.kubeconfig = RPROXY.kubeconfig, .request_timeout_ms = 30000};
+  evs_kube_t *k = NULL;
+  assert_int_equal(evs_kube_new(loop, &ko, &k), 0);
+  int opened = 0;
+  assert_int_equal(evs_kube_open(k, kw__opened, &opened), 0);
+  assert_true(evs_test_run_until(loop, &opened, 60000));
+  assert_int_equal(opened, 1);
+  evs_status_patcher_options_t o = {.loop = loop, .retry_initial_ms = 100, .retry_max_ms = 400};
+  evs_status_patcher_t *p;
+  assert_int_equal(evs_status_patcher_new(k, &o, &p), 0);
+  evs_status_input_t bad = mkin(NULL, NULL,
+                                "ScaledObject doesn't have correct triggers specification: "
+                                "triggers[0].metadata.listLength: not a number");
+  bad.gvkr = (evs_status_gvkr_t){0};
+  bad.original_replicas = -1;
+  rprov_t rp = {.in = &bad};
+  evs_status_patcher_set_provider(p, rprov, &rp);
+  char path[256], fj[512];
+  so_status_path(path, sizeof path, "retried");
+  snprintf(fj, sizeof fj, "{\"kind\":\"status\",\"status\":500,\"path_prefix\":\"%s\",\"count\":2}",
+           path);
+  assert_int_equal(kw_proxy_fault(&RPROXY, NULL), 0);
+  assert_int_equal(kw_proxy_fault(&RPROXY, fj), 0);
+  pres_t r = {0};
+  assert_int_equal(evs_status_patcher_update(p, NS, "retried", &bad, T0 + 1000, on_patched, &r), 1);
+  assert_true(evs_test_run_until(loop, &r.n, 30000));
+  assert_int_equal(r.status, 500);
+  /* No update from here on: the timer writes it, after a second 500. */
+  int n = 0;
+  for (int i = 0; i < 200 && (n = kw_proxy_count(&RPROXY, path)) < 3; i++) {
+    int never = 0;
+    evs_test_run_until(loop, &never, 100);
+  }
+  assert_int_equal(n, 3);
+  int never = 0;
+  evs_test_run_until(loop, &never, 300); /* its answer */
+  json_t *st = kubectl_status("retried");
+  assert_non_null(st);
+  assert_string_equal(cond_field(st, 0, "status"), "False");
+  assert_string_equal(cond_field(st, 0, "reason"), "ScaledObjectCheckFailed");
+  json_decref(st);
+  assert_int_equal(evs_status_patcher_retries(p), 2);
+  assert_int_equal(rp.pulls, 2);
+  /* Written: nothing more goes, and the same status again is unchanged. */
+  evs_test_run_until(loop, &never, 1000);
+  assert_int_equal(kw_proxy_count(&RPROXY, path), 3);
+  assert_int_equal(evs_status_patcher_update(p, NS, "retried", &bad, T0 + 1000, NULL, NULL), 0);
+  /* An object forgotten while its retry waits is not written (nor pulled) again. */
+  so_status_path(path, sizeof path, "gone-later");
+  snprintf(fj, sizeof fj,
+           "{\"kind\":\"status\",\"status\":503,\"path_prefix\":\"%s\",\"count\":-1}", path);
+  assert_int_equal(kw_proxy_fault(&RPROXY, NULL), 0);
+  assert_int_equal(kw_proxy_fault(&RPROXY, fj), 0);
+  memset(&r, 0, sizeof r);
+  assert_int_equal(evs_status_patcher_update(p, NS, "gone-later", &bad, T0 + 1000, on_patched, &r),
+                   1);
+  assert_true(evs_test_run_until(loop, &r.n, 30000));
+  assert_int_equal(r.status, 503);
+  evs_status_patcher_forget(p, NS, "gone-later");
+  evs_test_run_until(loop, &never, 1500);
+  assert_int_equal(kw_proxy_count(&RPROXY, path), 1);
+  assert_int_equal(rp.pulls, 2);
+  /* Closing with a retry waiting frees it (ASan). */
+  assert_int_equal(kw_proxy_fault(&RPROXY, NULL), 0);
+  assert_int_equal(kw_proxy_fault(&RPROXY, fj), 0);
+  memset(&r, 0, sizeof r);
+  assert_int_equal(evs_status_patcher_update(p, NS, "gone-later", &bad, T0 + 1000, on_patched, &r),
+                   1);
+  assert_true(evs_test_run_until(loop, &r.n, 30000));
+  evs_status_patcher_close(p);
+  assert_int_equal(kw_kube_close(loop, k), 0);
+  kw_proxy_stop(&RPROXY);
+  env_close(&e);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_conditions_are_kedas),
@@ -878,6 +983,7 @@ int main(void) {
       cmocka_unit_test(test_bounded_in_flight),
       cmocka_unit_test(test_waiting_written_once_latest),
       cmocka_unit_test(test_forgotten_waiting_not_written),
+      cmocka_unit_test(test_failed_patch_retried),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
