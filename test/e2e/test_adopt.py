@@ -9,7 +9,8 @@ A team moving from KEDA stops KEDA's operator; the HPA it created for each Scale
   (c) the HPA re-created as KEDA's operator would (same shape, a new object) right after: evscale
       leaves it, the ScaledObject is refused saying KEDA's operator still runs (Warning Event);
   (d) an HPA whose controller is a ScaledObject evscale does not hold (a broken one), a
-      Deployment, or a ScaledObject of the right name with another uid: refused, never deleted.
+      Deployment, or a ScaledObject of the right name with another uid: refused, never deleted;
+  --dry-run with adopt on: logs the delete it would send, sends none.
 
 The API server's audit log is the witness: every DELETE of an HPA evscale sent (user agent
 evscale/...).
@@ -34,7 +35,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import evstest  # noqa: E402
-from evstest import SCALEDOBJECT  # noqa: E402
+from evstest import DEPLOYMENT, SCALEDOBJECT  # noqa: E402
 
 
 def keda_hpa(ns, so, so_uid, target, lst, owners=None):
@@ -88,16 +89,51 @@ class Adopt(evstest.KubeCase):
         evstest.wait_until(lambda: text in self.message(so), timeout=timeout,
                            what="%s Ready message with %r (now %r)" % (so, text, self.message(so)))
 
+    def adopt_on(self, proc):
+        """kubernetes.adopt_keda_hpas: true in proc's configuration file, then SIGHUP."""
+        cfg = proc.args[proc.args.index("--config") + 1]
+        with open(cfg) as f:
+            text = f.read()
+        self.assertIn("kubernetes:\n", text)
+        with open(cfg, "w") as f:
+            f.write(text.replace("kubernetes:\n", "kubernetes:\n  adopt_keda_hpas: true\n", 1))
+        proc.send_signal(signal.SIGHUP)
+
+    def test_dry_run_never_deletes(self):
+        lst = "adopt-dry-" + self.ns
+        self.deployment("web", 2)
+        self.scaledobject("web", "web", lst)
+        self.create(keda_hpa(self.ns, "web", self.uid("scaledobject", "web"), "web", lst))
+        since = evstest.audit_size(self.env)
+        proc, logf, base = self.start(dry_run=True)
+        evstest.wait_until(lambda: any(r.get("msg") == "ScaledObject refused"
+                                       for r in self.log_records(logf)),
+                           timeout=30, what="web refused")
+        self.adopt_on(proc)
+        evstest.wait_until(
+            lambda: [r for r in self.log_records(logf)
+                     if r.get("msg") == "dry run: would delete KEDA's HPA to adopt its target"
+                     and r.get("hpa") == "keda-hpa-web"],
+            timeout=30, what="the dry run's log of the delete")
+        time.sleep(2)
+        self.assertIsNotNone(self.hpa("keda-hpa-web"))
+        self.assertEqual(self.hpa_deletes(since), [])
+        self.assertEqual(self.scale_patches(since, "web"), [])
+
     def test_adopt_keda_hpa(self):
         lst = "adopt-" + self.ns
         self.redis.cmd("DEL", lst)
+        # One apply (each kubectl run costs a few hundred ms): the Deployments, their
+        # ScaledObjects, and a broken ScaledObject (evscale holds no model of it) to own d1's HPA.
+        docs = []
         for d in ("web", "d1", "d2", "d3"):
-            self.deployment(d, 2)
-            self.scaledobject(d, d, lst)
-        # A broken ScaledObject (evscale holds no model of it) to own d1's HPA.
-        self.apply(SCALEDOBJECT.format(name="ghost", ns=self.ns, target="nowhere", list=lst,
-                                       port=self.redis.port, cooldown=3)
-                   .replace('listLength: "5"', 'listLength: "five"'))
+            docs.append(DEPLOYMENT.format(name=d, ns=self.ns, replicas=2))
+            docs.append(SCALEDOBJECT.format(name=d, ns=self.ns, target=d, list=lst,
+                                            port=self.redis.port, cooldown=3))
+        docs.append(SCALEDOBJECT.format(name="ghost", ns=self.ns, target="nowhere", list=lst,
+                                        port=self.redis.port, cooldown=3)
+                    .replace('listLength: "5"', 'listLength: "five"'))
+        self.apply("---\n".join(docs))
         web_uid = self.uid("scaledobject", "web")
         self.create(keda_hpa(self.ns, "web", web_uid, "web", lst))
         # (d) KEDA-shaped, but: owned by a ScaledObject evscale does not hold (broken) ...
@@ -124,20 +160,14 @@ class Adopt(evstest.KubeCase):
         proc, logf, base = self.start()
         for d in ("web", "d1", "d2", "d3"):
             self.wait_message(d, "is already managed by the hpa 'keda-hpa-%s'" % d)
-        time.sleep(4)  # an empty list and a 3 s cooldown would take them to 0 if evscale drove
+        time.sleep(3)  # an empty list and a 3 s cooldown would take them to 0 if evscale drove
         self.assertIsNotNone(self.hpa("keda-hpa-web"))
         self.assertEqual(self.hpa_deletes(since), [])
         for d in ("web", "d1", "d2", "d3"):
             self.assertEqual(self.scale_patches(since, d), [])
 
         # (b) adopt on, by a reload.
-        cfg = proc.args[proc.args.index("--config") + 1]
-        with open(cfg) as f:
-            text = f.read()
-        self.assertIn("kubernetes:\n", text)
-        with open(cfg, "w") as f:
-            f.write(text.replace("kubernetes:\n", "kubernetes:\n  adopt_keda_hpas: true\n", 1))
-        proc.send_signal(signal.SIGHUP)
+        self.adopt_on(proc)
         evstest.wait_until(lambda: self.hpa("keda-hpa-web") is None, timeout=30,
                            what="KEDA's HPA deleted")
         self.wait_condition("web", "Ready", "True")
@@ -153,7 +183,7 @@ class Adopt(evstest.KubeCase):
         self.assertEqual(self.condition("web", "Ready").get("status"), "False")
         msgs = self.wait_event("web", "EvscaleKEDAOperatorRunning")
         self.assertTrue(any("scale the keda-operator Deployment to 0" in m for m in msgs), msgs)
-        time.sleep(3)
+        time.sleep(2)
         self.assertIsNotNone(self.hpa("keda-hpa-web"))
 
         # (d) still refused, their HPAs still there; evscale deleted exactly one HPA, once.
