@@ -8,6 +8,7 @@ A team moving from KEDA stops KEDA's operator; the HPA it created for each Scale
       Ready and evscale writes its target's replicas; one EvscaleKEDAHPAAdopted Event;
   (c) the HPA re-created as KEDA's operator would (same shape, a new object) right after: evscale
       leaves it, the ScaledObject is refused saying KEDA's operator still runs (Warning Event);
+      turned off again by a reload: refused as any foreign HPA, nothing deleted or re-created;
   (d) an HPA whose controller is a ScaledObject evscale does not hold (a broken one), a
       Deployment, or a ScaledObject of the right name with another uid: refused, never deleted;
   --dry-run with adopt on: logs the delete it would send, sends none.
@@ -89,14 +90,17 @@ class Adopt(evstest.KubeCase):
         evstest.wait_until(lambda: text in self.message(so), timeout=timeout,
                            what="%s Ready message with %r (now %r)" % (so, text, self.message(so)))
 
-    def adopt_on(self, proc):
-        """kubernetes.adopt_keda_hpas: true in proc's configuration file, then SIGHUP."""
+    def adopt_on(self, proc, on=True):
+        """kubernetes.adopt_keda_hpas (on or off) in proc's configuration file, then SIGHUP."""
         cfg = proc.args[proc.args.index("--config") + 1]
         with open(cfg) as f:
             text = f.read()
+        text = text.replace("  adopt_keda_hpas: true\n", "")
         self.assertIn("kubernetes:\n", text)
+        if on:
+            text = text.replace("kubernetes:\n", "kubernetes:\n  adopt_keda_hpas: true\n", 1)
         with open(cfg, "w") as f:
-            f.write(text.replace("kubernetes:\n", "kubernetes:\n  adopt_keda_hpas: true\n", 1))
+            f.write(text)
         proc.send_signal(signal.SIGHUP)
 
     def test_dry_run_never_deletes(self):
@@ -194,6 +198,12 @@ class Adopt(evstest.KubeCase):
         self.assertEqual([n for n, _ in self.hpa_deletes(since)], ["keda-hpa-web"])
         recs = self.log_records(logf)
         self.assertTrue(any(r.get("msg") == "adopting KEDA's HPA: deleting it" for r in recs))
+
+        # Turned off by a reload: KEDA's HPA is refused as any other again, and stays.
+        self.adopt_on(proc, on=False)
+        self.wait_message("web", "is already managed by the hpa 'keda-hpa-web'")
+        self.assertIsNotNone(self.hpa("keda-hpa-web"))
+        self.assertEqual([n for n, _ in self.hpa_deletes(since)], ["keda-hpa-web"])
 
 
 if __name__ == "__main__":
