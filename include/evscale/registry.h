@@ -23,6 +23,16 @@
  * evscale did not create (evs_registry_hpa_seen) is refused the same way (verifyHpas: "... is
  * already managed by the hpa '%s'").
  *
+ * Moving from KEDA (kubernetes.adopt_keda_hpas, evs_registry_set_adopt): an HPA KEDA's operator
+ * created for a ScaledObject the registry holds (controller ownerReference keda.sh ScaledObject
+ * with that object's name and uid, on its target; src/registry/adopt.c says why not the
+ * managed-by label) is deleted by the leader (DELETE with the HPA's uid as a precondition; never
+ * in a dry run) and the ScaledObject drives the target once the HPA informer reports it gone;
+ * until then it stays refused with "adopting KEDA's HPA ...". KEDA's HPA appearing again within
+ * adopt_window_ms of evscale's delete means KEDA's operator still runs: it is left alone and the
+ * ScaledObject refused with what to do until the window has passed. Any other HPA is refused as
+ * above.
+ *
  * Leadership: only a leader runs scalers and writes; a follower keeps the records (its caches
  * warm) and runs nothing, so Redis and Prometheus see one reader. evs_registry_set_leader(1)
  * starts every record's scalers, each reading within a second (jittered by the scalers'
@@ -86,6 +96,11 @@ typedef struct {
   /* Kubernetes Events on the ScaledObjects (kube/events.h; KEDA's reasons and evscale's own).
    * Borrowed; NULL = none. Only the leader emits. */
   evs_events_t *events;
+  /* kubernetes.adopt_keda_hpas (evs_registry_set_adopt changes it at reload), and how long after
+   * deleting KEDA's HPA one re-created for the same ScaledObject is taken for KEDA's operator
+   * still running (0: 5 minutes). */
+  int adopt_keda_hpas;
+  int64_t adopt_window_ms;
 } evs_registry_options_t;
 
 /* 0, UV_EINVAL (no loop), UV_ENOMEM. Not leading until evs_registry_set_leader(reg, 1). */
@@ -142,14 +157,20 @@ typedef struct {
 void evs_registry_target_seen(evs_registry_t *reg, const evs_registry_target_obs_t *obs);
 
 /* An HPA on a target (deleted = 1 when it went away). evscale_owned: carries evscale's label
- * (the fallback HPA). */
+ * (the fallback HPA). uid: its metadata.uid (the delete's precondition when it is adopted);
+ * owner_*: its controller ownerReference (all NULL when none). Everything borrowed. */
 typedef struct {
-  const char *ns, *name;
+  const char *ns, *name, *uid;
   const char *target_api_version, *target_kind, *target_name;
+  const char *owner_api_version, *owner_kind, *owner_name, *owner_uid;
   int evscale_owned;
   int deleted;
 } evs_registry_hpa_obs_t;
 void evs_registry_hpa_seen(evs_registry_t *reg, const evs_registry_hpa_obs_t *obs);
+
+/* kubernetes.adopt_keda_hpas changed (a reload): on, KEDA's HPAs already seen are adopted now
+ * (by the leader); off, adoption stops (a deleted HPA is not re-created). */
+void evs_registry_set_adopt(evs_registry_t *reg, int adopt);
 
 /* A (Cluster)TriggerAuthentication was added, changed or deleted (ns "" for the cluster
  * kind): every trigger that names it resolves its parameters again and restarts. */

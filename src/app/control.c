@@ -166,14 +166,30 @@ static void evs__hpa_obs(evs_control_t *c, const evs_informer_obj_t *obj, int de
   const evs_hpa_info_t *h = obj->data;
   if (h == NULL)
     return;
+  char uid[EVS_INFORMER_UID_BUF];
+  /* The uid and the controller owner: what adoption of KEDA's HPAs checks and deletes by. */
   evs_registry_hpa_obs_t o = {.ns = obj->ns,
                               .name = obj->name,
+                              .uid = evs_informer_obj_uid(obj, uid),
                               .target_api_version = h->target_api_version,
                               .target_kind = h->target_kind,
                               .target_name = h->target_name,
+                              .owner_api_version = h->owner_api_version,
+                              .owner_kind = h->owner_kind,
+                              .owner_name = h->owner_name,
+                              .owner_uid = h->owner_uid,
                               .evscale_owned = h->evscale,
                               .deleted = deleted};
   evs_registry_hpa_seen(c->registry, &o);
+}
+
+/* Whether an HPA's update moved it to another target (then the old target is free of it). */
+static int evs__hpa_moved(const evs_informer_obj_t *old, const evs_informer_obj_t *obj) {
+  const evs_hpa_info_t *a = old->data, *b = obj->data;
+  if (a == NULL || b == NULL)
+    return a != NULL;
+  return strcmp(a->target_api_version, b->target_api_version) != 0 ||
+         strcmp(a->target_kind, b->target_kind) != 0 || strcmp(a->target_name, b->target_name) != 0;
 }
 
 /* One cache event: added or updated (deleted 0), or deleted (`obj` is the last version). */
@@ -213,8 +229,10 @@ static void evs__on_update(evs_informer_t *inf, const evs_informer_obj_t *old,
                            const evs_informer_obj_t *obj, void *arg) {
   (void)inf;
   evs__inf_t *i = arg;
-  if (i->kind == EVS__INF_HPA)
-    evs__hpa_obs(i->c, old, 1); /* its target may have changed */
+  /* Only when its target changed: reported gone and back on every status update, the HPA let
+   * its target go for a moment (the ScaledObject drove it, and could write, in between). */
+  if (i->kind == EVS__INF_HPA && evs__hpa_moved(old, obj))
+    evs__hpa_obs(i->c, old, 1);
   evs__seen(i, obj, 0);
 }
 
@@ -347,6 +365,8 @@ static void evs__stopped_leading(evs_lease_t *l, void *arg) {
 void evs_control_apply_file(evs_control_t *c, const evs_config_t *cfg) {
   if (c == NULL || c->stopping)
     return;
+  /* kubernetes.adopt_keda_hpas is reloadable: the registry adopts (or stops) at once. */
+  evs_registry_set_adopt(c->registry, cfg->kubernetes.adopt_keda_hpas);
   const char *file = evs_doc_file(cfg->doc);
   evs__file_key_t *keys = calloc(cfg->n_scaled_objects + 1, sizeof *keys);
   size_t n = 0;
@@ -522,6 +542,7 @@ int evs_control_start(const evs_control_options_t *o, evs_control_t **out) {
         .fallback_resource =
             cfg->circuit_breaker.fallback_resource == EVS_FALLBACK_MEMORY ? "memory" : "cpu",
         .fallback_utilization = (int32_t)cfg->circuit_breaker.fallback_utilization,
+        .adopt_keda_hpas = cfg->kubernetes.adopt_keda_hpas,
         .metrics = o->metrics};
     evs_engine_config_default(&ro.engine);
     ro.engine.tolerance = cfg->engine.tolerance;

@@ -47,7 +47,7 @@ const evs_config__key_t evs_config__keys[] = {
   {"kubernetes.burst", EVS_CONFIG__INT, OFF(kubernetes.burst), 1, "100", 1, 1e6, 0, NULL,
    "API requests allowed in a burst above qps"},
   {"kubernetes.adopt_keda_hpas", EVS_CONFIG__BOOL, OFF(kubernetes.adopt_keda_hpas), 1, "false", 0, 0, 0, NULL,
-   "take over targets whose HPA KEDA created (moving from KEDA); accepted, no effect yet"},
+   "delete the HPA KEDA's operator created for a ScaledObject evscale holds, then drive its target (moving from KEDA: stop KEDA's operator first)"},
   {"leader_election.enabled", EVS_CONFIG__BOOL, OFF(leader_election.enabled), 0, "true", 0, 0, 0, NULL,
    "only the holder of the Lease writes; false = this replica always writes"},
   {"leader_election.lease_name", EVS_CONFIG__STR, OFF(leader_election.lease_name), 0, "evscale", 0, 0, EVS_CONFIG__DNS_SUBDOMAIN, NULL,

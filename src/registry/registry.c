@@ -21,6 +21,8 @@
 #include "evscale/step.h"
 #include "evscale/timerq.h"
 
+#include "adopt.h"
+
 /* ---------------------------------------------------------------------------------------------
  * Records and targets */
 
@@ -230,6 +232,10 @@ typedef struct {
   int64_t backoff_until_ms, backoff_ms, backoff_since_ms;
   char *other_manager;
   char *foreign_hpa;
+  /* Adoption (kubernetes.adopt_keda_hpas): when evscale last sent the delete of KEDA's HPA on
+   * this target (wall-clock ms, 0 none) and that HPA's uid (see evs_adopt_step). */
+  int64_t adopt_ms;
+  char *adopt_uid;
 } evs__contest_t;
 
 struct evs__target_s {
@@ -315,7 +321,19 @@ typedef struct evs__hpa_s {
   struct evs__hpa_s *next;
   char *key;  /* the target's key */
   char *name; /* the HPA's */
+  /* Its uid and controller ownerReference (NULL when none): what adoption checks. All the
+   * strings live in this allocation (HPAs are few: one per target at most). */
+  char *uid, *owner_api_version, *owner_kind, *owner_name, *owner_uid;
 } evs__hpa_t;
+
+/* A delete of KEDA's HPA in flight (adoption), in reg->adopt_ops until it answers. */
+typedef struct {
+  evs_list_t link;
+  evs_registry_t *reg;
+  evs_kube_req_t *req;
+  char *ns, *name; /* the HPA's, in this allocation */
+  char key[];      /* its target's */
+} evs__adopt_op_t;
 
 /* A decision's part of a status: its conditions (the engine's static strings), its activity and
  * whether health is reported (see evs__status_pull). */
@@ -351,6 +369,12 @@ struct evs_registry_s {
   evs_list_t fetch_wait;
   evs_list_t fetching; /* the reads in flight (evs__fetch_t) */
   unsigned fetch_inflight;
+  /* Adoption: the deletes of KEDA's HPAs in flight (evs__adopt_op_t), and one timer for every
+   * target: the end of the earliest re-creation window or retry (wall-clock ms of adopt_due_ms;
+   * then every target with a candidate HPA is looked at again). */
+  evs_list_t adopt_ops;
+  evs_timerq_entry_t adopt_timer;
+  int64_t adopt_due_ms;
 };
 
 /* --- small helpers --- */
@@ -618,6 +642,7 @@ static void evs__target_free(evs_registry_t *reg, evs__target_t *t) {
   if (t->ext) {
     free(t->ext->other_manager);
     free(t->ext->foreign_hpa);
+    free(t->ext->adopt_uid);
   }
   free(t->ext);
   free(t);
@@ -1838,6 +1863,199 @@ static void evs__fetch_send(evs_registry_t *reg, evs__target_t *t) {
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * Adopting KEDA's HPAs (kubernetes.adopt_keda_hpas; the rules are src/registry/adopt.c's) */
+
+#define EVS__ADOPT_WINDOW_MS 300000 /* KEDA's operator re-creating within it: still running */
+#define EVS__ADOPT_RETRY_MS 30000   /* a delete that failed is sent again after this */
+/* evscale's own Event reasons (the "Evscale" prefix of events.h's own ones). */
+#define EVS__REASON_KEDA_HPA_ADOPTED "EvscaleKEDAHPAAdopted"
+#define EVS__REASON_KEDA_OPERATOR_RUNNING "EvscaleKEDAOperatorRunning"
+
+typedef enum { EVS__FOREIGN = 0, EVS__ADOPTING, EVS__RECREATED } evs__adopt_mode_t;
+
+static void evs__elect(evs_registry_t *reg, evs__target_t *t);
+
+/* Every target an HPA with a controller owner names is looked at again (HPAs are few). */
+static void evs__adopt_all(evs_registry_t *reg) {
+  for (size_t i = 0; reg->hpas.slots && i <= reg->hpas.mask; i++) {
+    for (evs__hpa_t *e = reg->hpas.slots[i]; e; e = e->next) {
+      evs__target_t *t =
+          e->owner_kind ? evs__table_get(&reg->targets, evs__target_key, e->key) : NULL;
+      if (t)
+        evs__elect(reg, t);
+    }
+  }
+}
+
+static void evs__on_adopt_timer(evs_timerq_entry_t *e) {
+  evs_registry_t *reg = evs_container_of(e, evs_registry_t, adopt_timer);
+  reg->adopt_due_ms = 0;
+  evs__adopt_all(reg);
+}
+
+/* The registry's one adoption timer at due_ms (wall clock), unless it is due earlier. */
+static void evs__adopt_arm(evs_registry_t *reg, int64_t due_ms, int64_t now_ms) {
+  if (reg->closing || (reg->adopt_due_ms && reg->adopt_due_ms <= due_ms))
+    return;
+  reg->adopt_due_ms = due_ms;
+  /* 10 ms late rather than early: the loop's clock and the wall clock drift apart a little. */
+  int64_t delay = due_ms > now_ms ? due_ms - now_ms + 10 : 10;
+  (void)evs_timerq_start(reg->tq, &reg->adopt_timer, evs__on_adopt_timer, (uint64_t)delay);
+}
+
+static void evs__on_adopt_deleted(evs_kube_req_t *req, int err, const evs_http_response_t *resp,
+                                  const char *msg, void *arg) {
+  (void)req;
+  evs__adopt_op_t *op = arg;
+  evs_registry_t *reg = op->reg;
+  evs_list_remove(&op->link);
+  int status = resp ? resp->status : 0;
+  if (err == EVS_ECANCELED) {
+    free(op);
+    return;
+  }
+  if (err == 0 && ((status >= 200 && status < 300) || status == 404 || status == 409)) {
+    /* 404: already gone; 409: the uid precondition failed (a new HPA of that name replaced it,
+     * which the informer reports and evs_adopt_step judges). */
+    EVS_LOG_INFO(status < 300 ? "KEDA's HPA deleted; evscale drives the target once it is gone"
+                              : "KEDA's HPA already gone or replaced",
+                 EVS_KV_STR("hpa", op->name), EVS_KV_STR("namespace", op->ns),
+                 EVS_KV_INT("status", status));
+  } else {
+    char m[256];
+    if (resp && err == 0)
+      evs_kube_status_message(resp, m, sizeof m);
+    else
+      snprintf(m, sizeof m, "%s", msg ? msg : evs_strerror(err));
+    int64_t now = evs__wall_ms();
+    EVS_LOG_ERROR("cannot delete KEDA's HPA; trying again later", EVS_KV_STR("hpa", op->name),
+                  EVS_KV_STR("namespace", op->ns), EVS_KV_INT("status", status),
+                  EVS_KV_STR("error", m), EVS_KV_INT("retry_ms", EVS__ADOPT_RETRY_MS));
+    /* Forgotten, so the next look (the timer, a change of the HPA, a reload) deletes again. */
+    evs__target_t *t = evs__table_get(&reg->targets, evs__target_key, op->key);
+    if (t && t->ext) {
+      free(t->ext->adopt_uid);
+      t->ext->adopt_uid = NULL;
+      t->ext->adopt_ms = 0;
+    }
+    evs__adopt_arm(reg, now + EVS__ADOPT_RETRY_MS, now);
+  }
+  free(op);
+}
+
+/* The leader deletes KEDA's HPA h of target t, with its uid as the precondition (never another
+ * object of that name). A dry run logs it once. */
+static void evs__adopt_delete(evs_registry_t *reg, evs__target_t *t, const evs__hpa_t *h,
+                              int64_t now) {
+  evs__contest_t *c = t->ext;
+  if (!reg->leading || reg->o.kube == NULL)
+    return; /* the leader does it */
+  if (reg->o.dry_run) {
+    if (!evs__streq(c->adopt_uid, h->uid)) {
+      EVS_LOG_INFO("dry run: would delete KEDA's HPA to adopt its target",
+                   EVS_KV_STR("hpa", h->name), EVS_KV_STR("namespace", t->ns),
+                   EVS_KV_STR("target", t->key));
+      free(c->adopt_uid);
+      c->adopt_uid = evs__strdup(h->uid); /* logged; adopt_ms stays 0 */
+    }
+    return;
+  }
+  size_t lk = strlen(t->key) + 1, ln = strlen(t->ns) + 1, lh = strlen(h->name) + 1;
+  evs__adopt_op_t *op = calloc(1, sizeof *op + lk + ln + lh);
+  char *uid = evs__strdup(h->uid);
+  json_t *body = json_pack("{s:s, s:s, s:s, s:{s:s}}", "apiVersion", "v1", "kind", "DeleteOptions",
+                           "propagationPolicy", "Background", "preconditions", "uid", h->uid);
+  char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+  json_decref(body);
+  int rc = op && uid && text ? 0 : UV_ENOMEM;
+  if (rc == 0) {
+    memcpy(op->key, t->key, lk);
+    op->ns = op->key + lk;
+    memcpy(op->ns, t->ns, ln);
+    op->name = op->ns + ln;
+    memcpy(op->name, h->name, lh);
+    op->reg = reg;
+    char path[1024];
+    snprintf(path, sizeof path, "/apis/autoscaling/v1/namespaces/%s/horizontalpodautoscalers/%s",
+             t->ns, h->name);
+    evs_kube_request_opts_t ro = {.verb = "DELETE",
+                                  .path = path,
+                                  .content_type = EVS_KUBE_JSON,
+                                  .body = text,
+                                  .body_len = strlen(text),
+                                  .priority = EVS_PRIO_NORMAL,
+                                  .on_done = evs__on_adopt_deleted,
+                                  .arg = op};
+    rc = evs_kube_request(reg->o.kube, &ro, &op->req);
+  }
+  free(text);
+  if (rc != 0) {
+    free(op);
+    free(uid);
+    EVS_LOG_ERROR("cannot delete KEDA's HPA; trying again later", EVS_KV_STR("hpa", h->name),
+                  EVS_KV_STR("namespace", t->ns), EVS_KV_ERR("err", rc));
+    evs__adopt_arm(reg, now + EVS__ADOPT_RETRY_MS, now);
+    return;
+  }
+  evs_list_push_back(&reg->adopt_ops, &op->link);
+  free(c->adopt_uid);
+  c->adopt_uid = uid;
+  c->adopt_ms = now;
+  EVS_LOG_INFO("adopting KEDA's HPA: deleting it", EVS_KV_STR("hpa", h->name),
+               EVS_KV_STR("namespace", t->ns), EVS_KV_STR("uid", h->uid),
+               EVS_KV_STR("target", t->key));
+}
+
+/* How the foreign HPA `foreign` on t is treated: KEDA's HPA for a ScaledObject evscale holds is
+ * adopted (deleted now, or its delete under way) unless KEDA's operator re-created it within the
+ * window; any other is refused. */
+static evs__adopt_mode_t evs__adopt_mode(evs_registry_t *reg, evs__target_t *t,
+                                         const char *foreign) {
+  if (!reg->o.adopt_keda_hpas || foreign == NULL || t->ext == NULL)
+    return EVS__FOREIGN;
+  evs__hpa_t *h = evs__table_get(&reg->hpas, evs__hpa_key, t->key);
+  if (h == NULL || !evs__streq(h->name, foreign) || h->owner_kind == NULL || h->uid == NULL ||
+      h->uid[0] == '\0')
+    return EVS__FOREIGN;
+  char key[600], ub[37];
+  snprintf(key, sizeof key, "%s/%s", t->ns, h->owner_name ? h->owner_name : "");
+  evs__rec_t *r = evs__table_get(&reg->recs, evs__rec_key, key);
+  if (r && (r->so == NULL || r->removed || r->origin != EVS_REGISTRY_API))
+    r = NULL;
+  evs_adopt_so_t so = {0};
+  if (r)
+    so = (evs_adopt_so_t){.ns = r->ns,
+                          .name = evs__rec_name(r),
+                          .uid = evs__uid(r, ub),
+                          .target_key = r->target ? r->target->key : NULL};
+  evs_adopt_hpa_t hh = {.ns = t->ns,
+                        .target_key = h->key,
+                        .owner_api_version = h->owner_api_version,
+                        .owner_kind = h->owner_kind,
+                        .owner_name = h->owner_name,
+                        .owner_uid = h->owner_uid};
+  const char *why = evs_adopt_why_not(&hh, r ? &so : NULL);
+  if (why) {
+    EVS_LOG_DEBUG("HPA not adopted", EVS_KV_STR("hpa", h->name), EVS_KV_STR("namespace", t->ns),
+                  EVS_KV_STR("why", why));
+    return EVS__FOREIGN;
+  }
+  int64_t now = evs__wall_ms(), until = 0;
+  int64_t window = reg->o.adopt_window_ms > 0 ? reg->o.adopt_window_ms : EVS__ADOPT_WINDOW_MS;
+  switch (evs_adopt_step(h->uid, t->ext->adopt_uid, t->ext->adopt_ms, now, window, &until)) {
+  case EVS_ADOPT_WAIT:
+    return EVS__ADOPTING;
+  case EVS_ADOPT_RECREATED:
+    evs__adopt_arm(reg, until, now);
+    return EVS__RECREATED;
+  case EVS_ADOPT_DELETE:
+  default:
+    evs__adopt_delete(reg, t, h, now);
+    return EVS__ADOPTING;
+  }
+}
+
+/* ---------------------------------------------------------------------------------------------
  * Who drives a target */
 
 static int evs__before(const evs__rec_t *a, const evs__rec_t *b) {
@@ -1852,10 +2070,54 @@ static int evs__before(const evs__rec_t *a, const evs__rec_t *b) {
 
 static void evs__start_scalers(evs__rec_t *r);
 
-/* Picks the driver and refuses the others (or all of them, under a foreign HPA). Records whose
- * role changed are re-decided. */
+/* The refusal's text for every record on t (NULL: r drives it). */
+static const char *evs__refusal_text(const evs__target_t *t, const evs__rec_t *r,
+                                     const evs__rec_t *best, const char *foreign,
+                                     evs__adopt_mode_t mode, int dry_run, char *msg, size_t cap) {
+  char gvk[256];
+  if (foreign && mode == EVS__ADOPTING)
+    snprintf(msg, cap, "adopting KEDA's HPA '%s': deleting it so that evscale drives the target%s",
+             foreign, dry_run ? " (dry run: not deleted)" : "");
+  else if (foreign && mode == EVS__RECREATED)
+    snprintf(msg, cap,
+             "KEDA's operator re-created HPA '%s' after evscale deleted it: stop KEDA's operator "
+             "(scale the keda-operator Deployment to 0), then evscale adopts it",
+             foreign);
+  else if (foreign)
+    snprintf(msg, cap,
+             "the workload '%s' of type '%s' is already managed by the hpa '%s': delete that "
+             "HPA (or this ScaledObject) so that one autoscaler drives it",
+             evs__t_name(t), evs__target_gvk(t, gvk, sizeof gvk), foreign);
+  else if (r != best)
+    snprintf(msg, cap,
+             "the workload '%s' of type '%s' is already managed by the ScaledObject '%s': "
+             "delete one of them or point it at another target",
+             evs__t_name(t), evs__target_gvk(t, gvk, sizeof gvk), evs__rec_name(best));
+  else
+    return NULL;
+  return msg;
+}
+
+/* A refusal that is new or changed: said in the log and as an Event (the adoption's own). */
+static void evs__refusal_said(evs__rec_t *r, evs__adopt_mode_t mode) {
+  if (mode == EVS__ADOPTING) {
+    EVS_LOG_INFO("ScaledObject waits for KEDA's HPA to go", EVS_KV_STR("scaledobject", r->key),
+                 EVS_KV_STR("reason", evs__refusal(r)));
+    evs__event(r, EVS_EVENT_NORMAL, EVS__REASON_KEDA_HPA_ADOPTED, "%s", evs__refusal(r));
+  } else if (mode == EVS__RECREATED) {
+    EVS_LOG_WARN("ScaledObject refused: KEDA's operator still runs",
+                 EVS_KV_STR("scaledobject", r->key), EVS_KV_STR("reason", evs__refusal(r)));
+    evs__event(r, EVS_EVENT_WARNING, EVS__REASON_KEDA_OPERATOR_RUNNING, "%s", evs__refusal(r));
+  } else {
+    EVS_LOG_ERROR("ScaledObject refused", EVS_KV_STR("scaledobject", r->key),
+                  EVS_KV_STR("reason", evs__refusal(r)));
+    evs__event(r, EVS_EVENT_WARNING, EVS_REASON_TARGET_REFUSED, "%s", evs__refusal(r));
+  }
+}
+
+/* Picks the driver and refuses the others (or all of them, under a foreign HPA: adopting KEDA's
+ * when asked to). Records whose role changed are re-decided. */
 static void evs__elect(evs_registry_t *reg, evs__target_t *t) {
-  (void)reg;
   evs__rec_t *best = NULL;
   for (evs__rec_t *r = t->recs; r; r = r->tnext) {
     if (r->so == NULL || r->removed)
@@ -1864,34 +2126,22 @@ static void evs__elect(evs_registry_t *reg, evs__target_t *t) {
       best = r;
   }
   const char *foreign = evs__foreign_hpa(t);
+  evs__adopt_mode_t mode = foreign && best ? evs__adopt_mode(reg, t, foreign) : EVS__FOREIGN;
   if (foreign)
     best = NULL;
   t->driver = best;
-  char gvk[256], msg[1024];
+  char msg[1024];
   for (evs__rec_t *r = t->recs; r; r = r->tnext) {
     if (r->so == NULL || r->removed)
       continue;
     int had = evs__refusal(r) != NULL;
-    if (foreign) {
-      snprintf(msg, sizeof msg,
-               "the workload '%s' of type '%s' is already managed by the hpa '%s': delete that "
-               "HPA (or this ScaledObject) so that one autoscaler drives it",
-               evs__t_name(t), evs__target_gvk(t, gvk, sizeof gvk), foreign);
-      evs__set_refusal(r, msg);
-    } else if (r != best) {
-      snprintf(msg, sizeof msg,
-               "the workload '%s' of type '%s' is already managed by the ScaledObject '%s': "
-               "delete one of them or point it at another target",
-               evs__t_name(t), evs__target_gvk(t, gvk, sizeof gvk), evs__rec_name(best));
-      evs__set_refusal(r, msg);
-    } else {
-      evs__set_refusal(r, NULL);
-    }
+    const char *want =
+        evs__refusal_text(t, r, best, foreign, mode, reg->o.dry_run, msg, sizeof msg);
+    int changed = !evs__streq(evs__refusal(r), want);
+    evs__set_refusal(r, want);
     int has = evs__refusal(r) != NULL;
     if (has && !had) {
-      EVS_LOG_ERROR("ScaledObject refused", EVS_KV_STR("scaledobject", r->key),
-                    EVS_KV_STR("reason", evs__refusal(r)));
-      evs__event(r, EVS_EVENT_WARNING, EVS_REASON_TARGET_REFUSED, "%s", evs__refusal(r));
+      evs__refusal_said(r, mode);
       evs__stop_scalers(r);
       evs__evaluate(r);
     } else if (!has && had) {
@@ -1899,6 +2149,9 @@ static void evs__elect(evs_registry_t *reg, evs__target_t *t) {
                    EVS_KV_STR("target", t->key));
       evs__start_scalers(r);
       evs__evaluate(r);
+    } else if (has && changed) {
+      evs__refusal_said(r, mode);
+      evs__evaluate(r); /* the status says the new reason */
     }
   }
 }
@@ -2721,6 +2974,35 @@ void evs_registry_target_seen(evs_registry_t *reg, const evs_registry_target_obs
     evs__target_changed(reg, t);
 }
 
+/* A foreign HPA's entry, its strings in the same allocation (NULL: out of memory). */
+static evs__hpa_t *evs__hpa_new(const char *key, const evs_registry_hpa_obs_t *o) {
+  int owned = o->owner_kind != NULL;
+  const char *src[7] = {key,
+                        o->name,
+                        o->uid,
+                        owned ? o->owner_api_version : NULL,
+                        owned ? o->owner_kind : NULL,
+                        owned ? o->owner_name : NULL,
+                        owned ? o->owner_uid : NULL};
+  size_t len[7], total = sizeof(evs__hpa_t);
+  for (int i = 0; i < 7; i++)
+    total += (len[i] = src[i] ? strlen(src[i]) + 1 : 0);
+  evs__hpa_t *h = calloc(1, total);
+  if (h == NULL)
+    return NULL;
+  char **dst[7] = {&h->key,        &h->name,       &h->uid,      &h->owner_api_version,
+                   &h->owner_kind, &h->owner_name, &h->owner_uid};
+  char *p = (char *)(h + 1);
+  for (int i = 0; i < 7; i++) {
+    if (src[i] == NULL)
+      continue;
+    memcpy(p, src[i], len[i]);
+    *dst[i] = p;
+    p += len[i];
+  }
+  return h;
+}
+
 void evs_registry_hpa_seen(evs_registry_t *reg, const evs_registry_hpa_obs_t *o) {
   if (reg == NULL || o == NULL || o->target_api_version == NULL || o->target_kind == NULL ||
       o->target_name == NULL || o->ns == NULL || o->name == NULL)
@@ -2729,26 +3011,22 @@ void evs_registry_hpa_seen(evs_registry_t *reg, const evs_registry_hpa_obs_t *o)
   evs__target_key_of(o->target_api_version, o->target_kind, o->ns, o->target_name, key, sizeof key);
   int foreign = !o->deleted && !o->evscale_owned;
   evs__hpa_t *h = evs__table_get(&reg->hpas, evs__hpa_key, key);
-  if (foreign && h == NULL) {
-    if ((h = calloc(1, sizeof *h)) == NULL || (h->key = strdup(key)) == NULL ||
-        (h->name = strdup(o->name)) == NULL || evs__table_put(&reg->hpas, evs__hpa_key, h) != 0) {
-      if (h) {
-        free(h->key);
-        free(h->name);
-        free(h);
-      }
+  if (foreign) {
+    /* Replaced whole: a new object of the same name has a new uid and maybe another owner. */
+    evs__hpa_t *n = evs__hpa_new(key, o);
+    if (n == NULL)
       return;
+    if (h) {
+      evs__table_del(&reg->hpas, evs__hpa_key, h);
+      free(h);
     }
-  } else if (foreign && !evs__streq(h->name, o->name)) {
-    char *n = strdup(o->name);
-    if (n) {
-      free(h->name);
-      h->name = n;
+    h = n;
+    if (evs__table_put(&reg->hpas, evs__hpa_key, h) != 0) {
+      free(h);
+      h = NULL;
     }
-  } else if (!foreign && h && evs__streq(h->name, o->name)) {
+  } else if (h && evs__streq(h->name, o->name)) {
     evs__table_del(&reg->hpas, evs__hpa_key, h);
-    free(h->key);
-    free(h->name);
     free(h);
     h = NULL;
   }
@@ -2756,11 +3034,27 @@ void evs_registry_hpa_seen(evs_registry_t *reg, const evs_registry_hpa_obs_t *o)
   if (t == NULL)
     return;
   const char *want = h ? h->name : NULL;
+  int changed = 0;
   if (!evs__streq(evs__foreign_hpa(t), want) && (want == NULL || evs__target_ext(t))) {
     free(t->ext->foreign_hpa);
     t->ext->foreign_hpa = want ? strdup(want) : NULL;
-    evs__elect(reg, t);
+    changed = 1;
   }
+  /* Adoption looks at every change of a candidate (a new uid: KEDA's operator re-created it). */
+  if (changed || (h && h->owner_kind && reg->o.adopt_keda_hpas))
+    evs__elect(reg, t);
+}
+
+void evs_registry_set_adopt(evs_registry_t *reg, int adopt) {
+  if (reg == NULL || reg->closing || !!adopt == !!reg->o.adopt_keda_hpas)
+    return;
+  reg->o.adopt_keda_hpas = !!adopt;
+  EVS_LOG_INFO(adopt ? "kubernetes.adopt_keda_hpas on: adopting the HPAs KEDA created"
+                     : "kubernetes.adopt_keda_hpas off: KEDA's HPAs are refused again",
+               EVS_KV_UINT("hpas", reg->hpas.n));
+  /* On: the HPAs already seen are adopted now. Off: their ScaledObjects are refused as any
+   * foreign HPA's (a delete already sent runs its course; nothing is re-created). */
+  evs__adopt_all(reg);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -2789,6 +3083,9 @@ void evs_registry_set_leader(evs_registry_t *reg, int leading) {
       }
     }
   }
+  /* A follower refuses the targets of KEDA's HPAs it would adopt: the new leader deletes them. */
+  if (leading)
+    evs__adopt_all(reg);
 }
 
 void evs_registry_stats(const evs_registry_t *reg, evs_registry_stats_t *out) {
@@ -2816,6 +3113,7 @@ int evs_registry_new(const evs_registry_options_t *o, evs_registry_t **out) {
   reg->o = *o;
   evs_list_init(&reg->fetch_wait);
   evs_list_init(&reg->fetching);
+  evs_list_init(&reg->adopt_ops);
   reg->default_ns =
       strdup(o->default_namespace && o->default_namespace[0] ? o->default_namespace : "default");
   if (reg->default_ns == NULL || evs_intern_new(&reg->intern) != 0 ||
@@ -2849,8 +3147,6 @@ static void evs__idle_closed(uv_handle_t *h) {
   for (size_t i = 0; reg->hpas.slots && i <= reg->hpas.mask; i++) {
     for (evs__hpa_t *e = reg->hpas.slots[i], *nx; e; e = nx) {
       nx = e->next;
-      free(e->key);
-      free(e->name);
       free(e);
     }
   }
@@ -2893,6 +3189,10 @@ void evs_registry_close(evs_registry_t *reg, void (*cb)(void *arg), void *arg) {
     t->fetch_queued = 0;
     evs__target_unref(reg, t);
   }
+  /* The deletes of KEDA's HPAs in flight: the same. */
+  while (!evs_list_empty(&reg->adopt_ops))
+    evs_kube_cancel(evs_container_of(evs_list_first(&reg->adopt_ops), evs__adopt_op_t, link)->req);
+  evs_timerq_stop(reg->tq, &reg->adopt_timer);
   /* The reads in flight: their callback runs now (EVS_ECANCELED), with the registry alive. */
   while (!evs_list_empty(&reg->fetching))
     evs_kube_cancel(evs_container_of(evs_list_first(&reg->fetching), evs__fetch_t, link)->req);
