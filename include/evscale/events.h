@@ -110,11 +110,17 @@
  *  EvscaleCircuitBreakerClosed  Normal  writes resumed (breaker closed or reset)
  *  EvscaleScaleTargetConflict   Warning another writer keeps changing the target's replicas
  *  EvscaleScaleTargetRefused    Warning not scaled: another ScaledObject or an HPA drives the
- *                                       target */
+ *                                       target
+ *  EvscaleKEDAHPAAdopted        Normal  KEDA's HPA for it is being deleted so that evscale drives
+ *                                       the target (kubernetes.adopt_keda_hpas)
+ *  EvscaleKEDAOperatorRunning   Warning KEDA's operator re-created its HPA after evscale deleted
+ *                                       one: left alone, not scaled */
 #define EVS_REASON_BREAKER_OPEN "EvscaleCircuitBreakerOpen"
 #define EVS_REASON_BREAKER_CLOSED "EvscaleCircuitBreakerClosed"
 #define EVS_REASON_TARGET_CONFLICT "EvscaleScaleTargetConflict"
 #define EVS_REASON_TARGET_REFUSED "EvscaleScaleTargetRefused"
+#define EVS_REASON_KEDA_HPA_ADOPTED "EvscaleKEDAHPAAdopted"
+#define EVS_REASON_KEDA_OPERATOR_RUNNING "EvscaleKEDAOperatorRunning"
 
 typedef enum { EVS_EVENT_NORMAL = 0, EVS_EVENT_WARNING = 1 } evs_event_type_t;
 

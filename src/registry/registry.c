@@ -1867,9 +1867,6 @@ static void evs__fetch_send(evs_registry_t *reg, evs__target_t *t) {
 
 #define EVS__ADOPT_WINDOW_MS 300000 /* KEDA's operator re-creating within it: still running */
 #define EVS__ADOPT_RETRY_MS 30000   /* a delete that failed is sent again after this */
-/* evscale's own Event reasons (the "Evscale" prefix of events.h's own ones). */
-#define EVS__REASON_KEDA_HPA_ADOPTED "EvscaleKEDAHPAAdopted"
-#define EVS__REASON_KEDA_OPERATOR_RUNNING "EvscaleKEDAOperatorRunning"
 
 typedef enum { EVS__FOREIGN = 0, EVS__ADOPTING, EVS__RECREATED } evs__adopt_mode_t;
 
@@ -2103,11 +2100,11 @@ static void evs__refusal_said(evs__rec_t *r, evs__adopt_mode_t mode) {
   if (mode == EVS__ADOPTING) {
     EVS_LOG_INFO("ScaledObject waits for KEDA's HPA to go", EVS_KV_STR("scaledobject", r->key),
                  EVS_KV_STR("reason", evs__refusal(r)));
-    evs__event(r, EVS_EVENT_NORMAL, EVS__REASON_KEDA_HPA_ADOPTED, "%s", evs__refusal(r));
+    evs__event(r, EVS_EVENT_NORMAL, EVS_REASON_KEDA_HPA_ADOPTED, "%s", evs__refusal(r));
   } else if (mode == EVS__RECREATED) {
     EVS_LOG_WARN("ScaledObject refused: KEDA's operator still runs",
                  EVS_KV_STR("scaledobject", r->key), EVS_KV_STR("reason", evs__refusal(r)));
-    evs__event(r, EVS_EVENT_WARNING, EVS__REASON_KEDA_OPERATOR_RUNNING, "%s", evs__refusal(r));
+    evs__event(r, EVS_EVENT_WARNING, EVS_REASON_KEDA_OPERATOR_RUNNING, "%s", evs__refusal(r));
   } else {
     EVS_LOG_ERROR("ScaledObject refused", EVS_KV_STR("scaledobject", r->key),
                   EVS_KV_STR("reason", evs__refusal(r)));
