@@ -883,7 +883,7 @@ static void rprov(evs_status_patcher_t *p, const char *ns, const char *name, voi
 /* A broken object's status is written once and changes no more, so nothing would write it again
  * after a 500: the patcher's retry timer does, through the provider, with a delay that doubles
  * (100, 200 ms here) while it fails, and nothing more once it is written. A 4xx is not retried
- * (the same body would be refused again). */
+ * (the same body would be refused again): the real server's 404 here. */
 static void test_failed_patch_retried(void **state) {
   (void)state;
   SKIP_IF_NONE();
@@ -940,6 +940,17 @@ static void test_failed_patch_retried(void **state) {
   evs_test_run_until(loop, &never, 1000);
   assert_int_equal(kw_proxy_count(&RPROXY, path), 3);
   assert_int_equal(evs_status_patcher_update(p, NS, "retried", &bad, T0 + 1000, NULL, NULL), 0);
+  /* A 4xx is not retried: the real server's 404 for an object that does not exist. */
+  so_status_path(path, sizeof path, "never-created");
+  memset(&r, 0, sizeof r);
+  assert_int_equal(
+      evs_status_patcher_update(p, NS, "never-created", &bad, T0 + 1000, on_patched, &r), 1);
+  assert_true(evs_test_run_until(loop, &r.n, 30000));
+  assert_int_equal(r.status, 404);
+  evs_test_run_until(loop, &never, 1000); /* past two retry delays */
+  assert_int_equal(kw_proxy_count(&RPROXY, path), 1);
+  assert_int_equal(evs_status_patcher_retries(p), 2);
+  evs_status_patcher_forget(p, NS, "never-created");
   /* An object forgotten while its retry waits is not written (nor pulled) again. */
   so_status_path(path, sizeof path, "gone-later");
   snprintf(fj, sizeof fj,
