@@ -106,6 +106,30 @@ static void rsrv_stop(rsrv_t *r) {
   }
 }
 
+/* Freezes the server (SIGSTOP) and returns once the kernel shows it stopped, so that nothing
+ * sent from now on is answered until rsrv_thaw: a frozen server on cue, where `DEBUG SLEEP` from
+ * a background client is frozen only once that client has started, connected and been read. */
+static inline int rsrv_freeze(const rsrv_t *r) {
+  if (kill(r->pid, SIGSTOP) != 0)
+    return -1;
+  char path[64], st[512];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)r->pid);
+  for (int i = 0; i < 2000; i++) { /* up to 10 s */
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(st, 1, sizeof st - 1, f) : 0;
+    if (f)
+      fclose(f);
+    st[n] = '\0';
+    const char *p = strrchr(st, ')'); /* "pid (comm) S ...": comm may hold spaces */
+    if (p != NULL && p[1] == ' ' && (p[2] == 'T' || p[2] == 't'))
+      return 0;
+    usleep(5000);
+  }
+  return -1;
+}
+
+static inline void rsrv_thaw(const rsrv_t *r) { kill(r->pid, SIGCONT); }
+
 /* redis-cli for test setup (ACL, CONFIG). */
 static void cli(const rsrv_t *r, const char *args) {
   char cmd[512];

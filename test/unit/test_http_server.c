@@ -129,6 +129,15 @@ static int cli_eof(int fd) {
   }
 }
 
+/* Waits (up to the socket's 20 s receive timeout) until the server has begun answering on fd,
+ * without consuming anything: the event a scenario needs before it acts on a busy connection.
+ * A fixed sleep instead lets a slow server (ASan, a loaded CI machine) still be idle when the
+ * scenario goes on. Returns whether an answer began. */
+static int cli_answering(int fd) {
+  char c;
+  return recv(fd, &c, 1, MSG_PEEK) == 1;
+}
+
 /* ---- server side ------------------------------------------------------------------------- */
 
 static void h_hello(evs_http_request_t *r, void *data) {
@@ -449,18 +458,21 @@ static void test_slow_client_cut_off(void **state) {
   assert_true(c.elapsed < 10.0);
 }
 
+/* Each wait is timed from before the event that starts the server's timer (the request sent,
+ * the connection made): timed from after it, a client thread preempted in between (a loaded
+ * machine) saw the server's timeout come early by that much, 50 ms of it failing the bounds. */
 static void sc_idle(ctx_t *c) {
   int fd = cli_connect(c->port);
+  double t0 = now_s();
   cli_sends(fd, "GET /hello HTTP/1.1\r\n\r\n");
   if (cli_response(fd, c->resp[0], sizeof c->resp[0], 0) > 0)
     c->nresp++;
-  double t0 = now_s();
   c->eof = cli_eof(fd);
   c->elapsed = now_s() - t0;
   close(fd);
   /* A connection that never sends a byte is held for request_timeout only. */
-  fd = cli_connect(c->port);
   t0 = now_s();
+  fd = cli_connect(c->port);
   c->flags[0] = cli_eof(fd);
   c->flags[1] = (int)((now_s() - t0) * 1000);
   close(fd);
@@ -610,12 +622,12 @@ static void sc_limit_busy(ctx_t *c) {
     fds[i] = cli_connect(c->port);
     cli_sends(fds[i], "GET /big HTTP/1.1\r\n\r\nGET /big HTTP/1.1\r\n\r\n");
   }
-  /* Both owe answers before the newcomer comes: the first bytes of each answer are there (a
-   * peek takes nothing). A 300 ms sleep here failed under load: the server had not yet read the
-   * second connection's requests, so it was idle and rightly the one closed for the newcomer. */
-  char peek;
+  /* Both connections must be owing answers when the newcomer arrives: wait until the server
+   * answers each (a 300 ms sleep here let a slow server accept all three in one turn, with the
+   * first two still idle, and evict one of them instead of the newcomer). Each still owes the
+   * rest of a 3 MiB answer and a second one, unread. */
   for (int i = 0; i < 2; i++)
-    c->flags[1 + i] = recv(fds[i], &peek, 1, MSG_PEEK) == 1;
+    c->flags[1 + i] = cli_answering(fds[i]);
   fds[2] = cli_connect(c->port);
   c->flags[0] = cli_eof(fds[2]);
   char r[256];
@@ -832,7 +844,9 @@ static void test_server_close_with_clients(void **state) {
 static void sc_close_inflight(ctx_t *c) {
   int fd = cli_connect(c->port);
   cli_sends(fd, "GET /big HTTP/1.1\r\n\r\nGET /echo HTTP/1.1\r\n\r\n");
-  usleep(200 * 1000);
+  /* The close must find the response in flight: wait until it begins (a 200 ms sleep let a
+   * slow server get the close first, with the connection idle: no answer at all). */
+  c->flags[2] = cli_answering(fd);
   uv_async_send(&c->close_now);
   usleep(200 * 1000);
   char r[256];
@@ -845,6 +859,7 @@ static void test_server_close_finishes_inflight(void **state) {
   (void)state;
   ctx_t c = {0};
   run(&c, NULL, sc_close_inflight);
+  assert_true(c.flags[2]);
   assert_true(c.flags[0]);
   assert_true(c.flags[1]);
 }
@@ -884,6 +899,9 @@ static void test_write_stall_timeout(void **state) {
 static void sc_close_twice(ctx_t *c) {
   int fd = cli_connect(c->port);
   cli_sends(fd, "GET /huge HTTP/1.1\r\n\r\n");
+  /* The first close must find the answer being written (after a fixed sleep a slow server could
+   * still be idle: closed at once, the test passed without testing the second close). */
+  c->flags[0] = cli_answering(fd);
   usleep(300 * 1000);
   uv_async_send(&c->close_now);
   usleep(300 * 1000);
@@ -906,6 +924,7 @@ static void test_second_close_drops(void **state) {
   ctx_t c = {0};
   c.force_close = 1;
   run(&c, NULL, sc_close_twice);
+  assert_true(c.flags[0]);
   assert_true(c.eof);
   assert_true(c.elapsed < 15.0);
   assert_true(c.big_ok < (size_t)HUGE);

@@ -574,8 +574,15 @@ static void test_server_down_and_back(void **state) {
   assert_true(ok);
   wait_n(&e, &r1, r1.n + 2);
   assert_int_equal(r1.last.error, 0);
-  /* Logged once per state change, however many ticks failed and however many groups. */
-  assert_int_equal(log_count(log0, "prometheus server unreachable"), 1);
+  /* Logged once per state change, however many ticks failed and however many groups: two
+   * groups at 200 ms failed some 20 ticks here. The hub logs "unreachable" again when the
+   * error changes (server_failed), and the outage can begin with a request in flight on a
+   * connection not yet reused (r2's first, sent in the turn that delivered r1's first reading,
+   * if Prometheus had not answered it when killed): it fails with EVS_ECLOSED or ECONNRESET,
+   * not retried, and the refusals after it are a second error. So once or twice; a line per
+   * failed tick or per group would be many more. */
+  int unreachable = log_count(log0, "prometheus server unreachable");
+  assert_in_range(unreachable, 1, 2);
   assert_int_equal(log_count(log0, "prometheus server reachable again"), 1);
   assert_int_equal(log_count(log0, "prometheus query failed"), 0);
   evs_prom_config_free(&c1), evs_prom_config_free(&c2);

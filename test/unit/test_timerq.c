@@ -22,7 +22,8 @@ typedef struct {
   int fired;
   int restart_left; /* restart itself with `restart_ms` this many times */
   uint64_t restart_ms;
-  int stop_id; /* stop entry stop_id when fired (-1: none) */
+  int stop_id;       /* stop entry stop_id when fired (-1: none) */
+  uint64_t fired_at; /* uv_now when it last fired */
 } item_t;
 
 struct fx_s {
@@ -70,6 +71,7 @@ static void on_fire(evs_timerq_entry_t *e) {
   fx_t *fx = it->fx;
   assert_false(evs_timerq_active(e));
   it->fired++;
+  it->fired_at = uv_now(&fx->loop);
   if (fx->fired < fx->cap)
     fx->order[fx->fired] = it->id;
   fx->fired++;
@@ -284,12 +286,22 @@ static void test_close_from_callback(void **state) {
 static void test_not_early(void **state) {
   (void)state;
   fx_t fx;
-  fx_init(&fx, 2);
+  /* Due times count from the loop's time (uv_now), taken at uv_loop_init in fx_init and in whole
+   * milliseconds: a clock read after fx_init can be ahead of it, by more than the 1 ms the old
+   * bound allowed when the test was preempted in between (ASan, a loaded machine). So the
+   * timeouts are checked in the loop's own time, and the wall clock is read before the loop's
+   * time is: the 60 ms entry fires at loop time >= floor(init) + 60 > t0 + 59. (libuv's coarse
+   * clock, used when its resolution is 1 ms, can lag by up to 1 ms more: hence 58.) Firing at
+   * the 20 ms entry's time, or at once, still fails both checks. */
   uint64_t t0 = uv_hrtime();
+  fx_init(&fx, 2);
+  uint64_t now = uv_now(&fx.loop);
   start(&fx, 0, 60);
   start(&fx, 1, 20);
   assert_int_equal(uv_run(&fx.loop, UV_RUN_DEFAULT), 0);
-  assert_true((uv_hrtime() - t0) / 1000000 >= 59);
+  assert_true(fx.items[0].fired_at - now >= 60);
+  assert_true(fx.items[1].fired_at - now >= 20);
+  assert_true((uv_hrtime() - t0) / 1000000 >= 58);
   assert_int_equal(fx.order[0], 1);
   fx_free(&fx);
 }
