@@ -529,71 +529,17 @@ static void test_live_recreate_core_v1(void **state) {
 
 /* ---- 5xx and 429 through test/faultproxy.py: one retry, then dropped and counted ---- */
 
-static evs_test_server_t proxy;
-static int proxy_cport;
+static kw_proxy_t proxy; /* global: the group teardown stops it when a test fails midway */
 
-static int fault(const char *json) {
-  char cmd[1200];
-  snprintf(cmd, sizeof cmd,
-           "curl -sf -X POST -H 'Content-Type: application/json' -d '%s' "
-           "http://127.0.0.1:%d/%s >/dev/null",
-           json ? json : "{}", proxy_cport, json ? "fault" : "reset");
-  return system(cmd);
-}
+static int fault(const char *json) { return kw_proxy_fault(&proxy, json); }
 
 /* Requests the proxy has seen since its last reset. */
-static long proxy_requests(void) {
-  char cmd[256];
-  snprintf(cmd, sizeof cmd, "curl -sf http://127.0.0.1:%d/stats", proxy_cport);
-  FILE *p = popen(cmd, "r");
-  json_t *j = p ? json_loadf(p, 0, NULL) : NULL;
-  if (p)
-    pclose(p);
-  long n = j ? (long)json_integer_value(json_object_get(j, "requests")) : -1;
-  json_decref(j);
-  return n;
-}
+static long proxy_requests(void) { return kw_proxy_count(&proxy, NULL); }
 
 static void test_live_retry_once_then_drop(void **state) {
   (void)state;
   SKIP_IF_NONE();
-  memset(&proxy, 0, sizeof proxy);
-  assert_int_equal(evs_test_server_dir(&proxy), 0);
-  char cpf[128];
-  snprintf(cpf, sizeof cpf, "%s/control-port", proxy.dir);
-  const char *args[] = {"--listen",
-                        "127.0.0.1:0",
-                        "--upstream",
-                        KW.url,
-                        "--ca",
-                        KW.ca,
-                        "--cert",
-                        evs_test_cert("ip-only.crt"),
-                        "--key",
-                        evs_test_cert("ip-only.key"),
-                        "--control-port-file",
-                        cpf,
-                        NULL};
-  assert_int_equal(evs_test_script_start(&proxy, "test/faultproxy.py", args), 0);
-  for (int i = 0; i < 200 && proxy_cport == 0; i++) {
-    FILE *f = fopen(cpf, "r");
-    if (f == NULL || fscanf(f, "%d", &proxy_cport) != 1)
-      usleep(50000);
-    if (f)
-      fclose(f);
-  }
-  assert_true(proxy_cport > 0);
-  char kc[256];
-  snprintf(kc, sizeof kc, "%s/kubeconfig", proxy.dir);
-  FILE *f = fopen(kc, "w");
-  assert_non_null(f);
-  fprintf(f,
-          "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n"
-          "    server: https://127.0.0.1:%d\n    certificate-authority: %s\n"
-          "users:\n- name: u\n  user:\n    token: %s\n"
-          "contexts:\n- name: x\n  context: {cluster: c, user: u}\ncurrent-context: x\n",
-          proxy.port, evs_test_cert("ca.crt"), KW.token);
-  fclose(f);
+  assert_int_equal(kw_proxy_start(&proxy), 0);
 
   uv_loop_t loop;
   uv_loop_init(&loop);
@@ -602,7 +548,7 @@ static void test_live_retry_once_then_drop(void **state) {
   char uid[64];
   create_so(&loop, direct, "so-retry", uid, sizeof uid);
   assert_int_equal(kw_kube_close(&loop, direct), 0);
-  evs_kube_options_t ko = {.kubeconfig = kc, .request_timeout_ms = 30000};
+  evs_kube_options_t ko = {.kubeconfig = proxy.kubeconfig, .request_timeout_ms = 30000};
   evs_kube_t *k = NULL;
   assert_int_equal(evs_kube_new(&loop, &ko, &k), 0);
   int opened = 0;
@@ -661,7 +607,7 @@ static void test_live_retry_once_then_drop(void **state) {
   assert_true(evs_test_run_until(&loop, &closed, 5000));
   assert_int_equal(kw_kube_close(&loop, k), 0);
   assert_int_equal(evs_test_loop_close(&loop), 0);
-  evs_test_server_stop(&proxy);
+  kw_proxy_stop(&proxy);
 }
 
 static int setup(void **state) {
@@ -677,6 +623,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   (void)state;
+  kw_proxy_stop(&proxy);
   if (KW.found)
     kw_namespace(NS, 0);
   return 0;
