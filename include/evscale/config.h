@@ -60,6 +60,7 @@ typedef struct evs_config_s {
     double qps;
     int64_t burst;
     int adopt_keda_hpas;
+    uint64_t adopt_window_ms;
   } kubernetes;
   struct {
     int enabled;

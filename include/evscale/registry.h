@@ -29,9 +29,9 @@
  * managed-by label) is deleted by the leader (DELETE with the HPA's uid as a precondition; never
  * in a dry run) and the ScaledObject drives the target once the HPA informer reports it gone;
  * until then it stays refused with "adopting KEDA's HPA ...". KEDA's HPA appearing again within
- * adopt_window_ms of evscale's delete means KEDA's operator still runs: it is left alone and the
- * ScaledObject refused with what to do until the window has passed. Any other HPA is refused as
- * above.
+ * adopt_window_ms (kubernetes.adopt_window) of evscale's delete means KEDA's operator still runs:
+ * it is left alone and the ScaledObject refused with what to do until the window has passed. Any
+ * other HPA is refused as above.
  *
  * Leadership: only a leader runs scalers and writes; a follower keeps the records (its caches
  * warm) and runs nothing, so Redis and Prometheus see one reader. evs_registry_set_leader(1)
@@ -96,9 +96,9 @@ typedef struct {
   /* Kubernetes Events on the ScaledObjects (kube/events.h; KEDA's reasons and evscale's own).
    * Borrowed; NULL = none. Only the leader emits. */
   evs_events_t *events;
-  /* kubernetes.adopt_keda_hpas (evs_registry_set_adopt changes it at reload), and how long after
-   * deleting KEDA's HPA one re-created for the same ScaledObject is taken for KEDA's operator
-   * still running (0: 5 minutes). */
+  /* kubernetes.adopt_keda_hpas, and how long after deleting KEDA's HPA one re-created for the
+   * same ScaledObject is taken for KEDA's operator still running (kubernetes.adopt_window; 0: 5
+   * minutes). evs_registry_set_adopt changes both at a reload. */
   int adopt_keda_hpas;
   int64_t adopt_window_ms;
 } evs_registry_options_t;
@@ -168,9 +168,10 @@ typedef struct {
 } evs_registry_hpa_obs_t;
 void evs_registry_hpa_seen(evs_registry_t *reg, const evs_registry_hpa_obs_t *obs);
 
-/* kubernetes.adopt_keda_hpas changed (a reload): on, KEDA's HPAs already seen are adopted now
- * (by the leader); off, adoption stops (a deleted HPA is not re-created). */
-void evs_registry_set_adopt(evs_registry_t *reg, int adopt);
+/* kubernetes.adopt_keda_hpas and kubernetes.adopt_window (window_ms; 0: 5 minutes), at a
+ * reload: on, KEDA's HPAs already seen are adopted now (by the leader); off, adoption stops (a
+ * deleted HPA is not re-created); a new window applies to the HPAs left alone at once. */
+void evs_registry_set_adopt(evs_registry_t *reg, int adopt, uint64_t window_ms);
 
 /* A (Cluster)TriggerAuthentication was added, changed or deleted (ns "" for the cluster
  * kind): every trigger that names it resolves its parameters again and restarts. */

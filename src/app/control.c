@@ -366,7 +366,8 @@ void evs_control_apply_file(evs_control_t *c, const evs_config_t *cfg) {
   if (c == NULL || c->stopping)
     return;
   /* kubernetes.adopt_keda_hpas is reloadable: the registry adopts (or stops) at once. */
-  evs_registry_set_adopt(c->registry, cfg->kubernetes.adopt_keda_hpas);
+  evs_registry_set_adopt(c->registry, cfg->kubernetes.adopt_keda_hpas,
+                         cfg->kubernetes.adopt_window_ms);
   const char *file = evs_doc_file(cfg->doc);
   evs__file_key_t *keys = calloc(cfg->n_scaled_objects + 1, sizeof *keys);
   size_t n = 0;
@@ -543,6 +544,7 @@ int evs_control_start(const evs_control_options_t *o, evs_control_t **out) {
             cfg->circuit_breaker.fallback_resource == EVS_FALLBACK_MEMORY ? "memory" : "cpu",
         .fallback_utilization = (int32_t)cfg->circuit_breaker.fallback_utilization,
         .adopt_keda_hpas = cfg->kubernetes.adopt_keda_hpas,
+        .adopt_window_ms = (int64_t)cfg->kubernetes.adopt_window_ms,
         .metrics = o->metrics};
     evs_engine_config_default(&ro.engine);
     ro.engine.tolerance = cfg->engine.tolerance;

@@ -48,6 +48,8 @@ const evs_config__key_t evs_config__keys[] = {
    "API requests allowed in a burst above qps"},
   {"kubernetes.adopt_keda_hpas", EVS_CONFIG__BOOL, OFF(kubernetes.adopt_keda_hpas), 1, "false", 0, 0, 0, NULL,
    "delete the HPA KEDA's operator created for a ScaledObject evscale holds, then drive its target (moving from KEDA: stop KEDA's operator first)"},
+  {"kubernetes.adopt_window", EVS_CONFIG__DUR, OFF(kubernetes.adopt_window_ms), 1, "5m", 1000, MS_DAY, 0, NULL,
+   "KEDA's HPA re-created this soon after evscale deleted one means KEDA's operator still runs: left alone until the window has passed"},
   {"leader_election.enabled", EVS_CONFIG__BOOL, OFF(leader_election.enabled), 0, "true", 0, 0, 0, NULL,
    "only the holder of the Lease writes; false = this replica always writes"},
   {"leader_election.lease_name", EVS_CONFIG__STR, OFF(leader_election.lease_name), 0, "evscale", 0, 0, EVS_CONFIG__DNS_SUBDOMAIN, NULL,

@@ -3042,10 +3042,22 @@ void evs_registry_hpa_seen(evs_registry_t *reg, const evs_registry_hpa_obs_t *o)
     evs__elect(reg, t);
 }
 
-void evs_registry_set_adopt(evs_registry_t *reg, int adopt) {
-  if (reg == NULL || reg->closing || !!adopt == !!reg->o.adopt_keda_hpas)
+void evs_registry_set_adopt(evs_registry_t *reg, int adopt, uint64_t window_ms) {
+  if (reg == NULL || reg->closing)
     return;
+  int64_t window = window_ms > 0 && window_ms < INT64_MAX ? (int64_t)window_ms : 0;
+  if (!!adopt == !!reg->o.adopt_keda_hpas && window == reg->o.adopt_window_ms)
+    return;
+  int changed = !!adopt != !!reg->o.adopt_keda_hpas;
   reg->o.adopt_keda_hpas = !!adopt;
+  reg->o.adopt_window_ms = window;
+  if (!changed) {
+    /* The window only: the HPAs left alone are judged again (a longer window re-arms the
+     * timer at its new end from there). */
+    reg->adopt_due_ms = 0;
+    evs__adopt_all(reg);
+    return;
+  }
   EVS_LOG_INFO(adopt ? "kubernetes.adopt_keda_hpas on: adopting the HPAs KEDA created"
                      : "kubernetes.adopt_keda_hpas off: KEDA's HPAs are refused again",
                EVS_KV_UINT("hpas", reg->hpas.n));

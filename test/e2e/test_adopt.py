@@ -11,7 +11,9 @@ A team moving from KEDA stops KEDA's operator; the HPA it created for each Scale
       turned off again by a reload: refused as any foreign HPA, nothing deleted or re-created;
   (d) an HPA whose controller is a ScaledObject evscale does not hold (a broken one), a
       Deployment, or a ScaledObject of the right name with another uid: refused, never deleted;
-  --dry-run with adopt on: logs the delete it would send, sends none.
+  --dry-run with adopt on: logs the delete it would send, sends none;
+  KEDA's operator stopped after re-creating its HPA once: the new HPA is left alone for
+  kubernetes.adopt_window, then deleted, and evscale drives the target.
 
 The API server's audit log is the witness: every DELETE of an HPA evscale sent (user agent
 evscale/...).
@@ -27,6 +29,7 @@ controller-runtime's SetControllerReference (apiVersion keda.sh/v1alpha1, kind S
 ScaledObject's name and uid, controller: true, blockOwnerDeletion: true). KEDA writes
 autoscaling/v2; this control plane (1.20) serves the same fields as autoscaling/v2beta2.
 """
+import calendar
 import json
 import os
 import signal
@@ -72,10 +75,14 @@ class Adopt(evstest.KubeCase):
     def create(self, text):
         self.kubectl("create", "-f", "-", input=text)
 
-    def hpa_deletes(self, since):
-        """The HPA DELETEs evscale sent since the audit offset: [(name, code)]."""
+    def hpa_deletes(self, since, with_time=False):
+        """The HPA DELETEs evscale sent since the audit offset: [(name, code)], with the time
+        the API server received each (epoch s) when with_time."""
         events, _ = evstest.audit_events(self.env, since)
         return [(e["objectRef"].get("name"), e.get("responseStatus", {}).get("code"))
+                + ((calendar.timegm(time.strptime(e["requestReceivedTimestamp"][:19],
+                                                  "%Y-%m-%dT%H:%M:%S"))
+                    + float("0" + e["requestReceivedTimestamp"][19:-1]),) if with_time else ())
                 for e in events
                 if e.get("verb") == "delete" and e.get("stage") == "ResponseComplete"
                 and e.get("objectRef", {}).get("resource") == "horizontalpodautoscalers"
@@ -90,13 +97,17 @@ class Adopt(evstest.KubeCase):
         evstest.wait_until(lambda: text in self.message(so), timeout=timeout,
                            what="%s Ready message with %r (now %r)" % (so, text, self.message(so)))
 
-    def adopt_on(self, proc, on=True):
-        """kubernetes.adopt_keda_hpas (on or off) in proc's configuration file, then SIGHUP."""
+    def adopt_on(self, proc, on=True, window=None):
+        """kubernetes.adopt_keda_hpas (on or off) and kubernetes.adopt_window (when given) in
+        proc's configuration file, then SIGHUP."""
         cfg = proc.args[proc.args.index("--config") + 1]
         with open(cfg) as f:
             text = f.read()
-        text = text.replace("  adopt_keda_hpas: true\n", "")
+        text = "".join(line for line in text.splitlines(True)
+                       if not line.startswith(("  adopt_keda_hpas:", "  adopt_window:")))
         self.assertIn("kubernetes:\n", text)
+        if window:
+            text = text.replace("kubernetes:\n", "kubernetes:\n  adopt_window: %s\n" % window, 1)
         if on:
             text = text.replace("kubernetes:\n", "kubernetes:\n  adopt_keda_hpas: true\n", 1)
         with open(cfg, "w") as f:
@@ -123,6 +134,35 @@ class Adopt(evstest.KubeCase):
         self.assertIsNotNone(self.hpa("keda-hpa-web"))
         self.assertEqual(self.hpa_deletes(since), [])
         self.assertEqual(self.scale_patches(since, "web"), [])
+
+    def test_deleted_again_after_the_window(self):
+        """KEDA's operator re-created its HPA once, then was stopped: evscale leaves the new HPA
+        alone for kubernetes.adopt_window (4 s here), then deletes it and drives the target."""
+        lst = "adopt-win-" + self.ns
+        self.redis.cmd("DEL", lst)
+        self.apply("---\n".join([DEPLOYMENT.format(name="web", ns=self.ns, replicas=2),
+                                 SCALEDOBJECT.format(name="web", ns=self.ns, target="web",
+                                                     list=lst, port=self.redis.port,
+                                                     cooldown=3)]))
+        web_uid = self.uid("scaledobject", "web")
+        self.create(keda_hpa(self.ns, "web", web_uid, "web", lst))
+        since = evstest.audit_size(self.env)
+        proc, logf, base = self.start()
+        self.wait_message("web", "is already managed by the hpa 'keda-hpa-web'")
+        self.adopt_on(proc, window="4s")
+        evstest.wait_until(lambda: self.hpa("keda-hpa-web") is None, timeout=30,
+                           what="KEDA's HPA deleted")
+        self.create(keda_hpa(self.ns, "web", web_uid, "web", lst))
+        self.wait_message("web", "KEDA's operator re-created HPA 'keda-hpa-web'")
+        # After the window: deleted again, and evscale drives the target.
+        evstest.wait_until(lambda: self.hpa("keda-hpa-web") is None, timeout=30,
+                           what="KEDA's re-created HPA deleted after the window")
+        self.wait_condition("web", "Ready", "True")
+        self.wait_replicas("web", 0, timeout=60)
+        deletes = self.hpa_deletes(since, with_time=True)
+        self.assertEqual([d[0] for d in deletes], ["keda-hpa-web", "keda-hpa-web"])
+        # Not before the window had passed since the first (the server's clock for both).
+        self.assertGreaterEqual(deletes[1][2] - deletes[0][2], 3.99)
 
     def test_adopt_keda_hpa(self):
         lst = "adopt-" + self.ns
