@@ -203,32 +203,8 @@ typedef struct {
 
 static inline int kw_proxy_start(kw_proxy_t *p) {
   memset(p, 0, sizeof *p);
-  if (evs_test_server_dir(&p->srv) != 0)
+  if (evs_test_faultproxy_start(&p->srv, KW.url, KW.ca, &p->cport) != 0)
     return -1;
-  char cpf[200];
-  snprintf(cpf, sizeof cpf, "%s/control-port", p->srv.dir);
-  const char *args[] = {"--listen",
-                        "127.0.0.1:0",
-                        "--upstream",
-                        KW.url,
-                        "--ca",
-                        KW.ca,
-                        "--cert",
-                        evs_test_cert("ip-only.crt"),
-                        "--key",
-                        evs_test_cert("ip-only.key"),
-                        "--control-port-file",
-                        cpf,
-                        NULL};
-  if (evs_test_script_start(&p->srv, "test/faultproxy.py", args) != 0)
-    return -1;
-  for (int i = 0; i < 200 && p->cport == 0; i++) {
-    FILE *f = fopen(cpf, "r");
-    if (f == NULL || fscanf(f, "%d", &p->cport) != 1)
-      usleep(50000);
-    if (f)
-      fclose(f);
-  }
   snprintf(p->kubeconfig, sizeof p->kubeconfig, "%s/kubeconfig", p->srv.dir);
   FILE *f = p->cport > 0 ? fopen(p->kubeconfig, "w") : NULL;
   if (f == NULL)

@@ -99,6 +99,43 @@ static inline int evs_test_server_start(evs_test_server_t *s, const char *const 
   return evs_test_script_start(s, "test/net_server.py", args);
 }
 
+/* Starts test/faultproxy.py in front of the API server at upstream (verified with ca), serving
+ * tools/testcerts.sh's ip-only certificate (clients trust evs_test_cert("ca.crt")); s->port is
+ * its port, *cport its control port. 0, or -1 when it did not start. */
+static inline int evs_test_faultproxy_start(evs_test_server_t *s, const char *upstream,
+                                            const char *ca, int *cport) {
+  *cport = 0;
+  if (s->dir[0] == '\0' && evs_test_server_dir(s) != 0)
+    return -1;
+  char cpf[200];
+  snprintf(cpf, sizeof cpf, "%s/control-port", s->dir);
+  const char *args[] = {"--listen",
+                        "127.0.0.1:0",
+                        "--upstream",
+                        upstream,
+                        "--ca",
+                        ca,
+                        "--cert",
+                        evs_test_cert("ip-only.crt"),
+                        "--key",
+                        evs_test_cert("ip-only.key"),
+                        "--control-port-file",
+                        cpf,
+                        NULL};
+  if (evs_test_script_start(s, "test/faultproxy.py", args) != 0)
+    return -1;
+  for (int i = 0; i < 200; i++) {
+    FILE *f = fopen(cpf, "r");
+    int ok = f != NULL && fscanf(f, "%d", cport) == 1;
+    if (f != NULL)
+      fclose(f);
+    if (ok)
+      return 0;
+    usleep(50000);
+  }
+  return -1;
+}
+
 static inline void evs_test_server_stop(evs_test_server_t *s) {
   if (s->pid > 0) {
     kill(s->pid, SIGKILL);

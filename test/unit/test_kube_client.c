@@ -898,31 +898,7 @@ static int fault(const char *json) {
 static void test_retry_after(void **state) {
   (void)state;
   SKIP_IF_NO_CONTROLPLANE();
-  assert_int_equal(evs_test_server_dir(&proxy), 0);
-  char cpf[128];
-  snprintf(cpf, sizeof cpf, "%s/control-port", proxy.dir);
-  const char *args[] = {"--listen",
-                        "127.0.0.1:0",
-                        "--upstream",
-                        K.url,
-                        "--ca",
-                        K.ca,
-                        "--cert",
-                        evs_test_cert("ip-only.crt"),
-                        "--key",
-                        evs_test_cert("ip-only.key"),
-                        "--control-port-file",
-                        cpf,
-                        NULL};
-  assert_int_equal(evs_test_script_start(&proxy, "test/faultproxy.py", args), 0);
-  for (int i = 0; i < 200 && proxy_cport == 0; i++) {
-    FILE *f = fopen(cpf, "r");
-    if (f == NULL || fscanf(f, "%d", &proxy_cport) != 1)
-      usleep(50000);
-    if (f)
-      fclose(f);
-  }
-  assert_true(proxy_cport > 0);
+  assert_int_equal(evs_test_faultproxy_start(&proxy, K.url, K.ca, &proxy_cport), 0);
   char url[128];
   snprintf(url, sizeof url, "https://127.0.0.1:%d", proxy.port);
   char *kc = kubeconfig("proxy.yaml", url, ca_line(evs_test_cert("ca.crt")), token_user(K.token));

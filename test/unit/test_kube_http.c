@@ -141,33 +141,7 @@ static evs_tls_config_t *tls(const char *ca, const char *cert, const char *key) 
 static int start_proxy(void) {
   if (evs_test_server_dir(&K.proxy) != 0)
     return -1;
-  char cpf[128];
-  snprintf(cpf, sizeof cpf, "%s/control-port", K.proxy.dir);
-  const char *args[] = {"--listen",
-                        "127.0.0.1:0",
-                        "--upstream",
-                        K.url,
-                        "--ca",
-                        K.ca,
-                        "--cert",
-                        evs_test_cert("ip-only.crt"),
-                        "--key",
-                        evs_test_cert("ip-only.key"),
-                        "--control-port-file",
-                        cpf,
-                        NULL};
-  if (evs_test_script_start(&K.proxy, "test/faultproxy.py", args) != 0)
-    return -1;
-  for (int i = 0; i < 200; i++) {
-    FILE *f = fopen(cpf, "r");
-    int ok = f != NULL && fscanf(f, "%d", &K.proxy_control_port) == 1;
-    if (f != NULL)
-      fclose(f);
-    if (ok)
-      return 0;
-    usleep(50000);
-  }
-  return -1;
+  return evs_test_faultproxy_start(&K.proxy, K.url, K.ca, &K.proxy_control_port);
 }
 
 /* --- requests --- */
