@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "evscale/backoff.h"
 #include "evscale/buf.h"
 #include "evscale/error.h"
 #include "evscale/list.h"
@@ -299,7 +300,8 @@ struct evs_status_patcher_s {
   uv_timer_t *retry_timer;
   entry_t **retry;
   size_t retry_n, retry_cap;
-  uint64_t retry_initial_ms, retry_max_ms, retry_delay_ms, retries;
+  evs_backoff_t retry_bo; /* one patcher: no herd, so no jitter */
+  uint64_t retries;
 };
 
 int evs_status_patcher_new(evs_kube_t *kube, const evs_status_patcher_options_t *opts,
@@ -314,10 +316,9 @@ int evs_status_patcher_new(evs_kube_t *kube, const evs_status_patcher_options_t 
   p->max_in_flight =
       opts != NULL && opts->max_in_flight > 0 ? opts->max_in_flight : EVS_STATUS_MAX_IN_FLIGHT;
   p->loop = opts != NULL ? opts->loop : NULL;
-  p->retry_initial_ms = opts != NULL && opts->retry_initial_ms ? opts->retry_initial_ms : 1000;
-  p->retry_max_ms = opts != NULL && opts->retry_max_ms ? opts->retry_max_ms : 60000;
-  if (p->retry_max_ms < p->retry_initial_ms)
-    p->retry_max_ms = p->retry_initial_ms;
+  evs_backoff_init(&p->retry_bo,
+                   opts != NULL && opts->retry_initial_ms ? opts->retry_initial_ms : 1000,
+                   opts != NULL ? opts->retry_max_ms : 0, EVS_BACKOFF_NONE);
   p->nbuckets = 256;
   p->buckets = calloc(p->nbuckets, sizeof *p->buckets);
   if (p->buckets == NULL) {
@@ -810,8 +811,6 @@ static void on_retry(uv_timer_t *t) {
   size_t n = p->retry_n;
   p->retry = NULL;
   p->retry_n = p->retry_cap = 0;
-  uint64_t next = p->retry_delay_ms * 2;
-  p->retry_delay_ms = next > p->retry_max_ms ? p->retry_max_ms : next;
   for (size_t i = 0; i < n; i++) {
     entry_t *e = list[i];
     e->retrying = 0;
@@ -849,9 +848,7 @@ static void retry_add(evs_status_patcher_t *p, entry_t *e) {
   p->retry[p->retry_n++] = e;
   e->retrying = 1;
   if (!uv_is_active((uv_handle_t *)p->retry_timer)) {
-    if (p->retry_delay_ms < p->retry_initial_ms)
-      p->retry_delay_ms = p->retry_initial_ms;
-    uv_timer_start(p->retry_timer, on_retry, p->retry_delay_ms, 0);
+    uv_timer_start(p->retry_timer, on_retry, evs_backoff_next(&p->retry_bo, 0), 0);
   }
 }
 
@@ -870,7 +867,7 @@ static void on_patch(evs_kube_req_t *req, int err, const evs_http_response_t *re
   if (failed)
     e->hash = 0; /* not written: the next update writes again (in full: no diff base) */
   else
-    p->retry_delay_ms = 0; /* the server takes writes again */
+    evs_backoff_reset(&p->retry_bo); /* the server takes writes again */
   /* What passes: the server busy, restarting or unreachable. Not 4xx: the same body would be
    * refused again (404: the object is gone, and its removal forgets it). */
   int passing = failed && err != EVS_ECANCELED && (err != 0 || status == 429 || status >= 500);

@@ -105,6 +105,16 @@ static evs_status_input_t mkin(const evs_so_t *so, const evs_decision_t *d, cons
   return in;
 }
 
+/* A broken object's input: no spec, no target, the check's message naming the field. */
+static evs_status_input_t broken_in(void) {
+  evs_status_input_t in = mkin(NULL, NULL,
+                               "ScaledObject doesn't have correct triggers specification: "
+                               "triggers[0].metadata.listLength: not a number");
+  in.gvkr = (evs_status_gvkr_t){0};
+  in.original_replicas = -1;
+  return in;
+}
+
 static json_t *build(const evs_so_t *so, const evs_decision_t *d, const char *check_error) {
   evs_status_input_t in = mkin(so, d, check_error);
   json_t *st = evs_status_build(&in);
@@ -453,11 +463,7 @@ static void test_broken_isolated(void **state) {
   fx_init(&f, "  annotations: {autoscaling.keda.sh/paused-replicas: '2'}\n", REDIS);
   evs_status_input_t good = mkin(f.so, decide(&f, T0 + 1000, 50, 0), NULL);
   good.original_replicas = 1;
-  evs_status_input_t bad = mkin(NULL, NULL,
-                                "ScaledObject doesn't have correct triggers specification: "
-                                "triggers[0].metadata.listLength: not a number");
-  bad.gvkr = (evs_status_gvkr_t){0};
-  bad.original_replicas = -1;
+  evs_status_input_t bad = broken_in();
   assert_int_equal(update(&e, p, "bad", &bad, T0 + 1000), 1);
   assert_int_equal(update(&e, p, "good", &good, T0 + 1000), 1);
   json_t *b = kubectl_status("bad"), *g = kubectl_status("good");
@@ -903,11 +909,7 @@ static void test_failed_patch_retried(void **state) {
   evs_status_patcher_options_t o = {.loop = loop, .retry_initial_ms = 100, .retry_max_ms = 400};
   evs_status_patcher_t *p;
   assert_int_equal(evs_status_patcher_new(k, &o, &p), 0);
-  evs_status_input_t bad = mkin(NULL, NULL,
-                                "ScaledObject doesn't have correct triggers specification: "
-                                "triggers[0].metadata.listLength: not a number");
-  bad.gvkr = (evs_status_gvkr_t){0};
-  bad.original_replicas = -1;
+  evs_status_input_t bad = broken_in();
   rprov_t rp = {.in = &bad};
   evs_status_patcher_set_provider(p, rprov, &rp);
   char path[256], fj[512];
