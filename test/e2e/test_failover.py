@@ -228,6 +228,14 @@ class Failover(unittest.TestCase):
         return [(r.get("from"), r.get("to")) for r in p.records()
                 if r.get("msg") in ("scaled", "scale write failed")]
 
+    def wait_scaled(self, p, to, timeout=15):
+        """Its writes, once one to `to` replicas is among them: a process logs a write when the
+        API server's answer arrives, which on a loaded machine can be after this test has read
+        the new replicas back (CI saw the log checked first)."""
+        evstest.wait_until(lambda: any(w[1] == to for w in self.scaled(p)), timeout=timeout,
+                           interval=0.05, what="%s's write to %d in its log" % (p.name, to))
+        return self.scaled(p)
+
     def two(self, cooldown=3):
         """The workload, then a leader `a` and a follower `b` (a leads before b starts)."""
         self.workload(cooldown)
@@ -268,6 +276,7 @@ class Failover(unittest.TestCase):
         self.assertGreater(self.redis_reads(), reads)
         self.assertNotIn(self.redis.port, b.tcp_peers(), self.redis_clients())
         self.assertIn(self.redis.port, a.tcp_peers())
+        self.wait_scaled(a, 3)
         self.assertEqual(self.scaled(b), [])
         # Both send the same user agent: the follower's log has no write (above), and every write
         # in the audit log is one of a's. (CI twice showed more: test_hostile_*'s evscale,
@@ -313,7 +322,7 @@ class Failover(unittest.TestCase):
         # Readings drive the replicas again, through the new leader.
         self.push(12)  # 18 in all
         self.wait_replicas(4, timeout=60)
-        self.assertEqual(self.scaled(b), [(2, 4)])
+        self.assertEqual(self.wait_scaled(b, 4), [(2, 4)])
         # The last one stops: the Lease is released (no holder), it exits 0.
         b.popen.send_signal(signal.SIGTERM)
         self.assertEqual(b.popen.wait(30), 0, b.log()[-3000:])
@@ -367,7 +376,7 @@ class Failover(unittest.TestCase):
             # Distinguishable from "30 s after it leads" (lastActiveTime was not rewritten just
             # before the kill): it scaled before that.
             self.assertLess(time.monotonic(), t_lead + 30, (lat, b.story()))
-        self.assertIn((1, 0), self.scaled(b))
+        self.assertIn((1, 0), self.wait_scaled(b, 0))
         # And it resumes scaling from readings.
         self.push(11)
         self.wait_replicas(3, timeout=60)
@@ -415,6 +424,7 @@ class Failover(unittest.TestCase):
             # every PATCH of /scale since the cut is one of b's).
             self.push(12)  # 18 in all
             self.wait_replicas(4, timeout=60)
+            self.wait_scaled(b, 4)
             time.sleep(2)
             self.assertEqual(len(self.scaled(a)), n_a)
             # At most one more than b's: a write a sent just before the cut may still land when
