@@ -157,4 +157,10 @@ void evs_kube_path_resource(const char *path, char *buf, size_t cap);
  * "HTTP <status>" when the body has none. Returns buf. Pure. */
 const char *evs_kube_status_message(const evs_http_response_t *resp, char *buf, size_t cap);
 
+/* The body of a DELETE that removes exactly the object of `uid` (meta/v1 DeleteOptions,
+ * preconditions.uid; a replacement of the same name answers 409) and lets the garbage collector
+ * remove its dependents in the background. Returns a string the caller frees, or NULL (out of
+ * memory, uid not UTF-8). Pure. */
+char *evs_kube_delete_options(const char *uid);
+
 #endif

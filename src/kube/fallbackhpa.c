@@ -203,10 +203,9 @@ static int on_found(evs_fallbackhpa_op_t *op, const evs_http_response_t *resp) {
   } else {
     /* The uid precondition: a different object of the same name (deleted and created again since
      * the GET) answers 409 and is read again rather than deleted unseen. */
-    json_t *d = json_pack("{s:s, s:s, s:s, s:{s:s}}", "apiVersion", "v1", "kind", "DeleteOptions",
-                          "propagationPolicy", "Background", "preconditions", "uid", uid);
-    rc = send_json(op, ST_DELETE, "DELETE", op->path, d);
-    json_decref(d);
+    char *d = evs_kube_delete_options(uid);
+    rc = d ? op_send(op, ST_DELETE, "DELETE", op->path, EVS_KUBE_JSON, d) : UV_ENOMEM;
+    free(d);
   }
   json_decref(obj);
   return rc;

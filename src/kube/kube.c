@@ -213,6 +213,14 @@ const char *evs_kube_status_message(const evs_http_response_t *resp, char *buf, 
   return buf;
 }
 
+char *evs_kube_delete_options(const char *uid) {
+  json_t *d = json_pack("{s:s, s:s, s:s, s:{s:s}}", "apiVersion", "v1", "kind", "DeleteOptions",
+                        "propagationPolicy", "Background", "preconditions", "uid", uid);
+  char *text = d ? json_dumps(d, JSON_COMPACT) : NULL;
+  json_decref(d);
+  return text;
+}
+
 /* --- metrics --- */
 
 static evs_metric_family_t *evs__family(evs_metrics_t *reg, const char *name, const char *help,

@@ -1960,10 +1960,7 @@ static void evs__adopt_delete(evs_registry_t *reg, evs__target_t *t, const evs__
   size_t lk = strlen(t->key) + 1, ln = strlen(t->ns) + 1, lh = strlen(h->name) + 1;
   evs__adopt_op_t *op = calloc(1, sizeof *op + lk + ln + lh);
   char *uid = evs__strdup(h->uid);
-  json_t *body = json_pack("{s:s, s:s, s:s, s:{s:s}}", "apiVersion", "v1", "kind", "DeleteOptions",
-                           "propagationPolicy", "Background", "preconditions", "uid", h->uid);
-  char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-  json_decref(body);
+  char *text = evs_kube_delete_options(h->uid);
   int rc = op && uid && text ? 0 : UV_ENOMEM;
   if (rc == 0) {
     memcpy(op->key, t->key, lk);
@@ -1972,8 +1969,11 @@ static void evs__adopt_delete(evs_registry_t *reg, evs__target_t *t, const evs__
     op->name = op->ns + ln;
     memcpy(op->name, h->name, lh);
     op->reg = reg;
+    /* The version discovery chose for evscale's own HPAs (the uid is the object's, whichever
+     * version serves it); the informer's autoscaling/v1 when discovery found none. */
+    const char *v = reg->o.hpa_version && reg->o.hpa_version[0] ? reg->o.hpa_version : "v1";
     char path[1024];
-    snprintf(path, sizeof path, "/apis/autoscaling/v1/namespaces/%s/horizontalpodautoscalers/%s",
+    snprintf(path, sizeof path, "/apis/autoscaling/%s/namespaces/%s/horizontalpodautoscalers/%s", v,
              t->ns, h->name);
     evs_kube_request_opts_t ro = {.verb = "DELETE",
                                   .path = path,

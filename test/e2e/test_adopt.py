@@ -89,6 +89,16 @@ class Adopt(evstest.KubeCase):
                 and e.get("objectRef", {}).get("namespace") == self.ns
                 and e.get("userAgent", "").startswith("evscale/")]
 
+    def hpa_delete_versions(self, since):
+        """The group/versions the HPA DELETEs evscale sent since the audit offset were sent to."""
+        events, _ = evstest.audit_events(self.env, since)
+        return {"%s/%s" % (e["objectRef"].get("apiGroup"), e["objectRef"].get("apiVersion"))
+                for e in events
+                if e.get("verb") == "delete" and e.get("stage") == "ResponseComplete"
+                and e.get("objectRef", {}).get("resource") == "horizontalpodautoscalers"
+                and e.get("objectRef", {}).get("namespace") == self.ns
+                and e.get("userAgent", "").startswith("evscale/")}
+
     def message(self, so):
         c = self.condition(so, "Ready")
         return (c or {}).get("message", "")
@@ -163,6 +173,13 @@ class Adopt(evstest.KubeCase):
         self.assertEqual([d[0] for d in deletes], ["keda-hpa-web", "keda-hpa-web"])
         # Not before the window had passed since the first (the server's clock for both).
         self.assertGreaterEqual(deletes[1][2] - deletes[0][2], 3.99)
+        # Sent to the autoscaling version discovery chose (the one evscale logs on connecting:
+        # autoscaling/v2 where served, v2beta2 on 1.20), never a fixed one.
+        hpa = [r.get("hpa") for r in self.log_records(logf)
+               if r.get("msg") == "connected to Kubernetes"]
+        self.assertEqual(len(hpa), 1, hpa)
+        self.assertIn(hpa[0], ("autoscaling/v2", "autoscaling/v2beta2"))
+        self.assertEqual(self.hpa_delete_versions(since), {hpa[0]})
 
     def test_adopt_keda_hpa(self):
         lst = "adopt-" + self.ns

@@ -13,6 +13,7 @@
 
 #include <sys/stat.h>
 #include <time.h>
+#include <jansson.h>
 
 #include "evscale/discovery.h"
 #include "evscale/error.h"
@@ -1075,10 +1076,31 @@ static void test_status_message(void **state) {
   assert_string_equal(evs_kube_status_message(NULL, buf, 8), "HTTP 0");
 }
 
+/* The DELETE body names exactly one object (meta/v1 DeleteOptions: preconditions.uid) and lets
+ * the garbage collector take its dependents in the background. */
+static void test_delete_options(void **state) {
+  (void)state;
+  char *d = evs_kube_delete_options("5f0c8a2e-1b2c-4d3e-8f9a-0b1c2d3e4f50");
+  assert_non_null(d);
+  json_t *j = json_loads(d, 0, NULL);
+  assert_non_null(j);
+  assert_string_equal(json_string_value(json_object_get(j, "apiVersion")), "v1");
+  assert_string_equal(json_string_value(json_object_get(j, "kind")), "DeleteOptions");
+  assert_string_equal(json_string_value(json_object_get(j, "propagationPolicy")), "Background");
+  assert_string_equal(
+      json_string_value(json_object_get(json_object_get(j, "preconditions"), "uid")),
+      "5f0c8a2e-1b2c-4d3e-8f9a-0b1c2d3e4f50");
+  assert_int_equal(json_object_size(j), 4);
+  json_decref(j);
+  free(d);
+  assert_null(evs_kube_delete_options("\xff")); /* not UTF-8: no body */
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_path_resource),
       cmocka_unit_test(test_status_message),
+      cmocka_unit_test(test_delete_options),
       cmocka_unit_test(test_discovery_prefers_autoscaling_v2),
       cmocka_unit_test(test_token_kubeconfig_ip_san),
       cmocka_unit_test(test_read_only_refuses_writes),
