@@ -236,6 +236,7 @@ typedef struct {
    * this target (wall-clock ms, 0 none) and that HPA's uid (see evs_adopt_step). */
   int64_t adopt_ms;
   char *adopt_uid;
+  unsigned char adopt_mode; /* the evs__adopt_mode_t evs__elect last refused by */
 } evs__contest_t;
 
 struct evs__target_s {
@@ -2095,21 +2096,28 @@ static const char *evs__refusal_text(const evs__target_t *t, const evs__rec_t *r
   return msg;
 }
 
-/* A refusal that is new or changed: said in the log and as an Event (the adoption's own). */
+/* The refusal's Event: the adoption's own, or a refused target's. */
+static void evs__refusal_event(evs__rec_t *r, evs__adopt_mode_t mode) {
+  if (mode == EVS__ADOPTING)
+    evs__event(r, EVS_EVENT_NORMAL, EVS_REASON_KEDA_HPA_ADOPTED, "%s", evs__refusal(r));
+  else if (mode == EVS__RECREATED)
+    evs__event(r, EVS_EVENT_WARNING, EVS_REASON_KEDA_OPERATOR_RUNNING, "%s", evs__refusal(r));
+  else
+    evs__event(r, EVS_EVENT_WARNING, EVS_REASON_TARGET_REFUSED, "%s", evs__refusal(r));
+}
+
+/* A refusal that is new or changed: said in the log and as an Event. */
 static void evs__refusal_said(evs__rec_t *r, evs__adopt_mode_t mode) {
-  if (mode == EVS__ADOPTING) {
+  if (mode == EVS__ADOPTING)
     EVS_LOG_INFO("ScaledObject waits for KEDA's HPA to go", EVS_KV_STR("scaledobject", r->key),
                  EVS_KV_STR("reason", evs__refusal(r)));
-    evs__event(r, EVS_EVENT_NORMAL, EVS_REASON_KEDA_HPA_ADOPTED, "%s", evs__refusal(r));
-  } else if (mode == EVS__RECREATED) {
+  else if (mode == EVS__RECREATED)
     EVS_LOG_WARN("ScaledObject refused: KEDA's operator still runs",
                  EVS_KV_STR("scaledobject", r->key), EVS_KV_STR("reason", evs__refusal(r)));
-    evs__event(r, EVS_EVENT_WARNING, EVS_REASON_KEDA_OPERATOR_RUNNING, "%s", evs__refusal(r));
-  } else {
+  else
     EVS_LOG_ERROR("ScaledObject refused", EVS_KV_STR("scaledobject", r->key),
                   EVS_KV_STR("reason", evs__refusal(r)));
-    evs__event(r, EVS_EVENT_WARNING, EVS_REASON_TARGET_REFUSED, "%s", evs__refusal(r));
-  }
+  evs__refusal_event(r, mode);
 }
 
 /* Picks the driver and refuses the others (or all of them, under a foreign HPA: adopting KEDA's
@@ -2126,6 +2134,8 @@ static void evs__elect(evs_registry_t *reg, evs__target_t *t) {
   evs__adopt_mode_t mode = foreign && best ? evs__adopt_mode(reg, t, foreign) : EVS__FOREIGN;
   if (foreign)
     best = NULL;
+  if (t->ext)
+    t->ext->adopt_mode = (unsigned char)mode;
   t->driver = best;
   char msg[1024];
   for (evs__rec_t *r = t->recs; r; r = r->tnext) {
@@ -3078,9 +3088,12 @@ void evs_registry_set_leader(evs_registry_t *reg, int leading) {
   for (size_t i = 0; reg->recs.slots && i <= reg->recs.mask; i++) {
     for (evs__rec_t *r = reg->recs.slots[i]; r; r = r->next) {
       if (leading) {
-        /* What a follower saw but could not say: a new leader says it once. */
+        /* What a follower saw but could not say: a new leader says it once, as the refusal's
+         * kind (an object waiting for KEDA's HPA to be adopted is not a refused one). */
         if (evs__refusal(r))
-          evs__event(r, EVS_EVENT_WARNING, EVS_REASON_TARGET_REFUSED, "%s", evs__refusal(r));
+          evs__refusal_event(r, r->target && r->target->ext
+                                    ? (evs__adopt_mode_t)r->target->ext->adopt_mode
+                                    : EVS__FOREIGN);
         else if (r->so == NULL && evs__check_error(r))
           evs__event(r, EVS_EVENT_WARNING, EVS_REASON_SO_CHECK_FAILED, "%s", evs__check_error(r));
         evs__start_scalers(r);

@@ -13,7 +13,8 @@ A team moving from KEDA stops KEDA's operator; the HPA it created for each Scale
       Deployment, or a ScaledObject of the right name with another uid: refused, never deleted;
   --dry-run with adopt on: logs the delete it would send, sends none;
   KEDA's operator stopped after re-creating its HPA once: the new HPA is left alone for
-  kubernetes.adopt_window, then deleted, and evscale drives the target.
+  kubernetes.adopt_window, then deleted, and evscale drives the target;
+  a follower with adopt on that becomes the leader says the adoption's Event, not a refusal.
 
 The API server's audit log is the witness: every DELETE of an HPA evscale sent (user agent
 evscale/...).
@@ -180,6 +181,41 @@ class Adopt(evstest.KubeCase):
         self.assertEqual(len(hpa), 1, hpa)
         self.assertIn(hpa[0], ("autoscaling/v2", "autoscaling/v2beta2"))
         self.assertEqual(self.hpa_delete_versions(since), {hpa[0]})
+
+    def test_new_leader_says_adoption(self):
+        """A follower sees KEDA's HPA and waits (it writes nothing); once it leads it deletes the
+        HPA and says EvscaleKEDAHPAAdopted, never EvscaleScaleTargetRefused (a new leader says
+        what a follower could not, as the kind of refusal it is)."""
+        lst = "adopt-lead-" + self.ns
+        self.redis.cmd("DEL", lst)
+        self.apply("---\n".join([DEPLOYMENT.format(name="web", ns=self.ns, replicas=2),
+                                 SCALEDOBJECT.format(name="web", ns=self.ns, target="web",
+                                                     list=lst, port=self.redis.port,
+                                                     cooldown=3)]))
+        self.create(keda_hpa(self.ns, "web", self.uid("scaledobject", "web"), "web", lst))
+        # Another process holds the Lease (renewed now, for an hour): evscale follows.
+        now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+        self.kubectl("create", "-n", self.home, "-f", "-", input=json.dumps({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": self.lease_name, "namespace": self.home},
+            "spec": {"holderIdentity": "someone-else", "leaseDurationSeconds": 3600,
+                     "acquireTime": now, "renewTime": now, "leaseTransitions": 0}}))
+        proc, logf, base = self.start()
+        self.adopt_on(proc)
+        evstest.wait_until(lambda: any(r.get("msg") == "ScaledObject waits for KEDA's HPA to go"
+                                       for r in self.log_records(logf)),
+                           timeout=30, what="the follower waiting for KEDA's HPA to go")
+        self.assertIsNotNone(self.hpa("keda-hpa-web"))  # a follower deletes nothing
+        # The other holder goes away: evscale takes the Lease, adopts, drives.
+        self.kubectl("delete", "lease", self.lease_name, "-n", self.home)
+        evstest.wait_until(lambda: self.hpa("keda-hpa-web") is None, timeout=30,
+                           what="KEDA's HPA deleted by the new leader")
+        self.wait_condition("web", "Ready", "True")
+        self.wait_replicas("web", 0, timeout=60)
+        msgs = self.wait_event("web", "EvscaleKEDAHPAAdopted")
+        self.assertTrue(any("adopting KEDA's HPA 'keda-hpa-web'" in m for m in msgs), msgs)
+        reasons = [r for r, _ in self.events("web")]
+        self.assertNotIn("EvscaleScaleTargetRefused", reasons, self.events("web"))
 
     def test_adopt_keda_hpa(self):
         lst = "adopt-" + self.ns
