@@ -132,6 +132,9 @@ typedef struct {
   const char *const *finalizers;
   size_t n_finalizers;
   const char *resource_version;
+  /* status as the API server holds it (borrowed; NULL none): the status patcher takes it for
+   * what is written (evs_status_patcher_observe), so an unchanged status is not written again. */
+  const json_t *status;
 } evs_registry_object_t;
 
 /* evscale's finalizer, put on a ScaledObject with advanced.restoreToOriginalReplicaCount only: a
@@ -204,6 +207,7 @@ typedef struct {
   int deleting;          /* metadata.deletionTimestamp set */
   char **finalizers;     /* metadata.finalizers */
   size_t n_finalizers;
+  json_t *status; /* status (a reference; NULL none): only while the informer hands it over */
 } evs_registry_decoded_t;
 
 /* evs_informer_decode_cb: validates with the ScaledObject model in API mode (unknown fields are

@@ -158,6 +158,20 @@ void evs_status_patcher_set_provider(evs_status_patcher_t *p, evs_status_provide
 int evs_status_patcher_update(evs_status_patcher_t *p, const char *ns, const char *name,
                               const evs_status_input_t *in, int64_t now_ms, evs_status_cb cb,
                               void *arg);
+/* The status ns/name has on the API server (its informer's copy; NULL or {} when it has none),
+ * taken as if this patcher had written it — its hash, its keys (a key it has that the next status
+ * lacks is set to null), its lastActiveTime and Active — so that a process that starts or takes
+ * the lead writes only the statuses that differ from the server's (50,000 unchanged objects were
+ * 50,000 patches at every restart). Ignored while the patcher's own write of that object is in
+ * flight, waits or waits for a retry, and once it has written the object until the next
+ * evs_status_patcher_follow: a watch may deliver an echo of an older write of ours after a newer
+ * one was sent. Returns 1 taken, 0 ignored, or a negative code (UV_ENOMEM: the next update then
+ * writes in full). status is borrowed. */
+int evs_status_patcher_observe(evs_status_patcher_t *p, const char *ns, const char *name,
+                               const json_t *status);
+/* Another process may write statuses from now on (this one stopped leading): what is observed
+ * counts again for every object, until this patcher writes it again. */
+void evs_status_patcher_follow(evs_status_patcher_t *p);
 /* Forgets an object (deleted): its next update writes in full; a waiting write is dropped
  * (callback with EVS_ECANCELED). */
 void evs_status_patcher_forget(evs_status_patcher_t *p, const char *ns, const char *name);

@@ -136,7 +136,8 @@ static void evs__so_apply(evs_control_t *c, const evs_informer_obj_t *obj) {
                              .created_ms = d->created_ms,
                              .last_active_ms = d->last_active_ms,
                              .original_replicas = d->original_replicas,
-                             .was_paused = d->was_paused};
+                             .was_paused = d->was_paused,
+                             .status = d->status};
   d->so = NULL; /* the registry owns it now */
   (void)evs_registry_apply(c->registry, &o);
   evs__target_from_cache(c, &target);

@@ -10,6 +10,7 @@
 #include "evscale/buf.h"
 #include "evscale/error.h"
 #include "evscale/list.h"
+#include "evscale/workload.h"
 
 /* ---- the builder ---- */
 
@@ -266,7 +267,10 @@ typedef struct entry_s {
   unsigned char flying : 1;    /* its patch is in flight (its side part holds the request) */
   unsigned char side : 1;      /* it has a side part */
   unsigned char retrying : 1;  /* in p->retry: its failed patch is written again on the timer */
-  char data[];                 /* "ns/name\0", then the shape's names */
+  /* This patcher wrote it since it last followed (evs_status_patcher_follow): what the server
+   * is observed to hold no longer counts (a watch may echo an older write of ours late). */
+  unsigned char mine : 1;
+  char data[]; /* "ns/name\0", then the shape's names */
 } entry_t;
 
 /* The part of an entry that only a patch in flight or a caller's callback needs. */
@@ -565,9 +569,10 @@ static json_t *merge_diff(const shape_t *shape, const char *names, json_t *new) 
   return d;
 }
 
-/* A 64-bit hash of a status tree, walked in its insertion order (jansson keeps it; the builder
- * inserts in one order), instead of dumping it to text just to hash that: every update of every
- * object builds its status to see whether it changed. */
+/* A 64-bit hash of a status tree, walked instead of dumping it to text just to hash that: every
+ * update of every object builds its status to see whether it changed. An object's members count
+ * in any order (a sum of their mixed hashes): the status the API server holds (observed, see
+ * evs_status_patcher_observe) need not list them in the builder's order. Arrays keep theirs. */
 static uint64_t fnv_add(uint64_t h, const void *s, size_t n) {
   const unsigned char *c = s;
   for (size_t i = 0; i < n; i++)
@@ -582,10 +587,15 @@ static uint64_t tree_hash(uint64_t h, json_t *v) {
   case JSON_OBJECT: {
     const char *k;
     json_t *m;
+    uint64_t sum = 0;
     json_object_foreach(v, k, m) {
-      h = fnv_add(h, k, strlen(k) + 1);
-      h = tree_hash(h, m);
+      uint64_t x = tree_hash(fnv_add(14695981039346656037ull, k, strlen(k) + 1), m);
+      /* splitmix64's finaliser, so that a sum of members does not cancel out */
+      x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+      x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+      sum += x ^ (x >> 31);
     }
+    h = fnv_add(h, &sum, sizeof sum);
     return fnv_add(h, "}", 1);
   }
   case JSON_ARRAY:
@@ -990,6 +1000,7 @@ static int write_now(evs_status_patcher_t *p, entry_t *e, json_t *st, uint64_t h
   shape_unref(p, e->shape);
   e->shape = shape;
   e->hash = h;
+  e->mine = 1;
   set_last_active(e, x->last_active_ms);
   e->was_active = x->active != 0;
   /* The waiting update this write answers (the provider's call on its turn): its callback
@@ -1085,6 +1096,78 @@ int evs_status_patcher_update(evs_status_patcher_t *p, const char *ns, const cha
     return rc;
   }
   return write_now(p, e, st, h, &x, cb, arg);
+}
+
+/* Whether the conditions of an observed status say Active True. */
+static int observed_active(const json_t *st) {
+  size_t i;
+  json_t *c;
+  json_array_foreach(json_object_get(st, "conditions"), i, c) {
+    const char *t = json_string_value(json_object_get(c, "type"));
+    if (t != NULL && strcmp(t, "Active") == 0) {
+      const char *v = json_string_value(json_object_get(c, "status"));
+      return v != NULL && strcmp(v, "True") == 0;
+    }
+  }
+  return 0;
+}
+
+int evs_status_patcher_observe(evs_status_patcher_t *p, const char *ns, const char *name,
+                               const json_t *status) {
+  if (p == NULL)
+    return UV_EINVAL;
+  if (p->closing)
+    return EVS_ESTATE;
+  char key[KEY_MAX];
+  int rc = make_key(key, ns, name);
+  if (rc != 0)
+    return rc;
+  int has = json_is_object(status) && json_object_size(status) > 0;
+  entry_t *e = *slot(p, key, fnv1a(key, strlen(key)));
+  if (e != NULL && (e->mine || e->flying || e->wants || e->linked || e->retrying))
+    return 0; /* this patcher's own writes decide, and what it sends next */
+  if (e == NULL && !has)
+    return 0; /* nothing written, nothing known: the first update writes in full */
+  if (e == NULL && (e = entry_get(p, key)) == NULL)
+    return UV_ENOMEM;
+  if (!has) {
+    e->hash = 0; /* the server holds none: the next update writes in full */
+    return 1;
+  }
+  skel_t sk = {0};
+  skel_of(&sk, (json_t *)status);
+  uint32_t shape = sk.failed ? SHAPE_NONE : shape_ref(p, sk.shape.b, sk.shape.n, sk.nnames);
+  int failed = 1;
+  entry_t *ne = shape != SHAPE_NONE ? entry_renamed(p, e, sk.names.b, sk.names.n, &failed) : NULL;
+  free(sk.shape.b);
+  free(sk.names.b);
+  if (failed) {
+    shape_unref(p, shape);
+    e->hash = 0; /* out of memory: the next update writes, as if nothing were known */
+    return UV_ENOMEM;
+  }
+  if (ne != NULL) {
+    entry_move(p, e, ne);
+    e = ne;
+  }
+  shape_unref(p, e->shape);
+  e->shape = shape;
+  e->hash = status_hash((json_t *)status);
+  int64_t la = 0;
+  const char *t = json_string_value(json_object_get(status, "lastActiveTime"));
+  if (t == NULL || evs_workload__parse_time(t, &la) != 0 || la < 0)
+    la = 0;
+  set_last_active(e, la * 1000);
+  e->was_active = observed_active(status) != 0;
+  return 1;
+}
+
+void evs_status_patcher_follow(evs_status_patcher_t *p) {
+  if (p == NULL)
+    return;
+  for (size_t i = 0; i < p->nbuckets; i++)
+    for (entry_t *e = p->buckets[i]; e != NULL; e = e->next)
+      e->mine = 0;
 }
 
 void evs_status_patcher_forget(evs_status_patcher_t *p, const char *ns, const char *name) {

@@ -2652,6 +2652,8 @@ int evs_registry_apply(evs_registry_t *reg, const evs_registry_object_t *obj) {
   const char *ns = obj->ns && obj->ns[0] ? obj->ns : reg->default_ns;
   char key[600];
   snprintf(key, sizeof key, "%s/%s", ns, obj->name);
+  if (obj->origin == EVS_REGISTRY_API && reg->o.status)
+    (void)evs_status_patcher_observe(reg->o.status, ns, obj->name, obj->status);
   evs__rec_t *r = evs__table_get(&reg->recs, evs__rec_key, key);
   if (r && r->origin != obj->origin) {
     if (obj->origin == EVS_REGISTRY_FILE) {
@@ -3105,6 +3107,10 @@ void evs_registry_set_leader(evs_registry_t *reg, int leading) {
       }
     }
   }
+  /* The new leader writes the statuses; what this process wrote counts no more than what it
+   * observes from now on. */
+  if (!leading && reg->o.status)
+    evs_status_patcher_follow(reg->o.status);
   /* A follower refuses the targets of KEDA's HPAs it would adopt: the new leader deletes them. */
   if (leading)
     evs__adopt_all(reg);
@@ -3317,6 +3323,8 @@ int evs_registry_decode(const json_t *obj, void **out, void *arg) {
     evs_registry_decoded_free(d, NULL);
     return UV_ENOMEM;
   }
+  if (json_is_object(status))
+    d->status = json_incref((json_t *)status);
   const json_t *conds = json_object_get(status, "conditions");
   for (size_t i = 0; json_is_array(conds) && i < json_array_size(conds); i++) {
     const json_t *c = json_array_get(conds, i);
@@ -3377,5 +3385,6 @@ void evs_registry_decoded_free(void *data, void *arg) {
   free(d->check_error);
   free(d->breaker_state);
   evs__strv_free(d->finalizers, d->n_finalizers);
+  json_decref(d->status);
   free(d);
 }

@@ -11,7 +11,8 @@ ScaledObject informer, the registry, the decision step and the /scale writer:
     the first keeps driving it;
   - a foreign HPA on the target: the ScaledObject is refused and nothing is written;
   - a broken ScaledObject gets Ready=False naming the field; the others keep scaling;
-  - --dry-run decides and logs, and writes nothing.
+  - --dry-run decides and logs, and writes nothing;
+  - a restarted evscale writes no status the API server already holds.
 """
 import os
 import shutil
@@ -174,6 +175,55 @@ spec:
         self.assertTrue(any(r.get("msg") == "the other writer stopped: evscale scales the "
                             "target again" for r in recs))
         self.redis.cmd("DEL", lst)
+
+    def status_patches(self, since, name):
+        """The audit log's completed PATCHes of the ScaledObject's status since offset `since`."""
+        events, _ = evstest.audit_events(self.env, since)
+        path = "/apis/keda.sh/v1alpha1/namespaces/%s/scaledobjects/%s/status" % (self.ns, name)
+        return [e for e in events
+                if e.get("verb") == "patch" and e.get("requestURI", "").startswith(path)
+                and e.get("stage") == "ResponseComplete"]
+
+    def test_restart_writes_no_unchanged_status(self):
+        """A restarted evscale (a new process: the Lease released and taken again) writes no
+        status the API server already holds (before: every ScaledObject's, at every restart);
+        one whose state changed while it was down is written."""
+        names = ("idle-a", "idle-b", "busy")
+        docs = []
+        for n in names:
+            self.redis.cmd("DEL", "%s-%s" % (n, self.ns))
+            docs.append(evstest.DEPLOYMENT.format(name=n, ns=self.ns, replicas=0))
+            docs.append(SCALEDOBJECT.format(name=n, ns=self.ns, target=n,
+                                            list="%s-%s" % (n, self.ns), port=self.redis.port,
+                                            cooldown=3))
+        self.apply("---\n".join(docs))
+        first = evstest.audit_size(self.env)
+        proc, logf, base = self.start()
+        for n in names:
+            self.wait_condition(n, "Ready", "True")
+            self.wait_condition(n, "Active", "False")
+        time.sleep(2)  # its writes settled
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(30), 0)
+        before = {n: self.get_scaledobject(n)["status"] for n in names}
+        # While it is down, busy's queue grows: its status must change.
+        self.redis.cmd("RPUSH", "busy-" + self.ns, *["b%d" % i for i in range(7)])
+        since = evstest.audit_size(self.env)
+        proc2, logf2, _ = self.start()
+        self.wait_condition("busy", "Active", "True")
+        self.wait_replicas("busy", 2, timeout=60)
+        time.sleep(3)  # readings every second: time for any status write to come
+        self.assertTrue(any(r.get("msg", "").startswith("leading")
+                            for r in self.log_records(logf2)), self.log(logf2)[-2000:])
+        for n in ("idle-a", "idle-b"):
+            self.assertEqual(self.status_patches(since, n), [], n)
+            self.assertEqual(self.get_scaledobject(n)["status"], before[n])
+        self.assertGreaterEqual(len(self.status_patches(since, "busy")), 1)
+        # The first process did write them all (the check above could not pass for nothing).
+        for n in names:
+            self.assertGreaterEqual(len(self.status_patches(first, n)), 1, n)
+        for n in names:
+            self.redis.cmd("DEL", "%s-%s" % (n, self.ns))
 
     def test_restore_on_delete_with_evscale_stopped(self):
         self.deployment("restored", 1)
