@@ -5,7 +5,8 @@ ScaledObjects within 100 MB, about 2 KB each), on the local control plane.
 
     python3 perf/bench_process.py [--objects 10000] [--ns NAME] [--keep] [--steady 30]
         [--binary build/rel/evscale] [--wrap "valgrind --tool=massif --time-unit=ms
-        --massif-out-file=/tmp/massif.out"] [--no-arena] [--append-results perf/RESULTS.md]
+        --massif-out-file=/tmp/massif.out"] [--no-arena] [--restart]
+        [--append-results perf/RESULTS.md]
 
 The objects: N ScaledObjects in one namespace, each on its own BenchTarget
 (perf/benchtarget-crd.yaml: a scale subresource and nothing else, so the control plane is not
@@ -32,7 +33,9 @@ and at each: VmRSS, VmHWM (/proc/PID/status) and the CPU time (utime + stime) so
               the arenas hold from the system against the bytes in use, before and after a
               malloc_trim(0) called the same way: the gap is the allocator's, not evscale's.
 The runs: a baseline (an empty namespace: the process's fixed cost), the N objects, and the N
-objects again with MALLOC_ARENA_MAX=2 (unless --no-arena). The projection to 50,000 is the
+objects again with MALLOC_ARENA_MAX=2 (unless --no-arena); with --restart, one more process on
+the same objects after those (a restart or fail-over): the status PATCHes it sends in --steady
+seconds after ready (the audit log), where a status already on the server is not written again. The projection to 50,000 is the
 baseline plus 50,000 times the per-object increase; PASS/MISS compares it with 100 MB
 (100,000,000 B), and the per-object figures with 2,000 B.
 
@@ -380,6 +383,29 @@ class Run:
                 if msg in first:
                     self.notes[key] = first[msg] - first["evscale started"]
 
+    def status_writes(self):
+        """evscale's status PATCHes since this run's start (the audit log): (count, objects)."""
+        prefix = "/apis/keda.sh/v1alpha1/namespaces/%s/scaledobjects/" % self.ns
+        events, _ = evstest.audit_events(self.env, self.audit0)
+        uris = [e.get("requestURI", "").split("?")[0] for e in events
+                if e.get("stage") == "ResponseComplete" and e.get("verb") == "patch" and
+                "evscale" in e.get("userAgent", "")]
+        uris = [u for u in uris if u.startswith(prefix) and u.endswith("/status")]
+        return len(uris), len({u[len(prefix):].split("/")[0] for u in uris})
+
+    def restart(self):
+        """A second process on objects whose statuses an earlier run wrote: ready, then
+        --steady seconds; counts the status writes it sends (it writes only what differs)."""
+        self.start()
+        try:
+            self.wait_ready()
+            self.steady()
+            self.notes["status_writes"] = self.status_writes()
+            self.log_counts()
+        finally:
+            self.stop()
+        return self
+
     def full(self, trim=True):
         self.start()
         try:
@@ -626,6 +652,8 @@ def main():
     ap.add_argument("--no-arena", action="store_true", help="skip the MALLOC_ARENA_MAX=2 run")
     ap.add_argument("--no-baseline", action="store_true", help="skip the empty namespace run")
     ap.add_argument("--create-only", action="store_true", help="create the objects and stop")
+    ap.add_argument("--restart", action="store_true",
+                    help="then one more process on the same objects: its status writes")
     ap.add_argument("--keep-dirs", action="store_true", help="keep evscale's directories")
     ap.add_argument("--massif-min", type=float, default=0.005,
                     help="the smallest share of the heap a massif site is listed at")
@@ -638,7 +666,7 @@ def main():
     owned = args.ns is None
     args.ns = args.ns or "evs-proc-%d-%d" % (os.getpid(), int(time.time()) % 100000)
     empty_ns = None
-    runs, base = [], None
+    runs, base, restart = [], None, None
     load0 = os.getloadavg()
     try:
         create = ensure_objects(env, args.ns, args.objects)
@@ -656,6 +684,8 @@ def main():
             if not args.no_arena:
                 runs.append(Run(args, env, args.ns, args.objects, "MALLOC_ARENA_MAX=2",
                                 extra_env={"MALLOC_ARENA_MAX": "2"}).full())
+            if args.restart:
+                restart = Run(args, env, args.ns, args.objects, "restart").restart()
     finally:
         if empty_ns:
             evstest.kubectl(env, "delete", "namespace", empty_ns, "--wait=false", check=False)
@@ -666,6 +696,17 @@ def main():
         if args.controlplane == "private":
             evstest.stop(env)
     text, ok = report(args, base, runs, create)
+    if restart is not None:
+        w, objs = restart.notes["status_writes"]
+        text += ("\n- restart (one more process on the same %d objects, their statuses as the "
+                 "runs above left them): ready after %.1f s, %s; in the %.0f s after ready it "
+                 "sent %d status PATCHes (%d objects)%s" % (
+                     args.objects, restart.marks["ready"]["t"],
+                     "led at %.1f s" % restart.notes["t_lead"] if "t_lead" in restart.notes
+                     else "never led", args.steady, w, objs,
+                     "; CPU to ready %.1f s, in steady %.2f s" % (
+                         restart.marks["ready"]["cpu"],
+                         restart.marks["steady"]["cpu"] - restart.marks["ready"]["cpu"])))
     m = re.search(r"--massif-out-file=(\S+)", args.wrap or "")
     if m and os.path.exists(m.group(1)):
         r = runs[0]

@@ -169,6 +169,9 @@ int evs_status_patcher_update(evs_status_patcher_t *p, const char *ns, const cha
  * writes in full). status is borrowed. */
 int evs_status_patcher_observe(evs_status_patcher_t *p, const char *ns, const char *name,
                                const json_t *status);
+/* 1 when a status of ns/name is known: written by this patcher (in flight or done) or observed
+ * on the server; 0 otherwise. */
+int evs_status_patcher_known(evs_status_patcher_t *p, const char *ns, const char *name);
 /* Another process may write statuses from now on (this one stopped leading): what is observed
  * counts again for every object, until this patcher writes it again. */
 void evs_status_patcher_follow(evs_status_patcher_t *p);

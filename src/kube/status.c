@@ -1162,6 +1162,14 @@ int evs_status_patcher_observe(evs_status_patcher_t *p, const char *ns, const ch
   return 1;
 }
 
+int evs_status_patcher_known(evs_status_patcher_t *p, const char *ns, const char *name) {
+  char key[KEY_MAX];
+  if (p == NULL || make_key(key, ns, name) != 0)
+    return 0;
+  const entry_t *e = *slot(p, key, fnv1a(key, strlen(key)));
+  return e != NULL && e->hash != 0;
+}
+
 void evs_status_patcher_follow(evs_status_patcher_t *p) {
   if (p == NULL)
     return;

@@ -1516,7 +1516,12 @@ static void evs__evaluate(evs__rec_t *r) {
     evs_keda_metrics_set_paused(r->km, evs_so_is_paused(r->so));
   if (st.hand_over || st.take_back)
     evs__hand_over(r, st.hand_over, st.fallback_min);
-  evs__status(r, &st.decision);
+  /* No verdict yet from every trigger (a start, a new leader): a status the server holds is the
+   * latest word, not "ready" from no reading at all (a restart rewrote a failing trigger's
+   * TriggerError to Ready, then back); an object with none gets its first status now. */
+  if (st.decision.reason != EVS_REASON_NO_METRICS || reg->o.status == NULL ||
+      !evs_status_patcher_known(reg->o.status, r->ns, evs__rec_name(r)))
+    evs__status(r, &st.decision);
   if (!r->writing || st.next_eval_ms == INT64_MAX)
     evs__arm(r, st.next_eval_ms, now);
 }
@@ -1566,10 +1571,22 @@ static const char *evs__status_error(const evs__rec_t *r) {
 
 /* Takes the Active detail's figures from d when they are due (see evs__figures_t). Out of memory
  * keeps the last ones. */
+/* Whether d has a value for a trigger the figures have none for (its first reading since the
+ * figures were taken: "-" must not stay up to a minute). */
+static int evs__figures_gained(const evs__rec_t *r, const evs_decision_t *d) {
+  size_t n = r->so->n_triggers < d->n_health ? r->so->n_triggers : d->n_health;
+  for (size_t i = 0; i < n; i++)
+    if (d->health[i].has_value &&
+        (r->figures == NULL || i >= r->figures->n || isnan(r->figures->v[i])))
+      return 1;
+  return 0;
+}
+
 static void evs__detail_refresh(evs__rec_t *r, const evs_decision_t *d) {
   int64_t now = evs__wall_ms();
   if (r->detail_ms != 0 && now - r->detail_ms < 60000 && d->current == r->detail_current &&
-      d->desired == r->detail_desired && (unsigned)d->active == r->detail_active)
+      d->desired == r->detail_desired && (unsigned)d->active == r->detail_active &&
+      !evs__figures_gained(r, d))
     return;
   size_t n = r->so->n_triggers < d->n_health ? r->so->n_triggers : d->n_health;
   int any = 0;

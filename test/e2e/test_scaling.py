@@ -17,6 +17,7 @@ ScaledObject informer, the registry, the decision step and the /scale writer:
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -186,38 +187,64 @@ spec:
 
     def test_restart_writes_no_unchanged_status(self):
         """A restarted evscale (a new process: the Lease released and taken again) writes no
-        status the API server already holds (before: every ScaledObject's, at every restart);
-        one whose state changed while it was down is written."""
-        names = ("idle-a", "idle-b", "busy")
+        status the API server already holds (before: every ScaledObject's, at every restart),
+        not even for a moment before its triggers' first readings (a trigger whose server never
+        answers: its TriggerError was rewritten to Ready, then back, when the target was read
+        first); one whose state changed while it was down is written."""
+        names = ("idle-a", "idle-b", "busy", "hung")
+        # A Redis address that accepts connections (the kernel's backlog) and never answers:
+        # each reading fails after limits.request_timeout.
+        hung = socket.socket()
+        self.addCleanup(hung.close)
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(128)
         docs = []
         for n in names:
             self.redis.cmd("DEL", "%s-%s" % (n, self.ns))
             docs.append(evstest.DEPLOYMENT.format(name=n, ns=self.ns, replicas=0))
-            docs.append(SCALEDOBJECT.format(name=n, ns=self.ns, target=n,
-                                            list="%s-%s" % (n, self.ns), port=self.redis.port,
-                                            cooldown=3))
+            docs.append(SCALEDOBJECT.format(
+                name=n, ns=self.ns, target=n, list="%s-%s" % (n, self.ns),
+                port=hung.getsockname()[1] if n == "hung" else self.redis.port, cooldown=3))
         self.apply("---\n".join(docs))
         first = evstest.audit_size(self.env)
-        proc, logf, base = self.start()
+        extra = "limits:\n  request_timeout: 1500ms\n"
+        proc, logf, base = self.start(extra)
         for n in names:
-            self.wait_condition(n, "Ready", "True")
+            if n == "hung":
+                self.wait_condition(n, "Ready", "False", timeout=60)
+            else:
+                self.wait_condition(n, "Ready", "True")
             self.wait_condition(n, "Active", "False")
+        # The Active message's figures show the first reading at once ("-/5" stayed up to a
+        # minute when a status was written before it).
+        for n in ("idle-a", "idle-b"):
+            evstest.wait_until(
+                lambda: "%s-%s: 0/5; replicas 0, desired 0" % (n, self.ns) in
+                [c.get("message", "") for c in self.get_scaledobject(n)["status"]["conditions"]
+                 if c["type"] == "Active"][0], timeout=10, what="%s's figures" % n)
         time.sleep(2)  # its writes settled
         proc.send_signal(signal.SIGTERM)
         self.assertEqual(proc.wait(30), 0)
         before = {n: self.get_scaledobject(n)["status"] for n in names}
+        self.assertEqual([c["reason"] for c in before["hung"]["conditions"]
+                          if c["type"] == "Ready"], ["TriggerError"])
         # While it is down, busy's queue grows: its status must change.
         self.redis.cmd("RPUSH", "busy-" + self.ns, *["b%d" % i for i in range(7)])
         since = evstest.audit_size(self.env)
-        proc2, logf2, _ = self.start()
+        proc2, logf2, _ = self.start(extra)
         self.wait_condition("busy", "Active", "True")
         self.wait_replicas("busy", 2, timeout=60)
-        time.sleep(3)  # readings every second: time for any status write to come
+        # hung's first reading (an error) and then some: time for any status write to come.
+        evstest.wait_until(lambda: any(r.get("msg") == "trigger error" and
+                                       r.get("scaledobject") == "%s/hung" % self.ns
+                                       for r in self.log_records(logf2)),
+                           timeout=60, what="hung's first failed reading")
+        time.sleep(3)
         self.assertTrue(any(r.get("msg", "").startswith("leading")
                             for r in self.log_records(logf2)), self.log(logf2)[-2000:])
-        for n in ("idle-a", "idle-b"):
+        for n in ("idle-a", "idle-b", "hung"):
+            self.assertEqual(self.get_scaledobject(n)["status"], before[n], n)
             self.assertEqual(self.status_patches(since, n), [], n)
-            self.assertEqual(self.get_scaledobject(n)["status"], before[n])
         self.assertGreaterEqual(len(self.status_patches(since, "busy")), 1)
         # The first process did write them all (the check above could not pass for nothing).
         for n in names:
