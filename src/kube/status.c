@@ -967,6 +967,23 @@ static void entry_move(evs_status_patcher_t *p, entry_t *e, entry_t *ne) {
   free(e);
 }
 
+/* What e now stands for, written or observed: its names move to ne (when not NULL, see
+ * entry_renamed), its shape (a reference taken), hash, lastActiveTime and Active. Returns the
+ * entry in e's place. */
+static entry_t *entry_settle(evs_status_patcher_t *p, entry_t *e, entry_t *ne, uint32_t shape,
+                             uint64_t hash, int64_t last_active_ms, int active) {
+  if (ne != NULL) {
+    entry_move(p, e, ne);
+    e = ne;
+  }
+  shape_unref(p, e->shape);
+  e->shape = shape;
+  e->hash = hash;
+  set_last_active(e, last_active_ms);
+  e->was_active = active != 0;
+  return e;
+}
+
 /* Builds the merge patch of st (consumed) against what e sent before and sends it. */
 static int write_now(evs_status_patcher_t *p, entry_t *e, json_t *st, uint64_t h,
                      const evs_status_input_t *x, evs_status_cb cb, void *arg) {
@@ -993,16 +1010,8 @@ static int write_now(evs_status_patcher_t *p, entry_t *e, json_t *st, uint64_t h
     shape_unref(p, shape);
     return rc;
   }
-  if (ne != NULL) {
-    entry_move(p, e, ne);
-    e = ne;
-  }
-  shape_unref(p, e->shape);
-  e->shape = shape;
-  e->hash = h;
+  e = entry_settle(p, e, ne, shape, h, x->last_active_ms, x->active != 0);
   e->mine = 1;
-  set_last_active(e, x->last_active_ms);
-  e->was_active = x->active != 0;
   /* The waiting update this write answers (the provider's call on its turn): its callback
    * travels with this patch unless the caller brings one of its own. */
   evs_status_cb replaced = NULL;
@@ -1146,19 +1155,12 @@ int evs_status_patcher_observe(evs_status_patcher_t *p, const char *ns, const ch
     e->hash = 0; /* out of memory: the next update writes, as if nothing were known */
     return UV_ENOMEM;
   }
-  if (ne != NULL) {
-    entry_move(p, e, ne);
-    e = ne;
-  }
-  shape_unref(p, e->shape);
-  e->shape = shape;
-  e->hash = status_hash((json_t *)status);
   int64_t la = 0;
   const char *t = json_string_value(json_object_get(status, "lastActiveTime"));
   if (t == NULL || evs_workload__parse_time(t, &la) != 0 || la < 0)
     la = 0;
-  set_last_active(e, la * 1000);
-  e->was_active = observed_active(status) != 0;
+  (void)entry_settle(p, e, ne, shape, status_hash((json_t *)status), la * 1000,
+                     observed_active(status));
   return 1;
 }
 
