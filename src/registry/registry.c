@@ -1569,8 +1569,6 @@ static const char *evs__status_error(const evs__rec_t *r) {
   return err;
 }
 
-/* Takes the Active detail's figures from d when they are due (see evs__figures_t). Out of memory
- * keeps the last ones. */
 /* Whether d has a value for a trigger the figures have none for (its first reading since the
  * figures were taken: "-" must not stay up to a minute). */
 static int evs__figures_gained(const evs__rec_t *r, const evs_decision_t *d) {
@@ -1582,6 +1580,8 @@ static int evs__figures_gained(const evs__rec_t *r, const evs_decision_t *d) {
   return 0;
 }
 
+/* Takes the Active detail's figures from d when they are due (see evs__figures_t). Out of memory
+ * keeps the last ones. */
 static void evs__detail_refresh(evs__rec_t *r, const evs_decision_t *d) {
   int64_t now = evs__wall_ms();
   if (r->detail_ms != 0 && now - r->detail_ms < 60000 && d->current == r->detail_current &&
