@@ -360,6 +360,20 @@ static entry_t **slot(evs_status_patcher_t *p, const char *key, uint64_t h) {
   return e;
 }
 
+/* The slot of key's entry (its own, or the empty one at the end of its chain). */
+static entry_t **slot_of(evs_status_patcher_t *p, const char *key) {
+  return slot(p, key, fnv1a(key, strlen(key)));
+}
+
+/* The checks every per-object call starts with, then its key into buf (KEY_MAX). */
+static int open_key(const evs_status_patcher_t *p, const char *ns, const char *name, char *buf) {
+  if (p == NULL)
+    return UV_EINVAL;
+  if (p->closing)
+    return EVS_ESTATE;
+  return make_key(buf, ns, name);
+}
+
 /* Doubles the table when it holds more entries than buckets (a failed allocation keeps the
  * longer chains: slower, still correct). The keys are hashed again: keeping each one's hash
  * would cost 8 B per object for what happens ~16 times in the process's life. */
@@ -676,7 +690,7 @@ static void entry_free(evs_status_patcher_t *p, entry_t *e) {
 }
 
 static void unhash(evs_status_patcher_t *p, entry_t *e) {
-  entry_t **s = slot(p, e->data, fnv1a(e->data, strlen(e->data)));
+  entry_t **s = slot_of(p, e->data);
   if (*s == e) {
     *s = e->next;
     p->n--;
@@ -1062,12 +1076,10 @@ int evs_status_patcher_update(evs_status_patcher_t *p, const char *ns, const cha
                               const evs_status_input_t *in, int64_t now_ms, evs_status_cb cb,
                               void *arg) {
   (void)now_ms;
-  if (p == NULL || in == NULL)
+  if (in == NULL)
     return UV_EINVAL;
-  if (p->closing)
-    return EVS_ESTATE;
   char key[KEY_MAX];
-  int rc = make_key(key, ns, name);
+  int rc = open_key(p, ns, name, key);
   if (rc != 0)
     return rc;
   entry_t *e = entry_get(p, key);
@@ -1123,16 +1135,12 @@ static int observed_active(const json_t *st) {
 
 int evs_status_patcher_observe(evs_status_patcher_t *p, const char *ns, const char *name,
                                const json_t *status) {
-  if (p == NULL)
-    return UV_EINVAL;
-  if (p->closing)
-    return EVS_ESTATE;
   char key[KEY_MAX];
-  int rc = make_key(key, ns, name);
+  int rc = open_key(p, ns, name, key);
   if (rc != 0)
     return rc;
   int has = json_is_object(status) && json_object_size(status) > 0;
-  entry_t *e = *slot(p, key, fnv1a(key, strlen(key)));
+  entry_t *e = *slot_of(p, key);
   if (e != NULL && (e->mine || e->flying || e->wants || e->linked || e->retrying))
     return 0; /* this patcher's own writes decide, and what it sends next */
   if (e == NULL && !has)
@@ -1168,7 +1176,7 @@ int evs_status_patcher_known(evs_status_patcher_t *p, const char *ns, const char
   char key[KEY_MAX];
   if (p == NULL || make_key(key, ns, name) != 0)
     return 0;
-  const entry_t *e = *slot(p, key, fnv1a(key, strlen(key)));
+  const entry_t *e = *slot_of(p, key);
   return e != NULL && e->hash != 0;
 }
 
@@ -1184,7 +1192,7 @@ void evs_status_patcher_forget(evs_status_patcher_t *p, const char *ns, const ch
   char key[KEY_MAX];
   if (p == NULL || make_key(key, ns, name) != 0)
     return;
-  entry_t **at = slot(p, key, fnv1a(key, strlen(key)));
+  entry_t **at = slot_of(p, key);
   if (*at == NULL)
     return;
   entry_t *e = *at;
