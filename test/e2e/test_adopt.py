@@ -125,11 +125,21 @@ class Adopt(evstest.KubeCase):
             f.write(text)
         proc.send_signal(signal.SIGHUP)
 
+    def web_under_keda_hpa(self, prefix):
+        """Deployment web (2 replicas), its ScaledObject on a new list (prefix + namespace) and
+        the HPA KEDA's operator made for it. Returns (the list, the ScaledObject's uid)."""
+        lst = prefix + self.ns
+        self.redis.cmd("DEL", lst)
+        self.apply("---\n".join([DEPLOYMENT.format(name="web", ns=self.ns, replicas=2),
+                                 SCALEDOBJECT.format(name="web", ns=self.ns, target="web",
+                                                     list=lst, port=self.redis.port,
+                                                     cooldown=3)]))
+        uid = self.uid("scaledobject", "web")
+        self.create(keda_hpa(self.ns, "web", uid, "web", lst))
+        return lst, uid
+
     def test_dry_run_never_deletes(self):
-        lst = "adopt-dry-" + self.ns
-        self.deployment("web", 2)
-        self.scaledobject("web", "web", lst)
-        self.create(keda_hpa(self.ns, "web", self.uid("scaledobject", "web"), "web", lst))
+        self.web_under_keda_hpa("adopt-dry-")
         since = evstest.audit_size(self.env)
         proc, logf, base = self.start(dry_run=True)
         evstest.wait_until(lambda: any(r.get("msg") == "ScaledObject refused"
@@ -149,14 +159,7 @@ class Adopt(evstest.KubeCase):
     def test_deleted_again_after_the_window(self):
         """KEDA's operator re-created its HPA once, then was stopped: evscale leaves the new HPA
         alone for kubernetes.adopt_window (4 s here), then deletes it and drives the target."""
-        lst = "adopt-win-" + self.ns
-        self.redis.cmd("DEL", lst)
-        self.apply("---\n".join([DEPLOYMENT.format(name="web", ns=self.ns, replicas=2),
-                                 SCALEDOBJECT.format(name="web", ns=self.ns, target="web",
-                                                     list=lst, port=self.redis.port,
-                                                     cooldown=3)]))
-        web_uid = self.uid("scaledobject", "web")
-        self.create(keda_hpa(self.ns, "web", web_uid, "web", lst))
+        lst, web_uid = self.web_under_keda_hpa("adopt-win-")
         since = evstest.audit_size(self.env)
         proc, logf, base = self.start()
         self.wait_message("web", "is already managed by the hpa 'keda-hpa-web'")
@@ -186,13 +189,7 @@ class Adopt(evstest.KubeCase):
         """A follower sees KEDA's HPA and waits (it writes nothing); once it leads it deletes the
         HPA and says EvscaleKEDAHPAAdopted, never EvscaleScaleTargetRefused (a new leader says
         what a follower could not, as the kind of refusal it is)."""
-        lst = "adopt-lead-" + self.ns
-        self.redis.cmd("DEL", lst)
-        self.apply("---\n".join([DEPLOYMENT.format(name="web", ns=self.ns, replicas=2),
-                                 SCALEDOBJECT.format(name="web", ns=self.ns, target="web",
-                                                     list=lst, port=self.redis.port,
-                                                     cooldown=3)]))
-        self.create(keda_hpa(self.ns, "web", self.uid("scaledobject", "web"), "web", lst))
+        self.web_under_keda_hpa("adopt-lead-")
         # Another process holds the Lease (renewed now, for an hour): evscale follows.
         now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
         self.kubectl("create", "-n", self.home, "-f", "-", input=json.dumps({
