@@ -731,17 +731,19 @@ static int count_lines(const char *path) {
 static void test_exec_token_expiry_refresh(void **state) {
   (void)state;
   SKIP_IF_NO_CONTROLPLANE();
-  char runs[600], body[2000];
+  char runs[600], body[4000];
   snprintf(runs, sizeof runs, "%s", path_in("exec-runs"));
-  /* The credential lives 4 s: refreshed at the middle of its life (evs_execcred_refresh_at). */
+  /* The credential lives 4 s: refreshed at the middle of its life (evs_execcred_refresh_at).
+   * The run is counted after its KUBERNETES_EXEC_INFO is in place (written aside, then renamed):
+   * CI read the file while the second run had truncated it. */
   snprintf(body, sizeof body,
+           "echo \"$KUBERNETES_EXEC_INFO\" > %s.info.tmp && mv %s.info.tmp %s.info\n"
            "echo run >> %s\n"
            "exp=$(date -u -d '+4 seconds' +%%Y-%%m-%%dT%%H:%%M:%%SZ)\n"
-           "echo \"$KUBERNETES_EXEC_INFO\" > %s.info\n"
            "printf '{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":"
            "\"ExecCredential\",\"status\":{\"token\":\"%%s\",\"expirationTimestamp\":\"%%s\"}}' "
            "\"$EVS_TOKEN\" \"$exp\"\n",
-           runs, runs);
+           runs, runs, runs, runs);
   char *cmd = plugin("tok-plugin.sh", body);
   char *kc = kubeconfig("exec.yaml", K.url, ca_line(K.ca), exec_user(cmd, "v1"));
   env_t e = {0};
